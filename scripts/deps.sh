@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs every system package the tests, benchmarks and quickstart use. Safe to run again.
+set -euo pipefail
+packages=(
+  busybox-static   # the default image's content, and the VM's userland
+  runc crun        # peers for the runtime's behaviour tests and benchmark
+  nftables iptables
+  etcd-server      # the etcd store backend's tests; the API benchmark's peer
+  docker-registry skopeo umoci   # a local registry on loopback; image benchmark peers
+  qemu-system-x86 linux-image-cloud-amd64 cpio   # the cgroup v2 VM
+  protobuf-compiler
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "deps: installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if ! command -v kubectl >/dev/null; then
+  echo "deps: kubectl is required (the tests drive the real kubectl) and is not on PATH" >&2
+  exit 1
+fi

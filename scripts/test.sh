@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Runs every test: installs system packages, builds the binary and the test image, runs the unit
+# and root integration tests, then the cgroup v2 tests inside a VM. Needs root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "$(id -u)" != 0 ]; then echo "test.sh: run as root (sudo ./scripts/test.sh)" >&2; exit 1; fi
+
+./scripts/deps.sh
+cargo build --locked --all-targets
+./rootfs/build.sh
+cargo test --locked --all-targets 2>&1 | tee target/test.log
+./scripts/vm-test.sh

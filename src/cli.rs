@@ -1,0 +1,23 @@
+//! The top-level command line. Subcommand arguments are defined next to the code that uses them.
+
+use clap::{Parser, Subcommand};
+
+/// nanokube: a small, fast Kubernetes in one binary.
+#[derive(Debug, Parser)]
+#[command(name = "nanokube", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the control plane (API server, store, controllers) and, unless --disable-agent, a local agent.
+    Server(crate::server::ServerArgs),
+    /// Run a node agent (kubelet and proxy) that joins a server.
+    Agent(crate::agent::AgentArgs),
+    /// A runc-compatible OCI container runtime over nanokube's runtime code.
+    Runtime(crate::runtime::cli::RuntimeArgs),
+    /// Manage the node's image store: import, pull, list, remove.
+    Image(crate::image::cli::ImageArgs),
+}

@@ -1,0 +1,3 @@
+//! The node's image store (issue 3).
+
+pub mod cli;

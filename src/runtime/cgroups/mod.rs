@@ -1,0 +1,1 @@
+//! cgroups: v2 (unified) first, v1 / hybrid as the fallback.

@@ -1,0 +1,122 @@
+//! The store: a key-value log with revisions, shaped like etcd's keyspace, so the API server can
+//! offer resourceVersion, optimistic concurrency and watch-from-revision on any backend.
+//!
+//! Layers (as kine does): the API server speaks this trait; each backend keeps an append-only
+//! revision log. Every write gets a new cluster-wide revision; a key's `mod_revision` is the
+//! revision of its last write and becomes the object's `metadata.resourceVersion`.
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+
+/// One stored key at one revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyValue {
+    pub key: String,
+    pub value: Vec<u8>,
+    /// Revision of the write that created the key (survives updates, reset by delete + create).
+    pub create_revision: i64,
+    /// Revision of the latest write to the key.
+    pub mod_revision: i64,
+}
+
+/// A change, as watchers see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The key was created (prev is None) or updated.
+    Put { kv: KeyValue, prev: Option<KeyValue> },
+    /// The key was deleted at `revision`; `prev` is its last value.
+    Delete { prev: KeyValue, revision: i64 },
+}
+
+impl Event {
+    pub fn revision(&self) -> i64 {
+        match self {
+            Event::Put { kv, .. } => kv.mod_revision,
+            Event::Delete { revision, .. } => *revision,
+        }
+    }
+}
+
+/// A page of a list, read at one consistent revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListPage {
+    pub items: Vec<KeyValue>,
+    /// The revision the list was read at (the list's resourceVersion).
+    pub revision: i64,
+    /// True when more keys follow the last one returned.
+    pub more: bool,
+}
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Create of a key that exists.
+    #[error("key {0} already exists")]
+    AlreadyExists(String),
+    /// Update or delete of a key that does not exist.
+    #[error("key {0} not found")]
+    NotFound(String),
+    /// Update or delete whose expected revision is not the key's current one.
+    #[error("key {key} was modified: expected revision {expected}, current {current}")]
+    Conflict { key: String, expected: i64, current: i64 },
+    /// A read or watch from a revision older than the compacted one.
+    #[error("revision {requested} has been compacted (oldest kept is {compacted})")]
+    Compacted { requested: i64, compacted: i64 },
+    /// A read at a revision newer than the store's current one.
+    #[error("revision {0} is in the future")]
+    FutureRevision(i64),
+    /// The backend failed.
+    #[error("store backend: {0}")]
+    Backend(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// A stream of events in revision order. It ends when the store shuts down; a watcher that falls
+/// too far behind receives `Err(Compacted)` and then the stream ends.
+pub type WatchStream = BoxStream<'static, Result<Event>>;
+
+/// The store interface every backend implements and the shared test suite checks.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Current value of a key, or None.
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>>;
+
+    /// Keys starting with `prefix`, in key order, strictly after `start_after` when given, at most
+    /// `limit` items (0 = no limit), read at `revision` (None = current). Reading at a revision
+    /// older than the compacted one fails with `Compacted`.
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+        revision: Option<i64>,
+    ) -> Result<ListPage>;
+
+    /// Number of keys under a prefix at the current revision.
+    async fn count(&self, prefix: &str) -> Result<i64>;
+
+    /// Creates a key; fails with `AlreadyExists`. Returns the new key-value.
+    async fn create(&self, key: &str, value: Vec<u8>) -> Result<KeyValue>;
+
+    /// Replaces a key's value if its mod_revision is `expected_revision`; fails with `NotFound`
+    /// or `Conflict`. Returns the new key-value.
+    async fn update(&self, key: &str, value: Vec<u8>, expected_revision: i64) -> Result<KeyValue>;
+
+    /// Deletes a key, if `expected_revision` is given only when it matches. Returns the last
+    /// value and the revision of the delete.
+    async fn delete(&self, key: &str, expected_revision: Option<i64>) -> Result<(KeyValue, i64)>;
+
+    /// Events for keys under `prefix` with revision > `after_revision`, first those already in the
+    /// log, then live ones. Fails with `Compacted` when `after_revision` is older than the log.
+    async fn watch(&self, prefix: &str, after_revision: i64) -> Result<WatchStream>;
+
+    /// The latest revision written.
+    async fn current_revision(&self) -> Result<i64>;
+
+    /// The oldest revision still readable (everything at or before it is gone).
+    async fn compacted_revision(&self) -> Result<i64>;
+
+    /// Drops history older than `revision` (current values are kept).
+    async fn compact(&self, revision: i64) -> Result<()>;
+}
