@@ -157,7 +157,10 @@ fn forward_signals(pid: i32) {
 }
 
 pub fn run(args: RuntimeArgs) -> anyhow::Result<i32> {
-    let rt = Runtime::new(&args.root);
+    let mut rt = Runtime::new(&args.root);
+    // One command per operation: a fresh sealed copy each time would cost more than the
+    // whole container start (see exe.rs), so the CLI uses the read-only bind.
+    rt.protection = super::exe::Protection::ReadOnlyBind;
     match args.command {
         Command::Init => init::main(),
         Command::Create(c) => {

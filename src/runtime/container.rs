@@ -163,6 +163,8 @@ impl std::fmt::Debug for Channel {
 #[derive(Debug, Clone)]
 pub struct Runtime {
     pub root: PathBuf,
+    /// How the runtime binary is protected inside containers (see exe.rs).
+    pub protection: exe::Protection,
 }
 
 impl Default for Runtime {
@@ -226,7 +228,10 @@ impl Drop for Cleanup<'_> {
 
 impl Runtime {
     pub fn new(root: impl Into<PathBuf>) -> Runtime {
-        Runtime { root: root.into() }
+        Runtime {
+            root: root.into(),
+            protection: exe::Protection::default(),
+        }
     }
 
     /// Builds the container up to the point just before the user's program: namespaces,
@@ -241,7 +246,8 @@ impl Runtime {
         spec::validate(&spec, &bundle)?;
         let rootfs = spec::rootfs_path(&spec, &bundle);
         let filter = compile_seccomp(&spec, opts.default_seccomp)?;
-        let exe_fd = exe::sealed_self()?;
+        let flags = init::clone_flags(&spec);
+        let exe_src = exe::source(self.protection, flags)?;
 
         let dir = state::create_dir(&self.root, id)?;
         let mut cleanup = Cleanup {
@@ -274,10 +280,8 @@ impl Runtime {
         let has_cgroup = cleanup.cgroup.is_some();
 
         let (mut parent, child) = Channel::pair()?;
-        let plan = spawn::Plan::new(exe_fd, &child.raw_fd(), opts.stdio.raw());
-        let pid = plan
-            .spawn(init::clone_flags(&spec))
-            .map_err(sys_err("clone"))?;
+        let plan = spawn::Plan::new(exe_src, &child.raw_fd(), opts.stdio.raw());
+        let pid = plan.spawn(flags).map_err(sys_err("clone"))?;
         cleanup.pid = Some(pid);
         drop(child);
         drop(opts.stdio);
@@ -634,10 +638,12 @@ impl Runtime {
             });
         }
         drop(pidfd);
-        let exe_fd = exe::sealed_self()?;
+        // A private mount namespace for the helper until it joins the container's.
+        let flags = libc::CLONE_NEWNS;
+        let exe_src = exe::source(self.protection, flags)?;
         let (mut parent, child) = Channel::pair()?;
-        let plan = spawn::Plan::new(exe_fd, &child.raw_fd(), opts.stdio.raw());
-        let helper = plan.spawn(0).map_err(sys_err("clone"))?;
+        let plan = spawn::Plan::new(exe_src, &child.raw_fd(), opts.stdio.raw());
+        let helper = plan.spawn(flags).map_err(sys_err("clone"))?;
         drop(child);
         drop(opts.stdio);
         let fail = |e: Error| {

@@ -2,9 +2,13 @@
 //! (CVE-2019-5736): a process in the container that opens /proc/<init>/exe reaches the memfd,
 //! whose seals forbid writes, never the host's `nanokube` file.
 //!
-//! The copy is made once per process and kept (a long-running caller such as the kubelet pays
-//! for it once); the CLI makes it once per command, which costs one in-kernel sendfile of the
-//! binary into shmem.
+//! The copy is made once per process and kept: a long-running caller such as the kubelet
+//! pays for it once. A short-lived caller (the CLI, one command per container operation)
+//! would pay a copy of the whole binary every time (tens of milliseconds), so it can choose
+//! `Protection::ReadOnlyBind` instead: the cloned child, already in its own mount namespace,
+//! makes its view of the binary a read-only bind mount before exec'ing it. /proc/<pid>/exe then
+//! names that read-only mount, so opening it for writing fails with EROFS, and the mount
+//! vanishes with the namespace. Either way the init also makes itself non-dumpable.
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -16,6 +20,41 @@ pub enum Error {
     /// A system call while copying or sealing failed.
     #[error("sealed copy of the runtime binary: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// How the runtime binary is protected while it runs inside a container's namespaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protection {
+    /// Exec a sealed memfd copy (made once per process).
+    #[default]
+    SealedCopy,
+    /// Exec the binary through a read-only bind mount made in the child's own mount
+    /// namespace (needs CLONE_NEWNS on the clone; falls back to the sealed copy otherwise).
+    ReadOnlyBind,
+}
+
+/// What the cloned child execs.
+#[derive(Debug)]
+pub enum Source {
+    /// execveat(fd, "", AT_EMPTY_PATH) of the sealed copy.
+    Sealed(RawFd),
+    /// Bind the binary read-only onto itself, then execve(path).
+    ReadOnlyBind(std::ffi::CString),
+}
+
+/// Picks the source for a clone with `clone_flags`.
+pub fn source(protection: Protection, clone_flags: libc::c_int) -> Result<Source, Error> {
+    if protection == Protection::ReadOnlyBind && clone_flags & libc::CLONE_NEWNS != 0 {
+        let path = std::fs::read_link("/proc/self/exe")?;
+        let text = path.to_string_lossy();
+        // A binary replaced while we run shows as "... (deleted)"; only the copy helps then.
+        if !text.ends_with(" (deleted)") {
+            if let Ok(c) = std::ffi::CString::new(text.as_bytes()) {
+                return Ok(Source::ReadOnlyBind(c));
+            }
+        }
+    }
+    Ok(Source::Sealed(sealed_self()?))
 }
 
 static SEALED: OnceLock<OwnedFd> = OnceLock::new();

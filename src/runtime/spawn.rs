@@ -7,12 +7,13 @@
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, RawFd};
 
+use super::exe::Source;
 use super::init::SYNC_FD_ENV;
 use super::sys;
 
 /// What the child must do, laid out before clone(2) so the child does not allocate.
 pub struct Plan {
-    exe: RawFd,
+    exe: Source,
     sync: RawFd,
     stdio: [RawFd; 3],
     _strings: Vec<CString>,
@@ -22,7 +23,7 @@ pub struct Plan {
 
 impl Plan {
     /// `stdio[i] == -1` keeps the caller's descriptor i.
-    pub fn new(exe: RawFd, sync: &impl AsRawFd, stdio: [RawFd; 3]) -> Plan {
+    pub fn new(exe: Source, sync: &impl AsRawFd, stdio: [RawFd; 3]) -> Plan {
         let strings = vec![
             CString::new("nanokube").expect("static"),
             CString::new("runtime").expect("static"),
@@ -92,14 +93,43 @@ impl Plan {
             if libc::fcntl(self.sync, libc::F_SETFD, 0) < 0 {
                 libc::_exit(126);
             }
-            libc::syscall(
-                libc::SYS_execveat,
-                self.exe,
-                c"".as_ptr(),
-                self.argv.as_ptr(),
-                self.envp.as_ptr(),
-                libc::AT_EMPTY_PATH,
-            );
+            match &self.exe {
+                Source::Sealed(fd) => {
+                    libc::syscall(
+                        libc::SYS_execveat,
+                        *fd,
+                        c"".as_ptr(),
+                        self.argv.as_ptr(),
+                        self.envp.as_ptr(),
+                        libc::AT_EMPTY_PATH,
+                    );
+                }
+                Source::ReadOnlyBind(path) => {
+                    // Our mount namespace is new (CLONE_NEWNS): keep the binds to ourselves,
+                    // then make this namespace's view of the binary read-only.
+                    let p = path.as_ptr();
+                    let none = std::ptr::null();
+                    if libc::mount(
+                        none,
+                        c"/".as_ptr(),
+                        none,
+                        libc::MS_SLAVE | libc::MS_REC,
+                        std::ptr::null(),
+                    ) < 0
+                        || libc::mount(p, p, none, libc::MS_BIND, std::ptr::null()) < 0
+                        || libc::mount(
+                            none,
+                            p,
+                            none,
+                            libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+                            std::ptr::null(),
+                        ) < 0
+                    {
+                        libc::_exit(126);
+                    }
+                    libc::execve(p, self.argv.as_ptr(), self.envp.as_ptr());
+                }
+            }
             libc::_exit(127)
         }
     }
