@@ -4,6 +4,9 @@ use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+/// How long freezing may take, and how long destroy waits for killed processes to leave.
+pub(super) const SETTLE: Duration = Duration::from_millis(500);
+
 use super::{Error, Result};
 
 fn io(op: &'static str, path: &Path, source: std::io::Error) -> Error {
@@ -128,6 +131,24 @@ pub(super) fn remove_dir(dir: &Path) -> Result<()> {
     }
 }
 
+/// Waits briefly for `pids` to report no process (killed ones need a moment to exit), then
+/// reports the ones that remain as Busy.
+pub(super) fn wait_empty(dir: &Path, mut pids: impl FnMut() -> Result<Vec<i32>>) -> Result<()> {
+    let mut last = Vec::new();
+    let empty = wait_until(SETTLE, || {
+        last = pids()?;
+        Ok(last.is_empty())
+    })?;
+    if empty {
+        Ok(())
+    } else {
+        Err(Error::Busy {
+            path: dir.to_path_buf(),
+            pids: last,
+        })
+    }
+}
+
 /// Sends `signal` to each pid; a process that exited meanwhile is not an error.
 pub(super) fn signal_all(pids: &[i32], signal: i32) -> Result<()> {
     let sig = nix::sys::signal::Signal::try_from(signal).map_err(|source| Error::Signal {
@@ -150,9 +171,12 @@ pub(super) fn signal_all(pids: &[i32], signal: i32) -> Result<()> {
     Ok(())
 }
 
-/// Polls `check` until it returns true or a short deadline passes.
-pub(super) fn wait_until(mut check: impl FnMut() -> Result<bool>) -> Result<bool> {
-    let deadline = Instant::now() + Duration::from_secs(2);
+/// Polls `check` until it returns true or `timeout` passes.
+pub(super) fn wait_until(
+    timeout: Duration,
+    mut check: impl FnMut() -> Result<bool>,
+) -> Result<bool> {
+    let deadline = Instant::now() + timeout;
     let mut pause = Duration::from_micros(200);
     loop {
         if check()? {

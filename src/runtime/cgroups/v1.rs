@@ -373,7 +373,7 @@ impl V1Cgroup {
         fs::write(freezer, "freezer.state", "FROZEN")?;
         // Signalling a partly frozen group is still better than not signalling at all; the
         // thaw below always runs.
-        fs::wait_until(|| {
+        fs::wait_until(fs::SETTLE, || {
             // Writing FROZEN again nudges tasks that were in a fork when the freeze began.
             Ok(fs::read(freezer, "freezer.state")?.trim() == "FROZEN"
                 || fs::write(freezer, "freezer.state", "FROZEN").map(|_| false)?)
@@ -385,6 +385,9 @@ impl V1Cgroup {
 
     pub(super) fn destroy(self) -> Result<()> {
         // Try every hierarchy even if one fails, so one stuck directory leaks nothing else.
+        if let Some(dir) = self.procs_dir().filter(|d| d.exists()) {
+            fs::wait_empty(dir, || self.pids())?;
+        }
         let mut first_error = None;
         for dir in self.dirs() {
             if let Err(e) = fs::remove_dir(&dir) {

@@ -243,7 +243,9 @@ impl V2Cgroup {
             fs::write(&self.dir, "cgroup.freeze", "1")?;
             // Even if freezing does not complete in time, signalling is still the best we can
             // do; the thaw below always runs.
-            fs::wait_until(|| Ok(self.read_keyed("cgroup.events", "frozen")? == 1))?;
+            fs::wait_until(fs::SETTLE, || {
+                Ok(self.read_keyed("cgroup.events", "frozen")? == 1)
+            })?;
         }
         let result = self.pids().and_then(|pids| fs::signal_all(&pids, signal));
         if freezable {
@@ -253,6 +255,10 @@ impl V2Cgroup {
     }
 
     pub(super) fn destroy(self) -> Result<()> {
+        if !self.dir.exists() {
+            return Ok(());
+        }
+        fs::wait_empty(&self.dir, || self.pids())?;
         fs::remove_dir(&self.dir)
     }
 }
