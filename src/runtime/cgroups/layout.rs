@@ -74,11 +74,9 @@ pub(super) fn parse_mountinfo(mountinfo: &str) -> Layout {
         };
         let mount_point = PathBuf::from(unescape(mount_point));
         match fstype {
-            "cgroup2" => {
-                // Prefer the conventional location if several are mounted.
-                if layout.unified.is_none() || mount_point.starts_with(CGROUP_ROOT) {
-                    layout.unified = Some(mount_point);
-                }
+            // Prefer the conventional location if several are mounted.
+            "cgroup2" if layout.unified.is_none() || mount_point.starts_with(CGROUP_ROOT) => {
+                layout.unified = Some(mount_point);
             }
             "cgroup" => {
                 for opt in super_opts.split(',') {
