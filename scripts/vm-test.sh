@@ -36,7 +36,8 @@ fi
 kver="${vmlinuz#/boot/vmlinuz-}"
 
 # --- what goes in -------------------------------------------------------------------------------
-cargo build --locked --quiet --bin nanokube
+# A --job brings what it needs (VM_EXTRA); the tests need the debug binary they were built with.
+if [ "$mode" != job ]; then cargo build --locked --quiet --bin nanokube; fi
 ./rootfs/build.sh >/dev/null
 
 # Test binaries: tests/cgroups.rs whole, and the cgroup tests of tests/runtime.rs, when present.
@@ -84,7 +85,7 @@ ship() {
     cp -L "$src" "$dst"
   fi
 }
-ship "$crate/target/debug/nanokube"
+[ -x "$crate/target/debug/nanokube" ] && ship "$crate/target/debug/nanokube"
 ship "$crate/rootfs/out"
 [ -d "$crate/tests" ] && ship "$crate/tests"
 for b in /usr/sbin/runc /usr/bin/crun; do [ -x "$b" ] && ship "$b"; done
@@ -140,7 +141,9 @@ if [ "$mode" = shell ]; then
   exec "${qemu[@]}"
 fi
 set +e
-timeout --foreground "$timeout_s" "${qemu[@]}" </dev/null 2>&1 | tr -d '\r' | tee "$log"
+# The console's carriage returns and terminal resets would garble logs; drop them.
+timeout --foreground "$timeout_s" "${qemu[@]}" </dev/null 2>&1 |
+  sed -u -e 's/\r//g' -e 's/\x1bc//g' -e 's/\x1b\[[0-9;?]*[a-zA-Z]//g' | tee "$log"
 qemu_rc=${PIPESTATUS[0]}
 set -e
 result="$(grep -a -o 'NANOKUBE-VM-RESULT exit=[0-9]*' "$log" | tail -n1 | cut -d= -f2)"
