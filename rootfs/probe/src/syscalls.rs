@@ -35,9 +35,9 @@ fn reap(pid: i64) {
 
 pub fn attempt(name: &str) -> Option<String> {
     let r: i64 = match name {
-        // SAFETY (all arms): each call passes only valid pointers to live locals or null where
-        // the kernel accepts null; the process is single-threaded so raw clones are fork-like.
+        // SAFETY: flags only; the new namespace dies with the probe.
         "unshare-mnt" => unsafe { libc::unshare(libc::CLONE_NEWNS) as i64 },
+        // SAFETY: flags only; the probe is single-threaded, as CLONE_NEWUSER requires.
         "unshare-user" => unsafe { libc::unshare(libc::CLONE_NEWUSER) as i64 },
         "mount-tmpfs" => {
             let dir = c"/tmp";
