@@ -186,15 +186,25 @@ pub fn attempt(name: &str) -> Option<String> {
         // SAFETY: valid C string; chroot to "/" changes nothing visible.
         "chroot" => unsafe { libc::chroot(c"/".as_ptr()) as i64 },
         "mknod-char" => {
-            // SAFETY: getpid cannot fail.
-            let path = CString::new(format!("/tmp/.probe-null-{}", unsafe { libc::getpid() }))
-                .expect("no NUL in path");
-            // SAFETY: valid C string; the node (1:3, /dev/null) is removed at once.
-            let r =
-                unsafe { libc::mknod(path.as_ptr(), libc::S_IFCHR | 0o600, libc::makedev(1, 3)) };
-            if r == 0 {
-                // SAFETY: valid C string.
-                unsafe { libc::unlink(path.as_ptr()) };
+            // The first directory whose filesystem is writable: the question is CAP_MKNOD and
+            // seccomp, not a read-only root.
+            let mut r = -1;
+            for dir in ["/tmp", "/dev", "/dev/shm", "/run"] {
+                // SAFETY: getpid cannot fail.
+                let pid = unsafe { libc::getpid() };
+                let path = CString::new(format!("{dir}/.probe-null-{pid}")).expect("no NUL");
+                // SAFETY: valid C string; the node (1:3, like /dev/null) is removed at once.
+                r = unsafe {
+                    libc::mknod(path.as_ptr(), libc::S_IFCHR | 0o600, libc::makedev(1, 3))
+                };
+                if r == 0 {
+                    // SAFETY: valid C string.
+                    unsafe { libc::unlink(path.as_ptr()) };
+                    break;
+                }
+                if ![libc::EROFS, libc::ENOENT, libc::EACCES].contains(&errno::last()) {
+                    break;
+                }
             }
             r as i64
         }
