@@ -11,7 +11,8 @@ out="$here/out"
 ref="nanokube/busybox:latest"
 busybox=/bin/busybox
 
-if [ ! -x "$busybox" ] || ! file -L "$busybox" | grep -q 'statically linked'; then
+# ldd fails on a static executable ("not a dynamic executable"): the image has no libraries.
+if [ ! -x "$busybox" ] || ldd "$busybox" >/dev/null 2>&1; then
   echo "rootfs/build.sh: $busybox is missing or not static; install busybox-static (scripts/deps.sh)" >&2
   exit 1
 fi

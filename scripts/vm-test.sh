@@ -146,7 +146,7 @@ timeout --foreground "$timeout_s" "${qemu[@]}" </dev/null 2>&1 |
   sed -u -e 's/\r//g' -e 's/\x1bc//g' -e 's/\x1b\[[0-9;?]*[a-zA-Z]//g' | tee "$log"
 qemu_rc=${PIPESTATUS[0]}
 set -e
-result="$(grep -a -o 'NANOKUBE-VM-RESULT exit=[0-9]*' "$log" | tail -n1 | cut -d= -f2)"
+result="$(grep -a -o 'NANOKUBE-VM-RESULT exit=[0-9]*' "$log" | tail -n1 | cut -d= -f2 || true)"
 if [ -z "$result" ]; then
   if [ "$qemu_rc" = 124 ]; then echo "vm-test: FAILED: timed out after ${timeout_s}s (log: $log)" >&2
   else echo "vm-test: FAILED: the VM stopped without a result (qemu exit $qemu_rc; log: $log)" >&2; fi
