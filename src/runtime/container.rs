@@ -177,13 +177,9 @@ fn default_cgroup_path(id: &str) -> String {
     format!("/nanokube/{id}")
 }
 
-/// Creates the cgroup, or `None` while the cgroups module is a placeholder.
 fn cgroup_create(path: &str, spec: &Spec) -> Result<Option<cgroups::Cgroup>> {
     let resources = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
-    match cgroups::Cgroup::create(path, resources) {
-        Ok(c) => Ok(Some(c)),
-        Err(cgroups::Error::NotImplemented) => Ok(None),
-    }
+    Ok(Some(cgroups::Cgroup::create(path, resources)?))
 }
 
 fn cgroup_open(path: &Option<String>) -> Option<cgroups::Cgroup> {
