@@ -9,6 +9,7 @@ packages=(
   docker-registry skopeo umoci   # a local registry on loopback; image benchmark peers
   qemu-system-x86 linux-image-cloud-amd64 cpio   # the cgroup v2 VM
   protobuf-compiler
+  python3 binutils kmod   # rootfs/build.sh's OCI archive writer; vm-test.sh strips binaries, lists modules
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -1,6 +1,28 @@
 //! The container runtime: an OCI runtime spec and a bundle in, a running container out.
 //! Synchronous, owns its `unsafe`, and knows nothing of Kubernetes API types.
+//!
+//! How a container is born (see docs/runtime.md): `container::Runtime::create` validates the
+//! spec (`spec`), compiles seccomp, creates the cgroup and the state dir (`state`), then
+//! `spawn` clones a child into new namespaces that immediately execs a sealed in-memory copy
+//! of this binary (`exe`) as `nanokube runtime init` (`init`). The init builds the filesystem
+//! (`mounts`), prepares the process (`process`) and waits on the exec fifo for `start`.
 
 pub mod cgroups;
 pub mod cli;
+pub mod container;
+pub mod exe;
+pub mod init;
+pub mod mounts;
+pub mod process;
 pub mod seccomp;
+pub mod signal;
+pub mod spawn;
+pub mod spec;
+pub mod state;
+pub mod sync;
+pub mod sys;
+
+pub use container::{
+    CreateOptions, Created, Error, ExecOptions, ExecProcess, ExitStatus, Runtime, Stdio,
+};
+pub use state::{OciState, Status};

@@ -1,17 +1,79 @@
 //! cgroups: v2 (unified) first, v1 / hybrid as the fallback.
 //!
-//! Interface contract (the runtime core calls exactly this; the cgroups work fills it in):
-//! the parent creates the cgroup from `linux.cgroupsPath` and `linux.resources` before the
-//! container's init runs, adds the init pid, and later reads stats, OOM state and member pids.
+//! Interface contract (the runtime core calls exactly this): the parent creates the cgroup from
+//! `linux.cgroupsPath` and `linux.resources` before the container's init runs, adds the init pid,
+//! and later reads stats, OOM state and member pids.
+//!
+//! Paths are always taken relative to the *root* of each hierarchy, not to the caller's own
+//! cgroup: the runtime itself may live in some supervisor's cgroup (this host puts it in
+//! `memory:/process_api/<id>`), and a container must not inherit that placement.
+//!
+//! Layout of the module: [`layout`] finds where the hierarchies are mounted, [`v2`] and [`v1`]
+//! translate resources into each hierarchy's files, [`convert`] holds the value conversions
+//! between the two (shares to weight, swap semantics), [`stats`] parses what is read back and
+//! [`fs`] wraps the file operations so that every error names the file involved.
+
+mod convert;
+mod fs;
+mod layout;
+mod stats;
+mod v1;
+mod v2;
+
+use std::path::PathBuf;
 
 use oci_spec::runtime::LinuxResources;
+
+pub use convert::{shares_to_weight, weight_to_shares};
+pub use stats::Stats;
 
 /// Errors of cgroup management.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// Not implemented yet (placeholder until the cgroups work lands).
-    #[error("cgroups are not implemented yet")]
-    NotImplemented,
+    /// The cgroupsPath cannot name a container cgroup (empty, the root itself, or with "..").
+    #[error("invalid cgroupsPath {path:?}: {reason}")]
+    InvalidPath { path: String, reason: &'static str },
+    /// No usable cgroup hierarchy is mounted (neither cgroup2 nor any v1 controller).
+    #[error("no cgroup hierarchy mounted: {0}")]
+    NotMounted(String),
+    /// `open` found no directory for the cgroup in any hierarchy.
+    #[error("cgroup {0:?} does not exist")]
+    NotFound(String),
+    /// The resources ask for a controller this host does not offer to the cgroup.
+    #[error("cgroup controller {controller:?} is not available for {path} (needed by {field})")]
+    ControllerMissing {
+        controller: &'static str,
+        path: PathBuf,
+        field: &'static str,
+    },
+    /// A resource value cannot be applied (e.g. swap below the memory limit).
+    #[error("{field}: {reason}")]
+    InvalidResource { field: String, reason: String },
+    /// Reading, writing or creating a cgroup file or directory failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A cgroup file held something that is not in the format the kernel documents.
+    #[error("cannot parse {path}: {content:?}")]
+    Parse { path: PathBuf, content: String },
+    /// The cgroup still holds processes, so it cannot be removed.
+    #[error("cgroup {path} still has processes {pids:?}")]
+    Busy { path: PathBuf, pids: Vec<i32> },
+    /// The freezer did not reach the frozen state in time (a task stuck in the kernel).
+    #[error("cgroup {0} did not freeze in time")]
+    FreezeTimeout(PathBuf),
+    /// Sending the signal to a member process failed for a reason other than it being gone.
+    #[error("signal {signal} to pid {pid}: {source}")]
+    Signal {
+        pid: i32,
+        signal: i32,
+        #[source]
+        source: nix::Error,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -25,62 +87,172 @@ pub enum Hierarchy {
     Legacy,
 }
 
-/// Usage read back from a cgroup.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Stats {
-    pub memory_usage_bytes: u64,
-    pub memory_limit_bytes: Option<u64>,
-    pub cpu_usage_nanos: u64,
-    pub pids_current: u64,
-    pub oom_kills: u64,
-}
-
 /// One container's cgroup (one directory in v2, one per controller in v1).
 #[derive(Debug)]
 pub struct Cgroup {
-    _private: (),
+    path: String,
+    backend: Backend,
 }
 
-/// The hierarchy mounted at /sys/fs/cgroup.
+#[derive(Debug)]
+enum Backend {
+    V2(v2::V2Cgroup),
+    V1(v1::V1Cgroup),
+}
+
+/// The hierarchy mounted at /sys/fs/cgroup: `Unified` when it is a cgroup2 filesystem,
+/// `Legacy` otherwise (v1 controllers, with or without an empty v2 mount beside them).
 pub fn detect() -> Hierarchy {
-    Hierarchy::Legacy
+    layout::get().hierarchy
+}
+
+/// Splits an OCI cgroupsPath into its directory components, refusing anything that could
+/// escape the hierarchy or name its root. Relative paths are taken from the root as well.
+fn components(path: &str) -> Result<Vec<&str>> {
+    let invalid = |reason| Error::InvalidPath {
+        path: path.to_string(),
+        reason,
+    };
+    let mut parts = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" => continue,
+            "." | ".." => return Err(invalid("\".\" and \"..\" are not allowed")),
+            _ => parts.push(part),
+        }
+    }
+    if parts.is_empty() {
+        return Err(invalid("it names the root cgroup"));
+    }
+    Ok(parts)
 }
 
 impl Cgroup {
     /// Creates (or reuses) the cgroup at `path` (an OCI cgroupsPath, absolute under the cgroup
-    /// root, e.g. "/nanokube/<id>") and applies `resources`.
-    pub fn create(_path: &str, _resources: Option<&LinuxResources>) -> Result<Cgroup> {
-        Err(Error::NotImplemented)
+    /// root, e.g. "/nanokube/<id>") and applies `resources`. On error nothing that this call
+    /// created is left behind.
+    pub fn create(path: &str, resources: Option<&LinuxResources>) -> Result<Cgroup> {
+        let parts = components(path)?;
+        let layout = layout::get();
+        let backend = match layout.hierarchy {
+            Hierarchy::Unified => Backend::V2(v2::V2Cgroup::create(layout, &parts, resources)?),
+            Hierarchy::Legacy => Backend::V1(v1::V1Cgroup::create(layout, &parts, resources)?),
+        };
+        Ok(Cgroup {
+            path: path.to_string(),
+            backend,
+        })
     }
+
     /// Opens an existing cgroup (a restarted caller inspecting a container it did not start).
-    pub fn open(_path: &str) -> Result<Cgroup> {
-        Err(Error::NotImplemented)
+    pub fn open(path: &str) -> Result<Cgroup> {
+        let parts = components(path)?;
+        let layout = layout::get();
+        let backend = match layout.hierarchy {
+            Hierarchy::Unified => v2::V2Cgroup::open(layout, &parts).map(Backend::V2),
+            Hierarchy::Legacy => v1::V1Cgroup::open(layout, &parts).map(Backend::V1),
+        }
+        .ok_or_else(|| Error::NotFound(path.to_string()))?;
+        Ok(Cgroup {
+            path: path.to_string(),
+            backend,
+        })
     }
+
+    /// The cgroupsPath this cgroup was created or opened with.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The hierarchy this cgroup lives in.
+    pub fn hierarchy(&self) -> Hierarchy {
+        match self.backend {
+            Backend::V2(_) => Hierarchy::Unified,
+            Backend::V1(_) => Hierarchy::Legacy,
+        }
+    }
+
+    /// Every directory that makes up this cgroup (one in v2; one per mounted v1 controller
+    /// plus the hybrid v2 directory). Tests use it to check that nothing is left behind.
+    pub fn dirs(&self) -> Vec<PathBuf> {
+        match &self.backend {
+            Backend::V2(c) => vec![c.dir().to_path_buf()],
+            Backend::V1(c) => c.dirs(),
+        }
+    }
+
     /// Moves a process into the cgroup.
-    pub fn add_pid(&self, _pid: i32) -> Result<()> {
-        Err(Error::NotImplemented)
+    pub fn add_pid(&self, pid: i32) -> Result<()> {
+        match &self.backend {
+            Backend::V2(c) => c.add_pid(pid),
+            Backend::V1(c) => c.add_pid(pid),
+        }
     }
-    /// Changes the limits of a live cgroup.
-    pub fn update(&self, _resources: &LinuxResources) -> Result<()> {
-        Err(Error::NotImplemented)
+
+    /// Changes the limits of a live cgroup. Only the values present in `resources` change.
+    pub fn update(&self, resources: &LinuxResources) -> Result<()> {
+        match &self.backend {
+            Backend::V2(c) => c.apply(resources),
+            Backend::V1(c) => c.apply(resources),
+        }
     }
-    /// Pids of every process in the cgroup.
+
+    /// Pids of every process in the cgroup, sorted.
     pub fn pids(&self) -> Result<Vec<i32>> {
-        Err(Error::NotImplemented)
+        match &self.backend {
+            Backend::V2(c) => c.pids(),
+            Backend::V1(c) => c.pids(),
+        }
     }
+
+    /// Usage and limits read back from the kernel.
     pub fn stats(&self) -> Result<Stats> {
-        Err(Error::NotImplemented)
+        match &self.backend {
+            Backend::V2(c) => c.stats(),
+            Backend::V1(c) => c.stats(),
+        }
     }
+
     /// True once the kernel OOM-killed a process in this cgroup.
     pub fn oom_killed(&self) -> Result<bool> {
-        Err(Error::NotImplemented)
+        match &self.backend {
+            Backend::V2(c) => c.oom_killed(),
+            Backend::V1(c) => c.oom_killed(),
+        }
     }
+
     /// Sends `signal` to every process in the cgroup (freezing it first so none escapes by forking).
-    pub fn kill_all(&self, _signal: i32) -> Result<()> {
-        Err(Error::NotImplemented)
+    pub fn kill_all(&self, signal: i32) -> Result<()> {
+        match &self.backend {
+            Backend::V2(c) => c.kill_all(signal),
+            Backend::V1(c) => c.kill_all(signal),
+        }
     }
-    /// Removes the cgroup directories; fails if processes remain.
+
+    /// Removes the cgroup directories; fails with [`Error::Busy`] if processes remain.
+    /// Removing a cgroup that is already gone succeeds. Parent directories (e.g. "/nanokube")
+    /// are shared with other containers and stay.
     pub fn destroy(self) -> Result<()> {
-        Err(Error::NotImplemented)
+        match self.backend {
+            Backend::V2(c) => c.destroy(),
+            Backend::V1(c) => c.destroy(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn components_reject_escapes_and_root() {
+        assert_eq!(components("/nanokube/abc").unwrap(), ["nanokube", "abc"]);
+        assert_eq!(components("nanokube//abc/").unwrap(), ["nanokube", "abc"]);
+        assert!(matches!(components("/"), Err(Error::InvalidPath { .. })));
+        assert!(matches!(components(""), Err(Error::InvalidPath { .. })));
+        assert!(matches!(
+            components("/nanokube/../etc"),
+            Err(Error::InvalidPath { .. })
+        ));
     }
 }

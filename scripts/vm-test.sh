@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# Runs the cgroup v2 tests inside a VM: Debian's cloud kernel under qemu (TCG, no KVM needed), no
+# network device, an initramfs holding busybox, the nanokube binary, rootfs/out (image + probe),
+# the needed kernel modules and the test binaries. The VM mounts a pure cgroup v2 hierarchy (this
+# host is hybrid), runs the tests, prints "NANOKUBE-VM-RESULT exit=N" and powers off; this script
+# exits with N, or 1 when the marker never comes (crash, timeout).
+#
+# usage: scripts/vm-test.sh             run the cgroup tests (see docs/vm-test.md for which)
+#        scripts/vm-test.sh --job FILE  run FILE (a busybox sh script) instead; extra files to
+#                                       ship go in $VM_EXTRA (space-separated absolute paths)
+#        scripts/vm-test.sh --shell     interactive shell on the console (exit it to power off)
+# env:   VM_TIMEOUT (seconds, default 600), VM_MEM (MiB, default 2048), VM_SMP (default 2),
+#        VM_TEST_FILTER_RUNTIME (libtest filter for tests/runtime.rs, default "cgroup")
+set -euo pipefail
+crate="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$crate"
+if [ "$(id -u)" != 0 ]; then echo "vm-test.sh: run as root (it builds device nodes)" >&2; exit 1; fi
+
+mode=tests job_file=
+case "${1:-}" in
+  --job) mode=job; job_file="$(realpath "$2")" ;;
+  --shell) mode=shell ;;
+  "") ;;
+  *) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2 ;;
+esac
+timeout_s="${VM_TIMEOUT:-600}"
+work="$crate/target/vm"
+stage="$work/initramfs"
+log="$work/console.log"
+
+vmlinuz="$(ls /boot/vmlinuz-*-cloud-amd64 2>/dev/null | sort -V | tail -n1)"
+if [ -z "$vmlinuz" ]; then
+  echo "vm-test.sh: no /boot/vmlinuz-*-cloud-amd64; install linux-image-cloud-amd64 (scripts/deps.sh)" >&2
+  exit 1
+fi
+kver="${vmlinuz#/boot/vmlinuz-}"
+
+# --- what goes in -------------------------------------------------------------------------------
+# A --job brings what it needs (VM_EXTRA); the tests need the debug binary they were built with.
+if [ "$mode" != job ]; then cargo build --locked --quiet --bin nanokube; fi
+./rootfs/build.sh >/dev/null
+
+# Test binaries: tests/cgroups.rs whole, and the cgroup tests of tests/runtime.rs, when present.
+declare -a test_bins=() test_filters=()
+if [ "$mode" = tests ]; then
+  have_tests="$(cargo metadata --locked --no-deps --format-version 1 | python3 -c '
+import json, sys
+pkg = next(p for p in json.load(sys.stdin)["packages"] if p["name"] == "nanokube")
+print(" ".join(t["name"] for t in pkg["targets"] if "test" in t["kind"] and t["name"] in ("cgroups", "runtime")))')"
+  for t in $have_tests; do
+    exe="$(cargo test --locked --quiet --no-run --message-format=json --test "$t" | python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == sys.argv[1]:
+        print(m["executable"])' "$t")"
+    test_bins+=("$exe")
+    if [ "$t" = runtime ]; then test_filters+=("${VM_TEST_FILTER_RUNTIME:-cgroup}"); else test_filters+=(""); fi
+  done
+fi
+
+rm -rf "$stage"
+mkdir -p "$stage"/{bin,sbin,usr/bin,usr/sbin,etc,proc,sys,dev,tmp,run,root,vm}
+install -m 0755 /bin/busybox "$stage/bin/busybox"
+install -m 0755 rootfs/vm/init "$stage/init"
+mknod -m 0600 "$stage/dev/console" c 5 1
+mknod -m 0666 "$stage/dev/null" c 1 3
+printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$stage/etc/passwd"
+printf 'root:x:0:\nnobody:x:65534:\n' >"$stage/etc/group"
+
+# Copies a file to the same absolute path inside the VM; ELF files lose their debug info (the
+# VM's RAM holds the whole initramfs) and bring the shared libraries they link.
+ship() {
+  local src="$1" dst="$stage$1"
+  mkdir -p "$(dirname "$dst")"
+  if [ -d "$src" ]; then cp -a "$src" "$(dirname "$dst")/"; return; fi
+  if head -c4 "$src" | grep -q 'ELF'; then
+    objcopy --strip-debug "$src" "$dst" 2>/dev/null || cp -L "$src" "$dst"
+    chmod 0755 "$dst"
+    local lib
+    for lib in $(ldd "$src" 2>/dev/null | grep -o '/[^ ]*' || true); do
+      [ -e "$stage$lib" ] || { mkdir -p "$(dirname "$stage$lib")"; cp -L "$lib" "$stage$lib"; }
+    done
+  else
+    cp -L "$src" "$dst"
+  fi
+}
+[ -x "$crate/target/debug/nanokube" ] && ship "$crate/target/debug/nanokube"
+ship "$crate/rootfs/out"
+[ -d "$crate/tests" ] && ship "$crate/tests"
+for b in /usr/sbin/runc /usr/bin/crun; do [ -x "$b" ] && ship "$b"; done
+for b in "${test_bins[@]}"; do ship "$b"; done
+for f in ${VM_EXTRA:-}; do ship "$f"; done
+
+# Kernel modules the runtime may need that the cloud kernel builds as modules, in load order.
+: >"$stage/vm/modules"
+for m in $(modprobe -S "$kver" --show-depends overlay veth bridge 2>/dev/null | awk '$1 == "insmod" {print $2}'); do
+  mkdir -p "$stage$(dirname "$m")"
+  cp "$m" "$stage$m"
+  grep -qxF "$m" "$stage/vm/modules" || echo "$m" >>"$stage/vm/modules"
+done
+
+# The job the VM runs.
+case "$mode" in
+  job) cp "$job_file" "$stage/vm/job.sh" ;;
+  shell) printf 'echo "vm: interactive shell; exit to power off"\nsetsid cttyhack sh\n' >"$stage/vm/job.sh" ;;
+  tests)
+    {
+      echo "# generated by scripts/vm-test.sh"
+      echo "for c in memory cpu pids; do"
+      echo "  grep -qw \$c /sys/fs/cgroup/cgroup.controllers || { echo \"vm: cgroup v2 controller \$c missing\"; exit 1; }"
+      echo "done"
+      # A smoke test of the hierarchy itself: pids.max stops the probe's fork bomb.
+      echo "mkdir /sys/fs/cgroup/vm-smoke && echo 8 >/sys/fs/cgroup/vm-smoke/pids.max"
+      echo "out=\$(sh -c 'echo \$\$ >/sys/fs/cgroup/vm-smoke/cgroup.procs; exec $crate/rootfs/out/probe forkbomb 50')"
+      echo "rmdir /sys/fs/cgroup/vm-smoke"
+      echo "echo \"vm: smoke test in pids.max=8: \$out\""
+      echo "case \"\$out\" in 'forked 7 errno EAGAIN') ;; *) echo 'vm: pids.max not enforced'; exit 1 ;; esac"
+      echo "rc=0"
+      echo "cd $crate"
+      echo "export NANOKUBE_VM=1 RUST_BACKTRACE=1 TMPDIR=/tmp"
+      if ((${#test_bins[@]} == 0)); then echo "echo 'vm: no cgroup test binaries (tests/cgroups.rs, tests/runtime.rs) yet'"; fi
+      for i in "${!test_bins[@]}"; do
+        echo "echo 'vm: running $(basename "${test_bins[$i]}") ${test_filters[$i]}'"
+        echo "${test_bins[$i]} --test-threads=1 ${test_filters[$i]} || rc=1"
+      done
+      echo "exit \$rc"
+    } >"$stage/vm/job.sh"
+    ;;
+esac
+
+(cd "$stage" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc --quiet) >"$work/initramfs.cpio"
+echo "vm-test: kernel $kver, initramfs $(du -m "$work/initramfs.cpio" | cut -f1) MiB, mode $mode"
+
+# --- boot ---------------------------------------------------------------------------------------
+qemu=(qemu-system-x86_64 -accel tcg -cpu max -smp "${VM_SMP:-2}" -m "${VM_MEM:-2048}"
+  -nographic -nic none -no-reboot
+  -kernel "$vmlinuz" -initrd "$work/initramfs.cpio"
+  -append "console=ttyS0 rdinit=/init panic=-1 quiet loglevel=3")
+if [ "$mode" = shell ]; then
+  exec "${qemu[@]}"
+fi
+set +e
+# The console's carriage returns and terminal resets would garble logs; drop them.
+timeout --foreground "$timeout_s" "${qemu[@]}" </dev/null 2>&1 |
+  sed -u -e 's/\r//g' -e 's/\x1bc//g' -e 's/\x1b\[[0-9;?]*[a-zA-Z]//g' | tee "$log"
+qemu_rc=${PIPESTATUS[0]}
+set -e
+result="$(grep -a -o 'NANOKUBE-VM-RESULT exit=[0-9]*' "$log" | tail -n1 | cut -d= -f2 || true)"
+if [ -z "$result" ]; then
+  if [ "$qemu_rc" = 124 ]; then echo "vm-test: FAILED: timed out after ${timeout_s}s (log: $log)" >&2
+  else echo "vm-test: FAILED: the VM stopped without a result (qemu exit $qemu_rc; log: $log)" >&2; fi
+  exit 1
+fi
+if [ "$result" != 0 ]; then echo "vm-test: FAILED: the job exited $result (log: $log)" >&2; exit "$result"; fi
+echo "vm-test: passed"

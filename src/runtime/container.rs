@@ -1,0 +1,685 @@
+//! The runtime's library API, used by the CLI and (later) the kubelet: create, start, state,
+//! kill, delete, list, exec, ps, wait. Everything here runs in the caller's process, which
+//! may be multi-threaded; the only fork is in spawn.rs.
+
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use super::state::{self, OciState, Saved, Status};
+use super::sync::{self, Channel, ExecConfig, InitConfig, Message};
+use super::{cgroups, exe, init, seccomp, spawn, spec, sys};
+
+/// Errors of container operations.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The bundle or spec is unusable.
+    #[error(transparent)]
+    Spec(#[from] spec::Error),
+    /// Container state could not be read or written (includes unknown and duplicate ids).
+    #[error(transparent)]
+    State(#[from] state::Error),
+    /// The container's cgroup could not be created, joined or removed.
+    #[error("cgroup: {0}")]
+    Cgroup(#[from] cgroups::Error),
+    /// The seccomp profile does not compile.
+    #[error("seccomp: {0}")]
+    Seccomp(#[from] seccomp::Error),
+    /// The sealed copy of the runtime binary could not be made.
+    #[error(transparent)]
+    Exe(#[from] exe::Error),
+    /// Talking to the container's init failed.
+    #[error(transparent)]
+    Sync(#[from] sync::Error),
+    /// The container's init reported a failure while building the container.
+    #[error("{0}")]
+    Init(String),
+    /// A system call in the caller failed; `what` names the step.
+    #[error("{what}: {source}")]
+    Sys {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The operation needs another status (e.g. start on a running container).
+    #[error("container {id} is {status}: {message}")]
+    WrongStatus {
+        id: String,
+        status: Status,
+        message: &'static str,
+    },
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+fn sys_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+    let what = what.into();
+    move |source| Error::Sys { what, source }
+}
+
+/// Descriptors to use as the container's stdin, stdout and stderr; `None` inherits the
+/// caller's.
+#[derive(Debug, Default)]
+pub struct Stdio {
+    pub stdin: Option<OwnedFd>,
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
+}
+
+impl Stdio {
+    fn raw(&self) -> [RawFd; 3] {
+        let r = |f: &Option<OwnedFd>| f.as_ref().map_or(-1, |f| f.as_raw_fd());
+        [r(&self.stdin), r(&self.stdout), r(&self.stderr)]
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct CreateOptions {
+    /// The bundle directory (holds config.json unless `spec` is given, and the rootfs if
+    /// root.path is relative).
+    pub bundle: PathBuf,
+    /// Use this spec instead of reading bundle/config.json.
+    pub spec: Option<Spec>,
+    pub stdio: Stdio,
+    /// With process.terminal: the unix socket that receives the pty master (SCM_RIGHTS).
+    pub console_socket: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    /// Apply the built-in default seccomp profile when the spec has none.
+    pub default_seccomp: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct ExecOptions {
+    pub args: Vec<String>,
+    /// Added to (and overriding) the container's process.env.
+    pub env: Vec<String>,
+    pub cwd: Option<PathBuf>,
+    /// uid and gid; the container's process.user when `None`.
+    pub user: Option<(u32, u32)>,
+    pub stdio: Stdio,
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitStatus {
+    /// Raw wait(2) status.
+    pub raw: i32,
+    /// The code a shell would report: the exit code, or 128+N for signal N.
+    pub code: i32,
+    pub signal: Option<i32>,
+    /// The container's cgroup saw an OOM kill.
+    pub oom_killed: bool,
+}
+
+impl ExitStatus {
+    fn from_raw(raw: i32, oom_killed: bool) -> ExitStatus {
+        ExitStatus {
+            raw,
+            code: sys::exit_code(raw),
+            signal: libc::WIFSIGNALED(raw).then(|| libc::WTERMSIG(raw)),
+            oom_killed,
+        }
+    }
+}
+
+/// A container created by this process (which is therefore its init's parent).
+#[derive(Debug)]
+pub struct Created {
+    pub id: String,
+    pub pid: i32,
+}
+
+/// An exec'd process; `wait` returns its status.
+#[derive(Debug)]
+pub struct ExecProcess {
+    /// The process's pid in the caller's pid namespace.
+    pub pid: i32,
+    helper: i32,
+    chan: Channel,
+}
+
+impl ExecProcess {
+    pub fn wait(mut self) -> Result<ExitStatus> {
+        let result = match self.chan.recv() {
+            Ok((Message::Exited { status }, _)) => Ok(ExitStatus::from_raw(status, false)),
+            Ok((Message::Error { message }, _)) => Err(Error::Init(message)),
+            Ok(_) => Err(Error::Init("unexpected message from exec helper".into())),
+            Err(e) => Err(e.into()),
+        };
+        let _ = sys::waitpid(self.helper);
+        result
+    }
+}
+
+impl std::fmt::Debug for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Channel({})", self.raw_fd())
+    }
+}
+
+/// The runtime over one state root directory.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    pub root: PathBuf,
+    /// How the runtime binary is protected inside containers (see exe.rs).
+    pub protection: exe::Protection,
+}
+
+impl Default for Runtime {
+    fn default() -> Self {
+        Runtime::new(state::DEFAULT_ROOT)
+    }
+}
+
+fn default_cgroup_path(id: &str) -> String {
+    format!("/nanokube/{id}")
+}
+
+fn cgroup_create(path: &str, spec: &Spec) -> Result<Option<cgroups::Cgroup>> {
+    let resources = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
+    Ok(Some(cgroups::Cgroup::create(path, resources)?))
+}
+
+fn cgroup_open(path: &Option<String>) -> Option<cgroups::Cgroup> {
+    path.as_deref().and_then(|p| cgroups::Cgroup::open(p).ok())
+}
+
+fn compile_seccomp(spec: &Spec, default: bool) -> Result<Option<sync::Filter>> {
+    let profile = match spec.linux().as_ref().and_then(|l| l.seccomp().clone()) {
+        Some(p) => p,
+        None if default => seccomp::default_profile(),
+        None => return Ok(None),
+    };
+    match seccomp::compile(&profile) {
+        Ok(p) => Ok(Some(sync::filter_to_wire(&p))),
+        Err(seccomp::Error::NotImplemented) => Ok(None),
+    }
+}
+
+/// Undoes a half-made container when create fails part way.
+struct Cleanup<'a> {
+    root: &'a Path,
+    id: &'a str,
+    pid: Option<i32>,
+    cgroup: Option<cgroups::Cgroup>,
+    armed: bool,
+}
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if let Some(pid) = self.pid {
+            spawn::kill_and_reap(pid);
+        }
+        if let Some(cg) = self.cgroup.take() {
+            let _ = cg.destroy();
+        }
+        let _ = state::remove_dir(self.root, self.id);
+    }
+}
+
+impl Runtime {
+    pub fn new(root: impl Into<PathBuf>) -> Runtime {
+        Runtime {
+            root: root.into(),
+            protection: exe::Protection::default(),
+        }
+    }
+
+    /// Builds the container up to the point just before the user's program: namespaces,
+    /// filesystem, process attributes. The init then waits for `start`.
+    pub fn create(&self, id: &str, opts: CreateOptions) -> Result<Created> {
+        state::check_id(id)?;
+        let bundle = std::path::absolute(&opts.bundle).map_err(sys_err("bundle path"))?;
+        let spec = match opts.spec {
+            Some(s) => s,
+            None => spec::load(&bundle)?,
+        };
+        spec::validate(&spec, &bundle)?;
+        let rootfs = spec::rootfs_path(&spec, &bundle);
+        let filter = compile_seccomp(&spec, opts.default_seccomp)?;
+        let flags = init::clone_flags(&spec);
+        let exe_src = exe::source(self.protection, flags)?;
+
+        let dir = state::create_dir(&self.root, id)?;
+        let mut cleanup = Cleanup {
+            root: &self.root,
+            id,
+            pid: None,
+            cgroup: None,
+            armed: true,
+        };
+        let fifo = dir.join(state::FIFO);
+        let cfifo = sys::cstr(&fifo).map_err(sys_err("fifo path"))?;
+        // SAFETY: valid C string.
+        sys::cvt(unsafe { libc::mkfifo(cfifo.as_ptr(), 0o622) }).map_err(sys_err("mkfifo"))?;
+        // The init may drop to another user before opening it for writing.
+        // SAFETY: valid C string.
+        sys::cvt(unsafe { libc::chmod(cfifo.as_ptr(), 0o622) }).map_err(sys_err("chmod fifo"))?;
+        std::fs::write(
+            dir.join(state::CONFIG),
+            serde_json::to_vec(&spec).map_err(|e| Error::Init(e.to_string()))?,
+        )
+        .map_err(sys_err("save config"))?;
+
+        let cgroup_path = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.cgroups_path().as_ref())
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| default_cgroup_path(id));
+        cleanup.cgroup = cgroup_create(&cgroup_path, &spec)?;
+        let has_cgroup = cleanup.cgroup.is_some();
+
+        let (mut parent, child) = Channel::pair()?;
+        let plan = spawn::Plan::new(exe_src, &child.raw_fd(), opts.stdio.raw());
+        let pid = plan.spawn(flags).map_err(sys_err("clone"))?;
+        cleanup.pid = Some(pid);
+        drop(child);
+        drop(opts.stdio);
+        if let Some(cg) = &cleanup.cgroup {
+            cg.add_pid(pid)?;
+        }
+        if let Some(adj) = spec.process().as_ref().and_then(|p| p.oom_score_adj()) {
+            super::process::set_oom_score_adj(pid, adj).map_err(|e| Error::Init(e.to_string()))?;
+        }
+        let terminal = spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.terminal())
+            .unwrap_or(false);
+        let annotations = spec.annotations().clone().unwrap_or_default();
+        let oci_version = spec.version().clone();
+        parent.send(&Message::Init(Box::new(InitConfig {
+            id: id.to_string(),
+            spec,
+            rootfs: rootfs.clone(),
+            fifo,
+            seccomp: filter.clone(),
+        })))?;
+        let (msg, fds) = parent.recv()?;
+        match msg {
+            Message::Ready { .. } => {}
+            Message::Error { message } => return Err(Error::Init(message)),
+            _ => return Err(Error::Init("unexpected message from init".into())),
+        }
+        if terminal {
+            let master = fds
+                .into_iter()
+                .next()
+                .ok_or_else(|| Error::Init("init sent no terminal".into()))?;
+            let socket = opts
+                .console_socket
+                .as_ref()
+                .ok_or_else(|| Error::Init("process.terminal needs --console-socket".into()))?;
+            send_console(socket, &master)?;
+        }
+        let (start, _) =
+            state::proc_stat(pid).ok_or_else(|| Error::Init("init vanished".into()))?;
+        state::save(
+            &self.root,
+            &Saved {
+                oci_version,
+                id: id.to_string(),
+                pid,
+                bundle,
+                rootfs,
+                annotations,
+                created: state::rfc3339_now(),
+                init_start_time: start,
+                cgroup_path: has_cgroup.then_some(cgroup_path),
+                default_seccomp: opts.default_seccomp,
+            },
+        )?;
+        if let Some(pf) = &opts.pid_file {
+            std::fs::write(pf, pid.to_string())
+                .map_err(sys_err(format!("pid file {}", pf.display())))?;
+        }
+        cleanup.armed = false;
+        Ok(Created {
+            id: id.to_string(),
+            pid,
+        })
+    }
+
+    /// Lets a created container's init exec the user's program.
+    pub fn start(&self, id: &str) -> Result<()> {
+        let saved = state::load(&self.root, id)?;
+        match state::status(&self.root, &saved) {
+            Status::Created => {}
+            status => {
+                return Err(Error::WrongStatus {
+                    id: id.into(),
+                    status,
+                    message: "only a created container can be started",
+                })
+            }
+        }
+        let fifo = state::dir(&self.root, id).join(state::FIFO);
+        let fd = sys::open(&fifo, libc::O_RDONLY | libc::O_NONBLOCK)
+            .map_err(sys_err("open exec fifo"))?;
+        let mut pfd = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        loop {
+            // SAFETY: one valid pollfd.
+            let n = unsafe { libc::poll(&mut pfd, 1, 100) };
+            if n > 0 {
+                let mut b = [0u8; 1];
+                // SAFETY: valid fd and one-byte buffer.
+                let r =
+                    unsafe { libc::read(fd.as_raw_fd(), b.as_mut_ptr() as *mut libc::c_void, 1) };
+                if r == 1 {
+                    break;
+                }
+                if r == 0 || pfd.revents & libc::POLLHUP != 0 {
+                    return Err(Error::Init(
+                        "the container's init exited before start".into(),
+                    ));
+                }
+            }
+            if !state::init_alive(&saved) {
+                return Err(Error::Init(
+                    "the container's init exited before start".into(),
+                ));
+            }
+        }
+        let _ = std::fs::remove_file(&fifo);
+        Ok(())
+    }
+
+    pub fn state(&self, id: &str) -> Result<OciState> {
+        let saved = state::load(&self.root, id)?;
+        Ok(self.oci_state(&saved))
+    }
+
+    fn oci_state(&self, saved: &Saved) -> OciState {
+        let status = state::status(&self.root, saved);
+        let oom_killed = status == Status::Stopped
+            && cgroup_open(&saved.cgroup_path).is_some_and(|c| c.oom_killed().unwrap_or(false));
+        OciState {
+            oci_version: saved.oci_version.clone(),
+            id: saved.id.clone(),
+            status,
+            pid: if status == Status::Stopped {
+                0
+            } else {
+                saved.pid
+            },
+            bundle: saved.bundle.clone(),
+            rootfs: saved.rootfs.clone(),
+            created: saved.created.clone(),
+            annotations: saved.annotations.clone(),
+            oom_killed,
+        }
+    }
+
+    pub fn list(&self) -> Result<Vec<OciState>> {
+        let mut out = Vec::new();
+        for id in state::list(&self.root)? {
+            if let Ok(saved) = state::load(&self.root, &id) {
+                out.push(self.oci_state(&saved));
+            }
+        }
+        Ok(out)
+    }
+
+    /// A pidfd for the container's init, checked against its recorded start time so a
+    /// reused pid is never signalled.
+    fn init_pidfd(&self, saved: &Saved) -> Option<OwnedFd> {
+        let fd = sys::pidfd_open(saved.pid).ok()?;
+        state::init_alive(saved).then_some(fd)
+    }
+
+    /// Sends `signal` to the init, or with `all` to every process in the container.
+    pub fn kill(&self, id: &str, signal: i32, all: bool) -> Result<()> {
+        let saved = state::load(&self.root, id)?;
+        let status = state::status(&self.root, &saved);
+        if status == Status::Stopped {
+            return Err(Error::WrongStatus {
+                id: id.into(),
+                status,
+                message: "cannot signal a stopped container",
+            });
+        }
+        if all {
+            if let Some(cg) = cgroup_open(&saved.cgroup_path) {
+                return cg.kill_all(signal).map_err(Error::from);
+            }
+        }
+        let pidfd = self.init_pidfd(&saved).ok_or_else(|| Error::WrongStatus {
+            id: id.into(),
+            status: Status::Stopped,
+            message: "cannot signal a stopped container",
+        })?;
+        sys::pidfd_send_signal(&pidfd, signal).map_err(sys_err("signal"))
+    }
+
+    /// Removes a container. A running one needs `force` (it is then killed first).
+    pub fn delete(&self, id: &str, force: bool) -> Result<()> {
+        let saved = match state::load(&self.root, id) {
+            Ok(s) => s,
+            // A half-made dir (no state.json yet) of a crashed create can go with --force.
+            Err(state::Error::NotFound(_)) if force && state::dir(&self.root, id).is_dir() => {
+                return Ok(state::remove_dir(&self.root, id)?);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let status = state::status(&self.root, &saved);
+        if status == Status::Running && !force {
+            return Err(Error::WrongStatus {
+                id: id.into(),
+                status,
+                message: "stop it first or use --force",
+            });
+        }
+        let cgroup = cgroup_open(&saved.cgroup_path);
+        if status != Status::Stopped {
+            if let Some(pidfd) = self.init_pidfd(&saved) {
+                // Killing a pid namespace's init kills everything in it.
+                let _ = sys::pidfd_send_signal(&pidfd, libc::SIGKILL);
+                let _ = sys::pidfd_wait_exit(&pidfd, 10_000);
+            }
+        }
+        if let Some(cg) = cgroup {
+            // Processes outside the pid namespace's reach (none normally) and stragglers
+            // still exiting: kill, then retry the removal briefly.
+            let _ = cg.kill_all(libc::SIGKILL);
+            let mut cg = Some(cg);
+            for _ in 0..100 {
+                let c = cg.take().expect("kept");
+                match c.destroy() {
+                    Ok(()) => break,
+                    Err(_) => {
+                        std::thread::sleep(std::time::Duration::from_millis(10));
+                        match cgroup_open(&saved.cgroup_path) {
+                            Some(again) => cg = Some(again),
+                            None => break,
+                        }
+                    }
+                }
+            }
+        }
+        state::remove_dir(&self.root, id)?;
+        Ok(())
+    }
+
+    /// Waits for a container created by this process to exit (we are its init's parent).
+    pub fn wait(&self, created: &Created) -> Result<ExitStatus> {
+        let raw = sys::waitpid(created.pid).map_err(sys_err("wait"))?;
+        let saved = state::load(&self.root, &created.id)?;
+        let oom = cgroup_open(&saved.cgroup_path).is_some_and(|c| c.oom_killed().unwrap_or(false));
+        Ok(ExitStatus::from_raw(raw, oom))
+    }
+
+    /// Pids (in our pid namespace) of every process in the container.
+    pub fn ps(&self, id: &str) -> Result<Vec<i32>> {
+        let saved = state::load(&self.root, id)?;
+        if let Some(cg) = cgroup_open(&saved.cgroup_path) {
+            if let Ok(pids) = cg.pids() {
+                return Ok(pids);
+            }
+        }
+        if !state::init_alive(&saved) {
+            return Ok(Vec::new());
+        }
+        // Without a cgroup: every process in the init's pid namespace.
+        let ns = std::fs::read_link(format!("/proc/{}/ns/pid", saved.pid))
+            .map_err(sys_err("read pid ns"))?;
+        let mut pids = Vec::new();
+        for entry in std::fs::read_dir("/proc")
+            .map_err(sys_err("read /proc"))?
+            .flatten()
+        {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            if std::fs::read_link(format!("/proc/{pid}/ns/pid"))
+                .ok()
+                .as_ref()
+                == Some(&ns)
+            {
+                pids.push(pid);
+            }
+        }
+        pids.sort();
+        Ok(pids)
+    }
+
+    /// Runs an extra process inside a running container, in all its namespaces and its
+    /// cgroup, with the container's capabilities, no_new_privs and seccomp filter.
+    pub fn exec(&self, id: &str, opts: ExecOptions) -> Result<ExecProcess> {
+        let saved = state::load(&self.root, id)?;
+        let status = state::status(&self.root, &saved);
+        if status == Status::Stopped {
+            return Err(Error::WrongStatus {
+                id: id.into(),
+                status,
+                message: "cannot exec in a stopped container",
+            });
+        }
+        if opts.args.is_empty() {
+            return Err(Error::Init("exec needs a command".into()));
+        }
+        let text = std::fs::read(state::dir(&self.root, id).join(state::CONFIG))
+            .map_err(sys_err("read saved config"))?;
+        let spec = spec::parse(&text)?;
+        let mut process = spec.process().clone().unwrap_or_default();
+        process.set_args(Some(opts.args.clone()));
+        let mut env = process.env().clone().unwrap_or_default();
+        for e in &opts.env {
+            let name = e.split('=').next().unwrap_or("");
+            env.retain(|x| x.split('=').next() != Some(name));
+            env.push(e.clone());
+        }
+        process.set_env(Some(env));
+        if let Some(cwd) = &opts.cwd {
+            process.set_cwd(cwd.clone());
+        }
+        if let Some((uid, gid)) = opts.user {
+            let mut user = process.user().clone();
+            user.set_uid(uid);
+            user.set_gid(gid);
+            user.set_additional_gids(None);
+            process.set_user(user);
+        }
+        process.set_terminal(Some(false));
+        let filter = compile_seccomp(&spec, saved.default_seccomp)?;
+
+        // The container's namespaces, opened while we know the init is the one we recorded.
+        let pidfd = self.init_pidfd(&saved).ok_or_else(|| Error::WrongStatus {
+            id: id.into(),
+            status: Status::Stopped,
+            message: "cannot exec in a stopped container",
+        })?;
+        let wanted: Vec<LinuxNamespaceType> = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.namespaces().clone())
+            .unwrap_or_default()
+            .iter()
+            .map(|n| n.typ())
+            .collect();
+        let mut names = Vec::new();
+        let mut ns_fds = Vec::new();
+        for (t, name) in [
+            (LinuxNamespaceType::Cgroup, "cgroup"),
+            (LinuxNamespaceType::Ipc, "ipc"),
+            (LinuxNamespaceType::Uts, "uts"),
+            (LinuxNamespaceType::Network, "net"),
+            (LinuxNamespaceType::Pid, "pid"),
+            (LinuxNamespaceType::Mount, "mnt"),
+        ] {
+            if wanted.contains(&t) {
+                let fd = sys::open(
+                    Path::new(&format!("/proc/{}/ns/{name}", saved.pid)),
+                    libc::O_RDONLY,
+                )
+                .map_err(sys_err(format!("open {name} namespace")))?;
+                names.push(name.to_string());
+                ns_fds.push(fd);
+            }
+        }
+        if !state::init_alive(&saved) {
+            return Err(Error::WrongStatus {
+                id: id.into(),
+                status: Status::Stopped,
+                message: "cannot exec in a stopped container",
+            });
+        }
+        drop(pidfd);
+        // A private mount namespace for the helper until it joins the container's.
+        let flags = libc::CLONE_NEWNS;
+        let exe_src = exe::source(self.protection, flags)?;
+        let (mut parent, child) = Channel::pair()?;
+        let plan = spawn::Plan::new(exe_src, &child.raw_fd(), opts.stdio.raw());
+        let helper = plan.spawn(flags).map_err(sys_err("clone"))?;
+        drop(child);
+        drop(opts.stdio);
+        let fail = |e: Error| {
+            spawn::kill_and_reap(helper);
+            e
+        };
+        if let Some(cg) = cgroup_open(&saved.cgroup_path) {
+            cg.add_pid(helper).map_err(|e| fail(e.into()))?;
+        }
+        let raw: Vec<RawFd> = ns_fds.iter().map(|f| f.as_raw_fd()).collect();
+        parent
+            .send_with_fds(
+                &Message::Exec(Box::new(ExecConfig {
+                    process,
+                    namespaces: names,
+                    seccomp: filter,
+                })),
+                &raw,
+            )
+            .map_err(|e| fail(e.into()))?;
+        drop(ns_fds);
+        match parent.recv().map_err(|e| fail(e.into()))? {
+            (Message::Ready { pid }, _) => Ok(ExecProcess {
+                pid,
+                helper,
+                chan: parent,
+            }),
+            (Message::Error { message }, _) => Err(fail(Error::Init(message))),
+            _ => Err(fail(Error::Init(
+                "unexpected message from exec helper".into(),
+            ))),
+        }
+    }
+}
+
+/// Hands the pty master to whoever listens on the console socket, as runc does.
+fn send_console(socket: &Path, master: &OwnedFd) -> Result<()> {
+    let stream = UnixStream::connect(socket)
+        .map_err(sys_err(format!("console socket {}", socket.display())))?;
+    sync::send_fds(stream.as_raw_fd(), b"/dev/ptmx", &[master.as_raw_fd()])
+        .map_err(sys_err("send console"))?;
+    Ok(())
+}

@@ -1,0 +1,113 @@
+//! The binary that enters a container runs from a sealed in-memory copy of ourselves
+//! (CVE-2019-5736): a process in the container that opens /proc/<init>/exe reaches the memfd,
+//! whose seals forbid writes, never the host's `nanokube` file.
+//!
+//! The copy is made once per process and kept: a long-running caller such as the kubelet
+//! pays for it once. A short-lived caller (the CLI, one command per container operation)
+//! would pay a copy of the whole binary every time (tens of milliseconds), so it can choose
+//! `Protection::ReadOnlyBind` instead: the cloned child, already in its own mount namespace,
+//! makes its view of the binary a read-only bind mount before exec'ing it. /proc/<pid>/exe then
+//! names that read-only mount, so opening it for writing fails with EROFS, and the mount
+//! vanishes with the namespace. Either way the init also makes itself non-dumpable.
+
+use std::fs::File;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::OnceLock;
+
+/// Errors making the sealed copy.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A system call while copying or sealing failed.
+    #[error("sealed copy of the runtime binary: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// How the runtime binary is protected while it runs inside a container's namespaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protection {
+    /// Exec a sealed memfd copy (made once per process).
+    #[default]
+    SealedCopy,
+    /// Exec the binary through a read-only bind mount made in the child's own mount
+    /// namespace (needs CLONE_NEWNS on the clone; falls back to the sealed copy otherwise).
+    ReadOnlyBind,
+}
+
+/// What the cloned child execs.
+#[derive(Debug)]
+pub enum Source {
+    /// execveat(fd, "", AT_EMPTY_PATH) of the sealed copy.
+    Sealed(RawFd),
+    /// Bind the binary read-only onto itself, then execve(path).
+    ReadOnlyBind(std::ffi::CString),
+}
+
+/// Picks the source for a clone with `clone_flags`.
+pub fn source(protection: Protection, clone_flags: libc::c_int) -> Result<Source, Error> {
+    if protection == Protection::ReadOnlyBind && clone_flags & libc::CLONE_NEWNS != 0 {
+        let path = std::fs::read_link("/proc/self/exe")?;
+        let text = path.to_string_lossy();
+        // A binary replaced while we run shows as "... (deleted)"; only the copy helps then.
+        if !text.ends_with(" (deleted)") {
+            if let Ok(c) = std::ffi::CString::new(text.as_bytes()) {
+                return Ok(Source::ReadOnlyBind(c));
+            }
+        }
+    }
+    Ok(Source::Sealed(sealed_self()?))
+}
+
+static SEALED: OnceLock<OwnedFd> = OnceLock::new();
+
+/// The sealed copy's descriptor (close-on-exec; `execveat(fd, "", AT_EMPTY_PATH)` runs it).
+pub fn sealed_self() -> Result<RawFd, Error> {
+    if let Some(fd) = SEALED.get() {
+        return Ok(fd.as_raw_fd());
+    }
+    let fd = make_sealed_copy()?;
+    // A racing thread may have won; either copy is fine, the loser's is dropped.
+    Ok(SEALED.get_or_init(|| fd).as_raw_fd())
+}
+
+fn make_sealed_copy() -> Result<OwnedFd, Error> {
+    let src = File::open("/proc/self/exe")?;
+    let len = src.metadata()?.len();
+    let name = c"nanokube-runtime";
+    const MFD_EXEC: libc::c_uint = 0x10;
+    let base = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
+    // SAFETY: memfd_create takes a valid C string and flags; it returns a new fd or -1.
+    let mut raw = unsafe { libc::memfd_create(name.as_ptr(), base | MFD_EXEC) };
+    if raw < 0 {
+        // Kernels before 6.3 reject MFD_EXEC; their memfds are executable anyway.
+        // SAFETY: as above.
+        raw = unsafe { libc::memfd_create(name.as_ptr(), base) };
+    }
+    if raw < 0 {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    // SAFETY: `raw` is a fresh descriptor that nothing else owns.
+    let mem = unsafe { OwnedFd::from_raw_fd(raw) };
+    let mut left = len as usize;
+    while left > 0 {
+        // SAFETY: both descriptors are open; a null offset uses and advances the file offsets.
+        let n =
+            unsafe { libc::sendfile(mem.as_raw_fd(), src.as_raw_fd(), std::ptr::null_mut(), left) };
+        if n < 0 {
+            let err = std::io::Error::last_os_error();
+            if err.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err.into());
+        }
+        if n == 0 {
+            break;
+        }
+        left -= n as usize;
+    }
+    let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+    // SAFETY: F_ADD_SEALS on our own memfd.
+    if unsafe { libc::fcntl(mem.as_raw_fd(), libc::F_ADD_SEALS, seals) } < 0 {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    Ok(mem)
+}

@@ -1,0 +1,383 @@
+//! `nanokube runtime init`: the hidden subcommand the cloned child execs (from the sealed
+//! memfd copy, see exe.rs). It is a fresh single-threaded process, so it may allocate and use
+//! std freely. It reads its orders from the sync socket and either builds a container
+//! (`container_init`) or runs an extra process inside a running one (`exec_init`).
+
+use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+
+use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
+
+use super::sync::{self, Channel, ExecConfig, InitConfig, Message};
+use super::{mounts, process, seccomp, sys};
+
+/// Environment variable naming the inherited sync socket.
+pub const SYNC_FD_ENV: &str = "_NANOKUBE_SYNC_FD";
+
+/// Errors inside the init (reported to the parent over the sync socket).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The sync socket failed.
+    #[error(transparent)]
+    Sync(#[from] sync::Error),
+    /// Building the filesystem failed.
+    #[error(transparent)]
+    Mounts(#[from] mounts::Error),
+    /// Preparing the process failed.
+    #[error(transparent)]
+    Process(#[from] process::Error),
+    /// A namespace, hostname or terminal step failed.
+    #[error("{what}: {source}")]
+    Sys {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Installing the seccomp filter failed.
+    #[error("seccomp: {0}")]
+    Seccomp(nix::Error),
+    /// The parent sent something other than orders.
+    #[error("unexpected message from the runtime")]
+    Protocol,
+}
+
+fn sys_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+    let what = what.into();
+    move |source| Error::Sys { what, source }
+}
+
+/// Entry point of the hidden subcommand. Never returns.
+pub fn main() -> ! {
+    // Nothing in the container may open /proc/<us>/exe or ptrace us (CVE-2019-5736).
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    let fd: RawFd = match std::env::var(SYNC_FD_ENV).ok().and_then(|v| v.parse().ok()) {
+        Some(fd) if fd > 2 => fd,
+        _ => {
+            eprintln!("nanokube runtime init: internal command, run by the runtime only");
+            std::process::exit(2);
+        }
+    };
+    // Only stdio and the sync socket survive: anything else inherited could be a host
+    // directory handed to the container (CVE-2024-21626).
+    // SAFETY: close_range over ranges that exclude the fds we keep.
+    unsafe {
+        libc::close_range(3, (fd - 1) as libc::c_uint, 0);
+        libc::close_range((fd + 1) as libc::c_uint, libc::c_uint::MAX, 0);
+        libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+    }
+    // SAFETY: fd is the inherited socket, owned by nothing else in this process.
+    let mut chan = unsafe { Channel::from_raw(fd) };
+    let result = match chan.recv() {
+        Ok((Message::Init(cfg), _)) => container_init(&mut chan, *cfg),
+        Ok((Message::Exec(cfg), fds)) => exec_init(&mut chan, *cfg, fds),
+        Ok(_) => Err(Error::Protocol),
+        Err(e) => Err(e.into()),
+    };
+    let err = match result {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    let _ = chan.send(&Message::Error {
+        message: err.to_string(),
+    });
+    std::process::exit(1);
+}
+
+fn ns_flag(t: LinuxNamespaceType) -> libc::c_int {
+    match t {
+        LinuxNamespaceType::Mount => libc::CLONE_NEWNS,
+        LinuxNamespaceType::Cgroup => libc::CLONE_NEWCGROUP,
+        LinuxNamespaceType::Uts => libc::CLONE_NEWUTS,
+        LinuxNamespaceType::Ipc => libc::CLONE_NEWIPC,
+        LinuxNamespaceType::User => libc::CLONE_NEWUSER,
+        LinuxNamespaceType::Pid => libc::CLONE_NEWPID,
+        LinuxNamespaceType::Network => libc::CLONE_NEWNET,
+        LinuxNamespaceType::Time => libc::CLONE_NEWTIME,
+    }
+}
+
+/// The clone(2) flags for the namespaces the spec wants created (those without a path).
+/// The cgroup namespace is left out: the init unshares it after the parent has moved it into
+/// its cgroup, so the namespace's root is the container's own cgroup.
+pub fn clone_flags(spec: &Spec) -> libc::c_int {
+    let mut flags = 0;
+    for ns in spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .into_iter()
+        .flatten()
+    {
+        if ns.path().is_none() && ns.typ() != LinuxNamespaceType::Cgroup {
+            flags |= ns_flag(ns.typ());
+        }
+    }
+    flags
+}
+
+fn setns(fd: &impl AsRawFd, flag: libc::c_int, what: &str) -> Result<(), Error> {
+    // SAFETY: valid namespace fd and flag.
+    sys::cvt(unsafe { libc::setns(fd.as_raw_fd(), flag) })
+        .map_err(sys_err(format!("setns {what}")))?;
+    Ok(())
+}
+
+fn container_init(chan: &mut Channel, cfg: InitConfig) -> Result<std::convert::Infallible, Error> {
+    let spec = &cfg.spec;
+    let linux = spec.linux().clone().unwrap_or_default();
+    let namespaces = linux.namespaces().clone().unwrap_or_default();
+    // Join the namespaces the spec names by path (a pod's shared net/ipc/uts); mount last,
+    // since it changes how the other paths resolve.
+    let mut joined = Vec::new();
+    for ns in namespaces.iter().filter(|n| n.path().is_some()) {
+        let path = ns.path().as_ref().expect("filtered");
+        let fd = sys::open(path, libc::O_RDONLY)
+            .map_err(sys_err(format!("open namespace {}", path.display())))?;
+        joined.push((ns.typ(), fd, path.display().to_string()));
+    }
+    joined.sort_by_key(|(t, _, _)| *t == LinuxNamespaceType::Mount);
+    for (t, fd, path) in &joined {
+        setns(fd, ns_flag(*t), path)?;
+    }
+    drop(joined);
+    let has = |t: LinuxNamespaceType| namespaces.iter().any(|n| n.typ() == t);
+    if namespaces
+        .iter()
+        .any(|n| n.typ() == LinuxNamespaceType::Cgroup && n.path().is_none())
+    {
+        // SAFETY: unshare with a namespace flag.
+        sys::cvt(unsafe { libc::unshare(libc::CLONE_NEWCGROUP) })
+            .map_err(sys_err("unshare cgroup namespace"))?;
+    }
+    if has(LinuxNamespaceType::Uts) {
+        if let Some(h) = spec.hostname() {
+            nix::unistd::sethostname(h).map_err(|e| Error::Sys {
+                what: "sethostname".into(),
+                source: e.into(),
+            })?;
+        }
+        if let Some(d) = spec.domainname() {
+            // SAFETY: pointer and length describe `d`.
+            sys::cvt(unsafe { libc::setdomainname(d.as_ptr() as *const libc::c_char, d.len()) })
+                .map_err(sys_err("setdomainname"))?;
+        }
+    }
+    // Grab the fifo before pivot_root hides the host.
+    let fifo = sys::open(&cfg.fifo, libc::O_PATH).map_err(sys_err("open exec fifo"))?;
+    let process = spec.process().clone().expect("validated");
+    if has(LinuxNamespaceType::Mount) {
+        mounts::prepare_rootfs(spec, &cfg.rootfs)?;
+        mounts::pivot(&cfg.rootfs)?;
+    } else {
+        let c = sys::cstr(&cfg.rootfs).map_err(sys_err("rootfs"))?;
+        // SAFETY: valid C strings; without a mount namespace chroot is all we can do.
+        sys::cvt(unsafe { libc::chroot(c.as_ptr()) }).map_err(sys_err("chroot"))?;
+        // SAFETY: valid C string.
+        sys::cvt(unsafe { libc::chdir(c"/".as_ptr()) }).map_err(sys_err("chdir /"))?;
+    }
+    let console = if process.terminal().unwrap_or(false) {
+        Some(setup_console(&process)?)
+    } else {
+        None
+    };
+    // Masking goes last among the mounts, after the console bind is verified (CVE-2025-52565).
+    if has(LinuxNamespaceType::Mount) {
+        mounts::mask_paths(linux.masked_paths().as_deref().unwrap_or(&[]))?;
+        mounts::readonly_paths(linux.readonly_paths().as_deref().unwrap_or(&[]))?;
+        if spec
+            .root()
+            .as_ref()
+            .and_then(|r| r.readonly())
+            .unwrap_or(false)
+        {
+            mounts::readonly_root()?;
+        }
+    }
+    let prepared = prepare_process(&process, cfg.seccomp.as_ref())?;
+    chan.send_with_fds(
+        &Message::Ready { pid: 1 },
+        console.as_ref().map(|c| c.as_raw_fd()).as_slice(),
+    )?;
+    drop(console);
+    // Block until `start` opens the fifo for reading, then tell it we are about to exec.
+    let writer = sys::open(Path::new(&sys::fd_path(&fifo)), libc::O_WRONLY)
+        .map_err(sys_err("open exec fifo"))?;
+    sys::write_fd(&writer, b"0").map_err(sys_err("write exec fifo"))?;
+    drop(writer);
+    drop(fifo);
+    Err(prepared.exec())
+}
+
+/// What is left to do at the very end, after which only execve(2) runs.
+struct Prepared {
+    program: std::ffi::CString,
+    args: Vec<std::ffi::CString>,
+    env: Vec<std::ffi::CString>,
+    late_seccomp: Option<seccomp::Program>,
+}
+
+impl Prepared {
+    fn exec(self) -> Error {
+        if let Some(p) = &self.late_seccomp {
+            if let Err(e) = seccomp::install(p) {
+                return Error::Seccomp(e);
+            }
+        }
+        let err = process::exec(&self.program, &self.args, &self.env);
+        Error::Sys {
+            what: format!("exec {:?}", self.program),
+            source: err,
+        }
+    }
+}
+
+/// User, caps, rlimits, cwd and seccomp, in the order the kernel allows: with no_new_privs
+/// the filter goes in last (it may then forbid what setup still needs); without it the filter
+/// needs CAP_SYS_ADMIN, so it goes in before capabilities are dropped.
+fn prepare_process(process: &Process, filter: Option<&sync::Filter>) -> Result<Prepared, Error> {
+    let env: Vec<String> = process.env().clone().unwrap_or_default();
+    let args: Vec<String> = process.args().clone().unwrap_or_default();
+    process::set_rlimits(process)?;
+    let nnp = process.no_new_privileges().unwrap_or(false);
+    let filter = filter.map(sync::filter_from_wire);
+    if !nnp {
+        if let Some(p) = &filter {
+            seccomp::install(p).map_err(Error::Seccomp)?;
+        }
+    }
+    process::set_user_and_caps(process)?;
+    process::enter_cwd(process.cwd())?;
+    let program = process::find_program(&args[0], &env)?;
+    if nnp {
+        process::set_no_new_privs()?;
+    }
+    Ok(Prepared {
+        program,
+        args: process::cstrings(&args),
+        env: process::cstrings(&env),
+        late_seccomp: if nnp { filter } else { None },
+    })
+}
+
+const TIOCGPTPEER: libc::c_ulong = 0x5441;
+const UNIX98_PTY_SLAVE_MAJOR: u32 = 136;
+
+/// Creates the container's terminal in its own devpts, verifies the peer really is a pty of
+/// that devpts before binding it to /dev/console (CVE-2025-52565), and makes it our stdio.
+/// Returns the master, which goes to the console socket.
+fn setup_console(process: &Process) -> Result<OwnedFd, Error> {
+    let master = sys::open(Path::new("/dev/pts/ptmx"), libc::O_RDWR | libc::O_NOCTTY)
+        .map_err(sys_err("open /dev/pts/ptmx"))?;
+    let unlock: libc::c_int = 0;
+    // SAFETY: TIOCSPTLCK takes a pointer to int.
+    sys::cvt(unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) })
+        .map_err(sys_err("unlockpt"))?;
+    // TIOCGPTPEER opens the peer through the master, with no path lookup to race.
+    // SAFETY: integer argument; returns a new fd.
+    let peer = sys::cvt(unsafe {
+        libc::ioctl(
+            master.as_raw_fd(),
+            TIOCGPTPEER,
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    })
+    .map_err(sys_err("open pty peer"))?;
+    // SAFETY: fresh fd we own.
+    let peer = unsafe { OwnedFd::from_raw_fd(peer) };
+    let st = sys::fstat(&peer).map_err(sys_err("fstat pty"))?;
+    let major = libc::major(st.st_rdev);
+    if st.st_mode & libc::S_IFMT != libc::S_IFCHR
+        || !(UNIX98_PTY_SLAVE_MAJOR..UNIX98_PTY_SLAVE_MAJOR + 8).contains(&major)
+        || sys::fs_type(&peer).map_err(sys_err("statfs pty"))? != libc::DEVPTS_SUPER_MAGIC as i64
+    {
+        return Err(Error::Sys {
+            what: "pty peer is not a devpts terminal".into(),
+            source: std::io::Error::from_raw_os_error(libc::EPERM),
+        });
+    }
+    if let Some(size) = process.console_size() {
+        let ws = libc::winsize {
+            ws_row: size.height() as u16,
+            ws_col: size.width() as u16,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ takes a pointer to winsize.
+        sys::cvt(unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) })
+            .map_err(sys_err("set console size"))?;
+    }
+    let console = sys::open(
+        Path::new("/dev/console"),
+        libc::O_PATH | libc::O_NOFOLLOW | libc::O_CREAT,
+    );
+    let console = match console {
+        Ok(fd) => fd,
+        Err(_) => {
+            // O_PATH ignores O_CREAT; create the file first, then take a path handle.
+            std::fs::File::create("/dev/console").map_err(sys_err("create /dev/console"))?;
+            sys::open(Path::new("/dev/console"), libc::O_PATH | libc::O_NOFOLLOW)
+                .map_err(sys_err("open /dev/console"))?
+        }
+    };
+    sys::mount(
+        Some(&sys::fd_path(&peer)),
+        &sys::fd_path(&console),
+        None,
+        libc::MS_BIND,
+        None,
+    )
+    .map_err(sys_err("bind /dev/console"))?;
+    // SAFETY: setsid has no arguments; a new session lets the pty become our terminal.
+    unsafe { libc::setsid() };
+    // SAFETY: valid fd; TIOCSCTTY takes an integer.
+    sys::cvt(unsafe { libc::ioctl(peer.as_raw_fd(), libc::TIOCSCTTY, 0) })
+        .map_err(sys_err("set controlling terminal"))?;
+    for target in 0..3 {
+        // SAFETY: valid fds.
+        sys::cvt(unsafe { libc::dup2(peer.as_raw_fd(), target) }).map_err(sys_err("dup2 pty"))?;
+    }
+    Ok(master)
+}
+
+/// Runs an extra process in a running container: join its namespaces (fds from the parent,
+/// in order), fork so the child lands in the container's pid namespace, set it up like the
+/// container's process and exec. This process stays outside to report the exit status.
+fn exec_init(
+    chan: &mut Channel,
+    cfg: ExecConfig,
+    fds: Vec<OwnedFd>,
+) -> Result<std::convert::Infallible, Error> {
+    if fds.len() != cfg.namespaces.len() {
+        return Err(Error::Protocol);
+    }
+    for (name, fd) in cfg.namespaces.iter().zip(&fds) {
+        let flag = match name.as_str() {
+            "ipc" => libc::CLONE_NEWIPC,
+            "uts" => libc::CLONE_NEWUTS,
+            "net" => libc::CLONE_NEWNET,
+            "pid" => libc::CLONE_NEWPID,
+            "mnt" => libc::CLONE_NEWNS,
+            "cgroup" => libc::CLONE_NEWCGROUP,
+            _ => return Err(Error::Protocol),
+        };
+        setns(fd, flag, name)?;
+    }
+    drop(fds);
+    // SAFETY: this process is single-threaded, so fork is safe; the child only runs our code.
+    let child = sys::cvt(unsafe { libc::fork() }).map_err(sys_err("fork"))?;
+    if child == 0 {
+        let result = prepare_process(&cfg.process, cfg.seccomp.as_ref()).map(|p| p.exec());
+        let err = match result {
+            Ok(e) | Err(e) => e,
+        };
+        let _ = writeln!(std::io::stderr(), "nanokube: exec failed: {err}");
+        // SAFETY: _exit skips atexit handlers that belong to the parent.
+        unsafe { libc::_exit(127) };
+    }
+    chan.send(&Message::Ready { pid: child })?;
+    let status = sys::waitpid(child).map_err(sys_err("wait"))?;
+    chan.send(&Message::Exited { status })?;
+    std::process::exit(0);
+}

@@ -1,0 +1,780 @@
+//! The container's filesystem, built by the init inside its new mount namespace: the rootfs
+//! (plain directory or overlay), the spec's mounts resolved inside the root, /dev, sysctls,
+//! pivot_root, then masked and read-only paths. Runs in the single-threaded init after exec,
+//! so ordinary Rust is fine here.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Component, Path, PathBuf};
+
+use oci_spec::runtime::{LinuxDeviceType, Mount, Spec};
+use serde::{Deserialize, Serialize};
+
+use super::sys::{self, fd_path};
+
+/// Errors building the container's filesystem.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A system call failed; `what` says which step and path.
+    #[error("{what}: {source}")]
+    Sys {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+    /// Something on disk is not what it must be (a symlinked /proc, a fake /dev/null, ...).
+    #[error("{0}")]
+    Refused(String),
+}
+
+fn sys(what: impl Into<String>) -> impl FnOnce(io::Error) -> Error {
+    let what = what.into();
+    move |source| Error::Sys { what, source }
+}
+
+/// Annotation asking for an overlay rootfs: JSON `{"lower":["/l1","/l2"],"upper":"/u","work":"/w"}`
+/// (host paths). The overlay is mounted on root.path inside the container's mount namespace,
+/// so it disappears with the container and leaves nothing to clean up on the host.
+pub const OVERLAY_ANNOTATION: &str = "io.nanokube.rootfs.overlay";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Overlay {
+    pub lower: Vec<PathBuf>,
+    pub upper: Option<PathBuf>,
+    pub work: Option<PathBuf>,
+}
+
+impl Overlay {
+    pub fn parse(text: &str) -> Result<Overlay, String> {
+        let o: Overlay = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        if o.lower.is_empty() {
+            return Err("lower must list at least one directory".into());
+        }
+        if o.upper.is_some() != o.work.is_some() {
+            return Err("upper and work go together".into());
+        }
+        let all = o.lower.iter().chain(o.upper.iter()).chain(o.work.iter());
+        for p in all {
+            let s = p.to_string_lossy();
+            if !p.is_absolute() || s.contains(',') || s.contains(':') {
+                return Err(format!("{s}: must be absolute, without ',' or ':'"));
+            }
+        }
+        Ok(o)
+    }
+
+    fn data(&self) -> String {
+        let lower: Vec<String> = self.lower.iter().map(|p| p.display().to_string()).collect();
+        let mut data = format!("lowerdir={}", lower.join(":"));
+        if let (Some(u), Some(w)) = (&self.upper, &self.work) {
+            data.push_str(&format!(
+                ",upperdir={},workdir={}",
+                u.display(),
+                w.display()
+            ));
+        }
+        data
+    }
+}
+
+pub fn propagation_flag(name: &str) -> Option<libc::c_ulong> {
+    Some(match name {
+        "private" => libc::MS_PRIVATE,
+        "rprivate" => libc::MS_PRIVATE | libc::MS_REC,
+        "shared" => libc::MS_SHARED,
+        "rshared" => libc::MS_SHARED | libc::MS_REC,
+        "slave" => libc::MS_SLAVE,
+        "rslave" => libc::MS_SLAVE | libc::MS_REC,
+        "unbindable" => libc::MS_UNBINDABLE,
+        "runbindable" => libc::MS_UNBINDABLE | libc::MS_REC,
+        _ => return None,
+    })
+}
+
+/// fstab-style options split into mount flags, propagation changes and filesystem data.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    pub flags: libc::c_ulong,
+    pub propagation: Vec<libc::c_ulong>,
+    pub data: Vec<String>,
+    pub bind: bool,
+}
+
+pub fn parse_options(opts: &[String]) -> Options {
+    let mut o = Options::default();
+    for opt in opts {
+        let (set, clear): (libc::c_ulong, libc::c_ulong) = match opt.as_str() {
+            "ro" => (libc::MS_RDONLY, 0),
+            "rw" => (0, libc::MS_RDONLY),
+            "nosuid" => (libc::MS_NOSUID, 0),
+            "suid" => (0, libc::MS_NOSUID),
+            "nodev" => (libc::MS_NODEV, 0),
+            "dev" => (0, libc::MS_NODEV),
+            "noexec" => (libc::MS_NOEXEC, 0),
+            "exec" => (0, libc::MS_NOEXEC),
+            "sync" => (libc::MS_SYNCHRONOUS, 0),
+            "async" => (0, libc::MS_SYNCHRONOUS),
+            "dirsync" => (libc::MS_DIRSYNC, 0),
+            "mand" => (libc::MS_MANDLOCK, 0),
+            "nomand" => (0, libc::MS_MANDLOCK),
+            "noatime" => (libc::MS_NOATIME, 0),
+            "atime" => (0, libc::MS_NOATIME),
+            "nodiratime" => (libc::MS_NODIRATIME, 0),
+            "diratime" => (0, libc::MS_NODIRATIME),
+            "relatime" => (libc::MS_RELATIME, 0),
+            "norelatime" => (0, libc::MS_RELATIME),
+            "strictatime" => (libc::MS_STRICTATIME, 0),
+            "nostrictatime" => (0, libc::MS_STRICTATIME),
+            "bind" => {
+                o.bind = true;
+                (libc::MS_BIND, 0)
+            }
+            "rbind" => {
+                o.bind = true;
+                (libc::MS_BIND | libc::MS_REC, 0)
+            }
+            "defaults" => (0, 0),
+            other => {
+                if let Some(p) = propagation_flag(other) {
+                    o.propagation.push(p);
+                } else {
+                    o.data.push(other.to_string());
+                }
+                continue;
+            }
+        };
+        o.flags = (o.flags | set) & !clear;
+    }
+    o
+}
+
+/// Opens `path` (absolute, container view) inside the root at `rootfd`, creating missing
+/// directories on the way and, if `file` is set, the last component as an empty file.
+fn open_in_root(rootfd: &OwnedFd, path: &Path, file: bool) -> io::Result<OwnedFd> {
+    let rel: PathBuf = path
+        .components()
+        .filter(|c| matches!(c, Component::Normal(_)))
+        .collect();
+    if rel.as_os_str().is_empty() {
+        return sys::openat2(
+            rootfd.as_raw_fd(),
+            Path::new("."),
+            libc::O_PATH,
+            libc::RESOLVE_IN_ROOT,
+        );
+    }
+    let resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+    match sys::openat2(rootfd.as_raw_fd(), &rel, libc::O_PATH, resolve) {
+        Ok(fd) => return Ok(fd),
+        Err(e) if e.raw_os_error() != Some(libc::ENOENT) => return Err(e),
+        Err(_) => {}
+    }
+    let parent = open_in_root(rootfd, rel.parent().unwrap_or(Path::new("")), false)?;
+    // The parent fd is O_PATH; reopen it as a directory to create inside it.
+    let dir = sys::open(
+        Path::new(&fd_path(&parent)),
+        libc::O_DIRECTORY | libc::O_RDONLY,
+    )?;
+    let name = CString::new(rel.file_name().unwrap_or_default().as_encoded_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    if file {
+        // SAFETY: valid dirfd and C string; the new fd is closed at once.
+        let fd = sys::cvt(unsafe {
+            libc::openat(
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+                0o644,
+            )
+        })?;
+        // SAFETY: fd was just opened by us.
+        unsafe { libc::close(fd) };
+    } else {
+        sys::mkdirat(dir.as_raw_fd(), &name, 0o755)?;
+    }
+    sys::openat2(rootfd.as_raw_fd(), &rel, libc::O_PATH, resolve)
+}
+
+/// Everything before pivot_root. Returns the fd of the container's procfs (for sysctls).
+pub fn prepare_rootfs(spec: &Spec, rootfs: &Path) -> Result<(), Error> {
+    let linux = spec.linux().clone().unwrap_or_default();
+    // Nothing we mount may propagate back to the host.
+    let prop = linux
+        .rootfs_propagation()
+        .as_deref()
+        .and_then(propagation_flag)
+        .unwrap_or(libc::MS_SLAVE | libc::MS_REC);
+    sys::mount(None, "/", None, libc::MS_SLAVE | libc::MS_REC, None)
+        .map_err(sys("make / rslave"))?;
+    let root_str = rootfs
+        .to_str()
+        .ok_or_else(|| Error::Refused("rootfs path is not UTF-8".into()))?;
+    if let Some(text) = spec
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get(OVERLAY_ANNOTATION))
+    {
+        let overlay = Overlay::parse(text).map_err(Error::Refused)?;
+        sys::mount(
+            Some("overlay"),
+            root_str,
+            Some("overlay"),
+            0,
+            Some(&overlay.data()),
+        )
+        .map_err(sys(format!("mount overlay on {root_str}")))?;
+    }
+    // pivot_root needs the new root to be a mount point.
+    sys::mount(
+        Some(root_str),
+        root_str,
+        None,
+        libc::MS_BIND | libc::MS_REC,
+        None,
+    )
+    .map_err(sys(format!("bind {root_str}")))?;
+    sys::mount(None, root_str, None, prop, None).map_err(sys("rootfs propagation"))?;
+    let rootfd = sys::open(rootfs, libc::O_PATH | libc::O_DIRECTORY)
+        .map_err(sys(format!("open {root_str}")))?;
+
+    let mut mounts: Vec<Mount> = spec.mounts().clone().unwrap_or_default();
+    // /dev is always a fresh tmpfs we populate ourselves (an image's /dev is never trusted).
+    if !mounts.iter().any(|m| m.destination() == Path::new("/dev")) {
+        let mut dev = Mount::default();
+        dev.set_destination("/dev".into());
+        dev.set_typ(Some("tmpfs".into()));
+        dev.set_source(Some("tmpfs".into()));
+        dev.set_options(Some(vec![
+            "nosuid".into(),
+            "strictatime".into(),
+            "mode=755".into(),
+            "size=65536k".into(),
+        ]));
+        mounts.insert(0, dev);
+    }
+    for (typ, dest, opts) in [
+        ("devpts", "/dev/pts", "newinstance,ptmxmode=0666,mode=0620"),
+        ("tmpfs", "/dev/shm", "mode=1777,size=65536k"),
+    ] {
+        if !mounts.iter().any(|m| m.destination() == Path::new(dest)) {
+            let mut m = Mount::default();
+            m.set_destination(dest.into());
+            m.set_typ(Some(typ.into()));
+            m.set_source(Some(typ.into()));
+            let mut o: Vec<String> = vec!["nosuid".into(), "noexec".into()];
+            o.extend(opts.split(',').map(String::from));
+            m.set_options(Some(o));
+            mounts.push(m);
+        }
+    }
+    let mut dev_done = false;
+    for m in &mounts {
+        mount_one(&rootfd, m).map_err(|e| match e {
+            Error::Sys { what, source } => Error::Sys {
+                what: format!("mount {}: {what}", m.destination().display()),
+                source,
+            },
+            other => other,
+        })?;
+        if m.destination() == Path::new("/dev") {
+            populate_dev(&rootfd, spec)?;
+            dev_done = true;
+        }
+    }
+    debug_assert!(dev_done);
+    if let Some(sysctl) = linux.sysctl() {
+        write_sysctls(&rootfd, sysctl)?;
+    }
+    Ok(())
+}
+
+fn mount_one(rootfd: &OwnedFd, m: &Mount) -> Result<(), Error> {
+    let dest = m.destination();
+    let opts = parse_options(m.options().as_deref().unwrap_or(&[]));
+    let typ = m
+        .typ()
+        .as_deref()
+        .unwrap_or(if opts.bind { "bind" } else { "" });
+    let bind = opts.bind || typ == "bind";
+    let source = m.source().as_ref().map(|s| s.display().to_string());
+    let data = opts.data.join(",");
+    let data = (!data.is_empty()).then_some(data.as_str());
+
+    // A bind of a file needs a file to bind onto.
+    let src_is_file = bind
+        && source
+            .as_deref()
+            .and_then(|s| std::fs::metadata(s).ok())
+            .is_some_and(|md| !md.is_dir());
+    if dest == Path::new("/proc") {
+        // CVE-2019-16884: /proc must be a real directory, never a symlink the image planted.
+        let rel = Path::new("proc");
+        if let Ok(fd) = sys::openat2(
+            rootfd.as_raw_fd(),
+            rel,
+            libc::O_PATH | libc::O_NOFOLLOW,
+            libc::RESOLVE_IN_ROOT,
+        ) {
+            if !is_dir(&fd)? {
+                return Err(Error::Refused(
+                    "the image's /proc is not a directory".into(),
+                ));
+            }
+        }
+    }
+    let target = open_in_root(rootfd, dest, src_is_file).map_err(sys("resolve in root"))?;
+    let tpath = fd_path(&target);
+    let flags = opts.flags & !libc::MS_BIND & !libc::MS_REC;
+    match typ {
+        "cgroup" | "cgroup2" if !bind => mount_cgroups(rootfd, dest, &target, flags)?,
+        _ if bind => {
+            let src = source
+                .as_deref()
+                .ok_or_else(|| Error::Refused("bind mount without source".into()))?;
+            let rec = opts.flags & libc::MS_REC;
+            sys::mount(Some(src), &tpath, None, libc::MS_BIND | rec, None)
+                .map_err(sys(format!("bind {src}")))?;
+            if flags != 0 {
+                // Bind mounts take their flags only on a remount of the new mount; reopen the
+                // target so the fd names the new mount, not the directory underneath.
+                let fresh = open_in_root(rootfd, dest, false).map_err(sys("reopen"))?;
+                let keep = locked_flags(&fresh);
+                sys::mount(
+                    None,
+                    &fd_path(&fresh),
+                    None,
+                    libc::MS_BIND | libc::MS_REMOUNT | flags | keep,
+                    None,
+                )
+                .map_err(sys("remount bind"))?;
+            }
+        }
+        _ => {
+            let src = source.as_deref().unwrap_or(typ);
+            sys::mount(Some(src), &tpath, Some(typ), flags, data)
+                .map_err(sys(format!("mount {typ}")))?;
+        }
+    }
+    let fresh = open_in_root(rootfd, dest, false).map_err(sys("reopen"))?;
+    if typ == "proc" {
+        // Verify we got a real procfs instance, not something raced in beneath it.
+        if sys::fs_type(&fresh).map_err(sys("statfs"))? != libc::PROC_SUPER_MAGIC as i64 {
+            return Err(Error::Refused(
+                "/proc is not procfs after mounting it".into(),
+            ));
+        }
+    }
+    for p in &opts.propagation {
+        sys::mount(None, &fd_path(&fresh), None, *p, None).map_err(sys("propagation"))?;
+    }
+    Ok(())
+}
+
+fn is_dir(fd: &OwnedFd) -> Result<bool, Error> {
+    let st = sys::fstat(fd).map_err(sys("fstat"))?;
+    Ok(st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+}
+
+/// Flags of the mount behind `fd` that a bind remount must repeat (the kernel refuses to
+/// clear nosuid/nodev/noexec that way).
+fn locked_flags(fd: &OwnedFd) -> libc::c_ulong {
+    // SAFETY: plain data filled by the kernel.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: valid fd and out pointer.
+    if unsafe { libc::fstatvfs(fd.as_raw_fd(), &mut st) } != 0 {
+        return 0;
+    }
+    let mut f = 0;
+    for (st_flag, ms) in [
+        (libc::ST_NOSUID, libc::MS_NOSUID),
+        (libc::ST_NODEV, libc::MS_NODEV),
+        (libc::ST_NOEXEC, libc::MS_NOEXEC),
+        (libc::ST_NOATIME, libc::MS_NOATIME),
+        (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
+        (libc::ST_RELATIME, libc::MS_RELATIME),
+    ] {
+        if st.f_flag & st_flag != 0 {
+            f |= ms;
+        }
+    }
+    f
+}
+
+/// A `cgroup` mount: cgroup2 when the host is unified; on v1 / hybrid hosts a tmpfs holding
+/// one mount per hierarchy listed in /proc/self/cgroup (inside a cgroup namespace each shows
+/// only the container's own subtree).
+fn mount_cgroups(
+    rootfd: &OwnedFd,
+    dest: &Path,
+    target: &OwnedFd,
+    flags: libc::c_ulong,
+) -> Result<(), Error> {
+    let tpath = fd_path(target);
+    let flags = flags | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    if super::cgroups::detect() == super::cgroups::Hierarchy::Unified {
+        return sys::mount(Some("cgroup2"), &tpath, Some("cgroup2"), flags, None)
+            .map_err(sys("mount cgroup2"));
+    }
+    sys::mount(
+        Some("tmpfs"),
+        &tpath,
+        Some("tmpfs"),
+        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        Some("mode=755"),
+    )
+    .map_err(sys("mount cgroup tmpfs"))?;
+    // Reopen by path: the old fd still names the directory underneath the new tmpfs.
+    let top = open_in_root(rootfd, dest, false).map_err(sys("reopen cgroup tmpfs"))?;
+    let tpath = fd_path(&top);
+    let dir = sys::open(Path::new(&tpath), libc::O_DIRECTORY | libc::O_RDONLY)
+        .map_err(sys("open cgroup tmpfs"))?;
+    let list =
+        std::fs::read_to_string("/proc/self/cgroup").map_err(sys("read /proc/self/cgroup"))?;
+    for line in list.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, ctrls) = (parts.next(), parts.next().unwrap_or(""));
+        let (name, fstype, data) = if ctrls.is_empty() {
+            // On a hybrid host the v2 hierarchy holds no controllers, and a fresh cgroup2
+            // mount costs more (~14 ms here) than the rest of the container's start.
+            continue;
+        } else {
+            let name = ctrls.strip_prefix("name=").unwrap_or(ctrls).to_string();
+            (name, "cgroup", Some(ctrls))
+        };
+        let cname =
+            CString::new(name.clone()).map_err(|_| Error::Refused("bad cgroup name".into()))?;
+        sys::mkdirat(dir.as_raw_fd(), &cname, 0o755).map_err(sys("mkdir cgroup"))?;
+        let sub = format!("{}/{}", fd_path(&dir), name);
+        sys::mount(Some(fstype), &sub, Some(fstype), flags, data)
+            .map_err(sys(format!("mount cgroup {name}")))?;
+    }
+    if flags & libc::MS_RDONLY != 0 {
+        sys::mount(
+            None,
+            &tpath,
+            None,
+            libc::MS_REMOUNT | libc::MS_BIND | flags,
+            None,
+        )
+        .map_err(sys("remount cgroup tmpfs ro"))?;
+    }
+    Ok(())
+}
+
+/// The devices every container gets (hardening.md): null, zero, full, random, urandom, tty.
+const DEFAULT_DEVICES: [(&str, u32, u32); 6] = [
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+];
+
+fn populate_dev(rootfd: &OwnedFd, spec: &Spec) -> Result<(), Error> {
+    let devp = open_in_root(rootfd, Path::new("/dev"), false).map_err(sys("open /dev"))?;
+    if sys::fs_type(&devp).map_err(sys("statfs /dev"))? != libc::TMPFS_MAGIC as i64 {
+        return Err(Error::Refused("/dev is not the tmpfs we mounted".into()));
+    }
+    let dev = sys::open(
+        Path::new(&fd_path(&devp)),
+        libc::O_DIRECTORY | libc::O_RDONLY,
+    )
+    .map_err(sys("open /dev"))?;
+    let mknod = |name: &str,
+                 kind: libc::mode_t,
+                 major: u32,
+                 minor: u32,
+                 mode: u32,
+                 uid: u32,
+                 gid: u32|
+     -> Result<(), Error> {
+        let c = CString::new(name).map_err(|_| Error::Refused("bad device name".into()))?;
+        // SAFETY: valid dirfd and C string.
+        let r = unsafe {
+            libc::mknodat(
+                dev.as_raw_fd(),
+                c.as_ptr(),
+                kind | (mode & 0o7777),
+                libc::makedev(major, minor),
+            )
+        };
+        match sys::cvt(r) {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => return Ok(()),
+            Err(e) => {
+                return Err(Error::Sys {
+                    what: format!("mknod /dev/{name}"),
+                    source: e,
+                })
+            }
+        }
+        // SAFETY: valid dirfd and C string; umask may have cut the mode, so set it again.
+        sys::cvt(unsafe { libc::fchmodat(dev.as_raw_fd(), c.as_ptr(), mode & 0o7777, 0) })
+            .map_err(sys("chmod device"))?;
+        // SAFETY: as above; never follow a link.
+        sys::cvt(unsafe {
+            libc::fchownat(
+                dev.as_raw_fd(),
+                c.as_ptr(),
+                uid,
+                gid,
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        })
+        .map_err(sys("chown device"))?;
+        Ok(())
+    };
+    for (name, major, minor) in DEFAULT_DEVICES {
+        mknod(name, libc::S_IFCHR, major, minor, 0o666, 0, 0)?;
+    }
+    if let Some(devices) = spec.linux().as_ref().and_then(|l| l.devices().as_ref()) {
+        for d in devices {
+            let path = d.path();
+            let name = path
+                .strip_prefix("/dev")
+                .ok()
+                .filter(|n| n.components().count() == 1)
+                .ok_or_else(|| {
+                    Error::Refused(format!(
+                        "linux.devices: {} must be directly under /dev",
+                        path.display()
+                    ))
+                })?;
+            let kind = match d.typ() {
+                LinuxDeviceType::C | LinuxDeviceType::U => libc::S_IFCHR,
+                LinuxDeviceType::B => libc::S_IFBLK,
+                LinuxDeviceType::P => libc::S_IFIFO,
+                LinuxDeviceType::A => continue,
+            };
+            let mode = d.file_mode().unwrap_or(0o666);
+            mknod(
+                &name.to_string_lossy(),
+                kind,
+                d.major() as u32,
+                d.minor() as u32,
+                mode,
+                d.uid().unwrap_or(0),
+                d.gid().unwrap_or(0),
+            )?;
+        }
+    }
+    for (link, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+        ("ptmx", "pts/ptmx"),
+    ] {
+        let l = CString::new(link).expect("static");
+        let t = CString::new(target).expect("static");
+        // SAFETY: valid dirfd and C strings.
+        match sys::cvt(unsafe { libc::symlinkat(t.as_ptr(), dev.as_raw_fd(), l.as_ptr()) }) {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+            Err(e) => {
+                return Err(Error::Sys {
+                    what: format!("symlink /dev/{link}"),
+                    source: e,
+                })
+            }
+        }
+    }
+    for dir in ["pts", "shm", "mqueue"] {
+        let c = CString::new(dir).expect("static");
+        sys::mkdirat(dev.as_raw_fd(), &c, 0o755).map_err(sys(format!("mkdir /dev/{dir}")))?;
+    }
+    Ok(())
+}
+
+/// Writes sysctls through our own procfs instance, re-checking each opened file is procfs
+/// (CVE-2025-52881: never write /proc through a path a shared mount could redirect).
+fn write_sysctls(
+    rootfd: &OwnedFd,
+    sysctl: &std::collections::HashMap<String, String>,
+) -> Result<(), Error> {
+    let proc_fd = sys::openat2(
+        rootfd.as_raw_fd(),
+        Path::new("proc/sys"),
+        libc::O_PATH | libc::O_DIRECTORY,
+        libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_SYMLINKS,
+    )
+    .map_err(sys("open /proc/sys (sysctls need a /proc mount)"))?;
+    if sys::fs_type(&proc_fd).map_err(sys("statfs /proc/sys"))? != libc::PROC_SUPER_MAGIC as i64 {
+        return Err(Error::Refused("/proc/sys is not procfs".into()));
+    }
+    for (key, value) in sysctl {
+        let rel = PathBuf::from(key.replace('.', "/"));
+        let fd = sys::openat2(
+            proc_fd.as_raw_fd(),
+            &rel,
+            libc::O_WRONLY,
+            libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS,
+        )
+        .map_err(sys(format!("sysctl {key}")))?;
+        if sys::fs_type(&fd).map_err(sys("statfs sysctl"))? != libc::PROC_SUPER_MAGIC as i64 {
+            return Err(Error::Refused(format!("sysctl {key} is not on procfs")));
+        }
+        sys::write_fd(&fd, value.as_bytes()).map_err(sys(format!("sysctl {key}")))?;
+    }
+    Ok(())
+}
+
+/// pivot_root into `rootfs` and drop the old root, without needing a directory for it.
+pub fn pivot(rootfs: &Path) -> Result<(), Error> {
+    let fd = sys::open(rootfs, libc::O_DIRECTORY | libc::O_RDONLY).map_err(sys("open rootfs"))?;
+    // SAFETY: valid fd.
+    sys::cvt(unsafe { libc::fchdir(fd.as_raw_fd()) }).map_err(sys("chdir rootfs"))?;
+    // pivot_root(".", ".") stacks the old root under the new one; unmounting "." then
+    // removes the old root (lazily, since our cwd references it).
+    // SAFETY: valid C strings.
+    sys::cvt_long(unsafe { libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) })
+        .map_err(sys("pivot_root"))?;
+    sys::mount(None, ".", None, libc::MS_SLAVE | libc::MS_REC, None)
+        .map_err(sys("old root rslave"))?;
+    // SAFETY: valid C string.
+    sys::cvt(unsafe { libc::umount2(c".".as_ptr(), libc::MNT_DETACH) })
+        .map_err(sys("detach old root"))?;
+    // SAFETY: valid C string.
+    sys::cvt(unsafe { libc::chdir(c"/".as_ptr()) }).map_err(sys("chdir /"))?;
+    Ok(())
+}
+
+/// The null device to mask files with, verified to be the char device 1:3
+/// (CVE-2025-31133: an image's /dev/null symlink must not redirect the mask).
+fn null_device() -> Result<OwnedFd, Error> {
+    let fd = sys::open(Path::new("/dev/null"), libc::O_PATH | libc::O_NOFOLLOW)
+        .map_err(sys("open /dev/null"))?;
+    let st = sys::fstat(&fd).map_err(sys("fstat /dev/null"))?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFCHR || st.st_rdev != libc::makedev(1, 3) {
+        return Err(Error::Refused(
+            "/dev/null is not the null device (1:3); refusing to mask with it".into(),
+        ));
+    }
+    Ok(fd)
+}
+
+/// Masks paths after pivot_root: /dev/null over files, an empty read-only tmpfs over dirs.
+pub fn mask_paths(paths: &[String]) -> Result<(), Error> {
+    if paths.is_empty() {
+        return Ok(());
+    }
+    let null = null_device()?;
+    for p in paths {
+        let fd = match sys::open(Path::new(p), libc::O_PATH | libc::O_NOFOLLOW) {
+            Ok(fd) => fd,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+            Err(e) => {
+                return Err(Error::Sys {
+                    what: format!("mask {p}"),
+                    source: e,
+                })
+            }
+        };
+        if is_dir(&fd)? {
+            sys::mount(
+                Some("tmpfs"),
+                &fd_path(&fd),
+                Some("tmpfs"),
+                libc::MS_RDONLY,
+                Some("size=0"),
+            )
+            .map_err(sys(format!("mask {p}")))?;
+        } else {
+            sys::mount(
+                Some(&fd_path(&null)),
+                &fd_path(&fd),
+                None,
+                libc::MS_BIND,
+                None,
+            )
+            .map_err(sys(format!("mask {p}")))?;
+        }
+    }
+    Ok(())
+}
+
+/// Makes paths read-only after pivot_root (bind onto itself, remount read-only).
+pub fn readonly_paths(paths: &[String]) -> Result<(), Error> {
+    for p in paths {
+        let fd = match sys::open(Path::new(p), libc::O_PATH | libc::O_NOFOLLOW) {
+            Ok(fd) => fd,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+            Err(e) => {
+                return Err(Error::Sys {
+                    what: format!("readonly {p}"),
+                    source: e,
+                })
+            }
+        };
+        sys::mount(
+            Some(&fd_path(&fd)),
+            &fd_path(&fd),
+            None,
+            libc::MS_BIND | libc::MS_REC,
+            None,
+        )
+        .map_err(sys(format!("readonly {p}")))?;
+        let fresh = sys::open(Path::new(p), libc::O_PATH | libc::O_NOFOLLOW)
+            .map_err(sys(format!("readonly {p}")))?;
+        let keep = locked_flags(&fresh);
+        sys::mount(
+            None,
+            &fd_path(&fresh),
+            None,
+            libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | keep,
+            None,
+        )
+        .map_err(sys(format!("readonly {p}")))?;
+    }
+    Ok(())
+}
+
+pub fn readonly_root() -> Result<(), Error> {
+    let fd = sys::open(Path::new("/"), libc::O_PATH | libc::O_DIRECTORY).map_err(sys("open /"))?;
+    let keep = locked_flags(&fd);
+    sys::mount(
+        None,
+        "/",
+        None,
+        libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | keep,
+        None,
+    )
+    .map_err(sys("remount / read-only"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_split_into_flags_propagation_and_data() {
+        let o = parse_options(&[
+            "ro".into(),
+            "nosuid".into(),
+            "rbind".into(),
+            "rslave".into(),
+            "mode=755".into(),
+        ]);
+        assert_eq!(
+            o.flags,
+            libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_BIND | libc::MS_REC
+        );
+        assert_eq!(o.propagation, vec![libc::MS_SLAVE | libc::MS_REC]);
+        assert_eq!(o.data, vec!["mode=755".to_string()]);
+        assert!(o.bind);
+        let o = parse_options(&["ro".into(), "rw".into()]);
+        assert_eq!(o.flags, 0);
+    }
+
+    #[test]
+    fn overlay_annotation_is_checked() {
+        assert!(Overlay::parse(r#"{"lower":["/a","/b"],"upper":"/u","work":"/w"}"#).is_ok());
+        assert!(Overlay::parse(r#"{"lower":[]}"#).is_err());
+        assert!(Overlay::parse(r#"{"lower":["/a"],"upper":"/u"}"#).is_err());
+        assert!(Overlay::parse(r#"{"lower":["rel"]}"#).is_err());
+        let o = Overlay::parse(r#"{"lower":["/a","/b"],"upper":"/u","work":"/w"}"#).unwrap();
+        assert_eq!(o.data(), "lowerdir=/a:/b,upperdir=/u,workdir=/w");
+    }
+}

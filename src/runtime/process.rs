@@ -1,0 +1,255 @@
+//! The last steps before execve(2) of the user's program, shared by the container init and
+//! by exec: rlimits, user and groups, the five capability sets, no_new_privs, the working
+//! directory check, and finding the program on the container's PATH.
+
+use std::ffi::CString;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use caps::{CapSet, CapsHashSet};
+use oci_spec::runtime::{Capabilities, PosixRlimitType, Process};
+
+use super::sys;
+
+/// Errors preparing the user's process.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A system call failed; `what` names the step.
+    #[error("{what}: {source}")]
+    Sys {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+    /// Changing a capability set failed.
+    #[error("capabilities ({what}): {source}")]
+    Caps {
+        what: &'static str,
+        #[source]
+        source: caps::errors::CapsError,
+    },
+    /// The working directory resolved outside the container's root (CVE-2024-21626).
+    #[error("working directory {0} is outside the container's root")]
+    CwdOutside(String),
+    /// process.args[0] names nothing executable in the container.
+    #[error("executable file {0:?} not found in $PATH")]
+    NotFound(String),
+}
+
+fn sys_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> Error {
+    let what = what.into();
+    move |source| Error::Sys { what, source }
+}
+
+fn rlimit_resource(t: PosixRlimitType) -> Option<libc::__rlimit_resource_t> {
+    use PosixRlimitType::*;
+    Some(match t {
+        RlimitCpu => libc::RLIMIT_CPU,
+        RlimitFsize => libc::RLIMIT_FSIZE,
+        RlimitData => libc::RLIMIT_DATA,
+        RlimitStack => libc::RLIMIT_STACK,
+        RlimitCore => libc::RLIMIT_CORE,
+        RlimitRss => libc::RLIMIT_RSS,
+        RlimitNproc => libc::RLIMIT_NPROC,
+        RlimitNofile => libc::RLIMIT_NOFILE,
+        RlimitMemlock => libc::RLIMIT_MEMLOCK,
+        RlimitAs => libc::RLIMIT_AS,
+        RlimitLocks => libc::RLIMIT_LOCKS,
+        RlimitSigpending => libc::RLIMIT_SIGPENDING,
+        RlimitMsgqueue => libc::RLIMIT_MSGQUEUE,
+        RlimitNice => libc::RLIMIT_NICE,
+        RlimitRtprio => libc::RLIMIT_RTPRIO,
+        RlimitRttime => libc::RLIMIT_RTTIME,
+    })
+}
+
+pub fn set_rlimits(process: &Process) -> Result<(), Error> {
+    for r in process.rlimits().as_deref().unwrap_or(&[]) {
+        let Some(res) = rlimit_resource(r.typ()) else {
+            continue;
+        };
+        let lim = libc::rlimit {
+            rlim_cur: r.soft(),
+            rlim_max: r.hard(),
+        };
+        // SAFETY: valid resource and pointer.
+        sys::cvt(unsafe { libc::setrlimit(res, &lim) })
+            .map_err(sys_err(format!("setrlimit {:?}", r.typ())))?;
+    }
+    Ok(())
+}
+
+pub fn set_oom_score_adj(pid: i32, adj: i32) -> Result<(), Error> {
+    std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string())
+        .map_err(sys_err("oom_score_adj"))
+}
+
+fn to_caps(set: &Option<Capabilities>) -> CapsHashSet {
+    let mut out = CapsHashSet::new();
+    for c in set.iter().flatten() {
+        // Both name capabilities "CAP_X"; one the caps crate does not know is skipped, as
+        // runc does, rather than refusing a spec written for a newer kernel.
+        let name = serde_json::to_value(c).ok();
+        if let Some(cap) = name
+            .as_ref()
+            .and_then(|v| v.as_str())
+            .and_then(|s| s.parse().ok())
+        {
+            out.insert(cap);
+        }
+    }
+    out
+}
+
+/// Switches to the process's user and capability sets. Run as root with full caps; the
+/// bounding set is cut first (needs CAP_SETPCAP), and the kernel keeps permitted caps across
+/// setuid only with KEEPCAPS, after which effective is set explicitly.
+pub fn set_user_and_caps(process: &Process) -> Result<(), Error> {
+    let user = process.user();
+    let capsets = process.capabilities().clone().unwrap_or_else(empty_caps);
+    let bounding = to_caps(capsets.bounding());
+    for cap in caps::all() {
+        if !bounding.contains(&cap) {
+            match caps::drop(None, CapSet::Bounding, cap) {
+                Ok(()) => {}
+                // A cap the running kernel does not have cannot be dropped; ignore it.
+                Err(_) if !caps::runtime::thread_all_supported().contains(&cap) => {}
+                Err(source) => {
+                    return Err(Error::Caps {
+                        what: "bounding",
+                        source,
+                    })
+                }
+            }
+        }
+    }
+    // SAFETY: prctl with integer arguments.
+    sys::cvt(unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) })
+        .map_err(sys_err("keepcaps"))?;
+    let gids: Vec<libc::gid_t> = user.additional_gids().clone().unwrap_or_default();
+    // SAFETY: pointer and length describe `gids`.
+    sys::cvt(unsafe { libc::setgroups(gids.len(), gids.as_ptr()) })
+        .map_err(sys_err("setgroups"))?;
+    // SAFETY: integer arguments.
+    sys::cvt(unsafe { libc::setresgid(user.gid(), user.gid(), user.gid()) })
+        .map_err(sys_err("setresgid"))?;
+    // SAFETY: integer arguments.
+    sys::cvt(unsafe { libc::setresuid(user.uid(), user.uid(), user.uid()) })
+        .map_err(sys_err("setresuid"))?;
+    // SAFETY: prctl with integer arguments.
+    sys::cvt(unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) })
+        .map_err(sys_err("keepcaps"))?;
+    let permitted = to_caps(capsets.permitted());
+    let effective = to_caps(capsets.effective());
+    let inheritable = to_caps(capsets.inheritable());
+    let ambient = to_caps(capsets.ambient());
+    // Order matters: permitted bounds effective and inheritable, which bound ambient.
+    caps::set(
+        None,
+        CapSet::Effective,
+        &effective.intersection(&permitted).cloned().collect(),
+    )
+    .map_err(|source| Error::Caps {
+        what: "effective",
+        source,
+    })?;
+    caps::set(None, CapSet::Inheritable, &inheritable).map_err(|source| Error::Caps {
+        what: "inheritable",
+        source,
+    })?;
+    caps::set(None, CapSet::Permitted, &permitted).map_err(|source| Error::Caps {
+        what: "permitted",
+        source,
+    })?;
+    caps::set(None, CapSet::Effective, &effective).map_err(|source| Error::Caps {
+        what: "effective",
+        source,
+    })?;
+    caps::clear(None, CapSet::Ambient).map_err(|source| Error::Caps {
+        what: "ambient",
+        source,
+    })?;
+    // The kernel only lets a cap into ambient when it is permitted and inheritable; specs
+    // (runc's default among them) often list ambient caps without inheritable ones, and runc
+    // skips those, so we do too.
+    for cap in ambient
+        .intersection(&inheritable)
+        .filter(|c| permitted.contains(c))
+    {
+        caps::raise(None, CapSet::Ambient, *cap).map_err(|source| Error::Caps {
+            what: "ambient",
+            source,
+        })?;
+    }
+    if let Some(mask) = user.umask() {
+        // SAFETY: umask cannot fail.
+        unsafe { libc::umask(mask as libc::mode_t) };
+    }
+    Ok(())
+}
+
+fn empty_caps() -> oci_spec::runtime::LinuxCapabilities {
+    // An absent capabilities object means none at all (runc does the same).
+    serde_json::from_str("{}").expect("empty capabilities")
+}
+
+pub fn set_no_new_privs() -> Result<(), Error> {
+    // SAFETY: prctl with integer arguments.
+    sys::cvt(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) })
+        .map_err(sys_err("no_new_privs"))?;
+    Ok(())
+}
+
+/// chdir to the process's cwd, then check the kernel still places it under our root: a
+/// leaked descriptor named by /proc/self/fd/N would give a cwd outside it (CVE-2024-21626).
+pub fn enter_cwd(cwd: &Path) -> Result<(), Error> {
+    let c = sys::cstr(cwd).map_err(sys_err("cwd"))?;
+    // SAFETY: valid C string.
+    sys::cvt(unsafe { libc::chdir(c.as_ptr()) })
+        .map_err(sys_err(format!("chdir {}", cwd.display())))?;
+    match std::env::current_dir() {
+        Ok(p) if p.is_absolute() && !p.to_string_lossy().starts_with("(unreachable)") => Ok(()),
+        _ => Err(Error::CwdOutside(cwd.display().to_string())),
+    }
+}
+
+/// Finds args[0] the way execvp(3) does, using the container's PATH.
+pub fn find_program(arg0: &str, env: &[String]) -> Result<CString, Error> {
+    let exe_ok = |p: &Path| {
+        let Ok(c) = sys::cstr(p) else { return false };
+        // SAFETY: valid C string.
+        p.is_file() && unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0
+    };
+    if arg0.contains('/') {
+        return sys::cstr(Path::new(arg0)).map_err(sys_err("args[0]"));
+    }
+    let path = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    for dir in path.split(':').filter(|d| !d.is_empty()) {
+        let candidate = PathBuf::from(dir).join(arg0);
+        if exe_ok(&candidate) {
+            return sys::cstr(&candidate).map_err(sys_err("args[0]"));
+        }
+    }
+    Err(Error::NotFound(arg0.into()))
+}
+
+pub fn cstrings(items: &[String]) -> Vec<CString> {
+    items
+        .iter()
+        .map(|s| CString::new(s.replace('\0', "")).expect("NUL removed"))
+        .collect()
+}
+
+/// execve(2); returns only on failure.
+pub fn exec(program: &CString, args: &[CString], env: &[CString]) -> io::Error {
+    let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    let mut envp: Vec<*const libc::c_char> = env.iter().map(|a| a.as_ptr()).collect();
+    envp.push(std::ptr::null());
+    // SAFETY: null-terminated arrays of valid C strings that outlive the call.
+    unsafe { libc::execve(program.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+    io::Error::last_os_error()
+}

@@ -1,0 +1,143 @@
+//! The one moment the runtime forks: clone(2) with the new namespaces' flags, and in the
+//! child only async-signal-safe calls (dup2, fcntl, execveat) until it has become a fresh
+//! `nanokube runtime init` from the sealed memfd. Everything the child touches is prepared
+//! before the clone, so a multi-threaded caller (the kubelet's tokio process) is safe: no
+//! lock another thread might hold is ever taken in the child.
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, RawFd};
+
+use super::exe::Source;
+use super::init::SYNC_FD_ENV;
+use super::sys;
+
+/// What the child must do, laid out before clone(2) so the child does not allocate.
+pub struct Plan {
+    exe: Source,
+    sync: RawFd,
+    stdio: [RawFd; 3],
+    _strings: Vec<CString>,
+    argv: [*const libc::c_char; 4],
+    envp: [*const libc::c_char; 2],
+}
+
+impl Plan {
+    /// `stdio[i] == -1` keeps the caller's descriptor i.
+    pub fn new(exe: Source, sync: &impl AsRawFd, stdio: [RawFd; 3]) -> Plan {
+        let strings = vec![
+            CString::new("nanokube").expect("static"),
+            CString::new("runtime").expect("static"),
+            CString::new("init").expect("static"),
+            CString::new(format!("{SYNC_FD_ENV}={}", sync.as_raw_fd())).expect("digits"),
+        ];
+        let argv = [
+            strings[0].as_ptr(),
+            strings[1].as_ptr(),
+            strings[2].as_ptr(),
+            std::ptr::null(),
+        ];
+        let envp = [strings[3].as_ptr(), std::ptr::null()];
+        Plan {
+            exe,
+            sync: sync.as_raw_fd(),
+            stdio,
+            _strings: strings,
+            argv,
+            envp,
+        }
+    }
+
+    /// Clones a child into new namespaces (`flags`, CLONE_NEW*) that execs the init.
+    /// Returns the child's pid in our pid namespace.
+    pub fn spawn(&self, flags: libc::c_int) -> std::io::Result<i32> {
+        // SAFETY: a raw clone without CLONE_VM and with a null stack behaves like fork(2):
+        // the child gets a copy of our memory and continues here. It then calls only
+        // async-signal-safe functions on data prepared above, and never returns.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                (flags | libc::SIGCHLD) as libc::c_ulong,
+                0usize,
+                0usize,
+                0usize,
+                0usize,
+            )
+        };
+        if ret < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if ret == 0 {
+            // SAFETY: only async-signal-safe calls; see above.
+            unsafe { self.child() }
+        }
+        Ok(ret as i32)
+    }
+
+    /// # Safety
+    /// Only to be called in the freshly cloned child.
+    unsafe fn child(&self) -> ! {
+        // SAFETY: dup2/fcntl/execveat/_exit are async-signal-safe and get valid arguments.
+        unsafe {
+            // Anything that goes wrong before exec shows up as the init closing the socket.
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            for (target, &fd) in self.stdio.iter().enumerate() {
+                if fd < 0 {
+                    continue;
+                }
+                if fd == target as RawFd {
+                    libc::fcntl(fd, libc::F_SETFD, 0);
+                } else if libc::dup2(fd, target as RawFd) < 0 {
+                    libc::_exit(126);
+                }
+            }
+            if libc::fcntl(self.sync, libc::F_SETFD, 0) < 0 {
+                libc::_exit(126);
+            }
+            match &self.exe {
+                Source::Sealed(fd) => {
+                    libc::syscall(
+                        libc::SYS_execveat,
+                        *fd,
+                        c"".as_ptr(),
+                        self.argv.as_ptr(),
+                        self.envp.as_ptr(),
+                        libc::AT_EMPTY_PATH,
+                    );
+                }
+                Source::ReadOnlyBind(path) => {
+                    // Our mount namespace is new (CLONE_NEWNS): keep the binds to ourselves,
+                    // then make this namespace's view of the binary read-only.
+                    let p = path.as_ptr();
+                    let none = std::ptr::null();
+                    if libc::mount(
+                        none,
+                        c"/".as_ptr(),
+                        none,
+                        libc::MS_SLAVE | libc::MS_REC,
+                        std::ptr::null(),
+                    ) < 0
+                        || libc::mount(p, p, none, libc::MS_BIND, std::ptr::null()) < 0
+                        || libc::mount(
+                            none,
+                            p,
+                            none,
+                            libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+                            std::ptr::null(),
+                        ) < 0
+                    {
+                        libc::_exit(126);
+                    }
+                    libc::execve(p, self.argv.as_ptr(), self.envp.as_ptr());
+                }
+            }
+            libc::_exit(127)
+        }
+    }
+}
+
+/// Kills and reaps a child we cloned (setup failed).
+pub fn kill_and_reap(pid: i32) {
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let _ = sys::waitpid(pid);
+}

@@ -1,0 +1,280 @@
+//! Reading and checking an OCI bundle: config.json parsed into `oci_spec` types, then the
+//! semantic checks that the types cannot express. Every error names the JSON field path, so a
+//! user can find the line to fix without reading our code.
+
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+/// Errors found in a bundle before anything is created.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The bundle directory or its config.json could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// config.json is not valid JSON or a field has the wrong type; `field` is its path.
+    #[error("config.json: {field}: {message}")]
+    Parse { field: String, message: String },
+    /// A field parsed but its value cannot be used.
+    #[error("config.json: {field}: {message}")]
+    Invalid { field: String, message: String },
+    /// root.path does not name a directory.
+    #[error("rootfs {0} does not exist or is not a directory")]
+    MissingRootfs(PathBuf),
+}
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> Error {
+    Error::Invalid {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// Parses `bundle/config.json`.
+pub fn load(bundle: &Path) -> Result<Spec, Error> {
+    let path = bundle.join("config.json");
+    let text = std::fs::read(&path).map_err(|source| Error::Read {
+        path: path.clone(),
+        source,
+    })?;
+    parse(&text)
+}
+
+/// Parses config.json text, reporting the path of the field that failed.
+pub fn parse(text: &[u8]) -> Result<Spec, Error> {
+    let de = &mut serde_json::Deserializer::from_slice(text);
+    serde_path_to_error::deserialize::<_, Spec>(de).map_err(|e| {
+        let field = e.path().to_string();
+        let inner = e.into_inner();
+        // serde_json appends " at line L column C"; keep it, it helps find the spot.
+        Error::Parse {
+            field: if field == "." {
+                "(document)".into()
+            } else {
+                field
+            },
+            message: inner.to_string(),
+        }
+    })
+}
+
+/// The rootfs directory of a spec, made absolute against the bundle.
+pub fn rootfs_path(spec: &Spec, bundle: &Path) -> PathBuf {
+    let root = spec
+        .root()
+        .as_ref()
+        .map(|r| r.path().clone())
+        .unwrap_or_else(|| PathBuf::from("rootfs"));
+    if root.is_absolute() {
+        root
+    } else {
+        bundle.join(root)
+    }
+}
+
+/// Semantic checks the runtime relies on later (after clone(2) there is no good way to report).
+pub fn validate(spec: &Spec, bundle: &Path) -> Result<(), Error> {
+    if spec.root().is_none() {
+        return Err(invalid("root", "must be set"));
+    }
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| invalid("process", "must be set"))?;
+    match process.args() {
+        Some(args) if !args.is_empty() => {
+            if args[0].is_empty() {
+                return Err(invalid("process.args[0]", "must not be empty"));
+            }
+        }
+        _ => return Err(invalid("process.args", "must not be empty")),
+    }
+    if !process.cwd().is_absolute() {
+        return Err(invalid("process.cwd", "must be an absolute path"));
+    }
+    if let Some(env) = process.env() {
+        for (i, e) in env.iter().enumerate() {
+            if !e.contains('=') {
+                return Err(invalid(format!("process.env[{i}]"), "must be NAME=VALUE"));
+            }
+        }
+    }
+    if let Some(rlimits) = process.rlimits() {
+        for (i, r) in rlimits.iter().enumerate() {
+            if r.soft() > r.hard() {
+                return Err(invalid(
+                    format!("process.rlimits[{i}]"),
+                    "soft limit exceeds hard limit",
+                ));
+            }
+        }
+    }
+    if let Some(mounts) = spec.mounts() {
+        for (i, m) in mounts.iter().enumerate() {
+            let dest = m.destination();
+            if !dest.is_absolute() {
+                return Err(invalid(
+                    format!("mounts[{i}].destination"),
+                    "must be an absolute path",
+                ));
+            }
+            let under_proc = dest.starts_with("/proc");
+            let is_proc = m.typ().as_deref() == Some("proc") && dest == Path::new("/proc");
+            // CVE-2019-16884: a volume over /proc could fake /proc/self/attr and similar files.
+            if under_proc && !is_proc {
+                return Err(invalid(
+                    format!("mounts[{i}].destination"),
+                    "mounts over or under /proc are refused",
+                ));
+            }
+            let typ = m.typ().as_deref().unwrap_or("");
+            let binding = m
+                .options()
+                .as_ref()
+                .is_some_and(|o| o.iter().any(|x| x == "bind" || x == "rbind"));
+            if (typ == "bind" || binding) && m.source().is_none() {
+                return Err(invalid(
+                    format!("mounts[{i}].source"),
+                    "a bind mount needs a source",
+                ));
+            }
+        }
+    }
+    if let Some(linux) = spec.linux() {
+        if let Some(namespaces) = linux.namespaces() {
+            let mut seen = Vec::new();
+            for (i, ns) in namespaces.iter().enumerate() {
+                if seen.contains(&ns.typ()) {
+                    return Err(invalid(
+                        format!("linux.namespaces[{i}].type"),
+                        "namespace listed twice",
+                    ));
+                }
+                seen.push(ns.typ());
+                if let Some(p) = ns.path() {
+                    if !p.is_absolute() {
+                        return Err(invalid(
+                            format!("linux.namespaces[{i}].path"),
+                            "must be an absolute path",
+                        ));
+                    }
+                    if ns.typ() == LinuxNamespaceType::Pid {
+                        return Err(invalid(
+                            format!("linux.namespaces[{i}].path"),
+                            "joining an existing pid namespace is not supported",
+                        ));
+                    }
+                }
+                if ns.typ() == LinuxNamespaceType::Time {
+                    return Err(invalid(
+                        format!("linux.namespaces[{i}].type"),
+                        "time namespaces are not supported",
+                    ));
+                }
+            }
+            let has_user = namespaces
+                .iter()
+                .any(|n| n.typ() == LinuxNamespaceType::User);
+            if has_user {
+                return Err(invalid(
+                    "linux.namespaces",
+                    "user namespaces are not supported yet",
+                ));
+            }
+        }
+        if let Some(sysctl) = linux.sysctl() {
+            for key in sysctl.keys() {
+                if key.is_empty() || key.contains("..") || key.starts_with('/') {
+                    return Err(invalid(format!("linux.sysctl.{key}"), "invalid key"));
+                }
+            }
+        }
+        for (field, list) in [
+            ("linux.maskedPaths", linux.masked_paths()),
+            ("linux.readonlyPaths", linux.readonly_paths()),
+        ] {
+            if let Some(list) = list {
+                for (i, p) in list.iter().enumerate() {
+                    if !p.starts_with('/') {
+                        return Err(invalid(format!("{field}[{i}]"), "must be an absolute path"));
+                    }
+                }
+            }
+        }
+        if let Some(prop) = linux.rootfs_propagation() {
+            if !prop.is_empty() && crate::runtime::mounts::propagation_flag(prop).is_none() {
+                return Err(invalid(
+                    "linux.rootfsPropagation",
+                    format!("unknown propagation {prop:?}"),
+                ));
+            }
+        }
+    }
+    if let Some(ann) = spec.annotations() {
+        if let Some(overlay) = ann.get(crate::runtime::mounts::OVERLAY_ANNOTATION) {
+            crate::runtime::mounts::Overlay::parse(overlay).map_err(|m| {
+                invalid(
+                    format!("annotations.{}", crate::runtime::mounts::OVERLAY_ANNOTATION),
+                    m,
+                )
+            })?;
+        }
+    }
+    let rootfs = rootfs_path(spec, bundle);
+    if !rootfs.is_dir() {
+        return Err(Error::MissingRootfs(rootfs));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_error_names_the_field() {
+        let err = parse(
+            br#"{"ociVersion":"1.0.2","process":{"args":"sh","cwd":"/","user":{"uid":0,"gid":0}}}"#,
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("config.json: process.args:"), "{text}");
+    }
+
+    #[test]
+    fn empty_args_names_the_field() {
+        let spec = parse(br#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},"process":{"args":[],"cwd":"/","user":{"uid":0,"gid":0}}}"#)
+            .unwrap();
+        let err = validate(&spec, Path::new("/nonexistent")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "config.json: process.args: must not be empty"
+        );
+    }
+
+    #[test]
+    fn mount_over_proc_is_refused() {
+        let spec = parse(br#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},"process":{"args":["sh"],"cwd":"/","user":{"uid":0,"gid":0}},
+            "mounts":[{"destination":"/proc","type":"bind","source":"/tmp","options":["bind"]}]}"#)
+            .unwrap();
+        let err = validate(&spec, Path::new("/nonexistent")).unwrap_err();
+        assert!(err
+            .to_string()
+            .starts_with("config.json: mounts[0].destination"));
+    }
+
+    #[test]
+    fn missing_rootfs_is_one_line() {
+        let spec = parse(br#"{"ociVersion":"1.0.2","root":{"path":"/nonexistent-rootfs"},"process":{"args":["sh"],"cwd":"/","user":{"uid":0,"gid":0}}}"#)
+            .unwrap();
+        let err = validate(&spec, Path::new("/")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "rootfs /nonexistent-rootfs does not exist or is not a directory"
+        );
+    }
+}
