@@ -195,7 +195,8 @@ fn argument_comparisons_are_64_bit() {
         (1 << 32) + 42,
         u64::MAX,
     ];
-    let ops: [(LinuxSeccompOperator, fn(u64, u64) -> bool); 6] = [
+    type Reference = fn(u64, u64) -> bool;
+    let ops: [(LinuxSeccompOperator, Reference); 6] = [
         (ScmpCmpEq, |a, v| a == v),
         (ScmpCmpNe, |a, v| a != v),
         (ScmpCmpLt, |a, v| a < v),
