@@ -13,9 +13,7 @@
 
 use std::collections::BTreeMap;
 
-use oci_spec::runtime::{
-    LinuxSeccomp, LinuxSeccompAction, LinuxSeccompFilterFlag, LinuxSeccompOperator,
-};
+use oci_spec::runtime::{LinuxSeccomp, LinuxSeccompAction, LinuxSeccompOperator};
 
 use super::bpf::{Asm, Cmp, Label, Target, DATA_ARCH, DATA_ARGS, DATA_NR};
 use super::{syscalls_x86_64, Error, Program};
@@ -101,18 +99,6 @@ fn action_value(
     })
 }
 
-fn flag_value(flag: LinuxSeccompFilterFlag) -> u32 {
-    match flag {
-        LinuxSeccompFilterFlag::SeccompFilterFlagTsync => libc::SECCOMP_FILTER_FLAG_TSYNC as u32,
-        LinuxSeccompFilterFlag::SeccompFilterFlagLog => libc::SECCOMP_FILTER_FLAG_LOG as u32,
-        LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => {
-            libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW as u32
-        }
-        // SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV (Linux 6.0)
-        LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => 1 << 5,
-    }
-}
-
 pub(super) fn compile(profile: &LinuxSeccomp) -> Result<Program, Error> {
     let default = action_value(
         profile.default_action(),
@@ -126,14 +112,11 @@ pub(super) fn compile(profile: &LinuxSeccomp) -> Result<Program, Error> {
             "seccomp agents (user notification) are not supported",
         ));
     }
-    let flags = profile
-        .flags()
-        .iter()
-        .flatten()
-        .fold(0, |acc, f| acc | flag_value(*f));
+    if let Some(flags) = profile.flags().as_ref().filter(|f| !f.is_empty()) {
+        tracing::debug!(?flags, "linux.seccomp.flags are not applied");
+    }
 
     let mut rules: BTreeMap<u32, Vec<Rule>> = BTreeMap::new();
-    let mut skipped = Vec::new();
     for (i, syscall) in profile.syscalls().iter().flatten().enumerate() {
         let field = format!("linux.seccomp.syscalls[{i}]");
         let ret = action_value(
@@ -191,9 +174,6 @@ pub(super) fn compile(profile: &LinuxSeccomp) -> Result<Program, Error> {
         for name in syscall.names() {
             let Some(nr) = syscalls_x86_64::number(name) else {
                 tracing::debug!(syscall = %name, "unknown to x86_64, skipped in seccomp profile");
-                if !skipped.contains(name) {
-                    skipped.push(name.clone());
-                }
                 continue;
             };
             let entry = rules.entry(nr).or_default();
@@ -205,11 +185,8 @@ pub(super) fn compile(profile: &LinuxSeccomp) -> Result<Program, Error> {
             }
         }
     }
-    let filter = generate(default, &rules)?;
     Ok(Program {
-        filter,
-        flags,
-        skipped,
+        filter: generate(default, &rules)?,
     })
 }
 

@@ -36,19 +36,32 @@ pub enum Error {
 }
 
 /// A compiled filter, ready to install without allocating.
+///
+/// Only the instructions: the runtime ships them to the container's init over a socket.
+/// linux.seccomp.flags are accepted but not applied: TSYNC means nothing to a single-threaded
+/// init, LOG only adds audit records, SPEC_ALLOW would weaken a mitigation and
+/// WAIT_KILLABLE_RECV needs an agent, which is not supported.
 #[derive(Debug, Clone, Default)]
 pub struct Program {
     pub filter: Vec<libc::sock_filter>,
-    /// SECCOMP_FILTER_FLAG_* bits from linux.seccomp.flags, passed to seccomp(2).
-    pub flags: u32,
-    /// Syscall names the profile lists that x86_64 does not have (other architectures' calls,
-    /// or newer than this table): skipped, as runc skips names libseccomp does not know.
-    pub skipped: Vec<String>,
 }
 
-/// Compiles a profile for the host architecture (x86_64).
+/// Compiles a profile for the host architecture (x86_64). Syscall names x86_64 does not have
+/// (other architectures' calls, or newer than our table) are skipped, as runc skips names
+/// libseccomp does not know; [`unknown_syscalls`] lists them.
 pub fn compile(profile: &LinuxSeccomp) -> Result<Program, Error> {
     compile::compile(profile)
+}
+
+/// The syscall names in `profile` that x86_64 does not have, in order of appearance.
+pub fn unknown_syscalls(profile: &LinuxSeccomp) -> Vec<String> {
+    let mut unknown: Vec<String> = Vec::new();
+    for name in profile.syscalls().iter().flatten().flat_map(|s| s.names()) {
+        if syscalls_x86_64::number(name).is_none() && !unknown.contains(name) {
+            unknown.push(name.clone());
+        }
+    }
+    unknown
 }
 
 /// Checks the raw JSON of `linux.seccomp` for enum strings this runtime does not know
@@ -125,18 +138,15 @@ pub fn install(program: &Program) -> Result<(), nix::Error> {
         libc::syscall(
             libc::SYS_seccomp,
             SECCOMP_SET_MODE_FILTER,
-            program.flags as libc::c_ulong,
+            0 as libc::c_ulong,
             &fprog as *const libc::sock_fprog,
         )
     };
     match rc {
         0 => Ok(()),
-        // With SECCOMP_FILTER_FLAG_TSYNC a positive result names a thread that could not be
-        // synchronized.
-        rc if rc > 0 => Err(nix::Error::ESRCH),
         _ => {
             let err = nix::Error::last();
-            if err != nix::Error::ENOSYS || program.flags != 0 {
+            if err != nix::Error::ENOSYS {
                 return Err(err);
             }
             // Kernels before 3.17 have no seccomp(2); prctl installs the same filter.
