@@ -592,7 +592,8 @@ fn kill_all_signals_every_member_and_destroy_cleans_up() {
     let dirs = cg.dirs();
     cg.destroy().unwrap();
     assert_gone(&dirs);
-    // Destroying what is already gone is fine; opening it is not.
+    // Killing in or destroying what is already gone is fine; opening it is not.
+    again.kill_all(libc::SIGKILL).unwrap();
     again.destroy().unwrap();
     assert!(matches!(
         Cgroup::open(&path),

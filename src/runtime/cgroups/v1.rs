@@ -362,25 +362,31 @@ impl V1Cgroup {
     }
 
     pub(super) fn kill_all(&self, signal: i32) -> Result<()> {
+        if self.procs_dir().is_none_or(|d| !d.exists()) {
+            // Already destroyed: nobody left to signal.
+            return Ok(());
+        }
         if let Some(unified) = &self.unified {
             if signal == libc::SIGKILL && unified.join("cgroup.kill").exists() {
                 return fs::write(unified, "cgroup.kill", "1");
             }
         }
         let Some(freezer) = self.dirs.get("freezer") else {
-            return self.pids().and_then(|pids| fs::signal_all(&pids, signal));
+            return fs::signal_all(&self.pids()?, signal);
         };
         fs::write(freezer, "freezer.state", "FROZEN")?;
-        // Signalling a partly frozen group is still better than not signalling at all; the
-        // thaw below always runs.
-        fs::wait_until(fs::SETTLE, || {
-            // Writing FROZEN again nudges tasks that were in a fork when the freeze began.
-            Ok(fs::read(freezer, "freezer.state")?.trim() == "FROZEN"
-                || fs::write(freezer, "freezer.state", "FROZEN").map(|_| false)?)
-        })?;
-        let result = fs::read_procs(freezer).and_then(|pids| fs::signal_all(&pids, signal));
-        fs::write(freezer, "freezer.state", "THAWED")?;
-        result
+        let result = (|| {
+            // If freezing does not complete in time, signalling is still the best we can do.
+            fs::wait_until(fs::SETTLE, || {
+                // Writing FROZEN again nudges tasks that were in a fork when the freeze began.
+                Ok(fs::read(freezer, "freezer.state")?.trim() == "FROZEN"
+                    || fs::write(freezer, "freezer.state", "FROZEN").map(|_| false)?)
+            })?;
+            fs::signal_all(&fs::read_procs(freezer)?, signal)
+        })();
+        // Thaw whatever happened, or the processes stay frozen with the signal pending.
+        let thawed = fs::write(freezer, "freezer.state", "THAWED");
+        result.and(thawed)
     }
 
     pub(super) fn destroy(self) -> Result<()> {

@@ -234,6 +234,10 @@ impl V2Cgroup {
     }
 
     pub(super) fn kill_all(&self, signal: i32) -> Result<()> {
+        if !self.dir.exists() {
+            // Already destroyed: nobody left to signal.
+            return Ok(());
+        }
         // cgroup.kill (Linux 5.14) kills every member atomically, forks in flight included.
         if signal == libc::SIGKILL && self.dir.join("cgroup.kill").exists() {
             return fs::write(&self.dir, "cgroup.kill", "1");
@@ -241,15 +245,20 @@ impl V2Cgroup {
         let freezable = self.dir.join("cgroup.freeze").exists();
         if freezable {
             fs::write(&self.dir, "cgroup.freeze", "1")?;
-            // Even if freezing does not complete in time, signalling is still the best we can
-            // do; the thaw below always runs.
-            fs::wait_until(fs::SETTLE, || {
-                Ok(self.read_keyed("cgroup.events", "frozen")? == 1)
-            })?;
         }
-        let result = self.pids().and_then(|pids| fs::signal_all(&pids, signal));
+        let result = (|| {
+            if freezable {
+                // If freezing does not complete in time, signalling is still the best we can do.
+                fs::wait_until(fs::SETTLE, || {
+                    Ok(self.read_keyed("cgroup.events", "frozen")? == 1)
+                })?;
+            }
+            fs::signal_all(&self.pids()?, signal)
+        })();
+        // Thaw whatever happened, or the processes stay frozen with the signal pending.
         if freezable {
-            fs::write(&self.dir, "cgroup.freeze", "0")?;
+            let thawed = fs::write(&self.dir, "cgroup.freeze", "0");
+            return result.and(thawed);
         }
         result
     }
