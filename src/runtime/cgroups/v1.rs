@@ -4,18 +4,18 @@
 //! Resource files: memory.limit_in_bytes, memory.memsw.limit_in_bytes (memory+swap, the OCI
 //! meaning of `swap`), memory.soft_limit_in_bytes, memory.swappiness, memory.oom_control,
 //! cpu.shares, cpu.cfs_quota_us, cpu.cfs_period_us, cpu.cfs_burst_us, cpu.rt_*, cpu.idle,
-//! cpuset.cpus, cpuset.mems, pids.max. Usage comes from memory.usage_in_bytes and
+//! cpuset.cpus, cpuset.mems, pids.max, devices.deny/devices.allow. Usage comes from memory.usage_in_bytes and
 //! cpuacct.usage. The hybrid v2 directory costs nothing and gives `kill_all` cgroup.kill.
 
 use std::collections::BTreeMap;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::LinuxResources;
+use oci_spec::runtime::{LinuxDeviceCgroup, LinuxResources};
 
 use super::layout::Layout;
 use super::stats::{self, keyed, Stats};
-use super::{fs, Error, Result};
+use super::{devices, fs, Error, Result};
 
 #[derive(Debug)]
 pub(super) struct V1Cgroup {
@@ -79,8 +79,10 @@ impl V1Cgroup {
                 }
                 cgroup.unified = Some(dir);
             }
+            // Device rules apply even without resources: the defaults are never "everything".
+            cgroup.set_devices(resources.and_then(|r| r.devices().as_deref()))?;
             if let Some(resources) = resources {
-                cgroup.apply(resources)?;
+                cgroup.apply_limits(resources)?;
             }
             Ok(())
         })();
@@ -154,7 +156,26 @@ impl V1Cgroup {
         }
     }
 
+    fn set_devices(&self, spec: Option<&[LinuxDeviceCgroup]>) -> Result<()> {
+        let rules = devices::rules(spec)?;
+        match self.dirs.get("devices") {
+            Some(dir) => devices::apply_v1(dir, &rules),
+            None => {
+                tracing::warn!("no v1 devices controller: device access is not restricted");
+                Ok(())
+            }
+        }
+    }
+
+    /// Applies what `r` mentions: an update.
     pub(super) fn apply(&self, r: &LinuxResources) -> Result<()> {
+        if let Some(devices) = r.devices() {
+            self.set_devices(Some(devices))?;
+        }
+        self.apply_limits(r)
+    }
+
+    fn apply_limits(&self, r: &LinuxResources) -> Result<()> {
         if let Some(m) = r.memory() {
             let field = "linux.resources.memory";
             self.set_memory_and_swap(m.limit(), m.swap())?;
