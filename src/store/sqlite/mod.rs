@@ -97,6 +97,28 @@ pub struct SqliteStore {
     events: broadcast::Sender<Arc<Event>>,
     writer: Option<JoinHandle<()>>,
     compactor: Option<(mpsc::Sender<()>, JoinHandle<()>)>,
+    /// Held for the store's life: two writers on one file would hand out the same revisions.
+    _lock: std::fs::File,
+}
+
+/// Takes the lock file next to the database, so a second server on the same data directory
+/// fails at start instead of corrupting the revision sequence.
+fn lock(path: &Path) -> Result<std::fs::File> {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push("-lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| Error::Backend(format!("opening {}: {e}", Path::new(&lock_path).display())))?;
+    file.try_lock().map_err(|e| {
+        Error::Backend(format!(
+            "{} is in use by another process ({e})",
+            path.display()
+        ))
+    })?;
+    Ok(file)
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -111,6 +133,11 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path`. Synchronous: it only opens files and
     /// starts threads, so it may be called from async code as well.
     pub fn open(path: &Path, options: Options) -> Result<Arc<SqliteStore>> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::Backend(format!("creating {}: {e}", dir.display())))?;
+        }
+        let lock = lock(path)?;
         let conn = schema::open_writer(path, options.durability).map_err(backend)?;
         let (revision, compacted) = writer::resume(&conn).map_err(backend)?;
         let shared = Arc::new(Shared {
@@ -146,6 +173,7 @@ impl SqliteStore {
             events,
             writer: Some(writer),
             compactor,
+            _lock: lock,
         }))
     }
 
