@@ -96,6 +96,8 @@ pub struct SqliteStore {
     commands: Mutex<Option<mpsc::Sender<Command>>>,
     events: broadcast::Sender<Arc<Event>>,
     writer: Option<JoinHandle<()>>,
+    /// Ends when the writer does (it holds the request channel).
+    checkpointer: Option<JoinHandle<()>>,
     compactor: Option<(mpsc::Sender<()>, JoinHandle<()>)>,
     /// Held for the store's life: two writers on one file would hand out the same revisions.
     _lock: std::fs::File,
@@ -151,11 +153,20 @@ impl SqliteStore {
         )?);
         let (events, _) = broadcast::channel(options.watch_buffer.max(16));
         let (commands, inbox) = mpsc::channel();
+        let checkpointer_conn =
+            schema::open_checkpointer(path, options.durability).map_err(backend)?;
+        let (checkpoint, checkpoint_requests) = mpsc::sync_channel(1);
+        let checkpointer = std::thread::Builder::new()
+            .name("store-checkpoint".into())
+            .spawn(move || writer::run_checkpointer(checkpointer_conn, checkpoint_requests))
+            .map_err(|e| Error::Backend(format!("starting the checkpoint thread: {e}")))?;
         let writer = Writer {
             conn,
             shared: shared.clone(),
             events: events.clone(),
             revision,
+            checkpoint,
+            written_since_checkpoint: 0,
         };
         let writer = std::thread::Builder::new()
             .name("store-writer".into())
@@ -172,6 +183,7 @@ impl SqliteStore {
             commands: Mutex::new(Some(commands)),
             events,
             writer: Some(writer),
+            checkpointer: Some(checkpointer),
             compactor,
             _lock: lock,
         }))
@@ -214,6 +226,9 @@ impl Drop for SqliteStore {
             .take();
         if let Some(writer) = self.writer.take() {
             let _ = writer.join();
+        }
+        if let Some(checkpointer) = self.checkpointer.take() {
+            let _ = checkpointer.join();
         }
     }
 }

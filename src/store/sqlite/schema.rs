@@ -66,7 +66,20 @@ pub(super) fn open_writer(
         )));
     }
     configure(&conn, durability)?;
+    // The checkpointer thread moves the WAL into the database; a commit never pays for it.
+    conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")?;
     conn.execute_batch(SCHEMA)?;
+    Ok(conn)
+}
+
+/// Opens the checkpointer's connection: read-write, but it only ever runs checkpoints.
+pub(super) fn open_checkpointer(
+    path: &std::path::Path,
+    durability: Durability,
+) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    configure(&conn, durability)?;
+    conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")?;
     Ok(conn)
 }
 

@@ -17,6 +17,9 @@ use tokio::sync::{broadcast, oneshot};
 const MAX_BATCH: usize = 256;
 /// Revisions of history one compaction chunk walks through in one transaction.
 const COMPACT_CHUNK: i64 = 2000;
+/// Bytes of values written between two requests to the checkpointer, a rough stand-in for
+/// the WAL's growth (each write also touches a few index and table pages).
+const CHECKPOINT_BYTES: usize = 4 << 20;
 
 /// A write as the caller asked for it.
 pub(super) enum Op {
@@ -65,6 +68,9 @@ pub(super) struct Writer {
     pub events: broadcast::Sender<Arc<Event>>,
     /// The last revision committed.
     pub revision: i64,
+    /// Wakes the checkpointer thread; the writer never waits for it.
+    pub checkpoint: mpsc::SyncSender<()>,
+    pub written_since_checkpoint: usize,
 }
 
 impl Writer {
@@ -119,7 +125,7 @@ impl Writer {
                 }
             }
         }
-        // Let outstanding watchers finish their replay; the broadcast closes when `self` drops.
+        // A clean shutdown leaves the database whole, so the WAL need not be replayed at start.
         let _ = self.conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE);");
     }
 
@@ -191,6 +197,18 @@ impl Writer {
         }
         self.revision = revision;
         self.shared.revision.store(revision, Ordering::Release);
+        self.written_since_checkpoint += batch
+            .iter()
+            .map(|(op, _)| match op {
+                Op::Create { value, .. } | Op::Update { value, .. } => value.len() + 512,
+                Op::Delete { .. } => 512,
+            })
+            .sum::<usize>();
+        if self.written_since_checkpoint >= CHECKPOINT_BYTES {
+            // Full means a request is already pending, which covers this one too.
+            let _ = self.checkpoint.try_send(());
+            self.written_since_checkpoint = 0;
+        }
         let mut replies = Vec::with_capacity(batch.len());
         for ((_, reply), result) in batch.into_iter().zip(results) {
             match result {
@@ -381,4 +399,15 @@ pub(super) fn resume(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
         schema::meta(conn, "revision")?,
         schema::meta(conn, "compacted")?,
     ))
+}
+
+/// Copies the WAL into the database whenever the writer asks, on its own connection, so the
+/// commit that crosses the threshold does not pay for the copy and its fsync. PASSIVE never
+/// blocks the writer or readers; frames a reader still needs are copied by a later run.
+pub(super) fn run_checkpointer(conn: Connection, requests: mpsc::Receiver<()>) {
+    while requests.recv().is_ok() {
+        if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE);") {
+            tracing::warn!("store checkpoint failed: {e}");
+        }
+    }
 }
