@@ -129,8 +129,10 @@ pub trait Store: Send + Sync + 'static {
 }
 
 pub mod conformance;
+pub mod etcd;
 pub mod sqlite;
 
+pub use etcd::EtcdStore;
 pub use sqlite::SqliteStore;
 
 /// The end of the key range that holds every key starting with `prefix`, as bytes: keys are UTF-8,
