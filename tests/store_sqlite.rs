@@ -94,3 +94,30 @@ async fn background_compactor_keeps_its_window() {
         Err(nanokube::store::Error::Compacted { .. })
     ));
 }
+
+#[tokio::test]
+async fn datastore_endpoint_picks_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = nanokube::store::open_endpoint(None, dir.path())
+        .await
+        .unwrap();
+    store.create("/a", b"1".to_vec()).await.unwrap();
+    drop(store);
+    assert!(dir.path().join("db/state.db").exists());
+    let other = dir.path().join("other.db");
+    let endpoint = format!("sqlite://{}", other.display());
+    let store = nanokube::store::open_endpoint(Some(&endpoint), dir.path())
+        .await
+        .unwrap();
+    assert_eq!(store.get("/a").await.unwrap(), None);
+    drop(store);
+    assert!(other.exists());
+    let err = nanokube::store::open_endpoint(Some("postgres://db"), dir.path())
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string().contains("unsupported --datastore-endpoint"),
+        "{err}"
+    );
+}

@@ -105,6 +105,33 @@ impl EtcdStore {
         Ok(Arc::new(store))
     }
 
+    /// Compacts in the background like `SqliteStore`'s compactor (etcd 3.4 has none of its own
+    /// unless started with --auto-compaction-retention). The task stops once the store is dropped.
+    pub fn start_compactor(self: &Arc<Self>, policy: super::sqlite::CompactionPolicy) {
+        let store = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut seen = None;
+            loop {
+                tokio::time::sleep(policy.interval).await;
+                let Some(store) = store.upgrade() else { return };
+                let current = match store.current_revision().await {
+                    Ok(current) => current,
+                    Err(e) => {
+                        tracing::warn!("etcd compaction: {e}");
+                        continue;
+                    }
+                };
+                let target = seen.unwrap_or(0).min(current - policy.keep_revisions);
+                seen = Some(current);
+                if target > 1 {
+                    if let Err(e) = store.compact(target).await {
+                        tracing::warn!("etcd compaction to {target}: {e}");
+                    }
+                }
+            }
+        });
+    }
+
     async fn compacted_error(&self, requested: i64) -> Error {
         Error::Compacted {
             requested,
