@@ -1,6 +1,7 @@
 //! Store throughput and latency, printed rather than asserted (speed targets belong to the
 //! bench scripts). Run with:
-//! `cargo test --test store_bench -- --ignored --nocapture` (add `--release` for real numbers);
+//! `cargo test --test store_bench -- --ignored --nocapture --test-threads=1` (add `--release`
+//! for real numbers);
 //! NANOKUBE_BENCH_DIR picks the disk (default: a temporary directory).
 
 use nanokube::store::sqlite::{Options, SqliteStore};
@@ -31,11 +32,27 @@ fn pod(i: usize) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore]
-async fn bench_store() {
+async fn bench_sqlite() {
     let dir = dir();
     let store: Arc<dyn Store> =
         SqliteStore::open(&dir.path().join("bench.db"), Options::default()).unwrap();
+    bench(store).await;
+}
 
+/// The same against an etcd the caller started: NANOKUBE_BENCH_ETCD=http://127.0.0.1:PORT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn bench_etcd() {
+    let endpoint = std::env::var("NANOKUBE_BENCH_ETCD")
+        .expect("set NANOKUBE_BENCH_ETCD to the client URL of an empty etcd");
+    let store: Arc<dyn Store> =
+        nanokube::store::EtcdStore::connect(&[endpoint], Duration::from_secs(5))
+            .await
+            .unwrap();
+    bench(store).await;
+}
+
+async fn bench(store: Arc<dyn Store>) {
     // 50 concurrent writers, 10k creates of 4 KB.
     let started = Instant::now();
     let mut tasks = Vec::new();
