@@ -127,3 +127,65 @@ pub trait Store: Send + Sync + 'static {
     /// Drops history older than `revision` (current values are kept).
     async fn compact(&self, revision: i64) -> Result<()>;
 }
+
+pub mod conformance;
+pub mod etcd;
+pub mod sqlite;
+
+pub use etcd::EtcdStore;
+pub use sqlite::SqliteStore;
+
+/// Opens the store the server's `--datastore-endpoint` names, as k3s reads that flag: empty (or
+/// None) is the embedded SQLite database at `<data_dir>/db/state.db`, `sqlite://<path>` another
+/// SQLite file, and `http://host:port[,http://host:port...]` an etcd cluster. Both get the
+/// default background compaction.
+pub async fn open_endpoint(
+    endpoint: Option<&str>,
+    data_dir: &std::path::Path,
+) -> Result<std::sync::Arc<dyn Store>> {
+    let endpoint = endpoint.unwrap_or("").trim();
+    if endpoint.is_empty() {
+        let path = data_dir.join("db").join("state.db");
+        return Ok(SqliteStore::open(&path, sqlite::Options::default())?);
+    }
+    if let Some(path) = endpoint.strip_prefix("sqlite://") {
+        // k3s allows query parameters after the path; none of them apply here.
+        let path = path.split('?').next().unwrap_or(path);
+        return Ok(SqliteStore::open(
+            std::path::Path::new(path),
+            sqlite::Options::default(),
+        )?);
+    }
+    let endpoints: Vec<String> = endpoint.split(',').map(|e| e.trim().to_string()).collect();
+    if endpoints.iter().all(|e| e.starts_with("http://")) {
+        let store = EtcdStore::connect(&endpoints, std::time::Duration::from_secs(10)).await?;
+        store.start_compactor(sqlite::CompactionPolicy::default());
+        return Ok(store);
+    }
+    Err(Error::Backend(format!(
+        "unsupported --datastore-endpoint {endpoint:?}: use sqlite://<path> or http://<etcd host>:<port> \
+         (etcd over TLS is not supported yet)"
+    )))
+}
+
+/// The end of the key range that holds every key starting with `prefix`, as bytes: keys are UTF-8,
+/// whose bytes never reach 0xFF, so bumping the last byte bounds the range, and `[0xFF]` bounds
+/// the whole keyspace when the prefix is empty.
+pub(crate) fn prefix_end(prefix: &str) -> Vec<u8> {
+    let mut end = prefix.as_bytes().to_vec();
+    match end.last_mut() {
+        Some(last) => *last += 1,
+        None => end.push(0xFF),
+    }
+    end
+}
+
+impl Event {
+    /// The key the event is about.
+    pub fn key(&self) -> &str {
+        match self {
+            Event::Put { kv, .. } => &kv.key,
+            Event::Delete { prev, .. } => &prev.key,
+        }
+    }
+}
