@@ -414,6 +414,9 @@ pub(crate) fn validate_pod(obj: &Value, old: Option<&Value>, errs: &mut Vec<Fiel
     validate_pod_spec(&obj["spec"], "spec", errs);
     let Some(old) = old else { return };
     let (new_spec, old_spec) = (&obj["spec"], &old["spec"]);
+    if !new_spec.is_object() || !old_spec.is_object() {
+        return;
+    }
     // Apply the allowed changes to the old spec; whatever still differs was not allowed.
     let mut munged = old_spec.clone();
     for list in ["containers", "initContainers"] {
@@ -421,7 +424,9 @@ pub(crate) fn validate_pod(obj: &Value, old: Option<&Value>, errs: &mut Vec<Fiel
         if let Some(old_list) = munged[list].as_array_mut() {
             if old_list.len() == new_list.len() {
                 for (o, n) in old_list.iter_mut().zip(new_list) {
-                    o["image"] = n["image"].clone();
+                    if let Some(o) = o.as_object_mut() {
+                        o.insert("image".into(), n["image"].clone());
+                    }
                 }
             }
         }
