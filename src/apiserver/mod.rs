@@ -10,3 +10,11 @@ pub mod openapi;
 pub mod strategic_merge;
 pub mod table;
 pub mod validation;
+
+pub mod registry;
+pub mod status;
+pub mod selectors;
+pub mod encoding;
+pub mod tls;
+pub mod auth;
+pub mod discovery;
