@@ -23,7 +23,10 @@ pub struct KeyValue {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// The key was created (prev is None) or updated.
-    Put { kv: KeyValue, prev: Option<KeyValue> },
+    Put {
+        kv: KeyValue,
+        prev: Option<KeyValue>,
+    },
     /// The key was deleted at `revision`; `prev` is its last value.
     Delete { prev: KeyValue, revision: i64 },
 }
@@ -58,7 +61,11 @@ pub enum Error {
     NotFound(String),
     /// Update or delete whose expected revision is not the key's current one.
     #[error("key {key} was modified: expected revision {expected}, current {current}")]
-    Conflict { key: String, expected: i64, current: i64 },
+    Conflict {
+        key: String,
+        expected: i64,
+        current: i64,
+    },
     /// A read or watch from a revision older than the compacted one.
     #[error("revision {requested} has been compacted (oldest kept is {compacted})")]
     Compacted { requested: i64, compacted: i64 },
@@ -119,4 +126,31 @@ pub trait Store: Send + Sync + 'static {
 
     /// Drops history older than `revision` (current values are kept).
     async fn compact(&self, revision: i64) -> Result<()>;
+}
+
+pub mod conformance;
+pub mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+/// The end of the key range that holds every key starting with `prefix`, as bytes: keys are UTF-8,
+/// whose bytes never reach 0xFF, so bumping the last byte bounds the range, and `[0xFF]` bounds
+/// the whole keyspace when the prefix is empty.
+pub(crate) fn prefix_end(prefix: &str) -> Vec<u8> {
+    let mut end = prefix.as_bytes().to_vec();
+    match end.last_mut() {
+        Some(last) => *last += 1,
+        None => end.push(0xFF),
+    }
+    end
+}
+
+impl Event {
+    /// The key the event is about.
+    pub fn key(&self) -> &str {
+        match self {
+            Event::Put { kv, .. } => &kv.key,
+            Event::Delete { prev, .. } => &prev.key,
+        }
+    }
 }
