@@ -16,7 +16,10 @@ pub struct User {
 pub enum Error {
     /// A token file could not be read or written.
     #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// The tokens the server accepts.
@@ -31,11 +34,16 @@ pub fn random_token() -> String {
     use rand::Rng;
     const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let mut rng = rand::rng();
-    (0..32).map(|_| CHARS[rng.random_range(0..CHARS.len())] as char).collect()
+    (0..32)
+        .map(|_| CHARS[rng.random_range(0..CHARS.len())] as char)
+        .collect()
 }
 
 fn load_or_make(path: &Path, given: Option<&str>) -> Result<String, Error> {
-    let err = |source| Error::Io { path: path.display().to_string(), source };
+    let err = |source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    };
     if let Some(t) = given {
         crate::apiserver::tls::write_private(path, t.as_bytes()).map_err(err)?;
         return Ok(t.to_string());
@@ -61,14 +69,27 @@ impl Authenticator {
     }
 
     /// The user of a request: a bearer token first, else the verified client certificate.
-    pub fn authenticate(&self, authorization: Option<&str>, cert_user: Option<&User>) -> Option<User> {
+    pub fn authenticate(
+        &self,
+        authorization: Option<&str>,
+        cert_user: Option<&User>,
+    ) -> Option<User> {
         if let Some(h) = authorization {
-            let token = h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer "))?.trim();
+            let token = h
+                .strip_prefix("Bearer ")
+                .or_else(|| h.strip_prefix("bearer "))?
+                .trim();
             if !token.is_empty() && constant_time_eq(token, &self.admin_token) {
-                return Some(User { name: "admin".into(), groups: vec!["system:masters".into()] });
+                return Some(User {
+                    name: "admin".into(),
+                    groups: vec!["system:masters".into()],
+                });
             }
             if !token.is_empty() && constant_time_eq(token, &self.node_token) {
-                return Some(User { name: "nanokube-node".into(), groups: vec!["system:nodes".into()] });
+                return Some(User {
+                    name: "nanokube-node".into(),
+                    groups: vec!["system:nodes".into()],
+                });
             }
             // A wrong token is refused even when a certificate came along, as Kubernetes does.
             return None;
@@ -78,7 +99,11 @@ impl Authenticator {
 }
 
 fn constant_time_eq(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 #[cfg(test)]
@@ -93,12 +118,20 @@ mod tests {
         assert_eq!(a.admin_token, b.admin_token);
         let c = Authenticator::load(dir.path(), Some("join-me")).unwrap();
         assert_eq!(c.node_token, "join-me");
-        let admin = c.authenticate(Some(&format!("Bearer {}", c.admin_token)), None).unwrap();
+        let admin = c
+            .authenticate(Some(&format!("Bearer {}", c.admin_token)), None)
+            .unwrap();
         assert_eq!(admin.name, "admin");
-        assert_eq!(c.authenticate(Some("Bearer join-me"), None).unwrap().name, "nanokube-node");
+        assert_eq!(
+            c.authenticate(Some("Bearer join-me"), None).unwrap().name,
+            "nanokube-node"
+        );
         assert!(c.authenticate(Some("Bearer nope"), None).is_none());
         assert!(c.authenticate(None, None).is_none());
-        let u = User { name: "x".into(), groups: vec![] };
+        let u = User {
+            name: "x".into(),
+            groups: vec![],
+        };
         assert_eq!(c.authenticate(None, Some(&u)), Some(u));
     }
 }

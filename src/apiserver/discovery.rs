@@ -6,8 +6,10 @@ use super::registry::{self, ResourceInfo, VERBS};
 use serde_json::{json, Value};
 
 /// The Content-Type of an aggregated discovery answer (kubectl compares it exactly).
-pub const AGGREGATED_V2: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
-pub const AGGREGATED_V2BETA1: &str = "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList";
+pub const AGGREGATED_V2: &str =
+    "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+pub const AGGREGATED_V2BETA1: &str =
+    "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList";
 
 /// Which aggregated version the Accept header prefers, if any ("v2" or "v2beta1").
 pub fn wants_aggregated(accept: &str) -> Option<&'static str> {
@@ -22,7 +24,11 @@ pub fn wants_aggregated(accept: &str) -> Option<&'static str> {
                 return Some("v2beta1");
             }
         }
-        if params.first().is_some_and(|m| *m == "application/json" || *m == "*/*") && params.len() == 1 {
+        if params
+            .first()
+            .is_some_and(|m| *m == "application/json" || *m == "*/*")
+            && params.len() == 1
+        {
             // Plain JSON listed before any aggregated range: the client prefers the legacy form.
             return None;
         }
@@ -78,8 +84,10 @@ pub fn aggregated(core: bool, version: &str) -> Value {
             let versions: Vec<Value> = versions
                 .iter()
                 .map(|v| {
-                    let resources: Vec<Value> =
-                        registry::in_group_version(g, v).into_iter().map(aggregated_resource).collect();
+                    let resources: Vec<Value> = registry::in_group_version(g, v)
+                        .into_iter()
+                        .map(aggregated_resource)
+                        .collect();
                     json!({"version": v, "resources": resources, "freshness": "Current"})
                 })
                 .collect();
@@ -97,8 +105,10 @@ pub fn api_versions(server_address: &str) -> Value {
 }
 
 fn group_doc(group: &str, versions: &[&str]) -> Value {
-    let vs: Vec<Value> =
-        versions.iter().map(|v| json!({"groupVersion": format!("{group}/{v}"), "version": v})).collect();
+    let vs: Vec<Value> = versions
+        .iter()
+        .map(|v| json!({"groupVersion": format!("{group}/{v}"), "version": v}))
+        .collect();
     json!({"name": group, "versions": vs, "preferredVersion": vs[0]})
 }
 
@@ -114,7 +124,9 @@ pub fn api_group_list() -> Value {
 
 /// GET /apis/<group>; None for an unknown group.
 pub fn api_group(group: &str) -> Option<Value> {
-    let (_, versions) = registry::groups().into_iter().find(|(g, _)| *g == group && !g.is_empty())?;
+    let (_, versions) = registry::groups()
+        .into_iter()
+        .find(|(g, _)| *g == group && !g.is_empty())?;
     let mut doc = group_doc(group, &versions);
     doc["kind"] = json!("APIGroup");
     doc["apiVersion"] = json!("v1");
@@ -139,8 +151,10 @@ pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
         }
         resources.push(v);
         if r.status {
-            resources.push(json!({"name": format!("{}/status", r.plural), "singularName": "",
-                "namespaced": r.namespaced, "kind": r.kind, "verbs": ["get", "patch", "update"]}));
+            resources.push(
+                json!({"name": format!("{}/status", r.plural), "singularName": "",
+                "namespaced": r.namespaced, "kind": r.kind, "verbs": ["get", "patch", "update"]}),
+            );
         }
         if r.scale {
             resources.push(json!({"name": format!("{}/scale", r.plural), "singularName": "",
@@ -148,8 +162,14 @@ pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
                 "verbs": ["get", "patch", "update"]}));
         }
     }
-    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
+    )
 }
 
 /// GET /version: the Kubernetes version whose API (k8s-openapi v1_33) is served.
@@ -174,9 +194,18 @@ mod tests {
     #[test]
     fn aggregated_apps_has_scale_and_short_names() {
         let doc = aggregated(false, "v2");
-        let apps = doc["items"].as_array().unwrap().iter().find(|i| i["metadata"]["name"] == "apps").unwrap();
-        let deploy = apps["versions"][0]["resources"].as_array().unwrap().iter()
-            .find(|r| r["resource"] == "deployments").unwrap();
+        let apps = doc["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["metadata"]["name"] == "apps")
+            .unwrap();
+        let deploy = apps["versions"][0]["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["resource"] == "deployments")
+            .unwrap();
         assert_eq!(deploy["shortNames"][0], "deploy");
         assert_eq!(deploy["subresources"][1]["subresource"], "scale");
         let core = aggregated(true, "v2");

@@ -31,7 +31,10 @@ pub fn to_stored(obj: &Value) -> Vec<u8> {
             put(&mut out, k, v);
         }
     }
-    let mut meta = map.get("metadata").cloned().unwrap_or_else(|| Value::Object(Map::new()));
+    let mut meta = map
+        .get("metadata")
+        .cloned()
+        .unwrap_or_else(|| Value::Object(Map::new()));
     if let Some(m) = meta.as_object_mut() {
         m.remove("resourceVersion");
     }
@@ -100,13 +103,23 @@ pub enum Error {
 
 /// The format named by a Content-Type (JSON when absent or unknown parameters follow).
 pub fn body_format(content_type: &str) -> Option<BodyFormat> {
-    let media = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let media = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     match media.as_str() {
-        "" | "application/json" | "application/json-patch+json" | "application/merge-patch+json"
-        | "application/strategic-merge-patch+json" | "*/*" => Some(BodyFormat::Json),
-        "application/yaml" | "application/x-yaml" | "text/yaml" | "application/apply-patch+yaml" => {
-            Some(BodyFormat::Yaml)
-        }
+        ""
+        | "application/json"
+        | "application/json-patch+json"
+        | "application/merge-patch+json"
+        | "application/strategic-merge-patch+json"
+        | "*/*" => Some(BodyFormat::Json),
+        "application/yaml"
+        | "application/x-yaml"
+        | "text/yaml"
+        | "application/apply-patch+yaml" => Some(BodyFormat::Yaml),
         _ => None,
     }
 }
@@ -123,7 +136,11 @@ pub fn parse_body(raw: &[u8], format: BodyFormat) -> Result<Value, Error> {
 }
 
 /// A raw body as JSON bytes, for the unknown/duplicate field check (which reads JSON).
-pub fn body_as_json_bytes<'a>(raw: &'a [u8], parsed: &Value, format: BodyFormat) -> std::borrow::Cow<'a, [u8]> {
+pub fn body_as_json_bytes<'a>(
+    raw: &'a [u8],
+    parsed: &Value,
+    format: BodyFormat,
+) -> std::borrow::Cow<'a, [u8]> {
     match format {
         BodyFormat::Json => std::borrow::Cow::Borrowed(raw),
         BodyFormat::Yaml => std::borrow::Cow::Owned(serde_json::to_vec(parsed).unwrap_or_default()),
@@ -139,7 +156,8 @@ pub fn percent_decode(s: &str) -> String {
         match b[i] {
             b'+' => out.push(b' '),
             b'%' if i + 2 < b.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16) {
+                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
+                {
                     Ok(x) => {
                         out.push(x);
                         i += 2;
@@ -194,7 +212,9 @@ mod tests {
 
     #[test]
     fn query_decoding() {
-        let q = parse_query(Some("&limit=500&labelSelector=app%3Dweb%2Ctier+in+(a)&watch"));
+        let q = parse_query(Some(
+            "&limit=500&labelSelector=app%3Dweb%2Ctier+in+(a)&watch",
+        ));
         assert_eq!(q["limit"], "500");
         assert_eq!(q["labelSelector"], "app=web,tier in (a)");
         assert_eq!(q["watch"], "");

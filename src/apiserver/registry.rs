@@ -19,7 +19,16 @@ impl ScopeInfo for ClusterResourceScope {
 }
 
 /// The verbs of every served resource.
-pub const VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+pub const VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
 
 /// One served resource.
 #[derive(Debug)]
@@ -66,7 +75,9 @@ impl ResourceInfo {
 
     /// Whether a field selector label is supported for this resource.
     pub fn supports_field(&self, field: &str) -> bool {
-        field == "metadata.name" || field == "metadata.namespace" || self.field_selectors.contains(&field)
+        field == "metadata.name"
+            || field == "metadata.namespace"
+            || self.field_selectors.contains(&field)
     }
 }
 
@@ -87,17 +98,31 @@ struct Extra {
     versioned_storage: bool,
 }
 
-const NONE: Extra =
-    Extra { short: &[], cats: &[], status: false, scale: false, fields: &[], versioned_storage: false };
+const NONE: Extra = Extra {
+    short: &[],
+    cats: &[],
+    status: false,
+    scale: false,
+    fields: &[],
+    versioned_storage: false,
+};
 
 fn entry<T>(extra: Extra) -> ResourceInfo
 where
     T: Resource + ListableResource + DeserializeOwned + Serialize,
     T::Scope: ScopeInfo,
 {
-    let group_dir = if T::GROUP.is_empty() { "core" } else { T::GROUP };
+    let group_dir = if T::GROUP.is_empty() {
+        "core"
+    } else {
+        T::GROUP
+    };
     let storage_prefix = if extra.versioned_storage {
-        format!("/registry/{group_dir}/{}/{}", T::VERSION, T::URL_PATH_SEGMENT)
+        format!(
+            "/registry/{group_dir}/{}/{}",
+            T::VERSION,
+            T::URL_PATH_SEGMENT
+        )
     } else {
         format!("/registry/{group_dir}/{}", T::URL_PATH_SEGMENT)
     };
@@ -126,7 +151,12 @@ fn build() -> Vec<ResourceInfo> {
     use k8s_openapi::api::*;
     vec![
         // core/v1
-        entry::<core::v1::Namespace>(Extra { short: &["ns"], status: true, fields: &["status.phase"], ..NONE }),
+        entry::<core::v1::Namespace>(Extra {
+            short: &["ns"],
+            status: true,
+            fields: &["status.phase"],
+            ..NONE
+        }),
         entry::<core::v1::Pod>(Extra {
             short: &["po"],
             cats: ALL,
@@ -143,11 +173,30 @@ fn build() -> Vec<ResourceInfo> {
             ],
             ..NONE
         }),
-        entry::<core::v1::Service>(Extra { short: &["svc"], cats: ALL, status: true, ..NONE }),
-        entry::<core::v1::Endpoints>(Extra { short: &["ep"], ..NONE }),
-        entry::<core::v1::ConfigMap>(Extra { short: &["cm"], ..NONE }),
-        entry::<core::v1::Secret>(Extra { fields: &["type"], ..NONE }),
-        entry::<core::v1::Node>(Extra { short: &["no"], status: true, fields: &["spec.unschedulable"], ..NONE }),
+        entry::<core::v1::Service>(Extra {
+            short: &["svc"],
+            cats: ALL,
+            status: true,
+            ..NONE
+        }),
+        entry::<core::v1::Endpoints>(Extra {
+            short: &["ep"],
+            ..NONE
+        }),
+        entry::<core::v1::ConfigMap>(Extra {
+            short: &["cm"],
+            ..NONE
+        }),
+        entry::<core::v1::Secret>(Extra {
+            fields: &["type"],
+            ..NONE
+        }),
+        entry::<core::v1::Node>(Extra {
+            short: &["no"],
+            status: true,
+            fields: &["spec.unschedulable"],
+            ..NONE
+        }),
         entry::<core::v1::Event>(Extra {
             short: &["ev"],
             fields: &[
@@ -165,11 +214,29 @@ fn build() -> Vec<ResourceInfo> {
             ],
             ..NONE
         }),
-        entry::<core::v1::ServiceAccount>(Extra { short: &["sa"], ..NONE }),
-        entry::<core::v1::PersistentVolume>(Extra { short: &["pv"], status: true, ..NONE }),
-        entry::<core::v1::PersistentVolumeClaim>(Extra { short: &["pvc"], status: true, ..NONE }),
-        entry::<core::v1::ResourceQuota>(Extra { short: &["quota"], status: true, ..NONE }),
-        entry::<core::v1::LimitRange>(Extra { short: &["limits"], ..NONE }),
+        entry::<core::v1::ServiceAccount>(Extra {
+            short: &["sa"],
+            ..NONE
+        }),
+        entry::<core::v1::PersistentVolume>(Extra {
+            short: &["pv"],
+            status: true,
+            ..NONE
+        }),
+        entry::<core::v1::PersistentVolumeClaim>(Extra {
+            short: &["pvc"],
+            status: true,
+            ..NONE
+        }),
+        entry::<core::v1::ResourceQuota>(Extra {
+            short: &["quota"],
+            status: true,
+            ..NONE
+        }),
+        entry::<core::v1::LimitRange>(Extra {
+            short: &["limits"],
+            ..NONE
+        }),
         entry::<core::v1::ReplicationController>(Extra {
             short: &["rc"],
             cats: ALL,
@@ -180,7 +247,13 @@ fn build() -> Vec<ResourceInfo> {
         }),
         entry::<core::v1::PodTemplate>(NONE),
         // apps/v1
-        entry::<apps::v1::Deployment>(Extra { short: &["deploy"], cats: ALL, status: true, scale: true, ..NONE }),
+        entry::<apps::v1::Deployment>(Extra {
+            short: &["deploy"],
+            cats: ALL,
+            status: true,
+            scale: true,
+            ..NONE
+        }),
         entry::<apps::v1::ReplicaSet>(Extra {
             short: &["rs"],
             cats: ALL,
@@ -189,22 +262,55 @@ fn build() -> Vec<ResourceInfo> {
             fields: &["status.replicas"],
             ..NONE
         }),
-        entry::<apps::v1::StatefulSet>(Extra { short: &["sts"], cats: ALL, status: true, scale: true, ..NONE }),
-        entry::<apps::v1::DaemonSet>(Extra { short: &["ds"], cats: ALL, status: true, ..NONE }),
+        entry::<apps::v1::StatefulSet>(Extra {
+            short: &["sts"],
+            cats: ALL,
+            status: true,
+            scale: true,
+            ..NONE
+        }),
+        entry::<apps::v1::DaemonSet>(Extra {
+            short: &["ds"],
+            cats: ALL,
+            status: true,
+            ..NONE
+        }),
         entry::<apps::v1::ControllerRevision>(NONE),
         // batch/v1
-        entry::<batch::v1::Job>(Extra { cats: ALL, status: true, fields: &["status.successful"], ..NONE }),
-        entry::<batch::v1::CronJob>(Extra { short: &["cj"], cats: ALL, status: true, ..NONE }),
+        entry::<batch::v1::Job>(Extra {
+            cats: ALL,
+            status: true,
+            fields: &["status.successful"],
+            ..NONE
+        }),
+        entry::<batch::v1::CronJob>(Extra {
+            short: &["cj"],
+            cats: ALL,
+            status: true,
+            ..NONE
+        }),
         // networking.k8s.io/v1
-        entry::<networking::v1::Ingress>(Extra { short: &["ing"], status: true, ..NONE }),
+        entry::<networking::v1::Ingress>(Extra {
+            short: &["ing"],
+            status: true,
+            ..NONE
+        }),
         entry::<networking::v1::IngressClass>(NONE),
-        entry::<networking::v1::NetworkPolicy>(Extra { short: &["netpol"], ..NONE }),
+        entry::<networking::v1::NetworkPolicy>(Extra {
+            short: &["netpol"],
+            ..NONE
+        }),
         // discovery.k8s.io/v1
         entry::<discovery::v1::EndpointSlice>(NONE),
         // coordination.k8s.io/v1
         entry::<coordination::v1::Lease>(NONE),
         // autoscaling: v2 first, the preferred version
-        entry::<autoscaling::v2::HorizontalPodAutoscaler>(Extra { short: &["hpa"], cats: ALL, status: true, ..NONE }),
+        entry::<autoscaling::v2::HorizontalPodAutoscaler>(Extra {
+            short: &["hpa"],
+            cats: ALL,
+            status: true,
+            ..NONE
+        }),
         entry::<autoscaling::v1::HorizontalPodAutoscaler>(Extra {
             short: &["hpa"],
             cats: ALL,
@@ -213,21 +319,38 @@ fn build() -> Vec<ResourceInfo> {
             ..NONE
         }),
         // policy/v1
-        entry::<policy::v1::PodDisruptionBudget>(Extra { short: &["pdb"], status: true, ..NONE }),
+        entry::<policy::v1::PodDisruptionBudget>(Extra {
+            short: &["pdb"],
+            status: true,
+            ..NONE
+        }),
         // rbac.authorization.k8s.io/v1
         entry::<rbac::v1::Role>(NONE),
         entry::<rbac::v1::RoleBinding>(NONE),
         entry::<rbac::v1::ClusterRole>(NONE),
         entry::<rbac::v1::ClusterRoleBinding>(NONE),
         // storage.k8s.io/v1
-        entry::<storage::v1::StorageClass>(Extra { short: &["sc"], ..NONE }),
+        entry::<storage::v1::StorageClass>(Extra {
+            short: &["sc"],
+            ..NONE
+        }),
         entry::<storage::v1::CSIDriver>(NONE),
         entry::<storage::v1::CSINode>(NONE),
-        entry::<storage::v1::VolumeAttachment>(Extra { status: true, ..NONE }),
+        entry::<storage::v1::VolumeAttachment>(Extra {
+            status: true,
+            ..NONE
+        }),
         // scheduling.k8s.io/v1
-        entry::<scheduling::v1::PriorityClass>(Extra { short: &["pc"], ..NONE }),
+        entry::<scheduling::v1::PriorityClass>(Extra {
+            short: &["pc"],
+            ..NONE
+        }),
         // events.k8s.io/v1: kept apart from core events (no conversion between the two)
-        entry::<events::v1::Event>(Extra { short: &["ev"], versioned_storage: true, ..NONE }),
+        entry::<events::v1::Event>(Extra {
+            short: &["ev"],
+            versioned_storage: true,
+            ..NONE
+        }),
         // certificates.k8s.io/v1
         entry::<certificates::v1::CertificateSigningRequest>(Extra {
             short: &["csr"],
@@ -246,12 +369,16 @@ pub fn all() -> &'static [ResourceInfo] {
 
 /// The resource served at /api/v1/<plural> (group "") or /apis/<group>/<version>/<plural>.
 pub fn lookup(group: &str, version: &str, plural: &str) -> Option<&'static ResourceInfo> {
-    all().iter().find(|r| r.group == group && r.version == version && r.plural == plural)
+    all()
+        .iter()
+        .find(|r| r.group == group && r.version == version && r.plural == plural)
 }
 
 /// The resource of a kind in a group-version (for objects that name their kind, e.g. ownerReferences).
 pub fn by_kind(group: &str, version: &str, kind: &str) -> Option<&'static ResourceInfo> {
-    all().iter().find(|r| r.group == group && r.version == version && r.kind == kind)
+    all()
+        .iter()
+        .find(|r| r.group == group && r.version == version && r.kind == kind)
 }
 
 /// Served group-versions in discovery order: (group, [versions], preferred version).
@@ -272,7 +399,10 @@ pub fn groups() -> Vec<(&'static str, Vec<&'static str>)> {
 
 /// Resources of one group-version.
 pub fn in_group_version(group: &str, version: &str) -> Vec<&'static ResourceInfo> {
-    all().iter().filter(|r| r.group == group && r.version == version).collect()
+    all()
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+        .collect()
 }
 
 #[cfg(test)]
@@ -290,7 +420,10 @@ mod tests {
         assert_eq!(n.key(None, "n1"), "/registry/core/nodes/n1");
         let p = lookup("", "v1", "pods").unwrap();
         assert_eq!(p.key(Some("default"), "x"), "/registry/core/pods/default/x");
-        assert_eq!(p.list_prefix(Some("default")), "/registry/core/pods/default/");
+        assert_eq!(
+            p.list_prefix(Some("default")),
+            "/registry/core/pods/default/"
+        );
     }
 
     #[test]

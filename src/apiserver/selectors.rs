@@ -32,11 +32,14 @@ pub struct LabelSelector(pub Vec<Requirement>);
 fn valid_key(k: &str) -> bool {
     !k.is_empty()
         && k.len() <= 317
-        && k.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
 }
 
 fn valid_value(v: &str) -> bool {
-    v.len() <= 63 && v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    v.len() <= 63
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 /// Splits at commas outside parentheses.
@@ -90,12 +93,17 @@ impl LabelSelector {
                     .map(|v| v.trim().to_string())
                     .filter(|v| !v.is_empty())
                     .collect();
-                if head.len() != 2 || !valid_key(head[0]) || !values.iter().all(|v| valid_value(v)) {
+                if head.len() != 2 || !valid_key(head[0]) || !values.iter().all(|v| valid_value(v))
+                {
                     return Err(bad());
                 }
                 match head[1] {
-                    "in" if !values.is_empty() => reqs.push(Requirement::In(head[0].into(), values)),
-                    "notin" if !values.is_empty() => reqs.push(Requirement::NotIn(head[0].into(), values)),
+                    "in" if !values.is_empty() => {
+                        reqs.push(Requirement::In(head[0].into(), values))
+                    }
+                    "notin" if !values.is_empty() => {
+                        reqs.push(Requirement::NotIn(head[0].into(), values))
+                    }
                     _ => return Err(bad()),
                 }
             } else if let Some((k, v)) = term.split_once("!=") {
@@ -177,11 +185,16 @@ impl FieldSelector {
 
     /// The metadata.name this selector pins, if any (lets a list read one key).
     pub fn pinned_name(&self) -> Option<&str> {
-        self.0.iter().find(|(f, _, neg)| f == "metadata.name" && !neg).map(|(_, v, _)| v.as_str())
+        self.0
+            .iter()
+            .find(|(f, _, neg)| f == "metadata.name" && !neg)
+            .map(|(_, v, _)| v.as_str())
     }
 
     pub fn matches(&self, obj: &Value) -> bool {
-        self.0.iter().all(|(field, want, negated)| (field_value(obj, field) == *want) != *negated)
+        self.0
+            .iter()
+            .all(|(field, want, negated)| (field_value(obj, field) == *want) != *negated)
     }
 }
 
@@ -215,13 +228,19 @@ mod tests {
 
     #[test]
     fn label_grammar() {
-        let s = LabelSelector::parse("app=web,tier!=db,env in (prod, staging),x notin (1),ready,!old").unwrap();
+        let s =
+            LabelSelector::parse("app=web,tier!=db,env in (prod, staging),x notin (1),ready,!old")
+                .unwrap();
         assert_eq!(s.0.len(), 6);
         assert!(s.matches(&obj(json!({"app":"web","env":"prod","ready":"1"}))));
         assert!(!s.matches(&obj(json!({"app":"web","env":"dev","ready":"1"}))));
-        assert!(!s.matches(&obj(json!({"app":"web","env":"prod","ready":"1","old":"y"}))));
+        assert!(!s.matches(&obj(
+            json!({"app":"web","env":"prod","ready":"1","old":"y"})
+        )));
         assert!(!s.matches(&obj(json!({"app":"web","env":"prod"}))));
-        assert!(LabelSelector::parse("app==web").unwrap().matches(&obj(json!({"app":"web"}))));
+        assert!(LabelSelector::parse("app==web")
+            .unwrap()
+            .matches(&obj(json!({"app":"web"}))));
         assert!(LabelSelector::parse("a in (x").is_err());
         assert!(LabelSelector::parse("a b").is_err());
         assert!(LabelSelector::parse("").unwrap().matches(&obj(json!(null))));
@@ -232,11 +251,18 @@ mod tests {
         let ok = |f: &str| matches!(f, "metadata.name" | "spec.nodeName" | "status.phase");
         let s = FieldSelector::parse("spec.nodeName=n1,status.phase!=Pending", ok).unwrap();
         assert!(s.matches(&obj(json!({}))));
-        assert!(!FieldSelector::parse("spec.nodeName=", ok).unwrap().matches(&obj(json!({}))));
+        assert!(!FieldSelector::parse("spec.nodeName=", ok)
+            .unwrap()
+            .matches(&obj(json!({}))));
         assert_eq!(
             FieldSelector::parse("spec.foo=x", ok),
             Err(Error::UnsupportedField("spec.foo".into()))
         );
-        assert_eq!(FieldSelector::parse("metadata.name=a", ok).unwrap().pinned_name(), Some("a"));
+        assert_eq!(
+            FieldSelector::parse("metadata.name=a", ok)
+                .unwrap()
+                .pinned_name(),
+            Some("a")
+        );
     }
 }

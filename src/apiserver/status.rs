@@ -33,7 +33,11 @@ pub enum ApiError {
     Conflict { message: String, target: Target },
     /// The object failed validation (422 Invalid) with one cause per field.
     #[error("{message}")]
-    Invalid { message: String, target: Target, causes: Vec<Cause> },
+    Invalid {
+        message: String,
+        target: Target,
+        causes: Vec<Cause>,
+    },
     /// The request could not be understood: malformed body, wrong kind, bad parameters (400).
     #[error("{0}")]
     BadRequest(String),
@@ -68,7 +72,11 @@ impl ApiError {
         let what = qualified(group, plural);
         ApiError::NotFound {
             message: format!("{what} \"{name}\" not found"),
-            target: Target { group: group.into(), kind: plural.into(), name: name.into() },
+            target: Target {
+                group: group.into(),
+                kind: plural.into(),
+                name: name.into(),
+            },
         }
     }
 
@@ -76,7 +84,11 @@ impl ApiError {
         let what = qualified(group, plural);
         ApiError::AlreadyExists {
             message: format!("{what} \"{name}\" already exists"),
-            target: Target { group: group.into(), kind: plural.into(), name: name.into() },
+            target: Target {
+                group: group.into(),
+                kind: plural.into(),
+                name: name.into(),
+            },
         }
     }
 
@@ -88,7 +100,11 @@ impl ApiError {
                 "Operation cannot be fulfilled on {what} \"{name}\": the object has been modified; \
                  please apply your changes to the latest version and try again"
             ),
-            target: Target { group: group.into(), kind: plural.into(), name: name.into() },
+            target: Target {
+                group: group.into(),
+                kind: plural.into(),
+                name: name.into(),
+            },
         }
     }
 
@@ -96,23 +112,41 @@ impl ApiError {
         let what = qualified(group, plural);
         ApiError::Conflict {
             message: format!("Operation cannot be fulfilled on {what} \"{name}\": {why}"),
-            target: Target { group: group.into(), kind: plural.into(), name: name.into() },
+            target: Target {
+                group: group.into(),
+                kind: plural.into(),
+                name: name.into(),
+            },
         }
     }
 
     pub fn invalid(group: &str, kind: &str, name: &str, causes: Vec<Cause>) -> Self {
         let list: Vec<String> = causes
             .iter()
-            .map(|c| if c.field.is_empty() { c.message.clone() } else { format!("{}: {}", c.field, c.message) })
+            .map(|c| {
+                if c.field.is_empty() {
+                    c.message.clone()
+                } else {
+                    format!("{}: {}", c.field, c.message)
+                }
+            })
             .collect();
-        let what = if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") };
+        let what = if group.is_empty() {
+            kind.to_string()
+        } else {
+            format!("{kind}.{group}")
+        };
         let message = match list.len() {
             1 => format!("{what} \"{name}\" is invalid: {}", list[0]),
             _ => format!("{what} \"{name}\" is invalid: [{}]", list.join(", ")),
         };
         ApiError::Invalid {
             message,
-            target: Target { group: group.into(), kind: kind.into(), name: name.into() },
+            target: Target {
+                group: group.into(),
+                kind: kind.into(),
+                name: name.into(),
+            },
             causes,
         }
     }
@@ -121,7 +155,11 @@ impl ApiError {
         let what = qualified(group, plural);
         ApiError::Forbidden {
             message: format!("{what} \"{name}\" is forbidden: {why}"),
-            target: Target { group: group.into(), kind: plural.into(), name: name.into() },
+            target: Target {
+                group: group.into(),
+                kind: plural.into(),
+                name: name.into(),
+            },
         }
     }
 
@@ -218,7 +256,10 @@ impl From<crate::store::Error> for ApiError {
     fn from(e: crate::store::Error) -> Self {
         use crate::store::Error as S;
         match e {
-            S::Compacted { requested, compacted } => ApiError::Expired(format!(
+            S::Compacted {
+                requested,
+                compacted,
+            } => ApiError::Expired(format!(
                 "too old resource version: {requested} ({compacted})"
             )),
             S::FutureRevision(r) => ApiError::Timeout(format!("Too large resource version: {r}")),
@@ -250,6 +291,9 @@ mod tests {
         let s = ApiError::invalid("", "Pod", "p", causes).to_status();
         assert_eq!(s["code"], 422);
         assert_eq!(s["details"]["causes"][0]["field"], "spec.containers");
-        assert_eq!(s["message"], "Pod \"p\" is invalid: spec.containers: Required value");
+        assert_eq!(
+            s["message"],
+            "Pod \"p\" is invalid: spec.containers: Required value"
+        );
     }
 }

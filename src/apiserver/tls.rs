@@ -3,7 +3,8 @@
 //! follow the host), and the rustls configuration that asks clients for an optional certificate.
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::io::Write;
@@ -16,7 +17,10 @@ use std::sync::Arc;
 pub enum Error {
     /// Reading or writing a certificate or key file failed.
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// Generating or parsing a certificate or key failed.
     #[error("certificate: {0}")]
     Cert(#[from] rcgen::Error),
@@ -40,7 +44,10 @@ pub struct Pki {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Io { path: path.to_path_buf(), source }
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Writes a file readable only by its owner (keys, tokens, kubeconfigs).
@@ -49,7 +56,12 @@ pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
     }
     let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
     f.write_all(data)?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)?;
@@ -78,13 +90,19 @@ impl Pki {
             let key = KeyPair::generate()?;
             let mut params = CertificateParams::new(Vec::<String>::new())?;
             params.distinguished_name = rcgen::DistinguishedName::new();
-            params.distinguished_name.push(DnType::CommonName, "nanokube-ca");
+            params
+                .distinguished_name
+                .push(DnType::CommonName, "nanokube-ca");
             params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-            params.key_usages =
-                vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+            params.key_usages = vec![
+                KeyUsagePurpose::KeyCertSign,
+                KeyUsagePurpose::CrlSign,
+                KeyUsagePurpose::DigitalSignature,
+            ];
             validity(&mut params, 10);
             let cert = params.self_signed(&key)?;
-            write_private(&ca_key_path, key.serialize_pem().as_bytes()).map_err(io(&ca_key_path))?;
+            write_private(&ca_key_path, key.serialize_pem().as_bytes())
+                .map_err(io(&ca_key_path))?;
             write_private(&ca_crt, cert.pem().as_bytes()).map_err(io(&ca_crt))?;
             (cert.pem(), key)
         };
@@ -93,13 +111,21 @@ impl Pki {
         let serving_key = KeyPair::generate()?;
         let mut params = CertificateParams::new(sans.to_vec())?;
         params.distinguished_name = rcgen::DistinguishedName::new();
-        params.distinguished_name.push(DnType::CommonName, "kube-apiserver");
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "kube-apiserver");
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         validity(&mut params, 1);
         let serving = params.signed_by(&serving_key, &issuer)?;
         let serving_cert_pem = serving.pem();
-        for (name, data) in [("serving.crt", serving_cert_pem.clone()), ("serving.key", serving_key.serialize_pem())] {
+        for (name, data) in [
+            ("serving.crt", serving_cert_pem.clone()),
+            ("serving.key", serving_key.serialize_pem()),
+        ] {
             let p = dir.join(name);
             write_private(&p, data.as_bytes()).map_err(io(&p))?;
         }
@@ -132,7 +158,10 @@ impl Pki {
             params.distinguished_name.push(DnType::OrganizationName, *o);
         }
         params.distinguished_name.push(DnType::CommonName, cn);
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         validity(&mut params, 1);
         let cert = params.signed_by(&key, &issuer)?;
@@ -152,9 +181,12 @@ impl Pki {
         let ca = self.ca_der()?;
         let mut roots = rustls::RootCertStore::empty();
         roots.add(ca.clone())?;
-        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-            .allow_unauthenticated()
-            .build()?;
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .allow_unauthenticated()
+        .build()?;
         let serving = x509_parser::pem::parse_x509_pem(self.serving_cert_pem.as_bytes())
             .map_err(|e| Error::Tls(rustls::Error::General(format!("serving PEM: {e}"))))?;
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.serving_key.serialize_der()));
@@ -197,8 +229,16 @@ pub fn default_sans(bind_address: &str) -> Vec<String> {
 pub fn identity_of(der: &[u8]) -> Option<(String, Vec<String>)> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
     let subject = cert.subject();
-    let cn = subject.iter_common_name().next()?.as_str().ok()?.to_string();
-    let groups = subject.iter_organization().filter_map(|o| o.as_str().ok().map(str::to_string)).collect();
+    let cn = subject
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()?
+        .to_string();
+    let groups = subject
+        .iter_organization()
+        .filter_map(|o| o.as_str().ok().map(str::to_string))
+        .collect();
     Some((cn, groups))
 }
 
@@ -213,9 +253,19 @@ mod tests {
         let b = Pki::load_or_create(dir.path(), &default_sans("0.0.0.0")).unwrap();
         assert_eq!(a.ca_cert_pem, b.ca_cert_pem);
         b.server_config().unwrap();
-        let der = x509_parser::pem::parse_x509_pem(b.admin_cert_pem.as_bytes()).unwrap().1.contents;
-        assert_eq!(identity_of(&der), Some(("system:admin".into(), vec!["system:masters".into()])));
-        let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(dir.path().join("ca.key")).unwrap().permissions());
+        let der = x509_parser::pem::parse_x509_pem(b.admin_cert_pem.as_bytes())
+            .unwrap()
+            .1
+            .contents;
+        assert_eq!(
+            identity_of(&der),
+            Some(("system:admin".into(), vec!["system:masters".into()]))
+        );
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(dir.path().join("ca.key"))
+                .unwrap()
+                .permissions(),
+        );
         assert_eq!(mode & 0o777, 0o600);
     }
 }
