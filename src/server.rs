@@ -127,13 +127,6 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
         .with_context(|| format!("listening on {bind}:{}", args.https_listen_port))?;
     let port = listener.local_addr()?.port();
     let server_url = format!("https://{}:{port}", client_host(&args.bind_address));
-    tls::write_private(
-        &args.write_kubeconfig,
-        kubeconfig(&server_url, &pki).as_bytes(),
-    )
-    .with_context(|| format!("writing the kubeconfig {}", args.write_kubeconfig.display()))?;
-    tracing::info!("wrote kubeconfig {}", args.write_kubeconfig.display());
-
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let api = Arc::new_cyclic(|me| Api {
         store: store.clone() as Arc<dyn Store>,
@@ -151,6 +144,13 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
         );
     }
     let tls_config = pki.server_config().context("TLS configuration")?;
+    // Written once the server can answer, so a client that finds it may use it at once.
+    tls::write_private(
+        &args.write_kubeconfig,
+        kubeconfig(&server_url, &pki).as_bytes(),
+    )
+    .with_context(|| format!("writing the kubeconfig {}", args.write_kubeconfig.display()))?;
+    tracing::info!("wrote kubeconfig {}", args.write_kubeconfig.display());
     tracing::info!(port, "API server listening on {bind}:{port} ({server_url})");
     let server = tokio::spawn(http::serve(
         api.clone(),

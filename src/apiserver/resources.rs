@@ -1343,6 +1343,7 @@ pub(crate) fn prepare_create(info: &ResourceInfo, obj: &mut Value) {
         }
     }
     defaults::apply_defaults(info.group, info.kind, obj);
+    prune_nulls(obj);
     if obj.get("spec").is_some() {
         meta_mut(obj).insert("generation".into(), json!(1));
     }
@@ -1409,6 +1410,7 @@ pub(crate) fn prepare_update(
                 }
             }
             defaults::apply_defaults(info.group, info.kind, new);
+            prune_nulls(new);
             if new.get("spec") != cur.get("spec") {
                 if let Some(g) = cur["metadata"]["generation"].as_i64() {
                     meta_mut(new).insert("generation".into(), json!(g + 1));
@@ -1422,6 +1424,19 @@ pub(crate) fn prepare_update(
         return Err(invalid(info, name, errs));
     }
     Ok(())
+}
+
+/// Drops null members of objects: a null field means an absent one (Go's nil pointers are
+/// omitted when kube-apiserver encodes), and stored objects stay free of them.
+pub(crate) fn prune_nulls(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.retain(|_, x| !x.is_null());
+            m.values_mut().for_each(prune_nulls);
+        }
+        Value::Array(a) => a.iter_mut().for_each(prune_nulls),
+        _ => {}
+    }
 }
 
 /// The Status of a delete that had nothing left to return (deletecollection of nothing).
