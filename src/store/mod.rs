@@ -127,3 +127,30 @@ pub trait Store: Send + Sync + 'static {
     /// Drops history older than `revision` (current values are kept).
     async fn compact(&self, revision: i64) -> Result<()>;
 }
+
+pub mod conformance;
+pub mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+/// The end of the key range that holds every key starting with `prefix`, as bytes: keys are UTF-8,
+/// whose bytes never reach 0xFF, so bumping the last byte bounds the range, and `[0xFF]` bounds
+/// the whole keyspace when the prefix is empty.
+pub(crate) fn prefix_end(prefix: &str) -> Vec<u8> {
+    let mut end = prefix.as_bytes().to_vec();
+    match end.last_mut() {
+        Some(last) => *last += 1,
+        None => end.push(0xFF),
+    }
+    end
+}
+
+impl Event {
+    /// The key the event is about.
+    pub fn key(&self) -> &str {
+        match self {
+            Event::Put { kv, .. } => &kv.key,
+            Event::Delete { prev, .. } => &prev.key,
+        }
+    }
+}
