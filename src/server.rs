@@ -1,7 +1,16 @@
-//! `nanokube server`: the control plane. Owned by the API server work (issue 4).
+//! `nanokube server`: the control plane. Opens the store, makes or loads the cluster PKI and
+//! tokens, writes the admin kubeconfig, creates the default namespaces, and serves the
+//! Kubernetes API over HTTPS until SIGTERM or SIGINT. docs/api-server.md follows a request
+//! through it.
 
+use crate::apiserver::{auth::Authenticator, handler::Api, http, tls};
+use crate::store::{sqlite, SqliteStore, Store};
+use anyhow::Context;
+use base64::Engine;
 use clap::Args;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Debug, Args)]
 pub struct ServerArgs {
@@ -11,7 +20,7 @@ pub struct ServerArgs {
     /// Where to write the admin kubeconfig (mode 0600) at every start.
     #[arg(long, default_value = "/etc/nanokube/nanokube.yaml")]
     pub write_kubeconfig: PathBuf,
-    /// HTTPS port of the API server.
+    /// HTTPS port of the API server (0 picks a free port; the kubeconfig names it).
     #[arg(long, default_value_t = 6443)]
     pub https_listen_port: u16,
     /// Address to listen on.
@@ -26,8 +35,141 @@ pub struct ServerArgs {
     /// Run the control plane alone, without a local agent.
     #[arg(long)]
     pub disable_agent: bool,
+    /// Seconds between compactions of the store's history.
+    #[arg(long, default_value_t = 300)]
+    pub compaction_interval_seconds: u64,
+    /// Revisions of history always kept by compaction (watchers behind this get 410 Expired).
+    #[arg(long, default_value_t = 1000)]
+    pub compaction_keep_revisions: i64,
 }
 
-pub fn run(_args: ServerArgs) -> anyhow::Result<i32> {
-    anyhow::bail!("the server is not implemented yet")
+pub fn run(args: ServerArgs) -> anyhow::Result<i32> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("nanokube-server")
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(args))
+}
+
+/// The kubeconfig address for a bind address: loopback unless bound to one specific address.
+fn client_host(bind: &str) -> String {
+    match bind {
+        "" | "0.0.0.0" | "::" => "127.0.0.1".to_string(),
+        b if b.contains(':') => format!("[{b}]"),
+        b => b.to_string(),
+    }
+}
+
+fn kubeconfig(server: &str, pki: &tls::Pki) -> String {
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: default\n  cluster:\n    certificate-authority-data: {}\n    server: {server}\ncontexts:\n- name: default\n  context:\n    cluster: default\n    user: default\ncurrent-context: default\npreferences: {{}}\nusers:\n- name: default\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\n",
+        b64(&pki.ca_cert_pem),
+        b64(&pki.admin_cert_pem),
+        b64(&pki.admin_key_pem),
+    )
+}
+
+fn open_store(dir: &Path, args: &ServerArgs) -> anyhow::Result<Arc<SqliteStore>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join("state.db");
+    let options = sqlite::Options {
+        compaction: Some(sqlite::CompactionPolicy {
+            interval: Duration::from_secs(args.compaction_interval_seconds.max(1)),
+            keep_revisions: args.compaction_keep_revisions.max(0),
+        }),
+        ..Default::default()
+    };
+    SqliteStore::open(&path, options)
+        .with_context(|| format!("opening the store at {}", path.display()))
+}
+
+async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
+    if args
+        .datastore_endpoint
+        .as_deref()
+        .is_some_and(|e| !e.is_empty())
+    {
+        anyhow::bail!(
+            "--datastore-endpoint: only the embedded SQLite store exists so far; leave it empty"
+        );
+    }
+    let server_dir = args.data_dir.join("server");
+    let pki = tls::Pki::load_or_create(
+        &server_dir.join("tls"),
+        &tls::default_sans(&args.bind_address),
+    )
+    .context("cluster certificates")?;
+    let auth = Authenticator::load(&server_dir, args.token.as_deref()).context("tokens")?;
+    let store = open_store(&server_dir.join("db"), &args)?;
+    tracing::info!(
+        revision = store.current_revision().await?,
+        "store open at {}",
+        store.path().display()
+    );
+
+    let bind = if args.bind_address.contains(':') {
+        format!("[{}]", args.bind_address)
+    } else {
+        args.bind_address.clone()
+    };
+    let listener = tokio::net::TcpListener::bind(format!("{bind}:{}", args.https_listen_port))
+        .await
+        .with_context(|| format!("listening on {bind}:{}", args.https_listen_port))?;
+    let port = listener.local_addr()?.port();
+    let server_url = format!("https://{}:{port}", client_host(&args.bind_address));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let api = Arc::new_cyclic(|me| Api {
+        store: store.clone() as Arc<dyn Store>,
+        auth,
+        shutdown: stopped.clone(),
+        server_address: format!("{}:{port}", client_host(&args.bind_address)),
+        me: me.clone(),
+    });
+    api.bootstrap()
+        .await
+        .map_err(|e| anyhow::anyhow!("creating the default namespaces: {e}"))?;
+    if !args.disable_agent {
+        tracing::warn!(
+            "no agent exists yet: running the control plane alone (as with --disable-agent)"
+        );
+    }
+    let tls_config = pki.server_config().context("TLS configuration")?;
+    // Written once the server can answer, so a client that finds it may use it at once.
+    tls::write_private(
+        &args.write_kubeconfig,
+        kubeconfig(&server_url, &pki).as_bytes(),
+    )
+    .with_context(|| format!("writing the kubeconfig {}", args.write_kubeconfig.display()))?;
+    tracing::info!("wrote kubeconfig {}", args.write_kubeconfig.display());
+    tracing::info!(port, "API server listening on {bind}:{port} ({server_url})");
+    let server = tokio::spawn(http::serve(
+        api.clone(),
+        listener,
+        tls_config,
+        stopped,
+        Duration::from_secs(5),
+    ));
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+    let _ = stop.send(true);
+    let _ = server.await;
+    drop(api);
+    drop(store);
+    tracing::info!("stopped");
+    Ok(0)
 }

@@ -10,3 +10,17 @@ pub mod openapi;
 pub mod strategic_merge;
 pub mod table;
 pub mod validation;
+
+pub mod auth;
+pub mod discovery;
+pub mod encoding;
+pub mod handler;
+pub mod http;
+pub mod lifecycle;
+pub mod registry;
+pub mod resources;
+pub mod selectors;
+pub mod status;
+pub mod table_output;
+pub mod tls;
+pub mod watch;

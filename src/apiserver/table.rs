@@ -1,21 +1,1810 @@
 //! meta.k8s.io/v1 Table output: the columns kubectl users know, per kind.
+//!
+//! The real API server builds tables with the printers of `pkg/printers/internalversion` and
+//! always includes the priority-1 ("wide") columns; kubectl hides them unless `-o wide`. We do the
+//! same: `column_definitions` and `row_cells` always return every column. Kinds without a printer
+//! get the server's default table: NAME and CREATED AT.
 
+use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// One column: the fields of a Table's columnDefinitions item.
+struct Col {
+    name: &'static str,
+    ty: &'static str,
+    format: &'static str,
+    priority: u8,
+    description: &'static str,
+}
+
+const NAME_DESC: &str = "Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition. Cannot be updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names";
+const AGE_DESC: &str = "CreationTimestamp is a timestamp representing the server time when this object was created. It is not guaranteed to be set in happens-before order across separate operations. Clients may not set this value. It is represented in RFC3339 form and is in UTC.\n\nPopulated by the system. Read-only. Null for lists. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata";
+
+const fn c(name: &'static str, ty: &'static str, priority: u8, description: &'static str) -> Col {
+    Col {
+        name,
+        ty,
+        format: "",
+        priority,
+        description,
+    }
+}
+const NAME: Col = Col {
+    name: "Name",
+    ty: "string",
+    format: "name",
+    priority: 0,
+    description: NAME_DESC,
+};
+const AGE: Col = c("Age", "string", 0, AGE_DESC);
+const CREATED_AT: Col = c("Created At", "date", 0, AGE_DESC);
+const CONTAINERS: Col = c(
+    "Containers",
+    "string",
+    1,
+    "Names of each container in the template.",
+);
+const IMAGES: Col = c(
+    "Images",
+    "string",
+    1,
+    "Images referenced by each container in the template.",
+);
+const SELECTOR: Col = c("Selector", "string", 1, "Label selector for pods. Existing ReplicaSets whose pods are selected by this will be the ones affected by this deployment.");
+
+/// Renders one object's cells; the columns are the ones of the same kind.
+type RowFn = fn(&Value, DateTime<Utc>) -> Vec<Value>;
+
+/// The printer of a kind: its columns and the function filling a row.
+fn printer(group: &str, kind: &str) -> (Vec<Col>, RowFn) {
+    match (group, kind) {
+        ("", "Pod") => (
+            vec![
+                NAME,
+                c("Ready", "string", 0, "The aggregate readiness state of this pod for accepting traffic."),
+                c("Status", "string", 0, "The aggregate status of the containers in this pod."),
+                c("Restarts", "string", 0, "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted."),
+                AGE,
+                c("IP", "string", 1, "podIP is the IP address allocated to the pod. Routable at least within the cluster. Empty if not yet allocated."),
+                c("Node", "string", 1, "NodeName indicates in which node this pod is scheduled."),
+                c("Nominated Node", "string", 1, "nominatedNodeName is set only when this pod preempts other pods on the node, but it cannot be scheduled right away as preemption victims receive their graceful termination periods."),
+                c("Readiness Gates", "string", 1, "If specified, all readiness gates will be evaluated for pod readiness."),
+            ],
+            pod_row,
+        ),
+        ("apps", "Deployment") => (
+            vec![
+                NAME,
+                c("Ready", "string", 0, "Number of the pod with ready state"),
+                c("Up-to-date", "integer", 0, "Total number of non-terminating pods targeted by this deployment that have the desired template spec."),
+                c("Available", "integer", 0, "Total number of available non-terminating pods (ready for at least minReadySeconds) targeted by this deployment."),
+                AGE,
+                CONTAINERS,
+                IMAGES,
+                SELECTOR,
+            ],
+            deployment_row,
+        ),
+        ("apps", "ReplicaSet") => (
+            vec![
+                NAME,
+                c("Desired", "integer", 0, "Replicas is the number of desired pods."),
+                c("Current", "integer", 0, "Replicas is the most recently observed number of non-terminating pods."),
+                c("Ready", "integer", 0, "The number of non-terminating pods targeted by this ReplicaSet with a Ready Condition."),
+                AGE,
+                CONTAINERS,
+                IMAGES,
+                SELECTOR,
+            ],
+            replicaset_row,
+        ),
+        ("apps", "StatefulSet") => (
+            vec![
+                NAME,
+                c("Ready", "string", 0, "Number of the pod with ready state"),
+                AGE,
+                CONTAINERS,
+                IMAGES,
+            ],
+            statefulset_row,
+        ),
+        ("apps", "DaemonSet") => (
+            vec![
+                NAME,
+                c("Desired", "integer", 0, "The total number of nodes that should be running the daemon pod (including nodes correctly running the daemon pod)."),
+                c("Current", "integer", 0, "The number of nodes that are running at least 1 daemon pod and are supposed to run the daemon pod."),
+                c("Ready", "integer", 0, "numberReady is the number of nodes that should be running the daemon pod and have one or more of the daemon pod running with a Ready Condition."),
+                c("Up-to-date", "integer", 0, "The total number of nodes that are running updated daemon pod"),
+                c("Available", "integer", 0, "The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and available (ready for at least spec.minReadySeconds)"),
+                c("Node Selector", "string", 0, "NodeSelector is a selector which must be true for the pod to fit on a node. Selector which must match a node's labels for the pod to be scheduled on that node."),
+                AGE,
+                CONTAINERS,
+                IMAGES,
+                SELECTOR,
+            ],
+            daemonset_row,
+        ),
+        ("apps", "ControllerRevision") => (
+            vec![
+                NAME,
+                c("Controller", "string", 0, "Controller of the object"),
+                c("Revision", "integer", 0, "Revision indicates the revision of the state represented by Data."),
+                AGE,
+            ],
+            controllerrevision_row,
+        ),
+        ("batch", "Job") => (
+            vec![
+                NAME,
+                c("Status", "string", 0, "Status of the job."),
+                c("Completions", "string", 0, "The number of pods which reached phase Succeeded."),
+                c("Duration", "string", 0, "Time required to complete the job."),
+                AGE,
+                CONTAINERS,
+                IMAGES,
+                SELECTOR,
+            ],
+            job_row,
+        ),
+        ("batch", "CronJob") => (
+            vec![
+                NAME,
+                c("Schedule", "string", 0, "The schedule in Cron format, see https://en.wikipedia.org/wiki/Cron."),
+                c("Timezone", "string", 0, "The time zone name for the given schedule, see https://en.wikipedia.org/wiki/List_of_tz_database_time_zones."),
+                c("Suspend", "boolean", 0, "This flag tells the controller to suspend subsequent executions, it does not apply to already started executions.  Defaults to false."),
+                c("Active", "integer", 0, "A list of pointers to currently running jobs."),
+                c("Last Schedule", "string", 0, "Information when was the last time the job was successfully scheduled."),
+                AGE,
+                CONTAINERS,
+                IMAGES,
+                SELECTOR,
+            ],
+            cronjob_row,
+        ),
+        ("", "Service") => (
+            vec![
+                NAME,
+                c("Type", "string", 0, "type determines how the Service is exposed."),
+                c("Cluster-IP", "string", 0, "clusterIP is the IP address of the service and is usually assigned randomly."),
+                c("External-IP", "string", 0, "externalIPs is a list of IP addresses for which nodes in the cluster will also accept traffic for this service."),
+                c("Port(s)", "string", 0, "The list of ports that are exposed by this service."),
+                AGE,
+                c("Selector", "string", 1, "Route service traffic to pods with label keys and values matching this selector."),
+            ],
+            service_row,
+        ),
+        ("", "Endpoints") => (
+            vec![
+                NAME,
+                c("Endpoints", "string", 0, "Endpoints of the service"),
+                AGE,
+            ],
+            endpoints_row,
+        ),
+        ("discovery.k8s.io", "EndpointSlice") => (
+            vec![
+                NAME,
+                c("AddressType", "string", 0, "addressType specifies the type of address carried by this EndpointSlice."),
+                c("Ports", "string", 0, "ports specifies the list of network ports exposed by each endpoint in this slice."),
+                c("Endpoints", "string", 0, "endpoints is a list of unique endpoints in this slice."),
+                AGE,
+            ],
+            endpointslice_row,
+        ),
+        ("", "Node") => (
+            vec![
+                NAME,
+                c("Status", "string", 0, "The status of the node"),
+                c("Roles", "string", 0, "The roles of the node"),
+                AGE,
+                c("Version", "string", 0, "Kubelet Version reported by the node."),
+                c("Internal-IP", "string", 1, "List of addresses reachable to the node."),
+                c("External-IP", "string", 1, "List of addresses reachable to the node."),
+                c("OS-Image", "string", 1, "OS Image reported by the node from /etc/os-release (e.g. Debian GNU/Linux 7 (wheezy))."),
+                c("Kernel-Version", "string", 1, "Kernel Version reported by the node from 'uname -r' (e.g. 3.16.0-0.bpo.4-amd64)."),
+                c("Container-Runtime", "string", 1, "ContainerRuntime Version reported by the node through runtime remote API (e.g. containerd://1.4.2)."),
+            ],
+            node_row,
+        ),
+        ("", "Namespace") => (
+            vec![
+                NAME,
+                c("Status", "string", 0, "The status of the namespace"),
+                AGE,
+            ],
+            namespace_row,
+        ),
+        ("", "ConfigMap") => (
+            vec![
+                NAME,
+                c("Data", "integer", 0, "Data contains the configuration data."),
+                AGE,
+            ],
+            configmap_row,
+        ),
+        ("", "Secret") => (
+            vec![
+                NAME,
+                c("Type", "string", 0, "Used to facilitate programmatic handling of secret data."),
+                c("Data", "integer", 0, "Data contains the secret data."),
+                AGE,
+            ],
+            secret_row,
+        ),
+        ("", "ServiceAccount") => (
+            vec![
+                NAME,
+                c("Secrets", "integer", 0, "Secrets is a list of the secrets in the same namespace that pods running using this ServiceAccount are allowed to use."),
+                AGE,
+            ],
+            serviceaccount_row,
+        ),
+        ("", "Event") | ("events.k8s.io", "Event") => (
+            vec![
+                c("Last Seen", "string", 0, "The time at which the most recent occurrence of this event was recorded."),
+                c("Type", "string", 0, "Type of this event (Normal, Warning), new types could be added in the future"),
+                c("Reason", "string", 0, "This should be a short, machine understandable string that gives the reason for the transition into the object's current status."),
+                c("Object", "string", 0, "The object that this event is about."),
+                c("Subobject", "string", 1, "The field of the object that this event is about."),
+                c("Source", "string", 1, "The component reporting this event."),
+                c("Message", "string", 0, "A human-readable description of the status of this operation."),
+                c("First Seen", "string", 1, "The time at which the event was first recorded."),
+                c("Count", "string", 1, "The number of times this event has occurred."),
+                Col { priority: 1, ..NAME },
+            ],
+            event_row,
+        ),
+        ("", "PersistentVolume") => (
+            vec![
+                NAME,
+                c("Capacity", "string", 0, "capacity is the description of the persistent volume's resources and capacity."),
+                c("Access Modes", "string", 0, "accessModes contains all ways the volume can be mounted."),
+                c("Reclaim Policy", "string", 0, "persistentVolumeReclaimPolicy defines what happens to a persistent volume when released from its claim."),
+                c("Status", "string", 0, "phase indicates if a volume is available, bound to a claim, or released by a claim."),
+                c("Claim", "string", 0, "claimRef is part of a bi-directional binding between PersistentVolume and PersistentVolumeClaim."),
+                c("StorageClass", "string", 0, "storageClassName is the name of StorageClass to which this persistent volume belongs."),
+                c("VolumeAttributesClass", "string", 0, "Name of VolumeAttributesClass to which this persistent volume belongs."),
+                c("Reason", "string", 0, "reason is a brief CamelCase string that describes any failure and is meant for machine parsing and tidy display in the CLI."),
+                AGE,
+                c("VolumeMode", "string", 1, "volumeMode defines if a volume is intended to be used with a formatted filesystem or to remain in raw block state."),
+            ],
+            pv_row,
+        ),
+        ("", "PersistentVolumeClaim") => (
+            vec![
+                NAME,
+                c("Status", "string", 0, "phase represents the current phase of PersistentVolumeClaim."),
+                c("Volume", "string", 0, "volumeName is the binding reference to the PersistentVolume backing this claim."),
+                c("Capacity", "string", 0, "capacity represents the actual resources of the underlying volume."),
+                c("Access Modes", "string", 0, "accessModes contains the actual access modes the volume backing the PVC has."),
+                c("StorageClass", "string", 0, "storageClassName is the name of the StorageClass required by the claim."),
+                c("VolumeAttributesClass", "string", 0, "volumeAttributesClassName may be used to set the VolumeAttributesClass used by this claim."),
+                AGE,
+                c("VolumeMode", "string", 1, "volumeMode defines what type of volume is required by the claim."),
+            ],
+            pvc_row,
+        ),
+        ("", "ResourceQuota") => (
+            vec![
+                NAME,
+                AGE,
+                c("Request", "string", 0, "Request represents a minimum amount of cpu/memory that a container may consume."),
+                c("Limit", "string", 0, "Limits control the maximum amount of cpu/memory that a container may use independent of contention on the node."),
+            ],
+            resourcequota_row,
+        ),
+        ("", "LimitRange") => (vec![NAME, CREATED_AT], created_at_row),
+        ("networking.k8s.io", "Ingress") => (
+            vec![
+                NAME,
+                c("Class", "string", 0, "ingressClassName is the name of an IngressClass cluster resource."),
+                c("Hosts", "string", 0, "Hosts that incoming requests are matched against before the ingress rule"),
+                c("Address", "string", 0, "Address is a list containing ingress points for the load-balancer"),
+                c("Ports", "string", 0, "Ports of TLS configurations that open"),
+                AGE,
+            ],
+            ingress_row,
+        ),
+        ("networking.k8s.io", "IngressClass") => (
+            vec![
+                NAME,
+                c("Controller", "string", 0, "Controller that is responsible for handling this class"),
+                c("Parameters", "string", 0, "A reference to a resource with additional parameters"),
+                AGE,
+            ],
+            ingressclass_row,
+        ),
+        ("networking.k8s.io", "NetworkPolicy") => (
+            vec![
+                NAME,
+                c("Pod-Selector", "string", 0, "podSelector selects the pods to which this NetworkPolicy object applies."),
+                AGE,
+            ],
+            networkpolicy_row,
+        ),
+        ("coordination.k8s.io", "Lease") => (
+            vec![
+                NAME,
+                c("Holder", "string", 0, "holderIdentity contains the identity of the holder of a current lease."),
+                AGE,
+            ],
+            lease_row,
+        ),
+        ("autoscaling", "HorizontalPodAutoscaler") => (
+            vec![
+                NAME,
+                c("Reference", "string", 0, "reference to scaled resource; horizontal pod autoscaler will learn the current resource consumption and will set the desired number of pods by using its Scale subresource."),
+                c("Targets", "string", 0, "metrics contains the specifications for which to use to calculate the desired replica count."),
+                c("MinPods", "string", 0, "minReplicas is the lower limit for the number of replicas to which the autoscaler can scale down."),
+                c("MaxPods", "integer", 0, "maxReplicas is the upper limit for the number of replicas to which the autoscaler can scale up."),
+                c("Replicas", "integer", 0, "currentReplicas is current number of replicas of pods managed by this autoscaler, as last seen by the autoscaler."),
+                AGE,
+            ],
+            hpa_row,
+        ),
+        ("policy", "PodDisruptionBudget") => (
+            vec![
+                NAME,
+                c("Min Available", "string", 0, "The minimum number of pods that must be available simultaneously.  This can be either an integer or a string specifying a percentage, e.g. \"28%\"."),
+                c("Max Unavailable", "string", 0, "The maximum number of pods that may be unavailable simultaneously.  This can be either an integer or a string specifying a percentage, e.g. \"28%\"."),
+                c("Allowed Disruptions", "integer", 0, "Number of pod disruptions that are currently allowed."),
+                AGE,
+            ],
+            pdb_row,
+        ),
+        ("rbac.authorization.k8s.io", "Role") | ("rbac.authorization.k8s.io", "ClusterRole") => {
+            (vec![NAME, CREATED_AT], created_at_row)
+        }
+        ("rbac.authorization.k8s.io", "RoleBinding")
+        | ("rbac.authorization.k8s.io", "ClusterRoleBinding") => (
+            vec![
+                NAME,
+                c("Role", "string", 0, "Role references the Role or ClusterRole being bound."),
+                AGE,
+                c("Users", "string", 1, "Users in the roleBinding"),
+                c("Groups", "string", 1, "Groups in the roleBinding"),
+                c("ServiceAccounts", "string", 1, "ServiceAccounts in the roleBinding"),
+            ],
+            rolebinding_row,
+        ),
+        ("storage.k8s.io", "StorageClass") => (
+            vec![
+                NAME,
+                c("Provisioner", "string", 0, "provisioner indicates the type of the provisioner."),
+                c("ReclaimPolicy", "string", 0, "reclaimPolicy controls the reclaimPolicy for dynamically provisioned PersistentVolumes of this storage class."),
+                c("VolumeBindingMode", "string", 0, "volumeBindingMode indicates how PersistentVolumeClaims should be provisioned and bound."),
+                c("AllowVolumeExpansion", "string", 0, "allowVolumeExpansion shows whether the storage class allow volume expand."),
+                AGE,
+            ],
+            storageclass_row,
+        ),
+        ("scheduling.k8s.io", "PriorityClass") => (
+            vec![
+                NAME,
+                c("Value", "integer", 0, "value represents the integer value of this priority class."),
+                c("Global-Default", "boolean", 0, "globalDefault specifies whether this PriorityClass should be considered as the default priority for pods that do not have any priority class."),
+                c("Preemption Policy", "string", 0, "preemptionPolicy is the Policy for preempting pods with lower priority."),
+                AGE,
+            ],
+            priorityclass_row,
+        ),
+        _ => (vec![NAME, CREATED_AT], created_at_row),
+    }
+}
 
 /// A column definition as Table's columnDefinitions item.
-pub fn column_definitions(_group: &str, _kind: &str) -> Vec<Value> {
-    vec![
-        json!({"name":"Name","type":"string","format":"name","description":"","priority":0}),
-        json!({"name":"Age","type":"string","format":"","description":"","priority":0}),
-    ]
+pub fn column_definitions(group: &str, kind: &str) -> Vec<Value> {
+    printer(group, kind)
+        .0
+        .into_iter()
+        .map(|c| {
+            json!({"name": c.name, "type": c.ty, "format": c.format, "description": c.description, "priority": c.priority})
+        })
+        .collect()
 }
 
 /// The cells of one object's row, matching `column_definitions`. `now` is for AGE.
-pub fn row_cells(
-    _group: &str,
-    _kind: &str,
-    obj: &Value,
-    _now: chrono::DateTime<chrono::Utc>,
-) -> Vec<Value> {
-    vec![obj["metadata"]["name"].clone(), json!("<unknown>")]
+pub fn row_cells(group: &str, kind: &str, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    (printer(group, kind).1)(obj, now)
+}
+
+/// Kubernetes' `duration.HumanDuration`: a short, coarser-with-age rendering ("5s", "3m2s",
+/// "10m", "5h4m", "2d3h", "40d", "2y10d").
+pub fn human_duration(d: chrono::Duration) -> String {
+    let seconds = d.num_seconds();
+    if seconds < -1 {
+        return "<invalid>".into();
+    } else if seconds < 0 {
+        return "0s".into();
+    } else if seconds < 60 * 2 {
+        return format!("{seconds}s");
+    }
+    let minutes = seconds / 60;
+    if minutes < 10 {
+        let s = seconds % 60;
+        return if s == 0 {
+            format!("{minutes}m")
+        } else {
+            format!("{minutes}m{s}s")
+        };
+    } else if minutes < 60 * 3 {
+        return format!("{minutes}m");
+    }
+    let hours = minutes / 60;
+    if hours < 8 {
+        let m = minutes % 60;
+        return if m == 0 {
+            format!("{hours}h")
+        } else {
+            format!("{hours}h{m}m")
+        };
+    } else if hours < 48 {
+        return format!("{hours}h");
+    } else if hours < 24 * 8 {
+        let h = hours % 24;
+        return if h == 0 {
+            format!("{}d", hours / 24)
+        } else {
+            format!("{}d{}h", hours / 24, h)
+        };
+    } else if hours < 24 * 365 * 2 {
+        return format!("{}d", hours / 24);
+    } else if hours < 24 * 365 * 8 {
+        let dy = (hours / 24) % 365;
+        return if dy == 0 {
+            format!("{}y", hours / 24 / 365)
+        } else {
+            format!("{}y{}d", hours / 24 / 365, dy)
+        };
+    }
+    format!("{}y", hours / 24 / 365)
+}
+
+fn parse_time(v: &Value) -> Option<DateTime<Utc>> {
+    let s = v.as_str()?;
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// `translateTimestampSince`: the age of a timestamp, "<unknown>" when unset.
+fn since(v: &Value, now: DateTime<Utc>) -> String {
+    match parse_time(v) {
+        Some(t) => human_duration(now - t),
+        None => "<unknown>".into(),
+    }
+}
+
+fn age(obj: &Value, now: DateTime<Utc>) -> Value {
+    json!(since(&obj["metadata"]["creationTimestamp"], now))
+}
+
+fn name(obj: &Value) -> Value {
+    json!(obj["metadata"]["name"].as_str().unwrap_or(""))
+}
+
+fn s(v: &Value) -> &str {
+    v.as_str().unwrap_or("")
+}
+
+fn or_none(v: &str) -> String {
+    if v.is_empty() {
+        "<none>".into()
+    } else {
+        v.into()
+    }
+}
+
+fn int(v: &Value) -> i64 {
+    v.as_i64().unwrap_or(0)
+}
+
+fn arr(v: &Value) -> &[Value] {
+    v.as_array().map(Vec::as_slice).unwrap_or(&[])
+}
+
+/// An IntOrString as printed ("25%", "1"); None when unset.
+fn int_or_string(v: &Value) -> Option<String> {
+    match v {
+        Value::Number(n) => Some(n.to_string()),
+        Value::String(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// `labels.FormatLabels`: "k=v,k2=v2" sorted by key, "<none>" when empty.
+fn format_labels(v: &Value) -> String {
+    let Some(m) = v.as_object() else {
+        return "<none>".into();
+    };
+    let sorted: BTreeMap<_, _> = m.iter().collect();
+    let out: Vec<String> = sorted
+        .iter()
+        .map(|(k, v)| format!("{k}={}", s(v)))
+        .collect();
+    or_none(&out.join(","))
+}
+
+/// A metav1.LabelSelector as its selector string ("app=x,tier in (a,b)"), requirements sorted
+/// by key the way `labels.Selector.String()` does.
+pub fn label_selector_string(sel: &Value) -> String {
+    let mut reqs: Vec<(String, String)> = Vec::new();
+    if let Some(m) = sel["matchLabels"].as_object() {
+        for (k, v) in m {
+            reqs.push((k.clone(), format!("{k}={}", s(v))));
+        }
+    }
+    for e in arr(&sel["matchExpressions"]) {
+        let key = s(&e["key"]).to_string();
+        let mut values: Vec<&str> = arr(&e["values"]).iter().map(s).collect();
+        values.sort_unstable();
+        let text = match s(&e["operator"]) {
+            "In" => format!("{key} in ({})", values.join(",")),
+            "NotIn" => format!("{key} notin ({})", values.join(",")),
+            "Exists" => key.clone(),
+            "DoesNotExist" => format!("!{key}"),
+            _ => continue,
+        };
+        reqs.push((key, text));
+    }
+    reqs.sort_by(|a, b| a.0.cmp(&b.0));
+    reqs.into_iter().map(|r| r.1).collect::<Vec<_>>().join(",")
+}
+
+/// Container names and images of a pod template, comma-joined.
+fn containers_images(pod_spec: &Value) -> (Value, Value) {
+    let cs = arr(&pod_spec["containers"]);
+    let names: Vec<&str> = cs.iter().map(|c| s(&c["name"])).collect();
+    let images: Vec<&str> = cs.iter().map(|c| s(&c["image"])).collect();
+    (json!(names.join(",")), json!(images.join(",")))
+}
+
+fn created_at_row(obj: &Value, _now: DateTime<Utc>) -> Vec<Value> {
+    let created = parse_time(&obj["metadata"]["creationTimestamp"])
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_default();
+    vec![name(obj), json!(created)]
+}
+
+/// Is a pod's init container a sidecar (restartPolicy Always)?
+fn restartable_init(spec: &Value, container_name: &str) -> bool {
+    arr(&spec["initContainers"])
+        .iter()
+        .any(|c| s(&c["name"]) == container_name && s(&c["restartPolicy"]) == "Always")
+}
+
+fn has_condition(status: &Value, ty: &str) -> bool {
+    arr(&status["conditions"])
+        .iter()
+        .any(|c| s(&c["type"]) == ty && s(&c["status"]) == "True")
+}
+
+/// Later of two optional times.
+fn latest(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The STATUS column of `kubectl get pods`, computed as kubectl's printer does: the phase, or
+/// the reason of the first failing init container ("Init:1/2", "Init:CrashLoopBackOff"), or
+/// the last waiting/terminated reason of the app containers ("ContainerCreating",
+/// "CrashLoopBackOff", "Completed"), or "Terminating" once deletion started.
+fn pod_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let spec = &obj["spec"];
+    let status = &obj["status"];
+    let mut restarts = 0i64;
+    let mut ready = 0;
+    let mut total = arr(&spec["containers"]).len();
+    let mut last_restart: Option<DateTime<Utc>> = None;
+    let mut reason = s(&status["phase"]).to_string();
+    if !s(&status["reason"]).is_empty() {
+        reason = s(&status["reason"]).to_string();
+    }
+    for cond in arr(&status["conditions"]) {
+        if s(&cond["type"]) == "PodScheduled" && s(&cond["reason"]) == "SchedulingGated" {
+            reason = "SchedulingGated".into();
+        }
+    }
+    let init_specs = arr(&spec["initContainers"]);
+    total += init_specs
+        .iter()
+        .filter(|c| s(&c["restartPolicy"]) == "Always")
+        .count();
+
+    let mut sidecar_restarts = 0i64;
+    let mut sidecar_last_restart: Option<DateTime<Utc>> = None;
+    let mut initializing = false;
+    for (i, cs) in arr(&status["initContainerStatuses"]).iter().enumerate() {
+        restarts += int(&cs["restartCount"]);
+        let finished = parse_time(&cs["lastState"]["terminated"]["finishedAt"]);
+        last_restart = latest(last_restart, finished);
+        let sidecar = restartable_init(spec, s(&cs["name"]));
+        if sidecar {
+            sidecar_restarts += int(&cs["restartCount"]);
+            sidecar_last_restart = latest(sidecar_last_restart, finished);
+        }
+        let terminated = &cs["state"]["terminated"];
+        let waiting_reason = s(&cs["state"]["waiting"]["reason"]);
+        if terminated.is_object() && int(&terminated["exitCode"]) == 0 {
+            continue;
+        }
+        if sidecar && cs["started"].as_bool() == Some(true) {
+            if cs["ready"].as_bool() == Some(true) {
+                ready += 1;
+            }
+            continue;
+        }
+        if terminated.is_object() {
+            reason = if !s(&terminated["reason"]).is_empty() {
+                format!("Init:{}", s(&terminated["reason"]))
+            } else if int(&terminated["signal"]) != 0 {
+                format!("Init:Signal:{}", int(&terminated["signal"]))
+            } else {
+                format!("Init:ExitCode:{}", int(&terminated["exitCode"]))
+            };
+        } else if !waiting_reason.is_empty() && waiting_reason != "PodInitializing" {
+            reason = format!("Init:{waiting_reason}");
+        } else {
+            reason = format!("Init:{i}/{}", init_specs.len());
+        }
+        initializing = true;
+        break;
+    }
+
+    if !initializing || has_condition(status, "Initialized") {
+        restarts = sidecar_restarts;
+        last_restart = sidecar_last_restart;
+        let mut has_running = false;
+        for cs in arr(&status["containerStatuses"]).iter().rev() {
+            restarts += int(&cs["restartCount"]);
+            last_restart = latest(
+                last_restart,
+                parse_time(&cs["lastState"]["terminated"]["finishedAt"]),
+            );
+            let waiting = &cs["state"]["waiting"];
+            let terminated = &cs["state"]["terminated"];
+            if !s(&waiting["reason"]).is_empty() {
+                reason = s(&waiting["reason"]).into();
+            } else if !s(&terminated["reason"]).is_empty() {
+                reason = s(&terminated["reason"]).into();
+            } else if terminated.is_object() {
+                reason = if int(&terminated["signal"]) != 0 {
+                    format!("Signal:{}", int(&terminated["signal"]))
+                } else {
+                    format!("ExitCode:{}", int(&terminated["exitCode"]))
+                };
+            } else if cs["ready"].as_bool() == Some(true) && cs["state"]["running"].is_object() {
+                has_running = true;
+                ready += 1;
+            }
+        }
+        if reason == "Completed" && has_running {
+            reason = if has_condition(status, "Ready") {
+                "Running".into()
+            } else {
+                "NotReady".into()
+            };
+        }
+    }
+
+    let phase = s(&status["phase"]);
+    if obj["metadata"]["deletionTimestamp"].is_string() {
+        if s(&status["reason"]) == "NodeLost" {
+            reason = "Unknown".into();
+        } else if phase != "Succeeded" && phase != "Failed" {
+            reason = "Terminating".into();
+        }
+    }
+
+    let restarts_cell = match last_restart {
+        Some(t) if restarts != 0 => format!("{restarts} ({} ago)", human_duration(now - t)),
+        _ => restarts.to_string(),
+    };
+    let ip = arr(&status["podIPs"])
+        .first()
+        .map(|p| s(&p["ip"]))
+        .unwrap_or_else(|| s(&status["podIP"]));
+    let gates = arr(&spec["readinessGates"]);
+    let gates_cell = if gates.is_empty() {
+        "<none>".to_string()
+    } else {
+        let true_count = gates
+            .iter()
+            .filter(|g| has_condition(status, s(&g["conditionType"])))
+            .count();
+        format!("{true_count}/{}", gates.len())
+    };
+    vec![
+        name(obj),
+        json!(format!("{ready}/{total}")),
+        json!(reason),
+        json!(restarts_cell),
+        age(obj, now),
+        json!(or_none(ip)),
+        json!(or_none(s(&spec["nodeName"]))),
+        json!(or_none(s(&status["nominatedNodeName"]))),
+        json!(gates_cell),
+    ]
+}
+
+fn deployment_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let st = &obj["status"];
+    let (cs, imgs) = containers_images(&obj["spec"]["template"]["spec"]);
+    vec![
+        name(obj),
+        json!(format!(
+            "{}/{}",
+            int(&st["readyReplicas"]),
+            int(&obj["spec"]["replicas"])
+        )),
+        json!(int(&st["updatedReplicas"])),
+        json!(int(&st["availableReplicas"])),
+        age(obj, now),
+        cs,
+        imgs,
+        json!(label_selector_string(&obj["spec"]["selector"])),
+    ]
+}
+
+fn replicaset_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let st = &obj["status"];
+    let (cs, imgs) = containers_images(&obj["spec"]["template"]["spec"]);
+    vec![
+        name(obj),
+        json!(int(&obj["spec"]["replicas"])),
+        json!(int(&st["replicas"])),
+        json!(int(&st["readyReplicas"])),
+        age(obj, now),
+        cs,
+        imgs,
+        json!(label_selector_string(&obj["spec"]["selector"])),
+    ]
+}
+
+fn statefulset_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let (cs, imgs) = containers_images(&obj["spec"]["template"]["spec"]);
+    vec![
+        name(obj),
+        json!(format!(
+            "{}/{}",
+            int(&obj["status"]["readyReplicas"]),
+            int(&obj["spec"]["replicas"])
+        )),
+        age(obj, now),
+        cs,
+        imgs,
+    ]
+}
+
+fn daemonset_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let st = &obj["status"];
+    let (cs, imgs) = containers_images(&obj["spec"]["template"]["spec"]);
+    vec![
+        name(obj),
+        json!(int(&st["desiredNumberScheduled"])),
+        json!(int(&st["currentNumberScheduled"])),
+        json!(int(&st["numberReady"])),
+        json!(int(&st["updatedNumberScheduled"])),
+        json!(int(&st["numberAvailable"])),
+        json!(format_labels(
+            &obj["spec"]["template"]["spec"]["nodeSelector"]
+        )),
+        age(obj, now),
+        cs,
+        imgs,
+        json!(label_selector_string(&obj["spec"]["selector"])),
+    ]
+}
+
+/// "kind.group/name" of the controlling owner, as `kubectl get controllerrevisions` shows it.
+fn controllerrevision_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let controller = arr(&obj["metadata"]["ownerReferences"])
+        .iter()
+        .find(|o| o["controller"].as_bool() == Some(true))
+        .map(|o| {
+            let group = s(&o["apiVersion"])
+                .rsplit_once('/')
+                .map(|(g, _)| g)
+                .unwrap_or("");
+            let kind = s(&o["kind"]).to_lowercase();
+            if group.is_empty() {
+                format!("{kind}/{}", s(&o["name"]))
+            } else {
+                format!("{kind}.{group}/{}", s(&o["name"]))
+            }
+        })
+        .unwrap_or_else(|| "<none>".into());
+    vec![
+        name(obj),
+        json!(controller),
+        json!(int(&obj["revision"])),
+        age(obj, now),
+    ]
+}
+
+fn job_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let spec = &obj["spec"];
+    let st = &obj["status"];
+    let succeeded = int(&st["succeeded"]);
+    let completions = if let Some(n) = spec["completions"].as_i64() {
+        format!("{succeeded}/{n}")
+    } else {
+        let parallelism = int(&spec["parallelism"]);
+        if parallelism > 1 {
+            format!("{succeeded}/1 of {parallelism}")
+        } else {
+            format!("{succeeded}/1")
+        }
+    };
+    let duration = match (
+        parse_time(&st["startTime"]),
+        parse_time(&st["completionTime"]),
+    ) {
+        (None, _) => String::new(),
+        (Some(start), None) => human_duration(now - start),
+        (Some(start), Some(end)) => human_duration(end - start),
+    };
+    let status = if has_condition(st, "Complete") {
+        "Complete"
+    } else if has_condition(st, "Failed") {
+        "Failed"
+    } else if obj["metadata"]["deletionTimestamp"].is_string() {
+        "Terminating"
+    } else if has_condition(st, "Suspended") {
+        "Suspended"
+    } else if has_condition(st, "FailureTarget") {
+        "FailureTarget"
+    } else if has_condition(st, "SuccessCriteriaMet") {
+        "SuccessCriteriaMet"
+    } else {
+        "Running"
+    };
+    let (cs, imgs) = containers_images(&spec["template"]["spec"]);
+    vec![
+        name(obj),
+        json!(status),
+        json!(completions),
+        json!(duration),
+        age(obj, now),
+        cs,
+        imgs,
+        json!(label_selector_string(&spec["selector"])),
+    ]
+}
+
+fn cronjob_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let spec = &obj["spec"];
+    let suspend = match spec["suspend"].as_bool() {
+        Some(true) => "True",
+        Some(false) => "False",
+        None => "<unset>",
+    };
+    let last = if obj["status"]["lastScheduleTime"].is_string() {
+        since(&obj["status"]["lastScheduleTime"], now)
+    } else {
+        "<none>".into()
+    };
+    let job_spec = &spec["jobTemplate"]["spec"];
+    let (cs, imgs) = containers_images(&job_spec["template"]["spec"]);
+    let selector = if job_spec["selector"].is_object() {
+        label_selector_string(&job_spec["selector"])
+    } else {
+        "<none>".into()
+    };
+    vec![
+        name(obj),
+        json!(s(&spec["schedule"])),
+        json!(or_none(s(&spec["timeZone"]))),
+        json!(suspend),
+        json!(arr(&obj["status"]["active"]).len()),
+        json!(last),
+        age(obj, now),
+        cs,
+        imgs,
+        json!(selector),
+    ]
+}
+
+/// Ingress points of a load balancer status: IPs or hostnames, comma-joined.
+fn lb_ingress(status: &Value) -> String {
+    arr(&status["ingress"])
+        .iter()
+        .filter_map(|i| {
+            let ip = s(&i["ip"]);
+            let host = s(&i["hostname"]);
+            if !ip.is_empty() {
+                Some(ip)
+            } else if !host.is_empty() {
+                Some(host)
+            } else {
+                None
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn service_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let spec = &obj["spec"];
+    let ty = spec["type"].as_str().unwrap_or("ClusterIP");
+    let external_ips: Vec<&str> = arr(&spec["externalIPs"]).iter().map(s).collect();
+    let external = match ty {
+        "ClusterIP" | "NodePort" => or_none(&external_ips.join(",")),
+        "LoadBalancer" => {
+            let lb = lb_ingress(&obj["status"]["loadBalancer"]);
+            let mut all: Vec<&str> = lb.split(',').filter(|x| !x.is_empty()).collect();
+            all.extend(&external_ips);
+            if all.is_empty() {
+                "<pending>".into()
+            } else {
+                all.join(",")
+            }
+        }
+        "ExternalName" => s(&spec["externalName"]).to_string(),
+        _ => "<unknown>".into(),
+    };
+    let ports: Vec<String> = arr(&spec["ports"])
+        .iter()
+        .map(|p| {
+            let proto = p["protocol"].as_str().unwrap_or("TCP");
+            match p["nodePort"].as_i64() {
+                Some(np) if np > 0 => format!("{}:{np}/{proto}", int(&p["port"])),
+                _ => format!("{}/{proto}", int(&p["port"])),
+            }
+        })
+        .collect();
+    vec![
+        name(obj),
+        json!(ty),
+        json!(or_none(s(&spec["clusterIP"]))),
+        json!(external),
+        json!(or_none(&ports.join(","))),
+        age(obj, now),
+        json!(format_labels(&spec["selector"])),
+    ]
+}
+
+/// Up to three entries, then " + N more...", as kubectl abbreviates endpoint lists.
+fn abbreviate(list: Vec<String>, count: usize) -> String {
+    if list.is_empty() {
+        return "<none>".into();
+    }
+    let shown = list.into_iter().take(3).collect::<Vec<_>>().join(",");
+    if count > 3 {
+        format!("{shown} + {} more...", count - 3)
+    } else {
+        shown
+    }
+}
+
+fn join_host_port(ip: &str, port: i64) -> String {
+    if ip.contains(':') {
+        format!("[{ip}]:{port}")
+    } else {
+        format!("{ip}:{port}")
+    }
+}
+
+fn endpoints_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let mut list = Vec::new();
+    let mut count = 0;
+    for ss in arr(&obj["subsets"]) {
+        let addrs = arr(&ss["addresses"]);
+        let ports = arr(&ss["ports"]);
+        if ports.is_empty() {
+            count += addrs.len();
+            list.extend(addrs.iter().map(|a| s(&a["ip"]).to_string()));
+            continue;
+        }
+        for p in ports {
+            count += addrs.len();
+            list.extend(
+                addrs
+                    .iter()
+                    .map(|a| join_host_port(s(&a["ip"]), int(&p["port"]))),
+            );
+        }
+    }
+    vec![name(obj), json!(abbreviate(list, count)), age(obj, now)]
+}
+
+fn endpointslice_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let ports: Vec<String> = arr(&obj["ports"])
+        .iter()
+        .map(|p| match p["port"].as_i64() {
+            Some(n) => n.to_string(),
+            None => "<unset>".into(),
+        })
+        .collect();
+    let ports = if ports.is_empty() {
+        "<unset>".to_string()
+    } else {
+        ports.join(",")
+    };
+    let addrs: Vec<String> = arr(&obj["endpoints"])
+        .iter()
+        .flat_map(|e| arr(&e["addresses"]).iter().map(|a| s(a).to_string()))
+        .collect();
+    let count = addrs.len();
+    vec![
+        name(obj),
+        json!(s(&obj["addressType"])),
+        json!(ports),
+        json!(abbreviate(addrs, count)),
+        age(obj, now),
+    ]
+}
+
+fn node_address(obj: &Value, ty: &str) -> String {
+    arr(&obj["status"]["addresses"])
+        .iter()
+        .find(|a| s(&a["type"]) == ty)
+        .map(|a| s(&a["address"]).to_string())
+        .unwrap_or_else(|| "<none>".into())
+}
+
+fn node_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let mut status: Vec<String> = Vec::new();
+    // Only the last Ready condition counts, like the printer's map keyed by type.
+    if let Some(c) = arr(&obj["status"]["conditions"])
+        .iter()
+        .rev()
+        .find(|c| s(&c["type"]) == "Ready")
+    {
+        status.push(if s(&c["status"]) == "True" {
+            "Ready".into()
+        } else {
+            "NotReady".into()
+        });
+    }
+    if status.is_empty() {
+        status.push("Unknown".into());
+    }
+    if obj["spec"]["unschedulable"].as_bool() == Some(true) {
+        status.push("SchedulingDisabled".into());
+    }
+    let mut roles = BTreeSet::new();
+    if let Some(labels) = obj["metadata"]["labels"].as_object() {
+        for (k, v) in labels {
+            if let Some(role) = k.strip_prefix("node-role.kubernetes.io/") {
+                if !role.is_empty() {
+                    roles.insert(role.to_string());
+                }
+            } else if k == "kubernetes.io/role" && !s(v).is_empty() {
+                roles.insert(s(v).to_string());
+            }
+        }
+    }
+    let info = &obj["status"]["nodeInfo"];
+    let unknown = |v: &Value| {
+        let v = s(v);
+        if v.is_empty() {
+            "<unknown>".to_string()
+        } else {
+            v.to_string()
+        }
+    };
+    vec![
+        name(obj),
+        json!(status.join(",")),
+        json!(or_none(&roles.into_iter().collect::<Vec<_>>().join(","))),
+        age(obj, now),
+        json!(s(&info["kubeletVersion"])),
+        json!(node_address(obj, "InternalIP")),
+        json!(node_address(obj, "ExternalIP")),
+        json!(unknown(&info["osImage"])),
+        json!(unknown(&info["kernelVersion"])),
+        json!(unknown(&info["containerRuntimeVersion"])),
+    ]
+}
+
+fn namespace_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    vec![name(obj), json!(s(&obj["status"]["phase"])), age(obj, now)]
+}
+
+fn map_len(v: &Value) -> usize {
+    v.as_object().map(|m| m.len()).unwrap_or(0)
+}
+
+fn configmap_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let n = map_len(&obj["data"]) + map_len(&obj["binaryData"]);
+    vec![name(obj), json!(n), age(obj, now)]
+}
+
+fn secret_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    vec![
+        name(obj),
+        json!(s(&obj["type"])),
+        json!(map_len(&obj["data"])),
+        age(obj, now),
+    ]
+}
+
+fn serviceaccount_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    vec![name(obj), json!(arr(&obj["secrets"]).len()), age(obj, now)]
+}
+
+/// Works for core/v1 Events and events.k8s.io/v1 Events, whose fields differ in name only.
+fn event_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let core = obj["involvedObject"].is_object() || !obj["regarding"].is_object();
+    let (involved, message, count, source) = if core {
+        let src = &obj["source"];
+        let mut source = s(&src["component"]).to_string();
+        if source.is_empty() {
+            source = s(&obj["reportingComponent"]).to_string();
+        }
+        let host = if s(&src["host"]).is_empty() {
+            s(&obj["reportingInstance"])
+        } else {
+            s(&src["host"])
+        };
+        if !host.is_empty() {
+            source = format!("{source}, {host}");
+        }
+        (
+            &obj["involvedObject"],
+            s(&obj["message"]),
+            int(&obj["count"]),
+            source,
+        )
+    } else {
+        let mut source = s(&obj["reportingController"]).to_string();
+        if !s(&obj["reportingInstance"]).is_empty() {
+            source = format!("{source}, {}", s(&obj["reportingInstance"]));
+        }
+        (
+            &obj["regarding"],
+            s(&obj["note"]),
+            int(&obj["deprecatedCount"]),
+            source,
+        )
+    };
+    let first_ts = if core {
+        &obj["firstTimestamp"]
+    } else {
+        &obj["deprecatedFirstTimestamp"]
+    };
+    let last_ts = if core {
+        &obj["lastTimestamp"]
+    } else {
+        &obj["deprecatedLastTimestamp"]
+    };
+    let first_seen = if first_ts.is_string() {
+        since(first_ts, now)
+    } else {
+        since(&obj["eventTime"], now)
+    };
+    let last_seen = if obj["series"].is_object() {
+        since(&obj["series"]["lastObservedTime"], now)
+    } else if last_ts.is_string() {
+        since(last_ts, now)
+    } else {
+        first_seen.clone()
+    };
+    let count = if obj["series"].is_object() {
+        int(&obj["series"]["count"])
+    } else {
+        count
+    };
+    vec![
+        json!(last_seen),
+        json!(s(&obj["type"])),
+        json!(s(&obj["reason"])),
+        json!(format!(
+            "{}/{}",
+            s(&involved["kind"]).to_lowercase(),
+            s(&involved["name"])
+        )),
+        json!(s(&involved["fieldPath"])),
+        json!(source),
+        json!(message.trim()),
+        json!(first_seen),
+        json!(count.to_string()),
+        name(obj),
+    ]
+}
+
+/// `GetAccessModesAsString`: RWO, ROX, RWX, RWOP in that order, deduplicated.
+fn access_modes(v: &Value) -> String {
+    let modes: Vec<&str> = arr(v).iter().map(s).collect();
+    [
+        ("ReadWriteOnce", "RWO"),
+        ("ReadOnlyMany", "ROX"),
+        ("ReadWriteMany", "RWX"),
+        ("ReadWriteOncePod", "RWOP"),
+    ]
+    .iter()
+    .filter(|(long, _)| modes.contains(long))
+    .map(|(_, short)| *short)
+    .collect::<Vec<_>>()
+    .join(",")
+}
+
+fn storage_class(obj: &Value) -> String {
+    let spec_class = s(&obj["spec"]["storageClassName"]);
+    if !spec_class.is_empty() {
+        return spec_class.into();
+    }
+    s(&obj["metadata"]["annotations"]["volume.beta.kubernetes.io/storage-class"]).into()
+}
+
+fn pv_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let spec = &obj["spec"];
+    let claim = if spec["claimRef"].is_object() {
+        format!(
+            "{}/{}",
+            s(&spec["claimRef"]["namespace"]),
+            s(&spec["claimRef"]["name"])
+        )
+    } else {
+        String::new()
+    };
+    let mut phase = s(&obj["status"]["phase"]).to_string();
+    if obj["metadata"]["deletionTimestamp"].is_string() {
+        phase = "Terminating".into();
+    }
+    vec![
+        name(obj),
+        json!(s(&spec["capacity"]["storage"])),
+        json!(access_modes(&spec["accessModes"])),
+        json!(s(&spec["persistentVolumeReclaimPolicy"])),
+        json!(phase),
+        json!(claim),
+        json!(storage_class(obj)),
+        json!(spec["volumeAttributesClassName"]
+            .as_str()
+            .unwrap_or("<unset>")),
+        json!(s(&obj["status"]["reason"])),
+        age(obj, now),
+        json!(spec["volumeMode"].as_str().unwrap_or("<unset>")),
+    ]
+}
+
+fn pvc_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let spec = &obj["spec"];
+    let st = &obj["status"];
+    let mut phase = s(&st["phase"]).to_string();
+    if obj["metadata"]["deletionTimestamp"].is_string() {
+        phase = "Terminating".into();
+    }
+    let bound = !s(&spec["volumeName"]).is_empty();
+    let (capacity, modes) = if bound {
+        (
+            s(&st["capacity"]["storage"]).to_string(),
+            access_modes(&st["accessModes"]),
+        )
+    } else {
+        (String::new(), String::new())
+    };
+    vec![
+        name(obj),
+        json!(phase),
+        json!(s(&spec["volumeName"])),
+        json!(capacity),
+        json!(modes),
+        json!(storage_class(obj)),
+        json!(spec["volumeAttributesClassName"]
+            .as_str()
+            .unwrap_or("<unset>")),
+        age(obj, now),
+        json!(spec["volumeMode"].as_str().unwrap_or("<unset>")),
+    ]
+}
+
+fn resourcequota_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let hard = obj["status"]["hard"].as_object();
+    let used = &obj["status"]["used"];
+    let mut requests = Vec::new();
+    let mut limits = Vec::new();
+    if let Some(hard) = hard {
+        let sorted: BTreeMap<_, _> = hard.iter().collect();
+        for (res, q) in sorted {
+            let used_q = used[res.as_str()].as_str().unwrap_or("0");
+            let text = format!("{res}: {used_q}/{}", s(q));
+            if res.starts_with("limits") {
+                limits.push(text);
+            } else {
+                requests.push(text);
+            }
+        }
+    }
+    vec![
+        name(obj),
+        age(obj, now),
+        json!(requests.join(", ")),
+        json!(limits.join(", ")),
+    ]
+}
+
+fn ingress_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let spec = &obj["spec"];
+    let rules = arr(&spec["rules"]);
+    let hosts: Vec<&str> = rules
+        .iter()
+        .map(|r| s(&r["host"]))
+        .filter(|h| !h.is_empty())
+        .take(3)
+        .collect();
+    let hosts = if hosts.is_empty() {
+        "*".to_string()
+    } else if rules.len() > 3 {
+        format!("{} + {} more...", hosts.join(","), rules.len() - 3)
+    } else {
+        hosts.join(",")
+    };
+    let ports = if arr(&spec["tls"]).is_empty() {
+        "80"
+    } else {
+        "80, 443"
+    };
+    vec![
+        name(obj),
+        json!(or_none(s(&spec["ingressClassName"]))),
+        json!(hosts),
+        json!(lb_ingress(&obj["status"]["loadBalancer"])),
+        json!(ports),
+        age(obj, now),
+    ]
+}
+
+fn ingressclass_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let p = &obj["spec"]["parameters"];
+    let params = if p.is_object() {
+        let group = s(&p["apiGroup"]);
+        if group.is_empty() {
+            format!("{}/{}", s(&p["kind"]), s(&p["name"]))
+        } else {
+            format!("{}.{group}/{}", s(&p["kind"]), s(&p["name"]))
+        }
+    } else {
+        "<none>".into()
+    };
+    vec![
+        name(obj),
+        json!(s(&obj["spec"]["controller"])),
+        json!(params),
+        age(obj, now),
+    ]
+}
+
+fn networkpolicy_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let sel = label_selector_string(&obj["spec"]["podSelector"]);
+    vec![name(obj), json!(or_none(&sel)), age(obj, now)]
+}
+
+fn lease_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    vec![
+        name(obj),
+        json!(s(&obj["spec"]["holderIdentity"])),
+        age(obj, now),
+    ]
+}
+
+/// TARGETS of an HPA, autoscaling/v1 (targetCPUUtilizationPercentage) or v2 (metrics).
+fn hpa_targets(obj: &Value) -> String {
+    let spec = &obj["spec"];
+    let st = &obj["status"];
+    if let Some(target) = spec["targetCPUUtilizationPercentage"].as_i64() {
+        let current = st["currentCPUUtilizationPercentage"]
+            .as_i64()
+            .map(|c| format!("{c}%"))
+            .unwrap_or_else(|| "<unknown>".into());
+        return format!("cpu: {current}/{target}%");
+    }
+    let metrics = arr(&spec["metrics"]);
+    if metrics.is_empty() {
+        return "<none>".into();
+    }
+    let mut parts = Vec::new();
+    for (i, m) in metrics.iter().enumerate() {
+        if s(&m["type"]) != "Resource" {
+            parts.push(format!("<unknown>/{}", s(&m["type"]).to_lowercase()));
+            continue;
+        }
+        let res = s(&m["resource"]["name"]);
+        let target = &m["resource"]["target"];
+        let cur = &arr(&st["currentMetrics"])
+            .get(i)
+            .map(|c| c["resource"]["current"].clone())
+            .unwrap_or(Value::Null);
+        let text = if let Some(u) = target["averageUtilization"].as_i64() {
+            let c = cur["averageUtilization"]
+                .as_i64()
+                .map(|c| format!("{c}%"))
+                .unwrap_or_else(|| "<unknown>".into());
+            format!("{c}/{u}%")
+        } else {
+            let t = int_or_string(&target["averageValue"])
+                .or_else(|| int_or_string(&target["value"]))
+                .unwrap_or_default();
+            let c = int_or_string(&cur["averageValue"]).unwrap_or_else(|| "<unknown>".into());
+            format!("{c}/{t}")
+        };
+        parts.push(format!("{res}: {text}"));
+    }
+    parts.join(", ")
+}
+
+fn hpa_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let r = &obj["spec"]["scaleTargetRef"];
+    let min = obj["spec"]["minReplicas"]
+        .as_i64()
+        .map(|m| m.to_string())
+        .unwrap_or_else(|| "<unset>".into());
+    vec![
+        name(obj),
+        json!(format!("{}/{}", s(&r["kind"]), s(&r["name"]))),
+        json!(hpa_targets(obj)),
+        json!(min),
+        json!(int(&obj["spec"]["maxReplicas"])),
+        json!(int(&obj["status"]["currentReplicas"])),
+        age(obj, now),
+    ]
+}
+
+fn pdb_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let na = |v: &Value| int_or_string(v).unwrap_or_else(|| "N/A".into());
+    vec![
+        name(obj),
+        json!(na(&obj["spec"]["minAvailable"])),
+        json!(na(&obj["spec"]["maxUnavailable"])),
+        json!(int(&obj["status"]["disruptionsAllowed"])),
+        age(obj, now),
+    ]
+}
+
+fn rolebinding_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let r = &obj["roleRef"];
+    let mut users = Vec::new();
+    let mut groups = Vec::new();
+    let mut sas = Vec::new();
+    for subj in arr(&obj["subjects"]) {
+        match s(&subj["kind"]) {
+            "User" => users.push(s(&subj["name"]).to_string()),
+            "Group" => groups.push(s(&subj["name"]).to_string()),
+            "ServiceAccount" => sas.push(format!("{}/{}", s(&subj["namespace"]), s(&subj["name"]))),
+            _ => {}
+        }
+    }
+    vec![
+        name(obj),
+        json!(format!("{}/{}", s(&r["kind"]), s(&r["name"]))),
+        age(obj, now),
+        json!(users.join(", ")),
+        json!(groups.join(", ")),
+        json!(sas.join(", ")),
+    ]
+}
+
+fn storageclass_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let mut n = s(&obj["metadata"]["name"]).to_string();
+    let ann = &obj["metadata"]["annotations"];
+    if s(&ann["storageclass.kubernetes.io/is-default-class"]) == "true"
+        || s(&ann["storageclass.beta.kubernetes.io/is-default-class"]) == "true"
+    {
+        n.push_str(" (default)");
+    }
+    vec![
+        json!(n),
+        json!(s(&obj["provisioner"])),
+        json!(obj["reclaimPolicy"].as_str().unwrap_or("Delete")),
+        json!(obj["volumeBindingMode"].as_str().unwrap_or("Immediate")),
+        json!(obj["allowVolumeExpansion"]
+            .as_bool()
+            .unwrap_or(false)
+            .to_string()),
+        age(obj, now),
+    ]
+}
+
+fn priorityclass_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    vec![
+        name(obj),
+        json!(int(&obj["value"])),
+        json!(obj["globalDefault"].as_bool().unwrap_or(false)),
+        json!(obj["preemptionPolicy"]
+            .as_str()
+            .unwrap_or("PreemptLowerPriority")),
+        age(obj, now),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2024-05-01T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn secs(n: i64) -> chrono::Duration {
+        chrono::Duration::seconds(n)
+    }
+
+    #[test]
+    fn human_duration_matches_kubernetes() {
+        assert_eq!(human_duration(secs(-5)), "<invalid>");
+        assert_eq!(human_duration(secs(0)), "0s");
+        assert_eq!(human_duration(secs(5)), "5s");
+        assert_eq!(human_duration(secs(119)), "119s");
+        assert_eq!(human_duration(secs(182)), "3m2s");
+        assert_eq!(human_duration(secs(180)), "3m");
+        assert_eq!(human_duration(secs(600)), "10m");
+        assert_eq!(human_duration(secs(179 * 60)), "179m");
+        assert_eq!(human_duration(secs(5 * 3600 + 4 * 60)), "5h4m");
+        assert_eq!(human_duration(secs(20 * 3600)), "20h");
+        assert_eq!(human_duration(secs(51 * 3600)), "2d3h");
+        assert_eq!(human_duration(secs(48 * 3600)), "2d");
+        assert_eq!(human_duration(secs(40 * 86400)), "40d");
+        assert_eq!(human_duration(secs((365 * 2 + 10) * 86400)), "2y10d");
+        assert_eq!(human_duration(secs(365 * 9 * 86400)), "9y");
+    }
+
+    fn pod(status: Value) -> Value {
+        json!({
+            "metadata": {"name": "web", "creationTimestamp": "2024-05-01T11:57:00Z"},
+            "spec": {"containers": [{"name": "a", "image": "nginx"}], "nodeName": "n1"},
+            "status": status,
+        })
+    }
+
+    #[test]
+    fn pod_columns_and_wide_cells() {
+        let cols = column_definitions("", "Pod");
+        let names: Vec<&str> = cols.iter().map(|c| c["name"].as_str().unwrap()).collect();
+        assert_eq!(
+            names,
+            [
+                "Name",
+                "Ready",
+                "Status",
+                "Restarts",
+                "Age",
+                "IP",
+                "Node",
+                "Nominated Node",
+                "Readiness Gates"
+            ]
+        );
+        assert_eq!(cols[0]["format"], "name");
+        assert_eq!(cols[5]["priority"], 1);
+        let p = pod(
+            json!({"phase": "Running", "podIP": "10.42.0.5", "containerStatuses": [
+                {"name": "a", "ready": true, "restartCount": 0, "state": {"running": {"startedAt": "2024-05-01T11:57:05Z"}}}
+            ]}),
+        );
+        let cells = row_cells("", "Pod", &p, now());
+        assert_eq!(
+            cells,
+            vec![
+                json!("web"),
+                json!("1/1"),
+                json!("Running"),
+                json!("0"),
+                json!("3m"),
+                json!("10.42.0.5"),
+                json!("n1"),
+                json!("<none>"),
+                json!("<none>")
+            ]
+        );
+    }
+
+    #[test]
+    fn pod_status_reasons() {
+        let creating = pod(json!({"phase": "Pending", "containerStatuses": [
+            {"name": "a", "ready": false, "restartCount": 0, "state": {"waiting": {"reason": "ContainerCreating"}}}
+        ]}));
+        assert_eq!(
+            row_cells("", "Pod", &creating, now())[2],
+            "ContainerCreating"
+        );
+        assert_eq!(
+            row_cells("", "Pod", &pod(json!({"phase": "Pending"})), now())[2],
+            "Pending"
+        );
+
+        let crash = pod(json!({"phase": "Running", "containerStatuses": [
+            {"name": "a", "ready": false, "restartCount": 4,
+             "lastState": {"terminated": {"exitCode": 1, "finishedAt": "2024-05-01T11:59:00Z"}},
+             "state": {"waiting": {"reason": "CrashLoopBackOff"}}}
+        ]}));
+        let cells = row_cells("", "Pod", &crash, now());
+        assert_eq!(cells[2], "CrashLoopBackOff");
+        assert_eq!(cells[3], "4 (60s ago)");
+
+        let done = pod(json!({"phase": "Succeeded", "containerStatuses": [
+            {"name": "a", "ready": false, "restartCount": 0, "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}
+        ]}));
+        assert_eq!(row_cells("", "Pod", &done, now())[2], "Completed");
+
+        let mut deleting = pod(json!({"phase": "Running"}));
+        deleting["metadata"]["deletionTimestamp"] = json!("2024-05-01T11:59:00Z");
+        assert_eq!(row_cells("", "Pod", &deleting, now())[2], "Terminating");
+    }
+
+    #[test]
+    fn pod_init_container_progress() {
+        let mut p = pod(json!({"phase": "Pending", "initContainerStatuses": [
+            {"name": "i1", "restartCount": 0, "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}},
+            {"name": "i2", "restartCount": 0, "state": {"running": {}}}
+        ]}));
+        p["spec"]["initContainers"] = json!([{"name": "i1"}, {"name": "i2"}]);
+        assert_eq!(row_cells("", "Pod", &p, now())[2], "Init:1/2");
+        p["status"]["initContainerStatuses"][1]["state"] =
+            json!({"waiting": {"reason": "CrashLoopBackOff"}});
+        assert_eq!(row_cells("", "Pod", &p, now())[2], "Init:CrashLoopBackOff");
+    }
+
+    #[test]
+    fn deployment_and_service_rows() {
+        let d = json!({
+            "metadata": {"name": "web", "creationTimestamp": "2024-05-01T11:59:55Z"},
+            "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web", "tier": "fe"}},
+                     "template": {"spec": {"containers": [{"name": "a", "image": "nginx:1"}, {"name": "b", "image": "busybox"}]}}},
+            "status": {"readyReplicas": 2, "updatedReplicas": 3, "availableReplicas": 2}
+        });
+        assert_eq!(
+            row_cells("apps", "Deployment", &d, now()),
+            vec![
+                json!("web"),
+                json!("2/3"),
+                json!(3),
+                json!(2),
+                json!("5s"),
+                json!("a,b"),
+                json!("nginx:1,busybox"),
+                json!("app=web,tier=fe")
+            ]
+        );
+        let svc = json!({
+            "metadata": {"name": "web", "creationTimestamp": "2024-05-01T10:00:00Z"},
+            "spec": {"type": "NodePort", "clusterIP": "10.43.0.10", "selector": {"app": "web"},
+                     "ports": [{"port": 80, "protocol": "TCP", "nodePort": 30080}, {"port": 53, "protocol": "UDP"}]}
+        });
+        assert_eq!(
+            row_cells("", "Service", &svc, now()),
+            vec![
+                json!("web"),
+                json!("NodePort"),
+                json!("10.43.0.10"),
+                json!("<none>"),
+                json!("80:30080/TCP,53/UDP"),
+                json!("120m"),
+                json!("app=web")
+            ]
+        );
+        let lb = json!({"metadata": {"name": "lb"}, "spec": {"type": "LoadBalancer", "clusterIP": "10.43.0.11", "ports": []}});
+        let cells = row_cells("", "Service", &lb, now());
+        assert_eq!(cells[3], "<pending>");
+        assert_eq!(cells[4], "<none>");
+        assert_eq!(cells[5], "<unknown>");
+    }
+
+    #[test]
+    fn node_row_shows_roles_and_status() {
+        let n = json!({
+            "metadata": {"name": "n1", "creationTimestamp": "2024-04-29T09:00:00Z",
+                         "labels": {"node-role.kubernetes.io/control-plane": "", "node-role.kubernetes.io/master": "true"}},
+            "spec": {"unschedulable": true},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}],
+                       "addresses": [{"type": "InternalIP", "address": "192.0.2.1"}],
+                       "nodeInfo": {"kubeletVersion": "v1.33.0", "osImage": "Debian", "kernelVersion": "6.1", "containerRuntimeVersion": "nanokube://0.1"}}
+        });
+        assert_eq!(
+            row_cells("", "Node", &n, now()),
+            vec![
+                json!("n1"),
+                json!("Ready,SchedulingDisabled"),
+                json!("control-plane,master"),
+                json!("2d3h"),
+                json!("v1.33.0"),
+                json!("192.0.2.1"),
+                json!("<none>"),
+                json!("Debian"),
+                json!("6.1"),
+                json!("nanokube://0.1")
+            ]
+        );
+    }
+
+    #[test]
+    fn job_cronjob_and_misc_rows() {
+        let j = json!({
+            "metadata": {"name": "pi", "creationTimestamp": "2024-05-01T11:00:00Z"},
+            "spec": {"completions": 1, "selector": {"matchLabels": {"batch.kubernetes.io/controller-uid": "u"}}, "template": {"spec": {"containers": []}}},
+            "status": {"succeeded": 1, "startTime": "2024-05-01T11:00:00Z", "completionTime": "2024-05-01T11:00:42Z",
+                       "conditions": [{"type": "Complete", "status": "True"}]}
+        });
+        let cells = row_cells("batch", "Job", &j, now());
+        assert_eq!(
+            cells[1..5],
+            [json!("Complete"), json!("1/1"), json!("42s"), json!("60m")]
+        );
+        let cj = json!({"metadata": {"name": "c"}, "spec": {"schedule": "*/5 * * * *", "suspend": false, "jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "x", "image": "y"}]}}}}}});
+        let cells = row_cells("batch", "CronJob", &cj, now());
+        assert_eq!(
+            cells[1..6],
+            [
+                json!("*/5 * * * *"),
+                json!("<none>"),
+                json!("False"),
+                json!(0),
+                json!("<none>")
+            ]
+        );
+        let cm = json!({"metadata": {"name": "c"}, "data": {"a": "1", "b": "2"}, "binaryData": {"c": "AA=="}});
+        assert_eq!(row_cells("", "ConfigMap", &cm, now())[1], 3);
+        let ep = json!({"metadata": {"name": "e"}, "subsets": [{"addresses": [{"ip": "10.0.0.1"}, {"ip": "10.0.0.2"}, {"ip": "10.0.0.3"}, {"ip": "10.0.0.4"}], "ports": [{"port": 80}]}]});
+        assert_eq!(
+            row_cells("", "Endpoints", &ep, now())[1],
+            "10.0.0.1:80,10.0.0.2:80,10.0.0.3:80 + 1 more..."
+        );
+        let other = column_definitions("example.com", "Widget");
+        assert_eq!(other[1]["name"], "Created At");
+        assert_eq!(other[1]["type"], "date");
+    }
+
+    #[test]
+    fn selector_string_sorts_requirements() {
+        let sel = json!({"matchLabels": {"z": "1"}, "matchExpressions": [
+            {"key": "env", "operator": "In", "values": ["prod", "dev"]},
+            {"key": "gone", "operator": "DoesNotExist"}
+        ]});
+        assert_eq!(label_selector_string(&sel), "env in (dev,prod),!gone,z=1");
+    }
+
+    #[test]
+    fn every_row_matches_its_columns() {
+        let kinds = [
+            ("", "Pod"),
+            ("apps", "Deployment"),
+            ("apps", "ReplicaSet"),
+            ("apps", "StatefulSet"),
+            ("apps", "DaemonSet"),
+            ("apps", "ControllerRevision"),
+            ("batch", "Job"),
+            ("batch", "CronJob"),
+            ("", "Service"),
+            ("", "Endpoints"),
+            ("discovery.k8s.io", "EndpointSlice"),
+            ("", "Node"),
+            ("", "Namespace"),
+            ("", "ConfigMap"),
+            ("", "Secret"),
+            ("", "ServiceAccount"),
+            ("", "Event"),
+            ("events.k8s.io", "Event"),
+            ("", "PersistentVolume"),
+            ("", "PersistentVolumeClaim"),
+            ("", "ResourceQuota"),
+            ("", "LimitRange"),
+            ("networking.k8s.io", "Ingress"),
+            ("networking.k8s.io", "IngressClass"),
+            ("networking.k8s.io", "NetworkPolicy"),
+            ("coordination.k8s.io", "Lease"),
+            ("autoscaling", "HorizontalPodAutoscaler"),
+            ("policy", "PodDisruptionBudget"),
+            ("rbac.authorization.k8s.io", "Role"),
+            ("rbac.authorization.k8s.io", "RoleBinding"),
+            ("rbac.authorization.k8s.io", "ClusterRole"),
+            ("rbac.authorization.k8s.io", "ClusterRoleBinding"),
+            ("storage.k8s.io", "StorageClass"),
+            ("scheduling.k8s.io", "PriorityClass"),
+            ("x", "Unknown"),
+        ];
+        let obj = json!({"metadata": {"name": "x", "creationTimestamp": "2024-05-01T11:00:00Z"}});
+        for (g, k) in kinds {
+            assert_eq!(
+                column_definitions(g, k).len(),
+                row_cells(g, k, &obj, now()).len(),
+                "{g}/{k}"
+            );
+        }
+    }
 }

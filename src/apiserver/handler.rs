@@ -1,0 +1,402 @@
+//! The request path's front: authenticate, route by path, negotiate the output format, and turn
+//! every error into a Kubernetes Status. Resource verbs live in `resources` and `watch`.
+
+use super::auth::{Authenticator, User};
+use super::registry::{self, ResourceInfo};
+use super::status::ApiError;
+use super::{discovery, encoding, openapi};
+use crate::store::Store;
+use bytes::Bytes;
+use http::{header, HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+/// Response bodies: whole (Full) or streamed (watch).
+pub type Body = BoxBody<Bytes, Infallible>;
+pub type Resp = Response<Body>;
+
+/// The most a request body may hold, as kube-apiserver's limit.
+pub const MAX_BODY: usize = 3 * 1024 * 1024;
+
+pub const TABLE_CONTENT_TYPE: &str = "application/json;as=Table;v=v1;g=meta.k8s.io";
+
+/// Shared state of the API server.
+pub struct Api {
+    pub store: Arc<dyn Store>,
+    pub auth: Authenticator,
+    /// Flips to true on shutdown: watches end so connections can drain.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// host:port advertised in /api.
+    pub server_address: String,
+    /// The Arc this Api lives in, for background work started by a request.
+    pub me: std::sync::Weak<Api>,
+}
+
+/// How a list, get or watch answer is rendered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    Json,
+    /// meta.k8s.io/v1 Table; rows carry PartialObjectMetadata, the full object, or nothing.
+    Table(IncludeObject),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IncludeObject {
+    None,
+    Metadata,
+    Object,
+}
+
+/// One request against a resource, after routing.
+pub struct ResourceRequest {
+    pub info: &'static ResourceInfo,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub subresource: Option<String>,
+    pub query: HashMap<String, String>,
+    pub output: Output,
+    pub content_type: String,
+    pub body: Bytes,
+    pub user: User,
+}
+
+impl ResourceRequest {
+    pub fn param(&self, k: &str) -> Option<&str> {
+        self.query
+            .get(k)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    pub fn dry_run(&self) -> bool {
+        self.query.get("dryRun").is_some_and(|v| v == "All")
+    }
+}
+
+pub fn full(code: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Resp {
+    Response::builder()
+        .status(code)
+        .header(header::CONTENT_TYPE, content_type)
+        .body(Full::new(body.into()).boxed())
+        .expect("static response parts are valid")
+}
+
+pub fn json(code: StatusCode, v: &Value) -> Resp {
+    full(code, "application/json", encoding::json_bytes(v))
+}
+
+pub fn error_response(e: &ApiError) -> Resp {
+    let code = StatusCode::from_u16(e.code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    json(code, &e.to_status())
+}
+
+fn output_of(headers: &HeaderMap, query: &HashMap<String, String>) -> Output {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let table = accept.split(',').any(|r| {
+        let p: Vec<&str> = r.split(';').map(str::trim).collect();
+        p.contains(&"as=Table") && p.contains(&"g=meta.k8s.io")
+    });
+    if !table {
+        return Output::Json;
+    }
+    Output::Table(match query.get("includeObject").map(String::as_str) {
+        Some("None") => IncludeObject::None,
+        Some("Object") => IncludeObject::Object,
+        _ => IncludeObject::Metadata,
+    })
+}
+
+impl Api {
+    /// Entry point for every HTTP request; never fails (errors become Status responses).
+    pub async fn handle<B>(
+        self: Arc<Self>,
+        req: Request<B>,
+        cert_user: Option<User>,
+    ) -> Result<Resp, Infallible>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        let started = std::time::Instant::now();
+        let resp = match self.route(req, cert_user).await {
+            Ok(r) => r,
+            Err(e) => error_response(&e),
+        };
+        tracing::debug!(%method, %path, status = resp.status().as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "request");
+        Ok(resp)
+    }
+
+    async fn route<B>(
+        self: &Arc<Self>,
+        req: Request<B>,
+        cert_user: Option<User>,
+    ) -> Result<Resp, ApiError>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let (parts, body) = req.into_parts();
+        let path = parts.uri.path().trim_end_matches('/').to_string();
+        let path = if path.is_empty() {
+            "/".to_string()
+        } else {
+            path
+        };
+        let auth_header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let user = self.auth.authenticate(auth_header, cert_user.as_ref());
+
+        // Health and version are open to anyone, as kube-apiserver's default RBAC has them.
+        match path.as_str() {
+            "/version" => return Ok(json(StatusCode::OK, &discovery::version())),
+            p if ["/healthz", "/livez", "/readyz"]
+                .iter()
+                .any(|h| p == *h || p.starts_with(&format!("{h}/"))) =>
+            {
+                return Ok(full(StatusCode::OK, "text/plain; charset=utf-8", "ok"));
+            }
+            _ => {}
+        }
+        let user = user.ok_or(ApiError::Unauthorized)?;
+
+        let accept = parts
+            .headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        let not_found = || ApiError::NotFound {
+            message: "the server could not find the requested resource".into(),
+            target: Default::default(),
+        };
+        let get_only = |m: &Method| {
+            if m == Method::GET {
+                Ok(())
+            } else {
+                Err(ApiError::MethodNotAllowed(format!(
+                    "{m} is not supported on {path}"
+                )))
+            }
+        };
+
+        match segments.as_slice() {
+            ["api"] => {
+                get_only(&parts.method)?;
+                Ok(match discovery::wants_aggregated(&accept) {
+                    Some(v) => aggregated(true, v),
+                    None => json(
+                        StatusCode::OK,
+                        &discovery::api_versions(&self.server_address),
+                    ),
+                })
+            }
+            ["apis"] => {
+                get_only(&parts.method)?;
+                Ok(match discovery::wants_aggregated(&accept) {
+                    Some(v) => aggregated(false, v),
+                    None => json(StatusCode::OK, &discovery::api_group_list()),
+                })
+            }
+            ["api", "v1"] => {
+                get_only(&parts.method)?;
+                Ok(json(
+                    StatusCode::OK,
+                    &discovery::api_resource_list("", "v1").ok_or_else(not_found)?,
+                ))
+            }
+            ["apis", g] => {
+                get_only(&parts.method)?;
+                Ok(json(
+                    StatusCode::OK,
+                    &discovery::api_group(g).ok_or_else(not_found)?,
+                ))
+            }
+            ["apis", g, v] => {
+                get_only(&parts.method)?;
+                Ok(json(
+                    StatusCode::OK,
+                    &discovery::api_resource_list(g, v).ok_or_else(not_found)?,
+                ))
+            }
+            ["openapi", "v3"] => Ok(json(StatusCode::OK, &openapi::v3_root())),
+            ["openapi", "v3", "api", "v1"] => Ok(json(
+                StatusCode::OK,
+                &openapi::v3_group_version("", "v1").ok_or_else(not_found)?,
+            )),
+            ["openapi", "v3", "apis", g, v] => Ok(json(
+                StatusCode::OK,
+                &openapi::v3_group_version(g, v).ok_or_else(not_found)?,
+            )),
+            ["api", "v1", rest @ ..] => self.resource(parts, body, "", "v1", rest, user).await,
+            ["apis", g, v, rest @ ..] => {
+                let (g, v) = (g.to_string(), v.to_string());
+                self.resource(parts, body, &g, &v, rest, user).await
+            }
+            _ => Err(not_found()),
+        }
+    }
+
+    async fn resource<B>(
+        self: &Arc<Self>,
+        parts: http::request::Parts,
+        body: B,
+        group: &str,
+        version: &str,
+        rest: &[&str],
+        user: User,
+    ) -> Result<Resp, ApiError>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        // namespaces/<ns>/<plural>[/<name>[/<sub>]] is a namespaced resource, except for the
+        // namespace object's own subresources (namespaces/<ns>/status|finalize).
+        let (plural, namespace, name, sub) = match rest {
+            ["namespaces", ns, plural, tail @ ..]
+                if !(tail.is_empty() && matches!(*plural, "status" | "finalize")) =>
+            {
+                (
+                    *plural,
+                    Some(ns.to_string()),
+                    tail.first().map(|s| s.to_string()),
+                    tail.get(1).map(|s| s.to_string()),
+                )
+            }
+            [plural, tail @ ..] => (
+                *plural,
+                None,
+                tail.first().map(|s| s.to_string()),
+                tail.get(1).map(|s| s.to_string()),
+            ),
+            [] => unreachable!("handled as discovery"),
+        };
+        if rest.len() > 5 || (namespace.is_none() && rest.len() > 3) {
+            return Err(ApiError::NotFound {
+                message: "the server could not find the requested resource".into(),
+                target: Default::default(),
+            });
+        }
+        let info = registry::lookup(group, version, plural).ok_or_else(|| ApiError::NotFound {
+            message: "the server could not find the requested resource".into(),
+            target: Default::default(),
+        })?;
+        if namespace.is_some() && !info.namespaced {
+            return Err(ApiError::NotFound {
+                message: "the server could not find the requested resource".into(),
+                target: Default::default(),
+            });
+        }
+        match sub.as_deref() {
+            None => {}
+            Some("status") if info.status || info.plural == "namespaces" => {}
+            Some("scale") if info.scale => {}
+            Some("finalize") if info.plural == "namespaces" => {}
+            Some(other) => {
+                return Err(ApiError::NotFound {
+                    message: format!(
+                        "the server could not find the requested resource ({} {})",
+                        info.plural, other
+                    ),
+                    target: Default::default(),
+                })
+            }
+        }
+
+        let query = encoding::parse_query(parts.uri.query());
+        let output = output_of(&parts.headers, &query);
+        let content_type = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let has_body = matches!(
+            parts.method,
+            Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+        );
+        let body = if has_body {
+            read_body(&parts.headers, body).await?
+        } else {
+            Bytes::new()
+        };
+        let r = ResourceRequest {
+            info,
+            namespace,
+            name,
+            subresource: sub,
+            query,
+            output,
+            content_type,
+            body,
+            user,
+        };
+
+        let watch = r
+            .query
+            .get("watch")
+            .is_some_and(|v| v == "true" || v == "1");
+        match (&parts.method, r.name.is_some()) {
+            (&Method::GET, true) => self.get(&r).await,
+            (&Method::GET, false) if watch => self.watch(r).await,
+            (&Method::GET, false) => self.list(&r).await,
+            (&Method::POST, false) => self.create(&r).await,
+            (&Method::PUT, true) => self.update(&r).await,
+            (&Method::PATCH, true) => self.patch(&r).await,
+            (&Method::DELETE, true) => self.delete(&r).await,
+            (&Method::DELETE, false) => self.delete_collection(&r).await,
+            (m, _) => Err(ApiError::MethodNotAllowed(format!(
+                "{m} is not supported on {}",
+                parts.uri.path()
+            ))),
+        }
+    }
+}
+
+fn aggregated(core: bool, version: &str) -> Resp {
+    let ct = if version == "v2" {
+        discovery::AGGREGATED_V2
+    } else {
+        discovery::AGGREGATED_V2BETA1
+    };
+    full(
+        StatusCode::OK,
+        ct,
+        encoding::json_bytes(&discovery::aggregated(core, version)),
+    )
+}
+
+async fn read_body<B>(headers: &HeaderMap, body: B) -> Result<Bytes, ApiError>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let too_large =
+        || ApiError::TooLarge(format!("the request body is larger than {MAX_BODY} bytes"));
+    if let Some(len) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        if len > MAX_BODY {
+            return Err(too_large());
+        }
+    }
+    match Limited::new(body, MAX_BODY).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(e) => Err(ApiError::BadRequest(format!(
+            "reading the request body: {e}"
+        ))),
+    }
+}

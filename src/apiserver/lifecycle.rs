@@ -1,0 +1,285 @@
+//! Object lifecycles that span more than one request: the default namespaces, namespace
+//! termination (contents first, then the namespace), and a small in-process garbage collector
+//! for ownerReferences (Background: dependents after the owner; Foreground: before it; Orphan:
+//! the references are removed).
+
+use super::handler::{Api, Output, ResourceRequest};
+use super::registry::{self, ResourceInfo};
+use super::resources::{now_rfc3339, DeleteOptions, Mode};
+use super::status::ApiError;
+use super::{auth::User, encoding};
+use crate::store;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// Namespaces every cluster has; the first three may not be deleted.
+pub const DEFAULT_NAMESPACES: &[&str] =
+    &["default", "kube-system", "kube-public", "kube-node-lease"];
+const UNDELETABLE: &[&str] = &["default", "kube-system", "kube-public"];
+
+/// Kinds whose objects are never owners in practice and churn a lot: deleting one does not scan
+/// the namespace for dependents.
+const LEAF_KINDS: &[&str] = &[
+    "pods",
+    "events",
+    "leases",
+    "endpointslices",
+    "endpoints",
+    "controllerrevisions",
+];
+
+fn namespaces() -> &'static ResourceInfo {
+    registry::lookup("", "v1", "namespaces").expect("namespaces are registered")
+}
+
+/// A request made by the server itself (garbage collector, namespace controller).
+pub(crate) fn internal_request(
+    info: &'static ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+) -> ResourceRequest {
+    ResourceRequest {
+        info,
+        namespace: ns.map(str::to_string),
+        name: Some(name.to_string()),
+        subresource: None,
+        query: Default::default(),
+        output: Output::Json,
+        content_type: "application/json".into(),
+        body: Default::default(),
+        user: User {
+            name: "system:apiserver".into(),
+            groups: vec!["system:masters".into()],
+        },
+    }
+}
+
+impl Api {
+    /// Creates the default namespaces that are missing, and resumes the termination of those
+    /// that were terminating when the server stopped.
+    pub async fn bootstrap(self: &Arc<Self>) -> Result<(), ApiError> {
+        let info = namespaces();
+        for ns in DEFAULT_NAMESPACES {
+            if self.get_object(info, None, ns).await?.is_none() {
+                let r = internal_request(info, None, ns);
+                let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns,
+                    "labels": {"kubernetes.io/metadata.name": ns}}, "spec": {}});
+                match self.create_object(&r, obj).await {
+                    Ok(_) | Err(ApiError::AlreadyExists { .. }) => {
+                        tracing::info!(namespace = ns, "created default namespace")
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        let page = self
+            .store
+            .list(&info.list_prefix(None), None, 0, None)
+            .await?;
+        for kv in page.items {
+            let v = encoding::decode_stored(&kv.value, kv.mod_revision)
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
+            if v["metadata"]["deletionTimestamp"].is_string() {
+                let name = v["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                tracing::info!(namespace = %name, "resuming namespace termination");
+                self.spawn_namespace_cleanup(name);
+            }
+        }
+        Ok(())
+    }
+
+    /// DELETE of a namespace: mark it Terminating; its contents and then itself go in the background.
+    pub(crate) async fn terminate_namespace(
+        &self,
+        cur: &Value,
+        rev: i64,
+        dry_run: bool,
+    ) -> Result<Value, ApiError> {
+        let name = cur["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if UNDELETABLE.contains(&name.as_str()) {
+            return Err(ApiError::forbidden(
+                "",
+                "namespaces",
+                &name,
+                "this namespace may not be deleted",
+            ));
+        }
+        if cur["metadata"]["deletionTimestamp"].is_string() {
+            return Ok(cur.clone());
+        }
+        let mut new = cur.clone();
+        new["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
+        new["status"]["phase"] = json!("Terminating");
+        if dry_run {
+            return Ok(new);
+        }
+        let kv = match self
+            .store
+            .update(
+                &namespaces().key(None, &name),
+                encoding::to_stored(&new),
+                rev,
+            )
+            .await
+        {
+            Ok(kv) => kv,
+            Err(store::Error::Conflict { .. }) => {
+                return Err(ApiError::modified("", "namespaces", &name))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        tracing::info!(namespace = %name, "namespace terminating");
+        self.spawn_namespace_cleanup(name);
+        encoding::decode_stored(&kv.value, kv.mod_revision)
+            .map_err(|e| ApiError::Internal(e.to_string()))
+    }
+
+    fn spawn_namespace_cleanup(&self, name: String) {
+        let Some(api) = self.me.upgrade() else { return };
+        tokio::spawn(async move {
+            let mut shutdown = api.shutdown.clone();
+            loop {
+                match api.empty_namespace(&name).await {
+                    Ok(true) => break,
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(namespace = %name, error = %e, "namespace cleanup"),
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_millis(250)) => {}
+                    _ = shutdown.changed() => return,
+                }
+            }
+            let key = namespaces().key(None, &name);
+            match api.store.delete(&key, None).await {
+                Ok(_) => tracing::info!(namespace = %name, "namespace deleted"),
+                Err(e) => {
+                    tracing::warn!(namespace = %name, error = %e, "deleting the emptied namespace")
+                }
+            }
+        });
+    }
+
+    /// Deletes everything in a namespace; true once nothing is left.
+    async fn empty_namespace(&self, ns: &str) -> Result<bool, ApiError> {
+        let mut left = 0;
+        for info in registry::all().iter().filter(|i| i.namespaced) {
+            let page = self
+                .store
+                .list(&info.list_prefix(Some(ns)), None, 0, None)
+                .await?;
+            for kv in page.items {
+                left += 1;
+                let v = encoding::decode_stored(&kv.value, kv.mod_revision)
+                    .map_err(|e| ApiError::Internal(e.to_string()))?;
+                if v["metadata"]["deletionTimestamp"].is_string() {
+                    continue;
+                }
+                let name = v["metadata"]["name"].as_str().unwrap_or_default();
+                match self
+                    .delete_object(info, Some(ns), name, &DeleteOptions::default())
+                    .await
+                {
+                    Ok(_) | Err(ApiError::NotFound { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(left == 0)
+    }
+
+    /// Objects whose ownerReferences name `owner`'s uid, with their resource.
+    async fn dependents(
+        &self,
+        info: &ResourceInfo,
+        owner: &Value,
+    ) -> Result<Vec<(&'static ResourceInfo, Value)>, ApiError> {
+        let Some(uid) = owner["metadata"]["uid"].as_str() else {
+            return Ok(Vec::new());
+        };
+        if LEAF_KINDS.contains(&info.plural) {
+            return Ok(Vec::new());
+        }
+        let ns = owner["metadata"]["namespace"]
+            .as_str()
+            .filter(|_| info.namespaced);
+        let mut out = Vec::new();
+        for dep in registry::all() {
+            if ns.is_some() && !dep.namespaced {
+                continue;
+            }
+            let page = self.store.list(&dep.list_prefix(ns), None, 0, None).await?;
+            for kv in page.items {
+                // Cheap test on the bytes before parsing: most objects name no owner at all.
+                if !kv.value.windows(uid.len()).any(|w| w == uid.as_bytes()) {
+                    continue;
+                }
+                let v = encoding::decode_stored(&kv.value, kv.mod_revision)
+                    .map_err(|e| ApiError::Internal(e.to_string()))?;
+                let owned = v["metadata"]["ownerReferences"]
+                    .as_array()
+                    .is_some_and(|refs| refs.iter().any(|r| r["uid"] == uid));
+                if owned {
+                    out.push((dep, v));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes an owner's dependents (each in turn collecting its own).
+    /// Boxed: deleting a dependent may collect its own dependents in turn.
+    pub(crate) fn delete_dependents<'a>(
+        &'a self,
+        info: &'a ResourceInfo,
+        owner: &'a Value,
+    ) -> futures::future::BoxFuture<'a, Result<(), ApiError>> {
+        Box::pin(async move {
+            for (dep, v) in self.dependents(info, owner).await? {
+                let name = v["metadata"]["name"].as_str().unwrap_or_default();
+                let ns = v["metadata"]["namespace"].as_str();
+                match self
+                    .delete_object(dep, ns, name, &DeleteOptions::default())
+                    .await
+                {
+                    Ok(_) | Err(ApiError::NotFound { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Removes the references to an owner that is deleted with propagationPolicy=Orphan.
+    pub(crate) async fn orphan_dependents(
+        &self,
+        info: &ResourceInfo,
+        owner: &Value,
+    ) -> Result<(), ApiError> {
+        let uid = owner["metadata"]["uid"].clone();
+        for (dep, v) in self.dependents(info, owner).await? {
+            let name = v["metadata"]["name"].as_str().unwrap_or_default();
+            let r = internal_request(dep, v["metadata"]["namespace"].as_str(), name);
+            let res = self
+                .write_update(&r, Mode::Main, |cur| {
+                    let mut new = cur.clone();
+                    if let Some(refs) = new["metadata"]["ownerReferences"].as_array_mut() {
+                        refs.retain(|x| x["uid"] != uid);
+                    }
+                    new["metadata"]["resourceVersion"] = Value::Null;
+                    Ok(new)
+                })
+                .await;
+            match res {
+                Ok(_) | Err(ApiError::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}

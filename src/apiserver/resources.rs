@@ -1,0 +1,1445 @@
+//! The resource verbs: get, list, create, update (PUT), patch, delete, deletecollection, and the
+//! status and scale subresources. Every write goes through `prepare_create` or `prepare_update`
+//! (server-owned metadata, status/spec split, generation, defaults, validation) and then one
+//! compare-and-swap on the store, retried when a concurrent writer got there first and the
+//! client did not pin a resourceVersion.
+
+use super::handler::{full, json, Api, Output, ResourceRequest, Resp};
+use super::registry::ResourceInfo;
+use super::selectors::{FieldSelector, LabelSelector};
+use super::status::{self, ApiError, Cause};
+use super::{apply, defaults, encoding, strategic_merge, table_output, validation};
+use crate::store::{self, KeyValue};
+use base64::Engine;
+use http::StatusCode;
+use serde_json::{json, Map, Value};
+
+/// Which part of an object a write may change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The main resource: everything but status (for kinds with a status subresource).
+    Main,
+    /// /status: only status.
+    Status,
+    /// namespaces/<n>/finalize: only spec.finalizers.
+    Finalize,
+}
+
+/// DeleteOptions, from the body and the query.
+#[derive(Debug, Clone, Default)]
+pub struct DeleteOptions {
+    pub grace_period: Option<i64>,
+    pub propagation: Option<String>,
+    pub uid: Option<String>,
+    pub resource_version: Option<String>,
+    pub dry_run: bool,
+}
+
+const CONFLICT_RETRIES: usize = 16;
+
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
+    obj.get("metadata")
+        .and_then(|m| m.get(field))
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+}
+
+fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
+    if !obj.get("metadata").is_some_and(Value::is_object) {
+        obj["metadata"] = json!({});
+    }
+    obj["metadata"]
+        .as_object_mut()
+        .expect("metadata is an object")
+}
+
+fn finalizers(obj: &Value) -> Vec<String> {
+    obj["metadata"]["finalizers"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Names become store keys and URL segments: refuse what would break either, whatever the kind's
+/// own rules say.
+fn path_segment_causes(name: &str, field: &str) -> Vec<Cause> {
+    let bad = if name == "." || name == ".." {
+        Some(format!("may not be '{name}'"))
+    } else if name.contains('/') {
+        Some("may not contain '/'".to_string())
+    } else if name.contains('%') {
+        Some("may not contain '%'".to_string())
+    } else {
+        None
+    };
+    bad.map(|m| Cause {
+        reason: "FieldValueInvalid".into(),
+        message: format!("Invalid value: \"{name}\": {m}"),
+        field: field.into(),
+    })
+    .into_iter()
+    .collect()
+}
+
+fn invalid(info: &ResourceInfo, name: &str, errs: Vec<validation::FieldError>) -> ApiError {
+    let causes = errs
+        .into_iter()
+        .map(|e| Cause {
+            reason: e.reason,
+            message: e.message,
+            field: e.field,
+        })
+        .collect();
+    ApiError::invalid(info.group, info.kind, name, causes)
+}
+
+fn cannot_handle(info: &ResourceInfo, why: &str) -> ApiError {
+    ApiError::BadRequest(format!(
+        "{} in version \"{}\" cannot be handled as a {}: {why}",
+        info.kind, info.version, info.kind
+    ))
+}
+
+/// Five characters from Kubernetes' generateName alphabet (no vowels, no look-alikes).
+fn name_suffix() -> String {
+    use rand::Rng;
+    const CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut rng = rand::rng();
+    (0..5)
+        .map(|_| CHARS[rng.random_range(0..CHARS.len())] as char)
+        .collect()
+}
+
+/// The `selector` string of a Scale: spec.selector as a label selector string.
+fn selector_string(obj: &Value) -> String {
+    let sel = &obj["spec"]["selector"];
+    let mut terms = Vec::new();
+    let labels = if sel.get("matchLabels").is_some() || sel.get("matchExpressions").is_some() {
+        &sel["matchLabels"]
+    } else {
+        sel // ReplicationController: a plain map
+    };
+    if let Some(m) = labels.as_object() {
+        for (k, v) in m {
+            if let Some(v) = v.as_str() {
+                terms.push(format!("{k}={v}"));
+            }
+        }
+    }
+    for e in sel["matchExpressions"].as_array().into_iter().flatten() {
+        let key = e["key"].as_str().unwrap_or("");
+        let values: Vec<&str> = e["values"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        match e["operator"].as_str() {
+            Some("In") => terms.push(format!("{key} in ({})", values.join(","))),
+            Some("NotIn") => terms.push(format!("{key} notin ({})", values.join(","))),
+            Some("Exists") => terms.push(key.to_string()),
+            Some("DoesNotExist") => terms.push(format!("!{key}")),
+            _ => {}
+        }
+    }
+    terms.join(",")
+}
+
+/// autoscaling/v1 Scale of a workload.
+pub fn to_scale(obj: &Value) -> Value {
+    let m = &obj["metadata"];
+    let mut meta = json!({"name": m["name"], "uid": m["uid"], "resourceVersion": m["resourceVersion"],
+        "creationTimestamp": m["creationTimestamp"]});
+    if let Some(ns) = m.get("namespace") {
+        meta["namespace"] = ns.clone();
+    }
+    json!({"kind": "Scale", "apiVersion": "autoscaling/v1", "metadata": meta,
+        "spec": {"replicas": obj["spec"]["replicas"].as_i64().unwrap_or(1)},
+        "status": {"replicas": obj["status"]["replicas"].as_i64().unwrap_or(0), "selector": selector_string(obj)}})
+}
+
+struct ContinueToken {
+    revision: i64,
+    start: String,
+}
+
+fn encode_continue(revision: i64, start: &str) -> String {
+    let raw = json!({"rv": revision, "start": start}).to_string();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+}
+
+fn decode_continue(s: &str) -> Result<ContinueToken, ApiError> {
+    let bad = || ApiError::BadRequest(format!("invalid continue token: {s}"));
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s)
+        .map_err(|_| bad())?;
+    let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
+    Ok(ContinueToken {
+        revision: v["rv"].as_i64().ok_or_else(bad)?,
+        start: v["start"].as_str().ok_or_else(bad)?.to_string(),
+    })
+}
+
+/// The fieldValidation directive of a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FieldValidation {
+    Strict,
+    Warn,
+    Ignore,
+}
+
+fn field_validation(r: &ResourceRequest) -> Result<FieldValidation, ApiError> {
+    match r.param("fieldValidation") {
+        None | Some("Warn") => Ok(FieldValidation::Warn),
+        Some("Strict") => Ok(FieldValidation::Strict),
+        Some("Ignore") => Ok(FieldValidation::Ignore),
+        Some(other) => Err(ApiError::BadRequest(format!(
+            "fieldValidation parameter unsupported: {other}; valid values are Strict, Warn, Ignore"
+        ))),
+    }
+}
+
+/// Unknown and duplicate fields of a JSON body, as Warning texts or a Strict error.
+fn check_fields(
+    r: &ResourceRequest,
+    raw_json: &[u8],
+    warnings: &mut Vec<String>,
+) -> Result<(), ApiError> {
+    let mode = field_validation(r)?;
+    if mode == FieldValidation::Ignore {
+        return Ok(());
+    }
+    let found = validation::unknown_or_duplicate_fields(r.info.group, r.info.kind, raw_json);
+    if found.is_empty() {
+        return Ok(());
+    }
+    let texts: Vec<String> = found
+        .iter()
+        .map(|f| {
+            if f.starts_with("duplicate field") || f.starts_with("unknown field") {
+                f.clone()
+            } else {
+                format!("unknown field \"{f}\"")
+            }
+        })
+        .collect();
+    match mode {
+        FieldValidation::Strict => Err(cannot_handle(
+            r.info,
+            &format!("strict decoding error: {}", texts.join(", ")),
+        )),
+        _ => {
+            warnings.extend(texts);
+            Ok(())
+        }
+    }
+}
+
+/// Adds `Warning: 299 - "..."` headers.
+fn with_warnings(mut resp: Resp, warnings: &[String]) -> Resp {
+    for w in warnings {
+        let text = format!("299 - \"{}\"", w.replace('"', "\\\""));
+        if let Ok(v) = http::HeaderValue::from_str(&text) {
+            resp.headers_mut().append("Warning", v);
+        }
+    }
+    resp
+}
+
+fn stored_response(code: StatusCode, kv: &KeyValue) -> Resp {
+    full(
+        code,
+        "application/json",
+        encoding::with_rv(&kv.value, kv.mod_revision),
+    )
+}
+
+impl Api {
+    fn key(&self, r: &ResourceRequest, name: &str) -> String {
+        r.info.key(r.namespace.as_deref(), name)
+    }
+
+    pub(crate) async fn get_object(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Result<Option<(Value, KeyValue)>, ApiError> {
+        match self.store.get(&info.key(ns, name)).await? {
+            None => Ok(None),
+            Some(kv) => {
+                let v = encoding::decode_stored(&kv.value, kv.mod_revision).map_err(|e| {
+                    ApiError::Internal(format!("stored object {} is corrupt: {e}", kv.key))
+                })?;
+                Ok(Some((v, kv)))
+            }
+        }
+    }
+
+    /// Parses a write's body into the kind's typed form (as JSON), checking apiVersion/kind and
+    /// unknown fields.
+    fn decode_body(
+        &self,
+        r: &ResourceRequest,
+        warnings: &mut Vec<String>,
+    ) -> Result<Value, ApiError> {
+        let format = encoding::body_format(&r.content_type).ok_or_else(|| {
+            ApiError::UnsupportedMediaType(format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml ({})", r.content_type))
+        })?;
+        if r.body.iter().all(u8::is_ascii_whitespace) {
+            return Err(ApiError::BadRequest(
+                "the body of the request was empty".into(),
+            ));
+        }
+        let mut obj = encoding::parse_body(&r.body, format).map_err(|e| {
+            ApiError::BadRequest(format!("the body of the request could not be decoded: {e}"))
+        })?;
+        self.check_type(r.info, &mut obj)?;
+        let raw = encoding::body_as_json_bytes(&r.body, &obj, format);
+        check_fields(r, &raw, warnings)?;
+        (r.info.decode)(obj).map_err(|e| cannot_handle(r.info, &e))
+    }
+
+    /// The body must be an object of this resource's apiVersion and kind (filled in when absent).
+    fn check_type(&self, info: &ResourceInfo, obj: &mut Value) -> Result<(), ApiError> {
+        let Some(map) = obj.as_object_mut() else {
+            return Err(ApiError::BadRequest(format!(
+                "the body of the request must be a JSON object, not {}",
+                obj
+            )));
+        };
+        match map.get("apiVersion").and_then(Value::as_str) {
+            Some(v) if v != info.api_version => return Err(ApiError::BadRequest(format!(
+                "the API version in the data ({v}) does not match the expected API version ({})",
+                info.api_version
+            ))),
+            Some(_) => {}
+            None => {
+                map.insert("apiVersion".into(), json!(info.api_version));
+            }
+        }
+        match map.get("kind").and_then(Value::as_str) {
+            Some(k) if k != info.kind => {
+                return Err(ApiError::BadRequest(format!(
+                    "{k} in version \"{}\" cannot be handled as a {}: the kind in the data ({k}) does not match the expected kind ({})",
+                    info.version, info.kind, info.kind
+                )))
+            }
+            Some(_) => {}
+            None => {
+                map.insert("kind".into(), json!(info.kind));
+            }
+        }
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- get / list
+
+    pub async fn get(&self, r: &ResourceRequest) -> Result<Resp, ApiError> {
+        let name = r.name.as_deref().unwrap_or_default();
+        let Some((obj, kv)) = self
+            .get_object(r.info, r.namespace.as_deref(), name)
+            .await?
+        else {
+            return Err(ApiError::not_found(r.info.group, r.info.plural, name));
+        };
+        if r.subresource.as_deref() == Some("scale") {
+            return Ok(json(StatusCode::OK, &to_scale(&obj)));
+        }
+        match r.output {
+            Output::Json => Ok(stored_response(StatusCode::OK, &kv)),
+            Output::Table(include) => {
+                let row = table_output::row(r.info, &obj, include, chrono::Utc::now());
+                let t = table_output::table(r.info, vec![row], kv.mod_revision, None, true);
+                Ok(full(
+                    StatusCode::OK,
+                    super::handler::TABLE_CONTENT_TYPE,
+                    encoding::json_bytes(&t),
+                ))
+            }
+        }
+    }
+
+    /// The revision a list reads at, from resourceVersion and resourceVersionMatch.
+    async fn list_revision(&self, r: &ResourceRequest) -> Result<Option<i64>, ApiError> {
+        let rv = r.param("resourceVersion");
+        let parse = |s: &str| {
+            s.parse::<i64>()
+                .map_err(|_| ApiError::BadRequest(format!("invalid resourceVersion: {s}")))
+        };
+        match (rv, r.param("resourceVersionMatch")) {
+            (Some(v), Some("Exact")) => Ok(Some(parse(v)?)),
+            (None, Some(m)) => Err(ApiError::BadRequest(format!(
+                "resourceVersionMatch {m} requires resourceVersion"
+            ))),
+            (None | Some("0"), _) => Ok(None),
+            (Some(v), None | Some("NotOlderThan")) => {
+                let want = parse(v)?;
+                // kube-apiserver waits a little for its cache to catch up; here only a revision
+                // the store has not written yet can be too new.
+                for _ in 0..30 {
+                    if self.store.current_revision().await? >= want {
+                        return Ok(None);
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(ApiError::Timeout(format!(
+                    "Too large resource version: {want}, current: {}",
+                    self.store.current_revision().await?
+                )))
+            }
+            (Some(_), Some(m)) => Err(ApiError::BadRequest(format!(
+                "unsupported resourceVersionMatch: {m}"
+            ))),
+        }
+    }
+
+    pub async fn list(&self, r: &ResourceRequest) -> Result<Resp, ApiError> {
+        let (label, field) = selectors_of(r)?;
+        let limit: usize = match r.param("limit") {
+            Some(l) => l
+                .parse()
+                .map_err(|_| ApiError::BadRequest(format!("invalid limit: {l}")))?,
+            None => 0,
+        };
+        let (mut revision, mut start_after) = match r.param("continue") {
+            Some(c) => {
+                let t = decode_continue(c)?;
+                (Some(t.revision), Some(t.start))
+            }
+            None => (self.list_revision(r).await?, None),
+        };
+        let continued = start_after.is_some();
+        let prefix = r.info.list_prefix(r.namespace.as_deref());
+        let filtering = !label.is_empty() || !field.is_empty();
+        let table = matches!(r.output, Output::Table(_));
+
+        let mut items: Vec<(KeyValue, Option<Value>)> = Vec::new();
+        let mut more = false;
+        let mut last_key: Option<String> = None;
+        let read_revision;
+        'pages: loop {
+            let want = if limit == 0 {
+                0
+            } else if filtering {
+                limit.max(500)
+            } else {
+                limit - items.len()
+            };
+            let page = match self.store.list(&prefix, start_after.as_deref(), want, revision).await {
+                Err(store::Error::Compacted { .. }) if continued => {
+                    return Err(ApiError::Expired("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.".into()))
+                }
+                other => other?,
+            };
+            revision = Some(page.revision);
+            let n = page.items.len();
+            for (i, kv) in page.items.into_iter().enumerate() {
+                last_key = Some(kv.key.clone());
+                let parsed = if filtering || table {
+                    let v = encoding::decode_stored(&kv.value, kv.mod_revision).map_err(|e| {
+                        ApiError::Internal(format!("stored object {} is corrupt: {e}", kv.key))
+                    })?;
+                    if !label.matches(&v) || !field.matches(&v) {
+                        None
+                    } else {
+                        Some(Some(v))
+                    }
+                } else {
+                    Some(None)
+                };
+                if let Some(p) = parsed {
+                    items.push((kv, p));
+                }
+                if limit > 0 && items.len() >= limit {
+                    more = i + 1 < n || page.more;
+                    read_revision = page.revision;
+                    break 'pages;
+                }
+            }
+            if !page.more || n == 0 {
+                read_revision = page.revision;
+                break;
+            }
+            start_after = last_key.clone();
+        }
+        let cont = if more {
+            last_key
+                .as_deref()
+                .map(|k| encode_continue(read_revision, k))
+        } else {
+            None
+        };
+
+        match r.output {
+            Output::Table(include) => {
+                let now = chrono::Utc::now();
+                let rows = items
+                    .iter()
+                    .filter_map(|(_, v)| v.as_ref())
+                    .map(|v| table_output::row(r.info, v, include, now))
+                    .collect();
+                let t = table_output::table(r.info, rows, read_revision, cont.as_deref(), true);
+                Ok(full(
+                    StatusCode::OK,
+                    super::handler::TABLE_CONTENT_TYPE,
+                    encoding::json_bytes(&t),
+                ))
+            }
+            Output::Json => {
+                let size: usize = items.iter().map(|(kv, _)| kv.value.len() + 32).sum();
+                let mut out = Vec::with_capacity(size + 256);
+                out.extend_from_slice(format!("{{\"kind\":\"{}\",\"apiVersion\":\"{}\",\"metadata\":{{\"resourceVersion\":\"{}\"", r.info.list_kind, r.info.api_version, read_revision).as_bytes());
+                if let Some(c) = &cont {
+                    out.extend_from_slice(format!(",\"continue\":\"{c}\"").as_bytes());
+                }
+                out.extend_from_slice(b"},\"items\":[");
+                for (i, (kv, _)) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    encoding::write_with_rv(&mut out, &kv.value, kv.mod_revision);
+                }
+                out.extend_from_slice(b"]}");
+                Ok(full(StatusCode::OK, "application/json", out))
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- create
+
+    pub async fn create(&self, r: &ResourceRequest) -> Result<Resp, ApiError> {
+        if r.subresource.is_some() {
+            return Err(ApiError::MethodNotAllowed(
+                "POST is not supported on subresources".into(),
+            ));
+        }
+        let mut warnings = Vec::new();
+        let obj = self.decode_body(r, &mut warnings)?;
+        let (code, body) = self.create_object(r, obj).await?;
+        Ok(with_warnings(
+            full(code, "application/json", body),
+            &warnings,
+        ))
+    }
+
+    /// Creates a decoded object: namespace and name checks, server metadata, defaults,
+    /// validation, then the store. Returns 201 and the stored object.
+    pub(crate) async fn create_object(
+        &self,
+        r: &ResourceRequest,
+        mut obj: Value,
+    ) -> Result<(StatusCode, Vec<u8>), ApiError> {
+        let info = r.info;
+        if info.namespaced {
+            let ns = r.namespace.clone().ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "{} must be created in a namespace: POST to .../namespaces/<namespace>/{}",
+                    info.plural, info.plural
+                ))
+            })?;
+            match meta_str(&obj, "namespace") {
+                Some(body_ns) if body_ns != ns => {
+                    return Err(ApiError::BadRequest(
+                        "the namespace of the provided object does not match the namespace sent on the request".into(),
+                    ))
+                }
+                _ => {}
+            }
+            meta_mut(&mut obj).insert("namespace".into(), json!(ns));
+        } else {
+            meta_mut(&mut obj).remove("namespace");
+        }
+        let generate = meta_str(&obj, "name").is_none();
+        let generate_name = meta_str(&obj, "generateName").map(str::to_string);
+        if generate && generate_name.is_none() {
+            return Err(ApiError::invalid(
+                info.group,
+                info.kind,
+                "",
+                vec![Cause {
+                    reason: "FieldValueRequired".into(),
+                    message: "Required value: name or generateName is required".into(),
+                    field: "metadata.name".into(),
+                }],
+            ));
+        }
+        if let Some(ns) = r.namespace.as_deref().filter(|_| info.namespaced) {
+            self.check_namespace_open(
+                info,
+                ns,
+                meta_str(&obj, "name").unwrap_or(generate_name.as_deref().unwrap_or("")),
+            )
+            .await?;
+        }
+
+        for _attempt in 0..8 {
+            let mut o = obj.clone();
+            if generate {
+                let n = format!(
+                    "{}{}",
+                    generate_name.as_deref().unwrap_or(""),
+                    name_suffix()
+                );
+                meta_mut(&mut o).insert("name".into(), json!(n));
+            }
+            let name = meta_str(&o, "name").unwrap_or_default().to_string();
+            prepare_create(info, &mut o);
+            let mut errs: Vec<Cause> = path_segment_causes(&name, "metadata.name");
+            errs.extend(
+                validation::validate(info.group, info.kind, &o, None)
+                    .into_iter()
+                    .map(|e| Cause {
+                        reason: e.reason,
+                        message: e.message,
+                        field: e.field,
+                    }),
+            );
+            if !errs.is_empty() {
+                return Err(ApiError::invalid(info.group, info.kind, &name, errs));
+            }
+            if r.dry_run() {
+                return Ok((
+                    StatusCode::CREATED,
+                    serde_json::to_vec(&o).unwrap_or_default(),
+                ));
+            }
+            let key = info.key(r.namespace.as_deref(), &name);
+            match self.store.create(&key, encoding::to_stored(&o)).await {
+                Ok(kv) => {
+                    return Ok((
+                        StatusCode::CREATED,
+                        encoding::with_rv(&kv.value, kv.mod_revision),
+                    ))
+                }
+                Err(store::Error::AlreadyExists(_)) if generate => continue,
+                Err(store::Error::AlreadyExists(_)) => {
+                    return Err(ApiError::already_exists(info.group, info.plural, &name))
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ApiError::Internal(
+            "could not generate a unique name; try again".into(),
+        ))
+    }
+
+    /// Creates are refused in a missing namespace (404) or a terminating one (403).
+    async fn check_namespace_open(
+        &self,
+        info: &ResourceInfo,
+        ns: &str,
+        name: &str,
+    ) -> Result<(), ApiError> {
+        let nsinfo =
+            super::registry::lookup("", "v1", "namespaces").expect("namespaces are registered");
+        match self.get_object(nsinfo, None, ns).await? {
+            None => Err(ApiError::not_found("", "namespaces", ns)),
+            Some((n, _))
+                if meta_str(&n, "deletionTimestamp").is_some()
+                    || n["status"]["phase"] == "Terminating" =>
+            {
+                Err(ApiError::forbidden(
+                    info.group,
+                    info.plural,
+                    name,
+                    &format!(
+                    "unable to create new content in namespace {ns} because it is being terminated"
+                ),
+                ))
+            }
+            Some(_) => Ok(()),
+        }
+    }
+
+    // ---------------------------------------------------------------- update / patch
+
+    pub async fn update(&self, r: &ResourceRequest) -> Result<Resp, ApiError> {
+        let name = r.name.clone().unwrap_or_default();
+        let mut warnings = Vec::new();
+        if r.subresource.as_deref() == Some("scale") {
+            let body = encoding::parse_body(
+                &r.body,
+                encoding::body_format(&r.content_type).unwrap_or(encoding::BodyFormat::Json),
+            )
+            .map_err(|e| {
+                ApiError::BadRequest(format!("the body of the request could not be decoded: {e}"))
+            })?;
+            let scale: k8s_openapi::api::autoscaling::v1::Scale =
+                serde_json::from_value(body.clone()).map_err(|e| {
+                    ApiError::BadRequest(format!(
+                        "Scale in version \"v1\" cannot be handled as a Scale: {e}"
+                    ))
+                })?;
+            let replicas = i64::from(scale.spec.and_then(|s| s.replicas).unwrap_or(0));
+            let rv = body["metadata"]["resourceVersion"].clone();
+            return self
+                .scale_write(r, move |_| Ok((replicas, rv.clone())))
+                .await;
+        }
+        let obj = self.decode_body(r, &mut warnings)?;
+        match meta_str(&obj, "name") {
+            Some(n) if n != name => {
+                return Err(ApiError::BadRequest(format!(
+                    "the name of the object ({n}) does not match the name on the URL ({name})"
+                )))
+            }
+            _ => {}
+        }
+        if let (Some(ns), Some(body_ns)) = (r.namespace.as_deref(), meta_str(&obj, "namespace")) {
+            if ns != body_ns {
+                return Err(ApiError::BadRequest(
+                    "the namespace of the provided object does not match the namespace sent on the request".into(),
+                ));
+            }
+        }
+        let mode = mode_of(r);
+        // A few kinds are created by PUT when missing, as kube-apiserver allows for them.
+        let create_on_update = mode == Mode::Main
+            && matches!(
+                r.info.plural,
+                "leases" | "endpoints" | "events" | "endpointslices"
+            );
+        if create_on_update
+            && self
+                .get_object(r.info, r.namespace.as_deref(), &name)
+                .await?
+                .is_none()
+        {
+            let mut o = obj.clone();
+            meta_mut(&mut o).insert("name".into(), json!(name));
+            let (code, body) = self.create_object(r, o).await?;
+            return Ok(with_warnings(
+                full(code, "application/json", body),
+                &warnings,
+            ));
+        }
+        let body = self.write_update(r, mode, |_cur| Ok(obj.clone())).await?;
+        Ok(with_warnings(
+            full(StatusCode::OK, "application/json", body),
+            &warnings,
+        ))
+    }
+
+    pub async fn patch(&self, r: &ResourceRequest) -> Result<Resp, ApiError> {
+        let name = r.name.clone().unwrap_or_default();
+        let media = r
+            .content_type
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        let kind = match media.as_str() {
+            "application/json-patch+json" => PatchKind::Json,
+            "application/merge-patch+json" => PatchKind::Merge,
+            "application/strategic-merge-patch+json" => PatchKind::Strategic,
+            "application/apply-patch+yaml" => PatchKind::Apply,
+            other => {
+                return Err(ApiError::UnsupportedMediaType(format!(
+                    "the server does not support the patch type {other:?}: use application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json or application/apply-patch+yaml"
+                )))
+            }
+        };
+        let format = if kind == PatchKind::Apply {
+            encoding::BodyFormat::Yaml
+        } else {
+            encoding::BodyFormat::Json
+        };
+        let patch = encoding::parse_body(&r.body, format).map_err(|e| {
+            ApiError::BadRequest(format!("the body of the request could not be decoded: {e}"))
+        })?;
+        let mut warnings = Vec::new();
+
+        if r.subresource.as_deref() == Some("scale") {
+            if kind == PatchKind::Apply {
+                return Err(ApiError::UnsupportedMediaType(
+                    "apply patches are not supported on scale".into(),
+                ));
+            }
+            let info = r.info;
+            return self
+                .scale_write(r, move |cur| {
+                    let scale = to_scale(cur);
+                    let patched = apply_patch(info, kind, &scale, &patch)?;
+                    let replicas = patched["spec"]["replicas"].as_i64().ok_or_else(|| {
+                        ApiError::BadRequest("Scale in version \"v1\" cannot be handled as a Scale: spec.replicas must be an integer".into())
+                    })?;
+                    Ok((replicas, patched["metadata"]["resourceVersion"].clone()))
+                })
+                .await;
+        }
+
+        if kind == PatchKind::Apply {
+            let manager = r
+                .param("fieldManager")
+                .ok_or_else(|| {
+                    ApiError::BadRequest(
+                        "PATCH requests with apply content type require fieldManager to be set"
+                            .into(),
+                    )
+                })?
+                .to_string();
+            let force = r.param("force") == Some("true");
+            let mut applied = patch.clone();
+            self.check_type(r.info, &mut applied)?;
+            check_fields(
+                r,
+                &serde_json::to_vec(&applied).unwrap_or_default(),
+                &mut warnings,
+            )?;
+            if self
+                .get_object(r.info, r.namespace.as_deref(), &name)
+                .await?
+                .is_none()
+                && mode_of(r) == Mode::Main
+            {
+                let created = apply::server_side_apply(
+                    r.info.group,
+                    r.info.kind,
+                    None,
+                    &applied,
+                    &manager,
+                    force,
+                )
+                .map_err(|m| ApiError::conflict(r.info.group, r.info.plural, &name, &m))?;
+                let mut created =
+                    (r.info.decode)(created).map_err(|e| cannot_handle(r.info, &e))?;
+                if meta_str(&created, "name").is_none() {
+                    meta_mut(&mut created).insert("name".into(), json!(name));
+                }
+                let (code, body) = self.create_object(r, created).await?;
+                return Ok(with_warnings(
+                    full(code, "application/json", body),
+                    &warnings,
+                ));
+            }
+            let info = r.info;
+            let body = self
+                .write_update(r, mode_of(r), |cur| {
+                    let out = apply::server_side_apply(
+                        info.group,
+                        info.kind,
+                        Some(cur),
+                        &applied,
+                        &manager,
+                        force,
+                    )
+                    .map_err(|m| ApiError::conflict(info.group, info.plural, &name, &m))?;
+                    (info.decode)(out).map_err(|e| cannot_handle(info, &e))
+                })
+                .await?;
+            return Ok(with_warnings(
+                full(StatusCode::OK, "application/json", body),
+                &warnings,
+            ));
+        }
+
+        let info = r.info;
+        let strict = field_validation(r)?;
+        let found_unknown = std::sync::Mutex::new(Vec::new());
+        let body = self
+            .write_update(r, mode_of(r), |cur| {
+                let patched = apply_patch(info, kind, cur, &patch)?;
+                if strict != FieldValidation::Ignore {
+                    let raw = serde_json::to_vec(&patched).unwrap_or_default();
+                    let mut w = Vec::new();
+                    check_fields(r, &raw, &mut w)?;
+                    *found_unknown.lock().expect("not poisoned") = w;
+                }
+                let mut patched = patched;
+                self.check_type(info, &mut patched)?;
+                (info.decode)(patched).map_err(|e| cannot_handle(info, &e))
+            })
+            .await?;
+        warnings.extend(found_unknown.into_inner().unwrap_or_default());
+        Ok(with_warnings(
+            full(StatusCode::OK, "application/json", body),
+            &warnings,
+        ))
+    }
+
+    /// Writes the replicas a scale request asks for into the workload, answering a Scale.
+    async fn scale_write<F>(&self, r: &ResourceRequest, compute: F) -> Result<Resp, ApiError>
+    where
+        F: Fn(&Value) -> Result<(i64, Value), ApiError>,
+    {
+        let body = self
+            .write_update(r, Mode::Main, |cur| {
+                let (replicas, rv) = compute(cur)?;
+                let mut new = cur.clone();
+                new["spec"]["replicas"] = json!(replicas);
+                // The Scale's resourceVersion is the workload's: a stale one is a conflict.
+                match rv.as_str().filter(|s| !s.is_empty()) {
+                    Some(v) => meta_mut(&mut new).insert("resourceVersion".into(), json!(v)),
+                    None => meta_mut(&mut new).remove("resourceVersion"),
+                };
+                Ok(new)
+            })
+            .await?;
+        let obj: Value =
+            serde_json::from_slice(&body).map_err(|e| ApiError::Internal(e.to_string()))?;
+        Ok(json(StatusCode::OK, &to_scale(&obj)))
+    }
+
+    /// The read-modify-write loop of every update: `compute` turns the current object into the
+    /// wanted one; a resourceVersion left in it is a precondition.
+    pub(crate) async fn write_update<F>(
+        &self,
+        r: &ResourceRequest,
+        mode: Mode,
+        mut compute: F,
+    ) -> Result<Vec<u8>, ApiError>
+    where
+        F: FnMut(&Value) -> Result<Value, ApiError>,
+    {
+        let info = r.info;
+        let name = r.name.clone().unwrap_or_default();
+        let key = self.key(r, &name);
+        for _ in 0..CONFLICT_RETRIES {
+            let Some((cur, kv)) = self.get_object(info, r.namespace.as_deref(), &name).await?
+            else {
+                return Err(ApiError::not_found(info.group, info.plural, &name));
+            };
+            let mut new = compute(&cur)?;
+            let pinned = match new["metadata"]["resourceVersion"]
+                .as_str()
+                .filter(|s| !s.is_empty())
+            {
+                Some(v) => {
+                    let want: i64 = v.parse().map_err(|_| {
+                        ApiError::BadRequest(format!("invalid resourceVersion: {v}"))
+                    })?;
+                    if want != kv.mod_revision {
+                        return Err(ApiError::modified(info.group, info.plural, &name));
+                    }
+                    true
+                }
+                None => false,
+            };
+            prepare_update(info, mode, &cur, &mut new)?;
+            meta_mut(&mut new).remove("resourceVersion");
+            let mut cur_cmp = cur.clone();
+            meta_mut(&mut cur_cmp).remove("resourceVersion");
+            if new == cur_cmp {
+                // Nothing changed: no write, no event, same resourceVersion.
+                return Ok(encoding::with_rv(&kv.value, kv.mod_revision));
+            }
+            if r.dry_run() {
+                return Ok(serde_json::to_vec(&new).unwrap_or_default());
+            }
+            if meta_str(&new, "deletionTimestamp").is_some() && finalizers(&new).is_empty() {
+                // The last finalizer is gone from an object being deleted: it goes now.
+                return match self.store.delete(&key, Some(kv.mod_revision)).await {
+                    Ok((_, rev)) => {
+                        self.after_delete(info, &new);
+                        Ok(encoding::with_rv(&encoding::to_stored(&new), rev))
+                    }
+                    Err(store::Error::Conflict { .. }) if !pinned => continue,
+                    Err(store::Error::Conflict { .. }) => {
+                        Err(ApiError::modified(info.group, info.plural, &name))
+                    }
+                    Err(store::Error::NotFound(_)) => {
+                        Err(ApiError::not_found(info.group, info.plural, &name))
+                    }
+                    Err(e) => Err(e.into()),
+                };
+            }
+            match self
+                .store
+                .update(&key, encoding::to_stored(&new), kv.mod_revision)
+                .await
+            {
+                Ok(kv) => return Ok(encoding::with_rv(&kv.value, kv.mod_revision)),
+                Err(store::Error::Conflict { .. }) if !pinned => continue,
+                Err(store::Error::Conflict { .. }) => {
+                    return Err(ApiError::modified(info.group, info.plural, &name))
+                }
+                Err(store::Error::NotFound(_)) => {
+                    return Err(ApiError::not_found(info.group, info.plural, &name))
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ApiError::modified(info.group, info.plural, &name))
+    }
+
+    // ---------------------------------------------------------------- delete
+
+    pub async fn delete(&self, r: &ResourceRequest) -> Result<Resp, ApiError> {
+        if r.subresource.is_some() {
+            return Err(ApiError::MethodNotAllowed(
+                "DELETE is not supported on subresources".into(),
+            ));
+        }
+        let opts = delete_options(r)?;
+        let name = r.name.clone().unwrap_or_default();
+        let obj = self
+            .delete_object(r.info, r.namespace.as_deref(), &name, &opts)
+            .await?;
+        Ok(json(StatusCode::OK, &obj))
+    }
+
+    pub async fn delete_collection(&self, r: &ResourceRequest) -> Result<Resp, ApiError> {
+        let (label, field) = selectors_of(r)?;
+        let opts = delete_options(r)?;
+        let prefix = r.info.list_prefix(r.namespace.as_deref());
+        let page = self.store.list(&prefix, None, 0, None).await?;
+        let mut deleted = Vec::new();
+        for kv in page.items {
+            let v = encoding::decode_stored(&kv.value, kv.mod_revision)
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
+            if !label.matches(&v) || !field.matches(&v) {
+                continue;
+            }
+            let name = meta_str(&v, "name").unwrap_or_default().to_string();
+            let ns = meta_str(&v, "namespace").map(str::to_string);
+            match self
+                .delete_object(r.info, ns.as_deref(), &name, &opts)
+                .await
+            {
+                Ok(o) => deleted.push(o),
+                Err(ApiError::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let rev = self.store.current_revision().await?;
+        Ok(json(
+            StatusCode::OK,
+            &json!({"kind": r.info.list_kind, "apiVersion": r.info.api_version,
+            "metadata": {"resourceVersion": rev.to_string()}, "items": deleted}),
+        ))
+    }
+
+    /// Deletes one object as Kubernetes does: preconditions; finalizers (and graceful pod
+    /// termination) turn the delete into setting deletionTimestamp; namespaces terminate first.
+    /// Returns the object as last seen (or as now marked).
+    pub(crate) async fn delete_object(
+        &self,
+        info: &'static ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        opts: &DeleteOptions,
+    ) -> Result<Value, ApiError> {
+        let key = info.key(ns, name);
+        for _ in 0..CONFLICT_RETRIES {
+            let Some((cur, kv)) = self.get_object(info, ns, name).await? else {
+                return Err(ApiError::not_found(info.group, info.plural, name));
+            };
+            if let Some(uid) = &opts.uid {
+                let have = meta_str(&cur, "uid").unwrap_or("");
+                if uid != have {
+                    return Err(ApiError::conflict(info.group, info.plural, name, &format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {have}"
+                    )));
+                }
+            }
+            if let Some(rv) = &opts.resource_version {
+                if *rv != kv.mod_revision.to_string() {
+                    return Err(ApiError::conflict(info.group, info.plural, name, &format!(
+                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                        kv.mod_revision
+                    )));
+                }
+            }
+            if info.plural == "namespaces" {
+                return self
+                    .terminate_namespace(&cur, kv.mod_revision, opts.dry_run)
+                    .await;
+            }
+            let mut fins = finalizers(&cur);
+            let policy = opts.propagation.as_deref().unwrap_or("Background");
+            if policy == "Orphan" {
+                self.orphan_dependents(info, &cur).await?;
+            } else if policy == "Foreground" && !opts.dry_run {
+                // Dependents go first (synchronously), then the owner.
+                self.delete_dependents(info, &cur).await?;
+            }
+            let graceful = self.pod_grace(info, &cur, opts).await?;
+            if let Some(grace) = graceful.filter(|_| fins.is_empty()) {
+                fins.clear();
+                let mut new = cur.clone();
+                let m = meta_mut(&mut new);
+                let when = chrono::Utc::now() + chrono::Duration::seconds(grace);
+                let shorter = m
+                    .get("deletionGracePeriodSeconds")
+                    .and_then(Value::as_i64)
+                    .is_none_or(|g| grace < g);
+                if !shorter {
+                    return Ok(cur);
+                }
+                m.insert(
+                    "deletionTimestamp".into(),
+                    json!(when.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+                );
+                m.insert("deletionGracePeriodSeconds".into(), json!(grace));
+                m.remove("resourceVersion");
+                if opts.dry_run {
+                    return Ok(new);
+                }
+                match self
+                    .store
+                    .update(&key, encoding::to_stored(&new), kv.mod_revision)
+                    .await
+                {
+                    Ok(kv) => return decode(&kv),
+                    Err(store::Error::Conflict { .. }) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if !fins.is_empty() {
+                if meta_str(&cur, "deletionTimestamp").is_some() {
+                    return Ok(cur);
+                }
+                let mut new = cur.clone();
+                let m = meta_mut(&mut new);
+                m.insert("deletionTimestamp".into(), json!(now_rfc3339()));
+                m.insert("deletionGracePeriodSeconds".into(), json!(0));
+                m.remove("resourceVersion");
+                if opts.dry_run {
+                    return Ok(new);
+                }
+                match self
+                    .store
+                    .update(&key, encoding::to_stored(&new), kv.mod_revision)
+                    .await
+                {
+                    Ok(kv) => return decode(&kv),
+                    Err(store::Error::Conflict { .. }) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if opts.dry_run {
+                return Ok(cur);
+            }
+            match self.store.delete(&key, Some(kv.mod_revision)).await {
+                Ok((_, _rev)) => {
+                    if policy == "Background" {
+                        self.after_delete(info, &cur);
+                    }
+                    return Ok(cur);
+                }
+                Err(store::Error::Conflict { .. }) => continue,
+                Err(store::Error::NotFound(_)) => {
+                    return Err(ApiError::not_found(info.group, info.plural, name))
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ApiError::modified(info.group, info.plural, name))
+    }
+
+    /// A pod bound to an existing node is deleted gracefully (its kubelet finishes the delete);
+    /// unbound pods, pods on unknown nodes and finished pods go at once, as in Kubernetes.
+    async fn pod_grace(
+        &self,
+        info: &ResourceInfo,
+        pod: &Value,
+        opts: &DeleteOptions,
+    ) -> Result<Option<i64>, ApiError> {
+        if info.plural != "pods" || info.group != "" {
+            return Ok(None);
+        }
+        let grace = opts
+            .grace_period
+            .or_else(|| pod["spec"]["terminationGracePeriodSeconds"].as_i64())
+            .unwrap_or(30);
+        let node = pod["spec"]["nodeName"].as_str().unwrap_or("");
+        let finished = matches!(
+            pod["status"]["phase"].as_str(),
+            Some("Succeeded" | "Failed")
+        );
+        if grace <= 0 || node.is_empty() || finished {
+            return Ok(None);
+        }
+        let nodes = super::registry::lookup("", "v1", "nodes").expect("nodes are registered");
+        if self.get_object(nodes, None, node).await?.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(grace))
+    }
+
+    /// Work that follows an object's removal: its dependents are collected in the background.
+    pub(crate) fn after_delete(&self, info: &'static ResourceInfo, obj: &Value) {
+        let Some(api) = self.me.upgrade() else { return };
+        let obj = obj.clone();
+        tokio::spawn(async move {
+            if let Err(e) = api.delete_dependents(info, &obj).await {
+                tracing::warn!(error = %e, "garbage collection of dependents failed");
+            }
+        });
+    }
+}
+
+fn decode(kv: &KeyValue) -> Result<Value, ApiError> {
+    encoding::decode_stored(&kv.value, kv.mod_revision)
+        .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PatchKind {
+    Json,
+    Merge,
+    Strategic,
+    Apply,
+}
+
+fn apply_patch(
+    info: &ResourceInfo,
+    kind: PatchKind,
+    cur: &Value,
+    patch: &Value,
+) -> Result<Value, ApiError> {
+    match kind {
+        PatchKind::Json => {
+            let p: json_patch::Patch = serde_json::from_value(patch.clone()).map_err(|e| {
+                ApiError::BadRequest(format!("the JSON patch could not be decoded: {e}"))
+            })?;
+            let mut doc = cur.clone();
+            json_patch::patch(&mut doc, &p).map_err(|e| ApiError::Invalid {
+                message: format!(
+                    "the server rejected our request due to an error in our request: {e}"
+                ),
+                target: Default::default(),
+                causes: Vec::new(),
+            })?;
+            Ok(doc)
+        }
+        PatchKind::Merge => {
+            if !patch.is_object() {
+                return Err(ApiError::BadRequest(
+                    "a merge patch must be a JSON object".into(),
+                ));
+            }
+            let mut doc = cur.clone();
+            json_patch::merge(&mut doc, patch);
+            Ok(doc)
+        }
+        PatchKind::Strategic => {
+            if !patch.is_object() {
+                return Err(ApiError::BadRequest(
+                    "a strategic merge patch must be a JSON object".into(),
+                ));
+            }
+            strategic_merge::apply(info.group, info.kind, cur, patch).map_err(ApiError::BadRequest)
+        }
+        PatchKind::Apply => unreachable!("apply patches go through server_side_apply"),
+    }
+}
+
+fn mode_of(r: &ResourceRequest) -> Mode {
+    match r.subresource.as_deref() {
+        Some("status") => Mode::Status,
+        Some("finalize") => Mode::Finalize,
+        _ => Mode::Main,
+    }
+}
+
+pub(crate) fn selectors_of(
+    r: &ResourceRequest,
+) -> Result<(LabelSelector, FieldSelector), ApiError> {
+    let label = LabelSelector::parse(r.param("labelSelector").unwrap_or(""))
+        .map_err(|e| ApiError::BadRequest(format!("invalid labelSelector: {e}")))?;
+    let field = FieldSelector::parse(r.param("fieldSelector").unwrap_or(""), |f| {
+        r.info.supports_field(f)
+    })
+    .map_err(|e| {
+        ApiError::BadRequest(match e {
+            super::selectors::Error::UnsupportedField(f) => {
+                format!("field label not supported: {f}")
+            }
+            other => format!("invalid fieldSelector: {other}"),
+        })
+    })?;
+    Ok((label, field))
+}
+
+fn delete_options(r: &ResourceRequest) -> Result<DeleteOptions, ApiError> {
+    let mut o = DeleteOptions {
+        dry_run: r.dry_run(),
+        ..Default::default()
+    };
+    if !r.body.iter().all(u8::is_ascii_whitespace) {
+        let v: Value = serde_json::from_slice(&r.body).map_err(|e| {
+            ApiError::BadRequest(format!("DeleteOptions could not be decoded: {e}"))
+        })?;
+        o.grace_period = v["gracePeriodSeconds"].as_i64();
+        o.propagation = v["propagationPolicy"].as_str().map(str::to_string);
+        if v["orphanDependents"].as_bool() == Some(true) {
+            o.propagation = Some("Orphan".into());
+        }
+        o.uid = v["preconditions"]["uid"].as_str().map(str::to_string);
+        o.resource_version = v["preconditions"]["resourceVersion"]
+            .as_str()
+            .map(str::to_string);
+        if v["dryRun"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x == "All"))
+        {
+            o.dry_run = true;
+        }
+    }
+    if let Some(g) = r.param("gracePeriodSeconds") {
+        o.grace_period = Some(
+            g.parse()
+                .map_err(|_| ApiError::BadRequest(format!("invalid gracePeriodSeconds: {g}")))?,
+        );
+    }
+    if let Some(p) = r.param("propagationPolicy") {
+        o.propagation = Some(p.to_string());
+    }
+    if let Some(p) = &o.propagation {
+        if !matches!(p.as_str(), "Background" | "Foreground" | "Orphan") {
+            return Err(ApiError::BadRequest(format!(
+                "unsupported propagationPolicy: {p}"
+            )));
+        }
+    }
+    Ok(o)
+}
+
+/// Server-owned fields of a new object, and the status it starts with.
+pub(crate) fn prepare_create(info: &ResourceInfo, obj: &mut Value) {
+    let m = meta_mut(obj);
+    m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+    m.insert("creationTimestamp".into(), json!(now_rfc3339()));
+    for f in [
+        "resourceVersion",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "selfLink",
+    ] {
+        m.remove(f);
+    }
+    if info.status {
+        match (info.group, info.plural) {
+            // Nodes report their own status at registration; namespaces start Active.
+            ("", "nodes") => {}
+            ("", "namespaces") => {}
+            ("", "pods") => obj["status"] = json!({"phase": "Pending"}),
+            ("", "persistentvolumes") | ("", "persistentvolumeclaims") => {
+                obj["status"] = json!({"phase": "Pending"})
+            }
+            _ => {
+                if let Some(o) = obj.as_object_mut() {
+                    o.remove("status");
+                }
+            }
+        }
+    }
+    if info.plural == "namespaces" && info.group.is_empty() {
+        obj["status"] = json!({"phase": "Active"});
+        if obj["spec"]["finalizers"].is_null() {
+            obj["spec"]["finalizers"] = json!(["kubernetes"]);
+        }
+    }
+    defaults::apply_defaults(info.group, info.kind, obj);
+    prune_nulls(obj);
+    if obj.get("spec").is_some() {
+        meta_mut(obj).insert("generation".into(), json!(1));
+    }
+}
+
+/// Merges a wanted object with the current one per write mode: server-owned metadata kept,
+/// status or spec kept from the current object, generation bumped on spec changes, defaults,
+/// validation.
+pub(crate) fn prepare_update(
+    info: &ResourceInfo,
+    mode: Mode,
+    cur: &Value,
+    new: &mut Value,
+) -> Result<(), ApiError> {
+    match mode {
+        Mode::Status => {
+            let mut base = cur.clone();
+            match new.get("status") {
+                Some(s) => base["status"] = s.clone(),
+                None => {
+                    if let Some(o) = base.as_object_mut() {
+                        o.remove("status");
+                    }
+                }
+            }
+            *new = base;
+        }
+        Mode::Finalize => {
+            let mut base = cur.clone();
+            base["spec"]["finalizers"] = new["spec"]["finalizers"].clone();
+            *new = base;
+        }
+        Mode::Main => {
+            let cm = &cur["metadata"];
+            let keep_managed = new["metadata"].get("managedFields").is_none();
+            let m = meta_mut(new);
+            for f in [
+                "uid",
+                "creationTimestamp",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "generation",
+                "namespace",
+                "name",
+            ] {
+                match cm.get(f) {
+                    Some(v) => m.insert(f.into(), v.clone()),
+                    None => m.remove(f),
+                };
+            }
+            if keep_managed {
+                if let Some(mf) = cm.get("managedFields") {
+                    m.insert("managedFields".into(), mf.clone());
+                }
+            }
+            if info.status {
+                match cur.get("status") {
+                    Some(s) => new["status"] = s.clone(),
+                    None => {
+                        if let Some(o) = new.as_object_mut() {
+                            o.remove("status");
+                        }
+                    }
+                }
+            }
+            defaults::apply_defaults(info.group, info.kind, new);
+            prune_nulls(new);
+            if new.get("spec") != cur.get("spec") {
+                if let Some(g) = cur["metadata"]["generation"].as_i64() {
+                    meta_mut(new).insert("generation".into(), json!(g + 1));
+                }
+            }
+        }
+    }
+    let name = cur["metadata"]["name"].as_str().unwrap_or("");
+    let errs = validation::validate(info.group, info.kind, new, Some(cur));
+    if !errs.is_empty() {
+        return Err(invalid(info, name, errs));
+    }
+    Ok(())
+}
+
+/// Drops null members of objects: a null field means an absent one (Go's nil pointers are
+/// omitted when kube-apiserver encodes), and stored objects stay free of them.
+pub(crate) fn prune_nulls(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.retain(|_, x| !x.is_null());
+            m.values_mut().for_each(prune_nulls);
+        }
+        Value::Array(a) => a.iter_mut().for_each(prune_nulls),
+        _ => {}
+    }
+}
+
+/// The Status of a delete that had nothing left to return (deletecollection of nothing).
+pub fn deleted_status(info: &ResourceInfo, name: &str, uid: &str) -> Value {
+    status::success(info.group, info.plural, name, uid)
+}
