@@ -8,7 +8,7 @@ use std::fs;
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 pub fn sha256(bytes: &[u8]) -> String {
@@ -347,17 +347,28 @@ pub struct Registry {
     pub dir: tempfile::TempDir,
 }
 
+/// How to run a test registry.
+#[derive(Default)]
+pub struct RegistryOpts {
+    /// A bcrypt htpasswd file's content: require basic auth.
+    pub htpasswd: Option<String>,
+    /// (cert PEM, key PEM): serve HTTPS.
+    pub tls: Option<(String, String)>,
+    /// Log every request (to count downloads).
+    pub access_log: bool,
+}
+
 impl Registry {
-    /// Starts a registry. `htpasswd`: a bcrypt htpasswd file's content to require basic auth;
-    /// `tls`: (cert PEM, key PEM) to serve HTTPS.
-    pub fn start(htpasswd: Option<&str>, tls: Option<(&str, &str)>) -> Registry {
+    pub fn start(opts: RegistryOpts) -> Registry {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let mut config = format!(
-            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            "version: 0.1\nlog:\n  level: {}\n  accesslog:\n    disabled: {}\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            if opts.access_log { "info" } else { "error" },
+            !opts.access_log,
             dir.path().join("data").display()
         );
-        if let Some((cert, key)) = tls {
+        if let Some((cert, key)) = &opts.tls {
             fs::write(dir.path().join("cert.pem"), cert).unwrap();
             fs::write(dir.path().join("key.pem"), key).unwrap();
             config.push_str(&format!(
@@ -366,7 +377,7 @@ impl Registry {
                 dir.path().join("key.pem").display()
             ));
         }
-        if let Some(htpasswd) = htpasswd {
+        if let Some(htpasswd) = &opts.htpasswd {
             fs::write(dir.path().join("htpasswd"), htpasswd).unwrap();
             config.push_str(&format!(
                 "auth:\n  htpasswd:\n    realm: nanokube-test\n    path: {}\n",
@@ -374,11 +385,12 @@ impl Registry {
             ));
         }
         fs::write(dir.path().join("config.yml"), config).unwrap();
+        let log = fs::File::create(dir.path().join("registry.log")).unwrap();
         let child = Command::new("/usr/bin/docker-registry")
             .arg("serve")
             .arg(dir.path().join("config.yml"))
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(dir.path().join("registry.log")).unwrap())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
             .spawn()
             .expect("docker-registry (Debian package docker-registry) must be installed");
         let reg = Registry { child, port, dir };
@@ -416,7 +428,12 @@ impl Registry {
     /// Pushes an OCI layout's tag (or all platforms of an index with `all`) with skopeo.
     pub fn push(&self, layout: &Path, tag: &str, dest: &str, creds: Option<&str>, all: bool) {
         let mut cmd = Command::new("skopeo");
-        cmd.args(["copy", "--quiet", "--dest-tls-verify=false"]);
+        cmd.args([
+            "copy",
+            "--quiet",
+            "--preserve-digests",
+            "--dest-tls-verify=false",
+        ]);
         if all {
             cmd.arg("--all");
         }
