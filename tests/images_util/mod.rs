@@ -356,6 +356,8 @@ pub struct RegistryOpts {
     pub tls: Option<(String, String)>,
     /// Log every request (to count downloads).
     pub access_log: bool,
+    /// More top-level YAML (for example a token `auth:` section).
+    pub extra_config: Option<String>,
 }
 
 impl Registry {
@@ -383,6 +385,9 @@ impl Registry {
                 "auth:\n  htpasswd:\n    realm: nanokube-test\n    path: {}\n",
                 dir.path().join("htpasswd").display()
             ));
+        }
+        if let Some(extra) = &opts.extra_config {
+            config.push_str(extra);
         }
         fs::write(dir.path().join("config.yml"), config).unwrap();
         let log = fs::File::create(dir.path().join("registry.log")).unwrap();
