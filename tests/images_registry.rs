@@ -463,3 +463,133 @@ fn concurrent_pulls_share_one_download() {
         );
     }
 }
+
+/// A TCP proxy to the registry that stops passing response bytes on a connection after
+/// `limit` bytes, so a large blob download hangs midway, deterministically.
+fn stalling_proxy(
+    upstream: u16,
+    limit: usize,
+) -> (u16, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { continue };
+            let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                continue;
+            };
+            let (mut c_read, mut s_write) =
+                (client.try_clone().unwrap(), server.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut c_read, &mut s_write);
+            });
+            let (mut s_read, mut c_write) = (server, client);
+            let stop = stop2.clone();
+            std::thread::spawn(move || {
+                let mut passed = 0;
+                let mut buf = vec![0u8; 16 * 1024];
+                loop {
+                    let Ok(n) = s_read.read(&mut buf) else { break };
+                    if n == 0 {
+                        break;
+                    }
+                    if passed + n > limit {
+                        while !stop.load(Ordering::Relaxed) {
+                            std::thread::sleep(std::time::Duration::from_millis(20));
+                        }
+                        break;
+                    }
+                    passed += n;
+                    if c_write.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    (port, stop)
+}
+
+#[test]
+fn interrupted_pull_leaves_no_image_and_resumes() {
+    let reg = Registry::start(RegistryOpts::default());
+    let tmp = tempfile::tempdir().unwrap();
+    let mut layout = Layout::new(&tmp.path().join("layout"));
+    let mut small = LayerBuilder::new();
+    small.file("small", b"small layer\n", 0o644);
+    let mut big = LayerBuilder::new();
+    let data: Vec<u8> = (0..8u32 << 20)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    big.file("big", &data, 0o644);
+    let desc = layout.image(
+        &[
+            (small.finish(), Compression::Gzip),
+            (big.finish(), Compression::None),
+        ],
+        "amd64",
+        json!({}),
+    );
+    layout.tag(desc, "v1").finish();
+    reg.push(&layout.dir, "v1", "test/interrupted:v1", None, false);
+    let (proxy_port, stop) = stalling_proxy(reg.port, 1 << 20);
+
+    let node = Node::new();
+    // Through the proxy the image's registry is the proxy: same repository, same content.
+    let via_proxy = format!("127.0.0.1:{proxy_port}/test/interrupted:v1");
+    let mut child = node
+        .image(&["pull", "--quiet", &via_proxy])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the big layer is partly written, then kill the pull.
+    let tmp_dir = node.data.join("agent/images/tmp");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let partial = fs::read_dir(&tmp_dir)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .any(|e| e.metadata().is_ok_and(|m| m.len() > 0))
+            })
+            .unwrap_or(false);
+        if partial {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pull never started writing"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the pull ended before being interrupted"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+
+    let store = node.store();
+    assert!(
+        store.images().unwrap().is_empty(),
+        "an interrupted pull names nothing"
+    );
+    assert!(
+        fs::read_dir(&tmp_dir).unwrap().count() > 0,
+        "the partial download is only in tmp/"
+    );
+
+    // Pulling again completes (reusing what was complete), and prune clears the leftover.
+    node.pull(&format!("{}/test/interrupted:v1", reg.host()));
+    let out = run_ok(&mut node.image(&["prune"]));
+    assert!(out.contains("leftovers"), "{out}");
+    assert_eq!(fs::read_dir(&tmp_dir).unwrap().count(), 0);
+    let img = image::prepare(&node.data, &format!("{}/test/interrupted:v1", reg.host())).unwrap();
+    assert_eq!(fs::read(img.lower_dirs[0].join("big")).unwrap(), data);
+}
