@@ -493,8 +493,7 @@ fn stalling_proxy(
             std::thread::spawn(move || {
                 let mut passed = 0;
                 let mut buf = vec![0u8; 16 * 1024];
-                loop {
-                    let Ok(n) = s_read.read(&mut buf) else { break };
+                while let Ok(n) = s_read.read(&mut buf) {
                     if n == 0 {
                         break;
                     }
