@@ -254,15 +254,13 @@ async fn pull_from(
             let store = store.clone();
             let progress = progress.clone();
             async move {
-                if !snapshot::lower_dir(&store, &chain).exists() {
-                    download(&client, &store, ep, r, &layer, Some(&progress)).await?;
-                    let s = store.clone();
-                    blocking(move || snapshot::ensure(&s, &chain, &layer, &diff_id))
-                        .await?
-                        .map_err(super::Error::from)?;
-                } else {
-                    progress.bytes_done.fetch_add(layer.size, Ordering::Relaxed);
-                }
+                // The blob is kept even when its snapshot exists (another image may have the
+                // same layer compressed differently): names always own all their blobs.
+                download(&client, &store, ep, r, &layer, Some(&progress)).await?;
+                let s = store.clone();
+                blocking(move || snapshot::ensure(&s, &chain, &layer, &diff_id))
+                    .await?
+                    .map_err(super::Error::from)?;
                 progress.layers_done.fetch_add(1, Ordering::Relaxed);
                 Ok::<(), Error>(())
             }

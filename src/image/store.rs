@@ -357,10 +357,17 @@ pub(crate) fn read_json<T: Default + serde::de::DeserializeOwned>(path: &Path) -
     }
 }
 
-/// Writes JSON next to the store's tmp/ and renames it over `path`, so readers see the old or
-/// the new table, never a torn one.
-pub(crate) fn write_json_atomic<T: Serialize>(store: &Store, path: &Path, value: &T) -> Result<()> {
-    let tmp = store.tmp_path("table");
+/// Writes JSON beside `path` and renames it over `path`, so readers see the old or the new
+/// table, never a torn one. (Not in tmp/: garbage collection may empty tmp/ meanwhile.)
+pub(crate) fn write_json_atomic<T: Serialize>(
+    _store: &Store,
+    path: &Path,
+    value: &T,
+) -> Result<()> {
+    let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".tmp.{}.{n}", std::process::id()));
+    let tmp = path.with_file_name(name);
     let bytes = serde_json::to_vec_pretty(value).expect("tables serialize");
     let result = (|| {
         let mut f = File::create(&tmp)?;
