@@ -20,15 +20,15 @@ pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
     }
     match (group, kind) {
         ("", "Pod") => pod(obj),
-        ("", "PodTemplate") => pod_template(&mut obj["template"]),
+        ("", "PodTemplate") => pod_template(at(obj, &["template"])),
         ("", "ReplicationController") => {
             set(obj, &["spec", "replicas"], json!(1));
-            pod_template(&mut obj["spec"]["template"]);
+            pod_template(at(obj, &["spec", "template"]));
         }
         ("apps", "Deployment") => deployment(obj),
         ("apps", "ReplicaSet") => {
             set(obj, &["spec", "replicas"], json!(1));
-            pod_template(&mut obj["spec"]["template"]);
+            pod_template(at(obj, &["spec", "template"]));
         }
         ("apps", "StatefulSet") => statefulset(obj),
         ("apps", "DaemonSet") => daemonset(obj),
@@ -55,15 +55,15 @@ pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
         }
         ("", "Node") => node(obj),
         ("", "Endpoints") => {
-            for subset in items_mut(&mut obj["subsets"]) {
-                for port in items_mut(&mut subset["ports"]) {
+            for subset in items_mut(at(obj, &["subsets"])) {
+                for port in items_mut(at(subset, &["ports"])) {
                     set(port, &["protocol"], json!("TCP"));
                 }
             }
         }
         ("", "LimitRange") => limitrange(obj),
         ("discovery.k8s.io", "EndpointSlice") => {
-            for port in items_mut(&mut obj["ports"]) {
+            for port in items_mut(at(obj, &["ports"])) {
                 set(port, &["protocol"], json!("TCP"));
                 set(port, &["name"], json!(""));
             }
@@ -113,9 +113,18 @@ fn set(obj: &mut Value, path: &[&str], value: Value) {
     }
 }
 
+/// The value at a path of object keys, without creating anything (IndexMut would insert nulls).
+fn at<'a>(v: &'a mut Value, path: &[&str]) -> Option<&'a mut Value> {
+    let mut cur = v;
+    for key in path {
+        cur = cur.as_object_mut()?.get_mut(*key)?;
+    }
+    Some(cur)
+}
+
 /// The elements of a list field, none when absent or not a list.
-fn items_mut(v: &mut Value) -> impl Iterator<Item = &mut Value> {
-    v.as_array_mut().into_iter().flatten()
+fn items_mut(v: Option<&mut Value>) -> impl Iterator<Item = &mut Value> {
+    v.and_then(Value::as_array_mut).into_iter().flatten()
 }
 
 fn is_unset(v: &Value) -> bool {
@@ -144,19 +153,19 @@ pub fn default_pull_policy(image: &str) -> &'static str {
     }
 }
 
-fn probe(p: &mut Value) {
-    if !p.is_object() {
+fn probe(p: Option<&mut Value>) {
+    let Some(p) = p.filter(|p| p.is_object()) else {
         return;
-    }
+    };
     set(p, &["timeoutSeconds"], json!(1));
     set(p, &["periodSeconds"], json!(10));
     set(p, &["successThreshold"], json!(1));
     set(p, &["failureThreshold"], json!(3));
-    http_get(&mut p["httpGet"]);
+    http_get(at(p, &["httpGet"]));
 }
 
-fn http_get(h: &mut Value) {
-    if h.is_object() {
+fn http_get(h: Option<&mut Value>) {
+    if let Some(h) = h.filter(|h| h.is_object()) {
         set(h, &["path"], json!("/"));
         set(h, &["scheme"], json!("HTTP"));
     }
@@ -175,13 +184,13 @@ fn container(c: &mut Value, host_network: bool) {
     );
     set(c, &["terminationMessagePolicy"], json!("File"));
     set(c, &["resources"], json!({}));
-    for port in items_mut(&mut c["ports"]) {
+    for port in items_mut(at(c, &["ports"])) {
         set(port, &["protocol"], json!("TCP"));
-        if host_network && is_unset(&port["hostPort"]) {
+        if host_network && port.is_object() && is_unset(&port["hostPort"]) {
             port["hostPort"] = port["containerPort"].clone();
         }
     }
-    for env in items_mut(&mut c["env"]) {
+    for env in items_mut(at(c, &["env"])) {
         if env["valueFrom"]["fieldRef"].is_object() {
             set(
                 &mut env["valueFrom"]["fieldRef"],
@@ -191,11 +200,11 @@ fn container(c: &mut Value, host_network: bool) {
         }
     }
     for p in ["livenessProbe", "readinessProbe", "startupProbe"] {
-        probe(&mut c[p]);
+        probe(at(c, &[p]));
     }
     if c["lifecycle"].is_object() {
         for hook in ["postStart", "preStop"] {
-            http_get(&mut c["lifecycle"][hook]["httpGet"]);
+            http_get(at(c, &["lifecycle", hook, "httpGet"]));
         }
     }
 }
@@ -215,7 +224,7 @@ fn volume(v: &mut Value) {
         set(&mut v["hostPath"], &["type"], json!(""));
     }
     if v["downwardAPI"].is_object() {
-        for item in items_mut(&mut v["downwardAPI"]["items"]) {
+        for item in items_mut(at(v, &["downwardAPI", "items"])) {
             if item["fieldRef"].is_object() {
                 set(&mut item["fieldRef"], &["apiVersion"], json!("v1"));
             }
@@ -235,18 +244,18 @@ fn pod_spec(spec: &mut Value) {
     set(spec, &["schedulerName"], json!("default-scheduler"));
     let host_network = spec["hostNetwork"].as_bool() == Some(true);
     for list in ["initContainers", "containers", "ephemeralContainers"] {
-        for c in items_mut(&mut spec[list]) {
+        for c in items_mut(at(spec, &[list])) {
             container(c, host_network);
         }
     }
-    for v in items_mut(&mut spec["volumes"]) {
+    for v in items_mut(at(spec, &["volumes"])) {
         volume(v);
     }
 }
 
-fn pod_template(t: &mut Value) {
-    if t.is_object() {
-        pod_spec(&mut t["spec"]);
+fn pod_template(t: Option<&mut Value>) {
+    if let Some(spec) = t.and_then(|t| at(t, &["spec"])) {
+        pod_spec(spec);
     }
 }
 
@@ -262,9 +271,12 @@ fn requests_from_limits(c: &mut Value) {
 
 fn pod(obj: &mut Value) {
     set(obj, &["spec"], json!({}));
+    if !obj["spec"].is_object() {
+        return;
+    }
     let spec = &mut obj["spec"];
     for list in ["initContainers", "containers"] {
-        for c in items_mut(&mut spec[list]) {
+        for c in items_mut(at(spec, &[list])) {
             requests_from_limits(c);
         }
     }
@@ -391,7 +403,7 @@ fn deployment(obj: &mut Value) {
     }
     set(obj, &["spec", "revisionHistoryLimit"], json!(10));
     set(obj, &["spec", "progressDeadlineSeconds"], json!(600));
-    pod_template(&mut obj["spec"]["template"]);
+    pod_template(at(obj, &["spec", "template"]));
 }
 
 fn statefulset(obj: &mut Value) {
@@ -413,11 +425,11 @@ fn statefulset(obj: &mut Value) {
     let policy = ["spec", "persistentVolumeClaimRetentionPolicy"];
     set(obj, &[policy[0], policy[1], "whenDeleted"], json!("Retain"));
     set(obj, &[policy[0], policy[1], "whenScaled"], json!("Retain"));
-    for pvc in items_mut(&mut obj["spec"]["volumeClaimTemplates"]) {
+    for pvc in items_mut(at(obj, &["spec", "volumeClaimTemplates"])) {
         set(pvc, &["spec", "volumeMode"], json!("Filesystem"));
         set(pvc, &["status", "phase"], json!("Pending"));
     }
-    pod_template(&mut obj["spec"]["template"]);
+    pod_template(at(obj, &["spec", "template"]));
 }
 
 fn daemonset(obj: &mut Value) {
@@ -439,11 +451,14 @@ fn daemonset(obj: &mut Value) {
         );
     }
     set(obj, &["spec", "revisionHistoryLimit"], json!(10));
-    pod_template(&mut obj["spec"]["template"]);
+    pod_template(at(obj, &["spec", "template"]));
 }
 
 fn job(obj: &mut Value) {
     set(obj, &["spec"], json!({}));
+    if !obj["spec"].is_object() {
+        return;
+    }
     let spec = &mut obj["spec"];
     if spec["completions"].is_null() && spec["parallelism"].is_null() {
         spec["completions"] = json!(1);
@@ -469,10 +484,11 @@ fn job(obj: &mut Value) {
     let has_labels = obj["metadata"]["labels"]
         .as_object()
         .is_some_and(|m| !m.is_empty());
-    if template_labels.is_object() && !has_labels {
+    let meta_ok = obj["metadata"].is_object() || obj["metadata"].is_null();
+    if template_labels.is_object() && !has_labels && meta_ok {
         obj["metadata"]["labels"] = template_labels;
     }
-    pod_template(&mut obj["spec"]["template"]);
+    pod_template(at(obj, &["spec", "template"]));
 }
 
 /// The job strategy's generated selector: the job's uid as label on the template and as the
@@ -502,7 +518,7 @@ fn cronjob(obj: &mut Value) {
     set(obj, &["spec", "suspend"], json!(false));
     set(obj, &["spec", "successfulJobsHistoryLimit"], json!(3));
     set(obj, &["spec", "failedJobsHistoryLimit"], json!(1));
-    pod_template(&mut obj["spec"]["jobTemplate"]["spec"]["template"]);
+    pod_template(at(obj, &["spec", "jobTemplate", "spec", "template"]));
 }
 
 fn service(obj: &mut Value) {
@@ -516,9 +532,9 @@ fn service(obj: &mut Value) {
             json!(10800),
         );
     }
-    for port in items_mut(&mut spec["ports"]) {
+    for port in items_mut(at(spec, &["ports"])) {
         set(port, &["protocol"], json!("TCP"));
-        if is_unset(&port["targetPort"]) {
+        if port.is_object() && is_unset(&port["targetPort"]) {
             port["targetPort"] = port["port"].clone();
         }
     }
@@ -555,7 +571,7 @@ fn node(obj: &mut Value) {
 }
 
 fn limitrange(obj: &mut Value) {
-    for item in items_mut(&mut obj["spec"]["limits"]) {
+    for item in items_mut(at(obj, &["spec", "limits"])) {
         if item["type"] != "Container" {
             continue;
         }
@@ -574,15 +590,17 @@ fn limitrange(obj: &mut Value) {
 }
 
 fn networkpolicy(obj: &mut Value) {
-    let spec = &mut obj["spec"];
+    let Some(spec) = at(obj, &["spec"]).filter(|s| s.is_object()) else {
+        return;
+    };
     for dir in ["ingress", "egress"] {
-        for rule in items_mut(&mut spec[dir]) {
-            for port in items_mut(&mut rule["ports"]) {
+        for rule in items_mut(at(spec, &[dir])) {
+            for port in items_mut(at(rule, &["ports"])) {
                 set(port, &["protocol"], json!("TCP"));
             }
         }
     }
-    if spec.is_object() && spec["policyTypes"].as_array().is_none_or(|a| a.is_empty()) {
+    if spec["policyTypes"].as_array().is_none_or(|a| a.is_empty()) {
         let mut types = vec![json!("Ingress")];
         if spec["egress"].as_array().is_some_and(|a| !a.is_empty()) {
             types.push(json!("Egress"));
@@ -596,7 +614,9 @@ fn hpa(obj: &mut Value) {
     if obj["apiVersion"] == "autoscaling/v1" {
         return;
     }
-    let spec = &mut obj["spec"];
+    let Some(spec) = at(obj, &["spec"]).filter(|s| s.is_object()) else {
+        return;
+    };
     if spec["metrics"].as_array().is_none_or(|a| a.is_empty()) {
         spec["metrics"] = json!([{"type": "Resource", "resource": {"name": "cpu",
             "target": {"type": "Utilization", "averageUtilization": 80}}}]);
@@ -626,7 +646,7 @@ fn rolebinding(obj: &mut Value) {
         &["roleRef", "apiGroup"],
         json!("rbac.authorization.k8s.io"),
     );
-    for subj in items_mut(&mut obj["subjects"]) {
+    for subj in items_mut(at(obj, &["subjects"])) {
         let group = match subj["kind"].as_str() {
             Some("User") | Some("Group") => "rbac.authorization.k8s.io",
             _ => "",
@@ -842,6 +862,60 @@ mod tests {
             hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"],
             80
         );
+    }
+
+    fn has_null(v: &Value) -> bool {
+        match v {
+            Value::Null => true,
+            Value::Object(m) => m.values().any(has_null),
+            Value::Array(a) => a.iter().any(has_null),
+            _ => false,
+        }
+    }
+
+    /// Odd shapes must not panic (IndexMut on a string would) nor leave nulls behind.
+    #[test]
+    fn malformed_shapes_are_left_alone() {
+        let kinds = [
+            ("", "Pod"),
+            ("apps", "Deployment"),
+            ("apps", "StatefulSet"),
+            ("apps", "DaemonSet"),
+            ("apps", "ReplicaSet"),
+            ("batch", "Job"),
+            ("batch", "CronJob"),
+            ("", "Service"),
+            ("", "Namespace"),
+            ("", "Secret"),
+            ("", "PersistentVolumeClaim"),
+            ("", "PersistentVolume"),
+            ("", "Node"),
+            ("", "Endpoints"),
+            ("", "LimitRange"),
+            ("discovery.k8s.io", "EndpointSlice"),
+            ("networking.k8s.io", "NetworkPolicy"),
+            ("autoscaling", "HorizontalPodAutoscaler"),
+            ("rbac.authorization.k8s.io", "RoleBinding"),
+            ("storage.k8s.io", "StorageClass"),
+            ("scheduling.k8s.io", "PriorityClass"),
+            ("", "PodTemplate"),
+            ("", "ReplicationController"),
+        ];
+        let shapes = [
+            json!({}),
+            json!({"metadata": 5, "spec": "x", "subsets": 3, "ports": "p", "subjects": [1]}),
+            json!({"spec": {"template": 3, "jobTemplate": [], "containers": [1, "x", {"ports": [2]}],
+                   "ports": [1, {"port": 80}], "ingress": [1], "limits": [2], "behavior": 1,
+                   "volumes": [3], "strategy": "x", "updateStrategy": 1}}),
+            json!({"spec": {"template": {"spec": {"containers": [{"env": [1], "ports": "x", "livenessProbe": 3}]}}}}),
+        ];
+        for (g, k) in kinds {
+            for shape in &shapes {
+                let mut v = shape.clone();
+                apply_defaults(g, k, &mut v);
+                assert!(!has_null(&v), "{g}/{k} left a null in {v}");
+            }
+        }
     }
 
     #[test]

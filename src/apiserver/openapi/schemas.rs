@@ -1,0 +1,256 @@
+//! The schemas of every served kind, generated once from k8s-openapi's `schemars` impls (which
+//! carry the upstream descriptions), reshaped the way Kubernetes publishes them: a `$ref` with a
+//! description beside it becomes `allOf: [{$ref}]` plus the description, and top-level kinds
+//! carry `x-kubernetes-group-version-kind`.
+
+use k8s_openapi::schemars::{generate::SchemaSettings, JsonSchema, SchemaGenerator};
+use k8s_openapi::{ClusterResourceScope, NamespaceResourceScope, Resource};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeSet;
+use std::sync::OnceLock;
+
+/// Where a kind lives and what its schema is called.
+#[derive(Debug, Clone)]
+pub struct KindInfo {
+    pub group: &'static str,
+    pub version: &'static str,
+    pub kind: &'static str,
+    pub plural: &'static str,
+    pub namespaced: bool,
+    /// Key in components.schemas, e.g. "io.k8s.api.core.v1.Pod".
+    pub schema: String,
+}
+
+/// Scope of a k8s-openapi resource type, as a bool.
+trait Scope {
+    const NAMESPACED: bool;
+}
+impl Scope for NamespaceResourceScope {
+    const NAMESPACED: bool = true;
+}
+impl Scope for ClusterResourceScope {
+    const NAMESPACED: bool = false;
+}
+
+struct Builder {
+    gen: SchemaGenerator,
+    kinds: Vec<KindInfo>,
+}
+
+impl Builder {
+    fn add<T>(&mut self)
+    where
+        T: Resource + JsonSchema,
+        T::Scope: Scope,
+    {
+        self.gen.subschema_for::<T>();
+        self.kinds.push(KindInfo {
+            group: T::GROUP,
+            version: T::VERSION,
+            kind: T::KIND,
+            plural: T::URL_PATH_SEGMENT,
+            namespaced: <T::Scope as Scope>::NAMESPACED,
+            schema: T::schema_name().into_owned(),
+        });
+    }
+}
+
+/// All kinds and their definitions.
+pub struct Registry {
+    pub kinds: Vec<KindInfo>,
+    pub definitions: Map<String, Value>,
+}
+
+fn build() -> Registry {
+    use k8s_openapi::api::*;
+    let settings = SchemaSettings::openapi3().with(|s| s.transforms.clear());
+    let mut b = Builder {
+        gen: SchemaGenerator::new(settings),
+        kinds: Vec::new(),
+    };
+    b.add::<core::v1::Namespace>();
+    b.add::<core::v1::Pod>();
+    b.add::<core::v1::Service>();
+    b.add::<core::v1::Endpoints>();
+    b.add::<core::v1::ConfigMap>();
+    b.add::<core::v1::Secret>();
+    b.add::<core::v1::Node>();
+    b.add::<core::v1::Event>();
+    b.add::<core::v1::ServiceAccount>();
+    b.add::<core::v1::PersistentVolume>();
+    b.add::<core::v1::PersistentVolumeClaim>();
+    b.add::<core::v1::ResourceQuota>();
+    b.add::<core::v1::LimitRange>();
+    b.add::<core::v1::ReplicationController>();
+    b.add::<core::v1::PodTemplate>();
+    b.add::<apps::v1::Deployment>();
+    b.add::<apps::v1::ReplicaSet>();
+    b.add::<apps::v1::StatefulSet>();
+    b.add::<apps::v1::DaemonSet>();
+    b.add::<apps::v1::ControllerRevision>();
+    b.add::<batch::v1::Job>();
+    b.add::<batch::v1::CronJob>();
+    b.add::<networking::v1::Ingress>();
+    b.add::<networking::v1::IngressClass>();
+    b.add::<networking::v1::NetworkPolicy>();
+    b.add::<discovery::v1::EndpointSlice>();
+    b.add::<coordination::v1::Lease>();
+    b.add::<autoscaling::v1::HorizontalPodAutoscaler>();
+    b.add::<autoscaling::v2::HorizontalPodAutoscaler>();
+    b.add::<policy::v1::PodDisruptionBudget>();
+    b.add::<rbac::v1::Role>();
+    b.add::<rbac::v1::RoleBinding>();
+    b.add::<rbac::v1::ClusterRole>();
+    b.add::<rbac::v1::ClusterRoleBinding>();
+    b.add::<storage::v1::StorageClass>();
+    b.add::<storage::v1::CSIDriver>();
+    b.add::<storage::v1::CSINode>();
+    b.add::<storage::v1::VolumeAttachment>();
+    b.add::<scheduling::v1::PriorityClass>();
+    b.add::<events::v1::Event>();
+    b.add::<certificates::v1::CertificateSigningRequest>();
+    let mut definitions = b.gen.take_definitions(false);
+    for schema in definitions.values_mut() {
+        reshape_refs(schema);
+    }
+    for k in &b.kinds {
+        if let Some(Value::Object(m)) = definitions.get_mut(&k.schema) {
+            m.insert(
+                "x-kubernetes-group-version-kind".into(),
+                json!([{"group": k.group, "kind": k.kind, "version": k.version}]),
+            );
+        }
+    }
+    Registry {
+        kinds: b.kinds,
+        definitions,
+    }
+}
+
+/// `{"$ref": X, "description": D}` becomes `{"allOf": [{"$ref": X}], "description": D}`, the form
+/// Kubernetes' own OpenAPI v3 documents use (siblings of `$ref` are ignored in OpenAPI 3.0).
+fn reshape_refs(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            if m.len() > 1 {
+                if let Some(r) = m.remove("$ref") {
+                    m.insert("allOf".into(), json!([{"$ref": r}]));
+                }
+            }
+            for child in m.values_mut() {
+                reshape_refs(child);
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(reshape_refs),
+        _ => {}
+    }
+}
+
+/// The registry, built on first use.
+pub fn registry() -> &'static Registry {
+    static REG: OnceLock<Registry> = OnceLock::new();
+    REG.get_or_init(build)
+}
+
+/// The kind served as `group/version` `kind`; with `version` None, the first version served.
+pub fn find_kind(group: &str, version: Option<&str>, kind: &str) -> Option<&'static KindInfo> {
+    registry()
+        .kinds
+        .iter()
+        .find(|k| k.group == group && k.kind == kind && version.is_none_or(|v| v == k.version))
+}
+
+/// Follows `$ref` and single-element `allOf` to the schema they name.
+pub fn resolve(schema: &Value) -> &Value {
+    let mut cur = schema;
+    for _ in 0..8 {
+        if let Some(r) = cur.get("$ref").and_then(Value::as_str) {
+            let name = r.rsplit('/').next().unwrap_or(r);
+            match registry().definitions.get(name) {
+                Some(s) => cur = s,
+                None => return cur,
+            }
+        } else if let Some([one]) = cur
+            .get("allOf")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+        {
+            cur = one;
+        } else {
+            return cur;
+        }
+    }
+    cur
+}
+
+/// Names of the definitions reachable from `roots`, for a group-version's document.
+pub fn reachable(roots: &[&str]) -> BTreeSet<String> {
+    fn refs(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::String(r)) = m.get("$ref") {
+                    out.push(r.rsplit('/').next().unwrap_or(r).to_string());
+                }
+                m.values().for_each(|c| refs(c, out));
+            }
+            Value::Array(a) => a.iter().for_each(|c| refs(c, out)),
+            _ => {}
+        }
+    }
+    let defs = &registry().definitions;
+    let mut seen = BTreeSet::new();
+    let mut todo: Vec<String> = roots.iter().map(|s| s.to_string()).collect();
+    while let Some(name) = todo.pop() {
+        if !seen.insert(name.clone()) {
+            continue;
+        }
+        if let Some(s) = defs.get(&name) {
+            refs(s, &mut todo);
+        }
+    }
+    seen
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_have_schemas_with_descriptions() {
+        let pod = find_kind("", Some("v1"), "Pod").expect("pods registered");
+        assert!(pod.namespaced);
+        assert_eq!(pod.plural, "pods");
+        let schema = &registry().definitions[&pod.schema];
+        assert_eq!(
+            schema["x-kubernetes-group-version-kind"],
+            json!([{"group": "", "kind": "Pod", "version": "v1"}])
+        );
+        let spec = &schema["properties"]["spec"];
+        assert!(spec["description"]
+            .as_str()
+            .unwrap()
+            .starts_with("Specification"));
+        assert_eq!(
+            spec["allOf"][0]["$ref"],
+            "#/components/schemas/io.k8s.api.core.v1.PodSpec"
+        );
+        let containers = &resolve(spec)["properties"]["containers"];
+        assert_eq!(containers["type"], "array");
+        assert!(resolve(&containers["items"])["properties"]["image"].is_object());
+        assert!(!find_kind("", None, "Namespace").unwrap().namespaced);
+        assert_eq!(
+            find_kind("autoscaling", Some("v1"), "HorizontalPodAutoscaler")
+                .unwrap()
+                .version,
+            "v1"
+        );
+    }
+
+    #[test]
+    fn reachability_includes_meta() {
+        let set = reachable(&["io.k8s.api.apps.v1.Deployment"]);
+        assert!(set.contains("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"));
+        assert!(set.contains("io.k8s.api.core.v1.Container"));
+        assert!(!set.contains("io.k8s.api.core.v1.Service"));
+    }
+}

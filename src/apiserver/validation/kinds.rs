@@ -1,0 +1,1780 @@
+//! Per-kind rules for every kind but pods: workloads, services, config, storage, networking,
+//! RBAC and the rest, each with its update-time immutability.
+
+use super::names::{self, port_num_error};
+use super::pods::{validate_pod_template, validate_protocol};
+use super::{
+    duplicate, forbidden, invalid, not_supported, required, too_long, validate_labels, FieldError,
+};
+use crate::apiserver::defaults::parse_quantity;
+use serde_json::{json, Value};
+
+type Errs = Vec<FieldError>;
+
+fn arr(v: &Value) -> &[Value] {
+    v.as_array().map(Vec::as_slice).unwrap_or(&[])
+}
+
+fn s(v: &Value) -> &str {
+    v.as_str().unwrap_or("")
+}
+
+pub(super) fn validate_kind(
+    group: &str,
+    kind: &str,
+    obj: &Value,
+    old: Option<&Value>,
+    errs: &mut Errs,
+) {
+    match (group, kind) {
+        ("apps", "Deployment") => deployment(obj, old, errs),
+        ("apps", "ReplicaSet") => replicated(obj, old, "replicaset", errs),
+        ("", "ReplicationController") => {
+            non_negative(&obj["spec"]["replicas"], "spec.replicas", errs);
+            validate_pod_template(&obj["spec"]["template"], "spec.template", errs);
+        }
+        ("apps", "StatefulSet") => statefulset(obj, old, errs),
+        ("apps", "DaemonSet") => daemonset(obj, old, errs),
+        ("apps", "ControllerRevision") => controllerrevision(obj, old, errs),
+        ("batch", "Job") => job(obj, old, errs),
+        ("batch", "CronJob") => cronjob(obj, errs),
+        ("", "PodTemplate") => validate_pod_template(&obj["template"], "template", errs),
+        ("", "Service") => service(obj, old, errs),
+        ("", "Namespace") => namespace(obj, errs),
+        ("", "ConfigMap") => data_keys(obj, old, false, errs),
+        ("", "Secret") => secret(obj, old, errs),
+        ("", "PersistentVolumeClaim") => pvc(obj, old, errs),
+        ("", "PersistentVolume") => pv(obj, errs),
+        ("", "Endpoints") => endpoints(obj, errs),
+        ("", "ResourceQuota") => resourcequota(obj, errs),
+        ("", "LimitRange") => limitrange(obj, errs),
+        ("", "Node") => node(obj, errs),
+        ("discovery.k8s.io", "EndpointSlice") => endpointslice(obj, old, errs),
+        ("events.k8s.io", "Event") => new_event(obj, errs),
+        ("networking.k8s.io", "Ingress") => ingress(obj, errs),
+        ("networking.k8s.io", "IngressClass") => ingressclass(obj, old, errs),
+        ("networking.k8s.io", "NetworkPolicy") => networkpolicy(obj, errs),
+        ("coordination.k8s.io", "Lease") => lease(obj, errs),
+        ("autoscaling", "HorizontalPodAutoscaler") => hpa(obj, errs),
+        ("policy", "PodDisruptionBudget") => pdb(obj, errs),
+        ("rbac.authorization.k8s.io", "Role") => rules(obj, true, errs),
+        ("rbac.authorization.k8s.io", "ClusterRole") => rules(obj, false, errs),
+        ("rbac.authorization.k8s.io", "RoleBinding") => binding(obj, old, true, errs),
+        ("rbac.authorization.k8s.io", "ClusterRoleBinding") => binding(obj, old, false, errs),
+        ("storage.k8s.io", "StorageClass") => storageclass(obj, old, errs),
+        ("scheduling.k8s.io", "PriorityClass") => priorityclass(obj, old, errs),
+        _ => {}
+    }
+}
+
+fn non_negative(v: &Value, path: &str, errs: &mut Errs) {
+    if let Some(n) = v.as_i64() {
+        if n < 0 {
+            errs.push(invalid(path, v, "must be greater than or equal to 0"));
+        }
+    }
+}
+
+fn immutable(new: &Value, old: Option<&Value>, path: &str, errs: &mut Errs) {
+    if let Some(old) = old {
+        if new != old {
+            errs.push(invalid(path, new, "field is immutable"));
+        }
+    }
+}
+
+/// Go's `%#v` of a labels map, as Kubernetes prints it in selector errors.
+fn go_map(v: &Value) -> String {
+    let mut pairs: Vec<(String, String)> = v
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), s(v).to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    pairs.sort();
+    let inner: Vec<String> = pairs.iter().map(|(k, v)| format!("{k:?}:{v:?}")).collect();
+    format!("map[string]string{{{}}}", inner.join(", "))
+}
+
+/// `ValidateLabelSelector`.
+fn label_selector(sel: &Value, path: &str, errs: &mut Errs) {
+    validate_labels(&sel["matchLabels"], &format!("{path}.matchLabels"), errs);
+    for (i, e) in arr(&sel["matchExpressions"]).iter().enumerate() {
+        let epath = format!("{path}.matchExpressions[{i}]");
+        let values = arr(&e["values"]);
+        match s(&e["operator"]) {
+            "In" | "NotIn" => {
+                if values.is_empty() {
+                    errs.push(required(
+                        &format!("{epath}.values"),
+                        "must be specified when `operator` is 'In' or 'NotIn'",
+                    ));
+                }
+            }
+            "Exists" | "DoesNotExist" => {
+                if !values.is_empty() {
+                    errs.push(forbidden(
+                        &format!("{epath}.values"),
+                        "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
+                    ));
+                }
+            }
+            _ => errs.push(invalid(
+                &format!("{epath}.operator"),
+                &e["operator"],
+                "not a valid selector operator",
+            )),
+        }
+        for msg in names::qualified_name(s(&e["key"])) {
+            errs.push(invalid(&format!("{epath}.key"), &e["key"], &msg));
+        }
+    }
+}
+
+/// Whether a label selector selects a set of labels.
+pub(crate) fn selector_matches(sel: &Value, labels: &Value) -> bool {
+    let get = |k: &str| labels.get(k).and_then(Value::as_str);
+    if let Some(m) = sel["matchLabels"].as_object() {
+        if !m.iter().all(|(k, v)| get(k) == v.as_str()) {
+            return false;
+        }
+    }
+    arr(&sel["matchExpressions"]).iter().all(|e| {
+        let key = s(&e["key"]);
+        let values: Vec<&str> = arr(&e["values"]).iter().map(s).collect();
+        match s(&e["operator"]) {
+            "In" => get(key).is_some_and(|v| values.contains(&v)),
+            "NotIn" => get(key).is_none_or(|v| !values.contains(&v)),
+            "Exists" => get(key).is_some(),
+            "DoesNotExist" => get(key).is_none(),
+            _ => false,
+        }
+    })
+}
+
+fn selector_is_empty(sel: &Value) -> bool {
+    sel["matchLabels"].as_object().is_none_or(|m| m.is_empty())
+        && arr(&sel["matchExpressions"]).is_empty()
+}
+
+/// Selector present, not empty, matching the template's labels; the template valid.
+fn selector_and_template(spec: &Value, what: &str, errs: &mut Errs) {
+    let sel = &spec["selector"];
+    if !sel.is_object() {
+        errs.push(required("spec.selector", ""));
+    } else {
+        label_selector(sel, "spec.selector", errs);
+        if selector_is_empty(sel) {
+            errs.push(invalid(
+                "spec.selector",
+                sel,
+                &format!("empty selector is invalid for {what}"),
+            ));
+        }
+    }
+    let template = &spec["template"];
+    if template.is_object() && sel.is_object() && !selector_is_empty(sel) {
+        let labels = &template["metadata"]["labels"];
+        if !selector_matches(sel, labels) {
+            errs.push(super::FieldError {
+                reason: "FieldValueInvalid".into(),
+                field: "spec.template.metadata.labels".into(),
+                message: format!(
+                    "Invalid value: {}: `selector` does not match template `labels`",
+                    go_map(labels)
+                ),
+            });
+        }
+    }
+    validate_pod_template(template, "spec.template", errs);
+}
+
+fn restart_always(spec: &Value, errs: &mut Errs) {
+    let rp = &spec["template"]["spec"]["restartPolicy"];
+    if !rp.is_null() && s(rp) != "Always" {
+        errs.push(not_supported(
+            "spec.template.spec.restartPolicy",
+            rp,
+            &["Always"],
+        ));
+    }
+}
+
+fn replicated(obj: &Value, old: Option<&Value>, what: &str, errs: &mut Errs) {
+    let spec = &obj["spec"];
+    non_negative(&spec["replicas"], "spec.replicas", errs);
+    non_negative(&spec["minReadySeconds"], "spec.minReadySeconds", errs);
+    selector_and_template(spec, what, errs);
+    restart_always(spec, errs);
+    if let Some(old) = old {
+        immutable(
+            &spec["selector"],
+            Some(&old["spec"]["selector"]),
+            "spec.selector",
+            errs,
+        );
+    }
+}
+
+/// An IntOrString that must be a non-negative int or a percentage.
+fn int_or_percent(v: &Value, path: &str, errs: &mut Errs) -> Option<f64> {
+    match v {
+        Value::Null => None,
+        Value::Number(n) => {
+            let n = n.as_f64().unwrap_or(0.0);
+            if n < 0.0 {
+                errs.push(invalid(path, v, "must be greater than or equal to 0"));
+            }
+            Some(n)
+        }
+        Value::String(st) => match st.strip_suffix('%').and_then(|p| p.parse::<f64>().ok()) {
+            Some(p) => {
+                if p < 0.0 {
+                    errs.push(invalid(path, v, "must be greater than or equal to 0"));
+                } else if p > 100.0 {
+                    errs.push(invalid(path, v, "must not be greater than 100%"));
+                }
+                Some(p)
+            }
+            None => {
+                errs.push(invalid(
+                    path,
+                    v,
+                    "a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')",
+                ));
+                None
+            }
+        },
+        _ => None,
+    }
+}
+
+fn deployment(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
+    replicated(obj, old, "deployment", errs);
+    let spec = &obj["spec"];
+    let strategy = &spec["strategy"];
+    match s(&strategy["type"]) {
+        "RollingUpdate" => {
+            let ru = &strategy["rollingUpdate"];
+            let unavailable = int_or_percent(
+                &ru["maxUnavailable"],
+                "spec.strategy.rollingUpdate.maxUnavailable",
+                errs,
+            );
+            let surge = int_or_percent(
+                &ru["maxSurge"],
+                "spec.strategy.rollingUpdate.maxSurge",
+                errs,
+            );
+            if unavailable == Some(0.0) && surge == Some(0.0) {
+                errs.push(invalid(
+                    "spec.strategy.rollingUpdate.maxUnavailable",
+                    &ru["maxUnavailable"],
+                    "may not be 0 when `maxSurge` is 0",
+                ));
+            }
+        }
+        "Recreate" => {
+            if !strategy["rollingUpdate"].is_null() {
+                errs.push(forbidden(
+                    "spec.strategy.rollingUpdate",
+                    "may not be specified when strategy `type` is 'Recreate'",
+                ));
+            }
+        }
+        "" => errs.push(required("spec.strategy.type", "")),
+        _ => errs.push(not_supported(
+            "spec.strategy.type",
+            &strategy["type"],
+            &["Recreate", "RollingUpdate"],
+        )),
+    }
+    non_negative(
+        &spec["revisionHistoryLimit"],
+        "spec.revisionHistoryLimit",
+        errs,
+    );
+    if let Some(pd) = spec["progressDeadlineSeconds"].as_i64() {
+        if pd <= spec["minReadySeconds"].as_i64().unwrap_or(0) {
+            errs.push(invalid(
+                "spec.progressDeadlineSeconds",
+                &spec["progressDeadlineSeconds"],
+                "must be greater than minReadySeconds",
+            ));
+        }
+    }
+}
+
+const STS_UPDATE_MSG: &str = "updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden";
+
+fn statefulset(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
+    let spec = &obj["spec"];
+    non_negative(&spec["replicas"], "spec.replicas", errs);
+    selector_and_template(spec, "statefulset", errs);
+    restart_always(spec, errs);
+    match s(&spec["podManagementPolicy"]) {
+        "OrderedReady" | "Parallel" | "" => {}
+        _ => errs.push(not_supported(
+            "spec.podManagementPolicy",
+            &spec["podManagementPolicy"],
+            &["OrderedReady", "Parallel"],
+        )),
+    }
+    match s(&spec["updateStrategy"]["type"]) {
+        "OnDelete" | "RollingUpdate" | "" => {}
+        _ => errs.push(not_supported(
+            "spec.updateStrategy.type",
+            &spec["updateStrategy"]["type"],
+            &["OnDelete", "RollingUpdate"],
+        )),
+    }
+    non_negative(
+        &spec["updateStrategy"]["rollingUpdate"]["partition"],
+        "spec.updateStrategy.rollingUpdate.partition",
+        errs,
+    );
+    if let Some(old) = old {
+        let mut a = spec.clone();
+        let mut b = old["spec"].clone();
+        for f in [
+            "replicas",
+            "ordinals",
+            "template",
+            "updateStrategy",
+            "persistentVolumeClaimRetentionPolicy",
+            "minReadySeconds",
+            "revisionHistoryLimit",
+        ] {
+            if let Some(m) = a.as_object_mut() {
+                m.remove(f);
+            }
+            if let Some(m) = b.as_object_mut() {
+                m.remove(f);
+            }
+        }
+        if a != b {
+            errs.push(forbidden("spec", STS_UPDATE_MSG));
+        }
+    }
+}
+
+fn daemonset(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
+    let spec = &obj["spec"];
+    selector_and_template(spec, "daemonset", errs);
+    restart_always(spec, errs);
+    match s(&spec["updateStrategy"]["type"]) {
+        "OnDelete" | "RollingUpdate" | "" => {}
+        _ => errs.push(not_supported(
+            "spec.updateStrategy.type",
+            &spec["updateStrategy"]["type"],
+            &["OnDelete", "RollingUpdate"],
+        )),
+    }
+    non_negative(
+        &spec["revisionHistoryLimit"],
+        "spec.revisionHistoryLimit",
+        errs,
+    );
+    if let Some(old) = old {
+        immutable(
+            &spec["selector"],
+            Some(&old["spec"]["selector"]),
+            "spec.selector",
+            errs,
+        );
+    }
+}
+
+fn controllerrevision(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
+    non_negative(&obj["revision"], "revision", errs);
+    if let Some(old) = old {
+        immutable(&obj["data"], Some(&old["data"]), "data", errs);
+    }
+}
+
+fn job_restart_policy(template: &Value, path: &str, errs: &mut Errs) {
+    let rp = &template["spec"]["restartPolicy"];
+    if !matches!(s(rp), "OnFailure" | "Never") {
+        errs.push(not_supported(path, rp, &["OnFailure", "Never"]));
+    }
+}
+
+fn job(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
+    let spec = &obj["spec"];
+    for f in ["parallelism", "completions", "backoffLimit"] {
+        non_negative(&spec[f], &format!("spec.{f}"), errs);
+    }
+    if let Some(n) = spec["activeDeadlineSeconds"].as_i64() {
+        if n <= 0 {
+            errs.push(invalid(
+                "spec.activeDeadlineSeconds",
+                &spec["activeDeadlineSeconds"],
+                "must be greater than or equal to 1",
+            ));
+        }
+    }
+    match s(&spec["completionMode"]) {
+        "NonIndexed" | "Indexed" | "" => {}
+        _ => errs.push(not_supported(
+            "spec.completionMode",
+            &spec["completionMode"],
+            &["NonIndexed", "Indexed"],
+        )),
+    }
+    if spec["completionMode"] == "Indexed" && spec["completions"].is_null() {
+        errs.push(required(
+            "spec.completions",
+            "when completion mode is Indexed",
+        ));
+    }
+    // The server generates the selector from the uid unless manualSelector is set.
+    let sel = &spec["selector"];
+    if sel.is_object() {
+        label_selector(sel, "spec.selector", errs);
+        let labels = &spec["template"]["metadata"]["labels"];
+        if !selector_is_empty(sel) && !selector_matches(sel, labels) {
+            errs.push(FieldError {
+                reason: "FieldValueInvalid".into(),
+                field: "spec.template.metadata.labels".into(),
+                message: format!(
+                    "Invalid value: {}: `selector` does not match template `labels`",
+                    go_map(labels)
+                ),
+            });
+        }
+    } else if spec["manualSelector"].as_bool() == Some(true) {
+        errs.push(required("spec.selector", ""));
+    }
+    validate_pod_template(&spec["template"], "spec.template", errs);
+    job_restart_policy(&spec["template"], "spec.template.spec.restartPolicy", errs);
+    if let Some(old) = old {
+        let os = &old["spec"];
+        immutable(
+            &spec["selector"],
+            Some(&os["selector"]),
+            "spec.selector",
+            errs,
+        );
+        immutable(
+            &spec["completionMode"],
+            Some(&os["completionMode"]),
+            "spec.completionMode",
+            errs,
+        );
+        if spec["completionMode"] != "Indexed" {
+            immutable(
+                &spec["completions"],
+                Some(&os["completions"]),
+                "spec.completions",
+                errs,
+            );
+        }
+        // A suspended job's template may still be adjusted before it starts.
+        if os["suspend"].as_bool() != Some(true) {
+            immutable(
+                &spec["template"],
+                Some(&os["template"]),
+                "spec.template",
+                errs,
+            );
+        }
+    }
+}
+
+fn valid_cron(schedule: &str) -> Result<(), String> {
+    if schedule.contains("TZ") {
+        return Err("cannot use TZ or CRON_TZ in schedule, use timeZone field instead".into());
+    }
+    if let Some(rest) = schedule.strip_prefix('@') {
+        return match rest {
+            "yearly" | "annually" | "monthly" | "weekly" | "daily" | "midnight" | "hourly" => {
+                Ok(())
+            }
+            r if r.starts_with("every ") => Ok(()),
+            _ => Err(format!("unrecognized descriptor: {schedule}")),
+        };
+    }
+    let fields: Vec<&str> = schedule.split_whitespace().collect();
+    if fields.len() != 5 {
+        return Err(format!(
+            "expected exactly 5 fields, found {}: {schedule}",
+            fields.len()
+        ));
+    }
+    let ok = fields.iter().all(|f| {
+        f.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '*' | '/' | ',' | '-' | '?'))
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("failed to parse schedule: {schedule}"))
+    }
+}
+
+fn cronjob(obj: &Value, errs: &mut Errs) {
+    let spec = &obj["spec"];
+    let name = s(&obj["metadata"]["name"]);
+    if name.len() > 52 {
+        errs.push(invalid(
+            "metadata.name",
+            &obj["metadata"]["name"],
+            "must be no more than 52 characters",
+        ));
+    }
+    match spec["schedule"].as_str() {
+        None | Some("") => errs.push(required("spec.schedule", "")),
+        Some(sch) => {
+            if let Err(msg) = valid_cron(sch) {
+                errs.push(invalid("spec.schedule", &spec["schedule"], &msg));
+            }
+        }
+    }
+    match s(&spec["concurrencyPolicy"]) {
+        "Allow" | "Forbid" | "Replace" => {}
+        "" => errs.push(required("spec.concurrencyPolicy", "")),
+        _ => errs.push(not_supported(
+            "spec.concurrencyPolicy",
+            &spec["concurrencyPolicy"],
+            &["Allow", "Forbid", "Replace"],
+        )),
+    }
+    for f in [
+        "startingDeadlineSeconds",
+        "successfulJobsHistoryLimit",
+        "failedJobsHistoryLimit",
+    ] {
+        non_negative(&spec[f], &format!("spec.{f}"), errs);
+    }
+    let template = &spec["jobTemplate"]["spec"]["template"];
+    validate_pod_template(template, "spec.jobTemplate.spec.template", errs);
+    job_restart_policy(
+        template,
+        "spec.jobTemplate.spec.template.spec.restartPolicy",
+        errs,
+    );
+}
+
+fn is_ip(v: &str) -> bool {
+    v.parse::<std::net::IpAddr>().is_ok()
+}
+
+fn service(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
+    let spec = &obj["spec"];
+    let ty = s(&spec["type"]);
+    match ty {
+        "ClusterIP" | "NodePort" | "LoadBalancer" | "ExternalName" => {}
+        "" => errs.push(required("spec.type", "")),
+        _ => errs.push(not_supported(
+            "spec.type",
+            &spec["type"],
+            &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"],
+        )),
+    }
+    let cluster_ip = s(&spec["clusterIP"]);
+    let headless = cluster_ip == "None";
+    if ty == "ExternalName" {
+        let en = s(&spec["externalName"]).trim_end_matches('.');
+        if en.is_empty() {
+            errs.push(required("spec.externalName", ""));
+        } else {
+            for msg in names::dns1123_subdomain(en) {
+                errs.push(invalid("spec.externalName", &spec["externalName"], &msg));
+            }
+        }
+    } else if !cluster_ip.is_empty() && !headless && !is_ip(cluster_ip) {
+        errs.push(invalid(
+            "spec.clusterIPs[0]",
+            &spec["clusterIP"],
+            "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+        ));
+    }
+    let ports = arr(&spec["ports"]);
+    if ports.is_empty() && ty != "ExternalName" && !headless {
+        errs.push(required("spec.ports", ""));
+    }
+    let mut names_seen: Vec<&str> = Vec::new();
+    let mut port_protos: Vec<(i64, &str)> = Vec::new();
+    for (i, p) in ports.iter().enumerate() {
+        let path = format!("spec.ports[{i}]");
+        let name = s(&p["name"]);
+        if name.is_empty() {
+            if ports.len() > 1 {
+                errs.push(required(&format!("{path}.name"), ""));
+            }
+        } else {
+            for msg in names::dns1123_label(name) {
+                errs.push(invalid(&format!("{path}.name"), &p["name"], &msg));
+            }
+            if names_seen.contains(&name) {
+                errs.push(duplicate(&format!("{path}.name"), &p["name"]));
+            }
+            names_seen.push(name);
+        }
+        let port = p["port"].as_i64().unwrap_or(0);
+        if !(1..=65535).contains(&port) {
+            errs.push(invalid(
+                &format!("{path}.port"),
+                &p["port"],
+                port_num_error(),
+            ));
+        }
+        validate_protocol(&p["protocol"], &format!("{path}.protocol"), errs);
+        let proto = s(&p["protocol"]);
+        if port_protos.contains(&(port, proto)) {
+            errs.push(duplicate(&path, &json!({"port": port, "protocol": proto})));
+        }
+        port_protos.push((port, proto));
+        match &p["targetPort"] {
+            Value::Number(n) if !(1..=65535).contains(&n.as_i64().unwrap_or(0)) => {
+                errs.push(invalid(
+                    &format!("{path}.targetPort"),
+                    &p["targetPort"],
+                    port_num_error(),
+                ));
+            }
+            Value::String(tp) => {
+                for msg in names::port_name(tp) {
+                    errs.push(invalid(
+                        &format!("{path}.targetPort"),
+                        &p["targetPort"],
+                        &msg,
+                    ));
+                }
+            }
+            _ => {}
+        }
+        if let Some(np) = p["nodePort"].as_i64() {
+            if np != 0 {
+                if ty == "ClusterIP" || ty == "ExternalName" {
+                    errs.push(forbidden(
+                        &format!("{path}.nodePort"),
+                        &format!("may not be used when `type` is '{ty}'"),
+                    ));
+                } else if !(1..=65535).contains(&np) {
+                    errs.push(invalid(
+                        &format!("{path}.nodePort"),
+                        &p["nodePort"],
+                        port_num_error(),
+                    ));
+                }
+            }
+        }
+    }
+    match s(&spec["sessionAffinity"]) {
+        "None" | "ClientIP" | "" => {}
+        _ => errs.push(not_supported(
+            "spec.sessionAffinity",
+            &spec["sessionAffinity"],
+            &["ClientIP", "None"],
+        )),
+    }
+    let etp = &spec["externalTrafficPolicy"];
+    if !s(etp).is_empty() {
+        if ty != "NodePort" && ty != "LoadBalancer" {
+            errs.push(invalid(
+                "spec.externalTrafficPolicy",
+                etp,
+                "may only be set when `type` is 'NodePort' or 'LoadBalancer'",
+            ));
+        } else if !matches!(s(etp), "Cluster" | "Local") {
+            errs.push(not_supported(
+                "spec.externalTrafficPolicy",
+                etp,
+                &["Cluster", "Local"],
+            ));
+        }
+    }
+    if !matches!(s(&spec["internalTrafficPolicy"]), "" | "Cluster" | "Local") {
+        errs.push(not_supported(
+            "spec.internalTrafficPolicy",
+            &spec["internalTrafficPolicy"],
+            &["Cluster", "Local"],
+        ));
+    }
+    validate_labels(&spec["selector"], "spec.selector", errs);
+    if let Some(old) = old {
+        let old_ip = s(&old["spec"]["clusterIP"]);
+        let old_ty = s(&old["spec"]["type"]);
+        if old_ty != "ExternalName"
+            && ty != "ExternalName"
+            && !old_ip.is_empty()
+            && !cluster_ip.is_empty()
+            && old_ip != cluster_ip
+        {
+            errs.push(invalid(
+                "spec.clusterIPs[0]",
+                &spec["clusterIP"],
+                "may not change once set",
+            ));
+        }
+    }
+}
+
+fn namespace(obj: &Value, errs: &mut Errs) {
+    for (i, f) in arr(&obj["spec"]["finalizers"]).iter().enumerate() {
+        for msg in names::qualified_name(s(f)) {
+            errs.push(invalid(&format!("spec.finalizers[{i}]"), f, &msg));
+        }
+    }
+}
+
+const MAX_DATA_SIZE: usize = 1024 * 1024;
+
+/// Keys of ConfigMap/Secret data (and binaryData), total size, and `immutable: true`.
+fn data_keys(obj: &Value, old: Option<&Value>, secret: bool, errs: &mut Errs) {
+    let mut total = 0;
+    let maps: &[&str] = if secret {
+        &["data", "stringData"]
+    } else {
+        &["data", "binaryData"]
+    };
+    for field in maps {
+        if let Some(m) = obj[*field].as_object() {
+            for (k, v) in m {
+                for msg in names::config_key(k) {
+                    errs.push(invalid(&format!("{field}[{k}]"), &json!(k), &msg));
+                }
+                total += v.as_str().map(str::len).unwrap_or(0);
+            }
+        }
+    }
+    if !secret {
+        if let (Some(d), Some(b)) = (obj["data"].as_object(), obj["binaryData"].as_object()) {
+            for k in d.keys().filter(|k| b.contains_key(*k)) {
+                errs.push(invalid(
+                    &format!("data[{k}]"),
+                    &json!(k),
+                    "duplicate of key present in binaryData",
+                ));
+            }
+        }
+    }
+    if total > MAX_DATA_SIZE * 4 / 3 + 4 || (!secret && total > MAX_DATA_SIZE) {
+        errs.push(too_long(if secret { "data" } else { "" }, MAX_DATA_SIZE));
+    }
+    let Some(old) = old else { return };
+    if old["immutable"].as_bool() == Some(true) {
+        if obj["immutable"].as_bool() != Some(true) {
+            errs.push(forbidden(
+                "immutable",
+                "field is immutable when `immutable` is set",
+            ));
+        }
+        for f in ["data", "binaryData"] {
+            if obj[f] != old[f] {
+                errs.push(forbidden(f, "field is immutable when `immutable` is set"));
+            }
+        }
+    }
+}
+
+fn secret(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
+    data_keys(obj, old, true, errs);
+    let has = |k: &str| !obj["data"][k].is_null() || !obj["stringData"][k].is_null();
+    let ty = s(&obj["type"]);
+    let need: &[&str] = match ty {
+        "kubernetes.io/tls" => &["tls.crt", "tls.key"],
+        "kubernetes.io/dockerconfigjson" => &[".dockerconfigjson"],
+        "kubernetes.io/dockercfg" => &[".dockercfg"],
+        "kubernetes.io/ssh-auth" => &["ssh-privatekey"],
+        _ => &[],
+    };
+    for k in need {
+        if !has(k) {
+            errs.push(required(&format!("data[{k}]"), ""));
+        }
+    }
+    if ty == "kubernetes.io/basic-auth" && !has("username") && !has("password") {
+        errs.push(required("data[username]", ""));
+        errs.push(required("data[password]", ""));
+    }
+    if ty == "kubernetes.io/service-account-token"
+        && s(&obj["metadata"]["annotations"]["kubernetes.io/service-account.name"]).is_empty()
+    {
+        errs.push(required(
+            "metadata.annotations[kubernetes.io/service-account.name]",
+            "",
+        ));
+    }
+    if let Some(old) = old {
+        immutable(&obj["type"], Some(&old["type"]), "type", errs);
+    }
+}
+
+const ACCESS_MODES: &[&str] = &[
+    "ReadOnlyMany",
+    "ReadWriteMany",
+    "ReadWriteOnce",
+    "ReadWriteOncePod",
+];
+
+fn access_modes(modes: &Value, path: &str, errs: &mut Errs) {
+    let list = arr(modes);
+    if list.is_empty() {
+        errs.push(required(path, "at least 1 access mode is required"));
+    }
+    for m in list {
+        if !ACCESS_MODES.contains(&s(m)) {
+            errs.push(not_supported(path, m, ACCESS_MODES));
+        }
+    }
+}
+
+fn pvc(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
+    let spec = &obj["spec"];
+    access_modes(&spec["accessModes"], "spec.accessModes", errs);
+    let storage = &spec["resources"]["requests"]["storage"];
+    if storage.is_null() {
+        errs.push(required("spec.resources[storage]", ""));
+    } else if parse_quantity(storage).is_none_or(|q| q <= 0.0) {
+        errs.push(invalid(
+            "spec.resources[storage]",
+            storage,
+            "must be greater than zero",
+        ));
+    }
+    if !matches!(s(&spec["volumeMode"]), "" | "Block" | "Filesystem") {
+        errs.push(not_supported(
+            "spec.volumeMode",
+            &spec["volumeMode"],
+            &["Block", "Filesystem"],
+        ));
+    }
+    if let Some(old) = old {
+        let strip = |v: &Value, old_volume_empty: bool| {
+            let mut v = v.clone();
+            if let Some(m) = v.as_object_mut() {
+                m.remove("resources");
+                m.remove("volumeAttributesClassName");
+                if old_volume_empty {
+                    m.remove("volumeName");
+                }
+            }
+            v
+        };
+        let unbound = s(&old["spec"]["volumeName"]).is_empty();
+        if strip(spec, unbound) != strip(&old["spec"], unbound) {
+            errs.push(forbidden(
+                "spec",
+                "spec is immutable after creation except resources.requests and volumeAttributesClassName for bound claims",
+            ));
+        }
+        let old_storage = parse_quantity(&old["spec"]["resources"]["requests"]["storage"]);
+        if let (Some(n), Some(o)) = (parse_quantity(storage), old_storage) {
+            if n < o {
+                errs.push(forbidden(
+                    "spec.resources.requests.storage",
+                    "field can not be less than previous value",
+                ));
+            }
+        }
+    }
+}
+
+const PV_SOURCES: &[&str] = &[
+    "hostPath",
+    "local",
+    "nfs",
+    "csi",
+    "iscsi",
+    "fc",
+    "rbd",
+    "cephfs",
+    "glusterfs",
+    "cinder",
+    "flexVolume",
+    "azureFile",
+    "azureDisk",
+    "awsElasticBlockStore",
+    "gcePersistentDisk",
+    "vsphereVolume",
+    "quobyte",
+    "photonPersistentDisk",
+    "portworxVolume",
+    "scaleIO",
+    "storageos",
+    "flocker",
+];
+
+fn pv(obj: &Value, errs: &mut Errs) {
+    let spec = &obj["spec"];
+    access_modes(&spec["accessModes"], "spec.accessModes", errs);
+    if spec["capacity"]["storage"].is_null() {
+        errs.push(required("spec.capacity", ""));
+    }
+    let sources: Vec<&&str> = PV_SOURCES.iter().filter(|k| !spec[**k].is_null()).collect();
+    if sources.is_empty() {
+        errs.push(required("spec", "must specify a volume type"));
+    } else if sources.len() > 1 {
+        errs.push(forbidden(
+            &format!("spec.{}", sources[1]),
+            "may not specify more than 1 volume type",
+        ));
+    }
+    match s(&spec["persistentVolumeReclaimPolicy"]) {
+        "" | "Delete" | "Recycle" | "Retain" => {}
+        _ => errs.push(not_supported(
+            "spec.persistentVolumeReclaimPolicy",
+            &spec["persistentVolumeReclaimPolicy"],
+            &["Delete", "Recycle", "Retain"],
+        )),
+    }
+    if spec["hostPath"].is_object() && s(&spec["hostPath"]["path"]).is_empty() {
+        errs.push(required("spec.hostPath.path", ""));
+    }
+}
+
+fn endpoints(obj: &Value, errs: &mut Errs) {
+    for (i, ss) in arr(&obj["subsets"]).iter().enumerate() {
+        for list in ["addresses", "notReadyAddresses"] {
+            for (j, a) in arr(&ss[list]).iter().enumerate() {
+                if !is_ip(s(&a["ip"])) {
+                    errs.push(invalid(
+                        &format!("subsets[{i}].{list}[{j}].ip"),
+                        &a["ip"],
+                        "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+                    ));
+                }
+            }
+        }
+        for (j, p) in arr(&ss["ports"]).iter().enumerate() {
+            let path = format!("subsets[{i}].ports[{j}]");
+            if !(1..=65535).contains(&p["port"].as_i64().unwrap_or(0)) {
+                errs.push(invalid(
+                    &format!("{path}.port"),
+                    &p["port"],
+                    port_num_error(),
+                ));
+            }
+            validate_protocol(&p["protocol"], &format!("{path}.protocol"), errs);
+        }
+    }
+}
+
+fn endpointslice(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
+    let at = &obj["addressType"];
+    match s(at) {
+        "IPv4" | "IPv6" | "FQDN" => {}
+        "" => errs.push(required("addressType", "")),
+        _ => errs.push(not_supported("addressType", at, &["FQDN", "IPv4", "IPv6"])),
+    }
+    for (i, e) in arr(&obj["endpoints"]).iter().enumerate() {
+        let addrs = arr(&e["addresses"]);
+        if addrs.is_empty() {
+            errs.push(required(
+                &format!("endpoints[{i}].addresses"),
+                "must contain at least 1 address",
+            ));
+        }
+        for (j, a) in addrs.iter().enumerate() {
+            let bad = match s(at) {
+                "IPv4" => s(a).parse::<std::net::Ipv4Addr>().is_err(),
+                "IPv6" => s(a).parse::<std::net::Ipv6Addr>().is_err(),
+                _ => !names::dns1123_subdomain(s(a)).is_empty(),
+            };
+            if bad {
+                errs.push(invalid(
+                    &format!("endpoints[{i}].addresses[{j}]"),
+                    a,
+                    &format!("must be a valid {} address", s(at)),
+                ));
+            }
+        }
+    }
+    for (i, p) in arr(&obj["ports"]).iter().enumerate() {
+        if let Some(n) = p["port"].as_i64() {
+            if !(1..=65535).contains(&n) {
+                errs.push(invalid(
+                    &format!("ports[{i}].port"),
+                    &p["port"],
+                    port_num_error(),
+                ));
+            }
+        }
+        if !p["protocol"].is_null() {
+            validate_protocol(&p["protocol"], &format!("ports[{i}].protocol"), errs);
+        }
+    }
+    if let Some(old) = old {
+        immutable(at, Some(&old["addressType"]), "addressType", errs);
+    }
+}
+
+fn resourcequota(obj: &Value, errs: &mut Errs) {
+    for part in ["hard"] {
+        if let Some(m) = obj["spec"][part].as_object() {
+            for (k, q) in m {
+                if parse_quantity(q).is_none() {
+                    errs.push(invalid(
+                        &format!("spec.{part}[{k}]"),
+                        q,
+                        "must be a valid quantity",
+                    ));
+                }
+                for msg in names::qualified_name(k) {
+                    errs.push(invalid(&format!("spec.{part}[{k}]"), &json!(k), &msg));
+                }
+            }
+        }
+    }
+}
+
+fn limitrange(obj: &Value, errs: &mut Errs) {
+    for (i, item) in arr(&obj["spec"]["limits"]).iter().enumerate() {
+        match s(&item["type"]) {
+            "Container" | "Pod" | "PersistentVolumeClaim" => {}
+            "" => errs.push(required(&format!("spec.limits[{i}].type"), "")),
+            _ => errs.push(not_supported(
+                &format!("spec.limits[{i}].type"),
+                &item["type"],
+                &["Container", "PersistentVolumeClaim", "Pod"],
+            )),
+        }
+    }
+}
+
+fn node(obj: &Value, errs: &mut Errs) {
+    for (i, t) in arr(&obj["spec"]["taints"]).iter().enumerate() {
+        let path = format!("spec.taints[{i}]");
+        for msg in names::qualified_name(s(&t["key"])) {
+            errs.push(invalid(&format!("{path}.key"), &t["key"], &msg));
+        }
+        match s(&t["effect"]) {
+            "NoSchedule" | "PreferNoSchedule" | "NoExecute" => {}
+            "" => errs.push(required(&format!("{path}.effect"), "")),
+            _ => errs.push(not_supported(
+                &format!("{path}.effect"),
+                &t["effect"],
+                &["NoExecute", "NoSchedule", "PreferNoSchedule"],
+            )),
+        }
+    }
+}
+
+fn new_event(obj: &Value, errs: &mut Errs) {
+    for f in [
+        "eventTime",
+        "reportingController",
+        "reportingInstance",
+        "action",
+        "reason",
+    ] {
+        if s(&obj[f]).is_empty() {
+            errs.push(required(f, ""));
+        }
+    }
+    match s(&obj["type"]) {
+        "Normal" | "Warning" => {}
+        _ => errs.push(not_supported("type", &obj["type"], &["Normal", "Warning"])),
+    }
+    if s(&obj["note"]).len() > 1024 {
+        errs.push(too_long("note", 1024));
+    }
+}
+
+fn ingress_backend(b: &Value, path: &str, errs: &mut Errs) {
+    let svc = &b["service"];
+    match (svc.is_object(), b["resource"].is_object()) {
+        (true, true) => errs.push(invalid(
+            path,
+            &json!(""),
+            "cannot set both resource and service backends",
+        )),
+        (false, false) => errs.push(invalid(
+            path,
+            &json!(""),
+            "resource or service backend is required",
+        )),
+        (true, false) => {
+            let n = s(&svc["name"]);
+            if n.is_empty() {
+                errs.push(required(&format!("{path}.service.name"), ""));
+            } else {
+                for msg in names::dns1035_label(n) {
+                    errs.push(invalid(&format!("{path}.service.name"), &svc["name"], &msg));
+                }
+            }
+            let port = &svc["port"];
+            let has_name = !s(&port["name"]).is_empty();
+            let has_num = port["number"].as_i64().is_some_and(|n| n != 0);
+            if has_name && has_num {
+                errs.push(invalid(
+                    &format!("{path}.service.port"),
+                    port,
+                    "cannot set both port name & port number",
+                ));
+            } else if !has_name && !has_num {
+                errs.push(invalid(
+                    &format!("{path}.service.port"),
+                    port,
+                    "port name or number is required",
+                ));
+            } else if has_num && !(1..=65535).contains(&port["number"].as_i64().unwrap_or(0)) {
+                errs.push(invalid(
+                    &format!("{path}.service.port.number"),
+                    &port["number"],
+                    port_num_error(),
+                ));
+            }
+        }
+        (false, true) => {}
+    }
+}
+
+fn ingress(obj: &Value, errs: &mut Errs) {
+    let spec = &obj["spec"];
+    if spec["defaultBackend"].is_object() {
+        ingress_backend(&spec["defaultBackend"], "spec.defaultBackend", errs);
+    } else if arr(&spec["rules"]).is_empty() {
+        errs.push(invalid(
+            "spec.rules",
+            &json!([]),
+            "either `defaultBackend` or `rules` must be specified",
+        ));
+    }
+    for (i, r) in arr(&spec["rules"]).iter().enumerate() {
+        let rpath = format!("spec.rules[{i}]");
+        let host = s(&r["host"]);
+        if !host.is_empty() {
+            let check = host.strip_prefix("*.").unwrap_or(host);
+            for msg in names::dns1123_subdomain(check) {
+                errs.push(invalid(&format!("{rpath}.host"), &r["host"], &msg));
+            }
+        }
+        let http = &r["http"];
+        if http.is_object() && arr(&http["paths"]).is_empty() {
+            errs.push(required(&format!("{rpath}.http.paths"), ""));
+        }
+        for (j, p) in arr(&http["paths"]).iter().enumerate() {
+            let ppath = format!("{rpath}.http.paths[{j}]");
+            match s(&p["pathType"]) {
+                "Exact" | "Prefix" => {
+                    if !s(&p["path"]).starts_with('/') {
+                        errs.push(invalid(
+                            &format!("{ppath}.path"),
+                            &p["path"],
+                            "must be an absolute path",
+                        ));
+                    }
+                }
+                "ImplementationSpecific" => {
+                    let path = s(&p["path"]);
+                    if !path.is_empty() && !path.starts_with('/') {
+                        errs.push(invalid(
+                            &format!("{ppath}.path"),
+                            &p["path"],
+                            "must be an absolute path",
+                        ));
+                    }
+                }
+                "" => errs.push(required(
+                    &format!("{ppath}.pathType"),
+                    "pathType must be specified",
+                )),
+                _ => errs.push(not_supported(
+                    &format!("{ppath}.pathType"),
+                    &p["pathType"],
+                    &["Exact", "ImplementationSpecific", "Prefix"],
+                )),
+            }
+            ingress_backend(&p["backend"], &format!("{ppath}.backend"), errs);
+        }
+    }
+}
+
+fn ingressclass(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
+    let c = &obj["spec"]["controller"];
+    let cs = s(c);
+    if cs.is_empty() {
+        errs.push(required("spec.controller", ""));
+    } else if cs.len() > 250 {
+        errs.push(too_long("spec.controller", 250));
+    }
+    if let Some(old) = old {
+        immutable(c, Some(&old["spec"]["controller"]), "spec.controller", errs);
+    }
+}
+
+fn networkpolicy(obj: &Value, errs: &mut Errs) {
+    let spec = &obj["spec"];
+    label_selector(&spec["podSelector"], "spec.podSelector", errs);
+    for (i, t) in arr(&spec["policyTypes"]).iter().enumerate() {
+        if !matches!(s(t), "Ingress" | "Egress") {
+            errs.push(not_supported(
+                &format!("spec.policyTypes[{i}]"),
+                t,
+                &["Egress", "Ingress"],
+            ));
+        }
+    }
+    for dir in ["ingress", "egress"] {
+        for (i, rule) in arr(&spec[dir]).iter().enumerate() {
+            for (j, p) in arr(&rule["ports"]).iter().enumerate() {
+                let path = format!("spec.{dir}[{i}].ports[{j}]");
+                if !p["protocol"].is_null() {
+                    validate_protocol(&p["protocol"], &format!("{path}.protocol"), errs);
+                }
+                if let Some(n) = p["port"].as_i64() {
+                    if !(1..=65535).contains(&n) {
+                        errs.push(invalid(
+                            &format!("{path}.port"),
+                            &p["port"],
+                            port_num_error(),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn lease(obj: &Value, errs: &mut Errs) {
+    let d = &obj["spec"]["leaseDurationSeconds"];
+    if d.as_i64().is_some_and(|n| n <= 0) {
+        errs.push(invalid(
+            "spec.leaseDurationSeconds",
+            d,
+            "must be greater than 0",
+        ));
+    }
+    non_negative(
+        &obj["spec"]["leaseTransitions"],
+        "spec.leaseTransitions",
+        errs,
+    );
+}
+
+fn hpa(obj: &Value, errs: &mut Errs) {
+    let spec = &obj["spec"];
+    let r = &spec["scaleTargetRef"];
+    if s(&r["kind"]).is_empty() {
+        errs.push(required("spec.scaleTargetRef.kind", ""));
+    }
+    let name = s(&r["name"]);
+    if name.is_empty() {
+        errs.push(required("spec.scaleTargetRef.name", ""));
+    } else {
+        for msg in names::path_segment_name(name) {
+            errs.push(invalid("spec.scaleTargetRef.name", &r["name"], &msg));
+        }
+    }
+    let min = spec["minReplicas"].as_i64();
+    let max = spec["maxReplicas"].as_i64().unwrap_or(0);
+    if let Some(m) = min {
+        if m < 1 {
+            errs.push(invalid(
+                "spec.minReplicas",
+                &spec["minReplicas"],
+                "must be greater than or equal to 1",
+            ));
+        }
+    }
+    if max < 1 {
+        errs.push(invalid(
+            "spec.maxReplicas",
+            &spec["maxReplicas"],
+            "must be greater than 0",
+        ));
+    }
+    if let Some(m) = min {
+        if max >= 1 && m > max {
+            errs.push(invalid(
+                "spec.minReplicas",
+                &spec["minReplicas"],
+                "must be less than or equal to maxReplicas",
+            ));
+        }
+    }
+    if let Some(t) = spec["targetCPUUtilizationPercentage"].as_i64() {
+        if t < 1 {
+            errs.push(invalid(
+                "spec.targetCPUUtilizationPercentage",
+                &spec["targetCPUUtilizationPercentage"],
+                "must be greater than 0",
+            ));
+        }
+    }
+    for (i, m) in arr(&spec["metrics"]).iter().enumerate() {
+        match s(&m["type"]) {
+            "Object" | "Pods" | "Resource" | "ContainerResource" | "External" => {}
+            "" => errs.push(required(&format!("spec.metrics[{i}].type"), "")),
+            _ => errs.push(not_supported(
+                &format!("spec.metrics[{i}].type"),
+                &m["type"],
+                &[
+                    "ContainerResource",
+                    "External",
+                    "Object",
+                    "Pods",
+                    "Resource",
+                ],
+            )),
+        }
+    }
+}
+
+fn pdb(obj: &Value, errs: &mut Errs) {
+    let spec = &obj["spec"];
+    if !spec["minAvailable"].is_null() && !spec["maxUnavailable"].is_null() {
+        errs.push(invalid(
+            "spec",
+            spec,
+            "minAvailable and maxUnavailable cannot be both set",
+        ));
+    }
+    int_or_percent(&spec["minAvailable"], "spec.minAvailable", errs);
+    int_or_percent(&spec["maxUnavailable"], "spec.maxUnavailable", errs);
+    if spec["selector"].is_object() {
+        label_selector(&spec["selector"], "spec.selector", errs);
+    }
+}
+
+fn rules(obj: &Value, namespaced: bool, errs: &mut Errs) {
+    for (i, r) in arr(&obj["rules"]).iter().enumerate() {
+        let path = format!("rules[{i}]");
+        if arr(&r["verbs"]).is_empty() {
+            errs.push(required(
+                &format!("{path}.verbs"),
+                "verbs must contain at least one value",
+            ));
+        }
+        let urls = arr(&r["nonResourceURLs"]);
+        if !urls.is_empty() {
+            if namespaced {
+                errs.push(invalid(
+                    &format!("{path}.nonResourceURLs"),
+                    &r["nonResourceURLs"],
+                    "namespaced rules cannot apply to non-resource URLs",
+                ));
+            }
+            if !arr(&r["apiGroups"]).is_empty() || !arr(&r["resources"]).is_empty() {
+                errs.push(invalid(
+                    &format!("{path}.nonResourceURLs"),
+                    &r["nonResourceURLs"],
+                    "rules cannot apply to both regular resources and non-resource URLs",
+                ));
+            }
+            continue;
+        }
+        if arr(&r["apiGroups"]).is_empty() {
+            errs.push(required(
+                &format!("{path}.apiGroups"),
+                "resource rules must supply at least one api group",
+            ));
+        }
+        if arr(&r["resources"]).is_empty() {
+            errs.push(required(
+                &format!("{path}.resources"),
+                "resource rules must supply at least one resource",
+            ));
+        }
+    }
+}
+
+fn binding(obj: &Value, old: Option<&Value>, namespaced: bool, errs: &mut Errs) {
+    let r = &obj["roleRef"];
+    if s(&r["apiGroup"]) != "rbac.authorization.k8s.io" {
+        errs.push(not_supported(
+            "roleRef.apiGroup",
+            &r["apiGroup"],
+            &["rbac.authorization.k8s.io"],
+        ));
+    }
+    let kinds: &[&str] = if namespaced {
+        &["ClusterRole", "Role"]
+    } else {
+        &["ClusterRole"]
+    };
+    if !kinds.contains(&s(&r["kind"])) {
+        errs.push(not_supported("roleRef.kind", &r["kind"], kinds));
+    }
+    let name = s(&r["name"]);
+    if name.is_empty() {
+        errs.push(required("roleRef.name", ""));
+    } else {
+        for msg in names::path_segment_name(name) {
+            errs.push(invalid("roleRef.name", &r["name"], &msg));
+        }
+    }
+    for (i, sub) in arr(&obj["subjects"]).iter().enumerate() {
+        let path = format!("subjects[{i}]");
+        if s(&sub["name"]).is_empty() {
+            errs.push(required(&format!("{path}.name"), ""));
+        }
+        match s(&sub["kind"]) {
+            "ServiceAccount" => {
+                if !s(&sub["apiGroup"]).is_empty() {
+                    errs.push(not_supported(
+                        &format!("{path}.apiGroup"),
+                        &sub["apiGroup"],
+                        &[""],
+                    ));
+                }
+                if !namespaced && s(&sub["namespace"]).is_empty() {
+                    errs.push(required(&format!("{path}.namespace"), ""));
+                }
+            }
+            "User" | "Group" => {
+                if s(&sub["apiGroup"]) != "rbac.authorization.k8s.io" {
+                    errs.push(not_supported(
+                        &format!("{path}.apiGroup"),
+                        &sub["apiGroup"],
+                        &["rbac.authorization.k8s.io"],
+                    ));
+                }
+            }
+            _ => errs.push(not_supported(
+                &format!("{path}.kind"),
+                &sub["kind"],
+                &["ServiceAccount", "User", "Group"],
+            )),
+        }
+    }
+    if let Some(old) = old {
+        if r != &old["roleRef"] {
+            errs.push(invalid("roleRef", r, "cannot change roleRef"));
+        }
+    }
+}
+
+fn storageclass(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
+    if s(&obj["provisioner"]).is_empty() {
+        errs.push(required("provisioner", ""));
+    }
+    if !matches!(s(&obj["reclaimPolicy"]), "" | "Delete" | "Retain") {
+        errs.push(not_supported(
+            "reclaimPolicy",
+            &obj["reclaimPolicy"],
+            &["Delete", "Retain"],
+        ));
+    }
+    if !matches!(
+        s(&obj["volumeBindingMode"]),
+        "" | "Immediate" | "WaitForFirstConsumer"
+    ) {
+        errs.push(not_supported(
+            "volumeBindingMode",
+            &obj["volumeBindingMode"],
+            &["Immediate", "WaitForFirstConsumer"],
+        ));
+    }
+    if let Some(old) = old {
+        for f in ["parameters", "provisioner", "reclaimPolicy"] {
+            if obj[f] != old[f] {
+                errs.push(forbidden(f, &format!("updates to {f} are forbidden.")));
+            }
+        }
+        if obj["volumeBindingMode"] != old["volumeBindingMode"] {
+            errs.push(forbidden("volumeBindingMode", "field is immutable"));
+        }
+    }
+}
+
+const HIGHEST_USER_PRIORITY: i64 = 1_000_000_000;
+
+fn priorityclass(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
+    let name = s(&obj["metadata"]["name"]);
+    let value = obj["value"].as_i64().unwrap_or(0);
+    let system = name == "system-node-critical" || name == "system-cluster-critical";
+    if name.starts_with("system-") && !system {
+        errs.push(invalid(
+            "metadata.name",
+            &obj["metadata"]["name"],
+            "priority class names with 'system-' prefix are reserved",
+        ));
+    }
+    if value > HIGHEST_USER_PRIORITY && !system {
+        errs.push(forbidden(
+            "value",
+            "maximum allowed value of a user defined priority is 1000000000",
+        ));
+    }
+    match s(&obj["preemptionPolicy"]) {
+        "" | "Never" | "PreemptLowerPriority" => {}
+        _ => errs.push(not_supported(
+            "preemptionPolicy",
+            &obj["preemptionPolicy"],
+            &["Never", "PreemptLowerPriority"],
+        )),
+    }
+    if let Some(old) = old {
+        if obj["value"] != old["value"] {
+            errs.push(forbidden("value", "may not be changed in an update."));
+        }
+        immutable(
+            &obj["preemptionPolicy"],
+            Some(&old["preemptionPolicy"]),
+            "preemptionPolicy",
+            errs,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::apiserver::defaults::apply_defaults;
+    use crate::apiserver::validation::{validate, FieldError};
+    use serde_json::{json, Value};
+
+    fn check(group: &str, kind: &str, mut obj: Value, old: Option<Value>) -> Vec<FieldError> {
+        apply_defaults(group, kind, &mut obj);
+        let old = old.map(|mut o| {
+            apply_defaults(group, kind, &mut o);
+            o
+        });
+        validate(group, kind, &obj, old.as_ref())
+    }
+
+    fn fields(errs: &[FieldError]) -> Vec<String> {
+        errs.iter()
+            .map(|e| format!("{} {}", e.reason, e.field))
+            .collect()
+    }
+
+    fn deploy(selector: Value, labels: Value) -> Value {
+        json!({"metadata": {"name": "web"}, "spec": {"selector": selector, "template": {
+            "metadata": {"labels": labels}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}})
+    }
+
+    #[test]
+    fn deployment_selector_rules() {
+        let ok = deploy(
+            json!({"matchLabels": {"app": "web"}}),
+            json!({"app": "web", "x": "y"}),
+        );
+        assert_eq!(check("apps", "Deployment", ok.clone(), None), vec![]);
+        let mismatch = deploy(
+            json!({"matchLabels": {"app": "web"}}),
+            json!({"app": "api"}),
+        );
+        let errs = check("apps", "Deployment", mismatch, None);
+        assert_eq!(
+            fields(&errs),
+            ["FieldValueInvalid spec.template.metadata.labels"]
+        );
+        assert_eq!(
+            errs[0].message,
+            "Invalid value: map[string]string{\"app\":\"api\"}: `selector` does not match template `labels`"
+        );
+        let mut none = deploy(json!(null), json!({"app": "web"}));
+        none["spec"].as_object_mut().unwrap().remove("selector");
+        assert_eq!(
+            fields(&check("apps", "Deployment", none, None)),
+            ["FieldValueRequired spec.selector"]
+        );
+        let mut neg = ok.clone();
+        neg["spec"]["replicas"] = json!(-1);
+        let errs = check("apps", "Deployment", neg, None);
+        assert_eq!(
+            errs[0].full(),
+            "spec.replicas: Invalid value: -1: must be greater than or equal to 0"
+        );
+        let mut changed = ok.clone();
+        changed["spec"]["selector"] = json!({"matchLabels": {"app": "web", "x": "y"}});
+        let errs = check("apps", "Deployment", changed, Some(ok));
+        assert_eq!(fields(&errs), ["FieldValueInvalid spec.selector"]);
+        assert!(errs[0].message.ends_with("field is immutable"));
+    }
+
+    #[test]
+    fn deployment_restart_policy_and_strategy() {
+        let mut d = deploy(json!({"matchLabels": {"a": "b"}}), json!({"a": "b"}));
+        d["spec"]["template"]["spec"]["restartPolicy"] = json!("Never");
+        d["spec"]["strategy"] =
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 0}});
+        let errs = check("apps", "Deployment", d, None);
+        assert_eq!(
+            fields(&errs),
+            [
+                "FieldValueNotSupported spec.template.spec.restartPolicy",
+                "FieldValueInvalid spec.strategy.rollingUpdate.maxUnavailable"
+            ]
+        );
+        assert_eq!(
+            errs[0].message,
+            "Unsupported value: \"Never\": supported values: \"Always\""
+        );
+    }
+
+    #[test]
+    fn job_and_cronjob() {
+        let job = json!({"metadata": {"name": "pi", "uid": "u1"}, "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "perl"}]}}}});
+        let errs = check("batch", "Job", job.clone(), None);
+        assert_eq!(
+            fields(&errs),
+            ["FieldValueNotSupported spec.template.spec.restartPolicy"]
+        );
+        let mut ok = job.clone();
+        ok["spec"]["template"]["spec"]["restartPolicy"] = json!("Never");
+        assert_eq!(check("batch", "Job", ok.clone(), None), vec![]);
+        let mut changed = ok.clone();
+        changed["spec"]["template"]["spec"]["containers"][0]["image"] = json!("perl:2");
+        assert_eq!(
+            fields(&check("batch", "Job", changed, Some(ok))),
+            ["FieldValueInvalid spec.template"]
+        );
+        let cj = json!({"metadata": {"name": "c"}, "spec": {"schedule": "* * *", "jobTemplate": {"spec": {"template": {"spec": {"restartPolicy": "OnFailure", "containers": [{"name": "c", "image": "x"}]}}}}}});
+        let errs = check("batch", "CronJob", cj, None);
+        assert_eq!(
+            errs[0].full(),
+            "spec.schedule: Invalid value: \"* * *\": expected exactly 5 fields, found 3: * * *"
+        );
+    }
+
+    #[test]
+    fn service_rules() {
+        let svc = |spec: Value| json!({"metadata": {"name": "web"}, "spec": spec});
+        assert_eq!(
+            check(
+                "",
+                "Service",
+                svc(json!({"ports": [{"port": 80}], "selector": {"app": "web"}})),
+                None
+            ),
+            vec![]
+        );
+        assert_eq!(
+            fields(&check("", "Service", svc(json!({})), None)),
+            ["FieldValueRequired spec.ports"]
+        );
+        assert_eq!(
+            check("", "Service", svc(json!({"clusterIP": "None"})), None),
+            vec![]
+        );
+        assert_eq!(
+            check(
+                "",
+                "Service",
+                svc(json!({"type": "ExternalName", "externalName": "db.example.com"})),
+                None
+            ),
+            vec![]
+        );
+        let errs = check(
+            "",
+            "Service",
+            svc(
+                json!({"type": "Weird", "ports": [{"port": 0, "name": "a"}, {"port": 81, "name": "a"}, {"port": 82}]}),
+            ),
+            None,
+        );
+        assert_eq!(
+            fields(&errs),
+            [
+                "FieldValueNotSupported spec.type",
+                "FieldValueInvalid spec.ports[0].port",
+                "FieldValueInvalid spec.ports[0].targetPort",
+                "FieldValueDuplicate spec.ports[1].name",
+                "FieldValueRequired spec.ports[2].name"
+            ]
+        );
+        assert_eq!(
+            errs[0].message,
+            "Unsupported value: \"Weird\": supported values: \"ClusterIP\", \"ExternalName\", \"LoadBalancer\", \"NodePort\""
+        );
+        let old = svc(json!({"clusterIP": "10.43.0.5", "ports": [{"port": 80}]}));
+        let new = svc(json!({"clusterIP": "10.43.0.6", "ports": [{"port": 80}]}));
+        assert_eq!(
+            fields(&check("", "Service", new, Some(old.clone()))),
+            ["FieldValueInvalid spec.clusterIPs[0]"]
+        );
+        let omitted = svc(json!({"ports": [{"port": 8080}]}));
+        assert_eq!(check("", "Service", omitted, Some(old)), vec![]);
+    }
+
+    #[test]
+    fn configmap_secret_keys_and_immutability() {
+        let cm = json!({"metadata": {"name": "c"}, "data": {"ok.key": "1", "bad/key": "2"}});
+        let errs = check("", "ConfigMap", cm, None);
+        assert_eq!(fields(&errs), ["FieldValueInvalid data[bad/key]"]);
+        assert!(errs[0]
+            .message
+            .contains("a valid config key must consist of alphanumeric characters"));
+        let old = json!({"metadata": {"name": "c"}, "immutable": true, "data": {"a": "1"}});
+        let new = json!({"metadata": {"name": "c"}, "immutable": true, "data": {"a": "2"}});
+        let errs = check("", "ConfigMap", new, Some(old));
+        assert_eq!(
+            errs[0].full(),
+            "data: Forbidden: field is immutable when `immutable` is set"
+        );
+        let tls = json!({"metadata": {"name": "s"}, "type": "kubernetes.io/tls", "data": {"tls.crt": "eA=="}});
+        assert_eq!(
+            fields(&check("", "Secret", tls, None)),
+            ["FieldValueRequired data[tls.key]"]
+        );
+        let old = json!({"metadata": {"name": "s"}});
+        let new = json!({"metadata": {"name": "s"}, "type": "kubernetes.io/basic-auth", "data": {"username": "dQ=="}});
+        assert_eq!(
+            fields(&check("", "Secret", new, Some(old))),
+            ["FieldValueInvalid type"]
+        );
+    }
+
+    #[test]
+    fn pvc_and_rbac_and_misc() {
+        let pvc = json!({"metadata": {"name": "d"}, "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}});
+        assert_eq!(
+            check("", "PersistentVolumeClaim", pvc.clone(), None),
+            vec![]
+        );
+        let mut bigger = pvc.clone();
+        bigger["spec"]["resources"]["requests"]["storage"] = json!("2Gi");
+        bigger["spec"]["volumeName"] = json!("pv-1");
+        assert_eq!(
+            check("", "PersistentVolumeClaim", bigger, Some(pvc.clone())),
+            vec![]
+        );
+        let mut other = pvc.clone();
+        other["spec"]["accessModes"] = json!(["ReadWriteMany"]);
+        assert_eq!(
+            fields(&check("", "PersistentVolumeClaim", other, Some(pvc))),
+            ["FieldValueForbidden spec"]
+        );
+        let rb = json!({"metadata": {"name": "rb"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "r"},
+                        "subjects": [{"kind": "User", "name": "jane"}, {"kind": "Robot", "name": "x"}]});
+        assert_eq!(
+            fields(&check(
+                "rbac.authorization.k8s.io",
+                "RoleBinding",
+                rb.clone(),
+                None
+            )),
+            ["FieldValueNotSupported subjects[1].kind"]
+        );
+        let mut rb2 = rb.clone();
+        rb2["roleRef"]["name"] = json!("other");
+        rb2["subjects"] = json!([]);
+        let errs = check("rbac.authorization.k8s.io", "RoleBinding", rb2, Some(rb));
+        assert_eq!(fields(&errs), ["FieldValueInvalid roleRef"]);
+        let role =
+            json!({"metadata": {"name": "r"}, "rules": [{"resources": ["pods"], "verbs": []}]});
+        assert_eq!(
+            fields(&check("rbac.authorization.k8s.io", "Role", role, None)),
+            [
+                "FieldValueRequired rules[0].verbs",
+                "FieldValueRequired rules[0].apiGroups"
+            ]
+        );
+        let hpa = json!({"metadata": {"name": "h"}, "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "web"}, "minReplicas": 5, "maxReplicas": 2}});
+        assert_eq!(
+            fields(&check("autoscaling", "HorizontalPodAutoscaler", hpa, None)),
+            ["FieldValueInvalid spec.minReplicas"]
+        );
+        let sc = json!({"metadata": {"name": "local"}, "provisioner": "x"});
+        let mut sc2 = sc.clone();
+        sc2["provisioner"] = json!("y");
+        assert_eq!(
+            fields(&check("storage.k8s.io", "StorageClass", sc2, Some(sc))),
+            ["FieldValueForbidden provisioner"]
+        );
+        let ing = json!({"metadata": {"name": "i"}, "spec": {"rules": [{"host": "*.example.com", "http": {"paths": [
+            {"path": "/", "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]}});
+        assert_eq!(
+            fields(&check("networking.k8s.io", "Ingress", ing, None)),
+            ["FieldValueRequired spec.rules[0].http.paths[0].pathType"]
+        );
+    }
+}
