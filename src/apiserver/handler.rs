@@ -61,6 +61,8 @@ pub struct ResourceRequest {
     pub content_type: String,
     pub body: Bytes,
     pub user: User,
+    /// Who owns the fields this write sets: ?fieldManager=, else the User-Agent's program name.
+    pub field_manager: String,
 }
 
 impl ResourceRequest {
@@ -230,14 +232,8 @@ impl Api {
                 ))
             }
             ["openapi", "v3"] => Ok(json(StatusCode::OK, &openapi::v3_root())),
-            ["openapi", "v3", "api", "v1"] => Ok(json(
-                StatusCode::OK,
-                &openapi::v3_group_version("", "v1").ok_or_else(not_found)?,
-            )),
-            ["openapi", "v3", "apis", g, v] => Ok(json(
-                StatusCode::OK,
-                &openapi::v3_group_version(g, v).ok_or_else(not_found)?,
-            )),
+            ["openapi", "v3", "api", "v1"] => openapi_doc("", "v1").ok_or_else(not_found),
+            ["openapi", "v3", "apis", g, v] => openapi_doc(g, v).ok_or_else(not_found),
             ["api", "v1", rest @ ..] => self.resource(parts, body, "", "v1", rest, user).await,
             ["apis", g, v, rest @ ..] => {
                 let (g, v) = (g.to_string(), v.to_string());
@@ -330,6 +326,17 @@ impl Api {
         } else {
             Bytes::new()
         };
+        let field_manager = match query.get("fieldManager").filter(|m| !m.is_empty()) {
+            Some(m) => m.clone(),
+            None => parts
+                .headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|ua| ua.split('/').next())
+                .filter(|p| !p.is_empty())
+                .unwrap_or("unknown")
+                .to_string(),
+        };
         let r = ResourceRequest {
             info,
             namespace,
@@ -340,6 +347,7 @@ impl Api {
             content_type,
             body,
             user,
+            field_manager,
         };
 
         let watch = r
@@ -361,6 +369,20 @@ impl Api {
             ))),
         }
     }
+}
+
+/// A group-version's OpenAPI v3 document, serialized once at first use (the core one is large).
+fn openapi_doc(group: &str, version: &str) -> Option<Resp> {
+    let (doc, hash) = openapi::v3_group_version_json(group, version)?;
+    let mut resp = full(
+        StatusCode::OK,
+        "application/json",
+        Bytes::from_static(doc.as_bytes()),
+    );
+    if let Ok(etag) = http::HeaderValue::from_str(&format!("\"{hash}\"")) {
+        resp.headers_mut().insert(header::ETAG, etag);
+    }
+    Some(resp)
 }
 
 fn aggregated(core: bool, version: &str) -> Resp {

@@ -29,8 +29,16 @@ impl Server {
 
     /// Starts with extra `nanokube server` flags.
     pub fn start_with(extra: &[&str]) -> Server {
-        let dir = tempfile::Builder::new().prefix("nk-api-").tempdir().expect("temp dir");
-        let mut s = Server { dir, port: free_port(), child: None, extra: extra.iter().map(|s| s.to_string()).collect() };
+        let dir = tempfile::Builder::new()
+            .prefix("nk-api-")
+            .tempdir()
+            .expect("temp dir");
+        let mut s = Server {
+            dir,
+            port: free_port(),
+            child: None,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
         s.spawn();
         s
     }
@@ -53,7 +61,11 @@ impl Server {
 
     fn spawn(&mut self) {
         let _ = std::fs::remove_file(self.kubeconfig());
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_nanokube"))
             .arg("server")
             .arg("--data-dir")
@@ -78,7 +90,11 @@ impl Server {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("server exited early ({status}):\n{}", self.log());
             }
-            assert!(Instant::now() < deadline, "server did not start:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "server did not start:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -91,7 +107,10 @@ impl Server {
 
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
             let deadline = Instant::now() + Duration::from_secs(20);
             loop {
                 if c.try_wait().unwrap().is_some() {
@@ -152,7 +171,12 @@ impl Server {
     /// kubectl that must fail; returns stderr.
     pub fn fails(&self, args: &[&str]) -> String {
         let out = self.kubectl(args);
-        assert!(!out.status.success(), "kubectl {:?} should fail but printed {}", args, String::from_utf8_lossy(&out.stdout));
+        assert!(
+            !out.status.success(),
+            "kubectl {:?} should fail but printed {}",
+            args,
+            String::from_utf8_lossy(&out.stdout)
+        );
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
@@ -168,8 +192,44 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        child.stdin.take().unwrap().write_all(yaml.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(yaml.as_bytes())
+            .unwrap();
         child.wait_with_output().unwrap()
+    }
+
+    /// kubectl apply -f - that must succeed.
+    pub fn apply_ok(&self, yaml: &str) -> String {
+        let out = self.apply(yaml, &[]);
+        assert!(
+            out.status.success(),
+            "apply failed: {}\n{yaml}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A ConfigMap or Namespace made through `kubectl apply` (kubectl's `create <kind>`
+    /// generators send protobuf, which the server does not decode).
+    pub fn configmap(&self, name: &str, ns: &str, data: &[(&str, &str)]) {
+        let mut y = format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: {ns}\ndata:\n");
+        for (k, v) in data {
+            y.push_str(&format!("  {k}: \"{v}\"\n"));
+        }
+        if data.is_empty() {
+            y.push_str("  {}\n");
+            y = y.replace("data:\n  {}", "data: {}");
+        }
+        self.apply_ok(&y);
+    }
+
+    pub fn namespace(&self, name: &str) {
+        self.apply_ok(&format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n"
+        ));
     }
 
     /// A path of the test's own, for files the test writes.
@@ -195,23 +255,50 @@ pub mod raw {
     use super::*;
 
     pub fn admin_token(s: &Server) -> String {
-        std::fs::read_to_string(s.data_dir().join("server/admin-token")).unwrap().trim().to_string()
+        std::fs::read_to_string(s.data_dir().join("server/admin-token"))
+            .unwrap()
+            .trim()
+            .to_string()
     }
 
     /// curl with the CA; `auth` "admin" (client cert), "token:<t>", or "none". Returns (code, body, headers).
-    pub fn curl(s: &Server, auth: &str, method: &str, path: &str, content_type: &str, body: Option<&Path>) -> (u16, String, String) {
+    pub fn curl(
+        s: &Server,
+        auth: &str,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: Option<&Path>,
+    ) -> (u16, String, String) {
         let tls = s.data_dir().join("server/tls");
         let mut c = Command::new("curl");
-        c.args(["-sS", "-o", "-", "-D", "/dev/stderr", "-w", "\n%{http_code}", "-X", method, "--cacert"])
-            .arg(tls.join("ca.crt"))
-            .args(["-H", &format!("Content-Type: {content_type}")]);
+        c.args([
+            "-sS",
+            "-o",
+            "-",
+            "-D",
+            "/dev/stderr",
+            "-w",
+            "\n%{http_code}",
+            "-X",
+            method,
+            "--cacert",
+        ])
+        .arg(tls.join("ca.crt"))
+        .args(["-H", &format!("Content-Type: {content_type}")]);
         match auth {
             "admin" => {
-                c.arg("--cert").arg(tls.join("admin.crt")).arg("--key").arg(tls.join("admin.key"));
+                c.arg("--cert")
+                    .arg(tls.join("admin.crt"))
+                    .arg("--key")
+                    .arg(tls.join("admin.key"));
             }
             "none" => {}
             t => {
-                c.args(["-H", &format!("Authorization: Bearer {}", t.trim_start_matches("token:"))]);
+                c.args([
+                    "-H",
+                    &format!("Authorization: Bearer {}", t.trim_start_matches("token:")),
+                ]);
             }
         }
         if let Some(b) = body {
@@ -221,7 +308,11 @@ pub mod raw {
         let out = c.output().expect("curl");
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let (body, code) = stdout.rsplit_once('\n').unwrap_or(("", "0"));
-        (code.trim().parse().unwrap_or(0), body.to_string(), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            code.trim().parse().unwrap_or(0),
+            body.to_string(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 }
 
@@ -232,7 +323,10 @@ pub fn eventually<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
         if let Some(v) = f() {
             return v;
         }
-        assert!(Instant::now() < deadline, "condition not met within {secs}s");
+        assert!(
+            Instant::now() < deadline,
+            "condition not met within {secs}s"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
