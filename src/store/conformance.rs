@@ -5,7 +5,7 @@
 //! `/<name>/`, and may drop and reopen the store to check that a restart keeps everything, so
 //! backends that share one server between tests (etcd) keep the tests apart.
 
-use super::{Error, Event, KeyValue, Store, WatchStream};
+use super::{Error, Event, KeyValue, Store, WatchItem, WatchStream};
 use async_trait::async_trait;
 use futures::StreamExt;
 use std::collections::BTreeMap;
@@ -32,7 +32,7 @@ macro_rules! store_conformance_tests {
             watch_replays_then_goes_live, watch_filters_by_prefix, watch_during_writes_has_no_gap,
             watch_from_compacted_revision_fails, compaction_keeps_current_values,
             slow_watcher_gets_everything_or_compacted, many_watchers_see_every_event,
-            restart_keeps_everything);
+            quiet_watch_reports_progress, restart_keeps_everything);
     };
     (@each $factory:expr; $($test:ident),*) => {
         $(
@@ -64,6 +64,7 @@ pub async fn run_all(f: &dyn Factory) {
     compaction_keeps_current_values(f).await;
     slow_watcher_gets_everything_or_compacted(f).await;
     many_watchers_see_every_event(f).await;
+    quiet_watch_reports_progress(f).await;
     restart_keeps_everything(f).await;
 }
 
@@ -679,6 +680,66 @@ pub async fn many_watchers_see_every_event(f: &dyn Factory) {
     for reader in readers {
         assert_eq!(reader.await.unwrap(), written);
     }
+}
+
+async fn next_item(stream: &mut super::ProgressWatchStream) -> WatchItem {
+    match tokio::time::timeout(PATIENCE, stream.next()).await {
+        Ok(Some(Ok(item))) => item,
+        other => panic!("watch with progress: {other:?}"),
+    }
+}
+
+pub async fn quiet_watch_reports_progress(f: &dyn Factory) {
+    let store = f.open("quiet_watch").await;
+    let watched = "/quiet_watch/watched/";
+    let start = store.current_revision().await.unwrap();
+    let mut items = store
+        .watch_with_progress(watched, start, Duration::from_millis(200))
+        .await
+        .unwrap();
+    // Writes elsewhere move the store on; the quiet watch learns it through progress marks.
+    let mut other = 0;
+    for i in 0..5 {
+        other = store
+            .create(&format!("/quiet_watch/other/{i}"), value("v"))
+            .await
+            .unwrap()
+            .mod_revision;
+    }
+    let mut last = start;
+    loop {
+        match next_item(&mut items).await {
+            WatchItem::Progress(revision) => {
+                assert!(
+                    revision > last,
+                    "progress went from {last} back to {revision}"
+                );
+                assert!(revision <= store.current_revision().await.unwrap());
+                last = revision;
+                if revision >= other {
+                    break;
+                }
+            }
+            WatchItem::Event(event) => panic!("event from outside the prefix: {event:?}"),
+        }
+    }
+    // Events still come, after the mark, and never at or below it.
+    let kv = store
+        .create(&format!("{watched}a"), value("v"))
+        .await
+        .unwrap();
+    loop {
+        match next_item(&mut items).await {
+            WatchItem::Event(event) => {
+                assert_eq!(event.revision(), kv.mod_revision);
+                break;
+            }
+            WatchItem::Progress(revision) => assert!(revision > last && revision < kv.mod_revision),
+        }
+    }
+    // The plain watch never shows marks: the next item of a plain watch is the next event.
+    let mut plain = store.watch(watched, start).await.unwrap();
+    assert_eq!(next_event(&mut plain).await.revision(), kv.mod_revision);
 }
 
 pub async fn restart_keeps_everything(f: &dyn Factory) {

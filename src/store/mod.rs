@@ -83,6 +83,17 @@ pub type Result<T> = std::result::Result<T, Error>;
 /// too far behind receives `Err(Compacted)` and then the stream ends.
 pub type WatchStream = BoxStream<'static, Result<Event>>;
 
+/// What `Store::watch_with_progress` yields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WatchItem {
+    Event(Event),
+    /// Every event under the watched prefix up to this revision has been yielded.
+    Progress(i64),
+}
+
+/// A stream of events and progress marks, in revision order.
+pub type ProgressWatchStream = BoxStream<'static, Result<WatchItem>>;
+
 /// The store interface every backend implements and the shared test suite checks.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -117,6 +128,23 @@ pub trait Store: Send + Sync + 'static {
     /// Events for keys under `prefix` with revision > `after_revision`, first those already in the
     /// log, then live ones. Fails with `Compacted` when `after_revision` is older than the log.
     async fn watch(&self, prefix: &str, after_revision: i64) -> Result<WatchStream>;
+
+    /// Like `watch`, and when no event has been yielded for `interval`, a `Progress(revision)`
+    /// saying every event under the prefix up to `revision` has been delivered: what the API
+    /// server sends as a BOOKMARK, so a quiet watch's resourceVersion keeps up with the store
+    /// and a reconnect after a compaction does not need a relist. Backends without progress
+    /// information only yield events (this default).
+    async fn watch_with_progress(
+        &self,
+        prefix: &str,
+        after_revision: i64,
+        interval: std::time::Duration,
+    ) -> Result<ProgressWatchStream> {
+        let _ = interval;
+        use futures::StreamExt;
+        let events = self.watch(prefix, after_revision).await?;
+        Ok(events.map(|item| item.map(WatchItem::Event)).boxed())
+    }
 
     /// The latest revision written.
     async fn current_revision(&self) -> Result<i64>;

@@ -12,8 +12,11 @@ mod schema;
 mod watch;
 mod writer;
 
-use super::{Error, Event, KeyValue, ListPage, Result, Store, WatchStream};
+use super::{
+    Error, Event, KeyValue, ListPage, ProgressWatchStream, Result, Store, WatchItem, WatchStream,
+};
 use async_trait::async_trait;
+use futures::StreamExt;
 use reader::Readers;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -194,6 +197,30 @@ impl SqliteStore {
         &self.path
     }
 
+    fn start_watch(
+        &self,
+        prefix: &str,
+        after_revision: i64,
+        progress: Option<Duration>,
+    ) -> Result<ProgressWatchStream> {
+        // Subscribe before anything is read: see the `watch` module.
+        let live = self.events.subscribe();
+        let compacted = self.shared.compacted.load(Ordering::Acquire);
+        if after_revision < compacted {
+            return Err(Error::Compacted {
+                requested: after_revision,
+                compacted,
+            });
+        }
+        Ok(watch::stream(
+            self.readers.clone(),
+            prefix.to_string(),
+            after_revision,
+            live,
+            progress,
+        ))
+    }
+
     async fn write(&self, op: Op) -> Result<Outcome> {
         let (reply, answer) = oneshot::channel();
         self.send(Command::Write { op, reply })?;
@@ -339,21 +366,26 @@ impl Store for SqliteStore {
     }
 
     async fn watch(&self, prefix: &str, after_revision: i64) -> Result<WatchStream> {
-        // Subscribe before anything is read: see the `watch` module.
-        let live = self.events.subscribe();
-        let compacted = self.shared.compacted.load(Ordering::Acquire);
-        if after_revision < compacted {
-            return Err(Error::Compacted {
-                requested: after_revision,
-                compacted,
-            });
-        }
-        Ok(watch::stream(
-            self.readers.clone(),
-            prefix.to_string(),
-            after_revision,
-            live,
-        ))
+        let items = self.start_watch(prefix, after_revision, None)?;
+        // Without an interval there are no progress marks to drop.
+        Ok(items
+            .filter_map(|item| async move {
+                match item {
+                    Ok(WatchItem::Event(event)) => Some(Ok(event)),
+                    Ok(WatchItem::Progress(_)) => None,
+                    Err(e) => Some(Err(e)),
+                }
+            })
+            .boxed())
+    }
+
+    async fn watch_with_progress(
+        &self,
+        prefix: &str,
+        after_revision: i64,
+        interval: Duration,
+    ) -> Result<ProgressWatchStream> {
+        self.start_watch(prefix, after_revision, Some(interval))
     }
 
     async fn current_revision(&self) -> Result<i64> {
