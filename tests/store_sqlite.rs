@@ -98,21 +98,22 @@ async fn background_compactor_keeps_its_window() {
 #[tokio::test]
 async fn datastore_endpoint_picks_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let store = nanokube::store::open_endpoint(None, dir.path())
+    let default = dir.path().join("db/state.db");
+    let store = nanokube::store::open_endpoint(None, &default, None)
         .await
         .unwrap();
     store.create("/a", b"1".to_vec()).await.unwrap();
     drop(store);
-    assert!(dir.path().join("db/state.db").exists());
+    assert!(default.exists());
     let other = dir.path().join("other.db");
     let endpoint = format!("sqlite://{}", other.display());
-    let store = nanokube::store::open_endpoint(Some(&endpoint), dir.path())
+    let store = nanokube::store::open_endpoint(Some(&endpoint), &default, None)
         .await
         .unwrap();
     assert_eq!(store.get("/a").await.unwrap(), None);
     drop(store);
     assert!(other.exists());
-    let err = nanokube::store::open_endpoint(Some("postgres://db"), dir.path())
+    let err = nanokube::store::open_endpoint(Some("postgres://db"), &default, None)
         .await
         .err()
         .unwrap();
