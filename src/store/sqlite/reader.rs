@@ -127,6 +127,7 @@ pub(super) fn list(
     let after = start_after.unwrap_or("").as_bytes();
     let end = prefix_end(prefix);
     // One extra row tells whether more follow.
+    let limit = limit.min(i32::MAX as usize);
     let fetch = if limit == 0 { -1 } else { limit as i64 + 1 };
     // The state at `at` is the current row of every key untouched since `at`, plus, for the keys
     // written after `at`, their last row at or before it (unless that row is a delete). Both come
