@@ -7,6 +7,7 @@
 //!
 //! docs/store.md describes the schema, revisions, watch and compaction.
 
+mod checkpoint;
 mod reader;
 mod schema;
 mod watch;
@@ -156,20 +157,16 @@ impl SqliteStore {
         )?);
         let (events, _) = broadcast::channel(options.watch_buffer.max(16));
         let (commands, inbox) = mpsc::channel();
-        let checkpointer_conn =
-            schema::open_checkpointer(path, options.durability).map_err(backend)?;
-        let (checkpoint, checkpoint_requests) = mpsc::sync_channel(1);
-        let checkpointer = std::thread::Builder::new()
-            .name("store-checkpoint".into())
-            .spawn(move || writer::run_checkpointer(checkpointer_conn, checkpoint_requests))
+        let (checkpoints, checkpointer) =
+            checkpoint::start(path, options.durability).map_err(backend)?;
+        let checkpointer = checkpointer
             .map_err(|e| Error::Backend(format!("starting the checkpoint thread: {e}")))?;
         let writer = Writer {
             conn,
             shared: shared.clone(),
             events: events.clone(),
             revision,
-            checkpoint,
-            written_since_checkpoint: 0,
+            checkpoints,
         };
         let writer = std::thread::Builder::new()
             .name("store-writer".into())
