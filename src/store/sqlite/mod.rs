@@ -1,8 +1,9 @@
 //! The embedded store: one SQLite database in WAL mode holding an append-only revision log.
 //!
 //! Threads: one writer thread owns the read-write connection (see `writer`), reads run on a small
-//! pool of read-only connections in tokio's blocking threads (see `reader`), and an optional
-//! compactor thread asks the writer to drop old history. The async methods only send work to
+//! pool of read-only connections in tokio's blocking threads (see `reader`), a checkpoint thread
+//! copies the WAL into the database (see `checkpoint`), and an optional compactor thread asks
+//! the writer to drop old history. The async methods only send work to
 //! those threads and await the answer, so SQLite never blocks the runtime.
 //!
 //! docs/store.md describes the schema, revisions, watch and compaction.
