@@ -27,7 +27,8 @@ macro_rules! store_conformance_tests {
     ($factory:expr) => {
         $crate::store_conformance_tests!(@each $factory;
             create_and_get, update_checks_revision, delete_checks_revision, list_by_prefix,
-            list_pages, list_at_old_revision, count_by_prefix, revisions_are_monotonic,
+            list_pages, list_at_old_revision, lists_match_a_model_at_every_revision,
+            count_by_prefix, revisions_are_monotonic,
             concurrent_writers_get_distinct_revisions, optimistic_concurrency_counts_exactly,
             watch_replays_then_goes_live, watch_filters_by_prefix, watch_during_writes_has_no_gap,
             watch_from_compacted_revision_fails, compaction_keeps_current_values,
@@ -53,6 +54,7 @@ pub async fn run_all(f: &dyn Factory) {
     list_by_prefix(f).await;
     list_pages(f).await;
     list_at_old_revision(f).await;
+    lists_match_a_model_at_every_revision(f).await;
     count_by_prefix(f).await;
     revisions_are_monotonic(f).await;
     concurrent_writers_get_distinct_revisions(f).await;
@@ -301,6 +303,105 @@ pub async fn list_at_old_revision(f: &dyn Factory) {
         Err(Error::FutureRevision(r)) => assert_eq!(r, current + 10),
         other => panic!("list in the future: {other:?}"),
     }
+}
+
+/// Random creates, updates and deletes over a few keys, checked against a model: the list at
+/// every revision, read whole and in pages of every size, is the model's state at that revision.
+pub async fn lists_match_a_model_at_every_revision(f: &dyn Factory) {
+    let store = f.open("model").await;
+    let p = "/model/";
+    // xorshift: deterministic, so a failure can be replayed.
+    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut random = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let mut model: BTreeMap<String, KeyValue> = BTreeMap::new();
+    let mut snapshots = vec![(store.current_revision().await.unwrap(), model.clone())];
+    for step in 0..300 {
+        let key = format!("{p}{:02}", random(20));
+        let current = model.get(&key).cloned();
+        let revision = match (current, random(3)) {
+            (None, _) => {
+                let kv = store
+                    .create(&key, value(&format!("v{step}")))
+                    .await
+                    .unwrap();
+                model.insert(key, kv.clone());
+                kv.mod_revision
+            }
+            (Some(kv), 0) => {
+                let (_, revision) = store.delete(&key, Some(kv.mod_revision)).await.unwrap();
+                model.remove(&key);
+                revision
+            }
+            (Some(kv), _) => {
+                let kv = store
+                    .update(&key, value(&format!("v{step}")), kv.mod_revision)
+                    .await
+                    .unwrap();
+                model.insert(key, kv.clone());
+                kv.mod_revision
+            }
+        };
+        snapshots.push((revision, model.clone()));
+    }
+    for (revision, state) in snapshots.iter().step_by(7).chain(snapshots.last()) {
+        let expected: Vec<KeyValue> = state.values().cloned().collect();
+        let whole = store.list(p, None, 0, Some(*revision)).await.unwrap();
+        assert_eq!(whole.items, expected, "list at {revision}");
+        assert_eq!(whole.revision, *revision);
+        for limit in [1, 3, 7] {
+            let mut items = Vec::new();
+            let mut after: Option<String> = None;
+            loop {
+                let page = store
+                    .list(p, after.as_deref(), limit, Some(*revision))
+                    .await
+                    .unwrap();
+                assert!(page.items.len() <= limit);
+                items.extend(page.items.iter().cloned());
+                after = page.items.last().map(|kv| kv.key.clone());
+                if !page.more {
+                    break;
+                }
+            }
+            assert_eq!(items, expected, "list at {revision} in pages of {limit}");
+        }
+    }
+    // The history replays as the sequence of changes between consecutive snapshots.
+    let mut watch = store.watch(p, snapshots[0].0).await.unwrap();
+    for pair in snapshots.windows(2) {
+        let ((_, before), (revision, after)) = (&pair[0], &pair[1]);
+        let event = next_event(&mut watch).await;
+        assert_eq!(event.revision(), *revision);
+        let key = event.key().to_string();
+        match event {
+            Event::Put { kv, prev } => {
+                assert_eq!(Some(&kv), after.get(&key));
+                assert_eq!(prev.as_ref(), before.get(&key));
+            }
+            Event::Delete { prev, .. } => {
+                assert_eq!(Some(&prev), before.get(&key));
+                assert!(!after.contains_key(&key));
+            }
+        }
+    }
+    // Compaction keeps the same answers for every revision it keeps.
+    let (middle, _) = snapshots[snapshots.len() / 2];
+    store.compact(middle).await.unwrap();
+    for (revision, state) in snapshots.iter().filter(|(r, _)| *r >= middle) {
+        let expected: Vec<KeyValue> = state.values().cloned().collect();
+        let page = store.list(p, None, 0, Some(*revision)).await.unwrap();
+        assert_eq!(
+            page.items, expected,
+            "list at {revision} after compacting to {middle}"
+        );
+    }
+    let current = store.list(p, None, 0, None).await.unwrap();
+    assert_eq!(current.items, model.values().cloned().collect::<Vec<_>>());
 }
 
 pub async fn count_by_prefix(f: &dyn Factory) {
