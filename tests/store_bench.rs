@@ -34,9 +34,15 @@ fn pod(i: usize) -> Vec<u8> {
 #[ignore]
 async fn bench_sqlite() {
     let dir = dir();
-    let store: Arc<dyn Store> =
-        SqliteStore::open(&dir.path().join("bench.db"), Options::default()).unwrap();
+    let path = dir.path().join("bench.db");
+    let store: Arc<dyn Store> = SqliteStore::open(&path, Options::default()).unwrap();
     bench(store).await;
+    let size = |suffix: &str| {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        std::fs::metadata(name).map(|m| m.len() >> 20).unwrap_or(0)
+    };
+    println!("files: database {} MiB, WAL {} MiB", size(""), size("-wal"));
 }
 
 /// The same against an etcd the caller started: NANOKUBE_BENCH_ETCD=http://127.0.0.1:PORT.

@@ -118,11 +118,12 @@ async fn datastore_endpoint_opens_etcd() {
     drop(etcd.connect().await);
     let endpoint = format!("http://127.0.0.1:{}", etcd.client_port);
     let data_dir = tempfile::tempdir().unwrap();
-    let store = nanokube::store::open_endpoint(Some(&endpoint), data_dir.path())
+    let sqlite = data_dir.path().join("state.db");
+    let store = nanokube::store::open_endpoint(Some(&endpoint), &sqlite, None)
         .await
         .unwrap();
     let kv = store.create("/endpoint/a", b"1".to_vec()).await.unwrap();
     assert_eq!(store.get("/endpoint/a").await.unwrap(), Some(kv));
-    // Nothing went to the data directory: the data is in etcd.
-    assert!(!data_dir.path().join("db").exists());
+    // Nothing went to SQLite: the data is in etcd.
+    assert!(!sqlite.exists());
 }

@@ -98,26 +98,63 @@ async fn background_compactor_keeps_its_window() {
 #[tokio::test]
 async fn datastore_endpoint_picks_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let store = nanokube::store::open_endpoint(None, dir.path())
+    let default = dir.path().join("db/state.db");
+    let store = nanokube::store::open_endpoint(None, &default, None)
         .await
         .unwrap();
     store.create("/a", b"1".to_vec()).await.unwrap();
     drop(store);
-    assert!(dir.path().join("db/state.db").exists());
+    assert!(default.exists());
     let other = dir.path().join("other.db");
     let endpoint = format!("sqlite://{}", other.display());
-    let store = nanokube::store::open_endpoint(Some(&endpoint), dir.path())
+    let store = nanokube::store::open_endpoint(Some(&endpoint), &default, None)
         .await
         .unwrap();
     assert_eq!(store.get("/a").await.unwrap(), None);
     drop(store);
     assert!(other.exists());
-    let err = nanokube::store::open_endpoint(Some("postgres://db"), dir.path())
+    let err = nanokube::store::open_endpoint(Some("postgres://db"), &default, None)
         .await
         .err()
         .unwrap();
     assert!(
         err.to_string().contains("unsupported --datastore-endpoint"),
         "{err}"
+    );
+}
+
+/// Checkpoints keep up with a steady stream of writes: the WAL is restarted again and again
+/// instead of holding everything ever written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wal_stays_small_under_steady_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.db");
+    let store = SqliteStore::open(&path, Options::default()).unwrap();
+    let value = vec![b'w'; 32 << 10];
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let store = store.clone();
+        let value = value.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..300 {
+                store
+                    .create(&format!("/w/{w}/{i}"), value.clone())
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let written = 8 * 300 * value.len() as u64;
+    let wal = std::fs::metadata(dir.path().join("w.db-wal"))
+        .unwrap()
+        .len();
+    assert!(
+        wal < written / 2,
+        "WAL is {} MiB after {} MiB written",
+        wal >> 20,
+        written >> 20
     );
 }

@@ -2,7 +2,10 @@
 //! modelled on. Preconditions are transactions comparing `create_revision` / `mod_revision`;
 //! revisions, history, watch and compaction are etcd's own.
 
-use super::{prefix_end, Error, Event, KeyValue, ListPage, Result, Store, WatchStream};
+use super::{
+    prefix_end, Error, Event, KeyValue, ListPage, ProgressWatchStream, Result, Store, WatchItem,
+    WatchStream,
+};
 use async_trait::async_trait;
 use etcd_client::{
     Client, CompactionOptions, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType,
@@ -10,6 +13,7 @@ use etcd_client::{
     WatchOptions,
 };
 use futures::StreamExt;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -130,6 +134,49 @@ impl EtcdStore {
                 }
             }
         });
+    }
+
+    async fn start_watch(
+        &self,
+        prefix: &str,
+        after_revision: i64,
+        progress: Option<Duration>,
+    ) -> Result<ProgressWatchStream> {
+        let compacted = self.compacted_revision().await?;
+        if after_revision < compacted {
+            return Err(Error::Compacted {
+                requested: after_revision,
+                compacted,
+            });
+        }
+        let start = if prefix.is_empty() {
+            vec![0]
+        } else {
+            prefix.as_bytes().to_vec()
+        };
+        let options = WatchOptions::new()
+            .with_range(prefix_end(prefix))
+            .with_start_revision(after_revision + 1)
+            .with_prev_key();
+        let stream = self
+            .watch
+            .clone()
+            .watch(start, Some(options))
+            .await
+            .map_err(backend)?;
+        let watcher = Watcher {
+            stream,
+            ready: VecDeque::new(),
+            done: false,
+            last: after_revision,
+            progress,
+            asked_progress: false,
+        };
+        Ok(futures::stream::unfold(watcher, |mut w| async move {
+            let item = w.next().await?;
+            Some((item, w))
+        })
+        .boxed())
     }
 
     async fn compacted_error(&self, requested: i64) -> Error {
@@ -300,74 +347,26 @@ impl Store for EtcdStore {
     }
 
     async fn watch(&self, prefix: &str, after_revision: i64) -> Result<WatchStream> {
-        let compacted = self.compacted_revision().await?;
-        if after_revision < compacted {
-            return Err(Error::Compacted {
-                requested: after_revision,
-                compacted,
-            });
-        }
-        let start = if prefix.is_empty() {
-            vec![0]
-        } else {
-            prefix.as_bytes().to_vec()
-        };
-        let options = WatchOptions::new()
-            .with_range(prefix_end(prefix))
-            .with_start_revision(after_revision + 1)
-            .with_prev_key();
-        let stream = self
-            .watch
-            .clone()
-            .watch(start, Some(options))
-            .await
-            .map_err(backend)?;
-        // State: the etcd stream, events of the last response not yet handed out, and whether
-        // the stream has ended (after an error nothing more is read).
-        let state = (
-            stream,
-            std::collections::VecDeque::<Event>::new(),
-            false,
-            after_revision,
-        );
-        let events =
-            futures::stream::unfold(state, |(mut stream, mut ready, done, after)| async move {
-                loop {
-                    if let Some(event) = ready.pop_front() {
-                        let after = event.revision();
-                        return Some((Ok(event), (stream, ready, done, after)));
-                    }
-                    if done {
-                        return None;
-                    }
-                    let response = match stream.message().await {
-                        Ok(Some(response)) => response,
-                        Ok(None) => return None,
-                        Err(e) => return Some((Err(backend(e)), (stream, ready, true, after))),
-                    };
-                    if response.canceled() {
-                        let error = if response.compact_revision() > 0 {
-                            Error::Compacted {
-                                requested: after,
-                                compacted: response.compact_revision(),
-                            }
-                        } else {
-                            Error::Backend(format!(
-                                "etcd cancelled the watch: {}",
-                                response.cancel_reason()
-                            ))
-                        };
-                        return Some((Err(error), (stream, ready, true, after)));
-                    }
-                    for event in response.events() {
-                        match convert(event) {
-                            Ok(event) => ready.push_back(event),
-                            Err(e) => return Some((Err(e), (stream, ready, true, after))),
-                        }
-                    }
+        let items = self.start_watch(prefix, after_revision, None).await?;
+        Ok(items
+            .filter_map(|item| async move {
+                match item {
+                    Ok(WatchItem::Event(event)) => Some(Ok(event)),
+                    Ok(WatchItem::Progress(_)) => None,
+                    Err(e) => Some(Err(e)),
                 }
-            });
-        Ok(events.boxed())
+            })
+            .boxed())
+    }
+
+    async fn watch_with_progress(
+        &self,
+        prefix: &str,
+        after_revision: i64,
+        interval: Duration,
+    ) -> Result<ProgressWatchStream> {
+        self.start_watch(prefix, after_revision, Some(interval))
+            .await
     }
 
     async fn current_revision(&self) -> Result<i64> {
@@ -416,6 +415,94 @@ impl Store for EtcdStore {
             Err(e) if is_compacted(&e) => Ok(()),
             Err(e) if is_future(&e) => Err(Error::FutureRevision(revision)),
             Err(e) => Err(backend(e)),
+        }
+    }
+}
+
+/// One etcd watch as a stream of items.
+struct Watcher {
+    stream: etcd_client::WatchStream,
+    /// Events of the last response not yet handed out.
+    ready: VecDeque<Event>,
+    /// Set after an error: nothing more is read.
+    done: bool,
+    /// The revision of the last item handed out.
+    last: i64,
+    progress: Option<Duration>,
+    /// A progress request is out: its answer is the next response without events.
+    asked_progress: bool,
+}
+
+impl Watcher {
+    async fn next(&mut self) -> Option<Result<WatchItem>> {
+        loop {
+            if let Some(event) = self.ready.pop_front() {
+                self.last = event.revision();
+                return Some(Ok(WatchItem::Event(event)));
+            }
+            if self.done {
+                return None;
+            }
+            let message = match self.progress {
+                Some(interval) if !self.asked_progress => {
+                    match tokio::time::timeout(interval, self.stream.message()).await {
+                        Ok(message) => message,
+                        Err(_) => {
+                            // Quiet: ask etcd where this watch stands.
+                            if let Err(e) = self.stream.request_progress().await {
+                                self.done = true;
+                                return Some(Err(backend(e)));
+                            }
+                            self.asked_progress = true;
+                            continue;
+                        }
+                    }
+                }
+                _ => self.stream.message().await,
+            };
+            let response = match message {
+                Ok(Some(response)) => response,
+                Ok(None) => return None,
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(backend(e)));
+                }
+            };
+            if response.canceled() {
+                self.done = true;
+                return Some(Err(if response.compact_revision() > 0 {
+                    Error::Compacted {
+                        requested: self.last,
+                        compacted: response.compact_revision(),
+                    }
+                } else {
+                    Error::Backend(format!(
+                        "etcd cancelled the watch: {}",
+                        response.cancel_reason()
+                    ))
+                }));
+            }
+            if response.events().is_empty() {
+                // Besides the creation answer, an empty response is a progress notification:
+                // every event up to its header's revision has been sent.
+                let revision = response.header().map(|h| h.revision()).unwrap_or(0);
+                if !response.created() && self.progress.is_some() && revision > self.last {
+                    self.asked_progress = false;
+                    self.last = revision;
+                    return Some(Ok(WatchItem::Progress(revision)));
+                }
+                self.asked_progress = false;
+                continue;
+            }
+            for event in response.events() {
+                match convert(event) {
+                    Ok(event) => self.ready.push_back(event),
+                    Err(e) => {
+                        self.done = true;
+                        return Some(Err(e));
+                    }
+                }
+            }
         }
     }
 }

@@ -1,19 +1,24 @@
 //! The embedded store: one SQLite database in WAL mode holding an append-only revision log.
 //!
 //! Threads: one writer thread owns the read-write connection (see `writer`), reads run on a small
-//! pool of read-only connections in tokio's blocking threads (see `reader`), and an optional
-//! compactor thread asks the writer to drop old history. The async methods only send work to
+//! pool of read-only connections in tokio's blocking threads (see `reader`), a checkpoint thread
+//! copies the WAL into the database (see `checkpoint`), and an optional compactor thread asks
+//! the writer to drop old history. The async methods only send work to
 //! those threads and await the answer, so SQLite never blocks the runtime.
 //!
 //! docs/store.md describes the schema, revisions, watch and compaction.
 
+mod checkpoint;
 mod reader;
 mod schema;
 mod watch;
 mod writer;
 
-use super::{Error, Event, KeyValue, ListPage, Result, Store, WatchStream};
+use super::{
+    Error, Event, KeyValue, ListPage, ProgressWatchStream, Result, Store, WatchItem, WatchStream,
+};
 use async_trait::async_trait;
+use futures::StreamExt;
 use reader::Readers;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -153,20 +158,16 @@ impl SqliteStore {
         )?);
         let (events, _) = broadcast::channel(options.watch_buffer.max(16));
         let (commands, inbox) = mpsc::channel();
-        let checkpointer_conn =
-            schema::open_checkpointer(path, options.durability).map_err(backend)?;
-        let (checkpoint, checkpoint_requests) = mpsc::sync_channel(1);
-        let checkpointer = std::thread::Builder::new()
-            .name("store-checkpoint".into())
-            .spawn(move || writer::run_checkpointer(checkpointer_conn, checkpoint_requests))
+        let (checkpoints, checkpointer) =
+            checkpoint::start(path, options.durability).map_err(backend)?;
+        let checkpointer = checkpointer
             .map_err(|e| Error::Backend(format!("starting the checkpoint thread: {e}")))?;
         let writer = Writer {
             conn,
             shared: shared.clone(),
             events: events.clone(),
             revision,
-            checkpoint,
-            written_since_checkpoint: 0,
+            checkpoints,
         };
         let writer = std::thread::Builder::new()
             .name("store-writer".into())
@@ -192,6 +193,30 @@ impl SqliteStore {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    fn start_watch(
+        &self,
+        prefix: &str,
+        after_revision: i64,
+        progress: Option<Duration>,
+    ) -> Result<ProgressWatchStream> {
+        // Subscribe before anything is read: see the `watch` module.
+        let live = self.events.subscribe();
+        let compacted = self.shared.compacted.load(Ordering::Acquire);
+        if after_revision < compacted {
+            return Err(Error::Compacted {
+                requested: after_revision,
+                compacted,
+            });
+        }
+        Ok(watch::stream(
+            self.readers.clone(),
+            prefix.to_string(),
+            after_revision,
+            live,
+            progress,
+        ))
     }
 
     async fn write(&self, op: Op) -> Result<Outcome> {
@@ -339,21 +364,26 @@ impl Store for SqliteStore {
     }
 
     async fn watch(&self, prefix: &str, after_revision: i64) -> Result<WatchStream> {
-        // Subscribe before anything is read: see the `watch` module.
-        let live = self.events.subscribe();
-        let compacted = self.shared.compacted.load(Ordering::Acquire);
-        if after_revision < compacted {
-            return Err(Error::Compacted {
-                requested: after_revision,
-                compacted,
-            });
-        }
-        Ok(watch::stream(
-            self.readers.clone(),
-            prefix.to_string(),
-            after_revision,
-            live,
-        ))
+        let items = self.start_watch(prefix, after_revision, None)?;
+        // Without an interval there are no progress marks to drop.
+        Ok(items
+            .filter_map(|item| async move {
+                match item {
+                    Ok(WatchItem::Event(event)) => Some(Ok(event)),
+                    Ok(WatchItem::Progress(_)) => None,
+                    Err(e) => Some(Err(e)),
+                }
+            })
+            .boxed())
+    }
+
+    async fn watch_with_progress(
+        &self,
+        prefix: &str,
+        after_revision: i64,
+        interval: Duration,
+    ) -> Result<ProgressWatchStream> {
+        self.start_watch(prefix, after_revision, Some(interval))
     }
 
     async fn current_revision(&self) -> Result<i64> {

@@ -127,12 +127,14 @@ pub(super) fn list(
     let after = start_after.unwrap_or("").as_bytes();
     let end = prefix_end(prefix);
     // One extra row tells whether more follow.
+    let limit = limit.min(i32::MAX as usize);
     let fetch = if limit == 0 { -1 } else { limit as i64 + 1 };
     // The state at `at` is the current row of every key untouched since `at`, plus, for the keys
     // written after `at`, their last row at or before it (unless that row is a delete). Both come
     // in key order and are merged. At the current revision the second part is empty, and close
     // to it (the later pages of a list, read at the first page's revision) it is small, so no
-    // list walks the whole history.
+    // list walks the whole history. NOT INDEXED keeps SQLite from walking the key index over
+    // the prefix's whole history: the rows after `at` are a rowid range, usually a short one.
     let mut changed = Vec::new();
     if at < current {
         let mut stmt = tx
@@ -141,7 +143,7 @@ pub(super) fn list(
                  FROM (SELECT t.key AS key,
                               (SELECT max(h.revision) FROM log h
                                WHERE h.key = t.key AND h.revision <= ?5) AS revision
-                       FROM (SELECT DISTINCT key FROM log
+                       FROM (SELECT DISTINCT key FROM log NOT INDEXED
                              WHERE revision > ?5 AND key >= ?1 AND key < ?2 AND key > ?3) t) m
                  JOIN log l ON l.revision = m.revision
                  WHERE l.deleted = 0

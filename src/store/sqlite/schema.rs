@@ -66,8 +66,9 @@ pub(super) fn open_writer(
         )));
     }
     configure(&conn, durability)?;
-    // The checkpointer thread moves the WAL into the database; a commit never pays for it.
-    conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")?;
+    // Checkpoints are run by the `checkpoint` module, never inside a commit. When the WAL
+    // restarts after a burst, it is cut back to 64 MiB.
+    conn.execute_batch("PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 67108864;")?;
     conn.execute_batch(SCHEMA)?;
     Ok(conn)
 }

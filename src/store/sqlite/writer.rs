@@ -6,6 +6,7 @@
 //! Compaction runs on this thread too, in short chunks between batches, so it never holds the
 //! write lock for long and never races a write.
 
+use super::checkpoint::Checkpoints;
 use super::{backend, schema, Shared};
 use crate::store::{Error, Event, KeyValue, Result};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
@@ -17,9 +18,6 @@ use tokio::sync::{broadcast, oneshot};
 const MAX_BATCH: usize = 256;
 /// Revisions of history one compaction chunk walks through in one transaction.
 const COMPACT_CHUNK: i64 = 2000;
-/// Bytes of values written between two requests to the checkpointer, a rough stand-in for
-/// the WAL's growth (each write also touches a few index and table pages).
-const CHECKPOINT_BYTES: usize = 4 << 20;
 
 /// A write as the caller asked for it.
 pub(super) enum Op {
@@ -68,9 +66,7 @@ pub(super) struct Writer {
     pub events: broadcast::Sender<Arc<Event>>,
     /// The last revision committed.
     pub revision: i64,
-    /// Wakes the checkpointer thread; the writer never waits for it.
-    pub checkpoint: mpsc::SyncSender<()>,
-    pub written_since_checkpoint: usize,
+    pub checkpoints: Checkpoints,
 }
 
 impl Writer {
@@ -197,18 +193,13 @@ impl Writer {
         }
         self.revision = revision;
         self.shared.revision.store(revision, Ordering::Release);
-        self.written_since_checkpoint += batch
+        let written = batch
             .iter()
             .map(|(op, _)| match op {
                 Op::Create { value, .. } | Op::Update { value, .. } => value.len() + 512,
                 Op::Delete { .. } => 512,
             })
             .sum::<usize>();
-        if self.written_since_checkpoint >= CHECKPOINT_BYTES {
-            // Full means a request is already pending, which covers this one too.
-            let _ = self.checkpoint.try_send(());
-            self.written_since_checkpoint = 0;
-        }
         let mut replies = Vec::with_capacity(batch.len());
         for ((_, reply), result) in batch.into_iter().zip(results) {
             match result {
@@ -223,6 +214,8 @@ impl Writer {
         for (reply, result) in replies {
             let _ = reply.send(result);
         }
+        // After the answers: a checkpoint's cost lands between batches, not inside one.
+        self.checkpoints.after_commit(&self.conn, written);
     }
 
     /// Removes one chunk of history: every row superseded by a row in (done, done+chunk], and
@@ -399,15 +392,4 @@ pub(super) fn resume(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
         schema::meta(conn, "revision")?,
         schema::meta(conn, "compacted")?,
     ))
-}
-
-/// Copies the WAL into the database whenever the writer asks, on its own connection, so the
-/// commit that crosses the threshold does not pay for the copy and its fsync. PASSIVE never
-/// blocks the writer or readers; frames a reader still needs are copied by a later run.
-pub(super) fn run_checkpointer(conn: Connection, requests: mpsc::Receiver<()>) {
-    while requests.recv().is_ok() {
-        if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE);") {
-            tracing::warn!("store checkpoint failed: {e}");
-        }
-    }
 }
