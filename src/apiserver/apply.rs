@@ -171,7 +171,7 @@ fn parse_fields_v1(v: &Value, prefix: &mut Path, out: &mut FieldSet) {
 }
 
 /// The keys identifying elements of a keyed list, as server-side apply uses them.
-fn list_keys(ty: Option<&str>, field: &str) -> Option<Vec<&'static str>> {
+pub(crate) fn list_keys(ty: Option<&str>, field: &str) -> Option<Vec<&'static str>> {
     match (ty, field) {
         (
             Some("io.k8s.api.core.v1.Container" | "io.k8s.api.core.v1.EphemeralContainer"),

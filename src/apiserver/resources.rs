@@ -318,10 +318,12 @@ impl Api {
             )));
         };
         match map.get("apiVersion").and_then(Value::as_str) {
-            Some(v) if v != info.api_version => return Err(ApiError::BadRequest(format!(
+            Some(v) if v != info.api_version => {
+                return Err(ApiError::BadRequest(format!(
                 "the API version in the data ({v}) does not match the expected API version ({})",
                 info.api_version
-            ))),
+            )))
+            }
             Some(_) => {}
             None => {
                 map.insert("apiVersion".into(), json!(info.api_version));

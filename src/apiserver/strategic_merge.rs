@@ -35,7 +35,7 @@ pub enum ListStrategy {
 
 /// (schema type, field, strategy, retainKeys too): the `patchStrategy`/`patchMergeKey` tags of
 /// the built-in types that have one.
-const PATCH_META: &[(&str, &str, ListStrategy, bool)] = {
+pub(crate) const PATCH_META: &[(&str, &str, ListStrategy, bool)] = {
     use ListStrategy::*;
     &[
         (
