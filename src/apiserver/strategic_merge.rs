@@ -406,7 +406,7 @@ fn merge_map(
                 list_strategy(ty, key),
                 child_ty.as_deref(),
             )?),
-            (_, v) => v.clone(),
+            (_, v) => strip_directives(v.clone())?,
         };
         original.insert(key.clone(), merged);
     }
