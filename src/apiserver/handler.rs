@@ -8,7 +8,7 @@ use super::{discovery, encoding, openapi};
 use crate::store::Store;
 use bytes::Bytes;
 use http::{header, HeaderMap, Method, Request, Response, StatusCode};
-use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited};
+use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -61,6 +61,8 @@ pub struct ResourceRequest {
     pub content_type: String,
     pub body: Bytes,
     pub user: User,
+    /// Who owns the fields this write sets: ?fieldManager=, else the User-Agent's program name.
+    pub field_manager: String,
 }
 
 impl ResourceRequest {
@@ -167,7 +169,14 @@ impl Api {
             }
             _ => {}
         }
-        let user = user.ok_or(ApiError::Unauthorized)?;
+        let Some(user) = user else {
+            // Read what the client is sending before refusing, so it gets to read the Status
+            // (HTTP/2 clients may see a reset stream when answered mid-upload).
+            if matches!(parts.method, Method::POST | Method::PUT | Method::PATCH) {
+                let _ = read_body(&parts.headers, body).await;
+            }
+            return Err(ApiError::Unauthorized);
+        };
 
         let accept = parts
             .headers
@@ -230,14 +239,8 @@ impl Api {
                 ))
             }
             ["openapi", "v3"] => Ok(json(StatusCode::OK, &openapi::v3_root())),
-            ["openapi", "v3", "api", "v1"] => Ok(json(
-                StatusCode::OK,
-                &openapi::v3_group_version("", "v1").ok_or_else(not_found)?,
-            )),
-            ["openapi", "v3", "apis", g, v] => Ok(json(
-                StatusCode::OK,
-                &openapi::v3_group_version(g, v).ok_or_else(not_found)?,
-            )),
+            ["openapi", "v3", "api", "v1"] => openapi_doc("", "v1").ok_or_else(not_found),
+            ["openapi", "v3", "apis", g, v] => openapi_doc(g, v).ok_or_else(not_found),
             ["api", "v1", rest @ ..] => self.resource(parts, body, "", "v1", rest, user).await,
             ["apis", g, v, rest @ ..] => {
                 let (g, v) = (g.to_string(), v.to_string());
@@ -260,6 +263,17 @@ impl Api {
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
+        // The body is read first: an error answered mid-upload can reach HTTP/2 clients as a
+        // reset stream instead of the Status.
+        let has_body = matches!(
+            parts.method,
+            Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+        );
+        let body = if has_body {
+            read_body(&parts.headers, body).await?
+        } else {
+            Bytes::new()
+        };
         // namespaces/<ns>/<plural>[/<name>[/<sub>]] is a namespaced resource, except for the
         // namespace object's own subresources (namespaces/<ns>/status|finalize).
         let (plural, namespace, name, sub) = match rest {
@@ -321,14 +335,16 @@ impl Api {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_string();
-        let has_body = matches!(
-            parts.method,
-            Method::POST | Method::PUT | Method::PATCH | Method::DELETE
-        );
-        let body = if has_body {
-            read_body(&parts.headers, body).await?
-        } else {
-            Bytes::new()
+        let field_manager = match query.get("fieldManager").filter(|m| !m.is_empty()) {
+            Some(m) => m.clone(),
+            None => parts
+                .headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|ua| ua.split('/').next())
+                .filter(|p| !p.is_empty())
+                .unwrap_or("unknown")
+                .to_string(),
         };
         let r = ResourceRequest {
             info,
@@ -340,6 +356,7 @@ impl Api {
             content_type,
             body,
             user,
+            field_manager,
         };
 
         let watch = r
@@ -363,6 +380,20 @@ impl Api {
     }
 }
 
+/// A group-version's OpenAPI v3 document, serialized once at first use (the core one is large).
+fn openapi_doc(group: &str, version: &str) -> Option<Resp> {
+    let (doc, hash) = openapi::v3_group_version_json(group, version)?;
+    let mut resp = full(
+        StatusCode::OK,
+        "application/json",
+        Bytes::from_static(doc.as_bytes()),
+    );
+    if let Ok(etag) = http::HeaderValue::from_str(&format!("\"{hash}\"")) {
+        resp.headers_mut().insert(header::ETAG, etag);
+    }
+    Some(resp)
+}
+
 fn aggregated(core: bool, version: &str) -> Resp {
     let ct = if version == "v2" {
         discovery::AGGREGATED_V2
@@ -376,27 +407,54 @@ fn aggregated(core: bool, version: &str) -> Resp {
     )
 }
 
+/// Reads a request body of at most MAX_BODY bytes. A larger one is still read to its end (up to
+/// a bound) before the 413 goes out, so the client finishes sending and reads the Status
+/// instead of seeing its upload cut off.
 async fn read_body<B>(headers: &HeaderMap, body: B) -> Result<Bytes, ApiError>
 where
     B: hyper::body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
     let too_large =
         || ApiError::TooLarge(format!("the request body is larger than {MAX_BODY} bytes"));
-    if let Some(len) = headers
+    let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-    {
-        if len > MAX_BODY {
-            return Err(too_large());
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > DRAIN_LIMIT) {
+        return Err(too_large());
+    }
+    let mut body = std::pin::pin!(body);
+    let mut buf = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    let drain = async {
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| {
+                ApiError::BadRequest(format!("reading the request body: {}", e.into()))
+            })?;
+            if let Ok(data) = frame.into_data() {
+                seen += data.len();
+                if seen <= MAX_BODY {
+                    buf.extend_from_slice(&data);
+                } else if seen > DRAIN_LIMIT {
+                    break;
+                }
+            }
+        }
+        Ok::<(), ApiError>(())
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(30), drain).await {
+        Ok(r) => r?,
+        Err(_) if seen > MAX_BODY => return Err(too_large()),
+        Err(_) => {
+            return Err(ApiError::BadRequest(
+                "timed out reading the request body".into(),
+            ))
         }
     }
-    match Limited::new(body, MAX_BODY).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Err(e) => Err(ApiError::BadRequest(format!(
-            "reading the request body: {e}"
-        ))),
+    if seen > MAX_BODY {
+        return Err(too_large());
     }
+    Ok(buf.freeze())
 }

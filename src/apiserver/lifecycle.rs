@@ -51,6 +51,7 @@ pub(crate) fn internal_request(
             name: "system:apiserver".into(),
             groups: vec!["system:masters".into()],
         },
+        field_manager: "nanokube-apiserver".into(),
     }
 }
 

@@ -91,6 +91,7 @@ fn path_segment_causes(name: &str, field: &str) -> Vec<Cause> {
 }
 
 fn invalid(info: &ResourceInfo, name: &str, errs: Vec<validation::FieldError>) -> ApiError {
+    let message = validation::invalid_status_message(info.group, info.kind, name, &errs);
     let causes = errs
         .into_iter()
         .map(|e| Cause {
@@ -99,7 +100,15 @@ fn invalid(info: &ResourceInfo, name: &str, errs: Vec<validation::FieldError>) -
             field: e.field,
         })
         .collect();
-    ApiError::invalid(info.group, info.kind, name, causes)
+    ApiError::Invalid {
+        message,
+        target: status::Target {
+            group: info.group.into(),
+            kind: info.kind.into(),
+            name: name.into(),
+        },
+        causes,
+    }
 }
 
 fn cannot_handle(info: &ResourceInfo, why: &str) -> ApiError {
@@ -609,6 +618,10 @@ impl Api {
             if !errs.is_empty() {
                 return Err(ApiError::invalid(info.group, info.kind, &name, errs));
             }
+            // Server-side apply has recorded its own entry; other creates are Update entries.
+            if o["metadata"].get("managedFields").is_none() {
+                apply::track_update(info.group, info.kind, None, &mut o, &r.field_manager, None);
+            }
             if r.dry_run() {
                 return Ok((
                     StatusCode::CREATED,
@@ -805,15 +818,16 @@ impl Api {
                 .is_none()
                 && mode_of(r) == Mode::Main
             {
-                let created = apply::server_side_apply(
+                let created = apply::server_side_apply_detailed(
                     r.info.group,
                     r.info.kind,
                     None,
                     &applied,
                     &manager,
                     force,
+                    None,
                 )
-                .map_err(|m| ApiError::conflict(r.info.group, r.info.plural, &name, &m))?;
+                .map_err(|e| apply_error(r.info, &name, e))?;
                 let mut created =
                     (r.info.decode)(created).map_err(|e| cannot_handle(r.info, &e))?;
                 if meta_str(&created, "name").is_none() {
@@ -828,15 +842,16 @@ impl Api {
             let info = r.info;
             let body = self
                 .write_update(r, mode_of(r), |cur| {
-                    let out = apply::server_side_apply(
+                    let out = apply::server_side_apply_detailed(
                         info.group,
                         info.kind,
                         Some(cur),
                         &applied,
                         &manager,
                         force,
+                        r.subresource.as_deref().filter(|s| *s == "status"),
                     )
-                    .map_err(|m| ApiError::conflict(info.group, info.plural, &name, &m))?;
+                    .map_err(|e| apply_error(info, &name, e))?;
                     (info.decode)(out).map_err(|e| cannot_handle(info, &e))
                 })
                 .await?;
@@ -929,6 +944,16 @@ impl Api {
                 None => false,
             };
             prepare_update(info, mode, &cur, &mut new)?;
+            if !r.content_type.starts_with("application/apply-patch") {
+                apply::track_update(
+                    info.group,
+                    info.kind,
+                    Some(&cur),
+                    &mut new,
+                    &r.field_manager,
+                    r.subresource.as_deref(),
+                );
+            }
             meta_mut(&mut new).remove("resourceVersion");
             let mut cur_cmp = cur.clone();
             meta_mut(&mut cur_cmp).remove("resourceVersion");
@@ -1148,7 +1173,7 @@ impl Api {
         pod: &Value,
         opts: &DeleteOptions,
     ) -> Result<Option<i64>, ApiError> {
-        if info.plural != "pods" || info.group != "" {
+        if info.plural != "pods" || !info.group.is_empty() {
             return Ok(None);
         }
         let grace = opts
@@ -1179,6 +1204,24 @@ impl Api {
                 tracing::warn!(error = %e, "garbage collection of dependents failed");
             }
         });
+    }
+}
+
+/// A failed server-side apply as its Status: a field ownership conflict (409) or an applied
+/// configuration that cannot be applied (422).
+fn apply_error(info: &ResourceInfo, name: &str, e: apply::ApplyError) -> ApiError {
+    let target = status::Target {
+        group: info.group.into(),
+        kind: info.plural.into(),
+        name: name.into(),
+    };
+    match e {
+        apply::ApplyError::Conflict { message, .. } => ApiError::Conflict { message, target },
+        apply::ApplyError::Invalid(message) => ApiError::Invalid {
+            message,
+            target,
+            causes: Vec::new(),
+        },
     }
 }
 
