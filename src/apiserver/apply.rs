@@ -385,7 +385,7 @@ fn remove(obj: &mut Value, path: &[String]) {
 fn merge(live: &mut Value, applied: &Value, parent_ty: Option<&str>, field: &str) {
     let ty = child(parent_ty, field);
     match (live, applied) {
-        (Value::Object(l), Value::Object(a)) if !a.is_empty() => merge_object(l, a, ty.as_deref()),
+        (Value::Object(l), Value::Object(a)) => merge_object(l, a, ty.as_deref()),
         (Value::Array(l), Value::Array(a)) => {
             if let Some(keys) = list_keys(parent_ty, field) {
                 for item in a {
