@@ -3,13 +3,14 @@
 
 mod api_support;
 
-use api_support::{raw::curl, raw::admin_token, Server};
+use api_support::{raw::admin_token, raw::curl, Server};
 use serde_json::Value;
 
 const CMS: &str = "/api/v1/namespaces/default/configmaps";
 
 fn status(body: &str) -> Value {
-    let v: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("not a JSON Status ({e}): {body}"));
+    let v: Value =
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("not a JSON Status ({e}): {body}"));
     assert_eq!(v["kind"], "Status", "{v}");
     assert_eq!(v["apiVersion"], "v1");
     assert_eq!(v["status"], "Failure");
@@ -25,70 +26,170 @@ fn malformed_bodies_are_400_and_change_nothing() {
     let s = Server::start();
     s.configmap("keep", "default", &[("a", "1")]);
     let before = names(&s);
-    let rv_before = s.ok(&["get", "configmap", "keep", "-o", "jsonpath={.metadata.resourceVersion}"]);
+    let rv_before = s.ok(&[
+        "get",
+        "configmap",
+        "keep",
+        "-o",
+        "jsonpath={.metadata.resourceVersion}",
+    ]);
 
-    let bad_json = s.file("bad.json", r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x"}"#);
-    let (code, body, _) = curl(&s, "admin", "POST", CMS, "application/json", Some(&bad_json));
+    let bad_json = s.file(
+        "bad.json",
+        r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x"}"#,
+    );
+    let (code, body, _) = curl(
+        &s,
+        "admin",
+        "POST",
+        CMS,
+        "application/json",
+        Some(&bad_json),
+    );
     assert_eq!(code, 400, "{body}");
     assert_eq!(status(&body)["reason"], "BadRequest");
 
-    let bad_yaml = s.file("bad.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: [x\n");
-    let (code, body, _) = curl(&s, "admin", "POST", CMS, "application/yaml", Some(&bad_yaml));
+    let bad_yaml = s.file(
+        "bad.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: [x\n",
+    );
+    let (code, body, _) = curl(
+        &s,
+        "admin",
+        "POST",
+        CMS,
+        "application/yaml",
+        Some(&bad_yaml),
+    );
     assert_eq!(code, 400, "{body}");
     assert_eq!(status(&body)["code"], 400);
 
     // A good YAML body works.
-    let good_yaml = s.file("good.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-yaml\ndata:\n  k: v\n");
-    let (code, body, _) = curl(&s, "admin", "POST", CMS, "application/yaml", Some(&good_yaml));
+    let good_yaml = s.file(
+        "good.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-yaml\ndata:\n  k: v\n",
+    );
+    let (code, body, _) = curl(
+        &s,
+        "admin",
+        "POST",
+        CMS,
+        "application/yaml",
+        Some(&good_yaml),
+    );
     assert_eq!(code, 201, "{body}");
-    let (code, _, _) = curl(&s, "admin", "DELETE", &format!("{CMS}/from-yaml"), "application/json", None);
+    let (code, _, _) = curl(
+        &s,
+        "admin",
+        "DELETE",
+        &format!("{CMS}/from-yaml"),
+        "application/json",
+        None,
+    );
     assert_eq!(code, 200);
 
     // Wrong types for the kind's fields.
     let wrong = s.file("wrong.json", r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x"},"data":{"a":{"nested":1}}}"#);
     let (code, body, _) = curl(&s, "admin", "POST", CMS, "application/json", Some(&wrong));
     assert_eq!(code, 400, "{body}");
-    assert!(status(&body)["message"].as_str().unwrap().contains("cannot be handled as a ConfigMap"), "{body}");
+    assert!(
+        status(&body)["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot be handled as a ConfigMap"),
+        "{body}"
+    );
 
     // A kind that does not belong at this URL.
-    let secret = s.file("secret.json", r#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"x"}}"#);
+    let secret = s.file(
+        "secret.json",
+        r#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"x"}}"#,
+    );
     let (code, body, _) = curl(&s, "admin", "POST", CMS, "application/json", Some(&secret));
     assert_eq!(code, 400, "{body}");
-    let deploy = s.file("deploy.json", r#"{"apiVersion":"apps/v1","kind":"ConfigMap","metadata":{"name":"x"}}"#);
+    let deploy = s.file(
+        "deploy.json",
+        r#"{"apiVersion":"apps/v1","kind":"ConfigMap","metadata":{"name":"x"}}"#,
+    );
     let (code, body, _) = curl(&s, "admin", "POST", CMS, "application/json", Some(&deploy));
     assert_eq!(code, 400, "{body}");
-    assert!(status(&body)["message"].as_str().unwrap().contains("does not match the expected API version"));
+    assert!(status(&body)["message"]
+        .as_str()
+        .unwrap()
+        .contains("does not match the expected API version"));
 
     // A bad patch.
-    let (code, body, _) = curl(&s, "admin", "PATCH", &format!("{CMS}/keep"), "application/merge-patch+json", Some(&bad_json));
+    let (code, body, _) = curl(
+        &s,
+        "admin",
+        "PATCH",
+        &format!("{CMS}/keep"),
+        "application/merge-patch+json",
+        Some(&bad_json),
+    );
     assert_eq!(code, 400, "{body}");
-    let (code, body, _) = curl(&s, "admin", "PATCH", &format!("{CMS}/keep"), "text/plain", Some(&good_yaml));
+    let (code, body, _) = curl(
+        &s,
+        "admin",
+        "PATCH",
+        &format!("{CMS}/keep"),
+        "text/plain",
+        Some(&good_yaml),
+    );
     assert_eq!(code, 415, "{body}");
 
     assert_eq!(names(&s), before);
-    assert_eq!(s.ok(&["get", "configmap", "keep", "-o", "jsonpath={.metadata.resourceVersion}"]), rv_before);
+    assert_eq!(
+        s.ok(&[
+            "get",
+            "configmap",
+            "keep",
+            "-o",
+            "jsonpath={.metadata.resourceVersion}"
+        ]),
+        rv_before
+    );
 }
 
 #[test]
 fn unknown_resources_are_404() {
     let s = Server::start();
-    for path in ["/api/v1/namespaces/default/widgets", "/apis/example.com/v1/widgets", "/apis/apps/v9/deployments", "/nope"] {
+    for path in [
+        "/api/v1/namespaces/default/widgets",
+        "/apis/example.com/v1/widgets",
+        "/apis/apps/v9/deployments",
+        "/nope",
+    ] {
         let (code, body, _) = curl(&s, "admin", "GET", path, "application/json", None);
         assert_eq!(code, 404, "{path}: {body}");
         assert_eq!(status(&body)["reason"], "NotFound");
     }
-    let (code, body, _) = curl(&s, "admin", "GET", &format!("{CMS}/missing"), "application/json", None);
+    let (code, body, _) = curl(
+        &s,
+        "admin",
+        "GET",
+        &format!("{CMS}/missing"),
+        "application/json",
+        None,
+    );
     assert_eq!(code, 404);
     let st = status(&body);
     assert_eq!(st["message"], "configmaps \"missing\" not found");
     assert_eq!(st["details"]["name"], "missing");
     assert_eq!(st["details"]["kind"], "configmaps");
-    let widget = s.file("w.yaml", "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w\n");
+    let widget = s.file(
+        "w.yaml",
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w\n",
+    );
     let out = s.kubectl(&["apply", "-f", widget.to_str().unwrap()]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     // With validation kubectl stops at the missing schema; without, at the missing mapping.
-    assert!(err.contains("could not find the requested resource") || err.contains("no matches for kind"), "{err}");
+    assert!(
+        err.contains("could not find the requested resource")
+            || err.contains("no matches for kind"),
+        "{err}"
+    );
     let out = s.kubectl(&["apply", "--validate=false", "-f", widget.to_str().unwrap()]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
@@ -104,36 +205,93 @@ fn unknown_resources_are_404() {
 fn invalid_names_and_fields_are_422_with_causes() {
     let s = Server::start();
     let before = names(&s);
-    let slash = s.file("slash.json", r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a/b"}}"#);
+    let slash = s.file(
+        "slash.json",
+        r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a/b"}}"#,
+    );
     let (code, body, _) = curl(&s, "admin", "POST", CMS, "application/json", Some(&slash));
     assert_eq!(code, 422, "{body}");
     let st = status(&body);
     assert_eq!(st["reason"], "Invalid");
     assert_eq!(st["details"]["causes"][0]["field"], "metadata.name");
 
-    let upper = s.file("upper.json", r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"Bad_Name"}}"#);
+    let upper = s.file(
+        "upper.json",
+        r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"Bad_Name"}}"#,
+    );
     let (code, body, _) = curl(&s, "admin", "POST", CMS, "application/json", Some(&upper));
     assert_eq!(code, 422, "{body}");
-    assert_eq!(status(&body)["details"]["causes"][0]["field"], "metadata.name");
+    assert_eq!(
+        status(&body)["details"]["causes"][0]["field"],
+        "metadata.name"
+    );
 
-    let noname = s.file("noname.json", r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{}}"#);
+    let noname = s.file(
+        "noname.json",
+        r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{}}"#,
+    );
     let (code, body, _) = curl(&s, "admin", "POST", CMS, "application/json", Some(&noname));
     assert_eq!(code, 422, "{body}");
 
-    let pod = s.file("pod.json", r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},"spec":{"containers":[]}}"#);
-    let (code, body, _) = curl(&s, "admin", "POST", "/api/v1/namespaces/default/pods", "application/json", Some(&pod));
+    let pod = s.file(
+        "pod.json",
+        r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},"spec":{"containers":[]}}"#,
+    );
+    let (code, body, _) = curl(
+        &s,
+        "admin",
+        "POST",
+        "/api/v1/namespaces/default/pods",
+        "application/json",
+        Some(&pod),
+    );
     assert_eq!(code, 422, "{body}");
     let causes = status(&body)["details"]["causes"].clone();
-    assert!(causes.as_array().unwrap().iter().any(|c| c["field"] == "spec.containers"), "{causes}");
+    assert!(
+        causes
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["field"] == "spec.containers"),
+        "{causes}"
+    );
 
     // Unknown fields: Strict refuses, Warn warns, Ignore drops them.
-    let unknown = s.file("unknown.json", r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"u"},"dataa":{"a":"b"}}"#);
-    let (code, body, _) = curl(&s, "admin", "POST", &format!("{CMS}?fieldValidation=Strict"), "application/json", Some(&unknown));
+    let unknown = s.file(
+        "unknown.json",
+        r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"u"},"dataa":{"a":"b"}}"#,
+    );
+    let (code, body, _) = curl(
+        &s,
+        "admin",
+        "POST",
+        &format!("{CMS}?fieldValidation=Strict"),
+        "application/json",
+        Some(&unknown),
+    );
     assert_eq!(code, 400, "{body}");
-    assert!(status(&body)["message"].as_str().unwrap().contains("unknown field \"dataa\""), "{body}");
-    let (code, body, headers) = curl(&s, "admin", "POST", &format!("{CMS}?fieldValidation=Warn"), "application/json", Some(&unknown));
+    assert!(
+        status(&body)["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field \"dataa\""),
+        "{body}"
+    );
+    let (code, body, headers) = curl(
+        &s,
+        "admin",
+        "POST",
+        &format!("{CMS}?fieldValidation=Warn"),
+        "application/json",
+        Some(&unknown),
+    );
     assert_eq!(code, 201, "{body}");
-    assert!(headers.to_ascii_lowercase().contains("warning: 299 - \"unknown field \\\"dataa\\\"\""), "{headers}");
+    assert!(
+        headers
+            .to_ascii_lowercase()
+            .contains("warning: 299 - \"unknown field \\\"dataa\\\"\""),
+        "{headers}"
+    );
     let created: Value = serde_json::from_str(&body).unwrap();
     assert!(created.get("dataa").is_none());
     s.ok(&["delete", "configmap", "u"]);
@@ -157,7 +315,10 @@ fn oversized_bodies_are_413() {
 fn unauthenticated_requests_are_401() {
     let s = Server::start();
     let before = names(&s);
-    let cm = s.file("cm.json", r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"anon"}}"#);
+    let cm = s.file(
+        "cm.json",
+        r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"anon"}}"#,
+    );
     for auth in ["none", "token:wrong-token"] {
         let (code, body, _) = curl(&s, auth, "POST", CMS, "application/json", Some(&cm));
         assert_eq!(code, 401, "{auth}: {body}");
@@ -166,17 +327,50 @@ fn unauthenticated_requests_are_401() {
         assert_eq!(code, 401);
     }
     // Health and version are open.
-    assert_eq!(curl(&s, "none", "GET", "/readyz", "application/json", None).0, 200);
-    assert_eq!(curl(&s, "none", "GET", "/version", "application/json", None).0, 200);
+    assert_eq!(
+        curl(&s, "none", "GET", "/readyz", "application/json", None).0,
+        200
+    );
+    assert_eq!(
+        curl(&s, "none", "GET", "/version", "application/json", None).0,
+        200
+    );
     assert_eq!(names(&s), before);
     // The admin token, the node token and the client certificate are accepted.
     let token = admin_token(&s);
-    assert_eq!(curl(&s, &format!("token:{token}"), "GET", CMS, "application/json", None).0, 200);
+    assert_eq!(
+        curl(
+            &s,
+            &format!("token:{token}"),
+            "GET",
+            CMS,
+            "application/json",
+            None
+        )
+        .0,
+        200
+    );
     let node = std::fs::read_to_string(s.data_dir().join("server/token")).unwrap();
-    assert_eq!(curl(&s, &format!("token:{}", node.trim()), "GET", CMS, "application/json", None).0, 200);
-    assert_eq!(curl(&s, "admin", "GET", CMS, "application/json", None).0, 200);
+    assert_eq!(
+        curl(
+            &s,
+            &format!("token:{}", node.trim()),
+            "GET",
+            CMS,
+            "application/json",
+            None
+        )
+        .0,
+        200
+    );
+    assert_eq!(
+        curl(&s, "admin", "GET", CMS, "application/json", None).0,
+        200
+    );
     // The kubeconfig is private.
-    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(s.kubeconfig()).unwrap().permissions());
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(s.kubeconfig()).unwrap().permissions(),
+    );
     assert_eq!(mode & 0o777, 0o600);
 }
 
@@ -185,40 +379,86 @@ fn stale_writes_conflict() {
     let s = Server::start();
     s.configmap("c", "default", &[("k", "1")]);
     let put = s.file("put.json", r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c","resourceVersion":"1"},"data":{"k":"2"}}"#);
-    let (code, body, _) = curl(&s, "admin", "PUT", &format!("{CMS}/c"), "application/json", Some(&put));
+    let (code, body, _) = curl(
+        &s,
+        "admin",
+        "PUT",
+        &format!("{CMS}/c"),
+        "application/json",
+        Some(&put),
+    );
     assert_eq!(code, 409, "{body}");
     let st = status(&body);
     assert_eq!(st["reason"], "Conflict");
-    assert!(st["message"].as_str().unwrap().contains("the object has been modified"));
+    assert!(st["message"]
+        .as_str()
+        .unwrap()
+        .contains("the object has been modified"));
     // Creating what exists is AlreadyExists.
-    let dup = s.file("dup.json", r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c"}}"#);
+    let dup = s.file(
+        "dup.json",
+        r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c"}}"#,
+    );
     let (code, body, _) = curl(&s, "admin", "POST", CMS, "application/json", Some(&dup));
     assert_eq!(code, 409);
     assert_eq!(status(&body)["reason"], "AlreadyExists");
     // A scale with a stale resourceVersion.
     s.apply_ok("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: d\nspec:\n  selector: {matchLabels: {a: b}}\n  template:\n    metadata: {labels: {a: b}}\n    spec:\n      containers: [{name: c, image: busybox}]\n");
     let scale = s.file("scale.json", r#"{"apiVersion":"autoscaling/v1","kind":"Scale","metadata":{"name":"d","namespace":"default","resourceVersion":"2"},"spec":{"replicas":7}}"#);
-    let (code, body, _) = curl(&s, "admin", "PUT", "/apis/apps/v1/namespaces/default/deployments/d/scale", "application/json", Some(&scale));
+    let (code, body, _) = curl(
+        &s,
+        "admin",
+        "PUT",
+        "/apis/apps/v1/namespaces/default/deployments/d/scale",
+        "application/json",
+        Some(&scale),
+    );
     assert_eq!(code, 409, "{body}");
     // Delete preconditions.
     let pre = s.file("pre.json", r#"{"preconditions":{"uid":"not-the-uid"}}"#);
-    let (code, body, _) = curl(&s, "admin", "DELETE", &format!("{CMS}/c"), "application/json", Some(&pre));
+    let (code, body, _) = curl(
+        &s,
+        "admin",
+        "DELETE",
+        &format!("{CMS}/c"),
+        "application/json",
+        Some(&pre),
+    );
     assert_eq!(code, 409, "{body}");
-    assert_eq!(s.ok(&["get", "configmap", "c", "-o", "jsonpath={.data.k}"]), "1");
-    assert_eq!(s.ok(&["get", "deploy", "d", "-o", "jsonpath={.spec.replicas}"]), "1");
+    assert_eq!(
+        s.ok(&["get", "configmap", "c", "-o", "jsonpath={.data.k}"]),
+        "1"
+    );
+    assert_eq!(
+        s.ok(&["get", "deploy", "d", "-o", "jsonpath={.spec.replicas}"]),
+        "1"
+    );
 }
 
 #[test]
 fn dry_run_and_generate_name() {
     let s = Server::start();
-    let gen = s.file("gen.json", r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"generateName":"job-"}}"#);
+    let gen = s.file(
+        "gen.json",
+        r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"generateName":"job-"}}"#,
+    );
     let (code, body, _) = curl(&s, "admin", "POST", CMS, "application/json", Some(&gen));
     assert_eq!(code, 201, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
     let name = v["metadata"]["name"].as_str().unwrap();
     assert!(name.starts_with("job-") && name.len() == 9, "{name}");
-    let dry = s.file("dry.json", r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"dry"}}"#);
-    let (code, _, _) = curl(&s, "admin", "POST", &format!("{CMS}?dryRun=All"), "application/json", Some(&dry));
+    let dry = s.file(
+        "dry.json",
+        r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"dry"}}"#,
+    );
+    let (code, _, _) = curl(
+        &s,
+        "admin",
+        "POST",
+        &format!("{CMS}?dryRun=All"),
+        "application/json",
+        Some(&dry),
+    );
     assert_eq!(code, 201);
     assert!(!names(&s).contains("configmap/dry"));
     assert!(names(&s).contains(&format!("configmap/{name}")));

@@ -447,7 +447,11 @@ where
     match tokio::time::timeout(std::time::Duration::from_secs(30), drain).await {
         Ok(r) => r?,
         Err(_) if seen > MAX_BODY => return Err(too_large()),
-        Err(_) => return Err(ApiError::BadRequest("timed out reading the request body".into())),
+        Err(_) => {
+            return Err(ApiError::BadRequest(
+                "timed out reading the request body".into(),
+            ))
+        }
     }
     if seen > MAX_BODY {
         return Err(too_large());

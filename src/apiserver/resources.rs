@@ -1173,7 +1173,7 @@ impl Api {
         pod: &Value,
         opts: &DeleteOptions,
     ) -> Result<Option<i64>, ApiError> {
-        if info.plural != "pods" || info.group != "" {
+        if info.plural != "pods" || !info.group.is_empty() {
             return Ok(None);
         }
         let grace = opts

@@ -56,7 +56,7 @@ fn split_terms(s: &str) -> Result<Vec<&str>, Error> {
             }
             _ => {}
         }
-        if depth < 0 || depth > 1 {
+        if !(0..=1).contains(&depth) {
             return Err(Error::Syntax(s.to_string()));
         }
     }

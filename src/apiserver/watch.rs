@@ -227,10 +227,11 @@ impl Api {
                 }
             }
             drop(initial);
-            if send_initial == Some(true) && bookmarks {
-                if tx.send(enc.bookmark(start, true)).await.is_err() {
-                    return;
-                }
+            if send_initial == Some(true)
+                && bookmarks
+                && tx.send(enc.bookmark(start, true)).await.is_err()
+            {
+                return;
             }
             let deadline = tokio::time::sleep(timeout);
             tokio::pin!(deadline);

@@ -126,12 +126,17 @@ impl Server {
         }
     }
 
-    /// kill -9, then start again.
-    pub fn kill9_and_restart(&mut self) {
+    /// kill -9 (no chance to flush or say goodbye).
+    pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
             c.kill().unwrap();
             c.wait().unwrap();
         }
+    }
+
+    /// Starts a stopped or killed server again on the same port and data dir.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "server still running");
         self.spawn();
     }
 

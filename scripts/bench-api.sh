@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# API server benchmark: pod creates at 50 concurrent clients, list of 10k pods (JSON and Table),
+# watch event latency to 100 watchers, mutating latency at a paced 100 writes/s, and the same
+# number of durable puts to a single-node etcd on the same disk, side by side.
+# Everything listens on loopback; state lives in a temporary directory removed at exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PODS=${PODS:-10000}
+CLIENTS=${CLIENTS:-50}
+WATCHERS=${WATCHERS:-100}
+
+cargo build --release --bin nanokube --example api_bench >&2
+BIN=target/release/nanokube
+BENCH=target/release/examples/api_bench
+WORK=$(mktemp -d "${TMPDIR:-/var/tmp}/nk-bench.XXXXXX")
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+PORT=$(free_port)
+"$BIN" server --data-dir "$WORK/nk" --bind-address 127.0.0.1 --https-listen-port "$PORT" \
+    --write-kubeconfig "$WORK/kubeconfig" --disable-agent >"$WORK/server.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 100); do [ -f "$WORK/kubeconfig" ] && break; sleep 0.1; done
+export KUBECONFIG="$WORK/kubeconfig"
+for ns in bench paced watch; do
+    printf 'apiVersion: v1\nkind: Namespace\nmetadata:\n  name: %s\n' "$ns" | kubectl apply -f - >/dev/null
+done
+
+echo "== nanokube ($(nproc) cores, data dir on $(df --output=source "$WORK" | tail -1))"
+"$BENCH" creates "$KUBECONFIG" bench "$CLIENTS" "$PODS"
+"$BENCH" list "$KUBECONFIG" bench 5
+"$BENCH" paced "$KUBECONFIG" paced 100 10
+"$BENCH" watch "$KUBECONFIG" watch "$WATCHERS" 200
+POD_BYTES=$(kubectl get pod bench-0 -n bench -o json | wc -c)
+
+echo "== etcd $(/usr/bin/etcd --version | head -1 | awk '{print $3}'), single node, same disk"
+EPORT=$(free_port); PPORT=$(free_port)
+/usr/bin/etcd --data-dir "$WORK/etcd" --name bench \
+    --listen-client-urls "http://127.0.0.1:$EPORT" --advertise-client-urls "http://127.0.0.1:$EPORT" \
+    --listen-peer-urls "http://127.0.0.1:$PPORT" --initial-advertise-peer-urls "http://127.0.0.1:$PPORT" \
+    --initial-cluster "bench=http://127.0.0.1:$PPORT" >"$WORK/etcd.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$EPORT/health" >/dev/null && break; sleep 0.1; done
+"$BENCH" etcd "127.0.0.1:$EPORT" "$CLIENTS" "$PODS" "$POD_BYTES"
