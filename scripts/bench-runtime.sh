@@ -50,14 +50,14 @@ PY
 work="$(mktemp -d /run/nanokube-bench.XXXXXX)"
 trap 'rm -rf "$work"' EXIT
 echo "== host ($(uname -r), hybrid cgroups): $iterations runs each"
-"$driver" "$iterations" "$bundle" "$work" nanokube="$nanokube" runc=/usr/sbin/runc
+"$driver" "$iterations" "$bundle" "$work" "nanokube=$nanokube runtime" runc=/usr/sbin/runc
 
 if [ "$vm" = 1 ]; then
   echo "== cgroup v2 VM (qemu TCG, 2 vCPUs: absolute times are emulated, ratios are what count)"
   job="$bench/vm-job.sh"
   cat >"$job" <<JOB
 mkdir -p /run/bench
-"$driver" "$iterations" "$bundle" /run/bench nanokube="$nanokube" crun=/usr/bin/crun runc=/usr/sbin/runc
+"$driver" "$iterations" "$bundle" /run/bench "nanokube=$nanokube runtime" crun=/usr/bin/crun runc=/usr/sbin/runc
 JOB
   VM_EXTRA="$driver $bundle $nanokube" VM_TIMEOUT="${VM_TIMEOUT:-1800}" ./scripts/vm-test.sh --job "$job" |
     grep -aE '^(runtime|nanokube|crun|runc|ratio|bench_runtime|vm-test)'
