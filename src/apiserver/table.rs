@@ -11,11 +11,6 @@ pub fn column_definitions(_group: &str, _kind: &str) -> Vec<Value> {
 }
 
 /// The cells of one object's row, matching `column_definitions`. `now` is for AGE.
-pub fn row_cells(
-    _group: &str,
-    _kind: &str,
-    obj: &Value,
-    _now: chrono::DateTime<chrono::Utc>,
-) -> Vec<Value> {
+pub fn row_cells(_group: &str, _kind: &str, obj: &Value, _now: chrono::DateTime<chrono::Utc>) -> Vec<Value> {
     vec![obj["metadata"]["name"].clone(), json!("<unknown>")]
 }
