@@ -15,7 +15,7 @@ for tool in docker-registry skopeo umoci python3; do
   command -v "$tool" >/dev/null || { echo "bench-images.sh: $tool is required (scripts/deps.sh)" >&2; exit 1; }
 done
 
-cargo build --release --bin nanokube >/dev/null
+cargo build --release --quiet --bin nanokube
 nanokube=$PWD/target/release/nanokube
 
 work=$(mktemp -d /var/tmp/nanokube-bench-images.XXXXXX)
@@ -82,8 +82,8 @@ for run in $(seq "$runs"); do
   skopeo copy --quiet --src-tls-verify=false "docker://$ref" "oci:$work/sk$run:v1"
   umoci unpack --image "$work/sk$run:v1" "$work/bundle$run" >/dev/null
   t2=$(now)
-  nk=$(echo "$t1 - $t0" | bc -l)
-  peer=$(echo "$t2 - $t1" | bc -l)
+  nk=$(awk -v a="$t0" -v b="$t1" 'BEGIN {print b - a}')
+  peer=$(awk -v a="$t1" -v b="$t2" 'BEGIN {print b - a}')
   nk_times+=("$nk")
   peer_times+=("$peer")
   printf 'run %d: nanokube pull %.3fs   skopeo copy + umoci unpack %.3fs\n' "$run" "$nk" "$peer"
@@ -99,5 +99,5 @@ done
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 nk_med=$(median "${nk_times[@]}")
 peer_med=$(median "${peer_times[@]}")
-ratio=$(echo "$nk_med / $peer_med" | bc -l)
+ratio=$(awk -v a="$nk_med" -v b="$peer_med" 'BEGIN {print a / b}')
 printf 'median: nanokube %.3fs, skopeo+umoci %.3fs, ratio %.2fx (target <= 1.0x)\n' "$nk_med" "$peer_med" "$ratio"

@@ -572,3 +572,69 @@ fn concurrent_prepares_share_one_unpack() {
         0
     );
 }
+
+/// Docker 25+ `docker save`: an OCI layout whose index.json names the image with containerd's
+/// annotation (ref.name holds only the tag), plus a manifest.json for older tools.
+#[test]
+fn docker25_save_archive_uses_the_containerd_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = Layout::new(&tmp.path().join("layout"));
+    let mut l = LayerBuilder::new();
+    l.file("etc/os-release", b"ID=test\n", 0o644);
+    let mut desc = layout.image(
+        &[(l.finish(), Compression::None)],
+        "amd64",
+        json!({"Cmd": ["sh"]}),
+    );
+    desc["annotations"] = json!({
+        "io.containerd.image.name": "docker.io/library/modern:1.0",
+        "org.opencontainers.image.ref.name": "1.0",
+    });
+    let index = json!({"schemaVersion": 2, "manifests": [desc]});
+    fs::write(
+        layout.dir.join("index.json"),
+        serde_json::to_vec(&index).unwrap(),
+    )
+    .unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &fs::read(
+            layout
+                .dir
+                .join("blobs/sha256")
+                .join(&desc["digest"].as_str().unwrap()[7..]),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let save = json!([{
+        "Config": format!("blobs/sha256/{}", &manifest["config"]["digest"].as_str().unwrap()[7..]),
+        "RepoTags": ["modern:1.0"],
+        "Layers": [format!("blobs/sha256/{}", &manifest["layers"][0]["digest"].as_str().unwrap()[7..])],
+    }]);
+    fs::write(
+        layout.dir.join("manifest.json"),
+        serde_json::to_vec(&save).unwrap(),
+    )
+    .unwrap();
+    let archive = tmp.path().join("modern.tar");
+    tar_dir(&layout.dir, &archive);
+    let data = tmp.path().join("data");
+    let out = run_ok(
+        nanokube()
+            .arg("image")
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("import")
+            .arg(&archive),
+    );
+    assert!(
+        out.contains("imported docker.io/library/modern:1.0"),
+        "{out}"
+    );
+    let img = image::prepare(&data, "modern:1.0").unwrap();
+    assert_eq!(img.digest.to_string(), desc["digest"].as_str().unwrap());
+    assert_eq!(
+        fs::read_to_string(img.lower_dirs[0].join("etc/os-release")).unwrap(),
+        "ID=test\n"
+    );
+}

@@ -248,6 +248,7 @@ mod tests {
     fn own_start_time_is_readable() {
         let (start, state) = proc_stat(std::process::id() as i32).unwrap();
         assert!(start > 0);
-        assert_eq!(state, 'R');
+        // The main thread may be asleep while this test runs on another one.
+        assert!(matches!(state, 'R' | 'S'), "state {state}");
     }
 }

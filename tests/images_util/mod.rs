@@ -361,9 +361,20 @@ pub struct RegistryOpts {
 }
 
 impl Registry {
+    /// Starts a registry on a free port. The port is free when the kernel hands it out but could
+    /// be taken before the registry binds it, so a registry that exits at start is retried on
+    /// another port.
     pub fn start(opts: RegistryOpts) -> Registry {
+        for _ in 0..5 {
+            if let Some(reg) = Registry::try_start(&opts, free_port()) {
+                return reg;
+            }
+        }
+        panic!("docker-registry failed to start 5 times");
+    }
+
+    fn try_start(opts: &RegistryOpts, port: u16) -> Option<Registry> {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
         let mut config = format!(
             "version: 0.1\nlog:\n  level: {}\n  accesslog:\n    disabled: {}\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
             if opts.access_log { "info" } else { "error" },
@@ -398,9 +409,22 @@ impl Registry {
             .stderr(log)
             .spawn()
             .expect("docker-registry (Debian package docker-registry) must be installed");
-        let reg = Registry { child, port, dir };
+        let mut reg = Registry { child, port, dir };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        loop {
+            if reg.child.try_wait().unwrap().is_some() {
+                // Most likely the port was taken meanwhile; the log says.
+                eprintln!("docker-registry exited at start: {}", reg.log());
+                return None;
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                // Someone answers; make sure it is ours and not a neighbour on a reused port.
+                std::thread::sleep(Duration::from_millis(100));
+                if reg.child.try_wait().unwrap().is_none() {
+                    return Some(reg);
+                }
+                continue;
+            }
             assert!(
                 Instant::now() < deadline,
                 "registry did not start: {}",
@@ -408,7 +432,6 @@ impl Registry {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        reg
     }
 
     pub fn host(&self) -> String {
