@@ -470,7 +470,6 @@ pub fn column_definitions(group: &str, kind: &str) -> Vec<Value> {
 }
 
 /// The cells of one object's row, matching `column_definitions`. `now` is for AGE.
-<<<<<<< HEAD
 pub fn row_cells(group: &str, kind: &str, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     (printer(group, kind).1)(obj, now)
 }
@@ -1982,8 +1981,4 @@ mod tests {
             );
         }
     }
-=======
-pub fn row_cells(_group: &str, _kind: &str, obj: &Value, _now: chrono::DateTime<chrono::Utc>) -> Vec<Value> {
-    vec![obj["metadata"]["name"].clone(), json!("<unknown>")]
->>>>>>> images
 }
