@@ -598,10 +598,19 @@ fn kill_all_signals_every_member_and_destroy_cleans_up() {
     expected.sort();
     assert_eq!(cg.pids().unwrap(), expected);
 
-    // A container's own nested cgroup must not block removal.
+    // A container may make cgroups of its own: a process there is still a member, is still
+    // signalled, and the nested cgroup must not block removal.
     for dir in cg.dirs() {
-        std::fs::create_dir(dir.join("nested")).unwrap();
+        let nested = dir.join("nested");
+        std::fs::create_dir(&nested).unwrap();
+        for file in ["cpuset.cpus", "cpuset.mems"] {
+            if nested.join(file).exists() {
+                std::fs::write(nested.join(file), read_file(&dir, file)).unwrap();
+            }
+        }
+        std::fs::write(nested.join("cgroup.procs"), children[0].pid.to_string()).unwrap();
     }
+    assert_eq!(cg.pids().unwrap(), expected);
     // Live processes: destroy refuses and reports them.
     let refused = Cgroup::open(&path).unwrap().destroy().unwrap_err();
     assert!(matches!(refused, cgroups::Error::Busy { .. }), "{refused}");
