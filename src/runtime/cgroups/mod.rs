@@ -128,6 +128,25 @@ fn components(path: &str) -> Result<Vec<&str>> {
     Ok(parts)
 }
 
+/// Resources nanokube does not apply yet; said once per cgroup so a spec that asks for them
+/// is not silently half-honoured.
+fn log_unsupported(r: &LinuxResources) {
+    let ignored = [
+        ("blockIO", r.block_io().is_some()),
+        (
+            "hugepageLimits",
+            r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty()),
+        ),
+        ("network", r.network().is_some()),
+        ("rdma", r.rdma().as_ref().is_some_and(|m| !m.is_empty())),
+    ];
+    for (field, present) in ignored {
+        if present {
+            tracing::warn!("linux.resources.{field} is not supported; ignored");
+        }
+    }
+}
+
 impl Cgroup {
     /// Creates (or reuses) the cgroup at `path` (an OCI cgroupsPath, absolute under the cgroup
     /// root, e.g. "/nanokube/<id>") and applies `resources`. On error nothing that this call

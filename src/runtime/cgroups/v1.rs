@@ -176,6 +176,7 @@ impl V1Cgroup {
     }
 
     fn apply_limits(&self, r: &LinuxResources) -> Result<()> {
+        super::log_unsupported(r);
         if let Some(m) = r.memory() {
             let field = "linux.resources.memory";
             self.set_memory_and_swap(m.limit(), m.swap())?;

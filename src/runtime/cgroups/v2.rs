@@ -104,6 +104,7 @@ impl V2Cgroup {
     }
 
     fn apply_limits(&self, r: &LinuxResources) -> Result<()> {
+        super::log_unsupported(r);
         if let Some(m) = r.memory() {
             let field = "linux.resources.memory";
             if let Some(l) = m.limit() {
