@@ -64,9 +64,9 @@ pub enum Error {
     /// The cgroup still holds processes, so it cannot be removed.
     #[error("cgroup {path} still has processes {pids:?}")]
     Busy { path: PathBuf, pids: Vec<i32> },
-    /// The freezer did not reach the frozen state in time (a task stuck in the kernel).
-    #[error("cgroup {0} did not freeze in time")]
-    FreezeTimeout(PathBuf),
+    /// `kill_all` was given a number that is not a signal.
+    #[error("{0} is not a signal number")]
+    InvalidSignal(i32),
     /// Sending the signal to a member process failed for a reason other than it being gone.
     #[error("signal {signal} to pid {pid}: {source}")]
     Signal {
