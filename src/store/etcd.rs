@@ -14,6 +14,7 @@ use etcd_client::{
 };
 use futures::StreamExt;
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +25,9 @@ const MAX_MESSAGE: usize = 1 << 30;
 pub struct EtcdStore {
     kv: KvClient,
     watch: WatchClient,
+    /// The highest compacted revision this client has seen: lets `watch` refuse a compacted
+    /// start without asking etcd (which would answer in the stream instead, a moment later).
+    compacted_seen: AtomicI64,
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -103,6 +107,7 @@ impl EtcdStore {
                 .max_decoding_message_size(MAX_MESSAGE)
                 .max_encoding_message_size(MAX_MESSAGE),
             watch: client.watch_client().max_decoding_message_size(MAX_MESSAGE),
+            compacted_seen: AtomicI64::new(0),
         };
         // The connection is lazy: make sure etcd answers before claiming success.
         store.current_revision().await?;
@@ -142,7 +147,7 @@ impl EtcdStore {
         after_revision: i64,
         progress: Option<Duration>,
     ) -> Result<ProgressWatchStream> {
-        let compacted = self.compacted_revision().await?;
+        let compacted = self.compacted_seen.load(Ordering::Acquire);
         if after_revision < compacted {
             return Err(Error::Compacted {
                 requested: after_revision,
@@ -387,7 +392,8 @@ impl Store for EtcdStore {
     async fn compacted_revision(&self) -> Result<i64> {
         let current = self.current_revision().await?;
         if self.readable_at(1).await? {
-            return Ok(0);
+            // Nothing or only revision 1 compacted: the two read alike.
+            return Ok(self.compacted_seen.load(Ordering::Acquire).min(1));
         }
         // Invariant: `low` is not readable, `high` is.
         let (mut low, mut high) = (1, current);
@@ -399,6 +405,7 @@ impl Store for EtcdStore {
                 low = middle;
             }
         }
+        self.compacted_seen.fetch_max(high, Ordering::AcqRel);
         Ok(high)
     }
 
@@ -410,7 +417,10 @@ impl Store for EtcdStore {
             .compact(revision, Some(CompactionOptions::new().with_physical()))
             .await
         {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                self.compacted_seen.fetch_max(revision, Ordering::AcqRel);
+                Ok(())
+            }
             // Already compacted past it: nothing to do.
             Err(e) if is_compacted(&e) => Ok(()),
             Err(e) if is_future(&e) => Err(Error::FutureRevision(revision)),
