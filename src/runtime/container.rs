@@ -165,6 +165,9 @@ pub struct Runtime {
     pub root: PathBuf,
     /// How the runtime binary is protected inside containers (see exe.rs).
     pub protection: exe::Protection,
+    /// The nanokube executable that becomes each container's init; `None` means this
+    /// process's own binary (right for the CLI and the agent; tests name the real binary).
+    pub binary: Option<PathBuf>,
 }
 
 impl Default for Runtime {
@@ -227,6 +230,7 @@ impl Runtime {
         Runtime {
             root: root.into(),
             protection: exe::Protection::default(),
+            binary: None,
         }
     }
 
@@ -243,7 +247,7 @@ impl Runtime {
         let rootfs = spec::rootfs_path(&spec, &bundle);
         let filter = compile_seccomp(&spec, opts.default_seccomp)?;
         let flags = init::clone_flags(&spec);
-        let exe_src = exe::source(self.protection, flags)?;
+        let exe_src = exe::source(self.protection, flags, self.binary.as_deref())?;
 
         let dir = state::create_dir(&self.root, id)?;
         let mut cleanup = Cleanup {
@@ -636,7 +640,7 @@ impl Runtime {
         drop(pidfd);
         // A private mount namespace for the helper until it joins the container's.
         let flags = libc::CLONE_NEWNS;
-        let exe_src = exe::source(self.protection, flags)?;
+        let exe_src = exe::source(self.protection, flags, self.binary.as_deref())?;
         let (mut parent, child) = Channel::pair()?;
         let plan = spawn::Plan::new(exe_src, &child.raw_fd(), opts.stdio.raw());
         let helper = plan.spawn(flags).map_err(sys_err("clone"))?;

@@ -290,7 +290,7 @@ fn setup_console(process: &Process) -> Result<OwnedFd, Error> {
     let major = libc::major(st.st_rdev);
     if st.st_mode & libc::S_IFMT != libc::S_IFCHR
         || !(UNIX98_PTY_SLAVE_MAJOR..UNIX98_PTY_SLAVE_MAJOR + 8).contains(&major)
-        || sys::fs_type(&peer).map_err(sys_err("statfs pty"))? != libc::DEVPTS_SUPER_MAGIC as i64
+        || sys::fs_type(&peer).map_err(sys_err("statfs pty"))? != libc::DEVPTS_SUPER_MAGIC
     {
         return Err(Error::Sys {
             what: "pty peer is not a devpts terminal".into(),

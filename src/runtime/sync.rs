@@ -86,9 +86,8 @@ impl Channel {
     /// `fd` must be an open unix stream socket that nothing else owns.
     pub unsafe fn from_raw(fd: RawFd) -> Channel {
         // SAFETY: the caller guarantees `fd` is an open socket we now own.
-        Channel {
-            sock: unsafe { UnixStream::from_raw_fd(fd) },
-        }
+        let sock = unsafe { UnixStream::from_raw_fd(fd) };
+        Channel { sock }
     }
 
     pub fn raw_fd(&self) -> RawFd {
