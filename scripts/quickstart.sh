@@ -38,7 +38,11 @@ caps = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD"
         "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
         "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE"]
 script = ('echo "hostname: $(hostname)"; echo "my pid: $$"; '
-          'echo "processes I can see: $(ls -d /proc/[0-9]* | wc -l)"; exec probe report')
+          'echo "every process I can see:"; ps -o pid,user,comm; '
+          'echo "mount a tmpfs: $(probe syscall mount-tmpfs)"; '
+          'echo "reboot the machine: $(probe syscall reboot)"; '
+          'echo "write to the image: $(probe write /bin/hello)"; '
+          'exec probe report')
 spec = {
     "ociVersion": "1.0.2",
     "root": {"path": root, "readonly": True},
@@ -79,7 +83,10 @@ PY
 
 echo "== nanokube runtime run $id (bundle $bundle)"
 out="$bundle/output"
-"$nanokube" runtime --root "$state" run --bundle "$bundle" "$id" >"$out"
+# The built-in seccomp profile (like Docker's default) when this build has it.
+seccomp=()
+if "$nanokube" runtime run --help | grep -q -- --default-seccomp; then seccomp=(--default-seccomp); fi
+"$nanokube" runtime --root "$state" run "${seccomp[@]}" --bundle "$bundle" "$id" >"$out"
 grep -v '^{' "$out"
 python3 - "$out" <<'PY'
 import json, os, sys

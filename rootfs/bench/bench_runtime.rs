@@ -5,8 +5,9 @@
 //!
 //! Built by the script with plain `rustc` (std only, static) so that it also runs in the VM.
 //!
-//! usage: bench_runtime ITERATIONS BUNDLE WORKDIR NAME=BINARY [NAME=BINARY...]
-//! Ratios are given against the first runtime named.
+//! usage: bench_runtime ITERATIONS BUNDLE WORKDIR NAME=COMMAND [NAME=COMMAND...]
+//! COMMAND is the runtime's binary with any leading arguments, space-separated (e.g.
+//! "nanokube=/usr/bin/nanokube runtime"). Ratios are given against the first runtime named.
 
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -27,7 +28,8 @@ extern "C" {
 
 struct Runtime {
     name: String,
-    binary: String,
+    /// The binary and its leading arguments.
+    command: Vec<String>,
     root: String,
     times_ms: Vec<f64>,
     peak_rss_kib: i64,
@@ -36,13 +38,14 @@ struct Runtime {
 /// Runs one container to completion; returns (wall ms, peak RSS KiB of the tree).
 fn run_once(rt: &Runtime, bundle: &str, id: &str) -> (f64, i64) {
     let start = Instant::now();
-    let child = Command::new(&rt.binary)
+    let child = Command::new(&rt.command[0])
+        .args(&rt.command[1..])
         .args(["--root", &rt.root, "run", "--bundle", bundle, id])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| die(&format!("{}: cannot start {}: {e}", rt.name, rt.binary)));
+        .unwrap_or_else(|e| die(&format!("{}: cannot start {}: {e}", rt.name, rt.command[0])));
     let mut status = 0;
     let mut ru = Rusage::default();
     // SAFETY: the child is ours and not yet reaped; status and rusage point to live locals.
@@ -54,7 +57,11 @@ fn run_once(rt: &Runtime, bundle: &str, id: &str) -> (f64, i64) {
             use std::io::Read;
             let _ = e.read_to_string(&mut err);
         }
-        die(&format!("{} run {id} failed (wait status {status}): {}", rt.name, err.trim()));
+        die(&format!(
+            "{} run {id} failed (wait status {status}): {}",
+            rt.name,
+            err.trim()
+        ));
     }
     (ms, ru.maxrss)
 }
@@ -73,17 +80,25 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.len() < 4 {
-        die("usage: bench_runtime ITERATIONS BUNDLE WORKDIR NAME=BINARY [NAME=BINARY...]");
+        die("usage: bench_runtime ITERATIONS BUNDLE WORKDIR NAME=COMMAND [NAME=COMMAND...]");
     }
-    let iterations: usize = args[0].parse().unwrap_or_else(|_| die("ITERATIONS must be a number"));
+    let iterations: usize = args[0]
+        .parse()
+        .unwrap_or_else(|_| die("ITERATIONS must be a number"));
     let (bundle, workdir) = (&args[1], &args[2]);
     let mut runtimes: Vec<Runtime> = args[3..]
         .iter()
         .map(|a| {
-            let (name, binary) = a.split_once('=').unwrap_or_else(|| die("expected NAME=BINARY"));
+            let (name, command) = a
+                .split_once('=')
+                .unwrap_or_else(|| die("expected NAME=COMMAND"));
+            let command: Vec<String> = command.split_whitespace().map(str::to_string).collect();
+            if command.is_empty() {
+                die("empty COMMAND");
+            }
             Runtime {
                 name: name.to_string(),
-                binary: binary.to_string(),
+                command,
                 root: format!("{workdir}/{name}-root"),
                 times_ms: Vec::with_capacity(iterations),
                 peak_rss_kib: 0,
@@ -112,7 +127,10 @@ fn main() {
     let mut medians = Vec::new();
     for rt in &mut runtimes {
         rt.times_ms.sort_by(|a, b| a.total_cmp(b));
-        let (med, p95) = (percentile(&rt.times_ms, 0.5), percentile(&rt.times_ms, 0.95));
+        let (med, p95) = (
+            percentile(&rt.times_ms, 0.5),
+            percentile(&rt.times_ms, 0.95),
+        );
         medians.push(med);
         println!(
             "{:<10} {:>6} {:>11.2} {:>9.2} {:>14}",
