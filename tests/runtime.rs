@@ -12,7 +12,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use nanokube::runtime::exe::Protection;
-use nanokube::runtime::{CreateOptions, ExecOptions, Runtime, Status};
+use nanokube::runtime::{CreateOptions, ExecOptions, ExitStatus, OciState, Runtime, Status};
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_nanokube");
@@ -987,4 +987,125 @@ fn nothing_left_after_200_create_delete_cycles() {
             .join(&cgroup_path("cycle")[1..]);
         assert!(!p.exists(), "{} left behind", p.display());
     }
+}
+
+#[test]
+fn default_seccomp_profile_denies_what_it_should() {
+    let mut env = Env::new();
+    let script = "probe cat /proc/self/status | grep '^Seccomp:'; for s in keyctl bpf unshare-mnt mount-tmpfs clone3 reboot swapon init-module kexec-load; do echo $s $(probe syscall $s); done";
+    let b = env.bundle("seccomp", &["sh", "-c", script], |_| {});
+    let id = unique("seccomp");
+    env.ids.push(id.clone());
+    let out = env.cli(&["run", "--default-seccomp", "-b", b.to_str().unwrap(), &id]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.lines().next().unwrap().ends_with('2'),
+        "seccomp mode must be filter: {text}"
+    );
+    for line in text.lines().skip(1) {
+        let (name, result) = line.split_once(' ').unwrap();
+        let want = if name == "clone3" {
+            "errno ENOSYS"
+        } else {
+            "errno EPERM"
+        };
+        assert_eq!(result, want, "{name}: {text}");
+    }
+    // Without the option and without linux.seccomp there is no filter (runc's behaviour) ...
+    let (code, out, _) = env.run(&b, &unique("noseccomp"));
+    assert_eq!(code, 0);
+    assert!(out.lines().next().unwrap().ends_with('0'), "{out}");
+    // ... and a profile in the spec is applied by exec too.
+    let profile = serde_json::to_value(nanokube::runtime::seccomp::default_profile()).unwrap();
+    let b = env.bundle("seccomp-spec", &["probe", "sleep", "60"], move |s| {
+        s["linux"]["seccomp"] = profile
+    });
+    let id = unique("seccompexec");
+    assert!(env.create(&b, &id).0);
+    assert!(env.cli(&["start", &id]).status.success());
+    let out = env.cli(&["exec", &id, "--", "probe", "syscall", "keyctl"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "errno EPERM");
+}
+
+fn run_and_wait(env: &mut Env, b: &Path, id: &str) -> (ExitStatus, OciState, String) {
+    let out = env.dir.path().join(format!("{id}.log"));
+    let f = std::fs::File::create(&out).unwrap();
+    let rt = env.rt();
+    env.ids.push(id.to_string());
+    let created = rt
+        .create(
+            id,
+            CreateOptions {
+                bundle: b.to_path_buf(),
+                stdio: nanokube::runtime::Stdio {
+                    stdout: Some(f.into()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    rt.start(id).unwrap();
+    let status = rt.wait(&created).unwrap();
+    let state = rt.state(id).unwrap();
+    (status, state, std::fs::read_to_string(&out).unwrap())
+}
+
+#[test]
+fn memory_limit_oom_kill_is_reported() {
+    let mut env = Env::new();
+    let b = env.bundle("oom", &["probe", "alloc", "256"], |s| {
+        s["linux"]["resources"]["memory"] = json!({"limit": 32 << 20, "swap": 32 << 20});
+    });
+    let (status, state, out) = run_and_wait(&mut env, &b, &unique("oom"));
+    assert!(
+        !out.contains("allocated"),
+        "allocation beyond the limit succeeded: {out}"
+    );
+    assert_eq!(status.signal, Some(libc::SIGKILL));
+    assert_eq!(status.code, 137);
+    assert!(status.oom_killed, "wait did not report the OOM kill");
+    assert_eq!(state.status, Status::Stopped);
+    assert!(state.oom_killed, "state did not report the OOM kill");
+    // Within the limit nothing is reported.
+    let b = env.bundle("nooom", &["probe", "alloc", "8"], |s| {
+        s["linux"]["resources"]["memory"] = json!({"limit": 64 << 20});
+    });
+    let (status, state, out) = run_and_wait(&mut env, &b, &unique("nooom"));
+    assert_eq!(out.trim(), "allocated 8");
+    assert_eq!(
+        (status.code, status.oom_killed, state.oom_killed),
+        (0, false, false)
+    );
+}
+
+#[test]
+fn pids_limit_stops_a_fork_bomb_and_cpu_quota_is_honoured() {
+    let mut env = Env::new();
+    let b = env.bundle("pids", &["probe", "forkbomb", "200"], |s| {
+        s["linux"]["resources"]["pids"] = json!({"limit": 16});
+    });
+    let (status, _, out) = run_and_wait(&mut env, &b, &unique("pids"));
+    assert_eq!(status.code, 0);
+    let words: Vec<&str> = out.split_whitespace().collect();
+    let forked: u32 = words[1].parse().unwrap();
+    assert!(forked < 16, "{out}");
+    assert_eq!(words[3], "EAGAIN", "{out}");
+
+    let b = env.bundle("cpu", &["probe", "spin", "1"], |s| {
+        s["linux"]["resources"]["cpu"] = json!({"quota": 20000, "period": 100000});
+    });
+    let (status, _, out) = run_and_wait(&mut env, &b, &unique("cpu"));
+    assert_eq!(status.code, 0);
+    let words: Vec<&str> = out.split_whitespace().collect();
+    let (cpu, wall): (f64, f64) = (words[1].parse().unwrap(), words[3].parse().unwrap());
+    assert!(
+        cpu <= wall * 0.4,
+        "a 20% quota allowed {cpu} ms of cpu in {wall} ms"
+    );
 }

@@ -195,10 +195,7 @@ fn compile_seccomp(spec: &Spec, default: bool) -> Result<Option<sync::Filter>> {
         None if default => seccomp::default_profile(),
         None => return Ok(None),
     };
-    match seccomp::compile(&profile) {
-        Ok(p) => Ok(Some(sync::filter_to_wire(&p))),
-        Err(seccomp::Error::NotImplemented) => Ok(None),
-    }
+    Ok(Some(sync::filter_to_wire(&seccomp::compile(&profile)?)))
 }
 
 /// Undoes a half-made container when create fails part way.
