@@ -282,9 +282,6 @@ impl Runtime {
         cleanup.pid = Some(pid);
         drop(child);
         drop(opts.stdio);
-        if let Some(cg) = &cleanup.cgroup {
-            cg.add_pid(pid)?;
-        }
         if let Some(adj) = spec.process().as_ref().and_then(|p| p.oom_score_adj()) {
             super::process::set_oom_score_adj(pid, adj).map_err(|e| Error::Init(e.to_string()))?;
         }
@@ -302,6 +299,13 @@ impl Runtime {
             fifo,
             seccomp: filter.clone(),
         })))?;
+        // Moving a process between cgroups can take milliseconds (an RCU grace period on v1);
+        // the init builds its mounts meanwhile and waits for this word only where it needs
+        // its cgroup (cgroup namespace, cgroup mounts).
+        if let Some(cg) = &cleanup.cgroup {
+            cg.add_pid(pid)?;
+        }
+        parent.send(&Message::CgroupJoined)?;
         let (msg, fds) = parent.recv()?;
         match msg {
             Message::Ready { .. } => {}

@@ -240,7 +240,14 @@ fn open_in_root_depth(
 }
 
 /// Everything before pivot_root. Returns the fd of the container's procfs (for sysctls).
-pub fn prepare_rootfs(spec: &Spec, rootfs: &Path) -> Result<(), Error> {
+/// `before_cgroup` runs once, right before the first `cgroup` mount (or after the last mount
+/// when there is none): the init waits there for the parent to have moved it into its cgroup,
+/// so that slow migration (an RCU grace period on cgroup v1) overlaps the mounts above.
+pub fn prepare_rootfs(
+    spec: &Spec,
+    rootfs: &Path,
+    before_cgroup: &mut dyn FnMut() -> Result<(), Error>,
+) -> Result<(), Error> {
     let linux = spec.linux().clone().unwrap_or_default();
     // Nothing we mount may propagate back to the host.
     let prop = linux
@@ -312,7 +319,14 @@ pub fn prepare_rootfs(spec: &Spec, rootfs: &Path) -> Result<(), Error> {
         }
     }
     let mut dev_done = false;
+    let mut hook = Some(before_cgroup);
     for m in &mounts {
+        let typ = m.typ().as_deref().unwrap_or("");
+        if typ == "cgroup" || typ == "cgroup2" {
+            if let Some(h) = hook.take() {
+                h()?;
+            }
+        }
         mount_one(&rootfd, m).map_err(|e| match e {
             Error::Sys { what, source } => Error::Sys {
                 what: format!("mount {}: {what}", m.destination().display()),
@@ -326,6 +340,9 @@ pub fn prepare_rootfs(spec: &Spec, rootfs: &Path) -> Result<(), Error> {
         }
     }
     debug_assert!(dev_done);
+    if let Some(h) = hook.take() {
+        h()?;
+    }
     if let Some(sysctl) = linux.sysctl() {
         write_sysctls(&rootfd, sysctl)?;
     }

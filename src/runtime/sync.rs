@@ -52,6 +52,8 @@ pub struct ExecConfig {
 pub enum Message {
     Init(Box<InitConfig>),
     Exec(Box<ExecConfig>),
+    /// The parent has moved the init into its cgroup.
+    CgroupJoined,
     /// Setup is done; `pid` is the process the caller should track (host pid namespace view is
     /// the parent's business; for exec it is the pid inside the container).
     Ready {
