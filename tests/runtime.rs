@@ -1130,3 +1130,36 @@ fn signals_start_at_their_defaults() {
     let ignored = field(&out, "SigIgn:");
     assert_eq!(ignored & 0x7fff_ffff, 0, "{out}");
 }
+
+#[test]
+fn exec_with_a_terminal() {
+    let mut env = Env::new();
+    let b = env.bundle("exectty", &["probe", "sleep", "60"], |_| {});
+    let id = unique("exectty");
+    assert!(env.create(&b, &id).0);
+    assert!(env.cli(&["start", &id]).status.success());
+    let mut p = env
+        .rt()
+        .exec(
+            &id,
+            ExecOptions {
+                args: vec![
+                    "sh".into(),
+                    "-c".into(),
+                    "test -t 0 && test -t 2 && echo tty-ok; tty".into(),
+                ],
+                tty: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let master = p.pty_master.take().expect("a pty master");
+    let mut text = String::new();
+    let mut file = std::fs::File::from(master);
+    let _ = std::io::Read::read_to_string(&mut file, &mut text); // EIO once the pty closes
+    assert_eq!(p.wait().unwrap().code, 0);
+    assert!(
+        text.contains("tty-ok") && text.contains("/dev/pts/"),
+        "{text:?}"
+    );
+}

@@ -98,6 +98,9 @@ pub struct ExecOptions {
     pub cwd: Option<PathBuf>,
     /// uid and gid; the container's process.user when `None`.
     pub user: Option<(u32, u32)>,
+    /// Give the process a new terminal from the container's devpts; its master comes back in
+    /// `ExecProcess::pty_master` (stdio is then ignored).
+    pub tty: bool,
     pub stdio: Stdio,
 }
 
@@ -136,6 +139,8 @@ pub struct Created {
 pub struct ExecProcess {
     /// The process's pid in the caller's pid namespace.
     pub pid: i32,
+    /// The terminal's master side when `ExecOptions::tty` was set.
+    pub pty_master: Option<OwnedFd>,
     helper: i32,
     chan: Channel,
 }
@@ -605,7 +610,7 @@ impl Runtime {
             user.set_additional_gids(None);
             process.set_user(user);
         }
-        process.set_terminal(Some(false));
+        process.set_terminal(Some(opts.tty));
         let filter = compile_seccomp(&spec, saved.default_seccomp)?;
 
         // The container's namespaces, opened while we know the init is the one we recorded.
@@ -678,8 +683,9 @@ impl Runtime {
             .map_err(|e| fail(e.into()))?;
         drop(ns_fds);
         match parent.recv().map_err(|e| fail(e.into()))? {
-            (Message::Ready { pid }, _) => Ok(ExecProcess {
+            (Message::Ready { pid }, fds) => Ok(ExecProcess {
                 pid,
+                pty_master: fds.into_iter().next(),
                 helper,
                 chan: parent,
             }),
@@ -692,7 +698,7 @@ impl Runtime {
 }
 
 /// Hands the pty master to whoever listens on the console socket, as runc does.
-fn send_console(socket: &Path, master: &OwnedFd) -> Result<()> {
+pub fn send_console(socket: &Path, master: &OwnedFd) -> Result<()> {
     let stream = UnixStream::connect(socket)
         .map_err(sys_err(format!("console socket {}", socket.display())))?;
     sync::send_fds(stream.as_raw_fd(), b"/dev/ptmx", &[master.as_raw_fd()])

@@ -298,13 +298,42 @@ const UNIX98_PTY_SLAVE_MAJOR: u32 = 136;
 /// that devpts before binding it to /dev/console (CVE-2025-52565), and makes it our stdio.
 /// Returns the master, which goes to the console socket.
 fn setup_console(process: &Process) -> Result<OwnedFd, Error> {
+    let (master, peer) = open_pty(process)?;
+    let console = sys::open(
+        Path::new("/dev/console"),
+        libc::O_PATH | libc::O_NOFOLLOW | libc::O_CREAT,
+    );
+    let console = match console {
+        Ok(fd) => fd,
+        Err(_) => {
+            // O_PATH ignores O_CREAT; create the file first, then take a path handle.
+            std::fs::File::create("/dev/console").map_err(sys_err("create /dev/console"))?;
+            sys::open(Path::new("/dev/console"), libc::O_PATH | libc::O_NOFOLLOW)
+                .map_err(sys_err("open /dev/console"))?
+        }
+    };
+    sys::mount(
+        Some(&sys::fd_path(&peer)),
+        &sys::fd_path(&console),
+        None,
+        libc::MS_BIND,
+        None,
+    )
+    .map_err(sys_err("bind /dev/console"))?;
+    make_controlling_terminal(&peer)?;
+    Ok(master)
+}
+
+/// A new pty from the devpts mounted at /dev/pts (the container's, after pivot_root or setns),
+/// with its peer opened through the master (TIOCGPTPEER, no path lookup to race) and verified
+/// to be a pty slave on devpts.
+fn open_pty(process: &Process) -> Result<(OwnedFd, OwnedFd), Error> {
     let master = sys::open(Path::new("/dev/pts/ptmx"), libc::O_RDWR | libc::O_NOCTTY)
         .map_err(sys_err("open /dev/pts/ptmx"))?;
     let unlock: libc::c_int = 0;
     // SAFETY: TIOCSPTLCK takes a pointer to int.
     sys::cvt(unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) })
         .map_err(sys_err("unlockpt"))?;
-    // TIOCGPTPEER opens the peer through the master, with no path lookup to race.
     // SAFETY: integer argument; returns a new fd.
     let peer = sys::cvt(unsafe {
         libc::ioctl(
@@ -338,27 +367,11 @@ fn setup_console(process: &Process) -> Result<OwnedFd, Error> {
         sys::cvt(unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) })
             .map_err(sys_err("set console size"))?;
     }
-    let console = sys::open(
-        Path::new("/dev/console"),
-        libc::O_PATH | libc::O_NOFOLLOW | libc::O_CREAT,
-    );
-    let console = match console {
-        Ok(fd) => fd,
-        Err(_) => {
-            // O_PATH ignores O_CREAT; create the file first, then take a path handle.
-            std::fs::File::create("/dev/console").map_err(sys_err("create /dev/console"))?;
-            sys::open(Path::new("/dev/console"), libc::O_PATH | libc::O_NOFOLLOW)
-                .map_err(sys_err("open /dev/console"))?
-        }
-    };
-    sys::mount(
-        Some(&sys::fd_path(&peer)),
-        &sys::fd_path(&console),
-        None,
-        libc::MS_BIND,
-        None,
-    )
-    .map_err(sys_err("bind /dev/console"))?;
+    Ok((master, peer))
+}
+
+/// New session with `peer` as its controlling terminal and as stdin, stdout and stderr.
+fn make_controlling_terminal(peer: &OwnedFd) -> Result<(), Error> {
     // SAFETY: setsid has no arguments; a new session lets the pty become our terminal.
     unsafe { libc::setsid() };
     // SAFETY: valid fd; TIOCSCTTY takes an integer.
@@ -368,7 +381,7 @@ fn setup_console(process: &Process) -> Result<OwnedFd, Error> {
         // SAFETY: valid fds.
         sys::cvt(unsafe { libc::dup2(peer.as_raw_fd(), target) }).map_err(sys_err("dup2 pty"))?;
     }
-    Ok(master)
+    Ok(())
 }
 
 /// Runs an extra process in a running container: join its namespaces (fds from the parent,
@@ -395,9 +408,23 @@ fn exec_init(
         setns(fd, flag, name)?;
     }
     drop(fds);
+    // A terminal comes from the container's own devpts, now that we are in its mount namespace.
+    let pty = if cfg.process.terminal().unwrap_or(false) {
+        Some(open_pty(&cfg.process)?)
+    } else {
+        None
+    };
     // SAFETY: this process is single-threaded, so fork is safe; the child only runs our code.
     let child = sys::cvt(unsafe { libc::fork() }).map_err(sys_err("fork"))?;
     if child == 0 {
+        if let Some((_, peer)) = &pty {
+            if let Err(e) = make_controlling_terminal(peer) {
+                let _ = writeln!(std::io::stderr(), "nanokube: exec failed: {e}");
+                // SAFETY: _exit skips atexit handlers that belong to the parent.
+                unsafe { libc::_exit(127) };
+            }
+        }
+        drop(pty);
         let result = prepare_process(&cfg.process, cfg.seccomp.as_ref()).map(|p| p.exec());
         let err = match result {
             Ok(e) | Err(e) => e,
@@ -406,7 +433,12 @@ fn exec_init(
         // SAFETY: _exit skips atexit handlers that belong to the parent.
         unsafe { libc::_exit(127) };
     }
-    chan.send(&Message::Ready { pid: child })?;
+    let master = pty.map(|(master, _peer)| master);
+    chan.send_with_fds(
+        &Message::Ready { pid: child },
+        master.as_ref().map(|m| m.as_raw_fd()).as_slice(),
+    )?;
+    drop(master);
     let status = sys::waitpid(child).map_err(sys_err("wait"))?;
     chan.send(&Message::Exited { status })?;
     std::process::exit(0);
