@@ -163,21 +163,22 @@ fn container_init(chan: &mut Channel, cfg: InitConfig) -> Result<std::convert::I
     // Grab the fifo before pivot_root hides the host.
     let fifo = sys::open(&cfg.fifo, libc::O_PATH).map_err(sys_err("open exec fifo"))?;
     let process = spec.process().clone().expect("validated");
-    if has(LinuxNamespaceType::Mount) {
+    let deferred = if has(LinuxNamespaceType::Mount) {
         let mut hook = || {
             join_cgroup(chan, new_cgroup_ns, &mut joined)
                 .map_err(|e| mounts::Error::Refused(e.to_string()))
         };
-        mounts::prepare_rootfs(spec, &cfg.rootfs, &mut hook)?;
+        let deferred = mounts::prepare_rootfs(spec, &cfg.rootfs, &mut hook)?;
         mounts::pivot(&cfg.rootfs)?;
+        deferred
     } else {
         let c = sys::cstr(&cfg.rootfs).map_err(sys_err("rootfs"))?;
         // SAFETY: valid C strings; without a mount namespace chroot is all we can do.
         sys::cvt(unsafe { libc::chroot(c.as_ptr()) }).map_err(sys_err("chroot"))?;
         // SAFETY: valid C string.
         sys::cvt(unsafe { libc::chdir(c"/".as_ptr()) }).map_err(sys_err("chdir /"))?;
-    }
-    join_cgroup(chan, new_cgroup_ns, &mut joined)?;
+        Vec::new()
+    };
     let console = if process.terminal().unwrap_or(false) {
         Some(setup_console(&process)?)
     } else {
@@ -187,6 +188,11 @@ fn container_init(chan: &mut Channel, cfg: InitConfig) -> Result<std::convert::I
     if has(LinuxNamespaceType::Mount) {
         mounts::mask_paths(linux.masked_paths().as_deref().unwrap_or(&[]))?;
         mounts::readonly_paths(linux.readonly_paths().as_deref().unwrap_or(&[]))?;
+    }
+    // Everything above overlapped the parent's cgroup migration; from here on we need it.
+    join_cgroup(chan, new_cgroup_ns, &mut joined)?;
+    if has(LinuxNamespaceType::Mount) {
+        mounts::mount_deferred(&deferred)?;
         if spec
             .root()
             .as_ref()
