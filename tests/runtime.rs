@@ -1163,3 +1163,56 @@ fn exec_with_a_terminal() {
         "{text:?}"
     );
 }
+
+/// A pod's containers share the net, ipc and uts namespaces of the first one (by path).
+#[test]
+fn join_namespaces_by_path_and_sysctls() {
+    let mut env = Env::new();
+    let b = env.bundle("pause", &["probe", "sleep", "60"], |s| {
+        s["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1", "kernel.shm_rmid_forced": "1"});
+    });
+    let pause = unique("pause");
+    assert!(env.create(&b, &pause).0);
+    assert!(env.cli(&["start", &pause]).status.success());
+    let pid = env.rt().state(&pause).unwrap().pid;
+    let b = env.bundle(
+        "member",
+        &[
+            "sh",
+            "-c",
+            "probe report; probe cat /proc/sys/net/ipv4/ip_forward",
+        ],
+        move |s| {
+            s["hostname"] = serde_json::Value::Null;
+            s["linux"]["namespaces"] = json!([
+                {"type": "pid"}, {"type": "mount"}, {"type": "cgroup"},
+                {"type": "network", "path": format!("/proc/{pid}/ns/net")},
+                {"type": "ipc", "path": format!("/proc/{pid}/ns/ipc")},
+                {"type": "uts", "path": format!("/proc/{pid}/ns/uts")}
+            ]);
+        },
+    );
+    let (code, out, err) = env.run(&b, &unique("member"));
+    assert_eq!(code, 0, "{err}");
+    let mut lines = out.lines();
+    let r: Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    for ns in ["net", "ipc", "uts"] {
+        let want = std::fs::read_link(format!("/proc/{pid}/ns/{ns}")).unwrap();
+        assert_eq!(
+            r["ns"][ns].as_str().unwrap(),
+            want.to_str().unwrap(),
+            "{ns}"
+        );
+    }
+    let own_pid_ns = std::fs::read_link(format!("/proc/{pid}/ns/pid")).unwrap();
+    assert_ne!(
+        r["ns"]["pid"].as_str().unwrap(),
+        own_pid_ns.to_str().unwrap()
+    );
+    assert_eq!(
+        r["hostname"], "probe-host",
+        "the shared uts namespace keeps the pod's hostname"
+    );
+    // The sysctl was set in the shared network namespace, not on the host.
+    assert_eq!(lines.next().unwrap().trim(), "1");
+}
