@@ -217,12 +217,12 @@ pub fn run(args: RuntimeArgs) -> anyhow::Result<i32> {
                 println!("{}", serde_json::to_string(&list)?);
             } else {
                 println!(
-                    "{:<24} {:<8} {:<10} {:<40} CREATED",
-                    "ID", "PID", "STATUS", "BUNDLE"
+                    "{:<24} {:<8} {:<10} {:<40} {:<32} OWNER",
+                    "ID", "PID", "STATUS", "BUNDLE", "CREATED"
                 );
                 for s in &list {
                     println!(
-                        "{:<24} {:<8} {:<10} {:<40} {}",
+                        "{:<24} {:<8} {:<10} {:<40} {:<32} root",
                         s.id,
                         s.pid,
                         s.status.to_string(),

@@ -426,6 +426,7 @@ impl Runtime {
             rootfs: saved.rootfs.clone(),
             created: saved.created.clone(),
             annotations: saved.annotations.clone(),
+            owner: String::new(),
             oom_killed,
         }
     }
