@@ -1216,3 +1216,46 @@ fn join_namespaces_by_path_and_sysctls() {
     // The sysctl was set in the shared network namespace, not on the host.
     assert_eq!(lines.next().unwrap().trim(), "1");
 }
+
+#[test]
+fn update_stats_and_pidfd_for_a_live_container() {
+    let mut env = Env::new();
+    let b = env.bundle("upd", &["probe", "sleep", "60"], |s| {
+        s["linux"]["resources"]["pids"] = json!({"limit": 50});
+    });
+    let id = unique("upd");
+    let rt = env.rt();
+    let created = rt
+        .create(
+            &id,
+            CreateOptions {
+                bundle: b.clone(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    env.ids.push(id.clone());
+    rt.start(&id).unwrap();
+    let stats = rt.stats(&id).unwrap();
+    assert!(stats.pids_current >= 1, "{stats:?}");
+    let res: oci_spec::runtime::LinuxResources =
+        serde_json::from_value(json!({"pids": {"limit": 7}})).unwrap();
+    rt.update(&id, &res).unwrap();
+    let out = env.cli(&["exec", &id, "--", "sh", "-c", "probe report"]);
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["cgroup"]["pids_max"], "7", "{}", r["cgroup"]);
+    let pidfd = rt.pidfd(&id).unwrap();
+    rt.kill(&id, libc::SIGKILL, false).unwrap();
+    let mut pfd = libc::pollfd {
+        fd: pidfd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    assert_eq!(
+        unsafe { libc::poll(&mut pfd, 1, 10_000) },
+        1,
+        "pidfd did not report the exit"
+    );
+    assert_eq!(rt.wait(&created).unwrap().signal, Some(libc::SIGKILL));
+}

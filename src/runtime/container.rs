@@ -540,6 +540,39 @@ impl Runtime {
         Ok(ExitStatus::from_raw(raw, oom))
     }
 
+    /// A pidfd for the container's init (readable once it exits), for callers that wait in
+    /// an event loop instead of blocking in `wait`.
+    pub fn pidfd(&self, id: &str) -> Result<OwnedFd> {
+        let saved = state::load(&self.root, id)?;
+        self.init_pidfd(&saved).ok_or_else(|| Error::WrongStatus {
+            id: id.into(),
+            status: Status::Stopped,
+            message: "the container's init is gone",
+        })
+    }
+
+    /// Changes the resource limits of a live container.
+    pub fn update(&self, id: &str, resources: &oci_spec::runtime::LinuxResources) -> Result<()> {
+        let saved = state::load(&self.root, id)?;
+        let cg = cgroup_open(&saved.cgroup_path).ok_or_else(|| Error::WrongStatus {
+            id: id.into(),
+            status: state::status(&self.root, &saved),
+            message: "the container has no cgroup",
+        })?;
+        Ok(cg.update(resources)?)
+    }
+
+    /// Resource usage read back from the container's cgroup.
+    pub fn stats(&self, id: &str) -> Result<cgroups::Stats> {
+        let saved = state::load(&self.root, id)?;
+        let cg = cgroup_open(&saved.cgroup_path).ok_or_else(|| Error::WrongStatus {
+            id: id.into(),
+            status: state::status(&self.root, &saved),
+            message: "the container has no cgroup",
+        })?;
+        Ok(cg.stats()?)
+    }
+
     /// Pids (in our pid namespace) of every process in the container.
     pub fn ps(&self, id: &str) -> Result<Vec<i32>> {
         let saved = state::load(&self.root, id)?;
