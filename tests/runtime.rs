@@ -1252,10 +1252,7 @@ fn update_stats_and_pidfd_for_a_live_container() {
         revents: 0,
     };
     // SAFETY: one valid pollfd.
-    assert_eq!(
-        unsafe { libc::poll(&mut pfd, 1, 10_000) },
-        1,
-        "pidfd did not report the exit"
-    );
+    let ready = unsafe { libc::poll(&mut pfd, 1, 10_000) };
+    assert_eq!(ready, 1, "pidfd did not report the exit");
     assert_eq!(rt.wait(&created).unwrap().signal, Some(libc::SIGKILL));
 }
