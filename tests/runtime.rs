@@ -434,6 +434,18 @@ fn lifecycle_transitions_and_errors() {
     assert!(String::from_utf8_lossy(&dup.stderr).contains("already exists"));
     assert_eq!(env.status(&id), Some(Status::Created));
 
+    // The init sits in the container's cgroup in every hierarchy it has (v1 and v2 dirs).
+    let init_pid = st["pid"].as_i64().unwrap().to_string();
+    let cg = nanokube::runtime::cgroups::Cgroup::open(&cgroup_path("life")).unwrap();
+    assert!(!cg.dirs().is_empty());
+    for dir in cg.dirs() {
+        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap();
+        assert!(
+            procs.lines().any(|p| p == init_pid),
+            "init not in {}",
+            dir.display()
+        );
+    }
     assert!(env.cli(&["start", &id]).status.success());
     assert_eq!(env.status(&id), Some(Status::Running));
     let again = env.cli(&["start", &id]);

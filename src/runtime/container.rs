@@ -190,6 +190,59 @@ fn cgroup_create(path: &str, spec: &Spec) -> Result<Option<cgroups::Cgroup>> {
     Ok(Some(cgroups::Cgroup::create(path, resources)?))
 }
 
+/// How a new process gets into a cgroup cheaply: born into its v2 directory (an fd for
+/// clone3 CLONE_INTO_CGROUP), and joining each v1 hierarchy itself (`tasks` files for the
+/// init). Moving a live process from outside costs an RCU grace period (~5-9 ms here).
+struct CgroupEntry {
+    v2: Option<OwnedFd>,
+    v1_tasks: Vec<PathBuf>,
+}
+
+fn cgroup_entry(cg: &cgroups::Cgroup) -> CgroupEntry {
+    const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+    let mut entry = CgroupEntry {
+        v2: None,
+        v1_tasks: Vec::new(),
+    };
+    for dir in cg.dirs() {
+        let Ok(fd) = sys::open(&dir, libc::O_DIRECTORY | libc::O_RDONLY) else {
+            continue;
+        };
+        if sys::fs_type(&fd).ok() == Some(CGROUP2_SUPER_MAGIC) {
+            entry.v2 = Some(fd);
+        } else {
+            entry.v1_tasks.push(dir.join("tasks"));
+        }
+    }
+    entry
+}
+
+/// Clones with `plan` straight into `cgroup`; returns the pid and the v1 `tasks` files the
+/// new process must write itself (empty if we had to move it the slow way).
+fn spawn_into(
+    plan: &spawn::Plan,
+    flags: libc::c_int,
+    cgroup: Option<&cgroups::Cgroup>,
+) -> Result<(i32, Vec<PathBuf>)> {
+    let Some(cg) = cgroup else {
+        let (pid, _) = plan.spawn(flags, None).map_err(sys_err("clone"))?;
+        return Ok((pid, Vec::new()));
+    };
+    let entry = cgroup_entry(cg);
+    let (pid, born_in) = plan
+        .spawn(flags, entry.v2.as_ref().map(|f| f.as_raw_fd()))
+        .map_err(sys_err("clone"))?;
+    if entry.v2.is_some() && !born_in {
+        // No clone3: move it from outside, every hierarchy at once.
+        if let Err(e) = cg.add_pid(pid) {
+            spawn::kill_and_reap(pid);
+            return Err(e.into());
+        }
+        return Ok((pid, Vec::new()));
+    }
+    Ok((pid, entry.v1_tasks))
+}
+
 fn cgroup_open(path: &Option<String>) -> Option<cgroups::Cgroup> {
     path.as_deref().and_then(|p| cgroups::Cgroup::open(p).ok())
 }
@@ -283,7 +336,7 @@ impl Runtime {
 
         let (mut parent, child) = Channel::pair()?;
         let plan = spawn::Plan::new(exe_src, &child.raw_fd(), opts.stdio.raw());
-        let pid = plan.spawn(flags).map_err(sys_err("clone"))?;
+        let (pid, join) = spawn_into(&plan, flags, cleanup.cgroup.as_ref())?;
         cleanup.pid = Some(pid);
         drop(child);
         drop(opts.stdio);
@@ -303,13 +356,11 @@ impl Runtime {
             rootfs: rootfs.clone(),
             fifo,
             seccomp: filter.clone(),
+            join,
         })))?;
-        // Moving a process between cgroups can take milliseconds (an RCU grace period on v1);
-        // the init builds its mounts meanwhile and waits for this word only where it needs
-        // its cgroup (cgroup namespace, cgroup mounts).
-        if let Some(cg) = &cleanup.cgroup {
-            cg.add_pid(pid)?;
-        }
+        // The init is in its cgroup by now, or joins the v1 hierarchies itself first thing.
+        // (The init waits for this word only where it needs its cgroup; it leaves room for a
+        // parent that has to move it slowly.)
         parent.send(&Message::CgroupJoined)?;
         let (msg, fds) = parent.recv()?;
         match msg {
@@ -694,16 +745,14 @@ impl Runtime {
         let exe_src = exe::source(self.protection, flags, self.binary.as_deref())?;
         let (mut parent, child) = Channel::pair()?;
         let plan = spawn::Plan::new(exe_src, &child.raw_fd(), opts.stdio.raw());
-        let helper = plan.spawn(flags).map_err(sys_err("clone"))?;
+        let cgroup = cgroup_open(&saved.cgroup_path);
+        let (helper, join) = spawn_into(&plan, flags, cgroup.as_ref())?;
         drop(child);
         drop(opts.stdio);
         let fail = |e: Error| {
             spawn::kill_and_reap(helper);
             e
         };
-        if let Some(cg) = cgroup_open(&saved.cgroup_path) {
-            cg.add_pid(helper).map_err(|e| fail(e.into()))?;
-        }
         let raw: Vec<RawFd> = ns_fds.iter().map(|f| f.as_raw_fd()).collect();
         parent
             .send_with_fds(
@@ -711,6 +760,7 @@ impl Runtime {
                     process,
                     namespaces: names,
                     seccomp: filter,
+                    join,
                 })),
                 &raw,
             )

@@ -124,7 +124,17 @@ fn setns(fd: &impl AsRawFd, flag: libc::c_int, what: &str) -> Result<(), Error> 
     Ok(())
 }
 
+/// Joins cgroup v1 hierarchies by writing "0" to their `tasks` files (this single-threaded
+/// process moving itself).
+fn join_tasks(files: &[std::path::PathBuf]) -> Result<(), Error> {
+    for f in files {
+        std::fs::write(f, "0").map_err(sys_err(format!("join cgroup {}", f.display())))?;
+    }
+    Ok(())
+}
+
 fn container_init(chan: &mut Channel, cfg: InitConfig) -> Result<std::convert::Infallible, Error> {
+    join_tasks(&cfg.join)?;
     let spec = &cfg.spec;
     let linux = spec.linux().clone().unwrap_or_default();
     let namespaces = linux.namespaces().clone().unwrap_or_default();
@@ -401,6 +411,7 @@ fn exec_init(
     if fds.len() != cfg.namespaces.len() {
         return Err(Error::Protocol);
     }
+    join_tasks(&cfg.join)?;
     for (name, fd) in cfg.namespaces.iter().zip(&fds) {
         let flag = match name.as_str() {
             "ipc" => libc::CLONE_NEWIPC,
