@@ -1268,3 +1268,41 @@ fn update_stats_and_pidfd_for_a_live_container() {
     assert_eq!(ready, 1, "pidfd did not report the exit");
     assert_eq!(rt.wait(&created).unwrap().signal, Some(libc::SIGKILL));
 }
+
+/// shareProcessNamespace: a second container joins the first one's pid namespace by path.
+#[test]
+fn share_pid_namespace_by_path() {
+    let mut env = Env::new();
+    let b = env.bundle("pidpause", &["probe", "sleep", "60"], |_| {});
+    let pause = unique("pidpause");
+    assert!(env.create(&b, &pause).0);
+    assert!(env.cli(&["start", &pause]).status.success());
+    let pid = env.rt().state(&pause).unwrap().pid;
+    let b = env.bundle(
+        "pidmember",
+        &["sh", "-c", "probe report; ps -o pid,args"],
+        move |s| {
+            s["linux"]["namespaces"][0] =
+                json!({"type": "pid", "path": format!("/proc/{pid}/ns/pid")});
+        },
+    );
+    // Through the library, in this process: the cloning thread must get its namespace back.
+    let (status, _, out) = run_and_wait(&mut env, &b, &unique("pidmember"));
+    assert_eq!(status.code, 0);
+    let mut lines = out.lines();
+    let r: Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    let want = std::fs::read_link(format!("/proc/{pid}/ns/pid")).unwrap();
+    assert_eq!(r["ns"]["pid"].as_str().unwrap(), want.to_str().unwrap());
+    assert_ne!(r["pid"], 1, "the pod's first process is pid 1");
+    let ps: Vec<&str> = lines.collect();
+    assert!(
+        ps.iter()
+            .any(|l| l.trim_start().starts_with("1 ") && l.contains("probe sleep 60")),
+        "{ps:?}"
+    );
+    // The thread that cloned went back to its own pid namespace for children.
+    assert_eq!(
+        std::fs::read_link("/proc/thread-self/ns/pid_for_children").unwrap(),
+        std::fs::read_link("/proc/self/ns/pid").unwrap()
+    );
+}

@@ -141,7 +141,11 @@ fn container_init(chan: &mut Channel, cfg: InitConfig) -> Result<std::convert::I
     // Join the namespaces the spec names by path (a pod's shared net/ipc/uts); mount last,
     // since it changes how the other paths resolve.
     let mut joined = Vec::new();
-    for ns in namespaces.iter().filter(|n| n.path().is_some()) {
+    // (A pid namespace given by path was entered at clone time: see spawn::PidNsGuard.)
+    for ns in namespaces
+        .iter()
+        .filter(|n| n.path().is_some() && n.typ() != LinuxNamespaceType::Pid)
+    {
         let path = ns.path().as_ref().expect("filtered");
         let fd = sys::open(path, libc::O_RDONLY)
             .map_err(sys_err(format!("open namespace {}", path.display())))?;
