@@ -1069,7 +1069,7 @@ fn run_and_wait(env: &mut Env, b: &Path, id: &str) -> (ExitStatus, OciState, Str
 }
 
 #[test]
-fn memory_limit_oom_kill_is_reported() {
+fn cgroup_memory_limit_oom_kill_is_reported() {
     let mut env = Env::new();
     let b = env.bundle("oom", &["probe", "alloc", "256"], |s| {
         s["linux"]["resources"]["memory"] = json!({"limit": 32 << 20, "swap": 32 << 20});
@@ -1097,7 +1097,7 @@ fn memory_limit_oom_kill_is_reported() {
 }
 
 #[test]
-fn pids_limit_stops_a_fork_bomb_and_cpu_quota_is_honoured() {
+fn cgroup_pids_limit_stops_a_fork_bomb_and_cpu_quota_is_honoured() {
     let mut env = Env::new();
     let b = env.bundle("pids", &["probe", "forkbomb", "200"], |s| {
         s["linux"]["resources"]["pids"] = json!({"limit": 16});
@@ -1230,7 +1230,7 @@ fn join_namespaces_by_path_and_sysctls() {
 }
 
 #[test]
-fn update_stats_and_pidfd_for_a_live_container() {
+fn cgroup_update_stats_and_pidfd_for_a_live_container() {
     let mut env = Env::new();
     let b = env.bundle("upd", &["probe", "sleep", "60"], |s| {
         s["linux"]["resources"]["pids"] = json!({"limit": 50});
