@@ -4,8 +4,9 @@
 //! Resource files: memory.limit_in_bytes, memory.memsw.limit_in_bytes (memory+swap, the OCI
 //! meaning of `swap`), memory.soft_limit_in_bytes, memory.swappiness, memory.oom_control,
 //! cpu.shares, cpu.cfs_quota_us, cpu.cfs_period_us, cpu.cfs_burst_us, cpu.rt_*, cpu.idle,
-//! cpuset.cpus, cpuset.mems, pids.max, devices.deny/devices.allow. Usage comes from memory.usage_in_bytes and
-//! cpuacct.usage. The hybrid v2 directory costs nothing and gives `kill_all` cgroup.kill.
+//! cpuset.cpus, cpuset.mems, pids.max, devices.deny/devices.allow. Usage comes from
+//! memory.usage_in_bytes and cpuacct.usage. The hybrid v2 directory costs nothing and gives
+//! `kill_all` cgroup.kill.
 
 use std::collections::BTreeMap;
 use std::io::ErrorKind;
@@ -55,9 +56,7 @@ impl V1Cgroup {
         // Leaves this call created, to remove again if a later step fails.
         let mut created: Vec<PathBuf> = Vec::new();
         let result = (|| {
-            let mut mounts: Vec<(&String, &PathBuf)> = layout.v1.iter().collect();
-            mounts.sort_by_key(|(_, mount)| mount.as_path());
-            for (controller, mount) in mounts {
+            for (controller, mount) in &layout.v1 {
                 let mut dir = mount.clone();
                 dir.extend(parts);
                 if !cgroup.dirs.values().any(|d| *d == dir) {
@@ -176,6 +175,7 @@ impl V1Cgroup {
     }
 
     fn apply_limits(&self, r: &LinuxResources) -> Result<()> {
+        super::log_unsupported(r);
         if let Some(m) = r.memory() {
             let field = "linux.resources.memory";
             self.set_memory_and_swap(m.limit(), m.swap())?;
@@ -280,7 +280,17 @@ impl V1Cgroup {
                 reason: "this kernel does not account swap (no memory.memsw.limit_in_bytes)".into(),
             });
         }
-        let swap = swap.filter(|_| has_memsw);
+        let mut swap = swap.filter(|_| has_memsw);
+        // A new memory limit without a swap value keeps the current swap allowance (memsw −
+        // limit); otherwise raising the limit above a limited memsw would fail.
+        if let (Some(l), None, true) = (limit, swap, has_memsw) {
+            let memsw = stats::limit(&fs::read(memory_dir, "memory.memsw.limit_in_bytes")?);
+            let current = stats::limit(&fs::read(memory_dir, "memory.limit_in_bytes")?);
+            if let (Some(memsw), Some(current)) = (memsw, current) {
+                let allowance = memsw.saturating_sub(current) as i64;
+                swap = Some(if l < 0 { -1 } else { l + allowance });
+            }
+        }
         let swap_first = match swap {
             Some(-1) => true,
             Some(s) => {
