@@ -124,14 +124,28 @@ fn setns(fd: &impl AsRawFd, flag: libc::c_int, what: &str) -> Result<(), Error> 
     Ok(())
 }
 
+/// Joins cgroup v1 hierarchies by writing "0" to their `tasks` files (this single-threaded
+/// process moving itself).
+fn join_tasks(files: &[std::path::PathBuf]) -> Result<(), Error> {
+    for f in files {
+        std::fs::write(f, "0").map_err(sys_err(format!("join cgroup {}", f.display())))?;
+    }
+    Ok(())
+}
+
 fn container_init(chan: &mut Channel, cfg: InitConfig) -> Result<std::convert::Infallible, Error> {
+    join_tasks(&cfg.join)?;
     let spec = &cfg.spec;
     let linux = spec.linux().clone().unwrap_or_default();
     let namespaces = linux.namespaces().clone().unwrap_or_default();
     // Join the namespaces the spec names by path (a pod's shared net/ipc/uts); mount last,
     // since it changes how the other paths resolve.
     let mut joined = Vec::new();
-    for ns in namespaces.iter().filter(|n| n.path().is_some()) {
+    // (A pid namespace given by path was entered at clone time: see spawn::PidNsGuard.)
+    for ns in namespaces
+        .iter()
+        .filter(|n| n.path().is_some() && n.typ() != LinuxNamespaceType::Pid)
+    {
         let path = ns.path().as_ref().expect("filtered");
         let fd = sys::open(path, libc::O_RDONLY)
             .map_err(sys_err(format!("open namespace {}", path.display())))?;
@@ -143,14 +157,10 @@ fn container_init(chan: &mut Channel, cfg: InitConfig) -> Result<std::convert::I
     }
     drop(joined);
     let has = |t: LinuxNamespaceType| namespaces.iter().any(|n| n.typ() == t);
-    if namespaces
+    let new_cgroup_ns = namespaces
         .iter()
-        .any(|n| n.typ() == LinuxNamespaceType::Cgroup && n.path().is_none())
-    {
-        // SAFETY: unshare with a namespace flag.
-        sys::cvt(unsafe { libc::unshare(libc::CLONE_NEWCGROUP) })
-            .map_err(sys_err("unshare cgroup namespace"))?;
-    }
+        .any(|n| n.typ() == LinuxNamespaceType::Cgroup && n.path().is_none());
+    let mut joined = false;
     if has(LinuxNamespaceType::Uts) {
         if let Some(h) = spec.hostname() {
             nix::unistd::sethostname(h).map_err(|e| Error::Sys {
@@ -167,16 +177,22 @@ fn container_init(chan: &mut Channel, cfg: InitConfig) -> Result<std::convert::I
     // Grab the fifo before pivot_root hides the host.
     let fifo = sys::open(&cfg.fifo, libc::O_PATH).map_err(sys_err("open exec fifo"))?;
     let process = spec.process().clone().expect("validated");
-    if has(LinuxNamespaceType::Mount) {
-        mounts::prepare_rootfs(spec, &cfg.rootfs)?;
+    let deferred = if has(LinuxNamespaceType::Mount) {
+        let mut hook = || {
+            join_cgroup(chan, new_cgroup_ns, &mut joined)
+                .map_err(|e| mounts::Error::Refused(e.to_string()))
+        };
+        let deferred = mounts::prepare_rootfs(spec, &cfg.rootfs, &mut hook)?;
         mounts::pivot(&cfg.rootfs)?;
+        deferred
     } else {
         let c = sys::cstr(&cfg.rootfs).map_err(sys_err("rootfs"))?;
         // SAFETY: valid C strings; without a mount namespace chroot is all we can do.
         sys::cvt(unsafe { libc::chroot(c.as_ptr()) }).map_err(sys_err("chroot"))?;
         // SAFETY: valid C string.
         sys::cvt(unsafe { libc::chdir(c"/".as_ptr()) }).map_err(sys_err("chdir /"))?;
-    }
+        Vec::new()
+    };
     let console = if process.terminal().unwrap_or(false) {
         Some(setup_console(&process)?)
     } else {
@@ -186,6 +202,11 @@ fn container_init(chan: &mut Channel, cfg: InitConfig) -> Result<std::convert::I
     if has(LinuxNamespaceType::Mount) {
         mounts::mask_paths(linux.masked_paths().as_deref().unwrap_or(&[]))?;
         mounts::readonly_paths(linux.readonly_paths().as_deref().unwrap_or(&[]))?;
+    }
+    // Everything above overlapped the parent's cgroup migration; from here on we need it.
+    join_cgroup(chan, new_cgroup_ns, &mut joined)?;
+    if has(LinuxNamespaceType::Mount) {
+        mounts::mount_deferred(&deferred)?;
         if spec
             .root()
             .as_ref()
@@ -210,6 +231,25 @@ fn container_init(chan: &mut Channel, cfg: InitConfig) -> Result<std::convert::I
     Err(prepared.exec())
 }
 
+/// Waits (once) for the parent's word that we sit in our cgroup, then makes the cgroup
+/// namespace, whose root is thereby the container's own cgroup.
+fn join_cgroup(chan: &mut Channel, new_ns: bool, done: &mut bool) -> Result<(), Error> {
+    if *done {
+        return Ok(());
+    }
+    *done = true;
+    match chan.recv()? {
+        (Message::CgroupJoined, _) => {}
+        _ => return Err(Error::Protocol),
+    }
+    if new_ns {
+        // SAFETY: unshare with a namespace flag.
+        sys::cvt(unsafe { libc::unshare(libc::CLONE_NEWCGROUP) })
+            .map_err(sys_err("unshare cgroup namespace"))?;
+    }
+    Ok(())
+}
+
 /// What is left to do at the very end, after which only execve(2) runs.
 struct Prepared {
     program: std::ffi::CString,
@@ -220,6 +260,16 @@ struct Prepared {
 
 impl Prepared {
     fn exec(self) -> Error {
+        // The Rust runtime ignored SIGPIPE in this process and a caller may have blocked
+        // signals; the user's program must start with the defaults (ignored and blocked
+        // signals survive execve).
+        // SAFETY: plain signal-state calls with valid arguments.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        }
         if let Some(p) = &self.late_seccomp {
             if let Err(e) = seccomp::install(p) {
                 return Error::Seccomp(e);
@@ -268,46 +318,7 @@ const UNIX98_PTY_SLAVE_MAJOR: u32 = 136;
 /// that devpts before binding it to /dev/console (CVE-2025-52565), and makes it our stdio.
 /// Returns the master, which goes to the console socket.
 fn setup_console(process: &Process) -> Result<OwnedFd, Error> {
-    let master = sys::open(Path::new("/dev/pts/ptmx"), libc::O_RDWR | libc::O_NOCTTY)
-        .map_err(sys_err("open /dev/pts/ptmx"))?;
-    let unlock: libc::c_int = 0;
-    // SAFETY: TIOCSPTLCK takes a pointer to int.
-    sys::cvt(unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) })
-        .map_err(sys_err("unlockpt"))?;
-    // TIOCGPTPEER opens the peer through the master, with no path lookup to race.
-    // SAFETY: integer argument; returns a new fd.
-    let peer = sys::cvt(unsafe {
-        libc::ioctl(
-            master.as_raw_fd(),
-            TIOCGPTPEER,
-            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
-        )
-    })
-    .map_err(sys_err("open pty peer"))?;
-    // SAFETY: fresh fd we own.
-    let peer = unsafe { OwnedFd::from_raw_fd(peer) };
-    let st = sys::fstat(&peer).map_err(sys_err("fstat pty"))?;
-    let major = libc::major(st.st_rdev);
-    if st.st_mode & libc::S_IFMT != libc::S_IFCHR
-        || !(UNIX98_PTY_SLAVE_MAJOR..UNIX98_PTY_SLAVE_MAJOR + 8).contains(&major)
-        || sys::fs_type(&peer).map_err(sys_err("statfs pty"))? != libc::DEVPTS_SUPER_MAGIC as i64
-    {
-        return Err(Error::Sys {
-            what: "pty peer is not a devpts terminal".into(),
-            source: std::io::Error::from_raw_os_error(libc::EPERM),
-        });
-    }
-    if let Some(size) = process.console_size() {
-        let ws = libc::winsize {
-            ws_row: size.height() as u16,
-            ws_col: size.width() as u16,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        // SAFETY: TIOCSWINSZ takes a pointer to winsize.
-        sys::cvt(unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) })
-            .map_err(sys_err("set console size"))?;
-    }
+    let (master, peer) = open_pty(process)?;
     let console = sys::open(
         Path::new("/dev/console"),
         libc::O_PATH | libc::O_NOFOLLOW | libc::O_CREAT,
@@ -329,6 +340,58 @@ fn setup_console(process: &Process) -> Result<OwnedFd, Error> {
         None,
     )
     .map_err(sys_err("bind /dev/console"))?;
+    make_controlling_terminal(&peer)?;
+    Ok(master)
+}
+
+/// A new pty from the devpts mounted at /dev/pts (the container's, after pivot_root or setns),
+/// with its peer opened through the master (TIOCGPTPEER, no path lookup to race) and verified
+/// to be a pty slave on devpts.
+fn open_pty(process: &Process) -> Result<(OwnedFd, OwnedFd), Error> {
+    let master = sys::open(Path::new("/dev/pts/ptmx"), libc::O_RDWR | libc::O_NOCTTY)
+        .map_err(sys_err("open /dev/pts/ptmx"))?;
+    let unlock: libc::c_int = 0;
+    // SAFETY: TIOCSPTLCK takes a pointer to int.
+    sys::cvt(unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) })
+        .map_err(sys_err("unlockpt"))?;
+    // SAFETY: integer argument; returns a new fd.
+    let peer = sys::cvt(unsafe {
+        libc::ioctl(
+            master.as_raw_fd(),
+            TIOCGPTPEER,
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    })
+    .map_err(sys_err("open pty peer"))?;
+    // SAFETY: fresh fd we own.
+    let peer = unsafe { OwnedFd::from_raw_fd(peer) };
+    let st = sys::fstat(&peer).map_err(sys_err("fstat pty"))?;
+    let major = libc::major(st.st_rdev);
+    if st.st_mode & libc::S_IFMT != libc::S_IFCHR
+        || !(UNIX98_PTY_SLAVE_MAJOR..UNIX98_PTY_SLAVE_MAJOR + 8).contains(&major)
+        || sys::fs_type(&peer).map_err(sys_err("statfs pty"))? != libc::DEVPTS_SUPER_MAGIC
+    {
+        return Err(Error::Sys {
+            what: "pty peer is not a devpts terminal".into(),
+            source: std::io::Error::from_raw_os_error(libc::EPERM),
+        });
+    }
+    if let Some(size) = process.console_size() {
+        let ws = libc::winsize {
+            ws_row: size.height() as u16,
+            ws_col: size.width() as u16,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ takes a pointer to winsize.
+        sys::cvt(unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) })
+            .map_err(sys_err("set console size"))?;
+    }
+    Ok((master, peer))
+}
+
+/// New session with `peer` as its controlling terminal and as stdin, stdout and stderr.
+fn make_controlling_terminal(peer: &OwnedFd) -> Result<(), Error> {
     // SAFETY: setsid has no arguments; a new session lets the pty become our terminal.
     unsafe { libc::setsid() };
     // SAFETY: valid fd; TIOCSCTTY takes an integer.
@@ -338,7 +401,7 @@ fn setup_console(process: &Process) -> Result<OwnedFd, Error> {
         // SAFETY: valid fds.
         sys::cvt(unsafe { libc::dup2(peer.as_raw_fd(), target) }).map_err(sys_err("dup2 pty"))?;
     }
-    Ok(master)
+    Ok(())
 }
 
 /// Runs an extra process in a running container: join its namespaces (fds from the parent,
@@ -352,6 +415,7 @@ fn exec_init(
     if fds.len() != cfg.namespaces.len() {
         return Err(Error::Protocol);
     }
+    join_tasks(&cfg.join)?;
     for (name, fd) in cfg.namespaces.iter().zip(&fds) {
         let flag = match name.as_str() {
             "ipc" => libc::CLONE_NEWIPC,
@@ -365,9 +429,23 @@ fn exec_init(
         setns(fd, flag, name)?;
     }
     drop(fds);
+    // A terminal comes from the container's own devpts, now that we are in its mount namespace.
+    let pty = if cfg.process.terminal().unwrap_or(false) {
+        Some(open_pty(&cfg.process)?)
+    } else {
+        None
+    };
     // SAFETY: this process is single-threaded, so fork is safe; the child only runs our code.
     let child = sys::cvt(unsafe { libc::fork() }).map_err(sys_err("fork"))?;
     if child == 0 {
+        if let Some((_, peer)) = &pty {
+            if let Err(e) = make_controlling_terminal(peer) {
+                let _ = writeln!(std::io::stderr(), "nanokube: exec failed: {e}");
+                // SAFETY: _exit skips atexit handlers that belong to the parent.
+                unsafe { libc::_exit(127) };
+            }
+        }
+        drop(pty);
         let result = prepare_process(&cfg.process, cfg.seccomp.as_ref()).map(|p| p.exec());
         let err = match result {
             Ok(e) | Err(e) => e,
@@ -376,7 +454,12 @@ fn exec_init(
         // SAFETY: _exit skips atexit handlers that belong to the parent.
         unsafe { libc::_exit(127) };
     }
-    chan.send(&Message::Ready { pid: child })?;
+    let master = pty.map(|(master, _peer)| master);
+    chan.send_with_fds(
+        &Message::Ready { pid: child },
+        master.as_ref().map(|m| m.as_raw_fd()).as_slice(),
+    )?;
+    drop(master);
     let status = sys::waitpid(child).map_err(sys_err("wait"))?;
     chan.send(&Message::Exited { status })?;
     std::process::exit(0);

@@ -37,6 +37,10 @@ pub struct InitConfig {
     /// The exec fifo in the state dir; init blocks opening it until `start`.
     pub fifo: PathBuf,
     pub seccomp: Option<Filter>,
+    /// cgroup v1 `tasks` files the init writes "0" to, joining them itself: a single thread
+    /// moving itself needs no global lock, unlike the parent moving it (an RCU grace period).
+    #[serde(default)]
+    pub join: Vec<PathBuf>,
 }
 
 /// What an exec'd helper needs to run an extra process in a running container.
@@ -46,12 +50,17 @@ pub struct ExecConfig {
     pub process: Process,
     pub namespaces: Vec<String>,
     pub seccomp: Option<Filter>,
+    /// As `InitConfig::join`.
+    #[serde(default)]
+    pub join: Vec<PathBuf>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Message {
     Init(Box<InitConfig>),
     Exec(Box<ExecConfig>),
+    /// The parent has moved the init into its cgroup.
+    CgroupJoined,
     /// Setup is done; `pid` is the process the caller should track (host pid namespace view is
     /// the parent's business; for exec it is the pid inside the container).
     Ready {
@@ -86,9 +95,8 @@ impl Channel {
     /// `fd` must be an open unix stream socket that nothing else owns.
     pub unsafe fn from_raw(fd: RawFd) -> Channel {
         // SAFETY: the caller guarantees `fd` is an open socket we now own.
-        Channel {
-            sock: unsafe { UnixStream::from_raw_fd(fd) },
-        }
+        let sock = unsafe { UnixStream::from_raw_fd(fd) };
+        Channel { sock }
     }
 
     pub fn raw_fd(&self) -> RawFd {
@@ -235,5 +243,30 @@ pub fn filter_from_wire(filter: &Filter) -> crate::runtime::seccomp::Program {
             .iter()
             .map(|&(code, jt, jf, k)| libc::sock_filter { code, jt, jf, k })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_and_fds_cross_the_channel() {
+        let (mut a, mut b) = Channel::pair().unwrap();
+        let file = std::fs::File::open("/proc/self/status").unwrap();
+        a.send_with_fds(&Message::Ready { pid: 42 }, &[file.as_raw_fd()])
+            .unwrap();
+        a.send(&Message::Exited { status: 9 }).unwrap();
+        let (msg, fds) = b.recv().unwrap();
+        assert!(matches!(msg, Message::Ready { pid: 42 }));
+        assert_eq!(fds.len(), 1);
+        let mut text = String::new();
+        std::fs::File::from(fds.into_iter().next().unwrap())
+            .read_to_string(&mut text)
+            .unwrap();
+        assert!(text.starts_with("Name:"));
+        assert!(matches!(b.recv().unwrap().0, Message::Exited { status: 9 }));
+        drop(a);
+        assert!(matches!(b.recv(), Err(Error::Closed)));
     }
 }
