@@ -24,9 +24,14 @@ case "${1:-}" in
   *) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2 ;;
 esac
 timeout_s="${VM_TIMEOUT:-600}"
+# Per run, so that a benchmark and a test run can share the machine.
 work="$crate/target/vm"
-stage="$work/initramfs"
-log="$work/console.log"
+mkdir -p "$work"
+run_dir="$(mktemp -d "$work/run.XXXXXX")"
+trap 'rm -rf "$run_dir"' EXIT
+stage="$run_dir/initramfs"
+cpio_file="$run_dir/initramfs.cpio"
+log="$work/console-$mode.log"
 
 vmlinuz="$(ls /boot/vmlinuz-*-cloud-amd64 2>/dev/null | sort -V | tail -n1)"
 if [ -z "$vmlinuz" ]; then
@@ -129,16 +134,17 @@ case "$mode" in
     ;;
 esac
 
-(cd "$stage" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc --quiet) >"$work/initramfs.cpio"
-echo "vm-test: kernel $kver, initramfs $(du -m "$work/initramfs.cpio" | cut -f1) MiB, mode $mode"
+(cd "$stage" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc --quiet) >"$cpio_file"
+echo "vm-test: kernel $kver, initramfs $(du -m "$cpio_file" | cut -f1) MiB, mode $mode"
 
 # --- boot ---------------------------------------------------------------------------------------
 qemu=(qemu-system-x86_64 -accel tcg -cpu max -smp "${VM_SMP:-2}" -m "${VM_MEM:-2048}"
   -nographic -nic none -no-reboot
-  -kernel "$vmlinuz" -initrd "$work/initramfs.cpio"
+  -kernel "$vmlinuz" -initrd "$cpio_file"
   -append "console=ttyS0 rdinit=/init panic=-1 quiet loglevel=3")
 if [ "$mode" = shell ]; then
-  exec "${qemu[@]}"
+  "${qemu[@]}"
+  exit
 fi
 set +e
 # The console's carriage returns and terminal resets would garble logs; drop them.
