@@ -81,6 +81,11 @@ fi
 # Reads the archive back the ways its consumers will: skopeo by ref name, umoci unpacking it,
 # and the unpacked probe running in a bare chroot.
 if [ "$check" = 1 ]; then
+  (
+    cd "$here/probe"
+    RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" \
+      cargo test --quiet --release --locked --target x86_64-unknown-linux-gnu --target-dir "$here/probe/target" >/dev/null
+  )
   tmp="$(mktemp -d)"
   trap 'rm -rf "$tmp"' EXIT
   archive="oci-archive:$out/nanokube-busybox.oci.tar:$ref"
@@ -96,5 +101,5 @@ assert any(e.startswith("PATH=") for e in i["Env"]), i'
   mkdir "$tmp/empty" && cp "$out/probe" "$tmp/empty/probe"
   [ "$(chroot "$tmp/empty" /probe cwd)" = "/ inside" ]
   [ "$(chroot "$out/rootfs" /bin/sh -c 'echo $(id -un):$(probe exit 0 && echo ok)')" = "root:ok" ]
-  echo "rootfs: check passed (skopeo inspect/copy by ref name, umoci unpack equals rootfs/, probe static)"
+  echo "rootfs: check passed (probe unit tests, skopeo inspect/copy by ref name, umoci unpack equals rootfs/, probe static)"
 fi
