@@ -10,7 +10,8 @@
 #                                       ship go in $VM_EXTRA (space-separated absolute paths)
 #        scripts/vm-test.sh --shell     interactive shell on the console (exit it to power off)
 # env:   VM_TIMEOUT (seconds, default 600), VM_MEM (MiB, default 2048), VM_SMP (default 2),
-#        VM_TEST_FILTER_RUNTIME (libtest filter for tests/runtime.rs, default "cgroup")
+#        VM_TEST_FILTER_RUNTIME (libtest filters for tests/runtime.rs, space-separated, a test runs
+#        when its name contains any; default "cgroup memory oom pids cpu")
 set -euo pipefail
 crate="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$crate"
@@ -45,7 +46,8 @@ kver="${vmlinuz#/boot/vmlinuz-}"
 if [ "$mode" != job ]; then cargo build --locked --quiet --bin nanokube; fi
 ./rootfs/build.sh >/dev/null
 
-# Test binaries: tests/cgroups.rs whole, and the cgroup tests of tests/runtime.rs, when present.
+# Test binaries: tests/cgroups.rs whole, and the cgroup-related tests of tests/runtime.rs (by name
+# filter), when present.
 declare -a test_bins=() test_filters=()
 if [ "$mode" = tests ]; then
   have_tests="$(cargo metadata --locked --no-deps --format-version 1 | python3 -c '
@@ -60,7 +62,7 @@ for line in sys.stdin:
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == sys.argv[1]:
         print(m["executable"])' "$t")"
     test_bins+=("$exe")
-    if [ "$t" = runtime ]; then test_filters+=("${VM_TEST_FILTER_RUNTIME:-cgroup}"); else test_filters+=(""); fi
+    if [ "$t" = runtime ]; then test_filters+=("${VM_TEST_FILTER_RUNTIME:-cgroup memory oom pids cpu}"); else test_filters+=(""); fi
   done
 fi
 
