@@ -55,7 +55,7 @@ import json, sys
 pkg = next(p for p in json.load(sys.stdin)["packages"] if p["name"] == "nanokube")
 print(" ".join(t["name"] for t in pkg["targets"] if "test" in t["kind"] and t["name"] in ("cgroups", "runtime")))')"
   for t in $have_tests; do
-    exe="$(cargo test --locked --quiet --no-run --message-format=json --test "$t" | python3 -c '
+    exe="$(cargo test --locked --quiet --no-run --message-format=json-render-diagnostics --test "$t" | python3 -c '
 import json, sys
 for line in sys.stdin:
     m = json.loads(line)
