@@ -14,7 +14,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use nanokube::runtime::cgroups::{self, Cgroup, Hierarchy};
 use oci_spec::runtime::{
-    LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResources, LinuxResourcesBuilder,
+    LinuxCpuBuilder, LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxMemoryBuilder,
+    LinuxPidsBuilder, LinuxResources, LinuxResourcesBuilder,
 };
 
 const MIB: i64 = 1 << 20;
@@ -56,6 +57,12 @@ enum Work {
     Spin { millis: u64 },
     /// Just pause until a signal arrives.
     Pause,
+    /// Open both paths for reading and report (errno or 0 each), then wait for a second
+    /// release and do it again. The pointers are C strings the parent keeps alive.
+    OpenTwice {
+        a: *const libc::c_char,
+        b: *const libc::c_char,
+    },
 }
 
 struct Child {
@@ -159,6 +166,24 @@ fn child_main(release: i32, report_fd: i32, work: Work) -> ! {
             }
             let cpu = now_nanos(libc::CLOCK_PROCESS_CPUTIME_ID) - cpu_start;
             report(report_fd, cpu, wall);
+        }
+        Work::OpenTwice { a, b } => {
+            let try_open = |path: *const libc::c_char| -> u64 {
+                // SAFETY: path is a NUL-terminated string in memory copied from the parent.
+                let fd = unsafe { libc::open(path, libc::O_RDONLY | libc::O_CLOEXEC) };
+                if fd < 0 {
+                    // SAFETY: reading this thread's errno.
+                    unsafe { *libc::__errno_location() as u64 }
+                } else {
+                    // SAFETY: closing the fd just opened.
+                    unsafe { libc::close(fd) };
+                    0
+                }
+            };
+            report(report_fd, try_open(a), try_open(b));
+            // SAFETY: reading one byte into a valid local.
+            unsafe { libc::read(release, (&mut byte as *mut u8).cast(), 1) };
+            report(report_fd, try_open(a), try_open(b));
         }
         Work::Pause => loop {
             // SAFETY: pause is async-signal-safe.
@@ -592,10 +617,73 @@ fn kill_all_signals_every_member_and_destroy_cleans_up() {
     let dirs = cg.dirs();
     cg.destroy().unwrap();
     assert_gone(&dirs);
-    // Destroying what is already gone is fine; opening it is not.
+    // Killing in or destroying what is already gone is fine; opening it is not.
+    again.kill_all(libc::SIGKILL).unwrap();
     again.destroy().unwrap();
     assert!(matches!(
         Cgroup::open(&path),
         Err(cgroups::Error::NotFound(_))
     ));
+}
+
+#[test]
+fn device_access_is_limited_to_the_allowed_devices() {
+    require_root();
+    let path = unique_path("devices");
+    let _cleanup = Cleanup(path.clone());
+    // Our own nodes: /dev/null's numbers (allowed to every container) and /dev/kmsg's
+    // (allowed to none unless the spec says so).
+    let dir = std::env::temp_dir().join(format!("nanokube-devices-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    struct RemoveDir(PathBuf);
+    impl Drop for RemoveDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _remove = RemoveDir(dir.clone());
+    let null =
+        std::ffi::CString::new(dir.join("null").into_os_string().into_encoded_bytes()).unwrap();
+    let kmsg =
+        std::ffi::CString::new(dir.join("kmsg").into_os_string().into_encoded_bytes()).unwrap();
+    for (node, minor) in [(&null, 3), (&kmsg, 11)] {
+        // SAFETY: node is a valid C string; mknod creates a character device node.
+        let rc = unsafe {
+            libc::mknod(
+                node.as_ptr(),
+                libc::S_IFCHR | 0o600,
+                libc::makedev(1, minor),
+            )
+        };
+        assert_eq!(rc, 0, "mknod: {}", std::io::Error::last_os_error());
+    }
+    // Outside the cgroup both open.
+    assert!(File::open(dir.join("kmsg")).is_ok());
+
+    let cg = Cgroup::create(&path, None).unwrap();
+    let mut child = Child::spawn(Work::OpenTwice {
+        a: null.as_ptr(),
+        b: kmsg.as_ptr(),
+    });
+    cg.add_pid(child.pid).unwrap();
+    child.release();
+    assert_eq!(child.read_report(), Some((0, libc::EPERM as u64)));
+
+    // An update that allows 1:11 for reading lets the same process open it.
+    let allow_kmsg = LinuxResourcesBuilder::default()
+        .devices(vec![LinuxDeviceCgroupBuilder::default()
+            .allow(true)
+            .typ(LinuxDeviceType::C)
+            .major(1i64)
+            .minor(11i64)
+            .access("r")
+            .build()
+            .unwrap()])
+        .build()
+        .unwrap();
+    cg.update(&allow_kmsg).unwrap();
+    child.release();
+    assert_eq!(child.read_report(), Some((0, 0)));
+    child.wait();
+    cg.destroy().unwrap();
 }

@@ -165,6 +165,9 @@ pub struct Runtime {
     pub root: PathBuf,
     /// How the runtime binary is protected inside containers (see exe.rs).
     pub protection: exe::Protection,
+    /// The nanokube executable that becomes each container's init; `None` means this
+    /// process's own binary (right for the CLI and the agent; tests name the real binary).
+    pub binary: Option<PathBuf>,
 }
 
 impl Default for Runtime {
@@ -192,10 +195,7 @@ fn compile_seccomp(spec: &Spec, default: bool) -> Result<Option<sync::Filter>> {
         None if default => seccomp::default_profile(),
         None => return Ok(None),
     };
-    match seccomp::compile(&profile) {
-        Ok(p) => Ok(Some(sync::filter_to_wire(&p))),
-        Err(seccomp::Error::NotImplemented) => Ok(None),
-    }
+    Ok(Some(sync::filter_to_wire(&seccomp::compile(&profile)?)))
 }
 
 /// Undoes a half-made container when create fails part way.
@@ -227,6 +227,7 @@ impl Runtime {
         Runtime {
             root: root.into(),
             protection: exe::Protection::default(),
+            binary: None,
         }
     }
 
@@ -243,7 +244,7 @@ impl Runtime {
         let rootfs = spec::rootfs_path(&spec, &bundle);
         let filter = compile_seccomp(&spec, opts.default_seccomp)?;
         let flags = init::clone_flags(&spec);
-        let exe_src = exe::source(self.protection, flags)?;
+        let exe_src = exe::source(self.protection, flags, self.binary.as_deref())?;
 
         let dir = state::create_dir(&self.root, id)?;
         let mut cleanup = Cleanup {
@@ -281,9 +282,6 @@ impl Runtime {
         cleanup.pid = Some(pid);
         drop(child);
         drop(opts.stdio);
-        if let Some(cg) = &cleanup.cgroup {
-            cg.add_pid(pid)?;
-        }
         if let Some(adj) = spec.process().as_ref().and_then(|p| p.oom_score_adj()) {
             super::process::set_oom_score_adj(pid, adj).map_err(|e| Error::Init(e.to_string()))?;
         }
@@ -301,6 +299,13 @@ impl Runtime {
             fifo,
             seccomp: filter.clone(),
         })))?;
+        // Moving a process between cgroups can take milliseconds (an RCU grace period on v1);
+        // the init builds its mounts meanwhile and waits for this word only where it needs
+        // its cgroup (cgroup namespace, cgroup mounts).
+        if let Some(cg) = &cleanup.cgroup {
+            cg.add_pid(pid)?;
+        }
+        parent.send(&Message::CgroupJoined)?;
         let (msg, fds) = parent.recv()?;
         match msg {
             Message::Ready { .. } => {}
@@ -636,7 +641,7 @@ impl Runtime {
         drop(pidfd);
         // A private mount namespace for the helper until it joins the container's.
         let flags = libc::CLONE_NEWNS;
-        let exe_src = exe::source(self.protection, flags)?;
+        let exe_src = exe::source(self.protection, flags, self.binary.as_deref())?;
         let (mut parent, child) = Channel::pair()?;
         let plan = spawn::Plan::new(exe_src, &child.raw_fd(), opts.stdio.raw());
         let helper = plan.spawn(flags).map_err(sys_err("clone"))?;

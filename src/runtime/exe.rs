@@ -12,7 +12,8 @@
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::OnceLock;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 /// Errors making the sealed copy.
 #[derive(Debug, thiserror::Error)]
@@ -42,10 +43,18 @@ pub enum Source {
     ReadOnlyBind(std::ffi::CString),
 }
 
-/// Picks the source for a clone with `clone_flags`.
-pub fn source(protection: Protection, clone_flags: libc::c_int) -> Result<Source, Error> {
+/// Picks the source for a clone with `clone_flags`. `binary` is the nanokube executable to
+/// run as init (default: ourselves; a test harness names the real binary).
+pub fn source(
+    protection: Protection,
+    clone_flags: libc::c_int,
+    binary: Option<&Path>,
+) -> Result<Source, Error> {
     if protection == Protection::ReadOnlyBind && clone_flags & libc::CLONE_NEWNS != 0 {
-        let path = std::fs::read_link("/proc/self/exe")?;
+        let path = match binary {
+            Some(p) => std::fs::canonicalize(p)?,
+            None => std::fs::read_link("/proc/self/exe")?,
+        };
         let text = path.to_string_lossy();
         // A binary replaced while we run shows as "... (deleted)"; only the copy helps then.
         if !text.ends_with(" (deleted)") {
@@ -54,23 +63,28 @@ pub fn source(protection: Protection, clone_flags: libc::c_int) -> Result<Source
             }
         }
     }
-    Ok(Source::Sealed(sealed_self()?))
+    Ok(Source::Sealed(sealed_copy(
+        binary.unwrap_or(Path::new("/proc/self/exe")),
+    )?))
 }
 
-static SEALED: OnceLock<OwnedFd> = OnceLock::new();
+/// Sealed copies made so far, by source path; kept for the life of the process.
+static SEALED: Mutex<Vec<(PathBuf, OwnedFd)>> = Mutex::new(Vec::new());
 
 /// The sealed copy's descriptor (close-on-exec; `execveat(fd, "", AT_EMPTY_PATH)` runs it).
-pub fn sealed_self() -> Result<RawFd, Error> {
-    if let Some(fd) = SEALED.get() {
+pub fn sealed_copy(binary: &Path) -> Result<RawFd, Error> {
+    let mut cache = SEALED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, fd)) = cache.iter().find(|(p, _)| p == binary) {
         return Ok(fd.as_raw_fd());
     }
-    let fd = make_sealed_copy()?;
-    // A racing thread may have won; either copy is fine, the loser's is dropped.
-    Ok(SEALED.get_or_init(|| fd).as_raw_fd())
+    let fd = make_sealed_copy(binary)?;
+    let raw = fd.as_raw_fd();
+    cache.push((binary.to_path_buf(), fd));
+    Ok(raw)
 }
 
-fn make_sealed_copy() -> Result<OwnedFd, Error> {
-    let src = File::open("/proc/self/exe")?;
+fn make_sealed_copy(binary: &Path) -> Result<OwnedFd, Error> {
+    let src = File::open(binary)?;
     let len = src.metadata()?.len();
     let name = c"nanokube-runtime";
     const MFD_EXEC: libc::c_uint = 0x10;

@@ -143,14 +143,10 @@ fn container_init(chan: &mut Channel, cfg: InitConfig) -> Result<std::convert::I
     }
     drop(joined);
     let has = |t: LinuxNamespaceType| namespaces.iter().any(|n| n.typ() == t);
-    if namespaces
+    let new_cgroup_ns = namespaces
         .iter()
-        .any(|n| n.typ() == LinuxNamespaceType::Cgroup && n.path().is_none())
-    {
-        // SAFETY: unshare with a namespace flag.
-        sys::cvt(unsafe { libc::unshare(libc::CLONE_NEWCGROUP) })
-            .map_err(sys_err("unshare cgroup namespace"))?;
-    }
+        .any(|n| n.typ() == LinuxNamespaceType::Cgroup && n.path().is_none());
+    let mut joined = false;
     if has(LinuxNamespaceType::Uts) {
         if let Some(h) = spec.hostname() {
             nix::unistd::sethostname(h).map_err(|e| Error::Sys {
@@ -168,7 +164,11 @@ fn container_init(chan: &mut Channel, cfg: InitConfig) -> Result<std::convert::I
     let fifo = sys::open(&cfg.fifo, libc::O_PATH).map_err(sys_err("open exec fifo"))?;
     let process = spec.process().clone().expect("validated");
     if has(LinuxNamespaceType::Mount) {
-        mounts::prepare_rootfs(spec, &cfg.rootfs)?;
+        let mut hook = || {
+            join_cgroup(chan, new_cgroup_ns, &mut joined)
+                .map_err(|e| mounts::Error::Refused(e.to_string()))
+        };
+        mounts::prepare_rootfs(spec, &cfg.rootfs, &mut hook)?;
         mounts::pivot(&cfg.rootfs)?;
     } else {
         let c = sys::cstr(&cfg.rootfs).map_err(sys_err("rootfs"))?;
@@ -177,6 +177,7 @@ fn container_init(chan: &mut Channel, cfg: InitConfig) -> Result<std::convert::I
         // SAFETY: valid C string.
         sys::cvt(unsafe { libc::chdir(c"/".as_ptr()) }).map_err(sys_err("chdir /"))?;
     }
+    join_cgroup(chan, new_cgroup_ns, &mut joined)?;
     let console = if process.terminal().unwrap_or(false) {
         Some(setup_console(&process)?)
     } else {
@@ -208,6 +209,25 @@ fn container_init(chan: &mut Channel, cfg: InitConfig) -> Result<std::convert::I
     drop(writer);
     drop(fifo);
     Err(prepared.exec())
+}
+
+/// Waits (once) for the parent's word that we sit in our cgroup, then makes the cgroup
+/// namespace, whose root is thereby the container's own cgroup.
+fn join_cgroup(chan: &mut Channel, new_ns: bool, done: &mut bool) -> Result<(), Error> {
+    if *done {
+        return Ok(());
+    }
+    *done = true;
+    match chan.recv()? {
+        (Message::CgroupJoined, _) => {}
+        _ => return Err(Error::Protocol),
+    }
+    if new_ns {
+        // SAFETY: unshare with a namespace flag.
+        sys::cvt(unsafe { libc::unshare(libc::CLONE_NEWCGROUP) })
+            .map_err(sys_err("unshare cgroup namespace"))?;
+    }
+    Ok(())
 }
 
 /// What is left to do at the very end, after which only execve(2) runs.
@@ -290,7 +310,7 @@ fn setup_console(process: &Process) -> Result<OwnedFd, Error> {
     let major = libc::major(st.st_rdev);
     if st.st_mode & libc::S_IFMT != libc::S_IFCHR
         || !(UNIX98_PTY_SLAVE_MAJOR..UNIX98_PTY_SLAVE_MAJOR + 8).contains(&major)
-        || sys::fs_type(&peer).map_err(sys_err("statfs pty"))? != libc::DEVPTS_SUPER_MAGIC as i64
+        || sys::fs_type(&peer).map_err(sys_err("statfs pty"))? != libc::DEVPTS_SUPER_MAGIC
     {
         return Err(Error::Sys {
             what: "pty peer is not a devpts terminal".into(),

@@ -6,6 +6,7 @@
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStringExt;
 use std::path::{Component, Path, PathBuf};
 
 use oci_spec::runtime::{LinuxDeviceType, Mount, Spec};
@@ -150,8 +151,22 @@ pub fn parse_options(opts: &[String]) -> Options {
 }
 
 /// Opens `path` (absolute, container view) inside the root at `rootfd`, creating missing
-/// directories on the way and, if `file` is set, the last component as an empty file.
+/// directories on the way and, if `file` is set, the last component as an empty file. A
+/// dangling symlink in the image is followed *inside* the root (its target is created there),
+/// never on the host.
 fn open_in_root(rootfd: &OwnedFd, path: &Path, file: bool) -> io::Result<OwnedFd> {
+    open_in_root_depth(rootfd, path, file, 0)
+}
+
+fn open_in_root_depth(
+    rootfd: &OwnedFd,
+    path: &Path,
+    file: bool,
+    depth: u32,
+) -> io::Result<OwnedFd> {
+    if depth > 40 {
+        return Err(io::Error::from_raw_os_error(libc::ELOOP));
+    }
     let rel: PathBuf = path
         .components()
         .filter(|c| matches!(c, Component::Normal(_)))
@@ -170,7 +185,8 @@ fn open_in_root(rootfd: &OwnedFd, path: &Path, file: bool) -> io::Result<OwnedFd
         Err(e) if e.raw_os_error() != Some(libc::ENOENT) => return Err(e),
         Err(_) => {}
     }
-    let parent = open_in_root(rootfd, rel.parent().unwrap_or(Path::new("")), false)?;
+    let parent_rel = rel.parent().unwrap_or(Path::new(""));
+    let parent = open_in_root_depth(rootfd, parent_rel, false, depth + 1)?;
     // The parent fd is O_PATH; reopen it as a directory to create inside it.
     let dir = sys::open(
         Path::new(&fd_path(&parent)),
@@ -178,6 +194,33 @@ fn open_in_root(rootfd: &OwnedFd, path: &Path, file: bool) -> io::Result<OwnedFd
     )?;
     let name = CString::new(rel.file_name().unwrap_or_default().as_encoded_bytes())
         .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: stat is plain data; fstatat gets a valid dirfd, C string and out pointer.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; never follows the last component.
+    let exists = unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            &mut st,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    } == 0;
+    if exists && st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+        let mut buf = vec![0u8; libc::PATH_MAX as usize];
+        // SAFETY: valid dirfd, C string and buffer of the given length.
+        let n = sys::cvt_long(unsafe {
+            libc::readlinkat(
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                buf.as_mut_ptr() as *mut libc::c_char,
+                buf.len(),
+            ) as libc::c_long
+        })?;
+        buf.truncate(n as usize);
+        let target = PathBuf::from(std::ffi::OsString::from_vec(buf));
+        let next = Path::new("/").join(parent_rel).join(target);
+        return open_in_root_depth(rootfd, &next, file, depth + 1);
+    }
     if file {
         // SAFETY: valid dirfd and C string; the new fd is closed at once.
         let fd = sys::cvt(unsafe {
@@ -197,7 +240,14 @@ fn open_in_root(rootfd: &OwnedFd, path: &Path, file: bool) -> io::Result<OwnedFd
 }
 
 /// Everything before pivot_root. Returns the fd of the container's procfs (for sysctls).
-pub fn prepare_rootfs(spec: &Spec, rootfs: &Path) -> Result<(), Error> {
+/// `before_cgroup` runs once, right before the first `cgroup` mount (or after the last mount
+/// when there is none): the init waits there for the parent to have moved it into its cgroup,
+/// so that slow migration (an RCU grace period on cgroup v1) overlaps the mounts above.
+pub fn prepare_rootfs(
+    spec: &Spec,
+    rootfs: &Path,
+    before_cgroup: &mut dyn FnMut() -> Result<(), Error>,
+) -> Result<(), Error> {
     let linux = spec.linux().clone().unwrap_or_default();
     // Nothing we mount may propagate back to the host.
     let prop = linux
@@ -269,7 +319,14 @@ pub fn prepare_rootfs(spec: &Spec, rootfs: &Path) -> Result<(), Error> {
         }
     }
     let mut dev_done = false;
+    let mut hook = Some(before_cgroup);
     for m in &mounts {
+        let typ = m.typ().as_deref().unwrap_or("");
+        if typ == "cgroup" || typ == "cgroup2" {
+            if let Some(h) = hook.take() {
+                h()?;
+            }
+        }
         mount_one(&rootfd, m).map_err(|e| match e {
             Error::Sys { what, source } => Error::Sys {
                 what: format!("mount {}: {what}", m.destination().display()),
@@ -283,6 +340,9 @@ pub fn prepare_rootfs(spec: &Spec, rootfs: &Path) -> Result<(), Error> {
         }
     }
     debug_assert!(dev_done);
+    if let Some(h) = hook.take() {
+        h()?;
+    }
     if let Some(sysctl) = linux.sysctl() {
         write_sysctls(&rootfd, sysctl)?;
     }
@@ -359,7 +419,7 @@ fn mount_one(rootfd: &OwnedFd, m: &Mount) -> Result<(), Error> {
     let fresh = open_in_root(rootfd, dest, false).map_err(sys("reopen"))?;
     if typ == "proc" {
         // Verify we got a real procfs instance, not something raced in beneath it.
-        if sys::fs_type(&fresh).map_err(sys("statfs"))? != libc::PROC_SUPER_MAGIC as i64 {
+        if sys::fs_type(&fresh).map_err(sys("statfs"))? != libc::PROC_SUPER_MAGIC {
             return Err(Error::Refused(
                 "/proc is not procfs after mounting it".into(),
             ));
@@ -474,7 +534,7 @@ const DEFAULT_DEVICES: [(&str, u32, u32); 6] = [
 
 fn populate_dev(rootfd: &OwnedFd, spec: &Spec) -> Result<(), Error> {
     let devp = open_in_root(rootfd, Path::new("/dev"), false).map_err(sys("open /dev"))?;
-    if sys::fs_type(&devp).map_err(sys("statfs /dev"))? != libc::TMPFS_MAGIC as i64 {
+    if sys::fs_type(&devp).map_err(sys("statfs /dev"))? != libc::TMPFS_MAGIC {
         return Err(Error::Refused("/dev is not the tmpfs we mounted".into()));
     }
     let dev = sys::open(
@@ -601,7 +661,7 @@ fn write_sysctls(
         libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_SYMLINKS,
     )
     .map_err(sys("open /proc/sys (sysctls need a /proc mount)"))?;
-    if sys::fs_type(&proc_fd).map_err(sys("statfs /proc/sys"))? != libc::PROC_SUPER_MAGIC as i64 {
+    if sys::fs_type(&proc_fd).map_err(sys("statfs /proc/sys"))? != libc::PROC_SUPER_MAGIC {
         return Err(Error::Refused("/proc/sys is not procfs".into()));
     }
     for (key, value) in sysctl {
@@ -613,7 +673,7 @@ fn write_sysctls(
             libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS,
         )
         .map_err(sys(format!("sysctl {key}")))?;
-        if sys::fs_type(&fd).map_err(sys("statfs sysctl"))? != libc::PROC_SUPER_MAGIC as i64 {
+        if sys::fs_type(&fd).map_err(sys("statfs sysctl"))? != libc::PROC_SUPER_MAGIC {
             return Err(Error::Refused(format!("sysctl {key} is not on procfs")));
         }
         sys::write_fd(&fd, value.as_bytes()).map_err(sys(format!("sysctl {key}")))?;

@@ -32,7 +32,7 @@ pub enum Error {
     #[error("working directory {0} is outside the container's root")]
     CwdOutside(String),
     /// process.args[0] names nothing executable in the container.
-    #[error("executable file {0:?} not found in $PATH")]
+    #[error("executable file {0:?} not found or not executable")]
     NotFound(String),
 }
 
@@ -221,7 +221,11 @@ pub fn find_program(arg0: &str, env: &[String]) -> Result<CString, Error> {
         p.is_file() && unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0
     };
     if arg0.contains('/') {
-        return sys::cstr(Path::new(arg0)).map_err(sys_err("args[0]"));
+        return if exe_ok(Path::new(arg0)) {
+            sys::cstr(Path::new(arg0)).map_err(sys_err("args[0]"))
+        } else {
+            Err(Error::NotFound(arg0.into()))
+        };
     }
     let path = env
         .iter()

@@ -52,6 +52,8 @@ pub struct ExecConfig {
 pub enum Message {
     Init(Box<InitConfig>),
     Exec(Box<ExecConfig>),
+    /// The parent has moved the init into its cgroup.
+    CgroupJoined,
     /// Setup is done; `pid` is the process the caller should track (host pid namespace view is
     /// the parent's business; for exec it is the pid inside the container).
     Ready {
@@ -86,9 +88,8 @@ impl Channel {
     /// `fd` must be an open unix stream socket that nothing else owns.
     pub unsafe fn from_raw(fd: RawFd) -> Channel {
         // SAFETY: the caller guarantees `fd` is an open socket we now own.
-        Channel {
-            sock: unsafe { UnixStream::from_raw_fd(fd) },
-        }
+        let sock = unsafe { UnixStream::from_raw_fd(fd) };
+        Channel { sock }
     }
 
     pub fn raw_fd(&self) -> RawFd {

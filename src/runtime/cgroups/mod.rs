@@ -14,6 +14,7 @@
 //! [`fs`] wraps the file operations so that every error names the file involved.
 
 mod convert;
+mod devices;
 mod fs;
 mod layout;
 mod stats;

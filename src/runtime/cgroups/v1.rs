@@ -4,18 +4,18 @@
 //! Resource files: memory.limit_in_bytes, memory.memsw.limit_in_bytes (memory+swap, the OCI
 //! meaning of `swap`), memory.soft_limit_in_bytes, memory.swappiness, memory.oom_control,
 //! cpu.shares, cpu.cfs_quota_us, cpu.cfs_period_us, cpu.cfs_burst_us, cpu.rt_*, cpu.idle,
-//! cpuset.cpus, cpuset.mems, pids.max. Usage comes from memory.usage_in_bytes and
+//! cpuset.cpus, cpuset.mems, pids.max, devices.deny/devices.allow. Usage comes from memory.usage_in_bytes and
 //! cpuacct.usage. The hybrid v2 directory costs nothing and gives `kill_all` cgroup.kill.
 
 use std::collections::BTreeMap;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::LinuxResources;
+use oci_spec::runtime::{LinuxDeviceCgroup, LinuxResources};
 
 use super::layout::Layout;
 use super::stats::{self, keyed, Stats};
-use super::{fs, Error, Result};
+use super::{devices, fs, Error, Result};
 
 #[derive(Debug)]
 pub(super) struct V1Cgroup {
@@ -79,8 +79,10 @@ impl V1Cgroup {
                 }
                 cgroup.unified = Some(dir);
             }
+            // Device rules apply even without resources: the defaults are never "everything".
+            cgroup.set_devices(resources.and_then(|r| r.devices().as_deref()))?;
             if let Some(resources) = resources {
-                cgroup.apply(resources)?;
+                cgroup.apply_limits(resources)?;
             }
             Ok(())
         })();
@@ -154,7 +156,26 @@ impl V1Cgroup {
         }
     }
 
+    fn set_devices(&self, spec: Option<&[LinuxDeviceCgroup]>) -> Result<()> {
+        let rules = devices::rules(spec)?;
+        match self.dirs.get("devices") {
+            Some(dir) => devices::apply_v1(dir, &rules),
+            None => {
+                tracing::warn!("no v1 devices controller: device access is not restricted");
+                Ok(())
+            }
+        }
+    }
+
+    /// Applies what `r` mentions: an update.
     pub(super) fn apply(&self, r: &LinuxResources) -> Result<()> {
+        if let Some(devices) = r.devices() {
+            self.set_devices(Some(devices))?;
+        }
+        self.apply_limits(r)
+    }
+
+    fn apply_limits(&self, r: &LinuxResources) -> Result<()> {
         if let Some(m) = r.memory() {
             let field = "linux.resources.memory";
             self.set_memory_and_swap(m.limit(), m.swap())?;
@@ -362,25 +383,31 @@ impl V1Cgroup {
     }
 
     pub(super) fn kill_all(&self, signal: i32) -> Result<()> {
+        if self.procs_dir().is_none_or(|d| !d.exists()) {
+            // Already destroyed: nobody left to signal.
+            return Ok(());
+        }
         if let Some(unified) = &self.unified {
             if signal == libc::SIGKILL && unified.join("cgroup.kill").exists() {
                 return fs::write(unified, "cgroup.kill", "1");
             }
         }
         let Some(freezer) = self.dirs.get("freezer") else {
-            return self.pids().and_then(|pids| fs::signal_all(&pids, signal));
+            return fs::signal_all(&self.pids()?, signal);
         };
         fs::write(freezer, "freezer.state", "FROZEN")?;
-        // Signalling a partly frozen group is still better than not signalling at all; the
-        // thaw below always runs.
-        fs::wait_until(fs::SETTLE, || {
-            // Writing FROZEN again nudges tasks that were in a fork when the freeze began.
-            Ok(fs::read(freezer, "freezer.state")?.trim() == "FROZEN"
-                || fs::write(freezer, "freezer.state", "FROZEN").map(|_| false)?)
-        })?;
-        let result = fs::read_procs(freezer).and_then(|pids| fs::signal_all(&pids, signal));
-        fs::write(freezer, "freezer.state", "THAWED")?;
-        result
+        let result = (|| {
+            // If freezing does not complete in time, signalling is still the best we can do.
+            fs::wait_until(fs::SETTLE, || {
+                // Writing FROZEN again nudges tasks that were in a fork when the freeze began.
+                Ok(fs::read(freezer, "freezer.state")?.trim() == "FROZEN"
+                    || fs::write(freezer, "freezer.state", "FROZEN").map(|_| false)?)
+            })?;
+            fs::signal_all(&fs::read_procs(freezer)?, signal)
+        })();
+        // Thaw whatever happened, or the processes stay frozen with the signal pending.
+        let thawed = fs::write(freezer, "freezer.state", "THAWED");
+        result.and(thawed)
     }
 
     pub(super) fn destroy(self) -> Result<()> {

@@ -1,7 +1,8 @@
 //! cgroup v2: one directory per container under the unified mount.
 //!
 //! Resource files: memory.max, memory.swap.max, memory.low, cpu.weight, cpu.max,
-//! cpu.max.burst, cpu.idle, cpuset.cpus, cpuset.mems, pids.max, plus any `unified` entry.
+//! cpu.max.burst, cpu.idle, cpuset.cpus, cpuset.mems, pids.max, plus any `unified` entry;
+//! device rules become an eBPF program attached to the directory (see `devices`).
 //! A controller's files only appear in a child once every ancestor lists the controller in
 //! its cgroup.subtree_control, so creation enables them level by level on the way down.
 
@@ -12,7 +13,7 @@ use oci_spec::runtime::LinuxResources;
 
 use super::layout::{Layout, V2_CONTROLLERS};
 use super::stats::{keyed, limit, Stats};
-use super::{convert, fs, Error, Result};
+use super::{convert, devices, fs, Error, Result};
 
 #[derive(Debug)]
 pub(super) struct V2Cgroup {
@@ -45,13 +46,16 @@ impl V2Cgroup {
             .ok_or_else(|| Error::NotMounted("no cgroup2 mount found".into()))?;
         let (dir, created) = fs::create_dirs(&root, parts, |parent, _| enable_controllers(parent))?;
         let cgroup = V2Cgroup { dir };
-        if let Some(resources) = resources {
-            if let Err(e) = cgroup.apply(resources) {
-                if created {
-                    let _ = fs::remove_dir(&cgroup.dir);
-                }
-                return Err(e);
+        // Device rules apply even without resources: the defaults are never "everything".
+        let devices = resources.and_then(|r| r.devices().as_deref());
+        let applied = devices::rules(devices)
+            .and_then(|rules| devices::apply_v2(&cgroup.dir, &rules))
+            .and_then(|()| resources.map_or(Ok(()), |r| cgroup.apply_limits(r)));
+        if let Err(e) = applied {
+            if created {
+                let _ = fs::remove_dir(&cgroup.dir);
             }
+            return Err(e);
         }
         Ok(cgroup)
     }
@@ -86,7 +90,15 @@ impl V2Cgroup {
         }
     }
 
+    /// Applies what `r` mentions: an update.
     pub(super) fn apply(&self, r: &LinuxResources) -> Result<()> {
+        if let Some(devices) = r.devices() {
+            devices::apply_v2(&self.dir, &devices::rules(Some(devices))?)?;
+        }
+        self.apply_limits(r)
+    }
+
+    fn apply_limits(&self, r: &LinuxResources) -> Result<()> {
         if let Some(m) = r.memory() {
             let field = "linux.resources.memory";
             if let Some(l) = m.limit() {
@@ -234,6 +246,10 @@ impl V2Cgroup {
     }
 
     pub(super) fn kill_all(&self, signal: i32) -> Result<()> {
+        if !self.dir.exists() {
+            // Already destroyed: nobody left to signal.
+            return Ok(());
+        }
         // cgroup.kill (Linux 5.14) kills every member atomically, forks in flight included.
         if signal == libc::SIGKILL && self.dir.join("cgroup.kill").exists() {
             return fs::write(&self.dir, "cgroup.kill", "1");
@@ -241,15 +257,20 @@ impl V2Cgroup {
         let freezable = self.dir.join("cgroup.freeze").exists();
         if freezable {
             fs::write(&self.dir, "cgroup.freeze", "1")?;
-            // Even if freezing does not complete in time, signalling is still the best we can
-            // do; the thaw below always runs.
-            fs::wait_until(fs::SETTLE, || {
-                Ok(self.read_keyed("cgroup.events", "frozen")? == 1)
-            })?;
         }
-        let result = self.pids().and_then(|pids| fs::signal_all(&pids, signal));
+        let result = (|| {
+            if freezable {
+                // If freezing does not complete in time, signalling is still the best we can do.
+                fs::wait_until(fs::SETTLE, || {
+                    Ok(self.read_keyed("cgroup.events", "frozen")? == 1)
+                })?;
+            }
+            fs::signal_all(&self.pids()?, signal)
+        })();
+        // Thaw whatever happened, or the processes stay frozen with the signal pending.
         if freezable {
-            fs::write(&self.dir, "cgroup.freeze", "0")?;
+            let thawed = fs::write(&self.dir, "cgroup.freeze", "0");
+            return result.and(thawed);
         }
         result
     }

@@ -1,0 +1,171 @@
+//! seccomp: compile linux.seccomp from the spec (or the built-in default profile) into a BPF
+//! program before clone(2); the container's init only installs the ready program.
+//!
+//! Interface contract (the runtime core calls exactly this): [`compile`] in the parent, where
+//! allocating and failing with a good message are fine; [`install`] in the child as the last
+//! step before exec (after PR_SET_NO_NEW_PRIVS), where nothing may allocate.
+//!
+//! The BPF is generated here ([`bpf`] is a small assembler, [`compile`] the code generator)
+//! rather than by seccompiler, because OCI profiles give every rule its own action (ALLOW,
+//! ERRNO with its own errno, ...) while seccompiler's filters have a single match action.
+
+mod bpf;
+mod compile;
+mod profile;
+mod syscalls_x86_64;
+
+use oci_spec::runtime::LinuxSeccomp;
+
+pub use profile::{
+    default_profile, default_profile_for, CLONE_NAMESPACE_FLAGS, DOCKER_DEFAULT_CAPS,
+};
+
+/// Errors of seccomp compilation.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A field of the profile cannot be compiled; `field` is its path in config.json.
+    #[error("{field}: {reason}")]
+    Invalid { field: String, reason: String },
+    /// The program exceeds the kernel's limit of 4096 instructions.
+    #[error("linux.seccomp: the filter needs {0} BPF instructions, more than the kernel's 4096")]
+    TooLarge(usize),
+    /// A conditional jump would span more than 255 instructions (an internal limit of BPF that
+    /// the code generator normally avoids).
+    #[error("linux.seccomp: a rule needs a jump of {0} instructions, more than BPF allows")]
+    JumpTooFar(usize),
+}
+
+/// A compiled filter, ready to install without allocating.
+///
+/// Only the instructions: the runtime ships them to the container's init over a socket.
+/// linux.seccomp.flags are accepted but not applied: TSYNC means nothing to a single-threaded
+/// init, LOG only adds audit records, SPEC_ALLOW would weaken a mitigation and
+/// WAIT_KILLABLE_RECV needs an agent, which is not supported.
+#[derive(Debug, Clone, Default)]
+pub struct Program {
+    pub filter: Vec<libc::sock_filter>,
+}
+
+/// Compiles a profile for the host architecture (x86_64). Syscall names x86_64 does not have
+/// (other architectures' calls, or newer than our table) are skipped, as runc skips names
+/// libseccomp does not know; [`unknown_syscalls`] lists them.
+pub fn compile(profile: &LinuxSeccomp) -> Result<Program, Error> {
+    compile::compile(profile)
+}
+
+/// The syscall names in `profile` that x86_64 does not have, in order of appearance.
+pub fn unknown_syscalls(profile: &LinuxSeccomp) -> Vec<String> {
+    let mut unknown: Vec<String> = Vec::new();
+    for name in profile.syscalls().iter().flatten().flat_map(|s| s.names()) {
+        if syscalls_x86_64::number(name).is_none() && !unknown.contains(name) {
+            unknown.push(name.clone());
+        }
+    }
+    unknown
+}
+
+/// Checks the raw JSON of `linux.seccomp` for enum strings this runtime does not know
+/// (actions, operators, architectures, flags), naming the offending field, e.g.
+/// `linux.seccomp.syscalls[3].action: unknown value "SCMP_ACT_FOO"`. Typed deserialization
+/// only says "unknown variant" with a line and column; a caller whose config.json fails to
+/// parse can call this to point at the field instead.
+pub fn check_json(seccomp: &serde_json::Value) -> Result<(), Error> {
+    use oci_spec::runtime::{
+        Arch, LinuxSeccompAction, LinuxSeccompFilterFlag, LinuxSeccompOperator,
+    };
+    fn known<T: serde::de::DeserializeOwned>(
+        value: Option<&serde_json::Value>,
+        field: &str,
+    ) -> Result<(), Error> {
+        match value {
+            None | Some(serde_json::Value::Null) => Ok(()),
+            Some(v) => serde_json::from_value::<T>(v.clone())
+                .map(|_| ())
+                .map_err(|_| Error::Invalid {
+                    field: field.to_string(),
+                    reason: format!("unknown value {v}"),
+                }),
+        }
+    }
+    let list = |key: &str| {
+        seccomp
+            .get(key)
+            .and_then(|v| v.as_array())
+            .map(|a| a.as_slice())
+            .unwrap_or_default()
+    };
+    known::<LinuxSeccompAction>(seccomp.get("defaultAction"), "linux.seccomp.defaultAction")?;
+    for (i, arch) in list("architectures").iter().enumerate() {
+        known::<Arch>(Some(arch), &format!("linux.seccomp.architectures[{i}]"))?;
+    }
+    for (i, flag) in list("flags").iter().enumerate() {
+        known::<LinuxSeccompFilterFlag>(Some(flag), &format!("linux.seccomp.flags[{i}]"))?;
+    }
+    for (i, syscall) in list("syscalls").iter().enumerate() {
+        let field = format!("linux.seccomp.syscalls[{i}]");
+        known::<LinuxSeccompAction>(syscall.get("action"), &format!("{field}.action"))?;
+        let args = syscall.get("args").and_then(|v| v.as_array());
+        for (j, arg) in args
+            .map(|a| a.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
+            known::<LinuxSeccompOperator>(arg.get("op"), &format!("{field}.args[{j}].op"))?;
+        }
+    }
+    Ok(())
+}
+
+const SECCOMP_SET_MODE_FILTER: libc::c_ulong = 1;
+
+/// Installs a compiled program in the calling thread (after no_new_privs, or with CAP_SYS_ADMIN).
+/// Async-signal-safe: no allocation.
+pub fn install(program: &Program) -> Result<(), nix::Error> {
+    let len = u16::try_from(program.filter.len()).map_err(|_| nix::Error::E2BIG)?;
+    if len == 0 {
+        return Err(nix::Error::EINVAL);
+    }
+    let fprog = libc::sock_fprog {
+        len,
+        // The kernel only reads through this pointer; the type is *mut for historical reasons.
+        filter: program.filter.as_ptr().cast_mut(),
+    };
+    // SAFETY: fprog points at `len` initialized sock_filter entries that live in `program`
+    // for the whole call; the kernel copies the program before returning. No memory of ours
+    // is written.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            SECCOMP_SET_MODE_FILTER,
+            0 as libc::c_ulong,
+            &fprog as *const libc::sock_fprog,
+        )
+    };
+    match rc {
+        0 => Ok(()),
+        _ => {
+            let err = nix::Error::last();
+            if err != nix::Error::ENOSYS {
+                return Err(err);
+            }
+            // Kernels before 3.17 have no seccomp(2); prctl installs the same filter.
+            // SAFETY: as above, fprog and the program it points to outlive the call.
+            let rc = unsafe {
+                libc::prctl(
+                    libc::PR_SET_SECCOMP,
+                    libc::SECCOMP_MODE_FILTER as libc::c_ulong,
+                    &fprog as *const libc::sock_fprog,
+                )
+            };
+            if rc == 0 {
+                Ok(())
+            } else {
+                Err(nix::Error::last())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,1111 @@
+//! Root integration tests for src/runtime: real containers built from rootfs/out/rootfs (run
+//! rootfs/build.sh first), checked from inside with the probe. Each test has its own state
+//! root, bundle and ids, and cleans up on failure (see `Env`'s Drop).
+//!
+//! Run: `cargo test --test runtime` as root.
+
+use std::collections::HashSet;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use nanokube::runtime::exe::Protection;
+use nanokube::runtime::{CreateOptions, ExecOptions, ExitStatus, OciState, Runtime, Status};
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_nanokube");
+
+fn image() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("rootfs/out/rootfs");
+    assert!(
+        p.join("bin/probe").exists(),
+        "run rootfs/build.sh first ({} has no probe)",
+        p.display()
+    );
+    p
+}
+
+fn unique(name: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "t{}-{}-{}",
+        std::process::id(),
+        name,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Docker's default capability set (hardening.md).
+const DOCKER_CAPS: [&str; 14] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+/// One test's world: a state root, a bundle whose rootfs is an overlay of the shared image
+/// (via the runtime's overlay annotation) with a private upper dir, and the containers it made.
+struct Env {
+    dir: tempfile::TempDir,
+    root: PathBuf,
+    ids: Vec<String>,
+}
+
+impl Env {
+    fn new() -> Env {
+        assert!(nix::unistd::geteuid().is_root(), "runtime tests need root");
+        let dir = tempfile::Builder::new().prefix("nk-rt-").tempdir().unwrap();
+        let root = dir.path().join("state");
+        Env {
+            root,
+            dir,
+            ids: Vec::new(),
+        }
+    }
+
+    fn rt(&self) -> Runtime {
+        let mut rt = Runtime::new(&self.root);
+        rt.binary = Some(BIN.into());
+        rt
+    }
+
+    /// A bundle named `name` with `args`; `edit` adjusts the spec JSON.
+    fn bundle(&mut self, name: &str, args: &[&str], edit: impl FnOnce(&mut Value)) -> PathBuf {
+        let b = self.dir.path().join(name);
+        for d in ["rootfs", "upper", "work"] {
+            std::fs::create_dir_all(b.join(d)).unwrap();
+        }
+        let overlay = json!({"lower": [image()], "upper": b.join("upper"), "work": b.join("work")});
+        let mut spec = json!({
+            "ociVersion": "1.0.2",
+            "root": {"path": "rootfs", "readonly": false},
+            "hostname": "probe-host",
+            "annotations": {"io.nanokube.rootfs.overlay": overlay.to_string()},
+            "process": {
+                "terminal": false,
+                "user": {"uid": 0, "gid": 0},
+                "args": args,
+                "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+                "cwd": "/",
+                "capabilities": {
+                    "bounding": DOCKER_CAPS, "effective": DOCKER_CAPS, "permitted": DOCKER_CAPS
+                },
+                "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+                "noNewPrivileges": true
+            },
+            "mounts": [
+                {"destination": "/proc", "type": "proc", "source": "proc"},
+                {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+                {"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+                {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+                {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
+                {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+                {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}
+            ],
+            "linux": {
+                "cgroupsPath": cgroup_path(name),
+                "resources": {"devices": [{"allow": false, "access": "rwm"}]},
+                "namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}],
+                "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
+                    "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi", "/sys/devices/virtual/powercap"],
+                "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+            }
+        });
+        edit(&mut spec);
+        std::fs::write(
+            b.join("config.json"),
+            serde_json::to_vec_pretty(&spec).unwrap(),
+        )
+        .unwrap();
+        b
+    }
+
+    fn cli(&self, args: &[&str]) -> Output {
+        self.cli_with(args, |_| {})
+    }
+
+    fn cli_with(&self, args: &[&str], tweak: impl FnOnce(&mut Command)) -> Output {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("runtime").arg("--root").arg(&self.root).args(args);
+        cmd.stdin(Stdio::null());
+        tweak(&mut cmd);
+        cmd.output().unwrap()
+    }
+
+    /// `run` in the foreground; returns (exit code, stdout, stderr).
+    fn run(&mut self, bundle: &Path, id: &str) -> (i32, String, String) {
+        self.ids.push(id.to_string());
+        let out = self.cli(&["run", "-b", bundle.to_str().unwrap(), id]);
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn report(&mut self, bundle: &Path, id: &str) -> Value {
+        let (code, out, err) = self.run(bundle, id);
+        assert_eq!(code, 0, "probe report failed: {err}");
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("bad report {e}: {out}"))
+    }
+
+    /// `create` with stdio to files in the test dir (a pipe would be held open by the
+    /// container, as with runc).
+    /// `create` with stdio to files in the test dir: the container keeps its stdio open, so
+    /// a pipe would never reach EOF (runc behaves the same). Returns (success, stderr).
+    fn create(&mut self, bundle: &Path, id: &str) -> (bool, String) {
+        self.ids.push(id.to_string());
+        let out = self.dir.path().join(format!("{id}.out"));
+        let err = self.dir.path().join(format!("{id}.err"));
+        let mut cmd = Command::new(BIN);
+        cmd.arg("runtime").arg("--root").arg(&self.root).args([
+            "create",
+            "-b",
+            bundle.to_str().unwrap(),
+            id,
+        ]);
+        cmd.stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap());
+        let ok = cmd.status().unwrap().success();
+        (ok, std::fs::read_to_string(&err).unwrap_or_default())
+    }
+
+    fn status(&self, id: &str) -> Option<Status> {
+        self.rt().state(id).ok().map(|s| s.status)
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let rt = self.rt();
+        for id in &self.ids {
+            let _ = rt.delete(id, true);
+        }
+    }
+}
+
+/// Unique per test process, so parallel runs of this file never share a cgroup.
+fn cgroup_path(bundle: &str) -> String {
+    format!("/nanokube-test/{}-{bundle}", std::process::id())
+}
+
+fn host_ns(name: &str) -> String {
+    std::fs::read_link(format!("/proc/self/ns/{name}"))
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn caps_hex(names: &[&str]) -> String {
+    let mut mask: u64 = 0;
+    for n in names {
+        let c: caps::Capability = n.parse().unwrap();
+        mask |= c.bitmask();
+    }
+    format!("{mask:016x}")
+}
+
+#[test]
+fn exit_code_and_signal_are_reported() {
+    let mut env = Env::new();
+    let b = env.bundle("exit", &["probe", "exit", "7"], |_| {});
+    assert_eq!(env.run(&b, &unique("exit")).0, 7);
+    // A signal from outside: pid 1 of a pid namespace ignores its own kill(2), as with runc.
+    let b = env.bundle("sig", &["probe", "sleep", "60"], |_| {});
+    let id = unique("sig");
+    env.ids.push(id.clone());
+    let mut child = Command::new(BIN)
+        .arg("runtime")
+        .arg("--root")
+        .arg(&env.root)
+        .args(["run", "-b", b.to_str().unwrap(), &id])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..500 {
+        if env.status(&id) == Some(Status::Running) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(env.cli(&["kill", &id, "9"]).status.success());
+    assert_eq!(child.wait().unwrap().code(), Some(128 + 9));
+    // Below pid 1 a process killed by a signal shows as the shell reports it.
+    let b = env.bundle("sig2", &["sh", "-c", "probe kill-self 15; exit $?"], |_| {});
+    assert_eq!(env.run(&b, &unique("sig2")).0, 128 + 15);
+    // Foreground run deletes the container.
+    assert!(env.rt().list().unwrap().is_empty());
+}
+
+#[test]
+fn namespaces_are_isolated_and_hostname_set() {
+    let mut env = Env::new();
+    let b = env.bundle("ns", &["probe", "report"], |_| {});
+    let r = env.report(&b, &unique("ns"));
+    for ns in ["pid", "mnt", "uts", "ipc", "net", "cgroup"] {
+        assert_ne!(
+            r["ns"][ns].as_str().unwrap(),
+            host_ns(ns),
+            "{ns} namespace shared with the host"
+        );
+    }
+    // No user namespace was asked for.
+    assert_eq!(r["ns"]["user"].as_str().unwrap(), host_ns("user"));
+    assert_eq!(r["hostname"], "probe-host");
+    assert_eq!(r["pid"], 1);
+}
+
+#[test]
+fn process_attributes_caps_nnp_and_fds() {
+    let mut env = Env::new();
+    let b = env.bundle("attrs", &["probe", "report"], |s| {
+        s["process"]["user"] =
+            json!({"uid": 1000, "gid": 1001, "additionalGids": [5, 7], "umask": 63});
+        s["process"]["cwd"] = json!("/tmp");
+        s["process"]["env"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!("FOO=bar"));
+        s["process"]["oomScoreAdj"] = json!(123);
+        s["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "hard": 2048, "soft": 512}]);
+    });
+    let r = env.report(&b, &unique("attrs"));
+    assert_eq!(r["uid"], 1000);
+    assert_eq!(r["gid"], 1001);
+    let groups: HashSet<u64> = r["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g.as_u64().unwrap())
+        .collect();
+    assert_eq!(groups, HashSet::from([5, 7]));
+    assert_eq!(r["cwd"], "/tmp");
+    assert_eq!(r["umask"], "0077");
+    assert_eq!(r["oom_score_adj"], 123);
+    assert_eq!(r["rlimits"]["nofile"], json!([512, 2048]));
+    assert!(r["env"].as_array().unwrap().contains(&json!("FOO=bar")));
+    assert_eq!(r["no_new_privs"], true);
+    // A non-root user keeps the bounding set but not the permitted/effective caps (no ambient).
+    assert_eq!(r["caps"]["bounding"], caps_hex(&DOCKER_CAPS));
+    assert_eq!(r["caps"]["inheritable"], "0000000000000000");
+    assert_eq!(r["caps"]["ambient"], "0000000000000000");
+
+    let b = env.bundle("rootcaps", &["probe", "report"], |_| {});
+    let r = env.report(&b, &unique("rootcaps"));
+    for set in ["effective", "permitted", "bounding"] {
+        assert_eq!(r["caps"][set], caps_hex(&DOCKER_CAPS), "{set}");
+    }
+    assert_eq!(r["caps"]["inheritable"], "0000000000000000");
+    assert_eq!(r["caps"]["ambient"], "0000000000000000");
+    let fds: Vec<u64> = r["fds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["fd"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        fds,
+        vec![0, 1, 2],
+        "only stdio may reach the container: {}",
+        r["fds"]
+    );
+}
+
+fn mount<'a>(r: &'a Value, at: &str) -> Option<&'a Value> {
+    r["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|m| m["mountpoint"] == at)
+}
+
+#[test]
+fn masked_readonly_paths_and_dev() {
+    let mut env = Env::new();
+    let b = env.bundle("mask", &["probe", "report"], |_| {});
+    let r = env.report(&b, &unique("mask"));
+    let acpi = mount(&r, "/proc/acpi").expect("/proc/acpi masked");
+    assert_eq!(acpi["fstype"], "tmpfs");
+    assert!(acpi["options"]
+        .as_str()
+        .unwrap()
+        .split(',')
+        .any(|o| o == "ro"));
+    // Only paths this kernel has can be masked (/proc/kcore is often compiled out).
+    for p in ["/proc/kcore", "/proc/keys", "/proc/timer_list"] {
+        if Path::new(p).exists() {
+            assert!(mount(&r, p).is_some(), "{p} not masked");
+        }
+    }
+    for p in ["/proc/sys", "/proc/bus", "/proc/sysrq-trigger", "/sys"] {
+        if !Path::new(p).exists() {
+            continue;
+        }
+        let m = mount(&r, p).unwrap_or_else(|| panic!("{p} not mounted"));
+        assert!(
+            m["options"].as_str().unwrap().split(',').any(|o| o == "ro"),
+            "{p} not read-only: {m}"
+        );
+    }
+    let dev = mount(&r, "/dev").unwrap();
+    assert_eq!(dev["fstype"], "tmpfs");
+    assert_eq!(mount(&r, "/dev/pts").unwrap()["fstype"], "devpts");
+    assert!(mount(&r, "/dev/shm").is_some() && mount(&r, "/dev/mqueue").is_some());
+
+    let b = env.bundle("maskrw", &["sh", "-c", "probe write /proc/sys/kernel/hostname; probe cat /proc/timer_list | wc -c; \
+        probe write /sys/kernel/profiling; ls /dev | tr '\\n' ' '; echo; readlink /dev/ptmx; readlink /dev/fd"], |_| {});
+    let (code, out, err) = env.run(&b, &unique("maskrw"));
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "errno EROFS", "{out}");
+    assert_eq!(
+        lines[1].trim(),
+        "0",
+        "/proc/timer_list must read empty: {out}"
+    );
+    assert_eq!(lines[2], "errno EROFS");
+    let devs: HashSet<&str> = lines[3].split_whitespace().collect();
+    let want: HashSet<&str> = [
+        "fd", "full", "mqueue", "null", "ptmx", "pts", "random", "shm", "stderr", "stdin",
+        "stdout", "tty", "urandom", "zero",
+    ]
+    .into();
+    assert_eq!(devs, want);
+    assert_eq!(lines[4], "pts/ptmx");
+    assert_eq!(lines[5], "/proc/self/fd");
+}
+
+#[test]
+fn readonly_root_and_bind_mounts() {
+    let mut env = Env::new();
+    let host = env.dir.path().join("vol");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("hello"), "from host").unwrap();
+    let hs = host.to_str().unwrap().to_string();
+    let b = env.bundle("ro", &["sh", "-c", "probe write /etc/x; probe cat /data/hello; echo; probe write /data/new; probe write /rodata/new; probe write /scratch/x"], move |s| {
+        s["root"]["readonly"] = json!(true);
+        let m = s["mounts"].as_array_mut().unwrap();
+        m.push(json!({"destination": "/data", "type": "bind", "source": hs, "options": ["rbind", "rw"]}));
+        m.push(json!({"destination": "/rodata", "type": "bind", "source": hs, "options": ["bind", "ro"]}));
+        m.push(json!({"destination": "/scratch", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]}));
+    });
+    let (code, out, err) = env.run(&b, &unique("ro"));
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        vec!["errno EROFS", "from host", "ok", "errno EROFS", "ok"],
+        "{out}"
+    );
+    assert!(host.join("new").exists());
+}
+
+#[test]
+fn lifecycle_transitions_and_errors() {
+    let mut env = Env::new();
+    let b = env.bundle("life", &["probe", "sleep", "60"], |_| {});
+    let id = unique("life");
+    let (ok, err) = env.create(&b, &id);
+    assert!(ok, "{err}");
+    let st: Value = serde_json::from_slice(&env.cli(&["state", &id]).stdout).unwrap();
+    assert_eq!(st["status"], "created");
+    assert_eq!(st["id"], id.as_str());
+    assert!(st["pid"].as_i64().unwrap() > 0);
+    assert_eq!(st["bundle"], b.to_str().unwrap());
+
+    // A duplicate id is refused and the first container is untouched.
+    let dup = env.cli(&["create", "-b", b.to_str().unwrap(), &id]);
+    assert!(!dup.status.success());
+    assert!(String::from_utf8_lossy(&dup.stderr).contains("already exists"));
+    assert_eq!(env.status(&id), Some(Status::Created));
+
+    assert!(env.cli(&["start", &id]).status.success());
+    assert_eq!(env.status(&id), Some(Status::Running));
+    let again = env.cli(&["start", &id]);
+    assert!(!again.status.success());
+    let del = env.cli(&["delete", &id]);
+    assert!(
+        !del.status.success(),
+        "deleting a running container needs --force"
+    );
+    assert!(String::from_utf8_lossy(&del.stderr).contains("running"));
+
+    // A fresh process finds it: list and ps.
+    let list = String::from_utf8_lossy(&env.cli(&["list", "-q"]).stdout).into_owned();
+    assert_eq!(list.trim(), id);
+    let ps: Vec<i32> =
+        serde_json::from_slice(&env.cli(&["ps", "--format", "json", &id]).stdout).unwrap();
+    assert_eq!(ps, vec![st["pid"].as_i64().unwrap() as i32]);
+
+    assert!(env.cli(&["kill", &id, "KILL"]).status.success());
+    for _ in 0..200 {
+        if env.status(&id) == Some(Status::Stopped) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(env.status(&id), Some(Status::Stopped));
+    let k = env.cli(&["kill", &id, "TERM"]);
+    assert!(!k.status.success(), "signalling a stopped container fails");
+    assert!(env.cli(&["delete", &id]).status.success());
+    let gone = env.cli(&["state", &id]);
+    assert!(!gone.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&gone.stderr).trim(),
+        format!("nanokube: container {id} does not exist")
+    );
+    assert!(!env.root.join(&id).exists());
+}
+
+#[test]
+fn kill_by_name_and_number_and_delete_created() {
+    let mut env = Env::new();
+    let b = env.bundle(
+        "killsig",
+        &[
+            "sh",
+            "-c",
+            "trap 'exit 42' USR1; while true; do sleep 0.05; done",
+        ],
+        |_| {},
+    );
+    let id = unique("killsig");
+    let created = env
+        .rt()
+        .create(
+            &id,
+            CreateOptions {
+                bundle: b.clone(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    env.ids.push(id.clone());
+    env.rt().start(&id).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(env.cli(&["kill", &id, "SIGUSR1"]).status.success());
+    let status = env.rt().wait(&created).unwrap();
+    assert_eq!(status.code, 42);
+    env.rt().delete(&id, false).unwrap();
+
+    // A created (never started) container can be deleted without --force.
+    let id2 = unique("killsig2");
+    assert!(env.create(&b, &id2).0);
+    assert!(env.cli(&["delete", &id2]).status.success());
+    assert!(env.rt().list().unwrap().is_empty());
+    assert!(env.cli(&["kill", &id2, "NOSUCHSIG"]).status.code() != Some(0));
+}
+
+#[test]
+fn exec_joins_namespaces_cgroup_and_reports_status() {
+    let mut env = Env::new();
+    let b = env.bundle("exec", &["probe", "sleep", "60"], |_| {});
+    let id = unique("exec");
+    assert!(env.create(&b, &id).0);
+    assert!(env.cli(&["start", &id]).status.success());
+    let init_pid = env.rt().state(&id).unwrap().pid;
+    let out = env.cli(&["exec", &id, "--", "probe", "report"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for ns in ["pid", "mnt", "uts", "ipc", "net", "cgroup"] {
+        let init_ns = std::fs::read_link(format!("/proc/{init_pid}/ns/{ns}")).unwrap();
+        assert_eq!(
+            r["ns"][ns].as_str().unwrap(),
+            init_ns.to_str().unwrap(),
+            "{ns}"
+        );
+    }
+    assert_eq!(r["caps"]["effective"], caps_hex(&DOCKER_CAPS));
+    assert_eq!(r["caps"]["inheritable"], "0000000000000000");
+    assert_eq!(r["no_new_privs"], true);
+    let fds: Vec<u64> = r["fds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["fd"].as_u64().unwrap())
+        .collect();
+    assert_eq!(fds, vec![0, 1, 2]);
+    // The exec'd process sits in the container's cgroup.
+    let p = env
+        .rt()
+        .exec(
+            &id,
+            ExecOptions {
+                args: vec!["probe".into(), "sleep".into(), "1".into()],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let host_cg = std::fs::read_to_string(format!("/proc/{}/cgroup", p.pid)).unwrap();
+    assert!(host_cg.contains(&cgroup_path("exec")), "{host_cg}");
+    let ps = env.rt().ps(&id).unwrap();
+    assert!(ps.contains(&init_pid) && ps.contains(&p.pid), "{ps:?}");
+    assert_eq!(p.wait().unwrap().code, 0);
+
+    let code = env
+        .cli(&["exec", &id, "--", "probe", "exit", "5"])
+        .status
+        .code();
+    assert_eq!(code, Some(5));
+    let code = env
+        .cli(&[
+            "exec",
+            "--cwd",
+            "/etc",
+            "-e",
+            "X=1",
+            &id,
+            "--",
+            "sh",
+            "-c",
+            "test $PWD = /etc && test $X = 1",
+        ])
+        .status
+        .code();
+    assert_eq!(code, Some(0));
+    // Library API: the same, with the exit status typed.
+    let p = env
+        .rt()
+        .exec(
+            &id,
+            ExecOptions {
+                args: vec!["probe".into(), "kill-self".into(), "15".into()],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let st = p.wait().unwrap();
+    assert_eq!((st.code, st.signal), (143, Some(15)));
+    let missing = env.cli(&["exec", "nope-nothere", "--", "true"]);
+    assert!(!missing.status.success());
+}
+
+#[test]
+fn bad_input_is_one_line_and_leaves_nothing() {
+    let mut env = Env::new();
+    let b = env.bundle("bad", &["probe", "report"], |s| {
+        s["process"]["args"] = json!([])
+    });
+    let id = unique("bad");
+    let (_, err) = env.create(&b, &id);
+    assert_eq!(
+        err.trim(),
+        "nanokube: config.json: process.args: must not be empty"
+    );
+    assert!(!env.root.join(&id).exists());
+
+    let b = env.bundle("badtype", &["probe"], |s| {
+        s["process"]["user"]["uid"] = json!("root")
+    });
+    let (_, err) = env.create(&b, &id);
+    assert!(
+        err.starts_with("nanokube: config.json: process.user.uid: "),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1);
+
+    let b = env.bundle("norootfs", &["probe"], |s| {
+        s["root"]["path"] = json!("/nonexistent/rootfs")
+    });
+    let (_, err) = env.create(&b, &id);
+    assert_eq!(
+        err.trim(),
+        "nanokube: rootfs /nonexistent/rootfs does not exist or is not a directory"
+    );
+
+    // Failing inside the init (a missing program) cleans up the cgroup and state too.
+    let b = env.bundle("noexe", &["/no/such/program"], |_| {});
+    let (ok, err) = env.create(&b, &id);
+    assert!(!ok);
+    assert!(err.contains("/no/such/program"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(!env.root.join(&id).exists());
+    for ctrl in ["pids", "memory", "unified"] {
+        let p = Path::new("/sys/fs/cgroup")
+            .join(ctrl)
+            .join(&cgroup_path("noexe")[1..]);
+        assert!(!p.exists(), "{} left behind", p.display());
+    }
+    assert!(env.rt().list().unwrap().is_empty());
+}
+
+#[test]
+fn terminal_goes_to_the_console_socket() {
+    let mut env = Env::new();
+    let b = env.bundle(
+        "tty",
+        &[
+            "sh",
+            "-c",
+            "test -t 0 && test -t 1 && echo tty-ok; readlink /proc/self/fd/0",
+        ],
+        |s| {
+            s["process"]["terminal"] = json!(true);
+        },
+    );
+    let sock = env.dir.path().join("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let id = unique("tty");
+    let receiver = std::thread::spawn(move || {
+        let (conn, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 64];
+        let mut fds = Vec::new();
+        nanokube::runtime::sync::recv_fds(conn.as_raw_fd(), &mut buf, &mut fds).unwrap();
+        fds.pop().expect("a pty master")
+    });
+    env.ids.push(id.clone());
+    let out = env.cli(&[
+        "create",
+        "-b",
+        b.to_str().unwrap(),
+        "--console-socket",
+        sock.to_str().unwrap(),
+        &id,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let master: OwnedFd = receiver.join().unwrap();
+    assert!(env.cli(&["start", &id]).status.success());
+    let mut file = std::fs::File::from(master);
+    let mut text = String::new();
+    let _ = std::io::Read::read_to_string(&mut file, &mut text); // EIO once the pty closes
+    assert!(text.contains("tty-ok"), "{text:?}");
+    assert!(
+        text.contains("/dev/pts/0") || text.contains("/dev/console"),
+        "{text:?}"
+    );
+}
+
+// ---- CVE defences (hardening.md), each attacked ----
+
+/// CVE-2024-21626: a host directory fd leaked into the runtime plus workingDir /proc/self/fd/N.
+#[test]
+fn cve_2024_21626_leaked_fd_cwd_is_refused() {
+    let mut env = Env::new();
+    let b = env.bundle("cwdleak", &["sh", "-c", "ls .. ; pwd"], |s| {
+        s["process"]["cwd"] = json!("/proc/self/fd/7")
+    });
+    let id = unique("cwdleak");
+    env.ids.push(id.clone());
+    let leak = std::fs::File::open("/").unwrap();
+    let leak_fd = leak.as_raw_fd();
+    let out = env.cli_with(&["run", "-b", b.to_str().unwrap(), &id], move |cmd| {
+        // SAFETY: dup2 in the child before exec; no allocation.
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::dup2(leak_fd, 7);
+                Ok(())
+            });
+        }
+    });
+    assert!(
+        !out.status.success(),
+        "container ran with a leaked cwd: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("work"),
+        "host listing leaked"
+    );
+    assert!(!env.root.join(&id).exists());
+
+    // The same leak without the cwd trick: the container sees only stdio.
+    let b = env.bundle("fdleak", &["probe", "report"], |_| {});
+    let id = unique("fdleak");
+    env.ids.push(id.clone());
+    let out = env.cli_with(&["run", "-b", b.to_str().unwrap(), &id], move |cmd| {
+        // SAFETY: as above.
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::dup2(leak_fd, 7);
+                libc::dup2(leak_fd, 40);
+                Ok(())
+            });
+        }
+    });
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let fds: Vec<u64> = r["fds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["fd"].as_u64().unwrap())
+        .collect();
+    assert_eq!(fds, vec![0, 1, 2]);
+    drop(leak);
+}
+
+/// CVE-2019-16884: a volume over /proc, or an image whose /proc is a symlink.
+#[test]
+fn cve_2019_16884_volume_over_proc_is_refused() {
+    let mut env = Env::new();
+    let fake = env.dir.path().join("fakeproc");
+    std::fs::create_dir_all(fake.join("self/attr")).unwrap();
+    let fs = fake.to_str().unwrap().to_string();
+    let b = env.bundle("procvol", &["probe", "report"], |s| {
+        s["mounts"].as_array_mut().unwrap().push(json!({"destination": "/proc/self/attr", "type": "bind", "source": format!("{fs}/self/attr"), "options": ["bind"]}));
+    });
+    let id = unique("procvol");
+    let (_, err) = env.create(&b, &id);
+    assert!(
+        err.contains("mounts[7].destination: mounts over or under /proc are refused"),
+        "{err}"
+    );
+    let fs2 = fs.clone();
+    let b = env.bundle("procvol2", &["probe", "report"], move |s| {
+        s["mounts"][0] = json!({"destination": "/proc", "type": "bind", "source": fs2, "options": ["rbind"]});
+    });
+    assert!(!env.create(&b, &id).0);
+
+    // An image whose /proc is a symlink to somewhere else.
+    let b = env.bundle("proclink", &["probe", "report"], |_| {});
+    std::fs::create_dir_all(b.join("upper")).unwrap();
+    std::os::unix::fs::symlink("/tmp", b.join("upper/proc")).unwrap();
+    let (ok, err) = env.create(&b, &id);
+    assert!(!ok && err.contains("/proc"), "{err}");
+    assert!(!env.root.join(&id).exists());
+}
+
+/// CVE-2025-31133: an image whose /dev/null is a symlink (to core_pattern) must not turn
+/// masking into a read-write bind of that file.
+#[test]
+fn cve_2025_31133_dev_null_symlink_is_harmless() {
+    let mut env = Env::new();
+    let core_before = std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap();
+    // (a) the image's own /dev is hidden by our tmpfs: masking still uses a real 1:3.
+    let b = env.bundle("nulllink", &["sh", "-c", "probe write /proc/timer_list; stat -c %t:%T /dev/null; probe write /proc/sys/kernel/core_pattern"], |_| {});
+    std::fs::create_dir_all(b.join("upper/dev")).unwrap();
+    std::os::unix::fs::symlink("/proc/sys/kernel/core_pattern", b.join("upper/dev/null")).unwrap();
+    let (code, out, err) = env.run(&b, &unique("nulllink"));
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[1], "1:3", "{out}");
+    assert_eq!(lines[2], "errno EROFS", "{out}");
+    // (b) a spec that binds an attacker's /dev (with the symlink) is refused before masking.
+    let evil = env.dir.path().join("evildev");
+    std::fs::create_dir_all(&evil).unwrap();
+    std::os::unix::fs::symlink("/proc/sys/kernel/core_pattern", evil.join("null")).unwrap();
+    let es = evil.to_str().unwrap().to_string();
+    let b = env.bundle("nullbind", &["probe", "report"], move |s| {
+        s["mounts"][1] =
+            json!({"destination": "/dev", "type": "bind", "source": es, "options": ["rbind"]});
+    });
+    let id = unique("nullbind");
+    let (ok, err) = env.create(&b, &id);
+    assert!(!ok, "an untrusted /dev was accepted");
+    assert!(err.contains("/dev"), "{err}");
+    assert!(!env.root.join(&id).exists());
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap(),
+        core_before
+    );
+}
+
+fn sha(path: &Path) -> Vec<u8> {
+    use sha2::Digest;
+    sha2::Sha256::digest(std::fs::read(path).unwrap()).to_vec()
+}
+
+/// CVE-2019-5736: a container process tries to open the runtime's /proc/<pid>/exe for writing
+/// while the runtime's init runs inside the container (created, not started), through both
+/// protections (CLI: read-only bind; library: sealed memfd).
+#[test]
+fn cve_2019_5736_runtime_binary_cannot_be_overwritten() {
+    let mut env = Env::new();
+    let before = sha(Path::new(BIN));
+    let b = env.bundle("exe", &["probe", "sleep", "60"], |_| {});
+    let id = unique("exe");
+    assert!(env.create(&b, &id).0);
+    // pid 1 in the container is still our init (waiting for start).
+    let out = env.cli(&["exec", &id, "--", "probe", "open-exe", "1"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.starts_with("errno"),
+        "opened the runtime binary for writing: {text}"
+    );
+    // Even with every capability and no seccomp, the exe is a read-only mount.
+    let out = env.cli(&[
+        "exec",
+        &id,
+        "--",
+        "sh",
+        "-c",
+        "cat /proc/1/exe > /dev/null && echo readable || echo denied",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "denied",
+        "init must be non-dumpable"
+    );
+    assert_eq!(sha(Path::new(BIN)), before);
+    env.rt().delete(&id, true).unwrap();
+
+    // Seen from the host: the CLI's init runs the binary through a read-only mount.
+    let id = unique("exe2");
+    assert!(env.create(&b, &id).0);
+    let pid = env.rt().state(&id).unwrap().pid;
+    let w = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/proc/{pid}/exe"));
+    let err = w
+        .expect_err("the init's exe opened for writing")
+        .raw_os_error();
+    assert!(
+        matches!(err, Some(libc::EROFS) | Some(libc::ETXTBSY)),
+        "{err:?}"
+    );
+    env.rt().delete(&id, true).unwrap();
+
+    // The library's default: a sealed memfd copy, never the host file.
+    let mut rt = env.rt();
+    rt.protection = Protection::SealedCopy;
+    let id = unique("exe3");
+    env.ids.push(id.clone());
+    let c = rt
+        .create(
+            &id,
+            CreateOptions {
+                bundle: b.clone(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let exe = std::fs::read_link(format!("/proc/{}/exe", c.pid)).unwrap();
+    assert!(
+        exe.to_string_lossy().starts_with("/memfd:nanokube-runtime"),
+        "{}",
+        exe.display()
+    );
+    // Even root on the host cannot write it: the open fails (ETXTBSY) or the write does (seals).
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/proc/{}/exe", c.pid))
+    {
+        assert!(
+            std::io::Write::write_all(&mut f, b"pwned").is_err(),
+            "sealed copy was writable"
+        );
+    }
+    let out = env.cli(&["exec", &id, "--", "probe", "open-exe", "1"]);
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("errno"));
+    rt.delete(&id, true).unwrap();
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(c.pid), None);
+    assert_eq!(sha(Path::new(BIN)), before);
+}
+
+/// Mount destinations resolve inside the root (CVE-2021-30465): a symlink in the image that
+/// points at a host path sends the mount to the same path inside the container instead.
+#[test]
+fn cve_2021_30465_symlinked_mount_target_stays_inside() {
+    let mut env = Env::new();
+    let victim = env.dir.path().join("victim");
+    std::fs::create_dir_all(&victim).unwrap();
+    let b = env.bundle("symmnt", &["sh", "-c", "ls /escape/"], |s| {
+        s["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"destination": "/escape", "type": "tmpfs", "source": "tmpfs"}));
+    });
+    std::os::unix::fs::symlink(&victim, b.join("upper/escape")).unwrap();
+    let (code, _out, err) = env.run(&b, &unique("symmnt"));
+    assert_eq!(code, 0, "{err}");
+    // The host directory the link names got no mount.
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(victim.to_str().unwrap()));
+    assert!(
+        b.join("upper")
+            .join(victim.strip_prefix("/").unwrap())
+            .exists(),
+        "mount point made inside the root"
+    );
+}
+
+#[test]
+fn nothing_left_after_200_create_delete_cycles() {
+    let mut env = Env::new();
+    let b = env.bundle("cycle", &["probe", "sleep", "60"], |_| {});
+    let mounts_before = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .count();
+    let rt = env.rt();
+    for i in 0..200 {
+        let id = format!("{}-{i}", unique("cycle"));
+        rt.create(
+            &id,
+            CreateOptions {
+                bundle: b.clone(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        if i % 2 == 0 {
+            rt.start(&id).unwrap();
+        }
+        rt.delete(&id, true).unwrap();
+    }
+    // Reap our children (the inits were ours); the zombies would otherwise linger.
+    while nix::sys::wait::waitpid(None, Some(nix::sys::wait::WaitPidFlag::WNOHANG))
+        .map(|s| s.pid().is_some())
+        .unwrap_or(false)
+    {}
+    assert_eq!(
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .count(),
+        mounts_before
+    );
+    assert!(
+        std::fs::read_dir(&env.root).unwrap().next().is_none(),
+        "state dirs left"
+    );
+    for ctrl in ["pids", "memory", "cpu", "freezer", "unified"] {
+        let p = Path::new("/sys/fs/cgroup")
+            .join(ctrl)
+            .join(&cgroup_path("cycle")[1..]);
+        assert!(!p.exists(), "{} left behind", p.display());
+    }
+}
+
+#[test]
+fn default_seccomp_profile_denies_what_it_should() {
+    let mut env = Env::new();
+    let script = "probe cat /proc/self/status | grep '^Seccomp:'; for s in keyctl bpf unshare-mnt mount-tmpfs clone3 reboot swapon init-module kexec-load; do echo $s $(probe syscall $s); done";
+    let b = env.bundle("seccomp", &["sh", "-c", script], |_| {});
+    let id = unique("seccomp");
+    env.ids.push(id.clone());
+    let out = env.cli(&["run", "--default-seccomp", "-b", b.to_str().unwrap(), &id]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.lines().next().unwrap().ends_with('2'),
+        "seccomp mode must be filter: {text}"
+    );
+    for line in text.lines().skip(1) {
+        let (name, result) = line.split_once(' ').unwrap();
+        let want = if name == "clone3" {
+            "errno ENOSYS"
+        } else {
+            "errno EPERM"
+        };
+        assert_eq!(result, want, "{name}: {text}");
+    }
+    // Without the option and without linux.seccomp there is no filter (runc's behaviour) ...
+    let (code, out, _) = env.run(&b, &unique("noseccomp"));
+    assert_eq!(code, 0);
+    assert!(out.lines().next().unwrap().ends_with('0'), "{out}");
+    // ... and a profile in the spec is applied by exec too.
+    let profile = serde_json::to_value(nanokube::runtime::seccomp::default_profile()).unwrap();
+    let b = env.bundle("seccomp-spec", &["probe", "sleep", "60"], move |s| {
+        s["linux"]["seccomp"] = profile
+    });
+    let id = unique("seccompexec");
+    assert!(env.create(&b, &id).0);
+    assert!(env.cli(&["start", &id]).status.success());
+    let out = env.cli(&["exec", &id, "--", "probe", "syscall", "keyctl"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "errno EPERM");
+}
+
+fn run_and_wait(env: &mut Env, b: &Path, id: &str) -> (ExitStatus, OciState, String) {
+    let out = env.dir.path().join(format!("{id}.log"));
+    let f = std::fs::File::create(&out).unwrap();
+    let rt = env.rt();
+    env.ids.push(id.to_string());
+    let created = rt
+        .create(
+            id,
+            CreateOptions {
+                bundle: b.to_path_buf(),
+                stdio: nanokube::runtime::Stdio {
+                    stdout: Some(f.into()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    rt.start(id).unwrap();
+    let status = rt.wait(&created).unwrap();
+    let state = rt.state(id).unwrap();
+    (status, state, std::fs::read_to_string(&out).unwrap())
+}
+
+#[test]
+fn memory_limit_oom_kill_is_reported() {
+    let mut env = Env::new();
+    let b = env.bundle("oom", &["probe", "alloc", "256"], |s| {
+        s["linux"]["resources"]["memory"] = json!({"limit": 32 << 20, "swap": 32 << 20});
+    });
+    let (status, state, out) = run_and_wait(&mut env, &b, &unique("oom"));
+    assert!(
+        !out.contains("allocated"),
+        "allocation beyond the limit succeeded: {out}"
+    );
+    assert_eq!(status.signal, Some(libc::SIGKILL));
+    assert_eq!(status.code, 137);
+    assert!(status.oom_killed, "wait did not report the OOM kill");
+    assert_eq!(state.status, Status::Stopped);
+    assert!(state.oom_killed, "state did not report the OOM kill");
+    // Within the limit nothing is reported.
+    let b = env.bundle("nooom", &["probe", "alloc", "8"], |s| {
+        s["linux"]["resources"]["memory"] = json!({"limit": 64 << 20});
+    });
+    let (status, state, out) = run_and_wait(&mut env, &b, &unique("nooom"));
+    assert_eq!(out.trim(), "allocated 8");
+    assert_eq!(
+        (status.code, status.oom_killed, state.oom_killed),
+        (0, false, false)
+    );
+}
+
+#[test]
+fn pids_limit_stops_a_fork_bomb_and_cpu_quota_is_honoured() {
+    let mut env = Env::new();
+    let b = env.bundle("pids", &["probe", "forkbomb", "200"], |s| {
+        s["linux"]["resources"]["pids"] = json!({"limit": 16});
+    });
+    let (status, _, out) = run_and_wait(&mut env, &b, &unique("pids"));
+    assert_eq!(status.code, 0);
+    let words: Vec<&str> = out.split_whitespace().collect();
+    let forked: u32 = words[1].parse().unwrap();
+    assert!(forked < 16, "{out}");
+    assert_eq!(words[3], "EAGAIN", "{out}");
+
+    let b = env.bundle("cpu", &["probe", "spin", "1"], |s| {
+        s["linux"]["resources"]["cpu"] = json!({"quota": 20000, "period": 100000});
+    });
+    let (status, _, out) = run_and_wait(&mut env, &b, &unique("cpu"));
+    assert_eq!(status.code, 0);
+    let words: Vec<&str> = out.split_whitespace().collect();
+    let (cpu, wall): (f64, f64) = (words[1].parse().unwrap(), words[3].parse().unwrap());
+    assert!(
+        cpu <= wall * 0.4,
+        "a 20% quota allowed {cpu} ms of cpu in {wall} ms"
+    );
+}
