@@ -421,12 +421,13 @@ fn cpu_quota_is_honoured() {
     require_root();
     let path = unique_path("cpuquota");
     let _cleanup = Cleanup(path.clone());
-    // 20% of one CPU.
+    // 20% of one CPU, in short periods: a hundred chances per second to hit the quota, so
+    // throttling shows even when a busy machine gives the spinner little CPU.
     let resources = LinuxResourcesBuilder::default()
         .cpu(
             LinuxCpuBuilder::default()
-                .quota(20_000i64)
-                .period(100_000u64)
+                .quota(2_000i64)
+                .period(10_000u64)
                 .build()
                 .unwrap(),
         )
@@ -459,10 +460,12 @@ fn limits_are_written_read_back_and_updated() {
     require_root();
     let path = unique_path("update");
     let _cleanup = Cleanup(path.clone());
+    // memory+swap == memory: no swap allowance.
     let initial = LinuxResourcesBuilder::default()
         .memory(
             LinuxMemoryBuilder::default()
                 .limit(64 * MIB)
+                .swap(64 * MIB)
                 .build()
                 .unwrap(),
         )
@@ -514,7 +517,8 @@ fn limits_are_written_read_back_and_updated() {
     assert_eq!(stats.pids_current, 1);
     assert_eq!(stats.pids_limit, Some(100));
 
-    // Update: raise memory, lower pids, lift the cpu quota but keep the period.
+    // Update: raise memory (without restating swap: the allowance stays zero), lower pids,
+    // lift the cpu quota but keep the period.
     let update = LinuxResourcesBuilder::default()
         .memory(
             LinuxMemoryBuilder::default()
@@ -530,11 +534,16 @@ fn limits_are_written_read_back_and_updated() {
     match cg.hierarchy() {
         Hierarchy::Unified => {
             assert_eq!(read_file(&mem, "memory.max"), (128 * MIB).to_string());
+            assert_eq!(read_file(&mem, "memory.swap.max"), "0");
             assert_eq!(read_file(&cpu, "cpu.max"), "max 100000");
         }
         Hierarchy::Legacy => {
             assert_eq!(
                 read_file(&mem, "memory.limit_in_bytes"),
+                (128 * MIB).to_string()
+            );
+            assert_eq!(
+                read_file(&mem, "memory.memsw.limit_in_bytes"),
                 (128 * MIB).to_string()
             );
             assert_eq!(read_file(&cpu, "cpu.cfs_quota_us"), "-1");
@@ -598,10 +607,19 @@ fn kill_all_signals_every_member_and_destroy_cleans_up() {
     expected.sort();
     assert_eq!(cg.pids().unwrap(), expected);
 
-    // A container's own nested cgroup must not block removal.
+    // A container may make cgroups of its own: a process there is still a member, is still
+    // signalled, and the nested cgroup must not block removal.
     for dir in cg.dirs() {
-        std::fs::create_dir(dir.join("nested")).unwrap();
+        let nested = dir.join("nested");
+        std::fs::create_dir(&nested).unwrap();
+        for file in ["cpuset.cpus", "cpuset.mems"] {
+            if nested.join(file).exists() {
+                std::fs::write(nested.join(file), read_file(&dir, file)).unwrap();
+            }
+        }
+        std::fs::write(nested.join("cgroup.procs"), children[0].pid.to_string()).unwrap();
     }
+    assert_eq!(cg.pids().unwrap(), expected);
     // Live processes: destroy refuses and reports them.
     let refused = Cgroup::open(&path).unwrap().destroy().unwrap_err();
     assert!(matches!(refused, cgroups::Error::Busy { .. }), "{refused}");

@@ -1109,3 +1109,24 @@ fn pids_limit_stops_a_fork_bomb_and_cpu_quota_is_honoured() {
         "a 20% quota allowed {cpu} ms of cpu in {wall} ms"
     );
 }
+
+#[test]
+fn signals_start_at_their_defaults() {
+    let mut env = Env::new();
+    let b = env.bundle("sigdfl", &["cat", "/proc/self/status"], |_| {});
+    let (code, out, err) = env.run(&b, &unique("sigdfl"));
+    assert_eq!(code, 0, "{err}");
+    let field = |text: &str, name: &str| {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap()
+            .to_string();
+        u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap()
+    };
+    assert_eq!(field(&out, "SigBlk:"), 0);
+    // Rust ignores SIGPIPE in the runtime (and in this test); the container must not inherit
+    // that. (glibc's internal real-time signals a caller ignored pass on, as execve does.)
+    let ignored = field(&out, "SigIgn:");
+    assert_eq!(ignored & 0x7fff_ffff, 0, "{out}");
+}

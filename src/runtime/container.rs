@@ -493,18 +493,29 @@ impl Runtime {
             }
         }
         if let Some(cg) = cgroup {
-            // Processes outside the pid namespace's reach (none normally) and stragglers
-            // still exiting: kill, then retry the removal briefly.
-            let _ = cg.kill_all(libc::SIGKILL);
+            // Normally the pid namespace died with its init and the cgroup is empty; anything
+            // left (a straggler still exiting, a process that joined from outside) is killed
+            // (kill_all freezes first, so it cannot fork away) and the removal retried.
+            if !cg.pids().map(|p| p.is_empty()).unwrap_or(false) {
+                let _ = cg.kill_all(libc::SIGKILL);
+            }
             let mut cg = Some(cg);
-            for _ in 0..100 {
+            for attempt in 0..2000 {
                 let c = cg.take().expect("kept");
                 match c.destroy() {
                     Ok(()) => break,
-                    Err(_) => {
-                        std::thread::sleep(std::time::Duration::from_millis(10));
+                    Err(e) => {
+                        if attempt == 1999 {
+                            return Err(e.into());
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(1));
                         match cgroup_open(&saved.cgroup_path) {
-                            Some(again) => cg = Some(again),
+                            Some(again) => {
+                                if attempt % 100 == 99 {
+                                    let _ = again.kill_all(libc::SIGKILL);
+                                }
+                                cg = Some(again)
+                            }
                             None => break,
                         }
                     }

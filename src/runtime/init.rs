@@ -240,6 +240,16 @@ struct Prepared {
 
 impl Prepared {
     fn exec(self) -> Error {
+        // The Rust runtime ignored SIGPIPE in this process and a caller may have blocked
+        // signals; the user's program must start with the defaults (ignored and blocked
+        // signals survive execve).
+        // SAFETY: plain signal-state calls with valid arguments.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        }
         if let Some(p) = &self.late_seccomp {
             if let Err(e) = seccomp::install(p) {
                 return Error::Seccomp(e);

@@ -238,3 +238,28 @@ pub fn filter_from_wire(filter: &Filter) -> crate::runtime::seccomp::Program {
             .collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_and_fds_cross_the_channel() {
+        let (mut a, mut b) = Channel::pair().unwrap();
+        let file = std::fs::File::open("/proc/self/status").unwrap();
+        a.send_with_fds(&Message::Ready { pid: 42 }, &[file.as_raw_fd()])
+            .unwrap();
+        a.send(&Message::Exited { status: 9 }).unwrap();
+        let (msg, fds) = b.recv().unwrap();
+        assert!(matches!(msg, Message::Ready { pid: 42 }));
+        assert_eq!(fds.len(), 1);
+        let mut text = String::new();
+        std::fs::File::from(fds.into_iter().next().unwrap())
+            .read_to_string(&mut text)
+            .unwrap();
+        assert!(text.starts_with("Name:"));
+        assert!(matches!(b.recv().unwrap().0, Message::Exited { status: 9 }));
+        drop(a);
+        assert!(matches!(b.recv(), Err(Error::Closed)));
+    }
+}

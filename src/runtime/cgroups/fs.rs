@@ -52,15 +52,31 @@ pub(super) fn parse_u64(dir: &Path, file: &str, content: &str) -> Result<u64> {
 }
 
 /// Pids listed in `dir/cgroup.procs`.
+/// Pids listed in `dir/cgroup.procs` and in every cgroup below it (a container may make
+/// child cgroups of its own; their processes are still the container's), sorted.
 pub(super) fn read_procs(dir: &Path) -> Result<Vec<i32>> {
-    let content = read(dir, "cgroup.procs")?;
-    let mut pids = content
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect::<Vec<i32>>();
+    let mut pids = Vec::new();
+    collect_procs(dir, &mut pids)?;
     pids.sort_unstable();
     pids.dedup();
     Ok(pids)
+}
+
+fn collect_procs(dir: &Path, pids: &mut Vec<i32>) -> Result<()> {
+    let content = read(dir, "cgroup.procs")?;
+    pids.extend(content.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                match collect_procs(&entry.path(), pids) {
+                    // A child cgroup removed while we walk has no processes left.
+                    Err(Error::Io { source, .. }) if source.kind() == ErrorKind::NotFound => {}
+                    other => other?,
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Creates `root/parts[0]/parts[1]/...`, calling `prepare(parent)` before each directory this
@@ -151,11 +167,8 @@ pub(super) fn wait_empty(dir: &Path, mut pids: impl FnMut() -> Result<Vec<i32>>)
 
 /// Sends `signal` to each pid; a process that exited meanwhile is not an error.
 pub(super) fn signal_all(pids: &[i32], signal: i32) -> Result<()> {
-    let sig = nix::sys::signal::Signal::try_from(signal).map_err(|source| Error::Signal {
-        pid: 0,
-        signal,
-        source,
-    })?;
+    let sig =
+        nix::sys::signal::Signal::try_from(signal).map_err(|_| Error::InvalidSignal(signal))?;
     for &pid in pids {
         match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig) {
             Ok(()) | Err(nix::Error::ESRCH) => {}

@@ -64,9 +64,9 @@ pub enum Error {
     /// The cgroup still holds processes, so it cannot be removed.
     #[error("cgroup {path} still has processes {pids:?}")]
     Busy { path: PathBuf, pids: Vec<i32> },
-    /// The freezer did not reach the frozen state in time (a task stuck in the kernel).
-    #[error("cgroup {0} did not freeze in time")]
-    FreezeTimeout(PathBuf),
+    /// `kill_all` was given a number that is not a signal.
+    #[error("{0} is not a signal number")]
+    InvalidSignal(i32),
     /// Sending the signal to a member process failed for a reason other than it being gone.
     #[error("signal {signal} to pid {pid}: {source}")]
     Signal {
@@ -126,6 +126,25 @@ fn components(path: &str) -> Result<Vec<&str>> {
         return Err(invalid("it names the root cgroup"));
     }
     Ok(parts)
+}
+
+/// Resources nanokube does not apply yet; said once per cgroup so a spec that asks for them
+/// is not silently half-honoured.
+fn log_unsupported(r: &LinuxResources) {
+    let ignored = [
+        ("blockIO", r.block_io().is_some()),
+        (
+            "hugepageLimits",
+            r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty()),
+        ),
+        ("network", r.network().is_some()),
+        ("rdma", r.rdma().as_ref().is_some_and(|m| !m.is_empty())),
+    ];
+    for (field, present) in ignored {
+        if present {
+            tracing::warn!("linux.resources.{field} is not supported; ignored");
+        }
+    }
 }
 
 impl Cgroup {

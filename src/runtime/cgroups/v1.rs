@@ -176,6 +176,7 @@ impl V1Cgroup {
     }
 
     fn apply_limits(&self, r: &LinuxResources) -> Result<()> {
+        super::log_unsupported(r);
         if let Some(m) = r.memory() {
             let field = "linux.resources.memory";
             self.set_memory_and_swap(m.limit(), m.swap())?;
@@ -280,7 +281,17 @@ impl V1Cgroup {
                 reason: "this kernel does not account swap (no memory.memsw.limit_in_bytes)".into(),
             });
         }
-        let swap = swap.filter(|_| has_memsw);
+        let mut swap = swap.filter(|_| has_memsw);
+        // A new memory limit without a swap value keeps the current swap allowance (memsw −
+        // limit); otherwise raising the limit above a limited memsw would fail.
+        if let (Some(l), None, true) = (limit, swap, has_memsw) {
+            let memsw = stats::limit(&fs::read(memory_dir, "memory.memsw.limit_in_bytes")?);
+            let current = stats::limit(&fs::read(memory_dir, "memory.limit_in_bytes")?);
+            if let (Some(memsw), Some(current)) = (memsw, current) {
+                let allowance = memsw.saturating_sub(current) as i64;
+                swap = Some(if l < 0 { -1 } else { l + allowance });
+            }
+        }
         let swap_first = match swap {
             Some(-1) => true,
             Some(s) => {

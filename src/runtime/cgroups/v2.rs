@@ -22,13 +22,18 @@ pub(super) struct V2Cgroup {
 
 /// Enables in `parent` every container controller it has available but not yet enabled.
 /// Each is written on its own: one unavailable name would make a combined write fail whole.
+/// A controller the kernel refuses to enable (e.g. `cpu` while realtime tasks run in the
+/// parent on kernels with RT group scheduling) is only logged: a spec that needs it then fails
+/// with `ControllerMissing` naming the field, and one that does not still works.
 fn enable_controllers(parent: &Path) -> Result<()> {
     let available = fs::read(parent, "cgroup.controllers")?;
     let enabled = fs::read(parent, "cgroup.subtree_control")?;
     for controller in V2_CONTROLLERS {
         let listed = |s: &str| s.split_whitespace().any(|c| c == *controller);
         if listed(&available) && !listed(&enabled) {
-            fs::write(parent, "cgroup.subtree_control", &format!("+{controller}"))?;
+            if let Err(e) = fs::write(parent, "cgroup.subtree_control", &format!("+{controller}")) {
+                tracing::warn!(%e, "cannot enable the {controller} controller");
+            }
         }
     }
     Ok(())
@@ -99,6 +104,7 @@ impl V2Cgroup {
     }
 
     fn apply_limits(&self, r: &LinuxResources) -> Result<()> {
+        super::log_unsupported(r);
         if let Some(m) = r.memory() {
             let field = "linux.resources.memory";
             if let Some(l) = m.limit() {
