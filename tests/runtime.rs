@@ -434,6 +434,18 @@ fn lifecycle_transitions_and_errors() {
     assert!(String::from_utf8_lossy(&dup.stderr).contains("already exists"));
     assert_eq!(env.status(&id), Some(Status::Created));
 
+    // The init sits in the container's cgroup in every hierarchy it has (v1 and v2 dirs).
+    let init_pid = st["pid"].as_i64().unwrap().to_string();
+    let cg = nanokube::runtime::cgroups::Cgroup::open(&cgroup_path("life")).unwrap();
+    assert!(!cg.dirs().is_empty());
+    for dir in cg.dirs() {
+        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap();
+        assert!(
+            procs.lines().any(|p| p == init_pid),
+            "init not in {}",
+            dir.display()
+        );
+    }
     assert!(env.cli(&["start", &id]).status.success());
     assert_eq!(env.status(&id), Some(Status::Running));
     let again = env.cli(&["start", &id]);
@@ -1129,4 +1141,130 @@ fn signals_start_at_their_defaults() {
     // that. (glibc's internal real-time signals a caller ignored pass on, as execve does.)
     let ignored = field(&out, "SigIgn:");
     assert_eq!(ignored & 0x7fff_ffff, 0, "{out}");
+}
+
+#[test]
+fn exec_with_a_terminal() {
+    let mut env = Env::new();
+    let b = env.bundle("exectty", &["probe", "sleep", "60"], |_| {});
+    let id = unique("exectty");
+    assert!(env.create(&b, &id).0);
+    assert!(env.cli(&["start", &id]).status.success());
+    let mut p = env
+        .rt()
+        .exec(
+            &id,
+            ExecOptions {
+                args: vec![
+                    "sh".into(),
+                    "-c".into(),
+                    "test -t 0 && test -t 2 && echo tty-ok; tty".into(),
+                ],
+                tty: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let master = p.pty_master.take().expect("a pty master");
+    let mut text = String::new();
+    let mut file = std::fs::File::from(master);
+    let _ = std::io::Read::read_to_string(&mut file, &mut text); // EIO once the pty closes
+    assert_eq!(p.wait().unwrap().code, 0);
+    assert!(
+        text.contains("tty-ok") && text.contains("/dev/pts/"),
+        "{text:?}"
+    );
+}
+
+/// A pod's containers share the net, ipc and uts namespaces of the first one (by path).
+#[test]
+fn join_namespaces_by_path_and_sysctls() {
+    let mut env = Env::new();
+    let b = env.bundle("pause", &["probe", "sleep", "60"], |s| {
+        s["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1", "kernel.shm_rmid_forced": "1"});
+    });
+    let pause = unique("pause");
+    assert!(env.create(&b, &pause).0);
+    assert!(env.cli(&["start", &pause]).status.success());
+    let pid = env.rt().state(&pause).unwrap().pid;
+    let b = env.bundle(
+        "member",
+        &[
+            "sh",
+            "-c",
+            "probe report; probe cat /proc/sys/net/ipv4/ip_forward",
+        ],
+        move |s| {
+            s["hostname"] = serde_json::Value::Null;
+            s["linux"]["namespaces"] = json!([
+                {"type": "pid"}, {"type": "mount"}, {"type": "cgroup"},
+                {"type": "network", "path": format!("/proc/{pid}/ns/net")},
+                {"type": "ipc", "path": format!("/proc/{pid}/ns/ipc")},
+                {"type": "uts", "path": format!("/proc/{pid}/ns/uts")}
+            ]);
+        },
+    );
+    let (code, out, err) = env.run(&b, &unique("member"));
+    assert_eq!(code, 0, "{err}");
+    let mut lines = out.lines();
+    let r: Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    for ns in ["net", "ipc", "uts"] {
+        let want = std::fs::read_link(format!("/proc/{pid}/ns/{ns}")).unwrap();
+        assert_eq!(
+            r["ns"][ns].as_str().unwrap(),
+            want.to_str().unwrap(),
+            "{ns}"
+        );
+    }
+    let own_pid_ns = std::fs::read_link(format!("/proc/{pid}/ns/pid")).unwrap();
+    assert_ne!(
+        r["ns"]["pid"].as_str().unwrap(),
+        own_pid_ns.to_str().unwrap()
+    );
+    assert_eq!(
+        r["hostname"], "probe-host",
+        "the shared uts namespace keeps the pod's hostname"
+    );
+    // The sysctl was set in the shared network namespace, not on the host.
+    assert_eq!(lines.next().unwrap().trim(), "1");
+}
+
+#[test]
+fn update_stats_and_pidfd_for_a_live_container() {
+    let mut env = Env::new();
+    let b = env.bundle("upd", &["probe", "sleep", "60"], |s| {
+        s["linux"]["resources"]["pids"] = json!({"limit": 50});
+    });
+    let id = unique("upd");
+    let rt = env.rt();
+    let created = rt
+        .create(
+            &id,
+            CreateOptions {
+                bundle: b.clone(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    env.ids.push(id.clone());
+    rt.start(&id).unwrap();
+    let stats = rt.stats(&id).unwrap();
+    assert!(stats.pids_current >= 1, "{stats:?}");
+    let res: oci_spec::runtime::LinuxResources =
+        serde_json::from_value(json!({"pids": {"limit": 7}})).unwrap();
+    rt.update(&id, &res).unwrap();
+    let out = env.cli(&["exec", &id, "--", "sh", "-c", "probe report"]);
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["cgroup"]["pids_max"], "7", "{}", r["cgroup"]);
+    let pidfd = rt.pidfd(&id).unwrap();
+    rt.kill(&id, libc::SIGKILL, false).unwrap();
+    let mut pfd = libc::pollfd {
+        fd: pidfd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    let ready = unsafe { libc::poll(&mut pfd, 1, 10_000) };
+    assert_eq!(ready, 1, "pidfd did not report the exit");
+    assert_eq!(rt.wait(&created).unwrap().signal, Some(libc::SIGKILL));
 }

@@ -78,6 +78,12 @@ enum Command {
         /// uid[:gid].
         #[arg(short, long)]
         user: Option<String>,
+        /// Allocate a terminal; its master goes to --console-socket.
+        #[arg(short, long)]
+        tty: bool,
+        /// Unix socket that receives the terminal master (with --tty).
+        #[arg(long = "console-socket")]
+        console_socket: Option<PathBuf>,
         id: String,
         #[arg(last = true, required = true)]
         command: Vec<String>,
@@ -211,12 +217,12 @@ pub fn run(args: RuntimeArgs) -> anyhow::Result<i32> {
                 println!("{}", serde_json::to_string(&list)?);
             } else {
                 println!(
-                    "{:<24} {:<8} {:<10} {:<40} CREATED",
-                    "ID", "PID", "STATUS", "BUNDLE"
+                    "{:<24} {:<8} {:<10} {:<40} {:<32} OWNER",
+                    "ID", "PID", "STATUS", "BUNDLE", "CREATED"
                 );
                 for s in &list {
                     println!(
-                        "{:<24} {:<8} {:<10} {:<40} {}",
+                        "{:<24} {:<8} {:<10} {:<40} {:<32} root",
                         s.id,
                         s.pid,
                         s.status.to_string(),
@@ -231,9 +237,14 @@ pub fn run(args: RuntimeArgs) -> anyhow::Result<i32> {
             cwd,
             env,
             user,
+            tty,
+            console_socket,
             id,
             command,
         } => {
+            if tty && console_socket.is_none() {
+                anyhow::bail!("exec --tty needs --console-socket");
+            }
             let user = match user {
                 None => None,
                 Some(u) => {
@@ -252,16 +263,20 @@ pub fn run(args: RuntimeArgs) -> anyhow::Result<i32> {
                     Some((uid, gid))
                 }
             };
-            let proc = rt.exec(
+            let mut proc = rt.exec(
                 &id,
                 ExecOptions {
                     args: command,
                     env,
                     cwd,
                     user,
+                    tty,
                     stdio: Stdio::default(),
                 },
             )?;
+            if let (Some(master), Some(socket)) = (proc.pty_master.take(), &console_socket) {
+                super::container::send_console(socket, &master)?;
+            }
             forward_signals(proc.pid);
             Ok(proc.wait()?.code)
         }

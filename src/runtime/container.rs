@@ -98,6 +98,9 @@ pub struct ExecOptions {
     pub cwd: Option<PathBuf>,
     /// uid and gid; the container's process.user when `None`.
     pub user: Option<(u32, u32)>,
+    /// Give the process a new terminal from the container's devpts; its master comes back in
+    /// `ExecProcess::pty_master` (stdio is then ignored).
+    pub tty: bool,
     pub stdio: Stdio,
 }
 
@@ -136,6 +139,8 @@ pub struct Created {
 pub struct ExecProcess {
     /// The process's pid in the caller's pid namespace.
     pub pid: i32,
+    /// The terminal's master side when `ExecOptions::tty` was set.
+    pub pty_master: Option<OwnedFd>,
     helper: i32,
     chan: Channel,
 }
@@ -183,6 +188,59 @@ fn default_cgroup_path(id: &str) -> String {
 fn cgroup_create(path: &str, spec: &Spec) -> Result<Option<cgroups::Cgroup>> {
     let resources = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
     Ok(Some(cgroups::Cgroup::create(path, resources)?))
+}
+
+/// How a new process gets into a cgroup cheaply: born into its v2 directory (an fd for
+/// clone3 CLONE_INTO_CGROUP), and joining each v1 hierarchy itself (`tasks` files for the
+/// init). Moving a live process from outside costs an RCU grace period (~5-9 ms here).
+struct CgroupEntry {
+    v2: Option<OwnedFd>,
+    v1_tasks: Vec<PathBuf>,
+}
+
+fn cgroup_entry(cg: &cgroups::Cgroup) -> CgroupEntry {
+    const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+    let mut entry = CgroupEntry {
+        v2: None,
+        v1_tasks: Vec::new(),
+    };
+    for dir in cg.dirs() {
+        let Ok(fd) = sys::open(&dir, libc::O_DIRECTORY | libc::O_RDONLY) else {
+            continue;
+        };
+        if sys::fs_type(&fd).ok() == Some(CGROUP2_SUPER_MAGIC) {
+            entry.v2 = Some(fd);
+        } else {
+            entry.v1_tasks.push(dir.join("tasks"));
+        }
+    }
+    entry
+}
+
+/// Clones with `plan` straight into `cgroup`; returns the pid and the v1 `tasks` files the
+/// new process must write itself (empty if we had to move it the slow way).
+fn spawn_into(
+    plan: &spawn::Plan,
+    flags: libc::c_int,
+    cgroup: Option<&cgroups::Cgroup>,
+) -> Result<(i32, Vec<PathBuf>)> {
+    let Some(cg) = cgroup else {
+        let (pid, _) = plan.spawn(flags, None).map_err(sys_err("clone"))?;
+        return Ok((pid, Vec::new()));
+    };
+    let entry = cgroup_entry(cg);
+    let (pid, born_in) = plan
+        .spawn(flags, entry.v2.as_ref().map(|f| f.as_raw_fd()))
+        .map_err(sys_err("clone"))?;
+    if entry.v2.is_some() && !born_in {
+        // No clone3: move it from outside, every hierarchy at once.
+        if let Err(e) = cg.add_pid(pid) {
+            spawn::kill_and_reap(pid);
+            return Err(e.into());
+        }
+        return Ok((pid, Vec::new()));
+    }
+    Ok((pid, entry.v1_tasks))
 }
 
 fn cgroup_open(path: &Option<String>) -> Option<cgroups::Cgroup> {
@@ -278,7 +336,7 @@ impl Runtime {
 
         let (mut parent, child) = Channel::pair()?;
         let plan = spawn::Plan::new(exe_src, &child.raw_fd(), opts.stdio.raw());
-        let pid = plan.spawn(flags).map_err(sys_err("clone"))?;
+        let (pid, join) = spawn_into(&plan, flags, cleanup.cgroup.as_ref())?;
         cleanup.pid = Some(pid);
         drop(child);
         drop(opts.stdio);
@@ -298,13 +356,11 @@ impl Runtime {
             rootfs: rootfs.clone(),
             fifo,
             seccomp: filter.clone(),
+            join,
         })))?;
-        // Moving a process between cgroups can take milliseconds (an RCU grace period on v1);
-        // the init builds its mounts meanwhile and waits for this word only where it needs
-        // its cgroup (cgroup namespace, cgroup mounts).
-        if let Some(cg) = &cleanup.cgroup {
-            cg.add_pid(pid)?;
-        }
+        // The init is in its cgroup by now, or joins the v1 hierarchies itself first thing.
+        // (The init waits for this word only where it needs its cgroup; it leaves room for a
+        // parent that has to move it slowly.)
         parent.send(&Message::CgroupJoined)?;
         let (msg, fds) = parent.recv()?;
         match msg {
@@ -421,6 +477,7 @@ impl Runtime {
             rootfs: saved.rootfs.clone(),
             created: saved.created.clone(),
             annotations: saved.annotations.clone(),
+            owner: String::new(),
             oom_killed,
         }
     }
@@ -534,6 +591,39 @@ impl Runtime {
         Ok(ExitStatus::from_raw(raw, oom))
     }
 
+    /// A pidfd for the container's init (readable once it exits), for callers that wait in
+    /// an event loop instead of blocking in `wait`.
+    pub fn pidfd(&self, id: &str) -> Result<OwnedFd> {
+        let saved = state::load(&self.root, id)?;
+        self.init_pidfd(&saved).ok_or_else(|| Error::WrongStatus {
+            id: id.into(),
+            status: Status::Stopped,
+            message: "the container's init is gone",
+        })
+    }
+
+    /// Changes the resource limits of a live container.
+    pub fn update(&self, id: &str, resources: &oci_spec::runtime::LinuxResources) -> Result<()> {
+        let saved = state::load(&self.root, id)?;
+        let cg = cgroup_open(&saved.cgroup_path).ok_or_else(|| Error::WrongStatus {
+            id: id.into(),
+            status: state::status(&self.root, &saved),
+            message: "the container has no cgroup",
+        })?;
+        Ok(cg.update(resources)?)
+    }
+
+    /// Resource usage read back from the container's cgroup.
+    pub fn stats(&self, id: &str) -> Result<cgroups::Stats> {
+        let saved = state::load(&self.root, id)?;
+        let cg = cgroup_open(&saved.cgroup_path).ok_or_else(|| Error::WrongStatus {
+            id: id.into(),
+            status: state::status(&self.root, &saved),
+            message: "the container has no cgroup",
+        })?;
+        Ok(cg.stats()?)
+    }
+
     /// Pids (in our pid namespace) of every process in the container.
     pub fn ps(&self, id: &str) -> Result<Vec<i32>> {
         let saved = state::load(&self.root, id)?;
@@ -605,7 +695,7 @@ impl Runtime {
             user.set_additional_gids(None);
             process.set_user(user);
         }
-        process.set_terminal(Some(false));
+        process.set_terminal(Some(opts.tty));
         let filter = compile_seccomp(&spec, saved.default_seccomp)?;
 
         // The container's namespaces, opened while we know the init is the one we recorded.
@@ -655,16 +745,14 @@ impl Runtime {
         let exe_src = exe::source(self.protection, flags, self.binary.as_deref())?;
         let (mut parent, child) = Channel::pair()?;
         let plan = spawn::Plan::new(exe_src, &child.raw_fd(), opts.stdio.raw());
-        let helper = plan.spawn(flags).map_err(sys_err("clone"))?;
+        let cgroup = cgroup_open(&saved.cgroup_path);
+        let (helper, join) = spawn_into(&plan, flags, cgroup.as_ref())?;
         drop(child);
         drop(opts.stdio);
         let fail = |e: Error| {
             spawn::kill_and_reap(helper);
             e
         };
-        if let Some(cg) = cgroup_open(&saved.cgroup_path) {
-            cg.add_pid(helper).map_err(|e| fail(e.into()))?;
-        }
         let raw: Vec<RawFd> = ns_fds.iter().map(|f| f.as_raw_fd()).collect();
         parent
             .send_with_fds(
@@ -672,14 +760,16 @@ impl Runtime {
                     process,
                     namespaces: names,
                     seccomp: filter,
+                    join,
                 })),
                 &raw,
             )
             .map_err(|e| fail(e.into()))?;
         drop(ns_fds);
         match parent.recv().map_err(|e| fail(e.into()))? {
-            (Message::Ready { pid }, _) => Ok(ExecProcess {
+            (Message::Ready { pid }, fds) => Ok(ExecProcess {
                 pid,
+                pty_master: fds.into_iter().next(),
                 helper,
                 chan: parent,
             }),
@@ -692,7 +782,7 @@ impl Runtime {
 }
 
 /// Hands the pty master to whoever listens on the console socket, as runc does.
-fn send_console(socket: &Path, master: &OwnedFd) -> Result<()> {
+pub fn send_console(socket: &Path, master: &OwnedFd) -> Result<()> {
     let stream = UnixStream::connect(socket)
         .map_err(sys_err(format!("console socket {}", socket.display())))?;
     sync::send_fds(stream.as_raw_fd(), b"/dev/ptmx", &[master.as_raw_fd()])

@@ -124,7 +124,17 @@ fn setns(fd: &impl AsRawFd, flag: libc::c_int, what: &str) -> Result<(), Error> 
     Ok(())
 }
 
+/// Joins cgroup v1 hierarchies by writing "0" to their `tasks` files (this single-threaded
+/// process moving itself).
+fn join_tasks(files: &[std::path::PathBuf]) -> Result<(), Error> {
+    for f in files {
+        std::fs::write(f, "0").map_err(sys_err(format!("join cgroup {}", f.display())))?;
+    }
+    Ok(())
+}
+
 fn container_init(chan: &mut Channel, cfg: InitConfig) -> Result<std::convert::Infallible, Error> {
+    join_tasks(&cfg.join)?;
     let spec = &cfg.spec;
     let linux = spec.linux().clone().unwrap_or_default();
     let namespaces = linux.namespaces().clone().unwrap_or_default();
@@ -163,21 +173,22 @@ fn container_init(chan: &mut Channel, cfg: InitConfig) -> Result<std::convert::I
     // Grab the fifo before pivot_root hides the host.
     let fifo = sys::open(&cfg.fifo, libc::O_PATH).map_err(sys_err("open exec fifo"))?;
     let process = spec.process().clone().expect("validated");
-    if has(LinuxNamespaceType::Mount) {
+    let deferred = if has(LinuxNamespaceType::Mount) {
         let mut hook = || {
             join_cgroup(chan, new_cgroup_ns, &mut joined)
                 .map_err(|e| mounts::Error::Refused(e.to_string()))
         };
-        mounts::prepare_rootfs(spec, &cfg.rootfs, &mut hook)?;
+        let deferred = mounts::prepare_rootfs(spec, &cfg.rootfs, &mut hook)?;
         mounts::pivot(&cfg.rootfs)?;
+        deferred
     } else {
         let c = sys::cstr(&cfg.rootfs).map_err(sys_err("rootfs"))?;
         // SAFETY: valid C strings; without a mount namespace chroot is all we can do.
         sys::cvt(unsafe { libc::chroot(c.as_ptr()) }).map_err(sys_err("chroot"))?;
         // SAFETY: valid C string.
         sys::cvt(unsafe { libc::chdir(c"/".as_ptr()) }).map_err(sys_err("chdir /"))?;
-    }
-    join_cgroup(chan, new_cgroup_ns, &mut joined)?;
+        Vec::new()
+    };
     let console = if process.terminal().unwrap_or(false) {
         Some(setup_console(&process)?)
     } else {
@@ -187,6 +198,11 @@ fn container_init(chan: &mut Channel, cfg: InitConfig) -> Result<std::convert::I
     if has(LinuxNamespaceType::Mount) {
         mounts::mask_paths(linux.masked_paths().as_deref().unwrap_or(&[]))?;
         mounts::readonly_paths(linux.readonly_paths().as_deref().unwrap_or(&[]))?;
+    }
+    // Everything above overlapped the parent's cgroup migration; from here on we need it.
+    join_cgroup(chan, new_cgroup_ns, &mut joined)?;
+    if has(LinuxNamespaceType::Mount) {
+        mounts::mount_deferred(&deferred)?;
         if spec
             .root()
             .as_ref()
@@ -298,13 +314,42 @@ const UNIX98_PTY_SLAVE_MAJOR: u32 = 136;
 /// that devpts before binding it to /dev/console (CVE-2025-52565), and makes it our stdio.
 /// Returns the master, which goes to the console socket.
 fn setup_console(process: &Process) -> Result<OwnedFd, Error> {
+    let (master, peer) = open_pty(process)?;
+    let console = sys::open(
+        Path::new("/dev/console"),
+        libc::O_PATH | libc::O_NOFOLLOW | libc::O_CREAT,
+    );
+    let console = match console {
+        Ok(fd) => fd,
+        Err(_) => {
+            // O_PATH ignores O_CREAT; create the file first, then take a path handle.
+            std::fs::File::create("/dev/console").map_err(sys_err("create /dev/console"))?;
+            sys::open(Path::new("/dev/console"), libc::O_PATH | libc::O_NOFOLLOW)
+                .map_err(sys_err("open /dev/console"))?
+        }
+    };
+    sys::mount(
+        Some(&sys::fd_path(&peer)),
+        &sys::fd_path(&console),
+        None,
+        libc::MS_BIND,
+        None,
+    )
+    .map_err(sys_err("bind /dev/console"))?;
+    make_controlling_terminal(&peer)?;
+    Ok(master)
+}
+
+/// A new pty from the devpts mounted at /dev/pts (the container's, after pivot_root or setns),
+/// with its peer opened through the master (TIOCGPTPEER, no path lookup to race) and verified
+/// to be a pty slave on devpts.
+fn open_pty(process: &Process) -> Result<(OwnedFd, OwnedFd), Error> {
     let master = sys::open(Path::new("/dev/pts/ptmx"), libc::O_RDWR | libc::O_NOCTTY)
         .map_err(sys_err("open /dev/pts/ptmx"))?;
     let unlock: libc::c_int = 0;
     // SAFETY: TIOCSPTLCK takes a pointer to int.
     sys::cvt(unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) })
         .map_err(sys_err("unlockpt"))?;
-    // TIOCGPTPEER opens the peer through the master, with no path lookup to race.
     // SAFETY: integer argument; returns a new fd.
     let peer = sys::cvt(unsafe {
         libc::ioctl(
@@ -338,27 +383,11 @@ fn setup_console(process: &Process) -> Result<OwnedFd, Error> {
         sys::cvt(unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) })
             .map_err(sys_err("set console size"))?;
     }
-    let console = sys::open(
-        Path::new("/dev/console"),
-        libc::O_PATH | libc::O_NOFOLLOW | libc::O_CREAT,
-    );
-    let console = match console {
-        Ok(fd) => fd,
-        Err(_) => {
-            // O_PATH ignores O_CREAT; create the file first, then take a path handle.
-            std::fs::File::create("/dev/console").map_err(sys_err("create /dev/console"))?;
-            sys::open(Path::new("/dev/console"), libc::O_PATH | libc::O_NOFOLLOW)
-                .map_err(sys_err("open /dev/console"))?
-        }
-    };
-    sys::mount(
-        Some(&sys::fd_path(&peer)),
-        &sys::fd_path(&console),
-        None,
-        libc::MS_BIND,
-        None,
-    )
-    .map_err(sys_err("bind /dev/console"))?;
+    Ok((master, peer))
+}
+
+/// New session with `peer` as its controlling terminal and as stdin, stdout and stderr.
+fn make_controlling_terminal(peer: &OwnedFd) -> Result<(), Error> {
     // SAFETY: setsid has no arguments; a new session lets the pty become our terminal.
     unsafe { libc::setsid() };
     // SAFETY: valid fd; TIOCSCTTY takes an integer.
@@ -368,7 +397,7 @@ fn setup_console(process: &Process) -> Result<OwnedFd, Error> {
         // SAFETY: valid fds.
         sys::cvt(unsafe { libc::dup2(peer.as_raw_fd(), target) }).map_err(sys_err("dup2 pty"))?;
     }
-    Ok(master)
+    Ok(())
 }
 
 /// Runs an extra process in a running container: join its namespaces (fds from the parent,
@@ -382,6 +411,7 @@ fn exec_init(
     if fds.len() != cfg.namespaces.len() {
         return Err(Error::Protocol);
     }
+    join_tasks(&cfg.join)?;
     for (name, fd) in cfg.namespaces.iter().zip(&fds) {
         let flag = match name.as_str() {
             "ipc" => libc::CLONE_NEWIPC,
@@ -395,9 +425,23 @@ fn exec_init(
         setns(fd, flag, name)?;
     }
     drop(fds);
+    // A terminal comes from the container's own devpts, now that we are in its mount namespace.
+    let pty = if cfg.process.terminal().unwrap_or(false) {
+        Some(open_pty(&cfg.process)?)
+    } else {
+        None
+    };
     // SAFETY: this process is single-threaded, so fork is safe; the child only runs our code.
     let child = sys::cvt(unsafe { libc::fork() }).map_err(sys_err("fork"))?;
     if child == 0 {
+        if let Some((_, peer)) = &pty {
+            if let Err(e) = make_controlling_terminal(peer) {
+                let _ = writeln!(std::io::stderr(), "nanokube: exec failed: {e}");
+                // SAFETY: _exit skips atexit handlers that belong to the parent.
+                unsafe { libc::_exit(127) };
+            }
+        }
+        drop(pty);
         let result = prepare_process(&cfg.process, cfg.seccomp.as_ref()).map(|p| p.exec());
         let err = match result {
             Ok(e) | Err(e) => e,
@@ -406,7 +450,12 @@ fn exec_init(
         // SAFETY: _exit skips atexit handlers that belong to the parent.
         unsafe { libc::_exit(127) };
     }
-    chan.send(&Message::Ready { pid: child })?;
+    let master = pty.map(|(master, _peer)| master);
+    chan.send_with_fds(
+        &Message::Ready { pid: child },
+        master.as_ref().map(|m| m.as_raw_fd()).as_slice(),
+    )?;
+    drop(master);
     let status = sys::waitpid(child).map_err(sys_err("wait"))?;
     chan.send(&Message::Exited { status })?;
     std::process::exit(0);

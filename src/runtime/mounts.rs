@@ -239,15 +239,15 @@ fn open_in_root_depth(
     sys::openat2(rootfd.as_raw_fd(), &rel, libc::O_PATH, resolve)
 }
 
-/// Everything before pivot_root. Returns the fd of the container's procfs (for sysctls).
-/// `before_cgroup` runs once, right before the first `cgroup` mount (or after the last mount
-/// when there is none): the init waits there for the parent to have moved it into its cgroup,
-/// so that slow migration (an RCU grace period on cgroup v1) overlaps the mounts above.
+/// Everything before pivot_root. `cgroup` mounts need the init to sit in its cgroup, which
+/// the parent may still be arranging (a v1 migration waits for an RCU grace period), so they
+/// are returned for `mount_deferred` after pivot_root, unless another mount nests under one:
+/// then they are mounted in order, after `before_cgroup` (which waits for the cgroup).
 pub fn prepare_rootfs(
     spec: &Spec,
     rootfs: &Path,
     before_cgroup: &mut dyn FnMut() -> Result<(), Error>,
-) -> Result<(), Error> {
+) -> Result<Vec<Mount>, Error> {
     let linux = spec.linux().clone().unwrap_or_default();
     // Nothing we mount may propagate back to the host.
     let prop = linux
@@ -318,11 +318,21 @@ pub fn prepare_rootfs(
             mounts.push(m);
         }
     }
+    let is_cgroup = |m: &Mount| matches!(m.typ().as_deref(), Some("cgroup") | Some("cgroup2"));
+    let nested = mounts.iter().filter(|c| is_cgroup(c)).any(|c| {
+        mounts.iter().any(|m| {
+            m.destination() != c.destination() && m.destination().starts_with(c.destination())
+        })
+    });
+    let mut deferred = Vec::new();
     let mut dev_done = false;
     let mut hook = Some(before_cgroup);
     for m in &mounts {
-        let typ = m.typ().as_deref().unwrap_or("");
-        if typ == "cgroup" || typ == "cgroup2" {
+        if is_cgroup(m) {
+            if !nested {
+                deferred.push(m.clone());
+                continue;
+            }
             if let Some(h) = hook.take() {
                 h()?;
             }
@@ -340,11 +350,21 @@ pub fn prepare_rootfs(
         }
     }
     debug_assert!(dev_done);
-    if let Some(h) = hook.take() {
-        h()?;
-    }
     if let Some(sysctl) = linux.sysctl() {
         write_sysctls(&rootfd, sysctl)?;
+    }
+    Ok(deferred)
+}
+
+/// The `cgroup` mounts `prepare_rootfs` left for after pivot_root (the root is now "/").
+pub fn mount_deferred(mounts: &[Mount]) -> Result<(), Error> {
+    if mounts.is_empty() {
+        return Ok(());
+    }
+    let rootfd =
+        sys::open(Path::new("/"), libc::O_PATH | libc::O_DIRECTORY).map_err(sys("open /"))?;
+    for m in mounts {
+        mount_one(&rootfd, m)?;
     }
     Ok(())
 }

@@ -97,6 +97,9 @@ pub struct OciState {
     pub created: String,
     #[serde(default, skip_serializing_if = "HashMap::is_empty")]
     pub annotations: HashMap<String, String>,
+    /// As runc reports it (empty: the container runs as root of the host's user namespace).
+    #[serde(default)]
+    pub owner: String,
     /// Set once the container stopped after the kernel OOM-killed one of its processes.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub oom_killed: bool,

@@ -37,6 +37,10 @@ pub struct InitConfig {
     /// The exec fifo in the state dir; init blocks opening it until `start`.
     pub fifo: PathBuf,
     pub seccomp: Option<Filter>,
+    /// cgroup v1 `tasks` files the init writes "0" to, joining them itself: a single thread
+    /// moving itself needs no global lock, unlike the parent moving it (an RCU grace period).
+    #[serde(default)]
+    pub join: Vec<PathBuf>,
 }
 
 /// What an exec'd helper needs to run an extra process in a running container.
@@ -46,6 +50,9 @@ pub struct ExecConfig {
     pub process: Process,
     pub namespaces: Vec<String>,
     pub seccomp: Option<Filter>,
+    /// As `InitConfig::join`.
+    #[serde(default)]
+    pub join: Vec<PathBuf>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

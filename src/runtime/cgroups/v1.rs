@@ -4,8 +4,9 @@
 //! Resource files: memory.limit_in_bytes, memory.memsw.limit_in_bytes (memory+swap, the OCI
 //! meaning of `swap`), memory.soft_limit_in_bytes, memory.swappiness, memory.oom_control,
 //! cpu.shares, cpu.cfs_quota_us, cpu.cfs_period_us, cpu.cfs_burst_us, cpu.rt_*, cpu.idle,
-//! cpuset.cpus, cpuset.mems, pids.max, devices.deny/devices.allow. Usage comes from memory.usage_in_bytes and
-//! cpuacct.usage. The hybrid v2 directory costs nothing and gives `kill_all` cgroup.kill.
+//! cpuset.cpus, cpuset.mems, pids.max, devices.deny/devices.allow. Usage comes from
+//! memory.usage_in_bytes and cpuacct.usage. The hybrid v2 directory costs nothing and gives
+//! `kill_all` cgroup.kill.
 
 use std::collections::BTreeMap;
 use std::io::ErrorKind;
@@ -55,9 +56,7 @@ impl V1Cgroup {
         // Leaves this call created, to remove again if a later step fails.
         let mut created: Vec<PathBuf> = Vec::new();
         let result = (|| {
-            let mut mounts: Vec<(&String, &PathBuf)> = layout.v1.iter().collect();
-            mounts.sort_by_key(|(_, mount)| mount.as_path());
-            for (controller, mount) in mounts {
+            for (controller, mount) in &layout.v1 {
                 let mut dir = mount.clone();
                 dir.extend(parts);
                 if !cgroup.dirs.values().any(|d| *d == dir) {
