@@ -17,12 +17,13 @@ crate="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$crate"
 if [ "$(id -u)" != 0 ]; then echo "vm-test.sh: run as root (it builds device nodes)" >&2; exit 1; fi
 
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
 mode=tests job_file=
 case "${1:-}" in
-  --job) mode=job; job_file="$(realpath "$2")" ;;
+  --job) [ -f "${2:-}" ] || usage; mode=job; job_file="$(realpath "$2")" ;;
   --shell) mode=shell ;;
   "") ;;
-  *) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2 ;;
+  *) usage ;;
 esac
 timeout_s="${VM_TIMEOUT:-600}"
 # Per run, so that a benchmark and a test run can share the machine.
