@@ -8,5 +8,6 @@ if [ "$(id -u)" != 0 ]; then echo "test.sh: run as root (sudo ./scripts/test.sh)
 ./scripts/deps.sh
 cargo build --locked --all-targets
 ./rootfs/build.sh
-cargo test --locked --all-targets --no-fail-fast 2>&1 | tee target/test.log
+# A hung test must fail the run, not eat CI's time budget.
+timeout --kill-after=30 40m cargo test --locked --all-targets --no-fail-fast 2>&1 | tee target/test.log
 ./scripts/vm-test.sh
