@@ -7,6 +7,7 @@
 pub mod apply;
 pub mod defaults;
 pub mod openapi;
+pub mod protobuf;
 pub mod strategic_merge;
 pub mod table;
 pub mod validation;

@@ -301,6 +301,13 @@ impl Api {
         r: &ResourceRequest,
         warnings: &mut Vec<String>,
     ) -> Result<Value, ApiError> {
+        if super::protobuf::is_protobuf(&r.content_type) {
+            let mut obj = super::protobuf::decode_request(&r.body).map_err(|e| {
+                ApiError::BadRequest(format!("the body of the request could not be decoded: protobuf: {e}"))
+            })?;
+            self.check_type(r.info, &mut obj)?;
+            return (r.info.decode)(obj).map_err(|e| cannot_handle(r.info, &e));
+        }
         let format = encoding::body_format(&r.content_type).ok_or_else(|| {
             ApiError::UnsupportedMediaType(format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml ({})", r.content_type))
         })?;
