@@ -101,7 +101,11 @@ fn at(name: &str, e: Error) -> Error {
     }
 }
 
-fn field_into(out: &mut Map<String, Value>, field: &Field, value: wire::Value) -> Result<(), Error> {
+fn field_into(
+    out: &mut Map<String, Value>,
+    field: &Field,
+    value: wire::Value,
+) -> Result<(), Error> {
     match field.shape {
         Shape::Single => {
             let decoded = single(field.ty, value, field.name)?;
@@ -314,7 +318,9 @@ fn special(name: &str, buf: &[u8]) -> Result<Option<Option<Value>>, Error> {
         "Quantity" | "QuantityValue" => {
             let f = fields()?;
             let s = f.get("string").and_then(Value::as_str).unwrap_or("");
-            Some(Value::String(if s.is_empty() { "0" } else { s }.to_string()))
+            Some(Value::String(
+                if s.is_empty() { "0" } else { s }.to_string(),
+            ))
         }
         "IntOrString" => {
             let f = fields()?;

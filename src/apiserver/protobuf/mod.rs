@@ -153,7 +153,9 @@ fn message_name(api_version: &str, kind: &str) -> Option<&'static str> {
         g => format!("k8s.io.api.{}.{version}", g.split('.').next().unwrap_or(g)),
     };
     let full = format!("{package}.{kind}");
-    schema::messages().get_key_value(full.as_str()).map(|(k, _)| *k)
+    schema::messages()
+        .get_key_value(full.as_str())
+        .map(|(k, _)| *k)
 }
 
 #[cfg(test)]

@@ -113,7 +113,9 @@ fn parse(text: &'static str) -> HashMap<&'static str, Message> {
                     panic!("schema.txt: bad line {line:?}");
                 };
                 let (shape, ty, inline) = match rest {
-                    ["map", key, value] => (Shape::Map(Type::parse(key)), Type::parse(value), false),
+                    ["map", key, value] => {
+                        (Shape::Map(Type::parse(key)), Type::parse(value), false)
+                    }
                     ["repeated", "inline", t] => (Shape::Repeated, Type::parse(t), true),
                     ["repeated", t] => (Shape::Repeated, Type::parse(t), false),
                     ["inline", t] => (Shape::Single, Type::parse(t), true),
@@ -146,9 +148,16 @@ mod tests {
         assert!(all.len() > 500, "{}", all.len());
         for (name, msg) in all {
             for f in msg.values() {
-                for t in [Some(f.ty), if let Shape::Map(k) = f.shape { Some(k) } else { None }]
-                    .into_iter()
-                    .flatten()
+                for t in [
+                    Some(f.ty),
+                    if let Shape::Map(k) = f.shape {
+                        Some(k)
+                    } else {
+                        None
+                    },
+                ]
+                .into_iter()
+                .flatten()
                 {
                     if let Type::Message(m) = t {
                         assert!(all.contains_key(m), "{name}.{} names unknown {m}", f.name);
