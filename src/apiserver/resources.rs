@@ -303,7 +303,9 @@ impl Api {
     ) -> Result<Value, ApiError> {
         if super::protobuf::is_protobuf(&r.content_type) {
             let mut obj = super::protobuf::decode_request(&r.body).map_err(|e| {
-                ApiError::BadRequest(format!("the body of the request could not be decoded: protobuf: {e}"))
+                ApiError::BadRequest(format!(
+                    "the body of the request could not be decoded: protobuf: {e}"
+                ))
             })?;
             self.check_type(r.info, &mut obj)?;
             return (r.info.decode)(obj).map_err(|e| cannot_handle(r.info, &e));

@@ -212,7 +212,7 @@ fn zero(ty: Type) -> Value {
         Type::Scalar(Scalar::String | Scalar::Bytes) => Value::String(String::new()),
         Type::Scalar(Scalar::Bool) => Value::Bool(false),
         Type::Scalar(_) => Value::from(0),
-        Type::Message(m) if m == "k8s.io.apimachinery.pkg.api.resource.Quantity" => "0".into(),
+        Type::Message("k8s.io.apimachinery.pkg.api.resource.Quantity") => "0".into(),
         Type::Message(_) => Value::Object(Map::new()),
     }
 }
