@@ -301,6 +301,21 @@ impl Api {
         r: &ResourceRequest,
         warnings: &mut Vec<String>,
     ) -> Result<Value, ApiError> {
+        if r.content_type
+            .starts_with("application/vnd.kubernetes.protobuf")
+        {
+            let mut obj = super::protobuf::decode(&r.body).map_err(|e| match e {
+                super::protobuf::Error::UnknownField { .. }
+                | super::protobuf::Error::UnsupportedKind(_) => {
+                    ApiError::UnsupportedMediaType(e.to_string())
+                }
+                other => ApiError::BadRequest(format!(
+                    "the body of the request could not be decoded: {other}"
+                )),
+            })?;
+            self.check_type(r.info, &mut obj)?;
+            return (r.info.decode)(obj).map_err(|e| cannot_handle(r.info, &e));
+        }
         let format = encoding::body_format(&r.content_type).ok_or_else(|| {
             ApiError::UnsupportedMediaType(format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml ({})", r.content_type))
         })?;
@@ -432,7 +447,6 @@ impl Api {
         let continued = start_after.is_some();
         let prefix = r.info.list_prefix(r.namespace.as_deref());
         let filtering = !label.is_empty() || !field.is_empty();
-        let table = matches!(r.output, Output::Table(_));
 
         let mut items: Vec<(KeyValue, Option<Value>)> = Vec::new();
         let mut more = false;
@@ -456,7 +470,8 @@ impl Api {
             let n = page.items.len();
             for (i, kv) in page.items.into_iter().enumerate() {
                 last_key = Some(kv.key.clone());
-                let parsed = if filtering || table {
+                // Table rows are parsed later, in parallel; only filtering needs it here.
+                let parsed = if filtering {
                     let v = encoding::decode_stored(&kv.value, kv.mod_revision).map_err(|e| {
                         ApiError::Internal(format!("stored object {} is corrupt: {e}", kv.key))
                     })?;
@@ -493,17 +508,21 @@ impl Api {
 
         match r.output {
             Output::Table(include) => {
-                let now = chrono::Utc::now();
-                let rows = items
-                    .iter()
-                    .filter_map(|(_, v)| v.as_ref())
-                    .map(|v| table_output::row(r.info, v, include, now))
-                    .collect();
-                let t = table_output::table(r.info, rows, read_revision, cont.as_deref(), true);
+                let rows = table_output::rows_parallel(r.info, items, include).await?;
+                let t =
+                    table_output::table(r.info, Vec::new(), read_revision, cont.as_deref(), true);
+                // The rows are spliced in as bytes: `"rows":[]` is the last member written.
+                let mut out = serde_json::to_vec(&t).unwrap_or_default();
+                let tail = b"\"rows\":[]}";
+                if out.ends_with(tail) {
+                    out.truncate(out.len() - 2);
+                    out.extend_from_slice(&rows);
+                    out.extend_from_slice(b"]}");
+                }
                 Ok(full(
                     StatusCode::OK,
                     super::handler::TABLE_CONTENT_TYPE,
-                    encoding::json_bytes(&t),
+                    out,
                 ))
             }
             Output::Json => {
