@@ -463,3 +463,24 @@ fn dry_run_and_generate_name() {
     assert!(!names(&s).contains("configmap/dry"));
     assert!(names(&s).contains(&format!("configmap/{name}")));
 }
+
+#[test]
+fn pod_binding_assigns_a_node_once() {
+    let s = Server::start();
+    s.ok(&["run", "p", "--image=busybox"]);
+    let bind = s.file("bind.json", r#"{"apiVersion":"v1","kind":"Binding","metadata":{"name":"p"},"target":{"kind":"Node","name":"n1"}}"#);
+    let path = "/api/v1/namespaces/default/pods/p/binding";
+    let (code, body, _) = curl(&s, "admin", "POST", path, "application/json", Some(&bind));
+    assert_eq!(code, 201, "{body}");
+    assert_eq!(
+        s.ok(&["get", "pod", "p", "-o", "jsonpath={.spec.nodeName}"]),
+        "n1"
+    );
+    let again = s.file("again.json", r#"{"apiVersion":"v1","kind":"Binding","metadata":{"name":"p"},"target":{"kind":"Node","name":"n2"}}"#);
+    let (code, body, _) = curl(&s, "admin", "POST", path, "application/json", Some(&again));
+    assert_eq!(code, 409, "{body}");
+    assert_eq!(
+        s.ok(&["get", "pod", "p", "-o", "jsonpath={.spec.nodeName}"]),
+        "n1"
+    );
+}

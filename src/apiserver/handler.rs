@@ -316,6 +316,7 @@ impl Api {
             Some("status") if info.status || info.plural == "namespaces" => {}
             Some("scale") if info.scale => {}
             Some("finalize") if info.plural == "namespaces" => {}
+            Some("binding") if info.plural == "pods" && info.group.is_empty() => {}
             Some(other) => {
                 return Err(ApiError::NotFound {
                     message: format!(
@@ -368,6 +369,9 @@ impl Api {
             (&Method::GET, false) if watch => self.watch(r).await,
             (&Method::GET, false) => self.list(&r).await,
             (&Method::POST, false) => self.create(&r).await,
+            (&Method::POST, true) if r.subresource.as_deref() == Some("binding") => {
+                self.bind(&r).await
+            }
             (&Method::PUT, true) => self.update(&r).await,
             (&Method::PATCH, true) => self.patch(&r).await,
             (&Method::DELETE, true) => self.delete(&r).await,

@@ -904,6 +904,78 @@ impl Api {
         ))
     }
 
+    /// POST pods/<name>/binding: the scheduler's way to set spec.nodeName, once.
+    pub async fn bind(&self, r: &ResourceRequest) -> Result<Resp, ApiError> {
+        let name = r.name.clone().unwrap_or_default();
+        let body = encoding::parse_body(
+            &r.body,
+            encoding::body_format(&r.content_type).unwrap_or(encoding::BodyFormat::Json),
+        )
+        .map_err(|e| {
+            ApiError::BadRequest(format!("the body of the request could not be decoded: {e}"))
+        })?;
+        let binding: k8s_openapi::api::core::v1::Binding = serde_json::from_value(body.clone())
+            .map_err(|e| {
+                ApiError::BadRequest(format!(
+                    "Binding in version \"v1\" cannot be handled as a Binding: {e}"
+                ))
+            })?;
+        let node = binding.target.name.unwrap_or_default();
+        if node.is_empty() {
+            return Err(ApiError::invalid(
+                "",
+                "Binding",
+                &name,
+                vec![Cause {
+                    reason: "FieldValueRequired".into(),
+                    message: "Required value".into(),
+                    field: "target.name".into(),
+                }],
+            ));
+        }
+        let uid = binding.metadata.uid.clone();
+        self.write_update(r, Mode::Main, |cur| {
+            if let Some(uid) = &uid {
+                if cur["metadata"]["uid"].as_str() != Some(uid.as_str()) {
+                    return Err(ApiError::conflict(
+                        "",
+                        "pods",
+                        &name,
+                        "the UID of the binding does not match the pod",
+                    ));
+                }
+            }
+            if cur["spec"]["nodeName"]
+                .as_str()
+                .is_some_and(|n| !n.is_empty())
+            {
+                return Err(ApiError::conflict(
+                    "",
+                    "pods/binding",
+                    &name,
+                    &format!(
+                        "pod {name} is already assigned to node \"{}\"",
+                        cur["spec"]["nodeName"].as_str().unwrap_or_default()
+                    ),
+                ));
+            }
+            if cur["metadata"]["deletionTimestamp"].is_string() {
+                return Err(ApiError::conflict(
+                    "",
+                    "pods/binding",
+                    &name,
+                    "pod is being deleted, cannot be assigned to a host",
+                ));
+            }
+            let mut new = cur.clone();
+            new["spec"]["nodeName"] = json!(node);
+            meta_mut(&mut new).remove("resourceVersion");
+            Ok(new)
+        })
+        .await?;
+        Ok(json(StatusCode::CREATED, &status::success_plain()))
+    }
+
     /// Writes the replicas a scale request asks for into the workload, answering a Scale.
     async fn scale_write<F>(&self, r: &ResourceRequest, compute: F) -> Result<Resp, ApiError>
     where
