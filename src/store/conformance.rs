@@ -5,7 +5,7 @@
 //! `/<name>/`, and may drop and reopen the store to check that a restart keeps everything, so
 //! backends that share one server between tests (etcd) keep the tests apart.
 
-use super::{Error, Event, KeyValue, Store, WatchStream};
+use super::{Error, Event, KeyValue, Store, WatchItem, WatchStream};
 use async_trait::async_trait;
 use futures::StreamExt;
 use std::collections::BTreeMap;
@@ -27,12 +27,13 @@ macro_rules! store_conformance_tests {
     ($factory:expr) => {
         $crate::store_conformance_tests!(@each $factory;
             create_and_get, update_checks_revision, delete_checks_revision, list_by_prefix,
-            list_pages, list_at_old_revision, count_by_prefix, revisions_are_monotonic,
+            list_pages, list_at_old_revision, lists_match_a_model_at_every_revision,
+            count_by_prefix, revisions_are_monotonic,
             concurrent_writers_get_distinct_revisions, optimistic_concurrency_counts_exactly,
             watch_replays_then_goes_live, watch_filters_by_prefix, watch_during_writes_has_no_gap,
             watch_from_compacted_revision_fails, compaction_keeps_current_values,
             slow_watcher_gets_everything_or_compacted, many_watchers_see_every_event,
-            restart_keeps_everything);
+            quiet_watch_reports_progress, restart_keeps_everything);
     };
     (@each $factory:expr; $($test:ident),*) => {
         $(
@@ -53,6 +54,7 @@ pub async fn run_all(f: &dyn Factory) {
     list_by_prefix(f).await;
     list_pages(f).await;
     list_at_old_revision(f).await;
+    lists_match_a_model_at_every_revision(f).await;
     count_by_prefix(f).await;
     revisions_are_monotonic(f).await;
     concurrent_writers_get_distinct_revisions(f).await;
@@ -64,6 +66,7 @@ pub async fn run_all(f: &dyn Factory) {
     compaction_keeps_current_values(f).await;
     slow_watcher_gets_everything_or_compacted(f).await;
     many_watchers_see_every_event(f).await;
+    quiet_watch_reports_progress(f).await;
     restart_keeps_everything(f).await;
 }
 
@@ -300,6 +303,105 @@ pub async fn list_at_old_revision(f: &dyn Factory) {
         Err(Error::FutureRevision(r)) => assert_eq!(r, current + 10),
         other => panic!("list in the future: {other:?}"),
     }
+}
+
+/// Random creates, updates and deletes over a few keys, checked against a model: the list at
+/// every revision, read whole and in pages of every size, is the model's state at that revision.
+pub async fn lists_match_a_model_at_every_revision(f: &dyn Factory) {
+    let store = f.open("model").await;
+    let p = "/model/";
+    // xorshift: deterministic, so a failure can be replayed.
+    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut random = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let mut model: BTreeMap<String, KeyValue> = BTreeMap::new();
+    let mut snapshots = vec![(store.current_revision().await.unwrap(), model.clone())];
+    for step in 0..300 {
+        let key = format!("{p}{:02}", random(20));
+        let current = model.get(&key).cloned();
+        let revision = match (current, random(3)) {
+            (None, _) => {
+                let kv = store
+                    .create(&key, value(&format!("v{step}")))
+                    .await
+                    .unwrap();
+                model.insert(key, kv.clone());
+                kv.mod_revision
+            }
+            (Some(kv), 0) => {
+                let (_, revision) = store.delete(&key, Some(kv.mod_revision)).await.unwrap();
+                model.remove(&key);
+                revision
+            }
+            (Some(kv), _) => {
+                let kv = store
+                    .update(&key, value(&format!("v{step}")), kv.mod_revision)
+                    .await
+                    .unwrap();
+                model.insert(key, kv.clone());
+                kv.mod_revision
+            }
+        };
+        snapshots.push((revision, model.clone()));
+    }
+    for (revision, state) in snapshots.iter().step_by(7).chain(snapshots.last()) {
+        let expected: Vec<KeyValue> = state.values().cloned().collect();
+        let whole = store.list(p, None, 0, Some(*revision)).await.unwrap();
+        assert_eq!(whole.items, expected, "list at {revision}");
+        assert_eq!(whole.revision, *revision);
+        for limit in [1, 3, 7] {
+            let mut items = Vec::new();
+            let mut after: Option<String> = None;
+            loop {
+                let page = store
+                    .list(p, after.as_deref(), limit, Some(*revision))
+                    .await
+                    .unwrap();
+                assert!(page.items.len() <= limit);
+                items.extend(page.items.iter().cloned());
+                after = page.items.last().map(|kv| kv.key.clone());
+                if !page.more {
+                    break;
+                }
+            }
+            assert_eq!(items, expected, "list at {revision} in pages of {limit}");
+        }
+    }
+    // The history replays as the sequence of changes between consecutive snapshots.
+    let mut watch = store.watch(p, snapshots[0].0).await.unwrap();
+    for pair in snapshots.windows(2) {
+        let ((_, before), (revision, after)) = (&pair[0], &pair[1]);
+        let event = next_event(&mut watch).await;
+        assert_eq!(event.revision(), *revision);
+        let key = event.key().to_string();
+        match event {
+            Event::Put { kv, prev } => {
+                assert_eq!(Some(&kv), after.get(&key));
+                assert_eq!(prev.as_ref(), before.get(&key));
+            }
+            Event::Delete { prev, .. } => {
+                assert_eq!(Some(&prev), before.get(&key));
+                assert!(!after.contains_key(&key));
+            }
+        }
+    }
+    // Compaction keeps the same answers for every revision it keeps.
+    let (middle, _) = snapshots[snapshots.len() / 2];
+    store.compact(middle).await.unwrap();
+    for (revision, state) in snapshots.iter().filter(|(r, _)| *r >= middle) {
+        let expected: Vec<KeyValue> = state.values().cloned().collect();
+        let page = store.list(p, None, 0, Some(*revision)).await.unwrap();
+        assert_eq!(
+            page.items, expected,
+            "list at {revision} after compacting to {middle}"
+        );
+    }
+    let current = store.list(p, None, 0, None).await.unwrap();
+    assert_eq!(current.items, model.values().cloned().collect::<Vec<_>>());
 }
 
 pub async fn count_by_prefix(f: &dyn Factory) {
@@ -679,6 +781,66 @@ pub async fn many_watchers_see_every_event(f: &dyn Factory) {
     for reader in readers {
         assert_eq!(reader.await.unwrap(), written);
     }
+}
+
+async fn next_item(stream: &mut super::ProgressWatchStream) -> WatchItem {
+    match tokio::time::timeout(PATIENCE, stream.next()).await {
+        Ok(Some(Ok(item))) => item,
+        other => panic!("watch with progress: {other:?}"),
+    }
+}
+
+pub async fn quiet_watch_reports_progress(f: &dyn Factory) {
+    let store = f.open("quiet_watch").await;
+    let watched = "/quiet_watch/watched/";
+    let start = store.current_revision().await.unwrap();
+    let mut items = store
+        .watch_with_progress(watched, start, Duration::from_millis(200))
+        .await
+        .unwrap();
+    // Writes elsewhere move the store on; the quiet watch learns it through progress marks.
+    let mut other = 0;
+    for i in 0..5 {
+        other = store
+            .create(&format!("/quiet_watch/other/{i}"), value("v"))
+            .await
+            .unwrap()
+            .mod_revision;
+    }
+    let mut last = start;
+    loop {
+        match next_item(&mut items).await {
+            WatchItem::Progress(revision) => {
+                assert!(
+                    revision > last,
+                    "progress went from {last} back to {revision}"
+                );
+                assert!(revision <= store.current_revision().await.unwrap());
+                last = revision;
+                if revision >= other {
+                    break;
+                }
+            }
+            WatchItem::Event(event) => panic!("event from outside the prefix: {event:?}"),
+        }
+    }
+    // Events still come, after the mark, and never at or below it.
+    let kv = store
+        .create(&format!("{watched}a"), value("v"))
+        .await
+        .unwrap();
+    loop {
+        match next_item(&mut items).await {
+            WatchItem::Event(event) => {
+                assert_eq!(event.revision(), kv.mod_revision);
+                break;
+            }
+            WatchItem::Progress(revision) => assert!(revision > last && revision < kv.mod_revision),
+        }
+    }
+    // The plain watch never shows marks: the next item of a plain watch is the next event.
+    let mut plain = store.watch(watched, start).await.unwrap();
+    assert_eq!(next_event(&mut plain).await.revision(), kv.mod_revision);
 }
 
 pub async fn restart_keeps_everything(f: &dyn Factory) {

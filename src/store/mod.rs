@@ -83,6 +83,17 @@ pub type Result<T> = std::result::Result<T, Error>;
 /// too far behind receives `Err(Compacted)` and then the stream ends.
 pub type WatchStream = BoxStream<'static, Result<Event>>;
 
+/// What `Store::watch_with_progress` yields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WatchItem {
+    Event(Event),
+    /// Every event under the watched prefix up to this revision has been yielded.
+    Progress(i64),
+}
+
+/// A stream of events and progress marks, in revision order.
+pub type ProgressWatchStream = BoxStream<'static, Result<WatchItem>>;
+
 /// The store interface every backend implements and the shared test suite checks.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -118,6 +129,23 @@ pub trait Store: Send + Sync + 'static {
     /// log, then live ones. Fails with `Compacted` when `after_revision` is older than the log.
     async fn watch(&self, prefix: &str, after_revision: i64) -> Result<WatchStream>;
 
+    /// Like `watch`, and when no event has been yielded for `interval`, a `Progress(revision)`
+    /// saying every event under the prefix up to `revision` has been delivered: what the API
+    /// server sends as a BOOKMARK, so a quiet watch's resourceVersion keeps up with the store
+    /// and a reconnect after a compaction does not need a relist. Backends without progress
+    /// information only yield events (this default).
+    async fn watch_with_progress(
+        &self,
+        prefix: &str,
+        after_revision: i64,
+        interval: std::time::Duration,
+    ) -> Result<ProgressWatchStream> {
+        let _ = interval;
+        use futures::StreamExt;
+        let events = self.watch(prefix, after_revision).await?;
+        Ok(events.map(|item| item.map(WatchItem::Event)).boxed())
+    }
+
     /// The latest revision written.
     async fn current_revision(&self) -> Result<i64>;
 
@@ -129,9 +157,47 @@ pub trait Store: Send + Sync + 'static {
 }
 
 pub mod conformance;
+pub mod etcd;
 pub mod sqlite;
 
+pub use etcd::EtcdStore;
 pub use sqlite::SqliteStore;
+
+/// Opens the store the server's `--datastore-endpoint` names, as k3s reads that flag: empty (or
+/// None) is the embedded SQLite database at `default_sqlite`, `sqlite://<path>` another SQLite
+/// file, and `http://host:port[,http://host:port...]` an etcd cluster. `compaction` applies to
+/// either (None: no background compaction).
+pub async fn open_endpoint(
+    endpoint: Option<&str>,
+    default_sqlite: &std::path::Path,
+    compaction: Option<sqlite::CompactionPolicy>,
+) -> Result<std::sync::Arc<dyn Store>> {
+    let endpoint = endpoint.unwrap_or("").trim();
+    let options = sqlite::Options {
+        compaction,
+        ..sqlite::Options::default()
+    };
+    if endpoint.is_empty() {
+        return Ok(SqliteStore::open(default_sqlite, options)?);
+    }
+    if let Some(path) = endpoint.strip_prefix("sqlite://") {
+        // k3s allows query parameters after the path; none of them apply here.
+        let path = path.split('?').next().unwrap_or(path);
+        return Ok(SqliteStore::open(std::path::Path::new(path), options)?);
+    }
+    let endpoints: Vec<String> = endpoint.split(',').map(|e| e.trim().to_string()).collect();
+    if endpoints.iter().all(|e| e.starts_with("http://")) {
+        let store = EtcdStore::connect(&endpoints, std::time::Duration::from_secs(10)).await?;
+        if let Some(policy) = compaction {
+            store.start_compactor(policy);
+        }
+        return Ok(store);
+    }
+    Err(Error::Backend(format!(
+        "unsupported --datastore-endpoint {endpoint:?}: use sqlite://<path> or \
+         http://<etcd host>:<port> (etcd over TLS is not supported yet)"
+    )))
+}
 
 /// The end of the key range that holds every key starting with `prefix`, as bytes: keys are UTF-8,
 /// whose bytes never reach 0xFF, so bumping the last byte bounds the range, and `[0xFF]` bounds

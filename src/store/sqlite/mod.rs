@@ -1,19 +1,24 @@
 //! The embedded store: one SQLite database in WAL mode holding an append-only revision log.
 //!
 //! Threads: one writer thread owns the read-write connection (see `writer`), reads run on a small
-//! pool of read-only connections in tokio's blocking threads (see `reader`), and an optional
-//! compactor thread asks the writer to drop old history. The async methods only send work to
+//! pool of read-only connections in tokio's blocking threads (see `reader`), a checkpoint thread
+//! copies the WAL into the database (see `checkpoint`), and an optional compactor thread asks
+//! the writer to drop old history. The async methods only send work to
 //! those threads and await the answer, so SQLite never blocks the runtime.
 //!
 //! docs/store.md describes the schema, revisions, watch and compaction.
 
+mod checkpoint;
 mod reader;
 mod schema;
 mod watch;
 mod writer;
 
-use super::{Error, Event, KeyValue, ListPage, Result, Store, WatchStream};
+use super::{
+    Error, Event, KeyValue, ListPage, ProgressWatchStream, Result, Store, WatchItem, WatchStream,
+};
 use async_trait::async_trait;
+use futures::StreamExt;
 use reader::Readers;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -96,7 +101,31 @@ pub struct SqliteStore {
     commands: Mutex<Option<mpsc::Sender<Command>>>,
     events: broadcast::Sender<Arc<Event>>,
     writer: Option<JoinHandle<()>>,
+    /// Ends when the writer does (it holds the request channel).
+    checkpointer: Option<JoinHandle<()>>,
     compactor: Option<(mpsc::Sender<()>, JoinHandle<()>)>,
+    /// Held for the store's life: two writers on one file would hand out the same revisions.
+    _lock: std::fs::File,
+}
+
+/// Takes the lock file next to the database, so a second server on the same data directory
+/// fails at start instead of corrupting the revision sequence.
+fn lock(path: &Path) -> Result<std::fs::File> {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push("-lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| Error::Backend(format!("opening {}: {e}", Path::new(&lock_path).display())))?;
+    file.try_lock().map_err(|e| {
+        Error::Backend(format!(
+            "{} is in use by another process ({e})",
+            path.display()
+        ))
+    })?;
+    Ok(file)
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -111,6 +140,11 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path`. Synchronous: it only opens files and
     /// starts threads, so it may be called from async code as well.
     pub fn open(path: &Path, options: Options) -> Result<Arc<SqliteStore>> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::Backend(format!("creating {}: {e}", dir.display())))?;
+        }
+        let lock = lock(path)?;
         let conn = schema::open_writer(path, options.durability).map_err(backend)?;
         let (revision, compacted) = writer::resume(&conn).map_err(backend)?;
         let shared = Arc::new(Shared {
@@ -124,11 +158,16 @@ impl SqliteStore {
         )?);
         let (events, _) = broadcast::channel(options.watch_buffer.max(16));
         let (commands, inbox) = mpsc::channel();
+        let (checkpoints, checkpointer) =
+            checkpoint::start(path, options.durability).map_err(backend)?;
+        let checkpointer = checkpointer
+            .map_err(|e| Error::Backend(format!("starting the checkpoint thread: {e}")))?;
         let writer = Writer {
             conn,
             shared: shared.clone(),
             events: events.clone(),
             revision,
+            checkpoints,
         };
         let writer = std::thread::Builder::new()
             .name("store-writer".into())
@@ -145,13 +184,39 @@ impl SqliteStore {
             commands: Mutex::new(Some(commands)),
             events,
             writer: Some(writer),
+            checkpointer: Some(checkpointer),
             compactor,
+            _lock: lock,
         }))
     }
 
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    fn start_watch(
+        &self,
+        prefix: &str,
+        after_revision: i64,
+        progress: Option<Duration>,
+    ) -> Result<ProgressWatchStream> {
+        // Subscribe before anything is read: see the `watch` module.
+        let live = self.events.subscribe();
+        let compacted = self.shared.compacted.load(Ordering::Acquire);
+        if after_revision < compacted {
+            return Err(Error::Compacted {
+                requested: after_revision,
+                compacted,
+            });
+        }
+        Ok(watch::stream(
+            self.readers.clone(),
+            prefix.to_string(),
+            after_revision,
+            live,
+            progress,
+        ))
     }
 
     async fn write(&self, op: Op) -> Result<Outcome> {
@@ -186,6 +251,9 @@ impl Drop for SqliteStore {
             .take();
         if let Some(writer) = self.writer.take() {
             let _ = writer.join();
+        }
+        if let Some(checkpointer) = self.checkpointer.take() {
+            let _ = checkpointer.join();
         }
     }
 }
@@ -296,21 +364,26 @@ impl Store for SqliteStore {
     }
 
     async fn watch(&self, prefix: &str, after_revision: i64) -> Result<WatchStream> {
-        // Subscribe before anything is read: see the `watch` module.
-        let live = self.events.subscribe();
-        let compacted = self.shared.compacted.load(Ordering::Acquire);
-        if after_revision < compacted {
-            return Err(Error::Compacted {
-                requested: after_revision,
-                compacted,
-            });
-        }
-        Ok(watch::stream(
-            self.readers.clone(),
-            prefix.to_string(),
-            after_revision,
-            live,
-        ))
+        let items = self.start_watch(prefix, after_revision, None)?;
+        // Without an interval there are no progress marks to drop.
+        Ok(items
+            .filter_map(|item| async move {
+                match item {
+                    Ok(WatchItem::Event(event)) => Some(Ok(event)),
+                    Ok(WatchItem::Progress(_)) => None,
+                    Err(e) => Some(Err(e)),
+                }
+            })
+            .boxed())
+    }
+
+    async fn watch_with_progress(
+        &self,
+        prefix: &str,
+        after_revision: i64,
+        interval: Duration,
+    ) -> Result<ProgressWatchStream> {
+        self.start_watch(prefix, after_revision, Some(interval))
     }
 
     async fn current_revision(&self) -> Result<i64> {

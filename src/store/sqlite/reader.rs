@@ -125,36 +125,71 @@ pub(super) fn list(
     }
     // Keys are never empty, so "after the empty key" means "from the start".
     let after = start_after.unwrap_or("").as_bytes();
+    let end = prefix_end(prefix);
     // One extra row tells whether more follow.
+    let limit = limit.min(i32::MAX as usize);
     let fetch = if limit == 0 { -1 } else { limit as i64 + 1 };
-    let sql = if at == current {
-        // The fast path: the current table in key order, each value one rowid lookup away.
-        "SELECT c.key, l.create_revision, l.revision, l.value
-         FROM current c JOIN log l ON l.revision = c.revision
-         WHERE c.key >= ?1 AND c.key < ?2 AND c.key > ?3
-         ORDER BY c.key LIMIT ?4"
-    } else {
-        // An older revision: per key, its last row at or before `at`, unless that row is a delete.
-        "SELECT l.key, l.create_revision, l.revision, l.value
-         FROM (SELECT key, max(revision) AS revision FROM log
-               WHERE key >= ?1 AND key < ?2 AND key > ?3 AND revision <= ?5
-               GROUP BY key) m
-         JOIN log l ON l.revision = m.revision
-         WHERE l.deleted = 0
-         ORDER BY m.key LIMIT ?4"
-    };
-    let mut items = Vec::new();
-    {
-        let mut stmt = tx.prepare_cached(sql).map_err(backend)?;
-        let end = prefix_end(prefix);
-        let mut rows = if at == current {
-            stmt.query(rusqlite::params![prefix.as_bytes(), end, after, fetch])
-        } else {
-            stmt.query(rusqlite::params![prefix.as_bytes(), end, after, fetch, at])
-        }
-        .map_err(backend)?;
+    // The state at `at` is the current row of every key untouched since `at`, plus, for the keys
+    // written after `at`, their last row at or before it (unless that row is a delete). Both come
+    // in key order and are merged. At the current revision the second part is empty, and close
+    // to it (the later pages of a list, read at the first page's revision) it is small, so no
+    // list walks the whole history. NOT INDEXED keeps SQLite from walking the key index over
+    // the prefix's whole history: the rows after `at` are a rowid range, usually a short one.
+    let mut changed = Vec::new();
+    if at < current {
+        let mut stmt = tx
+            .prepare_cached(
+                "SELECT l.key, l.create_revision, l.revision, l.value
+                 FROM (SELECT t.key AS key,
+                              (SELECT max(h.revision) FROM log h
+                               WHERE h.key = t.key AND h.revision <= ?5) AS revision
+                       FROM (SELECT DISTINCT key FROM log NOT INDEXED
+                             WHERE revision > ?5 AND key >= ?1 AND key < ?2 AND key > ?3) t) m
+                 JOIN log l ON l.revision = m.revision
+                 WHERE l.deleted = 0
+                 ORDER BY m.key LIMIT ?4",
+            )
+            .map_err(backend)?;
+        let mut rows = stmt
+            .query(rusqlite::params![prefix.as_bytes(), end, after, fetch, at])
+            .map_err(backend)?;
         while let Some(row) = rows.next().map_err(backend)? {
-            items.push(key_value(row, 0).map_err(backend)?);
+            changed.push(key_value(row, 0).map_err(backend)?);
+        }
+    }
+    let mut changed = changed.into_iter().peekable();
+    let mut items = Vec::new();
+    let wanted = if limit == 0 { usize::MAX } else { limit + 1 };
+    {
+        let mut stmt = tx
+            .prepare_cached(
+                "SELECT c.key, l.create_revision, l.revision, l.value
+                 FROM current c JOIN log l ON l.revision = c.revision
+                 WHERE c.key >= ?1 AND c.key < ?2 AND c.key > ?3 AND c.revision <= ?5
+                 ORDER BY c.key LIMIT ?4",
+            )
+            .map_err(backend)?;
+        let mut rows = stmt
+            .query(rusqlite::params![prefix.as_bytes(), end, after, fetch, at])
+            .map_err(backend)?;
+        while items.len() < wanted {
+            let Some(row) = rows.next().map_err(backend)? else {
+                break;
+            };
+            let kv = key_value(row, 0).map_err(backend)?;
+            // The two parts never share a key: a key is either untouched since `at` or not.
+            while items.len() < wanted && changed.peek().is_some_and(|c| c.key < kv.key) {
+                items.extend(changed.next());
+            }
+            if items.len() < wanted {
+                items.push(kv);
+            }
+        }
+    }
+    while items.len() < wanted {
+        match changed.next() {
+            Some(kv) => items.push(kv),
+            None => break,
         }
     }
     let more = limit != 0 && items.len() > limit;

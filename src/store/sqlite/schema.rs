@@ -66,7 +66,21 @@ pub(super) fn open_writer(
         )));
     }
     configure(&conn, durability)?;
+    // Checkpoints are run by the `checkpoint` module, never inside a commit. When the WAL
+    // restarts after a burst, it is cut back to 64 MiB.
+    conn.execute_batch("PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 67108864;")?;
     conn.execute_batch(SCHEMA)?;
+    Ok(conn)
+}
+
+/// Opens the checkpointer's connection: read-write, but it only ever runs checkpoints.
+pub(super) fn open_checkpointer(
+    path: &std::path::Path,
+    durability: Durability,
+) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    configure(&conn, durability)?;
+    conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")?;
     Ok(conn)
 }
 

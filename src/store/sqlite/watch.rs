@@ -9,11 +9,13 @@
 //! does it get `Compacted` (the API server's 410 Gone).
 
 use super::reader::{self, Readers};
-use crate::store::{Event, Result, WatchStream};
+use crate::store::{Event, ProgressWatchStream, Result, WatchItem};
 use futures::StreamExt;
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::time::Instant;
 
 /// Events read from the log per replay query.
 const REPLAY_PAGE: usize = 1000;
@@ -27,14 +29,21 @@ struct Watcher {
     replaying: bool,
     ready: VecDeque<Event>,
     done: bool,
+    /// How long without a yielded item before a progress mark; None: never.
+    progress: Option<Duration>,
+    /// The last revision yielded, as an event or a progress mark.
+    reported: i64,
+    quiet_since: Instant,
 }
 
+/// Events under `prefix` after `after`, and progress marks when `progress` is set.
 pub(super) fn stream(
     readers: Arc<Readers>,
     prefix: String,
     after: i64,
     live: broadcast::Receiver<Arc<Event>>,
-) -> WatchStream {
+    progress: Option<Duration>,
+) -> ProgressWatchStream {
     let watcher = Watcher {
         readers,
         prefix,
@@ -43,22 +52,32 @@ pub(super) fn stream(
         replaying: true,
         ready: VecDeque::new(),
         done: false,
+        progress,
+        reported: after,
+        quiet_since: Instant::now(),
     };
     futures::stream::unfold(watcher, |mut w| async move {
         let item = w.next().await?;
+        if let Ok(item) = &item {
+            w.reported = match item {
+                WatchItem::Event(event) => event.revision(),
+                WatchItem::Progress(revision) => *revision,
+            };
+        }
+        w.quiet_since = Instant::now();
         Some((item, w))
     })
     .boxed()
 }
 
 impl Watcher {
-    async fn next(&mut self) -> Option<Result<Event>> {
+    async fn next(&mut self) -> Option<Result<WatchItem>> {
         loop {
             if self.done {
                 return None;
             }
             if let Some(event) = self.ready.pop_front() {
-                return Some(Ok(event));
+                return Some(Ok(WatchItem::Event(event)));
             }
             if self.replaying {
                 if let Err(e) = self.replay_page().await {
@@ -67,7 +86,26 @@ impl Watcher {
                 }
                 continue;
             }
-            match self.live.recv().await {
+            let received = match self.progress {
+                None => self.live.recv().await,
+                Some(interval) => {
+                    match tokio::time::timeout_at(self.quiet_since + interval, self.live.recv())
+                        .await
+                    {
+                        Ok(received) => received,
+                        Err(_) => {
+                            // Quiet for a whole interval: everything up to `last` is delivered.
+                            // With nothing new since the last mark, wait another interval.
+                            if self.last > self.reported {
+                                return Some(Ok(WatchItem::Progress(self.last)));
+                            }
+                            self.quiet_since = Instant::now();
+                            continue;
+                        }
+                    }
+                }
+            };
+            match received {
                 Ok(event) => {
                     let revision = event.revision();
                     if revision <= self.last {
@@ -75,7 +113,7 @@ impl Watcher {
                     }
                     self.last = revision;
                     if event.key().starts_with(&self.prefix) {
-                        return Some(Ok((*event).clone()));
+                        return Some(Ok(WatchItem::Event((*event).clone())));
                     }
                 }
                 Err(RecvError::Lagged(_)) => {

@@ -6,6 +6,7 @@
 //! Compaction runs on this thread too, in short chunks between batches, so it never holds the
 //! write lock for long and never races a write.
 
+use super::checkpoint::Checkpoints;
 use super::{backend, schema, Shared};
 use crate::store::{Error, Event, KeyValue, Result};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
@@ -65,6 +66,7 @@ pub(super) struct Writer {
     pub events: broadcast::Sender<Arc<Event>>,
     /// The last revision committed.
     pub revision: i64,
+    pub checkpoints: Checkpoints,
 }
 
 impl Writer {
@@ -119,7 +121,7 @@ impl Writer {
                 }
             }
         }
-        // Let outstanding watchers finish their replay; the broadcast closes when `self` drops.
+        // A clean shutdown leaves the database whole, so the WAL need not be replayed at start.
         let _ = self.conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE);");
     }
 
@@ -191,6 +193,13 @@ impl Writer {
         }
         self.revision = revision;
         self.shared.revision.store(revision, Ordering::Release);
+        let written = batch
+            .iter()
+            .map(|(op, _)| match op {
+                Op::Create { value, .. } | Op::Update { value, .. } => value.len() + 512,
+                Op::Delete { .. } => 512,
+            })
+            .sum::<usize>();
         let mut replies = Vec::with_capacity(batch.len());
         for ((_, reply), result) in batch.into_iter().zip(results) {
             match result {
@@ -205,6 +214,8 @@ impl Writer {
         for (reply, result) in replies {
             let _ = reply.send(result);
         }
+        // After the answers: a checkpoint's cost lands between batches, not inside one.
+        self.checkpoints.after_commit(&self.conn, written);
     }
 
     /// Removes one chunk of history: every row superseded by a row in (done, done+chunk], and
