@@ -171,7 +171,7 @@ fn parse_fields_v1(v: &Value, prefix: &mut Path, out: &mut FieldSet) {
 }
 
 /// The keys identifying elements of a keyed list, as server-side apply uses them.
-fn list_keys(ty: Option<&str>, field: &str) -> Option<Vec<&'static str>> {
+pub(crate) fn list_keys(ty: Option<&str>, field: &str) -> Option<Vec<&'static str>> {
     match (ty, field) {
         (
             Some("io.k8s.api.core.v1.Container" | "io.k8s.api.core.v1.EphemeralContainer"),
@@ -385,7 +385,7 @@ fn remove(obj: &mut Value, path: &[String]) {
 fn merge(live: &mut Value, applied: &Value, parent_ty: Option<&str>, field: &str) {
     let ty = child(parent_ty, field);
     match (live, applied) {
-        (Value::Object(l), Value::Object(a)) if !a.is_empty() => merge_object(l, a, ty.as_deref()),
+        (Value::Object(l), Value::Object(a)) => merge_object(l, a, ty.as_deref()),
         (Value::Array(l), Value::Array(a)) => {
             if let Some(keys) = list_keys(parent_ty, field) {
                 for item in a {
@@ -511,10 +511,16 @@ pub fn server_side_apply_detailed(
                 && !applied_set.iter().any(|a| a.starts_with(p))
         })
         .collect();
-    // Deepest first, so removing an element does not shift a sibling path.
-    dropped.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    // Shallowest first: a dropped list element goes whole (its key fields still identify it),
+    // and what was under it needs no separate removal.
+    dropped.sort_by_key(|p| p.len());
+    let mut removed: Vec<&Path> = Vec::new();
     for p in dropped {
+        if removed.iter().any(|r| p.starts_with(r)) {
+            continue;
+        }
         remove(&mut live, p);
+        removed.push(p);
     }
 
     let ty = kind_type(group, kind, applied);
@@ -852,6 +858,33 @@ mod tests {
             err,
             "Apply failed with 2 conflicts: conflicts with \"a\":\n- .spec.replicas\n- .spec.template.spec.containers[name=\"web\"].image"
         );
+    }
+
+    #[test]
+    fn dropping_a_container_and_a_finalizer_removes_them() {
+        let mut first = deploy(1, "nginx:1");
+        first["metadata"]["finalizers"] = json!(["a.example/x", "a.example/y"]);
+        first["spec"]["template"]["spec"]["containers"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "side", "image": "busybox"}));
+        let live = server_side_apply("apps", "Deployment", None, &first, "kubectl", false).unwrap();
+        assert_eq!(
+            entry(&live, "kubectl")["fieldsV1"]["f:metadata"]["f:finalizers"],
+            json!({"v:\"a.example/x\"": {}, "v:\"a.example/y\"": {}})
+        );
+        let mut second = deploy(1, "nginx:1");
+        second["metadata"]["finalizers"] = json!(["a.example/x"]);
+        let out = server_side_apply("apps", "Deployment", Some(&live), &second, "kubectl", false)
+            .unwrap();
+        let names: Vec<&str> = out["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["web"]);
+        assert_eq!(out["metadata"]["finalizers"], json!(["a.example/x"]));
     }
 
     #[test]

@@ -36,7 +36,7 @@ pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
         ("batch", "CronJob") => cronjob(obj),
         ("", "Service") => service(obj),
         ("", "Namespace") => namespace(obj),
-        ("", "Secret") => set(obj, &["type"], json!("Opaque")),
+        ("", "Secret") => secret(obj),
         ("", "PersistentVolumeClaim") => {
             set(obj, &["spec", "volumeMode"], json!("Filesystem"));
             set(obj, &["status", "phase"], json!("Pending"));
@@ -552,6 +552,28 @@ fn service(obj: &mut Value) {
     }
 }
 
+/// `stringData` is write-only: the real server folds it into `data` (base64), winning over a
+/// `data` key of the same name, and never stores it.
+fn secret(obj: &mut Value) {
+    use base64::Engine;
+    set(obj, &["type"], json!("Opaque"));
+    let Some(m) = obj.as_object_mut() else { return };
+    let Some(Value::Object(string_data)) = m.remove("stringData") else {
+        return;
+    };
+    let data = m.entry("data").or_insert_with(|| json!({}));
+    if data.is_null() {
+        *data = json!({});
+    }
+    if let Some(data) = data.as_object_mut() {
+        for (k, v) in string_data {
+            let text = v.as_str().unwrap_or("");
+            let encoded = base64::engine::general_purpose::STANDARD.encode(text);
+            data.insert(k, Value::String(encoded));
+        }
+    }
+}
+
 fn namespace(obj: &mut Value) {
     if let Some(name) = obj["metadata"]["name"].as_str().map(str::to_string) {
         set(
@@ -848,6 +870,13 @@ mod tests {
             "dev"
         );
         assert_eq!(defaulted("", "Secret", json!({}))["type"], "Opaque");
+        let sec = defaulted(
+            "",
+            "Secret",
+            json!({"data": {"a": "eA==", "user": "b2xk"}, "stringData": {"user": "admin"}}),
+        );
+        assert_eq!(sec["data"], json!({"a": "eA==", "user": "YWRtaW4="}));
+        assert!(sec.get("stringData").is_none());
         assert_eq!(
             defaulted("", "PersistentVolumeClaim", json!({"spec": {}}))["spec"]["volumeMode"],
             "Filesystem"

@@ -35,7 +35,7 @@ pub enum ListStrategy {
 
 /// (schema type, field, strategy, retainKeys too): the `patchStrategy`/`patchMergeKey` tags of
 /// the built-in types that have one.
-const PATCH_META: &[(&str, &str, ListStrategy, bool)] = {
+pub(crate) const PATCH_META: &[(&str, &str, ListStrategy, bool)] = {
     use ListStrategy::*;
     &[
         (
@@ -406,7 +406,7 @@ fn merge_map(
                 list_strategy(ty, key),
                 child_ty.as_deref(),
             )?),
-            (_, v) => v.clone(),
+            (_, v) => strip_directives(v.clone())?,
         };
         original.insert(key.clone(), merged);
     }

@@ -379,6 +379,71 @@ fn printer(group: &str, kind: &str) -> (Vec<Col>, RowFn) {
             ],
             storageclass_row,
         ),
+        ("", "ReplicationController") => (
+            vec![
+                NAME,
+                c("Desired", "integer", 0, "Replicas is the number of desired replicas."),
+                c("Current", "integer", 0, "Replicas is the most recently observed number of replicas."),
+                c("Ready", "integer", 0, "The number of ready replicas for this replication controller."),
+                AGE,
+                CONTAINERS,
+                IMAGES,
+                SELECTOR,
+            ],
+            replicationcontroller_row,
+        ),
+        ("", "PodTemplate") => (
+            vec![
+                NAME,
+                c("Containers", "string", 0, "Names of each container in the template."),
+                c("Images", "string", 0, "Images referenced by each container in the template."),
+                c("Pod Labels", "string", 0, "The labels for the pod template."),
+            ],
+            podtemplate_row,
+        ),
+        ("storage.k8s.io", "CSIDriver") => (
+            vec![
+                NAME,
+                c("AttachRequired", "boolean", 0, "attachRequired indicates this CSI volume driver requires an attach operation."),
+                c("PodInfoOnMount", "boolean", 0, "podInfoOnMount indicates this CSI volume driver requires additional pod information during mount operations."),
+                c("StorageCapacity", "boolean", 0, "storageCapacity indicates that the CSI volume driver wants pod scheduling to consider the storage capacity."),
+                c("TokenRequests", "string", 0, "tokenRequests indicates the CSI driver needs pods' service account tokens it is mounting volume for."),
+                c("RequiresRepublish", "boolean", 0, "requiresRepublish indicates the CSI driver wants NodePublishVolume being periodically called."),
+                c("Modes", "string", 0, "volumeLifecycleModes defines what kind of volumes this CSI volume driver supports."),
+                AGE,
+            ],
+            csidriver_row,
+        ),
+        ("storage.k8s.io", "CSINode") => (
+            vec![
+                NAME,
+                c("Drivers", "integer", 0, "drivers is a list of information of all CSI Drivers existing on a node."),
+                AGE,
+            ],
+            csinode_row,
+        ),
+        ("storage.k8s.io", "VolumeAttachment") => (
+            vec![
+                NAME,
+                c("Attacher", "string", 0, "attacher indicates the name of the volume driver that MUST handle this request."),
+                c("PV", "string", 0, "persistentVolumeName represents the name of the persistent volume to attach."),
+                c("Node", "string", 0, "nodeName represents the node that the volume should be attached to."),
+                c("Attached", "boolean", 0, "attached indicates the volume is successfully attached."),
+                AGE,
+            ],
+            volumeattachment_row,
+        ),
+        ("certificates.k8s.io", "CertificateSigningRequest") => (
+            vec![
+                NAME,
+                AGE,
+                c("SignerName", "string", 0, "signerName indicates the requested signer."),
+                c("Requestor", "string", 0, "Name of the user requesting the certificate."),
+                c("RequestedDuration", "string", 0, "expirationSeconds is the requested duration of validity of the issued certificate."),
+                c("Condition", "string", 0, "Conditions applied to the request."),
+            ],
+            csr_row,
+        ),
         ("scheduling.k8s.io", "PriorityClass") => (
             vec![
                 NAME,
@@ -1512,6 +1577,109 @@ fn priorityclass_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     ]
 }
 
+fn replicationcontroller_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let st = &obj["status"];
+    let (cs, imgs) = containers_images(&obj["spec"]["template"]["spec"]);
+    vec![
+        name(obj),
+        json!(int(&obj["spec"]["replicas"])),
+        json!(int(&st["replicas"])),
+        json!(int(&st["readyReplicas"])),
+        age(obj, now),
+        cs,
+        imgs,
+        json!(format_labels(&obj["spec"]["selector"])),
+    ]
+}
+
+fn podtemplate_row(obj: &Value, _now: DateTime<Utc>) -> Vec<Value> {
+    let (cs, imgs) = containers_images(&obj["template"]["spec"]);
+    vec![
+        name(obj),
+        cs,
+        imgs,
+        json!(format_labels(&obj["template"]["metadata"]["labels"])),
+    ]
+}
+
+fn csidriver_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let spec = &obj["spec"];
+    let audiences: Vec<&str> = arr(&spec["tokenRequests"])
+        .iter()
+        .map(|t| s(&t["audience"]))
+        .collect();
+    let modes: Vec<&str> = arr(&spec["volumeLifecycleModes"]).iter().map(s).collect();
+    vec![
+        name(obj),
+        json!(spec["attachRequired"].as_bool().unwrap_or(true)),
+        json!(spec["podInfoOnMount"].as_bool().unwrap_or(false)),
+        json!(spec["storageCapacity"].as_bool().unwrap_or(false)),
+        json!(if audiences.is_empty() {
+            "<unset>".to_string()
+        } else {
+            audiences.join(",")
+        }),
+        json!(spec["requiresRepublish"].as_bool().unwrap_or(false)),
+        json!(if modes.is_empty() {
+            "Persistent".to_string()
+        } else {
+            modes.join(",")
+        }),
+        age(obj, now),
+    ]
+}
+
+fn csinode_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    vec![
+        name(obj),
+        json!(arr(&obj["spec"]["drivers"]).len()),
+        age(obj, now),
+    ]
+}
+
+fn volumeattachment_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let spec = &obj["spec"];
+    vec![
+        name(obj),
+        json!(s(&spec["attacher"])),
+        json!(s(&spec["source"]["persistentVolumeName"])),
+        json!(s(&spec["nodeName"])),
+        json!(obj["status"]["attached"].as_bool().unwrap_or(false)),
+        age(obj, now),
+    ]
+}
+
+/// CONDITION of a CSR: Approved/Denied/Failed, plus Issued once a certificate is there.
+fn csr_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let spec = &obj["spec"];
+    let mut conds: Vec<&str> = Vec::new();
+    for c in arr(&obj["status"]["conditions"]) {
+        let ty = s(&c["type"]);
+        if matches!(ty, "Approved" | "Denied" | "Failed") && !conds.contains(&ty) {
+            conds.push(ty);
+        }
+    }
+    if conds.is_empty() {
+        conds.push("Pending");
+    }
+    let mut condition = conds.join(",");
+    if !s(&obj["status"]["certificate"]).is_empty() {
+        condition.push_str(",Issued");
+    }
+    let duration = spec["expirationSeconds"]
+        .as_i64()
+        .map(|secs| human_duration(chrono::Duration::seconds(secs)))
+        .unwrap_or_else(|| "<none>".into());
+    vec![
+        name(obj),
+        age(obj, now),
+        json!(s(&spec["signerName"])),
+        json!(s(&spec["username"])),
+        json!(duration),
+        json!(condition),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1797,6 +1965,12 @@ mod tests {
             ("storage.k8s.io", "StorageClass"),
             ("scheduling.k8s.io", "PriorityClass"),
             ("x", "Unknown"),
+            ("", "ReplicationController"),
+            ("", "PodTemplate"),
+            ("storage.k8s.io", "CSIDriver"),
+            ("storage.k8s.io", "CSINode"),
+            ("storage.k8s.io", "VolumeAttachment"),
+            ("certificates.k8s.io", "CertificateSigningRequest"),
         ];
         let obj = json!({"metadata": {"name": "x", "creationTimestamp": "2024-05-01T11:00:00Z"}});
         for (g, k) in kinds {

@@ -10,6 +10,7 @@
 //! The schemas come from k8s-openapi (see `schemas`); documents are built once and cached.
 
 pub mod schemas;
+pub mod v2;
 
 use schemas::{reachable, registry, KindInfo};
 use serde_json::{json, Map, Value};

@@ -113,6 +113,7 @@ fn build() -> Registry {
     for schema in definitions.values_mut() {
         reshape_refs(schema);
     }
+    add_patch_extensions(&mut definitions);
     for k in &b.kinds {
         if let Some(Value::Object(m)) = definitions.get_mut(&k.schema) {
             m.insert(
@@ -126,6 +127,52 @@ fn build() -> Registry {
         definitions,
     }
 }
+
+/// The `x-kubernetes-patch-strategy`/`-merge-key` and `x-kubernetes-list-type`/`-map-keys`
+/// extensions Kubernetes publishes on list fields. kubectl's client-side apply reads them from
+/// this document to compute its strategic merge patch; without them it treats every list as
+/// atomic and sends whole lists.
+fn add_patch_extensions(definitions: &mut Map<String, Value>) {
+    use crate::apiserver::apply::list_keys;
+    use crate::apiserver::strategic_merge::{ListStrategy, PATCH_META};
+    for (ty, field, strategy, retain) in PATCH_META {
+        let Some(prop) = definitions
+            .get_mut(*ty)
+            .and_then(|d| d.get_mut("properties"))
+            .and_then(|p| p.get_mut(*field))
+            .and_then(Value::as_object_mut)
+        else {
+            continue;
+        };
+        let patch_strategy = if *retain { "merge,retainKeys" } else { "merge" };
+        prop.insert("x-kubernetes-patch-strategy".into(), json!(patch_strategy));
+        match strategy {
+            ListStrategy::MergeByKey(key) => {
+                prop.insert("x-kubernetes-patch-merge-key".into(), json!(key));
+                prop.insert("x-kubernetes-list-type".into(), json!("map"));
+                let keys = list_keys(Some(ty), field).unwrap_or_else(|| vec![key]);
+                prop.insert("x-kubernetes-list-map-keys".into(), json!(keys));
+            }
+            ListStrategy::MergePrimitives => {
+                prop.insert("x-kubernetes-list-type".into(), json!("set"));
+            }
+            ListStrategy::Replace => {}
+        }
+    }
+    for (ty, field) in RETAIN_KEYS_FIELDS {
+        if let Some(prop) = definitions
+            .get_mut(*ty)
+            .and_then(|d| d.get_mut("properties"))
+            .and_then(|p| p.get_mut(*field))
+            .and_then(Value::as_object_mut)
+        {
+            prop.insert("x-kubernetes-patch-strategy".into(), json!("retainKeys"));
+        }
+    }
+}
+
+/// Struct fields (not lists) with the retainKeys patch strategy.
+const RETAIN_KEYS_FIELDS: &[(&str, &str)] = &[("io.k8s.api.apps.v1.DeploymentSpec", "strategy")];
 
 /// `{"$ref": X, "description": D}` becomes `{"allOf": [{"$ref": X}], "description": D}`, the form
 /// Kubernetes' own OpenAPI v3 documents use (siblings of `$ref` are ignored in OpenAPI 3.0).
@@ -244,6 +291,27 @@ mod tests {
                 .version,
             "v1"
         );
+    }
+
+    #[test]
+    fn list_fields_carry_patch_extensions() {
+        let defs = &registry().definitions;
+        let containers = &defs["io.k8s.api.core.v1.PodSpec"]["properties"]["containers"];
+        assert_eq!(containers["x-kubernetes-patch-strategy"], "merge");
+        assert_eq!(containers["x-kubernetes-patch-merge-key"], "name");
+        assert_eq!(containers["x-kubernetes-list-map-keys"], json!(["name"]));
+        let volumes = &defs["io.k8s.api.core.v1.PodSpec"]["properties"]["volumes"];
+        assert_eq!(volumes["x-kubernetes-patch-strategy"], "merge,retainKeys");
+        let ports = &defs["io.k8s.api.core.v1.Container"]["properties"]["ports"];
+        assert_eq!(
+            ports["x-kubernetes-list-map-keys"],
+            json!(["containerPort", "protocol"])
+        );
+        let strategy = &defs["io.k8s.api.apps.v1.DeploymentSpec"]["properties"]["strategy"];
+        assert_eq!(strategy["x-kubernetes-patch-strategy"], "retainKeys");
+        let finalizers =
+            &defs["io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"]["properties"]["finalizers"];
+        assert_eq!(finalizers["x-kubernetes-list-type"], "set");
     }
 
     #[test]

@@ -222,8 +222,14 @@ pub fn unknown_or_duplicate_fields(group: &str, kind: &str, raw: &[u8]) -> Vec<S
     let schema = registry().definitions.get(&info.schema);
     let mut out = Vec::new();
     walk(&node, schema, "", &mut out);
+    // As the Go decoder: each distinct error once, at most 100 of them.
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|e| seen.insert(e.clone()));
+    out.truncate(MAX_STRICT_ERRORS);
     out
 }
+
+const MAX_STRICT_ERRORS: usize = 100;
 
 fn api_version_of(raw: &[u8]) -> Option<String> {
     #[derive(serde::Deserialize)]
@@ -264,6 +270,18 @@ mod tests {
             vec![
                 r#"duplicate field "spec.replicas""#.to_string(),
                 r#"duplicate field "spec.template.metadata.labels.a""#.to_string()
+            ]
+        );
+    }
+
+    #[test]
+    fn repeated_errors_are_reported_once() {
+        let raw = br#"{"apiVersion":"v1","kind":"ConfigMap","x":1,"x":2,"x":3}"#;
+        assert_eq!(
+            unknown_or_duplicate_fields("", "ConfigMap", raw),
+            vec![
+                r#"unknown field "x""#.to_string(),
+                r#"duplicate field "x""#.to_string()
             ]
         );
     }

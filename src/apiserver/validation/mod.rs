@@ -152,7 +152,7 @@ fn name_rule(group: &str, kind: &str) -> NameRule {
     match (group, kind) {
         ("", "Namespace") => NameRule::Label,
         ("", "Service") => NameRule::Dns1035,
-        ("rbac.authorization.k8s.io", _) | ("autoscaling", _) => NameRule::PathSegment,
+        ("rbac.authorization.k8s.io", _) => NameRule::PathSegment,
         _ => NameRule::Subdomain,
     }
 }
