@@ -194,9 +194,9 @@ fn unknown_resources_are_404() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no matches for kind \"Widget\""), "{err}");
-    // OpenAPI v2 is not served; v3 is.
+    // OpenAPI v2 (for kubectl up to 1.27) and v3 are served.
     let (code, _, _) = curl(&s, "admin", "GET", "/openapi/v2", "application/json", None);
-    assert_eq!(code, 404);
+    assert_eq!(code, 200);
     let (code, _, _) = curl(&s, "admin", "GET", "/openapi/v3", "application/json", None);
     assert_eq!(code, 200);
 }

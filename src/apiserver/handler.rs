@@ -238,6 +238,19 @@ impl Api {
                     &discovery::api_resource_list(g, v).ok_or_else(not_found)?,
                 ))
             }
+            ["openapi", "v2"] => Ok(if accept.contains("protobuf") {
+                full(
+                    StatusCode::OK,
+                    openapi::v2::PROTOBUF_CONTENT_TYPE,
+                    Bytes::from_static(openapi::v2::v2_protobuf()),
+                )
+            } else {
+                full(
+                    StatusCode::OK,
+                    "application/json",
+                    Bytes::from_static(openapi::v2::v2_json().as_bytes()),
+                )
+            }),
             ["openapi", "v3"] => Ok(json(StatusCode::OK, &openapi::v3_root())),
             ["openapi", "v3", "api", "v1"] => openapi_doc("", "v1").ok_or_else(not_found),
             ["openapi", "v3", "apis", g, v] => openapi_doc(g, v).ok_or_else(not_found),
