@@ -7,7 +7,6 @@
 pub mod apply;
 pub mod defaults;
 pub mod openapi;
-pub mod protobuf;
 pub mod strategic_merge;
 pub mod table;
 pub mod validation;
@@ -25,3 +24,4 @@ pub mod status;
 pub mod table_output;
 pub mod tls;
 pub mod watch;
+pub mod protobuf;

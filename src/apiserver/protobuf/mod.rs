@@ -29,10 +29,10 @@ pub enum Error {
     #[error("the protobuf envelope has no apiVersion/kind")]
     NoTypeMeta,
     /// The envelope's raw object is compressed or otherwise encoded.
-    #[error("unsupported protobuf contentEncoding {0:?}")]
+    #[error("unsupported protobuf contentEncoding {0:?}; send JSON or YAML")]
     ContentEncoding(String),
     /// No message in the schema for this apiVersion and kind.
-    #[error("no protobuf schema for {api_version}, Kind={kind}")]
+    #[error("no protobuf schema for {api_version}, Kind={kind}; send JSON or YAML")]
     UnknownKind { api_version: String, kind: String },
     /// A message ended in the middle of a field.
     #[error("truncated message")]
