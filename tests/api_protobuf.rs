@@ -412,7 +412,7 @@ fn rbac_quota_priorityclass_ingress_pdb_serviceaccount() {
 }
 
 #[test]
-fn malformed_protobuf_is_a_400_status() {
+fn bad_protobuf_bodies_are_400_or_415() {
     let s = Server::start();
     let body = s.dir.path().join("bad.pb");
     // The magic, then a runtime.Unknown whose typeMeta claims 80 bytes that are not there.
@@ -448,4 +448,22 @@ fn malformed_protobuf_is_a_400_status() {
     );
     assert_eq!(code, 400, "{text}");
     assert!(text.contains("Kubernetes protobuf prefix"), "{text}");
+
+    // A kind with no protobuf schema is a media type the server cannot read: 415.
+    let type_meta = [&[0x0a, 14][..], b"example.com/v1", &[0x12, 6], b"Widget"].concat();
+    let envelope = [&b"k8s\0\x0a"[..], &[type_meta.len() as u8], &type_meta].concat();
+    std::fs::write(&body, envelope).unwrap();
+    let (code, text, _) = raw::curl(
+        &s,
+        "admin",
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        "application/vnd.kubernetes.protobuf",
+        Some(&body),
+    );
+    assert_eq!(code, 415, "{text}");
+    assert!(
+        text.contains("no protobuf schema for example.com/v1, Kind=Widget"),
+        "{text}"
+    );
 }
