@@ -16,13 +16,17 @@ use super::Error;
 
 /// Pointer fields of the API types whose zero value, when sent, differs from leaving them unset
 /// (`replicas: 0`, `runAsUser: 0`, `automountServiceAccountToken: false`, `maxUnavailable: 0`...).
-const KEEP_ZERO: &[&str] = &[
+/// Sorted, for binary search.
+pub(super) const KEEP_ZERO: &[&str] = &[
     "activeDeadlineSeconds",
     "allocateLoadBalancerNodePorts",
     "allowPrivilegeEscalation",
+    "allowVolumeExpansion",
+    "attachRequired",
     "automountServiceAccountToken",
     "backoffLimit",
     "backoffLimitPerIndex",
+    "borrowingLimitPercent",
     "completions",
     "defaultMode",
     "deletionGracePeriodSeconds",
@@ -32,29 +36,42 @@ const KEEP_ZERO: &[&str] = &[
     "fsGroup",
     "gracePeriodSeconds",
     "hostUsers",
+    "lendablePercent",
     "maxFailedIndexes",
     "maxSurge",
     "maxUnavailable",
     "minAvailable",
     "minReplicas",
     "mode",
+    "nominalConcurrencyShares",
     "optional",
     "parallelism",
     "partition",
+    "podInfoOnMount",
     "priority",
     "privileged",
     "progressDeadlineSeconds",
     "readOnlyRootFilesystem",
+    "ready",
     "replicas",
+    "requiresRepublish",
     "revisionHistoryLimit",
     "runAsGroup",
     "runAsNonRoot",
     "runAsUser",
+    "seLinuxMount",
+    "serving",
+    "setHostnameAsFQDN",
+    "shareProcessNamespace",
+    "stabilizationWindowSeconds",
     "startingDeadlineSeconds",
+    "storageCapacity",
     "storageClassName",
     "successfulJobsHistoryLimit",
     "suspend",
+    "terminating",
     "terminationGracePeriodSeconds",
+    "tolerationSeconds",
     "ttlSecondsAfterFinished",
     "value",
 ];
@@ -109,7 +126,7 @@ fn field_into(
     match field.shape {
         Shape::Single => {
             let decoded = single(field.ty, value, field.name)?;
-            let keep = KEEP_ZERO.contains(&field.name);
+            let keep = KEEP_ZERO.binary_search(&field.name).is_ok();
             match decoded {
                 None => {}
                 Some(Value::Object(fields)) if field.inline => out.extend(fields),

@@ -277,3 +277,8 @@ fn content_type_detection() {
     ));
     assert!(!is_protobuf("application/json"));
 }
+
+#[test]
+fn keep_zero_list_is_sorted_for_binary_search() {
+    assert!(decode::KEEP_ZERO.windows(2).all(|w| w[0] < w[1]));
+}
