@@ -67,7 +67,9 @@ fn create(s: &Server, args: &[&str]) -> Value {
     };
     let name = want["metadata"]["name"].as_str().unwrap();
     let mut get = vec!["get", &resource, name, "-o", "json"];
-    if let Some(ns) = want["metadata"]["namespace"].as_str() {
+    // Not every generator writes the namespace into the object; `-n` names it then.
+    let ns_flag = args.iter().position(|a| *a == "-n").map(|i| args[i + 1]);
+    if let Some(ns) = want["metadata"]["namespace"].as_str().or(ns_flag) {
         get.extend(["-n", ns]);
     }
     let got = json(&s.ok(&get));
@@ -142,6 +144,22 @@ fn create_namespace_deployment_and_expose() {
     assert_eq!(svc["spec"]["ports"][0]["port"], 80);
     assert_eq!(svc["spec"]["ports"][0]["targetPort"], 8080);
     assert_eq!(svc["spec"]["ports"][0]["protocol"], "TCP");
+
+    let hpa = create(
+        &s,
+        &[
+            "autoscale",
+            "deployment",
+            "web",
+            "-n",
+            "pb-apps",
+            "--min=1",
+            "--max=4",
+            "--cpu-percent=60",
+        ],
+    );
+    assert_eq!(hpa["spec"]["maxReplicas"], 4);
+    assert_eq!(hpa["spec"]["scaleTargetRef"]["name"], "web");
 }
 
 #[test]
@@ -172,6 +190,20 @@ fn run_creates_a_pod() {
     assert_eq!(c["args"], serde_json::json!(["sleep", "100"]));
     assert_eq!(c["env"], serde_json::json!([{"name": "A", "value": "1"}]));
     assert_eq!(c["ports"][0]["containerPort"], 5000);
+
+    // An explicit zero in a pointer field (root) and a true bool survive the zero dropping.
+    let root = create(
+        &s,
+        &[
+            "run",
+            "pbroot",
+            "--image=busybox:1.36",
+            "--restart=Never",
+            r#"--overrides={"spec":{"hostNetwork":true,"securityContext":{"runAsUser":0}}}"#,
+        ],
+    );
+    assert_eq!(root["spec"]["securityContext"]["runAsUser"], 0);
+    assert_eq!(root["spec"]["hostNetwork"], true);
 }
 
 #[test]
