@@ -361,7 +361,9 @@ fn special(name: &str, buf: &[u8]) -> Result<Option<Option<Value>>, Error> {
             if raw.is_empty() {
                 None
             } else if raw.starts_with(b"k8s\0") {
-                Some(super::decode_request(raw)?)
+                // Not decoded: a nested envelope could nest again without bound, and no client
+                // sends one (kubectl embeds JSON).
+                return Err(Error::RawNotJson("a nested protobuf object".into()));
             } else {
                 Some(serde_json::from_slice(raw).map_err(|e| Error::RawNotJson(e.to_string()))?)
             }

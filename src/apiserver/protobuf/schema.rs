@@ -174,4 +174,37 @@ mod tests {
         assert_eq!(secret[&2].shape, Shape::Map(Type::Scalar(Scalar::String)));
         assert_eq!(secret[&2].ty, Type::Scalar(Scalar::Bytes));
     }
+
+    /// Decoding recurses once per nested message; with no cycles among message types, a body
+    /// cannot drive it deeper than the schema itself goes.
+    #[test]
+    fn message_types_have_no_cycles() {
+        fn depth(
+            name: &'static str,
+            on_path: &mut Vec<&'static str>,
+            done: &mut HashMap<&'static str, usize>,
+        ) -> usize {
+            if let Some(d) = done.get(name) {
+                return *d;
+            }
+            assert!(!on_path.contains(&name), "cycle: {on_path:?} -> {name}");
+            on_path.push(name);
+            let mut deepest = 0;
+            for f in messages()[name].values() {
+                if let Type::Message(m) = f.ty {
+                    deepest = deepest.max(depth(m, on_path, done));
+                }
+            }
+            on_path.pop();
+            done.insert(name, deepest + 1);
+            deepest + 1
+        }
+        let mut done = HashMap::new();
+        let deepest = messages()
+            .keys()
+            .map(|name| depth(name, &mut Vec::new(), &mut done))
+            .max()
+            .unwrap();
+        assert!(deepest < 64, "{deepest}");
+    }
 }

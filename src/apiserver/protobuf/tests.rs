@@ -240,6 +240,13 @@ fn raw_extension_holds_json() {
     let obj = decode_request(&envelope("apps/v1", "ControllerRevision", &raw)).unwrap();
     assert_eq!(obj["data"], json!({"spec": {"x": 1}}));
     assert_eq!(obj["revision"], 4);
+    let nested = envelope("apps/v1", "ControllerRevision", &metadata("in", &[]));
+    let raw = [metadata("rev", &[]), ld(2, &ld(1, &nested))].concat();
+    let e = decode_request(&envelope("apps/v1", "ControllerRevision", &raw)).unwrap_err();
+    assert!(
+        e.to_string().contains("data: embedded object is not JSON"),
+        "{e}"
+    );
 }
 
 #[test]
