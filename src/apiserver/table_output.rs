@@ -37,6 +37,28 @@ pub fn row(
     r
 }
 
+/// A row that takes the object's metadata instead of copying it.
+pub fn row_owned(
+    info: &ResourceInfo,
+    mut obj: Value,
+    include: IncludeObject,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Value {
+    if include != IncludeObject::Metadata {
+        return row(info, &obj, include, now);
+    }
+    let cells = table::row_cells(info.group, info.kind, &obj, now);
+    let mut meta = obj
+        .get_mut("metadata")
+        .map(Value::take)
+        .unwrap_or_else(|| json!({}));
+    if let Some(m) = meta.as_object_mut() {
+        m.remove("managedFields");
+    }
+    json!({"cells": cells,
+        "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": meta}})
+}
+
 /// The rows of a list's Table as comma-separated JSON, built on blocking threads in parallel
 /// chunks: parsing thousands of objects is the expensive part of `kubectl get` on a big list.
 pub async fn rows_parallel(
@@ -72,7 +94,7 @@ pub async fn rows_parallel(
                     if i > 0 {
                         out.push(b',');
                     }
-                    serde_json::to_writer(&mut out, &row(info, &obj, include, now))
+                    serde_json::to_writer(&mut out, &row_owned(info, obj, include, now))
                         .map_err(|e| ApiError::Internal(e.to_string()))?;
                 }
                 Ok(out)
