@@ -48,3 +48,4 @@ EPORT=$(free_port); PPORT=$(free_port)
 PIDS+=($!)
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$EPORT/health" >/dev/null && break; sleep 0.1; done
 "$BENCH" etcd "127.0.0.1:$EPORT" "$CLIENTS" "$PODS" "$POD_BYTES"
+"$BENCH" etcd-paced "127.0.0.1:$EPORT" 100 10 "$POD_BYTES"

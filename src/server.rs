@@ -4,11 +4,11 @@
 //! through it.
 
 use crate::apiserver::{auth::Authenticator, handler::Api, http, tls};
-use crate::store::{sqlite, SqliteStore, Store};
+use crate::store::{self, sqlite};
 use anyhow::Context;
 use base64::Engine;
 use clap::Args;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -79,30 +79,7 @@ fn kubeconfig(server: &str, pki: &tls::Pki) -> String {
     )
 }
 
-fn open_store(dir: &Path, args: &ServerArgs) -> anyhow::Result<Arc<SqliteStore>> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let path = dir.join("state.db");
-    let options = sqlite::Options {
-        compaction: Some(sqlite::CompactionPolicy {
-            interval: Duration::from_secs(args.compaction_interval_seconds.max(1)),
-            keep_revisions: args.compaction_keep_revisions.max(0),
-        }),
-        ..Default::default()
-    };
-    SqliteStore::open(&path, options)
-        .with_context(|| format!("opening the store at {}", path.display()))
-}
-
 async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
-    if args
-        .datastore_endpoint
-        .as_deref()
-        .is_some_and(|e| !e.is_empty())
-    {
-        anyhow::bail!(
-            "--datastore-endpoint: only the embedded SQLite store exists so far; leave it empty"
-        );
-    }
     let server_dir = args.data_dir.join("server");
     let pki = tls::Pki::load_or_create(
         &server_dir.join("tls"),
@@ -110,11 +87,23 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
     )
     .context("cluster certificates")?;
     let auth = Authenticator::load(&server_dir, args.token.as_deref()).context("tokens")?;
-    let store = open_store(&server_dir.join("db"), &args)?;
+    let db_dir = server_dir.join("db");
+    std::fs::create_dir_all(&db_dir).with_context(|| format!("creating {}", db_dir.display()))?;
+    let compaction = sqlite::CompactionPolicy {
+        interval: Duration::from_secs(args.compaction_interval_seconds.max(1)),
+        keep_revisions: args.compaction_keep_revisions.max(0),
+    };
+    let endpoint = args.datastore_endpoint.as_deref();
+    let store = store::open_endpoint(endpoint, &db_dir.join("state.db"), Some(compaction))
+        .await
+        .context("opening the store")?;
     tracing::info!(
         revision = store.current_revision().await?,
-        "store open at {}",
-        store.path().display()
+        "store open: {}",
+        endpoint.filter(|e| !e.is_empty()).map_or_else(
+            || db_dir.join("state.db").display().to_string(),
+            str::to_string
+        )
     );
 
     let bind = if args.bind_address.contains(':') {
@@ -129,7 +118,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
     let server_url = format!("https://{}:{port}", client_host(&args.bind_address));
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let api = Arc::new_cyclic(|me| Api {
-        store: store.clone() as Arc<dyn Store>,
+        store: store.clone(),
         auth,
         shutdown: stopped.clone(),
         server_address: format!("{}:{port}", client_host(&args.bind_address)),

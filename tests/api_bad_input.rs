@@ -194,9 +194,9 @@ fn unknown_resources_are_404() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no matches for kind \"Widget\""), "{err}");
-    // OpenAPI v2 is not served; v3 is.
+    // OpenAPI v2 (for kubectl up to 1.27) and v3 are served.
     let (code, _, _) = curl(&s, "admin", "GET", "/openapi/v2", "application/json", None);
-    assert_eq!(code, 404);
+    assert_eq!(code, 200);
     let (code, _, _) = curl(&s, "admin", "GET", "/openapi/v3", "application/json", None);
     assert_eq!(code, 200);
 }
@@ -462,4 +462,25 @@ fn dry_run_and_generate_name() {
     assert_eq!(code, 201);
     assert!(!names(&s).contains("configmap/dry"));
     assert!(names(&s).contains(&format!("configmap/{name}")));
+}
+
+#[test]
+fn pod_binding_assigns_a_node_once() {
+    let s = Server::start();
+    s.ok(&["run", "p", "--image=busybox"]);
+    let bind = s.file("bind.json", r#"{"apiVersion":"v1","kind":"Binding","metadata":{"name":"p"},"target":{"kind":"Node","name":"n1"}}"#);
+    let path = "/api/v1/namespaces/default/pods/p/binding";
+    let (code, body, _) = curl(&s, "admin", "POST", path, "application/json", Some(&bind));
+    assert_eq!(code, 201, "{body}");
+    assert_eq!(
+        s.ok(&["get", "pod", "p", "-o", "jsonpath={.spec.nodeName}"]),
+        "n1"
+    );
+    let again = s.file("again.json", r#"{"apiVersion":"v1","kind":"Binding","metadata":{"name":"p"},"target":{"kind":"Node","name":"n2"}}"#);
+    let (code, body, _) = curl(&s, "admin", "POST", path, "application/json", Some(&again));
+    assert_eq!(code, 409, "{body}");
+    assert_eq!(
+        s.ok(&["get", "pod", "p", "-o", "jsonpath={.spec.nodeName}"]),
+        "n1"
+    );
 }

@@ -236,3 +236,36 @@ async fn acknowledged_creates_survive_kill_9() {
         &missing[..missing.len().min(5)]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn streaming_list_reflector_syncs_from_initial_events() {
+    let s = Server::start();
+    let c = client(&s).await;
+    let cms: Api<ConfigMap> = Api::namespaced(c.clone(), "default");
+    for n in ["s1", "s2", "s3"] {
+        cms.create(&PostParams::default(), &cm(n)).await.unwrap();
+    }
+    // sendInitialEvents=true: the objects come as ADDED events, ended by the annotated BOOKMARK.
+    let (reader, writer) = reflector::store();
+    let done = Arc::new(AtomicUsize::new(0));
+    let counter = done.clone();
+    let stream = reflector(
+        writer,
+        watcher(cms.clone(), watcher::Config::default().streaming_lists()),
+    )
+    .default_backoff();
+    let task = tokio::spawn(stream.for_each(move |ev| {
+        if let Ok(watcher::Event::InitDone) = ev {
+            counter.fetch_add(1, Ordering::SeqCst);
+        }
+        futures::future::ready(())
+    }));
+    eventually(30, "the streamed initial state", || {
+        done.load(Ordering::SeqCst) >= 1
+    })
+    .await;
+    assert_eq!(names(&reader), set(&["s1", "s2", "s3"]));
+    cms.delete("s2", &DeleteParams::default()).await.unwrap();
+    eventually(30, "the delete", || names(&reader) == set(&["s1", "s3"])).await;
+    task.abort();
+}

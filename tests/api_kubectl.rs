@@ -43,6 +43,19 @@ fn apply_creates_then_reapply_merges_lists_by_key() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("deployment.apps/web created"));
+    // Unchanged re-apply writes nothing.
+    let rv =
+        json(&s.ok(&["get", "deploy", "web", "-o", "json"]))["metadata"]["resourceVersion"].clone();
+    let out = s.apply(DEPLOY, &[]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("unchanged"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(
+        json(&s.ok(&["get", "deploy", "web", "-o", "json"]))["metadata"]["resourceVersion"],
+        rv
+    );
     // Someone else adds a container and an env var the manifest does not know.
     s.ok(&["patch", "deploy", "web", "--type=strategic", "-p",
         r#"{"spec":{"template":{"spec":{"containers":[{"name":"sidecar","image":"busybox:1.36"},{"name":"main","env":[{"name":"X","value":"x"}]}]}}}}"#]);
@@ -90,14 +103,6 @@ fn apply_creates_then_reapply_merges_lists_by_key() {
     assert_eq!(
         d["metadata"]["generation"], 3,
         "two spec changes after create"
-    );
-    // Unchanged re-apply writes nothing.
-    let rv = d["metadata"]["resourceVersion"].clone();
-    let out = s.apply(&changed, &[]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("unchanged"));
-    assert_eq!(
-        json(&s.ok(&["get", "deploy", "web", "-o", "json"]))["metadata"]["resourceVersion"],
-        rv
     );
 }
 
@@ -595,4 +600,79 @@ fn tables_for_services_and_nodes() {
         out.contains("Ready") && out.contains("control-plane") && out.contains("v1.33.0"),
         "{out}"
     );
+}
+
+#[test]
+fn create_generators_send_protobuf() {
+    let s = Server::start();
+    s.ok(&["create", "namespace", "gen"]);
+    s.ok(&[
+        "create",
+        "configmap",
+        "c",
+        "-n",
+        "gen",
+        "--from-literal=a=1",
+    ]);
+    s.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "sec",
+        "-n",
+        "gen",
+        "--from-literal=p=q",
+    ]);
+    s.ok(&["create", "serviceaccount", "robot", "-n", "gen"]);
+    s.ok(&[
+        "create",
+        "deployment",
+        "web",
+        "-n",
+        "gen",
+        "--image=nginx:1.27",
+        "--port=80",
+        "--replicas=2",
+    ]);
+    s.ok(&[
+        "create",
+        "service",
+        "clusterip",
+        "web",
+        "-n",
+        "gen",
+        "--tcp=80:8080",
+    ]);
+    assert_eq!(
+        s.ok(&["get", "cm", "c", "-n", "gen", "-o", "jsonpath={.data.a}"]),
+        "1"
+    );
+    assert_eq!(
+        s.ok(&[
+            "get",
+            "secret",
+            "sec",
+            "-n",
+            "gen",
+            "-o",
+            "jsonpath={.data.p}"
+        ]),
+        "cQ=="
+    );
+    let d = json(&s.ok(&["get", "deploy", "web", "-n", "gen", "-o", "json"]));
+    assert_eq!(d["spec"]["replicas"], 2);
+    assert_eq!(d["spec"]["selector"]["matchLabels"]["app"], "web");
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["image"],
+        "nginx:1.27"
+    );
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"],
+        80
+    );
+    let svc = json(&s.ok(&["get", "svc", "web", "-n", "gen", "-o", "json"]));
+    assert_eq!(svc["spec"]["ports"][0]["port"], 80);
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], 8080);
+    // Every stable kind's protobuf is decoded now (src/apiserver/protobuf), jobs included.
+    s.ok(&["create", "job", "j", "-n", "gen", "--image=busybox"]);
 }

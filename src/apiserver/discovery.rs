@@ -51,6 +51,11 @@ fn aggregated_resource(r: &ResourceInfo) -> Value {
             "responseKind": {"group": r.group, "version": r.version, "kind": r.kind},
             "verbs": ["get", "patch", "update"]}));
     }
+    if r.plural == "pods" && r.group.is_empty() {
+        subresources.push(json!({"subresource": "binding",
+            "responseKind": {"group": "", "version": "v1", "kind": "Binding"},
+            "verbs": ["create"]}));
+    }
     if r.scale {
         subresources.push(json!({"subresource": "scale",
             "responseKind": {"group": "autoscaling", "version": "v1", "kind": "Scale"},
@@ -154,6 +159,12 @@ pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
             resources.push(
                 json!({"name": format!("{}/status", r.plural), "singularName": "",
                 "namespaced": r.namespaced, "kind": r.kind, "verbs": ["get", "patch", "update"]}),
+            );
+        }
+        if r.plural == "pods" && r.group.is_empty() {
+            resources.push(
+                json!({"name": "pods/binding", "singularName": "", "namespaced": true,
+                "kind": "Binding", "verbs": ["create"]}),
             );
         }
         if r.scale {

@@ -83,6 +83,111 @@ pub fn decode_stored(stored: &[u8], rv: i64) -> Result<Value, serde_json::Error>
     Ok(v)
 }
 
+/// The byte range of top-level `metadata.managedFields` (with one adjoining comma) in stored
+/// bytes, found by walking the metadata object's members without parsing values.
+fn managed_fields_span(stored: &[u8]) -> Option<(usize, usize)> {
+    let start = stored.windows(META.len()).position(|w| w == META)? + META.len();
+    let mut i = start;
+    let mut prev_member_end = start; // where the previous member (or `{`) ended
+    loop {
+        // At a member: skip whitespace, read the key.
+        while stored.get(i)?.is_ascii_whitespace() {
+            i += 1;
+        }
+        if stored[i] == b'}' {
+            return None;
+        }
+        let member_start = i;
+        let key_end = skip_string(stored, i)?;
+        let key = &stored[i..key_end];
+        i = key_end;
+        while stored.get(i)?.is_ascii_whitespace() || stored[i] == b':' {
+            i += 1;
+        }
+        let value_end = skip_value(stored, i)?;
+        if key == b"\"managedFields\"" {
+            // Remove the member and the comma that separates it from a neighbour.
+            return if stored.get(value_end) == Some(&b',') {
+                Some((member_start, value_end + 1))
+            } else if member_start > start {
+                Some((prev_member_end, value_end))
+            } else {
+                Some((member_start, value_end))
+            };
+        }
+        i = value_end;
+        prev_member_end = i;
+        match stored.get(i)? {
+            b',' => i += 1,
+            _ => return None,
+        }
+    }
+}
+
+/// End (exclusive) of the JSON string starting at `i`.
+fn skip_string(b: &[u8], mut i: usize) -> Option<usize> {
+    if b.get(i)? != &b'"' {
+        return None;
+    }
+    i += 1;
+    loop {
+        match b.get(i)? {
+            b'\\' => i += 2,
+            b'"' => return Some(i + 1),
+            _ => i += 1,
+        }
+    }
+}
+
+/// End (exclusive) of the JSON value starting at `i` (compact JSON, as stored).
+fn skip_value(b: &[u8], i: usize) -> Option<usize> {
+    match b.get(i)? {
+        b'"' => skip_string(b, i),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut j = i;
+            loop {
+                match b.get(j)? {
+                    b'"' => {
+                        j = skip_string(b, j)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(j + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                j += 1;
+            }
+        }
+        _ => {
+            let mut j = i;
+            while !matches!(b.get(j)?, b',' | b'}' | b']') {
+                j += 1;
+            }
+            Some(j)
+        }
+    }
+}
+
+/// Parses a stored object without its managedFields (for Table rows, which never show them:
+/// they are often the largest part of an object, and parsing is the cost of a big Table).
+pub fn decode_stored_for_display(stored: &[u8], rv: i64) -> Result<Value, serde_json::Error> {
+    match managed_fields_span(stored) {
+        Some((a, b)) => {
+            let mut trimmed = Vec::with_capacity(stored.len() - (b - a));
+            trimmed.extend_from_slice(&stored[..a]);
+            trimmed.extend_from_slice(&stored[b..]);
+            decode_stored(&trimmed, rv)
+        }
+        None => decode_stored(stored, rv),
+    }
+}
+
 /// Request body formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyFormat {
@@ -208,6 +313,30 @@ mod tests {
         let stored = to_stored(&json!({"kind":"X","metadata":{}}));
         let back: Value = serde_json::from_slice(&with_rv(&stored, 1)).unwrap();
         assert_eq!(back["metadata"]["resourceVersion"], "1");
+    }
+
+    #[test]
+    fn display_decoding_drops_only_top_level_managed_fields() {
+        for obj in [
+            json!({"kind":"A","metadata":{"name":"a","managedFields":[{"manager":"x","fieldsV1":{"f:a":{}}}],"labels":{"k":"v"}},"data":{"metadata":{"managedFields":[1]}}}),
+            json!({"kind":"A","metadata":{"managedFields":[{"m":"}]\"x"}],"name":"a"}}),
+            json!({"kind":"A","metadata":{"name":"a","managedFields":[]}}),
+            json!({"kind":"A","metadata":{"managedFields":[]}}),
+            json!({"kind":"A","metadata":{"name":"a","annotations":{"managedFields":"s"}}}),
+        ] {
+            let stored = to_stored(&obj);
+            let mut want = obj.clone();
+            want["metadata"]
+                .as_object_mut()
+                .unwrap()
+                .remove("managedFields");
+            want["metadata"]["resourceVersion"] = json!("3");
+            assert_eq!(
+                decode_stored_for_display(&stored, 3).unwrap(),
+                want,
+                "{obj}"
+            );
+        }
     }
 
     #[test]

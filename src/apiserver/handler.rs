@@ -238,6 +238,19 @@ impl Api {
                     &discovery::api_resource_list(g, v).ok_or_else(not_found)?,
                 ))
             }
+            ["openapi", "v2"] => Ok(if accept.contains("protobuf") {
+                full(
+                    StatusCode::OK,
+                    openapi::v2::PROTOBUF_CONTENT_TYPE,
+                    Bytes::from_static(openapi::v2::v2_protobuf()),
+                )
+            } else {
+                full(
+                    StatusCode::OK,
+                    "application/json",
+                    Bytes::from_static(openapi::v2::v2_json().as_bytes()),
+                )
+            }),
             ["openapi", "v3"] => Ok(json(StatusCode::OK, &openapi::v3_root())),
             ["openapi", "v3", "api", "v1"] => openapi_doc("", "v1").ok_or_else(not_found),
             ["openapi", "v3", "apis", g, v] => openapi_doc(g, v).ok_or_else(not_found),
@@ -316,6 +329,7 @@ impl Api {
             Some("status") if info.status || info.plural == "namespaces" => {}
             Some("scale") if info.scale => {}
             Some("finalize") if info.plural == "namespaces" => {}
+            Some("binding") if info.plural == "pods" && info.group.is_empty() => {}
             Some(other) => {
                 return Err(ApiError::NotFound {
                     message: format!(
@@ -368,6 +382,9 @@ impl Api {
             (&Method::GET, false) if watch => self.watch(r).await,
             (&Method::GET, false) => self.list(&r).await,
             (&Method::POST, false) => self.create(&r).await,
+            (&Method::POST, true) if r.subresource.as_deref() == Some("binding") => {
+                self.bind(&r).await
+            }
             (&Method::PUT, true) => self.update(&r).await,
             (&Method::PATCH, true) => self.patch(&r).await,
             (&Method::DELETE, true) => self.delete(&r).await,

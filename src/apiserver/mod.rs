@@ -24,3 +24,4 @@ pub mod status;
 pub mod table_output;
 pub mod tls;
 pub mod watch;
+pub mod protobuf;

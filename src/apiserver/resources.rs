@@ -301,6 +301,19 @@ impl Api {
         r: &ResourceRequest,
         warnings: &mut Vec<String>,
     ) -> Result<Value, ApiError> {
+        if super::protobuf::is_protobuf(&r.content_type) {
+            let mut obj = super::protobuf::decode_request(&r.body).map_err(|e| match e {
+                super::protobuf::Error::UnknownKind { .. }
+                | super::protobuf::Error::ContentEncoding(_) => {
+                    ApiError::UnsupportedMediaType(e.to_string())
+                }
+                other => ApiError::BadRequest(format!(
+                    "the body of the request could not be decoded: protobuf: {other}"
+                )),
+            })?;
+            self.check_type(r.info, &mut obj)?;
+            return (r.info.decode)(obj).map_err(|e| cannot_handle(r.info, &e));
+        }
         let format = encoding::body_format(&r.content_type).ok_or_else(|| {
             ApiError::UnsupportedMediaType(format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml ({})", r.content_type))
         })?;
@@ -432,7 +445,6 @@ impl Api {
         let continued = start_after.is_some();
         let prefix = r.info.list_prefix(r.namespace.as_deref());
         let filtering = !label.is_empty() || !field.is_empty();
-        let table = matches!(r.output, Output::Table(_));
 
         let mut items: Vec<(KeyValue, Option<Value>)> = Vec::new();
         let mut more = false;
@@ -456,7 +468,8 @@ impl Api {
             let n = page.items.len();
             for (i, kv) in page.items.into_iter().enumerate() {
                 last_key = Some(kv.key.clone());
-                let parsed = if filtering || table {
+                // Table rows are parsed later, in parallel; only filtering needs it here.
+                let parsed = if filtering {
                     let v = encoding::decode_stored(&kv.value, kv.mod_revision).map_err(|e| {
                         ApiError::Internal(format!("stored object {} is corrupt: {e}", kv.key))
                     })?;
@@ -493,17 +506,21 @@ impl Api {
 
         match r.output {
             Output::Table(include) => {
-                let now = chrono::Utc::now();
-                let rows = items
-                    .iter()
-                    .filter_map(|(_, v)| v.as_ref())
-                    .map(|v| table_output::row(r.info, v, include, now))
-                    .collect();
-                let t = table_output::table(r.info, rows, read_revision, cont.as_deref(), true);
+                let rows = table_output::rows_parallel(r.info, items, include).await?;
+                let t =
+                    table_output::table(r.info, Vec::new(), read_revision, cont.as_deref(), true);
+                // The rows are spliced in as bytes: `"rows":[]` is the last member written.
+                let mut out = serde_json::to_vec(&t).unwrap_or_default();
+                let tail = b"\"rows\":[]}";
+                if out.ends_with(tail) {
+                    out.truncate(out.len() - 2);
+                    out.extend_from_slice(&rows);
+                    out.extend_from_slice(b"]}");
+                }
                 Ok(full(
                     StatusCode::OK,
                     super::handler::TABLE_CONTENT_TYPE,
-                    encoding::json_bytes(&t),
+                    out,
                 ))
             }
             Output::Json => {
@@ -883,6 +900,78 @@ impl Api {
             full(StatusCode::OK, "application/json", body),
             &warnings,
         ))
+    }
+
+    /// POST pods/<name>/binding: the scheduler's way to set spec.nodeName, once.
+    pub async fn bind(&self, r: &ResourceRequest) -> Result<Resp, ApiError> {
+        let name = r.name.clone().unwrap_or_default();
+        let body = encoding::parse_body(
+            &r.body,
+            encoding::body_format(&r.content_type).unwrap_or(encoding::BodyFormat::Json),
+        )
+        .map_err(|e| {
+            ApiError::BadRequest(format!("the body of the request could not be decoded: {e}"))
+        })?;
+        let binding: k8s_openapi::api::core::v1::Binding = serde_json::from_value(body.clone())
+            .map_err(|e| {
+                ApiError::BadRequest(format!(
+                    "Binding in version \"v1\" cannot be handled as a Binding: {e}"
+                ))
+            })?;
+        let node = binding.target.name.unwrap_or_default();
+        if node.is_empty() {
+            return Err(ApiError::invalid(
+                "",
+                "Binding",
+                &name,
+                vec![Cause {
+                    reason: "FieldValueRequired".into(),
+                    message: "Required value".into(),
+                    field: "target.name".into(),
+                }],
+            ));
+        }
+        let uid = binding.metadata.uid.clone();
+        self.write_update(r, Mode::Main, |cur| {
+            if let Some(uid) = &uid {
+                if cur["metadata"]["uid"].as_str() != Some(uid.as_str()) {
+                    return Err(ApiError::conflict(
+                        "",
+                        "pods",
+                        &name,
+                        "the UID of the binding does not match the pod",
+                    ));
+                }
+            }
+            if cur["spec"]["nodeName"]
+                .as_str()
+                .is_some_and(|n| !n.is_empty())
+            {
+                return Err(ApiError::conflict(
+                    "",
+                    "pods/binding",
+                    &name,
+                    &format!(
+                        "pod {name} is already assigned to node \"{}\"",
+                        cur["spec"]["nodeName"].as_str().unwrap_or_default()
+                    ),
+                ));
+            }
+            if cur["metadata"]["deletionTimestamp"].is_string() {
+                return Err(ApiError::conflict(
+                    "",
+                    "pods/binding",
+                    &name,
+                    "pod is being deleted, cannot be assigned to a host",
+                ));
+            }
+            let mut new = cur.clone();
+            new["spec"]["nodeName"] = json!(node);
+            meta_mut(&mut new).remove("resourceVersion");
+            Ok(new)
+        })
+        .await?;
+        Ok(json(StatusCode::CREATED, &status::success_plain()))
     }
 
     /// Writes the replicas a scale request asks for into the workload, answering a Scale.

@@ -252,6 +252,11 @@ pub fn success(group: &str, plural: &str, name: &str, uid: &str) -> Value {
     json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details})
 }
 
+/// `{"kind":"Status","status":"Success"}` with no details (what a binding answers).
+pub fn success_plain() -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})
+}
+
 impl From<crate::store::Error> for ApiError {
     fn from(e: crate::store::Error) -> Self {
         use crate::store::Error as S;

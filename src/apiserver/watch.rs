@@ -12,7 +12,7 @@ use super::registry::ResourceInfo;
 use super::selectors::{FieldSelector, LabelSelector};
 use super::status::ApiError;
 use super::{encoding, table_output};
-use crate::store::{self, Event, KeyValue};
+use crate::store::{self, Event, KeyValue, WatchItem};
 use bytes::Bytes;
 use futures::StreamExt;
 use http::{header, Response, StatusCode};
@@ -183,7 +183,19 @@ impl Api {
             };
             (Vec::new(), start)
         };
-        let stream = match self.store.watch(&prefix, start).await {
+        // With bookmarks, the store also says how far a quiet watch has come (progress marks),
+        // so the bookmarks keep the client's resourceVersion moving with the store.
+        let opened = if bookmarks {
+            self.store
+                .watch_with_progress(&prefix, start, BOOKMARK_INTERVAL)
+                .await
+        } else {
+            self.store
+                .watch(&prefix, start)
+                .await
+                .map(|s| s.map(|item| item.map(WatchItem::Event)).boxed())
+        };
+        let stream = match opened {
             Ok(s) => Ok(s),
             Err(store::Error::Compacted {
                 requested,
@@ -240,6 +252,7 @@ impl Api {
                 BOOKMARK_INTERVAL,
             );
             let mut last = start;
+            let mut bookmarked = start;
             loop {
                 tokio::select! {
                     _ = &mut deadline => {
@@ -250,7 +263,8 @@ impl Api {
                     }
                     _ = shutdown.changed() => break,
                     _ = tx.closed() => break,
-                    _ = tick.tick(), if bookmarks => {
+                    _ = tick.tick(), if bookmarks && last > bookmarked => {
+                        bookmarked = last;
                         if tx.send(enc.bookmark(last, false)).await.is_err() {
                             break;
                         }
@@ -266,7 +280,16 @@ impl Api {
                             let _ = tx.send(error_line(&ApiError::Internal(e.to_string()))).await;
                             break;
                         }
-                        Some(Ok(ev)) => {
+                        Some(Ok(WatchItem::Progress(rev))) => {
+                            last = last.max(rev);
+                            if bookmarks && last > bookmarked {
+                                bookmarked = last;
+                                if tx.send(enc.bookmark(last, false)).await.is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                        Some(Ok(WatchItem::Event(ev))) => {
                             last = ev.revision();
                             if let Some(line) = enc.event(&ev) {
                                 if tx.send(line).await.is_err() {
