@@ -69,11 +69,20 @@ impl Authenticator {
     }
 
     /// The user of a request: a bearer token first, else the verified client certificate.
+    /// Every authenticated user is also in `system:authenticated`, as in Kubernetes.
     pub fn authenticate(
         &self,
         authorization: Option<&str>,
         cert_user: Option<&User>,
     ) -> Option<User> {
+        let mut user = self.identify(authorization, cert_user)?;
+        if !user.groups.iter().any(|g| g == "system:authenticated") {
+            user.groups.push("system:authenticated".into());
+        }
+        Some(user)
+    }
+
+    fn identify(&self, authorization: Option<&str>, cert_user: Option<&User>) -> Option<User> {
         if let Some(h) = authorization {
             let token = h
                 .strip_prefix("Bearer ")
@@ -132,6 +141,11 @@ mod tests {
             name: "x".into(),
             groups: vec![],
         };
-        assert_eq!(c.authenticate(None, Some(&u)), Some(u));
+        assert_eq!(c.authenticate(None, Some(&u)).unwrap().name, "x");
+        assert!(c
+            .authenticate(None, Some(&u))
+            .unwrap()
+            .groups
+            .contains(&"system:authenticated".to_string()));
     }
 }

@@ -254,6 +254,29 @@ impl Api {
             ["openapi", "v3"] => Ok(json(StatusCode::OK, &openapi::v3_root())),
             ["openapi", "v3", "api", "v1"] => openapi_doc("", "v1").ok_or_else(not_found),
             ["openapi", "v3", "apis", g, v] => openapi_doc(g, v).ok_or_else(not_found),
+            // No authorization yet: every authenticated user may do anything, and says so.
+            ["apis", "authorization.k8s.io", "v1", "selfsubjectaccessreviews"]
+                if parts.method == Method::POST =>
+            {
+                let _ = read_body(&parts.headers, body).await;
+                Ok(json(
+                    StatusCode::CREATED,
+                    &serde_json::json!({
+                    "kind": "SelfSubjectAccessReview", "apiVersion": "authorization.k8s.io/v1", "metadata": {},
+                    "spec": {}, "status": {"allowed": true, "reason": "nanokube has no authorization yet: authenticated users may do anything"}}),
+                ))
+            }
+            ["apis", "authentication.k8s.io", "v1", "selfsubjectreviews"]
+                if parts.method == Method::POST =>
+            {
+                let _ = read_body(&parts.headers, body).await;
+                Ok(json(
+                    StatusCode::CREATED,
+                    &serde_json::json!({
+                    "kind": "SelfSubjectReview", "apiVersion": "authentication.k8s.io/v1", "metadata": {},
+                    "status": {"userInfo": {"username": user.name, "groups": user.groups}}}),
+                ))
+            }
             ["api", "v1", rest @ ..] => self.resource(parts, body, "", "v1", rest, user).await,
             ["apis", g, v, rest @ ..] => {
                 let (g, v) = (g.to_string(), v.to_string());

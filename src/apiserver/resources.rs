@@ -1051,7 +1051,11 @@ impl Api {
                 return Ok(encoding::with_rv(&kv.value, kv.mod_revision));
             }
             if r.dry_run() {
-                return Ok(serde_json::to_vec(&new).unwrap_or_default());
+                // What the write would store, at the resourceVersion it would replace.
+                return Ok(encoding::with_rv(
+                    &encoding::to_stored(&new),
+                    kv.mod_revision,
+                ));
             }
             if meta_str(&new, "deletionTimestamp").is_some() && finalizers(&new).is_empty() {
                 // The last finalizer is gone from an object being deleted: it goes now.
@@ -1563,12 +1567,29 @@ pub(crate) fn prepare_update(
 /// Drops null members of objects: a null field means an absent one (Go's nil pointers are
 /// omitted when kube-apiserver encodes), and stored objects stay free of them.
 pub(crate) fn prune_nulls(v: &mut Value) {
+    // Empty label and annotation maps and finalizer lists are omitted in Kubernetes' encoding.
+    if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        for f in ["labels", "annotations", "finalizers", "ownerReferences"] {
+            let empty = match m.get(f) {
+                Some(Value::Object(o)) => o.is_empty(),
+                Some(Value::Array(a)) => a.is_empty(),
+                _ => false,
+            };
+            if empty {
+                m.remove(f);
+            }
+        }
+    }
+    prune_null_members(v);
+}
+
+fn prune_null_members(v: &mut Value) {
     match v {
         Value::Object(m) => {
             m.retain(|_, x| !x.is_null());
-            m.values_mut().for_each(prune_nulls);
+            m.values_mut().for_each(prune_null_members);
         }
-        Value::Array(a) => a.iter_mut().for_each(prune_nulls),
+        Value::Array(a) => a.iter_mut().for_each(prune_null_members),
         _ => {}
     }
 }

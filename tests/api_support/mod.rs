@@ -17,11 +17,6 @@ pub struct Server {
     extra: Vec<String>,
 }
 
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    l.local_addr().unwrap().port()
-}
-
 impl Server {
     pub fn start() -> Server {
         Server::start_with(&[])
@@ -35,7 +30,8 @@ impl Server {
             .expect("temp dir");
         let mut s = Server {
             dir,
-            port: free_port(),
+            // Port 0: the server picks a free port and names it in the kubeconfig; restarts reuse it.
+            port: 0,
             child: None,
             extra: extra.iter().map(|s| s.to_string()).collect(),
         };
@@ -96,6 +92,19 @@ impl Server {
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(50));
+        }
+        if self.port == 0 {
+            let kc = std::fs::read_to_string(self.kubeconfig()).unwrap();
+            let server = kc
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("server: "))
+                .expect("server in kubeconfig");
+            self.port = server
+                .rsplit(':')
+                .next()
+                .unwrap()
+                .parse()
+                .expect("port in kubeconfig");
         }
     }
 
