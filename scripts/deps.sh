@@ -2,6 +2,8 @@
 # Installs every system package the tests, benchmarks and quickstart use. Safe to run again.
 set -euo pipefail
 packages=(
+  build-essential libc6-dev pkg-config   # linker, bundled SQLite, ring, zstd, the static probe
+  curl procps      # API tests' raw requests; `runtime ps` runs ps
   busybox-static   # the default image's content, and the VM's userland
   runc crun        # peers for the runtime's behaviour tests and benchmark
   nftables iptables
@@ -19,8 +21,4 @@ if ((${#missing[@]})); then
   echo "deps: installing ${missing[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
-if ! command -v kubectl >/dev/null; then
-  echo "deps: kubectl is required (the tests drive the real kubectl) and is not on PATH" >&2
-  exit 1
 fi

@@ -11,10 +11,7 @@ cd "$crate"
 if [ "$(id -u)" != 0 ]; then echo "quickstart.sh: run as root (sudo ./scripts/quickstart.sh)" >&2; exit 1; fi
 
 ./scripts/deps.sh
-if ! command -v cargo >/dev/null; then
-  echo "quickstart.sh: cargo is required (https://rustup.rs)" >&2
-  exit 1
-fi
+. scripts/env.sh
 echo "== building nanokube (release) and the default image"
 cargo build --locked --release --bin nanokube
 ./rootfs/build.sh

@@ -6,6 +6,11 @@ cd "$(dirname "$0")/.."
 if [ "$(id -u)" != 0 ]; then echo "test.sh: run as root (sudo ./scripts/test.sh)" >&2; exit 1; fi
 
 ./scripts/deps.sh
+. scripts/env.sh
+if ! command -v kubectl >/dev/null; then
+  echo "test.sh: the API tests drive the real kubectl, and none is on PATH" >&2
+  exit 1
+fi
 cargo build --locked --all-targets
 ./rootfs/build.sh
 # A hung test must fail the run, not eat CI's time budget.
