@@ -135,18 +135,19 @@ pub(super) fn list(
     // to it (the later pages of a list, read at the first page's revision) it is small, so no
     // list walks the whole history. NOT INDEXED keeps SQLite from walking the key index over
     // the prefix's whole history: the rows after `at` are a rowid range, usually a short one.
-    let mut changed = Vec::new();
+    // Keys and revisions only: values are read for the rows that make it into the page.
+    let mut changed: Vec<(Vec<u8>, i64)> = Vec::new();
     if at < current {
         let mut stmt = tx
             .prepare_cached(
-                "SELECT l.key, l.create_revision, l.revision, l.value
+                "SELECT m.key, m.revision
                  FROM (SELECT t.key AS key,
                               (SELECT max(h.revision) FROM log h
                                WHERE h.key = t.key AND h.revision <= ?5) AS revision
                        FROM (SELECT DISTINCT key FROM log NOT INDEXED
                              WHERE revision > ?5 AND key >= ?1 AND key < ?2 AND key > ?3) t) m
-                 JOIN log l ON l.revision = m.revision
-                 WHERE l.deleted = 0
+                 JOIN log d ON d.revision = m.revision
+                 WHERE d.deleted = 0
                  ORDER BY m.key LIMIT ?4",
             )
             .map_err(backend)?;
@@ -154,9 +155,17 @@ pub(super) fn list(
             .query(rusqlite::params![prefix.as_bytes(), end, after, fetch, at])
             .map_err(backend)?;
         while let Some(row) = rows.next().map_err(backend)? {
-            changed.push(key_value(row, 0).map_err(backend)?);
+            changed.push((row.get(0).map_err(backend)?, row.get(1).map_err(backend)?));
         }
     }
+    let load = |revision: i64| -> Result<KeyValue> {
+        tx.prepare_cached(
+            "SELECT key, create_revision, revision, value FROM log WHERE revision = ?1",
+        )
+        .map_err(backend)?
+        .query_row([revision], |r| key_value(r, 0))
+        .map_err(backend)
+    };
     let mut changed = changed.into_iter().peekable();
     let mut items = Vec::new();
     let wanted = if limit == 0 { usize::MAX } else { limit + 1 };
@@ -178,8 +187,13 @@ pub(super) fn list(
             };
             let kv = key_value(row, 0).map_err(backend)?;
             // The two parts never share a key: a key is either untouched since `at` or not.
-            while items.len() < wanted && changed.peek().is_some_and(|c| c.key < kv.key) {
-                items.extend(changed.next());
+            while items.len() < wanted
+                && changed
+                    .peek()
+                    .is_some_and(|(key, _)| key.as_slice() < kv.key.as_bytes())
+            {
+                let (_, revision) = changed.next().expect("peeked");
+                items.push(load(revision)?);
             }
             if items.len() < wanted {
                 items.push(kv);
@@ -188,7 +202,7 @@ pub(super) fn list(
     }
     while items.len() < wanted {
         match changed.next() {
-            Some(kv) => items.push(kv),
+            Some((_, revision)) => items.push(load(revision)?),
             None => break,
         }
     }
