@@ -437,8 +437,7 @@ const GZIP_MIN: u64 = 128 * 1024;
 async fn gzip_large(resp: Resp) -> Resp {
     use hyper::body::Body as _;
     let size = resp.body().size_hint().exact();
-    if !size.is_some_and(|n| n >= GZIP_MIN) || resp.headers().contains_key(header::CONTENT_ENCODING)
-    {
+    if size.is_none_or(|n| n < GZIP_MIN) || resp.headers().contains_key(header::CONTENT_ENCODING) {
         return resp;
     }
     let (mut parts, body) = resp.into_parts();
