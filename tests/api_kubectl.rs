@@ -673,7 +673,52 @@ fn create_generators_send_protobuf() {
     let svc = json(&s.ok(&["get", "svc", "web", "-n", "gen", "-o", "json"]));
     assert_eq!(svc["spec"]["ports"][0]["port"], 80);
     assert_eq!(svc["spec"]["ports"][0]["targetPort"], 8080);
+    s.ok(&[
+        "create",
+        "job",
+        "j",
+        "-n",
+        "gen",
+        "--image=busybox",
+        "--",
+        "echo",
+        "hi",
+    ]);
+    let j = json(&s.ok(&["get", "job", "j", "-n", "gen", "-o", "json"]));
+    let c = &j["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(c["image"], "busybox");
+    assert_eq!(c["command"], serde_json::json!(["echo", "hi"]));
+    assert_eq!(j["spec"]["template"]["spec"]["restartPolicy"], "Never");
+    s.ok(&[
+        "create",
+        "cronjob",
+        "cj",
+        "-n",
+        "gen",
+        "--image=busybox",
+        "--schedule=*/5 * * * *",
+    ]);
+    assert_eq!(
+        s.ok(&[
+            "get",
+            "cronjob",
+            "cj",
+            "-n",
+            "gen",
+            "-o",
+            "jsonpath={.spec.schedule}"
+        ]),
+        "*/5 * * * *"
+    );
     // A kind without a protobuf schema here is refused with a pointer to JSON, not mangled.
-    let err = s.fails(&["create", "job", "j", "-n", "gen", "--image=busybox"]);
+    let err = s.fails(&[
+        "create",
+        "role",
+        "r",
+        "-n",
+        "gen",
+        "--verb=get",
+        "--resource=pods",
+    ]);
     assert!(err.contains("send JSON or YAML"), "{err}");
 }

@@ -1,6 +1,6 @@
 //! Request bodies in Kubernetes' protobuf encoding (`application/vnd.kubernetes.protobuf`), for
 //! the kinds kubectl's `create <kind>` generators send that way: namespaces, configmaps,
-//! secrets, serviceaccounts, services and deployments.
+//! secrets, serviceaccounts, services, deployments, jobs and cronjobs.
 //!
 //! The envelope is the 4 bytes `k8s\0` and a `runtime.Unknown` message (1: typeMeta {1:
 //! apiVersion, 2: kind}, 2: raw object bytes). The object is read with a small hand-written
@@ -318,6 +318,62 @@ static DEPLOYMENT: Schema = Schema {
     ],
 };
 
+static JOB_SPEC: Schema = Schema {
+    name: "JobSpec",
+    fields: &[
+        (1, "parallelism", Ty::OptInt, O),
+        (2, "completions", Ty::OptInt, O),
+        (3, "activeDeadlineSeconds", Ty::OptInt, O),
+        (4, "selector", Ty::Msg(&LABEL_SELECTOR), O),
+        (5, "manualSelector", Ty::OptBool, O),
+        (6, "template", Ty::Msg(&POD_TEMPLATE_SPEC), O),
+        (7, "backoffLimit", Ty::OptInt, O),
+        (8, "ttlSecondsAfterFinished", Ty::OptInt, O),
+        (9, "completionMode", Ty::Str, O),
+        (10, "suspend", Ty::OptBool, O),
+        (12, "backoffLimitPerIndex", Ty::OptInt, O),
+        (13, "maxFailedIndexes", Ty::OptInt, O),
+        (14, "podReplacementPolicy", Ty::Str, O),
+        (15, "managedBy", Ty::Str, O),
+    ],
+};
+static JOB: Schema = Schema {
+    name: "Job",
+    fields: &[
+        (1, "metadata", Ty::Msg(&OBJECT_META), O),
+        (2, "spec", Ty::Msg(&JOB_SPEC), O),
+        (3, "status", Ty::Skip, O),
+    ],
+};
+static JOB_TEMPLATE_SPEC: Schema = Schema {
+    name: "JobTemplateSpec",
+    fields: &[
+        (1, "metadata", Ty::Msg(&OBJECT_META), O),
+        (2, "spec", Ty::Msg(&JOB_SPEC), O),
+    ],
+};
+static CRON_JOB_SPEC: Schema = Schema {
+    name: "CronJobSpec",
+    fields: &[
+        (1, "schedule", Ty::Str, O),
+        (2, "startingDeadlineSeconds", Ty::OptInt, O),
+        (3, "concurrencyPolicy", Ty::Str, O),
+        (4, "suspend", Ty::OptBool, O),
+        (5, "jobTemplate", Ty::Msg(&JOB_TEMPLATE_SPEC), O),
+        (6, "successfulJobsHistoryLimit", Ty::OptInt, O),
+        (7, "failedJobsHistoryLimit", Ty::OptInt, O),
+        (8, "timeZone", Ty::Str, O),
+    ],
+};
+static CRON_JOB: Schema = Schema {
+    name: "CronJob",
+    fields: &[
+        (1, "metadata", Ty::Msg(&OBJECT_META), O),
+        (2, "spec", Ty::Msg(&CRON_JOB_SPEC), O),
+        (3, "status", Ty::Skip, O),
+    ],
+};
+
 fn schema_for(api_version: &str, kind: &str) -> Option<&'static Schema> {
     Some(match (api_version, kind) {
         ("v1", "Namespace") => &NAMESPACE,
@@ -326,6 +382,8 @@ fn schema_for(api_version: &str, kind: &str) -> Option<&'static Schema> {
         ("v1", "ServiceAccount") => &SERVICE_ACCOUNT,
         ("v1", "Service") => &SERVICE,
         ("apps/v1", "Deployment") => &DEPLOYMENT,
+        ("batch/v1", "Job") => &JOB,
+        ("batch/v1", "CronJob") => &CRON_JOB,
         _ => return None,
     })
 }
