@@ -484,3 +484,29 @@ fn pod_binding_assigns_a_node_once() {
         "n1"
     );
 }
+
+#[test]
+fn delete_collection_by_label() {
+    let s = Server::start();
+    for (n, team) in [("a", "blue"), ("b", "blue"), ("c", "red")] {
+        s.apply_ok(&format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {n}\n  labels: {{team: {team}}}\n"
+        ));
+    }
+    let (code, body, _) = curl(
+        &s,
+        "admin",
+        "DELETE",
+        &format!("{CMS}?labelSelector=team%3Dblue"),
+        "application/json",
+        None,
+    );
+    assert_eq!(code, 200, "{body}");
+    let list: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(list["kind"], "ConfigMapList");
+    assert_eq!(list["items"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        s.ok(&["get", "configmaps", "-o", "name"]).trim(),
+        "configmap/c"
+    );
+}

@@ -269,3 +269,53 @@ async fn streaming_list_reflector_syncs_from_initial_events() {
     eventually(30, "the delete", || names(&reader) == set(&["s1", "s3"])).await;
     task.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn selector_watches_see_objects_enter_and_leave() {
+    use kube::api::{Patch, PatchParams, WatchEvent, WatchParams};
+    let s = Server::start();
+    let c = client(&s).await;
+    let cms: Api<ConfigMap> = Api::namespaced(c, "default");
+    cms.create(&PostParams::default(), &cm("x")).await.unwrap();
+    let rv = cms
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let mut w = cms
+        .watch(&WatchParams::default().labels("team=blue").timeout(20), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    let label =
+        |v: Option<&str>| Patch::Merge(serde_json::json!({"metadata": {"labels": {"team": v}}}));
+    cms.patch("x", &PatchParams::default(), &label(Some("blue")))
+        .await
+        .unwrap();
+    cms.patch("x", &PatchParams::default(), &label(Some("red")))
+        .await
+        .unwrap();
+    cms.create(&PostParams::default(), &cm("y")).await.unwrap();
+    cms.patch("y", &PatchParams::default(), &label(Some("blue")))
+        .await
+        .unwrap();
+    cms.delete("y", &DeleteParams::default()).await.unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 4 {
+        let ev = tokio::time::timeout(Duration::from_secs(20), w.next())
+            .await
+            .expect("an event")
+            .unwrap()
+            .unwrap();
+        seen.push(match ev {
+            WatchEvent::Added(o) => format!("ADDED {}", o.metadata.name.unwrap()),
+            WatchEvent::Modified(o) => format!("MODIFIED {}", o.metadata.name.unwrap()),
+            WatchEvent::Deleted(o) => format!("DELETED {}", o.metadata.name.unwrap()),
+            other => format!("{other:?}"),
+        });
+    }
+    // x enters (label set) and leaves (label changed); y enters and is deleted.
+    assert_eq!(seen, ["ADDED x", "DELETED x", "ADDED y", "DELETED y"]);
+}

@@ -673,6 +673,45 @@ fn create_generators_send_protobuf() {
     let svc = json(&s.ok(&["get", "svc", "web", "-n", "gen", "-o", "json"]));
     assert_eq!(svc["spec"]["ports"][0]["port"], 80);
     assert_eq!(svc["spec"]["ports"][0]["targetPort"], 8080);
-    // Every stable kind's protobuf is decoded now (src/apiserver/protobuf), jobs included.
-    s.ok(&["create", "job", "j", "-n", "gen", "--image=busybox"]);
+    s.ok(&[
+        "create",
+        "job",
+        "j",
+        "-n",
+        "gen",
+        "--image=busybox",
+        "--",
+        "echo",
+        "hi",
+    ]);
+    let j = json(&s.ok(&["get", "job", "j", "-n", "gen", "-o", "json"]));
+    let c = &j["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(c["image"], "busybox");
+    assert_eq!(c["command"], serde_json::json!(["echo", "hi"]));
+    assert_eq!(j["spec"]["template"]["spec"]["restartPolicy"], "Never");
+    s.ok(&[
+        "create",
+        "cronjob",
+        "cj",
+        "-n",
+        "gen",
+        "--image=busybox",
+        "--schedule=*/5 * * * *",
+    ]);
+    assert_eq!(
+        s.ok(&[
+            "get",
+            "cronjob",
+            "cj",
+            "-n",
+            "gen",
+            "-o",
+            "jsonpath={.spec.schedule}"
+        ]),
+        "*/5 * * * *"
+    );
+    // Every stable kind's protobuf is decoded (src/apiserver/protobuf), roles included.
+    s.ok(&["create", "role", "r", "-n", "gen", "--verb=get", "--resource=pods"]);
+    let r = json(&s.ok(&["get", "role", "r", "-n", "gen", "-o", "json"]));
+    assert_eq!(r["rules"][0]["verbs"], serde_json::json!(["get"]));
 }

@@ -127,10 +127,20 @@ impl Api {
     {
         let method = req.method().clone();
         let path = req.uri().path().to_string();
+        let gzip_ok = req
+            .headers()
+            .get(header::ACCEPT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
         let started = std::time::Instant::now();
         let resp = match self.route(req, cert_user).await {
             Ok(r) => r,
             Err(e) => error_response(&e),
+        };
+        let resp = if gzip_ok {
+            gzip_large(resp).await
+        } else {
+            resp
         };
         tracing::debug!(%method, %path, status = resp.status().as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "request");
         Ok(resp)
@@ -417,6 +427,44 @@ impl Api {
                 parts.uri.path()
             ))),
         }
+    }
+}
+
+/// Whole responses at least this large are gzipped for clients that accept it (kubectl does),
+/// as kube-apiserver does; streams (watches) are left alone.
+const GZIP_MIN: u64 = 128 * 1024;
+
+async fn gzip_large(resp: Resp) -> Resp {
+    use hyper::body::Body as _;
+    let size = resp.body().size_hint().exact();
+    if size.is_none_or(|n| n < GZIP_MIN) || resp.headers().contains_key(header::CONTENT_ENCODING) {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let Ok(collected) = body.collect().await;
+    let raw = collected.to_bytes();
+    let compressed = tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(
+            Vec::with_capacity(raw.len() / 4),
+            flate2::Compression::fast(),
+        );
+        enc.write_all(&raw)
+            .and_then(|_| enc.finish())
+            .map_err(|_| raw)
+    })
+    .await;
+    match compressed {
+        Ok(Ok(gz)) => {
+            parts.headers.insert(
+                header::CONTENT_ENCODING,
+                http::HeaderValue::from_static("gzip"),
+            );
+            parts.headers.remove(header::CONTENT_LENGTH);
+            Response::from_parts(parts, Full::new(Bytes::from(gz)).boxed())
+        }
+        Ok(Err(raw)) => Response::from_parts(parts, Full::new(raw).boxed()),
+        Err(_) => Response::from_parts(parts, Full::new(Bytes::new()).boxed()),
     }
 }
 

@@ -18,6 +18,8 @@ pub mod handler;
 pub mod http;
 pub mod lifecycle;
 pub mod registry;
+pub mod deletes;
+pub mod reads;
 pub mod resources;
 pub mod selectors;
 pub mod status;

@@ -1,16 +1,16 @@
-//! The resource verbs: get, list, create, update (PUT), patch, delete, deletecollection, and the
-//! status and scale subresources. Every write goes through `prepare_create` or `prepare_update`
+//! Writes: create, update (PUT), patch, the status and scale subresources and pods/binding,
+//! and what reads and deletes share (modes, metadata helpers, selectors, Scale). Every write
+//! goes through `prepare_create` or `prepare_update`
 //! (server-owned metadata, status/spec split, generation, defaults, validation) and then one
 //! compare-and-swap on the store, retried when a concurrent writer got there first and the
 //! client did not pin a resourceVersion.
 
-use super::handler::{full, json, Api, Output, ResourceRequest, Resp};
+use super::handler::{full, json, Api, ResourceRequest, Resp};
 use super::registry::ResourceInfo;
 use super::selectors::{FieldSelector, LabelSelector};
 use super::status::{self, ApiError, Cause};
-use super::{apply, defaults, encoding, strategic_merge, table_output, validation};
+use super::{apply, defaults, encoding, strategic_merge, validation};
 use crate::store::{self, KeyValue};
-use base64::Engine;
 use http::StatusCode;
 use serde_json::{json, Map, Value};
 
@@ -35,20 +35,20 @@ pub struct DeleteOptions {
     pub dry_run: bool,
 }
 
-const CONFLICT_RETRIES: usize = 16;
+pub(crate) const CONFLICT_RETRIES: usize = 16;
 
 pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
+pub(crate) fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
     obj.get("metadata")
         .and_then(|m| m.get(field))
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
 }
 
-fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
+pub(crate) fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
     if !obj.get("metadata").is_some_and(Value::is_object) {
         obj["metadata"] = json!({});
     }
@@ -57,7 +57,7 @@ fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
         .expect("metadata is an object")
 }
 
-fn finalizers(obj: &Value) -> Vec<String> {
+pub(crate) fn finalizers(obj: &Value) -> Vec<String> {
     obj["metadata"]["finalizers"]
         .as_array()
         .map(|a| {
@@ -176,28 +176,6 @@ pub fn to_scale(obj: &Value) -> Value {
         "status": {"replicas": obj["status"]["replicas"].as_i64().unwrap_or(0), "selector": selector_string(obj)}})
 }
 
-struct ContinueToken {
-    revision: i64,
-    start: String,
-}
-
-fn encode_continue(revision: i64, start: &str) -> String {
-    let raw = json!({"rv": revision, "start": start}).to_string();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
-}
-
-fn decode_continue(s: &str) -> Result<ContinueToken, ApiError> {
-    let bad = || ApiError::BadRequest(format!("invalid continue token: {s}"));
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(s)
-        .map_err(|_| bad())?;
-    let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
-    Ok(ContinueToken {
-        revision: v["rv"].as_i64().ok_or_else(bad)?,
-        start: v["start"].as_str().ok_or_else(bad)?.to_string(),
-    })
-}
-
 /// The fieldValidation directive of a write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum FieldValidation {
@@ -262,14 +240,6 @@ fn with_warnings(mut resp: Resp, warnings: &[String]) -> Resp {
         }
     }
     resp
-}
-
-fn stored_response(code: StatusCode, kv: &KeyValue) -> Resp {
-    full(
-        code,
-        "application/json",
-        encoding::with_rv(&kv.value, kv.mod_revision),
-    )
 }
 
 impl Api {
@@ -364,183 +334,6 @@ impl Api {
             }
         }
         Ok(())
-    }
-
-    // ---------------------------------------------------------------- get / list
-
-    pub async fn get(&self, r: &ResourceRequest) -> Result<Resp, ApiError> {
-        let name = r.name.as_deref().unwrap_or_default();
-        let Some((obj, kv)) = self
-            .get_object(r.info, r.namespace.as_deref(), name)
-            .await?
-        else {
-            return Err(ApiError::not_found(r.info.group, r.info.plural, name));
-        };
-        if r.subresource.as_deref() == Some("scale") {
-            return Ok(json(StatusCode::OK, &to_scale(&obj)));
-        }
-        match r.output {
-            Output::Json => Ok(stored_response(StatusCode::OK, &kv)),
-            Output::Table(include) => {
-                let row = table_output::row(r.info, &obj, include, chrono::Utc::now());
-                let t = table_output::table(r.info, vec![row], kv.mod_revision, None, true);
-                Ok(full(
-                    StatusCode::OK,
-                    super::handler::TABLE_CONTENT_TYPE,
-                    encoding::json_bytes(&t),
-                ))
-            }
-        }
-    }
-
-    /// The revision a list reads at, from resourceVersion and resourceVersionMatch.
-    async fn list_revision(&self, r: &ResourceRequest) -> Result<Option<i64>, ApiError> {
-        let rv = r.param("resourceVersion");
-        let parse = |s: &str| {
-            s.parse::<i64>()
-                .map_err(|_| ApiError::BadRequest(format!("invalid resourceVersion: {s}")))
-        };
-        match (rv, r.param("resourceVersionMatch")) {
-            (Some(v), Some("Exact")) => Ok(Some(parse(v)?)),
-            (None, Some(m)) => Err(ApiError::BadRequest(format!(
-                "resourceVersionMatch {m} requires resourceVersion"
-            ))),
-            (None | Some("0"), _) => Ok(None),
-            (Some(v), None | Some("NotOlderThan")) => {
-                let want = parse(v)?;
-                // kube-apiserver waits a little for its cache to catch up; here only a revision
-                // the store has not written yet can be too new.
-                for _ in 0..30 {
-                    if self.store.current_revision().await? >= want {
-                        return Ok(None);
-                    }
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                }
-                Err(ApiError::Timeout(format!(
-                    "Too large resource version: {want}, current: {}",
-                    self.store.current_revision().await?
-                )))
-            }
-            (Some(_), Some(m)) => Err(ApiError::BadRequest(format!(
-                "unsupported resourceVersionMatch: {m}"
-            ))),
-        }
-    }
-
-    pub async fn list(&self, r: &ResourceRequest) -> Result<Resp, ApiError> {
-        let (label, field) = selectors_of(r)?;
-        let limit: usize = match r.param("limit") {
-            Some(l) => l
-                .parse()
-                .map_err(|_| ApiError::BadRequest(format!("invalid limit: {l}")))?,
-            None => 0,
-        };
-        let (mut revision, mut start_after) = match r.param("continue") {
-            Some(c) => {
-                let t = decode_continue(c)?;
-                (Some(t.revision), Some(t.start))
-            }
-            None => (self.list_revision(r).await?, None),
-        };
-        let continued = start_after.is_some();
-        let prefix = r.info.list_prefix(r.namespace.as_deref());
-        let filtering = !label.is_empty() || !field.is_empty();
-
-        let mut items: Vec<(KeyValue, Option<Value>)> = Vec::new();
-        let mut more = false;
-        let mut last_key: Option<String> = None;
-        let read_revision;
-        'pages: loop {
-            let want = if limit == 0 {
-                0
-            } else if filtering {
-                limit.max(500)
-            } else {
-                limit - items.len()
-            };
-            let page = match self.store.list(&prefix, start_after.as_deref(), want, revision).await {
-                Err(store::Error::Compacted { .. }) if continued => {
-                    return Err(ApiError::Expired("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.".into()))
-                }
-                other => other?,
-            };
-            revision = Some(page.revision);
-            let n = page.items.len();
-            for (i, kv) in page.items.into_iter().enumerate() {
-                last_key = Some(kv.key.clone());
-                // Table rows are parsed later, in parallel; only filtering needs it here.
-                let parsed = if filtering {
-                    let v = encoding::decode_stored(&kv.value, kv.mod_revision).map_err(|e| {
-                        ApiError::Internal(format!("stored object {} is corrupt: {e}", kv.key))
-                    })?;
-                    if !label.matches(&v) || !field.matches(&v) {
-                        None
-                    } else {
-                        Some(Some(v))
-                    }
-                } else {
-                    Some(None)
-                };
-                if let Some(p) = parsed {
-                    items.push((kv, p));
-                }
-                if limit > 0 && items.len() >= limit {
-                    more = i + 1 < n || page.more;
-                    read_revision = page.revision;
-                    break 'pages;
-                }
-            }
-            if !page.more || n == 0 {
-                read_revision = page.revision;
-                break;
-            }
-            start_after = last_key.clone();
-        }
-        let cont = if more {
-            last_key
-                .as_deref()
-                .map(|k| encode_continue(read_revision, k))
-        } else {
-            None
-        };
-
-        match r.output {
-            Output::Table(include) => {
-                let rows = table_output::rows_parallel(r.info, items, include).await?;
-                let t =
-                    table_output::table(r.info, Vec::new(), read_revision, cont.as_deref(), true);
-                // The rows are spliced in as bytes: `"rows":[]` is the last member written.
-                let mut out = serde_json::to_vec(&t).unwrap_or_default();
-                let tail = b"\"rows\":[]}";
-                if out.ends_with(tail) {
-                    out.truncate(out.len() - 2);
-                    out.extend_from_slice(&rows);
-                    out.extend_from_slice(b"]}");
-                }
-                Ok(full(
-                    StatusCode::OK,
-                    super::handler::TABLE_CONTENT_TYPE,
-                    out,
-                ))
-            }
-            Output::Json => {
-                let size: usize = items.iter().map(|(kv, _)| kv.value.len() + 32).sum();
-                let mut out = Vec::with_capacity(size + 256);
-                out.extend_from_slice(format!("{{\"kind\":\"{}\",\"apiVersion\":\"{}\",\"metadata\":{{\"resourceVersion\":\"{}\"", r.info.list_kind, r.info.api_version, read_revision).as_bytes());
-                if let Some(c) = &cont {
-                    out.extend_from_slice(format!(",\"continue\":\"{c}\"").as_bytes());
-                }
-                out.extend_from_slice(b"},\"items\":[");
-                for (i, (kv, _)) in items.iter().enumerate() {
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    encoding::write_with_rv(&mut out, &kv.value, kv.mod_revision);
-                }
-                out.extend_from_slice(b"]}");
-                Ok(full(StatusCode::OK, "application/json", out))
-            }
-        }
     }
 
     // ---------------------------------------------------------------- create
@@ -1092,212 +885,6 @@ impl Api {
         }
         Err(ApiError::modified(info.group, info.plural, &name))
     }
-
-    // ---------------------------------------------------------------- delete
-
-    pub async fn delete(&self, r: &ResourceRequest) -> Result<Resp, ApiError> {
-        if r.subresource.is_some() {
-            return Err(ApiError::MethodNotAllowed(
-                "DELETE is not supported on subresources".into(),
-            ));
-        }
-        let opts = delete_options(r)?;
-        let name = r.name.clone().unwrap_or_default();
-        let obj = self
-            .delete_object(r.info, r.namespace.as_deref(), &name, &opts)
-            .await?;
-        Ok(json(StatusCode::OK, &obj))
-    }
-
-    pub async fn delete_collection(&self, r: &ResourceRequest) -> Result<Resp, ApiError> {
-        let (label, field) = selectors_of(r)?;
-        let opts = delete_options(r)?;
-        let prefix = r.info.list_prefix(r.namespace.as_deref());
-        let page = self.store.list(&prefix, None, 0, None).await?;
-        let mut deleted = Vec::new();
-        for kv in page.items {
-            let v = encoding::decode_stored(&kv.value, kv.mod_revision)
-                .map_err(|e| ApiError::Internal(e.to_string()))?;
-            if !label.matches(&v) || !field.matches(&v) {
-                continue;
-            }
-            let name = meta_str(&v, "name").unwrap_or_default().to_string();
-            let ns = meta_str(&v, "namespace").map(str::to_string);
-            match self
-                .delete_object(r.info, ns.as_deref(), &name, &opts)
-                .await
-            {
-                Ok(o) => deleted.push(o),
-                Err(ApiError::NotFound { .. }) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        let rev = self.store.current_revision().await?;
-        Ok(json(
-            StatusCode::OK,
-            &json!({"kind": r.info.list_kind, "apiVersion": r.info.api_version,
-            "metadata": {"resourceVersion": rev.to_string()}, "items": deleted}),
-        ))
-    }
-
-    /// Deletes one object as Kubernetes does: preconditions; finalizers (and graceful pod
-    /// termination) turn the delete into setting deletionTimestamp; namespaces terminate first.
-    /// Returns the object as last seen (or as now marked).
-    pub(crate) async fn delete_object(
-        &self,
-        info: &'static ResourceInfo,
-        ns: Option<&str>,
-        name: &str,
-        opts: &DeleteOptions,
-    ) -> Result<Value, ApiError> {
-        let key = info.key(ns, name);
-        for _ in 0..CONFLICT_RETRIES {
-            let Some((cur, kv)) = self.get_object(info, ns, name).await? else {
-                return Err(ApiError::not_found(info.group, info.plural, name));
-            };
-            if let Some(uid) = &opts.uid {
-                let have = meta_str(&cur, "uid").unwrap_or("");
-                if uid != have {
-                    return Err(ApiError::conflict(info.group, info.plural, name, &format!(
-                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {have}"
-                    )));
-                }
-            }
-            if let Some(rv) = &opts.resource_version {
-                if *rv != kv.mod_revision.to_string() {
-                    return Err(ApiError::conflict(info.group, info.plural, name, &format!(
-                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
-                        kv.mod_revision
-                    )));
-                }
-            }
-            if info.plural == "namespaces" {
-                return self
-                    .terminate_namespace(&cur, kv.mod_revision, opts.dry_run)
-                    .await;
-            }
-            let mut fins = finalizers(&cur);
-            let policy = opts.propagation.as_deref().unwrap_or("Background");
-            if policy == "Orphan" {
-                self.orphan_dependents(info, &cur).await?;
-            } else if policy == "Foreground" && !opts.dry_run {
-                // Dependents go first (synchronously), then the owner.
-                self.delete_dependents(info, &cur).await?;
-            }
-            let graceful = self.pod_grace(info, &cur, opts).await?;
-            if let Some(grace) = graceful.filter(|_| fins.is_empty()) {
-                fins.clear();
-                let mut new = cur.clone();
-                let m = meta_mut(&mut new);
-                let when = chrono::Utc::now() + chrono::Duration::seconds(grace);
-                let shorter = m
-                    .get("deletionGracePeriodSeconds")
-                    .and_then(Value::as_i64)
-                    .is_none_or(|g| grace < g);
-                if !shorter {
-                    return Ok(cur);
-                }
-                m.insert(
-                    "deletionTimestamp".into(),
-                    json!(when.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
-                );
-                m.insert("deletionGracePeriodSeconds".into(), json!(grace));
-                m.remove("resourceVersion");
-                if opts.dry_run {
-                    return Ok(new);
-                }
-                match self
-                    .store
-                    .update(&key, encoding::to_stored(&new), kv.mod_revision)
-                    .await
-                {
-                    Ok(kv) => return decode(&kv),
-                    Err(store::Error::Conflict { .. }) => continue,
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            if !fins.is_empty() {
-                if meta_str(&cur, "deletionTimestamp").is_some() {
-                    return Ok(cur);
-                }
-                let mut new = cur.clone();
-                let m = meta_mut(&mut new);
-                m.insert("deletionTimestamp".into(), json!(now_rfc3339()));
-                m.insert("deletionGracePeriodSeconds".into(), json!(0));
-                m.remove("resourceVersion");
-                if opts.dry_run {
-                    return Ok(new);
-                }
-                match self
-                    .store
-                    .update(&key, encoding::to_stored(&new), kv.mod_revision)
-                    .await
-                {
-                    Ok(kv) => return decode(&kv),
-                    Err(store::Error::Conflict { .. }) => continue,
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            if opts.dry_run {
-                return Ok(cur);
-            }
-            match self.store.delete(&key, Some(kv.mod_revision)).await {
-                Ok((_, _rev)) => {
-                    if policy == "Background" {
-                        self.after_delete(info, &cur);
-                    }
-                    return Ok(cur);
-                }
-                Err(store::Error::Conflict { .. }) => continue,
-                Err(store::Error::NotFound(_)) => {
-                    return Err(ApiError::not_found(info.group, info.plural, name))
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(ApiError::modified(info.group, info.plural, name))
-    }
-
-    /// A pod bound to an existing node is deleted gracefully (its kubelet finishes the delete);
-    /// unbound pods, pods on unknown nodes and finished pods go at once, as in Kubernetes.
-    async fn pod_grace(
-        &self,
-        info: &ResourceInfo,
-        pod: &Value,
-        opts: &DeleteOptions,
-    ) -> Result<Option<i64>, ApiError> {
-        if info.plural != "pods" || !info.group.is_empty() {
-            return Ok(None);
-        }
-        let grace = opts
-            .grace_period
-            .or_else(|| pod["spec"]["terminationGracePeriodSeconds"].as_i64())
-            .unwrap_or(30);
-        let node = pod["spec"]["nodeName"].as_str().unwrap_or("");
-        let finished = matches!(
-            pod["status"]["phase"].as_str(),
-            Some("Succeeded" | "Failed")
-        );
-        if grace <= 0 || node.is_empty() || finished {
-            return Ok(None);
-        }
-        let nodes = super::registry::lookup("", "v1", "nodes").expect("nodes are registered");
-        if self.get_object(nodes, None, node).await?.is_none() {
-            return Ok(None);
-        }
-        Ok(Some(grace))
-    }
-
-    /// Work that follows an object's removal: its dependents are collected in the background.
-    pub(crate) fn after_delete(&self, info: &'static ResourceInfo, obj: &Value) {
-        let Some(api) = self.me.upgrade() else { return };
-        let obj = obj.clone();
-        tokio::spawn(async move {
-            if let Err(e) = api.delete_dependents(info, &obj).await {
-                tracing::warn!(error = %e, "garbage collection of dependents failed");
-            }
-        });
-    }
 }
 
 /// A failed server-side apply as its Status: a field ownership conflict (409) or an applied
@@ -1316,11 +903,6 @@ fn apply_error(info: &ResourceInfo, name: &str, e: apply::ApplyError) -> ApiErro
             causes: Vec::new(),
         },
     }
-}
-
-fn decode(kv: &KeyValue) -> Result<Value, ApiError> {
-    encoding::decode_stored(&kv.value, kv.mod_revision)
-        .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1399,50 +981,6 @@ pub(crate) fn selectors_of(
         })
     })?;
     Ok((label, field))
-}
-
-fn delete_options(r: &ResourceRequest) -> Result<DeleteOptions, ApiError> {
-    let mut o = DeleteOptions {
-        dry_run: r.dry_run(),
-        ..Default::default()
-    };
-    if !r.body.iter().all(u8::is_ascii_whitespace) {
-        let v: Value = serde_json::from_slice(&r.body).map_err(|e| {
-            ApiError::BadRequest(format!("DeleteOptions could not be decoded: {e}"))
-        })?;
-        o.grace_period = v["gracePeriodSeconds"].as_i64();
-        o.propagation = v["propagationPolicy"].as_str().map(str::to_string);
-        if v["orphanDependents"].as_bool() == Some(true) {
-            o.propagation = Some("Orphan".into());
-        }
-        o.uid = v["preconditions"]["uid"].as_str().map(str::to_string);
-        o.resource_version = v["preconditions"]["resourceVersion"]
-            .as_str()
-            .map(str::to_string);
-        if v["dryRun"]
-            .as_array()
-            .is_some_and(|a| a.iter().any(|x| x == "All"))
-        {
-            o.dry_run = true;
-        }
-    }
-    if let Some(g) = r.param("gracePeriodSeconds") {
-        o.grace_period = Some(
-            g.parse()
-                .map_err(|_| ApiError::BadRequest(format!("invalid gracePeriodSeconds: {g}")))?,
-        );
-    }
-    if let Some(p) = r.param("propagationPolicy") {
-        o.propagation = Some(p.to_string());
-    }
-    if let Some(p) = &o.propagation {
-        if !matches!(p.as_str(), "Background" | "Foreground" | "Orphan") {
-            return Err(ApiError::BadRequest(format!(
-                "unsupported propagationPolicy: {p}"
-            )));
-        }
-    }
-    Ok(o)
 }
 
 /// Server-owned fields of a new object, and the status it starts with.

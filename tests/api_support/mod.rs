@@ -226,8 +226,7 @@ impl Server {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// A ConfigMap or Namespace made through `kubectl apply` (kubectl's `create <kind>`
-    /// generators send protobuf, which the server does not decode).
+    /// A ConfigMap or Namespace made through `kubectl apply`.
     pub fn configmap(&self, name: &str, ns: &str, data: &[(&str, &str)]) {
         let mut y = format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: {ns}\ndata:\n");
         for (k, v) in data {
