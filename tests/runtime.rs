@@ -1311,3 +1311,108 @@ fn share_pid_namespace_by_path() {
         std::fs::read_link("/proc/self/ns/pid").unwrap()
     );
 }
+
+/// The same bundle (runc's own default spec) under runc and under nanokube: what the probe
+/// sees from inside must match, apart from ids and namespace inode numbers.
+#[test]
+fn runc_and_nanokube_agree_on_the_same_bundle() {
+    if Command::new("runc").arg("--version").output().is_err() {
+        panic!("runc is not installed (scripts/deps.sh installs it)");
+    }
+    let env = Env::new();
+    let b = env.dir.path().join("runc-bundle");
+    std::fs::create_dir_all(&b).unwrap();
+    assert!(Command::new("runc")
+        .arg("spec")
+        .current_dir(&b)
+        .status()
+        .unwrap()
+        .success());
+    let mut spec: Value =
+        serde_json::from_slice(&std::fs::read(b.join("config.json")).unwrap()).unwrap();
+    spec["process"]["terminal"] = json!(false);
+    spec["process"]["args"] = json!(["probe", "report"]);
+    spec["root"] = json!({"path": image(), "readonly": true});
+    std::fs::write(b.join("config.json"), serde_json::to_vec(&spec).unwrap()).unwrap();
+
+    let run = |bin: &str, pre: &[&str], root: &Path, id: &str| -> Value {
+        let out = Command::new(bin)
+            .args(pre)
+            .arg("--root")
+            .arg(root)
+            .args(["run", "--bundle", b.to_str().unwrap(), id])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{bin}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let theirs = run(
+        "runc",
+        &[],
+        &env.dir.path().join("runc-state"),
+        &unique("runc"),
+    );
+    let ours = run(BIN, &["runtime"], &env.root, &unique("ours"));
+    for key in [
+        "uid",
+        "gid",
+        "groups",
+        "cwd",
+        "umask",
+        "hostname",
+        "no_new_privs",
+        "seccomp",
+        "rlimits",
+        "env",
+        "args",
+        "pid",
+    ] {
+        assert_eq!(ours[key], theirs[key], "{key}");
+    }
+    assert_eq!(ours["caps"], theirs["caps"], "capabilities");
+    let fds = |r: &Value| -> Vec<u64> {
+        r["fds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["fd"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(fds(&ours), fds(&theirs));
+    // The same mount points with the same file systems and read-only flags (runc binds
+    // masked files and remounts in a slightly different order; compare as sets).
+    let mounts = |r: &Value| -> std::collections::BTreeSet<(String, String, bool)> {
+        r["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                let ro = m["options"].as_str().unwrap().split(',').any(|o| o == "ro");
+                (
+                    m["mountpoint"].as_str().unwrap().to_string(),
+                    m["fstype"].as_str().unwrap().to_string(),
+                    ro,
+                )
+            })
+            .collect()
+    };
+    let (mut o, t) = (mounts(&ours), mounts(&theirs));
+    // One deliberate difference: with a read-only cgroup mount, runc leaves the tmpfs that
+    // holds the v1 hierarchies writable; we make it read-only too.
+    let cg = ("/sys/fs/cgroup".to_string(), "tmpfs".to_string(), true);
+    if o.remove(&cg) {
+        o.insert((cg.0, cg.1, false));
+    }
+    assert_eq!(
+        o,
+        t,
+        "only ours: {:?}\nonly runc's: {:?}",
+        o.difference(&t).collect::<Vec<_>>(),
+        t.difference(&o).collect::<Vec<_>>()
+    );
+}

@@ -287,7 +287,11 @@ impl Prepared {
 /// the filter goes in last (it may then forbid what setup still needs); without it the filter
 /// needs CAP_SYS_ADMIN, so it goes in before capabilities are dropped.
 fn prepare_process(process: &Process, filter: Option<&sync::Filter>) -> Result<Prepared, Error> {
-    let env: Vec<String> = process.env().clone().unwrap_or_default();
+    let mut env: Vec<String> = process.env().clone().unwrap_or_default();
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        // As runc does: HOME from the container's /etc/passwd, else "/".
+        env.push(format!("HOME={}", process::home_of(process.user().uid())));
+    }
     let args: Vec<String> = process.args().clone().unwrap_or_default();
     process::set_rlimits(process)?;
     let nnp = process.no_new_privileges().unwrap_or(false);
