@@ -1416,3 +1416,61 @@ fn runc_and_nanokube_agree_on_the_same_bundle() {
         t.difference(&o).collect::<Vec<_>>()
     );
 }
+
+/// The kubelet calls the library from many threads at once: concurrent creates must not
+/// leak one container's descriptors into another, nor deadlock a child after clone.
+#[test]
+fn concurrent_creates_from_many_threads() {
+    let mut env = Env::new();
+    let b = env.bundle("threads", &["probe", "report"], |_| {});
+    let ids: Vec<String> = (0..8)
+        .map(|i| format!("{}-{i}", unique("threads")))
+        .collect();
+    env.ids.extend(ids.iter().cloned());
+    let root = env.root.clone();
+    let dir = env.dir.path().to_path_buf();
+    let handles: Vec<_> = ids
+        .iter()
+        .cloned()
+        .map(|id| {
+            let (b, root, dir) = (b.clone(), root.clone(), dir.clone());
+            std::thread::spawn(move || {
+                let mut rt = Runtime::new(&root);
+                rt.binary = Some(BIN.into());
+                let out_path = dir.join(format!("{id}.json"));
+                let out = std::fs::File::create(&out_path).unwrap();
+                let stdio = nanokube::runtime::Stdio {
+                    stdout: Some(out.into()),
+                    ..Default::default()
+                };
+                let c = rt
+                    .create(
+                        &id,
+                        CreateOptions {
+                            bundle: b,
+                            stdio,
+                            ..Default::default()
+                        },
+                    )
+                    .unwrap();
+                rt.start(&id).unwrap();
+                let st = rt.wait(&c).unwrap();
+                rt.delete(&id, false).unwrap();
+                (st.code, std::fs::read_to_string(out_path).unwrap())
+            })
+        })
+        .collect();
+    for h in handles {
+        let (code, out) = h.join().unwrap();
+        assert_eq!(code, 0);
+        let r: Value = serde_json::from_str(&out).unwrap();
+        let fds: Vec<u64> = r["fds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["fd"].as_u64().unwrap())
+            .collect();
+        assert_eq!(fds, vec![0, 1, 2], "{}", r["fds"]);
+    }
+    assert!(env.rt().list().unwrap().is_empty());
+}
