@@ -1401,7 +1401,11 @@ fn runc_and_nanokube_agree_on_the_same_bundle() {
             })
             .collect()
     };
-    let (mut o, t) = (mounts(&ours), mounts(&theirs));
+    let (mut o, mut t) = (mounts(&ours), mounts(&theirs));
+    // runc makes a cgroup in every v1 hierarchy; ours has directories only where the
+    // cgroups module manages a controller (not blkio, nor the controller-less name=systemd),
+    // and without a cgroup namespace we show only the container's own directories.
+    t.retain(|(m, _, _)| m != "/sys/fs/cgroup/blkio" && m != "/sys/fs/cgroup/systemd");
     // One deliberate difference: with a read-only cgroup mount, runc leaves the tmpfs that
     // holds the v1 hierarchies writable; we make it read-only too.
     let cg = ("/sys/fs/cgroup".to_string(), "tmpfs".to_string(), true);
@@ -1443,16 +1447,18 @@ fn concurrent_creates_from_many_threads() {
                     stdout: Some(out.into()),
                     ..Default::default()
                 };
-                let c = rt
-                    .create(
-                        &id,
-                        CreateOptions {
-                            bundle: b,
-                            stdio,
-                            ..Default::default()
-                        },
-                    )
-                    .unwrap();
+                // One cgroup each: deleting one container kills what is left in its cgroup.
+                let mut spec = nanokube::runtime::spec::load(&b).unwrap();
+                let mut linux = spec.linux().clone().unwrap();
+                linux.set_cgroups_path(Some(format!("/nanokube-test/{id}").into()));
+                spec.set_linux(Some(linux));
+                let opts = CreateOptions {
+                    bundle: b,
+                    spec: Some(spec),
+                    stdio,
+                    ..Default::default()
+                };
+                let c = rt.create(&id, opts).unwrap();
                 rt.start(&id).unwrap();
                 let st = rt.wait(&c).unwrap();
                 rt.delete(&id, false).unwrap();

@@ -161,6 +161,16 @@ fn container_init(chan: &mut Channel, cfg: InitConfig) -> Result<std::convert::I
         .iter()
         .any(|n| n.typ() == LinuxNamespaceType::Cgroup && n.path().is_none());
     let mut joined = false;
+    // Without a cgroup namespace, the container sees its own cgroup directories (bound),
+    // opened now while the host is visible.
+    let has_cgroup_ns = namespaces
+        .iter()
+        .any(|n| n.typ() == LinuxNamespaceType::Cgroup);
+    let host_cgroups = if has_cgroup_ns {
+        Vec::new()
+    } else {
+        mounts::open_host_cgroups(&cfg.cgroup_dirs)?
+    };
     if has(LinuxNamespaceType::Uts) {
         if let Some(h) = spec.hostname() {
             nix::unistd::sethostname(h).map_err(|e| Error::Sys {
@@ -182,7 +192,7 @@ fn container_init(chan: &mut Channel, cfg: InitConfig) -> Result<std::convert::I
             join_cgroup(chan, new_cgroup_ns, &mut joined)
                 .map_err(|e| mounts::Error::Refused(e.to_string()))
         };
-        let deferred = mounts::prepare_rootfs(spec, &cfg.rootfs, &mut hook)?;
+        let deferred = mounts::prepare_rootfs(spec, &cfg.rootfs, &host_cgroups, &mut hook)?;
         mounts::pivot(&cfg.rootfs)?;
         deferred
     } else {
@@ -206,7 +216,7 @@ fn container_init(chan: &mut Channel, cfg: InitConfig) -> Result<std::convert::I
     // Everything above overlapped the parent's cgroup migration; from here on we need it.
     join_cgroup(chan, new_cgroup_ns, &mut joined)?;
     if has(LinuxNamespaceType::Mount) {
-        mounts::mount_deferred(&deferred)?;
+        mounts::mount_deferred(&deferred, &host_cgroups)?;
         if spec
             .root()
             .as_ref()
