@@ -504,7 +504,18 @@ fn mount_cgroups(
         std::fs::read_to_string("/proc/self/cgroup").map_err(sys("read /proc/self/cgroup"))?;
     if list.lines().all(|l| l.starts_with("0::")) {
         if let Some((_, fd)) = host.iter().find(|(n, _)| n.is_empty()) {
-            return bind_cgroup(fd, &tpath, flags);
+            sys::mount(Some(&fd_path(fd)), &tpath, None, libc::MS_BIND, None)
+                .map_err(sys("bind cgroup"))?;
+            // Remount the new mount, not the directory the old fd still names.
+            let fresh = open_in_root(rootfd, dest, false).map_err(sys("reopen cgroup"))?;
+            return sys::mount(
+                None,
+                &fd_path(&fresh),
+                None,
+                libc::MS_BIND | libc::MS_REMOUNT | flags,
+                None,
+            )
+            .map_err(sys("remount cgroup"));
         }
         return sys::mount(Some("cgroup2"), &tpath, Some("cgroup2"), flags, None)
             .map_err(sys("mount cgroup2"));
