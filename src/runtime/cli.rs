@@ -163,6 +163,12 @@ fn forward_signals(pid: i32) {
 }
 
 pub fn run(args: RuntimeArgs) -> anyhow::Result<i32> {
+    // Our errors already spell out their causes in one line; flattening keeps the caller's
+    // `{:#}` from repeating each cause.
+    run_command(args).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn run_command(args: RuntimeArgs) -> anyhow::Result<i32> {
     let mut rt = Runtime::new(&args.root);
     // One command per operation: a fresh sealed copy each time would cost more than the
     // whole container start (see exe.rs), so the CLI uses the read-only bind.

@@ -336,7 +336,22 @@ impl Runtime {
 
         let (mut parent, child) = Channel::pair()?;
         let plan = spawn::Plan::new(exe_src, &child.raw_fd(), opts.stdio.raw());
-        let (pid, join) = spawn_into(&plan, flags, cleanup.cgroup.as_ref())?;
+        let pid_ns_path = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.namespaces().as_ref())
+            .and_then(|n| n.iter().find(|n| n.typ() == LinuxNamespaceType::Pid))
+            .and_then(|n| n.path().clone());
+        let pid_ns = match &pid_ns_path {
+            Some(p) => Some(
+                spawn::PidNsGuard::enter(p)
+                    .map_err(sys_err(format!("enter pid namespace {}", p.display())))?,
+            ),
+            None => None,
+        };
+        let spawned = spawn_into(&plan, flags, cleanup.cgroup.as_ref());
+        drop(pid_ns);
+        let (pid, join) = spawned?;
         cleanup.pid = Some(pid);
         drop(child);
         drop(opts.stdio);

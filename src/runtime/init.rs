@@ -141,7 +141,11 @@ fn container_init(chan: &mut Channel, cfg: InitConfig) -> Result<std::convert::I
     // Join the namespaces the spec names by path (a pod's shared net/ipc/uts); mount last,
     // since it changes how the other paths resolve.
     let mut joined = Vec::new();
-    for ns in namespaces.iter().filter(|n| n.path().is_some()) {
+    // (A pid namespace given by path was entered at clone time: see spawn::PidNsGuard.)
+    for ns in namespaces
+        .iter()
+        .filter(|n| n.path().is_some() && n.typ() != LinuxNamespaceType::Pid)
+    {
         let path = ns.path().as_ref().expect("filtered");
         let fd = sys::open(path, libc::O_RDONLY)
             .map_err(sys_err(format!("open namespace {}", path.display())))?;
@@ -283,7 +287,11 @@ impl Prepared {
 /// the filter goes in last (it may then forbid what setup still needs); without it the filter
 /// needs CAP_SYS_ADMIN, so it goes in before capabilities are dropped.
 fn prepare_process(process: &Process, filter: Option<&sync::Filter>) -> Result<Prepared, Error> {
-    let env: Vec<String> = process.env().clone().unwrap_or_default();
+    let mut env: Vec<String> = process.env().clone().unwrap_or_default();
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        // As runc does: HOME from the container's /etc/passwd, else "/".
+        env.push(format!("HOME={}", process::home_of(process.user().uid())));
+    }
     let args: Vec<String> = process.args().clone().unwrap_or_default();
     process::set_rlimits(process)?;
     let nnp = process.no_new_privileges().unwrap_or(false);

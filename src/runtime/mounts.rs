@@ -492,7 +492,11 @@ fn mount_cgroups(
 ) -> Result<(), Error> {
     let tpath = fd_path(target);
     let flags = flags | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
-    if super::cgroups::detect() == super::cgroups::Hierarchy::Unified {
+    // Which hierarchies we are in, from /proc/self/cgroup: looking at /sys/fs/cgroup would
+    // see the container's (still empty) view once pivot_root has happened.
+    let list =
+        std::fs::read_to_string("/proc/self/cgroup").map_err(sys("read /proc/self/cgroup"))?;
+    if list.lines().all(|l| l.starts_with("0::")) {
         return sys::mount(Some("cgroup2"), &tpath, Some("cgroup2"), flags, None)
             .map_err(sys("mount cgroup2"));
     }
@@ -509,8 +513,6 @@ fn mount_cgroups(
     let tpath = fd_path(&top);
     let dir = sys::open(Path::new(&tpath), libc::O_DIRECTORY | libc::O_RDONLY)
         .map_err(sys("open cgroup tmpfs"))?;
-    let list =
-        std::fs::read_to_string("/proc/self/cgroup").map_err(sys("read /proc/self/cgroup"))?;
     for line in list.lines() {
         let mut parts = line.splitn(3, ':');
         let (_, ctrls) = (parts.next(), parts.next().unwrap_or(""));

@@ -193,3 +193,31 @@ pub fn kill_and_reap(pid: i32) {
     unsafe { libc::kill(pid, libc::SIGKILL) };
     let _ = sys::waitpid(pid);
 }
+
+/// Makes the calling thread's next child start in the pid namespace at `path` (a pod sharing
+/// its process namespace), restoring the thread's own on drop. A process cannot move itself
+/// into another pid namespace, only its children, so this is done around the clone. The
+/// setting is per thread (its nsproxy), so other threads of the caller are unaffected.
+pub struct PidNsGuard {
+    original: std::os::fd::OwnedFd,
+}
+
+impl PidNsGuard {
+    pub fn enter(path: &std::path::Path) -> std::io::Result<PidNsGuard> {
+        let original = sys::open(
+            std::path::Path::new("/proc/thread-self/ns/pid_for_children"),
+            libc::O_RDONLY,
+        )?;
+        let target = sys::open(path, libc::O_RDONLY)?;
+        // SAFETY: valid namespace fd and flag.
+        sys::cvt(unsafe { libc::setns(target.as_raw_fd(), libc::CLONE_NEWPID) })?;
+        Ok(PidNsGuard { original })
+    }
+}
+
+impl Drop for PidNsGuard {
+    fn drop(&mut self) {
+        // SAFETY: valid namespace fd and flag; returning to our own namespace.
+        unsafe { libc::setns(self.original.as_raw_fd(), libc::CLONE_NEWPID) };
+    }
+}

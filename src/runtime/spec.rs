@@ -162,12 +162,6 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<(), Error> {
                             "must be an absolute path",
                         ));
                     }
-                    if ns.typ() == LinuxNamespaceType::Pid {
-                        return Err(invalid(
-                            format!("linux.namespaces[{i}].path"),
-                            "joining an existing pid namespace is not supported",
-                        ));
-                    }
                 }
                 if ns.typ() == LinuxNamespaceType::Time {
                     return Err(invalid(
