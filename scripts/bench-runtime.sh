@@ -50,7 +50,7 @@ PY
 
 work="$(mktemp -d /run/nanokube-bench.XXXXXX)"
 trap 'rm -rf "$work"' EXIT
-echo "== host ($(uname -r), hybrid cgroups): $iterations runs each"
+echo "== host ($(uname -r), hybrid cgroups, $(nproc) cpus, load average $(cut -d' ' -f1-3 /proc/loadavg)): $iterations runs each"
 "$driver" "$iterations" "$bundle" "$work" "nanokube=$nanokube runtime" runc=/usr/sbin/runc
 
 if [ "$vm" = 1 ]; then

@@ -10,23 +10,30 @@
 #                                       ship go in $VM_EXTRA (space-separated absolute paths)
 #        scripts/vm-test.sh --shell     interactive shell on the console (exit it to power off)
 # env:   VM_TIMEOUT (seconds, default 600), VM_MEM (MiB, default 2048), VM_SMP (default 2),
-#        VM_TEST_FILTER_RUNTIME (libtest filter for tests/runtime.rs, default "cgroup")
+#        VM_TEST_FILTER_RUNTIME (libtest filters for tests/runtime.rs, space-separated, a test runs
+#        when its name contains any; default "cgroup memory oom pids cpu")
 set -euo pipefail
 crate="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$crate"
 if [ "$(id -u)" != 0 ]; then echo "vm-test.sh: run as root (it builds device nodes)" >&2; exit 1; fi
 
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
 mode=tests job_file=
 case "${1:-}" in
-  --job) mode=job; job_file="$(realpath "$2")" ;;
+  --job) [ -f "${2:-}" ] || usage; mode=job; job_file="$(realpath "$2")" ;;
   --shell) mode=shell ;;
   "") ;;
-  *) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2 ;;
+  *) usage ;;
 esac
 timeout_s="${VM_TIMEOUT:-600}"
+# Per run, so that a benchmark and a test run can share the machine.
 work="$crate/target/vm"
-stage="$work/initramfs"
-log="$work/console.log"
+mkdir -p "$work"
+run_dir="$(mktemp -d "$work/run.XXXXXX")"
+trap 'rm -rf "$run_dir"' EXIT
+stage="$run_dir/initramfs"
+cpio_file="$run_dir/initramfs.cpio"
+log="$work/console-$mode.log"
 
 vmlinuz="$(ls /boot/vmlinuz-*-cloud-amd64 2>/dev/null | sort -V | tail -n1)"
 if [ -z "$vmlinuz" ]; then
@@ -40,7 +47,8 @@ kver="${vmlinuz#/boot/vmlinuz-}"
 if [ "$mode" != job ]; then cargo build --locked --quiet --bin nanokube; fi
 ./rootfs/build.sh >/dev/null
 
-# Test binaries: tests/cgroups.rs whole, and the cgroup tests of tests/runtime.rs, when present.
+# Test binaries: tests/cgroups.rs whole, and the cgroup-related tests of tests/runtime.rs (by name
+# filter), when present.
 declare -a test_bins=() test_filters=()
 if [ "$mode" = tests ]; then
   have_tests="$(cargo metadata --locked --no-deps --format-version 1 | python3 -c '
@@ -48,14 +56,14 @@ import json, sys
 pkg = next(p for p in json.load(sys.stdin)["packages"] if p["name"] == "nanokube")
 print(" ".join(t["name"] for t in pkg["targets"] if "test" in t["kind"] and t["name"] in ("cgroups", "runtime")))')"
   for t in $have_tests; do
-    exe="$(cargo test --locked --quiet --no-run --message-format=json --test "$t" | python3 -c '
+    exe="$(cargo test --locked --quiet --no-run --message-format=json-render-diagnostics --test "$t" | python3 -c '
 import json, sys
 for line in sys.stdin:
     m = json.loads(line)
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == sys.argv[1]:
         print(m["executable"])' "$t")"
     test_bins+=("$exe")
-    if [ "$t" = runtime ]; then test_filters+=("${VM_TEST_FILTER_RUNTIME:-cgroup}"); else test_filters+=(""); fi
+    if [ "$t" = runtime ]; then test_filters+=("${VM_TEST_FILTER_RUNTIME:-cgroup memory oom pids cpu}"); else test_filters+=(""); fi
   done
 fi
 
@@ -129,16 +137,17 @@ case "$mode" in
     ;;
 esac
 
-(cd "$stage" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc --quiet) >"$work/initramfs.cpio"
-echo "vm-test: kernel $kver, initramfs $(du -m "$work/initramfs.cpio" | cut -f1) MiB, mode $mode"
+(cd "$stage" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc --quiet) >"$cpio_file"
+echo "vm-test: kernel $kver, initramfs $(du -m "$cpio_file" | cut -f1) MiB, mode $mode"
 
 # --- boot ---------------------------------------------------------------------------------------
 qemu=(qemu-system-x86_64 -accel tcg -cpu max -smp "${VM_SMP:-2}" -m "${VM_MEM:-2048}"
   -nographic -nic none -no-reboot
-  -kernel "$vmlinuz" -initrd "$work/initramfs.cpio"
+  -kernel "$vmlinuz" -initrd "$cpio_file"
   -append "console=ttyS0 rdinit=/init panic=-1 quiet loglevel=3")
 if [ "$mode" = shell ]; then
-  exec "${qemu[@]}"
+  "${qemu[@]}"
+  exit
 fi
 set +e
 # The console's carriage returns and terminal resets would garble logs; drop them.

@@ -19,6 +19,9 @@ const USAGE: &str =
 | cat PATH | wait-signal";
 
 fn main() {
+    // Die quietly when the reader goes away, like any Unix filter, rather than panic in println.
+    // SAFETY: restoring a default signal disposition before anything else runs.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let args: Vec<String> = std::env::args().collect();
     let cmd = args.get(1).map(String::as_str).unwrap_or("");
     let arg = args.get(2).map(String::as_str);
