@@ -372,6 +372,11 @@ impl Runtime {
             fifo,
             seccomp: filter.clone(),
             join,
+            cgroup_dirs: cleanup
+                .cgroup
+                .as_ref()
+                .map(|c| c.dirs())
+                .unwrap_or_default(),
         })))?;
         // The init is in its cgroup by now, or joins the v1 hierarchies itself first thing.
         // (The init waits for this word only where it needs its cgroup; it leaves room for a

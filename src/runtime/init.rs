@@ -161,6 +161,16 @@ fn container_init(chan: &mut Channel, cfg: InitConfig) -> Result<std::convert::I
         .iter()
         .any(|n| n.typ() == LinuxNamespaceType::Cgroup && n.path().is_none());
     let mut joined = false;
+    // Without a cgroup namespace, the container sees its own cgroup directories (bound),
+    // opened now while the host is visible.
+    let has_cgroup_ns = namespaces
+        .iter()
+        .any(|n| n.typ() == LinuxNamespaceType::Cgroup);
+    let host_cgroups = if has_cgroup_ns {
+        Vec::new()
+    } else {
+        mounts::open_host_cgroups(&cfg.cgroup_dirs)?
+    };
     if has(LinuxNamespaceType::Uts) {
         if let Some(h) = spec.hostname() {
             nix::unistd::sethostname(h).map_err(|e| Error::Sys {
@@ -182,7 +192,7 @@ fn container_init(chan: &mut Channel, cfg: InitConfig) -> Result<std::convert::I
             join_cgroup(chan, new_cgroup_ns, &mut joined)
                 .map_err(|e| mounts::Error::Refused(e.to_string()))
         };
-        let deferred = mounts::prepare_rootfs(spec, &cfg.rootfs, &mut hook)?;
+        let deferred = mounts::prepare_rootfs(spec, &cfg.rootfs, &host_cgroups, &mut hook)?;
         mounts::pivot(&cfg.rootfs)?;
         deferred
     } else {
@@ -206,7 +216,7 @@ fn container_init(chan: &mut Channel, cfg: InitConfig) -> Result<std::convert::I
     // Everything above overlapped the parent's cgroup migration; from here on we need it.
     join_cgroup(chan, new_cgroup_ns, &mut joined)?;
     if has(LinuxNamespaceType::Mount) {
-        mounts::mount_deferred(&deferred)?;
+        mounts::mount_deferred(&deferred, &host_cgroups)?;
         if spec
             .root()
             .as_ref()
@@ -287,7 +297,11 @@ impl Prepared {
 /// the filter goes in last (it may then forbid what setup still needs); without it the filter
 /// needs CAP_SYS_ADMIN, so it goes in before capabilities are dropped.
 fn prepare_process(process: &Process, filter: Option<&sync::Filter>) -> Result<Prepared, Error> {
-    let env: Vec<String> = process.env().clone().unwrap_or_default();
+    let mut env: Vec<String> = process.env().clone().unwrap_or_default();
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        // As runc does: HOME from the container's /etc/passwd, else "/".
+        env.push(format!("HOME={}", process::home_of(process.user().uid())));
+    }
     let args: Vec<String> = process.args().clone().unwrap_or_default();
     process::set_rlimits(process)?;
     let nnp = process.no_new_privileges().unwrap_or(false);

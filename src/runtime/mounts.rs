@@ -246,6 +246,7 @@ fn open_in_root_depth(
 pub fn prepare_rootfs(
     spec: &Spec,
     rootfs: &Path,
+    host: &HostCgroups,
     before_cgroup: &mut dyn FnMut() -> Result<(), Error>,
 ) -> Result<Vec<Mount>, Error> {
     let linux = spec.linux().clone().unwrap_or_default();
@@ -329,15 +330,19 @@ pub fn prepare_rootfs(
     let mut hook = Some(before_cgroup);
     for m in &mounts {
         if is_cgroup(m) {
-            if !nested {
+            // Binding the host's directories (no cgroup namespace) needs the host still
+            // visible and no membership, so only fresh mounts wait for after pivot_root.
+            if !nested && host.is_empty() {
                 deferred.push(m.clone());
                 continue;
             }
-            if let Some(h) = hook.take() {
-                h()?;
+            if host.is_empty() {
+                if let Some(h) = hook.take() {
+                    h()?;
+                }
             }
         }
-        mount_one(&rootfd, m).map_err(|e| match e {
+        mount_one(&rootfd, m, host).map_err(|e| match e {
             Error::Sys { what, source } => Error::Sys {
                 what: format!("mount {}: {what}", m.destination().display()),
                 source,
@@ -357,19 +362,19 @@ pub fn prepare_rootfs(
 }
 
 /// The `cgroup` mounts `prepare_rootfs` left for after pivot_root (the root is now "/").
-pub fn mount_deferred(mounts: &[Mount]) -> Result<(), Error> {
+pub fn mount_deferred(mounts: &[Mount], host: &HostCgroups) -> Result<(), Error> {
     if mounts.is_empty() {
         return Ok(());
     }
     let rootfd =
         sys::open(Path::new("/"), libc::O_PATH | libc::O_DIRECTORY).map_err(sys("open /"))?;
     for m in mounts {
-        mount_one(&rootfd, m)?;
+        mount_one(&rootfd, m, host)?;
     }
     Ok(())
 }
 
-fn mount_one(rootfd: &OwnedFd, m: &Mount) -> Result<(), Error> {
+fn mount_one(rootfd: &OwnedFd, m: &Mount, host: &HostCgroups) -> Result<(), Error> {
     let dest = m.destination();
     let opts = parse_options(m.options().as_deref().unwrap_or(&[]));
     let typ = m
@@ -407,7 +412,7 @@ fn mount_one(rootfd: &OwnedFd, m: &Mount) -> Result<(), Error> {
     let tpath = fd_path(&target);
     let flags = opts.flags & !libc::MS_BIND & !libc::MS_REC;
     match typ {
-        "cgroup" | "cgroup2" if !bind => mount_cgroups(rootfd, dest, &target, flags)?,
+        "cgroup" | "cgroup2" if !bind => mount_cgroups(rootfd, dest, &target, flags, host)?,
         _ if bind => {
             let src = source
                 .as_deref()
@@ -489,6 +494,7 @@ fn mount_cgroups(
     dest: &Path,
     target: &OwnedFd,
     flags: libc::c_ulong,
+    host: &HostCgroups,
 ) -> Result<(), Error> {
     let tpath = fd_path(target);
     let flags = flags | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
@@ -497,6 +503,20 @@ fn mount_cgroups(
     let list =
         std::fs::read_to_string("/proc/self/cgroup").map_err(sys("read /proc/self/cgroup"))?;
     if list.lines().all(|l| l.starts_with("0::")) {
+        if let Some((_, fd)) = host.iter().find(|(n, _)| n.is_empty()) {
+            sys::mount(Some(&fd_path(fd)), &tpath, None, libc::MS_BIND, None)
+                .map_err(sys("bind cgroup"))?;
+            // Remount the new mount, not the directory the old fd still names.
+            let fresh = open_in_root(rootfd, dest, false).map_err(sys("reopen cgroup"))?;
+            return sys::mount(
+                None,
+                &fd_path(&fresh),
+                None,
+                libc::MS_BIND | libc::MS_REMOUNT | flags,
+                None,
+            )
+            .map_err(sys("remount cgroup"));
+        }
         return sys::mount(Some("cgroup2"), &tpath, Some("cgroup2"), flags, None)
             .map_err(sys("mount cgroup2"));
     }
@@ -524,12 +544,21 @@ fn mount_cgroups(
             let name = ctrls.strip_prefix("name=").unwrap_or(ctrls).to_string();
             (name, "cgroup", Some(ctrls))
         };
+        let own = host.iter().find(|(n, _)| *n == name);
+        if !host.is_empty() && own.is_none() {
+            // Without a cgroup namespace we only show the container's own directories; a
+            // hierarchy it has none in (e.g. name=systemd) stays out.
+            continue;
+        }
         let cname =
             CString::new(name.clone()).map_err(|_| Error::Refused("bad cgroup name".into()))?;
         sys::mkdirat(dir.as_raw_fd(), &cname, 0o755).map_err(sys("mkdir cgroup"))?;
         let sub = format!("{}/{}", fd_path(&dir), name);
-        sys::mount(Some(fstype), &sub, Some(fstype), flags, data)
-            .map_err(sys(format!("mount cgroup {name}")))?;
+        match own {
+            Some((_, fd)) => bind_cgroup(fd, &sub, flags)?,
+            None => sys::mount(Some(fstype), &sub, Some(fstype), flags, data)
+                .map_err(sys(format!("mount cgroup {name}")))?,
+        }
     }
     if flags & libc::MS_RDONLY != 0 {
         sys::mount(
@@ -542,6 +571,54 @@ fn mount_cgroups(
         .map_err(sys("remount cgroup tmpfs ro"))?;
     }
     Ok(())
+}
+
+/// The container's own cgroup directories on the host, opened before pivot_root, by
+/// hierarchy name ("cpu", "memory", ... on v1; "" for a v2-only host's single hierarchy).
+/// Without a cgroup namespace, a fresh cgroup mount would show the host's whole tree, so the
+/// `cgroup` mount binds these instead (as runc does). Empty when there is a cgroup namespace.
+pub type HostCgroups = Vec<(String, OwnedFd)>;
+
+pub fn open_host_cgroups(dirs: &[PathBuf]) -> Result<HostCgroups, Error> {
+    let mut out = Vec::new();
+    for dir in dirs {
+        let Ok(rel) = dir.strip_prefix("/sys/fs/cgroup") else {
+            continue;
+        };
+        let fd = sys::open(dir, libc::O_PATH | libc::O_DIRECTORY)
+            .map_err(sys(format!("open {}", dir.display())))?;
+        const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+        let v2_only = sys::fs_type(
+            &sys::open(Path::new("/sys/fs/cgroup"), libc::O_PATH)
+                .map_err(sys("open /sys/fs/cgroup"))?,
+        )
+        .map_err(sys("statfs /sys/fs/cgroup"))?
+            == CGROUP2_SUPER_MAGIC;
+        let name = if v2_only {
+            String::new()
+        } else {
+            match rel.components().next() {
+                Some(Component::Normal(n)) => n.to_string_lossy().into_owned(),
+                _ => continue,
+            }
+        };
+        out.push((name, fd));
+    }
+    Ok(out)
+}
+
+/// Binds a host cgroup directory (an O_PATH fd) at `target`, read-only if `flags` says so.
+fn bind_cgroup(src: &OwnedFd, target: &str, flags: libc::c_ulong) -> Result<(), Error> {
+    sys::mount(Some(&fd_path(src)), target, None, libc::MS_BIND, None)
+        .map_err(sys("bind cgroup"))?;
+    sys::mount(
+        None,
+        target,
+        None,
+        libc::MS_BIND | libc::MS_REMOUNT | flags,
+        None,
+    )
+    .map_err(sys("remount cgroup"))
 }
 
 /// The devices every container gets (hardening.md): null, zero, full, random, urandom, tty.

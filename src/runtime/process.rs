@@ -240,6 +240,18 @@ pub fn find_program(arg0: &str, env: &[String]) -> Result<CString, Error> {
     Err(Error::NotFound(arg0.into()))
 }
 
+/// The home directory of `uid` in the container's /etc/passwd, or "/".
+pub fn home_of(uid: u32) -> String {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 6 && f[2].parse() == Ok(uid))
+        .map(|f| f[5].to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "/".into())
+}
+
 pub fn cstrings(items: &[String]) -> Vec<CString> {
     items
         .iter()

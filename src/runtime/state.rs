@@ -230,7 +230,7 @@ pub fn status(root: &Path, saved: &Saved) -> Status {
     }
 }
 
-/// Seconds since the epoch as RFC 3339 (UTC), without pulling a time crate into the runtime.
+/// Now as RFC 3339 (UTC, nanoseconds), as runc writes `created`.
 pub fn rfc3339_now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }

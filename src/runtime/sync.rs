@@ -41,6 +41,10 @@ pub struct InitConfig {
     /// moving itself needs no global lock, unlike the parent moving it (an RCU grace period).
     #[serde(default)]
     pub join: Vec<PathBuf>,
+    /// The container's cgroup directories on the host (`Cgroup::dirs`), bound into the
+    /// container when it has no cgroup namespace of its own.
+    #[serde(default)]
+    pub cgroup_dirs: Vec<PathBuf>,
 }
 
 /// What an exec'd helper needs to run an extra process in a running container.
