@@ -711,7 +711,15 @@ fn create_generators_send_protobuf() {
         "*/5 * * * *"
     );
     // Every stable kind's protobuf is decoded (src/apiserver/protobuf), roles included.
-    s.ok(&["create", "role", "r", "-n", "gen", "--verb=get", "--resource=pods"]);
+    s.ok(&[
+        "create",
+        "role",
+        "r",
+        "-n",
+        "gen",
+        "--verb=get",
+        "--resource=pods",
+    ]);
     let r = json(&s.ok(&["get", "role", "r", "-n", "gen", "-o", "json"]));
     assert_eq!(r["rules"][0]["verbs"], serde_json::json!(["get"]));
 }

@@ -23,7 +23,10 @@ pub struct KeyValue {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// The key was created (prev is None) or updated.
-    Put { kv: KeyValue, prev: Option<KeyValue> },
+    Put {
+        kv: KeyValue,
+        prev: Option<KeyValue>,
+    },
     /// The key was deleted at `revision`; `prev` is its last value.
     Delete { prev: KeyValue, revision: i64 },
 }
@@ -58,7 +61,11 @@ pub enum Error {
     NotFound(String),
     /// Update or delete whose expected revision is not the key's current one.
     #[error("key {key} was modified: expected revision {expected}, current {current}")]
-    Conflict { key: String, expected: i64, current: i64 },
+    Conflict {
+        key: String,
+        expected: i64,
+        current: i64,
+    },
     /// A read or watch from a revision older than the compacted one.
     #[error("revision {requested} has been compacted (oldest kept is {compacted})")]
     Compacted { requested: i64, compacted: i64 },

@@ -224,6 +224,12 @@ pub(super) fn program(rules: &[Rule]) -> Vec<Insn> {
             insn(BPF_ALU64_MOV_K, 0, 0, 0, i32::from(rule.allow)),
             insn(BPF_EXIT, 0, 0, 0, 0),
         ];
+        if checks.is_empty() {
+            // A rule that matches everything decides every access: the kernel's verifier
+            // rejects the unreachable instructions that would follow it.
+            p.extend_from_slice(&verdict);
+            return p;
+        }
         let mut remaining: usize = checks.iter().map(Vec::len).sum::<usize>() + verdict.len();
         for check in checks {
             remaining -= check.len();
@@ -378,6 +384,39 @@ mod tests {
                 c => panic!("unknown opcode {c:#x}"),
             }
         }
+    }
+
+    /// Every instruction can be reached from the first, as the kernel's verifier demands.
+    fn all_reachable(p: &[Insn]) -> bool {
+        let mut seen = vec![false; p.len()];
+        let mut todo = vec![0usize];
+        while let Some(pc) = todo.pop() {
+            if pc >= p.len() || seen[pc] {
+                continue;
+            }
+            seen[pc] = true;
+            match p[pc].code {
+                BPF_EXIT => {}
+                BPF_JMP_JNE_K => todo.extend([pc + 1, pc + 1 + p[pc].off as usize]),
+                _ => todo.push(pc + 1),
+            }
+        }
+        seen.into_iter().all(|s| s)
+    }
+
+    #[test]
+    fn a_rule_matching_everything_ends_the_program() {
+        // runc's default spec starts with deny-all: it is checked last, so nothing may follow it.
+        let spec = vec![LinuxDeviceCgroupBuilder::default()
+            .allow(false)
+            .access("rwm")
+            .build()
+            .unwrap()];
+        let p = program(&rules(Some(&spec)).unwrap());
+        assert!(all_reachable(&p));
+        assert!(run(&p, DEV_CHAR, ACCESS_READ, 1, 3));
+        assert!(!run(&p, DEV_BLOCK, ACCESS_READ, 8, 0));
+        assert!(all_reachable(&program(&rules(None).unwrap())));
     }
 
     #[test]
