@@ -12,7 +12,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the control plane (API server, store, controllers) and, unless --disable-agent, a local agent.
+    /// Run the control plane (API server and store; controllers to come).
     Server(crate::server::ServerArgs),
     /// Run a node agent (kubelet and proxy) that joins a server.
     Agent(crate::agent::AgentArgs),
