@@ -11,6 +11,7 @@ set -euo pipefail
 crate="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$crate"
 if [ "$(id -u)" != 0 ]; then echo "bench-runtime.sh: run as root" >&2; exit 1; fi
+. scripts/env.sh
 iterations=200 vm=1
 for a in "$@"; do
   case "$a" in

@@ -16,6 +16,7 @@ set -euo pipefail
 crate="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$crate"
 if [ "$(id -u)" != 0 ]; then echo "vm-test.sh: run as root (it builds device nodes)" >&2; exit 1; fi
+. scripts/env.sh
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
 mode=tests job_file=
