@@ -395,6 +395,37 @@ fn status_subresource_splits_spec_and_status() {
     );
     assert_eq!(code, 409, "{v}");
 
+    // pods/status is looser: kubelets may change labels and annotations through it, but not
+    // the spec or the ownerReferences.
+    let pods = "/api/v1/namespaces/default/pods";
+    let pod = create(
+        &s,
+        pods,
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "st", "labels": {"a": "1"},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs",
+                "uid": "6b6f7a1e-0000-4000-8000-000000000001"}]},
+            "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]}}),
+    );
+    assert_eq!(pod["status"]["phase"], "Pending");
+    let (code, v) = req(
+        &s,
+        "PATCH",
+        &format!("{pods}/st/status"),
+        MERGE,
+        Some(
+            json!({"metadata": {"labels": {"a": "2"}, "annotations": {"k": "v"}, "ownerReferences": null},
+            "spec": {"activeDeadlineSeconds": 5},
+            "status": {"phase": "Running", "podIP": "10.42.0.9"}}),
+        ),
+    );
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["status"]["phase"], "Running");
+    assert_eq!(v["status"]["podIP"], "10.42.0.9");
+    assert_eq!(v["metadata"]["labels"]["a"], "2");
+    assert_eq!(v["metadata"]["annotations"]["k"], "v");
+    assert_eq!(v["metadata"]["ownerReferences"][0]["name"], "rs", "{v}");
+    assert!(v["spec"].get("activeDeadlineSeconds").is_none(), "{v}");
+
     // A kind without a status subresource has no /status path.
     create(
         &s,

@@ -10,8 +10,8 @@
 //! kube-apiserver, the rest travels in annotations of the v1 form (JSON in v2's own field
 //! shapes), so a v1 client that reads, changes and writes back an HPA loses none of it.
 
-use super::encoding;
 use super::registry::ResourceInfo;
+use super::{defaults, encoding};
 use serde_json::{json, Map, Value};
 
 /// v2 `spec.metrics` that v1's targetCPUUtilizationPercentage cannot hold.
@@ -53,7 +53,14 @@ pub fn from_storage(info: &ResourceInfo, obj: Value) -> Value {
 /// An object of the resource's version as it is stored.
 pub fn to_storage(info: &ResourceInfo, obj: Value) -> Value {
     match of(info) {
-        Some(Converted::HpaV1) => hpa_v1_to_v2(obj),
+        Some(Converted::HpaV1) => {
+            // The stored version's defaults, as kube-apiserver applies them when it reads the
+            // stored object: a v1 HPA without a CPU target gets v2's default metric (and reads
+            // back through v1 with that target).
+            let mut v2 = hpa_v1_to_v2(obj);
+            defaults::apply_defaults("autoscaling", "HorizontalPodAutoscaler", &mut v2);
+            v2
+        }
         Some(Converted::EventsV1) => events_v1_to_core_event(obj),
         None => obj,
     }
@@ -389,6 +396,33 @@ mod tests {
         let _: k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler =
             serde_json::from_value(v2.clone()).unwrap();
         assert_eq!(hpa_v2_to_v1(v2), v1);
+    }
+
+    #[test]
+    fn v1_hpa_without_target_is_stored_with_the_v2_default() {
+        let info = super::super::registry::lookup("autoscaling", "v1", "horizontalpodautoscalers")
+            .unwrap();
+        assert_eq!(of(info), Some(Converted::HpaV1));
+        let v1 = json!({"apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "x"},
+            "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "x"}, "maxReplicas": 3}});
+        let stored = to_storage(info, v1);
+        assert_eq!(
+            stored["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"],
+            80
+        );
+        assert_eq!(stored["spec"]["minReplicas"], 1);
+        let back = from_storage(info, stored);
+        assert_eq!(back["spec"]["targetCPUUtilizationPercentage"], 80);
+        assert!(back["metadata"].get("annotations").is_none());
+        // Resources stored in their own version pass through untouched.
+        let cms = super::super::registry::lookup("", "v1", "configmaps").unwrap();
+        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}});
+        assert_eq!(to_storage(cms, cm.clone()), cm);
+        assert_eq!(
+            with_rv(cms, &encoding::to_stored(&cm), 5),
+            encoding::with_rv(&encoding::to_stored(&cm), 5)
+        );
     }
 
     fn core_event() -> Value {

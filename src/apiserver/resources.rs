@@ -1062,6 +1062,17 @@ pub(crate) fn prepare_update(
                     }
                 }
             }
+            if (info.group, info.plural) == ("", "pods") {
+                // kube-apiserver's pods/status keeps only spec, deletionTimestamp and
+                // ownerReferences: kubelets may label and annotate their pods through it.
+                let m = meta_mut(&mut base);
+                for f in ["labels", "annotations", "finalizers"] {
+                    match new["metadata"].get(f) {
+                        Some(v) => m.insert(f.into(), v.clone()),
+                        None => m.remove(f),
+                    };
+                }
+            }
             *new = base;
         }
         Mode::Finalize => {
