@@ -286,6 +286,19 @@ fn core_and_events_k8s_io_events_are_one_set() {
     ]);
     assert_eq!(out, "Started container c");
 
+    // Table output through either version shows both, with the core columns' content.
+    for resource in ["events", "events.v1.events.k8s.io"] {
+        let table = s.ok(&["get", resource]);
+        assert!(
+            table.contains("Started container c") && table.contains("scaled up to 3"),
+            "{resource}: {table}"
+        );
+        assert!(
+            table.contains("pod/web") && table.contains("deployment/web"),
+            "{table}"
+        );
+    }
+
     // Core field selectors still find the events.k8s.io-written one.
     let sel = get(
         &s,
