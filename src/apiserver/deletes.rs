@@ -1,7 +1,7 @@
 //! Deletes: one object (preconditions, finalizers and deletionTimestamp, graceful pod
 //! deletion, propagation policy) and collections.
 
-use super::encoding;
+use super::conversion;
 use super::handler::{json, Api, ResourceRequest, Resp};
 use super::registry::ResourceInfo;
 use super::resources::{
@@ -36,7 +36,7 @@ impl Api {
         let page = self.store.list(&prefix, None, 0, None).await?;
         let mut deleted = Vec::new();
         for kv in page.items {
-            let v = encoding::decode_stored(&kv.value, kv.mod_revision)
+            let v = conversion::decode(r.info, &kv.value, kv.mod_revision)
                 .map_err(|e| ApiError::Internal(e.to_string()))?;
             if !label.matches(&v) || !field.matches(&v) {
                 continue;
@@ -128,10 +128,10 @@ impl Api {
                 }
                 match self
                     .store
-                    .update(&key, encoding::to_stored(&new), kv.mod_revision)
+                    .update(&key, conversion::to_stored(info, &new), kv.mod_revision)
                     .await
                 {
-                    Ok(kv) => return decode(&kv),
+                    Ok(kv) => return decode(info, &kv),
                     Err(store::Error::Conflict { .. }) => continue,
                     Err(e) => return Err(e.into()),
                 }
@@ -150,10 +150,10 @@ impl Api {
                 }
                 match self
                     .store
-                    .update(&key, encoding::to_stored(&new), kv.mod_revision)
+                    .update(&key, conversion::to_stored(info, &new), kv.mod_revision)
                     .await
                 {
-                    Ok(kv) => return decode(&kv),
+                    Ok(kv) => return decode(info, &kv),
                     Err(store::Error::Conflict { .. }) => continue,
                     Err(e) => return Err(e.into()),
                 }
@@ -220,8 +220,8 @@ impl Api {
     }
 }
 
-fn decode(kv: &KeyValue) -> Result<Value, ApiError> {
-    encoding::decode_stored(&kv.value, kv.mod_revision)
+fn decode(info: &ResourceInfo, kv: &KeyValue) -> Result<Value, ApiError> {
+    conversion::decode(info, &kv.value, kv.mod_revision)
         .map_err(|e| ApiError::Internal(e.to_string()))
 }
 

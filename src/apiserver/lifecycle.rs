@@ -7,7 +7,7 @@ use super::handler::{Api, Output, ResourceRequest};
 use super::registry::{self, ResourceInfo};
 use super::resources::{now_rfc3339, DeleteOptions, Mode};
 use super::status::ApiError;
-use super::{auth::User, encoding};
+use super::{auth::User, conversion, encoding};
 use crate::store;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -169,7 +169,11 @@ impl Api {
     /// Deletes everything in a namespace; true once nothing is left.
     async fn empty_namespace(&self, ns: &str) -> Result<bool, ApiError> {
         let mut left = 0;
-        for info in registry::all().iter().filter(|i| i.namespaced) {
+        // Objects of a resource stored as another version are listed under that one.
+        for info in registry::all()
+            .iter()
+            .filter(|i| i.namespaced && conversion::of(i).is_none())
+        {
             let page = self
                 .store
                 .list(&info.list_prefix(Some(ns)), None, 0, None)
@@ -211,7 +215,7 @@ impl Api {
             .filter(|_| info.namespaced);
         let mut out = Vec::new();
         for dep in registry::all() {
-            if ns.is_some() && !dep.namespaced {
+            if (ns.is_some() && !dep.namespaced) || conversion::of(dep).is_some() {
                 continue;
             }
             let page = self.store.list(&dep.list_prefix(ns), None, 0, None).await?;

@@ -12,6 +12,7 @@ pub mod table;
 pub mod validation;
 
 pub mod auth;
+pub mod conversion;
 pub mod deletes;
 pub mod discovery;
 pub mod encoding;

@@ -2,9 +2,10 @@
 //! limit/continue at one revision, JSON assembled from stored bytes or a Table).
 
 use super::handler::{full, json, Api, Output, ResourceRequest, Resp};
+use super::registry::ResourceInfo;
 use super::resources::{selectors_of, to_scale};
 use super::status::ApiError;
-use super::{encoding, table_output};
+use super::{conversion, encoding, table_output};
 use crate::store::{self, KeyValue};
 use base64::Engine;
 use http::StatusCode;
@@ -32,11 +33,11 @@ fn decode_continue(s: &str) -> Result<ContinueToken, ApiError> {
     })
 }
 
-fn stored_response(code: StatusCode, kv: &KeyValue) -> Resp {
+fn stored_response(info: &ResourceInfo, code: StatusCode, kv: &KeyValue) -> Resp {
     full(
         code,
         "application/json",
-        encoding::with_rv(&kv.value, kv.mod_revision),
+        conversion::with_rv(info, &kv.value, kv.mod_revision),
     )
 }
 
@@ -55,7 +56,7 @@ impl Api {
             return Ok(json(StatusCode::OK, &to_scale(&obj)));
         }
         match r.output {
-            Output::Json => Ok(stored_response(StatusCode::OK, &kv)),
+            Output::Json => Ok(stored_response(r.info, StatusCode::OK, &kv)),
             Output::Table(include) => {
                 let row = table_output::row(r.info, &obj, include, chrono::Utc::now());
                 let t = table_output::table(r.info, vec![row], kv.mod_revision, None, true);
@@ -145,9 +146,10 @@ impl Api {
                 last_key = Some(kv.key.clone());
                 // Table rows are parsed later, in parallel; only filtering needs it here.
                 let parsed = if filtering {
-                    let v = encoding::decode_stored(&kv.value, kv.mod_revision).map_err(|e| {
-                        ApiError::Internal(format!("stored object {} is corrupt: {e}", kv.key))
-                    })?;
+                    let v =
+                        conversion::decode(r.info, &kv.value, kv.mod_revision).map_err(|e| {
+                            ApiError::Internal(format!("stored object {} is corrupt: {e}", kv.key))
+                        })?;
                     if !label.matches(&v) || !field.matches(&v) {
                         None
                     } else {
@@ -210,7 +212,7 @@ impl Api {
                     if i > 0 {
                         out.push(b',');
                     }
-                    encoding::write_with_rv(&mut out, &kv.value, kv.mod_revision);
+                    conversion::write_with_rv(r.info, &mut out, &kv.value, kv.mod_revision);
                 }
                 out.extend_from_slice(b"]}");
                 Ok(full(StatusCode::OK, "application/json", out))

@@ -93,9 +93,9 @@ struct Extra {
     status: bool,
     scale: bool,
     fields: &'static [&'static str],
-    /// Storage shared by the same resource in two versions would need conversion: the older
-    /// version is kept apart under its own prefix instead.
-    versioned_storage: bool,
+    /// Stored with another group's objects of the same plural (events.k8s.io/v1 Events are
+    /// core/v1 Events): the group directory of the storage prefix. `conversion` converts.
+    stored_with: Option<&'static str>,
 }
 
 const NONE: Extra = Extra {
@@ -104,7 +104,7 @@ const NONE: Extra = Extra {
     status: false,
     scale: false,
     fields: &[],
-    versioned_storage: false,
+    stored_with: None,
 };
 
 fn entry<T>(extra: Extra) -> ResourceInfo
@@ -112,20 +112,14 @@ where
     T: Resource + ListableResource + DeserializeOwned + Serialize,
     T::Scope: ScopeInfo,
 {
-    let group_dir = if T::GROUP.is_empty() {
-        "core"
-    } else {
-        T::GROUP
+    // One prefix per group and plural, whatever the version: a resource served in two versions
+    // is one set of objects, stored in one version (see `conversion`).
+    let group_dir = match (extra.stored_with, T::GROUP) {
+        (Some(dir), _) => dir,
+        (None, "") => "core",
+        (None, g) => g,
     };
-    let storage_prefix = if extra.versioned_storage {
-        format!(
-            "/registry/{group_dir}/{}/{}",
-            T::VERSION,
-            T::URL_PATH_SEGMENT
-        )
-    } else {
-        format!("/registry/{group_dir}/{}", T::URL_PATH_SEGMENT)
-    };
+    let storage_prefix = format!("/registry/{group_dir}/{}", T::URL_PATH_SEGMENT);
     ResourceInfo {
         group: T::GROUP,
         version: T::VERSION,
@@ -315,7 +309,6 @@ fn build() -> Vec<ResourceInfo> {
             short: &["hpa"],
             cats: ALL,
             status: true,
-            versioned_storage: true,
             ..NONE
         }),
         // policy/v1
@@ -345,10 +338,10 @@ fn build() -> Vec<ResourceInfo> {
             short: &["pc"],
             ..NONE
         }),
-        // events.k8s.io/v1: kept apart from core events (no conversion between the two)
+        // events.k8s.io/v1: the core/v1 Events, converted
         entry::<events::v1::Event>(Extra {
             short: &["ev"],
-            versioned_storage: true,
+            stored_with: Some("core"),
             ..NONE
         }),
         // certificates.k8s.io/v1

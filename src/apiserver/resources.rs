@@ -9,7 +9,7 @@ use super::handler::{full, json, Api, ResourceRequest, Resp};
 use super::registry::ResourceInfo;
 use super::selectors::{FieldSelector, LabelSelector};
 use super::status::{self, ApiError, Cause};
-use super::{apply, defaults, encoding, strategic_merge, validation};
+use super::{apply, conversion, defaults, encoding, strategic_merge, validation};
 use crate::store::{self, KeyValue};
 use http::StatusCode;
 use serde_json::{json, Map, Value};
@@ -256,7 +256,7 @@ impl Api {
         match self.store.get(&info.key(ns, name)).await? {
             None => Ok(None),
             Some(kv) => {
-                let v = encoding::decode_stored(&kv.value, kv.mod_revision).map_err(|e| {
+                let v = conversion::decode(info, &kv.value, kv.mod_revision).map_err(|e| {
                     ApiError::Internal(format!("stored object {} is corrupt: {e}", kv.key))
                 })?;
                 Ok(Some((v, kv)))
@@ -439,11 +439,15 @@ impl Api {
                 ));
             }
             let key = info.key(r.namespace.as_deref(), &name);
-            match self.store.create(&key, encoding::to_stored(&o)).await {
+            match self
+                .store
+                .create(&key, conversion::to_stored(info, &o))
+                .await
+            {
                 Ok(kv) => {
                     return Ok((
                         StatusCode::CREATED,
-                        encoding::with_rv(&kv.value, kv.mod_revision),
+                        conversion::with_rv(info, &kv.value, kv.mod_revision),
                     ))
                 }
                 Err(store::Error::AlreadyExists(_)) if generate => continue,
@@ -841,7 +845,7 @@ impl Api {
             meta_mut(&mut cur_cmp).remove("resourceVersion");
             if new == cur_cmp {
                 // Nothing changed: no write, no event, same resourceVersion.
-                return Ok(encoding::with_rv(&kv.value, kv.mod_revision));
+                return Ok(conversion::with_rv(info, &kv.value, kv.mod_revision));
             }
             if r.dry_run() {
                 // What the write would store, at the resourceVersion it would replace.
@@ -850,7 +854,7 @@ impl Api {
                     kv.mod_revision,
                 ));
             }
-            if meta_str(&new, "deletionTimestamp").is_some() && finalizers(&new).is_empty() {
+            if removes_last_finalizer(&cur, &new) {
                 // The last finalizer is gone from an object being deleted: it goes now.
                 return match self.store.delete(&key, Some(kv.mod_revision)).await {
                     Ok((_, rev)) => {
@@ -869,10 +873,10 @@ impl Api {
             }
             match self
                 .store
-                .update(&key, encoding::to_stored(&new), kv.mod_revision)
+                .update(&key, conversion::to_stored(info, &new), kv.mod_revision)
                 .await
             {
-                Ok(kv) => return Ok(encoding::with_rv(&kv.value, kv.mod_revision)),
+                Ok(kv) => return Ok(conversion::with_rv(info, &kv.value, kv.mod_revision)),
                 Err(store::Error::Conflict { .. }) if !pinned => continue,
                 Err(store::Error::Conflict { .. }) => {
                     return Err(ApiError::modified(info.group, info.plural, &name))
@@ -885,6 +889,19 @@ impl Api {
         }
         Err(ApiError::modified(info.group, info.plural, &name))
     }
+}
+
+/// Whether an update takes the last finalizer off an object whose deletion waited for them.
+/// A pod in its grace period (no finalizers, deletionGracePeriodSeconds > 0) is updated as
+/// usual: its kubelet finishes the delete.
+fn removes_last_finalizer(cur: &Value, new: &Value) -> bool {
+    meta_str(cur, "deletionTimestamp").is_some()
+        && !finalizers(cur).is_empty()
+        && finalizers(new).is_empty()
+        && cur["metadata"]["deletionGracePeriodSeconds"]
+            .as_i64()
+            .unwrap_or(0)
+            == 0
 }
 
 /// A failed server-side apply as its Status: a field ownership conflict (409) or an applied
@@ -1043,6 +1060,17 @@ pub(crate) fn prepare_update(
                     if let Some(o) = base.as_object_mut() {
                         o.remove("status");
                     }
+                }
+            }
+            if (info.group, info.plural) == ("", "pods") {
+                // kube-apiserver's pods/status keeps only spec, deletionTimestamp and
+                // ownerReferences: kubelets may label and annotate their pods through it.
+                let m = meta_mut(&mut base);
+                for f in ["labels", "annotations", "finalizers"] {
+                    match new["metadata"].get(f) {
+                        Some(v) => m.insert(f.into(), v.clone()),
+                        None => m.remove(f),
+                    };
                 }
             }
             *new = base;

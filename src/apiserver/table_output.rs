@@ -5,7 +5,7 @@
 use super::handler::IncludeObject;
 use super::registry::ResourceInfo;
 use super::status::ApiError;
-use super::{encoding, table};
+use super::{conversion, table};
 use serde_json::{json, Value};
 
 /// The object a row carries, per `includeObject`.
@@ -83,7 +83,7 @@ pub async fn rows_parallel(
                     let obj = match parsed {
                         Some(v) => v,
                         None => {
-                            encoding::decode_stored(&kv.value, kv.mod_revision).map_err(|e| {
+                            conversion::decode(info, &kv.value, kv.mod_revision).map_err(|e| {
                                 ApiError::Internal(format!(
                                     "stored object {} is corrupt: {e}",
                                     kv.key

@@ -11,7 +11,7 @@ use super::handler::{Api, Output, ResourceRequest, Resp, TABLE_CONTENT_TYPE};
 use super::registry::ResourceInfo;
 use super::selectors::{FieldSelector, LabelSelector};
 use super::status::ApiError;
-use super::{encoding, table_output};
+use super::{conversion, table_output};
 use crate::store::{self, Event, KeyValue, WatchItem};
 use bytes::Bytes;
 use futures::StreamExt;
@@ -52,11 +52,11 @@ impl Encoder {
         out.extend_from_slice(kind.as_bytes());
         out.extend_from_slice(b"\",\"object\":");
         match self.output {
-            Output::Json => encoding::write_with_rv(&mut out, stored, rv),
+            Output::Json => conversion::write_with_rv(self.info, &mut out, stored, rv),
             Output::Table(include) => {
                 let v = match parsed {
                     Some(v) => v,
-                    None => encoding::decode_stored(stored, rv).ok()?,
+                    None => conversion::decode(self.info, stored, rv).ok()?,
                 };
                 let row = table_output::row(self.info, &v, include, chrono::Utc::now());
                 let t = table_output::table(self.info, vec![row], rv, None, !self.columns_sent);
@@ -71,7 +71,7 @@ impl Encoder {
     /// The line for one stored object at watch start.
     fn initial(&mut self, kv: &KeyValue) -> Option<Bytes> {
         let parsed = if self.filtering() || matches!(self.output, Output::Table(_)) {
-            let v = encoding::decode_stored(&kv.value, kv.mod_revision).ok()?;
+            let v = conversion::decode(self.info, &kv.value, kv.mod_revision).ok()?;
             if !self.matches(&v) {
                 return None;
             }
@@ -89,11 +89,11 @@ impl Encoder {
                     let kind = if prev.is_some() { "MODIFIED" } else { "ADDED" };
                     return self.line(kind, &kv.value, kv.mod_revision, None);
                 }
-                let new = encoding::decode_stored(&kv.value, kv.mod_revision).ok()?;
+                let new = conversion::decode(self.info, &kv.value, kv.mod_revision).ok()?;
                 let now_in = self.matches(&new);
                 let was_in = prev
                     .as_ref()
-                    .and_then(|p| encoding::decode_stored(&p.value, p.mod_revision).ok())
+                    .and_then(|p| conversion::decode(self.info, &p.value, p.mod_revision).ok())
                     .is_some_and(|old| self.matches(&old));
                 match (was_in, now_in) {
                     (false, true) => self.line("ADDED", &kv.value, kv.mod_revision, Some(new)),
@@ -104,7 +104,7 @@ impl Encoder {
             }
             Event::Delete { prev, revision } => {
                 let parsed = if self.filtering() {
-                    let old = encoding::decode_stored(&prev.value, *revision).ok()?;
+                    let old = conversion::decode(self.info, &prev.value, *revision).ok()?;
                     if !self.matches(&old) {
                         return None;
                     }
