@@ -5,6 +5,16 @@ use clap::Parser;
 use nanokube::cli::{Cli, Command};
 
 fn main() {
+    // The runtime execs this binary as `nanokube runtime init` for every container and exec;
+    // that path skips building the parser for every subcommand (measurable under emulation,
+    // see docs/runtime.md "Speed"). Anything else goes through clap as usual.
+    let mut args = std::env::args_os().skip(1);
+    if args.next().is_some_and(|a| a == "runtime")
+        && args.next().is_some_and(|a| a == "init")
+        && args.next().is_none()
+    {
+        nanokube::runtime::init::main();
+    }
     let cli = Cli::parse();
     let code = match cli.command {
         // The runtime is synchronous and must not start a tokio runtime: after clone(2) the child
