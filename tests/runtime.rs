@@ -484,6 +484,113 @@ fn lifecycle_transitions_and_errors() {
     assert!(!env.root.join(&id).exists());
 }
 
+/// Alive and not a zombie (a dead container process may wait a while for its reaper).
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+/// `run -d --pid-file` returns with the container running and its init's pid in the file;
+/// `delete` refuses it, `delete --force` removes it all: processes, cgroup, state dir.
+#[test]
+fn cli_run_detached_pid_file_and_force_delete() {
+    let mut env = Env::new();
+    let b = env.bundle(
+        "detach",
+        &["sh", "-c", "sleep 100 & sleep 100 & wait"],
+        |_| {},
+    );
+    let id = unique("detach");
+    env.ids.push(id.clone());
+    let pid_file = env.dir.path().join("detach.pid");
+    let log = env.dir.path().join("detach.out");
+    let logf = std::fs::File::create(&log).unwrap();
+    // stdio to a file: a detached container keeps it open, so a pipe would never close.
+    let out = env.cli_with(
+        &[
+            "run",
+            "-d",
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+            "-b",
+            b.to_str().unwrap(),
+            &id,
+        ],
+        |cmd| {
+            cmd.stdout(logf.try_clone().unwrap())
+                .stderr(logf.try_clone().unwrap());
+        },
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    assert_eq!(env.status(&id), Some(Status::Running));
+    let st = env.rt().state(&id).unwrap();
+    let written: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(written, st.pid);
+    assert!(alive(st.pid));
+
+    // The shell and its two sleeps, all in the container's cgroup.
+    let mut pids = Vec::new();
+    for _ in 0..200 {
+        pids =
+            serde_json::from_slice::<Vec<i32>>(&env.cli(&["ps", "--format", "json", &id]).stdout)
+                .unwrap();
+        if pids.len() >= 3 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(pids.len(), 3, "{pids:?}");
+    assert!(pids.contains(&st.pid));
+    let dirs = nanokube::runtime::cgroups::Cgroup::open(&cgroup_path("detach"))
+        .unwrap()
+        .dirs();
+    assert!(!dirs.is_empty());
+
+    let del = env.cli(&["delete", &id]);
+    assert!(
+        !del.status.success(),
+        "delete without --force of a running container"
+    );
+    assert_eq!(env.status(&id), Some(Status::Running));
+
+    let del = env.cli(&["delete", "--force", &id]);
+    assert!(
+        del.status.success(),
+        "{}",
+        String::from_utf8_lossy(&del.stderr)
+    );
+    assert!(!env.root.join(&id).exists(), "state dir left behind");
+    for d in &dirs {
+        assert!(!d.exists(), "cgroup {} left behind", d.display());
+    }
+    for pid in &pids {
+        let mut gone = false;
+        for _ in 0..500 {
+            if !alive(*pid) {
+                gone = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(gone, "container process {pid} still running");
+    }
+    assert!(!env.cli(&["state", &id]).status.success());
+    assert!(env.rt().list().unwrap().is_empty());
+}
+
 #[test]
 fn kill_by_name_and_number_and_delete_created() {
     let mut env = Env::new();
@@ -951,6 +1058,154 @@ fn cve_2021_30465_symlinked_mount_target_stays_inside() {
             .exists(),
         "mount point made inside the root"
     );
+}
+
+/// `create` with a console socket, then `start`; returns (create ok, create stderr, what the
+/// container wrote to its terminal).
+fn run_on_console(env: &mut Env, b: &Path, id: &str) -> (bool, String, String) {
+    let sock = env.dir.path().join(format!("{id}.sock"));
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    listener.set_nonblocking(false).unwrap();
+    let receiver = std::thread::spawn(move || {
+        let (conn, _) = listener.accept().ok()?;
+        let mut buf = [0u8; 64];
+        let mut fds = Vec::new();
+        nanokube::runtime::sync::recv_fds(conn.as_raw_fd(), &mut buf, &mut fds).ok()?;
+        fds.pop()
+    });
+    env.ids.push(id.to_string());
+    let out = env.cli(&[
+        "create",
+        "-b",
+        b.to_str().unwrap(),
+        "--console-socket",
+        sock.to_str().unwrap(),
+        id,
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    if !out.status.success() {
+        // Nobody will connect: wake the accept so the thread ends.
+        let _ = std::os::unix::net::UnixStream::connect(&sock);
+        let _ = receiver.join();
+        return (false, err, String::new());
+    }
+    let master: OwnedFd = receiver.join().unwrap().expect("a pty master");
+    assert!(env.cli(&["start", id]).status.success());
+    let mut file = std::fs::File::from(master);
+    let mut text = String::new();
+    let _ = std::io::Read::read_to_string(&mut file, &mut text); // EIO once the pty closes
+    (true, err, text)
+}
+
+/// CVE-2025-52565: the /dev/console bind must not become a write to a host path. The bundle
+/// binds a host file at /dev/console (and the image plants a /dev/console symlink to it);
+/// the runtime binds its own verified pty over whatever is there, so the container's writes to
+/// its console reach the terminal, never the host file. A host file bound where the pty is
+/// opened (/dev/pts/ptmx) is refused, not used as the console.
+#[test]
+fn cve_2025_52565_console_bind_cannot_write_a_host_path() {
+    let mut env = Env::new();
+    let victim = env.dir.path().join("console-victim");
+    std::fs::write(&victim, "original\n").unwrap();
+    let vs = victim.to_str().unwrap().to_string();
+    let v1 = vs.clone();
+    let b = env.bundle(
+        "conbind",
+        &[
+            "sh",
+            "-c",
+            "echo pwned > /dev/console; stat -c %F:%t /dev/console; echo console-done",
+        ],
+        move |s| {
+            s["process"]["terminal"] = json!(true);
+            s["mounts"].as_array_mut().unwrap().push(
+                json!({"destination": "/dev/console", "type": "bind", "source": v1, "options": ["bind", "rw"]}),
+            );
+        },
+    );
+    std::fs::create_dir_all(b.join("upper/dev")).unwrap();
+    std::os::unix::fs::symlink(&victim, b.join("upper/dev/console")).unwrap();
+    let id = unique("conbind");
+    let (ok, err, text) = run_on_console(&mut env, &b, &id);
+    assert!(ok, "{err}");
+    assert!(text.contains("console-done"), "{text:?}");
+    // 136 (0x88) is the first pty-slave major: /dev/console is the container's pty.
+    assert!(text.contains("character special file:88"), "{text:?}");
+    assert!(
+        text.contains("pwned"),
+        "the write went to the terminal: {text:?}"
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "original\n");
+
+    // The pty's path swapped for a host file: refused before anything is bound or run.
+    let v2 = vs.clone();
+    let b = env.bundle("ptmxbind", &["sh", "-c", "echo pwned > /dev/console"], move |s| {
+        s["process"]["terminal"] = json!(true);
+        s["mounts"].as_array_mut().unwrap().push(
+            json!({"destination": "/dev/pts/ptmx", "type": "bind", "source": v2, "options": ["bind", "rw"]}),
+        );
+    });
+    let id = unique("ptmxbind");
+    let (ok, err, _) = run_on_console(&mut env, &b, &id);
+    assert!(!ok, "a host file was accepted as the pty");
+    assert!(err.contains("ptmx") || err.contains("pty"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(!env.root.join(&id).exists());
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "original\n");
+}
+
+/// Kills and reaps a helper process when the test ends, even on failure.
+struct Reap(std::process::Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// CVE-2025-52881: a mount planted in the container's /proc before the runtime writes procfs
+/// must not redirect that write. The bundle reaches into the container's procfs through an
+/// image symlink (/evil -> /proc/sys/kernel, so the destination passes the /proc check) and
+/// binds a *procfs* file of a host process (its oom_score_adj, which root may write: same
+/// filesystem type, so an fstatfs check alone passes) over /proc/sys/kernel/domainname, then
+/// asks for the sysctl kernel.domainname. The runtime writes sysctls through a private procfs
+/// instance, so the host process's file stays untouched.
+#[test]
+fn cve_2025_52881_procfs_writes_are_not_redirected() {
+    let mut env = Env::new();
+    let sleeper = Reap(Command::new("sleep").arg("60").spawn().unwrap());
+    let pid = sleeper.0.id();
+    let victim = format!("/proc/{pid}/oom_score_adj");
+    let before = std::fs::read_to_string(&victim).unwrap();
+    assert_ne!(before.trim(), "777");
+    let v1 = victim.clone();
+    let b = env.bundle(
+        "procredir",
+        &["sh", "-c", "hostname; cat /proc/self/oom_score_adj"],
+        move |s| {
+            s["linux"]["sysctl"] = json!({"kernel.domainname": "777"});
+            s["process"]["oomScoreAdj"] = json!(123);
+            s["mounts"].as_array_mut().unwrap().push(
+                json!({"destination": "/evil/domainname", "type": "bind", "source": v1, "options": ["bind", "rw"]}),
+            );
+        },
+    );
+    std::os::unix::fs::symlink("/proc/sys/kernel", b.join("upper/evil")).unwrap();
+    let (code, out, err) = env.run(&b, &unique("procredir"));
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap(),
+        before,
+        "the sysctl write went to a host process's procfs file"
+    );
+    // Either the runtime refuses the bundle, or the sysctl went to the container's own UTS
+    // namespace and the container got its own oom_score_adj.
+    if code == 0 {
+        assert_eq!(out.lines().nth(1), Some("123"), "{out}");
+    } else {
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+    drop(sleeper);
 }
 
 #[test]

@@ -367,7 +367,7 @@ fn open_pty(process: &Process) -> Result<(OwnedFd, OwnedFd), Error> {
     let unlock: libc::c_int = 0;
     // SAFETY: TIOCSPTLCK takes a pointer to int.
     sys::cvt(unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) })
-        .map_err(sys_err("unlockpt"))?;
+        .map_err(sys_err("/dev/pts/ptmx is not a pty master: unlockpt"))?;
     // SAFETY: integer argument; returns a new fd.
     let peer = sys::cvt(unsafe {
         libc::ioctl(

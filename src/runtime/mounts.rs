@@ -356,7 +356,7 @@ pub fn prepare_rootfs(
     }
     debug_assert!(dev_done);
     if let Some(sysctl) = linux.sysctl() {
-        write_sysctls(&rootfd, sysctl)?;
+        write_sysctls(sysctl)?;
     }
     Ok(deferred)
 }
@@ -747,29 +747,23 @@ fn populate_dev(rootfd: &OwnedFd, spec: &Spec) -> Result<(), Error> {
     Ok(())
 }
 
-/// Writes sysctls through our own procfs instance, re-checking each opened file is procfs
-/// (CVE-2025-52881: never write /proc through a path a shared mount could redirect).
-fn write_sysctls(
-    rootfd: &OwnedFd,
-    sysctl: &std::collections::HashMap<String, String>,
-) -> Result<(), Error> {
-    let proc_fd = sys::openat2(
-        rootfd.as_raw_fd(),
-        Path::new("proc/sys"),
-        libc::O_PATH | libc::O_DIRECTORY,
-        libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_SYMLINKS,
-    )
-    .map_err(sys("open /proc/sys (sysctls need a /proc mount)"))?;
-    if sys::fs_type(&proc_fd).map_err(sys("statfs /proc/sys"))? != libc::PROC_SUPER_MAGIC {
-        return Err(Error::Refused("/proc/sys is not procfs".into()));
+/// Writes sysctls through a private procfs instance that is mounted nowhere
+/// (`sys::private_procfs`), never through the container's /proc: a bundle can plant mounts
+/// there (a bind through an image symlink, or one propagated from a shared mount), and even
+/// a bound procfs file of another process passes an fstatfs check (CVE-2025-52881).
+/// `RESOLVE_NO_XDEV` also refuses any mount inside the private instance.
+fn write_sysctls(sysctl: &std::collections::HashMap<String, String>) -> Result<(), Error> {
+    if sysctl.is_empty() {
+        return Ok(());
     }
+    let proc_fd = sys::private_procfs().map_err(sys("a private procfs for sysctls"))?;
     for (key, value) in sysctl {
-        let rel = PathBuf::from(key.replace('.', "/"));
+        let rel = PathBuf::from("sys").join(key.replace('.', "/"));
         let fd = sys::openat2(
             proc_fd.as_raw_fd(),
             &rel,
             libc::O_WRONLY,
-            libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS,
+            libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_XDEV,
         )
         .map_err(sys(format!("sysctl {key}")))?;
         if sys::fs_type(&fd).map_err(sys("statfs sysctl"))? != libc::PROC_SUPER_MAGIC {

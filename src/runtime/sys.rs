@@ -63,6 +63,37 @@ pub fn openat2(dirfd: RawFd, path: &Path, flags: libc::c_int, resolve: u64) -> i
     }
 }
 
+/// A new procfs instance that is mounted nowhere (fsopen + fsmount): the returned fd is the
+/// root of a detached mount only we hold, so no mount - planted by a bundle or propagated
+/// from a shared mount - can sit over any of its files (CVE-2025-52881). It shows the
+/// caller's pid namespace, and sysctls written through it act on the caller's namespaces.
+pub fn private_procfs() -> io::Result<OwnedFd> {
+    const FSOPEN_CLOEXEC: libc::c_uint = 1;
+    const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+    const FSMOUNT_CLOEXEC: libc::c_uint = 1;
+    // SAFETY: static C string; the result is checked.
+    let ctx =
+        cvt_long(unsafe { libc::syscall(libc::SYS_fsopen, c"proc".as_ptr(), FSOPEN_CLOEXEC) })?;
+    // SAFETY: the kernel returned a new descriptor we own.
+    let ctx = unsafe { OwnedFd::from_raw_fd(ctx as RawFd) };
+    // SAFETY: valid fd; CMD_CREATE takes no key, value or aux.
+    cvt_long(unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            ctx.as_raw_fd(),
+            FSCONFIG_CMD_CREATE,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_void>(),
+            0,
+        )
+    })?;
+    // SAFETY: valid fd; no attribute flags.
+    let mnt =
+        cvt_long(unsafe { libc::syscall(libc::SYS_fsmount, ctx.as_raw_fd(), FSMOUNT_CLOEXEC, 0) })?;
+    // SAFETY: the kernel returned a new descriptor we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(mnt as RawFd) })
+}
+
 pub fn open(path: &Path, flags: libc::c_int) -> io::Result<OwnedFd> {
     let c = cstr(path)?;
     // SAFETY: valid C string; the result is checked.
