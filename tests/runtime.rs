@@ -1682,9 +1682,12 @@ fn runc_and_nanokube_agree_on_the_same_bundle() {
 #[test]
 fn concurrent_creates_from_many_threads() {
     let mut env = Env::new();
-    let b = env.bundle("threads", &["probe", "report"], |_| {});
     let ids: Vec<String> = (0..8)
         .map(|i| format!("{}-{i}", unique("threads")))
+        .collect();
+    // A bundle each: two overlay mounts may not share an upper or work dir.
+    let bundles: Vec<_> = (0..ids.len())
+        .map(|i| env.bundle(&format!("threads-{i}"), &["probe", "report"], |_| {}))
         .collect();
     env.ids.extend(ids.iter().cloned());
     let root = env.root.clone();
@@ -1692,8 +1695,9 @@ fn concurrent_creates_from_many_threads() {
     let handles: Vec<_> = ids
         .iter()
         .cloned()
-        .map(|id| {
-            let (b, root, dir) = (b.clone(), root.clone(), dir.clone());
+        .zip(bundles)
+        .map(|(id, b)| {
+            let (root, dir) = (root.clone(), dir.clone());
             std::thread::spawn(move || {
                 let mut rt = Runtime::new(&root);
                 rt.binary = Some(BIN.into());
