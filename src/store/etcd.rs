@@ -3,8 +3,8 @@
 //! revisions, history, watch and compaction are etcd's own.
 
 use super::{
-    prefix_end, Error, Event, KeyValue, ListPage, ProgressWatchStream, Result, Store, WatchItem,
-    WatchStream,
+    events_only, prefix_end, Error, Event, KeyValue, ListPage, ProgressWatchStream, Result, Store,
+    WatchItem, WatchStream,
 };
 use async_trait::async_trait;
 use etcd_client::{
@@ -353,15 +353,7 @@ impl Store for EtcdStore {
 
     async fn watch(&self, prefix: &str, after_revision: i64) -> Result<WatchStream> {
         let items = self.start_watch(prefix, after_revision, None).await?;
-        Ok(items
-            .filter_map(|item| async move {
-                match item {
-                    Ok(WatchItem::Event(event)) => Some(Ok(event)),
-                    Ok(WatchItem::Progress(_)) => None,
-                    Err(e) => Some(Err(e)),
-                }
-            })
-            .boxed())
+        Ok(events_only(items))
     }
 
     async fn watch_with_progress(

@@ -6,7 +6,7 @@
 //! revision of its last write and becomes the object's `metadata.resourceVersion`.
 
 use async_trait::async_trait;
-use futures::stream::BoxStream;
+use futures::stream::{BoxStream, StreamExt};
 
 /// One stored key at one revision.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,6 +93,20 @@ pub enum WatchItem {
 
 /// A stream of events and progress marks, in revision order.
 pub type ProgressWatchStream = BoxStream<'static, Result<WatchItem>>;
+
+/// The events of a progress stream, without its progress marks: how a backend that produces
+/// progress streams serves the plain `watch`.
+pub fn events_only(items: ProgressWatchStream) -> WatchStream {
+    items
+        .filter_map(|item| async move {
+            match item {
+                Ok(WatchItem::Event(event)) => Some(Ok(event)),
+                Ok(WatchItem::Progress(_)) => None,
+                Err(e) => Some(Err(e)),
+            }
+        })
+        .boxed()
+}
 
 /// The store interface every backend implements and the shared test suite checks.
 #[async_trait]

@@ -15,10 +15,9 @@ mod watch;
 mod writer;
 
 use super::{
-    Error, Event, KeyValue, ListPage, ProgressWatchStream, Result, Store, WatchItem, WatchStream,
+    events_only, Error, Event, KeyValue, ListPage, ProgressWatchStream, Result, Store, WatchStream,
 };
 use async_trait::async_trait;
-use futures::StreamExt;
 use reader::Readers;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -365,16 +364,7 @@ impl Store for SqliteStore {
 
     async fn watch(&self, prefix: &str, after_revision: i64) -> Result<WatchStream> {
         let items = self.start_watch(prefix, after_revision, None)?;
-        // Without an interval there are no progress marks to drop.
-        Ok(items
-            .filter_map(|item| async move {
-                match item {
-                    Ok(WatchItem::Event(event)) => Some(Ok(event)),
-                    Ok(WatchItem::Progress(_)) => None,
-                    Err(e) => Some(Err(e)),
-                }
-            })
-            .boxed())
+        Ok(events_only(items))
     }
 
     async fn watch_with_progress(
