@@ -17,7 +17,15 @@ pub enum Command {
     /// Run a node agent (kubelet and proxy) that joins a server.
     Agent(crate::agent::AgentArgs),
     /// A runc-compatible OCI container runtime over nanokube's runtime code.
-    Runtime(crate::runtime::cli::RuntimeArgs),
+    #[command(disable_help_flag = true)]
+    Runtime(RuntimeRaw),
     /// Manage the node's image store: import, pull, list, remove.
     Image(crate::image::cli::ImageArgs),
+}
+
+/// `nanokube runtime`'s arguments, parsed by its own parser (src/runtime/args.rs).
+#[derive(Debug, clap::Args)]
+pub struct RuntimeRaw {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<std::ffi::OsString>,
 }

@@ -947,8 +947,8 @@ fn sha(path: &Path) -> Vec<u8> {
 }
 
 /// CVE-2019-5736: a container process tries to open the runtime's /proc/<pid>/exe for writing
-/// while the runtime's init runs inside the container (created, not started), through both
-/// protections (CLI: read-only bind; library: sealed memfd).
+/// while the runtime's init runs inside the container (created, not started), through each
+/// protection (CLI: the init cloned without an exec; library: sealed memfd; read-only bind).
 #[test]
 fn cve_2019_5736_runtime_binary_cannot_be_overwritten() {
     let mut env = Env::new();
@@ -963,7 +963,7 @@ fn cve_2019_5736_runtime_binary_cannot_be_overwritten() {
         text.starts_with("errno"),
         "opened the runtime binary for writing: {text}"
     );
-    // Even with every capability and no seccomp, the exe is a read-only mount.
+    // Not even for reading: the init is non-dumpable.
     let out = env.cli(&[
         "exec",
         &id,
@@ -980,13 +980,24 @@ fn cve_2019_5736_runtime_binary_cannot_be_overwritten() {
     assert_eq!(sha(Path::new(BIN)), before);
     env.rt().delete(&id, true).unwrap();
 
-    // Seen from the host: the CLI's init runs the binary through a read-only mount.
+    // The read-only bind (what the CLI falls back to when it cannot clone without an exec):
+    // seen from the host, the init runs the binary through a read-only mount.
+    let mut rt = env.rt();
+    rt.protection = Protection::ReadOnlyBind;
     let id = unique("exe2");
-    assert!(env.create(&b, &id).0);
-    let pid = env.rt().state(&id).unwrap().pid;
+    env.ids.push(id.clone());
+    let c = rt
+        .create(
+            &id,
+            CreateOptions {
+                bundle: b.clone(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
     let w = std::fs::OpenOptions::new()
         .write(true)
-        .open(format!("/proc/{pid}/exe"));
+        .open(format!("/proc/{}/exe", c.pid));
     let err = w
         .expect_err("the init's exe opened for writing")
         .raw_os_error();
@@ -994,7 +1005,8 @@ fn cve_2019_5736_runtime_binary_cannot_be_overwritten() {
         matches!(err, Some(libc::EROFS) | Some(libc::ETXTBSY)),
         "{err:?}"
     );
-    env.rt().delete(&id, true).unwrap();
+    rt.delete(&id, true).unwrap();
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(c.pid), None);
 
     // The library's default: a sealed memfd copy, never the host file.
     let mut rt = env.rt();
@@ -1030,6 +1042,47 @@ fn cve_2019_5736_runtime_binary_cannot_be_overwritten() {
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("errno"));
     rt.delete(&id, true).unwrap();
     let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(c.pid), None);
+    assert_eq!(sha(Path::new(BIN)), before);
+}
+
+/// CVE-2019-5736 through the program itself: a container whose program is `/proc/self/exe`,
+/// or a script whose interpreter is, would run whatever binary the init is running at its
+/// final execve. The CLI's init is a clone of the CLI that never exec'd, so it execs the
+/// program through the sealed trampoline: the container never runs the host's binary, the
+/// `#!/proc/self/exe` loop ends with 127, and the host binary is untouched.
+#[test]
+fn cve_2019_5736_proc_self_exe_program_never_runs_the_runtime() {
+    let mut env = Env::new();
+    let before = sha(Path::new(BIN));
+    let direct = env.bundle(
+        "selfexe",
+        &["/proc/self/exe", "runtime", "--version"],
+        |_| {},
+    );
+    let (code, out, err) = env.run(&direct, &unique("selfexe"));
+    assert_eq!(code, 127, "stdout {out:?} stderr {err:?}");
+    assert!(
+        !out.contains("nanokube"),
+        "the container ran the runtime: {out}"
+    );
+    assert!(
+        err.contains("cannot execute the container's program"),
+        "{err}"
+    );
+
+    let script = env.bundle("selfexe-script", &["/attack"], |_| {});
+    std::fs::write(script.join("upper/attack"), "#!/proc/self/exe\n").unwrap();
+    std::fs::set_permissions(
+        script.join("upper/attack"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let (code, out, err) = env.run(&script, &unique("selfexe-script"));
+    assert_eq!(code, 127, "stdout {out:?} stderr {err:?}");
+    assert!(
+        !out.contains("nanokube") && !err.contains("Usage"),
+        "{out} {err}"
+    );
     assert_eq!(sha(Path::new(BIN)), before);
 }
 

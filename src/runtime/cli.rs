@@ -1,131 +1,35 @@
 //! `nanokube runtime`: a runc-compatible command line over the library API in container.rs.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicI32, Ordering};
 
-use clap::{Args, Subcommand};
-
+use super::args::{Command, CreateArgs, Outcome, RuntimeArgs};
 use super::container::{CreateOptions, ExecOptions, Runtime, Stdio};
-use super::{init, signal, state};
+use super::{args, init, signal};
 
-#[derive(Debug, Args)]
-pub struct RuntimeArgs {
-    /// Directory holding container state.
-    #[arg(long, global = true, default_value = state::DEFAULT_ROOT)]
-    root: PathBuf,
-    /// Accepted for runc compatibility; errors go to stderr.
-    #[arg(long, global = true, hide = true)]
-    log: Option<PathBuf>,
-    /// Accepted for runc compatibility.
-    #[arg(long = "log-format", global = true, hide = true)]
-    log_format: Option<String>,
-    /// Accepted for runc compatibility.
-    #[arg(long, global = true, hide = true)]
-    debug: bool,
-    /// Accepted for runc compatibility (cgroups are managed directly).
-    #[arg(long = "systemd-cgroup", global = true, hide = true)]
-    systemd_cgroup: bool,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Create a container from a bundle; it waits for `start`.
-    Create(CreateArgs),
-    /// Start a created container's program.
-    Start { id: String },
-    /// Create and start; without -d wait, delete, and exit with the container's status.
-    Run {
-        #[command(flatten)]
-        create: CreateArgs,
-        /// Return once started, leaving the container running.
-        #[arg(short, long)]
-        detach: bool,
-    },
-    /// Print the OCI state of a container as JSON.
-    State { id: String },
-    /// Send a signal (name or number, default TERM) to a container.
-    Kill {
-        /// Signal every process in the container, not only its init.
-        #[arg(short, long)]
-        all: bool,
-        id: String,
-        signal: Option<String>,
-    },
-    /// Delete a stopped (or created, or with --force running) container.
-    Delete {
-        #[arg(short, long)]
-        force: bool,
-        id: String,
-    },
-    /// List containers.
-    List {
-        /// Only ids.
-        #[arg(short, long)]
-        quiet: bool,
-        #[arg(short, long, default_value = "table")]
-        format: String,
-    },
-    /// Run a command inside a running container; exits with its status.
-    Exec {
-        /// Working directory inside the container.
-        #[arg(long)]
-        cwd: Option<PathBuf>,
-        /// Extra environment variables (NAME=VALUE).
-        #[arg(short, long = "env")]
-        env: Vec<String>,
-        /// uid[:gid].
-        #[arg(short, long)]
-        user: Option<String>,
-        /// Allocate a terminal; its master goes to --console-socket.
-        #[arg(short, long)]
-        tty: bool,
-        /// Unix socket that receives the terminal master (with --tty).
-        #[arg(long = "console-socket")]
-        console_socket: Option<PathBuf>,
-        id: String,
-        #[arg(last = true, required = true)]
-        command: Vec<String>,
-    },
-    /// List the processes of a container.
-    Ps {
-        #[arg(short, long, default_value = "table")]
-        format: String,
-        id: String,
-    },
-    /// Internal: the container's init (run by the runtime itself).
-    #[command(hide = true)]
-    Init,
-}
-
-#[derive(Debug, Args)]
-struct CreateArgs {
-    /// Bundle directory (holding config.json).
-    #[arg(short, long, default_value = ".")]
-    bundle: PathBuf,
-    /// Write the init's pid here.
-    #[arg(long = "pid-file")]
-    pid_file: Option<PathBuf>,
-    /// Unix socket that receives the terminal master when process.terminal is true.
-    #[arg(long = "console-socket")]
-    console_socket: Option<PathBuf>,
-    /// Apply the built-in default seccomp profile when the spec has none.
-    #[arg(long = "default-seccomp")]
-    default_seccomp: bool,
-    id: String,
-}
-
-impl CreateArgs {
-    fn options(&self) -> CreateOptions {
-        CreateOptions {
-            bundle: self.bundle.clone(),
-            spec: None,
-            stdio: Stdio::default(),
-            console_socket: self.console_socket.clone(),
-            pid_file: self.pid_file.clone(),
-            default_seccomp: self.default_seccomp,
+/// `nanokube runtime ARGS...`: parses `args` (what follows `runtime`) and runs the command;
+/// returns the exit status. Usage errors exit 2 with one message, help and version exit 0.
+pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> anyhow::Result<i32> {
+    match args::parse(args) {
+        Ok(parsed) => run(parsed),
+        Err(Outcome::Print(text)) => {
+            print!("{text}");
+            Ok(0)
         }
+        Err(Outcome::Usage(text)) => {
+            eprintln!("{text}");
+            Ok(2)
+        }
+    }
+}
+
+fn create_options(c: &CreateArgs) -> CreateOptions {
+    CreateOptions {
+        bundle: c.bundle.clone(),
+        spec: None,
+        stdio: Stdio::default(),
+        console_socket: c.console_socket.clone(),
+        pid_file: c.pid_file.clone(),
+        default_seccomp: c.default_seccomp,
     }
 }
 
@@ -170,13 +74,14 @@ pub fn run(args: RuntimeArgs) -> anyhow::Result<i32> {
 
 fn run_command(args: RuntimeArgs) -> anyhow::Result<i32> {
     let mut rt = Runtime::new(&args.root);
-    // One command per operation: a fresh sealed copy each time would cost more than the
-    // whole container start (see exe.rs), so the CLI uses the read-only bind.
-    rt.protection = super::exe::Protection::ReadOnlyBind;
+    // One command per operation, on one thread: the init runs in the cloned copy of this
+    // process instead of loading the binary again (see exe.rs). A fresh sealed copy each time
+    // would cost more than the whole container start.
+    rt.protection = super::exe::Protection::InProcess;
     match args.command {
         Command::Init => init::main(),
         Command::Create(c) => {
-            rt.create(&c.id, c.options())?;
+            rt.create(&c.id, create_options(&c))?;
             Ok(0)
         }
         Command::Start { id } => {
@@ -184,7 +89,7 @@ fn run_command(args: RuntimeArgs) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Run { create, detach } => {
-            let created = rt.create(&create.id, create.options())?;
+            let created = rt.create(&create.id, create_options(&create))?;
             if !detach {
                 forward_signals(created.pid);
             }

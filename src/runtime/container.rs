@@ -217,18 +217,18 @@ fn cgroup_entry(cg: &cgroups::Cgroup) -> CgroupEntry {
     entry
 }
 
-/// Clones with `plan` straight into `cgroup`; returns the pid and the v1 `tasks` files the
-/// new process must write itself (empty if we had to move it the slow way).
+/// Clones with `plan` straight into `cgroup` (with its `entry`, see `cgroup_entry`); returns
+/// the pid and the v1 `tasks` files the new process must write itself (empty if we had to
+/// move it the slow way).
 fn spawn_into(
     plan: &spawn::Plan,
     flags: libc::c_int,
-    cgroup: Option<&cgroups::Cgroup>,
+    cgroup: Option<(&cgroups::Cgroup, &CgroupEntry)>,
 ) -> Result<(i32, Vec<PathBuf>)> {
-    let Some(cg) = cgroup else {
+    let Some((cg, entry)) = cgroup else {
         let (pid, _) = plan.spawn(flags, None).map_err(sys_err("clone"))?;
         return Ok((pid, Vec::new()));
     };
-    let entry = cgroup_entry(cg);
     let (pid, born_in) = plan
         .spawn(flags, entry.v2.as_ref().map(|f| f.as_raw_fd()))
         .map_err(sys_err("clone"))?;
@@ -240,7 +240,7 @@ fn spawn_into(
         }
         return Ok((pid, Vec::new()));
     }
-    Ok((pid, entry.v1_tasks))
+    Ok((pid, entry.v1_tasks.clone()))
 }
 
 fn cgroup_open(path: &Option<String>) -> Option<cgroups::Cgroup> {
@@ -294,9 +294,14 @@ impl Runtime {
     pub fn create(&self, id: &str, opts: CreateOptions) -> Result<Created> {
         state::check_id(id)?;
         let bundle = std::path::absolute(&opts.bundle).map_err(sys_err("bundle path"))?;
-        let spec = match opts.spec {
-            Some(s) => s,
-            None => spec::load(&bundle)?,
+        // The state dir keeps the config for `exec`: the bundle's own text when we read it
+        // (already checked to parse), else the caller's spec encoded.
+        let (spec, text) = match opts.spec {
+            Some(s) => (s, None),
+            None => {
+                let text = spec::read(&bundle)?;
+                (spec::parse(&text)?, Some(text))
+            }
         };
         spec::validate(&spec, &bundle)?;
         let rootfs = spec::rootfs_path(&spec, &bundle);
@@ -319,11 +324,11 @@ impl Runtime {
         // The init may drop to another user before opening it for writing.
         // SAFETY: valid C string.
         sys::cvt(unsafe { libc::chmod(cfifo.as_ptr(), 0o622) }).map_err(sys_err("chmod fifo"))?;
-        std::fs::write(
-            dir.join(state::CONFIG),
-            serde_json::to_vec(&spec).map_err(|e| Error::Init(e.to_string()))?,
-        )
-        .map_err(sys_err("save config"))?;
+        let text = match text {
+            Some(t) => t,
+            None => serde_json::to_vec(&spec).map_err(|e| Error::Init(e.to_string()))?,
+        };
+        std::fs::write(dir.join(state::CONFIG), text).map_err(sys_err("save config"))?;
 
         let cgroup_path = spec
             .linux()
@@ -335,13 +340,50 @@ impl Runtime {
         let has_cgroup = cleanup.cgroup.is_some();
 
         let (mut parent, child) = Channel::pair()?;
-        let plan = spawn::Plan::new(exe_src, &child.raw_fd(), opts.stdio.raw());
+        let entry = cleanup.cgroup.as_ref().map(|cg| (cg, cgroup_entry(cg)));
+        let terminal = spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.terminal())
+            .unwrap_or(false);
+        let oom_score_adj = spec.process().as_ref().and_then(|p| p.oom_score_adj());
+        let annotations = spec.annotations().clone().unwrap_or_default();
+        let oci_version = spec.version().clone();
         let pid_ns_path = spec
             .linux()
             .as_ref()
             .and_then(|l| l.namespaces().as_ref())
             .and_then(|n| n.iter().find(|n| n.typ() == LinuxNamespaceType::Pid))
             .and_then(|n| n.path().clone());
+        let orders = Box::new(InitConfig {
+            id: id.to_string(),
+            spec,
+            rootfs: rootfs.clone(),
+            fifo,
+            seccomp: filter,
+            join: entry
+                .as_ref()
+                .map(|(_, e)| e.v1_tasks.clone())
+                .unwrap_or_default(),
+            cgroup_dirs: cleanup
+                .cgroup
+                .as_ref()
+                .map(|c| c.dirs())
+                .unwrap_or_default(),
+        });
+        // An init cloned from us takes its orders from its copy of our memory; an exec'd one
+        // reads them from the socket.
+        let (plan, to_send) = match exe_src {
+            exe::Source::InProcess(_) => (
+                spawn::Plan::new(exe_src, &child.raw_fd(), opts.stdio.raw())
+                    .with_orders(Message::Init(orders)),
+                None,
+            ),
+            _ => (
+                spawn::Plan::new(exe_src, &child.raw_fd(), opts.stdio.raw()),
+                Some(orders),
+            ),
+        };
         let pid_ns = match &pid_ns_path {
             Some(p) => Some(
                 spawn::PidNsGuard::enter(p)
@@ -349,35 +391,20 @@ impl Runtime {
             ),
             None => None,
         };
-        let spawned = spawn_into(&plan, flags, cleanup.cgroup.as_ref());
+        let spawned = spawn_into(&plan, flags, entry.as_ref().map(|(cg, e)| (*cg, e)));
         drop(pid_ns);
         let (pid, join) = spawned?;
         cleanup.pid = Some(pid);
+        drop(plan);
         drop(child);
         drop(opts.stdio);
-        if let Some(adj) = spec.process().as_ref().and_then(|p| p.oom_score_adj()) {
+        if let Some(adj) = oom_score_adj {
             super::process::set_oom_score_adj(pid, adj).map_err(|e| Error::Init(e.to_string()))?;
         }
-        let terminal = spec
-            .process()
-            .as_ref()
-            .and_then(|p| p.terminal())
-            .unwrap_or(false);
-        let annotations = spec.annotations().clone().unwrap_or_default();
-        let oci_version = spec.version().clone();
-        parent.send(&Message::Init(Box::new(InitConfig {
-            id: id.to_string(),
-            spec,
-            rootfs: rootfs.clone(),
-            fifo,
-            seccomp: filter.clone(),
-            join,
-            cgroup_dirs: cleanup
-                .cgroup
-                .as_ref()
-                .map(|c| c.dirs())
-                .unwrap_or_default(),
-        })))?;
+        if let Some(mut orders) = to_send {
+            orders.join = join;
+            parent.send(&Message::Init(orders))?;
+        }
         // The init is in its cgroup by now, or joins the v1 hierarchies itself first thing.
         // (The init waits for this word only where it needs its cgroup; it leaves room for a
         // parent that has to move it slowly.)
@@ -766,7 +793,8 @@ impl Runtime {
         let (mut parent, child) = Channel::pair()?;
         let plan = spawn::Plan::new(exe_src, &child.raw_fd(), opts.stdio.raw());
         let cgroup = cgroup_open(&saved.cgroup_path);
-        let (helper, join) = spawn_into(&plan, flags, cgroup.as_ref())?;
+        let entry = cgroup.as_ref().map(|cg| (cg, cgroup_entry(cg)));
+        let (helper, join) = spawn_into(&plan, flags, entry.as_ref().map(|(cg, e)| (*cg, e)))?;
         drop(child);
         drop(opts.stdio);
         let fail = |e: Error| {

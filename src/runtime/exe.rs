@@ -9,11 +9,21 @@
 //! makes its view of the binary a read-only bind mount before exec'ing it. /proc/<pid>/exe then
 //! names that read-only mount, so opening it for writing fails with EROFS, and the mount
 //! vanishes with the namespace. Either way the init also makes itself non-dumpable.
+//!
+//! A single-threaded caller (the CLI) need not exec an init at all: `Protection::InProcess`
+//! lets the cloned child, an exact copy of a process with one thread, run the init's code
+//! directly, which saves loading the whole binary a second time per container. Its
+//! `/proc/self/exe` is then the host's file, so two things keep the defence whole: the child
+//! makes itself non-dumpable first (no container process can open its exe or ptrace it), and
+//! it execs the user's program through the sealed trampoline (trampoline.rs), so even a
+//! `#!/proc/self/exe` program never runs the host's binary inside the container.
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+
+use super::trampoline;
 
 /// Errors making the sealed copy.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +42,11 @@ pub enum Protection {
     /// Exec the binary through a read-only bind mount made in the child's own mount
     /// namespace (needs CLONE_NEWNS on the clone; falls back to the sealed copy otherwise).
     ReadOnlyBind,
+    /// No exec: the child runs the init in the copy of our process, and execs the user's
+    /// program through the sealed trampoline. Only for a process that has a single thread
+    /// at the clone (checked; otherwise as `ReadOnlyBind`) and runs on an architecture with
+    /// a trampoline.
+    InProcess,
 }
 
 /// What the cloned child execs.
@@ -41,6 +56,8 @@ pub enum Source {
     Sealed(RawFd),
     /// Bind the binary read-only onto itself, then execve(path).
     ReadOnlyBind(std::ffi::CString),
+    /// Run the init in the cloned child itself; the fd is the sealed trampoline.
+    InProcess(RawFd),
 }
 
 /// Picks the source for a clone with `clone_flags`. `binary` is the nanokube executable to
@@ -50,7 +67,18 @@ pub fn source(
     clone_flags: libc::c_int,
     binary: Option<&Path>,
 ) -> Result<Source, Error> {
-    if protection == Protection::ReadOnlyBind && clone_flags & libc::CLONE_NEWNS != 0 {
+    // A named binary is a test harness's way to run the real init; that needs an exec.
+    if protection == Protection::InProcess
+        && binary.is_none()
+        && trampoline::supported()
+        && single_threaded()
+    {
+        return Ok(Source::InProcess(
+            trampoline::sealed().map_err(|trampoline::Error::Io(e)| Error::Io(e))?,
+        ));
+    }
+    let bind = matches!(protection, Protection::ReadOnlyBind | Protection::InProcess);
+    if bind && clone_flags & libc::CLONE_NEWNS != 0 {
         let path = match binary {
             Some(p) => std::fs::canonicalize(p)?,
             None => std::fs::read_link("/proc/self/exe")?,
@@ -66,6 +94,12 @@ pub fn source(
     Ok(Source::Sealed(sealed_copy(
         binary.unwrap_or(Path::new("/proc/self/exe")),
     )?))
+}
+
+/// Whether this process has exactly one thread, so that a cloned child is a consistent copy
+/// (no lock held by another thread, no allocator state mid-update).
+fn single_threaded() -> bool {
+    std::fs::read_dir("/proc/self/task").is_ok_and(|d| d.count() == 1)
 }
 
 /// Sealed copies made so far, by source path; kept for the life of the process.

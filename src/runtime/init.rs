@@ -49,9 +49,6 @@ fn sys_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
 
 /// Entry point of the hidden subcommand. Never returns.
 pub fn main() -> ! {
-    // Nothing in the container may open /proc/<us>/exe or ptrace us (CVE-2019-5736).
-    // SAFETY: prctl with integer arguments.
-    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     let fd: RawFd = match std::env::var(SYNC_FD_ENV).ok().and_then(|v| v.parse().ok()) {
         Some(fd) if fd > 2 => fd,
         _ => {
@@ -59,30 +56,64 @@ pub fn main() -> ! {
             std::process::exit(2);
         }
     };
-    // Only stdio and the sync socket survive: anything else inherited could be a host
-    // directory handed to the container (CVE-2024-21626).
-    // SAFETY: close_range over ranges that exclude the fds we keep.
+    run(fd, None, None)
+}
+
+/// The init proper, on the sync socket `fd`: in a fresh `nanokube runtime init`, or (with
+/// `trampoline`, see exe::Protection::InProcess) straight in the child cloned from a
+/// single-threaded caller, which may pass the container's `orders` in memory (saving their
+/// encoding and decoding). Never returns, not even by unwinding: a panic here must not run
+/// the caller's code in this copy of it.
+pub fn run(fd: RawFd, trampoline: Option<RawFd>, orders: Option<&Message>) -> ! {
+    // Nothing in the container may open /proc/<us>/exe or ptrace us (CVE-2019-5736).
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    // Only stdio, the sync socket and the trampoline survive: anything else inherited could
+    // be a host directory handed to the container (CVE-2024-21626).
+    let mut keep = [fd, trampoline.unwrap_or(fd)];
+    keep.sort_unstable();
+    let mut from: libc::c_uint = 3;
+    for k in keep {
+        if k as libc::c_uint >= from {
+            // SAFETY: close_range over a range that excludes the fds we keep.
+            unsafe { libc::close_range(from, (k - 1) as libc::c_uint, 0) };
+            from = k as libc::c_uint + 1;
+        }
+    }
+    // SAFETY: close_range above the last kept fd; fcntl on the socket we keep.
     unsafe {
-        libc::close_range(3, (fd - 1) as libc::c_uint, 0);
-        libc::close_range((fd + 1) as libc::c_uint, libc::c_uint::MAX, 0);
+        libc::close_range(from, libc::c_uint::MAX, 0);
         libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
     }
-    // SAFETY: fd is the inherited socket, owned by nothing else in this process.
-    let mut chan = unsafe { Channel::from_raw(fd) };
-    let result = match chan.recv() {
-        Ok((Message::Init(cfg), _)) => container_init(&mut chan, *cfg),
-        Ok((Message::Exec(cfg), fds)) => exec_init(&mut chan, *cfg, fds),
-        Ok(_) => Err(Error::Protocol),
-        Err(e) => Err(e.into()),
-    };
-    let err = match result {
-        Ok(never) => match never {},
-        Err(e) => e,
-    };
-    let _ = chan.send(&Message::Error {
-        message: err.to_string(),
+    let outcome = std::panic::catch_unwind(|| {
+        // SAFETY: fd is the inherited socket, owned by nothing else in this process.
+        let mut chan = unsafe { Channel::from_raw(fd) };
+        let result = match orders {
+            Some(Message::Init(cfg)) => container_init(&mut chan, cfg, trampoline),
+            Some(_) => Err(Error::Protocol),
+            None => match chan.recv() {
+                Ok((Message::Init(cfg), _)) => container_init(&mut chan, &cfg, trampoline),
+                Ok((Message::Exec(cfg), fds)) => exec_init(&mut chan, *cfg, fds, trampoline),
+                Ok(_) => Err(Error::Protocol),
+                Err(e) => Err(e.into()),
+            },
+        };
+        let err = match result {
+            Ok(never) => match never {},
+            Err(e) => e,
+        };
+        let _ = chan.send(&Message::Error {
+            message: err.to_string(),
+        });
     });
-    std::process::exit(1);
+    exit(if outcome.is_ok() { 1 } else { 101 })
+}
+
+/// Ends the init without atexit handlers or std's stdout flush: in an init cloned from the
+/// caller they would belong to the caller.
+fn exit(code: i32) -> ! {
+    // SAFETY: _exit has no preconditions.
+    unsafe { libc::_exit(code) }
 }
 
 fn ns_flag(t: LinuxNamespaceType) -> libc::c_int {
@@ -133,7 +164,11 @@ fn join_tasks(files: &[std::path::PathBuf]) -> Result<(), Error> {
     Ok(())
 }
 
-fn container_init(chan: &mut Channel, cfg: InitConfig) -> Result<std::convert::Infallible, Error> {
+fn container_init(
+    chan: &mut Channel,
+    cfg: &InitConfig,
+    trampoline: Option<RawFd>,
+) -> Result<std::convert::Infallible, Error> {
     join_tasks(&cfg.join)?;
     let spec = &cfg.spec;
     let linux = spec.linux().clone().unwrap_or_default();
@@ -226,7 +261,7 @@ fn container_init(chan: &mut Channel, cfg: InitConfig) -> Result<std::convert::I
             mounts::readonly_root()?;
         }
     }
-    let prepared = prepare_process(&process, cfg.seccomp.as_ref())?;
+    let prepared = prepare_process(&process, cfg.seccomp.as_ref(), trampoline)?;
     chan.send_with_fds(
         &Message::Ready { pid: 1 },
         console.as_ref().map(|c| c.as_raw_fd()).as_slice(),
@@ -262,6 +297,8 @@ fn join_cgroup(chan: &mut Channel, new_ns: bool, done: &mut bool) -> Result<(), 
 
 /// What is left to do at the very end, after which only execve(2) runs.
 struct Prepared {
+    /// Exec through this sealed trampoline (an init that runs the host's binary).
+    trampoline: Option<RawFd>,
     program: std::ffi::CString,
     args: Vec<std::ffi::CString>,
     env: Vec<std::ffi::CString>,
@@ -285,7 +322,10 @@ impl Prepared {
                 return Error::Seccomp(e);
             }
         }
-        let err = process::exec(&self.program, &self.args, &self.env);
+        let err = match self.trampoline {
+            Some(t) => super::trampoline::exec(t, &self.program, &self.args, &self.env),
+            None => process::exec(&self.program, &self.args, &self.env),
+        };
         Error::Sys {
             what: format!("exec {:?}", self.program),
             source: err,
@@ -296,7 +336,11 @@ impl Prepared {
 /// User, caps, rlimits, cwd and seccomp, in the order the kernel allows: with no_new_privs
 /// the filter goes in last (it may then forbid what setup still needs); without it the filter
 /// needs CAP_SYS_ADMIN, so it goes in before capabilities are dropped.
-fn prepare_process(process: &Process, filter: Option<&sync::Filter>) -> Result<Prepared, Error> {
+fn prepare_process(
+    process: &Process,
+    filter: Option<&sync::Filter>,
+    trampoline: Option<RawFd>,
+) -> Result<Prepared, Error> {
     let mut env: Vec<String> = process.env().clone().unwrap_or_default();
     if !env.iter().any(|e| e.starts_with("HOME=")) {
         // As runc does: HOME from the container's /etc/passwd, else "/".
@@ -318,6 +362,7 @@ fn prepare_process(process: &Process, filter: Option<&sync::Filter>) -> Result<P
         process::set_no_new_privs()?;
     }
     Ok(Prepared {
+        trampoline,
         program,
         args: process::cstrings(&args),
         env: process::cstrings(&env),
@@ -425,6 +470,7 @@ fn exec_init(
     chan: &mut Channel,
     cfg: ExecConfig,
     fds: Vec<OwnedFd>,
+    trampoline: Option<RawFd>,
 ) -> Result<std::convert::Infallible, Error> {
     if fds.len() != cfg.namespaces.len() {
         return Err(Error::Protocol);
@@ -460,7 +506,8 @@ fn exec_init(
             }
         }
         drop(pty);
-        let result = prepare_process(&cfg.process, cfg.seccomp.as_ref()).map(|p| p.exec());
+        let result =
+            prepare_process(&cfg.process, cfg.seccomp.as_ref(), trampoline).map(|p| p.exec());
         let err = match result {
             Ok(e) | Err(e) => e,
         };
@@ -476,5 +523,5 @@ fn exec_init(
     drop(master);
     let status = sys::waitpid(child).map_err(sys_err("wait"))?;
     chan.send(&Message::Exited { status })?;
-    std::process::exit(0);
+    exit(0);
 }

@@ -7,6 +7,7 @@
 //! of this binary (`exe`) as `nanokube runtime init` (`init`). The init builds the filesystem
 //! (`mounts`), prepares the process (`process`) and waits on the exec fifo for `start`.
 
+pub mod args;
 pub mod cgroups;
 pub mod cli;
 pub mod container;
@@ -21,6 +22,7 @@ pub mod spec;
 pub mod state;
 pub mod sync;
 pub mod sys;
+pub mod trampoline;
 
 pub use container::{
     CreateOptions, Created, Error, ExecOptions, ExecProcess, ExitStatus, Runtime, Stdio,

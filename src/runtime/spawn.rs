@@ -2,13 +2,16 @@
 //! child only async-signal-safe calls (dup2, fcntl, execveat) until it has become a fresh
 //! `nanokube runtime init` from the sealed memfd. Everything the child touches is prepared
 //! before the clone, so a multi-threaded caller (the kubelet's tokio process) is safe: no
-//! lock another thread might hold is ever taken in the child.
+//! lock another thread might hold is ever taken in the child. Only a caller with a single
+//! thread may skip the exec (`Source::InProcess`): its child is then a consistent copy of it
+//! and runs the init's code directly.
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, RawFd};
 
 use super::exe::Source;
 use super::init::SYNC_FD_ENV;
+use super::sync::Message;
 use super::sys;
 
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
@@ -38,6 +41,9 @@ pub struct Plan {
     _strings: Vec<CString>,
     argv: [*const libc::c_char; 4],
     envp: [*const libc::c_char; 2],
+    /// For `Source::InProcess`: the init's orders, read from the child's copy of our memory
+    /// instead of the socket.
+    orders: Option<Message>,
 }
 
 impl Plan {
@@ -63,7 +69,14 @@ impl Plan {
             _strings: strings,
             argv,
             envp,
+            orders: None,
         }
+    }
+
+    /// Hands the init its orders in memory (only with `Source::InProcess`).
+    pub fn with_orders(mut self, orders: Message) -> Plan {
+        self.orders = Some(orders);
+        self
     }
 
     /// Clones a child into new namespaces (`flags`, CLONE_NEW*) that execs the init.
@@ -128,7 +141,8 @@ impl Plan {
     /// # Safety
     /// Only to be called in the freshly cloned child.
     unsafe fn child(&self) -> ! {
-        // SAFETY: dup2/fcntl/execveat/_exit are async-signal-safe and get valid arguments.
+        // SAFETY: dup2/fcntl/execveat/_exit are async-signal-safe and get valid arguments;
+        // `init::run` is only reached in a copy of a single-threaded process.
         unsafe {
             // Anything that goes wrong before exec shows up as the init closing the socket.
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
@@ -180,6 +194,11 @@ impl Plan {
                         libc::_exit(126);
                     }
                     libc::execve(p, self.argv.as_ptr(), self.envp.as_ptr());
+                }
+                Source::InProcess(trampoline) => {
+                    // The caller had one thread at the clone (exe::source checked), so this
+                    // copy of it may run ordinary code: the init, without an exec.
+                    super::init::run(self.sync, Some(*trampoline), self.orders.as_ref());
                 }
             }
             libc::_exit(127)
