@@ -6,8 +6,7 @@ use std::ffi::CString;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use caps::{CapSet, CapsHashSet};
-use oci_spec::runtime::{Capabilities, PosixRlimitType, Process};
+use oci_spec::runtime::{Capabilities, Capability, PosixRlimitType, Process};
 
 use super::sys;
 
@@ -26,7 +25,7 @@ pub enum Error {
     Caps {
         what: &'static str,
         #[source]
-        source: caps::errors::CapsError,
+        source: io::Error,
     },
     /// The working directory resolved outside the container's root (CVE-2024-21626).
     #[error("working directory {0} is outside the container's root")]
@@ -84,43 +83,121 @@ pub fn set_oom_score_adj(pid: i32, adj: i32) -> Result<(), Error> {
         .map_err(sys_err("oom_score_adj"))
 }
 
-fn to_caps(set: &Option<Capabilities>) -> CapsHashSet {
-    let mut out = CapsHashSet::new();
-    for c in set.iter().flatten() {
-        // Both name capabilities "CAP_X"; one the caps crate does not know is skipped, as
-        // runc does, rather than refusing a spec written for a newer kernel.
-        let name = serde_json::to_value(c).ok();
-        if let Some(cap) = name
-            .as_ref()
-            .and_then(|v| v.as_str())
-            .and_then(|s| s.parse().ok())
-        {
-            out.insert(cap);
-        }
+/// The kernel's number of a capability (linux/capability.h).
+fn cap_number(c: Capability) -> u32 {
+    use Capability::*;
+    match c {
+        Chown => 0,
+        DacOverride => 1,
+        DacReadSearch => 2,
+        Fowner => 3,
+        Fsetid => 4,
+        Kill => 5,
+        Setgid => 6,
+        Setuid => 7,
+        Setpcap => 8,
+        LinuxImmutable => 9,
+        NetBindService => 10,
+        NetBroadcast => 11,
+        NetAdmin => 12,
+        NetRaw => 13,
+        IpcLock => 14,
+        IpcOwner => 15,
+        SysModule => 16,
+        SysRawio => 17,
+        SysChroot => 18,
+        SysPtrace => 19,
+        SysPacct => 20,
+        SysAdmin => 21,
+        SysBoot => 22,
+        SysNice => 23,
+        SysResource => 24,
+        SysTime => 25,
+        SysTtyConfig => 26,
+        Mknod => 27,
+        Lease => 28,
+        AuditWrite => 29,
+        AuditControl => 30,
+        Setfcap => 31,
+        MacOverride => 32,
+        MacAdmin => 33,
+        Syslog => 34,
+        WakeAlarm => 35,
+        BlockSuspend => 36,
+        AuditRead => 37,
+        Perfmon => 38,
+        Bpf => 39,
+        CheckpointRestore => 40,
     }
-    out
+}
+
+/// A capability set as the kernel's bit mask.
+fn mask(set: &Option<Capabilities>) -> u64 {
+    set.iter()
+        .flatten()
+        .fold(0, |m, c| m | 1u64 << cap_number(*c))
+}
+
+/// The highest capability the running kernel knows (it may know more than this code).
+fn last_cap() -> u32 {
+    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(40)
+        .min(63)
+}
+
+/// struct __user_cap_header_struct and __user_cap_data_struct (version 3: two 32-bit halves).
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+/// capset(2) of this thread's effective, permitted and inheritable sets, all at once.
+fn capset(effective: u64, permitted: u64, inheritable: u64) -> io::Result<()> {
+    let header = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let half = |m: u64, i: usize| (m >> (32 * i)) as u32;
+    let data: [CapData; 2] = std::array::from_fn(|i| CapData {
+        effective: half(effective, i),
+        permitted: half(permitted, i),
+        inheritable: half(inheritable, i),
+    });
+    // SAFETY: a valid version-3 header and the two data structs that version reads.
+    sys::cvt(unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) } as libc::c_int)?;
+    Ok(())
+}
+
+fn caps_err(what: &'static str) -> impl FnOnce(io::Error) -> Error {
+    move |source| Error::Caps { what, source }
 }
 
 /// Switches to the process's user and capability sets. Run as root with full caps; the
 /// bounding set is cut first (needs CAP_SETPCAP), and the kernel keeps permitted caps across
-/// setuid only with KEEPCAPS, after which effective is set explicitly.
+/// setuid only with KEEPCAPS, after which the three sets are set exactly as the spec lists
+/// them (absent means empty: CVE-2022-29162) and ambient ones raised.
 pub fn set_user_and_caps(process: &Process) -> Result<(), Error> {
     let user = process.user();
-    let capsets = process.capabilities().clone().unwrap_or_else(empty_caps);
-    let bounding = to_caps(capsets.bounding());
-    for cap in caps::all() {
-        if !bounding.contains(&cap) {
-            match caps::drop(None, CapSet::Bounding, cap) {
-                Ok(()) => {}
-                // A cap the running kernel does not have cannot be dropped; ignore it.
-                Err(_) if !caps::runtime::thread_all_supported().contains(&cap) => {}
-                Err(source) => {
-                    return Err(Error::Caps {
-                        what: "bounding",
-                        source,
-                    })
-                }
-            }
+    let sets = process.capabilities().clone().unwrap_or_else(empty_caps);
+    let bounding = mask(sets.bounding());
+    for cap in 0..=last_cap() {
+        if bounding & (1 << cap) == 0 {
+            // SAFETY: prctl with integer arguments.
+            sys::cvt(unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) })
+                .map_err(caps_err("bounding"))?;
         }
     }
     // SAFETY: prctl with integer arguments.
@@ -139,47 +216,31 @@ pub fn set_user_and_caps(process: &Process) -> Result<(), Error> {
     // SAFETY: prctl with integer arguments.
     sys::cvt(unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) })
         .map_err(sys_err("keepcaps"))?;
-    let permitted = to_caps(capsets.permitted());
-    let effective = to_caps(capsets.effective());
-    let inheritable = to_caps(capsets.inheritable());
-    let ambient = to_caps(capsets.ambient());
-    // Order matters: permitted bounds effective and inheritable, which bound ambient.
-    caps::set(
-        None,
-        CapSet::Effective,
-        &effective.intersection(&permitted).cloned().collect(),
-    )
-    .map_err(|source| Error::Caps {
-        what: "effective",
-        source,
-    })?;
-    caps::set(None, CapSet::Inheritable, &inheritable).map_err(|source| Error::Caps {
-        what: "inheritable",
-        source,
-    })?;
-    caps::set(None, CapSet::Permitted, &permitted).map_err(|source| Error::Caps {
-        what: "permitted",
-        source,
-    })?;
-    caps::set(None, CapSet::Effective, &effective).map_err(|source| Error::Caps {
-        what: "effective",
-        source,
-    })?;
-    caps::clear(None, CapSet::Ambient).map_err(|source| Error::Caps {
-        what: "ambient",
-        source,
-    })?;
+    let permitted = mask(sets.permitted());
+    let inheritable = mask(sets.inheritable());
+    // The kernel refuses an effective cap that is not permitted, as it should: an error.
+    capset(mask(sets.effective()), permitted, inheritable).map_err(caps_err("sets"))?;
+    // SAFETY: prctl with integer arguments.
+    sys::cvt(unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        )
+    })
+    .map_err(caps_err("ambient"))?;
     // The kernel only lets a cap into ambient when it is permitted and inheritable; specs
     // (runc's default among them) often list ambient caps without inheritable ones, and runc
     // skips those, so we do too.
-    for cap in ambient
-        .intersection(&inheritable)
-        .filter(|c| permitted.contains(c))
-    {
-        caps::raise(None, CapSet::Ambient, *cap).map_err(|source| Error::Caps {
-            what: "ambient",
-            source,
-        })?;
+    let ambient = mask(sets.ambient()) & inheritable & permitted;
+    for cap in (0..64).filter(|c| ambient & (1 << c) != 0) {
+        // SAFETY: prctl with integer arguments.
+        sys::cvt(unsafe {
+            libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_RAISE, cap, 0, 0)
+        })
+        .map_err(caps_err("ambient"))?;
     }
     if let Some(mask) = user.umask() {
         // SAFETY: umask cannot fail.
