@@ -9,7 +9,7 @@
 //! by an eBPF program of type BPF_PROG_TYPE_CGROUP_DEVICE attached to the cgroup, which
 //! `program` generates from the same rules.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
 use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
@@ -301,33 +301,20 @@ fn bpf_error(path: &Path, what: &str, log: &[u8]) -> Error {
 /// BPF_F_ALLOW_MULTI, so attaching again (an update) replaces the previous program.
 pub(super) fn apply_v2(dir: &Path, rules: &[Rule]) -> Result<()> {
     let insns = program(rules);
-    let license = c"Apache-2.0";
-    let mut log = vec![0u8; 64 * 1024];
-    let attr = ProgLoadAttr {
-        prog_type: BPF_PROG_TYPE_CGROUP_DEVICE,
-        insn_cnt: insns.len() as u32,
-        insns: insns.as_ptr() as u64,
-        license: license.as_ptr() as u64,
-        log_level: 1,
-        log_size: log.len() as u32,
-        log_buf: log.as_mut_ptr() as u64,
-        ..Default::default()
+    // Without a log first: the verifier's log of every instruction costs more than the load
+    // itself. Only a refused program is loaded again, to explain why.
+    let fd = match load(&insns, None) {
+        Ok(fd) => fd,
+        Err(_) => {
+            let mut log = vec![0u8; 64 * 1024];
+            match load(&insns, Some(&mut log)) {
+                Ok(fd) => fd,
+                Err(()) => return Err(bpf_error(dir, "load", &log)),
+            }
+        }
     };
-    // SAFETY: attr is a valid bpf_attr prefix whose pointers (insns, license, log) stay alive
-    // for the call; the kernel writes at most log_size bytes into log.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_LOAD,
-            &attr as *const ProgLoadAttr,
-            std::mem::size_of::<ProgLoadAttr>(),
-        )
-    };
-    if fd < 0 {
-        return Err(bpf_error(dir, "load", &log));
-    }
     // SAFETY: bpf(BPF_PROG_LOAD) returned a new file descriptor that nothing else owns.
-    let prog = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let prog = unsafe { OwnedFd::from_raw_fd(fd) };
     let cgroup = std::fs::File::open(dir).map_err(|source| Error::Io {
         op: "open",
         path: dir.to_path_buf(),
@@ -353,6 +340,41 @@ pub(super) fn apply_v2(dir: &Path, rules: &[Rule]) -> Result<()> {
     }
     // The attachment holds its own reference: the program lives as long as the cgroup.
     Ok(())
+}
+
+/// bpf(BPF_PROG_LOAD) of a device program, with the verifier's log in `log` if given.
+/// The error itself is left in errno for `bpf_error`.
+fn load(insns: &[Insn], log: Option<&mut [u8]>) -> std::result::Result<RawFd, ()> {
+    let license = c"Apache-2.0";
+    let (log_level, log_size, log_buf) = match log {
+        Some(l) => (1, l.len() as u32, l.as_mut_ptr() as u64),
+        None => (0, 0, 0),
+    };
+    let attr = ProgLoadAttr {
+        prog_type: BPF_PROG_TYPE_CGROUP_DEVICE,
+        insn_cnt: insns.len() as u32,
+        insns: insns.as_ptr() as u64,
+        license: license.as_ptr() as u64,
+        log_level,
+        log_size,
+        log_buf,
+        ..Default::default()
+    };
+    // SAFETY: attr is a valid bpf_attr prefix whose pointers (insns, license, log) stay alive
+    // for the call; the kernel writes at most log_size bytes into the log.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_LOAD,
+            &attr as *const ProgLoadAttr,
+            std::mem::size_of::<ProgLoadAttr>(),
+        )
+    };
+    if fd < 0 {
+        Err(())
+    } else {
+        Ok(fd as RawFd)
+    }
 }
 
 #[cfg(test)]
