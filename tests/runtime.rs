@@ -12,7 +12,9 @@ use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use nanokube::runtime::exe::Protection;
-use nanokube::runtime::{CreateOptions, ExecOptions, ExitStatus, OciState, Runtime, Status};
+use nanokube::runtime::{
+    CreateOptions, Created, ExecOptions, ExitStatus, OciState, Runtime, Status,
+};
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_nanokube");
@@ -946,6 +948,25 @@ fn sha(path: &Path) -> Vec<u8> {
     sha2::Sha256::digest(std::fs::read(path).unwrap()).to_vec()
 }
 
+/// Creates a container from `bundle` through the library with `protection`.
+fn create_protected(
+    env: &mut Env,
+    bundle: &Path,
+    protection: Protection,
+    name: &str,
+) -> (Runtime, String, Created) {
+    let mut rt = env.rt();
+    rt.protection = protection;
+    let id = unique(name);
+    env.ids.push(id.clone());
+    let opts = CreateOptions {
+        bundle: bundle.to_path_buf(),
+        ..Default::default()
+    };
+    let c = rt.create(&id, opts).unwrap();
+    (rt, id, c)
+}
+
 /// CVE-2019-5736: a container process tries to open the runtime's /proc/<pid>/exe for writing
 /// while the runtime's init runs inside the container (created, not started), through each
 /// protection (CLI: the init cloned without an exec; library: sealed memfd; read-only bind).
@@ -982,19 +1003,7 @@ fn cve_2019_5736_runtime_binary_cannot_be_overwritten() {
 
     // The read-only bind (what the CLI falls back to when it cannot clone without an exec):
     // seen from the host, the init runs the binary through a read-only mount.
-    let mut rt = env.rt();
-    rt.protection = Protection::ReadOnlyBind;
-    let id = unique("exe2");
-    env.ids.push(id.clone());
-    let c = rt
-        .create(
-            &id,
-            CreateOptions {
-                bundle: b.clone(),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    let (rt, id, c) = create_protected(&mut env, &b, Protection::ReadOnlyBind, "exe2");
     let w = std::fs::OpenOptions::new()
         .write(true)
         .open(format!("/proc/{}/exe", c.pid));
@@ -1009,19 +1018,7 @@ fn cve_2019_5736_runtime_binary_cannot_be_overwritten() {
     let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(c.pid), None);
 
     // The library's default: a sealed memfd copy, never the host file.
-    let mut rt = env.rt();
-    rt.protection = Protection::SealedCopy;
-    let id = unique("exe3");
-    env.ids.push(id.clone());
-    let c = rt
-        .create(
-            &id,
-            CreateOptions {
-                bundle: b.clone(),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    let (rt, id, c) = create_protected(&mut env, &b, Protection::SealedCopy, "exe3");
     let exe = std::fs::read_link(format!("/proc/{}/exe", c.pid)).unwrap();
     assert!(
         exe.to_string_lossy().starts_with("/memfd:nanokube-runtime"),

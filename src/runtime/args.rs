@@ -152,33 +152,12 @@ const CREATE_FLAGS: &[Flag] = &[
     ),
 ];
 
-const RUN_FLAGS: &[Flag] = &[
-    flag(
-        "bundle",
-        Some('b'),
-        Some("DIR"),
-        "Bundle directory (holding config.json) [default: .]",
-    ),
-    flag("pid-file", None, Some("FILE"), "Write the init's pid here"),
-    flag(
-        "console-socket",
-        None,
-        Some("SOCKET"),
-        "Unix socket that receives the terminal master when process.terminal is true",
-    ),
-    flag(
-        "default-seccomp",
-        None,
-        None,
-        "Apply the built-in default seccomp profile when the spec has none",
-    ),
-    flag(
-        "detach",
-        Some('d'),
-        None,
-        "Return once started, leaving the container running",
-    ),
-];
+const DETACH: &[Flag] = &[flag(
+    "detach",
+    Some('d'),
+    None,
+    "Return once started, leaving the container running",
+)];
 
 const EXEC_FLAGS: &[Flag] = &[
     flag(
@@ -212,7 +191,8 @@ const EXEC_FLAGS: &[Flag] = &[
 struct Spec {
     name: &'static str,
     about: &'static str,
-    flags: &'static [Flag],
+    /// Groups of flags (a command may share another's).
+    flags: &'static [&'static [Flag]],
     positionals: &'static str,
     hidden: bool,
 }
@@ -221,7 +201,7 @@ const COMMANDS: &[Spec] = &[
     Spec {
         name: "create",
         about: "Create a container from a bundle; it waits for `start`",
-        flags: CREATE_FLAGS,
+        flags: &[CREATE_FLAGS],
         positionals: "<ID>",
         hidden: false,
     },
@@ -235,7 +215,7 @@ const COMMANDS: &[Spec] = &[
     Spec {
         name: "run",
         about: "Create and start; without -d wait, delete, and exit with the container's status",
-        flags: RUN_FLAGS,
+        flags: &[CREATE_FLAGS, DETACH],
         positionals: "<ID>",
         hidden: false,
     },
@@ -249,31 +229,31 @@ const COMMANDS: &[Spec] = &[
     Spec {
         name: "kill",
         about: "Send a signal (name or number, default TERM) to a container",
-        flags: &[flag(
+        flags: &[&[flag(
             "all",
             Some('a'),
             None,
             "Signal every process in the container, not only its init",
-        )],
+        )]],
         positionals: "<ID> [SIGNAL]",
         hidden: false,
     },
     Spec {
         name: "delete",
         about: "Delete a stopped (or created, or with --force running) container",
-        flags: &[flag(
+        flags: &[&[flag(
             "force",
             Some('f'),
             None,
             "Kill it first if it is running",
-        )],
+        )]],
         positionals: "<ID>",
         hidden: false,
     },
     Spec {
         name: "list",
         about: "List containers",
-        flags: &[
+        flags: &[&[
             flag("quiet", Some('q'), None, "Only ids"),
             flag(
                 "format",
@@ -281,26 +261,26 @@ const COMMANDS: &[Spec] = &[
                 Some("table|json"),
                 "Output format [default: table]",
             ),
-        ],
+        ]],
         positionals: "",
         hidden: false,
     },
     Spec {
         name: "exec",
         about: "Run a command inside a running container; exits with its status",
-        flags: EXEC_FLAGS,
+        flags: &[EXEC_FLAGS],
         positionals: "<ID> [--] <COMMAND>...",
         hidden: false,
     },
     Spec {
         name: "ps",
         about: "List the processes of a container",
-        flags: &[flag(
+        flags: &[&[flag(
             "format",
             Some('f'),
             Some("table|json"),
             "Output format [default: table]",
-        )],
+        )]],
         positionals: "<ID>",
         hidden: false,
     },
@@ -428,8 +408,11 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<RuntimeArgs, Ou
 
 /// Finds the flag `arg` names among the command's and the global flags; returns it with the
 /// value given inline (`--flag=value`, `-fvalue`), if any.
-fn find_flag(arg: &str, flags: &'static [Flag]) -> Option<(&'static Flag, Option<String>)> {
-    let all = || flags.iter().chain(GLOBAL);
+fn find_flag(
+    arg: &str,
+    groups: &'static [&'static [Flag]],
+) -> Option<(&'static Flag, Option<String>)> {
+    let all = || groups.iter().copied().flatten().chain(GLOBAL);
     if let Some(long) = arg.strip_prefix("--") {
         let (name, inline) = match long.split_once('=') {
             Some((n, v)) => (n, Some(v.to_string())),
@@ -598,7 +581,9 @@ fn help(command: Option<&Spec>) -> String {
                 "Usage: nanokube runtime {} [OPTIONS]{pos}\n\nOptions:\n",
                 c.name
             ));
-            flag_lines(c.flags, &mut out);
+            for group in c.flags {
+                flag_lines(group, &mut out);
+            }
             flag_lines(GLOBAL, &mut out);
             out.push_str(&format!("  {:<34} {}\n", "-h, --help", "Print help"));
         }

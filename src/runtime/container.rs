@@ -398,21 +398,30 @@ impl Runtime {
         drop(plan);
         drop(child);
         drop(opts.stdio);
-        if let Some(adj) = oom_score_adj {
-            super::process::set_oom_score_adj(pid, adj).map_err(|e| Error::Init(e.to_string()))?;
-        }
-        if let Some(mut orders) = to_send {
-            orders.join = join;
-            parent.send(&Message::Init(orders))?;
-        }
-        // The init is in its cgroup by now, or joins the v1 hierarchies itself first thing.
-        // (The init waits for this word only where it needs its cgroup; it leaves room for a
-        // parent that has to move it slowly.)
-        parent.send(&Message::CgroupJoined)?;
-        let (msg, fds) = parent.recv()?;
+        // A cloned init starts at once and may already have failed and closed its end; its
+        // error then waits in the socket and says more than our broken pipe, so it wins.
+        let sent = (|| -> Result<()> {
+            if let Some(adj) = oom_score_adj {
+                super::process::set_oom_score_adj(pid, adj)
+                    .map_err(|e| Error::Init(e.to_string()))?;
+            }
+            if let Some(mut orders) = to_send {
+                orders.join = join;
+                parent.send(&Message::Init(orders))?;
+            }
+            // The init is in its cgroup by now, or joins the v1 hierarchies itself first
+            // thing. (The init waits for this word only where it needs its cgroup; it leaves
+            // room for a parent that has to move it slowly.)
+            parent.send(&Message::CgroupJoined)?;
+            Ok(())
+        })();
+        let (msg, fds) = match (parent.recv(), sent) {
+            (Ok((Message::Error { message }, _)), _) => return Err(Error::Init(message)),
+            (_, Err(e)) => return Err(e),
+            (reply, Ok(())) => reply?,
+        };
         match msg {
             Message::Ready { .. } => {}
-            Message::Error { message } => return Err(Error::Init(message)),
             _ => return Err(Error::Init("unexpected message from init".into())),
         }
         if terminal {

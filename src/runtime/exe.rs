@@ -120,7 +120,37 @@ pub fn sealed_copy(binary: &Path) -> Result<RawFd, Error> {
 fn make_sealed_copy(binary: &Path) -> Result<OwnedFd, Error> {
     let src = File::open(binary)?;
     let len = src.metadata()?.len();
-    let name = c"nanokube-runtime";
+    let mem = sealed_memfd(c"nanokube-runtime", |mem| {
+        let mut left = len as usize;
+        while left > 0 {
+            // SAFETY: both descriptors are open; a null offset uses and advances the offsets.
+            let n = unsafe {
+                libc::sendfile(mem.as_raw_fd(), src.as_raw_fd(), std::ptr::null_mut(), left)
+            };
+            if n < 0 {
+                let err = std::io::Error::last_os_error();
+                if err.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(err);
+            }
+            if n == 0 {
+                break;
+            }
+            left -= n as usize;
+        }
+        Ok(())
+    })?;
+    Ok(mem)
+}
+
+/// An executable memfd named `name`, filled by `fill`, then sealed against any change
+/// (F_SEAL_WRITE, SHRINK, GROW, and SEAL itself). Close-on-exec; run it with
+/// `execveat(fd, "", argv, envp, AT_EMPTY_PATH)`.
+pub(super) fn sealed_memfd(
+    name: &std::ffi::CStr,
+    fill: impl FnOnce(&OwnedFd) -> std::io::Result<()>,
+) -> std::io::Result<OwnedFd> {
     const MFD_EXEC: libc::c_uint = 0x10;
     let base = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
     // SAFETY: memfd_create takes a valid C string and flags; it returns a new fd or -1.
@@ -131,31 +161,15 @@ fn make_sealed_copy(binary: &Path) -> Result<OwnedFd, Error> {
         raw = unsafe { libc::memfd_create(name.as_ptr(), base) };
     }
     if raw < 0 {
-        return Err(std::io::Error::last_os_error().into());
+        return Err(std::io::Error::last_os_error());
     }
     // SAFETY: `raw` is a fresh descriptor that nothing else owns.
     let mem = unsafe { OwnedFd::from_raw_fd(raw) };
-    let mut left = len as usize;
-    while left > 0 {
-        // SAFETY: both descriptors are open; a null offset uses and advances the file offsets.
-        let n =
-            unsafe { libc::sendfile(mem.as_raw_fd(), src.as_raw_fd(), std::ptr::null_mut(), left) };
-        if n < 0 {
-            let err = std::io::Error::last_os_error();
-            if err.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(err.into());
-        }
-        if n == 0 {
-            break;
-        }
-        left -= n as usize;
-    }
+    fill(&mem)?;
     let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
     // SAFETY: F_ADD_SEALS on our own memfd.
     if unsafe { libc::fcntl(mem.as_raw_fd(), libc::F_ADD_SEALS, seals) } < 0 {
-        return Err(std::io::Error::last_os_error().into());
+        return Err(std::io::Error::last_os_error());
     }
     Ok(mem)
 }

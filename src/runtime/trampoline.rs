@@ -22,7 +22,7 @@
 //!
 //! Other architectures have no trampoline (`IMAGE` is `None`) and keep the re-exec'd init.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::OnceLock;
 
 /// Errors making the trampoline's memfd.
@@ -134,35 +134,10 @@ pub fn sealed() -> Result<RawFd, Error> {
     let image = image().ok_or_else(|| {
         std::io::Error::new(std::io::ErrorKind::Unsupported, "not built for this arch")
     })?;
-    let fd = seal(&image)?;
+    let fd = super::exe::sealed_memfd(c"nanokube-exec", |fd| {
+        std::io::Write::write_all(&mut std::fs::File::from(fd.try_clone()?), &image)
+    })?;
     Ok(FD.get_or_init(|| fd).as_raw_fd())
-}
-
-fn seal(image: &[u8]) -> Result<OwnedFd, Error> {
-    const MFD_EXEC: libc::c_uint = 0x10;
-    let name = c"nanokube-exec";
-    let base = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
-    // SAFETY: memfd_create takes a valid C string and flags; it returns a new fd or -1.
-    let mut raw = unsafe { libc::memfd_create(name.as_ptr(), base | MFD_EXEC) };
-    if raw < 0 {
-        // Kernels before 6.3 reject MFD_EXEC; their memfds are executable anyway.
-        // SAFETY: as above.
-        raw = unsafe { libc::memfd_create(name.as_ptr(), base) };
-    }
-    if raw < 0 {
-        return Err(std::io::Error::last_os_error().into());
-    }
-    // SAFETY: `raw` is a fresh descriptor that nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    let mut file = std::fs::File::from(fd);
-    std::io::Write::write_all(&mut file, image)?;
-    let fd = OwnedFd::from(file);
-    let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
-    // SAFETY: F_ADD_SEALS on our own memfd.
-    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) } < 0 {
-        return Err(std::io::Error::last_os_error().into());
-    }
-    Ok(fd)
 }
 
 /// execveat(2) of the trampoline, which execs `program` with `args` and `env`. Returns only
@@ -249,7 +224,11 @@ mod tests {
         assert_eq!(&image[..4], b"\x7fELF");
         // e_phnum 1, no interpreter: the kernel maps it and jumps to the entry, nothing else.
         assert_eq!(u16::from_le_bytes([image[56], image[57]]), 1);
-        assert_eq!(u32::from_le_bytes(image[64..68].try_into().unwrap()), 1, "PT_LOAD");
+        assert_eq!(
+            u32::from_le_bytes(image[64..68].try_into().unwrap()),
+            1,
+            "PT_LOAD"
+        );
     }
 
     #[test]
