@@ -769,6 +769,136 @@ fn bad_input_is_one_line_and_leaves_nothing() {
     assert!(env.rt().list().unwrap().is_empty());
 }
 
+/// A hook that records what it was given: its state on stdin, its mount namespace, and its
+/// turn in `DIR/order`. `dir` is where it writes, as the hook sees it.
+fn recording_hook(dir: &str, name: &str) -> Value {
+    let script = format!(
+        "cat > {dir}/{name}.json; readlink /proc/self/ns/mnt > {dir}/{name}.mnt; \
+         echo {name} >> {dir}/order"
+    );
+    json!({"path": "/bin/sh", "args": ["sh", "-c", script], "env": ["PATH=/usr/bin:/bin"]})
+}
+
+fn cgroup_left(bundle: &str) -> Option<PathBuf> {
+    ["pids", "memory", "unified"]
+        .iter()
+        .map(|c| {
+            Path::new("/sys/fs/cgroup")
+                .join(c)
+                .join(&cgroup_path(bundle)[1..])
+        })
+        .find(|p| p.exists())
+}
+
+/// OCI hooks run at their stage, in order, in the right namespaces (createContainer and
+/// startContainer inside the container's, the others in the host's), each with the state.
+#[test]
+fn oci_hooks_run_at_each_stage_in_the_right_namespace() {
+    let mut env = Env::new();
+    let out = env.dir.path().join("hooks-out");
+    std::fs::create_dir_all(&out).unwrap();
+    let host = out.to_str().unwrap().to_string();
+    let b = env.bundle(
+        "hooks",
+        &["sh", "-c", "echo program >> /hooks/order"],
+        |s| {
+            s["mounts"].as_array_mut().unwrap().push(
+            json!({"destination": "/hooks", "type": "bind", "source": host, "options": ["rbind"]}),
+        );
+            s["hooks"] = json!({
+                "prestart": [recording_hook(&host, "prestart")],
+                "createRuntime": [recording_hook(&host, "createRuntime")],
+                "createContainer": [recording_hook(&host, "createContainer")],
+                "startContainer": [recording_hook("/hooks", "startContainer")],
+                "poststart": [recording_hook(&host, "poststart")],
+                "poststop": [recording_hook(&host, "poststop")],
+            });
+        },
+    );
+    let id = unique("hooks");
+    let (code, _, err) = env.run(&b, &id);
+    assert_eq!(code, 0, "{err}");
+    let order = std::fs::read_to_string(out.join("order")).unwrap();
+    let order: Vec<&str> = order.lines().collect();
+    let at = |name: &str| {
+        order
+            .iter()
+            .position(|l| *l == name)
+            .unwrap_or_else(|| panic!("{name} did not run: {order:?}"))
+    };
+    assert_eq!(
+        &order[..3],
+        ["prestart", "createRuntime", "createContainer"]
+    );
+    assert!(at("startContainer") < at("program"), "{order:?}");
+    assert!(at("poststart") > at("createContainer"), "{order:?}");
+    assert_eq!(order.last(), Some(&"poststop"), "{order:?}");
+    let mut pid = None;
+    for (name, status, in_container) in [
+        ("prestart", "creating", false),
+        ("createRuntime", "creating", false),
+        ("createContainer", "creating", true),
+        ("startContainer", "created", true),
+        ("poststart", "running", false),
+        ("poststop", "stopped", false),
+    ] {
+        let state: Value =
+            serde_json::from_slice(&std::fs::read(out.join(format!("{name}.json"))).unwrap())
+                .unwrap();
+        assert_eq!(state["id"], id.as_str(), "{name}");
+        assert_eq!(state["status"], status, "{name}");
+        assert_eq!(state["bundle"], b.to_str().unwrap(), "{name}");
+        let p = state["pid"].as_i64().unwrap_or(0);
+        assert!(p > 0, "{name}: {state}");
+        assert_eq!(*pid.get_or_insert(p), p, "{name}: the init's pid");
+        let mnt = std::fs::read_to_string(out.join(format!("{name}.mnt"))).unwrap();
+        assert_eq!(
+            mnt.trim() != host_ns("mnt"),
+            in_container,
+            "{name} ran in {mnt}"
+        );
+    }
+}
+
+/// A failing or hanging createRuntime / createContainer hook fails `create` with the hook's
+/// own words and leaves nothing behind; a relative hook path is refused up front.
+#[test]
+fn a_failing_hook_fails_create_and_leaves_nothing() {
+    let mut env = Env::new();
+    let failing = json!({"path": "/bin/sh", "args": ["sh", "-c", "echo no GPU here >&2; exit 7"]});
+    let hanging = json!({"path": "/bin/sh", "args": ["sh", "-c", "exec sleep 30"], "timeout": 1});
+    for (name, stage, hook, expect) in [
+        (
+            "hookfail",
+            "createRuntime",
+            failing,
+            "createRuntime hook /bin/sh failed (exit status: 7): no GPU here",
+        ),
+        (
+            "hookhang",
+            "createContainer",
+            hanging,
+            "createContainer hook /bin/sh timed out after 1 s",
+        ),
+    ] {
+        let b = env.bundle(name, &["true"], |s| s["hooks"] = json!({ stage: [hook] }));
+        let id = unique(name);
+        let (ok, err) = env.create(&b, &id);
+        assert!(!ok);
+        assert_eq!(err.trim(), format!("nanokube: {expect}"));
+        assert!(!env.root.join(&id).exists());
+        assert_eq!(cgroup_left(name), None);
+    }
+    let b = env.bundle("hookrel", &["true"], |s| {
+        s["hooks"] = json!({"poststop": [{"path": "bin/true"}]})
+    });
+    let (_, err) = env.create(&b, &unique("hookrel"));
+    assert_eq!(
+        err.trim(),
+        "nanokube: config.json: hooks.poststop[0].path: must be an absolute path"
+    );
+}
+
 #[test]
 fn terminal_goes_to_the_console_socket() {
     let mut env = Env::new();

@@ -10,7 +10,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use super::state::{self, OciState, Saved, Status};
 use super::sync::{self, Channel, ExecConfig, InitConfig, Message};
-use super::{cgroups, exe, init, seccomp, spawn, spec, sys};
+use super::{cgroups, exe, hooks, init, seccomp, spawn, spec, sys};
 
 /// Errors of container operations.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +36,9 @@ pub enum Error {
     /// The container's init reported a failure while building the container.
     #[error("{0}")]
     Init(String),
+    /// A createRuntime or prestart hook failed.
+    #[error(transparent)]
+    Hook(#[from] hooks::Error),
     /// A system call in the caller failed; `what` names the step.
     #[error("{what}: {source}")]
     Sys {
@@ -349,6 +352,13 @@ impl Runtime {
         let oom_score_adj = spec.process().as_ref().and_then(|p| p.oom_score_adj());
         let annotations = spec.annotations().clone().unwrap_or_default();
         let oci_version = spec.version().clone();
+        let spec_hooks = spec.hooks().clone().unwrap_or_default();
+        let init_hooks = spec_hooks.prestart().is_some()
+            || spec_hooks.create_runtime().is_some()
+            || spec_hooks.create_container().is_some()
+            || spec_hooks.start_container().is_some();
+        let later_hooks = (spec_hooks.poststart().is_some() || spec_hooks.poststop().is_some())
+            .then(|| spec_hooks.clone());
         let pid_ns_path = spec
             .linux()
             .as_ref()
@@ -370,6 +380,7 @@ impl Runtime {
                 .as_ref()
                 .map(|c| c.dirs())
                 .unwrap_or_default(),
+            hooks: init_hooks,
         });
         // An init cloned from us takes its orders from its copy of our memory; an exec'd one
         // reads them from the socket.
@@ -409,12 +420,29 @@ impl Runtime {
                 orders.join = join;
                 parent.send(&Message::Init(orders))?;
             }
+            let state = hooks::state_json(&oci_version, id, "creating", pid, &bundle, &annotations);
+            // Before pivot_root: the init holds still for this word when there are hooks.
+            let none = Vec::new();
+            hooks::run(
+                "prestart",
+                spec_hooks.prestart().as_ref().unwrap_or(&none),
+                &state,
+            )?;
+            let create_runtime = spec_hooks.create_runtime().as_ref().unwrap_or(&none);
+            hooks::run("createRuntime", create_runtime, &state)?;
             // The init is in its cgroup by now, or joins the v1 hierarchies itself first
             // thing. (The init waits for this word only where it needs its cgroup; it leaves
             // room for a parent that has to move it slowly.)
             parent.send(&Message::CgroupJoined)?;
+            if init_hooks {
+                parent.send(&Message::HookState { state })?;
+            }
             Ok(())
         })();
+        if let Err(e @ Error::Hook(_)) = sent {
+            // The init still waits for our word: there is nothing to hear from it.
+            return Err(e);
+        }
         let (msg, fds) = match (parent.recv(), sent) {
             (Ok((Message::Error { message }, _)), _) => return Err(Error::Init(message)),
             (_, Err(e)) => return Err(e),
@@ -450,6 +478,7 @@ impl Runtime {
                 init_start_time: start,
                 cgroup_path: has_cgroup.then_some(cgroup_path),
                 default_seccomp: opts.default_seccomp,
+                hooks: later_hooks,
             },
         )?;
         if let Some(pf) = &opts.pid_file {
@@ -508,7 +537,22 @@ impl Runtime {
             }
         }
         let _ = std::fs::remove_file(&fifo);
+        if let Some(h) = saved.hooks.as_ref().and_then(|h| h.poststart().as_deref()) {
+            let state = self.hook_state(&saved, "running");
+            hooks::run_warning("poststart", h, &state);
+        }
         Ok(())
+    }
+
+    fn hook_state(&self, saved: &Saved, status: &str) -> String {
+        hooks::state_json(
+            &saved.oci_version,
+            &saved.id,
+            status,
+            saved.pid,
+            &saved.bundle,
+            &saved.annotations,
+        )
     }
 
     pub fn state(&self, id: &str) -> Result<OciState> {
@@ -634,6 +678,9 @@ impl Runtime {
                     }
                 }
             }
+        }
+        if let Some(h) = saved.hooks.as_ref().and_then(|h| h.poststop().as_deref()) {
+            hooks::run_warning("poststop", h, &self.hook_state(&saved, "stopped"));
         }
         state::remove_dir(&self.root, id)?;
         Ok(())

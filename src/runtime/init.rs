@@ -40,6 +40,9 @@ pub enum Error {
     /// The parent sent something other than orders.
     #[error("unexpected message from the runtime")]
     Protocol,
+    /// A createContainer or startContainer hook failed.
+    #[error(transparent)]
+    Hook(#[from] super::hooks::Error),
 }
 
 fn sys_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
@@ -222,15 +225,18 @@ fn container_init(
     // Grab the fifo before pivot_root hides the host.
     let fifo = sys::open(&cfg.fifo, libc::O_PATH).map_err(sys_err("open exec fifo"))?;
     let process = spec.process().clone().expect("validated");
+    let hook_state;
     let deferred = if has(LinuxNamespaceType::Mount) {
         let mut hook = || {
             join_cgroup(chan, new_cgroup_ns, &mut joined)
                 .map_err(|e| mounts::Error::Refused(e.to_string()))
         };
         let deferred = mounts::prepare_rootfs(spec, &cfg.rootfs, &host_cgroups, &mut hook)?;
+        hook_state = container_hooks(chan, cfg, new_cgroup_ns, &mut joined)?;
         mounts::pivot(&cfg.rootfs)?;
         deferred
     } else {
+        hook_state = container_hooks(chan, cfg, new_cgroup_ns, &mut joined)?;
         let c = sys::cstr(&cfg.rootfs).map_err(sys_err("rootfs"))?;
         // SAFETY: valid C strings; without a mount namespace chroot is all we can do.
         sys::cvt(unsafe { libc::chroot(c.as_ptr()) }).map_err(sys_err("chroot"))?;
@@ -273,7 +279,44 @@ fn container_init(
     sys::write_fd(&writer, b"0").map_err(sys_err("write exec fifo"))?;
     drop(writer);
     drop(fifo);
+    let start_hooks = spec
+        .hooks()
+        .as_ref()
+        .and_then(|h| h.start_container().as_deref());
+    if let (Some(hooks), Some(state)) = (start_hooks, &hook_state) {
+        let state = super::hooks::with_status(state, "created");
+        super::hooks::run("startContainer", hooks, &state)?;
+    }
     Err(prepared.exec())
+}
+
+/// With hooks (`InitConfig::hooks`), before pivot_root: waits while the runtime runs its
+/// createRuntime hooks, takes the state document, and runs the createContainer hooks here,
+/// in the container's namespaces with the host's paths still visible. Returns the state for
+/// startContainer.
+fn container_hooks(
+    chan: &mut Channel,
+    cfg: &InitConfig,
+    new_cgroup_ns: bool,
+    joined: &mut bool,
+) -> Result<Option<String>, Error> {
+    if !cfg.hooks {
+        return Ok(None);
+    }
+    join_cgroup(chan, new_cgroup_ns, joined)?;
+    let state = match chan.recv()? {
+        (Message::HookState { state }, _) => state,
+        _ => return Err(Error::Protocol),
+    };
+    if let Some(hooks) = cfg
+        .spec
+        .hooks()
+        .as_ref()
+        .and_then(|h| h.create_container().as_deref())
+    {
+        super::hooks::run("createContainer", hooks, &state)?;
+    }
+    Ok(Some(state))
 }
 
 /// Waits (once) for the parent's word that we sit in our cgroup, then makes the cgroup

@@ -12,6 +12,7 @@ pub mod cgroups;
 pub mod cli;
 pub mod container;
 pub mod exe;
+pub mod hooks;
 pub mod init;
 pub mod mounts;
 pub mod process;

@@ -68,6 +68,38 @@ pub fn parse(text: &[u8]) -> Result<Spec, Error> {
     })
 }
 
+/// Hook paths must be absolute (they are not looked up on a PATH) and timeouts positive.
+fn validate_hooks(spec: &Spec) -> Result<(), Error> {
+    let Some(h) = spec.hooks() else {
+        return Ok(());
+    };
+    let stages = [
+        ("prestart", h.prestart()),
+        ("createRuntime", h.create_runtime()),
+        ("createContainer", h.create_container()),
+        ("startContainer", h.start_container()),
+        ("poststart", h.poststart()),
+        ("poststop", h.poststop()),
+    ];
+    for (stage, hooks) in stages {
+        for (i, hook) in hooks.iter().flatten().enumerate() {
+            if !hook.path().is_absolute() {
+                return Err(invalid(
+                    format!("hooks.{stage}[{i}].path"),
+                    "must be an absolute path",
+                ));
+            }
+            if hook.timeout().is_some_and(|t| t <= 0) {
+                return Err(invalid(
+                    format!("hooks.{stage}[{i}].timeout"),
+                    "must be greater than zero",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The rootfs directory of a spec, made absolute against the bundle.
 pub fn rootfs_path(spec: &Spec, bundle: &Path) -> PathBuf {
     let root = spec
@@ -150,6 +182,7 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<(), Error> {
             }
         }
     }
+    validate_hooks(spec)?;
     if let Some(linux) = spec.linux() {
         if let Some(namespaces) = linux.namespaces() {
             let mut seen = Vec::new();

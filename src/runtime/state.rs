@@ -82,6 +82,9 @@ pub struct Saved {
     /// Whether seccomp came from the built-in default profile (exec applies the same).
     #[serde(default)]
     pub default_seccomp: bool,
+    /// The spec's hooks, when it has poststart or poststop ones (`start` and `delete` run them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hooks: Option<oci_spec::runtime::Hooks>,
 }
 
 /// The OCI state document `state` prints (runc prints the same fields plus a few).

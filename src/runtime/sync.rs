@@ -45,6 +45,11 @@ pub struct InitConfig {
     /// container when it has no cgroup namespace of its own.
     #[serde(default)]
     pub cgroup_dirs: Vec<PathBuf>,
+    /// The spec has hooks around the init's work (prestart, createRuntime, createContainer,
+    /// startContainer): the init waits before pivot_root for the runtime's createRuntime
+    /// hooks, then reads `Message::HookState` for its own.
+    #[serde(default)]
+    pub hooks: bool,
 }
 
 /// What an exec'd helper needs to run an extra process in a running container.
@@ -63,8 +68,12 @@ pub struct ExecConfig {
 pub enum Message {
     Init(Box<InitConfig>),
     Exec(Box<ExecConfig>),
-    /// The parent has moved the init into its cgroup.
+    /// The parent has moved the init into its cgroup (and run its createRuntime hooks).
     CgroupJoined,
+    /// The state document for the init's own hooks (createContainer, startContainer).
+    HookState {
+        state: String,
+    },
     /// Setup is done; `pid` is the process the caller should track (host pid namespace view is
     /// the parent's business; for exec it is the pid inside the container).
     Ready {
