@@ -658,33 +658,9 @@ mod tests {
 
     #[test]
     fn exec_takes_the_command_after_the_id_with_or_without_dashes() {
-        for args in [
-            &[
-                "exec",
-                "-e",
-                "A=1",
-                "--env=B=2",
-                "-t",
-                "--cwd",
-                "/w",
-                "c",
-                "--",
-                "ls",
-                "-l",
-            ][..],
-            &[
-                "exec",
-                "-e",
-                "A=1",
-                "--env=B=2",
-                "-t",
-                "--cwd",
-                "/w",
-                "c",
-                "ls",
-                "-l",
-            ][..],
-        ] {
+        let flags = ["exec", "-e", "A=1", "--env=B=2", "-t", "--cwd", "/w", "c"];
+        for tail in [&["--", "ls", "-l"][..], &["ls", "-l"][..]] {
+            let args: Vec<&str> = flags.iter().chain(tail).copied().collect();
             let Command::Exec {
                 cwd,
                 env,
@@ -693,7 +669,7 @@ mod tests {
                 command,
                 user,
                 ..
-            } = p(args).unwrap().command
+            } = p(&args).unwrap().command
             else {
                 panic!()
             };
