@@ -420,21 +420,23 @@ impl Runtime {
                 orders.join = join;
                 parent.send(&Message::Init(orders))?;
             }
-            let state = hooks::state_json(&oci_version, id, "creating", pid, &bundle, &annotations);
-            // Before pivot_root: the init holds still for this word when there are hooks.
-            let none = Vec::new();
-            hooks::run(
-                "prestart",
-                spec_hooks.prestart().as_ref().unwrap_or(&none),
-                &state,
-            )?;
-            let create_runtime = spec_hooks.create_runtime().as_ref().unwrap_or(&none);
-            hooks::run("createRuntime", create_runtime, &state)?;
+            // Hooks run before pivot_root: the init holds still for our word when it has any.
+            let state = init_hooks.then(|| {
+                hooks::state_json(&oci_version, id, "creating", pid, &bundle, &annotations)
+            });
+            if let Some(state) = &state {
+                for (stage, list) in [
+                    ("prestart", spec_hooks.prestart()),
+                    ("createRuntime", spec_hooks.create_runtime()),
+                ] {
+                    hooks::run(stage, list.as_deref().unwrap_or_default(), state)?;
+                }
+            }
             // The init is in its cgroup by now, or joins the v1 hierarchies itself first
             // thing. (The init waits for this word only where it needs its cgroup; it leaves
             // room for a parent that has to move it slowly.)
             parent.send(&Message::CgroupJoined)?;
-            if init_hooks {
+            if let Some(state) = state {
                 parent.send(&Message::HookState { state })?;
             }
             Ok(())
