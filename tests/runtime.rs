@@ -815,9 +815,24 @@ fn oci_hooks_run_at_each_stage_in_the_right_namespace() {
             });
         },
     );
+    // Through the CLI (its init is cloned, its orders in memory) and through the library
+    // (an exec'd init that reads them from the socket).
     let id = unique("hooks");
     let (code, _, err) = env.run(&b, &id);
     assert_eq!(code, 0, "{err}");
+    check_hook_records(&out, &id, &b);
+
+    std::fs::remove_dir_all(&out).unwrap();
+    std::fs::create_dir_all(&out).unwrap();
+    let (rt, id, c) = create_protected(&mut env, &b, Protection::SealedCopy, "hooks-lib");
+    rt.start(&id).unwrap();
+    assert_eq!(rt.wait(&c).unwrap().code, 0);
+    rt.delete(&id, false).unwrap();
+    check_hook_records(&out, &id, &b);
+}
+
+/// Checks what `recording_hook`s wrote in `out` for container `id` from `bundle`.
+fn check_hook_records(out: &Path, id: &str, bundle: &Path) {
     let order = std::fs::read_to_string(out.join("order")).unwrap();
     let order: Vec<&str> = order.lines().collect();
     let at = |name: &str| {
@@ -845,9 +860,9 @@ fn oci_hooks_run_at_each_stage_in_the_right_namespace() {
         let state: Value =
             serde_json::from_slice(&std::fs::read(out.join(format!("{name}.json"))).unwrap())
                 .unwrap();
-        assert_eq!(state["id"], id.as_str(), "{name}");
+        assert_eq!(state["id"], id, "{name}");
         assert_eq!(state["status"], status, "{name}");
-        assert_eq!(state["bundle"], b.to_str().unwrap(), "{name}");
+        assert_eq!(state["bundle"], bundle.to_str().unwrap(), "{name}");
         let p = state["pid"].as_i64().unwrap_or(0);
         assert!(p > 0, "{name}: {state}");
         assert_eq!(*pid.get_or_insert(p), p, "{name}: the init's pid");
