@@ -914,6 +914,76 @@ fn a_failing_hook_fails_create_and_leaves_nothing() {
     );
 }
 
+/// A new user namespace: the container's root is an unprivileged uid on the host, inside the
+/// init and in processes exec'd later; what host root owns stays out of its reach.
+#[test]
+fn user_namespace_maps_root_to_an_unprivileged_host_uid() {
+    let mut env = Env::new();
+    let map = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+    let b = env.bundle("userns", &["probe", "sleep", "60"], |s| {
+        let ns = s["linux"]["namespaces"].as_array_mut().unwrap();
+        ns.push(json!({"type": "user"}));
+        s["linux"]["uidMappings"] = map.clone();
+        s["linux"]["gidMappings"] = map.clone();
+    });
+    let id = unique("userns");
+    let (ok, err) = env.create(&b, &id);
+    assert!(ok, "{err}");
+    let pid = env.rt().state(&id).unwrap().pid;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert_eq!(
+        uid_line.split_whitespace().collect::<Vec<_>>(),
+        ["Uid:", "200000", "200000", "200000", "200000"]
+    );
+    let user_ns = std::fs::read_link(format!("/proc/{pid}/ns/user")).unwrap();
+    assert_ne!(user_ns.to_string_lossy(), host_ns("user"));
+    assert!(env.cli(&["start", &id]).status.success());
+
+    let out = env.cli(&[
+        "exec",
+        &id,
+        "--",
+        "sh",
+        "-c",
+        "id -u; touch /tmp/made-inside; cat /proc/self/uid_map; touch /etc/x || echo denied",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let lines: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(lines[0], ["0"], "{text}");
+    assert_eq!(lines[1], ["0", "200000", "65536"], "{text}");
+    assert_eq!(lines[2], ["denied"], "{text}");
+    use std::os::unix::fs::MetadataExt;
+    let made = std::fs::metadata(b.join("upper/tmp/made-inside")).unwrap();
+    assert_eq!((made.uid(), made.gid()), (200000, 200000));
+    env.rt().delete(&id, true).unwrap();
+
+    // The library's exec'd init takes the same way in.
+    let (rt, id, c) = create_protected(&mut env, &b, Protection::SealedCopy, "userns-lib");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", c.pid)).unwrap();
+    assert!(
+        status.contains("\nUid:\t200000\t200000\t200000\t200000\n"),
+        "{status}"
+    );
+    rt.delete(&id, true).unwrap();
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(c.pid), None);
+
+    let b = env.bundle("userns-nomap", &["true"], |s| {
+        s["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
+    });
+    let (_, err) = env.create(&b, &unique("userns-nomap"));
+    assert_eq!(
+        err.trim(),
+        "nanokube: config.json: linux.uidMappings: a new user namespace needs at least one mapping"
+    );
+}
+
 #[test]
 fn terminal_goes_to_the_console_socket() {
     let mut env = Env::new();

@@ -246,6 +246,25 @@ fn spawn_into(
     Ok((pid, entry.v1_tasks.clone()))
 }
 
+/// Writes the uid and gid maps of the user namespace process `pid` has just unshared (each
+/// file in one write, as the kernel requires). We are root on the host, so any mapping of
+/// host ids is allowed and setgroups stays usable inside.
+fn write_id_maps(
+    pid: i32,
+    uids: &[oci_spec::runtime::LinuxIdMapping],
+    gids: &[oci_spec::runtime::LinuxIdMapping],
+) -> Result<()> {
+    for (file, maps) in [("uid_map", uids), ("gid_map", gids)] {
+        let text: String = maps
+            .iter()
+            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+            .collect();
+        std::fs::write(format!("/proc/{pid}/{file}"), text)
+            .map_err(sys_err(format!("write {file}")))?;
+    }
+    Ok(())
+}
+
 fn cgroup_open(path: &Option<String>) -> Option<cgroups::Cgroup> {
     path.as_deref().and_then(|p| cgroups::Cgroup::open(p).ok())
 }
@@ -350,6 +369,12 @@ impl Runtime {
             .and_then(|p| p.terminal())
             .unwrap_or(false);
         let oom_score_adj = spec.process().as_ref().and_then(|p| p.oom_score_adj());
+        let id_maps = spec.linux().as_ref().map(|l| {
+            (
+                l.uid_mappings().clone().unwrap_or_default(),
+                l.gid_mappings().clone().unwrap_or_default(),
+            )
+        });
         let annotations = spec.annotations().clone().unwrap_or_default();
         let oci_version = spec.version().clone();
         let spec_hooks = spec.hooks().clone().unwrap_or_default();
@@ -445,11 +470,19 @@ impl Runtime {
             // The init still waits for our word: there is nothing to hear from it.
             return Err(e);
         }
-        let (msg, fds) = match (parent.recv(), sent) {
+        let (mut msg, mut fds) = match (parent.recv(), sent) {
             (Ok((Message::Error { message }, _)), _) => return Err(Error::Init(message)),
             (_, Err(e)) => return Err(e),
             (reply, Ok(())) => reply?,
         };
+        if let (Message::MapIds, Some((uids, gids))) = (&msg, &id_maps) {
+            write_id_maps(pid, uids, gids)?;
+            parent.send(&Message::IdsMapped)?;
+            (msg, fds) = parent.recv()?;
+        }
+        if let Message::Error { message } = msg {
+            return Err(Error::Init(message));
+        }
         match msg {
             Message::Ready { .. } => {}
             _ => return Err(Error::Init("unexpected message from init".into())),
@@ -826,6 +859,8 @@ impl Runtime {
             (LinuxNamespaceType::Network, "net"),
             (LinuxNamespaceType::Pid, "pid"),
             (LinuxNamespaceType::Mount, "mnt"),
+            // Last: once in it, the helper could not join the others (owned by the host's).
+            (LinuxNamespaceType::User, "user"),
         ] {
             if wanted.contains(&t) {
                 let fd = sys::open(

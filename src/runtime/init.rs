@@ -134,7 +134,8 @@ fn ns_flag(t: LinuxNamespaceType) -> libc::c_int {
 
 /// The clone(2) flags for the namespaces the spec wants created (those without a path).
 /// The cgroup namespace is left out: the init unshares it after the parent has moved it into
-/// its cgroup, so the namespace's root is the container's own cgroup.
+/// its cgroup, so the namespace's root is the container's own cgroup. So is the user
+/// namespace: the init unshares it once the container is built (`enter_user_namespace`).
 pub fn clone_flags(spec: &Spec) -> libc::c_int {
     let mut flags = 0;
     for ns in spec
@@ -144,7 +145,11 @@ pub fn clone_flags(spec: &Spec) -> libc::c_int {
         .into_iter()
         .flatten()
     {
-        if ns.path().is_none() && ns.typ() != LinuxNamespaceType::Cgroup {
+        let later = matches!(
+            ns.typ(),
+            LinuxNamespaceType::Cgroup | LinuxNamespaceType::User
+        );
+        if ns.path().is_none() && !later {
             flags |= ns_flag(ns.typ());
         }
     }
@@ -267,7 +272,16 @@ fn container_init(
             mounts::readonly_root()?;
         }
     }
-    let prepared = prepare_process(&process, cfg.seccomp.as_ref(), trampoline)?;
+    let new_user_ns = namespaces
+        .iter()
+        .any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_none());
+    let mut enter_user = || {
+        if new_user_ns {
+            enter_user_namespace(chan)?;
+        }
+        Ok(())
+    };
+    let prepared = prepare_process(&process, cfg.seccomp.as_ref(), trampoline, &mut enter_user)?;
     chan.send_with_fds(
         &Message::Ready { pid: 1 },
         console.as_ref().map(|c| c.as_raw_fd()).as_slice(),
@@ -288,6 +302,32 @@ fn container_init(
         super::hooks::run("startContainer", hooks, &state)?;
     }
     Err(prepared.exec())
+}
+
+/// Unshares a new user namespace, has the runtime write its uid and gid maps, and becomes its
+/// root. It comes last, once the filesystem, devices, cgroups and sysctls are built with the
+/// host's privileges, so none of that needs special cases; the other namespaces therefore stay
+/// owned by the host's user namespace, and the container's capabilities apply only to its
+/// own user namespace (uid isolation: its root is an unprivileged uid on the host).
+fn enter_user_namespace(chan: &mut Channel) -> Result<(), Error> {
+    // SAFETY: unshare with a namespace flag; this process has one thread.
+    sys::cvt(unsafe { libc::unshare(libc::CLONE_NEWUSER) })
+        .map_err(sys_err("unshare user namespace"))?;
+    chan.send(&Message::MapIds)?;
+    match chan.recv()? {
+        (Message::IdsMapped, _) => {}
+        _ => return Err(Error::Protocol),
+    }
+    become_root()
+}
+
+/// setresgid/setresuid to 0 of the user namespace we just entered (mapped by now).
+fn become_root() -> Result<(), Error> {
+    // SAFETY: integer arguments.
+    sys::cvt(unsafe { libc::setresgid(0, 0, 0) }).map_err(sys_err("setresgid 0"))?;
+    // SAFETY: integer arguments.
+    sys::cvt(unsafe { libc::setresuid(0, 0, 0) }).map_err(sys_err("setresuid 0"))?;
+    Ok(())
 }
 
 /// With hooks (`InitConfig::hooks`), before pivot_root: waits while the runtime runs its
@@ -383,6 +423,7 @@ fn prepare_process(
     process: &Process,
     filter: Option<&sync::Filter>,
     trampoline: Option<RawFd>,
+    enter_user: &mut dyn FnMut() -> Result<(), Error>,
 ) -> Result<Prepared, Error> {
     let mut env: Vec<String> = process.env().clone().unwrap_or_default();
     if !env.iter().any(|e| e.starts_with("HOME=")) {
@@ -391,6 +432,8 @@ fn prepare_process(
     }
     let args: Vec<String> = process.args().clone().unwrap_or_default();
     process::set_rlimits(process)?;
+    // After rlimits: inside a user namespace a hard limit could not be raised any more.
+    enter_user()?;
     let nnp = process.no_new_privileges().unwrap_or(false);
     let filter = filter.map(sync::filter_from_wire);
     if !nnp {
@@ -519,7 +562,13 @@ fn exec_init(
         return Err(Error::Protocol);
     }
     join_tasks(&cfg.join)?;
+    let mut user_ns = None;
     for (name, fd) in cfg.namespaces.iter().zip(&fds) {
+        if name == "user" {
+            // Joined last, by the process itself: see `enter_user` below.
+            user_ns = Some(fd.as_raw_fd());
+            continue;
+        }
         let flag = match name.as_str() {
             "ipc" => libc::CLONE_NEWIPC,
             "uts" => libc::CLONE_NEWUTS,
@@ -531,7 +580,6 @@ fn exec_init(
         };
         setns(fd, flag, name)?;
     }
-    drop(fds);
     // A terminal comes from the container's own devpts, now that we are in its mount namespace.
     let pty = if cfg.process.terminal().unwrap_or(false) {
         Some(open_pty(&cfg.process)?)
@@ -549,8 +597,22 @@ fn exec_init(
             }
         }
         drop(pty);
-        let result =
-            prepare_process(&cfg.process, cfg.seccomp.as_ref(), trampoline).map(|p| p.exec());
+        let mut enter_user = || match user_ns {
+            Some(fd) => {
+                // SAFETY: a namespace fd we hold (`fds` lives until this process execs).
+                sys::cvt(unsafe { libc::setns(fd, libc::CLONE_NEWUSER) })
+                    .map_err(sys_err("setns user"))?;
+                become_root()
+            }
+            None => Ok(()),
+        };
+        let result = prepare_process(
+            &cfg.process,
+            cfg.seccomp.as_ref(),
+            trampoline,
+            &mut enter_user,
+        )
+        .map(|p| p.exec());
         let err = match result {
             Ok(e) | Err(e) => e,
         };
@@ -558,6 +620,7 @@ fn exec_init(
         // SAFETY: _exit skips atexit handlers that belong to the parent.
         unsafe { libc::_exit(127) };
     }
+    drop(fds);
     let master = pty.map(|(master, _peer)| master);
     chan.send_with_fds(
         &Message::Ready { pid: child },

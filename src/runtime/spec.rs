@@ -68,6 +68,52 @@ pub fn parse(text: &[u8]) -> Result<Spec, Error> {
     })
 }
 
+/// A new user namespace needs both id maps and a mount namespace (the init enters it after
+/// pivot_root, see init.rs); joining one by path is not supported.
+fn validate_user_namespace(
+    spec: &Spec,
+    i: usize,
+    ns: &oci_spec::runtime::LinuxNamespace,
+) -> Result<(), Error> {
+    if ns.path().is_some() {
+        return Err(invalid(
+            format!("linux.namespaces[{i}].path"),
+            "joining a user namespace by path is not supported",
+        ));
+    }
+    let linux = spec.linux().as_ref().expect("has namespaces");
+    let has_mount = linux
+        .namespaces()
+        .iter()
+        .flatten()
+        .any(|n| n.typ() == LinuxNamespaceType::Mount && n.path().is_none());
+    if !has_mount {
+        return Err(invalid(
+            format!("linux.namespaces[{i}]"),
+            "a user namespace needs a new mount namespace",
+        ));
+    }
+    for (field, maps) in [
+        ("linux.uidMappings", linux.uid_mappings()),
+        ("linux.gidMappings", linux.gid_mappings()),
+    ] {
+        let maps = maps.as_deref().unwrap_or_default();
+        if maps.is_empty() {
+            return Err(invalid(
+                field,
+                "a new user namespace needs at least one mapping",
+            ));
+        }
+        if let Some(j) = maps.iter().position(|m| m.size() == 0) {
+            return Err(invalid(
+                format!("{field}[{j}].size"),
+                "must be greater than zero",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Hook paths must be absolute (they are not looked up on a PATH) and timeouts positive.
 fn validate_hooks(spec: &Spec) -> Result<(), Error> {
     let Some(h) = spec.hooks() else {
@@ -209,14 +255,11 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<(), Error> {
                     ));
                 }
             }
-            let has_user = namespaces
+            if let Some(i) = namespaces
                 .iter()
-                .any(|n| n.typ() == LinuxNamespaceType::User);
-            if has_user {
-                return Err(invalid(
-                    "linux.namespaces",
-                    "user namespaces are not supported yet",
-                ));
+                .position(|n| n.typ() == LinuxNamespaceType::User)
+            {
+                validate_user_namespace(spec, i, &namespaces[i])?;
             }
         }
         if let Some(sysctl) = linux.sysctl() {

@@ -70,6 +70,10 @@ pub enum Message {
     Exec(Box<ExecConfig>),
     /// The parent has moved the init into its cgroup (and run its createRuntime hooks).
     CgroupJoined,
+    /// The init has unshared its user namespace: the runtime writes its uid and gid maps.
+    MapIds,
+    /// The maps are written.
+    IdsMapped,
     /// The state document for the init's own hooks (createContainer, startContainer).
     HookState {
         state: String,
