@@ -372,6 +372,40 @@ fn pull_through_mirror_endpoint() {
     assert!(err.contains("connecting to localhost:1"), "{err}");
 }
 
+/// A mirror that knows the repository by another name (registries.yaml `rewrite`, as in k3s):
+/// the mirror is asked for the rewritten name, the image keeps the name it was pulled by.
+#[test]
+fn pull_through_mirror_with_repository_rewrite() {
+    let reg = Registry::start(RegistryOpts::default());
+    let tmp = tempfile::tempdir().unwrap();
+    let (layout, _) = three_layer_layout(&tmp.path().join("layout"), "v1");
+    reg.push(&layout, "v1", "cache/team/app:v1", None, false);
+    let node = Node::new();
+    fs::write(
+        &node.registries,
+        format!(
+            "mirrors:\n  \"localhost:1\":\n    endpoint:\n      - \"http://{}\"\n    \
+             rewrite:\n      \"^team/(.*)$\": \"cache/team/$1\"\n",
+            reg.host()
+        ),
+    )
+    .unwrap();
+    node.pull("localhost:1/team/app:v1");
+    assert!(image::prepare(&node.data, "localhost:1/team/app:v1").is_ok());
+
+    // A pattern that does not compile is a clear error, not a silent pass-through.
+    fs::write(
+        &node.registries,
+        "mirrors:\n  docker.io:\n    rewrite:\n      \"(unclosed\": \"x\"\n",
+    )
+    .unwrap();
+    let err = node.pull_err("localhost:1/team/app:v1");
+    assert!(
+        err.contains("registries.yaml: mirrors.docker.io.rewrite: \"(unclosed\""),
+        "{err}"
+    );
+}
+
 #[test]
 fn concurrent_pulls_share_one_download() {
     let reg = Registry::start(RegistryOpts {

@@ -12,6 +12,16 @@
 //!     tls: {ca_file: /etc/ssl/my-ca.pem, cert_file: c.pem, key_file: k.pem, insecure_skip_verify: false}
 //! ```
 //!
+//! A mirror may also rename repositories for its endpoints, as k3s allows:
+//!
+//! ```yaml
+//! mirrors:
+//!   docker.io:
+//!     endpoint: ["http://mirror.local:5000"]
+//!     rewrite:
+//!       "^library/(.*)": "dockerhub-cache/$1"   # docker.io/library/busybox -> dockerhub-cache/busybox
+//! ```
+//!
 //! Endpoints are tried in order, then the registry itself, as k3s does. Without configuration a
 //! registry is reached over HTTPS, except on loopback where plain HTTP is used, as Docker allows.
 
@@ -32,6 +42,13 @@ pub enum Error {
         path: PathBuf,
         cause: serde_yaml::Error,
     },
+    /// A mirror's rewrite pattern is not a valid regular expression.
+    #[error("registries.yaml: mirrors.{registry}.rewrite: {pattern:?}: {cause}")]
+    Rewrite {
+        registry: String,
+        pattern: String,
+        cause: regex::Error,
+    },
     /// An endpoint is not an http:// or https:// URL.
     #[error("registries.yaml: endpoint {0:?} is not an http:// or https:// URL with a host")]
     Endpoint(String),
@@ -49,7 +66,10 @@ pub struct RegistriesConfig {
 pub struct Mirror {
     #[serde(default)]
     pub endpoint: Vec<String>,
-    /// k3s's repository rewrites; accepted so existing files parse, but not applied.
+    /// Repository renames for this mirror's endpoints: a regular expression over the
+    /// repository name (`library/busybox`) and its replacement (`$1` for a group). The first
+    /// pattern that matches, in key order, applies; the registry itself is asked for the
+    /// original name.
     #[serde(default)]
     pub rewrite: BTreeMap<String, String>,
 }
@@ -93,9 +113,61 @@ pub struct Endpoint {
     pub host: String,
     /// The API root, `/v2` unless a mirror endpoint's URL gives a path prefix.
     pub api_root: String,
+    /// The mirror's repository renames (none for the registry itself).
+    pub rewrites: Vec<Rewrite>,
+}
+
+/// One compiled `rewrite` entry of a mirror.
+#[derive(Debug, Clone)]
+pub struct Rewrite {
+    pattern: regex::Regex,
+    replacement: String,
+}
+
+impl PartialEq for Rewrite {
+    fn eq(&self, other: &Rewrite) -> bool {
+        self.pattern.as_str() == other.pattern.as_str() && self.replacement == other.replacement
+    }
+}
+
+impl Eq for Rewrite {}
+
+/// A mirror's rewrites, compiled, in key order.
+fn compile_rewrites(registry: &str, mirror: &Mirror) -> Result<Vec<Rewrite>, Error> {
+    mirror
+        .rewrite
+        .iter()
+        .map(|(pattern, replacement)| {
+            Ok(Rewrite {
+                pattern: regex::Regex::new(pattern).map_err(|cause| Error::Rewrite {
+                    registry: registry.to_string(),
+                    pattern: pattern.clone(),
+                    cause,
+                })?,
+                replacement: replacement.clone(),
+            })
+        })
+        .collect()
 }
 
 impl Endpoint {
+    /// The name this endpoint knows `repository` by: the first rewrite that matches, applied
+    /// (every match, as Go's ReplaceAllString does), else the name itself.
+    pub fn repository<'a>(&self, repository: &'a str) -> std::borrow::Cow<'a, str> {
+        match self
+            .rewrites
+            .iter()
+            .find(|r| r.pattern.is_match(repository))
+        {
+            Some(r) => r
+                .pattern
+                .replace_all(repository, r.replacement.as_str())
+                .into_owned()
+                .into(),
+            None => repository.into(),
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!(
             "{}://{}{}{path}",
@@ -129,6 +201,7 @@ impl Endpoint {
             https,
             host: host.to_string(),
             api_root,
+            rewrites: Vec::new(),
         })
     }
 }
@@ -173,15 +246,11 @@ impl RegistriesConfig {
                 path: path.to_path_buf(),
                 cause,
             })?;
-        for m in config.mirrors.values() {
+        for (registry, m) in &config.mirrors {
             for e in &m.endpoint {
                 Endpoint::parse(e)?;
             }
-            if !m.rewrite.is_empty() {
-                tracing::warn!(
-                    "registries.yaml: mirror rewrites are not supported and are ignored"
-                );
-            }
+            compile_rewrites(registry, m)?;
         }
         Ok(config)
     }
@@ -194,14 +263,22 @@ impl RegistriesConfig {
     /// The endpoints to try for `registry`, in order: its mirrors (or the `*` mirrors), then the
     /// registry itself.
     pub fn endpoints(&self, registry: &str) -> Vec<Endpoint> {
-        let mut out: Vec<Endpoint> = self
-            .mirrors
-            .get(registry)
-            .or_else(|| self.mirrors.get("*"))
-            .map(|m| {
+        let mirror = match self.mirrors.get_key_value(registry) {
+            Some(found) => Some(found),
+            None => self.mirrors.get_key_value("*"),
+        };
+        let mut out: Vec<Endpoint> = mirror
+            .map(|(key, m)| {
+                // Checked when the file was loaded; a configuration built in memory that does
+                // not compile gets no rewrites rather than a panic.
+                let rewrites = compile_rewrites(key, m).unwrap_or_default();
                 m.endpoint
                     .iter()
                     .filter_map(|e| Endpoint::parse(e).ok())
+                    .map(|ep| Endpoint {
+                        rewrites: rewrites.clone(),
+                        ..ep
+                    })
                     .collect()
             })
             .unwrap_or_default();
@@ -210,6 +287,7 @@ impl RegistriesConfig {
                 https: true,
                 host: "registry-1.docker.io".to_string(),
                 api_root: "/v2".to_string(),
+                rewrites: Vec::new(),
             }
         } else {
             let has_tls = self.config_for(registry).is_some_and(|c| c.tls.is_some());
@@ -217,6 +295,7 @@ impl RegistriesConfig {
                 https: has_tls || !is_loopback(registry),
                 host: registry.to_string(),
                 api_root: "/v2".to_string(),
+                rewrites: Vec::new(),
             }
         };
         if !out.contains(&default) {
@@ -229,6 +308,28 @@ impl RegistriesConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mirror_rewrites_rename_repositories_for_the_mirror_only() {
+        let yaml = r#"
+mirrors:
+  docker.io:
+    endpoint: ["http://127.0.0.1:5000"]
+    rewrite:
+      "^library/(.*)": "hub/$1"
+      "^rancher/(.*)": "rancher-images/$1"
+"#;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("registries.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        let c = RegistriesConfig::load(&path).unwrap();
+        let eps = c.endpoints("docker.io");
+        assert_eq!(eps[0].repository("library/busybox"), "hub/busybox");
+        assert_eq!(eps[0].repository("rancher/k3s"), "rancher-images/k3s");
+        assert_eq!(eps[0].repository("team/app"), "team/app");
+        // The registry itself is asked for the original name.
+        assert_eq!(eps[1].repository("library/busybox"), "library/busybox");
+    }
 
     #[test]
     fn reads_k3s_registries_yaml() {

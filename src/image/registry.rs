@@ -294,6 +294,8 @@ impl Client {
         path: &str,
         accept: Option<&str>,
     ) -> Result<Response> {
+        // A mirror may know the repository by another name (registries.yaml `rewrite`).
+        let repository = &*ep.repository(repository);
         let url = Url::parse(&ep.url(&format!("/{repository}/{path}")))?;
         let key = (ep.host.clone(), repository.to_string());
         let mut authorization = self.auth.lock().unwrap().get(&key).cloned();
