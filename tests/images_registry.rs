@@ -1,6 +1,7 @@
 //! Pulls from a real registry (Debian's docker-registry) on 127.0.0.1, fed by skopeo: by tag and
 //! digest, basic auth required/missing/wrong, a multi-arch index, a corrupt blob, TLS with a
-//! custom CA, a mirror from registries.yaml, and concurrent pulls sharing one download.
+//! custom CA, a mirror from registries.yaml (with rewrites), concurrent pulls sharing one
+//! download, and a download resumed with a Range request after its connection broke.
 //! Run as root: `cargo test --test images_registry`.
 
 mod images_util;
@@ -548,11 +549,10 @@ fn stalling_proxy(
     (port, stop)
 }
 
-#[test]
-fn interrupted_pull_leaves_no_image_and_resumes() {
-    let reg = Registry::start(RegistryOpts::default());
-    let tmp = tempfile::tempdir().unwrap();
-    let mut layout = Layout::new(&tmp.path().join("layout"));
+/// Pushes `name` (tag v1): a small gzip layer and an 8 MiB uncompressed one holding the file
+/// `big`, whose content it returns.
+fn push_big_image(reg: &Registry, tmp: &Path, name: &str) -> Vec<u8> {
+    let mut layout = Layout::new(&tmp.join("layout"));
     let mut small = LayerBuilder::new();
     small.file("small", b"small layer\n", 0o644);
     let mut big = LayerBuilder::new();
@@ -569,7 +569,99 @@ fn interrupted_pull_leaves_no_image_and_resumes() {
         json!({}),
     );
     layout.tag(desc, "v1").finish();
-    reg.push(&layout.dir, "v1", "test/interrupted:v1", None, false);
+    reg.push(&layout.dir, "v1", name, None, false);
+    data
+}
+
+/// A loopback proxy to `upstream` that cuts the first connection whose answer passes `limit`
+/// bytes, once, and keeps every request's head (to see the Range the client sent).
+fn cutting_proxy(upstream: u16, limit: usize) -> (u16, std::sync::Arc<std::sync::Mutex<String>>) {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let requests = Arc::new(Mutex::new(String::new()));
+    let log = requests.clone();
+    let cut = Arc::new(AtomicBool::new(false));
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { continue };
+            let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                continue;
+            };
+            let (mut c_read, mut s_write) =
+                (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let log = log.clone();
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 16 * 1024];
+                while let Ok(n) = c_read.read(&mut buf) {
+                    if n == 0 || s_write.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                    log.lock()
+                        .unwrap()
+                        .push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            });
+            let (mut s_read, mut c_write) = (server, client);
+            let cut = cut.clone();
+            std::thread::spawn(move || {
+                let mut passed = 0;
+                let mut buf = vec![0u8; 16 * 1024];
+                while let Ok(n) = s_read.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    if passed + n > limit && !cut.swap(true, Ordering::Relaxed) {
+                        let _ = c_write.write_all(&buf[..limit - passed]);
+                        let _ = c_write.shutdown(Shutdown::Both);
+                        let _ = s_read.shutdown(Shutdown::Both);
+                        break;
+                    }
+                    passed += n;
+                    if c_write.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    (port, requests)
+}
+
+/// A connection that breaks in the middle of a blob: the pull asks for the rest with a Range
+/// request, keeps what it had, and the image is complete and verified.
+#[test]
+fn broken_download_resumes_with_a_range_request() {
+    let reg = Registry::start(RegistryOpts::default());
+    let tmp = tempfile::tempdir().unwrap();
+    let data = push_big_image(&reg, tmp.path(), "test/resume:v1");
+    let (port, requests) = cutting_proxy(reg.port, 1 << 20);
+    let node = Node::new();
+    let reference = format!("127.0.0.1:{port}/test/resume:v1");
+    node.pull(&reference);
+    let heads = requests.lock().unwrap().to_lowercase();
+    let range = heads
+        .lines()
+        .find(|l| l.starts_with("range: bytes="))
+        .unwrap_or_else(|| panic!("no Range request was sent:\n{heads}"));
+    let from: u64 = range["range: bytes=".len()..]
+        .trim()
+        .trim_end_matches('-')
+        .parse()
+        .unwrap();
+    assert!(from > 0, "{range}");
+    let img = image::prepare(&node.data, &reference).unwrap();
+    assert_eq!(fs::read(img.lower_dirs[0].join("big")).unwrap(), data);
+}
+
+#[test]
+fn interrupted_pull_leaves_no_image_and_resumes() {
+    let reg = Registry::start(RegistryOpts::default());
+    let tmp = tempfile::tempdir().unwrap();
+    let data = push_big_image(&reg, tmp.path(), "test/interrupted:v1");
     let (proxy_port, stop) = stalling_proxy(reg.port, 1 << 20);
 
     let node = Node::new();

@@ -24,6 +24,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How often one blob download may resume (HTTP Range) after its connection broke.
+const RESUME_ATTEMPTS: u32 = 3;
+
 /// How many layers download at once (Docker's default too).
 const CONCURRENT_DOWNLOADS: usize = 3;
 
@@ -302,9 +305,8 @@ async fn download(
         }
         return Ok(());
     }
-    let resp = client
-        .get(ep, &r.repository, &format!("blobs/{}", desc.digest), None)
-        .await?;
+    let path = format!("blobs/{}", desc.digest);
+    let resp = client.get(ep, &r.repository, &path, None).await?;
     let url = resp.url.clone();
     let mut body = resp.body;
     let mut writer = store.blob_writer(Some(desc.digest.clone()), Some(desc.size))?;
@@ -313,27 +315,47 @@ async fn download(
         url: url.clone(),
         message,
     };
+    let mut resumed = 0;
     loop {
-        let frame = tokio::time::timeout(READ_TIMEOUT, body.frame())
-            .await
-            .map_err(|_| fail(format!("no data for {}s", READ_TIMEOUT.as_secs())))?;
-        let Some(frame) = frame else { break };
-        let frame = frame.map_err(|e| fail(e.to_string()))?;
-        if let Ok(data) = frame.into_data() {
-            if writer.written() + data.len() as u64 > desc.size {
-                // Longer than the descriptor says: stop now instead of filling the disk.
-                return Err(store::Error::SizeMismatch {
-                    digest: desc.digest.clone(),
-                    expected: desc.size,
-                    actual: writer.written() + data.len() as u64,
+        let broken = match tokio::time::timeout(READ_TIMEOUT, body.frame()).await {
+            Ok(None) => break,
+            Ok(Some(Ok(frame))) => {
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                if writer.written() + data.len() as u64 > desc.size {
+                    // Longer than the descriptor says: stop now instead of filling the disk.
+                    return Err(store::Error::SizeMismatch {
+                        digest: desc.digest.clone(),
+                        expected: desc.size,
+                        actual: writer.written() + data.len() as u64,
+                    }
+                    .into());
                 }
-                .into());
+                writer.write_all(&data).map_err(|e| fail(e.to_string()))?;
+                if let Some(p) = progress {
+                    p.bytes_done.fetch_add(data.len() as u64, Ordering::Relaxed);
+                }
+                continue;
             }
-            writer.write_all(&data).map_err(|e| fail(e.to_string()))?;
-            if let Some(p) = progress {
-                p.bytes_done.fetch_add(data.len() as u64, Ordering::Relaxed);
-            }
+            Ok(Some(Err(e))) => e.to_string(),
+            Err(_) => format!("no data for {}s", READ_TIMEOUT.as_secs()),
+        };
+        // The connection broke or stalled mid-blob: ask for the rest (Range), keeping what is
+        // written and hashed so far, a few times before giving up.
+        if resumed == RESUME_ATTEMPTS {
+            return Err(fail(format!("{broken} (after {resumed} resumed requests)")));
         }
+        resumed += 1;
+        let from = writer.written();
+        tracing::debug!(digest = %desc.digest, from, %broken, "resuming a blob download");
+        let rest = client.get_from(ep, &r.repository, &path, from).await?;
+        if !rest.resumes_at(from) {
+            return Err(fail(format!(
+                "{broken}; the registry cannot resume from byte {from}"
+            )));
+        }
+        body = rest.body;
     }
     // Verification (digest and size) and the rename happen here; fsync is blocking work.
     blocking(move || writer.commit()).await??;

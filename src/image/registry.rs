@@ -159,6 +159,14 @@ impl std::fmt::Display for Url {
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
+/// What a request asks for beyond the URL.
+#[derive(Debug, Default, Clone, Copy)]
+struct Ask<'a> {
+    accept: Option<&'a str>,
+    /// `Range: bytes=from-`.
+    from: Option<u64>,
+}
+
 /// A response whose body is still to be read.
 pub struct Response {
     pub status: StatusCode,
@@ -168,6 +176,19 @@ pub struct Response {
 }
 
 impl Response {
+    /// Whether this is a partial answer (206) whose Content-Range starts at `from`.
+    pub fn resumes_at(&self, from: u64) -> bool {
+        self.status == StatusCode::PARTIAL_CONTENT
+            && self
+                .headers
+                .get(header::CONTENT_RANGE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("bytes "))
+                .and_then(|v| v.split('-').next())
+                .and_then(|v| v.parse::<u64>().ok())
+                == Some(from)
+    }
+
     /// Reads the whole body, refusing more than `MAX_DOCUMENT` bytes.
     pub async fn bytes(self) -> Result<Bytes> {
         let url = self.url;
@@ -294,6 +315,34 @@ impl Client {
         path: &str,
         accept: Option<&str>,
     ) -> Result<Response> {
+        let ask = Ask { accept, from: None };
+        self.get_with(ep, repository, path, ask).await
+    }
+
+    /// As `get`, for the bytes of `path` from offset `from` on (`Range: bytes=from-`). The
+    /// caller checks that the answer is 206 starting there (`resumes_at`): a registry may
+    /// ignore the range and send everything.
+    pub async fn get_from(
+        &self,
+        ep: &Endpoint,
+        repository: &str,
+        path: &str,
+        from: u64,
+    ) -> Result<Response> {
+        let ask = Ask {
+            accept: None,
+            from: Some(from),
+        };
+        self.get_with(ep, repository, path, ask).await
+    }
+
+    async fn get_with(
+        &self,
+        ep: &Endpoint,
+        repository: &str,
+        path: &str,
+        ask: Ask<'_>,
+    ) -> Result<Response> {
         // A mirror may know the repository by another name (registries.yaml `rewrite`).
         let repository = &*ep.repository(repository);
         let url = Url::parse(&ep.url(&format!("/{repository}/{path}")))?;
@@ -302,7 +351,7 @@ impl Client {
         let mut tried_auth = false;
         loop {
             let resp = self
-                .get_following(&url, accept, authorization.as_deref())
+                .get_following(&url, ask, authorization.as_deref())
                 .await?;
             if resp.status != StatusCode::UNAUTHORIZED {
                 return check_status(resp).await;
@@ -380,7 +429,7 @@ impl Client {
         let token_url = Url::parse(&format!("{realm}{sep}{query}"))?;
         let basic = creds.map(|(u, p)| Client::basic(u, p));
         let resp = self
-            .get_following(&token_url, None, basic.as_deref())
+            .get_following(&token_url, Ask::default(), basic.as_deref())
             .await?;
         if resp.status == StatusCode::UNAUTHORIZED || resp.status == StatusCode::FORBIDDEN {
             let message = error_message(resp).await;
@@ -425,7 +474,7 @@ impl Client {
     async fn get_following(
         &self,
         url: &Url,
-        accept: Option<&str>,
+        ask: Ask<'_>,
         authorization: Option<&str>,
     ) -> Result<Response> {
         let mut current = url.clone();
@@ -435,7 +484,7 @@ impl Client {
             } else {
                 None
             };
-            let resp = self.send(&current, accept, auth).await?;
+            let resp = self.send(&current, ask, auth).await?;
             if resp.status.is_redirection() {
                 if let Some(loc) = resp
                     .headers
@@ -454,12 +503,7 @@ impl Client {
         })
     }
 
-    async fn send(
-        &self,
-        url: &Url,
-        accept: Option<&str>,
-        authorization: Option<&str>,
-    ) -> Result<Response> {
+    async fn send(&self, url: &Url, ask: Ask<'_>, authorization: Option<&str>) -> Result<Response> {
         let authority = url.authority();
         let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&authority))
             .await
@@ -506,8 +550,11 @@ impl Client {
         let mut req = Request::get(&url.path)
             .header(header::HOST, &url.host)
             .header(header::USER_AGENT, USER_AGENT);
-        if let Some(a) = accept {
+        if let Some(a) = ask.accept {
             req = req.header(header::ACCEPT, a);
+        }
+        if let Some(from) = ask.from {
+            req = req.header(header::RANGE, format!("bytes={from}-"));
         }
         if let Some(a) = authorization {
             req = req.header(header::AUTHORIZATION, a);
