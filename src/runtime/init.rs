@@ -71,6 +71,11 @@ pub fn run(fd: RawFd, trampoline: Option<RawFd>, orders: Option<&Message>) -> ! 
     // Nothing in the container may open /proc/<us>/exe or ptrace us (CVE-2019-5736).
     // SAFETY: prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    // A write to a hook that exited early must be an error, not our death: ignore SIGPIPE,
+    // as std does in an exec'd init (the clone's child reset it; `Prepared::exec` restores
+    // the default for the user's program).
+    // SAFETY: setting a signal disposition to SIG_IGN.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     // Only stdio, the sync socket and the trampoline survive: anything else inherited could
     // be a host directory handed to the container (CVE-2024-21626).
     let mut keep = [fd, trampoline.unwrap_or(fd)];
