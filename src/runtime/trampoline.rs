@@ -36,13 +36,17 @@ pub enum Error {
 /// Where the image is loaded (a fixed, non-PIE address well above mmap_min_addr).
 #[cfg(target_arch = "x86_64")]
 const BASE: u64 = 0x40_0000;
+#[cfg(target_arch = "x86_64")]
 const ELF_HEADER: usize = 64;
+#[cfg(target_arch = "x86_64")]
 const PROGRAM_HEADER: usize = 56;
+#[cfg(target_arch = "x86_64")]
 const CODE_AT: usize = ELF_HEADER + PROGRAM_HEADER;
+#[cfg(target_arch = "x86_64")]
 const MESSAGE: &[u8] = b"nanokube: cannot execute the container's program\n";
 
-/// The machine code, position-dependent only through `MSG` (patched with the message's
-/// rip-relative displacement).
+/// The machine code. It finds its message rip-relative (the displacement is patched in once
+/// the code's length is known), so only the entry point depends on `BASE`.
 #[cfg(target_arch = "x86_64")]
 fn code() -> Vec<u8> {
     let mut c: Vec<u8> = Vec::new();
