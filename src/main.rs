@@ -1,10 +1,28 @@
 //! `nanokube`: one binary for the whole cluster. Every subcommand lives in its own module; this file
 //! only parses the command line and turns an error into a one-line message and an exit status.
+//!
+//! The C `main` is ours (`no_main`), not std's: std's start-up reads /proc/self/maps to place a
+//! guard for the main thread's stack and sets up alternate signal stacks, ~7 ms per process
+//! under emulation (docs/runtime.md "Speed"), and runc-compatible callers start one
+//! `nanokube runtime` per container operation. What of std's start-up matters here is done
+//! below (stdio descriptors present, SIGPIPE ignored, a panic exits 101); what is given up is
+//! std's "has overflowed its stack" message: a stack overflow is a plain SIGSEGV crash.
+#![no_main]
 
 use clap::Parser;
 use nanokube::cli::{Cli, Command};
 
-fn main() {
+#[no_mangle]
+pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
+    // std reads the arguments itself (glibc hands them to its init), so args_os works.
+    nanokube::runtime::sys::process_start();
+    match std::panic::catch_unwind(run) {
+        Ok(never) => match never {},
+        Err(_) => 101,
+    }
+}
+
+fn run() -> std::convert::Infallible {
     // The runtime clones (and for multi-threaded callers re-execs) this binary for every
     // container, and runc-compatible callers run `nanokube runtime ...` once per container
     // operation: that path goes straight to the runtime's own small parser, never building

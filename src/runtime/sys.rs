@@ -241,3 +241,20 @@ pub fn exit_code(status: i32) -> i32 {
         255
     }
 }
+
+/// What a process needs before anything else when `main` is ours rather than std's (see
+/// src/main.rs): stdio descriptors 0-2 open, so that a caller that closed one cannot have the
+/// next open take its number and be mistaken for it (a container's sync socket for its
+/// stdout, say), and SIGPIPE ignored, so a write to a closed pipe is an error to handle.
+pub fn process_start() {
+    for fd in 0..3 {
+        // SAFETY: fcntl on a descriptor number; a /dev/null opened here stays open for good.
+        unsafe {
+            if libc::fcntl(fd, libc::F_GETFD) < 0 {
+                libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+            }
+        }
+    }
+    // SAFETY: setting a signal disposition.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+}
