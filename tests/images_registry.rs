@@ -367,21 +367,9 @@ fn pull_through_mirror_endpoint() {
     node.pull("localhost:1/team/app:v1");
     assert!(image::prepare(&node.data, "localhost:1/team/app:v1").is_ok());
 
-    // Without the mirror the registry itself is tried, and the error says where.
-    let node = Node::new();
-    let err = node.pull_err("localhost:1/team/app:v1");
-    assert!(err.contains("connecting to localhost:1"), "{err}");
-}
-
-/// A mirror that knows the repository by another name (registries.yaml `rewrite`, as in k3s):
-/// the mirror is asked for the rewritten name, the image keeps the name it was pulled by.
-#[test]
-fn pull_through_mirror_with_repository_rewrite() {
-    let reg = Registry::start(RegistryOpts::default());
-    let tmp = tempfile::tempdir().unwrap();
-    let (layout, _) = three_layer_layout(&tmp.path().join("layout"), "v1");
-    reg.push(&layout, "v1", "cache/team/app:v1", None, false);
-    let node = Node::new();
+    // A mirror that knows the repository by another name (registries.yaml `rewrite`, as in
+    // k3s) is asked for that name; the image keeps the name it was pulled by.
+    reg.push(&layout, "v1", "cache/team/app:v2", None, false);
     fs::write(
         &node.registries,
         format!(
@@ -391,20 +379,24 @@ fn pull_through_mirror_with_repository_rewrite() {
         ),
     )
     .unwrap();
-    node.pull("localhost:1/team/app:v1");
-    assert!(image::prepare(&node.data, "localhost:1/team/app:v1").is_ok());
-
+    node.pull("localhost:1/team/app:v2");
+    assert!(image::prepare(&node.data, "localhost:1/team/app:v2").is_ok());
     // A pattern that does not compile is a clear error, not a silent pass-through.
     fs::write(
         &node.registries,
         "mirrors:\n  docker.io:\n    rewrite:\n      \"(unclosed\": \"x\"\n",
     )
     .unwrap();
-    let err = node.pull_err("localhost:1/team/app:v1");
+    let err = node.pull_err("localhost:1/team/app:v2");
     assert!(
         err.contains("registries.yaml: mirrors.docker.io.rewrite: \"(unclosed\""),
         "{err}"
     );
+
+    // Without the mirror the registry itself is tried, and the error says where.
+    let node = Node::new();
+    let err = node.pull_err("localhost:1/team/app:v1");
+    assert!(err.contains("connecting to localhost:1"), "{err}");
 }
 
 #[test]
@@ -499,56 +491,6 @@ fn concurrent_pulls_share_one_download() {
     }
 }
 
-/// A TCP proxy to the registry that stops passing response bytes on a connection after
-/// `limit` bytes, so a large blob download hangs midway, deterministically.
-fn stalling_proxy(
-    upstream: u16,
-    limit: usize,
-) -> (u16, std::sync::Arc<std::sync::atomic::AtomicBool>) {
-    use std::io::{Read, Write};
-    use std::net::{TcpListener, TcpStream};
-    use std::sync::atomic::{AtomicBool, Ordering};
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let stop = std::sync::Arc::new(AtomicBool::new(false));
-    let stop2 = stop.clone();
-    std::thread::spawn(move || {
-        for client in listener.incoming() {
-            let Ok(client) = client else { continue };
-            let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
-                continue;
-            };
-            let (mut c_read, mut s_write) =
-                (client.try_clone().unwrap(), server.try_clone().unwrap());
-            std::thread::spawn(move || {
-                let _ = std::io::copy(&mut c_read, &mut s_write);
-            });
-            let (mut s_read, mut c_write) = (server, client);
-            let stop = stop2.clone();
-            std::thread::spawn(move || {
-                let mut passed = 0;
-                let mut buf = vec![0u8; 16 * 1024];
-                while let Ok(n) = s_read.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    if passed + n > limit {
-                        while !stop.load(Ordering::Relaxed) {
-                            std::thread::sleep(std::time::Duration::from_millis(20));
-                        }
-                        break;
-                    }
-                    passed += n;
-                    if c_write.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    (port, stop)
-}
-
 /// Pushes `name` (tag v1): a small gzip layer and an 8 MiB uncompressed one holding the file
 /// `big`, whose content it returns.
 fn push_big_image(reg: &Registry, tmp: &Path, name: &str) -> Vec<u8> {
@@ -573,9 +515,21 @@ fn push_big_image(reg: &Registry, tmp: &Path, name: &str) -> Vec<u8> {
     data
 }
 
-/// A loopback proxy to `upstream` that cuts the first connection whose answer passes `limit`
-/// bytes, once, and keeps every request's head (to see the Range the client sent).
-fn cutting_proxy(upstream: u16, limit: usize) -> (u16, std::sync::Arc<std::sync::Mutex<String>>) {
+/// What the test proxy does once a connection's answer passes its byte limit.
+enum PastLimit {
+    /// Stops passing bytes until the flag is set, so a large blob download hangs midway.
+    Stall(std::sync::Arc<std::sync::atomic::AtomicBool>),
+    /// Cuts that connection (the first one only), so a download breaks midway once.
+    CutOnce,
+}
+
+/// A loopback TCP proxy to the registry at `upstream` that applies `past` to any connection
+/// whose answer passes `limit` bytes, and keeps every request's head (to see a Range header).
+fn proxy(
+    upstream: u16,
+    limit: usize,
+    past: PastLimit,
+) -> (u16, std::sync::Arc<std::sync::Mutex<String>>) {
     use std::io::{Read, Write};
     use std::net::{Shutdown, TcpListener, TcpStream};
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -584,6 +538,7 @@ fn cutting_proxy(upstream: u16, limit: usize) -> (u16, std::sync::Arc<std::sync:
     let port = listener.local_addr().unwrap().port();
     let requests = Arc::new(Mutex::new(String::new()));
     let log = requests.clone();
+    let past = Arc::new(past);
     let cut = Arc::new(AtomicBool::new(false));
     std::thread::spawn(move || {
         for client in listener.incoming() {
@@ -606,7 +561,7 @@ fn cutting_proxy(upstream: u16, limit: usize) -> (u16, std::sync::Arc<std::sync:
                 }
             });
             let (mut s_read, mut c_write) = (server, client);
-            let cut = cut.clone();
+            let (past, cut) = (past.clone(), cut.clone());
             std::thread::spawn(move || {
                 let mut passed = 0;
                 let mut buf = vec![0u8; 16 * 1024];
@@ -614,11 +569,22 @@ fn cutting_proxy(upstream: u16, limit: usize) -> (u16, std::sync::Arc<std::sync:
                     if n == 0 {
                         break;
                     }
-                    if passed + n > limit && !cut.swap(true, Ordering::Relaxed) {
-                        let _ = c_write.write_all(&buf[..limit - passed]);
-                        let _ = c_write.shutdown(Shutdown::Both);
-                        let _ = s_read.shutdown(Shutdown::Both);
-                        break;
+                    if passed + n > limit {
+                        match &*past {
+                            PastLimit::Stall(stop) => {
+                                while !stop.load(Ordering::Relaxed) {
+                                    std::thread::sleep(std::time::Duration::from_millis(20));
+                                }
+                                break;
+                            }
+                            PastLimit::CutOnce if !cut.swap(true, Ordering::Relaxed) => {
+                                let _ = c_write.write_all(&buf[..limit - passed]);
+                                let _ = c_write.shutdown(Shutdown::Both);
+                                let _ = s_read.shutdown(Shutdown::Both);
+                                break;
+                            }
+                            PastLimit::CutOnce => {}
+                        }
                     }
                     passed += n;
                     if c_write.write_all(&buf[..n]).is_err() {
@@ -638,7 +604,7 @@ fn broken_download_resumes_with_a_range_request() {
     let reg = Registry::start(RegistryOpts::default());
     let tmp = tempfile::tempdir().unwrap();
     let data = push_big_image(&reg, tmp.path(), "test/resume:v1");
-    let (port, requests) = cutting_proxy(reg.port, 1 << 20);
+    let (port, requests) = proxy(reg.port, 1 << 20, PastLimit::CutOnce);
     let node = Node::new();
     let reference = format!("127.0.0.1:{port}/test/resume:v1");
     node.pull(&reference);
@@ -662,7 +628,8 @@ fn interrupted_pull_leaves_no_image_and_resumes() {
     let reg = Registry::start(RegistryOpts::default());
     let tmp = tempfile::tempdir().unwrap();
     let data = push_big_image(&reg, tmp.path(), "test/interrupted:v1");
-    let (proxy_port, stop) = stalling_proxy(reg.port, 1 << 20);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (proxy_port, _) = proxy(reg.port, 1 << 20, PastLimit::Stall(stop.clone()));
 
     let node = Node::new();
     // Through the proxy the image's registry is the proxy: same repository, same content.

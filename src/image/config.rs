@@ -309,6 +309,14 @@ impl RegistriesConfig {
 mod tests {
     use super::*;
 
+    /// Loads `yaml` as a registries.yaml file.
+    fn load_yaml(yaml: &str) -> RegistriesConfig {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("registries.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        RegistriesConfig::load(&path).unwrap()
+    }
+
     #[test]
     fn mirror_rewrites_rename_repositories_for_the_mirror_only() {
         let yaml = r#"
@@ -319,10 +327,7 @@ mirrors:
       "^library/(.*)": "hub/$1"
       "^rancher/(.*)": "rancher-images/$1"
 "#;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("registries.yaml");
-        std::fs::write(&path, yaml).unwrap();
-        let c = RegistriesConfig::load(&path).unwrap();
+        let c = load_yaml(yaml);
         let eps = c.endpoints("docker.io");
         assert_eq!(eps[0].repository("library/busybox"), "hub/busybox");
         assert_eq!(eps[0].repository("rancher/k3s"), "rancher-images/k3s");
@@ -347,10 +352,7 @@ configs:
     tls:
       insecure_skip_verify: true
 "#;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("registries.yaml");
-        std::fs::write(&path, yaml).unwrap();
-        let c = RegistriesConfig::load(&path).unwrap();
+        let c = load_yaml(yaml);
         let eps = c.endpoints("docker.io");
         assert_eq!(eps.len(), 3);
         assert_eq!(eps[0].url("/x"), "http://127.0.0.1:5000/v2/x");
@@ -370,10 +372,9 @@ configs:
         assert!(!c.endpoints("localhost:5000")[0].https);
         assert!(!c.endpoints("[::1]:5000")[0].https);
         assert!(c.endpoints("registry.example:5000")[0].https);
-        assert!(RegistriesConfig::load(&dir.path().join("missing.yaml"))
-            .unwrap()
-            .mirrors
-            .is_empty());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("registries.yaml");
+        assert!(RegistriesConfig::load(&path).unwrap().mirrors.is_empty());
         std::fs::write(&path, "mirrors: [").unwrap();
         assert!(RegistriesConfig::load(&path).is_err());
     }
