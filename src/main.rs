@@ -7,11 +7,14 @@
 //! `nanokube runtime` per container operation. What of std's start-up matters here is done
 //! below (stdio descriptors present, SIGPIPE ignored, a panic exits 101); what is given up is
 //! std's "has overflowed its stack" message: a stack overflow is a plain SIGSEGV crash.
-#![no_main]
+// In `cargo test` builds of this file the test harness brings its own `main`.
+#![cfg_attr(not(test), no_main)]
+#![cfg_attr(test, allow(dead_code))]
 
 use clap::Parser;
 use nanokube::cli::{Cli, Command};
 
+#[cfg(not(test))]
 #[no_mangle]
 pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
     // std reads the arguments itself (glibc hands them to its init), so args_os works.
