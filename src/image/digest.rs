@@ -129,6 +129,20 @@ impl<W: Write> HashingWriter<W> {
         self.written
     }
 
+    /// Counts `prefix` as already written through this writer (it is in `inner` already): a
+    /// download resumed from a partial file hashes what the file holds, then goes on.
+    pub fn already_written(&mut self, mut prefix: impl Read) -> io::Result<()> {
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = prefix.read(&mut buf)?;
+            if n == 0 {
+                return Ok(());
+            }
+            self.hasher.update(&buf[..n]);
+            self.written += n as u64;
+        }
+    }
+
     /// The digest of everything written so far, and the inner writer.
     pub fn finish(self) -> (Digest, W) {
         (Digest::from_hasher(self.hasher), self.inner)

@@ -306,10 +306,23 @@ async fn download(
         return Ok(());
     }
     let path = format!("blobs/{}", desc.digest);
-    let resp = client.get(ep, &r.repository, &path, None).await?;
+    // What an earlier, interrupted pull got of this blob is kept; ask only for the rest.
+    let mut writer = store.resumable_blob_writer(desc.digest.clone(), desc.size)?;
+    let have = writer.written();
+    let resp = if have > 0 {
+        let resp = client.get_from(ep, &r.repository, &path, have).await?;
+        if !resp.resumes_at(have) {
+            writer.restart()?;
+        }
+        resp
+    } else {
+        client.get(ep, &r.repository, &path, None).await?
+    };
+    if let Some(p) = progress {
+        p.bytes_done.fetch_add(writer.written(), Ordering::Relaxed);
+    }
     let url = resp.url.clone();
     let mut body = resp.body;
-    let mut writer = store.blob_writer(Some(desc.digest.clone()), Some(desc.size))?;
     let fail = |message: String| Error::Download {
         digest: desc.digest.clone(),
         url: url.clone(),

@@ -169,6 +169,40 @@ impl Store {
                 256 * 1024,
                 file,
             ))),
+            keep_partial: false,
+        })
+    }
+
+    /// A writer for the download of blob `digest` (`size` bytes) that continues what an
+    /// earlier, interrupted pull left in `tmp/partial-<hex>`: those bytes are hashed again and
+    /// writing goes on after them (`written()` says from where). Dropped without `commit`, it
+    /// keeps the file for the next pull (or `image prune`). The caller holds the blob's lock.
+    pub fn resumable_blob_writer(&self, digest: Digest, size: u64) -> Result<BlobWriter> {
+        let tmp = self
+            .root
+            .join("tmp")
+            .join(format!("partial-{}", digest.hex()));
+        let file = fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&tmp)
+            .map_err(io_err("open", &tmp))?;
+        let have = file.metadata().map_err(io_err("stat", &tmp))?.len();
+        if have > size {
+            file.set_len(0).map_err(io_err("truncate", &tmp))?;
+        }
+        let mut out = HashingWriter::new(BufWriter::with_capacity(256 * 1024, file));
+        if have <= size {
+            let reader = File::open(&tmp).map_err(io_err("open", &tmp))?;
+            out.already_written(reader).map_err(io_err("read", &tmp))?;
+        }
+        Ok(BlobWriter {
+            store: self.clone(),
+            tmp,
+            expected: Some(digest),
+            expected_size: Some(size),
+            out: Some(out),
+            keep_partial: true,
         })
     }
 
@@ -289,11 +323,28 @@ pub struct BlobWriter {
     expected: Option<Digest>,
     expected_size: Option<u64>,
     out: Option<HashingWriter<BufWriter<File>>>,
+    /// A resumable download's file stays when the writer is dropped without commit.
+    keep_partial: bool,
 }
 
 impl BlobWriter {
     pub fn written(&self) -> u64 {
         self.out.as_ref().map_or(0, |o| o.written())
+    }
+
+    /// Starts over from byte 0 (a registry that answered a resumed request with everything).
+    pub fn restart(&mut self) -> Result<()> {
+        let out = self.out.take().expect("not committed");
+        let (_, buf) = out.finish();
+        let file = buf
+            .into_inner()
+            .map_err(|e| io_err("write", &self.tmp)(e.into_error()))?;
+        file.set_len(0).map_err(io_err("truncate", &self.tmp))?;
+        self.out = Some(HashingWriter::new(BufWriter::with_capacity(
+            256 * 1024,
+            file,
+        )));
+        Ok(())
     }
 
     /// Verifies the content and moves it to its final name. Returns its digest.
@@ -306,6 +357,8 @@ impl BlobWriter {
             .map_err(|e| io_err("write", &self.tmp)(e.into_error()))?;
         if let Some(expected) = &self.expected {
             if *expected != digest {
+                // Wrong bytes are not worth resuming from.
+                self.keep_partial = false;
                 return Err(Error::DigestMismatch {
                     expected: expected.clone(),
                     actual: digest,
@@ -314,6 +367,7 @@ impl BlobWriter {
         }
         if let Some(expected) = self.expected_size {
             if expected != size {
+                self.keep_partial = false;
                 return Err(Error::SizeMismatch {
                     digest,
                     expected,
@@ -342,7 +396,9 @@ impl Write for BlobWriter {
 impl Drop for BlobWriter {
     fn drop(&mut self) {
         // After a successful commit the file has been renamed away and this fails harmlessly.
-        let _ = fs::remove_file(&self.tmp);
+        if !self.keep_partial {
+            let _ = fs::remove_file(&self.tmp);
+        }
     }
 }
 
