@@ -627,6 +627,58 @@ fn broken_download_resumes_with_a_range_request() {
     assert_eq!(fs::read(img.lower_dirs[0].join("big")).unwrap(), data);
 }
 
+/// Partial files a killed pull left complete but unnamed: the next pull checks them, names a
+/// good one without asking the registry for it, and drops a corrupt one for a fresh download.
+#[test]
+fn complete_partial_blobs_are_checked_then_kept_or_dropped() {
+    let reg = Registry::start(RegistryOpts::default());
+    let tmp = tempfile::tempdir().unwrap();
+    let (layout, manifest) = three_layer_layout(&tmp.path().join("layout"), "v1");
+    reg.push(&layout, "v1", "team/partials:v1", None, false);
+    // Layers and config (the manifest is fetched by tag, not as a blob).
+    let manifest_hex = manifest["digest"].as_str().unwrap();
+    let mut blobs: Vec<(u64, String)> = fs::read_dir(layout.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap())
+        .map(|e| {
+            (
+                e.metadata().unwrap().len(),
+                e.file_name().to_string_lossy().into_owned(),
+            )
+        })
+        .filter(|(_, hex)| !manifest_hex.ends_with(hex.as_str()))
+        .collect();
+    blobs.sort();
+    let (good, bad) = (&blobs[blobs.len() - 1].1, &blobs[blobs.len() - 2].1);
+    let node = Node::new();
+    let tmp_dir = node.data.join("agent/images/tmp");
+    fs::create_dir_all(&tmp_dir).unwrap();
+    let blob = |hex: &str| layout.join("blobs/sha256").join(hex);
+    fs::copy(blob(good), tmp_dir.join(format!("partial-{good}"))).unwrap();
+    let len = fs::metadata(blob(bad)).unwrap().len() as usize;
+    fs::write(tmp_dir.join(format!("partial-{bad}")), vec![0u8; len]).unwrap();
+
+    let (port, requests) = proxy(reg.port, 1 << 40, PastLimit::CutOnce);
+    let reference = format!("127.0.0.1:{port}/team/partials:v1");
+    node.pull(&reference);
+    let heads = requests.lock().unwrap().clone();
+    assert!(
+        !heads.contains(good.as_str()),
+        "asked again for a blob it had:\n{heads}"
+    );
+    assert!(
+        heads.contains(bad.as_str()),
+        "kept a corrupt blob:\n{heads}"
+    );
+    assert!(!heads.to_lowercase().contains("range:"), "{heads}");
+    assert!(image::prepare(&node.data, &reference).is_ok());
+    assert!(fs::read_dir(&tmp_dir).unwrap().all(|e| !e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .starts_with("partial-")));
+}
+
 #[test]
 fn interrupted_pull_leaves_no_image_and_resumes() {
     let reg = Registry::start(RegistryOpts::default());

@@ -308,15 +308,38 @@ async fn download(
     let path = format!("blobs/{}", desc.digest);
     // What an earlier, interrupted pull got of this blob is kept; ask only for the rest.
     let mut writer = store.resumable_blob_writer(desc.digest.clone(), desc.size)?;
-    let have = writer.written();
-    let resp = if have > 0 {
-        let resp = client.get_from(ep, &r.repository, &path, have).await?;
-        if !resp.resumes_at(have) {
-            writer.restart()?;
+    if writer.written() == desc.size {
+        // An earlier pull got every byte but died before naming them: check and name them.
+        // Bytes that fail the check are dropped with the writer, and we start over.
+        match blocking(move || writer.commit()).await? {
+            Ok(_) => {
+                if let Some(p) = progress {
+                    p.bytes_done.fetch_add(desc.size, Ordering::Relaxed);
+                }
+                return Ok(());
+            }
+            Err(_) => writer = store.resumable_blob_writer(desc.digest.clone(), desc.size)?,
         }
-        resp
-    } else {
-        client.get(ep, &r.repository, &path, None).await?
+    }
+    let have = writer.written();
+    let partial = match have {
+        0 => None,
+        _ => client.get_from(ep, &r.repository, &path, have).await.ok(),
+    };
+    let resp = match partial {
+        Some(resp) if resp.resumes_at(have) => resp,
+        // The registry sent everything instead: take it from the start.
+        Some(resp) if resp.status.as_u16() == 200 => {
+            writer.restart()?;
+            resp
+        }
+        // No partial file, or a registry that will not resume (416): start over.
+        _ => {
+            if have > 0 {
+                writer.restart()?;
+            }
+            client.get(ep, &r.repository, &path, None).await?
+        }
     };
     if let Some(p) = progress {
         p.bytes_done.fetch_add(writer.written(), Ordering::Relaxed);
