@@ -696,14 +696,15 @@ fn interrupted_pull_leaves_no_image_and_resumes() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    // Wait until the big layer is partly written, then kill the pull.
+    // Wait until the big layer is partly written (only it grows past 256 KiB), then kill the
+    // pull.
     let tmp_dir = node.data.join("agent/images/tmp");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         let partial = fs::read_dir(&tmp_dir)
             .map(|rd| {
                 rd.filter_map(|e| e.ok())
-                    .any(|e| e.metadata().is_ok_and(|m| m.len() > 0))
+                    .any(|e| e.metadata().is_ok_and(|m| m.len() >= 256 << 10))
             })
             .unwrap_or(false);
         if partial {
