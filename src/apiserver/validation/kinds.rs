@@ -4,7 +4,8 @@
 use super::names::{self, port_num_error};
 use super::pods::{validate_pod_template, validate_protocol};
 use super::{
-    duplicate, forbidden, invalid, not_supported, required, too_long, validate_labels, FieldError,
+    duplicate, forbidden, invalid, not_supported, one_of, required, too_long, validate_labels,
+    FieldError,
 };
 use crate::apiserver::defaults::parse_quantity;
 use serde_json::{json, Value};
@@ -532,15 +533,12 @@ fn cronjob(obj: &Value, errs: &mut Errs) {
             }
         }
     }
-    match s(&spec["concurrencyPolicy"]) {
-        "Allow" | "Forbid" | "Replace" => {}
-        "" => errs.push(required("spec.concurrencyPolicy", "")),
-        _ => errs.push(not_supported(
-            "spec.concurrencyPolicy",
-            &spec["concurrencyPolicy"],
-            &["Allow", "Forbid", "Replace"],
-        )),
-    }
+    one_of(
+        "spec.concurrencyPolicy",
+        &spec["concurrencyPolicy"],
+        &["Allow", "Forbid", "Replace"],
+        errs,
+    );
     for f in [
         "startingDeadlineSeconds",
         "successfulJobsHistoryLimit",
@@ -564,15 +562,12 @@ fn is_ip(v: &str) -> bool {
 fn service(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
     let spec = &obj["spec"];
     let ty = s(&spec["type"]);
-    match ty {
-        "ClusterIP" | "NodePort" | "LoadBalancer" | "ExternalName" => {}
-        "" => errs.push(required("spec.type", "")),
-        _ => errs.push(not_supported(
-            "spec.type",
-            &spec["type"],
-            &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"],
-        )),
-    }
+    one_of(
+        "spec.type",
+        &spec["type"],
+        &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"],
+        errs,
+    );
     let cluster_ip = s(&spec["clusterIP"]);
     let headless = cluster_ip == "None";
     if ty == "ExternalName" {
@@ -956,11 +951,7 @@ fn endpoints(obj: &Value, errs: &mut Errs) {
 
 fn endpointslice(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
     let at = &obj["addressType"];
-    match s(at) {
-        "IPv4" | "IPv6" | "FQDN" => {}
-        "" => errs.push(required("addressType", "")),
-        _ => errs.push(not_supported("addressType", at, &["FQDN", "IPv4", "IPv6"])),
-    }
+    one_of("addressType", at, &["FQDN", "IPv4", "IPv6"], errs);
     for (i, e) in arr(&obj["endpoints"]).iter().enumerate() {
         let addrs = arr(&e["addresses"]);
         if addrs.is_empty() {
@@ -1024,15 +1015,12 @@ fn resourcequota(obj: &Value, errs: &mut Errs) {
 
 fn limitrange(obj: &Value, errs: &mut Errs) {
     for (i, item) in arr(&obj["spec"]["limits"]).iter().enumerate() {
-        match s(&item["type"]) {
-            "Container" | "Pod" | "PersistentVolumeClaim" => {}
-            "" => errs.push(required(&format!("spec.limits[{i}].type"), "")),
-            _ => errs.push(not_supported(
-                &format!("spec.limits[{i}].type"),
-                &item["type"],
-                &["Container", "PersistentVolumeClaim", "Pod"],
-            )),
-        }
+        one_of(
+            &format!("spec.limits[{i}].type"),
+            &item["type"],
+            &["Container", "PersistentVolumeClaim", "Pod"],
+            errs,
+        );
     }
 }
 
@@ -1042,15 +1030,12 @@ fn node(obj: &Value, errs: &mut Errs) {
         for msg in names::qualified_name(s(&t["key"])) {
             errs.push(invalid(&format!("{path}.key"), &t["key"], &msg));
         }
-        match s(&t["effect"]) {
-            "NoSchedule" | "PreferNoSchedule" | "NoExecute" => {}
-            "" => errs.push(required(&format!("{path}.effect"), "")),
-            _ => errs.push(not_supported(
-                &format!("{path}.effect"),
-                &t["effect"],
-                &["NoExecute", "NoSchedule", "PreferNoSchedule"],
-            )),
-        }
+        one_of(
+            &format!("{path}.effect"),
+            &t["effect"],
+            &["NoExecute", "NoSchedule", "PreferNoSchedule"],
+            errs,
+        );
     }
 }
 
@@ -1298,21 +1283,18 @@ fn hpa(obj: &Value, errs: &mut Errs) {
         }
     }
     for (i, m) in arr(&spec["metrics"]).iter().enumerate() {
-        match s(&m["type"]) {
-            "Object" | "Pods" | "Resource" | "ContainerResource" | "External" => {}
-            "" => errs.push(required(&format!("spec.metrics[{i}].type"), "")),
-            _ => errs.push(not_supported(
-                &format!("spec.metrics[{i}].type"),
-                &m["type"],
-                &[
-                    "ContainerResource",
-                    "External",
-                    "Object",
-                    "Pods",
-                    "Resource",
-                ],
-            )),
-        }
+        one_of(
+            &format!("spec.metrics[{i}].type"),
+            &m["type"],
+            &[
+                "ContainerResource",
+                "External",
+                "Object",
+                "Pods",
+                "Resource",
+            ],
+            errs,
+        );
     }
 }
 

@@ -84,6 +84,16 @@ pub(crate) fn not_supported(field: &str, value: &Value, supported: &[&str]) -> F
     FieldError::new("FieldValueNotSupported", field, msg)
 }
 
+/// An enumerated field: absent or empty is "Required", anything outside `supported` is
+/// "Unsupported" (listing `supported` in the order given, as Kubernetes' message does).
+pub(crate) fn one_of(field: &str, value: &Value, supported: &[&str], errs: &mut Vec<FieldError>) {
+    match value.as_str().unwrap_or("") {
+        "" => errs.push(required(field, "")),
+        v if supported.contains(&v) => {}
+        _ => errs.push(not_supported(field, value, supported)),
+    }
+}
+
 pub(crate) fn duplicate(field: &str, value: &Value) -> FieldError {
     FieldError::new(
         "FieldValueDuplicate",

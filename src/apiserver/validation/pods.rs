@@ -2,7 +2,8 @@
 
 use super::names::{self, port_num_error};
 use super::{
-    duplicate, forbidden, invalid, not_found, not_supported, required, validate_labels, FieldError,
+    duplicate, forbidden, invalid, not_found, not_supported, one_of, required, validate_labels,
+    FieldError,
 };
 use crate::apiserver::defaults::parse_quantity;
 use serde_json::{json, Value};
@@ -209,11 +210,7 @@ fn validate_ports(c: &Value, path: &str, errs: &mut Vec<FieldError>) {
 }
 
 pub(crate) fn validate_protocol(v: &Value, path: &str, errs: &mut Vec<FieldError>) {
-    match s(v) {
-        "TCP" | "UDP" | "SCTP" => {}
-        "" => errs.push(required(path, "")),
-        _ => errs.push(not_supported(path, v, &["SCTP", "TCP", "UDP"])),
-    }
+    one_of(path, v, &["SCTP", "TCP", "UDP"], errs);
 }
 
 fn validate_container(c: &Value, path: &str, volumes: &[String], errs: &mut Vec<FieldError>) {
@@ -313,15 +310,12 @@ pub(crate) fn validate_pod_spec(spec: &Value, path: &str, errs: &mut Vec<FieldEr
             }
         }
     }
-    match s(&spec["restartPolicy"]) {
-        "Always" | "OnFailure" | "Never" => {}
-        "" => errs.push(required(&format!("{path}.restartPolicy"), "")),
-        _ => errs.push(not_supported(
-            &format!("{path}.restartPolicy"),
-            &spec["restartPolicy"],
-            &["Always", "OnFailure", "Never"],
-        )),
-    }
+    one_of(
+        &format!("{path}.restartPolicy"),
+        &spec["restartPolicy"],
+        &["Always", "OnFailure", "Never"],
+        errs,
+    );
     match s(&spec["dnsPolicy"]) {
         "ClusterFirstWithHostNet" | "ClusterFirst" | "Default" | "None" | "" => {}
         _ => errs.push(not_supported(
