@@ -12,6 +12,8 @@ pub mod cgroups;
 pub mod cli;
 pub mod container;
 pub mod exe;
+pub mod features;
+pub mod freeze;
 pub mod hooks;
 pub mod init;
 pub mod mounts;
@@ -22,6 +24,7 @@ pub mod spawn;
 pub mod spec;
 pub mod state;
 pub mod sync;
+pub mod template;
 pub mod sys;
 pub mod trampoline;
 

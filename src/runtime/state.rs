@@ -48,6 +48,8 @@ pub const CONFIG: &str = "config.json";
 pub enum Status {
     Created,
     Running,
+    /// Running, but its cgroup is frozen (`pause`).
+    Paused,
     Stopped,
 }
 
@@ -56,6 +58,7 @@ impl std::fmt::Display for Status {
         f.write_str(match self {
             Status::Created => "created",
             Status::Running => "running",
+            Status::Paused => "paused",
             Status::Stopped => "stopped",
         })
     }
@@ -226,11 +229,22 @@ pub fn init_alive(saved: &Saved) -> bool {
 pub fn status(root: &Path, saved: &Saved) -> Status {
     if !init_alive(saved) {
         Status::Stopped
+    } else if frozen(saved) {
+        // Before "created", as runc decides: a frozen init is paused whatever it waits for.
+        Status::Paused
     } else if dir(root, &saved.id).join(FIFO).exists() {
         Status::Created
     } else {
         Status::Running
     }
+}
+
+fn frozen(saved: &Saved) -> bool {
+    saved
+        .cgroup_path
+        .as_deref()
+        .and_then(|p| super::cgroups::Cgroup::open(p).ok())
+        .is_some_and(|cg| cg.is_frozen().unwrap_or(false))
 }
 
 /// Now as RFC 3339 (UTC, nanoseconds), as runc writes `created`.

@@ -7,6 +7,10 @@ use std::time::{Duration, Instant};
 /// How long freezing may take, and how long destroy waits for killed processes to leave.
 pub(super) const SETTLE: Duration = Duration::from_millis(500);
 
+/// How long `freeze` may take before it gives up: a busy forking workload (or a slow VM) can
+/// keep a v1 cgroup FREEZING for a while, but a pause must not hang its caller.
+pub(super) const FREEZE_TIMEOUT: Duration = Duration::from_secs(5);
+
 use super::{Error, Result};
 
 fn io(op: &'static str, path: &Path, source: std::io::Error) -> Error {

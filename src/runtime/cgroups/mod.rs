@@ -64,6 +64,14 @@ pub enum Error {
     /// The cgroup still holds processes, so it cannot be removed.
     #[error("cgroup {path} still has processes {pids:?}")]
     Busy { path: PathBuf, pids: Vec<i32> },
+    /// The cgroup a container is to be created in is frozen (by a pause, or an ancestor's):
+    /// its init would freeze on joining it and `create` would wait for it forever.
+    #[error("container's cgroup unexpectedly frozen: {0} (thaw it or use another cgroupsPath)")]
+    Frozen(PathBuf),
+    /// The kernel did not finish freezing the cgroup in time (v1 can stay FREEZING while
+    /// processes keep forking); it was thawed again.
+    #[error("unable to freeze {path}: still freezing after {secs} s, thawed again")]
+    FreezeTimeout { path: PathBuf, secs: u64 },
     /// `kill_all` was given a number that is not a signal.
     #[error("{0} is not a signal number")]
     InvalidSignal(i32),
@@ -238,6 +246,35 @@ impl Cgroup {
         match &self.backend {
             Backend::V2(c) => c.oom_killed(),
             Backend::V1(c) => c.oom_killed(),
+        }
+    }
+
+    /// Freezes every process in the cgroup (`pause`) and returns once the kernel reports the
+    /// cgroup frozen: v2 `cgroup.freeze` until cgroup.events says `frozen 1`, v1
+    /// `freezer.state` until it reads FROZEN. If that does not happen in time the cgroup is
+    /// thawed again and [`Error::FreezeTimeout`] returned, so it is never left half-frozen.
+    pub fn freeze(&self) -> Result<()> {
+        match &self.backend {
+            Backend::V2(c) => c.freeze(),
+            Backend::V1(c) => c.freeze(),
+        }
+    }
+
+    /// Undoes [`Cgroup::freeze`] (`resume`).
+    pub fn thaw(&self) -> Result<()> {
+        match &self.backend {
+            Backend::V2(c) => c.thaw(),
+            Backend::V1(c) => c.thaw(),
+        }
+    }
+
+    /// True when this cgroup itself was frozen (what `pause` does), as runc decides "paused":
+    /// v2 `cgroup.freeze` is 1, v1 `freezer.self_freezing` is 1. A cgroup frozen only through
+    /// an ancestor does not count; a cgroup without a freezer is never frozen.
+    pub fn is_frozen(&self) -> Result<bool> {
+        match &self.backend {
+            Backend::V2(c) => c.is_frozen(),
+            Backend::V1(c) => c.is_frozen(),
         }
     }
 

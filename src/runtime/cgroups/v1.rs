@@ -78,6 +78,12 @@ impl V1Cgroup {
                 }
                 cgroup.unified = Some(dir);
             }
+            // A process joining a frozen cgroup freezes at once, and the caller would wait for
+            // its init forever: refuse before anything is written.
+            if cgroup.frozen_effective()? {
+                let dir = cgroup.dirs.get("freezer").or(cgroup.unified.as_ref());
+                return Err(Error::Frozen(dir.cloned().unwrap_or_default()));
+            }
             // Device rules apply even without resources: the defaults are never "everything".
             cgroup.set_devices(resources.and_then(|r| r.devices().as_deref()))?;
             if let Some(resources) = resources {
@@ -389,6 +395,79 @@ impl V1Cgroup {
         match keyed(&control, "oom_kill") {
             Some(kills) => Ok(kills > 0),
             None => Ok(self.read_u64("memory", "memory.failcnt")? > 0),
+        }
+    }
+
+    /// The hybrid v2 directory's own freeze switch: on a hybrid host a process is frozen when
+    /// either the v1 freezer or this says so (runc only uses the v1 one, but someone else may
+    /// have used this one).
+    fn unified_frozen(&self) -> Result<bool> {
+        match &self.unified {
+            Some(dir) => {
+                Ok(fs::read_optional(dir, "cgroup.freeze")?.is_some_and(|v| v.trim() == "1"))
+            }
+            None => Ok(false),
+        }
+    }
+
+    pub(super) fn freeze(&self) -> Result<()> {
+        let dir = self.dir("freezer", "pause")?;
+        // Writing FROZEN again on every poll nudges tasks that were in a fork when the
+        // freeze began; without it v1 can stay FREEZING while new processes appear.
+        let frozen = fs::wait_until(fs::FREEZE_TIMEOUT, || {
+            fs::write(dir, "freezer.state", "FROZEN")?;
+            Ok(fs::read(dir, "freezer.state")?.trim() == "FROZEN")
+        })?;
+        if !frozen {
+            let _ = fs::write(dir, "freezer.state", "THAWED");
+            return Err(Error::FreezeTimeout {
+                path: dir.to_path_buf(),
+                secs: fs::FREEZE_TIMEOUT.as_secs(),
+            });
+        }
+        Ok(())
+    }
+
+    pub(super) fn thaw(&self) -> Result<()> {
+        let dir = self.dir("freezer", "resume")?;
+        fs::write(dir, "freezer.state", "THAWED")?;
+        if self.unified_frozen()? {
+            if let Some(unified) = &self.unified {
+                fs::write(unified, "cgroup.freeze", "0")?;
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn is_frozen(&self) -> Result<bool> {
+        if self.unified_frozen()? {
+            return Ok(true);
+        }
+        let Some(dir) = self.dirs.get("freezer") else {
+            return Ok(false);
+        };
+        // freezer.state also reads FROZEN when only an ancestor is frozen; self_freezing says
+        // whether this cgroup was frozen itself. Kernels before 3.14 lack it.
+        match fs::read_optional(dir, "freezer.self_freezing")? {
+            Some(v) => Ok(v.trim() == "1"),
+            None => Ok(fs::read(dir, "freezer.state")?.trim() == "FROZEN"),
+        }
+    }
+
+    /// Frozen, freezing, or frozen through an ancestor.
+    pub(super) fn frozen_effective(&self) -> Result<bool> {
+        if self.unified_frozen()? {
+            return Ok(true);
+        }
+        if let Some(unified) = &self.unified {
+            let events = fs::read_optional(unified, "cgroup.events")?.unwrap_or_default();
+            if keyed(&events, "frozen") == Some(1) {
+                return Ok(true);
+            }
+        }
+        match self.dirs.get("freezer") {
+            Some(dir) => Ok(fs::read(dir, "freezer.state")?.trim() != "THAWED"),
+            None => Ok(false),
         }
     }
 

@@ -51,6 +51,18 @@ impl V2Cgroup {
             .ok_or_else(|| Error::NotMounted("no cgroup2 mount found".into()))?;
         let (dir, created) = fs::create_dirs(&root, parts, |parent, _| enable_controllers(parent))?;
         let cgroup = V2Cgroup { dir };
+        // A process born into a frozen cgroup freezes at once, and the caller would wait for
+        // its init forever: refuse before anything is written.
+        match cgroup.frozen_effective() {
+            Ok(false) => {}
+            frozen => {
+                if created {
+                    let _ = fs::remove_dir(&cgroup.dir);
+                }
+                frozen?;
+                return Err(Error::Frozen(cgroup.dir));
+            }
+        }
         // Device rules apply even without resources: the defaults are never "everything".
         let devices = resources.and_then(|r| r.devices().as_deref());
         let applied = devices::rules(devices)
@@ -249,6 +261,48 @@ impl V2Cgroup {
 
     pub(super) fn oom_killed(&self) -> Result<bool> {
         Ok(self.read_keyed("memory.events", "oom_kill")? > 0)
+    }
+
+    fn no_freezer(&self) -> Error {
+        Error::ControllerMissing {
+            controller: "freezer",
+            path: self.dir.join("cgroup.freeze"),
+            field: "pause",
+        }
+    }
+
+    pub(super) fn freeze(&self) -> Result<()> {
+        if !self.dir.join("cgroup.freeze").exists() {
+            return Err(self.no_freezer());
+        }
+        fs::write(&self.dir, "cgroup.freeze", "1")?;
+        let frozen = fs::wait_until(fs::FREEZE_TIMEOUT, || {
+            Ok(self.read_keyed("cgroup.events", "frozen")? == 1)
+        })?;
+        if !frozen {
+            let _ = fs::write(&self.dir, "cgroup.freeze", "0");
+            return Err(Error::FreezeTimeout {
+                path: self.dir.clone(),
+                secs: fs::FREEZE_TIMEOUT.as_secs(),
+            });
+        }
+        Ok(())
+    }
+
+    pub(super) fn thaw(&self) -> Result<()> {
+        if !self.dir.join("cgroup.freeze").exists() {
+            return Err(self.no_freezer());
+        }
+        fs::write(&self.dir, "cgroup.freeze", "0")
+    }
+
+    pub(super) fn is_frozen(&self) -> Result<bool> {
+        Ok(fs::read_optional(&self.dir, "cgroup.freeze")?.is_some_and(|v| v.trim() == "1"))
+    }
+
+    /// Frozen by itself or through an ancestor (cgroup.events reports the effective state).
+    pub(super) fn frozen_effective(&self) -> Result<bool> {
+        Ok(self.is_frozen()? || self.read_keyed("cgroup.events", "frozen")? == 1)
     }
 
     pub(super) fn kill_all(&self, signal: i32) -> Result<()> {
