@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use nanokube::runtime::cgroups::{self, Cgroup, Hierarchy};
-use nanokube::runtime::{template, CreateOptions, Runtime, Status};
+use nanokube::runtime::{template, update, CreateOptions, Runtime, Status};
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_nanokube");
@@ -392,4 +392,276 @@ fn create_in_a_frozen_cgroup_fails_at_once() {
     // Frozen only through its parent does not make a cgroup "paused" (as runc decides).
     assert!(!sibling_cg.is_frozen().unwrap());
     parent_cg.thaw().unwrap();
+}
+
+// ---- update --------------------------------------------------------------------------------
+
+/// The content of `file` in whichever of the cgroup's directories has it.
+fn cg_read(cgroup: &str, file: &str) -> String {
+    let cg = Cgroup::open(cgroup).unwrap();
+    for dir in cg.dirs() {
+        if let Ok(text) = std::fs::read_to_string(dir.join(file)) {
+            return text.trim().to_string();
+        }
+    }
+    panic!("no {file} in {:?}", cg.dirs());
+}
+
+fn cg_has(cgroup: &str, file: &str) -> bool {
+    Cgroup::open(cgroup)
+        .unwrap()
+        .dirs()
+        .iter()
+        .any(|d| d.join(file).exists())
+}
+
+fn flags(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}
+
+fn saved_resources(env: &Env, id: &str) -> Value {
+    let text = std::fs::read(env.root.join(id).join("config.json")).unwrap();
+    let spec: Value = serde_json::from_slice(&text).unwrap();
+    spec["linux"]["resources"].clone()
+}
+
+/// The weight file the block I/O weight lands in, and the value `weight` becomes there.
+fn io_weight_file(cgroup: &str, weight: u16) -> (&'static str, String) {
+    match cgroups::detect() {
+        Hierarchy::Legacy if cg_has(cgroup, "blkio.weight") => ("blkio.weight", weight.to_string()),
+        Hierarchy::Legacy => ("blkio.bfq.weight", weight.to_string()),
+        Hierarchy::Unified if cg_has(cgroup, "io.bfq.weight") => {
+            ("io.bfq.weight", format!("default {weight}"))
+        }
+        Hierarchy::Unified => (
+            "io.weight",
+            format!("default {}", cgroups::blkio_to_io_weight(weight)),
+        ),
+    }
+}
+
+#[test]
+fn update_flags_reach_the_cgroup_and_the_saved_config() {
+    let mut env = Env::new();
+    let (b, cgroup) = env.bundle("update", &["sleep", "1000"], |s| {
+        s["linux"]["resources"] = json!({"memory": {"limit": 200 << 20}, "cpu": {"shares": 1024}});
+    });
+    let id = unique("update");
+    env.start(&b, &id);
+    let rt = env.rt();
+    update::update(
+        &rt,
+        &id,
+        &flags(&[
+            ("memory", "100M"),
+            ("cpu-share", "512"),
+            ("cpu-quota", "20000"),
+            ("pids-limit", "20"),
+            ("blkio-weight", "300"),
+            ("cpuset-cpus", "0"),
+        ]),
+        None,
+    )
+    .unwrap();
+    let unified = cgroups::detect() == Hierarchy::Unified;
+    if unified {
+        assert_eq!(cg_read(&cgroup, "memory.max"), (100u64 << 20).to_string());
+        assert_eq!(
+            cg_read(&cgroup, "cpu.weight"),
+            cgroups::shares_to_weight(512).to_string()
+        );
+        assert_eq!(cg_read(&cgroup, "cpu.max"), "20000 100000");
+    } else {
+        assert_eq!(
+            cg_read(&cgroup, "memory.limit_in_bytes"),
+            (100u64 << 20).to_string()
+        );
+        assert_eq!(cg_read(&cgroup, "cpu.shares"), "512");
+        assert_eq!(cg_read(&cgroup, "cpu.cfs_quota_us"), "20000");
+    }
+    assert_eq!(cg_read(&cgroup, "pids.max"), "20");
+    assert_eq!(cg_read(&cgroup, "cpuset.cpus"), "0");
+    if unified && !cg_has(&cgroup, "io.weight") && !cg_has(&cgroup, "io.bfq.weight") {
+        panic!("the io controller is not enabled for {cgroup}");
+    }
+    let (file, value) = io_weight_file(&cgroup, 300);
+    assert_eq!(cg_read(&cgroup, file), value);
+    let saved = saved_resources(&env, &id);
+    assert_eq!(saved["memory"]["limit"], 100 << 20);
+    assert_eq!(saved["cpu"]["shares"], 512);
+    assert_eq!(saved["cpu"]["quota"], 20000);
+    assert_eq!(saved["pids"]["limit"], 20);
+    assert_eq!(saved["blockIO"]["weight"], 300);
+    // Untouched by the update, still in the saved config and still enforced.
+    assert_eq!(saved["devices"], Value::Null);
+
+    // A later update of one half of cpu.max keeps the other; unlimited values.
+    update::update(
+        &rt,
+        &id,
+        &flags(&[
+            ("cpu-period", "50000"),
+            ("memory", "-1"),
+            ("pids-limit", "-1"),
+        ]),
+        None,
+    )
+    .unwrap();
+    if unified {
+        assert_eq!(cg_read(&cgroup, "cpu.max"), "20000 50000");
+        assert_eq!(cg_read(&cgroup, "memory.max"), "max");
+    } else {
+        assert_eq!(cg_read(&cgroup, "cpu.cfs_quota_us"), "20000");
+        assert_eq!(cg_read(&cgroup, "cpu.cfs_period_us"), "50000");
+        let limit: u64 = cg_read(&cgroup, "memory.limit_in_bytes").parse().unwrap();
+        assert!(limit >= 1 << 62, "memory not unlimited: {limit}");
+    }
+    assert_eq!(cg_read(&cgroup, "pids.max"), "max");
+    let saved = saved_resources(&env, &id);
+    assert_eq!(saved["cpu"]["quota"], 20000);
+    assert_eq!(saved["cpu"]["period"], 50000);
+    assert_eq!(saved["memory"]["limit"], -1);
+
+    // Bad values: runc's words, and nothing changes.
+    let err = update::update(&rt, &id, &flags(&[("memory", "lots")]), None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("invalid value for memory: invalid size: 'lots'"),
+        "{err}"
+    );
+    let err = update::update(&rt, &id, &flags(&[("l3-cache-schema", "L3:0=f")]), None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("Intel RDT/CAT: l3 cache schema is not enabled"),
+        "{err}"
+    );
+    assert_eq!(saved_resources(&env, &id), saved);
+}
+
+#[test]
+fn update_from_containerd_json_ignores_flags_and_merges() {
+    let mut env = Env::new();
+    let (b, cgroup) = env.bundle("update-json", &["sleep", "1000"], |s| {
+        s["linux"]["resources"] = json!({"memory": {"limit": 300 << 20, "reservation": 1 << 20}});
+    });
+    let id = unique("update-json");
+    env.start(&b, &id);
+    // The document containerd-shim-runc-v2 writes to `runc update --resources -`.
+    let json = json!({
+        "memory": {"limit": 64 << 20, "swap": 128 << 20},
+        "cpu": {"shares": 256, "quota": 50000, "period": 100000, "cpus": "0", "mems": "0"},
+        "pids": {"limit": 30},
+        "blockIO": {"weight": 200}
+    });
+    let text = serde_json::to_vec(&json).unwrap();
+    update::update(&env.rt(), &id, &flags(&[("memory", "10M")]), Some(&text)).unwrap();
+    let unified = cgroups::detect() == Hierarchy::Unified;
+    if unified {
+        assert_eq!(cg_read(&cgroup, "memory.max"), (64u64 << 20).to_string());
+        if cg_has(&cgroup, "memory.swap.max") {
+            assert_eq!(
+                cg_read(&cgroup, "memory.swap.max"),
+                (64u64 << 20).to_string()
+            );
+        }
+        assert_eq!(cg_read(&cgroup, "cpu.max"), "50000 100000");
+        assert_eq!(
+            cg_read(&cgroup, "cpu.weight"),
+            cgroups::shares_to_weight(256).to_string()
+        );
+        assert_eq!(cg_read(&cgroup, "cpuset.mems"), "0");
+    } else {
+        assert_eq!(
+            cg_read(&cgroup, "memory.limit_in_bytes"),
+            (64u64 << 20).to_string()
+        );
+        if cg_has(&cgroup, "memory.memsw.limit_in_bytes") {
+            assert_eq!(
+                cg_read(&cgroup, "memory.memsw.limit_in_bytes"),
+                (128u64 << 20).to_string()
+            );
+        }
+        assert_eq!(cg_read(&cgroup, "cpu.shares"), "256");
+        assert_eq!(cg_read(&cgroup, "cpu.cfs_quota_us"), "50000");
+    }
+    assert_eq!(cg_read(&cgroup, "pids.max"), "30");
+    let (file, value) = io_weight_file(&cgroup, 200);
+    assert_eq!(cg_read(&cgroup, file), value);
+    let saved = saved_resources(&env, &id);
+    assert_eq!(saved["memory"]["limit"], 64 << 20);
+    assert_eq!(
+        saved["memory"]["reservation"],
+        1 << 20,
+        "a value the update did not name"
+    );
+    assert_eq!(saved["cpu"]["shares"], 256);
+
+    // A swap below the memory limit cannot be applied: refused, and the limit is as before.
+    let bad =
+        serde_json::to_vec(&json!({"memory": {"limit": 100 << 20, "swap": 50 << 20}})).unwrap();
+    assert!(update::update(&env.rt(), &id, &[], Some(&bad)).is_err());
+    let limit_file = if unified {
+        "memory.max"
+    } else {
+        "memory.limit_in_bytes"
+    };
+    assert_eq!(cg_read(&cgroup, limit_file), (64u64 << 20).to_string());
+    assert_eq!(saved_resources(&env, &id), saved);
+
+    // A stopped container is refused as runc refuses it.
+    env.rt().kill(&id, libc::SIGKILL, false).unwrap();
+    wait_for("the container to stop", || {
+        env.status(&id) == Status::Stopped
+    });
+    let err = update::update(&env.rt(), &id, &flags(&[("memory", "1G")]), None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("container not running"), "{err}");
+}
+
+// ---- systemd cgroup paths -----------------------------------------------------------------
+
+#[test]
+fn a_systemd_cgroups_path_never_becomes_a_directory() {
+    let mut env = Env::new();
+    let id = unique("systemd");
+    let path = format!("system.slice:nanokube-test:{id}");
+    let (b, _) = env.bundle("systemd", &["true"], |s| {
+        s["linux"]["cgroupsPath"] = json!(path);
+    });
+    env.ids.push(id.clone());
+    let err = env
+        .rt()
+        .create(
+            &id,
+            CreateOptions {
+                bundle: b,
+                ..Default::default()
+            },
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("needs --systemd-cgroup"), "{err}");
+    assert!(env.rt().state(&id).is_err());
+    let err = cgroups::resolve_cgroup_path(&path, true)
+        .unwrap_err()
+        .to_string();
+    if Path::new("/run/systemd/system").is_dir() {
+        assert!(err.contains("not supported by nanokube"), "{err}");
+    } else {
+        assert_eq!(
+            err,
+            "systemd not running on this host, cannot use systemd cgroups manager"
+        );
+    }
+    // In no hierarchy, under any name.
+    for entry in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let dir = entry.path().join(&path);
+        assert!(!dir.exists(), "{} was created", dir.display());
+    }
 }

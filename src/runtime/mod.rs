@@ -27,6 +27,7 @@ pub mod sync;
 pub mod template;
 pub mod sys;
 pub mod trampoline;
+pub mod update;
 
 pub use container::{
     CreateOptions, Created, Error, ExecOptions, ExecProcess, ExitStatus, Runtime, Stdio,

@@ -33,6 +33,16 @@ pub fn weight_to_shares(weight: u64) -> u64 {
     SHARES_MIN + ((weight - WEIGHT_MIN) * span_s).div_ceil(span_w)
 }
 
+/// v1 blkio weight range [10, 1000] onto v2 io.weight [1, 10000], linearly as runc converts
+/// (used when the kernel has no io.bfq.weight, which takes the v1 value as it is).
+pub fn blkio_to_io_weight(weight: u16) -> u64 {
+    if weight == 0 {
+        return 0;
+    }
+    let w = u64::from(weight).clamp(10, 1000);
+    1 + (w - 10) * 9999 / 990
+}
+
 /// The v2 `memory.max` / `pids.max` form of a limit: negative means unlimited ("max").
 pub(super) fn v2_limit(value: i64) -> String {
     if value < 0 {
@@ -82,6 +92,14 @@ mod tests {
         }
         assert_eq!(weight_to_shares(1), 2);
         assert_eq!(weight_to_shares(10_000), 262_144);
+    }
+
+    #[test]
+    fn blkio_weight_to_io_weight() {
+        assert_eq!(blkio_to_io_weight(0), 0);
+        assert_eq!(blkio_to_io_weight(10), 1);
+        assert_eq!(blkio_to_io_weight(500), 4950);
+        assert_eq!(blkio_to_io_weight(1000), 10_000);
     }
 
     #[test]

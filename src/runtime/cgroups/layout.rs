@@ -10,14 +10,15 @@ use super::Hierarchy;
 pub(super) const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
 /// The v1 controllers a container cgroup is created in. `freezer` is not a limit but lets
-/// `kill_all` stop every process before signalling; `cpuacct` provides the cpu usage;
-/// `devices` decides which device nodes may be created and opened.
+/// `kill_all` stop every process before signalling and `pause` freeze them; `cpuacct`
+/// provides the cpu usage; `devices` decides which device nodes may be created and opened;
+/// `blkio` takes the block I/O weight and counts I/O for `events`.
 pub(super) const V1_CONTROLLERS: &[&str] = &[
-    "cpu", "cpuacct", "cpuset", "devices", "memory", "pids", "freezer",
+    "blkio", "cpu", "cpuacct", "cpuset", "devices", "memory", "pids", "freezer",
 ];
 
 /// The v2 controllers enabled for container cgroups when the host offers them.
-pub(super) const V2_CONTROLLERS: &[&str] = &["cpu", "cpuset", "memory", "pids"];
+pub(super) const V2_CONTROLLERS: &[&str] = &["cpu", "cpuset", "io", "memory", "pids"];
 
 #[derive(Debug)]
 pub(super) struct Layout {

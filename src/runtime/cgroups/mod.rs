@@ -25,7 +25,7 @@ use std::path::PathBuf;
 
 use oci_spec::runtime::LinuxResources;
 
-pub use convert::{shares_to_weight, weight_to_shares};
+pub use convert::{blkio_to_io_weight, shares_to_weight, weight_to_shares};
 pub use stats::Stats;
 
 /// Errors of cgroup management.
@@ -72,6 +72,24 @@ pub enum Error {
     /// processes keep forking); it was thawed again.
     #[error("unable to freeze {path}: still freezing after {secs} s, thawed again")]
     FreezeTimeout { path: PathBuf, secs: u64 },
+    /// `--systemd-cgroup` on a host where systemd is not the init (no /run/systemd/system),
+    /// in runc's words.
+    #[error("systemd not running on this host, cannot use systemd cgroups manager")]
+    SystemdNotRunning,
+    /// `--systemd-cgroup` on a host running systemd: the transient-scope path through
+    /// systemd's D-Bus API is not implemented, and cgroupfs must not be used behind
+    /// systemd's back for a slice it manages.
+    #[error("--systemd-cgroup: placing containers through systemd (a transient scope over D-Bus) is not supported by nanokube; use a cgroupfs cgroupsPath without --systemd-cgroup")]
+    SystemdUnsupported,
+    /// A cgroupsPath in systemd's "slice:prefix:name" form without `--systemd-cgroup` (it
+    /// would otherwise become a directory literally named so).
+    #[error(
+        "cgroupsPath {0:?} is a systemd \"slice:prefix:name\" path: it needs --systemd-cgroup"
+    )]
+    SystemdPathWithoutFlag(String),
+    /// `--systemd-cgroup` with a cgroupsPath that is not "slice:prefix:name".
+    #[error("expected cgroupsPath to be of format \"slice:prefix:name\" for systemd cgroups, got {0:?} instead")]
+    InvalidSystemdPath(String),
     /// `kill_all` was given a number that is not a signal.
     #[error("{0} is not a signal number")]
     InvalidSignal(i32),
@@ -136,11 +154,60 @@ fn components(path: &str) -> Result<Vec<&str>> {
     Ok(parts)
 }
 
+/// True for systemd's "slice:prefix:name" form: three colon-separated parts and no '/'
+/// (a cgroupfs path may hold colons in a directory name, but always has a '/').
+fn is_systemd_form(path: &str) -> bool {
+    !path.contains('/') && path.split(':').count() == 3
+}
+
+/// Where directory `/run/systemd/system` exists, systemd is the init (sd_booted(3)).
+const SYSTEMD_RUNNING_MARK: &str = "/run/systemd/system";
+
+/// The cgroupsPath to create, given the spec's `linux.cgroupsPath` and whether the caller
+/// passed `--systemd-cgroup`. Without the flag a plain path is returned unchanged and a
+/// "slice:prefix:name" path is refused (runc 1.1.5 would make a directory of that name). With
+/// it, the path must be "slice:prefix:name" and systemd must be running; as nanokube does not
+/// talk to systemd over D-Bus yet, a host running systemd is refused too, with a message that
+/// says so.
+pub fn resolve_cgroup_path(path: &str, systemd: bool) -> Result<String> {
+    if !systemd {
+        if is_systemd_form(path) {
+            return Err(Error::SystemdPathWithoutFlag(path.to_string()));
+        }
+        return Ok(path.to_string());
+    }
+    if !std::path::Path::new(SYSTEMD_RUNNING_MARK).is_dir() {
+        return Err(Error::SystemdNotRunning);
+    }
+    if !is_systemd_form(path) {
+        return Err(Error::InvalidSystemdPath(path.to_string()));
+    }
+    Err(Error::SystemdUnsupported)
+}
+
 /// Resources nanokube does not apply yet; said once per cgroup so a spec that asks for them
 /// is not silently half-honoured.
 fn log_unsupported(r: &LinuxResources) {
     let ignored = [
-        ("blockIO", r.block_io().is_some()),
+        (
+            "blockIO (all but weight)",
+            r.block_io().as_ref().is_some_and(|b| {
+                b.leaf_weight().is_some()
+                    || b.weight_device().as_ref().is_some_and(|d| !d.is_empty())
+                    || b.throttle_read_bps_device()
+                        .as_ref()
+                        .is_some_and(|d| !d.is_empty())
+                    || b.throttle_write_bps_device()
+                        .as_ref()
+                        .is_some_and(|d| !d.is_empty())
+                    || b.throttle_read_iops_device()
+                        .as_ref()
+                        .is_some_and(|d| !d.is_empty())
+                    || b.throttle_write_iops_device()
+                        .as_ref()
+                        .is_some_and(|d| !d.is_empty())
+            }),
+        ),
         (
             "hugepageLimits",
             r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty()),
@@ -160,6 +227,10 @@ impl Cgroup {
     /// root, e.g. "/nanokube/<id>") and applies `resources`. On error nothing that this call
     /// created is left behind.
     pub fn create(path: &str, resources: Option<&LinuxResources>) -> Result<Cgroup> {
+        // Whatever the caller: a systemd path never becomes a literal directory.
+        if is_systemd_form(path) {
+            return Err(Error::SystemdPathWithoutFlag(path.to_string()));
+        }
         let parts = components(path)?;
         let layout = layout::get();
         let backend = match layout.hierarchy {
@@ -300,6 +371,36 @@ impl Cgroup {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn systemd_paths_are_never_cgroupfs_paths() {
+        assert_eq!(
+            resolve_cgroup_path("/nanokube/x", false).unwrap(),
+            "/nanokube/x"
+        );
+        assert_eq!(
+            resolve_cgroup_path("nanokube/a:b:c", false).unwrap(),
+            "nanokube/a:b:c"
+        );
+        let err = resolve_cgroup_path("system.slice:nk:x", false).unwrap_err();
+        assert!(matches!(err, Error::SystemdPathWithoutFlag(_)), "{err}");
+        assert!(matches!(
+            Cgroup::create("system.slice:nk:x", None),
+            Err(Error::SystemdPathWithoutFlag(_))
+        ));
+        // With the flag: refused, and for the reason that holds on this host.
+        let err = resolve_cgroup_path("system.slice:nk:x", true).unwrap_err();
+        if std::path::Path::new(SYSTEMD_RUNNING_MARK).is_dir() {
+            assert!(matches!(err, Error::SystemdUnsupported), "{err}");
+        } else {
+            assert_eq!(
+                err.to_string(),
+                "systemd not running on this host, cannot use systemd cgroups manager"
+            );
+        }
+        assert!(is_systemd_form(":runc:x"));
+        assert!(!is_systemd_form("a:b"));
+    }
 
     #[test]
     fn components_reject_escapes_and_root() {

@@ -4,7 +4,8 @@
 //! Resource files: memory.limit_in_bytes, memory.memsw.limit_in_bytes (memory+swap, the OCI
 //! meaning of `swap`), memory.soft_limit_in_bytes, memory.swappiness, memory.oom_control,
 //! cpu.shares, cpu.cfs_quota_us, cpu.cfs_period_us, cpu.cfs_burst_us, cpu.rt_*, cpu.idle,
-//! cpuset.cpus, cpuset.mems, pids.max, devices.deny/devices.allow. Usage comes from
+//! cpuset.cpus, cpuset.mems, pids.max, blkio.weight (or blkio.bfq.weight),
+//! devices.deny/devices.allow. Usage comes from
 //! memory.usage_in_bytes and cpuacct.usage. The hybrid v2 directory costs nothing and gives
 //! `kill_all` cgroup.kill.
 
@@ -246,6 +247,22 @@ impl V1Cgroup {
             if let Some(mems) = c.mems().as_deref().filter(|s| !s.is_empty()) {
                 self.set("cpuset", "linux.resources.cpu.mems", "cpuset.mems", mems)?;
             }
+        }
+        if let Some(weight) = r
+            .block_io()
+            .as_ref()
+            .and_then(|b| b.weight())
+            .filter(|&w| w != 0)
+        {
+            let field = "linux.resources.blockIO.weight";
+            let dir = self.dir("blkio", field)?;
+            // CFQ's blkio.weight is gone from current kernels; BFQ's takes the same scale.
+            let file = if dir.join("blkio.weight").exists() {
+                "blkio.weight"
+            } else {
+                "blkio.bfq.weight"
+            };
+            self.set("blkio", field, file, &weight.to_string())?;
         }
         if let Some(p) = r.pids() {
             let value = if p.limit() > 0 {

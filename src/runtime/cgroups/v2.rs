@@ -1,7 +1,8 @@
 //! cgroup v2: one directory per container under the unified mount.
 //!
 //! Resource files: memory.max, memory.swap.max, memory.low, cpu.weight, cpu.max,
-//! cpu.max.burst, cpu.idle, cpuset.cpus, cpuset.mems, pids.max, plus any `unified` entry;
+//! cpu.max.burst, cpu.idle, cpuset.cpus, cpuset.mems, pids.max, io.bfq.weight or io.weight,
+//! plus any `unified` entry;
 //! device rules become an eBPF program attached to the directory (see `devices`).
 //! A controller's files only appear in a child once every ancestor lists the controller in
 //! its cgroup.subtree_control, so creation enables them level by level on the way down.
@@ -196,6 +197,21 @@ impl V2Cgroup {
             }
             if let Some(mems) = c.mems().as_deref().filter(|s| !s.is_empty()) {
                 self.set("cpuset", "linux.resources.cpu.mems", "cpuset.mems", mems)?;
+            }
+        }
+        if let Some(weight) = r
+            .block_io()
+            .as_ref()
+            .and_then(|b| b.weight())
+            .filter(|&w| w != 0)
+        {
+            let field = "linux.resources.blockIO.weight";
+            // BFQ takes the v1 scale; without it the io controller's own weight is used.
+            if self.dir.join("io.bfq.weight").exists() {
+                self.set("io", field, "io.bfq.weight", &weight.to_string())?;
+            } else {
+                let converted = convert::blkio_to_io_weight(weight);
+                self.set("io", field, "io.weight", &converted.to_string())?;
             }
         }
         if let Some(p) = r.pids() {
