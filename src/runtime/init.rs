@@ -5,6 +5,7 @@
 
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
@@ -255,7 +256,10 @@ fn container_init(
         Vec::new()
     };
     let console = if process.terminal().unwrap_or(false) {
-        Some(setup_console(&process)?)
+        Some(setup_console(
+            &process,
+            pty_owner(spec, process.user().uid()),
+        )?)
     } else {
         None
     };
@@ -268,6 +272,10 @@ fn container_init(
     join_cgroup(chan, new_cgroup_ns, &mut joined)?;
     if has(LinuxNamespaceType::Mount) {
         mounts::mount_deferred(&deferred, &host_cgroups)?;
+        mounts::readonly_dev(spec)?;
+    }
+    mounts::make_cwd(process.cwd())?;
+    if has(LinuxNamespaceType::Mount) {
         if spec
             .root()
             .as_ref()
@@ -306,7 +314,11 @@ fn container_init(
         let state = super::hooks::with_status(state, "created");
         super::hooks::run("startContainer", hooks, &state)?;
     }
-    Err(prepared.exec())
+    let err = prepared.exec();
+    // Nobody reads the sync socket once `start` has returned: say why on the container's
+    // stderr, as runc does (`exec /run.sh: no such file or directory`).
+    let _ = writeln!(std::io::stderr(), "{err}");
+    Err(err)
 }
 
 /// Unshares a new user namespace, has the runtime write its uid and gid maps, and becomes its
@@ -405,6 +417,11 @@ impl Prepared {
             libc::sigemptyset(&mut set);
             libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
         }
+        // The trampoline could only say "cannot execute": name a missing interpreter here.
+        let path = Path::new(std::ffi::OsStr::from_bytes(self.program.as_bytes()));
+        if let Err(e) = process::exec_precheck(path) {
+            return e.into();
+        }
         if let Some(p) = &self.late_seccomp {
             if let Err(e) = seccomp::install(p) {
                 return Error::Seccomp(e);
@@ -414,10 +431,11 @@ impl Prepared {
             Some(t) => super::trampoline::exec(t, &self.program, &self.args, &self.env),
             None => process::exec(&self.program, &self.args, &self.env),
         };
-        Error::Sys {
-            what: format!("exec {:?}", self.program),
+        process::Error::Exec {
+            path: path.display().to_string(),
             source: err,
         }
+        .into()
     }
 }
 
@@ -430,11 +448,9 @@ fn prepare_process(
     trampoline: Option<RawFd>,
     enter_user: &mut dyn FnMut() -> Result<(), Error>,
 ) -> Result<Prepared, Error> {
-    let mut env: Vec<String> = process.env().clone().unwrap_or_default();
-    if !env.iter().any(|e| e.starts_with("HOME=")) {
-        // As runc does: HOME from the container's /etc/passwd, else "/".
-        env.push(format!("HOME={}", process::home_of(process.user().uid())));
-    }
+    let env = process::finish_env(process.env().as_deref().unwrap_or(&[]), || {
+        process::home_of(process.user().uid())
+    });
     let args: Vec<String> = process.args().clone().unwrap_or_default();
     process::set_rlimits(process)?;
     // After rlimits: inside a user namespace a hard limit could not be raised any more.
@@ -446,8 +462,14 @@ fn prepare_process(
             seccomp::install(p).map_err(Error::Seccomp)?;
         }
     }
+    // chdir before dropping privileges, as runc does (a WORKDIR only root can enter works
+    // for any user); retried as the user if root was refused.
+    let cwd_done = process::enter_cwd_early(process.cwd())?;
     process::set_user_and_caps(process)?;
-    process::enter_cwd(process.cwd())?;
+    if !cwd_done {
+        process::chdir(process.cwd())?;
+    }
+    process::check_cwd(process.cwd())?;
     let program = process::find_program(&args[0], &env)?;
     if nnp {
         process::set_no_new_privs()?;
@@ -467,8 +489,8 @@ const UNIX98_PTY_SLAVE_MAJOR: u32 = 136;
 /// Creates the container's terminal in its own devpts, verifies the peer really is a pty of
 /// that devpts before binding it to /dev/console (CVE-2025-52565), and makes it our stdio.
 /// Returns the master, which goes to the console socket.
-fn setup_console(process: &Process) -> Result<OwnedFd, Error> {
-    let (master, peer) = open_pty(process)?;
+fn setup_console(process: &Process, owner: Option<u32>) -> Result<OwnedFd, Error> {
+    let (master, peer) = open_pty(process, owner)?;
     let console = sys::open(
         Path::new("/dev/console"),
         libc::O_PATH | libc::O_NOFOLLOW | libc::O_CREAT,
@@ -497,7 +519,28 @@ fn setup_console(process: &Process) -> Result<OwnedFd, Error> {
 /// A new pty from the devpts mounted at /dev/pts (the container's, after pivot_root or setns),
 /// with its peer opened through the master (TIOCGPTPEER, no path lookup to race) and verified
 /// to be a pty slave on devpts.
-fn open_pty(process: &Process) -> Result<(OwnedFd, OwnedFd), Error> {
+/// The host uid that owns the container's terminal: its user's, as with runc, so a
+/// non-root process may reopen and chmod its own tty. With a new user namespace that is the
+/// uid the namespace maps it to (we are still outside it); None if it maps to nothing.
+fn pty_owner(spec: &Spec, uid: u32) -> Option<u32> {
+    let linux = spec.linux().as_ref();
+    let new_userns = linux
+        .and_then(|l| l.namespaces().as_ref())
+        .into_iter()
+        .flatten()
+        .any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_none());
+    if !new_userns {
+        return Some(uid);
+    }
+    linux
+        .and_then(|l| l.uid_mappings().as_ref())
+        .into_iter()
+        .flatten()
+        .find(|m| uid >= m.container_id() && uid - m.container_id() < m.size())
+        .map(|m| m.host_id() + (uid - m.container_id()))
+}
+
+fn open_pty(process: &Process, owner: Option<u32>) -> Result<(OwnedFd, OwnedFd), Error> {
     let master = sys::open(Path::new("/dev/pts/ptmx"), libc::O_RDWR | libc::O_NOCTTY)
         .map_err(sys_err("open /dev/pts/ptmx"))?;
     let unlock: libc::c_int = 0;
@@ -525,6 +568,12 @@ fn open_pty(process: &Process) -> Result<(OwnedFd, OwnedFd), Error> {
             what: "pty peer is not a devpts terminal".into(),
             source: std::io::Error::from_raw_os_error(libc::EPERM),
         });
+    }
+    if let Some(uid) = owner {
+        // The group stays devpts' (its gid= option, tty by convention), as runc leaves it.
+        // SAFETY: a valid fd; -1 keeps the group.
+        sys::cvt(unsafe { libc::fchown(peer.as_raw_fd(), uid, u32::MAX) })
+            .map_err(sys_err("chown pty"))?;
     }
     if let Some(size) = process.console_size() {
         let ws = libc::winsize {
@@ -587,7 +636,10 @@ fn exec_init(
     }
     // A terminal comes from the container's own devpts, now that we are in its mount namespace.
     let pty = if cfg.process.terminal().unwrap_or(false) {
-        Some(open_pty(&cfg.process)?)
+        // Inside a joined user namespace the container's uid means another host uid, which
+        // this helper does not know: the terminal then stays root's.
+        let owner = (!cfg.namespaces.iter().any(|n| n == "user")).then(|| cfg.process.user().uid());
+        Some(open_pty(&cfg.process, owner)?)
     } else {
         None
     };
@@ -621,9 +673,19 @@ fn exec_init(
         let err = match result {
             Ok(e) | Err(e) => e,
         };
-        let _ = writeln!(std::io::stderr(), "nanokube: exec failed: {err}");
+        // execve itself failing reads as runc's `exec /x: no such file or directory`, exit 1.
+        let code = match &err {
+            Error::Process(process::Error::Exec { .. }) => {
+                let _ = writeln!(std::io::stderr(), "{err}");
+                1
+            }
+            _ => {
+                let _ = writeln!(std::io::stderr(), "nanokube: exec failed: {err}");
+                127
+            }
+        };
         // SAFETY: _exit skips atexit handlers that belong to the parent.
-        unsafe { libc::_exit(127) };
+        unsafe { libc::_exit(code) };
     }
     drop(fds);
     let master = pty.map(|(master, _peer)| master);

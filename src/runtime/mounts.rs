@@ -93,6 +93,18 @@ pub fn propagation_flag(name: &str) -> Option<libc::c_ulong> {
     })
 }
 
+// Mount attributes of mount_setattr(2) (linux/mount.h).
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOUNT_ATTR_NOSUID: u64 = 0x2;
+const MOUNT_ATTR_NODEV: u64 = 0x4;
+const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+const MOUNT_ATTR_ATIME: u64 = 0x70;
+const MOUNT_ATTR_RELATIME: u64 = 0x0;
+const MOUNT_ATTR_NOATIME: u64 = 0x10;
+const MOUNT_ATTR_STRICTATIME: u64 = 0x20;
+const MOUNT_ATTR_NODIRATIME: u64 = 0x80;
+const MOUNT_ATTR_NOSYMFOLLOW: u64 = 0x20_0000;
+
 /// fstab-style options split into mount flags, propagation changes and filesystem data.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Options {
@@ -100,12 +112,59 @@ pub struct Options {
     pub propagation: Vec<libc::c_ulong>,
     pub data: Vec<String>,
     pub bind: bool,
+    /// Attributes for the whole mount tree (`rro`, `rnosuid`, ...), set and cleared with
+    /// mount_setattr(AT_RECURSIVE) once the mount is made: the old mount(2) flags only ever
+    /// reach the top mount of a recursive bind, so dropping these would leave submounts
+    /// writable.
+    pub rec_set: u64,
+    pub rec_clr: u64,
+}
+
+/// The recursive form of an option (runc 1.1's list): (set, clear) for mount_setattr. An
+/// atime mode must clear the whole atime field (the kernel requires it) and set one value.
+fn recursive_option(opt: &str) -> Option<(u64, u64)> {
+    let atime = |set| (set, MOUNT_ATTR_ATIME);
+    Some(match opt {
+        "rro" => (MOUNT_ATTR_RDONLY, 0),
+        "rrw" => (0, MOUNT_ATTR_RDONLY),
+        "rnosuid" => (MOUNT_ATTR_NOSUID, 0),
+        "rsuid" => (0, MOUNT_ATTR_NOSUID),
+        "rnodev" => (MOUNT_ATTR_NODEV, 0),
+        "rdev" => (0, MOUNT_ATTR_NODEV),
+        "rnoexec" => (MOUNT_ATTR_NOEXEC, 0),
+        "rexec" => (0, MOUNT_ATTR_NOEXEC),
+        "rnodiratime" => (MOUNT_ATTR_NODIRATIME, 0),
+        "rdiratime" => (0, MOUNT_ATTR_NODIRATIME),
+        "rnosymfollow" => (MOUNT_ATTR_NOSYMFOLLOW, 0),
+        "rsymfollow" => (0, MOUNT_ATTR_NOSYMFOLLOW),
+        "rnoatime" => atime(MOUNT_ATTR_NOATIME),
+        "rstrictatime" => atime(MOUNT_ATTR_STRICTATIME),
+        "rrelatime" | "ratime" | "rnorelatime" | "rnostrictatime" => atime(MOUNT_ATTR_RELATIME),
+        _ => return None,
+    })
 }
 
 pub fn parse_options(opts: &[String]) -> Options {
     let mut o = Options::default();
     for opt in opts {
+        if let Some((set, clear)) = recursive_option(opt) {
+            // Gathered as runc gathers them: both lists grow, and the kernel clears first,
+            // so "rro" beats "rrw" whatever their order.
+            o.rec_set |= set;
+            o.rec_clr |= clear;
+            continue;
+        }
         let (set, clear): (libc::c_ulong, libc::c_ulong) = match opt.as_str() {
+            "nosymfollow" => (libc::MS_NOSYMFOLLOW, 0),
+            "symfollow" => (0, libc::MS_NOSYMFOLLOW),
+            "iversion" => (libc::MS_I_VERSION, 0),
+            "noiversion" => (0, libc::MS_I_VERSION),
+            "lazytime" => (libc::MS_LAZYTIME, 0),
+            "nolazytime" => (0, libc::MS_LAZYTIME),
+            "acl" => (libc::MS_POSIXACL, 0),
+            "noacl" => (0, libc::MS_POSIXACL),
+            "silent" => (libc::MS_SILENT, 0),
+            "loud" => (0, libc::MS_SILENT),
             "ro" => (libc::MS_RDONLY, 0),
             "rw" => (0, libc::MS_RDONLY),
             "nosuid" => (libc::MS_NOSUID, 0),
@@ -150,6 +209,23 @@ pub fn parse_options(opts: &[String]) -> Options {
     o
 }
 
+/// A mount destination as runc reads it: relative to the container's root even without a
+/// leading '/', with "." dropped and ".." taken lexically and clamped at the root. Symlinks
+/// are left to `open_in_root`, which follows them inside the root.
+pub fn clean_dest(path: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in path.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    out
+}
+
 /// Opens `path` (absolute, container view) inside the root at `rootfd`, creating missing
 /// directories on the way and, if `file` is set, the last component as an empty file. A
 /// dangling symlink in the image is followed *inside* the root (its target is created there),
@@ -167,10 +243,10 @@ fn open_in_root_depth(
     if depth > 40 {
         return Err(io::Error::from_raw_os_error(libc::ELOOP));
     }
-    let rel: PathBuf = path
-        .components()
-        .filter(|c| matches!(c, Component::Normal(_)))
-        .collect();
+    // ".." is taken lexically here (a link target such as "../var" is joined to its
+    // directory first), clamped at the root; openat2 keeps any link it meets inside the root.
+    let clean = clean_dest(path);
+    let rel = clean.strip_prefix("/").unwrap_or(&clean).to_path_buf();
     if rel.as_os_str().is_empty() {
         return sys::openat2(
             rootfd.as_raw_fd(),
@@ -218,7 +294,19 @@ fn open_in_root_depth(
         })?;
         buf.truncate(n as usize);
         let target = PathBuf::from(std::ffi::OsString::from_vec(buf));
-        let next = Path::new("/").join(parent_rel).join(target);
+        // A relative target counts from the directory the link really sits in, which is not
+        // `parent_rel` when that path went through links itself.
+        let real_parent = match (
+            std::fs::read_link(fd_path(&parent)),
+            std::fs::read_link(fd_path(rootfd)),
+        ) {
+            (Ok(p), Ok(root)) => p
+                .strip_prefix(&root)
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|_| parent_rel.to_path_buf()),
+            _ => parent_rel.to_path_buf(),
+        };
+        let next = Path::new("/").join(real_parent).join(target);
         return open_in_root_depth(rootfd, &next, file, depth + 1);
     }
     if file {
@@ -290,6 +378,10 @@ pub fn prepare_rootfs(
         .map_err(sys(format!("open {root_str}")))?;
 
     let mut mounts: Vec<Mount> = spec.mounts().clone().unwrap_or_default();
+    for m in &mut mounts {
+        let dest = clean_dest(m.destination());
+        m.set_destination(dest);
+    }
     // /dev is always a fresh tmpfs we populate ourselves (an image's /dev is never trusted).
     if !mounts.iter().any(|m| m.destination() == Path::new("/dev")) {
         let mut dev = Mount::default();
@@ -408,9 +500,34 @@ fn mount_one(rootfd: &OwnedFd, m: &Mount, host: &HostCgroups) -> Result<(), Erro
             }
         }
     }
+    let mut data = data.map(str::to_string);
+    if typ == "tmpfs" && !opts.data.iter().any(|d| d.starts_with("mode=")) {
+        // As runc: a tmpfs over an existing directory keeps that directory's mode (a fresh
+        // tmpfs would be 1777); one that `mode=` sets is left alone.
+        if let Some(mode) = existing_dir_mode(rootfd, dest) {
+            let d = data.get_or_insert_with(String::new);
+            if !d.is_empty() {
+                d.push(',');
+            }
+            d.push_str(&format!("mode={mode:o}"));
+        }
+    }
+    let data = data.as_deref();
     let target = open_in_root(rootfd, dest, src_is_file).map_err(sys("resolve in root"))?;
+    // A symlink in the image can lead a destination into /proc even though the spec's path
+    // is elsewhere (CVE-2019-16884): only the proc mount itself may land on procfs.
+    if typ != "proc" && sys::fs_type(&target).map_err(sys("statfs"))? == libc::PROC_SUPER_MAGIC {
+        return Err(Error::Refused(format!(
+            "mount {}: resolves into /proc; mounts over or under /proc are refused",
+            dest.display()
+        )));
+    }
     let tpath = fd_path(&target);
-    let flags = opts.flags & !libc::MS_BIND & !libc::MS_REC;
+    let mut flags = opts.flags & !libc::MS_BIND & !libc::MS_REC;
+    if dest == Path::new("/dev") {
+        // /dev is filled after mounting it; a read-only one is made so by `readonly_dev`.
+        flags &= !libc::MS_RDONLY;
+    }
     match typ {
         "cgroup" | "cgroup2" if !bind => mount_cgroups(rootfd, dest, &target, flags, host)?,
         _ if bind => {
@@ -450,10 +567,95 @@ fn mount_one(rootfd: &OwnedFd, m: &Mount, host: &HostCgroups) -> Result<(), Erro
             ));
         }
     }
+    if opts.rec_set != 0 || opts.rec_clr != 0 {
+        set_recursive(&fresh, opts.rec_set, opts.rec_clr).map_err(sys("mount_setattr"))?;
+    }
     for p in &opts.propagation {
         sys::mount(None, &fd_path(&fresh), None, *p, None).map_err(sys("propagation"))?;
     }
     Ok(())
+}
+
+/// struct mount_attr (linux/mount.h, MOUNT_ATTR_SIZE_VER0).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// mount_setattr(2) with AT_RECURSIVE on the mount tree whose root `fd` names.
+fn set_recursive(fd: &OwnedFd, set: u64, clr: u64) -> io::Result<()> {
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: clr,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: a valid fd, an empty C string with AT_EMPTY_PATH, and a mount_attr of the size
+    // passed; the kernel only reads it.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    sys::cvt_long(r).map(drop)
+}
+
+/// The permission bits of `dest` inside the root if it already is a directory.
+fn existing_dir_mode(rootfd: &OwnedFd, dest: &Path) -> Option<u32> {
+    let rel = dest.strip_prefix("/").unwrap_or(dest);
+    let fd = sys::openat2(
+        rootfd.as_raw_fd(),
+        rel,
+        libc::O_PATH,
+        libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+    )
+    .ok()?;
+    let st = sys::fstat(&fd).ok()?;
+    (st.st_mode & libc::S_IFMT == libc::S_IFDIR).then_some(st.st_mode & 0o7777)
+}
+
+/// Creates process.cwd (0755, as runc) when the image lacks it, inside the root (after
+/// pivot_root) and before a read-only root would forbid it.
+pub fn make_cwd(cwd: &Path) -> Result<(), Error> {
+    let root =
+        sys::open(Path::new("/"), libc::O_PATH | libc::O_DIRECTORY).map_err(sys("open /"))?;
+    open_in_root(&root, cwd, false)
+        .map(drop)
+        .map_err(sys(format!("create cwd {}", cwd.display())))
+}
+
+/// A spec that mounts /dev read-only gets it so once everything under it exists (devices,
+/// the console, the pts/shm/mqueue mount points), as runc does at the end.
+pub fn readonly_dev(spec: &Spec) -> Result<(), Error> {
+    let ro = spec.mounts().iter().flatten().any(|m| {
+        clean_dest(m.destination()) == Path::new("/dev")
+            && parse_options(m.options().as_deref().unwrap_or(&[])).flags & libc::MS_RDONLY != 0
+    });
+    if !ro {
+        return Ok(());
+    }
+    let fd = sys::open(
+        Path::new("/dev"),
+        libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+    )
+    .map_err(sys("open /dev"))?;
+    let keep = locked_flags(&fd);
+    sys::mount(
+        None,
+        &fd_path(&fd),
+        None,
+        libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | keep,
+        None,
+    )
+    .map_err(sys("remount /dev read-only"))
 }
 
 fn is_dir(fd: &OwnedFd) -> Result<bool, Error> {
@@ -919,6 +1121,43 @@ mod tests {
         assert!(o.bind);
         let o = parse_options(&["ro".into(), "rw".into()]);
         assert_eq!(o.flags, 0);
+    }
+
+    #[test]
+    fn recursive_options_become_mount_attributes() {
+        let o = parse_options(&["rbind".into(), "rro".into(), "rnosuid".into()]);
+        assert_eq!(o.flags, libc::MS_BIND | libc::MS_REC);
+        assert_eq!(o.rec_set, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID);
+        assert_eq!(o.rec_clr, 0);
+        assert!(o.data.is_empty(), "{:?}", o.data);
+        // Setting beats clearing, whatever the order (as with runc 1.1).
+        let o = parse_options(&["rrw".into(), "rro".into(), "rrw".into()]);
+        assert_eq!(
+            (o.rec_set, o.rec_clr),
+            (MOUNT_ATTR_RDONLY, MOUNT_ATTR_RDONLY)
+        );
+        let o = parse_options(&["rnoatime".into()]);
+        assert_eq!(
+            (o.rec_set, o.rec_clr),
+            (MOUNT_ATTR_NOATIME, MOUNT_ATTR_ATIME)
+        );
+        let o = parse_options(&["nosymfollow".into(), "lazytime".into()]);
+        assert_eq!(o.flags, libc::MS_NOSYMFOLLOW | libc::MS_LAZYTIME);
+        assert!(o.data.is_empty());
+    }
+
+    #[test]
+    fn destinations_are_cleaned_as_runc_cleans_them() {
+        for (given, want) in [
+            ("tmp", "/tmp"),
+            ("/a/../../../b", "/b"),
+            ("/./x//y/", "/x/y"),
+            ("..", "/"),
+            ("/dev", "/dev"),
+            ("/a/../proc", "/proc"),
+        ] {
+            assert_eq!(clean_dest(Path::new(given)), Path::new(want), "{given}");
+        }
     }
 
     #[test]

@@ -45,27 +45,95 @@ pub fn read(bundle: &Path) -> Result<Vec<u8>, Error> {
     std::fs::read(&path).map_err(|source| Error::Read { path, source })
 }
 
-/// Parses config.json text, reporting the path of the field that failed.
+/// Parses config.json text, reporting the path of the field that failed. Capability names
+/// this runtime does not know are dropped with a warning on stderr, as runc does (a spec
+/// written for a newer kernel still runs).
 pub fn parse(text: &[u8]) -> Result<Spec, Error> {
+    let (spec, unknown) = parse_lenient(text)?;
+    if !unknown.is_empty() {
+        eprintln!("nanokube: warning: {}", unknown_caps_warning(&unknown));
+    }
+    Ok(spec)
+}
+
+/// runc's words for dropped capability names.
+pub fn unknown_caps_warning(names: &[String]) -> String {
+    format!(
+        "ignoring unknown or unavailable capabilities: [{}]",
+        names.join(" ")
+    )
+}
+
+/// `parse` without the warning: the spec and the unknown capability names it dropped
+/// (sorted, each once).
+pub fn parse_lenient(text: &[u8]) -> Result<(Spec, Vec<String>), Error> {
     // The path-tracking decoder runs only to explain an error: it roughly doubles the code a
     // good document has to go through, which shows in a container's start time.
     if let Ok(spec) = serde_json::from_slice(text) {
-        return Ok(spec);
+        return Ok((spec, Vec::new()));
+    }
+    if let Ok(mut doc) = serde_json::from_slice::<serde_json::Value>(text) {
+        let unknown = drop_unknown_caps(&mut doc);
+        if !unknown.is_empty() {
+            return match serde_path_to_error::deserialize::<_, Spec>(doc) {
+                Ok(spec) => Ok((spec, unknown)),
+                Err(e) => Err(parse_error(e)),
+            };
+        }
     }
     let de = &mut serde_json::Deserializer::from_slice(text);
-    serde_path_to_error::deserialize::<_, Spec>(de).map_err(|e| {
-        let field = e.path().to_string();
-        let inner = e.into_inner();
-        // serde_json appends " at line L column C"; keep it, it helps find the spot.
-        Error::Parse {
-            field: if field == "." {
-                "(document)".into()
-            } else {
-                field
-            },
-            message: inner.to_string(),
-        }
-    })
+    serde_path_to_error::deserialize::<_, Spec>(de)
+        .map(|spec| (spec, Vec::new()))
+        .map_err(parse_error)
+}
+
+fn parse_error<E: std::fmt::Display>(e: serde_path_to_error::Error<E>) -> Error {
+    let field = e.path().to_string();
+    let inner = e.into_inner();
+    // serde_json appends " at line L column C"; keep it, it helps find the spot.
+    Error::Parse {
+        field: if field == "." {
+            "(document)".into()
+        } else {
+            field
+        },
+        message: inner.to_string(),
+    }
+}
+
+/// Removes from process.capabilities.* the names that are not a capability this runtime
+/// knows, spelled as runc spells them ("CAP_" and upper case); returns them sorted, once each.
+/// Other mistakes (a number instead of a name) stay for the typed decoder to report.
+fn drop_unknown_caps(doc: &mut serde_json::Value) -> Vec<String> {
+    let mut unknown = std::collections::BTreeSet::new();
+    let Some(sets) = doc
+        .pointer_mut("/process/capabilities")
+        .and_then(|c| c.as_object_mut())
+    else {
+        return Vec::new();
+    };
+    for set in [
+        "bounding",
+        "effective",
+        "inheritable",
+        "permitted",
+        "ambient",
+    ] {
+        let Some(list) = sets.get_mut(set).and_then(|l| l.as_array_mut()) else {
+            continue;
+        };
+        list.retain(|v| {
+            let Some(name) = v.as_str() else { return true };
+            let known = name.starts_with("CAP_")
+                && name == name.to_ascii_uppercase()
+                && serde_json::from_value::<oci_spec::runtime::Capability>(v.clone()).is_ok();
+            if !known {
+                unknown.insert(name.to_string());
+            }
+            known
+        });
+    }
+    unknown.into_iter().collect()
 }
 
 /// A new user namespace needs both id maps and a mount namespace (the init enters it after
@@ -185,6 +253,12 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<(), Error> {
             if !e.contains('=') {
                 return Err(invalid(format!("process.env[{i}]"), "must be NAME=VALUE"));
             }
+            if e.starts_with('=') {
+                return Err(invalid(
+                    format!("process.env[{i}]"),
+                    "the variable's name must not be empty",
+                ));
+            }
         }
     }
     if let Some(rlimits) = process.rlimits() {
@@ -199,13 +273,16 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<(), Error> {
     }
     if let Some(mounts) = spec.mounts() {
         for (i, m) in mounts.iter().enumerate() {
-            let dest = m.destination();
-            if !dest.is_absolute() {
-                return Err(invalid(
-                    format!("mounts[{i}].destination"),
-                    "must be an absolute path",
-                ));
+            if !m.destination().is_absolute() {
+                // runc 1.1 takes it from the root, with this warning.
+                eprintln!(
+                    "nanokube: warning: mount destination {} is not absolute. Support for \
+                     non-absolute mount destinations will be removed in a future release.",
+                    m.destination().display()
+                );
             }
+            // Checked as it will be mounted: ".." taken, clamped at the root.
+            let dest = &crate::runtime::mounts::clean_dest(m.destination());
             let under_proc = dest.starts_with("/proc");
             let is_proc = m.typ().as_deref() == Some("proc") && dest == Path::new("/proc");
             // CVE-2019-16884: a volume over /proc could fake /proc/self/attr and similar files.
@@ -341,6 +418,51 @@ mod tests {
         assert!(err
             .to_string()
             .starts_with("config.json: mounts[0].destination"));
+    }
+
+    #[test]
+    fn unknown_capabilities_are_dropped_with_runc_s_warning() {
+        let text = br#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},"process":{"args":["sh"],"cwd":"/","user":{"uid":0,"gid":0},
+            "capabilities":{"bounding":["CAP_CHOWN","CAP_BOGUS","bogus"],"effective":["CAP_BOGUS","CAP_KILL"]}}}"#;
+        let (spec, unknown) = parse_lenient(text).unwrap();
+        assert_eq!(unknown, vec!["CAP_BOGUS".to_string(), "bogus".to_string()]);
+        assert_eq!(
+            unknown_caps_warning(&unknown),
+            "ignoring unknown or unavailable capabilities: [CAP_BOGUS bogus]"
+        );
+        let caps = spec
+            .process()
+            .as_ref()
+            .unwrap()
+            .capabilities()
+            .clone()
+            .unwrap();
+        assert_eq!(caps.bounding().as_ref().unwrap().len(), 1);
+        assert_eq!(caps.effective().as_ref().unwrap().len(), 1);
+        // A real type error still names its field.
+        let text = br#"{"ociVersion":"1.0.2","process":{"args":["sh"],"cwd":"/","user":{"uid":"x","gid":0},
+            "capabilities":{"bounding":["CAP_BOGUS"]}}}"#;
+        let err = parse_lenient(text).unwrap_err().to_string();
+        assert!(err.starts_with("config.json: process.user.uid:"), "{err}");
+    }
+
+    #[test]
+    fn mount_destinations_are_checked_as_cleaned() {
+        let spec = parse(br#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},"process":{"args":["sh"],"cwd":"/","user":{"uid":0,"gid":0}},
+            "mounts":[{"destination":"/a/../proc/sys","type":"tmpfs","source":"tmpfs"}]}"#)
+            .unwrap();
+        let err = validate(&spec, Path::new("/nonexistent")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "config.json: mounts[0].destination: mounts over or under /proc are refused"
+        );
+        let spec = parse(br#"{"ociVersion":"1.0.2","root":{"path":"/"},"process":{"args":["sh"],"cwd":"/","user":{"uid":0,"gid":0},"env":["=x"]}}"#)
+            .unwrap();
+        let err = validate(&spec, Path::new("/")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "config.json: process.env[0]: the variable's name must not be empty"
+        );
     }
 
     #[test]
