@@ -220,7 +220,7 @@ impl World {
                 {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}
             ],
             "linux": {
-                "cgroupsPath": format!("/nanokube-parity/{}-{name}-{}", std::process::id(), rt.name()),
+                "cgroupsPath": format!("/nanokube-test/parity-{}-{name}-{}", std::process::id(), rt.name()),
                 "namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}],
                 "maskedPaths": ["/proc/kcore", "/proc/keys", "/sys/firmware"],
                 "readonlyPaths": ["/proc/sys", "/proc/sysrq-trigger"]

@@ -275,15 +275,13 @@ fn container_init(
         mounts::readonly_dev(spec)?;
     }
     mounts::make_cwd(process.cwd())?;
-    if has(LinuxNamespaceType::Mount) {
-        if spec
-            .root()
-            .as_ref()
-            .and_then(|r| r.readonly())
-            .unwrap_or(false)
-        {
-            mounts::readonly_root()?;
-        }
+    let readonly_root = spec
+        .root()
+        .as_ref()
+        .and_then(|r| r.readonly())
+        .unwrap_or(false);
+    if has(LinuxNamespaceType::Mount) && readonly_root {
+        mounts::readonly_root()?;
     }
     let new_user_ns = namespaces
         .iter()

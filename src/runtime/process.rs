@@ -579,7 +579,7 @@ mod tests {
         let interp = interpreter_of(&me).expect("a PT_INTERP");
         assert!(interp.exists(), "{}", interp.display());
         // An ELF header whose one program header is not PT_INTERP (a static program).
-        let mut elf = vec![0u8; 64 + 56];
+        let mut elf = [0u8; 64 + 56];
         elf[..6].copy_from_slice(b"\x7fELF\x02\x01");
         elf[32..40].copy_from_slice(&64u64.to_le_bytes());
         elf[54..56].copy_from_slice(&56u16.to_le_bytes());
