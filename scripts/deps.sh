@@ -6,11 +6,12 @@ packages=(
   curl procps      # API tests' raw requests; `runtime ps` runs ps
   busybox-static   # the default image's content, and the VM's userland
   runc crun        # peers for the runtime's behaviour tests and benchmark
+  containerd podman   # the real clients that drive the runtime as their runc (tests/containerd.rs, podman.rs)
   nftables iptables
   etcd-server      # the etcd store backend's tests; the API benchmark's peer
   docker-registry skopeo umoci   # a local registry on loopback; image benchmark peers
   qemu-system-x86 linux-image-cloud-amd64 cpio   # the cgroup v2 VM
-  protobuf-compiler
+  protobuf-compiler libprotobuf-dev   # etcd-client's build compiles its protos (needs the well-known types)
   python3 binutils kmod   # rootfs/build.sh's OCI archive writer; vm-test.sh strips binaries, lists modules
 )
 missing=()

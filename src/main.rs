@@ -30,6 +30,11 @@ fn run() -> std::convert::Infallible {
     // container, and runc-compatible callers run `nanokube runtime ...` once per container
     // operation: that path goes straight to the runtime's own small parser, never building
     // every subcommand's (see docs/runtime.md "Speed"). Anything else goes through `Cli`.
+    // Called through a link named `runc` or `nanokube-runc` (tools that take a runtime path,
+    // such as containerd's `BinaryName` or `podman --runtime`), the binary is the runtime.
+    if invoked_as_runc() {
+        finish(nanokube::runtime::cli::main(std::env::args_os().skip(1)));
+    }
     let mut args = std::env::args_os().skip(1);
     if args.next().is_some_and(|a| a == "runtime") {
         if args.next().is_some_and(|a| a == "init") && args.next().is_none() {
@@ -46,6 +51,17 @@ fn run() -> std::convert::Infallible {
         Command::Server(args) => nanokube::server::run(args),
         Command::Agent(args) => nanokube::agent::run(args),
     })
+}
+
+fn invoked_as_runc() -> bool {
+    let Some(arg0) = std::env::args_os().next() else {
+        return false;
+    };
+    let name = std::path::Path::new(&arg0)
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name == "runc" || name == "nanokube-runc"
 }
 
 fn finish(code: anyhow::Result<i32>) -> ! {

@@ -39,6 +39,9 @@ pub enum Error {
     /// A createRuntime or prestart hook failed.
     #[error(transparent)]
     Hook(#[from] hooks::Error),
+    /// An `update` request is malformed or cannot be applied.
+    #[error(transparent)]
+    Update(#[from] super::update::Error),
     /// A system call in the caller failed; `what` names the step.
     #[error("{what}: {source}")]
     Sys {
@@ -91,6 +94,14 @@ pub struct CreateOptions {
     pub pid_file: Option<PathBuf>,
     /// Apply the built-in default seccomp profile when the spec has none.
     pub default_seccomp: bool,
+    /// Move the rootfs onto / and chroot instead of pivot_root.
+    pub no_pivot: bool,
+    /// Keep the caller's session keyring (else the container joins a new one).
+    pub no_new_keyring: bool,
+    /// Pass the caller's descriptors 3 .. 3+N on to the container's process.
+    pub preserve_fds: u32,
+    /// Added to process.env (e.g. LISTEN_FDS for socket-activated programs).
+    pub extra_env: Vec<String>,
 }
 
 #[derive(Debug, Default)]
@@ -105,6 +116,14 @@ pub struct ExecOptions {
     /// `ExecProcess::pty_master` (stdio is then ignored).
     pub tty: bool,
     pub stdio: Stdio,
+    /// The whole process, as runc's `exec --process` takes it; the fields above (but stdio)
+    /// are then ignored.
+    pub process: Option<oci_spec::runtime::Process>,
+    /// Do not wait for the process: it is reparented to the caller's subreaper, which reaps
+    /// it (containerd's shim, conmon). `ExecProcess::wait` then has nothing to report.
+    pub detach: bool,
+    /// Pass the caller's descriptors 3 .. 3+N on to the process.
+    pub preserve_fds: u32,
 }
 
 /// How a process ended.
@@ -135,6 +154,9 @@ impl ExitStatus {
 pub struct Created {
     pub id: String,
     pub pid: i32,
+    /// The terminal's master side, when process.terminal is set and no console socket was
+    /// given: the caller relays it (a foreground `run` on the caller's own terminal).
+    pub pty_master: Option<OwnedFd>,
 }
 
 /// An exec'd process; `wait` returns its status.
@@ -156,7 +178,9 @@ impl ExecProcess {
             Ok(_) => Err(Error::Init("unexpected message from exec helper".into())),
             Err(e) => Err(e.into()),
         };
-        let _ = sys::waitpid(self.helper);
+        if self.helper > 0 {
+            let _ = sys::waitpid(self.helper);
+        }
         result
     }
 }
@@ -318,13 +342,22 @@ impl Runtime {
         let bundle = std::path::absolute(&opts.bundle).map_err(sys_err("bundle path"))?;
         // The state dir keeps the config for `exec`: the bundle's own text when we read it
         // (already checked to parse), else the caller's spec encoded.
-        let (spec, text) = match opts.spec {
+        let (mut spec, mut text) = match opts.spec {
             Some(s) => (s, None),
             None => {
                 let text = spec::read(&bundle)?;
                 (spec::parse(&text)?, Some(text))
             }
         };
+        if !opts.extra_env.is_empty() {
+            if let Some(p) = spec.process_mut() {
+                let mut env = p.env().clone().unwrap_or_default();
+                env.extend(opts.extra_env.iter().cloned());
+                p.set_env(Some(env));
+            }
+            // The saved config is then ours, not the bundle's text.
+            text = None;
+        }
         spec::validate(&spec, &bundle)?;
         let rootfs = spec::rootfs_path(&spec, &bundle);
         let filter = compile_seccomp(&spec, opts.default_seccomp)?;
@@ -406,17 +439,21 @@ impl Runtime {
                 .map(|c| c.dirs())
                 .unwrap_or_default(),
             hooks: init_hooks,
+            no_pivot: opts.no_pivot,
+            no_new_keyring: opts.no_new_keyring,
         });
         // An init cloned from us takes its orders from its copy of our memory; an exec'd one
         // reads them from the socket.
         let (plan, to_send) = match exe_src {
             exe::Source::InProcess(_) => (
                 spawn::Plan::new(exe_src, &child.raw_fd(), opts.stdio.raw())
+                    .with_preserved_fds(opts.preserve_fds)
                     .with_orders(Message::Init(orders)),
                 None,
             ),
             _ => (
-                spawn::Plan::new(exe_src, &child.raw_fd(), opts.stdio.raw()),
+                spawn::Plan::new(exe_src, &child.raw_fd(), opts.stdio.raw())
+                    .with_preserved_fds(opts.preserve_fds),
                 Some(orders),
             ),
         };
@@ -487,16 +524,16 @@ impl Runtime {
             Message::Ready { .. } => {}
             _ => return Err(Error::Init("unexpected message from init".into())),
         }
+        let mut pty_master = None;
         if terminal {
             let master = fds
                 .into_iter()
                 .next()
                 .ok_or_else(|| Error::Init("init sent no terminal".into()))?;
-            let socket = opts
-                .console_socket
-                .as_ref()
-                .ok_or_else(|| Error::Init("process.terminal needs --console-socket".into()))?;
-            send_console(socket, &master)?;
+            match &opts.console_socket {
+                Some(socket) => send_console(socket, &master)?,
+                None => pty_master = Some(master),
+            }
         }
         let (start, _) =
             state::proc_stat(pid).ok_or_else(|| Error::Init("init vanished".into()))?;
@@ -524,6 +561,7 @@ impl Runtime {
         Ok(Created {
             id: id.to_string(),
             pid,
+            pty_master,
         })
     }
 
@@ -662,6 +700,10 @@ impl Runtime {
     pub fn delete(&self, id: &str, force: bool) -> Result<()> {
         let saved = match state::load(&self.root, id) {
             Ok(s) => s,
+            // Nothing to delete is what --force asks for (runc exits 0; containerd relies on it).
+            Err(state::Error::NotFound(_)) if force && !state::dir(&self.root, id).exists() => {
+                return Ok(());
+            }
             // A half-made dir (no state.json yet) of a crashed create can go with --force.
             Err(state::Error::NotFound(_)) if force && state::dir(&self.root, id).is_dir() => {
                 return Ok(state::remove_dir(&self.root, id)?);
@@ -808,36 +850,37 @@ impl Runtime {
                 message: "cannot exec in a stopped container",
             });
         }
-        if opts.args.is_empty() {
-            return Err(Error::Init("exec needs a command".into()));
+        let spec = self.saved_spec(id)?;
+        let process = match opts.process.clone() {
+            Some(p) => p,
+            None => exec_process_from(&spec, &opts),
+        };
+        if process.args().as_ref().is_none_or(|a| a.is_empty()) {
+            return Err(Error::Init("exec needs a command (process.args is empty)".into()));
         }
+        let filter = compile_seccomp(&spec, saved.default_seccomp)?;
+        self.exec_in(id, &saved, &spec, process, filter, opts)
+    }
+
+    /// The container's config as saved at create (what `exec` starts from).
+    pub fn saved_spec(&self, id: &str) -> Result<Spec> {
         let text = std::fs::read(state::dir(&self.root, id).join(state::CONFIG))
             .map_err(sys_err("read saved config"))?;
-        let spec = spec::parse(&text)?;
-        let mut process = spec.process().clone().unwrap_or_default();
-        process.set_args(Some(opts.args.clone()));
-        let mut env = process.env().clone().unwrap_or_default();
-        for e in &opts.env {
-            let name = e.split('=').next().unwrap_or("");
-            env.retain(|x| x.split('=').next() != Some(name));
-            env.push(e.clone());
-        }
-        process.set_env(Some(env));
-        if let Some(cwd) = &opts.cwd {
-            process.set_cwd(cwd.clone());
-        }
-        if let Some((uid, gid)) = opts.user {
-            let mut user = process.user().clone();
-            user.set_uid(uid);
-            user.set_gid(gid);
-            user.set_additional_gids(None);
-            process.set_user(user);
-        }
-        process.set_terminal(Some(opts.tty));
-        let filter = compile_seccomp(&spec, saved.default_seccomp)?;
+        Ok(spec::parse(&text)?)
+    }
+
+    fn exec_in(
+        &self,
+        id: &str,
+        saved: &Saved,
+        spec: &Spec,
+        process: oci_spec::runtime::Process,
+        filter: Option<sync::Filter>,
+        opts: ExecOptions,
+    ) -> Result<ExecProcess> {
 
         // The container's namespaces, opened while we know the init is the one we recorded.
-        let pidfd = self.init_pidfd(&saved).ok_or_else(|| Error::WrongStatus {
+        let pidfd = self.init_pidfd(saved).ok_or_else(|| Error::WrongStatus {
             id: id.into(),
             status: Status::Stopped,
             message: "cannot exec in a stopped container",
@@ -872,7 +915,7 @@ impl Runtime {
                 ns_fds.push(fd);
             }
         }
-        if !state::init_alive(&saved) {
+        if !state::init_alive(saved) {
             return Err(Error::WrongStatus {
                 id: id.into(),
                 status: Status::Stopped,
@@ -884,7 +927,8 @@ impl Runtime {
         let flags = libc::CLONE_NEWNS;
         let exe_src = exe::source(self.protection, flags, self.binary.as_deref())?;
         let (mut parent, child) = Channel::pair()?;
-        let plan = spawn::Plan::new(exe_src, &child.raw_fd(), opts.stdio.raw());
+        let plan = spawn::Plan::new(exe_src, &child.raw_fd(), opts.stdio.raw())
+            .with_preserved_fds(opts.preserve_fds);
         let cgroup = cgroup_open(&saved.cgroup_path);
         let entry = cgroup.as_ref().map(|cg| (cg, cgroup_entry(cg)));
         let (helper, join) = spawn_into(&plan, flags, entry.as_ref().map(|(cg, e)| (*cg, e)))?;
@@ -902,12 +946,23 @@ impl Runtime {
                     namespaces: names,
                     seccomp: filter,
                     join,
+                    detach: opts.detach,
                 })),
                 &raw,
             )
             .map_err(|e| fail(e.into()))?;
         drop(ns_fds);
         match parent.recv().map_err(|e| fail(e.into()))? {
+            (Message::Ready { pid }, fds) if opts.detach => {
+                // The helper leaves right after this word; reap it so it is no zombie.
+                let _ = sys::waitpid(helper);
+                Ok(ExecProcess {
+                    pid,
+                    pty_master: fds.into_iter().next(),
+                    helper: 0,
+                    chan: parent,
+                })
+            }
             (Message::Ready { pid }, fds) => Ok(ExecProcess {
                 pid,
                 pty_master: fds.into_iter().next(),
@@ -920,6 +975,32 @@ impl Runtime {
             ))),
         }
     }
+}
+
+/// The process an `exec` without `ExecOptions::process` runs: the container's own, with the
+/// options' command, environment, cwd, user and terminal.
+fn exec_process_from(spec: &Spec, opts: &ExecOptions) -> oci_spec::runtime::Process {
+    let mut process = spec.process().clone().unwrap_or_default();
+    process.set_args(Some(opts.args.clone()));
+    let mut env = process.env().clone().unwrap_or_default();
+    for e in &opts.env {
+        let name = e.split('=').next().unwrap_or("");
+        env.retain(|x| x.split('=').next() != Some(name));
+        env.push(e.clone());
+    }
+    process.set_env(Some(env));
+    if let Some(cwd) = &opts.cwd {
+        process.set_cwd(cwd.clone());
+    }
+    if let Some((uid, gid)) = opts.user {
+        let mut user = process.user().clone();
+        user.set_uid(uid);
+        user.set_gid(gid);
+        user.set_additional_gids(None);
+        process.set_user(user);
+    }
+    process.set_terminal(Some(opts.tty));
+    process
 }
 
 /// Hands the pty master to whoever listens on the console socket, as runc does.

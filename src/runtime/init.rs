@@ -15,6 +15,9 @@ use super::{mounts, process, seccomp, sys};
 
 /// Environment variable naming the inherited sync socket.
 pub const SYNC_FD_ENV: &str = "_NANOKUBE_SYNC_FD";
+/// Environment variable giving how many descriptors after stdio the init keeps for the
+/// container's process (`--preserve-fds`); absent means none.
+pub const PRESERVE_FDS_ENV: &str = "_NANOKUBE_PRESERVE_FDS";
 
 /// Errors inside the init (reported to the parent over the sync socket).
 #[derive(Debug, thiserror::Error)]
@@ -60,7 +63,11 @@ pub fn main() -> ! {
             std::process::exit(2);
         }
     };
-    run(fd, None, None)
+    let preserve = std::env::var(PRESERVE_FDS_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    run(fd, None, None, preserve)
 }
 
 /// The init proper, on the sync socket `fd`: in a fresh `nanokube runtime init`, or (with
@@ -68,7 +75,7 @@ pub fn main() -> ! {
 /// single-threaded caller, which may pass the container's `orders` in memory (saving their
 /// encoding and decoding). Never returns, not even by unwinding: a panic here must not run
 /// the caller's code in this copy of it.
-pub fn run(fd: RawFd, trampoline: Option<RawFd>, orders: Option<&Message>) -> ! {
+pub fn run(fd: RawFd, trampoline: Option<RawFd>, orders: Option<&Message>, preserve: u32) -> ! {
     // Nothing in the container may open /proc/<us>/exe or ptrace us (CVE-2019-5736).
     // SAFETY: prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
@@ -79,9 +86,10 @@ pub fn run(fd: RawFd, trampoline: Option<RawFd>, orders: Option<&Message>) -> ! 
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     // Only stdio, the sync socket and the trampoline survive: anything else inherited could
     // be a host directory handed to the container (CVE-2024-21626).
+    // Descriptors 3 .. 3+preserve were passed on purpose (`--preserve-fds`, $LISTEN_FDS).
     let mut keep = [fd, trampoline.unwrap_or(fd)];
     keep.sort_unstable();
-    let mut from: libc::c_uint = 3;
+    let mut from: libc::c_uint = 3 + preserve;
     for k in keep {
         if k as libc::c_uint >= from {
             // SAFETY: close_range over a range that excludes the fds we keep.
@@ -184,6 +192,9 @@ fn container_init(
     trampoline: Option<RawFd>,
 ) -> Result<std::convert::Infallible, Error> {
     join_tasks(&cfg.join)?;
+    if !cfg.no_new_keyring {
+        join_session_keyring(&cfg.id)?;
+    }
     let spec = &cfg.spec;
     let linux = spec.linux().clone().unwrap_or_default();
     let namespaces = linux.namespaces().clone().unwrap_or_default();
@@ -244,7 +255,11 @@ fn container_init(
         };
         let deferred = mounts::prepare_rootfs(spec, &cfg.rootfs, &host_cgroups, &mut hook)?;
         hook_state = container_hooks(chan, cfg, new_cgroup_ns, &mut joined)?;
-        mounts::pivot(&cfg.rootfs)?;
+        if cfg.no_pivot {
+            mounts::move_root(&cfg.rootfs)?;
+        } else {
+            mounts::pivot(&cfg.rootfs)?;
+        }
         deferred
     } else {
         hook_state = container_hooks(chan, cfg, new_cgroup_ns, &mut joined)?;
@@ -317,6 +332,26 @@ fn container_init(
     // stderr, as runc does (`exec /run.sh: no such file or directory`).
     let _ = writeln!(std::io::stderr(), "{err}");
     Err(err)
+}
+
+/// Gives the container a session keyring of its own (named `_ses.<id>`, as runc names it),
+/// so it cannot read or add keys in the caller's. A kernel without keyrings (ENOSYS) or a
+/// seccomp-confined caller (EPERM) leaves it sharing, as runc tolerates too.
+fn join_session_keyring(id: &str) -> Result<(), Error> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    let name = std::ffi::CString::new(format!("_ses.{id}")).map_err(|_| Error::Protocol)?;
+    // SAFETY: keyctl with a valid C string; the kernel copies the name.
+    let r = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
+    if r < 0 {
+        let err = std::io::Error::last_os_error();
+        if !matches!(err.raw_os_error(), Some(libc::ENOSYS) | Some(libc::EPERM)) {
+            return Err(Error::Sys {
+                what: "join a new session keyring".into(),
+                source: err,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Unshares a new user namespace, has the runtime write its uid and gid maps, and becomes its
@@ -692,6 +727,10 @@ fn exec_init(
         master.as_ref().map(|m| m.as_raw_fd()).as_slice(),
     )?;
     drop(master);
+    if cfg.detach {
+        // Leaving now hands the process to the caller's subreaper (or the host's init).
+        exit(0);
+    }
     let status = sys::waitpid(child).map_err(sys_err("wait"))?;
     chan.send(&Message::Exited { status })?;
     exit(0);

@@ -10,7 +10,9 @@
 pub mod args;
 pub mod cgroups;
 pub mod cli;
+pub mod console;
 pub mod container;
+pub mod events;
 pub mod exe;
 pub mod features;
 pub mod freeze;

@@ -996,6 +996,21 @@ pub fn pivot(rootfs: &Path) -> Result<(), Error> {
     Ok(())
 }
 
+/// `--no-pivot`: moves the rootfs mount onto / and chroots into it, for a rootfs where
+/// pivot_root is refused (on the initramfs). The old root stays reachable from inside by a
+/// process with CAP_SYS_CHROOT, which is why pivot_root is the default.
+pub fn move_root(rootfs: &Path) -> Result<(), Error> {
+    let fd = sys::open(rootfs, libc::O_DIRECTORY | libc::O_RDONLY).map_err(sys("open rootfs"))?;
+    // SAFETY: valid fd.
+    sys::cvt(unsafe { libc::fchdir(fd.as_raw_fd()) }).map_err(sys("chdir rootfs"))?;
+    sys::mount(Some("."), "/", None, libc::MS_MOVE, None).map_err(sys("move rootfs onto /"))?;
+    // SAFETY: valid C string.
+    sys::cvt(unsafe { libc::chroot(c".".as_ptr()) }).map_err(sys("chroot"))?;
+    // SAFETY: valid C string.
+    sys::cvt(unsafe { libc::chdir(c"/".as_ptr()) }).map_err(sys("chdir /"))?;
+    Ok(())
+}
+
 /// The null device to mask files with, verified to be the char device 1:3
 /// (CVE-2025-31133: an image's /dev/null symlink must not redirect the mask).
 fn null_device() -> Result<OwnedFd, Error> {

@@ -10,7 +10,7 @@ use std::ffi::CString;
 use std::os::fd::{AsRawFd, RawFd};
 
 use super::exe::Source;
-use super::init::SYNC_FD_ENV;
+use super::init::{PRESERVE_FDS_ENV, SYNC_FD_ENV};
 use super::sync::Message;
 use super::sys;
 
@@ -40,7 +40,9 @@ pub struct Plan {
     stdio: [RawFd; 3],
     _strings: Vec<CString>,
     argv: [*const libc::c_char; 4],
-    envp: [*const libc::c_char; 2],
+    envp: [*const libc::c_char; 3],
+    /// Descriptors 3 .. 3+N the init passes on to the container's process (`--preserve-fds`).
+    preserve_fds: u32,
     /// For `Source::InProcess`: the init's orders, read from the child's copy of our memory
     /// instead of the socket.
     orders: Option<Message>,
@@ -61,7 +63,7 @@ impl Plan {
             strings[2].as_ptr(),
             std::ptr::null(),
         ];
-        let envp = [strings[3].as_ptr(), std::ptr::null()];
+        let envp = [strings[3].as_ptr(), std::ptr::null(), std::ptr::null()];
         Plan {
             exe,
             sync: sync.as_raw_fd(),
@@ -69,8 +71,22 @@ impl Plan {
             _strings: strings,
             argv,
             envp,
+            preserve_fds: 0,
             orders: None,
         }
+    }
+
+    /// Keeps descriptors 3 .. 3+`n` of the caller open through the init for the container's
+    /// process. They must not collide with the sync socket, which is why the caller opens
+    /// the socket after they exist (its number is then above them).
+    pub fn with_preserved_fds(mut self, n: u32) -> Plan {
+        if n > 0 {
+            self.preserve_fds = n;
+            self._strings
+                .push(CString::new(format!("{PRESERVE_FDS_ENV}={n}")).expect("digits"));
+            self.envp[1] = self._strings.last().expect("pushed").as_ptr();
+        }
+        self
     }
 
     /// Hands the init its orders in memory (only with `Source::InProcess`).
@@ -198,7 +214,12 @@ impl Plan {
                 Source::InProcess(trampoline) => {
                     // The caller had one thread at the clone (exe::source checked), so this
                     // copy of it may run ordinary code: the init, without an exec.
-                    super::init::run(self.sync, Some(*trampoline), self.orders.as_ref());
+                    super::init::run(
+                        self.sync,
+                        Some(*trampoline),
+                        self.orders.as_ref(),
+                        self.preserve_fds,
+                    );
                 }
             }
             libc::_exit(127)

@@ -50,6 +50,13 @@ pub struct InitConfig {
     /// hooks, then reads `Message::HookState` for its own.
     #[serde(default)]
     pub hooks: bool,
+    /// `--no-pivot`: move the rootfs onto / and chroot instead of pivot_root (a rootfs on
+    /// a ramdisk, where pivot_root is refused).
+    #[serde(default)]
+    pub no_pivot: bool,
+    /// `--no-new-keyring`: keep the caller's session keyring instead of joining a new one.
+    #[serde(default)]
+    pub no_new_keyring: bool,
 }
 
 /// What an exec'd helper needs to run an extra process in a running container.
@@ -62,6 +69,10 @@ pub struct ExecConfig {
     /// As `InitConfig::join`.
     #[serde(default)]
     pub join: Vec<PathBuf>,
+    /// Report `Ready` and exit without waiting for the process: it is then reparented to the
+    /// caller's subreaper (containerd's shim, conmon), which reaps it (`exec --detach`).
+    #[serde(default)]
+    pub detach: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

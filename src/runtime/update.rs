@@ -14,7 +14,7 @@ use std::path::Path;
 use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxPids, LinuxResources};
 use serde_json::Value;
 
-use super::cgroups::{self, Cgroup};
+use super::cgroups::Cgroup;
 use super::container::{self, Runtime};
 use super::state::{self, Status};
 
@@ -415,10 +415,7 @@ fn config_error(path: &Path, reason: impl ToString) -> Error {
 /// Until container::Error has a variant for update's errors, they travel as an invalid
 /// resource value, which is what they are.
 fn to_container(e: Error) -> container::Error {
-    container::Error::Cgroup(cgroups::Error::InvalidResource {
-        field: "update".into(),
-        reason: e.to_string(),
-    })
+    container::Error::Update(e)
 }
 
 /// Reads the saved spec and its linux.resources.
