@@ -322,9 +322,9 @@ fn run_command(global: &Global, command: Command, log: &Log) -> anyhow::Result<i
             stats,
             interval,
         } => {
-            // Wired once events.rs lands (helper cgroupops).
-            let _ = (id, stats, interval);
-            anyhow::bail!("events: not available yet")
+            let stdout = std::io::stdout();
+            super::events::run(&rt, &id, stats, interval, &mut stdout.lock())?;
+            Ok(0)
         }
         Command::Features => {
             println!(

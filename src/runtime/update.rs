@@ -412,8 +412,6 @@ fn config_error(path: &Path, reason: impl ToString) -> Error {
     }
 }
 
-/// Until container::Error has a variant for update's errors, they travel as an invalid
-/// resource value, which is what they are.
 fn to_container(e: Error) -> container::Error {
     container::Error::Update(e)
 }

@@ -14,6 +14,7 @@
 //! [`fs`] wraps the file operations so that every error names the file involved.
 
 mod convert;
+mod detail;
 mod devices;
 mod fs;
 mod layout;
@@ -26,6 +27,7 @@ use std::path::PathBuf;
 use oci_spec::runtime::LinuxResources;
 
 pub use convert::{blkio_to_io_weight, shares_to_weight, weight_to_shares};
+pub use detail::Detailed;
 pub use stats::Stats;
 
 /// Errors of cgroup management.
@@ -309,6 +311,15 @@ impl Cgroup {
         match &self.backend {
             Backend::V2(c) => c.stats(),
             Backend::V1(c) => c.stats(),
+        }
+    }
+
+    /// Everything `runc events` reports (cpu, cpuset, memory with memory.stat, pids, block
+    /// I/O, hugetlb), in its JSON shape.
+    pub fn detailed_stats(&self) -> Result<Detailed> {
+        match &self.backend {
+            Backend::V2(c) => detail::v2(c.dir()),
+            Backend::V1(c) => detail::v1(|controller| c.controller_dir(controller)),
         }
     }
 

@@ -131,6 +131,11 @@ impl V1Cgroup {
         dirs
     }
 
+    /// This cgroup's directory in `controller`'s hierarchy, if that is mounted.
+    pub(super) fn controller_dir(&self, controller: &str) -> Option<&Path> {
+        self.dirs.get(controller).map(PathBuf::as_path)
+    }
+
     fn dir(&self, controller: &'static str, field: &'static str) -> Result<&Path> {
         self.dirs
             .get(controller)
