@@ -1924,9 +1924,9 @@ fn runc_and_nanokube_agree_on_the_same_bundle() {
     };
     let (mut o, mut t) = (mounts(&ours), mounts(&theirs));
     // runc makes a cgroup in every v1 hierarchy; ours has directories only where the
-    // cgroups module manages a controller (not blkio, nor the controller-less name=systemd),
-    // and without a cgroup namespace we show only the container's own directories.
-    t.retain(|(m, _, _)| m != "/sys/fs/cgroup/blkio" && m != "/sys/fs/cgroup/systemd");
+    // cgroups module manages a controller (not the controller-less name=systemd), and
+    // without a cgroup namespace we show only the container's own directories.
+    t.retain(|(m, _, _)| m != "/sys/fs/cgroup/systemd");
     // One deliberate difference: with a read-only cgroup mount, runc leaves the tmpfs that
     // holds the v1 hierarchies writable; we make it read-only too.
     let cg = ("/sys/fs/cgroup".to_string(), "tmpfs".to_string(), true);
