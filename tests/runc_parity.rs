@@ -417,7 +417,14 @@ fn the_terminal_belongs_to_the_container_user() {
         let (sock, reader) = w.console("exectty");
         let exec = w
             .cmd(rt)
-            .args(["exec", "--detach", "--tty", "--user", "1000:1001", "--console-socket"])
+            .args([
+                "exec",
+                "--detach",
+                "--tty",
+                "--user",
+                "1000:1001",
+                "--console-socket",
+            ])
             .arg(&sock)
             .args([&id, "stat", "-L", "-c", "%u %g %a", "/proc/self/fd/0"])
             .output()
@@ -847,5 +854,175 @@ fn an_exec_failure_says_why_as_runc_does() {
         (ours.code, &ours.stderr),
         (runc.code, &runc.stderr),
         "{ours:?}"
+    );
+}
+
+// ---- 11. exec of a program that cannot start ----
+
+/// `exec` of a missing program fails in `exec` itself, with runc's words and status 255, in
+/// the foreground and with --detach (what containerd's shim and conmon send), and the error
+/// is in the --log file as JSON, where containerd reads it.
+#[test]
+fn an_exec_that_cannot_start_fails_exec_itself() {
+    let mut w = World::new();
+    let mut results = Vec::new();
+    for rt in BOTH {
+        let b = w.bundle(
+            "execfail",
+            rt,
+            &|s| s["process"]["args"] = json!(["sleep", "1000"]),
+            &no_setup,
+        );
+        let id = unique("execfail");
+        w.made.push((rt, id.clone()));
+        // The container inherits these: a pipe would keep output() waiting for it.
+        let status = w
+            .cmd(rt)
+            .args(["run", "--detach", "--bundle", b.to_str().unwrap(), &id])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "{rt:?} run -d");
+        let mut outcomes = Vec::new();
+        for args in [
+            &["exec", &id, "nosuch"][..],
+            &["exec", "--detach", &id, "nosuch"],
+            &["exec", "--detach", &id, "/etc/passwd"],
+        ] {
+            outcomes.push(Outcome::of(w.cmd(rt).args(args).output().unwrap()));
+        }
+        let log = w.dir.path().join(format!("execfail-{}.log", rt.name()));
+        let logged = w
+            .cmd(rt)
+            .arg("--log")
+            .arg(&log)
+            .args(["--log-format", "json", "exec", "--detach", &id, "/nothere"])
+            .output()
+            .unwrap();
+        assert_eq!(logged.status.code(), Some(255), "{rt:?}");
+        let line: Value = serde_json::from_str(
+            std::fs::read_to_string(&log)
+                .unwrap()
+                .lines()
+                .last()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(line["level"], "error");
+        results.push((outcomes, line["msg"].as_str().unwrap().to_string()));
+    }
+    let (ours, our_log) = results.pop().unwrap();
+    let (runc, runc_log) = results.pop().unwrap();
+    for (theirs, mine) in runc.iter().zip(&ours) {
+        assert_eq!(theirs.code, 255, "{theirs:?}");
+        assert_eq!(mine.code, 255, "{mine:?}");
+        assert_same_error(theirs, mine);
+    }
+    assert!(
+        ours[0]
+            .stderr
+            .contains(r#"exec: "nosuch": executable file not found in $PATH"#),
+        "{:?}",
+        ours[0]
+    );
+    assert!(
+        runc_log.ends_with(&our_log),
+        "runc logged {runc_log:?}, we {our_log:?}"
+    );
+}
+
+// ---- 12. devices in subdirectories of /dev ----
+
+/// linux.devices below a subdirectory of /dev (as --privileged brings, /dev/cpu/0/cpuid) are
+/// made with their directories, as runc makes them.
+#[test]
+fn devices_in_subdirectories_of_dev_are_made() {
+    let mut w = World::new();
+    let edit = |s: &mut Value| {
+        s["linux"]["devices"] = json!([
+            {"path": "/dev/sub/dir/nullish", "type": "c", "major": 1, "minor": 3, "fileMode": 0o640, "uid": 0, "gid": 0},
+            {"path": "/dev/top", "type": "c", "major": 1, "minor": 5, "fileMode": 0o666, "uid": 0, "gid": 0}
+        ]);
+        sh("stat -c '%n %F %t,%T %a' /dev/sub /dev/sub/dir /dev/sub/dir/nullish /dev/top && echo x > /dev/sub/dir/nullish && echo written")(s);
+    };
+    let (runc, ours) = w.both("subdev", &edit, &no_setup);
+    assert_eq!(runc.code, 0, "{runc:?}");
+    assert!(
+        runc.stdout
+            .contains("/dev/sub/dir/nullish character special file 1,3 640"),
+        "{runc:?}"
+    );
+    assert_eq!(
+        (ours.code, &ours.stdout),
+        (runc.code, &runc.stdout),
+        "{ours:?}"
+    );
+    let bad = |s: &mut Value| {
+        s["linux"]["devices"] =
+            json!([{"path": "/dev/../etc/evil", "type": "c", "major": 1, "minor": 3}]);
+    };
+    let b = w.bundle("baddev", Rt::Ours, &bad, &no_setup);
+    let out = w.run(Rt::Ours, &b, "baddev");
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("/dev/../etc/evil must be a path under /dev"),
+        "{out:?}"
+    );
+}
+
+// ---- 13. tmpcopyup ----
+
+/// A tmpfs with `tmpcopyup` starts with a copy of the directory it covers (files, a nested
+/// directory, a link, owners and modes), as podman's --tmpfs and --read-only ask; writes go
+/// to the tmpfs, never to the image.
+#[test]
+fn tmpcopyup_copies_the_covered_directory() {
+    let mut w = World::new();
+    let edit = |s: &mut Value| {
+        s["mounts"].as_array_mut().unwrap().push(
+            json!({"destination": "/data", "type": "tmpfs", "source": "tmpfs", "options": ["tmpcopyup", "size=1m"]}),
+        );
+        sh("cd /data && find . | sort | while read f; do stat -c '%n %F %a %u %g %s' \"$f\"; done; \
+            readlink link; cat sub/file; echo new > added; grep ' /data ' /proc/self/mountinfo | cut -d' ' -f9")(s);
+    };
+    let setup = |root: &Path| {
+        let d = root.join("data");
+        std::fs::create_dir_all(d.join("sub")).unwrap();
+        std::fs::write(d.join("sub/file"), "hello\n").unwrap();
+        std::fs::set_permissions(
+            d.join("sub/file"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o640),
+        )
+        .unwrap();
+        std::os::unix::fs::chown(d.join("sub/file"), Some(12), Some(34)).unwrap();
+        std::fs::set_permissions(
+            d.join("sub"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o750),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("sub/file", d.join("link")).unwrap();
+    };
+    let (runc, ours) = w.both("copyup", &edit, &setup);
+    assert_eq!(runc.code, 0, "{runc:?}");
+    assert!(
+        runc.stdout
+            .contains("./sub/file regular file 640 12 34 6\n"),
+        "{runc:?}"
+    );
+    assert!(
+        runc.stdout.ends_with("sub/file\nhello\ntmpfs\n"),
+        "{runc:?}"
+    );
+    assert_eq!(
+        (ours.code, &ours.stdout),
+        (runc.code, &runc.stdout),
+        "{ours:?}"
+    );
+    let image_copy = w.dir.path().join("copyup-ours/rootfs/data");
+    assert!(
+        !image_copy.join("added").exists(),
+        "the write reached the image"
     );
 }

@@ -47,6 +47,8 @@ pub enum LogFormat {
 }
 
 #[derive(Debug, PartialEq)]
+// Parsed once per process: boxing the big variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     Create(CreateArgs),
     Start {
@@ -319,12 +321,7 @@ const RUN_FLAGS: &[Flag] = &[
 
 const EXEC_FLAGS: &[Flag] = &[
     CONSOLE_SOCKET,
-    flag(
-        "cwd",
-        &[],
-        Value,
-        "working directory inside the container",
-    ),
+    flag("cwd", &[], Value, "working directory inside the container"),
     flag(
         "env",
         &["e"],
@@ -332,12 +329,7 @@ const EXEC_FLAGS: &[Flag] = &[
         "add an environment variable NAME=VALUE (repeatable)",
     ),
     flag("tty", &["t"], Bool, "give the process a new terminal"),
-    flag(
-        "user",
-        &["u"],
-        Value,
-        "user to run as: UID[:GID]",
-    ),
+    flag("user", &["u"], Value, "user to run as: UID[:GID]"),
     flag(
         "additional-gids",
         &["g"],
@@ -407,16 +399,51 @@ const UPDATE_FLAGS: &[Flag] = &[
     ),
     flag("blkio-weight", &[], Value, "block IO weight, 10 to 1000"),
     flag("cpu-period", &[], Value, "CFS period in microseconds"),
-    flag("cpu-quota", &[], Value, "CFS quota in microseconds per period"),
+    flag(
+        "cpu-quota",
+        &[],
+        Value,
+        "CFS quota in microseconds per period",
+    ),
     flag("cpu-share", &[], Value, "CPU shares (relative weight)"),
-    flag("cpu-rt-period", &[], Value, "realtime period in microseconds"),
-    flag("cpu-rt-runtime", &[], Value, "realtime runtime in microseconds"),
+    flag(
+        "cpu-rt-period",
+        &[],
+        Value,
+        "realtime period in microseconds",
+    ),
+    flag(
+        "cpu-rt-runtime",
+        &[],
+        Value,
+        "realtime runtime in microseconds",
+    ),
     flag("cpuset-cpus", &[], Value, "CPUs to run on, e.g. 0-1"),
     flag("cpuset-mems", &[], Value, "memory nodes to use"),
-    flag("kernel-memory", &[], Value, "kernel memory limit (ignored, as by runc)"),
-    flag("kernel-memory-tcp", &[], Value, "kernel TCP memory limit (ignored)"),
-    flag("memory", &[], Value, "memory limit in bytes (suffixes k, m, g)"),
-    flag("memory-reservation", &[], Value, "memory soft limit in bytes"),
+    flag(
+        "kernel-memory",
+        &[],
+        Value,
+        "kernel memory limit (ignored, as by runc)",
+    ),
+    flag(
+        "kernel-memory-tcp",
+        &[],
+        Value,
+        "kernel TCP memory limit (ignored)",
+    ),
+    flag(
+        "memory",
+        &[],
+        Value,
+        "memory limit in bytes (suffixes k, m, g)",
+    ),
+    flag(
+        "memory-reservation",
+        &[],
+        Value,
+        "memory soft limit in bytes",
+    ),
     flag(
         "memory-swap",
         &[],
@@ -424,8 +451,18 @@ const UPDATE_FLAGS: &[Flag] = &[
         "memory plus swap limit in bytes; -1 for unlimited swap",
     ),
     flag("pids-limit", &[], Value, "maximum number of processes"),
-    flag("l3-cache-schema", &[], Value, "Intel RDT L3 schema (not supported)"),
-    flag("mem-bw-schema", &[], Value, "Intel RDT memory bandwidth schema (not supported)"),
+    flag(
+        "l3-cache-schema",
+        &[],
+        Value,
+        "Intel RDT L3 schema (not supported)",
+    ),
+    flag(
+        "mem-bw-schema",
+        &[],
+        Value,
+        "Intel RDT memory bandwidth schema (not supported)",
+    ),
 ];
 
 /// Flags of `checkpoint` and `restore`, accepted only so that the refusal names the real
@@ -536,7 +573,10 @@ const COMMANDS: &[Spec] = &[
     cmd(
         "list",
         "list the containers under --root",
-        &[&[FORMAT, flag("quiet", &["q"], Bool, "print the container ids only")]],
+        &[&[
+            FORMAT,
+            flag("quiet", &["q"], Bool, "print the container ids only"),
+        ]],
         "",
     ),
     cmd(
@@ -601,12 +641,7 @@ const COMMANDS: &[Spec] = &[
         &[UPDATE_FLAGS],
         "<container-id>",
     ),
-    cmd(
-        "features",
-        "print the runtime's features as JSON",
-        &[],
-        "",
-    ),
+    cmd("features", "print the runtime's features as JSON", &[], ""),
     Spec {
         name: "init",
         about: "internal: the container's init (run by the runtime itself)",
@@ -901,10 +936,7 @@ fn build(name: &str, spec: &'static Spec, seen: &mut Seen) -> Result<Command, Ou
             return Err(usage(
                 name,
                 Some(spec),
-                format!(
-                    "{name}: \"{}\" requires exactly {n} argument(s)",
-                    spec.name
-                ),
+                format!("{name}: \"{}\" requires exactly {n} argument(s)", spec.name),
             ));
         }
         Ok(())
@@ -1059,12 +1091,14 @@ fn build(name: &str, spec: &'static Spec, seen: &mut Seen) -> Result<Command, Ou
             exactly(1)?;
             let interval = match seen.value("interval") {
                 None => Duration::from_secs(5),
-                Some(v) => parse_duration(&v)
-                    .filter(|d| !d.is_zero())
-                    .ok_or_else(|| Outcome::Usage {
-                        message: format!("invalid value {v:?} for flag -interval: want a duration such as 5s"),
+                Some(v) => parse_duration(&v).filter(|d| !d.is_zero()).ok_or_else(|| {
+                    Outcome::Usage {
+                        message: format!(
+                            "invalid value {v:?} for flag -interval: want a duration such as 5s"
+                        ),
                         code: 1,
-                    })?,
+                    }
+                })?,
             };
             Command::Events {
                 id: id(),
@@ -1244,14 +1278,24 @@ mod tests {
         // Global flags after the command, attached short values, -d, Go's single-dash names.
         let a = p(&["run", "-d", "-b/b", "c2", "--root=/x", "--default-seccomp"]).unwrap();
         assert_eq!(a.global.root, PathBuf::from("/x"));
-        let Command::Run { create, detach, keep } = a.command else {
+        let Command::Run {
+            create,
+            detach,
+            keep,
+        } = a.command
+        else {
             panic!()
         };
         assert!(detach && !keep && create.default_seccomp);
         assert_eq!((create.bundle, create.id), ("/b".into(), "c2".into()));
         let a = p(&["-root", "/y", "run", "-bundle", "/b", "--keep", "c3"]).unwrap();
         assert_eq!(a.global.root, PathBuf::from("/y"));
-        let Command::Run { create, detach, keep } = a.command else {
+        let Command::Run {
+            create,
+            detach,
+            keep,
+        } = a.command
+        else {
             panic!()
         };
         assert!(keep && !detach);
@@ -1283,8 +1327,19 @@ mod tests {
     #[test]
     fn exec_takes_the_command_after_the_id_with_or_without_dashes() {
         let flags = [
-            "exec", "-e", "A=1", "--env=B=2", "-t", "--cwd", "/w", "--cap", "CAP_SYS_ADMIN",
-            "-g", "10", "--additional-gids=11", "c",
+            "exec",
+            "-e",
+            "A=1",
+            "--env=B=2",
+            "-t",
+            "--cwd",
+            "/w",
+            "--cap",
+            "CAP_SYS_ADMIN",
+            "-g",
+            "10",
+            "--additional-gids=11",
+            "c",
         ];
         for tail in [&["--", "ls", "-l"][..], &["ls", "-l"][..]] {
             let args: Vec<&str> = flags.iter().chain(tail).copied().collect();
@@ -1355,7 +1410,10 @@ mod tests {
         let Command::Ps { id, ps_args, .. } = p(&["ps", "c", "-e", "-x"]).unwrap().command else {
             panic!()
         };
-        assert_eq!((id.as_str(), ps_args), ("c", vec!["-e".into(), "-x".into()]));
+        assert_eq!(
+            (id.as_str(), ps_args),
+            ("c", vec!["-e".into(), "-x".into()])
+        );
     }
 
     #[test]
@@ -1364,9 +1422,17 @@ mod tests {
             id,
             resources,
             flags,
-        } = p(&["update", "--memory", "100M", "--pids-limit=10", "-r", "-", "c"])
-            .unwrap()
-            .command
+        } = p(&[
+            "update",
+            "--memory",
+            "100M",
+            "--pids-limit=10",
+            "-r",
+            "-",
+            "c",
+        ])
+        .unwrap()
+        .command
         else {
             panic!()
         };
@@ -1396,7 +1462,10 @@ mod tests {
         };
         assert!(rootless);
         assert_eq!(bundle, Some("/b".into()));
-        assert!(matches!(p(&["features"]).unwrap().command, Command::Features));
+        assert!(matches!(
+            p(&["features"]).unwrap().command,
+            Command::Features
+        ));
         assert!(matches!(
             p(&["checkpoint", "--image-path", "/i", "--leave-running", "c"])
                 .unwrap()
@@ -1419,8 +1488,9 @@ mod tests {
             p(&["frobnicate"]),
             Err(Outcome::Usage { code: 3, .. })
         ));
-        assert!(usage_text(&["create", "--nope", "c"])
-            .contains("flag provided but not defined: -nope"));
+        assert!(
+            usage_text(&["create", "--nope", "c"]).contains("flag provided but not defined: -nope")
+        );
         assert!(usage_text(&["create"]).contains("\"create\" requires exactly 1 argument(s)"));
         assert!(usage_text(&["start", "a", "b"]).contains("requires exactly 1 argument(s)"));
         assert!(usage_text(&["create", "--bundle"]).contains("flag needs an argument: -bundle"));
@@ -1454,10 +1524,28 @@ mod tests {
         assert_eq!(lines[0], "NAME:");
         assert!(lines[1].contains(" - Open Container Initiative runtime"));
         for c in [
-            "checkpoint", "create", "delete", "events", "exec", "kill", "list", "pause", "ps",
-            "restore", "resume", "run", "spec", "start", "state", "update", "features",
+            "checkpoint",
+            "create",
+            "delete",
+            "events",
+            "exec",
+            "kill",
+            "list",
+            "pause",
+            "ps",
+            "restore",
+            "resume",
+            "run",
+            "spec",
+            "start",
+            "state",
+            "update",
+            "features",
         ] {
-            assert!(top.contains(&format!("\n   {c} ")), "{c} missing from:\n{top}");
+            assert!(
+                top.contains(&format!("\n   {c} ")),
+                "{c} missing from:\n{top}"
+            );
         }
         assert!(!top.contains("   init ") && !top.contains("image-path"));
         assert!(top.contains("--log-format value"));

@@ -29,7 +29,7 @@ pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> anyhow::Resul
                     // Our errors already spell out their causes in one line.
                     let message = e.to_string();
                     log.error(&message);
-                    Ok(1)
+                    Ok(e.downcast_ref::<ExitWith>().map_or(1, |x| x.code))
                 }
             }
         }
@@ -43,6 +43,21 @@ pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> anyhow::Resul
         }
     }
 }
+
+/// A failure with its own exit status (runc's `exec` fails with 255).
+#[derive(Debug)]
+struct ExitWith {
+    code: i32,
+    message: String,
+}
+
+impl std::fmt::Display for ExitWith {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ExitWith {}
 
 /// Where log lines go (`--log`, `--log-format`, `--debug`).
 struct Log {
@@ -310,8 +325,7 @@ fn run_command(global: &Global, command: Command, log: &Log) -> anyhow::Result<i
                     Some(buf)
                 }
                 Some(path) => Some(
-                    std::fs::read(path)
-                        .map_err(|e| anyhow::anyhow!("--resources {path}: {e}"))?,
+                    std::fs::read(path).map_err(|e| anyhow::anyhow!("--resources {path}: {e}"))?,
                 ),
             };
             super::update::update(&rt, &id, &flags, json.as_deref())?;
@@ -424,9 +438,11 @@ fn exec_process(rt: &Runtime, e: &ExecArgs) -> anyhow::Result<Process> {
                 anyhow::anyhow!("parsing {g} as int for gid failed: invalid syntax")
             })?);
         }
-        user.set_uid(uid.parse().map_err(|_| {
-            anyhow::anyhow!("parsing {uid} as int for uid failed: invalid syntax")
-        })?);
+        user.set_uid(
+            uid.parse().map_err(|_| {
+                anyhow::anyhow!("parsing {uid} as int for uid failed: invalid syntax")
+            })?,
+        );
     }
     if !e.additional_gids.is_empty() {
         let mut gids = user.additional_gids().clone().unwrap_or_default();
@@ -445,7 +461,19 @@ fn exec_process(rt: &Runtime, e: &ExecArgs) -> anyhow::Result<Process> {
     Ok(p)
 }
 
+/// As runc: every failure before the process runs (one that cannot start included, also
+/// with --detach) is `exec failed: ...` with status 255, which containerd and podman read.
 fn exec(rt: &Runtime, e: ExecArgs) -> anyhow::Result<i32> {
+    exec_inner(rt, e).map_err(|err| {
+        ExitWith {
+            code: 255,
+            message: format!("exec failed: {err}"),
+        }
+        .into()
+    })
+}
+
+fn exec_inner(rt: &Runtime, e: ExecArgs) -> anyhow::Result<i32> {
     for (flag, value) in [
         ("--apparmor", &e.apparmor),
         ("--process-label", &e.process_label),
@@ -483,11 +511,15 @@ fn exec(rt: &Runtime, e: ExecArgs) -> anyhow::Result<i32> {
         return Ok(0);
     }
     forward_signals(proc.pid);
-    if let (Some(master), None) = (&master, &e.console_socket) {
-        console::relay(master)?;
-    }
+    let relayed = match (&master, &e.console_socket) {
+        (Some(master), None) => console::relay(master),
+        _ => Ok(()),
+    };
     drop(master);
-    Ok(proc.wait()?.code)
+    // Once the process runs, its status is the answer (not a failure of exec).
+    let code = proc.wait().map(|s| s.code);
+    relayed?;
+    Ok(code?)
 }
 
 /// Writes the pid file atomically (a reader never sees it half-written), as runc does.

@@ -148,7 +148,8 @@ pub fn relay(master: &OwnedFd) -> Result<(), Error> {
         if fds[2].revents != 0 {
             let mut b = [0u8; 64];
             // SAFETY: draining our own non-blocking pipe.
-            while unsafe { libc::read(pipe[0], b.as_mut_ptr() as *mut libc::c_void, b.len()) } > 0 {}
+            while unsafe { libc::read(pipe[0], b.as_mut_ptr() as *mut libc::c_void, b.len()) } > 0 {
+            }
             copy_size(m);
         }
         if fds[0].revents != 0 {

@@ -856,7 +856,9 @@ impl Runtime {
             None => exec_process_from(&spec, &opts),
         };
         if process.args().as_ref().is_none_or(|a| a.is_empty()) {
-            return Err(Error::Init("exec needs a command (process.args is empty)".into()));
+            return Err(Error::Init(
+                "exec needs a command (process.args is empty)".into(),
+            ));
         }
         let filter = compile_seccomp(&spec, saved.default_seccomp)?;
         self.exec_in(id, &saved, &spec, process, filter, opts)
@@ -878,7 +880,6 @@ impl Runtime {
         filter: Option<sync::Filter>,
         opts: ExecOptions,
     ) -> Result<ExecProcess> {
-
         // The container's namespaces, opened while we know the init is the one we recorded.
         let pidfd = self.init_pidfd(saved).ok_or_else(|| Error::WrongStatus {
             id: id.into(),

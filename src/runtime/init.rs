@@ -3,7 +3,7 @@
 //! std freely. It reads its orders from the sync socket and either builds a container
 //! (`container_init`) or runs an extra process inside a running one (`exec_init`).
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -622,6 +622,26 @@ fn open_pty(process: &Process, owner: Option<u32>) -> Result<(OwnedFd, OwnedFd),
     Ok((master, peer))
 }
 
+/// The exec'd child's last word when its program cannot start: the reason, to the helper.
+fn report_and_exit(pipe: &OwnedFd, message: &str) -> ! {
+    let mut w = std::mem::ManuallyDrop::new(
+        // SAFETY: the fd stays open (owned by `pipe`); ManuallyDrop keeps File from closing it.
+        unsafe { std::fs::File::from_raw_fd(pipe.as_raw_fd()) },
+    );
+    let _ = w.write_all(message.as_bytes());
+    // SAFETY: _exit skips atexit handlers that belong to the parent.
+    unsafe { libc::_exit(255) }
+}
+
+/// A pipe whose ends close at execve.
+fn cloexec_pipe() -> Result<(OwnedFd, OwnedFd), Error> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills the two-element array.
+    sys::cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }).map_err(sys_err("pipe"))?;
+    // SAFETY: both fds were just created and nothing else owns them.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
 /// New session with `peer` as its controlling terminal and as stdin, stdout and stderr.
 fn make_controlling_terminal(peer: &OwnedFd) -> Result<(), Error> {
     // SAFETY: setsid has no arguments; a new session lets the pty become our terminal.
@@ -676,14 +696,17 @@ fn exec_init(
     } else {
         None
     };
+    // The child reports a failure to start through this pipe; it closes on a successful
+    // execve (O_CLOEXEC), so EOF with nothing read means the program runs. As runc, the caller
+    // learns of a program that cannot run from `exec` itself, also with --detach.
+    let (report_r, report_w) = cloexec_pipe()?;
     // SAFETY: this process is single-threaded, so fork is safe; the child only runs our code.
     let child = sys::cvt(unsafe { libc::fork() }).map_err(sys_err("fork"))?;
     if child == 0 {
+        drop(report_r);
         if let Some((_, peer)) = &pty {
             if let Err(e) = make_controlling_terminal(peer) {
-                let _ = writeln!(std::io::stderr(), "nanokube: exec failed: {e}");
-                // SAFETY: _exit skips atexit handlers that belong to the parent.
-                unsafe { libc::_exit(127) };
+                report_and_exit(&report_w, &e.to_string());
             }
         }
         drop(pty);
@@ -706,21 +729,19 @@ fn exec_init(
         let err = match result {
             Ok(e) | Err(e) => e,
         };
-        // execve itself failing reads as runc's `exec /x: no such file or directory`, exit 1.
-        let code = match &err {
-            Error::Process(process::Error::Exec { .. }) => {
-                let _ = writeln!(std::io::stderr(), "{err}");
-                1
-            }
-            _ => {
-                let _ = writeln!(std::io::stderr(), "nanokube: exec failed: {err}");
-                127
-            }
-        };
-        // SAFETY: _exit skips atexit handlers that belong to the parent.
-        unsafe { libc::_exit(code) };
+        report_and_exit(&report_w, &err.to_string());
     }
+    drop(report_w);
     drop(fds);
+    let mut report = String::new();
+    let _ = std::fs::File::from(report_r).read_to_string(&mut report);
+    if !report.is_empty() {
+        let _ = sys::waitpid(child);
+        chan.send(&Message::Error {
+            message: format!("unable to start container process: {report}"),
+        })?;
+        exit(0);
+    }
     let master = pty.map(|(master, _peer)| master);
     chan.send_with_fds(
         &Message::Ready { pid: child },

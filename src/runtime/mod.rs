@@ -12,6 +12,7 @@ pub mod cgroups;
 pub mod cli;
 pub mod console;
 pub mod container;
+pub mod copyup;
 pub mod events;
 pub mod exe;
 pub mod features;
@@ -26,8 +27,8 @@ pub mod spawn;
 pub mod spec;
 pub mod state;
 pub mod sync;
-pub mod template;
 pub mod sys;
+pub mod template;
 pub mod trampoline;
 pub mod update;
 

@@ -5,8 +5,8 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::ffi::OsStringExt;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Component, Path, PathBuf};
 
 use oci_spec::runtime::{LinuxDeviceType, Mount, Spec};
@@ -118,6 +118,8 @@ pub struct Options {
     /// writable.
     pub rec_set: u64,
     pub rec_clr: u64,
+    /// `tmpcopyup`: a tmpfs starts with a copy of the directory it covers (never mount data).
+    pub copyup: bool,
 }
 
 /// The recursive form of an option (runc 1.1's list): (set, clear) for mount_setattr. An
@@ -195,6 +197,10 @@ pub fn parse_options(opts: &[String]) -> Options {
                 (libc::MS_BIND | libc::MS_REC, 0)
             }
             "defaults" => (0, 0),
+            "tmpcopyup" => {
+                o.copyup = true;
+                continue;
+            }
             other => {
                 if let Some(p) = propagation_flag(other) {
                     o.propagation.push(p);
@@ -553,9 +559,24 @@ fn mount_one(rootfd: &OwnedFd, m: &Mount, host: &HostCgroups) -> Result<(), Erro
             }
         }
         _ => {
+            // The covered directory, still reachable through this fd once the tmpfs is on it.
+            let below = (opts.copyup && typ == "tmpfs")
+                .then(|| sys::open(Path::new(&tpath), libc::O_DIRECTORY | libc::O_RDONLY))
+                .transpose()
+                .map_err(sys(format!("tmpcopyup: open {}", dest.display())))?;
             let src = source.as_deref().unwrap_or(typ);
             sys::mount(Some(src), &tpath, Some(typ), flags, data)
                 .map_err(sys(format!("mount {typ}")))?;
+            if let Some(below) = below {
+                let fresh = open_in_root(rootfd, dest, false).map_err(sys("reopen"))?;
+                let top = sys::open(
+                    Path::new(&fd_path(&fresh)),
+                    libc::O_DIRECTORY | libc::O_RDONLY,
+                )
+                .map_err(sys("reopen"))?;
+                super::copyup::copy_tree(&below, &top)
+                    .map_err(sys(format!("tmpcopyup into {}", dest.display())))?;
+            }
         }
     }
     let fresh = open_in_root(rootfd, dest, false).map_err(sys("reopen"))?;
@@ -843,7 +864,8 @@ fn populate_dev(rootfd: &OwnedFd, spec: &Spec) -> Result<(), Error> {
         libc::O_DIRECTORY | libc::O_RDONLY,
     )
     .map_err(sys("open /dev"))?;
-    let mknod = |name: &str,
+    let mknod = |dir: RawFd,
+                 name: &str,
                  kind: libc::mode_t,
                  major: u32,
                  minor: u32,
@@ -855,7 +877,7 @@ fn populate_dev(rootfd: &OwnedFd, spec: &Spec) -> Result<(), Error> {
         // SAFETY: valid dirfd and C string.
         let r = unsafe {
             libc::mknodat(
-                dev.as_raw_fd(),
+                dir,
                 c.as_ptr(),
                 kind | (mode & 0o7777),
                 libc::makedev(major, minor),
@@ -872,37 +894,67 @@ fn populate_dev(rootfd: &OwnedFd, spec: &Spec) -> Result<(), Error> {
             }
         }
         // SAFETY: valid dirfd and C string; umask may have cut the mode, so set it again.
-        sys::cvt(unsafe { libc::fchmodat(dev.as_raw_fd(), c.as_ptr(), mode & 0o7777, 0) })
+        sys::cvt(unsafe { libc::fchmodat(dir, c.as_ptr(), mode & 0o7777, 0) })
             .map_err(sys("chmod device"))?;
         // SAFETY: as above; never follow a link.
-        sys::cvt(unsafe {
-            libc::fchownat(
-                dev.as_raw_fd(),
-                c.as_ptr(),
-                uid,
-                gid,
-                libc::AT_SYMLINK_NOFOLLOW,
-            )
-        })
-        .map_err(sys("chown device"))?;
+        sys::cvt(unsafe { libc::fchownat(dir, c.as_ptr(), uid, gid, libc::AT_SYMLINK_NOFOLLOW) })
+            .map_err(sys("chown device"))?;
         Ok(())
     };
     for (name, major, minor) in DEFAULT_DEVICES {
-        mknod(name, libc::S_IFCHR, major, minor, 0o666, 0, 0)?;
+        mknod(
+            dev.as_raw_fd(),
+            name,
+            libc::S_IFCHR,
+            major,
+            minor,
+            0o666,
+            0,
+            0,
+        )?;
     }
     if let Some(devices) = spec.linux().as_ref().and_then(|l| l.devices().as_ref()) {
         for d in devices {
             let path = d.path();
-            let name = path
+            let parts: Vec<&std::ffi::OsStr> = path
                 .strip_prefix("/dev")
                 .ok()
-                .filter(|n| n.components().count() == 1)
+                .and_then(|rel| {
+                    rel.components()
+                        .map(|c| match c {
+                            Component::Normal(n) => Some(n),
+                            _ => None,
+                        })
+                        .collect::<Option<Vec<_>>>()
+                })
+                .filter(|p| !p.is_empty())
                 .ok_or_else(|| {
                     Error::Refused(format!(
-                        "linux.devices: {} must be directly under /dev",
+                        "linux.devices: {} must be a path under /dev",
                         path.display()
                     ))
                 })?;
+            // Parent directories as runc makes them (--privileged brings /dev/cpu/0/cpuid,
+            // /dev/dri/card0, ...), each opened without following links.
+            let (name, dirs) = parts.split_last().expect("not empty");
+            let mut parent: Option<OwnedFd> = None;
+            for dir in dirs {
+                let at = parent.as_ref().map_or(dev.as_raw_fd(), |f| f.as_raw_fd());
+                let c = CString::new(dir.as_bytes())
+                    .map_err(|_| Error::Refused("bad device path".into()))?;
+                sys::mkdirat(at, &c, 0o755)
+                    .map_err(sys(format!("mkdir for device {}", path.display())))?;
+                let next = sys::openat2(
+                    at,
+                    Path::new(dir),
+                    libc::O_DIRECTORY | libc::O_RDONLY | libc::O_NOFOLLOW,
+                    libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_BENEATH,
+                )
+                .map_err(sys(format!("open directory for device {}", path.display())))?;
+                parent = Some(next);
+            }
+            let at = parent.as_ref().map_or(dev.as_raw_fd(), |f| f.as_raw_fd());
+            let name = Path::new(name);
             let kind = match d.typ() {
                 LinuxDeviceType::C | LinuxDeviceType::U => libc::S_IFCHR,
                 LinuxDeviceType::B => libc::S_IFBLK,
@@ -911,6 +963,7 @@ fn populate_dev(rootfd: &OwnedFd, spec: &Spec) -> Result<(), Error> {
             };
             let mode = d.file_mode().unwrap_or(0o666);
             mknod(
+                at,
                 &name.to_string_lossy(),
                 kind,
                 d.major() as u32,
@@ -1136,6 +1189,9 @@ mod tests {
         assert!(o.bind);
         let o = parse_options(&["ro".into(), "rw".into()]);
         assert_eq!(o.flags, 0);
+        let o = parse_options(&["tmpcopyup".into(), "size=1m".into()]);
+        assert!(o.copyup);
+        assert_eq!(o.data, vec!["size=1m".to_string()]);
     }
 
     #[test]
