@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use nanokube::runtime::cgroups::{self, Cgroup, Hierarchy};
-use nanokube::runtime::{template, update, CreateOptions, Runtime, Status};
+use nanokube::runtime::{events, template, update, CreateOptions, Runtime, Status};
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_nanokube");
@@ -664,4 +664,180 @@ fn a_systemd_cgroups_path_never_becomes_a_directory() {
         let dir = entry.path().join(&path);
         assert!(!dir.exists(), "{} was created", dir.display());
     }
+}
+
+// ---- events --------------------------------------------------------------------------------
+
+/// The object keys of `v` down to `depth` levels, as "a.b" paths.
+fn key_paths(v: &Value, prefix: &str, depth: usize, out: &mut Vec<String>) {
+    if depth == 0 {
+        return;
+    }
+    if let Some(map) = v.as_object() {
+        for (k, child) in map {
+            let path = format!("{prefix}{k}");
+            key_paths(child, &format!("{path}."), depth - 1, out);
+            out.push(path);
+        }
+    }
+    out.sort();
+}
+
+#[test]
+fn events_stats_is_one_line_in_runcs_shape() {
+    let mut env = Env::new();
+    let (b, _) = env.bundle("events", &["sleep", "1000"], |s| {
+        s["linux"]["resources"] = json!({"memory": {"limit": 64 << 20}, "pids": {"limit": 50}});
+    });
+    let id = unique("events");
+    env.start(&b, &id);
+    let mut out = Vec::new();
+    events::run(&env.rt(), &id, true, Duration::from_secs(5), &mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(text.ends_with('\n'));
+    let ours: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(ours["type"], "stats");
+    assert_eq!(ours["id"], id);
+    let data = &ours["data"];
+    assert_eq!(data["memory"]["usage"]["limit"], 64 << 20);
+    assert!(
+        data["memory"]["usage"]["usage"].as_u64().unwrap() > 0,
+        "{data}"
+    );
+    assert!(
+        data["cpu"]["usage"]["total"].as_u64().unwrap() > 0,
+        "{data}"
+    );
+    assert_eq!(data["pids"]["current"], 1);
+    assert_eq!(data["pids"]["limit"], 50);
+    assert!(data["memory"]["raw"]
+        .as_object()
+        .is_some_and(|r| !r.is_empty()));
+
+    // The same command of runc on a runc container of the same image: the same keys.
+    let runc_root = env.dir.path().join("runc-state");
+    let runc_bundle = env.dir.path().join("runc-bundle");
+    std::fs::create_dir(&runc_bundle).unwrap();
+    let mut spec: Value = serde_json::from_slice(&template::text(false)).unwrap();
+    spec["process"]["terminal"] = json!(false);
+    spec["process"]["args"] = json!(["sleep", "1000"]);
+    // runc refuses a rootfs path through a symlink.
+    spec["root"]["path"] = json!(std::fs::canonicalize(image()).unwrap());
+    let runc_cgroup = format!("/nanokube-test/{}", unique("events-runc"));
+    env.cgroups.push(runc_cgroup.clone());
+    spec["linux"]["cgroupsPath"] = json!(runc_cgroup);
+    spec["linux"]["resources"]["memory"] = json!({"limit": 64 << 20});
+    spec["linux"]["resources"]["pids"] = json!({"limit": 50});
+    std::fs::write(runc_bundle.join("config.json"), spec.to_string()).unwrap();
+    // Output to files: a detached container keeps its stdio, so a pipe would never close.
+    let runc = |args: &[&str]| {
+        let out = env.dir.path().join("runc.out");
+        let err = env.dir.path().join("runc.err");
+        let status = Command::new(RUNC)
+            .arg("--root")
+            .arg(&runc_root)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .status()
+            .unwrap();
+        let text = |p| std::fs::read_to_string(p).unwrap_or_default();
+        (status.success(), text(&out), text(&err))
+    };
+    let runc_id = unique("events-runc");
+    let started = runc(&["run", "-d", "-b", runc_bundle.to_str().unwrap(), &runc_id]);
+    let theirs = runc(&["events", "--stats", &runc_id]);
+    let _ = runc(&["delete", "-f", &runc_id]);
+    assert!(started.0, "runc run: {}", started.2);
+    assert!(theirs.0, "runc events: {}", theirs.2);
+    let theirs: Value = serde_json::from_str(&theirs.1).unwrap();
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    key_paths(&ours, "", 3, &mut a);
+    key_paths(&theirs, "", 3, &mut b);
+    // memory.raw lists what the kernel has, and both read the same kernel.
+    assert_eq!(a, b, "ours: {ours}\nrunc: {theirs}");
+}
+
+/// A `Write` the test thread can read while `events::run` writes from another.
+#[derive(Clone, Default)]
+struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Shared {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Shared {
+    fn lines(&self) -> Vec<Value> {
+        let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    }
+}
+
+#[test]
+fn events_stream_stats_and_an_oom_kill_until_the_container_stops() {
+    let mut env = Env::new();
+    // The allocation beyond the limit starts once the stream is watching; the OOM killer
+    // takes the probe (the biggest process) and the shell lives on.
+    let (b, _) = env.bundle(
+        "events-oom",
+        &["sh", "-c", "sleep 1; probe alloc 256; sleep 1000"],
+        |s| {
+            s["linux"]["resources"] = json!({"memory": {"limit": 32 << 20, "swap": 32 << 20}});
+        },
+    );
+    let id = unique("events-oom");
+    env.start(&b, &id);
+    let out = Shared::default();
+    let stream = {
+        let (rt, id, mut out) = (env.rt(), id.clone(), out.clone());
+        std::thread::spawn(move || {
+            events::run(&rt, &id, false, Duration::from_millis(200), &mut out)
+        })
+    };
+    wait_for("an oom event", || {
+        out.lines().iter().any(|l| l["type"] == "oom")
+    });
+    wait_for("stats after the oom", || {
+        let lines = out.lines();
+        let oom = lines.iter().position(|l| l["type"] == "oom").unwrap();
+        lines[oom..].iter().any(|l| l["type"] == "stats")
+    });
+    assert!(
+        !stream.is_finished(),
+        "the stream ended while the container ran"
+    );
+    env.rt().kill(&id, libc::SIGKILL, false).unwrap();
+    stream.join().unwrap().unwrap();
+    let lines = out.lines();
+    let ooms = lines.iter().filter(|l| l["type"] == "oom").count();
+    assert_eq!(ooms, 1, "{lines:?}");
+    for l in &lines {
+        assert_eq!(l["id"], id);
+        match l["type"].as_str().unwrap() {
+            "stats" => assert_eq!(l["data"]["memory"]["usage"]["limit"], 32 << 20),
+            "oom" => assert!(l.get("data").is_none(), "{l}"),
+            other => panic!("unexpected event type {other}"),
+        }
+    }
+    // A stopped container has no events, as with runc.
+    let err = events::run(
+        &env.rt(),
+        &id,
+        true,
+        Duration::from_secs(1),
+        &mut Vec::new(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("not running"), "{err}");
 }
