@@ -129,6 +129,7 @@ make_debian() { # $1: tarball to write; a glibc userland with what the suite run
 [ -f "$suite/testdata/busybox-$goarch.tar.xz" ] || make_busybox "$suite/testdata/busybox-$goarch.tar.xz"
 [ -f "$suite/testdata/debian-$goarch.tar.xz" ] || make_debian "$suite/testdata/debian-$goarch.tar.xz"
 
+helpers="$(cd "$src/contrib/cmd" && pwd -P)"
 # The Go helpers are built from the checkout's vendor tree (Debian's golang-go is enough; offline).
 missing_helpers=()
 for helper in recvtty sd-helper seccompagent; do
@@ -187,15 +188,16 @@ cleanup_leftovers() { # $1: temp dir of the run
     -regex '/sys/fs/cgroup(/[^/]+)?(/nanokube)?/(test[_a-z0-9]*|testbusyboxdelete|ct[0-9]+)' \) -exec rmdir {} \; 2>/dev/null || true
 }
 
-# A runtime command that hangs (e.g. blocked on a frozen container) holds the pipe of bats' `run`
-# open, and bats then waits past its own per-test timeout; such a command is killed once it is
-# older than the per-test limit, and named in OUT/LABEL/hung.log.
+# A runtime command that hangs (e.g. blocked on a frozen container), or a helper (recvtty) that a
+# failed test never stopped, holds the pipe of bats' `run` or of the test open, and bats then waits
+# past its own per-test timeout; such a process is killed once it is older than the per-test
+# limit, and named in OUT/LABEL/hung.log.
 watchdog() { # $1: temp dir of the run, $2: the runtime's executable, $3: log
   local limit=$((${TEST_TIMEOUT:-120} + 30)) hz p age up
   hz="$(getconf CLK_TCK)"
   while sleep 10; do
     for p in $(grep -lsF -- "$1/" /proc/[0-9]*/cmdline | cut -d/ -f3); do
-      [ "$(readlink "/proc/$p/exe" 2>/dev/null)" = "$2" ] || continue
+      case "$(readlink "/proc/$p/exe" 2>/dev/null)" in "$2" | "$helpers"/*/*) ;; *) continue ;; esac
       up="$(cut -d' ' -f1 /proc/uptime)"
       age="$(awk -v hz="$hz" -v up="$up" '{sub(/^.*\) /, ""); print int(up - $20 / hz)}' "/proc/$p/stat" 2>/dev/null)" || continue
       [ -n "$age" ] && [ "$age" -gt "$limit" ] || continue
@@ -244,17 +246,27 @@ for label in runc nanokube; do
   ls "$out/$label"/*.tap >/dev/null 2>&1 || continue
   cat "$out/$label"/*.tap >"$out/$label.tap"
   results "$out/$label.tap" >"$out/$label.results"
-  printf '%-9s %s passed, %s failed, %s skipped\n' "$label:" \
-    "$(grep -c '^pass' "$out/$label.results" || true)" "$(grep -c '^fail' "$out/$label.results" || true)" \
-    "$(grep -c '^skip' "$out/$label.results" || true)"
+done
+# A test with no result line at all (bats lost it, e.g. when a hung command was killed in its
+# teardown) counts as failed; the list names it.
+cat "$out"/*.results 2>/dev/null | cut -f2 | sort -u >"$out/all"
+for label in runc nanokube; do
+  [ -f "$out/$label.results" ] || continue
+  cut -f2 "$out/$label.results" | sort | comm -23 "$out/all" - >"$out/$label.noresult"
+  printf '%-9s %s passed, %s failed, %s skipped (of %s)\n' "$label:" \
+    "$(grep -c '^pass' "$out/$label.results" || true)" \
+    "$(($(grep -c '^fail' "$out/$label.results" || true) + $(wc -l <"$out/$label.noresult")))" \
+    "$(grep -c '^skip' "$out/$label.results" || true)" "$(wc -l <"$out/all")"
 done
 if [ -f "$out/runc.results" ] && [ -f "$out/nanokube.results" ]; then
   grep '^pass' "$out/runc.results" | cut -f2 | sort >"$out/runc.pass"
   grep '^pass' "$out/nanokube.results" | cut -f2 | sort >"$out/nanokube.pass"
   comm -23 "$out/runc.pass" "$out/nanokube.pass" >"$out/gap"
   echo "runc passes, nanokube does not ($(wc -l <"$out/gap")):"
-  sed 's/^/  /' "$out/gap"
+  while IFS= read -r t; do
+    if grep -qxF -- "$t" "$out/nanokube.noresult"; then echo "  $t (no result)"; else echo "  $t"; fi
+  done <"$out/gap"
   extra="$(comm -13 "$out/runc.pass" "$out/nanokube.pass")"
   [ -z "$extra" ] || { echo "nanokube passes, runc does not:"; echo "$extra" | sed 's/^/  /'; }
-  echo "failure output: $out/nanokube.tap"
+  echo "failure output: $out/nanokube.tap; killed hung commands: $out/nanokube/hung.log"
 fi
