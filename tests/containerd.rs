@@ -101,7 +101,9 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.a
             .spawn()
             .expect("starting containerd");
         let mut c = Containerd {
-            ns: format!("nktest-{}", std::process::id()),
+            // One of its own per test (they run at once): its cgroup parent is /<ns>, whose
+            // processes a Drop kills.
+            ns: format!("nktest-{}-{}", std::process::id(), next_instance()),
             sock,
             dir,
             child: Some(child),
@@ -781,6 +783,275 @@ fn wait_output(mut child: Child) -> Output {
     }
 }
 
+/// Results that must come out the same under runc and nanokube, by name.
+type Seen = Vec<(&'static str, String)>;
+
+/// `ctr task exec` of a program that cannot start, with and without a tty and --detach: ctr
+/// quotes the runtime's `exec failed: ...` (from its --log) and fails; the shim forgets the
+/// exec (its id can be used again) and the task runs on with nothing left of the attempts.
+fn exec_failures(c: &Containerd, rt: &Runtime) -> Seen {
+    let l = rt.label;
+    let bin = rt.path.to_str().unwrap();
+    let fifo = c.fifo_dir();
+    let id = format!("{l}-execfail");
+    c.ok(&[
+        "run",
+        "-d",
+        "--fifo-dir",
+        &fifo,
+        "--runc-binary",
+        bin,
+        IMAGE,
+        &id,
+        "sleep",
+        "300",
+    ]);
+    c.wait_status(&id, "RUNNING");
+    let not_found = "exec failed: unable to start container process: exec: \"nosuch\": \
+                     executable file not found in $PATH";
+    let denied = "exec failed: unable to start container process: exec: \"/etc/passwd\": \
+                  permission denied";
+    // ctr forgets a failed exec unless it was --detach (then its id stays taken, as with runc).
+    for (exec_id, flags, program, says) in [
+        ("failing", vec![], "nosuch", not_found),
+        ("failing", vec![], "/etc/passwd", denied),
+        ("failing-detached", vec!["--detach"], "nosuch", not_found),
+    ] {
+        let mut args = vec!["task", "exec", "--fifo-dir", &fifo, "--exec-id", exec_id];
+        args.extend(flags);
+        args.extend([id.as_str(), program]);
+        let out = run(c.ctr(&args));
+        let what = args.join(" ");
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "[{l}] ctr {what}: {}",
+            show(&out)
+        );
+        assert_eq!(
+            text(&out.stderr),
+            format!("ctr: OCI runtime exec failed: {says}: unknown\n"),
+            "[{l}] ctr {what}: {}",
+            show(&out)
+        );
+    }
+    // With a tty: ctr needs its caller's terminal (a pty here).
+    let mut cmd = c.ctr(&[
+        "task",
+        "exec",
+        "-t",
+        "--fifo-dir",
+        &fifo,
+        "--exec-id",
+        "failing-tty",
+        &id,
+        "nosuch",
+    ]);
+    cmd.env("TERM", "dumb");
+    let (code, shown) = OnPty::spawn(cmd).finish();
+    assert_eq!(
+        code, 1,
+        "[{l}] exec -t nosuch; the terminal showed:\n{shown}"
+    );
+    assert!(
+        shown.contains(&format!(
+            "ctr: OCI runtime exec failed: {not_found}: unknown"
+        )),
+        "[{l}] exec -t nosuch: the terminal showed:\n{shown}"
+    );
+    let out = run(c.ctr(&[
+        "task",
+        "exec",
+        "--fifo-dir",
+        &fifo,
+        "--exec-id",
+        "failing",
+        &id,
+        "ps",
+        "-o",
+        "comm",
+    ]));
+    assert_eq!(
+        (out.status.code(), text(&out.stdout)),
+        (Some(0), "COMMAND\nsleep\nps\n".to_string()),
+        "[{l}] the exec id of the failed execs again: {}",
+        show(&out)
+    );
+    assert_eq!(c.status(&id), "RUNNING", "[{l}]");
+    let ps = c.ok(&["task", "ps", &id]);
+    let seen = vec![("task ps lines", ps.lines().count().to_string())];
+    c.ok(&["task", "kill", "-s", "SIGKILL", &id]);
+    c.wait_status(&id, "STOPPED");
+    c.ok(&["task", "delete", &id]);
+    c.ok(&["container", "delete", &id]);
+    seen
+}
+
+/// `ctr run --privileged`: every host device, those below subdirectories of /dev
+/// (/dev/cpu/0/cpuid, /dev/net/tun) too, with their parents; without it, none of them.
+fn privileged(c: &Containerd, rt: &Runtime, devices: &[String]) -> Seen {
+    let l = rt.label;
+    let bin = rt.path.to_str().unwrap();
+    let fifo = c.fifo_dir();
+    let script = format!("{}; grep CapEff /proc/self/status", stat_script(devices));
+    let id = format!("{l}-privileged");
+    let out = run(c.ctr(&[
+        "run",
+        "--rm",
+        "--privileged",
+        "--fifo-dir",
+        &fifo,
+        "--runc-binary",
+        bin,
+        IMAGE,
+        &id,
+        "sh",
+        "-c",
+        &script,
+    ]));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "[{l}] run --privileged: {}\n{}",
+        show(&out),
+        c.log_tail()
+    );
+    let shown = text(&out.stdout);
+    let (devs, caps) = shown
+        .trim_end()
+        .rsplit_once('\n')
+        .unwrap_or_else(|| panic!("[{l}] run --privileged: {}", show(&out)));
+    assert_eq!(
+        devs,
+        devices.join("\n"),
+        "[{l}] run --privileged: the host's devices below /dev/*/ (expected) vs the container's"
+    );
+    let id = format!("{l}-unprivileged");
+    let out = run(c.ctr(&[
+        "run",
+        "--rm",
+        "--fifo-dir",
+        &fifo,
+        "--runc-binary",
+        bin,
+        IMAGE,
+        &id,
+        "sh",
+        "-c",
+        &script,
+    ]));
+    assert_eq!(out.status.code(), Some(0), "[{l}] run: {}", show(&out));
+    for line in text(&out.stdout).lines().filter(|l| l.starts_with("/dev/")) {
+        assert!(
+            line.ends_with(" absent"),
+            "[{l}] an unprivileged container has {line}"
+        );
+    }
+    vec![("privileged CapEff", caps.to_string())]
+}
+
+/// What the image holds in the directories the tmpfs cases cover, with owners and modes.
+const LISTING: &str = "find /etc /bin /usr /root /tmp -exec stat -c '%n %a %u:%g %F' {} + | sort; \
+    cat /etc/passwd /etc/group";
+
+/// tmpfs mounts with `tmpcopyup` (as podman's --tmpfs asks; ctr passes --mount options on
+/// as they are): each starts with what the image had there, owners and modes kept (/root is
+/// 0700), and takes writes; the shell that runs the check is the copy's /bin/sh. Then a
+/// read-only root with such a tmpfs on /tmp: /tmp takes writes, / does not.
+fn copyup(c: &Containerd, rt: &Runtime) -> Seen {
+    let l = rt.label;
+    let bin = rt.path.to_str().unwrap();
+    let fifo = c.fifo_dir();
+    let id = format!("{l}-listing");
+    let base = c.ok(&[
+        "run",
+        "--rm",
+        "--fifo-dir",
+        &fifo,
+        "--runc-binary",
+        bin,
+        IMAGE,
+        &id,
+        "sh",
+        "-c",
+        LISTING,
+    ]);
+    for line in [
+        "/bin/busybox 755 0:0 regular file\n",
+        "/bin/sh 777 0:0 symbolic link\n",
+        "/etc/passwd 644 0:0 regular file\n",
+        "/root 700 0:0 directory\n",
+        "/usr/sbin 755 0:0 directory\n",
+        "\nroot:x:0:0:root:/root:/bin/sh\n",
+    ] {
+        assert!(base.contains(line), "[{l}] {IMAGE} lacks {line:?}:\n{base}");
+    }
+
+    let mounts: Vec<String> = ["/etc", "/bin", "/usr", "/root"]
+        .iter()
+        .map(|d| format!("type=tmpfs,src=tmpfs,dst={d},options=rw:nosuid:tmpcopyup"))
+        .collect();
+    let script = format!(
+        "awk '$2 ~ /^\\/(etc|bin|usr|root)$/ {{print $2, $3}}' /proc/mounts | sort; {LISTING}; \
+         echo new > /etc/new && cat /etc/new; touch /bin/new /usr/new /root/new && echo writable"
+    );
+    let id = format!("{l}-tmpfs");
+    let mut args = vec!["run", "--rm", "--fifo-dir", &fifo, "--runc-binary", bin];
+    for m in &mounts {
+        args.extend(["--mount", m.as_str()]);
+    }
+    args.extend([IMAGE, &id, "sh", "-c", &script]);
+    let out = run(c.ctr(&args));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "[{l}] run with tmpcopyup mounts: {}\n{}",
+        show(&out),
+        c.log_tail()
+    );
+    assert_eq!(
+        text(&out.stdout),
+        format!("/bin tmpfs\n/etc tmpfs\n/root tmpfs\n/usr tmpfs\n{base}new\nwritable\n"),
+        "[{l}] run with tmpcopyup mounts: {}",
+        show(&out)
+    );
+
+    let id = format!("{l}-readonly");
+    let script =
+        "awk '$2==\"/tmp\"{print $2, $3} $2==\"/\"{split($4, o, \",\"); print \"/\", o[1]}' \
+                  /proc/mounts; stat -c '%a' /tmp; echo w > /tmp/new && cat /tmp/new; \
+                  touch /new 2>&1; echo done";
+    let out = run(c.ctr(&[
+        "run",
+        "--rm",
+        "--read-only",
+        "--fifo-dir",
+        &fifo,
+        "--runc-binary",
+        bin,
+        "--mount",
+        "type=tmpfs,src=tmpfs,dst=/tmp,options=rw:nosuid:nodev:tmpcopyup",
+        IMAGE,
+        &id,
+        "sh",
+        "-c",
+        script,
+    ]));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "[{l}] run --read-only: {}",
+        show(&out)
+    );
+    assert_eq!(
+        text(&out.stdout),
+        "/ ro\n/tmp tmpfs\n1777\nw\ntouch: /new: Read-only file system\ndone\n",
+        "[{l}] run --read-only with a tmpfs /tmp: {}",
+        show(&out)
+    );
+    vec![("image listing", base)]
+}
+
 #[test]
 fn containerd_runs_containers_through_nanokube_as_its_runc() {
     let c = Containerd::start();
@@ -793,4 +1064,24 @@ fn containerd_runs_containers_through_nanokube_as_its_runc() {
     // runc first: a step that fails under it is a fault of the test, not of nanokube.
     steps(&c, &Runtime::runc());
     steps(&c, &Runtime::nanokube(&c.dir.path().join("bin")));
+}
+
+/// The cases of three gaps nanokube had (all fine under runc): `exec` of a program that cannot
+/// start, `--privileged` with devices below subdirectories of /dev, and `tmpcopyup` mounts.
+#[test]
+fn containerd_exec_failures_privileged_and_tmpfs_copies_as_under_runc() {
+    let c = Containerd::start();
+    c.ok(&["image", "import", archive().to_str().unwrap()]);
+    let devices = host_nested_devices();
+    let mut seen = Vec::new();
+    for rt in [
+        Runtime::runc(),
+        Runtime::nanokube(&c.dir.path().join("bin")),
+    ] {
+        let mut s = exec_failures(&c, &rt);
+        s.extend(privileged(&c, &rt, &devices));
+        s.extend(copyup(&c, &rt));
+        seen.push(s);
+    }
+    assert_eq!(seen[1], seen[0], "nanokube (left) vs runc (right)");
 }

@@ -96,7 +96,8 @@ network_config_dir = "{t_}/net"
         )
         .unwrap();
         Podman {
-            cgroup_parent: format!("/nktest-podman-{}", std::process::id()),
+            // One of its own per test (they run at once): a Drop kills what is in it.
+            cgroup_parent: format!("/nktest-podman-{}-{}", std::process::id(), next_instance()),
             dir,
             runtimes: Vec::new(),
             made: Default::default(),
@@ -397,6 +398,235 @@ fn steps(p: &Podman, rt: &Runtime) {
     }
 }
 
+/// An image of the test's own, committed from IMAGE with content in directories that
+/// `--tmpfs` and `--read-only` cover: with `tmpcopyup` the new tmpfs must start with it.
+const SEEDED: &str = "localhost/nanokube/seeded:latest";
+
+/// What SEEDED adds to IMAGE: owners, modes (set-uid, a 0700 directory whose mode the tmpfs
+/// over it must keep), links, nested directories. No fifo, device node or directory with a
+/// mode umask would cut: runc's copy fails on the first two and cuts the third (a 1777
+/// directory below the tmpfs comes out 1755), so they cannot be checked against it.
+const SEED_SCRIPT: &str = "set -e; mkdir -p /srv/data/sub /run/seeded /var/tmp
+echo one > /srv/data/file; chmod 640 /srv/data/file; chown 65534:65534 /srv/data/file
+echo two > /srv/data/sub/deep; chown 65534:0 /srv/data/sub; chmod 750 /srv/data/sub
+ln -s file /srv/data/link; ln -s /etc/passwd /srv/data/abs-link
+cp /bin/busybox /srv/data/suid; chmod 4755 /srv/data/suid; chmod 700 /srv
+echo seed-tmp > /tmp/seed; echo seed-run > /run/seeded/file; echo seed-var > /var/tmp/seed";
+
+/// Lists what SEED_SCRIPT made, with owners and modes, and prints the files' contents.
+const LISTING: &str =
+    "find /srv /tmp /var/tmp /run/seeded -exec stat -c '%n %a %u:%g %F' {} + | sort; \
+    cat /srv/data/file /srv/data/link /srv/data/sub/deep /tmp/seed /run/seeded/file /var/tmp/seed";
+
+/// Commits SEEDED (with runc: the runtime plays no part in `commit`); returns what LISTING
+/// shows in a container of it without any tmpfs, the picture every tmpfs case must match.
+fn seed_image(p: &Podman, rt: &Runtime) -> String {
+    let common = [
+        "--network",
+        "none",
+        "--cgroup-parent",
+        p.cgroup_parent.as_str(),
+    ];
+    let mut args = vec!["run", "--name", "seed"];
+    args.extend(common);
+    args.extend([IMAGE, "sh", "-c", SEED_SCRIPT]);
+    p.ok(rt, &args);
+    p.ok(rt, &["commit", "--quiet", "--pause=false", "seed", SEEDED]);
+    p.ok(rt, &["rm", "seed"]);
+    let mut args = vec!["run", "--rm"];
+    args.extend(common);
+    args.extend([SEEDED, "sh", "-c", LISTING]);
+    let base = p.ok(rt, &args);
+    for line in [
+        "/srv 700 0:0 directory\n",
+        "/srv/data/file 640 65534:65534 regular file\n",
+        "/srv/data/link 777 0:0 symbolic link\n",
+        "/srv/data/sub 750 65534:0 directory\n",
+        "/srv/data/suid 4755 0:0 regular file\n",
+        "/tmp 1777 0:0 directory\n",
+        "/tmp/seed 644 0:0 regular file\n",
+        "\none\none\ntwo\nseed-tmp\nseed-run\nseed-var\n",
+    ] {
+        assert!(base.contains(line), "{SEEDED} lacks {line:?}:\n{base}");
+    }
+    base
+}
+
+/// Results that must come out the same under runc and nanokube, by name.
+type Seen = Vec<(&'static str, String)>;
+
+/// `exec` of a program that cannot start: podman's 127 (not found) and 126 (not executable),
+/// and 125 with --detach, read from the runtime's `exec failed: ...` (exit 255); the container
+/// runs on with nothing left of the attempts.
+fn exec_failures(p: &Podman, rt: &Runtime) -> Seen {
+    let l = rt.label;
+    let x = format!("{l}-execfail");
+    let mut args = vec!["run", "-d", "--name", &x];
+    args.extend([
+        "--network",
+        "none",
+        "--cgroup-parent",
+        p.cgroup_parent.as_str(),
+    ]);
+    args.extend([IMAGE, "sleep", "300"]);
+    let id = p.ok(rt, &args).trim().to_string();
+    p.made.borrow_mut().push((rt.clone(), id));
+    let runtime = rt.path.display().to_string();
+    let not_found = "exec failed: unable to start container process: exec: \"nosuch\": \
+                     executable file not found in $PATH";
+    for (args, code, says) in [
+        (vec!["exec", &x, "nosuch"], 127, not_found.to_string()),
+        (
+            vec!["exec", &x, "/etc/passwd"],
+            126,
+            "exec failed: unable to start container process: exec: \"/etc/passwd\": \
+             permission denied"
+                .to_string(),
+        ),
+        (
+            vec!["exec", "--detach", &x, "nosuch"],
+            125,
+            not_found.to_string(),
+        ),
+    ] {
+        let out = run(p.podman(rt, &args));
+        let what = args.join(" ");
+        expect_code(rt, &what, &out, code);
+        let err = text(&out.stderr);
+        assert!(
+            err.starts_with(&format!("Error: {runtime}: ")) && err.contains(&says),
+            "[{l}] podman {what}: stderr should be the runtime's {says:?}: {}",
+            show(&out)
+        );
+        assert_eq!(text(&out.stdout), "", "[{l}] podman {what}");
+    }
+    // With a tty (the caller's, a pty): the same status, the reason shown on the terminal.
+    let mut cmd = p.podman(rt, &["exec", "-it", &x, "nosuch"]);
+    cmd.env("TERM", "dumb");
+    let (code, shown) = OnPty::spawn(cmd).finish();
+    assert_eq!(
+        code, 127,
+        "[{l}] exec -it nosuch; the terminal showed:\n{shown}"
+    );
+    assert!(
+        shown.contains(not_found),
+        "[{l}] exec -it nosuch: the terminal showed:\n{shown}"
+    );
+    assert_eq!(p.inspect(rt, &x, "{{.State.Status}}"), "running", "[{l}]");
+    let ps = p.ok(rt, &["exec", &x, "ps", "-o", "comm"]);
+    assert_eq!(
+        ps, "COMMAND\nsleep\nps\n",
+        "[{l}] processes left in {x} by the failed execs"
+    );
+    let seen = vec![("exec sessions", p.inspect(rt, &x, "{{len .ExecIDs}}"))];
+    p.ok(rt, &["rm", "--force", "--time", "0", &x]);
+    seen
+}
+
+/// `run --privileged`: every host device, those below subdirectories of /dev (/dev/cpu/0/cpuid,
+/// /dev/net/tun) too, with their parents; without it, none of them.
+fn privileged(p: &Podman, rt: &Runtime, devices: &[String]) -> Seen {
+    let l = rt.label;
+    let common = [
+        "--network",
+        "none",
+        "--cgroup-parent",
+        p.cgroup_parent.as_str(),
+    ];
+    let script = format!("{}; grep CapEff /proc/self/status", stat_script(devices));
+    let mut args = vec!["run", "--rm", "--privileged"];
+    args.extend(common);
+    args.extend([IMAGE, "sh", "-c", &script]);
+    let out = run(p.podman(rt, &args));
+    expect_code(rt, "run --privileged", &out, 0);
+    let shown = text(&out.stdout);
+    let (devs, caps) = shown
+        .trim_end()
+        .rsplit_once('\n')
+        .unwrap_or_else(|| panic!("[{l}] run --privileged: {}", show(&out)));
+    assert_eq!(
+        devs,
+        devices.join("\n"),
+        "[{l}] run --privileged: the host's devices below /dev/*/ (expected) vs the container's"
+    );
+    let mut args = vec!["run", "--rm"];
+    args.extend(common);
+    args.extend([IMAGE, "sh", "-c", &script]);
+    let out = run(p.podman(rt, &args));
+    expect_code(rt, "run (not privileged)", &out, 0);
+    for line in text(&out.stdout).lines().filter(|l| l.starts_with("/dev/")) {
+        assert!(
+            line.ends_with(" absent"),
+            "[{l}] an unprivileged container has {line}"
+        );
+    }
+    vec![("privileged CapEff", caps.to_string())]
+}
+
+/// `--tmpfs DIR` and `--read-only` (a tmpfs on /tmp, /var/tmp and /run) come with
+/// `tmpcopyup`: each new tmpfs holds what the image had there (`base`, as LISTING shows it),
+/// owners and modes kept, and takes writes; with --read-only the rest of the root does not.
+fn copyup(p: &Podman, rt: &Runtime, base: &str) -> Seen {
+    let l = rt.label;
+    let common = [
+        "--network",
+        "none",
+        "--cgroup-parent",
+        p.cgroup_parent.as_str(),
+    ];
+    let image_bin =
+        std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("rootfs/out/rootfs/bin"))
+            .unwrap()
+            .count();
+
+    // Without a tmpfs: the same picture under either runtime.
+    let mut args = vec!["run", "--rm"];
+    args.extend(common);
+    args.extend([SEEDED, "sh", "-c", LISTING]);
+    assert_eq!(p.ok(rt, &args), base, "[{l}] {SEEDED} without a tmpfs");
+
+    // --tmpfs over /srv, and over /bin: the shell that runs this is the copy's.
+    let script = format!(
+        "awk '$2==\"/srv\"||$2==\"/bin\"{{print $2, $3}}' /proc/mounts | sort; \
+         ls /bin | wc -l; readlink /bin/sh; {LISTING}; \
+         echo new > /srv/data/new && cat /srv/data/new; touch /bin/new && echo bin-writable"
+    );
+    let mut args = vec!["run", "--rm", "--tmpfs", "/srv", "--tmpfs", "/bin"];
+    args.extend(common);
+    args.extend([SEEDED, "sh", "-c", &script]);
+    let out = run(p.podman(rt, &args));
+    expect_code(rt, "run --tmpfs /srv --tmpfs /bin", &out, 0);
+    assert_eq!(
+        text(&out.stdout),
+        format!("/bin tmpfs\n/srv tmpfs\n{image_bin}\nbusybox\n{base}new\nbin-writable\n"),
+        "[{l}] run --tmpfs /srv --tmpfs /bin: {}",
+        show(&out)
+    );
+
+    // --read-only: /tmp, /var/tmp and /run are tmpfs copies; / and /srv refuse writes.
+    let script = format!(
+        "awk '$2==\"/tmp\"||$2==\"/var/tmp\"||$2==\"/run\"{{print $2, $3}}' /proc/mounts | sort; \
+         awk '$2==\"/\"{{split($4, o, \",\"); print \"/\", o[1]}}' /proc/mounts; {LISTING}; \
+         for d in /tmp /var/tmp /run; do echo w > $d/new && cat $d/new; done; \
+         touch /new 2>&1; touch /srv/new 2>&1; echo done"
+    );
+    let mut args = vec!["run", "--rm", "--read-only"];
+    args.extend(common);
+    args.extend([SEEDED, "sh", "-c", &script]);
+    let out = run(p.podman(rt, &args));
+    expect_code(rt, "run --read-only", &out, 0);
+    assert_eq!(
+        text(&out.stdout),
+        format!(
+            "/run tmpfs\n/tmp tmpfs\n/var/tmp tmpfs\n/ ro\n{base}w\nw\nw\n\
+             touch: /new: Read-only file system\ntouch: /srv/new: Read-only file system\ndone\n"
+        ),
+        "[{l}] run --read-only: {}",
+        show(&out)
+    );
+    Vec::new()
+}
+
 #[test]
 fn podman_runs_containers_through_nanokube_as_its_runtime() {
     let mut p = Podman::new();
@@ -412,4 +642,26 @@ fn podman_runs_containers_through_nanokube_as_its_runtime() {
     // runc first: a step that fails under it is a fault of the test, not of nanokube.
     steps(&p, &runc);
     steps(&p, &nk);
+}
+
+/// The cases of three gaps nanokube had (all fine under runc): `exec` of a program that cannot
+/// start, `--privileged` with devices below subdirectories of /dev, and `tmpcopyup` (`--tmpfs`,
+/// `--read-only`).
+#[test]
+fn podman_exec_failures_privileged_and_tmpfs_copies_as_under_runc() {
+    let mut p = Podman::new();
+    let runc = Runtime::runc();
+    let nk = Runtime::nanokube(&p.dir.path().join("bin"));
+    p.runtimes = vec![runc.clone(), nk.clone()];
+    p.ok(&runc, &["load", "--input", archive().to_str().unwrap()]);
+    let base = seed_image(&p, &runc);
+    let devices = host_nested_devices();
+    let mut seen = Vec::new();
+    for rt in [&runc, &nk] {
+        let mut s = exec_failures(&p, rt);
+        s.extend(privileged(&p, rt, &devices));
+        s.extend(copyup(&p, rt, &base));
+        seen.push(s);
+    }
+    assert_eq!(seen[1], seen[0], "nanokube (left) vs runc (right)");
 }

@@ -451,6 +451,35 @@ fn run_keep_no_pivot_keyring_and_preserved_fds() {
     let mut got = String::new();
     std::fs::File::from(r).read_to_string(&mut got).unwrap();
     assert_eq!(got.trim(), "through-fd-3");
+
+    // A socket-activated caller ($LISTEN_FDS=1): fd 3 goes on, with LISTEN_FDS and LISTEN_PID=1
+    // (the container's process is pid 1 in its namespace), as runc passes them.
+    let b = env.bundle(
+        "listen",
+        &["sh", "-c", "echo \"$LISTEN_FDS $LISTEN_PID\" >&3"],
+        |_| {},
+    );
+    let id = unique("listen");
+    env.ids.push(id.clone());
+    let (r, w) = nix::unistd::pipe().unwrap();
+    let w_raw = w.as_raw_fd();
+    let mut cmd = env.cmd(&["run", "-b", b.to_str().unwrap(), &id]);
+    cmd.env("LISTEN_FDS", "1");
+    // SAFETY: only dup2 between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(w_raw, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    drop(w);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut got = String::new();
+    std::fs::File::from(r).read_to_string(&mut got).unwrap();
+    assert_eq!(got.trim(), "1 1");
 }
 
 /// Runs `args` with a new pty as its stdin, stdout and stderr, writes `input`, and returns

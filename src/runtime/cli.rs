@@ -134,7 +134,8 @@ fn create_options(c: &CreateArgs) -> CreateOptions {
         no_new_keyring: c.no_new_keyring,
         preserve_fds: listen + c.preserve_fds,
         extra_env: if listen > 0 {
-            vec![format!("LISTEN_FDS={listen}")]
+            // As runc: the container's process is pid 1 in its namespace.
+            vec![format!("LISTEN_FDS={listen}"), "LISTEN_PID=1".into()]
         } else {
             Vec::new()
         },

@@ -15,6 +15,13 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_nanokube");
 /// How long one client command may take before the test calls it hung.
 pub const DEADLINE: Duration = Duration::from_secs(60);
 
+/// 0, 1, 2, ...: tells apart the clients' instances of tests that run at the same time in one
+/// process (their cgroup parents and namespaces).
+pub fn next_instance() -> usize {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -395,4 +402,69 @@ pub fn pids_with_cmdline(needle: &str) -> Vec<i32> {
         }
     }
     pids
+}
+
+/// This host's device nodes below a subdirectory of /dev (/dev/cpu/0/cpuid, /dev/net/tun,
+/// /dev/dri/card0), and those subdirectories: `--privileged` hands the container every host
+/// device, these included, and the runtime must make their parents (it once refused them).
+/// Each line as busybox's `stat -c '%n %a %F %t:%T'` shows it (major:minor in hex); the
+/// directories as runc makes them (0755). The walk skips what the clients' host-device lists
+/// skip (pts, shm, mqueue, fd and the hidden lxc/udev dirs). Fails when there is none: the
+/// case would prove nothing.
+pub fn host_nested_devices() -> Vec<String> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    fn walk(dir: &Path, depth: u32, found: &mut Vec<String>) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Ok(ft) = e.file_type() else { continue };
+            let p = e.path();
+            if ft.is_dir() {
+                let skipped = ["pts", "shm", "mqueue", "fd", ".lxc", ".lxd-mounts", ".udev"];
+                if !(depth == 0 && skipped.contains(&name.as_str())) {
+                    let before = found.len();
+                    walk(&p, depth + 1, found);
+                    if found.len() > before {
+                        found.push(format!("{} 755 directory 0:0", p.display()));
+                    }
+                }
+            } else if depth > 0 && (ft.is_char_device() || ft.is_block_device()) {
+                let Ok(md) = e.metadata() else { continue };
+                let dev = md.rdev();
+                let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+                let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+                let kind = if ft.is_char_device() {
+                    "character special file"
+                } else {
+                    "block special file"
+                };
+                found.push(format!(
+                    "{} {:o} {kind} {major:x}:{minor:x}",
+                    p.display(),
+                    md.mode() & 0o7777
+                ));
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(Path::new("/dev"), 0, &mut found);
+    found.sort();
+    assert!(
+        !found.is_empty(),
+        "this host has no device node below a subdirectory of /dev (such as /dev/net/tun or \
+         /dev/cpu/0/cpuid: modprobe tun or cpuid), so --privileged cannot be checked for them"
+    );
+    found
+}
+
+/// A shell command that prints, sorted, each path in `lines` (as `host_nested_devices` gives
+/// them) the way that function does, or `<path> absent`.
+pub fn stat_script(lines: &[String]) -> String {
+    let paths: Vec<&str> = lines.iter().map(|l| l.split(' ').next().unwrap()).collect();
+    format!(
+        "for p in {}; do if [ -e $p ]; then stat -c '%n %a %F %t:%T' $p; else echo \"$p absent\"; fi; done | sort",
+        paths.join(" ")
+    )
 }
