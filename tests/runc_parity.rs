@@ -398,11 +398,25 @@ fn the_terminal_belongs_to_the_container_user() {
     assert_eq!(seen[0], "1000 5 620\n1000 5 620\n", "runc");
     assert_eq!(seen[1], seen[0], "ours");
 
-    // exec -t --user 1000:1001 in a running container.
-    let edit = sh("sleep 60");
+    // exec -t --user 1000:1001 in a running container, and in one with a user namespace
+    // (uid 1000 there is host uid 101000).
+    exec_tty_owner(&mut w, &|s| sh("sleep 60")(s));
+    exec_tty_owner(&mut w, &|s| {
+        sh("sleep 60")(s);
+        let map = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        s["linux"]["uidMappings"] = map.clone();
+        s["linux"]["gidMappings"] = map;
+        s["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
+    });
+}
+
+fn exec_tty_owner(w: &mut World, edit: &dyn Fn(&mut Value)) {
     let mut seen = Vec::new();
     for rt in BOTH {
-        let b = w.bundle("exectty", rt, &edit, &no_setup);
+        let b = w.bundle("exectty", rt, edit, &no_setup);
         let id = unique("exectty");
         w.made.push((rt, id.clone()));
         let out = w

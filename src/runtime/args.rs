@@ -1089,17 +1089,18 @@ fn build(name: &str, spec: &'static Spec, seen: &mut Seen) -> Result<Command, Ou
         }
         "events" => {
             exactly(1)?;
-            let interval = match seen.value("interval") {
-                None => Duration::from_secs(5),
-                Some(v) => parse_duration(&v).filter(|d| !d.is_zero()).ok_or_else(|| {
-                    Outcome::Usage {
-                        message: format!(
+            let interval =
+                match seen.value("interval") {
+                    None => Duration::from_secs(5),
+                    Some(v) => parse_duration(&v).filter(|d| !d.is_zero()).ok_or_else(|| {
+                        Outcome::Usage {
+                            message: format!(
                             "invalid value {v:?} for flag -interval: want a duration such as 5s"
                         ),
-                        code: 1,
-                    }
-                })?,
-            };
+                            code: 1,
+                        }
+                    })?,
+                };
             Command::Events {
                 id: id(),
                 stats: seen.on("stats"),

@@ -925,6 +925,13 @@ impl Runtime {
             });
         }
         drop(pidfd);
+        let terminal_uid = if names.iter().any(|n| n == "user") {
+            std::fs::read_to_string(format!("/proc/{}/uid_map", saved.pid))
+                .ok()
+                .and_then(|map| map_id(&map, process.user().uid()))
+        } else {
+            None
+        };
         // A private mount namespace for the helper until it joins the container's.
         let flags = libc::CLONE_NEWNS;
         let exe_src = exe::source(self.protection, flags, self.binary.as_deref())?;
@@ -949,6 +956,7 @@ impl Runtime {
                     seccomp: filter,
                     join,
                     detach: opts.detach,
+                    terminal_uid,
                 })),
                 &raw,
             )
@@ -977,6 +985,17 @@ impl Runtime {
             ))),
         }
     }
+}
+
+/// The host id that `id` in a user namespace stands for, from its uid_map or gid_map text
+/// (lines of "inside outside count").
+fn map_id(map: &str, id: u32) -> Option<u32> {
+    map.lines().find_map(|line| {
+        let mut f = line.split_whitespace().map(|n| n.parse::<u64>().ok());
+        let (inside, outside, count) = (f.next()??, f.next()??, f.next()??);
+        let id = u64::from(id);
+        (inside <= id && id < inside + count).then(|| (outside + id - inside) as u32)
+    })
 }
 
 /// The process an `exec` without `ExecOptions::process` runs: the container's own, with the
@@ -1012,4 +1031,18 @@ pub fn send_console(socket: &Path, master: &OwnedFd) -> Result<()> {
     sync::send_fds(stream.as_raw_fd(), b"/dev/ptmx", &[master.as_raw_fd()])
         .map_err(sys_err("send console"))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::map_id;
+
+    #[test]
+    fn ids_map_through_each_range_of_a_uid_map() {
+        let map = "         0     100000      65536\n     65536       1000          1\n";
+        assert_eq!(map_id(map, 0), Some(100000));
+        assert_eq!(map_id(map, 1000), Some(101000));
+        assert_eq!(map_id(map, 65536), Some(1000));
+        assert_eq!(map_id(map, 65537), None);
+    }
 }

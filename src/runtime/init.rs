@@ -689,9 +689,13 @@ fn exec_init(
     }
     // A terminal comes from the container's own devpts, now that we are in its mount namespace.
     let pty = if cfg.process.terminal().unwrap_or(false) {
-        // Inside a joined user namespace the container's uid means another host uid, which
-        // this helper does not know: the terminal then stays root's.
-        let owner = (!cfg.namespaces.iter().any(|n| n == "user")).then(|| cfg.process.user().uid());
+        // Inside a joined user namespace the container's uid is another host uid, which the
+        // runtime looked up in the init's uid_map.
+        let owner = if cfg.namespaces.iter().any(|n| n == "user") {
+            cfg.terminal_uid
+        } else {
+            Some(cfg.process.user().uid())
+        };
         Some(open_pty(&cfg.process, owner)?)
     } else {
         None

@@ -440,6 +440,7 @@ pub fn prepare_rootfs(
                 }
             }
         }
+        let m = &devpts_ids_on_host(&linux, m);
         mount_one(&rootfd, m, host).map_err(|e| match e {
             Error::Sys { what, source } => Error::Sys {
                 what: format!("mount {}: {what}", m.destination().display()),
@@ -457,6 +458,43 @@ pub fn prepare_rootfs(
         write_sysctls(sysctl)?;
     }
     Ok(deferred)
+}
+
+/// A devpts is mounted before the container's user namespace exists (init.rs,
+/// `enter_user_namespace`), so its `uid=`/`gid=` options would name host ids; they are given
+/// as the host ids the container's ids map to, so a terminal's group (gid=5, tty) is the
+/// container's tty group inside, as with runc.
+fn devpts_ids_on_host(linux: &oci_spec::runtime::Linux, m: &Mount) -> Mount {
+    let new_userns = linux
+        .namespaces()
+        .iter()
+        .flatten()
+        .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::User && n.path().is_none());
+    if m.typ().as_deref() != Some("devpts") || !new_userns {
+        return m.clone();
+    }
+    let map = |maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>, id: u32| {
+        maps.iter()
+            .flatten()
+            .find(|r| id >= r.container_id() && id - r.container_id() < r.size())
+            .map_or(id, |r| r.host_id() + (id - r.container_id()))
+    };
+    let options = m.options().as_ref().map(|opts| {
+        opts.iter()
+            .map(|o| match o.split_once('=') {
+                Some(("uid", v)) => v.parse().map_or(o.clone(), |id| {
+                    format!("uid={}", map(linux.uid_mappings(), id))
+                }),
+                Some(("gid", v)) => v.parse().map_or(o.clone(), |id| {
+                    format!("gid={}", map(linux.gid_mappings(), id))
+                }),
+                _ => o.clone(),
+            })
+            .collect()
+    });
+    let mut m = m.clone();
+    m.set_options(options);
+    m
 }
 
 /// The `cgroup` mounts `prepare_rootfs` left for after pivot_root (the root is now "/").

@@ -73,6 +73,10 @@ pub struct ExecConfig {
     /// caller's subreaper (containerd's shim, conmon), which reaps it (`exec --detach`).
     #[serde(default)]
     pub detach: bool,
+    /// The host uid that the container's user maps to when the helper joins a user
+    /// namespace: the owner of the exec's terminal (the helper cannot map it itself).
+    #[serde(default)]
+    pub terminal_uid: Option<u32>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
