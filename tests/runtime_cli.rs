@@ -246,6 +246,34 @@ fn log_file_gets_runc_s_json_and_text_lines() {
         lines.starts_with("time=\"") && lines.contains(" level=debug msg="),
         "{lines}"
     );
+
+    // A warning (an unknown capability) is a log line with --log, and not on stderr.
+    let mut env = env;
+    let b = env.bundle("warn", &["true"], |s| {
+        s["process"]["capabilities"]["bounding"] = json!(["CAP_KILL", "CAP_BOGUS"]);
+    });
+    let id = unique("warn");
+    env.ids.push(id.clone());
+    let log = env.dir.path().join("warn.json");
+    let out = env.cli(&[
+        "--log",
+        log.to_str().unwrap(),
+        "--log-format",
+        "json",
+        "run",
+        "-b",
+        b.to_str().unwrap(),
+        &id,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), "");
+    let lines = std::fs::read_to_string(&log).unwrap();
+    let entry: Value = serde_json::from_str(lines.lines().next().unwrap()).unwrap();
+    assert_eq!(entry["level"], "warning");
+    assert_eq!(
+        entry["msg"],
+        "ignoring unknown or unavailable capabilities: [CAP_BOGUS]"
+    );
 }
 
 #[test]

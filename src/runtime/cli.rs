@@ -22,6 +22,13 @@ pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> anyhow::Resul
     match args::parse(args) {
         Ok(parsed) => {
             let log = Log::new(&parsed.global);
+            if log.file.is_some() {
+                // As runc: with --log, warnings are log lines, not stderr.
+                let sink = Log::new(&parsed.global);
+                super::set_warning_sink(move |m| {
+                    sink.write("warning", m);
+                });
+            }
             log.debug(&format!("{:?}", parsed.command));
             match run_command(&parsed.global, parsed.command, &log) {
                 Ok(code) => Ok(code),

@@ -93,7 +93,7 @@ pub fn run(stage: &'static str, hooks: &[Hook], state: &str) -> Result<(), Error
 /// poststop: the lifecycle goes on, as the spec asks).
 pub fn run_warning(stage: &'static str, hooks: &[Hook], state: &str) {
     if let Err(e) = run(stage, hooks, state) {
-        eprintln!("nanokube: warning: {e}");
+        super::warn(&e.to_string());
     }
 }
 

@@ -36,3 +36,21 @@ pub use container::{
     CreateOptions, Created, Error, ExecOptions, ExecProcess, ExitStatus, Runtime, Stdio,
 };
 pub use state::{OciState, Status};
+
+type WarningSink = Box<dyn Fn(&str) + Send + Sync>;
+
+static WARNING_SINK: std::sync::OnceLock<WarningSink> = std::sync::OnceLock::new();
+
+/// Sends the runtime's warnings (unknown capabilities, failed poststop hooks, ...) to `sink`
+/// instead of stderr: the CLI's `--log` file, as runc logs them. Set once per process.
+pub fn set_warning_sink(sink: impl Fn(&str) + Send + Sync + 'static) {
+    let _ = WARNING_SINK.set(Box::new(sink));
+}
+
+/// A warning: to the installed sink, else one line on stderr.
+pub fn warn(message: &str) {
+    match WARNING_SINK.get() {
+        Some(sink) => sink(message),
+        None => eprintln!("nanokube: warning: {message}"),
+    }
+}

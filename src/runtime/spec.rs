@@ -51,7 +51,7 @@ pub fn read(bundle: &Path) -> Result<Vec<u8>, Error> {
 pub fn parse(text: &[u8]) -> Result<Spec, Error> {
     let (spec, unknown) = parse_lenient(text)?;
     if !unknown.is_empty() {
-        eprintln!("nanokube: warning: {}", unknown_caps_warning(&unknown));
+        super::warn(&unknown_caps_warning(&unknown));
     }
     Ok(spec)
 }
@@ -275,11 +275,11 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<(), Error> {
         for (i, m) in mounts.iter().enumerate() {
             if !m.destination().is_absolute() {
                 // runc 1.1 takes it from the root, with this warning.
-                eprintln!(
-                    "nanokube: warning: mount destination {} is not absolute. Support for \
-                     non-absolute mount destinations will be removed in a future release.",
+                super::warn(&format!(
+                    "mount destination {} is not absolute. Support for non-absolute mount \
+                     destinations will be removed in a future release.",
                     m.destination().display()
-                );
+                ));
             }
             // Checked as it will be mounted: ".." taken, clamped at the root.
             let dest = &crate::runtime::mounts::clean_dest(m.destination());
