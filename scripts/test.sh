@@ -11,6 +11,10 @@ if ! command -v kubectl >/dev/null; then
   echo "test.sh: the API tests drive the real kubectl, and none is on PATH" >&2
   exit 1
 fi
+# Lints are enforced, not hoped for: the crate's [lints] (undocumented_unsafe_blocks, ...) and
+# clippy's defaults fail the run, as does unformatted code.
+cargo fmt --check
+cargo clippy --locked --all-targets -- -D warnings
 cargo build --locked --all-targets
 ./rootfs/build.sh
 # A hung test must fail the run, not eat CI's time budget.

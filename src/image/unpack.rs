@@ -10,6 +10,9 @@
 //! snapshot root (as in every other image tool). Hard links may only point inside the snapshot.
 //! Xattrs in the `trusted.overlay.` namespace are dropped: a layer must not steer overlayfs.
 
+// Extended attributes (overlay opaque markers, file capabilities) have no safe std API.
+#![allow(unsafe_code)]
+
 use super::digest::{Digest, HashingReader};
 use nix::errno::Errno;
 use nix::fcntl::{openat, OFlag};

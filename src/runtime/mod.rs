@@ -7,6 +7,9 @@
 //! of this binary (`exe`) as `nanokube runtime init` (`init`). The init builds the filesystem
 //! (`mounts`), prepares the process (`process`) and waits on the exec fifo for `start`.
 
+// The runtime meets the kernel directly: namespaces, mounts, fds, fork and exec.
+#![allow(unsafe_code)]
+
 pub mod args;
 pub mod cgroups;
 pub mod cli;
