@@ -53,14 +53,14 @@ kver="${vmlinuz#/boot/vmlinuz-}"
 if [ "$mode" != job ]; then cargo build --locked --quiet --bin nanokube; fi
 ./rootfs/build.sh >/dev/null
 
-# Test binaries: tests/cgroups.rs whole, and the cgroup-related tests of tests/runtime.rs (by name
-# filter), when present.
+# Test binaries: tests/cgroups.rs and tests/runtime_ops.rs (freezer, update, events) whole, and the
+# cgroup-related tests of tests/runtime.rs (by name filter), when present.
 declare -a test_bins=() test_filters=()
 if [ "$mode" = tests ]; then
   have_tests="$(cargo metadata --locked --no-deps --format-version 1 | python3 -c '
 import json, sys
 pkg = next(p for p in json.load(sys.stdin)["packages"] if p["name"] == "nanokube")
-print(" ".join(t["name"] for t in pkg["targets"] if "test" in t["kind"] and t["name"] in ("cgroups", "runtime")))')"
+print(" ".join(t["name"] for t in pkg["targets"] if "test" in t["kind"] and t["name"] in ("cgroups", "runtime", "runtime_ops")))')"
   for t in $have_tests; do
     exe="$(cargo test --locked --quiet --no-run --message-format=json-render-diagnostics --test "$t" | python3 -c '
 import json, sys

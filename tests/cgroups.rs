@@ -705,3 +705,47 @@ fn device_access_is_limited_to_the_allowed_devices() {
     child.wait();
     cg.destroy().unwrap();
 }
+
+/// A pod-style nesting: a cgroup with device rules, and a container's cgroup below it with its
+/// own. On v2 both attach a device program (the kernel refuses a child's program under one
+/// attached without flags), and the parent's rules can still be updated afterwards.
+#[test]
+fn nested_cgroups_each_get_their_device_rules() {
+    require_root();
+    let parent = unique_path("devnest");
+    let child = format!("{parent}/container");
+    let _cleanup = Cleanup(parent.clone());
+    let _cleanup_child = Cleanup(child.clone());
+    let allow_kmsg = LinuxResourcesBuilder::default()
+        .devices(vec![LinuxDeviceCgroupBuilder::default()
+            .allow(true)
+            .typ(LinuxDeviceType::C)
+            .major(1i64)
+            .minor(11i64)
+            .access("r")
+            .build()
+            .unwrap()])
+        .build()
+        .unwrap();
+    // The parent allows first: below it (v1 and v2 alike) nothing may allow more.
+    let parent_cg = Cgroup::create(&parent, Some(&allow_kmsg)).unwrap();
+    let child_cg = Cgroup::create(&child, None).unwrap();
+    let mut proc = Child::spawn(Work::Pause);
+    child_cg.add_pid(proc.pid).unwrap();
+    proc.release();
+    child_cg.update(&allow_kmsg).unwrap();
+    match parent_cg.hierarchy() {
+        // Attaching again replaces the parent's program, children or not.
+        Hierarchy::Unified => parent_cg.update(&allow_kmsg).unwrap(),
+        // v1's devices controller refuses to reset (devices.deny "a") a cgroup with children:
+        // that is the kernel's rule, and the error must say which file refused.
+        Hierarchy::Legacy => {
+            let err = parent_cg.update(&allow_kmsg).unwrap_err().to_string();
+            assert!(err.contains("devices.deny"), "{err}");
+        }
+    }
+    child_cg.kill_all(libc::SIGKILL).unwrap();
+    proc.wait();
+    child_cg.destroy().unwrap();
+    parent_cg.destroy().unwrap();
+}

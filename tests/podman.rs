@@ -533,7 +533,12 @@ fn privileged(p: &Podman, rt: &Runtime, devices: &[String]) -> Seen {
         "--cgroup-parent",
         p.cgroup_parent.as_str(),
     ];
-    let script = format!("{}; grep CapEff /proc/self/status", stat_script(devices));
+    // /dev/ptmx stays runc's link to the container's devpts instance even though the host's
+    // ptmx (5:2) is among the devices --privileged lists.
+    let script = format!(
+        "{}; echo \"/dev/ptmx -> $(readlink /dev/ptmx)\"; grep CapEff /proc/self/status",
+        stat_script(devices)
+    );
     let mut args = vec!["run", "--rm", "--privileged"];
     args.extend(common);
     args.extend([IMAGE, "sh", "-c", &script]);
@@ -546,15 +551,18 @@ fn privileged(p: &Podman, rt: &Runtime, devices: &[String]) -> Seen {
         .unwrap_or_else(|| panic!("[{l}] run --privileged: {}", show(&out)));
     assert_eq!(
         devs,
-        devices.join("\n"),
-        "[{l}] run --privileged: the host's devices below /dev/*/ (expected) vs the container's"
+        format!("{}\n/dev/ptmx -> pts/ptmx", devices.join("\n")),
+        "[{l}] run --privileged: the host's devices below /dev/*/ and the ptmx link (expected) vs the container's"
     );
     let mut args = vec!["run", "--rm"];
     args.extend(common);
     args.extend([IMAGE, "sh", "-c", &script]);
     let out = run(p.podman(rt, &args));
     expect_code(rt, "run (not privileged)", &out, 0);
-    for line in text(&out.stdout).lines().filter(|l| l.starts_with("/dev/")) {
+    for line in text(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("/dev/") && !l.starts_with("/dev/ptmx "))
+    {
         assert!(
             line.ends_with(" absent"),
             "[{l}] an unprivileged container has {line}"

@@ -16,7 +16,8 @@ use nanokube::runtime::{events, template, update, CreateOptions, Runtime, Status
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_nanokube");
-const RUNC: &str = "/usr/bin/runc";
+// Debian's package installs it here (/usr/bin/runc is a usrmerge link the VM lacks).
+const RUNC: &str = "/usr/sbin/runc";
 
 fn image() -> PathBuf {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("rootfs/out/rootfs");

@@ -107,10 +107,14 @@ impl Log {
     }
 
     fn error(&self, message: &str) {
-        self.write("error", message);
-        // The bare message on stderr either way, as runc does: callers that do not read the
-        // log (people, scripts) still see it.
-        eprintln!("nanokube: {message}");
+        // The message on stderr either way, so callers that do not read the log (people,
+        // scripts) still see it; bare when it went to a log file, as runc prints it there
+        // (podman quotes that line in its own error).
+        if self.write("error", message) {
+            eprintln!("{message}");
+        } else {
+            eprintln!("nanokube: {message}");
+        }
     }
 
     fn debug(&self, message: &str) {

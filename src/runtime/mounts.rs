@@ -1021,6 +1021,12 @@ fn populate_dev(rootfd: &OwnedFd, spec: &Spec) -> Result<(), Error> {
     ] {
         let l = CString::new(link).expect("static");
         let t = CString::new(target).expect("static");
+        if link == "ptmx" {
+            // A spec's device list may hold the host's /dev/ptmx (--privileged copies all of
+            // /dev): as runc, the link to the container's own devpts wins.
+            // SAFETY: valid dirfd and C string; removes a non-directory entry only.
+            let _ = unsafe { libc::unlinkat(dev.as_raw_fd(), l.as_ptr(), 0) };
+        }
         // SAFETY: valid dirfd and C strings.
         match sys::cvt(unsafe { libc::symlinkat(t.as_ptr(), dev.as_raw_fd(), l.as_ptr()) }) {
             Ok(_) => {}

@@ -250,6 +250,7 @@ pub(super) fn program(rules: &[Rule]) -> Vec<Insn> {
 
 const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_PROG_ATTACH: libc::c_long = 8;
+const BPF_F_ALLOW_OVERRIDE: u32 = 1;
 const BPF_PROG_TYPE_CGROUP_DEVICE: u32 = 15;
 const BPF_CGROUP_DEVICE: u32 = 6;
 
@@ -297,8 +298,10 @@ fn bpf_error(path: &Path, what: &str, log: &[u8]) -> Error {
     }
 }
 
-/// v2: loads the program and attaches it to the cgroup directory. Attached without
-/// BPF_F_ALLOW_MULTI, so attaching again (an update) replaces the previous program.
+/// v2: loads the program and attaches it to the cgroup directory with BPF_F_ALLOW_OVERRIDE:
+/// attaching again (an update) replaces the previous program, and a cgroup below (a container
+/// under a pod's cgroup) may attach its own, which the kernel refuses under a program attached
+/// with no flags.
 pub(super) fn apply_v2(dir: &Path, rules: &[Rule]) -> Result<()> {
     let insns = program(rules);
     // Without a log first: the verifier's log of every instruction costs more than the load
@@ -324,7 +327,7 @@ pub(super) fn apply_v2(dir: &Path, rules: &[Rule]) -> Result<()> {
         target_fd: cgroup.as_raw_fd() as u32,
         attach_bpf_fd: prog.as_raw_fd() as u32,
         attach_type: BPF_CGROUP_DEVICE,
-        attach_flags: 0,
+        attach_flags: BPF_F_ALLOW_OVERRIDE,
     };
     // SAFETY: attr is a valid bpf_attr prefix for BPF_PROG_ATTACH holding two open fds.
     let rc = unsafe {
