@@ -229,10 +229,17 @@ fn document(rootless: Option<(u32, u32)>) -> Spec {
     ];
     // Rootless: no network namespace (a user cannot give it connectivity), a user namespace
     // mapping only the caller, and no device rules (a user cannot write the device cgroup).
-    let ns_names: &[&'static str] = match rootless {
-        None => &["pid", "network", "ipc", "uts", "mount"],
-        Some(_) => &["pid", "ipc", "uts", "mount", "user"],
+    let mut ns_names: Vec<&'static str> = match rootless {
+        None => vec!["pid", "network", "ipc", "uts", "mount"],
+        Some(_) => vec!["pid", "ipc", "uts", "mount"],
     };
+    // As runc: a cgroup namespace on a pure v2 host, before the user namespace rootless adds.
+    if super::cgroups::detect() == super::cgroups::Hierarchy::Unified {
+        ns_names.push("cgroup");
+    }
+    if rootless.is_some() {
+        ns_names.push("user");
+    }
     let map = |id| {
         vec![IdMapping {
             container_id: 0,

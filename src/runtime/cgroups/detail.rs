@@ -403,8 +403,7 @@ pub(super) fn v2(dir: &Path) -> Result<Detailed> {
             throttled_time: get("throttled_usec") * 1000,
         },
     };
-    d.cpuset.cpus = list(dir, "cpuset.cpus.effective")?;
-    d.cpuset.mems = list(dir, "cpuset.mems.effective")?;
+    // runc 1.1.5 reads no cpuset stats on v2, so `events` leaves them out as it does.
     let raw = flat_keyed(dir, "memory.stat")?;
     let events = fs::read_optional(dir, "memory.events")?.unwrap_or_default();
     let usage = MemoryEntry {

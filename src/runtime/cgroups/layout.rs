@@ -17,9 +17,6 @@ pub(super) const V1_CONTROLLERS: &[&str] = &[
     "blkio", "cpu", "cpuacct", "cpuset", "devices", "memory", "pids", "freezer",
 ];
 
-/// The v2 controllers enabled for container cgroups when the host offers them.
-pub(super) const V2_CONTROLLERS: &[&str] = &["cpu", "cpuset", "io", "memory", "pids"];
-
 #[derive(Debug)]
 pub(super) struct Layout {
     pub hierarchy: Hierarchy,

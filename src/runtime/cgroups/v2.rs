@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::LinuxResources;
 
-use super::layout::{Layout, V2_CONTROLLERS};
+use super::layout::Layout;
 use super::stats::{keyed, limit, Stats};
 use super::{convert, devices, fs, Error, Result};
 
@@ -29,9 +29,10 @@ pub(super) struct V2Cgroup {
 fn enable_controllers(parent: &Path) -> Result<()> {
     let available = fs::read(parent, "cgroup.controllers")?;
     let enabled = fs::read(parent, "cgroup.subtree_control")?;
-    for controller in V2_CONTROLLERS {
-        let listed = |s: &str| s.split_whitespace().any(|c| c == *controller);
-        if listed(&available) && !listed(&enabled) {
+    // Every controller the parent has, as runc enables them (hugetlb and rdma stats come
+    // from their files too).
+    for controller in available.split_whitespace() {
+        if !enabled.split_whitespace().any(|c| c == controller) {
             if let Err(e) = fs::write(parent, "cgroup.subtree_control", &format!("+{controller}")) {
                 tracing::warn!(%e, "cannot enable the {controller} controller");
             }
