@@ -301,6 +301,28 @@ fn pause_freezes_every_process_and_resume_thaws_them() {
     wait_for("a tick after resume", || size(&tick) > thawed);
 }
 
+/// `delete --force` of a paused container kills it without a resume first (runc's delete.bats
+/// "runc delete --force [paused container]"): a task frozen by the v1 freezer keeps a SIGKILL
+/// pending until thawed, so the kill must thaw too.
+#[test]
+fn delete_force_of_a_paused_container_kills_it() {
+    let mut env = Env::new();
+    let id = unique("pausedel");
+    let (_tick, cgroup) = ticking(&mut env, "pausedel", &id);
+    let rt = env.rt();
+    let pid = rt.state(&id).unwrap().pid;
+    rt.pause(&id).unwrap();
+    rt.delete(&id, true).unwrap();
+    // Gone, or a zombie waiting for this test (the init's parent) to reap it.
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat.rsplit_once(") ").map(|(_, r)| r.chars().next());
+    assert!(
+        matches!(state, None | Some(Some('Z'))),
+        "the init survived: {stat}"
+    );
+    assert!(Cgroup::open(&cgroup).is_err(), "the cgroup was left behind");
+}
+
 #[test]
 fn pause_and_resume_refuse_the_wrong_status_with_runcs_words() {
     let mut env = Env::new();

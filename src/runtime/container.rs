@@ -723,6 +723,12 @@ impl Runtime {
             if let Some(pidfd) = self.init_pidfd(&saved) {
                 // Killing a pid namespace's init kills everything in it.
                 let _ = sys::pidfd_send_signal(&pidfd, libc::SIGKILL);
+                if status == Status::Paused {
+                    // A frozen task keeps the kill pending until it is thawed (v1 freezer).
+                    if let Some(cg) = &cgroup {
+                        let _ = cg.thaw();
+                    }
+                }
                 let _ = sys::pidfd_wait_exit(&pidfd, 10_000);
             }
         }

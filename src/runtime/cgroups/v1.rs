@@ -500,7 +500,13 @@ impl V1Cgroup {
         }
         if let Some(unified) = &self.unified {
             if signal == libc::SIGKILL && unified.join("cgroup.kill").exists() {
-                return fs::write(unified, "cgroup.kill", "1");
+                fs::write(unified, "cgroup.kill", "1")?;
+                // A task frozen by the v1 freezer (a paused container) keeps the kill pending
+                // until it is thawed.
+                return match self.dirs.get("freezer") {
+                    Some(freezer) => fs::write(freezer, "freezer.state", "THAWED"),
+                    None => Ok(()),
+                };
             }
         }
         let Some(freezer) = self.dirs.get("freezer") else {
