@@ -377,6 +377,11 @@ fn exec_flags_user_groups_caps_env_and_kill_zero() {
     let out = env.cli(&["kill", &id, "0"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("container not running"));
+    // With --all, a stopped container's empty cgroup takes any signal (runc's kill.bats).
+    for sig in ["0", "KILL"] {
+        let out = env.cli(&["kill", "-a", &id, sig]);
+        assert!(out.status.success(), "kill -a {sig}: {}", text(&out.stderr));
+    }
     // delete --force of what is gone is not an error, as runc.
     assert!(env.cli(&["delete", &id]).status.success());
     assert!(env.cli(&["delete", "--force", &id]).status.success());

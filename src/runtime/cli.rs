@@ -266,6 +266,10 @@ fn run_command(global: &Global, command: Command, log: &Log) -> anyhow::Result<i
         }
         Command::Kill { all, id, signal } => {
             let text = signal.as_deref().unwrap_or("TERM");
+            if text == "0" && all {
+                rt.kill(&id, 0, true)?;
+                return Ok(0);
+            }
             if text == "0" {
                 // Signal 0 asks only whether the container is alive.
                 return match rt.state(&id)?.status {

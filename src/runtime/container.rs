@@ -676,6 +676,15 @@ impl Runtime {
     pub fn kill(&self, id: &str, signal: i32, all: bool) -> Result<()> {
         let saved = state::load(&self.root, id)?;
         let status = state::status(&self.root, &saved);
+        if all {
+            // As runc: --all signals whatever is left in the cgroup, which after the init died
+            // may be nothing at all (not an error).
+            return match cgroup_open(&saved.cgroup_path) {
+                Some(cg) => cg.kill_all(signal).map_err(Error::from),
+                None if status == Status::Stopped => Ok(()),
+                None => self.signal_init(id, &saved, signal),
+            };
+        }
         if status == Status::Stopped {
             return Err(Error::WrongStatus {
                 id: id.into(),
@@ -683,12 +692,18 @@ impl Runtime {
                 message: "cannot signal a stopped container",
             });
         }
-        if all {
+        self.signal_init(id, &saved, signal)?;
+        if status == Status::Paused && signal == libc::SIGKILL {
+            // A frozen task keeps the kill pending until it is thawed (v1 freezer).
             if let Some(cg) = cgroup_open(&saved.cgroup_path) {
-                return cg.kill_all(signal).map_err(Error::from);
+                let _ = cg.thaw();
             }
         }
-        let pidfd = self.init_pidfd(&saved).ok_or_else(|| Error::WrongStatus {
+        Ok(())
+    }
+
+    fn signal_init(&self, id: &str, saved: &Saved, signal: i32) -> Result<()> {
+        let pidfd = self.init_pidfd(saved).ok_or_else(|| Error::WrongStatus {
             id: id.into(),
             status: Status::Stopped,
             message: "cannot signal a stopped container",

@@ -171,8 +171,11 @@ pub(super) fn wait_empty(dir: &Path, mut pids: impl FnMut() -> Result<Vec<i32>>)
 
 /// Sends `signal` to each pid; a process that exited meanwhile is not an error.
 pub(super) fn signal_all(pids: &[i32], signal: i32) -> Result<()> {
-    let sig =
-        nix::sys::signal::Signal::try_from(signal).map_err(|_| Error::InvalidSignal(signal))?;
+    // Signal 0 checks that the processes exist (`kill --all ID 0`).
+    let sig = match signal {
+        0 => None,
+        n => Some(nix::sys::signal::Signal::try_from(n).map_err(|_| Error::InvalidSignal(n))?),
+    };
     for &pid in pids {
         match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig) {
             Ok(()) | Err(nix::Error::ESRCH) => {}
