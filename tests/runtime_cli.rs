@@ -398,6 +398,20 @@ fn list_has_the_owner_and_ps_takes_ps_arguments() {
     let list: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(list[0]["id"], id.as_str());
     assert_eq!(list[0]["owner"], "root");
+    // Field order as runc's (its list.bats matches the text).
+    let keys = text(&out.stdout);
+    let at = |k: &str| keys.find(&format!("\"{k}\":")).unwrap();
+    let order = [
+        "ociVersion",
+        "id",
+        "pid",
+        "status",
+        "bundle",
+        "rootfs",
+        "created",
+        "owner",
+    ];
+    assert!(order.windows(2).all(|w| at(w[0]) < at(w[1])), "{keys}");
     let table = text(&env.cli(&["list"]).stdout);
     assert!(
         table.lines().nth(1).unwrap().trim_end().ends_with("root"),

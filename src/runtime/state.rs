@@ -90,14 +90,15 @@ pub struct Saved {
     pub hooks: Option<oci_spec::runtime::Hooks>,
 }
 
-/// The OCI state document `state` prints (runc prints the same fields plus a few).
+/// The OCI state document `state` and `list --format json` print, in runc's field order
+/// (pid before status: scripts match the text).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct OciState {
     pub oci_version: String,
     pub id: String,
-    pub status: Status,
     pub pid: i32,
+    pub status: Status,
     pub bundle: PathBuf,
     pub rootfs: PathBuf,
     pub created: String,
