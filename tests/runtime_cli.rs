@@ -612,3 +612,24 @@ fn foreground_run_and_exec_tty_use_the_caller_s_terminal() {
     let out = env.cli(&["exec", &id, "sh", "-c", "test -t 1 || echo no-tty"]);
     assert_eq!(text(&out.stdout).trim(), "no-tty");
 }
+
+/// A second container in the cgroup of a running one starts, with runc's warning.
+#[test]
+fn a_shared_cgroup_is_allowed_with_a_warning() {
+    let mut env = Env::new();
+    let path = format!("/nanokube-test/{}-shared", std::process::id());
+    let edit = |s: &mut Value| s["linux"]["cgroupsPath"] = json!(path);
+    let first = env.bundle("shared1", &["sleep", "30"], edit);
+    let second = env.bundle("shared2", &["true"], edit);
+    let id = unique("shared1");
+    env.run_detached(&first, &id, &[]);
+    let id2 = unique("shared2");
+    env.ids.push(id2.clone());
+    let out = env.cli(&["create", "-b", second.to_str().unwrap(), &id2]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("container's cgroup is not empty: 1 process(es) found"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -214,7 +214,18 @@ fn default_cgroup_path(id: &str) -> String {
 
 fn cgroup_create(path: &str, spec: &Spec) -> Result<Option<cgroups::Cgroup>> {
     let resources = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
-    Ok(Some(cgroups::Cgroup::create(path, resources)?))
+    let cgroup = cgroups::Cgroup::create(path, resources)?;
+    // Sharing a cgroup with other processes mixes their limits and accounting: allowed, as
+    // runc 1.1 allows it, with its warning.
+    if let Ok(pids) = cgroup.pids() {
+        if !pids.is_empty() {
+            super::warn(&format!(
+                "container's cgroup is not empty: {} process(es) found",
+                pids.len()
+            ));
+        }
+    }
+    Ok(Some(cgroup))
 }
 
 /// How a new process gets into a cgroup cheaply: born into its v2 directory (an fd for
