@@ -13,8 +13,21 @@
 
 use serde_json::{json, Map, Value};
 
-/// Fills in defaults, as the real API server does on create and update. `group` is "" for core.
+/// Fills in the defaults of a built-in kind, as the real API server does on create and update.
+/// `group` is "" for core. The request path calls the kind's `Strategy` instead.
 pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
+    let info = crate::apiserver::registry::builtin_snapshot()
+        .all()
+        .iter()
+        .find(|r| r.group == group && r.kind == kind)
+        .cloned();
+    if let Some(info) = info {
+        info.strategy.defaults(obj);
+    }
+}
+
+/// The defaults of kinds not yet in their own `kinds` module.
+pub(crate) fn by_kind(group: &str, kind: &str, obj: &mut Value) {
     if !obj.is_object() {
         return;
     }

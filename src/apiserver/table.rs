@@ -5,23 +5,29 @@
 //! same: `column_definitions` and `row_cells` always return every column. Kinds without a printer
 //! get the server's default table: NAME and CREATED AT.
 
+use super::registry::ResourceInfo;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// One column: the fields of a Table's columnDefinitions item.
-struct Col {
-    name: &'static str,
-    ty: &'static str,
-    format: &'static str,
-    priority: u8,
-    description: &'static str,
+pub struct Col {
+    pub name: &'static str,
+    pub ty: &'static str,
+    pub format: &'static str,
+    pub priority: u8,
+    pub description: &'static str,
 }
 
 const NAME_DESC: &str = "Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition. Cannot be updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names";
 const AGE_DESC: &str = "CreationTimestamp is a timestamp representing the server time when this object was created. It is not guaranteed to be set in happens-before order across separate operations. Clients may not set this value. It is represented in RFC3339 form and is in UTC.\n\nPopulated by the system. Read-only. Null for lists. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata";
 
-const fn c(name: &'static str, ty: &'static str, priority: u8, description: &'static str) -> Col {
+pub const fn c(
+    name: &'static str,
+    ty: &'static str,
+    priority: u8,
+    description: &'static str,
+) -> Col {
     Col {
         name,
         ty,
@@ -30,34 +36,35 @@ const fn c(name: &'static str, ty: &'static str, priority: u8, description: &'st
         description,
     }
 }
-const NAME: Col = Col {
+pub const NAME: Col = Col {
     name: "Name",
     ty: "string",
     format: "name",
     priority: 0,
     description: NAME_DESC,
 };
-const AGE: Col = c("Age", "string", 0, AGE_DESC);
-const CREATED_AT: Col = c("Created At", "date", 0, AGE_DESC);
-const CONTAINERS: Col = c(
+pub const AGE: Col = c("Age", "string", 0, AGE_DESC);
+pub const CREATED_AT: Col = c("Created At", "date", 0, AGE_DESC);
+pub const CONTAINERS: Col = c(
     "Containers",
     "string",
     1,
     "Names of each container in the template.",
 );
-const IMAGES: Col = c(
+pub const IMAGES: Col = c(
     "Images",
     "string",
     1,
     "Images referenced by each container in the template.",
 );
-const SELECTOR: Col = c("Selector", "string", 1, "Label selector for pods. Existing ReplicaSets whose pods are selected by this will be the ones affected by this deployment.");
+pub const SELECTOR: Col = c("Selector", "string", 1, "Label selector for pods. Existing ReplicaSets whose pods are selected by this will be the ones affected by this deployment.");
 
 /// Renders one object's cells; the columns are the ones of the same kind.
-type RowFn = fn(&Value, DateTime<Utc>) -> Vec<Value>;
+pub(crate) type RowFn = fn(&Value, DateTime<Utc>) -> Vec<Value>;
 
-/// The printer of a kind: its columns and the function filling a row.
-fn printer(group: &str, kind: &str) -> (Vec<Col>, RowFn) {
+/// The printer of a kind not yet in its own `kinds` module: its columns and the function
+/// filling a row.
+pub(crate) fn printer(group: &str, kind: &str) -> (Vec<Col>, RowFn) {
     match (group, kind) {
         ("", "Pod") => (
             vec![
@@ -458,11 +465,18 @@ fn printer(group: &str, kind: &str) -> (Vec<Col>, RowFn) {
     }
 }
 
-/// A column definition as Table's columnDefinitions item.
-pub fn column_definitions(group: &str, kind: &str) -> Vec<Value> {
-    printer(group, kind)
-        .0
-        .into_iter()
+/// The server's table for kinds without a printer of their own: NAME and CREATED AT.
+pub(crate) fn default_columns() -> Vec<Col> {
+    vec![NAME, CREATED_AT]
+}
+
+/// A kind's columns as Table's columnDefinitions items.
+pub fn column_definitions(info: &ResourceInfo) -> Vec<Value> {
+    columns_json(info.strategy.columns())
+}
+
+fn columns_json(cols: Vec<Col>) -> Vec<Value> {
+    cols.into_iter()
         .map(|c| {
             json!({"name": c.name, "type": c.ty, "format": c.format, "description": c.description, "priority": c.priority})
         })
@@ -470,8 +484,8 @@ pub fn column_definitions(group: &str, kind: &str) -> Vec<Value> {
 }
 
 /// The cells of one object's row, matching `column_definitions`. `now` is for AGE.
-pub fn row_cells(group: &str, kind: &str, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-    (printer(group, kind).1)(obj, now)
+pub fn row_cells(info: &ResourceInfo, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    info.strategy.row(obj, now)
 }
 
 /// Kubernetes' `duration.HumanDuration`: a short, coarser-with-age rendering ("5s", "3m2s",
@@ -625,7 +639,7 @@ fn containers_images(pod_spec: &Value) -> (Value, Value) {
     (json!(names.join(",")), json!(images.join(",")))
 }
 
-fn created_at_row(obj: &Value, _now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn created_at_row(obj: &Value, _now: DateTime<Utc>) -> Vec<Value> {
     let created = parse_time(&obj["metadata"]["creationTimestamp"])
         .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
         .unwrap_or_default();
@@ -1683,6 +1697,26 @@ fn csr_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::apiserver::kinds::{Plain, Strategy};
+    use crate::apiserver::registry::builtin_snapshot;
+    use std::sync::Arc;
+
+    fn strategy(group: &str, kind: &str) -> Arc<dyn Strategy> {
+        builtin_snapshot()
+            .all()
+            .iter()
+            .find(|r| r.group == group && r.kind == kind)
+            .map(|r| r.strategy.clone())
+            .unwrap_or_else(|| Arc::new(Plain))
+    }
+
+    fn column_definitions(group: &str, kind: &str) -> Vec<Value> {
+        columns_json(strategy(group, kind).columns())
+    }
+
+    fn row_cells(group: &str, kind: &str, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+        strategy(group, kind).row(obj, now)
+    }
 
     fn now() -> DateTime<Utc> {
         DateTime::parse_from_rfc3339("2024-05-01T12:00:00Z")
@@ -1929,55 +1963,14 @@ mod tests {
 
     #[test]
     fn every_row_matches_its_columns() {
-        let kinds = [
-            ("", "Pod"),
-            ("apps", "Deployment"),
-            ("apps", "ReplicaSet"),
-            ("apps", "StatefulSet"),
-            ("apps", "DaemonSet"),
-            ("apps", "ControllerRevision"),
-            ("batch", "Job"),
-            ("batch", "CronJob"),
-            ("", "Service"),
-            ("", "Endpoints"),
-            ("discovery.k8s.io", "EndpointSlice"),
-            ("", "Node"),
-            ("", "Namespace"),
-            ("", "ConfigMap"),
-            ("", "Secret"),
-            ("", "ServiceAccount"),
-            ("", "Event"),
-            ("events.k8s.io", "Event"),
-            ("", "PersistentVolume"),
-            ("", "PersistentVolumeClaim"),
-            ("", "ResourceQuota"),
-            ("", "LimitRange"),
-            ("networking.k8s.io", "Ingress"),
-            ("networking.k8s.io", "IngressClass"),
-            ("networking.k8s.io", "NetworkPolicy"),
-            ("coordination.k8s.io", "Lease"),
-            ("autoscaling", "HorizontalPodAutoscaler"),
-            ("policy", "PodDisruptionBudget"),
-            ("rbac.authorization.k8s.io", "Role"),
-            ("rbac.authorization.k8s.io", "RoleBinding"),
-            ("rbac.authorization.k8s.io", "ClusterRole"),
-            ("rbac.authorization.k8s.io", "ClusterRoleBinding"),
-            ("storage.k8s.io", "StorageClass"),
-            ("scheduling.k8s.io", "PriorityClass"),
-            ("x", "Unknown"),
-            ("", "ReplicationController"),
-            ("", "PodTemplate"),
-            ("storage.k8s.io", "CSIDriver"),
-            ("storage.k8s.io", "CSINode"),
-            ("storage.k8s.io", "VolumeAttachment"),
-            ("certificates.k8s.io", "CertificateSigningRequest"),
-        ];
         let obj = json!({"metadata": {"name": "x", "creationTimestamp": "2024-05-01T11:00:00Z"}});
-        for (g, k) in kinds {
+        for info in builtin_snapshot().all() {
             assert_eq!(
-                column_definitions(g, k).len(),
-                row_cells(g, k, &obj, now()).len(),
-                "{g}/{k}"
+                super::column_definitions(info).len(),
+                super::row_cells(info, &obj, now()).len(),
+                "{}/{}",
+                info.group,
+                info.kind
             );
         }
     }
