@@ -311,13 +311,10 @@ impl Api {
                     "status": {"userInfo": {"username": user.name, "groups": user.groups}}}),
                 ))
             }
-            ["api", "v1", rest @ ..] => {
-                self.resource(parts, body, &snap, "", "v1", rest, user)
-                    .await
-            }
+            ["api", "v1", rest @ ..] => self.resource(parts, body, "", "v1", rest, user).await,
             ["apis", g, v, rest @ ..] => {
                 let (g, v) = (g.to_string(), v.to_string());
-                self.resource(parts, body, &snap, &g, &v, rest, user).await
+                self.resource(parts, body, &g, &v, rest, user).await
             }
             _ => Err(not_found()),
         }
@@ -327,7 +324,6 @@ impl Api {
         self: &Arc<Self>,
         parts: http::request::Parts,
         body: B,
-        snap: &super::registry::Snapshot,
         group: &str,
         version: &str,
         rest: &[&str],
@@ -375,7 +371,8 @@ impl Api {
                 target: Default::default(),
             });
         }
-        let info = snap
+        let info = self
+            .registry
             .lookup(group, version, plural)
             .ok_or_else(|| ApiError::NotFound {
                 message: "the server could not find the requested resource".into(),

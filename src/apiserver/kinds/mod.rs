@@ -49,6 +49,12 @@ pub trait Strategy: Send + Sync {
             o.remove("status");
         }
     }
+
+    /// The smallest valid object of the kind, without apiVersion, kind and metadata: what the
+    /// test walking every registered kind creates.
+    fn minimal(&self) -> Value {
+        Value::Object(Default::default())
+    }
 }
 
 /// What a kind's registry entry adds to its type's own facts.
@@ -127,6 +133,46 @@ where
     }
 }
 
+/// A kind defined at run time (as a CustomResourceDefinition will): JSON objects kept as sent,
+/// `schema` its OpenAPI v3 schema, stored under its group and plural.
+pub fn custom(
+    group: &str,
+    version: &str,
+    kind: &str,
+    plural: &str,
+    namespaced: bool,
+    schema: Value,
+    strategy: Arc<dyn Strategy>,
+) -> ResourceInfo {
+    ResourceInfo {
+        group: group.into(),
+        version: version.into(),
+        api_version: format!("{group}/{version}"),
+        kind: kind.into(),
+        list_kind: format!("{kind}List"),
+        plural: plural.into(),
+        singular: kind.to_ascii_lowercase(),
+        namespaced,
+        short_names: Vec::new(),
+        categories: Vec::new(),
+        status: false,
+        scale: false,
+        field_selectors: Vec::new(),
+        storage_prefix: format!("/registry/{group}/{plural}"),
+        decode: Ok,
+        schema: Schema::Json {
+            // The form Kubernetes names CRD schemas in: reversed group, version, kind.
+            name: format!(
+                "{}.{version}.{kind}",
+                group.split('.').rev().collect::<Vec<_>>().join(".")
+            ),
+            schema,
+        },
+        converted: None,
+        strategy,
+    }
+}
+
 /// A kind whose behaviour still lives in the (group, kind) dispatch of `defaults`,
 /// `validation` and `table`.
 struct Legacy {
@@ -149,6 +195,9 @@ impl Strategy for Legacy {
     }
     fn row(&self, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
         (table::printer(self.group, self.kind).1)(obj, now)
+    }
+    fn minimal(&self) -> Value {
+        legacy_minimal(self.group, self.kind)
     }
     fn initial_status(&self, obj: &mut Value) {
         match (self.group, self.kind) {
@@ -408,3 +457,49 @@ pub fn builtin() -> Vec<ResourceInfo> {
 pub struct Plain;
 
 impl Strategy for Plain {}
+
+/// Minimal objects of the kinds still served by `Legacy`.
+fn legacy_minimal(group: &str, kind: &str) -> Value {
+    use serde_json::json;
+    let labels = json!({"app": "min"});
+    let pod_spec = json!({"containers": [{"name": "c", "image": "busybox"}]});
+    let template = json!({"metadata": {"labels": labels}, "spec": pod_spec});
+    let job_template = json!({"metadata": {"labels": labels},
+        "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}});
+    let workload = json!({"spec": {"selector": {"matchLabels": labels}, "template": template}});
+    let hpa = json!({"spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
+        "name": "d"}, "maxReplicas": 2}});
+    let binding = json!({"roleRef": {"apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole", "name": "view"}});
+    match (group, kind) {
+        ("", "Pod") => json!({ "spec": pod_spec }),
+        ("", "Service") => json!({"spec": {"ports": [{"port": 80}]}}),
+        ("", "PersistentVolume") => json!({"spec": {"capacity": {"storage": "1Gi"},
+            "accessModes": ["ReadWriteOnce"], "hostPath": {"path": "/tmp/min"}}}),
+        ("", "PersistentVolumeClaim") => json!({"spec": {"accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": "1Gi"}}}}),
+        ("", "ReplicationController") => {
+            json!({"spec": {"selector": labels, "template": template}})
+        }
+        ("", "PodTemplate") => json!({ "template": template }),
+        ("apps", "Deployment" | "ReplicaSet" | "DaemonSet") => workload,
+        ("apps", "StatefulSet") => json!({"spec": {"selector": {"matchLabels": labels},
+            "serviceName": "min", "template": template}}),
+        ("batch", "Job") => json!({"spec": {"template": job_template}}),
+        ("batch", "CronJob") => json!({"spec": {"schedule": "*/5 * * * *",
+            "jobTemplate": {"spec": {"template": job_template}}}}),
+        ("networking.k8s.io", "Ingress") => json!({"spec": {"defaultBackend":
+            {"service": {"name": "s", "port": {"number": 80}}}}}),
+        ("networking.k8s.io", "IngressClass") => {
+            json!({"spec": {"controller": "example.com/ingress"}})
+        }
+        ("discovery.k8s.io", "EndpointSlice") => json!({"addressType": "IPv4", "endpoints": []}),
+        ("autoscaling", "HorizontalPodAutoscaler") => hpa,
+        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => binding,
+        ("storage.k8s.io", "StorageClass") => json!({"provisioner": "example.com/disk"}),
+        ("events.k8s.io", "Event") => json!({"eventTime": "2024-05-01T12:00:00.000000Z",
+            "reportingController": "example.com/min", "reportingInstance": "min-1",
+            "action": "Test", "reason": "Test", "type": "Normal"}),
+        _ => json!({}),
+    }
+}
