@@ -38,7 +38,6 @@ pub(crate) fn by_kind(group: &str, kind: &str, obj: &mut Value) {
             set(obj, &["spec", "replicas"], json!(1));
             pod_template(at(obj, &["spec", "template"]));
         }
-        ("apps", "Deployment") => deployment(obj),
         ("apps", "ReplicaSet") => {
             set(obj, &["spec", "replicas"], json!(1));
             pod_template(at(obj, &["spec", "template"]));
@@ -97,7 +96,7 @@ pub(crate) fn by_kind(group: &str, kind: &str, obj: &mut Value) {
 }
 
 /// Sets `path` to `value` when it is absent or null, creating the objects on the way.
-fn set(obj: &mut Value, path: &[&str], value: Value) {
+pub(crate) fn set(obj: &mut Value, path: &[&str], value: Value) {
     let Some((last, parents)) = path.split_last() else {
         return;
     };
@@ -127,7 +126,7 @@ fn set(obj: &mut Value, path: &[&str], value: Value) {
 }
 
 /// The value at a path of object keys, without creating anything (IndexMut would insert nulls).
-fn at<'a>(v: &'a mut Value, path: &[&str]) -> Option<&'a mut Value> {
+pub(crate) fn at<'a>(v: &'a mut Value, path: &[&str]) -> Option<&'a mut Value> {
     let mut cur = v;
     for key in path {
         cur = cur.as_object_mut()?.get_mut(*key)?;
@@ -136,11 +135,11 @@ fn at<'a>(v: &'a mut Value, path: &[&str]) -> Option<&'a mut Value> {
 }
 
 /// The elements of a list field, none when absent or not a list.
-fn items_mut(v: Option<&mut Value>) -> impl Iterator<Item = &mut Value> {
+pub(crate) fn items_mut(v: Option<&mut Value>) -> impl Iterator<Item = &mut Value> {
     v.and_then(Value::as_array_mut).into_iter().flatten()
 }
 
-fn is_unset(v: &Value) -> bool {
+pub(crate) fn is_unset(v: &Value) -> bool {
     match v {
         Value::Null => true,
         Value::String(s) => s.is_empty(),
@@ -166,7 +165,7 @@ pub fn default_pull_policy(image: &str) -> &'static str {
     }
 }
 
-fn probe(p: Option<&mut Value>) {
+pub(crate) fn probe(p: Option<&mut Value>) {
     let Some(p) = p.filter(|p| p.is_object()) else {
         return;
     };
@@ -177,14 +176,14 @@ fn probe(p: Option<&mut Value>) {
     http_get(at(p, &["httpGet"]));
 }
 
-fn http_get(h: Option<&mut Value>) {
+pub(crate) fn http_get(h: Option<&mut Value>) {
     if let Some(h) = h.filter(|h| h.is_object()) {
         set(h, &["path"], json!("/"));
         set(h, &["scheme"], json!("HTTP"));
     }
 }
 
-fn container(c: &mut Value, host_network: bool) {
+pub(crate) fn container(c: &mut Value, host_network: bool) {
     if !c.is_object() {
         return;
     }
@@ -222,7 +221,7 @@ fn container(c: &mut Value, host_network: bool) {
     }
 }
 
-fn volume(v: &mut Value) {
+pub(crate) fn volume(v: &mut Value) {
     let Some(m) = v.as_object() else { return };
     // A volume naming no source is an emptyDir, as SetDefaults_Volume decides.
     if m.keys().all(|k| k == "name") {
@@ -246,7 +245,7 @@ fn volume(v: &mut Value) {
 }
 
 /// SetDefaults_PodSpec and everything nested in a PodSpec; shared by pods and pod templates.
-fn pod_spec(spec: &mut Value) {
+pub(crate) fn pod_spec(spec: &mut Value) {
     if !spec.is_object() {
         return;
     }
@@ -266,14 +265,14 @@ fn pod_spec(spec: &mut Value) {
     }
 }
 
-fn pod_template(t: Option<&mut Value>) {
+pub(crate) fn pod_template(t: Option<&mut Value>) {
     if let Some(spec) = t.and_then(|t| at(t, &["spec"])) {
         pod_spec(spec);
     }
 }
 
 /// Requests copied from limits where only limits are given (SetDefaults_Pod).
-fn requests_from_limits(c: &mut Value) {
+pub(crate) fn requests_from_limits(c: &mut Value) {
     let Some(limits) = c["resources"]["limits"].as_object().cloned() else {
         return;
     };
@@ -282,7 +281,7 @@ fn requests_from_limits(c: &mut Value) {
     }
 }
 
-fn pod(obj: &mut Value) {
+pub(crate) fn pod(obj: &mut Value) {
     set(obj, &["spec"], json!({}));
     if !obj["spec"].is_object() {
         return;
@@ -312,7 +311,7 @@ fn pod(obj: &mut Value) {
 
 /// DefaultTolerationSeconds admission: tolerate not-ready/unreachable nodes for 300 s unless the
 /// pod already says something about those taints.
-fn default_toleration_seconds(spec: &mut Value) {
+pub(crate) fn default_toleration_seconds(spec: &mut Value) {
     set(spec, &["tolerations"], json!([]));
     let Some(list) = spec["tolerations"].as_array_mut() else {
         return;
@@ -370,7 +369,7 @@ pub fn parse_quantity(q: &Value) -> Option<f64> {
 }
 
 /// The pod's QoS class from its containers' cpu/memory requests and limits.
-fn qos_class(spec: &Value) -> &'static str {
+pub(crate) fn qos_class(spec: &Value) -> &'static str {
     let mut any = false;
     let mut guaranteed = true;
     let containers = ["initContainers", "containers"]
@@ -399,27 +398,7 @@ fn qos_class(spec: &Value) -> &'static str {
     }
 }
 
-fn deployment(obj: &mut Value) {
-    set(obj, &["spec", "replicas"], json!(1));
-    set(obj, &["spec", "strategy", "type"], json!("RollingUpdate"));
-    if obj["spec"]["strategy"]["type"] == "RollingUpdate" {
-        set(
-            obj,
-            &["spec", "strategy", "rollingUpdate", "maxUnavailable"],
-            json!("25%"),
-        );
-        set(
-            obj,
-            &["spec", "strategy", "rollingUpdate", "maxSurge"],
-            json!("25%"),
-        );
-    }
-    set(obj, &["spec", "revisionHistoryLimit"], json!(10));
-    set(obj, &["spec", "progressDeadlineSeconds"], json!(600));
-    pod_template(at(obj, &["spec", "template"]));
-}
-
-fn statefulset(obj: &mut Value) {
+pub(crate) fn statefulset(obj: &mut Value) {
     set(obj, &["spec", "podManagementPolicy"], json!("OrderedReady"));
     set(
         obj,
@@ -445,7 +424,7 @@ fn statefulset(obj: &mut Value) {
     pod_template(at(obj, &["spec", "template"]));
 }
 
-fn daemonset(obj: &mut Value) {
+pub(crate) fn daemonset(obj: &mut Value) {
     set(
         obj,
         &["spec", "updateStrategy", "type"],
@@ -467,7 +446,7 @@ fn daemonset(obj: &mut Value) {
     pod_template(at(obj, &["spec", "template"]));
 }
 
-fn job(obj: &mut Value) {
+pub(crate) fn job(obj: &mut Value) {
     set(obj, &["spec"], json!({}));
     if !obj["spec"].is_object() {
         return;
@@ -506,7 +485,7 @@ fn job(obj: &mut Value) {
 
 /// The job strategy's generated selector: the job's uid as label on the template and as the
 /// selector, unless the user asked for `manualSelector`.
-fn generate_job_selector(obj: &mut Value) {
+pub(crate) fn generate_job_selector(obj: &mut Value) {
     let Some(uid) = obj["metadata"]["uid"].as_str().map(str::to_string) else {
         return;
     };
@@ -526,7 +505,7 @@ fn generate_job_selector(obj: &mut Value) {
     obj["spec"]["selector"] = json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}});
 }
 
-fn cronjob(obj: &mut Value) {
+pub(crate) fn cronjob(obj: &mut Value) {
     set(obj, &["spec", "concurrencyPolicy"], json!("Allow"));
     set(obj, &["spec", "suspend"], json!(false));
     set(obj, &["spec", "successfulJobsHistoryLimit"], json!(3));
@@ -534,7 +513,7 @@ fn cronjob(obj: &mut Value) {
     pod_template(at(obj, &["spec", "jobTemplate", "spec", "template"]));
 }
 
-fn service(obj: &mut Value) {
+pub(crate) fn service(obj: &mut Value) {
     set(obj, &["spec", "type"], json!("ClusterIP"));
     set(obj, &["spec", "sessionAffinity"], json!("None"));
     let spec = &mut obj["spec"];
@@ -567,7 +546,7 @@ fn service(obj: &mut Value) {
 
 /// `stringData` is write-only: the real server folds it into `data` (base64), winning over a
 /// `data` key of the same name, and never stores it.
-fn secret(obj: &mut Value) {
+pub(crate) fn secret(obj: &mut Value) {
     use base64::Engine;
     set(obj, &["type"], json!("Opaque"));
     let Some(m) = obj.as_object_mut() else { return };
@@ -587,7 +566,7 @@ fn secret(obj: &mut Value) {
     }
 }
 
-fn namespace(obj: &mut Value) {
+pub(crate) fn namespace(obj: &mut Value) {
     if let Some(name) = obj["metadata"]["name"].as_str().map(str::to_string) {
         set(
             obj,
@@ -599,13 +578,13 @@ fn namespace(obj: &mut Value) {
     set(obj, &["status", "phase"], json!("Active"));
 }
 
-fn node(obj: &mut Value) {
+pub(crate) fn node(obj: &mut Value) {
     if let Some(cap) = obj["status"]["capacity"].as_object().cloned() {
         set(obj, &["status", "allocatable"], Value::Object(cap));
     }
 }
 
-fn limitrange(obj: &mut Value) {
+pub(crate) fn limitrange(obj: &mut Value) {
     for item in items_mut(at(obj, &["spec", "limits"])) {
         if item["type"] != "Container" {
             continue;
@@ -624,7 +603,7 @@ fn limitrange(obj: &mut Value) {
     }
 }
 
-fn networkpolicy(obj: &mut Value) {
+pub(crate) fn networkpolicy(obj: &mut Value) {
     let Some(spec) = at(obj, &["spec"]).filter(|s| s.is_object()) else {
         return;
     };
@@ -644,7 +623,7 @@ fn networkpolicy(obj: &mut Value) {
     }
 }
 
-fn hpa(obj: &mut Value) {
+pub(crate) fn hpa(obj: &mut Value) {
     set(obj, &["spec", "minReplicas"], json!(1));
     if obj["apiVersion"] == "autoscaling/v1" {
         return;
@@ -675,7 +654,7 @@ fn hpa(obj: &mut Value) {
     }
 }
 
-fn rolebinding(obj: &mut Value) {
+pub(crate) fn rolebinding(obj: &mut Value) {
     set(
         obj,
         &["roleRef", "apiGroup"],

@@ -19,8 +19,8 @@ pub struct Col {
     pub description: &'static str,
 }
 
-const NAME_DESC: &str = "Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition. Cannot be updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names";
-const AGE_DESC: &str = "CreationTimestamp is a timestamp representing the server time when this object was created. It is not guaranteed to be set in happens-before order across separate operations. Clients may not set this value. It is represented in RFC3339 form and is in UTC.\n\nPopulated by the system. Read-only. Null for lists. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata";
+pub(crate) const NAME_DESC: &str = "Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition. Cannot be updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names";
+pub(crate) const AGE_DESC: &str = "CreationTimestamp is a timestamp representing the server time when this object was created. It is not guaranteed to be set in happens-before order across separate operations. Clients may not set this value. It is represented in RFC3339 form and is in UTC.\n\nPopulated by the system. Read-only. Null for lists. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata";
 
 pub const fn c(
     name: &'static str,
@@ -79,19 +79,6 @@ pub(crate) fn printer(group: &str, kind: &str) -> (Vec<Col>, RowFn) {
                 c("Readiness Gates", "string", 1, "If specified, all readiness gates will be evaluated for pod readiness."),
             ],
             pod_row,
-        ),
-        ("apps", "Deployment") => (
-            vec![
-                NAME,
-                c("Ready", "string", 0, "Number of the pod with ready state"),
-                c("Up-to-date", "integer", 0, "Total number of non-terminating pods targeted by this deployment that have the desired template spec."),
-                c("Available", "integer", 0, "Total number of available non-terminating pods (ready for at least minReadySeconds) targeted by this deployment."),
-                AGE,
-                CONTAINERS,
-                IMAGES,
-                SELECTOR,
-            ],
-            deployment_row,
         ),
         ("apps", "ReplicaSet") => (
             vec![
@@ -221,14 +208,6 @@ pub(crate) fn printer(group: &str, kind: &str) -> (Vec<Col>, RowFn) {
                 AGE,
             ],
             namespace_row,
-        ),
-        ("", "ConfigMap") => (
-            vec![
-                NAME,
-                c("Data", "integer", 0, "Data contains the configuration data."),
-                AGE,
-            ],
-            configmap_row,
         ),
         ("", "Secret") => (
             vec![
@@ -475,7 +454,7 @@ pub fn column_definitions(info: &ResourceInfo) -> Vec<Value> {
     columns_json(info.strategy.columns())
 }
 
-fn columns_json(cols: Vec<Col>) -> Vec<Value> {
+pub(crate) fn columns_json(cols: Vec<Col>) -> Vec<Value> {
     cols.into_iter()
         .map(|c| {
             json!({"name": c.name, "type": c.ty, "format": c.format, "description": c.description, "priority": c.priority})
@@ -540,7 +519,7 @@ pub fn human_duration(d: chrono::Duration) -> String {
     format!("{}y", hours / 24 / 365)
 }
 
-fn parse_time(v: &Value) -> Option<DateTime<Utc>> {
+pub(crate) fn parse_time(v: &Value) -> Option<DateTime<Utc>> {
     let s = v.as_str()?;
     DateTime::parse_from_rfc3339(s)
         .ok()
@@ -548,26 +527,26 @@ fn parse_time(v: &Value) -> Option<DateTime<Utc>> {
 }
 
 /// `translateTimestampSince`: the age of a timestamp, "<unknown>" when unset.
-fn since(v: &Value, now: DateTime<Utc>) -> String {
+pub(crate) fn since(v: &Value, now: DateTime<Utc>) -> String {
     match parse_time(v) {
         Some(t) => human_duration(now - t),
         None => "<unknown>".into(),
     }
 }
 
-fn age(obj: &Value, now: DateTime<Utc>) -> Value {
+pub(crate) fn age(obj: &Value, now: DateTime<Utc>) -> Value {
     json!(since(&obj["metadata"]["creationTimestamp"], now))
 }
 
-fn name(obj: &Value) -> Value {
+pub(crate) fn name(obj: &Value) -> Value {
     json!(obj["metadata"]["name"].as_str().unwrap_or(""))
 }
 
-fn s(v: &Value) -> &str {
+pub(crate) fn s(v: &Value) -> &str {
     v.as_str().unwrap_or("")
 }
 
-fn or_none(v: &str) -> String {
+pub(crate) fn or_none(v: &str) -> String {
     if v.is_empty() {
         "<none>".into()
     } else {
@@ -575,16 +554,16 @@ fn or_none(v: &str) -> String {
     }
 }
 
-fn int(v: &Value) -> i64 {
+pub(crate) fn int(v: &Value) -> i64 {
     v.as_i64().unwrap_or(0)
 }
 
-fn arr(v: &Value) -> &[Value] {
+pub(crate) fn arr(v: &Value) -> &[Value] {
     v.as_array().map(Vec::as_slice).unwrap_or(&[])
 }
 
 /// An IntOrString as printed ("25%", "1"); None when unset.
-fn int_or_string(v: &Value) -> Option<String> {
+pub(crate) fn int_or_string(v: &Value) -> Option<String> {
     match v {
         Value::Number(n) => Some(n.to_string()),
         Value::String(s) => Some(s.clone()),
@@ -593,7 +572,7 @@ fn int_or_string(v: &Value) -> Option<String> {
 }
 
 /// `labels.FormatLabels`: "k=v,k2=v2" sorted by key, "<none>" when empty.
-fn format_labels(v: &Value) -> String {
+pub(crate) fn format_labels(v: &Value) -> String {
     let Some(m) = v.as_object() else {
         return "<none>".into();
     };
@@ -632,7 +611,7 @@ pub fn label_selector_string(sel: &Value) -> String {
 }
 
 /// Container names and images of a pod template, comma-joined.
-fn containers_images(pod_spec: &Value) -> (Value, Value) {
+pub(crate) fn containers_images(pod_spec: &Value) -> (Value, Value) {
     let cs = arr(&pod_spec["containers"]);
     let names: Vec<&str> = cs.iter().map(|c| s(&c["name"])).collect();
     let images: Vec<&str> = cs.iter().map(|c| s(&c["image"])).collect();
@@ -647,20 +626,20 @@ pub(crate) fn created_at_row(obj: &Value, _now: DateTime<Utc>) -> Vec<Value> {
 }
 
 /// Is a pod's init container a sidecar (restartPolicy Always)?
-fn restartable_init(spec: &Value, container_name: &str) -> bool {
+pub(crate) fn restartable_init(spec: &Value, container_name: &str) -> bool {
     arr(&spec["initContainers"])
         .iter()
         .any(|c| s(&c["name"]) == container_name && s(&c["restartPolicy"]) == "Always")
 }
 
-fn has_condition(status: &Value, ty: &str) -> bool {
+pub(crate) fn has_condition(status: &Value, ty: &str) -> bool {
     arr(&status["conditions"])
         .iter()
         .any(|c| s(&c["type"]) == ty && s(&c["status"]) == "True")
 }
 
 /// Later of two optional times.
-fn latest(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+pub(crate) fn latest(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.max(b)),
         (a, b) => a.or(b),
@@ -671,7 +650,7 @@ fn latest(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<DateTime
 /// the reason of the first failing init container ("Init:1/2", "Init:CrashLoopBackOff"), or
 /// the last waiting/terminated reason of the app containers ("ContainerCreating",
 /// "CrashLoopBackOff", "Completed"), or "Terminating" once deletion started.
-fn pod_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn pod_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let spec = &obj["spec"];
     let status = &obj["status"];
     let mut restarts = 0i64;
@@ -809,26 +788,7 @@ fn pod_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     ]
 }
 
-fn deployment_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-    let st = &obj["status"];
-    let (cs, imgs) = containers_images(&obj["spec"]["template"]["spec"]);
-    vec![
-        name(obj),
-        json!(format!(
-            "{}/{}",
-            int(&st["readyReplicas"]),
-            int(&obj["spec"]["replicas"])
-        )),
-        json!(int(&st["updatedReplicas"])),
-        json!(int(&st["availableReplicas"])),
-        age(obj, now),
-        cs,
-        imgs,
-        json!(label_selector_string(&obj["spec"]["selector"])),
-    ]
-}
-
-fn replicaset_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn replicaset_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let st = &obj["status"];
     let (cs, imgs) = containers_images(&obj["spec"]["template"]["spec"]);
     vec![
@@ -843,7 +803,7 @@ fn replicaset_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     ]
 }
 
-fn statefulset_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn statefulset_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let (cs, imgs) = containers_images(&obj["spec"]["template"]["spec"]);
     vec![
         name(obj),
@@ -858,7 +818,7 @@ fn statefulset_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     ]
 }
 
-fn daemonset_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn daemonset_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let st = &obj["status"];
     let (cs, imgs) = containers_images(&obj["spec"]["template"]["spec"]);
     vec![
@@ -879,7 +839,7 @@ fn daemonset_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
 }
 
 /// "kind.group/name" of the controlling owner, as `kubectl get controllerrevisions` shows it.
-fn controllerrevision_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn controllerrevision_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let controller = arr(&obj["metadata"]["ownerReferences"])
         .iter()
         .find(|o| o["controller"].as_bool() == Some(true))
@@ -904,7 +864,7 @@ fn controllerrevision_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     ]
 }
 
-fn job_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn job_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let spec = &obj["spec"];
     let st = &obj["status"];
     let succeeded = int(&st["succeeded"]);
@@ -954,7 +914,7 @@ fn job_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     ]
 }
 
-fn cronjob_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn cronjob_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let spec = &obj["spec"];
     let suspend = match spec["suspend"].as_bool() {
         Some(true) => "True",
@@ -988,7 +948,7 @@ fn cronjob_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
 }
 
 /// Ingress points of a load balancer status: IPs or hostnames, comma-joined.
-fn lb_ingress(status: &Value) -> String {
+pub(crate) fn lb_ingress(status: &Value) -> String {
     arr(&status["ingress"])
         .iter()
         .filter_map(|i| {
@@ -1006,7 +966,7 @@ fn lb_ingress(status: &Value) -> String {
         .join(",")
 }
 
-fn service_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn service_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let spec = &obj["spec"];
     let ty = spec["type"].as_str().unwrap_or("ClusterIP");
     let external_ips: Vec<&str> = arr(&spec["externalIPs"]).iter().map(s).collect();
@@ -1047,7 +1007,7 @@ fn service_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
 }
 
 /// Up to three entries, then " + N more...", as kubectl abbreviates endpoint lists.
-fn abbreviate(list: Vec<String>, count: usize) -> String {
+pub(crate) fn abbreviate(list: Vec<String>, count: usize) -> String {
     if list.is_empty() {
         return "<none>".into();
     }
@@ -1059,7 +1019,7 @@ fn abbreviate(list: Vec<String>, count: usize) -> String {
     }
 }
 
-fn join_host_port(ip: &str, port: i64) -> String {
+pub(crate) fn join_host_port(ip: &str, port: i64) -> String {
     if ip.contains(':') {
         format!("[{ip}]:{port}")
     } else {
@@ -1067,7 +1027,7 @@ fn join_host_port(ip: &str, port: i64) -> String {
     }
 }
 
-fn endpoints_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn endpoints_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let mut list = Vec::new();
     let mut count = 0;
     for ss in arr(&obj["subsets"]) {
@@ -1090,7 +1050,7 @@ fn endpoints_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     vec![name(obj), json!(abbreviate(list, count)), age(obj, now)]
 }
 
-fn endpointslice_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn endpointslice_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let ports: Vec<String> = arr(&obj["ports"])
         .iter()
         .map(|p| match p["port"].as_i64() {
@@ -1117,7 +1077,7 @@ fn endpointslice_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     ]
 }
 
-fn node_address(obj: &Value, ty: &str) -> String {
+pub(crate) fn node_address(obj: &Value, ty: &str) -> String {
     arr(&obj["status"]["addresses"])
         .iter()
         .find(|a| s(&a["type"]) == ty)
@@ -1125,7 +1085,7 @@ fn node_address(obj: &Value, ty: &str) -> String {
         .unwrap_or_else(|| "<none>".into())
 }
 
-fn node_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn node_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let mut status: Vec<String> = Vec::new();
     // Only the last Ready condition counts, like the printer's map keyed by type.
     if let Some(c) = arr(&obj["status"]["conditions"])
@@ -1180,20 +1140,15 @@ fn node_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     ]
 }
 
-fn namespace_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn namespace_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     vec![name(obj), json!(s(&obj["status"]["phase"])), age(obj, now)]
 }
 
-fn map_len(v: &Value) -> usize {
+pub(crate) fn map_len(v: &Value) -> usize {
     v.as_object().map(|m| m.len()).unwrap_or(0)
 }
 
-fn configmap_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-    let n = map_len(&obj["data"]) + map_len(&obj["binaryData"]);
-    vec![name(obj), json!(n), age(obj, now)]
-}
-
-fn secret_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn secret_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     vec![
         name(obj),
         json!(s(&obj["type"])),
@@ -1202,12 +1157,12 @@ fn secret_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     ]
 }
 
-fn serviceaccount_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn serviceaccount_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     vec![name(obj), json!(arr(&obj["secrets"]).len()), age(obj, now)]
 }
 
 /// Works for core/v1 Events and events.k8s.io/v1 Events, whose fields differ in name only.
-fn event_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn event_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let core = obj["involvedObject"].is_object() || !obj["regarding"].is_object();
     let (involved, message, count, source) = if core {
         let src = &obj["source"];
@@ -1287,7 +1242,7 @@ fn event_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
 }
 
 /// `GetAccessModesAsString`: RWO, ROX, RWX, RWOP in that order, deduplicated.
-fn access_modes(v: &Value) -> String {
+pub(crate) fn access_modes(v: &Value) -> String {
     let modes: Vec<&str> = arr(v).iter().map(s).collect();
     [
         ("ReadWriteOnce", "RWO"),
@@ -1302,7 +1257,7 @@ fn access_modes(v: &Value) -> String {
     .join(",")
 }
 
-fn storage_class(obj: &Value) -> String {
+pub(crate) fn storage_class(obj: &Value) -> String {
     let spec_class = s(&obj["spec"]["storageClassName"]);
     if !spec_class.is_empty() {
         return spec_class.into();
@@ -1310,7 +1265,7 @@ fn storage_class(obj: &Value) -> String {
     s(&obj["metadata"]["annotations"]["volume.beta.kubernetes.io/storage-class"]).into()
 }
 
-fn pv_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn pv_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let spec = &obj["spec"];
     let claim = if spec["claimRef"].is_object() {
         format!(
@@ -1342,7 +1297,7 @@ fn pv_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     ]
 }
 
-fn pvc_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn pvc_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let spec = &obj["spec"];
     let st = &obj["status"];
     let mut phase = s(&st["phase"]).to_string();
@@ -1373,7 +1328,7 @@ fn pvc_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     ]
 }
 
-fn resourcequota_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn resourcequota_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let hard = obj["status"]["hard"].as_object();
     let used = &obj["status"]["used"];
     let mut requests = Vec::new();
@@ -1398,7 +1353,7 @@ fn resourcequota_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     ]
 }
 
-fn ingress_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn ingress_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let spec = &obj["spec"];
     let rules = arr(&spec["rules"]);
     let hosts: Vec<&str> = rules
@@ -1429,7 +1384,7 @@ fn ingress_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     ]
 }
 
-fn ingressclass_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn ingressclass_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let p = &obj["spec"]["parameters"];
     let params = if p.is_object() {
         let group = s(&p["apiGroup"]);
@@ -1449,12 +1404,12 @@ fn ingressclass_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     ]
 }
 
-fn networkpolicy_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn networkpolicy_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let sel = label_selector_string(&obj["spec"]["podSelector"]);
     vec![name(obj), json!(or_none(&sel)), age(obj, now)]
 }
 
-fn lease_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn lease_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     vec![
         name(obj),
         json!(s(&obj["spec"]["holderIdentity"])),
@@ -1463,7 +1418,7 @@ fn lease_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
 }
 
 /// TARGETS of an HPA, autoscaling/v1 (targetCPUUtilizationPercentage) or v2 (metrics).
-fn hpa_targets(obj: &Value) -> String {
+pub(crate) fn hpa_targets(obj: &Value) -> String {
     let spec = &obj["spec"];
     let st = &obj["status"];
     if let Some(target) = spec["targetCPUUtilizationPercentage"].as_i64() {
@@ -1507,7 +1462,7 @@ fn hpa_targets(obj: &Value) -> String {
     parts.join(", ")
 }
 
-fn hpa_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn hpa_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let r = &obj["spec"]["scaleTargetRef"];
     let min = obj["spec"]["minReplicas"]
         .as_i64()
@@ -1524,7 +1479,7 @@ fn hpa_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     ]
 }
 
-fn pdb_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn pdb_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let na = |v: &Value| int_or_string(v).unwrap_or_else(|| "N/A".into());
     vec![
         name(obj),
@@ -1535,7 +1490,7 @@ fn pdb_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     ]
 }
 
-fn rolebinding_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn rolebinding_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let r = &obj["roleRef"];
     let mut users = Vec::new();
     let mut groups = Vec::new();
@@ -1558,7 +1513,7 @@ fn rolebinding_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     ]
 }
 
-fn storageclass_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn storageclass_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let mut n = s(&obj["metadata"]["name"]).to_string();
     let ann = &obj["metadata"]["annotations"];
     if s(&ann["storageclass.kubernetes.io/is-default-class"]) == "true"
@@ -1579,7 +1534,7 @@ fn storageclass_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     ]
 }
 
-fn priorityclass_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn priorityclass_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     vec![
         name(obj),
         json!(int(&obj["value"])),
@@ -1591,7 +1546,7 @@ fn priorityclass_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     ]
 }
 
-fn replicationcontroller_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn replicationcontroller_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let st = &obj["status"];
     let (cs, imgs) = containers_images(&obj["spec"]["template"]["spec"]);
     vec![
@@ -1606,7 +1561,7 @@ fn replicationcontroller_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     ]
 }
 
-fn podtemplate_row(obj: &Value, _now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn podtemplate_row(obj: &Value, _now: DateTime<Utc>) -> Vec<Value> {
     let (cs, imgs) = containers_images(&obj["template"]["spec"]);
     vec![
         name(obj),
@@ -1616,7 +1571,7 @@ fn podtemplate_row(obj: &Value, _now: DateTime<Utc>) -> Vec<Value> {
     ]
 }
 
-fn csidriver_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn csidriver_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let spec = &obj["spec"];
     let audiences: Vec<&str> = arr(&spec["tokenRequests"])
         .iter()
@@ -1643,7 +1598,7 @@ fn csidriver_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     ]
 }
 
-fn csinode_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn csinode_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     vec![
         name(obj),
         json!(arr(&obj["spec"]["drivers"]).len()),
@@ -1651,7 +1606,7 @@ fn csinode_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     ]
 }
 
-fn volumeattachment_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn volumeattachment_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let spec = &obj["spec"];
     vec![
         name(obj),
@@ -1664,7 +1619,7 @@ fn volumeattachment_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
 }
 
 /// CONDITION of a CSR: Approved/Denied/Failed, plus Issued once a certificate is there.
-fn csr_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn csr_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let spec = &obj["spec"];
     let mut conds: Vec<&str> = Vec::new();
     for c in arr(&obj["status"]["conditions"]) {

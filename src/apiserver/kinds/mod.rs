@@ -4,6 +4,8 @@
 //!
 //! Kinds not yet in their own module are served by `Legacy`, which still dispatches on
 //! (group, kind) into `defaults`, `validation` and `table`.
+mod configmap;
+mod deployment;
 
 use super::conversion::Converted;
 use super::defaults;
@@ -273,10 +275,7 @@ pub fn builtin() -> Vec<ResourceInfo> {
             short: &["ep"],
             ..NONE
         }),
-        legacy::<core::v1::ConfigMap>(Facts {
-            short: &["cm"],
-            ..NONE
-        }),
+        configmap::info(),
         legacy::<core::v1::Secret>(Facts {
             fields: &["type"],
             ..NONE
@@ -337,13 +336,7 @@ pub fn builtin() -> Vec<ResourceInfo> {
         }),
         legacy::<core::v1::PodTemplate>(NONE),
         // apps/v1
-        legacy::<apps::v1::Deployment>(Facts {
-            short: &["deploy"],
-            cats: ALL,
-            status: true,
-            scale: true,
-            ..NONE
-        }),
+        deployment::info(),
         legacy::<apps::v1::ReplicaSet>(Facts {
             short: &["rs"],
             cats: ALL,
@@ -482,7 +475,7 @@ fn legacy_minimal(group: &str, kind: &str) -> Value {
             json!({"spec": {"selector": labels, "template": template}})
         }
         ("", "PodTemplate") => json!({ "template": template }),
-        ("apps", "Deployment" | "ReplicaSet" | "DaemonSet") => workload,
+        ("apps", "ReplicaSet" | "DaemonSet") => workload,
         ("apps", "StatefulSet") => json!({"spec": {"selector": {"matchLabels": labels},
             "serviceName": "min", "template": template}}),
         ("batch", "Job") => json!({"spec": {"template": job_template}}),

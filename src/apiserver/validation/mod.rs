@@ -7,9 +7,9 @@
 //! present or forbidden by scope, resourceVersion, uid) are not checked here.
 
 mod fields;
-mod kinds;
+pub(crate) mod kinds;
 pub mod names;
-mod pods;
+pub(crate) mod pods;
 
 use serde_json::Value;
 
