@@ -48,7 +48,6 @@ pub(crate) fn by_kind(group: &str, kind: &str, obj: &mut Value) {
         ("batch", "CronJob") => cronjob(obj),
         ("", "Service") => service(obj),
         ("", "Namespace") => namespace(obj),
-        ("", "Secret") => secret(obj),
         ("", "PersistentVolumeClaim") => {
             set(obj, &["spec", "volumeMode"], json!("Filesystem"));
             set(obj, &["status", "phase"], json!("Pending"));
@@ -84,13 +83,6 @@ pub(crate) fn by_kind(group: &str, kind: &str, obj: &mut Value) {
         ("autoscaling", "HorizontalPodAutoscaler") => hpa(obj),
         ("rbac.authorization.k8s.io", "RoleBinding")
         | ("rbac.authorization.k8s.io", "ClusterRoleBinding") => rolebinding(obj),
-        ("storage.k8s.io", "StorageClass") => {
-            set(obj, &["reclaimPolicy"], json!("Delete"));
-            set(obj, &["volumeBindingMode"], json!("Immediate"));
-        }
-        ("scheduling.k8s.io", "PriorityClass") => {
-            set(obj, &["preemptionPolicy"], json!("PreemptLowerPriority"));
-        }
         _ => {}
     }
 }
@@ -541,28 +533,6 @@ pub(crate) fn service(obj: &mut Value) {
         set(spec, &["internalTrafficPolicy"], json!("Cluster"));
         set(spec, &["ipFamilyPolicy"], json!("SingleStack"));
         set(spec, &["ipFamilies"], json!(["IPv4"]));
-    }
-}
-
-/// `stringData` is write-only: the real server folds it into `data` (base64), winning over a
-/// `data` key of the same name, and never stores it.
-pub(crate) fn secret(obj: &mut Value) {
-    use base64::Engine;
-    set(obj, &["type"], json!("Opaque"));
-    let Some(m) = obj.as_object_mut() else { return };
-    let Some(Value::Object(string_data)) = m.remove("stringData") else {
-        return;
-    };
-    let data = m.entry("data").or_insert_with(|| json!({}));
-    if data.is_null() {
-        *data = json!({});
-    }
-    if let Some(data) = data.as_object_mut() {
-        for (k, v) in string_data {
-            let text = v.as_str().unwrap_or("");
-            let encoded = base64::engine::general_purpose::STANDARD.encode(text);
-            data.insert(k, Value::String(encoded));
-        }
     }
 }
 

@@ -209,23 +209,6 @@ pub(crate) fn printer(group: &str, kind: &str) -> (Vec<Col>, RowFn) {
             ],
             namespace_row,
         ),
-        ("", "Secret") => (
-            vec![
-                NAME,
-                c("Type", "string", 0, "Used to facilitate programmatic handling of secret data."),
-                c("Data", "integer", 0, "Data contains the secret data."),
-                AGE,
-            ],
-            secret_row,
-        ),
-        ("", "ServiceAccount") => (
-            vec![
-                NAME,
-                c("Secrets", "integer", 0, "Secrets is a list of the secrets in the same namespace that pods running using this ServiceAccount are allowed to use."),
-                AGE,
-            ],
-            serviceaccount_row,
-        ),
         ("", "Event") | ("events.k8s.io", "Event") => (
             vec![
                 c("Last Seen", "string", 0, "The time at which the most recent occurrence of this event was recorded."),
@@ -309,14 +292,6 @@ pub(crate) fn printer(group: &str, kind: &str) -> (Vec<Col>, RowFn) {
             ],
             networkpolicy_row,
         ),
-        ("coordination.k8s.io", "Lease") => (
-            vec![
-                NAME,
-                c("Holder", "string", 0, "holderIdentity contains the identity of the holder of a current lease."),
-                AGE,
-            ],
-            lease_row,
-        ),
         ("autoscaling", "HorizontalPodAutoscaler") => (
             vec![
                 NAME,
@@ -353,17 +328,6 @@ pub(crate) fn printer(group: &str, kind: &str) -> (Vec<Col>, RowFn) {
                 c("ServiceAccounts", "string", 1, "ServiceAccounts in the roleBinding"),
             ],
             rolebinding_row,
-        ),
-        ("storage.k8s.io", "StorageClass") => (
-            vec![
-                NAME,
-                c("Provisioner", "string", 0, "provisioner indicates the type of the provisioner."),
-                c("ReclaimPolicy", "string", 0, "reclaimPolicy controls the reclaimPolicy for dynamically provisioned PersistentVolumes of this storage class."),
-                c("VolumeBindingMode", "string", 0, "volumeBindingMode indicates how PersistentVolumeClaims should be provisioned and bound."),
-                c("AllowVolumeExpansion", "string", 0, "allowVolumeExpansion shows whether the storage class allow volume expand."),
-                AGE,
-            ],
-            storageclass_row,
         ),
         ("", "ReplicationController") => (
             vec![
@@ -429,16 +393,6 @@ pub(crate) fn printer(group: &str, kind: &str) -> (Vec<Col>, RowFn) {
                 c("Condition", "string", 0, "Conditions applied to the request."),
             ],
             csr_row,
-        ),
-        ("scheduling.k8s.io", "PriorityClass") => (
-            vec![
-                NAME,
-                c("Value", "integer", 0, "value represents the integer value of this priority class."),
-                c("Global-Default", "boolean", 0, "globalDefault specifies whether this PriorityClass should be considered as the default priority for pods that do not have any priority class."),
-                c("Preemption Policy", "string", 0, "preemptionPolicy is the Policy for preempting pods with lower priority."),
-                AGE,
-            ],
-            priorityclass_row,
         ),
         _ => (vec![NAME, CREATED_AT], created_at_row),
     }
@@ -1148,19 +1102,6 @@ pub(crate) fn map_len(v: &Value) -> usize {
     v.as_object().map(|m| m.len()).unwrap_or(0)
 }
 
-pub(crate) fn secret_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-    vec![
-        name(obj),
-        json!(s(&obj["type"])),
-        json!(map_len(&obj["data"])),
-        age(obj, now),
-    ]
-}
-
-pub(crate) fn serviceaccount_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-    vec![name(obj), json!(arr(&obj["secrets"]).len()), age(obj, now)]
-}
-
 /// Works for core/v1 Events and events.k8s.io/v1 Events, whose fields differ in name only.
 pub(crate) fn event_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let core = obj["involvedObject"].is_object() || !obj["regarding"].is_object();
@@ -1409,14 +1350,6 @@ pub(crate) fn networkpolicy_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     vec![name(obj), json!(or_none(&sel)), age(obj, now)]
 }
 
-pub(crate) fn lease_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-    vec![
-        name(obj),
-        json!(s(&obj["spec"]["holderIdentity"])),
-        age(obj, now),
-    ]
-}
-
 /// TARGETS of an HPA, autoscaling/v1 (targetCPUUtilizationPercentage) or v2 (metrics).
 pub(crate) fn hpa_targets(obj: &Value) -> String {
     let spec = &obj["spec"];
@@ -1510,39 +1443,6 @@ pub(crate) fn rolebinding_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
         json!(users.join(", ")),
         json!(groups.join(", ")),
         json!(sas.join(", ")),
-    ]
-}
-
-pub(crate) fn storageclass_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-    let mut n = s(&obj["metadata"]["name"]).to_string();
-    let ann = &obj["metadata"]["annotations"];
-    if s(&ann["storageclass.kubernetes.io/is-default-class"]) == "true"
-        || s(&ann["storageclass.beta.kubernetes.io/is-default-class"]) == "true"
-    {
-        n.push_str(" (default)");
-    }
-    vec![
-        json!(n),
-        json!(s(&obj["provisioner"])),
-        json!(obj["reclaimPolicy"].as_str().unwrap_or("Delete")),
-        json!(obj["volumeBindingMode"].as_str().unwrap_or("Immediate")),
-        json!(obj["allowVolumeExpansion"]
-            .as_bool()
-            .unwrap_or(false)
-            .to_string()),
-        age(obj, now),
-    ]
-}
-
-pub(crate) fn priorityclass_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-    vec![
-        name(obj),
-        json!(int(&obj["value"])),
-        json!(obj["globalDefault"].as_bool().unwrap_or(false)),
-        json!(obj["preemptionPolicy"]
-            .as_str()
-            .unwrap_or("PreemptLowerPriority")),
-        age(obj, now),
     ]
 }
 

@@ -6,6 +6,11 @@
 //! (group, kind) into `defaults`, `validation` and `table`.
 mod configmap;
 mod deployment;
+mod lease;
+mod priority_class;
+mod secret;
+mod service_account;
+mod storage_class;
 
 use super::conversion::Converted;
 use super::defaults;
@@ -276,10 +281,7 @@ pub fn builtin() -> Vec<ResourceInfo> {
             ..NONE
         }),
         configmap::info(),
-        legacy::<core::v1::Secret>(Facts {
-            fields: &["type"],
-            ..NONE
-        }),
+        secret::info(),
         legacy::<core::v1::Node>(Facts {
             short: &["no"],
             status: true,
@@ -303,10 +305,7 @@ pub fn builtin() -> Vec<ResourceInfo> {
             ],
             ..NONE
         }),
-        legacy::<core::v1::ServiceAccount>(Facts {
-            short: &["sa"],
-            ..NONE
-        }),
+        service_account::info(),
         legacy::<core::v1::PersistentVolume>(Facts {
             short: &["pv"],
             status: true,
@@ -386,7 +385,7 @@ pub fn builtin() -> Vec<ResourceInfo> {
         // discovery.k8s.io/v1
         legacy::<discovery::v1::EndpointSlice>(NONE),
         // coordination.k8s.io/v1
-        legacy::<coordination::v1::Lease>(NONE),
+        lease::info(),
         // autoscaling: v2 first, the preferred version
         legacy::<autoscaling::v2::HorizontalPodAutoscaler>(Facts {
             short: &["hpa"],
@@ -413,10 +412,7 @@ pub fn builtin() -> Vec<ResourceInfo> {
         legacy::<rbac::v1::ClusterRole>(NONE),
         legacy::<rbac::v1::ClusterRoleBinding>(NONE),
         // storage.k8s.io/v1
-        legacy::<storage::v1::StorageClass>(Facts {
-            short: &["sc"],
-            ..NONE
-        }),
+        storage_class::info(),
         legacy::<storage::v1::CSIDriver>(NONE),
         legacy::<storage::v1::CSINode>(NONE),
         legacy::<storage::v1::VolumeAttachment>(Facts {
@@ -424,10 +420,7 @@ pub fn builtin() -> Vec<ResourceInfo> {
             ..NONE
         }),
         // scheduling.k8s.io/v1
-        legacy::<scheduling::v1::PriorityClass>(Facts {
-            short: &["pc"],
-            ..NONE
-        }),
+        priority_class::info(),
         // events.k8s.io/v1: the core/v1 Events, converted
         legacy::<events::v1::Event>(Facts {
             short: &["ev"],
@@ -489,7 +482,6 @@ fn legacy_minimal(group: &str, kind: &str) -> Value {
         ("discovery.k8s.io", "EndpointSlice") => json!({"addressType": "IPv4", "endpoints": []}),
         ("autoscaling", "HorizontalPodAutoscaler") => hpa,
         ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => binding,
-        ("storage.k8s.io", "StorageClass") => json!({"provisioner": "example.com/disk"}),
         ("events.k8s.io", "Event") => json!({"eventTime": "2024-05-01T12:00:00.000000Z",
             "reportingController": "example.com/min", "reportingInstance": "min-1",
             "action": "Test", "reason": "Test", "type": "Normal"}),

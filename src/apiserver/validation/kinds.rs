@@ -41,7 +41,6 @@ pub(super) fn validate_kind(
         ("", "PodTemplate") => validate_pod_template(&obj["template"], "template", errs),
         ("", "Service") => service(obj, old, errs),
         ("", "Namespace") => namespace(obj, errs),
-        ("", "Secret") => secret(obj, old, errs),
         ("", "PersistentVolumeClaim") => pvc(obj, old, errs),
         ("", "PersistentVolume") => pv(obj, errs),
         ("", "Endpoints") => endpoints(obj, errs),
@@ -53,15 +52,12 @@ pub(super) fn validate_kind(
         ("networking.k8s.io", "Ingress") => ingress(obj, errs),
         ("networking.k8s.io", "IngressClass") => ingressclass(obj, old, errs),
         ("networking.k8s.io", "NetworkPolicy") => networkpolicy(obj, errs),
-        ("coordination.k8s.io", "Lease") => lease(obj, errs),
         ("autoscaling", "HorizontalPodAutoscaler") => hpa(obj, errs),
         ("policy", "PodDisruptionBudget") => pdb(obj, errs),
         ("rbac.authorization.k8s.io", "Role") => rules(obj, true, errs),
         ("rbac.authorization.k8s.io", "ClusterRole") => rules(obj, false, errs),
         ("rbac.authorization.k8s.io", "RoleBinding") => binding(obj, old, true, errs),
         ("rbac.authorization.k8s.io", "ClusterRoleBinding") => binding(obj, old, false, errs),
-        ("storage.k8s.io", "StorageClass") => storageclass(obj, old, errs),
-        ("scheduling.k8s.io", "PriorityClass") => priorityclass(obj, old, errs),
         _ => {}
     }
 }
@@ -708,39 +704,6 @@ pub(crate) fn data_keys(obj: &Value, old: Option<&Value>, secret: bool, errs: &m
     }
 }
 
-pub(crate) fn secret(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
-    data_keys(obj, old, true, errs);
-    let has = |k: &str| !obj["data"][k].is_null() || !obj["stringData"][k].is_null();
-    let ty = s(&obj["type"]);
-    let need: &[&str] = match ty {
-        "kubernetes.io/tls" => &["tls.crt", "tls.key"],
-        "kubernetes.io/dockerconfigjson" => &[".dockerconfigjson"],
-        "kubernetes.io/dockercfg" => &[".dockercfg"],
-        "kubernetes.io/ssh-auth" => &["ssh-privatekey"],
-        _ => &[],
-    };
-    for k in need {
-        if !has(k) {
-            errs.push(required(&format!("data[{k}]"), ""));
-        }
-    }
-    if ty == "kubernetes.io/basic-auth" && !has("username") && !has("password") {
-        errs.push(required("data[username]", ""));
-        errs.push(required("data[password]", ""));
-    }
-    if ty == "kubernetes.io/service-account-token"
-        && s(&obj["metadata"]["annotations"]["kubernetes.io/service-account.name"]).is_empty()
-    {
-        errs.push(required(
-            "metadata.annotations[kubernetes.io/service-account.name]",
-            "",
-        ));
-    }
-    if let Some(old) = old {
-        immutable(&obj["type"], Some(&old["type"]), "type", errs);
-    }
-}
-
 pub(crate) const ACCESS_MODES: &[&str] = &[
     "ReadOnlyMany",
     "ReadWriteMany",
@@ -1158,22 +1121,6 @@ pub(crate) fn networkpolicy(obj: &Value, errs: &mut Errs) {
     }
 }
 
-pub(crate) fn lease(obj: &Value, errs: &mut Errs) {
-    let d = &obj["spec"]["leaseDurationSeconds"];
-    if d.as_i64().is_some_and(|n| n <= 0) {
-        errs.push(invalid(
-            "spec.leaseDurationSeconds",
-            d,
-            "must be greater than 0",
-        ));
-    }
-    non_negative(
-        &obj["spec"]["leaseTransitions"],
-        "spec.leaseTransitions",
-        errs,
-    );
-}
-
 pub(crate) fn hpa(obj: &Value, errs: &mut Errs) {
     let spec = &obj["spec"];
     let r = &spec["scaleTargetRef"];
@@ -1364,78 +1311,7 @@ pub(crate) fn binding(obj: &Value, old: Option<&Value>, namespaced: bool, errs: 
     }
 }
 
-pub(crate) fn storageclass(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
-    if s(&obj["provisioner"]).is_empty() {
-        errs.push(required("provisioner", ""));
-    }
-    if !matches!(s(&obj["reclaimPolicy"]), "" | "Delete" | "Retain") {
-        errs.push(not_supported(
-            "reclaimPolicy",
-            &obj["reclaimPolicy"],
-            &["Delete", "Retain"],
-        ));
-    }
-    if !matches!(
-        s(&obj["volumeBindingMode"]),
-        "" | "Immediate" | "WaitForFirstConsumer"
-    ) {
-        errs.push(not_supported(
-            "volumeBindingMode",
-            &obj["volumeBindingMode"],
-            &["Immediate", "WaitForFirstConsumer"],
-        ));
-    }
-    if let Some(old) = old {
-        for f in ["parameters", "provisioner", "reclaimPolicy"] {
-            if obj[f] != old[f] {
-                errs.push(forbidden(f, &format!("updates to {f} are forbidden.")));
-            }
-        }
-        if obj["volumeBindingMode"] != old["volumeBindingMode"] {
-            errs.push(forbidden("volumeBindingMode", "field is immutable"));
-        }
-    }
-}
-
 pub(crate) const HIGHEST_USER_PRIORITY: i64 = 1_000_000_000;
-
-pub(crate) fn priorityclass(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
-    let name = s(&obj["metadata"]["name"]);
-    let value = obj["value"].as_i64().unwrap_or(0);
-    let system = name == "system-node-critical" || name == "system-cluster-critical";
-    if name.starts_with("system-") && !system {
-        errs.push(invalid(
-            "metadata.name",
-            &obj["metadata"]["name"],
-            "priority class names with 'system-' prefix are reserved",
-        ));
-    }
-    if value > HIGHEST_USER_PRIORITY && !system {
-        errs.push(forbidden(
-            "value",
-            "maximum allowed value of a user defined priority is 1000000000",
-        ));
-    }
-    match s(&obj["preemptionPolicy"]) {
-        "" | "Never" | "PreemptLowerPriority" => {}
-        _ => errs.push(not_supported(
-            "preemptionPolicy",
-            &obj["preemptionPolicy"],
-            &["Never", "PreemptLowerPriority"],
-        )),
-    }
-    if let Some(old) = old {
-        if obj["value"] != old["value"] {
-            errs.push(forbidden("value", "may not be changed in an update."));
-        }
-        immutable(
-            &obj["preemptionPolicy"],
-            Some(&old["preemptionPolicy"]),
-            "preemptionPolicy",
-            errs,
-        );
-    }
-}
 
 #[cfg(test)]
 mod tests {
