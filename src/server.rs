@@ -123,6 +123,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
         shutdown: stopped.clone(),
         server_address: format!("{}:{port}", client_host(&args.bind_address)),
         me: me.clone(),
+        registry: crate::apiserver::registry::Registry::builtin(),
     });
     api.bootstrap()
         .await

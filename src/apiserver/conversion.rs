@@ -11,7 +11,7 @@
 //! shapes), so a v1 client that reads, changes and writes back an HPA loses none of it.
 
 use super::registry::ResourceInfo;
-use super::{defaults, encoding};
+use super::{encoding, registry};
 use serde_json::{json, Map, Value};
 
 /// v2 `spec.metrics` that v1's targetCPUUtilizationPercentage cannot hold.
@@ -34,11 +34,7 @@ pub enum Converted {
 
 /// Whether (and how) objects of this resource are stored in another version.
 pub fn of(info: &ResourceInfo) -> Option<Converted> {
-    match (info.group, info.version, info.plural) {
-        ("autoscaling", "v1", "horizontalpodautoscalers") => Some(Converted::HpaV1),
-        ("events.k8s.io", "v1", "events") => Some(Converted::EventsV1),
-        _ => None,
-    }
+    info.converted
 }
 
 /// The stored object as the resource's version shows it.
@@ -58,7 +54,8 @@ pub fn to_storage(info: &ResourceInfo, obj: Value) -> Value {
             // stored object: a v1 HPA without a CPU target gets v2's default metric (and reads
             // back through v1 with that target).
             let mut v2 = hpa_v1_to_v2(obj);
-            defaults::apply_defaults("autoscaling", "HorizontalPodAutoscaler", &mut v2);
+            let stored = registry::builtin("autoscaling", "v2", "horizontalpodautoscalers");
+            stored.strategy.defaults(&mut v2);
             v2
         }
         Some(Converted::EventsV1) => events_v1_to_core_event(obj),
@@ -400,8 +397,8 @@ mod tests {
 
     #[test]
     fn v1_hpa_without_target_is_stored_with_the_v2_default() {
-        let info = super::super::registry::lookup("autoscaling", "v1", "horizontalpodautoscalers")
-            .unwrap();
+        let info =
+            &super::super::registry::builtin("autoscaling", "v1", "horizontalpodautoscalers");
         assert_eq!(of(info), Some(Converted::HpaV1));
         let v1 = json!({"apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscaler",
             "metadata": {"name": "x"},
@@ -416,7 +413,7 @@ mod tests {
         assert_eq!(back["spec"]["targetCPUUtilizationPercentage"], 80);
         assert!(back["metadata"].get("annotations").is_none());
         // Resources stored in their own version pass through untouched.
-        let cms = super::super::registry::lookup("", "v1", "configmaps").unwrap();
+        let cms = &super::super::registry::builtin("", "v1", "configmaps");
         let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}});
         assert_eq!(to_storage(cms, cm.clone()), cm);
         assert_eq!(

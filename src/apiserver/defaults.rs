@@ -13,8 +13,21 @@
 
 use serde_json::{json, Map, Value};
 
-/// Fills in defaults, as the real API server does on create and update. `group` is "" for core.
+/// Fills in the defaults of a built-in kind, as the real API server does on create and update.
+/// `group` is "" for core. The request path calls the kind's `Strategy` instead.
 pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
+    let info = crate::apiserver::registry::builtin_snapshot()
+        .all()
+        .iter()
+        .find(|r| r.group == group && r.kind == kind)
+        .cloned();
+    if let Some(info) = info {
+        info.strategy.defaults(obj);
+    }
+}
+
+/// The defaults of kinds not yet in their own `kinds` module.
+pub(crate) fn by_kind(group: &str, kind: &str, obj: &mut Value) {
     if !obj.is_object() {
         return;
     }
@@ -25,7 +38,6 @@ pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
             set(obj, &["spec", "replicas"], json!(1));
             pod_template(at(obj, &["spec", "template"]));
         }
-        ("apps", "Deployment") => deployment(obj),
         ("apps", "ReplicaSet") => {
             set(obj, &["spec", "replicas"], json!(1));
             pod_template(at(obj, &["spec", "template"]));
@@ -36,7 +48,6 @@ pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
         ("batch", "CronJob") => cronjob(obj),
         ("", "Service") => service(obj),
         ("", "Namespace") => namespace(obj),
-        ("", "Secret") => secret(obj),
         ("", "PersistentVolumeClaim") => {
             set(obj, &["spec", "volumeMode"], json!("Filesystem"));
             set(obj, &["status", "phase"], json!("Pending"));
@@ -72,19 +83,12 @@ pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
         ("autoscaling", "HorizontalPodAutoscaler") => hpa(obj),
         ("rbac.authorization.k8s.io", "RoleBinding")
         | ("rbac.authorization.k8s.io", "ClusterRoleBinding") => rolebinding(obj),
-        ("storage.k8s.io", "StorageClass") => {
-            set(obj, &["reclaimPolicy"], json!("Delete"));
-            set(obj, &["volumeBindingMode"], json!("Immediate"));
-        }
-        ("scheduling.k8s.io", "PriorityClass") => {
-            set(obj, &["preemptionPolicy"], json!("PreemptLowerPriority"));
-        }
         _ => {}
     }
 }
 
 /// Sets `path` to `value` when it is absent or null, creating the objects on the way.
-fn set(obj: &mut Value, path: &[&str], value: Value) {
+pub(crate) fn set(obj: &mut Value, path: &[&str], value: Value) {
     let Some((last, parents)) = path.split_last() else {
         return;
     };
@@ -114,7 +118,7 @@ fn set(obj: &mut Value, path: &[&str], value: Value) {
 }
 
 /// The value at a path of object keys, without creating anything (IndexMut would insert nulls).
-fn at<'a>(v: &'a mut Value, path: &[&str]) -> Option<&'a mut Value> {
+pub(crate) fn at<'a>(v: &'a mut Value, path: &[&str]) -> Option<&'a mut Value> {
     let mut cur = v;
     for key in path {
         cur = cur.as_object_mut()?.get_mut(*key)?;
@@ -123,11 +127,11 @@ fn at<'a>(v: &'a mut Value, path: &[&str]) -> Option<&'a mut Value> {
 }
 
 /// The elements of a list field, none when absent or not a list.
-fn items_mut(v: Option<&mut Value>) -> impl Iterator<Item = &mut Value> {
+pub(crate) fn items_mut(v: Option<&mut Value>) -> impl Iterator<Item = &mut Value> {
     v.and_then(Value::as_array_mut).into_iter().flatten()
 }
 
-fn is_unset(v: &Value) -> bool {
+pub(crate) fn is_unset(v: &Value) -> bool {
     match v {
         Value::Null => true,
         Value::String(s) => s.is_empty(),
@@ -153,7 +157,7 @@ pub fn default_pull_policy(image: &str) -> &'static str {
     }
 }
 
-fn probe(p: Option<&mut Value>) {
+pub(crate) fn probe(p: Option<&mut Value>) {
     let Some(p) = p.filter(|p| p.is_object()) else {
         return;
     };
@@ -164,14 +168,14 @@ fn probe(p: Option<&mut Value>) {
     http_get(at(p, &["httpGet"]));
 }
 
-fn http_get(h: Option<&mut Value>) {
+pub(crate) fn http_get(h: Option<&mut Value>) {
     if let Some(h) = h.filter(|h| h.is_object()) {
         set(h, &["path"], json!("/"));
         set(h, &["scheme"], json!("HTTP"));
     }
 }
 
-fn container(c: &mut Value, host_network: bool) {
+pub(crate) fn container(c: &mut Value, host_network: bool) {
     if !c.is_object() {
         return;
     }
@@ -209,7 +213,7 @@ fn container(c: &mut Value, host_network: bool) {
     }
 }
 
-fn volume(v: &mut Value) {
+pub(crate) fn volume(v: &mut Value) {
     let Some(m) = v.as_object() else { return };
     // A volume naming no source is an emptyDir, as SetDefaults_Volume decides.
     if m.keys().all(|k| k == "name") {
@@ -233,7 +237,7 @@ fn volume(v: &mut Value) {
 }
 
 /// SetDefaults_PodSpec and everything nested in a PodSpec; shared by pods and pod templates.
-fn pod_spec(spec: &mut Value) {
+pub(crate) fn pod_spec(spec: &mut Value) {
     if !spec.is_object() {
         return;
     }
@@ -253,14 +257,14 @@ fn pod_spec(spec: &mut Value) {
     }
 }
 
-fn pod_template(t: Option<&mut Value>) {
+pub(crate) fn pod_template(t: Option<&mut Value>) {
     if let Some(spec) = t.and_then(|t| at(t, &["spec"])) {
         pod_spec(spec);
     }
 }
 
 /// Requests copied from limits where only limits are given (SetDefaults_Pod).
-fn requests_from_limits(c: &mut Value) {
+pub(crate) fn requests_from_limits(c: &mut Value) {
     let Some(limits) = c["resources"]["limits"].as_object().cloned() else {
         return;
     };
@@ -269,7 +273,7 @@ fn requests_from_limits(c: &mut Value) {
     }
 }
 
-fn pod(obj: &mut Value) {
+pub(crate) fn pod(obj: &mut Value) {
     set(obj, &["spec"], json!({}));
     if !obj["spec"].is_object() {
         return;
@@ -299,7 +303,7 @@ fn pod(obj: &mut Value) {
 
 /// DefaultTolerationSeconds admission: tolerate not-ready/unreachable nodes for 300 s unless the
 /// pod already says something about those taints.
-fn default_toleration_seconds(spec: &mut Value) {
+pub(crate) fn default_toleration_seconds(spec: &mut Value) {
     set(spec, &["tolerations"], json!([]));
     let Some(list) = spec["tolerations"].as_array_mut() else {
         return;
@@ -357,7 +361,7 @@ pub fn parse_quantity(q: &Value) -> Option<f64> {
 }
 
 /// The pod's QoS class from its containers' cpu/memory requests and limits.
-fn qos_class(spec: &Value) -> &'static str {
+pub(crate) fn qos_class(spec: &Value) -> &'static str {
     let mut any = false;
     let mut guaranteed = true;
     let containers = ["initContainers", "containers"]
@@ -386,27 +390,7 @@ fn qos_class(spec: &Value) -> &'static str {
     }
 }
 
-fn deployment(obj: &mut Value) {
-    set(obj, &["spec", "replicas"], json!(1));
-    set(obj, &["spec", "strategy", "type"], json!("RollingUpdate"));
-    if obj["spec"]["strategy"]["type"] == "RollingUpdate" {
-        set(
-            obj,
-            &["spec", "strategy", "rollingUpdate", "maxUnavailable"],
-            json!("25%"),
-        );
-        set(
-            obj,
-            &["spec", "strategy", "rollingUpdate", "maxSurge"],
-            json!("25%"),
-        );
-    }
-    set(obj, &["spec", "revisionHistoryLimit"], json!(10));
-    set(obj, &["spec", "progressDeadlineSeconds"], json!(600));
-    pod_template(at(obj, &["spec", "template"]));
-}
-
-fn statefulset(obj: &mut Value) {
+pub(crate) fn statefulset(obj: &mut Value) {
     set(obj, &["spec", "podManagementPolicy"], json!("OrderedReady"));
     set(
         obj,
@@ -432,7 +416,7 @@ fn statefulset(obj: &mut Value) {
     pod_template(at(obj, &["spec", "template"]));
 }
 
-fn daemonset(obj: &mut Value) {
+pub(crate) fn daemonset(obj: &mut Value) {
     set(
         obj,
         &["spec", "updateStrategy", "type"],
@@ -454,7 +438,7 @@ fn daemonset(obj: &mut Value) {
     pod_template(at(obj, &["spec", "template"]));
 }
 
-fn job(obj: &mut Value) {
+pub(crate) fn job(obj: &mut Value) {
     set(obj, &["spec"], json!({}));
     if !obj["spec"].is_object() {
         return;
@@ -493,7 +477,7 @@ fn job(obj: &mut Value) {
 
 /// The job strategy's generated selector: the job's uid as label on the template and as the
 /// selector, unless the user asked for `manualSelector`.
-fn generate_job_selector(obj: &mut Value) {
+pub(crate) fn generate_job_selector(obj: &mut Value) {
     let Some(uid) = obj["metadata"]["uid"].as_str().map(str::to_string) else {
         return;
     };
@@ -513,7 +497,7 @@ fn generate_job_selector(obj: &mut Value) {
     obj["spec"]["selector"] = json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}});
 }
 
-fn cronjob(obj: &mut Value) {
+pub(crate) fn cronjob(obj: &mut Value) {
     set(obj, &["spec", "concurrencyPolicy"], json!("Allow"));
     set(obj, &["spec", "suspend"], json!(false));
     set(obj, &["spec", "successfulJobsHistoryLimit"], json!(3));
@@ -521,7 +505,7 @@ fn cronjob(obj: &mut Value) {
     pod_template(at(obj, &["spec", "jobTemplate", "spec", "template"]));
 }
 
-fn service(obj: &mut Value) {
+pub(crate) fn service(obj: &mut Value) {
     set(obj, &["spec", "type"], json!("ClusterIP"));
     set(obj, &["spec", "sessionAffinity"], json!("None"));
     let spec = &mut obj["spec"];
@@ -552,29 +536,7 @@ fn service(obj: &mut Value) {
     }
 }
 
-/// `stringData` is write-only: the real server folds it into `data` (base64), winning over a
-/// `data` key of the same name, and never stores it.
-fn secret(obj: &mut Value) {
-    use base64::Engine;
-    set(obj, &["type"], json!("Opaque"));
-    let Some(m) = obj.as_object_mut() else { return };
-    let Some(Value::Object(string_data)) = m.remove("stringData") else {
-        return;
-    };
-    let data = m.entry("data").or_insert_with(|| json!({}));
-    if data.is_null() {
-        *data = json!({});
-    }
-    if let Some(data) = data.as_object_mut() {
-        for (k, v) in string_data {
-            let text = v.as_str().unwrap_or("");
-            let encoded = base64::engine::general_purpose::STANDARD.encode(text);
-            data.insert(k, Value::String(encoded));
-        }
-    }
-}
-
-fn namespace(obj: &mut Value) {
+pub(crate) fn namespace(obj: &mut Value) {
     if let Some(name) = obj["metadata"]["name"].as_str().map(str::to_string) {
         set(
             obj,
@@ -586,13 +548,13 @@ fn namespace(obj: &mut Value) {
     set(obj, &["status", "phase"], json!("Active"));
 }
 
-fn node(obj: &mut Value) {
+pub(crate) fn node(obj: &mut Value) {
     if let Some(cap) = obj["status"]["capacity"].as_object().cloned() {
         set(obj, &["status", "allocatable"], Value::Object(cap));
     }
 }
 
-fn limitrange(obj: &mut Value) {
+pub(crate) fn limitrange(obj: &mut Value) {
     for item in items_mut(at(obj, &["spec", "limits"])) {
         if item["type"] != "Container" {
             continue;
@@ -611,7 +573,7 @@ fn limitrange(obj: &mut Value) {
     }
 }
 
-fn networkpolicy(obj: &mut Value) {
+pub(crate) fn networkpolicy(obj: &mut Value) {
     let Some(spec) = at(obj, &["spec"]).filter(|s| s.is_object()) else {
         return;
     };
@@ -631,7 +593,7 @@ fn networkpolicy(obj: &mut Value) {
     }
 }
 
-fn hpa(obj: &mut Value) {
+pub(crate) fn hpa(obj: &mut Value) {
     set(obj, &["spec", "minReplicas"], json!(1));
     if obj["apiVersion"] == "autoscaling/v1" {
         return;
@@ -662,7 +624,7 @@ fn hpa(obj: &mut Value) {
     }
 }
 
-fn rolebinding(obj: &mut Value) {
+pub(crate) fn rolebinding(obj: &mut Value) {
     set(
         obj,
         &["roleRef", "apiGroup"],

@@ -11,6 +11,7 @@ use super::status::ApiError;
 use crate::store::{self, KeyValue};
 use http::StatusCode;
 use serde_json::{json, Value};
+use std::sync::Arc;
 
 impl Api {
     // ---------------------------------------------------------------- delete
@@ -24,7 +25,7 @@ impl Api {
         let opts = delete_options(r)?;
         let name = r.name.clone().unwrap_or_default();
         let obj = self
-            .delete_object(r.info, r.namespace.as_deref(), &name, &opts)
+            .delete_object(&r.info, r.namespace.as_deref(), &name, &opts)
             .await?;
         Ok(json(StatusCode::OK, &obj))
     }
@@ -36,7 +37,7 @@ impl Api {
         let page = self.store.list(&prefix, None, 0, None).await?;
         let mut deleted = Vec::new();
         for kv in page.items {
-            let v = conversion::decode(r.info, &kv.value, kv.mod_revision)
+            let v = conversion::decode(&r.info, &kv.value, kv.mod_revision)
                 .map_err(|e| ApiError::Internal(e.to_string()))?;
             if !label.matches(&v) || !field.matches(&v) {
                 continue;
@@ -44,7 +45,7 @@ impl Api {
             let name = meta_str(&v, "name").unwrap_or_default().to_string();
             let ns = meta_str(&v, "namespace").map(str::to_string);
             match self
-                .delete_object(r.info, ns.as_deref(), &name, &opts)
+                .delete_object(&r.info, ns.as_deref(), &name, &opts)
                 .await
             {
                 Ok(o) => deleted.push(o),
@@ -55,7 +56,7 @@ impl Api {
         let rev = self.store.current_revision().await?;
         Ok(json(
             StatusCode::OK,
-            &json!({"kind": r.info.list_kind, "apiVersion": r.info.api_version,
+            &json!({"kind": &r.info.list_kind, "apiVersion": &r.info.api_version,
             "metadata": {"resourceVersion": rev.to_string()}, "items": deleted}),
         ))
     }
@@ -65,7 +66,7 @@ impl Api {
     /// Returns the object as last seen (or as now marked).
     pub(crate) async fn delete_object(
         &self,
-        info: &'static ResourceInfo,
+        info: &Arc<ResourceInfo>,
         ns: Option<&str>,
         name: &str,
         opts: &DeleteOptions,
@@ -73,19 +74,19 @@ impl Api {
         let key = info.key(ns, name);
         for _ in 0..CONFLICT_RETRIES {
             let Some((cur, kv)) = self.get_object(info, ns, name).await? else {
-                return Err(ApiError::not_found(info.group, info.plural, name));
+                return Err(ApiError::not_found(&info.group, &info.plural, name));
             };
             if let Some(uid) = &opts.uid {
                 let have = meta_str(&cur, "uid").unwrap_or("");
                 if uid != have {
-                    return Err(ApiError::conflict(info.group, info.plural, name, &format!(
+                    return Err(ApiError::conflict(&info.group, &info.plural, name, &format!(
                         "Precondition failed: UID in precondition: {uid}, UID in object meta: {have}"
                     )));
                 }
             }
             if let Some(rv) = &opts.resource_version {
                 if *rv != kv.mod_revision.to_string() {
-                    return Err(ApiError::conflict(info.group, info.plural, name, &format!(
+                    return Err(ApiError::conflict(&info.group, &info.plural, name, &format!(
                         "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
                         kv.mod_revision
                     )));
@@ -170,12 +171,12 @@ impl Api {
                 }
                 Err(store::Error::Conflict { .. }) => continue,
                 Err(store::Error::NotFound(_)) => {
-                    return Err(ApiError::not_found(info.group, info.plural, name))
+                    return Err(ApiError::not_found(&info.group, &info.plural, name))
                 }
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(ApiError::modified(info.group, info.plural, name))
+        Err(ApiError::modified(&info.group, &info.plural, name))
     }
 
     /// A pod bound to an existing node is deleted gracefully (its kubelet finishes the delete);
@@ -201,19 +202,23 @@ impl Api {
         if grace <= 0 || node.is_empty() || finished {
             return Ok(None);
         }
-        let nodes = super::registry::lookup("", "v1", "nodes").expect("nodes are registered");
-        if self.get_object(nodes, None, node).await?.is_none() {
+        let nodes = self
+            .registry
+            .lookup("", "v1", "nodes")
+            .expect("nodes are registered");
+        if self.get_object(&nodes, None, node).await?.is_none() {
             return Ok(None);
         }
         Ok(Some(grace))
     }
 
     /// Work that follows an object's removal: its dependents are collected in the background.
-    pub(crate) fn after_delete(&self, info: &'static ResourceInfo, obj: &Value) {
+    pub(crate) fn after_delete(&self, info: &Arc<ResourceInfo>, obj: &Value) {
         let Some(api) = self.me.upgrade() else { return };
         let obj = obj.clone();
+        let info = info.clone();
         tokio::spawn(async move {
-            if let Err(e) = api.delete_dependents(info, &obj).await {
+            if let Err(e) = api.delete_dependents(&info, &obj).await {
                 tracing::warn!(error = %e, "garbage collection of dependents failed");
             }
         });

@@ -2,8 +2,37 @@
 //! v2, one request for all groups) when the Accept header asks for it, the legacy documents
 //! (APIVersions, APIGroupList, APIGroup, APIResourceList) otherwise.
 
-use super::registry::{self, ResourceInfo, VERBS};
+use super::encoding;
+use super::registry::{ResourceInfo, Snapshot, VERBS};
+use bytes::Bytes;
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::sync::OnceLock;
+
+/// The aggregated documents of one registry state, serialized once, with their ETags: a
+/// registry change makes a new snapshot, hence new bodies and ETags.
+#[derive(Default)]
+pub struct Aggregated {
+    /// Indexed by `slot`: (core or named groups) x (v2 or v2beta1).
+    bodies: [OnceLock<(Bytes, String)>; 4],
+}
+
+/// An ETag for a body: a hash of its bytes, quoted.
+pub fn etag(body: &[u8]) -> String {
+    format!("\"{}\"", hex::encode(Sha256::digest(body)))
+}
+
+/// The aggregated document and its ETag, from the snapshot's cache.
+pub fn aggregated_cached(snap: &Snapshot, core: bool, version: &str) -> (Bytes, String) {
+    let slot = usize::from(core) * 2 + usize::from(version == "v2");
+    snap.discovery.bodies[slot]
+        .get_or_init(|| {
+            let body = encoding::json_bytes(&aggregated(snap, core, version));
+            let tag = etag(&body);
+            (body, tag)
+        })
+        .clone()
+}
 
 /// The Content-Type of an aggregated discovery answer (kubectl compares it exactly).
 pub const AGGREGATED_V2: &str =
@@ -81,17 +110,19 @@ fn aggregated_resource(r: &ResourceInfo) -> Value {
 }
 
 /// GET /api or /apis with the aggregated Accept: the core group, or every named group.
-pub fn aggregated(core: bool, version: &str) -> Value {
-    let items: Vec<Value> = registry::groups()
+pub fn aggregated(snap: &Snapshot, core: bool, version: &str) -> Value {
+    let items: Vec<Value> = snap
+        .groups()
         .into_iter()
         .filter(|(g, _)| g.is_empty() == core)
         .map(|(g, versions)| {
             let versions: Vec<Value> = versions
                 .iter()
                 .map(|v| {
-                    let resources: Vec<Value> = registry::in_group_version(g, v)
-                        .into_iter()
-                        .map(aggregated_resource)
+                    let resources: Vec<Value> = snap
+                        .in_group_version(&g, v)
+                        .iter()
+                        .map(|r| aggregated_resource(r))
                         .collect();
                     json!({"version": v, "resources": resources, "freshness": "Current"})
                 })
@@ -109,7 +140,7 @@ pub fn api_versions(server_address: &str) -> Value {
         "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": server_address}]})
 }
 
-fn group_doc(group: &str, versions: &[&str]) -> Value {
+fn group_doc(group: &str, versions: &[String]) -> Value {
     let vs: Vec<Value> = versions
         .iter()
         .map(|v| json!({"groupVersion": format!("{group}/{v}"), "version": v}))
@@ -118,18 +149,20 @@ fn group_doc(group: &str, versions: &[&str]) -> Value {
 }
 
 /// GET /apis (legacy).
-pub fn api_group_list() -> Value {
-    let groups: Vec<Value> = registry::groups()
+pub fn api_group_list(snap: &Snapshot) -> Value {
+    let groups: Vec<Value> = snap
+        .groups()
         .into_iter()
         .filter(|(g, _)| !g.is_empty())
-        .map(|(g, versions)| group_doc(g, &versions))
+        .map(|(g, versions)| group_doc(&g, &versions))
         .collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
 /// GET /apis/<group>; None for an unknown group.
-pub fn api_group(group: &str) -> Option<Value> {
-    let (_, versions) = registry::groups()
+pub fn api_group(snap: &Snapshot, group: &str) -> Option<Value> {
+    let (_, versions) = snap
+        .groups()
         .into_iter()
         .find(|(g, _)| *g == group && !g.is_empty())?;
     let mut doc = group_doc(group, &versions);
@@ -139,8 +172,8 @@ pub fn api_group(group: &str) -> Option<Value> {
 }
 
 /// GET /api/v1 or /apis/<group>/<version>; None for an unknown group-version.
-pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
-    let rs = registry::in_group_version(group, version);
+pub fn api_resource_list(snap: &Snapshot, group: &str, version: &str) -> Option<Value> {
+    let rs = snap.in_group_version(group, version);
     if rs.is_empty() {
         return None;
     }
@@ -204,7 +237,8 @@ mod tests {
 
     #[test]
     fn aggregated_apps_has_scale_and_short_names() {
-        let doc = aggregated(false, "v2");
+        let snap = crate::apiserver::registry::builtin_snapshot();
+        let doc = aggregated(snap, false, "v2");
         let apps = doc["items"]
             .as_array()
             .unwrap()
@@ -219,7 +253,7 @@ mod tests {
             .unwrap();
         assert_eq!(deploy["shortNames"][0], "deploy");
         assert_eq!(deploy["subresources"][1]["subresource"], "scale");
-        let core = aggregated(true, "v2");
+        let core = aggregated(snap, true, "v2");
         assert_eq!(core["items"].as_array().unwrap().len(), 1);
         assert_eq!(core["items"][0]["metadata"]["name"], "");
     }

@@ -2,7 +2,7 @@
 //! every error into a Kubernetes Status. Resource verbs live in `resources` and `watch`.
 
 use super::auth::{Authenticator, User};
-use super::registry::{self, ResourceInfo};
+use super::registry::{Registry, ResourceInfo};
 use super::status::ApiError;
 use super::{discovery, encoding, openapi};
 use crate::store::Store;
@@ -33,6 +33,8 @@ pub struct Api {
     pub server_address: String,
     /// The Arc this Api lives in, for background work started by a request.
     pub me: std::sync::Weak<Api>,
+    /// The served kinds; discovery and OpenAPI follow its changes.
+    pub registry: Registry,
 }
 
 /// How a list, get or watch answer is rendered.
@@ -52,7 +54,7 @@ pub enum IncludeObject {
 
 /// One request against a resource, after routing.
 pub struct ResourceRequest {
-    pub info: &'static ResourceInfo,
+    pub info: Arc<ResourceInfo>,
     pub namespace: Option<String>,
     pub name: Option<String>,
     pub subresource: Option<String>,
@@ -195,6 +197,16 @@ impl Api {
             .unwrap_or("")
             .to_string();
         let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        // One registry state for the whole request.
+        let snap = self.registry.snapshot();
+        let if_none_match = parts
+            .headers
+            .get(header::IF_NONE_MATCH)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let tagged = |content_type: &str, body: Bytes, tag: String| {
+            with_etag(content_type, body, &tag, if_none_match.as_deref())
+        };
         let not_found = || ApiError::NotFound {
             message: "the server could not find the requested resource".into(),
             target: Default::default(),
@@ -213,7 +225,7 @@ impl Api {
             ["api"] => {
                 get_only(&parts.method)?;
                 Ok(match discovery::wants_aggregated(&accept) {
-                    Some(v) => aggregated(true, v),
+                    Some(v) => aggregated(&snap, true, v, if_none_match.as_deref()),
                     None => json(
                         StatusCode::OK,
                         &discovery::api_versions(&self.server_address),
@@ -223,47 +235,59 @@ impl Api {
             ["apis"] => {
                 get_only(&parts.method)?;
                 Ok(match discovery::wants_aggregated(&accept) {
-                    Some(v) => aggregated(false, v),
-                    None => json(StatusCode::OK, &discovery::api_group_list()),
+                    Some(v) => aggregated(&snap, false, v, if_none_match.as_deref()),
+                    None => json(StatusCode::OK, &discovery::api_group_list(&snap)),
                 })
             }
             ["api", "v1"] => {
                 get_only(&parts.method)?;
                 Ok(json(
                     StatusCode::OK,
-                    &discovery::api_resource_list("", "v1").ok_or_else(not_found)?,
+                    &discovery::api_resource_list(&snap, "", "v1").ok_or_else(not_found)?,
                 ))
             }
             ["apis", g] => {
                 get_only(&parts.method)?;
                 Ok(json(
                     StatusCode::OK,
-                    &discovery::api_group(g).ok_or_else(not_found)?,
+                    &discovery::api_group(&snap, g).ok_or_else(not_found)?,
                 ))
             }
             ["apis", g, v] => {
                 get_only(&parts.method)?;
                 Ok(json(
                     StatusCode::OK,
-                    &discovery::api_resource_list(g, v).ok_or_else(not_found)?,
+                    &discovery::api_resource_list(&snap, g, v).ok_or_else(not_found)?,
                 ))
             }
-            ["openapi", "v2"] => Ok(if accept.contains("protobuf") {
-                full(
-                    StatusCode::OK,
-                    openapi::v2::PROTOBUF_CONTENT_TYPE,
-                    Bytes::from_static(openapi::v2::v2_protobuf()),
-                )
-            } else {
-                full(
-                    StatusCode::OK,
-                    "application/json",
-                    Bytes::from_static(openapi::v2::v2_json().as_bytes()),
-                )
-            }),
-            ["openapi", "v3"] => Ok(json(StatusCode::OK, &openapi::v3_root())),
-            ["openapi", "v3", "api", "v1"] => openapi_doc("", "v1").ok_or_else(not_found),
-            ["openapi", "v3", "apis", g, v] => openapi_doc(g, v).ok_or_else(not_found),
+            ["openapi", "v2"] => {
+                // One document, two encodings: the ETag names the encoding too.
+                let hash = openapi::v2::v2_hash(&snap);
+                Ok(if accept.contains("protobuf") {
+                    tagged(
+                        openapi::v2::PROTOBUF_CONTENT_TYPE,
+                        openapi::v2::v2_protobuf(&snap),
+                        format!("\"{hash}-pb\""),
+                    )
+                } else {
+                    tagged(
+                        "application/json",
+                        openapi::v2::v2_json(&snap),
+                        format!("\"{hash}\""),
+                    )
+                })
+            }
+            ["openapi", "v3"] => Ok(json(StatusCode::OK, &openapi::v3_root(&snap))),
+            ["openapi", "v3", "api", "v1"] => {
+                let (doc, hash) =
+                    openapi::v3_group_version_json(&snap, "", "v1").ok_or_else(not_found)?;
+                Ok(tagged("application/json", doc, format!("\"{hash}\"")))
+            }
+            ["openapi", "v3", "apis", g, v] => {
+                let (doc, hash) =
+                    openapi::v3_group_version_json(&snap, g, v).ok_or_else(not_found)?;
+                Ok(tagged("application/json", doc, format!("\"{hash}\"")))
+            }
             // No authorization yet: every authenticated user may do anything, and says so.
             ["apis", "authorization.k8s.io", "v1", "selfsubjectaccessreviews"]
                 if parts.method == Method::POST =>
@@ -347,10 +371,13 @@ impl Api {
                 target: Default::default(),
             });
         }
-        let info = registry::lookup(group, version, plural).ok_or_else(|| ApiError::NotFound {
-            message: "the server could not find the requested resource".into(),
-            target: Default::default(),
-        })?;
+        let info = self
+            .registry
+            .lookup(group, version, plural)
+            .ok_or_else(|| ApiError::NotFound {
+                message: "the server could not find the requested resource".into(),
+                target: Default::default(),
+            })?;
         if namespace.is_some() && !info.namespaced {
             return Err(ApiError::NotFound {
                 message: "the server could not find the requested resource".into(),
@@ -468,31 +495,34 @@ async fn gzip_large(resp: Resp) -> Resp {
     }
 }
 
-/// A group-version's OpenAPI v3 document, serialized once at first use (the core one is large).
-fn openapi_doc(group: &str, version: &str) -> Option<Resp> {
-    let (doc, hash) = openapi::v3_group_version_json(group, version)?;
-    let mut resp = full(
-        StatusCode::OK,
-        "application/json",
-        Bytes::from_static(doc.as_bytes()),
-    );
-    if let Ok(etag) = http::HeaderValue::from_str(&format!("\"{hash}\"")) {
+/// A cached document with its ETag; a 304 when the client already holds this version.
+fn with_etag(content_type: &str, body: Bytes, tag: &str, if_none_match: Option<&str>) -> Resp {
+    let matches =
+        if_none_match.is_some_and(|h| h.split(',').any(|t| t.trim() == tag || t.trim() == "*"));
+    let mut resp = if matches {
+        full(StatusCode::NOT_MODIFIED, content_type, Bytes::new())
+    } else {
+        full(StatusCode::OK, content_type, body)
+    };
+    if let Ok(etag) = http::HeaderValue::from_str(tag) {
         resp.headers_mut().insert(header::ETAG, etag);
     }
-    Some(resp)
+    resp
 }
 
-fn aggregated(core: bool, version: &str) -> Resp {
+fn aggregated(
+    snap: &super::registry::Snapshot,
+    core: bool,
+    version: &str,
+    if_none_match: Option<&str>,
+) -> Resp {
     let ct = if version == "v2" {
         discovery::AGGREGATED_V2
     } else {
         discovery::AGGREGATED_V2BETA1
     };
-    full(
-        StatusCode::OK,
-        ct,
-        encoding::json_bytes(&discovery::aggregated(core, version)),
-    )
+    let (body, tag) = discovery::aggregated_cached(snap, core, version);
+    with_etag(ct, body, &tag, if_none_match)
 }
 
 /// Reads a request body of at most MAX_BODY bytes. A larger one is still read to its end (up to

@@ -4,7 +4,7 @@
 //! the references are removed).
 
 use super::handler::{Api, Output, ResourceRequest};
-use super::registry::{self, ResourceInfo};
+use super::registry::ResourceInfo;
 use super::resources::{now_rfc3339, DeleteOptions, Mode};
 use super::status::ApiError;
 use super::{auth::User, conversion, encoding};
@@ -28,13 +28,15 @@ const LEAF_KINDS: &[&str] = &[
     "controllerrevisions",
 ];
 
-fn namespaces() -> &'static ResourceInfo {
-    registry::lookup("", "v1", "namespaces").expect("namespaces are registered")
+fn namespaces(api: &Api) -> Arc<ResourceInfo> {
+    api.registry
+        .lookup("", "v1", "namespaces")
+        .expect("namespaces are registered")
 }
 
 /// A request made by the server itself (garbage collector, namespace controller).
 pub(crate) fn internal_request(
-    info: &'static ResourceInfo,
+    info: Arc<ResourceInfo>,
     ns: Option<&str>,
     name: &str,
 ) -> ResourceRequest {
@@ -59,10 +61,10 @@ impl Api {
     /// Creates the default namespaces that are missing, and resumes the termination of those
     /// that were terminating when the server stopped.
     pub async fn bootstrap(self: &Arc<Self>) -> Result<(), ApiError> {
-        let info = namespaces();
+        let info = namespaces(self);
         for ns in DEFAULT_NAMESPACES {
-            if self.get_object(info, None, ns).await?.is_none() {
-                let r = internal_request(info, None, ns);
+            if self.get_object(&info, None, ns).await?.is_none() {
+                let r = internal_request(info.clone(), None, ns);
                 let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns,
                     "labels": {"kubernetes.io/metadata.name": ns}}, "spec": {}});
                 match self.create_object(&r, obj).await {
@@ -123,7 +125,7 @@ impl Api {
         let kv = match self
             .store
             .update(
-                &namespaces().key(None, &name),
+                &namespaces(self).key(None, &name),
                 encoding::to_stored(&new),
                 rev,
             )
@@ -156,7 +158,7 @@ impl Api {
                     _ = shutdown.changed() => return,
                 }
             }
-            let key = namespaces().key(None, &name);
+            let key = namespaces(&api).key(None, &name);
             match api.store.delete(&key, None).await {
                 Ok(_) => tracing::info!(namespace = %name, "namespace deleted"),
                 Err(e) => {
@@ -170,7 +172,10 @@ impl Api {
     async fn empty_namespace(&self, ns: &str) -> Result<bool, ApiError> {
         let mut left = 0;
         // Objects of a resource stored as another version are listed under that one.
-        for info in registry::all()
+        for info in self
+            .registry
+            .snapshot()
+            .all()
             .iter()
             .filter(|i| i.namespaced && conversion::of(i).is_none())
         {
@@ -203,18 +208,18 @@ impl Api {
         &self,
         info: &ResourceInfo,
         owner: &Value,
-    ) -> Result<Vec<(&'static ResourceInfo, Value)>, ApiError> {
+    ) -> Result<Vec<(Arc<ResourceInfo>, Value)>, ApiError> {
         let Some(uid) = owner["metadata"]["uid"].as_str() else {
             return Ok(Vec::new());
         };
-        if LEAF_KINDS.contains(&info.plural) {
+        if LEAF_KINDS.contains(&info.plural.as_str()) {
             return Ok(Vec::new());
         }
         let ns = owner["metadata"]["namespace"]
             .as_str()
             .filter(|_| info.namespaced);
         let mut out = Vec::new();
-        for dep in registry::all() {
+        for dep in self.registry.snapshot().all() {
             if (ns.is_some() && !dep.namespaced) || conversion::of(dep).is_some() {
                 continue;
             }
@@ -230,7 +235,7 @@ impl Api {
                     .as_array()
                     .is_some_and(|refs| refs.iter().any(|r| r["uid"] == uid));
                 if owned {
-                    out.push((dep, v));
+                    out.push((dep.clone(), v));
                 }
             }
         }
@@ -249,7 +254,7 @@ impl Api {
                 let name = v["metadata"]["name"].as_str().unwrap_or_default();
                 let ns = v["metadata"]["namespace"].as_str();
                 match self
-                    .delete_object(dep, ns, name, &DeleteOptions::default())
+                    .delete_object(&dep, ns, name, &DeleteOptions::default())
                     .await
                 {
                     Ok(_) | Err(ApiError::NotFound { .. }) => {}

@@ -6,6 +6,7 @@
 
 pub mod apply;
 pub mod defaults;
+pub mod kinds;
 pub mod openapi;
 pub mod strategic_merge;
 pub mod table;

@@ -47,19 +47,19 @@ impl Api {
     pub async fn get(&self, r: &ResourceRequest) -> Result<Resp, ApiError> {
         let name = r.name.as_deref().unwrap_or_default();
         let Some((obj, kv)) = self
-            .get_object(r.info, r.namespace.as_deref(), name)
+            .get_object(&r.info, r.namespace.as_deref(), name)
             .await?
         else {
-            return Err(ApiError::not_found(r.info.group, r.info.plural, name));
+            return Err(ApiError::not_found(&r.info.group, &r.info.plural, name));
         };
         if r.subresource.as_deref() == Some("scale") {
             return Ok(json(StatusCode::OK, &to_scale(&obj)));
         }
         match r.output {
-            Output::Json => Ok(stored_response(r.info, StatusCode::OK, &kv)),
+            Output::Json => Ok(stored_response(&r.info, StatusCode::OK, &kv)),
             Output::Table(include) => {
-                let row = table_output::row(r.info, &obj, include, chrono::Utc::now());
-                let t = table_output::table(r.info, vec![row], kv.mod_revision, None, true);
+                let row = table_output::row(&r.info, &obj, include, chrono::Utc::now());
+                let t = table_output::table(&r.info, vec![row], kv.mod_revision, None, true);
                 Ok(full(
                     StatusCode::OK,
                     super::handler::TABLE_CONTENT_TYPE,
@@ -147,7 +147,7 @@ impl Api {
                 // Table rows are parsed later, in parallel; only filtering needs it here.
                 let parsed = if filtering {
                     let v =
-                        conversion::decode(r.info, &kv.value, kv.mod_revision).map_err(|e| {
+                        conversion::decode(&r.info, &kv.value, kv.mod_revision).map_err(|e| {
                             ApiError::Internal(format!("stored object {} is corrupt: {e}", kv.key))
                         })?;
                     if !label.matches(&v) || !field.matches(&v) {
@@ -183,9 +183,9 @@ impl Api {
 
         match r.output {
             Output::Table(include) => {
-                let rows = table_output::rows_parallel(r.info, items, include).await?;
+                let rows = table_output::rows_parallel(r.info.clone(), items, include).await?;
                 let t =
-                    table_output::table(r.info, Vec::new(), read_revision, cont.as_deref(), true);
+                    table_output::table(&r.info, Vec::new(), read_revision, cont.as_deref(), true);
                 // The rows are spliced in as bytes: `"rows":[]` is the last member written.
                 let mut out = serde_json::to_vec(&t).unwrap_or_default();
                 let tail = b"\"rows\":[]}";
@@ -203,7 +203,7 @@ impl Api {
             Output::Json => {
                 let size: usize = items.iter().map(|(kv, _)| kv.value.len() + 32).sum();
                 let mut out = Vec::with_capacity(size + 256);
-                out.extend_from_slice(format!("{{\"kind\":\"{}\",\"apiVersion\":\"{}\",\"metadata\":{{\"resourceVersion\":\"{}\"", r.info.list_kind, r.info.api_version, read_revision).as_bytes());
+                out.extend_from_slice(format!("{{\"kind\":\"{}\",\"apiVersion\":\"{}\",\"metadata\":{{\"resourceVersion\":\"{}\"", &r.info.list_kind, &r.info.api_version, read_revision).as_bytes());
                 if let Some(c) = &cont {
                     out.extend_from_slice(format!(",\"continue\":\"{c}\"").as_bytes());
                 }
@@ -212,7 +212,7 @@ impl Api {
                     if i > 0 {
                         out.push(b',');
                     }
-                    conversion::write_with_rv(r.info, &mut out, &kv.value, kv.mod_revision);
+                    conversion::write_with_rv(&r.info, &mut out, &kv.value, kv.mod_revision);
                 }
                 out.extend_from_slice(b"]}");
                 Ok(full(StatusCode::OK, "application/json", out))

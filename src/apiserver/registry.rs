@@ -1,20 +1,25 @@
-//! The resource registry: every served resource, described from the k8s-openapi type that defines
-//! it (group, version, kind, plural, scope) plus what the types do not say (short names,
-//! categories, subresources, field selectors). Discovery, routing and storage keys all read it.
+//! The resource registry: the one list of served kinds. Discovery, routing, storage keys, tables
+//! and the OpenAPI documents all read it; each kind's facts and behaviour come from its module
+//! under `kinds/`.
+//!
+//! The list can change while the server runs (CustomResourceDefinitions will add kinds), so it is
+//! an immutable `Snapshot` behind a lock that `register`/`unregister` swap. A request takes the
+//! snapshot once and works with it; the documents derived from a snapshot (OpenAPI, aggregated
+//! discovery) are built on first use and cached in it, so a change rebuilds them with new hashes.
 
-use k8s_openapi::{ClusterResourceScope, ListableResource, NamespaceResourceScope, Resource};
-use serde::{de::DeserializeOwned, Serialize};
+use super::kinds::{self, Strategy};
+use k8s_openapi::schemars::SchemaGenerator;
 use serde_json::Value;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock, RwLock};
 
 /// Scope of a resource, read from the k8s-openapi `Scope` type.
 pub trait ScopeInfo {
     const NAMESPACED: bool;
 }
-impl ScopeInfo for NamespaceResourceScope {
+impl ScopeInfo for k8s_openapi::NamespaceResourceScope {
     const NAMESPACED: bool = true;
 }
-impl ScopeInfo for ClusterResourceScope {
+impl ScopeInfo for k8s_openapi::ClusterResourceScope {
     const NAMESPACED: bool = false;
 }
 
@@ -30,31 +35,70 @@ pub const VERBS: &[&str] = &[
     "watch",
 ];
 
-/// One served resource.
-#[derive(Debug)]
+/// Where a kind's OpenAPI schema comes from.
+#[derive(Clone)]
+pub enum Schema {
+    /// A k8s-openapi type: `add` puts its definition (and those it refers to) into the
+    /// generator under `name`, e.g. "io.k8s.api.core.v1.Pod".
+    Typed {
+        name: String,
+        add: fn(&mut SchemaGenerator),
+    },
+    /// A schema given as JSON (OpenAPI v3, with `$ref`s into components.schemas), as a
+    /// CustomResourceDefinition carries it.
+    Json { name: String, schema: Value },
+}
+
+impl Schema {
+    /// The key of the kind's definition in components.schemas.
+    pub fn name(&self) -> &str {
+        match self {
+            Schema::Typed { name, .. } | Schema::Json { name, .. } => name,
+        }
+    }
+}
+
+/// One served resource: the facts discovery and routing need, and the kind's strategy.
+#[derive(Clone)]
 pub struct ResourceInfo {
-    pub group: &'static str,
-    pub version: &'static str,
+    pub group: String,
+    pub version: String,
     /// "v1" or "apps/v1": the apiVersion of the objects.
-    pub api_version: &'static str,
-    pub kind: &'static str,
-    pub list_kind: &'static str,
+    pub api_version: String,
+    pub kind: String,
+    pub list_kind: String,
     /// The URL segment, e.g. "deployments".
-    pub plural: &'static str,
+    pub plural: String,
     pub singular: String,
     pub namespaced: bool,
-    pub short_names: &'static [&'static str],
-    pub categories: &'static [&'static str],
+    pub short_names: Vec<String>,
+    pub categories: Vec<String>,
     /// Has a /status subresource: the main resource ignores status, /status ignores the rest.
     pub status: bool,
     /// Has a /scale subresource answering autoscaling/v1 Scale.
     pub scale: bool,
     /// Field selector labels beyond metadata.name and metadata.namespace.
-    pub field_selectors: &'static [&'static str],
+    pub field_selectors: Vec<String>,
     /// Store key prefix without the trailing slash, e.g. "/registry/apps/deployments".
     pub storage_prefix: String,
     /// Decodes into the typed k8s-openapi struct and back: rejects wrong types, drops unknown fields.
     pub decode: fn(Value) -> Result<Value, String>,
+    pub schema: Schema,
+    /// Served in this version, stored in another (see `conversion`).
+    pub converted: Option<super::conversion::Converted>,
+    /// Defaults, validation, printing: everything that differs between kinds.
+    pub strategy: Arc<dyn Strategy>,
+}
+
+impl std::fmt::Debug for ResourceInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResourceInfo")
+            .field("group", &self.group)
+            .field("version", &self.version)
+            .field("kind", &self.kind)
+            .field("plural", &self.plural)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ResourceInfo {
@@ -77,325 +121,171 @@ impl ResourceInfo {
     pub fn supports_field(&self, field: &str) -> bool {
         field == "metadata.name"
             || field == "metadata.namespace"
-            || self.field_selectors.contains(&field)
+            || self.field_selectors.iter().any(|f| f == field)
+    }
+
+    fn same_resource(&self, other: &ResourceInfo) -> bool {
+        self.group == other.group && self.version == other.version && self.plural == other.plural
     }
 }
 
-fn roundtrip<T: DeserializeOwned + Serialize>(v: Value) -> Result<Value, String> {
-    let typed: T = serde_json::from_value(v).map_err(|e| e.to_string())?;
-    serde_json::to_value(&typed).map_err(|e| e.to_string())
+/// One immutable state of the registry, and what is derived from it.
+pub struct Snapshot {
+    kinds: Vec<Arc<ResourceInfo>>,
+    /// Counts changes, so derived documents can say which state they describe.
+    pub generation: u64,
+    /// Caches of the documents built from this state (see `openapi` and `discovery`).
+    schemas: OnceLock<super::openapi::schemas::Schemas>,
+    pub(crate) openapi_v3: OnceLock<super::openapi::Docs>,
+    pub(crate) openapi_v2: OnceLock<super::openapi::v2::V2>,
+    pub(crate) discovery: super::discovery::Aggregated,
 }
 
-/// What a registry entry adds to the type's own facts.
-struct Extra {
-    short: &'static [&'static str],
-    cats: &'static [&'static str],
-    status: bool,
-    scale: bool,
-    fields: &'static [&'static str],
-    /// Stored with another group's objects of the same plural (events.k8s.io/v1 Events are
-    /// core/v1 Events): the group directory of the storage prefix. `conversion` converts.
-    stored_with: Option<&'static str>,
-}
-
-const NONE: Extra = Extra {
-    short: &[],
-    cats: &[],
-    status: false,
-    scale: false,
-    fields: &[],
-    stored_with: None,
-};
-
-fn entry<T>(extra: Extra) -> ResourceInfo
-where
-    T: Resource + ListableResource + DeserializeOwned + Serialize,
-    T::Scope: ScopeInfo,
-{
-    // One prefix per group and plural, whatever the version: a resource served in two versions
-    // is one set of objects, stored in one version (see `conversion`).
-    let group_dir = match (extra.stored_with, T::GROUP) {
-        (Some(dir), _) => dir,
-        (None, "") => "core",
-        (None, g) => g,
-    };
-    let storage_prefix = format!("/registry/{group_dir}/{}", T::URL_PATH_SEGMENT);
-    ResourceInfo {
-        group: T::GROUP,
-        version: T::VERSION,
-        api_version: T::API_VERSION,
-        kind: T::KIND,
-        list_kind: T::LIST_KIND,
-        plural: T::URL_PATH_SEGMENT,
-        singular: T::KIND.to_ascii_lowercase(),
-        namespaced: <T::Scope as ScopeInfo>::NAMESPACED,
-        short_names: extra.short,
-        categories: extra.cats,
-        status: extra.status,
-        scale: extra.scale,
-        field_selectors: extra.fields,
-        storage_prefix,
-        decode: roundtrip::<T>,
-    }
-}
-
-const ALL: &[&str] = &["all"];
-
-fn build() -> Vec<ResourceInfo> {
-    use k8s_openapi::api::*;
-    vec![
-        // core/v1
-        entry::<core::v1::Namespace>(Extra {
-            short: &["ns"],
-            status: true,
-            fields: &["status.phase"],
-            ..NONE
-        }),
-        entry::<core::v1::Pod>(Extra {
-            short: &["po"],
-            cats: ALL,
-            status: true,
-            fields: &[
-                "spec.nodeName",
-                "spec.restartPolicy",
-                "spec.schedulerName",
-                "spec.serviceAccountName",
-                "spec.hostNetwork",
-                "status.phase",
-                "status.podIP",
-                "status.nominatedNodeName",
-            ],
-            ..NONE
-        }),
-        entry::<core::v1::Service>(Extra {
-            short: &["svc"],
-            cats: ALL,
-            status: true,
-            ..NONE
-        }),
-        entry::<core::v1::Endpoints>(Extra {
-            short: &["ep"],
-            ..NONE
-        }),
-        entry::<core::v1::ConfigMap>(Extra {
-            short: &["cm"],
-            ..NONE
-        }),
-        entry::<core::v1::Secret>(Extra {
-            fields: &["type"],
-            ..NONE
-        }),
-        entry::<core::v1::Node>(Extra {
-            short: &["no"],
-            status: true,
-            fields: &["spec.unschedulable"],
-            ..NONE
-        }),
-        entry::<core::v1::Event>(Extra {
-            short: &["ev"],
-            fields: &[
-                "involvedObject.kind",
-                "involvedObject.namespace",
-                "involvedObject.name",
-                "involvedObject.uid",
-                "involvedObject.apiVersion",
-                "involvedObject.resourceVersion",
-                "involvedObject.fieldPath",
-                "reason",
-                "reportingComponent",
-                "source",
-                "type",
-            ],
-            ..NONE
-        }),
-        entry::<core::v1::ServiceAccount>(Extra {
-            short: &["sa"],
-            ..NONE
-        }),
-        entry::<core::v1::PersistentVolume>(Extra {
-            short: &["pv"],
-            status: true,
-            ..NONE
-        }),
-        entry::<core::v1::PersistentVolumeClaim>(Extra {
-            short: &["pvc"],
-            status: true,
-            ..NONE
-        }),
-        entry::<core::v1::ResourceQuota>(Extra {
-            short: &["quota"],
-            status: true,
-            ..NONE
-        }),
-        entry::<core::v1::LimitRange>(Extra {
-            short: &["limits"],
-            ..NONE
-        }),
-        entry::<core::v1::ReplicationController>(Extra {
-            short: &["rc"],
-            cats: ALL,
-            status: true,
-            scale: true,
-            fields: &["status.replicas"],
-            ..NONE
-        }),
-        entry::<core::v1::PodTemplate>(NONE),
-        // apps/v1
-        entry::<apps::v1::Deployment>(Extra {
-            short: &["deploy"],
-            cats: ALL,
-            status: true,
-            scale: true,
-            ..NONE
-        }),
-        entry::<apps::v1::ReplicaSet>(Extra {
-            short: &["rs"],
-            cats: ALL,
-            status: true,
-            scale: true,
-            fields: &["status.replicas"],
-            ..NONE
-        }),
-        entry::<apps::v1::StatefulSet>(Extra {
-            short: &["sts"],
-            cats: ALL,
-            status: true,
-            scale: true,
-            ..NONE
-        }),
-        entry::<apps::v1::DaemonSet>(Extra {
-            short: &["ds"],
-            cats: ALL,
-            status: true,
-            ..NONE
-        }),
-        entry::<apps::v1::ControllerRevision>(NONE),
-        // batch/v1
-        entry::<batch::v1::Job>(Extra {
-            cats: ALL,
-            status: true,
-            fields: &["status.successful"],
-            ..NONE
-        }),
-        entry::<batch::v1::CronJob>(Extra {
-            short: &["cj"],
-            cats: ALL,
-            status: true,
-            ..NONE
-        }),
-        // networking.k8s.io/v1
-        entry::<networking::v1::Ingress>(Extra {
-            short: &["ing"],
-            status: true,
-            ..NONE
-        }),
-        entry::<networking::v1::IngressClass>(NONE),
-        entry::<networking::v1::NetworkPolicy>(Extra {
-            short: &["netpol"],
-            ..NONE
-        }),
-        // discovery.k8s.io/v1
-        entry::<discovery::v1::EndpointSlice>(NONE),
-        // coordination.k8s.io/v1
-        entry::<coordination::v1::Lease>(NONE),
-        // autoscaling: v2 first, the preferred version
-        entry::<autoscaling::v2::HorizontalPodAutoscaler>(Extra {
-            short: &["hpa"],
-            cats: ALL,
-            status: true,
-            ..NONE
-        }),
-        entry::<autoscaling::v1::HorizontalPodAutoscaler>(Extra {
-            short: &["hpa"],
-            cats: ALL,
-            status: true,
-            ..NONE
-        }),
-        // policy/v1
-        entry::<policy::v1::PodDisruptionBudget>(Extra {
-            short: &["pdb"],
-            status: true,
-            ..NONE
-        }),
-        // rbac.authorization.k8s.io/v1
-        entry::<rbac::v1::Role>(NONE),
-        entry::<rbac::v1::RoleBinding>(NONE),
-        entry::<rbac::v1::ClusterRole>(NONE),
-        entry::<rbac::v1::ClusterRoleBinding>(NONE),
-        // storage.k8s.io/v1
-        entry::<storage::v1::StorageClass>(Extra {
-            short: &["sc"],
-            ..NONE
-        }),
-        entry::<storage::v1::CSIDriver>(NONE),
-        entry::<storage::v1::CSINode>(NONE),
-        entry::<storage::v1::VolumeAttachment>(Extra {
-            status: true,
-            ..NONE
-        }),
-        // scheduling.k8s.io/v1
-        entry::<scheduling::v1::PriorityClass>(Extra {
-            short: &["pc"],
-            ..NONE
-        }),
-        // events.k8s.io/v1: the core/v1 Events, converted
-        entry::<events::v1::Event>(Extra {
-            short: &["ev"],
-            stored_with: Some("core"),
-            ..NONE
-        }),
-        // certificates.k8s.io/v1
-        entry::<certificates::v1::CertificateSigningRequest>(Extra {
-            short: &["csr"],
-            status: true,
-            fields: &["spec.signerName"],
-            ..NONE
-        }),
-    ]
-}
-
-/// All served resources, in discovery order.
-pub fn all() -> &'static [ResourceInfo] {
-    static REGISTRY: OnceLock<Vec<ResourceInfo>> = OnceLock::new();
-    REGISTRY.get_or_init(build)
-}
-
-/// The resource served at /api/v1/<plural> (group "") or /apis/<group>/<version>/<plural>.
-pub fn lookup(group: &str, version: &str, plural: &str) -> Option<&'static ResourceInfo> {
-    all()
-        .iter()
-        .find(|r| r.group == group && r.version == version && r.plural == plural)
-}
-
-/// The resource of a kind in a group-version (for objects that name their kind, e.g. ownerReferences).
-pub fn by_kind(group: &str, version: &str, kind: &str) -> Option<&'static ResourceInfo> {
-    all()
-        .iter()
-        .find(|r| r.group == group && r.version == version && r.kind == kind)
-}
-
-/// Served group-versions in discovery order: (group, [versions], preferred version).
-pub fn groups() -> Vec<(&'static str, Vec<&'static str>)> {
-    let mut out: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
-    for r in all() {
-        match out.iter_mut().find(|(g, _)| *g == r.group) {
-            Some((_, versions)) => {
-                if !versions.contains(&r.version) {
-                    versions.push(r.version);
-                }
-            }
-            None => out.push((r.group, vec![r.version])),
+impl Snapshot {
+    fn new(kinds: Vec<Arc<ResourceInfo>>, generation: u64) -> Self {
+        Snapshot {
+            kinds,
+            generation,
+            schemas: OnceLock::new(),
+            openapi_v3: OnceLock::new(),
+            openapi_v2: OnceLock::new(),
+            discovery: Default::default(),
         }
     }
-    out
+
+    /// The OpenAPI schemas of this state's kinds, built on first use.
+    pub fn schemas(&self) -> &super::openapi::schemas::Schemas {
+        self.schemas
+            .get_or_init(|| super::openapi::schemas::build(&self.kinds))
+    }
+
+    /// All served resources, in discovery order.
+    pub fn all(&self) -> &[Arc<ResourceInfo>] {
+        &self.kinds
+    }
+
+    /// The resource served at /api/v1/<plural> (group "") or /apis/<group>/<version>/<plural>.
+    pub fn lookup(&self, group: &str, version: &str, plural: &str) -> Option<Arc<ResourceInfo>> {
+        self.kinds
+            .iter()
+            .find(|r| r.group == group && r.version == version && r.plural == plural)
+            .cloned()
+    }
+
+    /// The resource of a kind in a group-version (for objects that name their kind, e.g.
+    /// ownerReferences).
+    pub fn by_kind(&self, group: &str, version: &str, kind: &str) -> Option<Arc<ResourceInfo>> {
+        self.kinds
+            .iter()
+            .find(|r| r.group == group && r.version == version && r.kind == kind)
+            .cloned()
+    }
+
+    /// Served groups in discovery order with their versions, the preferred one first.
+    pub fn groups(&self) -> Vec<(String, Vec<String>)> {
+        let mut out: Vec<(String, Vec<String>)> = Vec::new();
+        for r in &self.kinds {
+            match out.iter_mut().find(|(g, _)| *g == r.group) {
+                Some((_, versions)) => {
+                    if !versions.contains(&r.version) {
+                        versions.push(r.version.clone());
+                    }
+                }
+                None => out.push((r.group.clone(), vec![r.version.clone()])),
+            }
+        }
+        out
+    }
+
+    /// Resources of one group-version.
+    pub fn in_group_version(&self, group: &str, version: &str) -> Vec<Arc<ResourceInfo>> {
+        self.kinds
+            .iter()
+            .filter(|r| r.group == group && r.version == version)
+            .cloned()
+            .collect()
+    }
 }
 
-/// Resources of one group-version.
-pub fn in_group_version(group: &str, version: &str) -> Vec<&'static ResourceInfo> {
-    all()
-        .iter()
-        .filter(|r| r.group == group && r.version == version)
-        .collect()
+/// The shared, swappable registry. Clones share one state.
+#[derive(Clone)]
+pub struct Registry {
+    current: Arc<RwLock<Arc<Snapshot>>>,
+}
+
+impl Registry {
+    /// A registry serving the built-in kinds.
+    pub fn builtin() -> Self {
+        Registry {
+            current: Arc::new(RwLock::new(builtin_snapshot().clone())),
+        }
+    }
+
+    /// The current state; it stays valid (and unchanged) however the registry changes after.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn lookup(&self, group: &str, version: &str, plural: &str) -> Option<Arc<ResourceInfo>> {
+        self.snapshot().lookup(group, version, plural)
+    }
+
+    /// Serves a new resource, after the existing ones. Fails when its group, version and plural
+    /// are already served.
+    pub fn register(&self, info: ResourceInfo) -> Result<(), String> {
+        let mut cur = self.current.write().unwrap_or_else(|e| e.into_inner());
+        if cur.kinds.iter().any(|r| r.same_resource(&info)) {
+            return Err(format!(
+                "{}/{} {} is already served",
+                info.group, info.version, info.plural
+            ));
+        }
+        let mut kinds = cur.kinds.clone();
+        kinds.push(Arc::new(info));
+        *cur = Arc::new(Snapshot::new(kinds, cur.generation + 1));
+        Ok(())
+    }
+
+    /// Stops serving a resource; answers what was removed. Stored objects stay in the store.
+    pub fn unregister(
+        &self,
+        group: &str,
+        version: &str,
+        plural: &str,
+    ) -> Option<Arc<ResourceInfo>> {
+        let mut cur = self.current.write().unwrap_or_else(|e| e.into_inner());
+        let at = cur
+            .kinds
+            .iter()
+            .position(|r| r.group == group && r.version == version && r.plural == plural)?;
+        let mut kinds = cur.kinds.clone();
+        let removed = kinds.remove(at);
+        *cur = Arc::new(Snapshot::new(kinds, cur.generation + 1));
+        Some(removed)
+    }
+}
+
+/// The built-in kinds, for code that works on them without a server (defaulting an object of a
+/// known kind, schemas for strategic merge); shared by every `Registry::builtin`, so the
+/// documents built from it are built once per process.
+pub fn builtin_snapshot() -> &'static Arc<Snapshot> {
+    static BUILTIN: OnceLock<Arc<Snapshot>> = OnceLock::new();
+    BUILTIN.get_or_init(|| {
+        Arc::new(Snapshot::new(
+            kinds::builtin().into_iter().map(Arc::new).collect(),
+            0,
+        ))
+    })
+}
+
+/// A built-in resource by group, version and plural.
+pub fn builtin(group: &str, version: &str, plural: &str) -> Arc<ResourceInfo> {
+    builtin_snapshot()
+        .lookup(group, version, plural)
+        .unwrap_or_else(|| panic!("{group}/{version} {plural} is a built-in resource"))
 }
 
 #[cfg(test)]
@@ -404,14 +294,15 @@ mod tests {
 
     #[test]
     fn types_give_group_plural_and_scope() {
-        let d = lookup("apps", "v1", "deployments").unwrap();
+        let reg = Registry::builtin();
+        let d = reg.lookup("apps", "v1", "deployments").unwrap();
         assert_eq!(d.kind, "Deployment");
         assert_eq!(d.list_kind, "DeploymentList");
         assert!(d.namespaced && d.scale && d.status);
-        let n = lookup("", "v1", "nodes").unwrap();
+        let n = reg.lookup("", "v1", "nodes").unwrap();
         assert!(!n.namespaced);
         assert_eq!(n.key(None, "n1"), "/registry/core/nodes/n1");
-        let p = lookup("", "v1", "pods").unwrap();
+        let p = reg.lookup("", "v1", "pods").unwrap();
         assert_eq!(p.key(Some("default"), "x"), "/registry/core/pods/default/x");
         assert_eq!(
             p.list_prefix(Some("default")),
@@ -421,7 +312,7 @@ mod tests {
 
     #[test]
     fn decode_rejects_wrong_types() {
-        let d = lookup("apps", "v1", "deployments").unwrap();
+        let d = builtin("apps", "v1", "deployments");
         let bad = serde_json::json!({"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"x"},
             "spec":{"replicas":"three","selector":{},"template":{}}});
         assert!((d.decode)(bad).is_err());
@@ -429,9 +320,30 @@ mod tests {
 
     #[test]
     fn groups_list_core_first_and_autoscaling_v2_preferred() {
-        let g = groups();
+        let g = builtin_snapshot().groups();
         assert_eq!(g[0].0, "");
         let auto = g.iter().find(|(n, _)| *n == "autoscaling").unwrap();
         assert_eq!(auto.1, vec!["v2", "v1"]);
+    }
+
+    #[test]
+    fn register_and_unregister_swap_the_snapshot() {
+        let reg = Registry::builtin();
+        let before = reg.snapshot();
+        let mut extra = (*builtin("", "v1", "configmaps")).clone();
+        extra.group = "example.nanokube.io".into();
+        extra.api_version = "example.nanokube.io/v1".into();
+        reg.register(extra.clone()).unwrap();
+        assert!(reg.register(extra).is_err(), "served twice");
+        let after = reg.snapshot();
+        assert_eq!(after.all().len(), before.all().len() + 1);
+        assert!(after.generation > before.generation);
+        assert!(before
+            .lookup("example.nanokube.io", "v1", "configmaps")
+            .is_none());
+        assert!(reg
+            .unregister("example.nanokube.io", "v1", "configmaps")
+            .is_some());
+        assert_eq!(reg.snapshot().all().len(), before.all().len());
     }
 }

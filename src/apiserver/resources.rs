@@ -9,7 +9,7 @@ use super::handler::{full, json, Api, ResourceRequest, Resp};
 use super::registry::ResourceInfo;
 use super::selectors::{FieldSelector, LabelSelector};
 use super::status::{self, ApiError, Cause};
-use super::{apply, conversion, defaults, encoding, strategic_merge, validation};
+use super::{apply, conversion, encoding, strategic_merge, validation};
 use crate::store::{self, KeyValue};
 use http::StatusCode;
 use serde_json::{json, Map, Value};
@@ -91,7 +91,7 @@ fn path_segment_causes(name: &str, field: &str) -> Vec<Cause> {
 }
 
 fn invalid(info: &ResourceInfo, name: &str, errs: Vec<validation::FieldError>) -> ApiError {
-    let message = validation::invalid_status_message(info.group, info.kind, name, &errs);
+    let message = validation::invalid_status_message(&info.group, &info.kind, name, &errs);
     let causes = errs
         .into_iter()
         .map(|e| Cause {
@@ -103,8 +103,8 @@ fn invalid(info: &ResourceInfo, name: &str, errs: Vec<validation::FieldError>) -
     ApiError::Invalid {
         message,
         target: status::Target {
-            group: info.group.into(),
-            kind: info.kind.into(),
+            group: info.group.clone(),
+            kind: info.kind.clone(),
             name: name.into(),
         },
         causes,
@@ -114,7 +114,7 @@ fn invalid(info: &ResourceInfo, name: &str, errs: Vec<validation::FieldError>) -
 fn cannot_handle(info: &ResourceInfo, why: &str) -> ApiError {
     ApiError::BadRequest(format!(
         "{} in version \"{}\" cannot be handled as a {}: {why}",
-        info.kind, info.version, info.kind
+        &info.kind, &info.version, info.kind
     ))
 }
 
@@ -205,7 +205,7 @@ fn check_fields(
     if mode == FieldValidation::Ignore {
         return Ok(());
     }
-    let found = validation::unknown_or_duplicate_fields(r.info.group, r.info.kind, raw_json);
+    let found = validation::unknown_or_duplicate_fields(&r.info.group, &r.info.kind, raw_json);
     if found.is_empty() {
         return Ok(());
     }
@@ -221,7 +221,7 @@ fn check_fields(
         .collect();
     match mode {
         FieldValidation::Strict => Err(cannot_handle(
-            r.info,
+            &r.info,
             &format!("strict decoding error: {}", texts.join(", ")),
         )),
         _ => {
@@ -281,8 +281,8 @@ impl Api {
                     "the body of the request could not be decoded: protobuf: {other}"
                 )),
             })?;
-            self.check_type(r.info, &mut obj)?;
-            return (r.info.decode)(obj).map_err(|e| cannot_handle(r.info, &e));
+            self.check_type(&r.info, &mut obj)?;
+            return (r.info.decode)(obj).map_err(|e| cannot_handle(&r.info, &e));
         }
         let format = encoding::body_format(&r.content_type).ok_or_else(|| {
             ApiError::UnsupportedMediaType(format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml ({})", r.content_type))
@@ -295,10 +295,10 @@ impl Api {
         let mut obj = encoding::parse_body(&r.body, format).map_err(|e| {
             ApiError::BadRequest(format!("the body of the request could not be decoded: {e}"))
         })?;
-        self.check_type(r.info, &mut obj)?;
+        self.check_type(&r.info, &mut obj)?;
         let raw = encoding::body_as_json_bytes(&r.body, &obj, format);
         check_fields(r, &raw, warnings)?;
-        (r.info.decode)(obj).map_err(|e| cannot_handle(r.info, &e))
+        (r.info.decode)(obj).map_err(|e| cannot_handle(&r.info, &e))
     }
 
     /// The body must be an object of this resource's apiVersion and kind (filled in when absent).
@@ -318,19 +318,19 @@ impl Api {
             }
             Some(_) => {}
             None => {
-                map.insert("apiVersion".into(), json!(info.api_version));
+                map.insert("apiVersion".into(), json!(&info.api_version));
             }
         }
         match map.get("kind").and_then(Value::as_str) {
             Some(k) if k != info.kind => {
                 return Err(ApiError::BadRequest(format!(
                     "{k} in version \"{}\" cannot be handled as a {}: the kind in the data ({k}) does not match the expected kind ({})",
-                    info.version, info.kind, info.kind
+                    &info.version, &info.kind, info.kind
                 )))
             }
             Some(_) => {}
             None => {
-                map.insert("kind".into(), json!(info.kind));
+                map.insert("kind".into(), json!(&info.kind));
             }
         }
         Ok(())
@@ -360,12 +360,12 @@ impl Api {
         r: &ResourceRequest,
         mut obj: Value,
     ) -> Result<(StatusCode, Vec<u8>), ApiError> {
-        let info = r.info;
+        let info = &r.info;
         if info.namespaced {
             let ns = r.namespace.clone().ok_or_else(|| {
                 ApiError::BadRequest(format!(
                     "{} must be created in a namespace: POST to .../namespaces/<namespace>/{}",
-                    info.plural, info.plural
+                    &info.plural, info.plural
                 ))
             })?;
             match meta_str(&obj, "namespace") {
@@ -384,8 +384,8 @@ impl Api {
         let generate_name = meta_str(&obj, "generateName").map(str::to_string);
         if generate && generate_name.is_none() {
             return Err(ApiError::invalid(
-                info.group,
-                info.kind,
+                &info.group,
+                &info.kind,
                 "",
                 vec![Cause {
                     reason: "FieldValueRequired".into(),
@@ -417,7 +417,7 @@ impl Api {
             prepare_create(info, &mut o);
             let mut errs: Vec<Cause> = path_segment_causes(&name, "metadata.name");
             errs.extend(
-                validation::validate(info.group, info.kind, &o, None)
+                validation::validate_with(&*info.strategy, &o, None)
                     .into_iter()
                     .map(|e| Cause {
                         reason: e.reason,
@@ -426,11 +426,18 @@ impl Api {
                     }),
             );
             if !errs.is_empty() {
-                return Err(ApiError::invalid(info.group, info.kind, &name, errs));
+                return Err(ApiError::invalid(&info.group, &info.kind, &name, errs));
             }
             // Server-side apply has recorded its own entry; other creates are Update entries.
             if o["metadata"].get("managedFields").is_none() {
-                apply::track_update(info.group, info.kind, None, &mut o, &r.field_manager, None);
+                apply::track_update(
+                    &info.group,
+                    &info.kind,
+                    None,
+                    &mut o,
+                    &r.field_manager,
+                    None,
+                );
             }
             if r.dry_run() {
                 return Ok((
@@ -452,7 +459,7 @@ impl Api {
                 }
                 Err(store::Error::AlreadyExists(_)) if generate => continue,
                 Err(store::Error::AlreadyExists(_)) => {
-                    return Err(ApiError::already_exists(info.group, info.plural, &name))
+                    return Err(ApiError::already_exists(&info.group, &info.plural, &name))
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -469,17 +476,19 @@ impl Api {
         ns: &str,
         name: &str,
     ) -> Result<(), ApiError> {
-        let nsinfo =
-            super::registry::lookup("", "v1", "namespaces").expect("namespaces are registered");
-        match self.get_object(nsinfo, None, ns).await? {
+        let nsinfo = self
+            .registry
+            .lookup("", "v1", "namespaces")
+            .expect("namespaces are registered");
+        match self.get_object(&nsinfo, None, ns).await? {
             None => Err(ApiError::not_found("", "namespaces", ns)),
             Some((n, _))
                 if meta_str(&n, "deletionTimestamp").is_some()
                     || n["status"]["phase"] == "Terminating" =>
             {
                 Err(ApiError::forbidden(
-                    info.group,
-                    info.plural,
+                    &info.group,
+                    &info.plural,
                     name,
                     &format!(
                     "unable to create new content in namespace {ns} because it is being terminated"
@@ -535,12 +544,12 @@ impl Api {
         // A few kinds are created by PUT when missing, as kube-apiserver allows for them.
         let create_on_update = mode == Mode::Main
             && matches!(
-                r.info.plural,
+                r.info.plural.as_str(),
                 "leases" | "endpoints" | "events" | "endpointslices"
             );
         if create_on_update
             && self
-                .get_object(r.info, r.namespace.as_deref(), &name)
+                .get_object(&r.info, r.namespace.as_deref(), &name)
                 .await?
                 .is_none()
         {
@@ -595,7 +604,7 @@ impl Api {
                     "apply patches are not supported on scale".into(),
                 ));
             }
-            let info = r.info;
+            let info = &r.info;
             return self
                 .scale_write(r, move |cur| {
                     let scale = to_scale(cur);
@@ -620,30 +629,30 @@ impl Api {
                 .to_string();
             let force = r.param("force") == Some("true");
             let mut applied = patch.clone();
-            self.check_type(r.info, &mut applied)?;
+            self.check_type(&r.info, &mut applied)?;
             check_fields(
                 r,
                 &serde_json::to_vec(&applied).unwrap_or_default(),
                 &mut warnings,
             )?;
             if self
-                .get_object(r.info, r.namespace.as_deref(), &name)
+                .get_object(&r.info, r.namespace.as_deref(), &name)
                 .await?
                 .is_none()
                 && mode_of(r) == Mode::Main
             {
                 let created = apply::server_side_apply_detailed(
-                    r.info.group,
-                    r.info.kind,
+                    &r.info.group,
+                    &r.info.kind,
                     None,
                     &applied,
                     &manager,
                     force,
                     None,
                 )
-                .map_err(|e| apply_error(r.info, &name, e))?;
+                .map_err(|e| apply_error(&r.info, &name, e))?;
                 let mut created =
-                    (r.info.decode)(created).map_err(|e| cannot_handle(r.info, &e))?;
+                    (r.info.decode)(created).map_err(|e| cannot_handle(&r.info, &e))?;
                 if meta_str(&created, "name").is_none() {
                     meta_mut(&mut created).insert("name".into(), json!(name));
                 }
@@ -653,12 +662,12 @@ impl Api {
                     &warnings,
                 ));
             }
-            let info = r.info;
+            let info = &r.info;
             let body = self
                 .write_update(r, mode_of(r), |cur| {
                     let out = apply::server_side_apply_detailed(
-                        info.group,
-                        info.kind,
+                        &info.group,
+                        &info.kind,
                         Some(cur),
                         &applied,
                         &manager,
@@ -675,7 +684,7 @@ impl Api {
             ));
         }
 
-        let info = r.info;
+        let info = &r.info;
         let strict = field_validation(r)?;
         let found_unknown = std::sync::Mutex::new(Vec::new());
         let body = self
@@ -805,13 +814,13 @@ impl Api {
     where
         F: FnMut(&Value) -> Result<Value, ApiError>,
     {
-        let info = r.info;
+        let info = &r.info;
         let name = r.name.clone().unwrap_or_default();
         let key = self.key(r, &name);
         for _ in 0..CONFLICT_RETRIES {
             let Some((cur, kv)) = self.get_object(info, r.namespace.as_deref(), &name).await?
             else {
-                return Err(ApiError::not_found(info.group, info.plural, &name));
+                return Err(ApiError::not_found(&info.group, &info.plural, &name));
             };
             let mut new = compute(&cur)?;
             let pinned = match new["metadata"]["resourceVersion"]
@@ -823,7 +832,7 @@ impl Api {
                         ApiError::BadRequest(format!("invalid resourceVersion: {v}"))
                     })?;
                     if want != kv.mod_revision {
-                        return Err(ApiError::modified(info.group, info.plural, &name));
+                        return Err(ApiError::modified(&info.group, &info.plural, &name));
                     }
                     true
                 }
@@ -832,8 +841,8 @@ impl Api {
             prepare_update(info, mode, &cur, &mut new)?;
             if !r.content_type.starts_with("application/apply-patch") {
                 apply::track_update(
-                    info.group,
-                    info.kind,
+                    &info.group,
+                    &info.kind,
                     Some(&cur),
                     &mut new,
                     &r.field_manager,
@@ -863,10 +872,10 @@ impl Api {
                     }
                     Err(store::Error::Conflict { .. }) if !pinned => continue,
                     Err(store::Error::Conflict { .. }) => {
-                        Err(ApiError::modified(info.group, info.plural, &name))
+                        Err(ApiError::modified(&info.group, &info.plural, &name))
                     }
                     Err(store::Error::NotFound(_)) => {
-                        Err(ApiError::not_found(info.group, info.plural, &name))
+                        Err(ApiError::not_found(&info.group, &info.plural, &name))
                     }
                     Err(e) => Err(e.into()),
                 };
@@ -879,15 +888,15 @@ impl Api {
                 Ok(kv) => return Ok(conversion::with_rv(info, &kv.value, kv.mod_revision)),
                 Err(store::Error::Conflict { .. }) if !pinned => continue,
                 Err(store::Error::Conflict { .. }) => {
-                    return Err(ApiError::modified(info.group, info.plural, &name))
+                    return Err(ApiError::modified(&info.group, &info.plural, &name))
                 }
                 Err(store::Error::NotFound(_)) => {
-                    return Err(ApiError::not_found(info.group, info.plural, &name))
+                    return Err(ApiError::not_found(&info.group, &info.plural, &name))
                 }
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(ApiError::modified(info.group, info.plural, &name))
+        Err(ApiError::modified(&info.group, &info.plural, &name))
     }
 }
 
@@ -908,8 +917,8 @@ fn removes_last_finalizer(cur: &Value, new: &Value) -> bool {
 /// configuration that cannot be applied (422).
 fn apply_error(info: &ResourceInfo, name: &str, e: apply::ApplyError) -> ApiError {
     let target = status::Target {
-        group: info.group.into(),
-        kind: info.plural.into(),
+        group: info.group.clone(),
+        kind: info.plural.clone(),
         name: name.into(),
     };
     match e {
@@ -967,7 +976,8 @@ fn apply_patch(
                     "a strategic merge patch must be a JSON object".into(),
                 ));
             }
-            strategic_merge::apply(info.group, info.kind, cur, patch).map_err(ApiError::BadRequest)
+            strategic_merge::apply(&info.group, &info.kind, cur, patch)
+                .map_err(ApiError::BadRequest)
         }
         PatchKind::Apply => unreachable!("apply patches go through server_side_apply"),
     }
@@ -1014,28 +1024,9 @@ pub(crate) fn prepare_create(info: &ResourceInfo, obj: &mut Value) {
         m.remove(f);
     }
     if info.status {
-        match (info.group, info.plural) {
-            // Nodes report their own status at registration; namespaces start Active.
-            ("", "nodes") => {}
-            ("", "namespaces") => {}
-            ("", "pods") => obj["status"] = json!({"phase": "Pending"}),
-            ("", "persistentvolumes") | ("", "persistentvolumeclaims") => {
-                obj["status"] = json!({"phase": "Pending"})
-            }
-            _ => {
-                if let Some(o) = obj.as_object_mut() {
-                    o.remove("status");
-                }
-            }
-        }
+        info.strategy.initial_status(obj);
     }
-    if info.plural == "namespaces" && info.group.is_empty() {
-        obj["status"] = json!({"phase": "Active"});
-        if obj["spec"]["finalizers"].is_null() {
-            obj["spec"]["finalizers"] = json!(["kubernetes"]);
-        }
-    }
-    defaults::apply_defaults(info.group, info.kind, obj);
+    info.strategy.defaults(obj);
     prune_nulls(obj);
     if obj.get("spec").is_some() {
         meta_mut(obj).insert("generation".into(), json!(1));
@@ -1062,7 +1053,7 @@ pub(crate) fn prepare_update(
                     }
                 }
             }
-            if (info.group, info.plural) == ("", "pods") {
+            if info.group.is_empty() && info.plural == "pods" {
                 // kube-apiserver's pods/status keeps only spec, deletionTimestamp and
                 // ownerReferences: kubelets may label and annotate their pods through it.
                 let m = meta_mut(&mut base);
@@ -1113,7 +1104,7 @@ pub(crate) fn prepare_update(
                     }
                 }
             }
-            defaults::apply_defaults(info.group, info.kind, new);
+            info.strategy.defaults(new);
             prune_nulls(new);
             if new.get("spec") != cur.get("spec") {
                 if let Some(g) = cur["metadata"]["generation"].as_i64() {
@@ -1123,7 +1114,7 @@ pub(crate) fn prepare_update(
         }
     }
     let name = cur["metadata"]["name"].as_str().unwrap_or("");
-    let errs = validation::validate(info.group, info.kind, new, Some(cur));
+    let errs = validation::validate_with(&*info.strategy, new, Some(cur));
     if !errs.is_empty() {
         return Err(invalid(info, name, errs));
     }
@@ -1162,5 +1153,5 @@ fn prune_null_members(v: &mut Value) {
 
 /// The Status of a delete that had nothing left to return (deletecollection of nothing).
 pub fn deleted_status(info: &ResourceInfo, name: &str, uid: &str) -> Value {
-    status::success(info.group, info.plural, name, uid)
+    status::success(&info.group, &info.plural, name, uid)
 }

@@ -19,7 +19,7 @@
 //! - `$setElementOrder/<field>: [..]` orders the merged list; elements only the server had keep
 //!   their place relative to the others.
 
-use crate::apiserver::openapi::schemas::{find_kind, registry, resolve};
+use crate::apiserver::openapi::schemas::{builtin, find_kind, resolve};
 use serde_json::{Map, Value};
 
 /// How a list field merges.
@@ -302,7 +302,7 @@ pub fn type_name(schema: &Value) -> Option<String> {
 
 /// The schema of `field` inside an object of type `ty`, and that field's own type name.
 pub fn child(ty: Option<&str>, field: &str) -> Option<String> {
-    let defs = &registry().definitions;
+    let defs = &builtin().definitions;
     let parent = resolve(defs.get(ty?)?);
     let prop = parent.get("properties")?.get(field)?;
     type_name(prop)

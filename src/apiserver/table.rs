@@ -5,23 +5,29 @@
 //! same: `column_definitions` and `row_cells` always return every column. Kinds without a printer
 //! get the server's default table: NAME and CREATED AT.
 
+use super::registry::ResourceInfo;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// One column: the fields of a Table's columnDefinitions item.
-struct Col {
-    name: &'static str,
-    ty: &'static str,
-    format: &'static str,
-    priority: u8,
-    description: &'static str,
+pub struct Col {
+    pub name: &'static str,
+    pub ty: &'static str,
+    pub format: &'static str,
+    pub priority: u8,
+    pub description: &'static str,
 }
 
-const NAME_DESC: &str = "Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition. Cannot be updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names";
-const AGE_DESC: &str = "CreationTimestamp is a timestamp representing the server time when this object was created. It is not guaranteed to be set in happens-before order across separate operations. Clients may not set this value. It is represented in RFC3339 form and is in UTC.\n\nPopulated by the system. Read-only. Null for lists. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata";
+pub(crate) const NAME_DESC: &str = "Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition. Cannot be updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names";
+pub(crate) const AGE_DESC: &str = "CreationTimestamp is a timestamp representing the server time when this object was created. It is not guaranteed to be set in happens-before order across separate operations. Clients may not set this value. It is represented in RFC3339 form and is in UTC.\n\nPopulated by the system. Read-only. Null for lists. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata";
 
-const fn c(name: &'static str, ty: &'static str, priority: u8, description: &'static str) -> Col {
+pub const fn c(
+    name: &'static str,
+    ty: &'static str,
+    priority: u8,
+    description: &'static str,
+) -> Col {
     Col {
         name,
         ty,
@@ -30,34 +36,35 @@ const fn c(name: &'static str, ty: &'static str, priority: u8, description: &'st
         description,
     }
 }
-const NAME: Col = Col {
+pub const NAME: Col = Col {
     name: "Name",
     ty: "string",
     format: "name",
     priority: 0,
     description: NAME_DESC,
 };
-const AGE: Col = c("Age", "string", 0, AGE_DESC);
-const CREATED_AT: Col = c("Created At", "date", 0, AGE_DESC);
-const CONTAINERS: Col = c(
+pub const AGE: Col = c("Age", "string", 0, AGE_DESC);
+pub const CREATED_AT: Col = c("Created At", "date", 0, AGE_DESC);
+pub const CONTAINERS: Col = c(
     "Containers",
     "string",
     1,
     "Names of each container in the template.",
 );
-const IMAGES: Col = c(
+pub const IMAGES: Col = c(
     "Images",
     "string",
     1,
     "Images referenced by each container in the template.",
 );
-const SELECTOR: Col = c("Selector", "string", 1, "Label selector for pods. Existing ReplicaSets whose pods are selected by this will be the ones affected by this deployment.");
+pub const SELECTOR: Col = c("Selector", "string", 1, "Label selector for pods. Existing ReplicaSets whose pods are selected by this will be the ones affected by this deployment.");
 
 /// Renders one object's cells; the columns are the ones of the same kind.
-type RowFn = fn(&Value, DateTime<Utc>) -> Vec<Value>;
+pub(crate) type RowFn = fn(&Value, DateTime<Utc>) -> Vec<Value>;
 
-/// The printer of a kind: its columns and the function filling a row.
-fn printer(group: &str, kind: &str) -> (Vec<Col>, RowFn) {
+/// The printer of a kind not yet in its own `kinds` module: its columns and the function
+/// filling a row.
+pub(crate) fn printer(group: &str, kind: &str) -> (Vec<Col>, RowFn) {
     match (group, kind) {
         ("", "Pod") => (
             vec![
@@ -72,19 +79,6 @@ fn printer(group: &str, kind: &str) -> (Vec<Col>, RowFn) {
                 c("Readiness Gates", "string", 1, "If specified, all readiness gates will be evaluated for pod readiness."),
             ],
             pod_row,
-        ),
-        ("apps", "Deployment") => (
-            vec![
-                NAME,
-                c("Ready", "string", 0, "Number of the pod with ready state"),
-                c("Up-to-date", "integer", 0, "Total number of non-terminating pods targeted by this deployment that have the desired template spec."),
-                c("Available", "integer", 0, "Total number of available non-terminating pods (ready for at least minReadySeconds) targeted by this deployment."),
-                AGE,
-                CONTAINERS,
-                IMAGES,
-                SELECTOR,
-            ],
-            deployment_row,
         ),
         ("apps", "ReplicaSet") => (
             vec![
@@ -215,31 +209,6 @@ fn printer(group: &str, kind: &str) -> (Vec<Col>, RowFn) {
             ],
             namespace_row,
         ),
-        ("", "ConfigMap") => (
-            vec![
-                NAME,
-                c("Data", "integer", 0, "Data contains the configuration data."),
-                AGE,
-            ],
-            configmap_row,
-        ),
-        ("", "Secret") => (
-            vec![
-                NAME,
-                c("Type", "string", 0, "Used to facilitate programmatic handling of secret data."),
-                c("Data", "integer", 0, "Data contains the secret data."),
-                AGE,
-            ],
-            secret_row,
-        ),
-        ("", "ServiceAccount") => (
-            vec![
-                NAME,
-                c("Secrets", "integer", 0, "Secrets is a list of the secrets in the same namespace that pods running using this ServiceAccount are allowed to use."),
-                AGE,
-            ],
-            serviceaccount_row,
-        ),
         ("", "Event") | ("events.k8s.io", "Event") => (
             vec![
                 c("Last Seen", "string", 0, "The time at which the most recent occurrence of this event was recorded."),
@@ -323,14 +292,6 @@ fn printer(group: &str, kind: &str) -> (Vec<Col>, RowFn) {
             ],
             networkpolicy_row,
         ),
-        ("coordination.k8s.io", "Lease") => (
-            vec![
-                NAME,
-                c("Holder", "string", 0, "holderIdentity contains the identity of the holder of a current lease."),
-                AGE,
-            ],
-            lease_row,
-        ),
         ("autoscaling", "HorizontalPodAutoscaler") => (
             vec![
                 NAME,
@@ -367,17 +328,6 @@ fn printer(group: &str, kind: &str) -> (Vec<Col>, RowFn) {
                 c("ServiceAccounts", "string", 1, "ServiceAccounts in the roleBinding"),
             ],
             rolebinding_row,
-        ),
-        ("storage.k8s.io", "StorageClass") => (
-            vec![
-                NAME,
-                c("Provisioner", "string", 0, "provisioner indicates the type of the provisioner."),
-                c("ReclaimPolicy", "string", 0, "reclaimPolicy controls the reclaimPolicy for dynamically provisioned PersistentVolumes of this storage class."),
-                c("VolumeBindingMode", "string", 0, "volumeBindingMode indicates how PersistentVolumeClaims should be provisioned and bound."),
-                c("AllowVolumeExpansion", "string", 0, "allowVolumeExpansion shows whether the storage class allow volume expand."),
-                AGE,
-            ],
-            storageclass_row,
         ),
         ("", "ReplicationController") => (
             vec![
@@ -444,25 +394,22 @@ fn printer(group: &str, kind: &str) -> (Vec<Col>, RowFn) {
             ],
             csr_row,
         ),
-        ("scheduling.k8s.io", "PriorityClass") => (
-            vec![
-                NAME,
-                c("Value", "integer", 0, "value represents the integer value of this priority class."),
-                c("Global-Default", "boolean", 0, "globalDefault specifies whether this PriorityClass should be considered as the default priority for pods that do not have any priority class."),
-                c("Preemption Policy", "string", 0, "preemptionPolicy is the Policy for preempting pods with lower priority."),
-                AGE,
-            ],
-            priorityclass_row,
-        ),
         _ => (vec![NAME, CREATED_AT], created_at_row),
     }
 }
 
-/// A column definition as Table's columnDefinitions item.
-pub fn column_definitions(group: &str, kind: &str) -> Vec<Value> {
-    printer(group, kind)
-        .0
-        .into_iter()
+/// The server's table for kinds without a printer of their own: NAME and CREATED AT.
+pub(crate) fn default_columns() -> Vec<Col> {
+    vec![NAME, CREATED_AT]
+}
+
+/// A kind's columns as Table's columnDefinitions items.
+pub fn column_definitions(info: &ResourceInfo) -> Vec<Value> {
+    columns_json(info.strategy.columns())
+}
+
+pub(crate) fn columns_json(cols: Vec<Col>) -> Vec<Value> {
+    cols.into_iter()
         .map(|c| {
             json!({"name": c.name, "type": c.ty, "format": c.format, "description": c.description, "priority": c.priority})
         })
@@ -470,8 +417,8 @@ pub fn column_definitions(group: &str, kind: &str) -> Vec<Value> {
 }
 
 /// The cells of one object's row, matching `column_definitions`. `now` is for AGE.
-pub fn row_cells(group: &str, kind: &str, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-    (printer(group, kind).1)(obj, now)
+pub fn row_cells(info: &ResourceInfo, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    info.strategy.row(obj, now)
 }
 
 /// Kubernetes' `duration.HumanDuration`: a short, coarser-with-age rendering ("5s", "3m2s",
@@ -526,7 +473,7 @@ pub fn human_duration(d: chrono::Duration) -> String {
     format!("{}y", hours / 24 / 365)
 }
 
-fn parse_time(v: &Value) -> Option<DateTime<Utc>> {
+pub(crate) fn parse_time(v: &Value) -> Option<DateTime<Utc>> {
     let s = v.as_str()?;
     DateTime::parse_from_rfc3339(s)
         .ok()
@@ -534,26 +481,26 @@ fn parse_time(v: &Value) -> Option<DateTime<Utc>> {
 }
 
 /// `translateTimestampSince`: the age of a timestamp, "<unknown>" when unset.
-fn since(v: &Value, now: DateTime<Utc>) -> String {
+pub(crate) fn since(v: &Value, now: DateTime<Utc>) -> String {
     match parse_time(v) {
         Some(t) => human_duration(now - t),
         None => "<unknown>".into(),
     }
 }
 
-fn age(obj: &Value, now: DateTime<Utc>) -> Value {
+pub(crate) fn age(obj: &Value, now: DateTime<Utc>) -> Value {
     json!(since(&obj["metadata"]["creationTimestamp"], now))
 }
 
-fn name(obj: &Value) -> Value {
+pub(crate) fn name(obj: &Value) -> Value {
     json!(obj["metadata"]["name"].as_str().unwrap_or(""))
 }
 
-fn s(v: &Value) -> &str {
+pub(crate) fn s(v: &Value) -> &str {
     v.as_str().unwrap_or("")
 }
 
-fn or_none(v: &str) -> String {
+pub(crate) fn or_none(v: &str) -> String {
     if v.is_empty() {
         "<none>".into()
     } else {
@@ -561,16 +508,16 @@ fn or_none(v: &str) -> String {
     }
 }
 
-fn int(v: &Value) -> i64 {
+pub(crate) fn int(v: &Value) -> i64 {
     v.as_i64().unwrap_or(0)
 }
 
-fn arr(v: &Value) -> &[Value] {
+pub(crate) fn arr(v: &Value) -> &[Value] {
     v.as_array().map(Vec::as_slice).unwrap_or(&[])
 }
 
 /// An IntOrString as printed ("25%", "1"); None when unset.
-fn int_or_string(v: &Value) -> Option<String> {
+pub(crate) fn int_or_string(v: &Value) -> Option<String> {
     match v {
         Value::Number(n) => Some(n.to_string()),
         Value::String(s) => Some(s.clone()),
@@ -579,7 +526,7 @@ fn int_or_string(v: &Value) -> Option<String> {
 }
 
 /// `labels.FormatLabels`: "k=v,k2=v2" sorted by key, "<none>" when empty.
-fn format_labels(v: &Value) -> String {
+pub(crate) fn format_labels(v: &Value) -> String {
     let Some(m) = v.as_object() else {
         return "<none>".into();
     };
@@ -618,14 +565,14 @@ pub fn label_selector_string(sel: &Value) -> String {
 }
 
 /// Container names and images of a pod template, comma-joined.
-fn containers_images(pod_spec: &Value) -> (Value, Value) {
+pub(crate) fn containers_images(pod_spec: &Value) -> (Value, Value) {
     let cs = arr(&pod_spec["containers"]);
     let names: Vec<&str> = cs.iter().map(|c| s(&c["name"])).collect();
     let images: Vec<&str> = cs.iter().map(|c| s(&c["image"])).collect();
     (json!(names.join(",")), json!(images.join(",")))
 }
 
-fn created_at_row(obj: &Value, _now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn created_at_row(obj: &Value, _now: DateTime<Utc>) -> Vec<Value> {
     let created = parse_time(&obj["metadata"]["creationTimestamp"])
         .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
         .unwrap_or_default();
@@ -633,20 +580,20 @@ fn created_at_row(obj: &Value, _now: DateTime<Utc>) -> Vec<Value> {
 }
 
 /// Is a pod's init container a sidecar (restartPolicy Always)?
-fn restartable_init(spec: &Value, container_name: &str) -> bool {
+pub(crate) fn restartable_init(spec: &Value, container_name: &str) -> bool {
     arr(&spec["initContainers"])
         .iter()
         .any(|c| s(&c["name"]) == container_name && s(&c["restartPolicy"]) == "Always")
 }
 
-fn has_condition(status: &Value, ty: &str) -> bool {
+pub(crate) fn has_condition(status: &Value, ty: &str) -> bool {
     arr(&status["conditions"])
         .iter()
         .any(|c| s(&c["type"]) == ty && s(&c["status"]) == "True")
 }
 
 /// Later of two optional times.
-fn latest(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+pub(crate) fn latest(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.max(b)),
         (a, b) => a.or(b),
@@ -657,7 +604,7 @@ fn latest(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<DateTime
 /// the reason of the first failing init container ("Init:1/2", "Init:CrashLoopBackOff"), or
 /// the last waiting/terminated reason of the app containers ("ContainerCreating",
 /// "CrashLoopBackOff", "Completed"), or "Terminating" once deletion started.
-fn pod_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn pod_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let spec = &obj["spec"];
     let status = &obj["status"];
     let mut restarts = 0i64;
@@ -795,26 +742,7 @@ fn pod_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     ]
 }
 
-fn deployment_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-    let st = &obj["status"];
-    let (cs, imgs) = containers_images(&obj["spec"]["template"]["spec"]);
-    vec![
-        name(obj),
-        json!(format!(
-            "{}/{}",
-            int(&st["readyReplicas"]),
-            int(&obj["spec"]["replicas"])
-        )),
-        json!(int(&st["updatedReplicas"])),
-        json!(int(&st["availableReplicas"])),
-        age(obj, now),
-        cs,
-        imgs,
-        json!(label_selector_string(&obj["spec"]["selector"])),
-    ]
-}
-
-fn replicaset_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn replicaset_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let st = &obj["status"];
     let (cs, imgs) = containers_images(&obj["spec"]["template"]["spec"]);
     vec![
@@ -829,7 +757,7 @@ fn replicaset_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     ]
 }
 
-fn statefulset_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn statefulset_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let (cs, imgs) = containers_images(&obj["spec"]["template"]["spec"]);
     vec![
         name(obj),
@@ -844,7 +772,7 @@ fn statefulset_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     ]
 }
 
-fn daemonset_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn daemonset_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let st = &obj["status"];
     let (cs, imgs) = containers_images(&obj["spec"]["template"]["spec"]);
     vec![
@@ -865,7 +793,7 @@ fn daemonset_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
 }
 
 /// "kind.group/name" of the controlling owner, as `kubectl get controllerrevisions` shows it.
-fn controllerrevision_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn controllerrevision_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let controller = arr(&obj["metadata"]["ownerReferences"])
         .iter()
         .find(|o| o["controller"].as_bool() == Some(true))
@@ -890,7 +818,7 @@ fn controllerrevision_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     ]
 }
 
-fn job_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn job_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let spec = &obj["spec"];
     let st = &obj["status"];
     let succeeded = int(&st["succeeded"]);
@@ -940,7 +868,7 @@ fn job_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     ]
 }
 
-fn cronjob_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn cronjob_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let spec = &obj["spec"];
     let suspend = match spec["suspend"].as_bool() {
         Some(true) => "True",
@@ -974,7 +902,7 @@ fn cronjob_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
 }
 
 /// Ingress points of a load balancer status: IPs or hostnames, comma-joined.
-fn lb_ingress(status: &Value) -> String {
+pub(crate) fn lb_ingress(status: &Value) -> String {
     arr(&status["ingress"])
         .iter()
         .filter_map(|i| {
@@ -992,7 +920,7 @@ fn lb_ingress(status: &Value) -> String {
         .join(",")
 }
 
-fn service_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn service_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let spec = &obj["spec"];
     let ty = spec["type"].as_str().unwrap_or("ClusterIP");
     let external_ips: Vec<&str> = arr(&spec["externalIPs"]).iter().map(s).collect();
@@ -1033,7 +961,7 @@ fn service_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
 }
 
 /// Up to three entries, then " + N more...", as kubectl abbreviates endpoint lists.
-fn abbreviate(list: Vec<String>, count: usize) -> String {
+pub(crate) fn abbreviate(list: Vec<String>, count: usize) -> String {
     if list.is_empty() {
         return "<none>".into();
     }
@@ -1045,7 +973,7 @@ fn abbreviate(list: Vec<String>, count: usize) -> String {
     }
 }
 
-fn join_host_port(ip: &str, port: i64) -> String {
+pub(crate) fn join_host_port(ip: &str, port: i64) -> String {
     if ip.contains(':') {
         format!("[{ip}]:{port}")
     } else {
@@ -1053,7 +981,7 @@ fn join_host_port(ip: &str, port: i64) -> String {
     }
 }
 
-fn endpoints_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn endpoints_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let mut list = Vec::new();
     let mut count = 0;
     for ss in arr(&obj["subsets"]) {
@@ -1076,7 +1004,7 @@ fn endpoints_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     vec![name(obj), json!(abbreviate(list, count)), age(obj, now)]
 }
 
-fn endpointslice_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn endpointslice_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let ports: Vec<String> = arr(&obj["ports"])
         .iter()
         .map(|p| match p["port"].as_i64() {
@@ -1103,7 +1031,7 @@ fn endpointslice_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     ]
 }
 
-fn node_address(obj: &Value, ty: &str) -> String {
+pub(crate) fn node_address(obj: &Value, ty: &str) -> String {
     arr(&obj["status"]["addresses"])
         .iter()
         .find(|a| s(&a["type"]) == ty)
@@ -1111,7 +1039,7 @@ fn node_address(obj: &Value, ty: &str) -> String {
         .unwrap_or_else(|| "<none>".into())
 }
 
-fn node_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn node_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let mut status: Vec<String> = Vec::new();
     // Only the last Ready condition counts, like the printer's map keyed by type.
     if let Some(c) = arr(&obj["status"]["conditions"])
@@ -1166,34 +1094,16 @@ fn node_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     ]
 }
 
-fn namespace_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn namespace_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     vec![name(obj), json!(s(&obj["status"]["phase"])), age(obj, now)]
 }
 
-fn map_len(v: &Value) -> usize {
+pub(crate) fn map_len(v: &Value) -> usize {
     v.as_object().map(|m| m.len()).unwrap_or(0)
 }
 
-fn configmap_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-    let n = map_len(&obj["data"]) + map_len(&obj["binaryData"]);
-    vec![name(obj), json!(n), age(obj, now)]
-}
-
-fn secret_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-    vec![
-        name(obj),
-        json!(s(&obj["type"])),
-        json!(map_len(&obj["data"])),
-        age(obj, now),
-    ]
-}
-
-fn serviceaccount_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-    vec![name(obj), json!(arr(&obj["secrets"]).len()), age(obj, now)]
-}
-
 /// Works for core/v1 Events and events.k8s.io/v1 Events, whose fields differ in name only.
-fn event_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn event_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let core = obj["involvedObject"].is_object() || !obj["regarding"].is_object();
     let (involved, message, count, source) = if core {
         let src = &obj["source"];
@@ -1273,7 +1183,7 @@ fn event_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
 }
 
 /// `GetAccessModesAsString`: RWO, ROX, RWX, RWOP in that order, deduplicated.
-fn access_modes(v: &Value) -> String {
+pub(crate) fn access_modes(v: &Value) -> String {
     let modes: Vec<&str> = arr(v).iter().map(s).collect();
     [
         ("ReadWriteOnce", "RWO"),
@@ -1288,7 +1198,7 @@ fn access_modes(v: &Value) -> String {
     .join(",")
 }
 
-fn storage_class(obj: &Value) -> String {
+pub(crate) fn storage_class(obj: &Value) -> String {
     let spec_class = s(&obj["spec"]["storageClassName"]);
     if !spec_class.is_empty() {
         return spec_class.into();
@@ -1296,7 +1206,7 @@ fn storage_class(obj: &Value) -> String {
     s(&obj["metadata"]["annotations"]["volume.beta.kubernetes.io/storage-class"]).into()
 }
 
-fn pv_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn pv_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let spec = &obj["spec"];
     let claim = if spec["claimRef"].is_object() {
         format!(
@@ -1328,7 +1238,7 @@ fn pv_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     ]
 }
 
-fn pvc_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn pvc_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let spec = &obj["spec"];
     let st = &obj["status"];
     let mut phase = s(&st["phase"]).to_string();
@@ -1359,7 +1269,7 @@ fn pvc_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     ]
 }
 
-fn resourcequota_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn resourcequota_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let hard = obj["status"]["hard"].as_object();
     let used = &obj["status"]["used"];
     let mut requests = Vec::new();
@@ -1384,7 +1294,7 @@ fn resourcequota_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     ]
 }
 
-fn ingress_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn ingress_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let spec = &obj["spec"];
     let rules = arr(&spec["rules"]);
     let hosts: Vec<&str> = rules
@@ -1415,7 +1325,7 @@ fn ingress_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     ]
 }
 
-fn ingressclass_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn ingressclass_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let p = &obj["spec"]["parameters"];
     let params = if p.is_object() {
         let group = s(&p["apiGroup"]);
@@ -1435,21 +1345,13 @@ fn ingressclass_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     ]
 }
 
-fn networkpolicy_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn networkpolicy_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let sel = label_selector_string(&obj["spec"]["podSelector"]);
     vec![name(obj), json!(or_none(&sel)), age(obj, now)]
 }
 
-fn lease_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-    vec![
-        name(obj),
-        json!(s(&obj["spec"]["holderIdentity"])),
-        age(obj, now),
-    ]
-}
-
 /// TARGETS of an HPA, autoscaling/v1 (targetCPUUtilizationPercentage) or v2 (metrics).
-fn hpa_targets(obj: &Value) -> String {
+pub(crate) fn hpa_targets(obj: &Value) -> String {
     let spec = &obj["spec"];
     let st = &obj["status"];
     if let Some(target) = spec["targetCPUUtilizationPercentage"].as_i64() {
@@ -1493,7 +1395,7 @@ fn hpa_targets(obj: &Value) -> String {
     parts.join(", ")
 }
 
-fn hpa_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn hpa_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let r = &obj["spec"]["scaleTargetRef"];
     let min = obj["spec"]["minReplicas"]
         .as_i64()
@@ -1510,7 +1412,7 @@ fn hpa_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     ]
 }
 
-fn pdb_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn pdb_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let na = |v: &Value| int_or_string(v).unwrap_or_else(|| "N/A".into());
     vec![
         name(obj),
@@ -1521,7 +1423,7 @@ fn pdb_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     ]
 }
 
-fn rolebinding_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn rolebinding_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let r = &obj["roleRef"];
     let mut users = Vec::new();
     let mut groups = Vec::new();
@@ -1544,40 +1446,7 @@ fn rolebinding_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     ]
 }
 
-fn storageclass_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-    let mut n = s(&obj["metadata"]["name"]).to_string();
-    let ann = &obj["metadata"]["annotations"];
-    if s(&ann["storageclass.kubernetes.io/is-default-class"]) == "true"
-        || s(&ann["storageclass.beta.kubernetes.io/is-default-class"]) == "true"
-    {
-        n.push_str(" (default)");
-    }
-    vec![
-        json!(n),
-        json!(s(&obj["provisioner"])),
-        json!(obj["reclaimPolicy"].as_str().unwrap_or("Delete")),
-        json!(obj["volumeBindingMode"].as_str().unwrap_or("Immediate")),
-        json!(obj["allowVolumeExpansion"]
-            .as_bool()
-            .unwrap_or(false)
-            .to_string()),
-        age(obj, now),
-    ]
-}
-
-fn priorityclass_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-    vec![
-        name(obj),
-        json!(int(&obj["value"])),
-        json!(obj["globalDefault"].as_bool().unwrap_or(false)),
-        json!(obj["preemptionPolicy"]
-            .as_str()
-            .unwrap_or("PreemptLowerPriority")),
-        age(obj, now),
-    ]
-}
-
-fn replicationcontroller_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn replicationcontroller_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let st = &obj["status"];
     let (cs, imgs) = containers_images(&obj["spec"]["template"]["spec"]);
     vec![
@@ -1592,7 +1461,7 @@ fn replicationcontroller_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     ]
 }
 
-fn podtemplate_row(obj: &Value, _now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn podtemplate_row(obj: &Value, _now: DateTime<Utc>) -> Vec<Value> {
     let (cs, imgs) = containers_images(&obj["template"]["spec"]);
     vec![
         name(obj),
@@ -1602,7 +1471,7 @@ fn podtemplate_row(obj: &Value, _now: DateTime<Utc>) -> Vec<Value> {
     ]
 }
 
-fn csidriver_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn csidriver_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let spec = &obj["spec"];
     let audiences: Vec<&str> = arr(&spec["tokenRequests"])
         .iter()
@@ -1629,7 +1498,7 @@ fn csidriver_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     ]
 }
 
-fn csinode_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn csinode_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     vec![
         name(obj),
         json!(arr(&obj["spec"]["drivers"]).len()),
@@ -1637,7 +1506,7 @@ fn csinode_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     ]
 }
 
-fn volumeattachment_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn volumeattachment_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let spec = &obj["spec"];
     vec![
         name(obj),
@@ -1650,7 +1519,7 @@ fn volumeattachment_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
 }
 
 /// CONDITION of a CSR: Approved/Denied/Failed, plus Issued once a certificate is there.
-fn csr_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn csr_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let spec = &obj["spec"];
     let mut conds: Vec<&str> = Vec::new();
     for c in arr(&obj["status"]["conditions"]) {
@@ -1683,6 +1552,26 @@ fn csr_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::apiserver::kinds::{Plain, Strategy};
+    use crate::apiserver::registry::builtin_snapshot;
+    use std::sync::Arc;
+
+    fn strategy(group: &str, kind: &str) -> Arc<dyn Strategy> {
+        builtin_snapshot()
+            .all()
+            .iter()
+            .find(|r| r.group == group && r.kind == kind)
+            .map(|r| r.strategy.clone())
+            .unwrap_or_else(|| Arc::new(Plain))
+    }
+
+    fn column_definitions(group: &str, kind: &str) -> Vec<Value> {
+        columns_json(strategy(group, kind).columns())
+    }
+
+    fn row_cells(group: &str, kind: &str, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+        strategy(group, kind).row(obj, now)
+    }
 
     fn now() -> DateTime<Utc> {
         DateTime::parse_from_rfc3339("2024-05-01T12:00:00Z")
@@ -1929,55 +1818,14 @@ mod tests {
 
     #[test]
     fn every_row_matches_its_columns() {
-        let kinds = [
-            ("", "Pod"),
-            ("apps", "Deployment"),
-            ("apps", "ReplicaSet"),
-            ("apps", "StatefulSet"),
-            ("apps", "DaemonSet"),
-            ("apps", "ControllerRevision"),
-            ("batch", "Job"),
-            ("batch", "CronJob"),
-            ("", "Service"),
-            ("", "Endpoints"),
-            ("discovery.k8s.io", "EndpointSlice"),
-            ("", "Node"),
-            ("", "Namespace"),
-            ("", "ConfigMap"),
-            ("", "Secret"),
-            ("", "ServiceAccount"),
-            ("", "Event"),
-            ("events.k8s.io", "Event"),
-            ("", "PersistentVolume"),
-            ("", "PersistentVolumeClaim"),
-            ("", "ResourceQuota"),
-            ("", "LimitRange"),
-            ("networking.k8s.io", "Ingress"),
-            ("networking.k8s.io", "IngressClass"),
-            ("networking.k8s.io", "NetworkPolicy"),
-            ("coordination.k8s.io", "Lease"),
-            ("autoscaling", "HorizontalPodAutoscaler"),
-            ("policy", "PodDisruptionBudget"),
-            ("rbac.authorization.k8s.io", "Role"),
-            ("rbac.authorization.k8s.io", "RoleBinding"),
-            ("rbac.authorization.k8s.io", "ClusterRole"),
-            ("rbac.authorization.k8s.io", "ClusterRoleBinding"),
-            ("storage.k8s.io", "StorageClass"),
-            ("scheduling.k8s.io", "PriorityClass"),
-            ("x", "Unknown"),
-            ("", "ReplicationController"),
-            ("", "PodTemplate"),
-            ("storage.k8s.io", "CSIDriver"),
-            ("storage.k8s.io", "CSINode"),
-            ("storage.k8s.io", "VolumeAttachment"),
-            ("certificates.k8s.io", "CertificateSigningRequest"),
-        ];
         let obj = json!({"metadata": {"name": "x", "creationTimestamp": "2024-05-01T11:00:00Z"}});
-        for (g, k) in kinds {
+        for info in builtin_snapshot().all() {
             assert_eq!(
-                column_definitions(g, k).len(),
-                row_cells(g, k, &obj, now()).len(),
-                "{g}/{k}"
+                super::column_definitions(info).len(),
+                super::row_cells(info, &obj, now()).len(),
+                "{}/{}",
+                info.group,
+                info.kind
             );
         }
     }

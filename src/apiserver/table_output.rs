@@ -7,6 +7,7 @@ use super::registry::ResourceInfo;
 use super::status::ApiError;
 use super::{conversion, table};
 use serde_json::{json, Value};
+use std::sync::Arc;
 
 /// The object a row carries, per `includeObject`.
 fn row_object(obj: &Value, include: IncludeObject) -> Value {
@@ -29,7 +30,7 @@ pub fn row(
     include: IncludeObject,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Value {
-    let mut r = json!({"cells": table::row_cells(info.group, info.kind, obj, now)});
+    let mut r = json!({"cells": table::row_cells(info, obj, now)});
     let o = row_object(obj, include);
     if !o.is_null() {
         r["object"] = o;
@@ -47,7 +48,7 @@ pub fn row_owned(
     if include != IncludeObject::Metadata {
         return row(info, &obj, include, now);
     }
-    let cells = table::row_cells(info.group, info.kind, &obj, now);
+    let cells = table::row_cells(info, &obj, now);
     let mut meta = obj
         .get_mut("metadata")
         .map(Value::take)
@@ -62,7 +63,7 @@ pub fn row_owned(
 /// The rows of a list's Table as comma-separated JSON, built on blocking threads in parallel
 /// chunks: parsing thousands of objects is the expensive part of `kubectl get` on a big list.
 pub async fn rows_parallel(
-    info: &'static ResourceInfo,
+    info: Arc<ResourceInfo>,
     items: Vec<(crate::store::KeyValue, Option<Value>)>,
     include: IncludeObject,
 ) -> Result<Vec<u8>, ApiError> {
@@ -76,6 +77,7 @@ pub async fn rows_parallel(
     while !items.is_empty() {
         let rest = items.split_off(chunk.min(items.len()));
         let part = std::mem::replace(&mut items, rest);
+        let info = info.clone();
         tasks.push(tokio::task::spawn_blocking(
             move || -> Result<Vec<u8>, ApiError> {
                 let mut out = Vec::with_capacity(part.len() * 256);
@@ -83,7 +85,7 @@ pub async fn rows_parallel(
                     let obj = match parsed {
                         Some(v) => v,
                         None => {
-                            conversion::decode(info, &kv.value, kv.mod_revision).map_err(|e| {
+                            conversion::decode(&info, &kv.value, kv.mod_revision).map_err(|e| {
                                 ApiError::Internal(format!(
                                     "stored object {} is corrupt: {e}",
                                     kv.key
@@ -94,7 +96,7 @@ pub async fn rows_parallel(
                     if i > 0 {
                         out.push(b',');
                     }
-                    serde_json::to_writer(&mut out, &row_owned(info, obj, include, now))
+                    serde_json::to_writer(&mut out, &row_owned(&info, obj, include, now))
                         .map_err(|e| ApiError::Internal(e.to_string()))?;
                 }
                 Ok(out)
@@ -125,7 +127,7 @@ pub fn table(
         meta["continue"] = json!(c);
     }
     let defs = if columns {
-        table::column_definitions(info.group, info.kind)
+        table::column_definitions(info)
     } else {
         Vec::new()
     };

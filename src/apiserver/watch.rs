@@ -30,7 +30,7 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
 
 /// Turns store events into watch lines for one request.
 struct Encoder {
-    info: &'static ResourceInfo,
+    info: Arc<ResourceInfo>,
     output: Output,
     label: LabelSelector,
     field: FieldSelector,
@@ -52,14 +52,14 @@ impl Encoder {
         out.extend_from_slice(kind.as_bytes());
         out.extend_from_slice(b"\",\"object\":");
         match self.output {
-            Output::Json => conversion::write_with_rv(self.info, &mut out, stored, rv),
+            Output::Json => conversion::write_with_rv(&self.info, &mut out, stored, rv),
             Output::Table(include) => {
                 let v = match parsed {
                     Some(v) => v,
-                    None => conversion::decode(self.info, stored, rv).ok()?,
+                    None => conversion::decode(&self.info, stored, rv).ok()?,
                 };
-                let row = table_output::row(self.info, &v, include, chrono::Utc::now());
-                let t = table_output::table(self.info, vec![row], rv, None, !self.columns_sent);
+                let row = table_output::row(&self.info, &v, include, chrono::Utc::now());
+                let t = table_output::table(&self.info, vec![row], rv, None, !self.columns_sent);
                 self.columns_sent = true;
                 serde_json::to_writer(&mut out, &t).ok()?;
             }
@@ -71,7 +71,7 @@ impl Encoder {
     /// The line for one stored object at watch start.
     fn initial(&mut self, kv: &KeyValue) -> Option<Bytes> {
         let parsed = if self.filtering() || matches!(self.output, Output::Table(_)) {
-            let v = conversion::decode(self.info, &kv.value, kv.mod_revision).ok()?;
+            let v = conversion::decode(&self.info, &kv.value, kv.mod_revision).ok()?;
             if !self.matches(&v) {
                 return None;
             }
@@ -89,11 +89,11 @@ impl Encoder {
                     let kind = if prev.is_some() { "MODIFIED" } else { "ADDED" };
                     return self.line(kind, &kv.value, kv.mod_revision, None);
                 }
-                let new = conversion::decode(self.info, &kv.value, kv.mod_revision).ok()?;
+                let new = conversion::decode(&self.info, &kv.value, kv.mod_revision).ok()?;
                 let now_in = self.matches(&new);
                 let was_in = prev
                     .as_ref()
-                    .and_then(|p| conversion::decode(self.info, &p.value, p.mod_revision).ok())
+                    .and_then(|p| conversion::decode(&self.info, &p.value, p.mod_revision).ok())
                     .is_some_and(|old| self.matches(&old));
                 match (was_in, now_in) {
                     (false, true) => self.line("ADDED", &kv.value, kv.mod_revision, Some(new)),
@@ -104,7 +104,7 @@ impl Encoder {
             }
             Event::Delete { prev, revision } => {
                 let parsed = if self.filtering() {
-                    let old = conversion::decode(self.info, &prev.value, *revision).ok()?;
+                    let old = conversion::decode(&self.info, &prev.value, *revision).ok()?;
                     if !self.matches(&old) {
                         return None;
                     }
@@ -122,8 +122,7 @@ impl Encoder {
         if initial_end {
             meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
-        let obj =
-            json!({"kind": self.info.kind, "apiVersion": self.info.api_version, "metadata": meta});
+        let obj = json!({"kind": &self.info.kind, "apiVersion": &self.info.api_version, "metadata": meta});
         let mut out =
             serde_json::to_vec(&json!({"type": "BOOKMARK", "object": obj})).unwrap_or_default();
         out.push(b'\n');
@@ -202,7 +201,7 @@ impl Api {
                 compacted,
             }) => {
                 tracing::info!(
-                    resource = r.info.plural,
+                    resource = &r.info.plural,
                     requested,
                     compacted,
                     "watch from a compacted revision: 410 Expired in the stream"
@@ -215,7 +214,7 @@ impl Api {
         };
 
         let mut enc = Encoder {
-            info: r.info,
+            info: r.info.clone(),
             output: r.output,
             label,
             field,

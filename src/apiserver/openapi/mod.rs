@@ -7,23 +7,28 @@
 //! `fieldValidation` query parameter: finding one, it leaves validation to the server
 //! (`fieldValidation=Strict`). `kubectl explain` finds the schema carrying the same extension in
 //! `components.schemas` and walks its `$ref`/`allOf` properties, printing their descriptions.
-//! The schemas come from k8s-openapi (see `schemas`); documents are built once and cached.
+//! The schemas come from k8s-openapi (see `schemas`); documents are built once per registry
+//! state and cached in its snapshot, so registering a kind changes the hashes kubectl caches by.
 
 pub mod schemas;
 pub mod v2;
 
-use schemas::{reachable, registry, KindInfo};
+use super::registry::Snapshot;
+use bytes::Bytes;
+use schemas::{reachable, KindInfo};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha512};
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
 
 /// A built group-version document, its serialized form and its hash.
 struct Doc {
     value: Value,
-    json: String,
+    json: Bytes,
     hash: String,
 }
+
+/// The v3 documents of one registry state, by "api/v1" / "apis/<group>/<version>".
+pub struct Docs(BTreeMap<String, Doc>);
 
 /// "api/v1" or "apis/<group>/<version>": the key of a group-version in the root's `paths`.
 fn gv_key(group: &str, version: &str) -> String {
@@ -34,28 +39,37 @@ fn gv_key(group: &str, version: &str) -> String {
     }
 }
 
-fn docs() -> &'static BTreeMap<String, Doc> {
-    static DOCS: OnceLock<BTreeMap<String, Doc>> = OnceLock::new();
-    DOCS.get_or_init(|| {
+/// The documents of a registry state, built on first use and kept with it: a changed registry
+/// is a new snapshot, so its documents (and their hashes) are rebuilt.
+fn docs(snap: &Snapshot) -> &Docs {
+    snap.openapi_v3.get_or_init(|| {
+        let schemas = snap.schemas();
         let mut by_gv: BTreeMap<String, Vec<&KindInfo>> = BTreeMap::new();
-        for k in &registry().kinds {
-            by_gv.entry(gv_key(k.group, k.version)).or_default().push(k);
+        for k in &schemas.kinds {
+            by_gv
+                .entry(gv_key(&k.group, &k.version))
+                .or_default()
+                .push(k);
         }
-        by_gv
-            .into_iter()
-            .map(|(key, kinds)| {
-                let value = build_doc(&kinds);
-                let json = value.to_string();
-                let hash = hex::encode_upper(Sha512::digest(json.as_bytes()));
-                (key, Doc { value, json, hash })
-            })
-            .collect()
+        Docs(
+            by_gv
+                .into_iter()
+                .map(|(key, kinds)| {
+                    let value = build_doc(&schemas.definitions, &kinds);
+                    let json = value.to_string();
+                    let hash = hex::encode_upper(Sha512::digest(json.as_bytes()));
+                    let json = Bytes::from(json);
+                    (key, Doc { value, json, hash })
+                })
+                .collect(),
+        )
     })
 }
 
 /// GET /openapi/v3.
-pub fn v3_root() -> Value {
-    let paths: Map<String, Value> = docs()
+pub fn v3_root(snap: &Snapshot) -> Value {
+    let paths: Map<String, Value> = docs(snap)
+        .0
         .iter()
         .map(|(key, doc)| {
             (
@@ -68,16 +82,24 @@ pub fn v3_root() -> Value {
 }
 
 /// GET /openapi/v3/api/v1 or /openapi/v3/apis/<group>/<version>; None when unknown.
-pub fn v3_group_version(group: &str, version: &str) -> Option<Value> {
-    docs().get(&gv_key(group, version)).map(|d| d.value.clone())
+pub fn v3_group_version(snap: &Snapshot, group: &str, version: &str) -> Option<Value> {
+    docs(snap)
+        .0
+        .get(&gv_key(group, version))
+        .map(|d| d.value.clone())
 }
 
 /// The same document already serialized (it is large: the core one is about a megabyte), and
 /// its hash, for answering without re-encoding and for ETag/caching.
-pub fn v3_group_version_json(group: &str, version: &str) -> Option<(&'static str, &'static str)> {
-    docs()
+pub fn v3_group_version_json(
+    snap: &Snapshot,
+    group: &str,
+    version: &str,
+) -> Option<(Bytes, String)> {
+    docs(snap)
+        .0
         .get(&gv_key(group, version))
-        .map(|d| (d.json.as_str(), d.hash.as_str()))
+        .map(|d| (d.json.clone(), d.hash.clone()))
 }
 
 fn query_param(name: &str, description: &str) -> Value {
@@ -145,7 +167,7 @@ fn operation_id(verb: &str, k: &KindInfo, namespaced_path: bool, suffix: &str) -
         k.group
             .split('.')
             .next()
-            .unwrap_or(k.group)
+            .unwrap_or(&k.group)
             .split('-')
             .map(capitalize)
             .collect()
@@ -153,7 +175,7 @@ fn operation_id(verb: &str, k: &KindInfo, namespaced_path: bool, suffix: &str) -
     let scope = if namespaced_path { "Namespaced" } else { "" };
     format!(
         "{verb}{group}{}{scope}{}{suffix}",
-        capitalize(k.version),
+        capitalize(&k.version),
         k.kind
     )
 }
@@ -313,14 +335,13 @@ fn list_schema(k: &KindInfo) -> Value {
     })
 }
 
-fn build_doc(kinds: &[&KindInfo]) -> Value {
+fn build_doc(defs: &Map<String, Value>, kinds: &[&KindInfo]) -> Value {
     let mut paths = Map::new();
     for k in kinds {
         kind_paths(k, &mut paths);
     }
     let roots: Vec<&str> = kinds.iter().map(|k| k.schema.as_str()).collect();
-    let defs = &registry().definitions;
-    let mut schemas: Map<String, Value> = reachable(&roots)
+    let mut schemas: Map<String, Value> = reachable(defs, &roots)
         .into_iter()
         .filter_map(|name| defs.get(&name).map(|s| (name, s.clone())))
         .collect();
@@ -352,6 +373,15 @@ fn build_doc(kinds: &[&KindInfo]) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::apiserver::registry::builtin_snapshot;
+
+    fn v3_root() -> Value {
+        super::v3_root(builtin_snapshot())
+    }
+
+    fn v3_group_version(group: &str, version: &str) -> Option<Value> {
+        super::v3_group_version(builtin_snapshot(), group, version)
+    }
 
     #[test]
     fn root_lists_group_versions_with_stable_hashes() {
@@ -399,8 +429,8 @@ mod tests {
             .starts_with("Container image name"));
         assert!(schemas["io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"].is_object());
         assert!(schemas.get("io.k8s.api.apps.v1.Deployment").is_none());
-        let (text, hash) = v3_group_version_json("", "v1").unwrap();
-        assert_eq!(serde_json::from_str::<Value>(text).unwrap(), doc);
+        let (text, hash) = v3_group_version_json(builtin_snapshot(), "", "v1").unwrap();
+        assert_eq!(serde_json::from_slice::<Value>(&text).unwrap(), doc);
         assert_eq!(hash.len(), 128);
     }
 }

@@ -1,120 +1,60 @@
-//! The schemas of every served kind, generated once from k8s-openapi's `schemars` impls (which
-//! carry the upstream descriptions), reshaped the way Kubernetes publishes them: a `$ref` with a
+//! The schemas of the served kinds (the registry's), generated from k8s-openapi's `schemars`
+//! impls (which carry the upstream descriptions), reshaped the way Kubernetes publishes them: a `$ref` with a
 //! description beside it becomes `allOf: [{$ref}]` plus the description, and top-level kinds
 //! carry `x-kubernetes-group-version-kind`.
 
-use k8s_openapi::schemars::{generate::SchemaSettings, JsonSchema, SchemaGenerator};
-use k8s_openapi::{ClusterResourceScope, NamespaceResourceScope, Resource};
+use crate::apiserver::registry::{builtin_snapshot, ResourceInfo, Schema};
+use k8s_openapi::schemars::{generate::SchemaSettings, SchemaGenerator};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeSet;
-use std::sync::OnceLock;
+use std::sync::Arc;
 
 /// Where a kind lives and what its schema is called.
 #[derive(Debug, Clone)]
 pub struct KindInfo {
-    pub group: &'static str,
-    pub version: &'static str,
-    pub kind: &'static str,
-    pub plural: &'static str,
+    pub group: String,
+    pub version: String,
+    pub kind: String,
+    pub plural: String,
     pub namespaced: bool,
     /// Key in components.schemas, e.g. "io.k8s.api.core.v1.Pod".
     pub schema: String,
 }
 
-/// Scope of a k8s-openapi resource type, as a bool.
-trait Scope {
-    const NAMESPACED: bool;
-}
-impl Scope for NamespaceResourceScope {
-    const NAMESPACED: bool = true;
-}
-impl Scope for ClusterResourceScope {
-    const NAMESPACED: bool = false;
-}
-
-struct Builder {
-    gen: SchemaGenerator,
-    kinds: Vec<KindInfo>,
-}
-
-impl Builder {
-    fn add<T>(&mut self)
-    where
-        T: Resource + JsonSchema,
-        T::Scope: Scope,
-    {
-        self.gen.subschema_for::<T>();
-        self.kinds.push(KindInfo {
-            group: T::GROUP,
-            version: T::VERSION,
-            kind: T::KIND,
-            plural: T::URL_PATH_SEGMENT,
-            namespaced: <T::Scope as Scope>::NAMESPACED,
-            schema: T::schema_name().into_owned(),
-        });
-    }
-}
-
-/// All kinds and their definitions.
-pub struct Registry {
+/// The kinds of one registry state and their definitions.
+pub struct Schemas {
     pub kinds: Vec<KindInfo>,
     pub definitions: Map<String, Value>,
 }
 
-fn build() -> Registry {
-    use k8s_openapi::api::*;
+/// The schemas of every kind in `kinds` (a registry snapshot's), with the definitions they
+/// refer to.
+pub fn build(kinds: &[Arc<ResourceInfo>]) -> Schemas {
     let settings = SchemaSettings::openapi3().with(|s| s.transforms.clear());
-    let mut b = Builder {
-        gen: SchemaGenerator::new(settings),
-        kinds: Vec::new(),
-    };
-    b.add::<core::v1::Namespace>();
-    b.add::<core::v1::Pod>();
-    b.add::<core::v1::Service>();
-    b.add::<core::v1::Endpoints>();
-    b.add::<core::v1::ConfigMap>();
-    b.add::<core::v1::Secret>();
-    b.add::<core::v1::Node>();
-    b.add::<core::v1::Event>();
-    b.add::<core::v1::ServiceAccount>();
-    b.add::<core::v1::PersistentVolume>();
-    b.add::<core::v1::PersistentVolumeClaim>();
-    b.add::<core::v1::ResourceQuota>();
-    b.add::<core::v1::LimitRange>();
-    b.add::<core::v1::ReplicationController>();
-    b.add::<core::v1::PodTemplate>();
-    b.add::<apps::v1::Deployment>();
-    b.add::<apps::v1::ReplicaSet>();
-    b.add::<apps::v1::StatefulSet>();
-    b.add::<apps::v1::DaemonSet>();
-    b.add::<apps::v1::ControllerRevision>();
-    b.add::<batch::v1::Job>();
-    b.add::<batch::v1::CronJob>();
-    b.add::<networking::v1::Ingress>();
-    b.add::<networking::v1::IngressClass>();
-    b.add::<networking::v1::NetworkPolicy>();
-    b.add::<discovery::v1::EndpointSlice>();
-    b.add::<coordination::v1::Lease>();
-    b.add::<autoscaling::v1::HorizontalPodAutoscaler>();
-    b.add::<autoscaling::v2::HorizontalPodAutoscaler>();
-    b.add::<policy::v1::PodDisruptionBudget>();
-    b.add::<rbac::v1::Role>();
-    b.add::<rbac::v1::RoleBinding>();
-    b.add::<rbac::v1::ClusterRole>();
-    b.add::<rbac::v1::ClusterRoleBinding>();
-    b.add::<storage::v1::StorageClass>();
-    b.add::<storage::v1::CSIDriver>();
-    b.add::<storage::v1::CSINode>();
-    b.add::<storage::v1::VolumeAttachment>();
-    b.add::<scheduling::v1::PriorityClass>();
-    b.add::<events::v1::Event>();
-    b.add::<certificates::v1::CertificateSigningRequest>();
-    let mut definitions = b.gen.take_definitions(false);
+    let mut gen = SchemaGenerator::new(settings);
+    let mut given = Vec::new();
+    let mut infos = Vec::new();
+    for r in kinds {
+        match &r.schema {
+            Schema::Typed { add, .. } => add(&mut gen),
+            Schema::Json { name, schema } => given.push((name.clone(), schema.clone())),
+        }
+        infos.push(KindInfo {
+            group: r.group.clone(),
+            version: r.version.clone(),
+            kind: r.kind.clone(),
+            plural: r.plural.clone(),
+            namespaced: r.namespaced,
+            schema: r.schema.name().to_string(),
+        });
+    }
+    let mut definitions = gen.take_definitions(false);
+    definitions.extend(given);
     for schema in definitions.values_mut() {
         reshape_refs(schema);
     }
     add_patch_extensions(&mut definitions);
-    for k in &b.kinds {
+    for k in &infos {
         if let Some(Value::Object(m)) = definitions.get_mut(&k.schema) {
             m.insert(
                 "x-kubernetes-group-version-kind".into(),
@@ -122,8 +62,8 @@ fn build() -> Registry {
             );
         }
     }
-    Registry {
-        kinds: b.kinds,
+    Schemas {
+        kinds: infos,
         definitions,
     }
 }
@@ -193,15 +133,15 @@ fn reshape_refs(v: &mut Value) {
     }
 }
 
-/// The registry, built on first use.
-pub fn registry() -> &'static Registry {
-    static REG: OnceLock<Registry> = OnceLock::new();
-    REG.get_or_init(build)
+/// The schemas of the built-in kinds, built on first use: what strategic merge and field
+/// validation walk.
+pub fn builtin() -> &'static Schemas {
+    builtin_snapshot().schemas()
 }
 
 /// The kind served as `group/version` `kind`; with `version` None, the first version served.
 pub fn find_kind(group: &str, version: Option<&str>, kind: &str) -> Option<&'static KindInfo> {
-    registry()
+    builtin()
         .kinds
         .iter()
         .find(|k| k.group == group && k.kind == kind && version.is_none_or(|v| v == k.version))
@@ -213,7 +153,7 @@ pub fn resolve(schema: &Value) -> &Value {
     for _ in 0..8 {
         if let Some(r) = cur.get("$ref").and_then(Value::as_str) {
             let name = r.rsplit('/').next().unwrap_or(r);
-            match registry().definitions.get(name) {
+            match builtin().definitions.get(name) {
                 Some(s) => cur = s,
                 None => return cur,
             }
@@ -231,7 +171,7 @@ pub fn resolve(schema: &Value) -> &Value {
 }
 
 /// Names of the definitions reachable from `roots`, for a group-version's document.
-pub fn reachable(roots: &[&str]) -> BTreeSet<String> {
+pub fn reachable(defs: &Map<String, Value>, roots: &[&str]) -> BTreeSet<String> {
     fn refs(v: &Value, out: &mut Vec<String>) {
         match v {
             Value::Object(m) => {
@@ -244,7 +184,6 @@ pub fn reachable(roots: &[&str]) -> BTreeSet<String> {
             _ => {}
         }
     }
-    let defs = &registry().definitions;
     let mut seen = BTreeSet::new();
     let mut todo: Vec<String> = roots.iter().map(|s| s.to_string()).collect();
     while let Some(name) = todo.pop() {
@@ -267,7 +206,7 @@ mod tests {
         let pod = find_kind("", Some("v1"), "Pod").expect("pods registered");
         assert!(pod.namespaced);
         assert_eq!(pod.plural, "pods");
-        let schema = &registry().definitions[&pod.schema];
+        let schema = &builtin().definitions[&pod.schema];
         assert_eq!(
             schema["x-kubernetes-group-version-kind"],
             json!([{"group": "", "kind": "Pod", "version": "v1"}])
@@ -295,7 +234,7 @@ mod tests {
 
     #[test]
     fn list_fields_carry_patch_extensions() {
-        let defs = &registry().definitions;
+        let defs = &builtin().definitions;
         let containers = &defs["io.k8s.api.core.v1.PodSpec"]["properties"]["containers"];
         assert_eq!(containers["x-kubernetes-patch-strategy"], "merge");
         assert_eq!(containers["x-kubernetes-patch-merge-key"], "name");
@@ -316,7 +255,7 @@ mod tests {
 
     #[test]
     fn reachability_includes_meta() {
-        let set = reachable(&["io.k8s.api.apps.v1.Deployment"]);
+        let set = reachable(&builtin().definitions, &["io.k8s.api.apps.v1.Deployment"]);
         assert!(set.contains("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"));
         assert!(set.contains("io.k8s.api.core.v1.Container"));
         assert!(!set.contains("io.k8s.api.core.v1.Service"));

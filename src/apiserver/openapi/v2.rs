@@ -8,9 +8,11 @@
 //! definitions. The document is derived from the same schemas as v3: `allOf: [{$ref}]` back to
 //! a `$ref` with siblings, `#/components/schemas/` to `#/definitions/`.
 
-use super::schemas::{registry, KindInfo};
+use super::schemas::{KindInfo, Schemas};
+use crate::apiserver::registry::Snapshot;
+use bytes::Bytes;
 use serde_json::{json, Map, Value};
-use std::sync::OnceLock;
+use sha2::{Digest, Sha512};
 
 /// The content type of the protobuf form. kubectl asks with `...spec.v2@v1.0+protobuf`, a
 /// spelling Go's mime parser rejects in a Content-Type; the answer uses the dotted form, as
@@ -18,30 +20,39 @@ use std::sync::OnceLock;
 pub const PROTOBUF_CONTENT_TYPE: &str =
     "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
 
-struct V2 {
-    json: String,
-    protobuf: Vec<u8>,
+/// The v2 document of one registry state, in both encodings, and the hash of its JSON form.
+pub struct V2 {
+    json: Bytes,
+    protobuf: Bytes,
+    hash: String,
 }
 
-fn built() -> &'static V2 {
-    static DOC: OnceLock<V2> = OnceLock::new();
-    DOC.get_or_init(|| {
-        let doc = document();
+/// Built on first use and kept with the snapshot, so a registry change rebuilds it.
+fn built(snap: &Snapshot) -> &V2 {
+    snap.openapi_v2.get_or_init(|| {
+        let doc = document(snap.schemas());
+        let json = doc.to_string();
         V2 {
-            json: doc.to_string(),
-            protobuf: encode_document(&doc),
+            hash: hex::encode_upper(Sha512::digest(json.as_bytes())),
+            json: Bytes::from(json),
+            protobuf: Bytes::from(encode_document(&doc)),
         }
     })
 }
 
 /// GET /openapi/v2 with a JSON Accept.
-pub fn v2_json() -> &'static str {
-    &built().json
+pub fn v2_json(snap: &Snapshot) -> Bytes {
+    built(snap).json.clone()
 }
 
 /// GET /openapi/v2 with the protobuf Accept (what kubectl sends).
-pub fn v2_protobuf() -> &'static [u8] {
-    &built().protobuf
+pub fn v2_protobuf(snap: &Snapshot) -> Bytes {
+    built(snap).protobuf.clone()
+}
+
+/// The document's hash, for its ETag: kubectl caches the v2 document by it.
+pub fn v2_hash(snap: &Snapshot) -> String {
+    built(snap).hash.clone()
 }
 
 /// A v3 schema made v2: refs point into `definitions`, single-ref `allOf` collapses.
@@ -119,8 +130,7 @@ fn body(schema: &str) -> Value {
     json!({"name": "body", "in": "body", "required": true, "schema": {"$ref": format!("#/definitions/{schema}")}})
 }
 
-fn document() -> Value {
-    let reg = registry();
+fn document(reg: &Schemas) -> Value {
     let mut paths = Map::new();
     for k in &reg.kinds {
         let base = if k.group.is_empty() {
@@ -420,6 +430,7 @@ fn encode_document(doc: &Value) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::apiserver::registry::builtin_snapshot;
 
     /// Reads one length-delimited field's payloads out of a protobuf message.
     fn fields(buf: &[u8], want: u32) -> Vec<&[u8]> {
@@ -459,7 +470,7 @@ mod tests {
 
     #[test]
     fn json_document_has_patch_operations_with_field_validation() {
-        let doc: Value = serde_json::from_str(v2_json()).unwrap();
+        let doc: Value = serde_json::from_slice(&v2_json(builtin_snapshot())).unwrap();
         assert_eq!(doc["swagger"], "2.0");
         let patch =
             &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
@@ -485,12 +496,12 @@ mod tests {
 
     #[test]
     fn protobuf_document_decodes_to_the_same_paths() {
-        let pb = v2_protobuf();
-        assert_eq!(fields(pb, 1), vec![b"2.0".as_slice()]);
-        let paths = fields(pb, 8);
+        let pb = v2_protobuf(builtin_snapshot());
+        assert_eq!(fields(&pb, 1), vec![b"2.0".as_slice()]);
+        let paths = fields(&pb, 8);
         assert_eq!(paths.len(), 1);
         let named: Vec<&[u8]> = fields(paths[0], 2);
-        let doc: Value = serde_json::from_str(v2_json()).unwrap();
+        let doc: Value = serde_json::from_slice(&v2_json(builtin_snapshot())).unwrap();
         assert_eq!(named.len(), doc["paths"].as_object().unwrap().len());
         // Find the deployment item and its PATCH operation's GVK extension.
         let item = named

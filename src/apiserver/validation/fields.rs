@@ -5,7 +5,7 @@
 //! schema (see `openapi::schemas`): a key an object schema does not declare is unknown; maps
 //! (`additionalProperties`) and free-form objects accept any key.
 
-use crate::apiserver::openapi::schemas::{find_kind, registry, resolve};
+use crate::apiserver::openapi::schemas::{builtin, find_kind, resolve};
 use serde_json::Value;
 
 /// A JSON value that remembers every key of its objects, duplicates included.
@@ -219,7 +219,7 @@ pub fn unknown_or_duplicate_fields(group: &str, kind: &str, raw: &[u8]) -> Vec<S
     let Some(info) = info else {
         return Vec::new();
     };
-    let schema = registry().definitions.get(&info.schema);
+    let schema = builtin().definitions.get(&info.schema);
     let mut out = Vec::new();
     walk(&node, schema, "", &mut out);
     // As the Go decoder: each distinct error once, at most 100 of them.

@@ -10,13 +10,13 @@ use super::{
 use crate::apiserver::defaults::parse_quantity;
 use serde_json::{json, Value};
 
-type Errs = Vec<FieldError>;
+pub(crate) type Errs = Vec<FieldError>;
 
-fn arr(v: &Value) -> &[Value] {
+pub(crate) fn arr(v: &Value) -> &[Value] {
     v.as_array().map(Vec::as_slice).unwrap_or(&[])
 }
 
-fn s(v: &Value) -> &str {
+pub(crate) fn s(v: &Value) -> &str {
     v.as_str().unwrap_or("")
 }
 
@@ -28,7 +28,6 @@ pub(super) fn validate_kind(
     errs: &mut Errs,
 ) {
     match (group, kind) {
-        ("apps", "Deployment") => deployment(obj, old, errs),
         ("apps", "ReplicaSet") => replicated(obj, old, "replicaset", errs),
         ("", "ReplicationController") => {
             non_negative(&obj["spec"]["replicas"], "spec.replicas", errs);
@@ -42,8 +41,6 @@ pub(super) fn validate_kind(
         ("", "PodTemplate") => validate_pod_template(&obj["template"], "template", errs),
         ("", "Service") => service(obj, old, errs),
         ("", "Namespace") => namespace(obj, errs),
-        ("", "ConfigMap") => data_keys(obj, old, false, errs),
-        ("", "Secret") => secret(obj, old, errs),
         ("", "PersistentVolumeClaim") => pvc(obj, old, errs),
         ("", "PersistentVolume") => pv(obj, errs),
         ("", "Endpoints") => endpoints(obj, errs),
@@ -55,20 +52,17 @@ pub(super) fn validate_kind(
         ("networking.k8s.io", "Ingress") => ingress(obj, errs),
         ("networking.k8s.io", "IngressClass") => ingressclass(obj, old, errs),
         ("networking.k8s.io", "NetworkPolicy") => networkpolicy(obj, errs),
-        ("coordination.k8s.io", "Lease") => lease(obj, errs),
         ("autoscaling", "HorizontalPodAutoscaler") => hpa(obj, errs),
         ("policy", "PodDisruptionBudget") => pdb(obj, errs),
         ("rbac.authorization.k8s.io", "Role") => rules(obj, true, errs),
         ("rbac.authorization.k8s.io", "ClusterRole") => rules(obj, false, errs),
         ("rbac.authorization.k8s.io", "RoleBinding") => binding(obj, old, true, errs),
         ("rbac.authorization.k8s.io", "ClusterRoleBinding") => binding(obj, old, false, errs),
-        ("storage.k8s.io", "StorageClass") => storageclass(obj, old, errs),
-        ("scheduling.k8s.io", "PriorityClass") => priorityclass(obj, old, errs),
         _ => {}
     }
 }
 
-fn non_negative(v: &Value, path: &str, errs: &mut Errs) {
+pub(crate) fn non_negative(v: &Value, path: &str, errs: &mut Errs) {
     if let Some(n) = v.as_i64() {
         if n < 0 {
             errs.push(invalid(path, v, "must be greater than or equal to 0"));
@@ -76,7 +70,7 @@ fn non_negative(v: &Value, path: &str, errs: &mut Errs) {
     }
 }
 
-fn immutable(new: &Value, old: Option<&Value>, path: &str, errs: &mut Errs) {
+pub(crate) fn immutable(new: &Value, old: Option<&Value>, path: &str, errs: &mut Errs) {
     if let Some(old) = old {
         if new != old {
             errs.push(invalid(path, new, "field is immutable"));
@@ -85,7 +79,7 @@ fn immutable(new: &Value, old: Option<&Value>, path: &str, errs: &mut Errs) {
 }
 
 /// Go's `%#v` of a labels map, as Kubernetes prints it in selector errors.
-fn go_map(v: &Value) -> String {
+pub(crate) fn go_map(v: &Value) -> String {
     let mut pairs: Vec<(String, String)> = v
         .as_object()
         .map(|m| {
@@ -100,7 +94,7 @@ fn go_map(v: &Value) -> String {
 }
 
 /// `ValidateLabelSelector`.
-fn label_selector(sel: &Value, path: &str, errs: &mut Errs) {
+pub(crate) fn label_selector(sel: &Value, path: &str, errs: &mut Errs) {
     validate_labels(&sel["matchLabels"], &format!("{path}.matchLabels"), errs);
     for (i, e) in arr(&sel["matchExpressions"]).iter().enumerate() {
         let epath = format!("{path}.matchExpressions[{i}]");
@@ -155,13 +149,13 @@ pub(crate) fn selector_matches(sel: &Value, labels: &Value) -> bool {
     })
 }
 
-fn selector_is_empty(sel: &Value) -> bool {
+pub(crate) fn selector_is_empty(sel: &Value) -> bool {
     sel["matchLabels"].as_object().is_none_or(|m| m.is_empty())
         && arr(&sel["matchExpressions"]).is_empty()
 }
 
 /// Selector present, not empty, matching the template's labels; the template valid.
-fn selector_and_template(spec: &Value, what: &str, errs: &mut Errs) {
+pub(crate) fn selector_and_template(spec: &Value, what: &str, errs: &mut Errs) {
     let sel = &spec["selector"];
     if !sel.is_object() {
         errs.push(required("spec.selector", ""));
@@ -192,7 +186,7 @@ fn selector_and_template(spec: &Value, what: &str, errs: &mut Errs) {
     validate_pod_template(template, "spec.template", errs);
 }
 
-fn restart_always(spec: &Value, errs: &mut Errs) {
+pub(crate) fn restart_always(spec: &Value, errs: &mut Errs) {
     let rp = &spec["template"]["spec"]["restartPolicy"];
     if !rp.is_null() && s(rp) != "Always" {
         errs.push(not_supported(
@@ -203,7 +197,7 @@ fn restart_always(spec: &Value, errs: &mut Errs) {
     }
 }
 
-fn replicated(obj: &Value, old: Option<&Value>, what: &str, errs: &mut Errs) {
+pub(crate) fn replicated(obj: &Value, old: Option<&Value>, what: &str, errs: &mut Errs) {
     let spec = &obj["spec"];
     non_negative(&spec["replicas"], "spec.replicas", errs);
     non_negative(&spec["minReadySeconds"], "spec.minReadySeconds", errs);
@@ -220,7 +214,7 @@ fn replicated(obj: &Value, old: Option<&Value>, what: &str, errs: &mut Errs) {
 }
 
 /// An IntOrString that must be a non-negative int or a percentage.
-fn int_or_percent(v: &Value, path: &str, errs: &mut Errs) -> Option<f64> {
+pub(crate) fn int_or_percent(v: &Value, path: &str, errs: &mut Errs) -> Option<f64> {
     match v {
         Value::Null => None,
         Value::Number(n) => {
@@ -252,65 +246,9 @@ fn int_or_percent(v: &Value, path: &str, errs: &mut Errs) -> Option<f64> {
     }
 }
 
-fn deployment(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
-    replicated(obj, old, "deployment", errs);
-    let spec = &obj["spec"];
-    let strategy = &spec["strategy"];
-    match s(&strategy["type"]) {
-        "RollingUpdate" => {
-            let ru = &strategy["rollingUpdate"];
-            let unavailable = int_or_percent(
-                &ru["maxUnavailable"],
-                "spec.strategy.rollingUpdate.maxUnavailable",
-                errs,
-            );
-            let surge = int_or_percent(
-                &ru["maxSurge"],
-                "spec.strategy.rollingUpdate.maxSurge",
-                errs,
-            );
-            if unavailable == Some(0.0) && surge == Some(0.0) {
-                errs.push(invalid(
-                    "spec.strategy.rollingUpdate.maxUnavailable",
-                    &ru["maxUnavailable"],
-                    "may not be 0 when `maxSurge` is 0",
-                ));
-            }
-        }
-        "Recreate" => {
-            if !strategy["rollingUpdate"].is_null() {
-                errs.push(forbidden(
-                    "spec.strategy.rollingUpdate",
-                    "may not be specified when strategy `type` is 'Recreate'",
-                ));
-            }
-        }
-        "" => errs.push(required("spec.strategy.type", "")),
-        _ => errs.push(not_supported(
-            "spec.strategy.type",
-            &strategy["type"],
-            &["Recreate", "RollingUpdate"],
-        )),
-    }
-    non_negative(
-        &spec["revisionHistoryLimit"],
-        "spec.revisionHistoryLimit",
-        errs,
-    );
-    if let Some(pd) = spec["progressDeadlineSeconds"].as_i64() {
-        if pd <= spec["minReadySeconds"].as_i64().unwrap_or(0) {
-            errs.push(invalid(
-                "spec.progressDeadlineSeconds",
-                &spec["progressDeadlineSeconds"],
-                "must be greater than minReadySeconds",
-            ));
-        }
-    }
-}
+pub(crate) const STS_UPDATE_MSG: &str = "updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden";
 
-const STS_UPDATE_MSG: &str = "updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden";
-
-fn statefulset(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
+pub(crate) fn statefulset(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
     let spec = &obj["spec"];
     non_negative(&spec["replicas"], "spec.replicas", errs);
     selector_and_template(spec, "statefulset", errs);
@@ -361,7 +299,7 @@ fn statefulset(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
     }
 }
 
-fn daemonset(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
+pub(crate) fn daemonset(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
     let spec = &obj["spec"];
     selector_and_template(spec, "daemonset", errs);
     restart_always(spec, errs);
@@ -388,21 +326,21 @@ fn daemonset(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
     }
 }
 
-fn controllerrevision(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
+pub(crate) fn controllerrevision(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
     non_negative(&obj["revision"], "revision", errs);
     if let Some(old) = old {
         immutable(&obj["data"], Some(&old["data"]), "data", errs);
     }
 }
 
-fn job_restart_policy(template: &Value, path: &str, errs: &mut Errs) {
+pub(crate) fn job_restart_policy(template: &Value, path: &str, errs: &mut Errs) {
     let rp = &template["spec"]["restartPolicy"];
     if !matches!(s(rp), "OnFailure" | "Never") {
         errs.push(not_supported(path, rp, &["OnFailure", "Never"]));
     }
 }
 
-fn job(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
+pub(crate) fn job(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
     let spec = &obj["spec"];
     for f in ["parallelism", "completions", "backoffLimit"] {
         non_negative(&spec[f], &format!("spec.{f}"), errs);
@@ -484,7 +422,7 @@ fn job(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
     }
 }
 
-fn valid_cron(schedule: &str) -> Result<(), String> {
+pub(crate) fn valid_cron(schedule: &str) -> Result<(), String> {
     if schedule.contains("TZ") {
         return Err("cannot use TZ or CRON_TZ in schedule, use timeZone field instead".into());
     }
@@ -515,7 +453,7 @@ fn valid_cron(schedule: &str) -> Result<(), String> {
     }
 }
 
-fn cronjob(obj: &Value, errs: &mut Errs) {
+pub(crate) fn cronjob(obj: &Value, errs: &mut Errs) {
     let spec = &obj["spec"];
     let name = s(&obj["metadata"]["name"]);
     if name.len() > 52 {
@@ -555,11 +493,11 @@ fn cronjob(obj: &Value, errs: &mut Errs) {
     );
 }
 
-fn is_ip(v: &str) -> bool {
+pub(crate) fn is_ip(v: &str) -> bool {
     v.parse::<std::net::IpAddr>().is_ok()
 }
 
-fn service(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
+pub(crate) fn service(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
     let spec = &obj["spec"];
     let ty = s(&spec["type"]);
     one_of(
@@ -708,7 +646,7 @@ fn service(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
     }
 }
 
-fn namespace(obj: &Value, errs: &mut Errs) {
+pub(crate) fn namespace(obj: &Value, errs: &mut Errs) {
     for (i, f) in arr(&obj["spec"]["finalizers"]).iter().enumerate() {
         for msg in names::qualified_name(s(f)) {
             errs.push(invalid(&format!("spec.finalizers[{i}]"), f, &msg));
@@ -716,10 +654,10 @@ fn namespace(obj: &Value, errs: &mut Errs) {
     }
 }
 
-const MAX_DATA_SIZE: usize = 1024 * 1024;
+pub(crate) const MAX_DATA_SIZE: usize = 1024 * 1024;
 
 /// Keys of ConfigMap/Secret data (and binaryData), total size, and `immutable: true`.
-fn data_keys(obj: &Value, old: Option<&Value>, secret: bool, errs: &mut Errs) {
+pub(crate) fn data_keys(obj: &Value, old: Option<&Value>, secret: bool, errs: &mut Errs) {
     let mut total = 0;
     let maps: &[&str] = if secret {
         &["data", "stringData"]
@@ -766,47 +704,14 @@ fn data_keys(obj: &Value, old: Option<&Value>, secret: bool, errs: &mut Errs) {
     }
 }
 
-fn secret(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
-    data_keys(obj, old, true, errs);
-    let has = |k: &str| !obj["data"][k].is_null() || !obj["stringData"][k].is_null();
-    let ty = s(&obj["type"]);
-    let need: &[&str] = match ty {
-        "kubernetes.io/tls" => &["tls.crt", "tls.key"],
-        "kubernetes.io/dockerconfigjson" => &[".dockerconfigjson"],
-        "kubernetes.io/dockercfg" => &[".dockercfg"],
-        "kubernetes.io/ssh-auth" => &["ssh-privatekey"],
-        _ => &[],
-    };
-    for k in need {
-        if !has(k) {
-            errs.push(required(&format!("data[{k}]"), ""));
-        }
-    }
-    if ty == "kubernetes.io/basic-auth" && !has("username") && !has("password") {
-        errs.push(required("data[username]", ""));
-        errs.push(required("data[password]", ""));
-    }
-    if ty == "kubernetes.io/service-account-token"
-        && s(&obj["metadata"]["annotations"]["kubernetes.io/service-account.name"]).is_empty()
-    {
-        errs.push(required(
-            "metadata.annotations[kubernetes.io/service-account.name]",
-            "",
-        ));
-    }
-    if let Some(old) = old {
-        immutable(&obj["type"], Some(&old["type"]), "type", errs);
-    }
-}
-
-const ACCESS_MODES: &[&str] = &[
+pub(crate) const ACCESS_MODES: &[&str] = &[
     "ReadOnlyMany",
     "ReadWriteMany",
     "ReadWriteOnce",
     "ReadWriteOncePod",
 ];
 
-fn access_modes(modes: &Value, path: &str, errs: &mut Errs) {
+pub(crate) fn access_modes(modes: &Value, path: &str, errs: &mut Errs) {
     let list = arr(modes);
     if list.is_empty() {
         errs.push(required(path, "at least 1 access mode is required"));
@@ -818,7 +723,7 @@ fn access_modes(modes: &Value, path: &str, errs: &mut Errs) {
     }
 }
 
-fn pvc(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
+pub(crate) fn pvc(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
     let spec = &obj["spec"];
     access_modes(&spec["accessModes"], "spec.accessModes", errs);
     let storage = &spec["resources"]["requests"]["storage"];
@@ -869,7 +774,7 @@ fn pvc(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
     }
 }
 
-const PV_SOURCES: &[&str] = &[
+pub(crate) const PV_SOURCES: &[&str] = &[
     "hostPath",
     "local",
     "nfs",
@@ -894,7 +799,7 @@ const PV_SOURCES: &[&str] = &[
     "flocker",
 ];
 
-fn pv(obj: &Value, errs: &mut Errs) {
+pub(crate) fn pv(obj: &Value, errs: &mut Errs) {
     let spec = &obj["spec"];
     access_modes(&spec["accessModes"], "spec.accessModes", errs);
     if spec["capacity"]["storage"].is_null() {
@@ -922,7 +827,7 @@ fn pv(obj: &Value, errs: &mut Errs) {
     }
 }
 
-fn endpoints(obj: &Value, errs: &mut Errs) {
+pub(crate) fn endpoints(obj: &Value, errs: &mut Errs) {
     for (i, ss) in arr(&obj["subsets"]).iter().enumerate() {
         for list in ["addresses", "notReadyAddresses"] {
             for (j, a) in arr(&ss[list]).iter().enumerate() {
@@ -949,7 +854,7 @@ fn endpoints(obj: &Value, errs: &mut Errs) {
     }
 }
 
-fn endpointslice(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
+pub(crate) fn endpointslice(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
     let at = &obj["addressType"];
     one_of("addressType", at, &["FQDN", "IPv4", "IPv6"], errs);
     for (i, e) in arr(&obj["endpoints"]).iter().enumerate() {
@@ -994,7 +899,7 @@ fn endpointslice(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
     }
 }
 
-fn resourcequota(obj: &Value, errs: &mut Errs) {
+pub(crate) fn resourcequota(obj: &Value, errs: &mut Errs) {
     for part in ["hard"] {
         if let Some(m) = obj["spec"][part].as_object() {
             for (k, q) in m {
@@ -1013,7 +918,7 @@ fn resourcequota(obj: &Value, errs: &mut Errs) {
     }
 }
 
-fn limitrange(obj: &Value, errs: &mut Errs) {
+pub(crate) fn limitrange(obj: &Value, errs: &mut Errs) {
     for (i, item) in arr(&obj["spec"]["limits"]).iter().enumerate() {
         one_of(
             &format!("spec.limits[{i}].type"),
@@ -1024,7 +929,7 @@ fn limitrange(obj: &Value, errs: &mut Errs) {
     }
 }
 
-fn node(obj: &Value, errs: &mut Errs) {
+pub(crate) fn node(obj: &Value, errs: &mut Errs) {
     for (i, t) in arr(&obj["spec"]["taints"]).iter().enumerate() {
         let path = format!("spec.taints[{i}]");
         for msg in names::qualified_name(s(&t["key"])) {
@@ -1039,7 +944,7 @@ fn node(obj: &Value, errs: &mut Errs) {
     }
 }
 
-fn new_event(obj: &Value, errs: &mut Errs) {
+pub(crate) fn new_event(obj: &Value, errs: &mut Errs) {
     for f in [
         "eventTime",
         "reportingController",
@@ -1060,7 +965,7 @@ fn new_event(obj: &Value, errs: &mut Errs) {
     }
 }
 
-fn ingress_backend(b: &Value, path: &str, errs: &mut Errs) {
+pub(crate) fn ingress_backend(b: &Value, path: &str, errs: &mut Errs) {
     let svc = &b["service"];
     match (svc.is_object(), b["resource"].is_object()) {
         (true, true) => errs.push(invalid(
@@ -1109,7 +1014,7 @@ fn ingress_backend(b: &Value, path: &str, errs: &mut Errs) {
     }
 }
 
-fn ingress(obj: &Value, errs: &mut Errs) {
+pub(crate) fn ingress(obj: &Value, errs: &mut Errs) {
     let spec = &obj["spec"];
     if spec["defaultBackend"].is_object() {
         ingress_backend(&spec["defaultBackend"], "spec.defaultBackend", errs);
@@ -1170,7 +1075,7 @@ fn ingress(obj: &Value, errs: &mut Errs) {
     }
 }
 
-fn ingressclass(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
+pub(crate) fn ingressclass(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
     let c = &obj["spec"]["controller"];
     let cs = s(c);
     if cs.is_empty() {
@@ -1183,7 +1088,7 @@ fn ingressclass(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
     }
 }
 
-fn networkpolicy(obj: &Value, errs: &mut Errs) {
+pub(crate) fn networkpolicy(obj: &Value, errs: &mut Errs) {
     let spec = &obj["spec"];
     label_selector(&spec["podSelector"], "spec.podSelector", errs);
     for (i, t) in arr(&spec["policyTypes"]).iter().enumerate() {
@@ -1216,23 +1121,7 @@ fn networkpolicy(obj: &Value, errs: &mut Errs) {
     }
 }
 
-fn lease(obj: &Value, errs: &mut Errs) {
-    let d = &obj["spec"]["leaseDurationSeconds"];
-    if d.as_i64().is_some_and(|n| n <= 0) {
-        errs.push(invalid(
-            "spec.leaseDurationSeconds",
-            d,
-            "must be greater than 0",
-        ));
-    }
-    non_negative(
-        &obj["spec"]["leaseTransitions"],
-        "spec.leaseTransitions",
-        errs,
-    );
-}
-
-fn hpa(obj: &Value, errs: &mut Errs) {
+pub(crate) fn hpa(obj: &Value, errs: &mut Errs) {
     let spec = &obj["spec"];
     let r = &spec["scaleTargetRef"];
     if s(&r["kind"]).is_empty() {
@@ -1298,7 +1187,7 @@ fn hpa(obj: &Value, errs: &mut Errs) {
     }
 }
 
-fn pdb(obj: &Value, errs: &mut Errs) {
+pub(crate) fn pdb(obj: &Value, errs: &mut Errs) {
     let spec = &obj["spec"];
     if !spec["minAvailable"].is_null() && !spec["maxUnavailable"].is_null() {
         errs.push(invalid(
@@ -1314,7 +1203,7 @@ fn pdb(obj: &Value, errs: &mut Errs) {
     }
 }
 
-fn rules(obj: &Value, namespaced: bool, errs: &mut Errs) {
+pub(crate) fn rules(obj: &Value, namespaced: bool, errs: &mut Errs) {
     for (i, r) in arr(&obj["rules"]).iter().enumerate() {
         let path = format!("rules[{i}]");
         if arr(&r["verbs"]).is_empty() {
@@ -1356,7 +1245,7 @@ fn rules(obj: &Value, namespaced: bool, errs: &mut Errs) {
     }
 }
 
-fn binding(obj: &Value, old: Option<&Value>, namespaced: bool, errs: &mut Errs) {
+pub(crate) fn binding(obj: &Value, old: Option<&Value>, namespaced: bool, errs: &mut Errs) {
     let r = &obj["roleRef"];
     if s(&r["apiGroup"]) != "rbac.authorization.k8s.io" {
         errs.push(not_supported(
@@ -1422,78 +1311,7 @@ fn binding(obj: &Value, old: Option<&Value>, namespaced: bool, errs: &mut Errs) 
     }
 }
 
-fn storageclass(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
-    if s(&obj["provisioner"]).is_empty() {
-        errs.push(required("provisioner", ""));
-    }
-    if !matches!(s(&obj["reclaimPolicy"]), "" | "Delete" | "Retain") {
-        errs.push(not_supported(
-            "reclaimPolicy",
-            &obj["reclaimPolicy"],
-            &["Delete", "Retain"],
-        ));
-    }
-    if !matches!(
-        s(&obj["volumeBindingMode"]),
-        "" | "Immediate" | "WaitForFirstConsumer"
-    ) {
-        errs.push(not_supported(
-            "volumeBindingMode",
-            &obj["volumeBindingMode"],
-            &["Immediate", "WaitForFirstConsumer"],
-        ));
-    }
-    if let Some(old) = old {
-        for f in ["parameters", "provisioner", "reclaimPolicy"] {
-            if obj[f] != old[f] {
-                errs.push(forbidden(f, &format!("updates to {f} are forbidden.")));
-            }
-        }
-        if obj["volumeBindingMode"] != old["volumeBindingMode"] {
-            errs.push(forbidden("volumeBindingMode", "field is immutable"));
-        }
-    }
-}
-
-const HIGHEST_USER_PRIORITY: i64 = 1_000_000_000;
-
-fn priorityclass(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
-    let name = s(&obj["metadata"]["name"]);
-    let value = obj["value"].as_i64().unwrap_or(0);
-    let system = name == "system-node-critical" || name == "system-cluster-critical";
-    if name.starts_with("system-") && !system {
-        errs.push(invalid(
-            "metadata.name",
-            &obj["metadata"]["name"],
-            "priority class names with 'system-' prefix are reserved",
-        ));
-    }
-    if value > HIGHEST_USER_PRIORITY && !system {
-        errs.push(forbidden(
-            "value",
-            "maximum allowed value of a user defined priority is 1000000000",
-        ));
-    }
-    match s(&obj["preemptionPolicy"]) {
-        "" | "Never" | "PreemptLowerPriority" => {}
-        _ => errs.push(not_supported(
-            "preemptionPolicy",
-            &obj["preemptionPolicy"],
-            &["Never", "PreemptLowerPriority"],
-        )),
-    }
-    if let Some(old) = old {
-        if obj["value"] != old["value"] {
-            errs.push(forbidden("value", "may not be changed in an update."));
-        }
-        immutable(
-            &obj["preemptionPolicy"],
-            Some(&old["preemptionPolicy"]),
-            "preemptionPolicy",
-            errs,
-        );
-    }
-}
+pub(crate) const HIGHEST_USER_PRIORITY: i64 = 1_000_000_000;
 
 #[cfg(test)]
 mod tests {

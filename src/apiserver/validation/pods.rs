@@ -8,16 +8,16 @@ use super::{
 use crate::apiserver::defaults::parse_quantity;
 use serde_json::{json, Value};
 
-fn arr(v: &Value) -> &[Value] {
+pub(crate) fn arr(v: &Value) -> &[Value] {
     v.as_array().map(Vec::as_slice).unwrap_or(&[])
 }
 
-fn s(v: &Value) -> &str {
+pub(crate) fn s(v: &Value) -> &str {
     v.as_str().unwrap_or("")
 }
 
 /// The volume sources a Volume may name; exactly one must be set.
-const VOLUME_SOURCES: &[&str] = &[
+pub(crate) const VOLUME_SOURCES: &[&str] = &[
     "emptyDir",
     "hostPath",
     "gitRepo",
@@ -49,7 +49,11 @@ const VOLUME_SOURCES: &[&str] = &[
     "image",
 ];
 
-fn validate_volumes(spec: &Value, path: &str, errs: &mut Vec<FieldError>) -> Vec<String> {
+pub(crate) fn validate_volumes(
+    spec: &Value,
+    path: &str,
+    errs: &mut Vec<FieldError>,
+) -> Vec<String> {
     let mut seen: Vec<String> = Vec::new();
     for (i, v) in arr(&spec["volumes"]).iter().enumerate() {
         let vpath = format!("{path}.volumes[{i}]");
@@ -107,7 +111,7 @@ fn validate_volumes(spec: &Value, path: &str, errs: &mut Vec<FieldError>) -> Vec
     seen
 }
 
-fn validate_resources(res: &Value, path: &str, errs: &mut Vec<FieldError>) {
+pub(crate) fn validate_resources(res: &Value, path: &str, errs: &mut Vec<FieldError>) {
     for part in ["limits", "requests"] {
         if let Some(m) = res[part].as_object() {
             for (k, q) in m {
@@ -138,7 +142,7 @@ fn validate_resources(res: &Value, path: &str, errs: &mut Vec<FieldError>) {
     }
 }
 
-fn validate_probe(p: &Value, path: &str, errs: &mut Vec<FieldError>) {
+pub(crate) fn validate_probe(p: &Value, path: &str, errs: &mut Vec<FieldError>) {
     if !p.is_object() {
         return;
     }
@@ -173,7 +177,7 @@ fn validate_probe(p: &Value, path: &str, errs: &mut Vec<FieldError>) {
     }
 }
 
-fn validate_ports(c: &Value, path: &str, errs: &mut Vec<FieldError>) {
+pub(crate) fn validate_ports(c: &Value, path: &str, errs: &mut Vec<FieldError>) {
     let mut names_seen: Vec<&str> = Vec::new();
     for (i, p) in arr(&c["ports"]).iter().enumerate() {
         let ppath = format!("{path}.ports[{i}]");
@@ -213,7 +217,12 @@ pub(crate) fn validate_protocol(v: &Value, path: &str, errs: &mut Vec<FieldError
     one_of(path, v, &["SCTP", "TCP", "UDP"], errs);
 }
 
-fn validate_container(c: &Value, path: &str, volumes: &[String], errs: &mut Vec<FieldError>) {
+pub(crate) fn validate_container(
+    c: &Value,
+    path: &str,
+    volumes: &[String],
+    errs: &mut Vec<FieldError>,
+) {
     let name = s(&c["name"]);
     if name.is_empty() {
         errs.push(required(&format!("{path}.name"), ""));
@@ -402,7 +411,7 @@ pub(crate) fn validate_pod_template(t: &Value, path: &str, errs: &mut Vec<FieldE
     validate_pod_spec(&t["spec"], &format!("{path}.spec"), errs);
 }
 
-const POD_UPDATE_MSG: &str = "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)";
+pub(crate) const POD_UPDATE_MSG: &str = "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)";
 
 pub(crate) fn validate_pod(obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldError>) {
     validate_pod_spec(&obj["spec"], "spec", errs);
@@ -463,7 +472,7 @@ pub(crate) fn validate_pod(obj: &Value, old: Option<&Value>, errs: &mut Vec<Fiel
 }
 
 /// The top-level keys of two objects whose values differ (null and absent are the same).
-fn changed_fields(a: &Value, b: &Value) -> Vec<String> {
+pub(crate) fn changed_fields(a: &Value, b: &Value) -> Vec<String> {
     let empty = serde_json::Map::new();
     let am = a.as_object().unwrap_or(&empty);
     let bm = b.as_object().unwrap_or(&empty);

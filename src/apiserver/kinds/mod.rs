@@ -1,0 +1,490 @@
+//! The built-in kinds, one module per kind: its registry facts (short names, categories,
+//! subresources, field selectors), defaults, validation and printer columns, behind the
+//! `Strategy` the request path calls. `builtin()` is the only list of them.
+//!
+//! Kinds not yet in their own module are served by `Legacy`, which still dispatches on
+//! (group, kind) into `defaults`, `validation` and `table`.
+mod configmap;
+mod deployment;
+mod lease;
+mod priority_class;
+mod secret;
+mod service_account;
+mod storage_class;
+
+use super::conversion::Converted;
+use super::defaults;
+use super::registry::{ResourceInfo, Schema, ScopeInfo};
+use super::table::{self, Col};
+use super::validation::{self, FieldError, NameRule};
+use chrono::{DateTime, Utc};
+use k8s_openapi::schemars::JsonSchema;
+use k8s_openapi::{ListableResource, Resource};
+use serde::{de::DeserializeOwned, Serialize};
+use serde_json::Value;
+use std::sync::Arc;
+
+/// What differs between kinds on the request path. Every method has the behaviour of a kind
+/// with no rules of its own, so a kind implements only what it has.
+pub trait Strategy: Send + Sync {
+    /// Fills in defaults, as the real API server does on create and update (see `defaults`).
+    /// Only absent or null fields are filled, so running it twice is harmless.
+    fn defaults(&self, _obj: &mut Value) {}
+
+    /// Which rule `metadata.name` follows.
+    fn name_rule(&self) -> NameRule {
+        NameRule::Subdomain
+    }
+
+    /// The kind's own rules, after ObjectMeta's; `old` is the stored object on update.
+    fn validate(&self, _obj: &Value, _old: Option<&Value>, _errs: &mut Vec<FieldError>) {}
+
+    /// The Table columns, every priority; `row` fills them in the same order.
+    fn columns(&self) -> Vec<Col> {
+        table::default_columns()
+    }
+
+    /// One object's Table cells; `now` is for ages.
+    fn row(&self, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+        table::created_at_row(obj, now)
+    }
+
+    /// For kinds with a /status subresource: the status a new object starts with. Clients do
+    /// not set status on create, so by default whatever they sent goes.
+    fn initial_status(&self, obj: &mut Value) {
+        if let Some(o) = obj.as_object_mut() {
+            o.remove("status");
+        }
+    }
+
+    /// The smallest valid object of the kind, without apiVersion, kind and metadata: what the
+    /// test walking every registered kind creates.
+    fn minimal(&self) -> Value {
+        Value::Object(Default::default())
+    }
+}
+
+/// What a kind's registry entry adds to its type's own facts.
+pub struct Facts {
+    pub short: &'static [&'static str],
+    pub cats: &'static [&'static str],
+    pub status: bool,
+    pub scale: bool,
+    pub fields: &'static [&'static str],
+    /// Stored with another group's objects of the same plural (events.k8s.io/v1 Events are
+    /// core/v1 Events): the group directory of the storage prefix. `conversion` converts.
+    pub stored_with: Option<&'static str>,
+    /// Served in this version, stored in another (see `conversion`).
+    pub converted: Option<Converted>,
+}
+
+pub const NONE: Facts = Facts {
+    short: &[],
+    cats: &[],
+    status: false,
+    scale: false,
+    fields: &[],
+    stored_with: None,
+    converted: None,
+};
+
+/// The "all" category: `kubectl get all` lists these.
+pub const ALL: &[&str] = &["all"];
+
+fn roundtrip<T: DeserializeOwned + Serialize>(v: Value) -> Result<Value, String> {
+    let typed: T = serde_json::from_value(v).map_err(|e| e.to_string())?;
+    serde_json::to_value(&typed).map_err(|e| e.to_string())
+}
+
+fn add_schema<T: JsonSchema>(g: &mut k8s_openapi::schemars::SchemaGenerator) {
+    g.subschema_for::<T>();
+}
+
+/// A registry entry for the k8s-openapi type `T`: group, version, kind, plural and scope from
+/// the type, the rest from `facts` and `strategy`.
+pub fn entry<T>(facts: Facts, strategy: impl Strategy + 'static) -> ResourceInfo
+where
+    T: Resource + ListableResource + DeserializeOwned + Serialize + JsonSchema,
+    T::Scope: ScopeInfo,
+{
+    // One prefix per group and plural, whatever the version: a resource served in two versions
+    // is one set of objects, stored in one version (see `conversion`).
+    let group_dir = match (facts.stored_with, T::GROUP) {
+        (Some(dir), _) => dir,
+        (None, "") => "core",
+        (None, g) => g,
+    };
+    let strs = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    ResourceInfo {
+        group: T::GROUP.into(),
+        version: T::VERSION.into(),
+        api_version: T::API_VERSION.into(),
+        kind: T::KIND.into(),
+        list_kind: T::LIST_KIND.into(),
+        plural: T::URL_PATH_SEGMENT.into(),
+        singular: T::KIND.to_ascii_lowercase(),
+        namespaced: <T::Scope as ScopeInfo>::NAMESPACED,
+        short_names: strs(facts.short),
+        categories: strs(facts.cats),
+        status: facts.status,
+        scale: facts.scale,
+        field_selectors: strs(facts.fields),
+        storage_prefix: format!("/registry/{group_dir}/{}", T::URL_PATH_SEGMENT),
+        decode: roundtrip::<T>,
+        schema: Schema::Typed {
+            name: T::schema_name().into_owned(),
+            add: add_schema::<T>,
+        },
+        converted: facts.converted,
+        strategy: Arc::new(strategy),
+    }
+}
+
+/// A kind defined at run time (as a CustomResourceDefinition will): JSON objects kept as sent,
+/// `schema` its OpenAPI v3 schema, stored under its group and plural.
+pub fn custom(
+    group: &str,
+    version: &str,
+    kind: &str,
+    plural: &str,
+    namespaced: bool,
+    schema: Value,
+    strategy: Arc<dyn Strategy>,
+) -> ResourceInfo {
+    ResourceInfo {
+        group: group.into(),
+        version: version.into(),
+        api_version: format!("{group}/{version}"),
+        kind: kind.into(),
+        list_kind: format!("{kind}List"),
+        plural: plural.into(),
+        singular: kind.to_ascii_lowercase(),
+        namespaced,
+        short_names: Vec::new(),
+        categories: Vec::new(),
+        status: false,
+        scale: false,
+        field_selectors: Vec::new(),
+        storage_prefix: format!("/registry/{group}/{plural}"),
+        decode: Ok,
+        schema: Schema::Json {
+            // The form Kubernetes names CRD schemas in: reversed group, version, kind.
+            name: format!(
+                "{}.{version}.{kind}",
+                group.split('.').rev().collect::<Vec<_>>().join(".")
+            ),
+            schema,
+        },
+        converted: None,
+        strategy,
+    }
+}
+
+/// A kind whose behaviour still lives in the (group, kind) dispatch of `defaults`,
+/// `validation` and `table`.
+struct Legacy {
+    group: &'static str,
+    kind: &'static str,
+}
+
+impl Strategy for Legacy {
+    fn defaults(&self, obj: &mut Value) {
+        defaults::by_kind(self.group, self.kind, obj)
+    }
+    fn name_rule(&self) -> NameRule {
+        validation::name_rule(self.group, self.kind)
+    }
+    fn validate(&self, obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldError>) {
+        validation::by_kind(self.group, self.kind, obj, old, errs)
+    }
+    fn columns(&self) -> Vec<Col> {
+        table::printer(self.group, self.kind).0
+    }
+    fn row(&self, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+        (table::printer(self.group, self.kind).1)(obj, now)
+    }
+    fn minimal(&self) -> Value {
+        legacy_minimal(self.group, self.kind)
+    }
+    fn initial_status(&self, obj: &mut Value) {
+        match (self.group, self.kind) {
+            // Nodes report their own status at registration.
+            ("", "Node") => {}
+            ("", "Namespace") => {
+                obj["status"] = serde_json::json!({"phase": "Active"});
+                if obj["spec"]["finalizers"].is_null() {
+                    obj["spec"]["finalizers"] = serde_json::json!(["kubernetes"]);
+                }
+            }
+            ("", "Pod") | ("", "PersistentVolume") | ("", "PersistentVolumeClaim") => {
+                obj["status"] = serde_json::json!({"phase": "Pending"})
+            }
+            _ => {
+                if let Some(o) = obj.as_object_mut() {
+                    o.remove("status");
+                }
+            }
+        }
+    }
+}
+
+fn legacy<T>(facts: Facts) -> ResourceInfo
+where
+    T: Resource + ListableResource + DeserializeOwned + Serialize + JsonSchema,
+    T::Scope: ScopeInfo,
+{
+    entry::<T>(
+        facts,
+        Legacy {
+            group: T::GROUP,
+            kind: T::KIND,
+        },
+    )
+}
+
+/// Every built-in kind, in discovery order: the one list (discovery, OpenAPI, tables and the
+/// tests walking all kinds read it).
+pub fn builtin() -> Vec<ResourceInfo> {
+    use k8s_openapi::api::*;
+    vec![
+        // core/v1
+        legacy::<core::v1::Namespace>(Facts {
+            short: &["ns"],
+            status: true,
+            fields: &["status.phase"],
+            ..NONE
+        }),
+        legacy::<core::v1::Pod>(Facts {
+            short: &["po"],
+            cats: ALL,
+            status: true,
+            fields: &[
+                "spec.nodeName",
+                "spec.restartPolicy",
+                "spec.schedulerName",
+                "spec.serviceAccountName",
+                "spec.hostNetwork",
+                "status.phase",
+                "status.podIP",
+                "status.nominatedNodeName",
+            ],
+            ..NONE
+        }),
+        legacy::<core::v1::Service>(Facts {
+            short: &["svc"],
+            cats: ALL,
+            status: true,
+            ..NONE
+        }),
+        legacy::<core::v1::Endpoints>(Facts {
+            short: &["ep"],
+            ..NONE
+        }),
+        configmap::info(),
+        secret::info(),
+        legacy::<core::v1::Node>(Facts {
+            short: &["no"],
+            status: true,
+            fields: &["spec.unschedulable"],
+            ..NONE
+        }),
+        legacy::<core::v1::Event>(Facts {
+            short: &["ev"],
+            fields: &[
+                "involvedObject.kind",
+                "involvedObject.namespace",
+                "involvedObject.name",
+                "involvedObject.uid",
+                "involvedObject.apiVersion",
+                "involvedObject.resourceVersion",
+                "involvedObject.fieldPath",
+                "reason",
+                "reportingComponent",
+                "source",
+                "type",
+            ],
+            ..NONE
+        }),
+        service_account::info(),
+        legacy::<core::v1::PersistentVolume>(Facts {
+            short: &["pv"],
+            status: true,
+            ..NONE
+        }),
+        legacy::<core::v1::PersistentVolumeClaim>(Facts {
+            short: &["pvc"],
+            status: true,
+            ..NONE
+        }),
+        legacy::<core::v1::ResourceQuota>(Facts {
+            short: &["quota"],
+            status: true,
+            ..NONE
+        }),
+        legacy::<core::v1::LimitRange>(Facts {
+            short: &["limits"],
+            ..NONE
+        }),
+        legacy::<core::v1::ReplicationController>(Facts {
+            short: &["rc"],
+            cats: ALL,
+            status: true,
+            scale: true,
+            fields: &["status.replicas"],
+            ..NONE
+        }),
+        legacy::<core::v1::PodTemplate>(NONE),
+        // apps/v1
+        deployment::info(),
+        legacy::<apps::v1::ReplicaSet>(Facts {
+            short: &["rs"],
+            cats: ALL,
+            status: true,
+            scale: true,
+            fields: &["status.replicas"],
+            ..NONE
+        }),
+        legacy::<apps::v1::StatefulSet>(Facts {
+            short: &["sts"],
+            cats: ALL,
+            status: true,
+            scale: true,
+            ..NONE
+        }),
+        legacy::<apps::v1::DaemonSet>(Facts {
+            short: &["ds"],
+            cats: ALL,
+            status: true,
+            ..NONE
+        }),
+        legacy::<apps::v1::ControllerRevision>(NONE),
+        // batch/v1
+        legacy::<batch::v1::Job>(Facts {
+            cats: ALL,
+            status: true,
+            fields: &["status.successful"],
+            ..NONE
+        }),
+        legacy::<batch::v1::CronJob>(Facts {
+            short: &["cj"],
+            cats: ALL,
+            status: true,
+            ..NONE
+        }),
+        // networking.k8s.io/v1
+        legacy::<networking::v1::Ingress>(Facts {
+            short: &["ing"],
+            status: true,
+            ..NONE
+        }),
+        legacy::<networking::v1::IngressClass>(NONE),
+        legacy::<networking::v1::NetworkPolicy>(Facts {
+            short: &["netpol"],
+            ..NONE
+        }),
+        // discovery.k8s.io/v1
+        legacy::<discovery::v1::EndpointSlice>(NONE),
+        // coordination.k8s.io/v1
+        lease::info(),
+        // autoscaling: v2 first, the preferred version
+        legacy::<autoscaling::v2::HorizontalPodAutoscaler>(Facts {
+            short: &["hpa"],
+            cats: ALL,
+            status: true,
+            ..NONE
+        }),
+        legacy::<autoscaling::v1::HorizontalPodAutoscaler>(Facts {
+            short: &["hpa"],
+            cats: ALL,
+            status: true,
+            converted: Some(Converted::HpaV1),
+            ..NONE
+        }),
+        // policy/v1
+        legacy::<policy::v1::PodDisruptionBudget>(Facts {
+            short: &["pdb"],
+            status: true,
+            ..NONE
+        }),
+        // rbac.authorization.k8s.io/v1
+        legacy::<rbac::v1::Role>(NONE),
+        legacy::<rbac::v1::RoleBinding>(NONE),
+        legacy::<rbac::v1::ClusterRole>(NONE),
+        legacy::<rbac::v1::ClusterRoleBinding>(NONE),
+        // storage.k8s.io/v1
+        storage_class::info(),
+        legacy::<storage::v1::CSIDriver>(NONE),
+        legacy::<storage::v1::CSINode>(NONE),
+        legacy::<storage::v1::VolumeAttachment>(Facts {
+            status: true,
+            ..NONE
+        }),
+        // scheduling.k8s.io/v1
+        priority_class::info(),
+        // events.k8s.io/v1: the core/v1 Events, converted
+        legacy::<events::v1::Event>(Facts {
+            short: &["ev"],
+            stored_with: Some("core"),
+            converted: Some(Converted::EventsV1),
+            ..NONE
+        }),
+        // certificates.k8s.io/v1
+        legacy::<certificates::v1::CertificateSigningRequest>(Facts {
+            short: &["csr"],
+            status: true,
+            fields: &["spec.signerName"],
+            ..NONE
+        }),
+    ]
+}
+
+/// A kind with no rules of its own: no defaults, only ObjectMeta validated, NAME and CREATED AT
+/// columns. What a kind registered at run time gets unless it brings a strategy.
+pub struct Plain;
+
+impl Strategy for Plain {}
+
+/// Minimal objects of the kinds still served by `Legacy`.
+fn legacy_minimal(group: &str, kind: &str) -> Value {
+    use serde_json::json;
+    let labels = json!({"app": "min"});
+    let pod_spec = json!({"containers": [{"name": "c", "image": "busybox"}]});
+    let template = json!({"metadata": {"labels": labels}, "spec": pod_spec});
+    let job_template = json!({"metadata": {"labels": labels},
+        "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}});
+    let workload = json!({"spec": {"selector": {"matchLabels": labels}, "template": template}});
+    let hpa = json!({"spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
+        "name": "d"}, "maxReplicas": 2}});
+    let binding = json!({"roleRef": {"apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole", "name": "view"}});
+    match (group, kind) {
+        ("", "Pod") => json!({ "spec": pod_spec }),
+        ("", "Service") => json!({"spec": {"ports": [{"port": 80}]}}),
+        ("", "PersistentVolume") => json!({"spec": {"capacity": {"storage": "1Gi"},
+            "accessModes": ["ReadWriteOnce"], "hostPath": {"path": "/tmp/min"}}}),
+        ("", "PersistentVolumeClaim") => json!({"spec": {"accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": "1Gi"}}}}),
+        ("", "ReplicationController") => {
+            json!({"spec": {"selector": labels, "template": template}})
+        }
+        ("", "PodTemplate") => json!({ "template": template }),
+        ("apps", "ReplicaSet" | "DaemonSet") => workload,
+        ("apps", "StatefulSet") => json!({"spec": {"selector": {"matchLabels": labels},
+            "serviceName": "min", "template": template}}),
+        ("batch", "Job") => json!({"spec": {"template": job_template}}),
+        ("batch", "CronJob") => json!({"spec": {"schedule": "*/5 * * * *",
+            "jobTemplate": {"spec": {"template": job_template}}}}),
+        ("networking.k8s.io", "Ingress") => json!({"spec": {"defaultBackend":
+            {"service": {"name": "s", "port": {"number": 80}}}}}),
+        ("networking.k8s.io", "IngressClass") => {
+            json!({"spec": {"controller": "example.com/ingress"}})
+        }
+        ("discovery.k8s.io", "EndpointSlice") => json!({"addressType": "IPv4", "endpoints": []}),
+        ("autoscaling", "HorizontalPodAutoscaler") => hpa,
+        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => binding,
+        ("events.k8s.io", "Event") => json!({"eventTime": "2024-05-01T12:00:00.000000Z",
+            "reportingController": "example.com/min", "reportingInstance": "min-1",
+            "action": "Test", "reason": "Test", "type": "Normal"}),
+        _ => json!({}),
+    }
+}
