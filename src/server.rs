@@ -41,6 +41,14 @@ pub struct ServerArgs {
     /// Revisions of history always kept by compaction (watchers behind this get 410 Expired).
     #[arg(long, default_value_t = 1000)]
     pub compaction_keep_revisions: i64,
+    /// Most non-mutating requests (get, list) served at once; more are refused with 429.
+    /// Watches and other long-running requests do not count. 0: no limit.
+    #[arg(long, default_value_t = 400)]
+    pub max_requests_inflight: usize,
+    /// Most mutating requests (create, update, patch, delete) served at once; more are refused
+    /// with 429. 0: no limit.
+    #[arg(long, default_value_t = 200)]
+    pub max_mutating_requests_inflight: usize,
 }
 
 pub fn run(args: ServerArgs) -> anyhow::Result<i32> {
@@ -123,6 +131,10 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
         shutdown: stopped.clone(),
         server_address: format!("{}:{port}", client_host(&args.bind_address)),
         me: me.clone(),
+        inflight: crate::apiserver::overload::Inflight::new(
+            args.max_requests_inflight,
+            args.max_mutating_requests_inflight,
+        ),
     });
     api.bootstrap()
         .await

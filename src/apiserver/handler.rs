@@ -2,7 +2,9 @@
 //! every error into a Kubernetes Status. Resource verbs live in `resources` and `watch`.
 
 use super::auth::{Authenticator, User};
+use super::overload;
 use super::registry::{self, ResourceInfo};
+use super::request_info::{self, RequestInfo};
 use super::status::ApiError;
 use super::{discovery, encoding, openapi};
 use crate::store::Store;
@@ -33,6 +35,8 @@ pub struct Api {
     pub server_address: String,
     /// The Arc this Api lives in, for background work started by a request.
     pub me: std::sync::Weak<Api>,
+    /// The in-flight limits (--max-requests-inflight, --max-mutating-requests-inflight).
+    pub inflight: overload::Inflight,
 }
 
 /// How a list, get or watch answer is rendered.
@@ -92,7 +96,12 @@ pub fn json(code: StatusCode, v: &Value) -> Resp {
 
 pub fn error_response(e: &ApiError) -> Resp {
     let code = StatusCode::from_u16(e.code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    json(code, &e.to_status())
+    let mut resp = json(code, &e.to_status());
+    if let ApiError::TooManyRequests { retry_after, .. } = e {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, http::HeaderValue::from(*retry_after));
+    }
+    resp
 }
 
 fn output_of(headers: &HeaderMap, query: &HashMap<String, String>) -> Output {
@@ -133,7 +142,14 @@ impl Api {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
         let started = std::time::Instant::now();
-        let resp = match self.route(req, cert_user).await {
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let info =
+            request_info::classify(&method, req.uri().path(), req.uri().query(), content_type);
+        let resp = match self.route(req, cert_user, &info).await {
             Ok(r) => r,
             Err(e) => error_response(&e),
         };
@@ -150,6 +166,7 @@ impl Api {
         self: &Arc<Self>,
         req: Request<B>,
         cert_user: Option<User>,
+        info: &RequestInfo,
     ) -> Result<Resp, ApiError>
     where
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
@@ -180,12 +197,27 @@ impl Api {
             _ => {}
         }
         let Some(user) = user else {
-            // Read what the client is sending before refusing, so it gets to read the Status
-            // (HTTP/2 clients may see a reset stream when answered mid-upload).
-            if matches!(parts.method, Method::POST | Method::PUT | Method::PATCH) {
-                let _ = read_body(&parts.headers, body).await;
-            }
+            // Refused before the body is read: a stranger's upload costs no memory.
+            discard_body(&parts.headers, body);
             return Err(ApiError::Unauthorized);
+        };
+        // Held until the answer is ready; long-running requests take no slot.
+        let _slot = if info.long_running {
+            None
+        } else {
+            match self.inflight.try_admit(info.mutating) {
+                Some(slot) => Some(slot),
+                // As upstream: system:masters always gets an answer, so an admin can still
+                // reach (and fix) a server that is overloaded.
+                None if user.groups.iter().any(|g| g == "system:masters") => None,
+                None => {
+                    discard_body(&parts.headers, body);
+                    return Err(ApiError::TooManyRequests {
+                        message: overload::MESSAGE.into(),
+                        retry_after: overload::RETRY_AFTER_SECONDS,
+                    });
+                }
+            }
         };
 
         let accept = parts
@@ -493,6 +525,39 @@ fn aggregated(core: bool, version: &str) -> Resp {
         ct,
         encoding::json_bytes(&discovery::aggregated(core, version)),
     )
+}
+
+/// Reads and drops, in the background, what a refused client goes on sending, so it finishes its
+/// upload and reads the answer instead of a reset connection. Nothing is kept, and the reading
+/// stops after a bound (the connection then closes). A client that waits for
+/// `100 Continue` is not asked for its body at all.
+fn discard_body<B>(headers: &HeaderMap, body: B)
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+{
+    const DISCARD_LIMIT: usize = MAX_BODY + 1024 * 1024;
+    let expects_continue = headers
+        .get(header::EXPECT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+    if expects_continue || body.is_end_stream() {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut body = std::pin::pin!(body);
+        let mut seen = 0usize;
+        let drain = async {
+            while let Some(Ok(frame)) = body.frame().await {
+                if let Ok(data) = frame.into_data() {
+                    seen += data.len();
+                    if seen > DISCARD_LIMIT {
+                        break;
+                    }
+                }
+            }
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), drain).await;
+    });
 }
 
 /// Reads a request body of at most MAX_BODY bytes. A larger one is still read to its end (up to
