@@ -105,6 +105,8 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
     let store = store::open_endpoint(endpoint, &db_dir.join("state.db"), Some(compaction))
         .await
         .context("opening the store")?;
+    let metrics = Arc::new(crate::apiserver::metrics::Metrics::default());
+    let store = crate::apiserver::metrics::InstrumentedStore::wrap(store, metrics.clone());
     tracing::info!(
         revision = store.current_revision().await?,
         "store open: {}",
@@ -135,6 +137,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
             args.max_requests_inflight,
             args.max_mutating_requests_inflight,
         ),
+        metrics,
     });
     api.bootstrap()
         .await

@@ -2,6 +2,7 @@
 //! every error into a Kubernetes Status. Resource verbs live in `resources` and `watch`.
 
 use super::auth::{Authenticator, User};
+use super::metrics::{self, Metrics};
 use super::overload;
 use super::registry::{self, ResourceInfo};
 use super::request_info::{self, RequestInfo};
@@ -37,6 +38,8 @@ pub struct Api {
     pub me: std::sync::Weak<Api>,
     /// The in-flight limits (--max-requests-inflight, --max-mutating-requests-inflight).
     pub inflight: overload::Inflight,
+    /// What /metrics reports; the store is wrapped to time its calls into the same place.
+    pub metrics: Arc<Metrics>,
 }
 
 /// How a list, get or watch answer is rendered.
@@ -149,10 +152,15 @@ impl Api {
             .unwrap_or("");
         let info =
             request_info::classify(&method, req.uri().path(), req.uri().query(), content_type);
+        let dry_run = req
+            .uri()
+            .query()
+            .is_some_and(|q| q.split('&').any(|kv| kv == "dryRun=All"));
         let resp = match self.route(req, cert_user, &info).await {
             Ok(r) => r,
             Err(e) => error_response(&e),
         };
+        let resp = self.instrument(&info, dry_run, resp, started.elapsed());
         let resp = if gzip_ok {
             gzip_large(resp).await
         } else {
@@ -160,6 +168,40 @@ impl Api {
         };
         tracing::debug!(%method, %path, status = resp.status().as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "request");
         Ok(resp)
+    }
+
+    /// Counts an answered request, and keeps a watch in apiserver_longrunning_requests for as
+    /// long as its stream lasts. Requests that never reached a handler (401) or named nothing
+    /// served (404 on an unknown path or resource) are left out, as upstream does, which also
+    /// keeps strangers from inventing label values.
+    fn instrument(
+        &self,
+        info: &RequestInfo,
+        dry_run: bool,
+        resp: Resp,
+        elapsed: std::time::Duration,
+    ) -> Resp {
+        let code = resp.status().as_u16();
+        let served = if info.is_resource {
+            registry::lookup(&info.group, &info.version, &info.resource).is_some()
+        } else {
+            code != 404
+        };
+        if code == 401 || !served {
+            return resp;
+        }
+        self.metrics.record(info, dry_run, code, elapsed);
+        if info.long_running && resp.status().is_success() {
+            let guard = self.metrics.long_running(info);
+            return resp.map(|body| {
+                Guarded {
+                    inner: body,
+                    _guard: guard,
+                }
+                .boxed()
+            });
+        }
+        resp
     }
 
     async fn route<B>(
@@ -294,6 +336,15 @@ impl Api {
                 )
             }),
             ["openapi", "v3"] => Ok(json(StatusCode::OK, &openapi::v3_root())),
+            ["metrics"] => {
+                get_only(&parts.method)?;
+                let objects = metrics::count_objects(self.store.as_ref()).await;
+                Ok(full(
+                    StatusCode::OK,
+                    metrics::CONTENT_TYPE,
+                    self.metrics.render(self.inflight.current(), &objects),
+                ))
+            }
             ["openapi", "v3", "api", "v1"] => openapi_doc("", "v1").ok_or_else(not_found),
             ["openapi", "v3", "apis", g, v] => openapi_doc(g, v).ok_or_else(not_found),
             // No authorization yet: every authenticated user may do anything, and says so.
@@ -459,6 +510,33 @@ impl Api {
                 parts.uri.path()
             ))),
         }
+    }
+}
+
+/// A response body that holds something (a gauge's share) until the stream ends or the client
+/// goes away.
+struct Guarded<T> {
+    inner: Body,
+    _guard: T,
+}
+
+impl<T: Send + Sync + Unpin + 'static> hyper::body::Body for Guarded<T> {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -19,6 +19,7 @@ pub mod encoding;
 pub mod handler;
 pub mod http;
 pub mod lifecycle;
+pub mod metrics;
 pub mod overload;
 pub mod protobuf;
 pub mod reads;
