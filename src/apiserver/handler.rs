@@ -7,7 +7,7 @@ use super::overload;
 use super::registry::{self, ResourceInfo};
 use super::request_info::{self, RequestInfo};
 use super::status::ApiError;
-use super::{discovery, encoding, openapi};
+use super::{discovery, encoding, health, openapi};
 use crate::store::Store;
 use bytes::Bytes;
 use http::{header, HeaderMap, Method, Request, Response, StatusCode};
@@ -228,15 +228,11 @@ impl Api {
         let user = self.auth.authenticate(auth_header, cert_user.as_ref());
 
         // Health and version are open to anyone, as kube-apiserver's default RBAC has them.
-        match path.as_str() {
-            "/version" => return Ok(json(StatusCode::OK, &discovery::version())),
-            p if ["/healthz", "/livez", "/readyz"]
-                .iter()
-                .any(|h| p == *h || p.starts_with(&format!("{h}/"))) =>
-            {
-                return Ok(full(StatusCode::OK, "text/plain; charset=utf-8", "ok"));
-            }
-            _ => {}
+        if path == "/version" {
+            return Ok(json(StatusCode::OK, &discovery::version()));
+        }
+        if let Some(resp) = health::serve(self, &path, parts.uri.query()).await {
+            return Ok(resp);
         }
         let Some(user) = user else {
             // Refused before the body is read: a stranger's upload costs no memory.

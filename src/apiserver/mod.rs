@@ -17,6 +17,7 @@ pub mod deletes;
 pub mod discovery;
 pub mod encoding;
 pub mod handler;
+pub mod health;
 pub mod http;
 pub mod lifecycle;
 pub mod metrics;
