@@ -3,6 +3,7 @@
 
 use super::auth::{Authenticator, User};
 use super::metrics::{self, Metrics};
+use super::negotiate::{self, Format};
 use super::overload;
 use super::registry::{self, ResourceInfo};
 use super::request_info::{self, RequestInfo};
@@ -156,9 +157,24 @@ impl Api {
             .uri()
             .query()
             .is_some_and(|q| q.split('&').any(|kv| kv == "dryRun=All"));
-        let resp = match self.route(req, cert_user, &info).await {
+        let format = if info.is_resource {
+            let accept = req
+                .headers()
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            negotiate::output(accept, info.verb == "WATCH")
+        } else {
+            Ok(Format::Json)
+        };
+        let resp = match self.route(req, cert_user, &info, &format).await {
             Ok(r) => r,
             Err(e) => error_response(&e),
+        };
+        let resp = if matches!(format, Ok(Format::Yaml)) {
+            to_yaml(resp).await
+        } else {
+            resp
         };
         let resp = self.instrument(&info, dry_run, resp, started.elapsed());
         let resp = if gzip_ok {
@@ -209,6 +225,7 @@ impl Api {
         req: Request<B>,
         cert_user: Option<User>,
         info: &RequestInfo,
+        format: &Result<Format, ApiError>,
     ) -> Result<Resp, ApiError>
     where
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
@@ -257,6 +274,11 @@ impl Api {
                 }
             }
         };
+        // Refused before it runs: a create the client cannot read the answer of is not made.
+        if let Err(e) = format {
+            discard_body(&parts.headers, body);
+            return Err(ApiError::NotAcceptable(e.to_string()));
+        }
 
         let accept = parts
             .headers
@@ -507,6 +529,34 @@ impl Api {
             ))),
         }
     }
+}
+
+/// Rewrites a whole JSON answer (object, list or Status) as YAML for a client that asked for
+/// it; tables, streams and other types are left alone.
+async fn to_yaml(resp: Resp) -> Resp {
+    use hyper::body::Body as _;
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v == "application/json");
+    if !is_json || resp.body().size_hint().exact().is_none() {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let Ok(collected) = body.collect().await;
+    let raw = collected.to_bytes();
+    let yaml = serde_json::from_slice::<Value>(&raw)
+        .ok()
+        .and_then(|v| serde_yaml::to_string(&v).ok());
+    let Some(yaml) = yaml else {
+        return Response::from_parts(parts, Full::new(raw).boxed());
+    };
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static(negotiate::YAML),
+    );
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Full::new(Bytes::from(yaml)).boxed())
 }
 
 /// A response body that holds something (a gauge's share) until the stream ends or the client

@@ -21,6 +21,7 @@ pub mod health;
 pub mod http;
 pub mod lifecycle;
 pub mod metrics;
+pub mod negotiate;
 pub mod overload;
 pub mod protobuf;
 pub mod reads;
