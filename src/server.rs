@@ -41,6 +41,14 @@ pub struct ServerArgs {
     /// Revisions of history always kept by compaction (watchers behind this get 410 Expired).
     #[arg(long, default_value_t = 1000)]
     pub compaction_keep_revisions: i64,
+    /// Most non-mutating requests (get, list) served at once; more are refused with 429.
+    /// Watches and other long-running requests do not count. 0: no limit.
+    #[arg(long, default_value_t = 400)]
+    pub max_requests_inflight: usize,
+    /// Most mutating requests (create, update, patch, delete) served at once; more are refused
+    /// with 429. 0: no limit.
+    #[arg(long, default_value_t = 200)]
+    pub max_mutating_requests_inflight: usize,
 }
 
 pub fn run(args: ServerArgs) -> anyhow::Result<i32> {
@@ -97,6 +105,8 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
     let store = store::open_endpoint(endpoint, &db_dir.join("state.db"), Some(compaction))
         .await
         .context("opening the store")?;
+    let metrics = Arc::new(crate::apiserver::metrics::Metrics::default());
+    let store = crate::apiserver::metrics::InstrumentedStore::wrap(store, metrics.clone());
     tracing::info!(
         revision = store.current_revision().await?,
         "store open: {}",
@@ -124,6 +134,11 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
         server_address: format!("{}:{port}", client_host(&args.bind_address)),
         me: me.clone(),
         registry: crate::apiserver::registry::Registry::builtin(),
+        inflight: crate::apiserver::overload::Inflight::new(
+            args.max_requests_inflight,
+            args.max_mutating_requests_inflight,
+        ),
+        metrics,
     });
     api.bootstrap()
         .await

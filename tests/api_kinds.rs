@@ -55,6 +55,8 @@ impl Server {
             server_address: "127.0.0.1:6443".into(),
             me: me.clone(),
             registry: Registry::builtin(),
+            inflight: nanokube::apiserver::overload::Inflight::new(0, 0),
+            metrics: Arc::new(nanokube::apiserver::metrics::Metrics::default()),
         });
         api.bootstrap().await.unwrap();
         Server {

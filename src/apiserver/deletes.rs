@@ -236,9 +236,23 @@ fn delete_options(r: &ResourceRequest) -> Result<DeleteOptions, ApiError> {
         ..Default::default()
     };
     if !r.body.iter().all(u8::is_ascii_whitespace) {
-        let v: Value = serde_json::from_slice(&r.body).map_err(|e| {
-            ApiError::BadRequest(format!("DeleteOptions could not be decoded: {e}"))
-        })?;
+        let v: Value = if super::protobuf::is_protobuf(&r.content_type) {
+            // kubectl 1.32+ sends its DeleteOptions (drain, delete) in protobuf.
+            let v = super::protobuf::decode_request(&r.body).map_err(|e| {
+                ApiError::BadRequest(format!("DeleteOptions could not be decoded: protobuf: {e}"))
+            })?;
+            if v["kind"] != "DeleteOptions" {
+                return Err(ApiError::BadRequest(format!(
+                    "DeleteOptions could not be decoded: the body is a {}",
+                    v["kind"].as_str().unwrap_or("?")
+                )));
+            }
+            v
+        } else {
+            serde_json::from_slice(&r.body).map_err(|e| {
+                ApiError::BadRequest(format!("DeleteOptions could not be decoded: {e}"))
+            })?
+        };
         o.grace_period = v["gracePeriodSeconds"].as_i64();
         o.propagation = v["propagationPolicy"].as_str().map(str::to_string);
         if v["orphanDependents"].as_bool() == Some(true) {

@@ -2,9 +2,13 @@
 //! every error into a Kubernetes Status. Resource verbs live in `resources` and `watch`.
 
 use super::auth::{Authenticator, User};
+use super::metrics::{self, Metrics};
+use super::negotiate::{self, Format};
+use super::overload;
 use super::registry::{Registry, ResourceInfo};
+use super::request_info::{self, RequestInfo};
 use super::status::ApiError;
-use super::{discovery, encoding, openapi};
+use super::{discovery, encoding, health, openapi};
 use crate::store::Store;
 use bytes::Bytes;
 use http::{header, HeaderMap, Method, Request, Response, StatusCode};
@@ -35,6 +39,10 @@ pub struct Api {
     pub me: std::sync::Weak<Api>,
     /// The served kinds; discovery and OpenAPI follow its changes.
     pub registry: Registry,
+    /// The in-flight limits (--max-requests-inflight, --max-mutating-requests-inflight).
+    pub inflight: overload::Inflight,
+    /// What /metrics reports; the store is wrapped to time its calls into the same place.
+    pub metrics: Arc<Metrics>,
 }
 
 /// How a list, get or watch answer is rendered.
@@ -94,7 +102,12 @@ pub fn json(code: StatusCode, v: &Value) -> Resp {
 
 pub fn error_response(e: &ApiError) -> Resp {
     let code = StatusCode::from_u16(e.code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    json(code, &e.to_status())
+    let mut resp = json(code, &e.to_status());
+    if let ApiError::TooManyRequests { retry_after, .. } = e {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, http::HeaderValue::from(*retry_after));
+    }
+    resp
 }
 
 fn output_of(headers: &HeaderMap, query: &HashMap<String, String>) -> Output {
@@ -135,10 +148,37 @@ impl Api {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
         let started = std::time::Instant::now();
-        let resp = match self.route(req, cert_user).await {
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let info =
+            request_info::classify(&method, req.uri().path(), req.uri().query(), content_type);
+        let dry_run = req
+            .uri()
+            .query()
+            .is_some_and(|q| q.split('&').any(|kv| kv == "dryRun=All"));
+        let format = if info.is_resource {
+            let accept = req
+                .headers()
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            negotiate::output(accept, info.verb == "WATCH")
+        } else {
+            Ok(Format::Json)
+        };
+        let resp = match self.route(req, cert_user, &info, &format).await {
             Ok(r) => r,
             Err(e) => error_response(&e),
         };
+        let resp = if matches!(format, Ok(Format::Yaml)) {
+            to_yaml(resp).await
+        } else {
+            resp
+        };
+        let resp = self.instrument(&info, dry_run, resp, started.elapsed());
         let resp = if gzip_ok {
             gzip_large(resp).await
         } else {
@@ -148,10 +188,48 @@ impl Api {
         Ok(resp)
     }
 
+    /// Counts an answered request, and keeps a watch in apiserver_longrunning_requests for as
+    /// long as its stream lasts. Requests that never reached a handler (401) or named nothing
+    /// served (404 on an unknown path or resource) are left out, as upstream does, which also
+    /// keeps strangers from inventing label values.
+    fn instrument(
+        &self,
+        info: &RequestInfo,
+        dry_run: bool,
+        resp: Resp,
+        elapsed: std::time::Duration,
+    ) -> Resp {
+        let code = resp.status().as_u16();
+        let served = if info.is_resource {
+            self.registry
+                .lookup(&info.group, &info.version, &info.resource)
+                .is_some()
+        } else {
+            code != 404
+        };
+        if code == 401 || !served {
+            return resp;
+        }
+        self.metrics.record(info, dry_run, code, elapsed);
+        if info.long_running && resp.status().is_success() {
+            let guard = self.metrics.long_running(info);
+            return resp.map(|body| {
+                Guarded {
+                    inner: body,
+                    _guard: guard,
+                }
+                .boxed()
+            });
+        }
+        resp
+    }
+
     async fn route<B>(
         self: &Arc<Self>,
         req: Request<B>,
         cert_user: Option<User>,
+        info: &RequestInfo,
+        format: &Result<Format, ApiError>,
     ) -> Result<Resp, ApiError>
     where
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
@@ -171,24 +249,40 @@ impl Api {
         let user = self.auth.authenticate(auth_header, cert_user.as_ref());
 
         // Health and version are open to anyone, as kube-apiserver's default RBAC has them.
-        match path.as_str() {
-            "/version" => return Ok(json(StatusCode::OK, &discovery::version())),
-            p if ["/healthz", "/livez", "/readyz"]
-                .iter()
-                .any(|h| p == *h || p.starts_with(&format!("{h}/"))) =>
-            {
-                return Ok(full(StatusCode::OK, "text/plain; charset=utf-8", "ok"));
-            }
-            _ => {}
+        if path == "/version" {
+            return Ok(json(StatusCode::OK, &discovery::version()));
+        }
+        if let Some(resp) = health::serve(self, &path, parts.uri.query()).await {
+            return Ok(resp);
         }
         let Some(user) = user else {
-            // Read what the client is sending before refusing, so it gets to read the Status
-            // (HTTP/2 clients may see a reset stream when answered mid-upload).
-            if matches!(parts.method, Method::POST | Method::PUT | Method::PATCH) {
-                let _ = read_body(&parts.headers, body).await;
-            }
+            // Refused before the body is read: a stranger's upload costs no memory.
+            discard_body(&parts.headers, body);
             return Err(ApiError::Unauthorized);
         };
+        // Held until the answer is ready; long-running requests take no slot.
+        let _slot = if info.long_running {
+            None
+        } else {
+            match self.inflight.try_admit(info.mutating) {
+                Some(slot) => Some(slot),
+                // As upstream: system:masters always gets an answer, so an admin can still
+                // reach (and fix) a server that is overloaded.
+                None if user.groups.iter().any(|g| g == "system:masters") => None,
+                None => {
+                    discard_body(&parts.headers, body);
+                    return Err(ApiError::TooManyRequests {
+                        message: overload::MESSAGE.into(),
+                        retry_after: overload::RETRY_AFTER_SECONDS,
+                    });
+                }
+            }
+        };
+        // Refused before it runs: a create the client cannot read the answer of is not made.
+        if let Err(e) = format {
+            discard_body(&parts.headers, body);
+            return Err(ApiError::NotAcceptable(e.to_string()));
+        }
 
         let accept = parts
             .headers
@@ -287,6 +381,16 @@ impl Api {
                 let (doc, hash) =
                     openapi::v3_group_version_json(&snap, g, v).ok_or_else(not_found)?;
                 Ok(tagged("application/json", doc, format!("\"{hash}\"")))
+            }
+            ["metrics"] => {
+                get_only(&parts.method)?;
+                let snap = self.registry.snapshot();
+                let objects = metrics::count_objects(self.store.as_ref(), snap.all()).await;
+                Ok(full(
+                    StatusCode::OK,
+                    metrics::CONTENT_TYPE,
+                    self.metrics.render(self.inflight.current(), &objects),
+                ))
             }
             // No authorization yet: every authenticated user may do anything, and says so.
             ["apis", "authorization.k8s.io", "v1", "selfsubjectaccessreviews"]
@@ -457,6 +561,61 @@ impl Api {
     }
 }
 
+/// Rewrites a whole JSON answer (object, list or Status) as YAML for a client that asked for
+/// it; tables, streams and other types are left alone.
+async fn to_yaml(resp: Resp) -> Resp {
+    use hyper::body::Body as _;
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v == "application/json");
+    if !is_json || resp.body().size_hint().exact().is_none() {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let Ok(collected) = body.collect().await;
+    let raw = collected.to_bytes();
+    let yaml = serde_json::from_slice::<Value>(&raw)
+        .ok()
+        .and_then(|v| serde_yaml::to_string(&v).ok());
+    let Some(yaml) = yaml else {
+        return Response::from_parts(parts, Full::new(raw).boxed());
+    };
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static(negotiate::YAML),
+    );
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Full::new(Bytes::from(yaml)).boxed())
+}
+
+/// A response body that holds something (a gauge's share) until the stream ends or the client
+/// goes away.
+struct Guarded<T> {
+    inner: Body,
+    _guard: T,
+}
+
+impl<T: Send + Sync + Unpin + 'static> hyper::body::Body for Guarded<T> {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// Whole responses at least this large are gzipped for clients that accept it (kubectl does),
 /// as kube-apiserver does; streams (watches) are left alone.
 const GZIP_MIN: u64 = 128 * 1024;
@@ -523,6 +682,39 @@ fn aggregated(
     };
     let (body, tag) = discovery::aggregated_cached(snap, core, version);
     with_etag(ct, body, &tag, if_none_match)
+}
+
+/// Reads and drops, in the background, what a refused client goes on sending, so it finishes its
+/// upload and reads the answer instead of a reset connection. Nothing is kept, and the reading
+/// stops after a bound (the connection then closes). A client that waits for
+/// `100 Continue` is not asked for its body at all.
+fn discard_body<B>(headers: &HeaderMap, body: B)
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+{
+    const DISCARD_LIMIT: usize = MAX_BODY + 1024 * 1024;
+    let expects_continue = headers
+        .get(header::EXPECT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+    if expects_continue || body.is_end_stream() {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut body = std::pin::pin!(body);
+        let mut seen = 0usize;
+        let drain = async {
+            while let Some(Ok(frame)) = body.frame().await {
+                if let Ok(data) = frame.into_data() {
+                    seen += data.len();
+                    if seen > DISCARD_LIMIT {
+                        break;
+                    }
+                }
+            }
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), drain).await;
+    });
 }
 
 /// Reads a request body of at most MAX_BODY bytes. A larger one is still read to its end (up to

@@ -59,6 +59,13 @@ pub enum ApiError {
     /// The Content-Type of the body is not one this endpoint accepts (415).
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// The Accept header names no format this endpoint can write (406).
+    #[error("{0}")]
+    NotAcceptable(String),
+    /// The server is at its in-flight limit; the client should retry after this many seconds
+    /// (429, with a Retry-After header).
+    #[error("{message}")]
+    TooManyRequests { message: String, retry_after: u64 },
     /// A read asked for a resourceVersion the store has not reached (504 Timeout).
     #[error("{0}")]
     Timeout(String),
@@ -175,6 +182,8 @@ impl ApiError {
             ApiError::Expired(_) => 410,
             ApiError::TooLarge(_) => 413,
             ApiError::UnsupportedMediaType(_) => 415,
+            ApiError::NotAcceptable(_) => 406,
+            ApiError::TooManyRequests { .. } => 429,
             ApiError::Timeout(_) => 504,
             ApiError::Internal(_) => 500,
         }
@@ -193,6 +202,8 @@ impl ApiError {
             ApiError::Expired(_) => "Expired",
             ApiError::TooLarge(_) => "RequestEntityTooLarge",
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
+            ApiError::NotAcceptable(_) => "NotAcceptable",
+            ApiError::TooManyRequests { .. } => "TooManyRequests",
             ApiError::Timeout(_) => "Timeout",
             ApiError::Internal(_) => "InternalError",
         }
@@ -229,6 +240,9 @@ impl ApiError {
                     .collect();
             }
             status["details"] = details;
+        }
+        if let ApiError::TooManyRequests { retry_after, .. } = self {
+            status["details"] = json!({"retryAfterSeconds": retry_after});
         }
         status
     }

@@ -152,10 +152,14 @@ fn message_name(api_version: &str, kind: &str) -> Option<&'static str> {
         "meta.k8s.io" => format!("k8s.io.apimachinery.pkg.apis.meta.{version}"),
         g => format!("k8s.io.api.{}.{version}", g.split('.').next().unwrap_or(g)),
     };
-    let full = format!("{package}.{kind}");
-    schema::messages()
-        .get_key_value(full.as_str())
-        .map(|(k, _)| *k)
+    let find = |package: &str| {
+        schema::messages()
+            .get_key_value(format!("{package}.{kind}").as_str())
+            .map(|(k, _)| *k)
+    };
+    // The option kinds (DeleteOptions, ...) are meta.k8s.io's, registered in every group: an
+    // eviction or delete names them as "v1" or "policy/v1".
+    find(&package).or_else(|| find(&format!("k8s.io.apimachinery.pkg.apis.meta.{version}")))
 }
 
 #[cfg(test)]
