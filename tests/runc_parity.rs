@@ -1040,3 +1040,45 @@ fn tmpcopyup_copies_the_covered_directory() {
         "the write reached the image"
     );
 }
+
+// ---- 14. --no-pivot hides the host's procfs ----
+
+/// Without pivot_root the host's /proc stays in the container's mount namespace; unless it is
+/// hidden, a user namespace inside may mount a fresh, unmasked procfs and write
+/// /proc/sysrq-trigger. Both runtimes must refuse the mount (runc's no_pivot.bats).
+#[test]
+fn no_pivot_does_not_expose_a_bare_proc() {
+    let mut w = World::new();
+    let edit = |s: &mut Value| {
+        s["process"]["args"] = json!([
+            "unshare",
+            "-mrpf",
+            "sh",
+            "-c",
+            "mount -t proc none /proc && echo h > /proc/sysrq-trigger"
+        ]);
+        for set in ["bounding", "permitted"] {
+            s["process"]["capabilities"][set]
+                .as_array_mut()
+                .unwrap()
+                .push(json!("CAP_SETFCAP"));
+        }
+    };
+    let mut seen = Vec::new();
+    for rt in BOTH {
+        let b = w.bundle("nopivot", rt, &edit, &no_setup);
+        let id = unique("nopivot");
+        w.made.push((rt, id.clone()));
+        let out = w
+            .cmd(rt)
+            .args(["run", "--no-pivot", "--bundle", b.to_str().unwrap(), &id])
+            .current_dir(&b)
+            .output()
+            .unwrap();
+        seen.push(Outcome::of(out));
+    }
+    for o in &seen {
+        assert_eq!(o.code, 1, "{o:?}");
+        assert!(o.stderr.contains("mount: permission denied"), "{o:?}");
+    }
+}

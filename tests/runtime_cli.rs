@@ -319,6 +319,12 @@ fn exec_as_containerd_sends_it_process_file_detach_pid_file() {
         "{}",
         text(&id_out.stderr)
     );
+
+    // A process file without user or cwd (Go reads them as zero): root, in "/".
+    std::fs::write(&pf, json!({"args": ["sh", "-c", "id -u; pwd"]}).to_string()).unwrap();
+    let out = env.cli(&["exec", "--process", pf.to_str().unwrap(), &id]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "0\n/\n");
 }
 
 #[test]
@@ -625,11 +631,18 @@ fn a_shared_cgroup_is_allowed_with_a_warning() {
     env.run_detached(&first, &id, &[]);
     let id2 = unique("shared2");
     env.ids.push(id2.clone());
-    let out = env.cli(&["create", "-b", second.to_str().unwrap(), &id2]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    // The created init keeps its stdio until start: a file, not a pipe output() would wait on.
+    let err_file = env.dir.path().join("shared2.err");
+    let status = env
+        .cmd(&["create", "-b", second.to_str().unwrap(), &id2])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&err_file).unwrap())
+        .status()
+        .unwrap();
+    let stderr = std::fs::read_to_string(&err_file).unwrap();
+    assert!(status.success(), "{stderr}");
     assert!(
-        text(&out.stderr).contains("container's cgroup is not empty: 1 process(es) found"),
-        "{}",
-        text(&out.stderr)
+        stderr.contains("container's cgroup is not empty: 1 process(es) found"),
+        "{stderr}"
     );
 }

@@ -410,7 +410,16 @@ fn exec_process(rt: &Runtime, e: &ExecArgs) -> anyhow::Result<Process> {
     if let Some(path) = &e.process {
         let text = std::fs::read(path)
             .map_err(|err| anyhow::anyhow!("--process {}: {err}", path.display()))?;
-        let p: Process = serde_json::from_slice(&text)
+        let mut doc: serde_json::Value = serde_json::from_slice(&text)
+            .map_err(|err| anyhow::anyhow!("--process {}: {err}", path.display()))?;
+        // Go's decoder leaves absent fields zero, and runc takes such a file: root, and "/"
+        // (runc's tty.bats sends one without user or cwd).
+        if let Some(map) = doc.as_object_mut() {
+            map.entry("user")
+                .or_insert_with(|| serde_json::json!({"uid": 0, "gid": 0}));
+            map.entry("cwd").or_insert_with(|| serde_json::json!("/"));
+        }
+        let p: Process = serde_json::from_value(doc)
             .map_err(|err| anyhow::anyhow!("--process {}: {err}", path.display()))?;
         return Ok(p);
     }

@@ -1097,6 +1097,7 @@ pub fn pivot(rootfs: &Path) -> Result<(), Error> {
 /// pivot_root is refused (on the initramfs). The old root stays reachable from inside by a
 /// process with CAP_SYS_CHROOT, which is why pivot_root is the default.
 pub fn move_root(rootfs: &Path) -> Result<(), Error> {
+    hide_host_kernel_fs(rootfs)?;
     let fd = sys::open(rootfs, libc::O_DIRECTORY | libc::O_RDONLY).map_err(sys("open rootfs"))?;
     // SAFETY: valid fd.
     sys::cvt(unsafe { libc::fchdir(fd.as_raw_fd()) }).map_err(sys("chdir rootfs"))?;
@@ -1106,6 +1107,57 @@ pub fn move_root(rootfs: &Path) -> Result<(), Error> {
     // SAFETY: valid C string.
     sys::cvt(unsafe { libc::chdir(c"/".as_ptr()) }).map_err(sys("chdir /"))?;
     Ok(())
+}
+
+/// Without pivot_root the host's procfs and sysfs mounts stay in the container's mount
+/// namespace, only out of the chroot's sight; the kernel then lets the container mount a fresh,
+/// unmasked procfs (a user namespace's root may, when one fully visible exists). As runc, each
+/// one outside the rootfs is detached, or covered with an empty read-only tmpfs if it cannot be.
+fn hide_host_kernel_fs(rootfs: &Path) -> Result<(), Error> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").map_err(sys("read mountinfo"))?;
+    let mut targets: Vec<PathBuf> = text
+        .lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let fstype = right.split_whitespace().next()?;
+            let point = unescape_mountinfo(left.split_whitespace().nth(4)?);
+            (matches!(fstype, "proc" | "sysfs") && !Path::new(&point).starts_with(rootfs))
+                .then(|| PathBuf::from(point))
+        })
+        .collect();
+    // Deepest first, so a parent's detach cannot take a child out from under us.
+    targets.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    targets.dedup();
+    for t in targets {
+        let c = sys::cstr(&t).map_err(sys("mount point"))?;
+        // SAFETY: valid C string.
+        if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } != 0 {
+            let target = t.to_string_lossy();
+            sys::mount(Some("tmpfs"), &target, Some("tmpfs"), libc::MS_RDONLY, None)
+                .map_err(sys(format!("hide {target}")))?;
+        }
+    }
+    Ok(())
+}
+
+/// mountinfo escapes space, tab, newline and backslash as \ooo.
+fn unescape_mountinfo(field: &str) -> String {
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The null device to mask files with, verified to be the char device 1:3
@@ -1214,6 +1266,12 @@ pub fn readonly_root() -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mountinfo_escapes_are_undone() {
+        assert_eq!(unescape_mountinfo("/a\\040b/c\\134d"), "/a b/c\\d");
+        assert_eq!(unescape_mountinfo("/plain\\04"), "/plain\\04");
+    }
 
     #[test]
     fn options_split_into_flags_propagation_and_data() {

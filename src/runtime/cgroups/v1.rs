@@ -280,7 +280,10 @@ impl V1Cgroup {
         if r.unified().as_ref().is_some_and(|u| !u.is_empty()) {
             return Err(Error::InvalidResource {
                 field: "linux.resources.unified".into(),
-                reason: "needs cgroup v2, but this host's controllers are cgroup v1".into(),
+                // runc's words, which callers match.
+                reason: "invalid configuration: cannot use unified on cgroup v1 (this host's \
+                         controllers are cgroup v1)"
+                    .into(),
             });
         }
         Ok(())
