@@ -33,19 +33,6 @@ pub(crate) fn by_kind(group: &str, kind: &str, obj: &mut Value) {
     }
     match (group, kind) {
         ("", "Pod") => pod(obj),
-        ("", "PodTemplate") => pod_template(at(obj, &["template"])),
-        ("", "ReplicationController") => {
-            set(obj, &["spec", "replicas"], json!(1));
-            pod_template(at(obj, &["spec", "template"]));
-        }
-        ("apps", "ReplicaSet") => {
-            set(obj, &["spec", "replicas"], json!(1));
-            pod_template(at(obj, &["spec", "template"]));
-        }
-        ("apps", "StatefulSet") => statefulset(obj),
-        ("apps", "DaemonSet") => daemonset(obj),
-        ("batch", "Job") => job(obj),
-        ("batch", "CronJob") => cronjob(obj),
         ("", "Service") => service(obj),
         ("", "Namespace") => namespace(obj),
         ("", "PersistentVolumeClaim") => {
@@ -65,21 +52,6 @@ pub(crate) fn by_kind(group: &str, kind: &str, obj: &mut Value) {
             }
         }
         ("", "Node") => node(obj),
-        ("", "Endpoints") => {
-            for subset in items_mut(at(obj, &["subsets"])) {
-                for port in items_mut(at(subset, &["ports"])) {
-                    set(port, &["protocol"], json!("TCP"));
-                }
-            }
-        }
-        ("", "LimitRange") => limitrange(obj),
-        ("discovery.k8s.io", "EndpointSlice") => {
-            for port in items_mut(at(obj, &["ports"])) {
-                set(port, &["protocol"], json!("TCP"));
-                set(port, &["name"], json!(""));
-            }
-        }
-        ("networking.k8s.io", "NetworkPolicy") => networkpolicy(obj),
         ("autoscaling", "HorizontalPodAutoscaler") => hpa(obj),
         ("rbac.authorization.k8s.io", "RoleBinding")
         | ("rbac.authorization.k8s.io", "ClusterRoleBinding") => rolebinding(obj),

@@ -80,82 +80,6 @@ pub(crate) fn printer(group: &str, kind: &str) -> (Vec<Col>, RowFn) {
             ],
             pod_row,
         ),
-        ("apps", "ReplicaSet") => (
-            vec![
-                NAME,
-                c("Desired", "integer", 0, "Replicas is the number of desired pods."),
-                c("Current", "integer", 0, "Replicas is the most recently observed number of non-terminating pods."),
-                c("Ready", "integer", 0, "The number of non-terminating pods targeted by this ReplicaSet with a Ready Condition."),
-                AGE,
-                CONTAINERS,
-                IMAGES,
-                SELECTOR,
-            ],
-            replicaset_row,
-        ),
-        ("apps", "StatefulSet") => (
-            vec![
-                NAME,
-                c("Ready", "string", 0, "Number of the pod with ready state"),
-                AGE,
-                CONTAINERS,
-                IMAGES,
-            ],
-            statefulset_row,
-        ),
-        ("apps", "DaemonSet") => (
-            vec![
-                NAME,
-                c("Desired", "integer", 0, "The total number of nodes that should be running the daemon pod (including nodes correctly running the daemon pod)."),
-                c("Current", "integer", 0, "The number of nodes that are running at least 1 daemon pod and are supposed to run the daemon pod."),
-                c("Ready", "integer", 0, "numberReady is the number of nodes that should be running the daemon pod and have one or more of the daemon pod running with a Ready Condition."),
-                c("Up-to-date", "integer", 0, "The total number of nodes that are running updated daemon pod"),
-                c("Available", "integer", 0, "The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and available (ready for at least spec.minReadySeconds)"),
-                c("Node Selector", "string", 0, "NodeSelector is a selector which must be true for the pod to fit on a node. Selector which must match a node's labels for the pod to be scheduled on that node."),
-                AGE,
-                CONTAINERS,
-                IMAGES,
-                SELECTOR,
-            ],
-            daemonset_row,
-        ),
-        ("apps", "ControllerRevision") => (
-            vec![
-                NAME,
-                c("Controller", "string", 0, "Controller of the object"),
-                c("Revision", "integer", 0, "Revision indicates the revision of the state represented by Data."),
-                AGE,
-            ],
-            controllerrevision_row,
-        ),
-        ("batch", "Job") => (
-            vec![
-                NAME,
-                c("Status", "string", 0, "Status of the job."),
-                c("Completions", "string", 0, "The number of pods which reached phase Succeeded."),
-                c("Duration", "string", 0, "Time required to complete the job."),
-                AGE,
-                CONTAINERS,
-                IMAGES,
-                SELECTOR,
-            ],
-            job_row,
-        ),
-        ("batch", "CronJob") => (
-            vec![
-                NAME,
-                c("Schedule", "string", 0, "The schedule in Cron format, see https://en.wikipedia.org/wiki/Cron."),
-                c("Timezone", "string", 0, "The time zone name for the given schedule, see https://en.wikipedia.org/wiki/List_of_tz_database_time_zones."),
-                c("Suspend", "boolean", 0, "This flag tells the controller to suspend subsequent executions, it does not apply to already started executions.  Defaults to false."),
-                c("Active", "integer", 0, "A list of pointers to currently running jobs."),
-                c("Last Schedule", "string", 0, "Information when was the last time the job was successfully scheduled."),
-                AGE,
-                CONTAINERS,
-                IMAGES,
-                SELECTOR,
-            ],
-            cronjob_row,
-        ),
         ("", "Service") => (
             vec![
                 NAME,
@@ -167,24 +91,6 @@ pub(crate) fn printer(group: &str, kind: &str) -> (Vec<Col>, RowFn) {
                 c("Selector", "string", 1, "Route service traffic to pods with label keys and values matching this selector."),
             ],
             service_row,
-        ),
-        ("", "Endpoints") => (
-            vec![
-                NAME,
-                c("Endpoints", "string", 0, "Endpoints of the service"),
-                AGE,
-            ],
-            endpoints_row,
-        ),
-        ("discovery.k8s.io", "EndpointSlice") => (
-            vec![
-                NAME,
-                c("AddressType", "string", 0, "addressType specifies the type of address carried by this EndpointSlice."),
-                c("Ports", "string", 0, "ports specifies the list of network ports exposed by each endpoint in this slice."),
-                c("Endpoints", "string", 0, "endpoints is a list of unique endpoints in this slice."),
-                AGE,
-            ],
-            endpointslice_row,
         ),
         ("", "Node") => (
             vec![
@@ -254,44 +160,6 @@ pub(crate) fn printer(group: &str, kind: &str) -> (Vec<Col>, RowFn) {
             ],
             pvc_row,
         ),
-        ("", "ResourceQuota") => (
-            vec![
-                NAME,
-                AGE,
-                c("Request", "string", 0, "Request represents a minimum amount of cpu/memory that a container may consume."),
-                c("Limit", "string", 0, "Limits control the maximum amount of cpu/memory that a container may use independent of contention on the node."),
-            ],
-            resourcequota_row,
-        ),
-        ("", "LimitRange") => (vec![NAME, CREATED_AT], created_at_row),
-        ("networking.k8s.io", "Ingress") => (
-            vec![
-                NAME,
-                c("Class", "string", 0, "ingressClassName is the name of an IngressClass cluster resource."),
-                c("Hosts", "string", 0, "Hosts that incoming requests are matched against before the ingress rule"),
-                c("Address", "string", 0, "Address is a list containing ingress points for the load-balancer"),
-                c("Ports", "string", 0, "Ports of TLS configurations that open"),
-                AGE,
-            ],
-            ingress_row,
-        ),
-        ("networking.k8s.io", "IngressClass") => (
-            vec![
-                NAME,
-                c("Controller", "string", 0, "Controller that is responsible for handling this class"),
-                c("Parameters", "string", 0, "A reference to a resource with additional parameters"),
-                AGE,
-            ],
-            ingressclass_row,
-        ),
-        ("networking.k8s.io", "NetworkPolicy") => (
-            vec![
-                NAME,
-                c("Pod-Selector", "string", 0, "podSelector selects the pods to which this NetworkPolicy object applies."),
-                AGE,
-            ],
-            networkpolicy_row,
-        ),
         ("autoscaling", "HorizontalPodAutoscaler") => (
             vec![
                 NAME,
@@ -303,16 +171,6 @@ pub(crate) fn printer(group: &str, kind: &str) -> (Vec<Col>, RowFn) {
                 AGE,
             ],
             hpa_row,
-        ),
-        ("policy", "PodDisruptionBudget") => (
-            vec![
-                NAME,
-                c("Min Available", "string", 0, "The minimum number of pods that must be available simultaneously.  This can be either an integer or a string specifying a percentage, e.g. \"28%\"."),
-                c("Max Unavailable", "string", 0, "The maximum number of pods that may be unavailable simultaneously.  This can be either an integer or a string specifying a percentage, e.g. \"28%\"."),
-                c("Allowed Disruptions", "integer", 0, "Number of pod disruptions that are currently allowed."),
-                AGE,
-            ],
-            pdb_row,
         ),
         ("rbac.authorization.k8s.io", "Role") | ("rbac.authorization.k8s.io", "ClusterRole") => {
             (vec![NAME, CREATED_AT], created_at_row)
@@ -328,71 +186,6 @@ pub(crate) fn printer(group: &str, kind: &str) -> (Vec<Col>, RowFn) {
                 c("ServiceAccounts", "string", 1, "ServiceAccounts in the roleBinding"),
             ],
             rolebinding_row,
-        ),
-        ("", "ReplicationController") => (
-            vec![
-                NAME,
-                c("Desired", "integer", 0, "Replicas is the number of desired replicas."),
-                c("Current", "integer", 0, "Replicas is the most recently observed number of replicas."),
-                c("Ready", "integer", 0, "The number of ready replicas for this replication controller."),
-                AGE,
-                CONTAINERS,
-                IMAGES,
-                SELECTOR,
-            ],
-            replicationcontroller_row,
-        ),
-        ("", "PodTemplate") => (
-            vec![
-                NAME,
-                c("Containers", "string", 0, "Names of each container in the template."),
-                c("Images", "string", 0, "Images referenced by each container in the template."),
-                c("Pod Labels", "string", 0, "The labels for the pod template."),
-            ],
-            podtemplate_row,
-        ),
-        ("storage.k8s.io", "CSIDriver") => (
-            vec![
-                NAME,
-                c("AttachRequired", "boolean", 0, "attachRequired indicates this CSI volume driver requires an attach operation."),
-                c("PodInfoOnMount", "boolean", 0, "podInfoOnMount indicates this CSI volume driver requires additional pod information during mount operations."),
-                c("StorageCapacity", "boolean", 0, "storageCapacity indicates that the CSI volume driver wants pod scheduling to consider the storage capacity."),
-                c("TokenRequests", "string", 0, "tokenRequests indicates the CSI driver needs pods' service account tokens it is mounting volume for."),
-                c("RequiresRepublish", "boolean", 0, "requiresRepublish indicates the CSI driver wants NodePublishVolume being periodically called."),
-                c("Modes", "string", 0, "volumeLifecycleModes defines what kind of volumes this CSI volume driver supports."),
-                AGE,
-            ],
-            csidriver_row,
-        ),
-        ("storage.k8s.io", "CSINode") => (
-            vec![
-                NAME,
-                c("Drivers", "integer", 0, "drivers is a list of information of all CSI Drivers existing on a node."),
-                AGE,
-            ],
-            csinode_row,
-        ),
-        ("storage.k8s.io", "VolumeAttachment") => (
-            vec![
-                NAME,
-                c("Attacher", "string", 0, "attacher indicates the name of the volume driver that MUST handle this request."),
-                c("PV", "string", 0, "persistentVolumeName represents the name of the persistent volume to attach."),
-                c("Node", "string", 0, "nodeName represents the node that the volume should be attached to."),
-                c("Attached", "boolean", 0, "attached indicates the volume is successfully attached."),
-                AGE,
-            ],
-            volumeattachment_row,
-        ),
-        ("certificates.k8s.io", "CertificateSigningRequest") => (
-            vec![
-                NAME,
-                AGE,
-                c("SignerName", "string", 0, "signerName indicates the requested signer."),
-                c("Requestor", "string", 0, "Name of the user requesting the certificate."),
-                c("RequestedDuration", "string", 0, "expirationSeconds is the requested duration of validity of the issued certificate."),
-                c("Condition", "string", 0, "Conditions applied to the request."),
-            ],
-            csr_row,
         ),
         _ => (vec![NAME, CREATED_AT], created_at_row),
     }
@@ -742,165 +535,6 @@ pub(crate) fn pod_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     ]
 }
 
-pub(crate) fn replicaset_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-    let st = &obj["status"];
-    let (cs, imgs) = containers_images(&obj["spec"]["template"]["spec"]);
-    vec![
-        name(obj),
-        json!(int(&obj["spec"]["replicas"])),
-        json!(int(&st["replicas"])),
-        json!(int(&st["readyReplicas"])),
-        age(obj, now),
-        cs,
-        imgs,
-        json!(label_selector_string(&obj["spec"]["selector"])),
-    ]
-}
-
-pub(crate) fn statefulset_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-    let (cs, imgs) = containers_images(&obj["spec"]["template"]["spec"]);
-    vec![
-        name(obj),
-        json!(format!(
-            "{}/{}",
-            int(&obj["status"]["readyReplicas"]),
-            int(&obj["spec"]["replicas"])
-        )),
-        age(obj, now),
-        cs,
-        imgs,
-    ]
-}
-
-pub(crate) fn daemonset_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-    let st = &obj["status"];
-    let (cs, imgs) = containers_images(&obj["spec"]["template"]["spec"]);
-    vec![
-        name(obj),
-        json!(int(&st["desiredNumberScheduled"])),
-        json!(int(&st["currentNumberScheduled"])),
-        json!(int(&st["numberReady"])),
-        json!(int(&st["updatedNumberScheduled"])),
-        json!(int(&st["numberAvailable"])),
-        json!(format_labels(
-            &obj["spec"]["template"]["spec"]["nodeSelector"]
-        )),
-        age(obj, now),
-        cs,
-        imgs,
-        json!(label_selector_string(&obj["spec"]["selector"])),
-    ]
-}
-
-/// "kind.group/name" of the controlling owner, as `kubectl get controllerrevisions` shows it.
-pub(crate) fn controllerrevision_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-    let controller = arr(&obj["metadata"]["ownerReferences"])
-        .iter()
-        .find(|o| o["controller"].as_bool() == Some(true))
-        .map(|o| {
-            let group = s(&o["apiVersion"])
-                .rsplit_once('/')
-                .map(|(g, _)| g)
-                .unwrap_or("");
-            let kind = s(&o["kind"]).to_lowercase();
-            if group.is_empty() {
-                format!("{kind}/{}", s(&o["name"]))
-            } else {
-                format!("{kind}.{group}/{}", s(&o["name"]))
-            }
-        })
-        .unwrap_or_else(|| "<none>".into());
-    vec![
-        name(obj),
-        json!(controller),
-        json!(int(&obj["revision"])),
-        age(obj, now),
-    ]
-}
-
-pub(crate) fn job_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-    let spec = &obj["spec"];
-    let st = &obj["status"];
-    let succeeded = int(&st["succeeded"]);
-    let completions = if let Some(n) = spec["completions"].as_i64() {
-        format!("{succeeded}/{n}")
-    } else {
-        let parallelism = int(&spec["parallelism"]);
-        if parallelism > 1 {
-            format!("{succeeded}/1 of {parallelism}")
-        } else {
-            format!("{succeeded}/1")
-        }
-    };
-    let duration = match (
-        parse_time(&st["startTime"]),
-        parse_time(&st["completionTime"]),
-    ) {
-        (None, _) => String::new(),
-        (Some(start), None) => human_duration(now - start),
-        (Some(start), Some(end)) => human_duration(end - start),
-    };
-    let status = if has_condition(st, "Complete") {
-        "Complete"
-    } else if has_condition(st, "Failed") {
-        "Failed"
-    } else if obj["metadata"]["deletionTimestamp"].is_string() {
-        "Terminating"
-    } else if has_condition(st, "Suspended") {
-        "Suspended"
-    } else if has_condition(st, "FailureTarget") {
-        "FailureTarget"
-    } else if has_condition(st, "SuccessCriteriaMet") {
-        "SuccessCriteriaMet"
-    } else {
-        "Running"
-    };
-    let (cs, imgs) = containers_images(&spec["template"]["spec"]);
-    vec![
-        name(obj),
-        json!(status),
-        json!(completions),
-        json!(duration),
-        age(obj, now),
-        cs,
-        imgs,
-        json!(label_selector_string(&spec["selector"])),
-    ]
-}
-
-pub(crate) fn cronjob_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-    let spec = &obj["spec"];
-    let suspend = match spec["suspend"].as_bool() {
-        Some(true) => "True",
-        Some(false) => "False",
-        None => "<unset>",
-    };
-    let last = if obj["status"]["lastScheduleTime"].is_string() {
-        since(&obj["status"]["lastScheduleTime"], now)
-    } else {
-        "<none>".into()
-    };
-    let job_spec = &spec["jobTemplate"]["spec"];
-    let (cs, imgs) = containers_images(&job_spec["template"]["spec"]);
-    let selector = if job_spec["selector"].is_object() {
-        label_selector_string(&job_spec["selector"])
-    } else {
-        "<none>".into()
-    };
-    vec![
-        name(obj),
-        json!(s(&spec["schedule"])),
-        json!(or_none(s(&spec["timeZone"]))),
-        json!(suspend),
-        json!(arr(&obj["status"]["active"]).len()),
-        json!(last),
-        age(obj, now),
-        cs,
-        imgs,
-        json!(selector),
-    ]
-}
-
 /// Ingress points of a load balancer status: IPs or hostnames, comma-joined.
 pub(crate) fn lb_ingress(status: &Value) -> String {
     arr(&status["ingress"])
@@ -979,56 +613,6 @@ pub(crate) fn join_host_port(ip: &str, port: i64) -> String {
     } else {
         format!("{ip}:{port}")
     }
-}
-
-pub(crate) fn endpoints_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-    let mut list = Vec::new();
-    let mut count = 0;
-    for ss in arr(&obj["subsets"]) {
-        let addrs = arr(&ss["addresses"]);
-        let ports = arr(&ss["ports"]);
-        if ports.is_empty() {
-            count += addrs.len();
-            list.extend(addrs.iter().map(|a| s(&a["ip"]).to_string()));
-            continue;
-        }
-        for p in ports {
-            count += addrs.len();
-            list.extend(
-                addrs
-                    .iter()
-                    .map(|a| join_host_port(s(&a["ip"]), int(&p["port"]))),
-            );
-        }
-    }
-    vec![name(obj), json!(abbreviate(list, count)), age(obj, now)]
-}
-
-pub(crate) fn endpointslice_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-    let ports: Vec<String> = arr(&obj["ports"])
-        .iter()
-        .map(|p| match p["port"].as_i64() {
-            Some(n) => n.to_string(),
-            None => "<unset>".into(),
-        })
-        .collect();
-    let ports = if ports.is_empty() {
-        "<unset>".to_string()
-    } else {
-        ports.join(",")
-    };
-    let addrs: Vec<String> = arr(&obj["endpoints"])
-        .iter()
-        .flat_map(|e| arr(&e["addresses"]).iter().map(|a| s(a).to_string()))
-        .collect();
-    let count = addrs.len();
-    vec![
-        name(obj),
-        json!(s(&obj["addressType"])),
-        json!(ports),
-        json!(abbreviate(addrs, count)),
-        age(obj, now),
-    ]
 }
 
 pub(crate) fn node_address(obj: &Value, ty: &str) -> String {
@@ -1269,87 +853,6 @@ pub(crate) fn pvc_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     ]
 }
 
-pub(crate) fn resourcequota_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-    let hard = obj["status"]["hard"].as_object();
-    let used = &obj["status"]["used"];
-    let mut requests = Vec::new();
-    let mut limits = Vec::new();
-    if let Some(hard) = hard {
-        let sorted: BTreeMap<_, _> = hard.iter().collect();
-        for (res, q) in sorted {
-            let used_q = used[res.as_str()].as_str().unwrap_or("0");
-            let text = format!("{res}: {used_q}/{}", s(q));
-            if res.starts_with("limits") {
-                limits.push(text);
-            } else {
-                requests.push(text);
-            }
-        }
-    }
-    vec![
-        name(obj),
-        age(obj, now),
-        json!(requests.join(", ")),
-        json!(limits.join(", ")),
-    ]
-}
-
-pub(crate) fn ingress_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-    let spec = &obj["spec"];
-    let rules = arr(&spec["rules"]);
-    let hosts: Vec<&str> = rules
-        .iter()
-        .map(|r| s(&r["host"]))
-        .filter(|h| !h.is_empty())
-        .take(3)
-        .collect();
-    let hosts = if hosts.is_empty() {
-        "*".to_string()
-    } else if rules.len() > 3 {
-        format!("{} + {} more...", hosts.join(","), rules.len() - 3)
-    } else {
-        hosts.join(",")
-    };
-    let ports = if arr(&spec["tls"]).is_empty() {
-        "80"
-    } else {
-        "80, 443"
-    };
-    vec![
-        name(obj),
-        json!(or_none(s(&spec["ingressClassName"]))),
-        json!(hosts),
-        json!(lb_ingress(&obj["status"]["loadBalancer"])),
-        json!(ports),
-        age(obj, now),
-    ]
-}
-
-pub(crate) fn ingressclass_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-    let p = &obj["spec"]["parameters"];
-    let params = if p.is_object() {
-        let group = s(&p["apiGroup"]);
-        if group.is_empty() {
-            format!("{}/{}", s(&p["kind"]), s(&p["name"]))
-        } else {
-            format!("{}.{group}/{}", s(&p["kind"]), s(&p["name"]))
-        }
-    } else {
-        "<none>".into()
-    };
-    vec![
-        name(obj),
-        json!(s(&obj["spec"]["controller"])),
-        json!(params),
-        age(obj, now),
-    ]
-}
-
-pub(crate) fn networkpolicy_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-    let sel = label_selector_string(&obj["spec"]["podSelector"]);
-    vec![name(obj), json!(or_none(&sel)), age(obj, now)]
-}
-
 /// TARGETS of an HPA, autoscaling/v1 (targetCPUUtilizationPercentage) or v2 (metrics).
 pub(crate) fn hpa_targets(obj: &Value) -> String {
     let spec = &obj["spec"];
@@ -1412,17 +915,6 @@ pub(crate) fn hpa_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     ]
 }
 
-pub(crate) fn pdb_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-    let na = |v: &Value| int_or_string(v).unwrap_or_else(|| "N/A".into());
-    vec![
-        name(obj),
-        json!(na(&obj["spec"]["minAvailable"])),
-        json!(na(&obj["spec"]["maxUnavailable"])),
-        json!(int(&obj["status"]["disruptionsAllowed"])),
-        age(obj, now),
-    ]
-}
-
 pub(crate) fn rolebinding_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let r = &obj["roleRef"];
     let mut users = Vec::new();
@@ -1443,109 +935,6 @@ pub(crate) fn rolebinding_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
         json!(users.join(", ")),
         json!(groups.join(", ")),
         json!(sas.join(", ")),
-    ]
-}
-
-pub(crate) fn replicationcontroller_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-    let st = &obj["status"];
-    let (cs, imgs) = containers_images(&obj["spec"]["template"]["spec"]);
-    vec![
-        name(obj),
-        json!(int(&obj["spec"]["replicas"])),
-        json!(int(&st["replicas"])),
-        json!(int(&st["readyReplicas"])),
-        age(obj, now),
-        cs,
-        imgs,
-        json!(format_labels(&obj["spec"]["selector"])),
-    ]
-}
-
-pub(crate) fn podtemplate_row(obj: &Value, _now: DateTime<Utc>) -> Vec<Value> {
-    let (cs, imgs) = containers_images(&obj["template"]["spec"]);
-    vec![
-        name(obj),
-        cs,
-        imgs,
-        json!(format_labels(&obj["template"]["metadata"]["labels"])),
-    ]
-}
-
-pub(crate) fn csidriver_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-    let spec = &obj["spec"];
-    let audiences: Vec<&str> = arr(&spec["tokenRequests"])
-        .iter()
-        .map(|t| s(&t["audience"]))
-        .collect();
-    let modes: Vec<&str> = arr(&spec["volumeLifecycleModes"]).iter().map(s).collect();
-    vec![
-        name(obj),
-        json!(spec["attachRequired"].as_bool().unwrap_or(true)),
-        json!(spec["podInfoOnMount"].as_bool().unwrap_or(false)),
-        json!(spec["storageCapacity"].as_bool().unwrap_or(false)),
-        json!(if audiences.is_empty() {
-            "<unset>".to_string()
-        } else {
-            audiences.join(",")
-        }),
-        json!(spec["requiresRepublish"].as_bool().unwrap_or(false)),
-        json!(if modes.is_empty() {
-            "Persistent".to_string()
-        } else {
-            modes.join(",")
-        }),
-        age(obj, now),
-    ]
-}
-
-pub(crate) fn csinode_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-    vec![
-        name(obj),
-        json!(arr(&obj["spec"]["drivers"]).len()),
-        age(obj, now),
-    ]
-}
-
-pub(crate) fn volumeattachment_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-    let spec = &obj["spec"];
-    vec![
-        name(obj),
-        json!(s(&spec["attacher"])),
-        json!(s(&spec["source"]["persistentVolumeName"])),
-        json!(s(&spec["nodeName"])),
-        json!(obj["status"]["attached"].as_bool().unwrap_or(false)),
-        age(obj, now),
-    ]
-}
-
-/// CONDITION of a CSR: Approved/Denied/Failed, plus Issued once a certificate is there.
-pub(crate) fn csr_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-    let spec = &obj["spec"];
-    let mut conds: Vec<&str> = Vec::new();
-    for c in arr(&obj["status"]["conditions"]) {
-        let ty = s(&c["type"]);
-        if matches!(ty, "Approved" | "Denied" | "Failed") && !conds.contains(&ty) {
-            conds.push(ty);
-        }
-    }
-    if conds.is_empty() {
-        conds.push("Pending");
-    }
-    let mut condition = conds.join(",");
-    if !s(&obj["status"]["certificate"]).is_empty() {
-        condition.push_str(",Issued");
-    }
-    let duration = spec["expirationSeconds"]
-        .as_i64()
-        .map(|secs| human_duration(chrono::Duration::seconds(secs)))
-        .unwrap_or_else(|| "<none>".into());
-    vec![
-        name(obj),
-        age(obj, now),
-        json!(s(&spec["signerName"])),
-        json!(s(&spec["username"])),
-        json!(duration),
-        json!(condition),
     ]
 }
 

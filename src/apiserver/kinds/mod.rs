@@ -4,13 +4,33 @@
 //!
 //! Kinds not yet in their own module are served by `Legacy`, which still dispatches on
 //! (group, kind) into `defaults`, `validation` and `table`.
+mod certificate_signing_request;
 mod configmap;
+mod controller_revision;
+mod cron_job;
+mod csi_driver;
+mod csi_node;
+mod daemon_set;
 mod deployment;
+mod endpoint_slice;
+mod endpoints;
+mod ingress;
+mod ingress_class;
+mod job;
 mod lease;
+mod limit_range;
+mod network_policy;
+mod pod_disruption_budget;
+mod pod_template;
 mod priority_class;
+mod replica_set;
+mod replication_controller;
+mod resource_quota;
 mod secret;
 mod service_account;
+mod stateful_set;
 mod storage_class;
+mod volume_attachment;
 
 use super::conversion::Converted;
 use super::defaults;
@@ -276,10 +296,7 @@ pub fn builtin() -> Vec<ResourceInfo> {
             status: true,
             ..NONE
         }),
-        legacy::<core::v1::Endpoints>(Facts {
-            short: &["ep"],
-            ..NONE
-        }),
+        endpoints::info(),
         configmap::info(),
         secret::info(),
         legacy::<core::v1::Node>(Facts {
@@ -316,74 +333,25 @@ pub fn builtin() -> Vec<ResourceInfo> {
             status: true,
             ..NONE
         }),
-        legacy::<core::v1::ResourceQuota>(Facts {
-            short: &["quota"],
-            status: true,
-            ..NONE
-        }),
-        legacy::<core::v1::LimitRange>(Facts {
-            short: &["limits"],
-            ..NONE
-        }),
-        legacy::<core::v1::ReplicationController>(Facts {
-            short: &["rc"],
-            cats: ALL,
-            status: true,
-            scale: true,
-            fields: &["status.replicas"],
-            ..NONE
-        }),
-        legacy::<core::v1::PodTemplate>(NONE),
+        resource_quota::info(),
+        limit_range::info(),
+        replication_controller::info(),
+        pod_template::info(),
         // apps/v1
         deployment::info(),
-        legacy::<apps::v1::ReplicaSet>(Facts {
-            short: &["rs"],
-            cats: ALL,
-            status: true,
-            scale: true,
-            fields: &["status.replicas"],
-            ..NONE
-        }),
-        legacy::<apps::v1::StatefulSet>(Facts {
-            short: &["sts"],
-            cats: ALL,
-            status: true,
-            scale: true,
-            ..NONE
-        }),
-        legacy::<apps::v1::DaemonSet>(Facts {
-            short: &["ds"],
-            cats: ALL,
-            status: true,
-            ..NONE
-        }),
-        legacy::<apps::v1::ControllerRevision>(NONE),
+        replica_set::info(),
+        stateful_set::info(),
+        daemon_set::info(),
+        controller_revision::info(),
         // batch/v1
-        legacy::<batch::v1::Job>(Facts {
-            cats: ALL,
-            status: true,
-            fields: &["status.successful"],
-            ..NONE
-        }),
-        legacy::<batch::v1::CronJob>(Facts {
-            short: &["cj"],
-            cats: ALL,
-            status: true,
-            ..NONE
-        }),
+        job::info(),
+        cron_job::info(),
         // networking.k8s.io/v1
-        legacy::<networking::v1::Ingress>(Facts {
-            short: &["ing"],
-            status: true,
-            ..NONE
-        }),
-        legacy::<networking::v1::IngressClass>(NONE),
-        legacy::<networking::v1::NetworkPolicy>(Facts {
-            short: &["netpol"],
-            ..NONE
-        }),
+        ingress::info(),
+        ingress_class::info(),
+        network_policy::info(),
         // discovery.k8s.io/v1
-        legacy::<discovery::v1::EndpointSlice>(NONE),
+        endpoint_slice::info(),
         // coordination.k8s.io/v1
         lease::info(),
         // autoscaling: v2 first, the preferred version
@@ -401,11 +369,7 @@ pub fn builtin() -> Vec<ResourceInfo> {
             ..NONE
         }),
         // policy/v1
-        legacy::<policy::v1::PodDisruptionBudget>(Facts {
-            short: &["pdb"],
-            status: true,
-            ..NONE
-        }),
+        pod_disruption_budget::info(),
         // rbac.authorization.k8s.io/v1
         legacy::<rbac::v1::Role>(NONE),
         legacy::<rbac::v1::RoleBinding>(NONE),
@@ -413,12 +377,9 @@ pub fn builtin() -> Vec<ResourceInfo> {
         legacy::<rbac::v1::ClusterRoleBinding>(NONE),
         // storage.k8s.io/v1
         storage_class::info(),
-        legacy::<storage::v1::CSIDriver>(NONE),
-        legacy::<storage::v1::CSINode>(NONE),
-        legacy::<storage::v1::VolumeAttachment>(Facts {
-            status: true,
-            ..NONE
-        }),
+        csi_driver::info(),
+        csi_node::info(),
+        volume_attachment::info(),
         // scheduling.k8s.io/v1
         priority_class::info(),
         // events.k8s.io/v1: the core/v1 Events, converted
@@ -429,12 +390,7 @@ pub fn builtin() -> Vec<ResourceInfo> {
             ..NONE
         }),
         // certificates.k8s.io/v1
-        legacy::<certificates::v1::CertificateSigningRequest>(Facts {
-            short: &["csr"],
-            status: true,
-            fields: &["spec.signerName"],
-            ..NONE
-        }),
+        certificate_signing_request::info(),
     ]
 }
 
