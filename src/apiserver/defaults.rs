@@ -32,26 +32,6 @@ pub(crate) fn by_kind(group: &str, kind: &str, obj: &mut Value) {
         return;
     }
     match (group, kind) {
-        ("", "Pod") => pod(obj),
-        ("", "Service") => service(obj),
-        ("", "Namespace") => namespace(obj),
-        ("", "PersistentVolumeClaim") => {
-            set(obj, &["spec", "volumeMode"], json!("Filesystem"));
-            set(obj, &["status", "phase"], json!("Pending"));
-        }
-        ("", "PersistentVolume") => {
-            set(
-                obj,
-                &["spec", "persistentVolumeReclaimPolicy"],
-                json!("Retain"),
-            );
-            set(obj, &["spec", "volumeMode"], json!("Filesystem"));
-            set(obj, &["status", "phase"], json!("Pending"));
-            if obj["spec"]["hostPath"].is_object() {
-                set(&mut obj["spec"]["hostPath"], &["type"], json!(""));
-            }
-        }
-        ("", "Node") => node(obj),
         ("autoscaling", "HorizontalPodAutoscaler") => hpa(obj),
         ("rbac.authorization.k8s.io", "RoleBinding")
         | ("rbac.authorization.k8s.io", "ClusterRoleBinding") => rolebinding(obj),

@@ -8,7 +8,7 @@
 use super::registry::ResourceInfo;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 /// One column: the fields of a Table's columnDefinitions item.
 pub struct Col {
@@ -66,55 +66,6 @@ pub(crate) type RowFn = fn(&Value, DateTime<Utc>) -> Vec<Value>;
 /// filling a row.
 pub(crate) fn printer(group: &str, kind: &str) -> (Vec<Col>, RowFn) {
     match (group, kind) {
-        ("", "Pod") => (
-            vec![
-                NAME,
-                c("Ready", "string", 0, "The aggregate readiness state of this pod for accepting traffic."),
-                c("Status", "string", 0, "The aggregate status of the containers in this pod."),
-                c("Restarts", "string", 0, "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted."),
-                AGE,
-                c("IP", "string", 1, "podIP is the IP address allocated to the pod. Routable at least within the cluster. Empty if not yet allocated."),
-                c("Node", "string", 1, "NodeName indicates in which node this pod is scheduled."),
-                c("Nominated Node", "string", 1, "nominatedNodeName is set only when this pod preempts other pods on the node, but it cannot be scheduled right away as preemption victims receive their graceful termination periods."),
-                c("Readiness Gates", "string", 1, "If specified, all readiness gates will be evaluated for pod readiness."),
-            ],
-            pod_row,
-        ),
-        ("", "Service") => (
-            vec![
-                NAME,
-                c("Type", "string", 0, "type determines how the Service is exposed."),
-                c("Cluster-IP", "string", 0, "clusterIP is the IP address of the service and is usually assigned randomly."),
-                c("External-IP", "string", 0, "externalIPs is a list of IP addresses for which nodes in the cluster will also accept traffic for this service."),
-                c("Port(s)", "string", 0, "The list of ports that are exposed by this service."),
-                AGE,
-                c("Selector", "string", 1, "Route service traffic to pods with label keys and values matching this selector."),
-            ],
-            service_row,
-        ),
-        ("", "Node") => (
-            vec![
-                NAME,
-                c("Status", "string", 0, "The status of the node"),
-                c("Roles", "string", 0, "The roles of the node"),
-                AGE,
-                c("Version", "string", 0, "Kubelet Version reported by the node."),
-                c("Internal-IP", "string", 1, "List of addresses reachable to the node."),
-                c("External-IP", "string", 1, "List of addresses reachable to the node."),
-                c("OS-Image", "string", 1, "OS Image reported by the node from /etc/os-release (e.g. Debian GNU/Linux 7 (wheezy))."),
-                c("Kernel-Version", "string", 1, "Kernel Version reported by the node from 'uname -r' (e.g. 3.16.0-0.bpo.4-amd64)."),
-                c("Container-Runtime", "string", 1, "ContainerRuntime Version reported by the node through runtime remote API (e.g. containerd://1.4.2)."),
-            ],
-            node_row,
-        ),
-        ("", "Namespace") => (
-            vec![
-                NAME,
-                c("Status", "string", 0, "The status of the namespace"),
-                AGE,
-            ],
-            namespace_row,
-        ),
         ("", "Event") | ("events.k8s.io", "Event") => (
             vec![
                 c("Last Seen", "string", 0, "The time at which the most recent occurrence of this event was recorded."),
@@ -129,36 +80,6 @@ pub(crate) fn printer(group: &str, kind: &str) -> (Vec<Col>, RowFn) {
                 Col { priority: 1, ..NAME },
             ],
             event_row,
-        ),
-        ("", "PersistentVolume") => (
-            vec![
-                NAME,
-                c("Capacity", "string", 0, "capacity is the description of the persistent volume's resources and capacity."),
-                c("Access Modes", "string", 0, "accessModes contains all ways the volume can be mounted."),
-                c("Reclaim Policy", "string", 0, "persistentVolumeReclaimPolicy defines what happens to a persistent volume when released from its claim."),
-                c("Status", "string", 0, "phase indicates if a volume is available, bound to a claim, or released by a claim."),
-                c("Claim", "string", 0, "claimRef is part of a bi-directional binding between PersistentVolume and PersistentVolumeClaim."),
-                c("StorageClass", "string", 0, "storageClassName is the name of StorageClass to which this persistent volume belongs."),
-                c("VolumeAttributesClass", "string", 0, "Name of VolumeAttributesClass to which this persistent volume belongs."),
-                c("Reason", "string", 0, "reason is a brief CamelCase string that describes any failure and is meant for machine parsing and tidy display in the CLI."),
-                AGE,
-                c("VolumeMode", "string", 1, "volumeMode defines if a volume is intended to be used with a formatted filesystem or to remain in raw block state."),
-            ],
-            pv_row,
-        ),
-        ("", "PersistentVolumeClaim") => (
-            vec![
-                NAME,
-                c("Status", "string", 0, "phase represents the current phase of PersistentVolumeClaim."),
-                c("Volume", "string", 0, "volumeName is the binding reference to the PersistentVolume backing this claim."),
-                c("Capacity", "string", 0, "capacity represents the actual resources of the underlying volume."),
-                c("Access Modes", "string", 0, "accessModes contains the actual access modes the volume backing the PVC has."),
-                c("StorageClass", "string", 0, "storageClassName is the name of the StorageClass required by the claim."),
-                c("VolumeAttributesClass", "string", 0, "volumeAttributesClassName may be used to set the VolumeAttributesClass used by this claim."),
-                AGE,
-                c("VolumeMode", "string", 1, "volumeMode defines what type of volume is required by the claim."),
-            ],
-            pvc_row,
         ),
         ("autoscaling", "HorizontalPodAutoscaler") => (
             vec![
@@ -393,148 +314,6 @@ pub(crate) fn latest(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Opti
     }
 }
 
-/// The STATUS column of `kubectl get pods`, computed as kubectl's printer does: the phase, or
-/// the reason of the first failing init container ("Init:1/2", "Init:CrashLoopBackOff"), or
-/// the last waiting/terminated reason of the app containers ("ContainerCreating",
-/// "CrashLoopBackOff", "Completed"), or "Terminating" once deletion started.
-pub(crate) fn pod_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-    let spec = &obj["spec"];
-    let status = &obj["status"];
-    let mut restarts = 0i64;
-    let mut ready = 0;
-    let mut total = arr(&spec["containers"]).len();
-    let mut last_restart: Option<DateTime<Utc>> = None;
-    let mut reason = s(&status["phase"]).to_string();
-    if !s(&status["reason"]).is_empty() {
-        reason = s(&status["reason"]).to_string();
-    }
-    for cond in arr(&status["conditions"]) {
-        if s(&cond["type"]) == "PodScheduled" && s(&cond["reason"]) == "SchedulingGated" {
-            reason = "SchedulingGated".into();
-        }
-    }
-    let init_specs = arr(&spec["initContainers"]);
-    total += init_specs
-        .iter()
-        .filter(|c| s(&c["restartPolicy"]) == "Always")
-        .count();
-
-    let mut sidecar_restarts = 0i64;
-    let mut sidecar_last_restart: Option<DateTime<Utc>> = None;
-    let mut initializing = false;
-    for (i, cs) in arr(&status["initContainerStatuses"]).iter().enumerate() {
-        restarts += int(&cs["restartCount"]);
-        let finished = parse_time(&cs["lastState"]["terminated"]["finishedAt"]);
-        last_restart = latest(last_restart, finished);
-        let sidecar = restartable_init(spec, s(&cs["name"]));
-        if sidecar {
-            sidecar_restarts += int(&cs["restartCount"]);
-            sidecar_last_restart = latest(sidecar_last_restart, finished);
-        }
-        let terminated = &cs["state"]["terminated"];
-        let waiting_reason = s(&cs["state"]["waiting"]["reason"]);
-        if terminated.is_object() && int(&terminated["exitCode"]) == 0 {
-            continue;
-        }
-        if sidecar && cs["started"].as_bool() == Some(true) {
-            if cs["ready"].as_bool() == Some(true) {
-                ready += 1;
-            }
-            continue;
-        }
-        if terminated.is_object() {
-            reason = if !s(&terminated["reason"]).is_empty() {
-                format!("Init:{}", s(&terminated["reason"]))
-            } else if int(&terminated["signal"]) != 0 {
-                format!("Init:Signal:{}", int(&terminated["signal"]))
-            } else {
-                format!("Init:ExitCode:{}", int(&terminated["exitCode"]))
-            };
-        } else if !waiting_reason.is_empty() && waiting_reason != "PodInitializing" {
-            reason = format!("Init:{waiting_reason}");
-        } else {
-            reason = format!("Init:{i}/{}", init_specs.len());
-        }
-        initializing = true;
-        break;
-    }
-
-    if !initializing || has_condition(status, "Initialized") {
-        restarts = sidecar_restarts;
-        last_restart = sidecar_last_restart;
-        let mut has_running = false;
-        for cs in arr(&status["containerStatuses"]).iter().rev() {
-            restarts += int(&cs["restartCount"]);
-            last_restart = latest(
-                last_restart,
-                parse_time(&cs["lastState"]["terminated"]["finishedAt"]),
-            );
-            let waiting = &cs["state"]["waiting"];
-            let terminated = &cs["state"]["terminated"];
-            if !s(&waiting["reason"]).is_empty() {
-                reason = s(&waiting["reason"]).into();
-            } else if !s(&terminated["reason"]).is_empty() {
-                reason = s(&terminated["reason"]).into();
-            } else if terminated.is_object() {
-                reason = if int(&terminated["signal"]) != 0 {
-                    format!("Signal:{}", int(&terminated["signal"]))
-                } else {
-                    format!("ExitCode:{}", int(&terminated["exitCode"]))
-                };
-            } else if cs["ready"].as_bool() == Some(true) && cs["state"]["running"].is_object() {
-                has_running = true;
-                ready += 1;
-            }
-        }
-        if reason == "Completed" && has_running {
-            reason = if has_condition(status, "Ready") {
-                "Running".into()
-            } else {
-                "NotReady".into()
-            };
-        }
-    }
-
-    let phase = s(&status["phase"]);
-    if obj["metadata"]["deletionTimestamp"].is_string() {
-        if s(&status["reason"]) == "NodeLost" {
-            reason = "Unknown".into();
-        } else if phase != "Succeeded" && phase != "Failed" {
-            reason = "Terminating".into();
-        }
-    }
-
-    let restarts_cell = match last_restart {
-        Some(t) if restarts != 0 => format!("{restarts} ({} ago)", human_duration(now - t)),
-        _ => restarts.to_string(),
-    };
-    let ip = arr(&status["podIPs"])
-        .first()
-        .map(|p| s(&p["ip"]))
-        .unwrap_or_else(|| s(&status["podIP"]));
-    let gates = arr(&spec["readinessGates"]);
-    let gates_cell = if gates.is_empty() {
-        "<none>".to_string()
-    } else {
-        let true_count = gates
-            .iter()
-            .filter(|g| has_condition(status, s(&g["conditionType"])))
-            .count();
-        format!("{true_count}/{}", gates.len())
-    };
-    vec![
-        name(obj),
-        json!(format!("{ready}/{total}")),
-        json!(reason),
-        json!(restarts_cell),
-        age(obj, now),
-        json!(or_none(ip)),
-        json!(or_none(s(&spec["nodeName"]))),
-        json!(or_none(s(&status["nominatedNodeName"]))),
-        json!(gates_cell),
-    ]
-}
-
 /// Ingress points of a load balancer status: IPs or hostnames, comma-joined.
 pub(crate) fn lb_ingress(status: &Value) -> String {
     arr(&status["ingress"])
@@ -552,46 +331,6 @@ pub(crate) fn lb_ingress(status: &Value) -> String {
         })
         .collect::<Vec<_>>()
         .join(",")
-}
-
-pub(crate) fn service_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-    let spec = &obj["spec"];
-    let ty = spec["type"].as_str().unwrap_or("ClusterIP");
-    let external_ips: Vec<&str> = arr(&spec["externalIPs"]).iter().map(s).collect();
-    let external = match ty {
-        "ClusterIP" | "NodePort" => or_none(&external_ips.join(",")),
-        "LoadBalancer" => {
-            let lb = lb_ingress(&obj["status"]["loadBalancer"]);
-            let mut all: Vec<&str> = lb.split(',').filter(|x| !x.is_empty()).collect();
-            all.extend(&external_ips);
-            if all.is_empty() {
-                "<pending>".into()
-            } else {
-                all.join(",")
-            }
-        }
-        "ExternalName" => s(&spec["externalName"]).to_string(),
-        _ => "<unknown>".into(),
-    };
-    let ports: Vec<String> = arr(&spec["ports"])
-        .iter()
-        .map(|p| {
-            let proto = p["protocol"].as_str().unwrap_or("TCP");
-            match p["nodePort"].as_i64() {
-                Some(np) if np > 0 => format!("{}:{np}/{proto}", int(&p["port"])),
-                _ => format!("{}/{proto}", int(&p["port"])),
-            }
-        })
-        .collect();
-    vec![
-        name(obj),
-        json!(ty),
-        json!(or_none(s(&spec["clusterIP"]))),
-        json!(external),
-        json!(or_none(&ports.join(","))),
-        age(obj, now),
-        json!(format_labels(&spec["selector"])),
-    ]
 }
 
 /// Up to three entries, then " + N more...", as kubectl abbreviates endpoint lists.
@@ -621,65 +360,6 @@ pub(crate) fn node_address(obj: &Value, ty: &str) -> String {
         .find(|a| s(&a["type"]) == ty)
         .map(|a| s(&a["address"]).to_string())
         .unwrap_or_else(|| "<none>".into())
-}
-
-pub(crate) fn node_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-    let mut status: Vec<String> = Vec::new();
-    // Only the last Ready condition counts, like the printer's map keyed by type.
-    if let Some(c) = arr(&obj["status"]["conditions"])
-        .iter()
-        .rev()
-        .find(|c| s(&c["type"]) == "Ready")
-    {
-        status.push(if s(&c["status"]) == "True" {
-            "Ready".into()
-        } else {
-            "NotReady".into()
-        });
-    }
-    if status.is_empty() {
-        status.push("Unknown".into());
-    }
-    if obj["spec"]["unschedulable"].as_bool() == Some(true) {
-        status.push("SchedulingDisabled".into());
-    }
-    let mut roles = BTreeSet::new();
-    if let Some(labels) = obj["metadata"]["labels"].as_object() {
-        for (k, v) in labels {
-            if let Some(role) = k.strip_prefix("node-role.kubernetes.io/") {
-                if !role.is_empty() {
-                    roles.insert(role.to_string());
-                }
-            } else if k == "kubernetes.io/role" && !s(v).is_empty() {
-                roles.insert(s(v).to_string());
-            }
-        }
-    }
-    let info = &obj["status"]["nodeInfo"];
-    let unknown = |v: &Value| {
-        let v = s(v);
-        if v.is_empty() {
-            "<unknown>".to_string()
-        } else {
-            v.to_string()
-        }
-    };
-    vec![
-        name(obj),
-        json!(status.join(",")),
-        json!(or_none(&roles.into_iter().collect::<Vec<_>>().join(","))),
-        age(obj, now),
-        json!(s(&info["kubeletVersion"])),
-        json!(node_address(obj, "InternalIP")),
-        json!(node_address(obj, "ExternalIP")),
-        json!(unknown(&info["osImage"])),
-        json!(unknown(&info["kernelVersion"])),
-        json!(unknown(&info["containerRuntimeVersion"])),
-    ]
-}
-
-pub(crate) fn namespace_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-    vec![name(obj), json!(s(&obj["status"]["phase"])), age(obj, now)]
 }
 
 pub(crate) fn map_len(v: &Value) -> usize {
@@ -788,69 +468,6 @@ pub(crate) fn storage_class(obj: &Value) -> String {
         return spec_class.into();
     }
     s(&obj["metadata"]["annotations"]["volume.beta.kubernetes.io/storage-class"]).into()
-}
-
-pub(crate) fn pv_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-    let spec = &obj["spec"];
-    let claim = if spec["claimRef"].is_object() {
-        format!(
-            "{}/{}",
-            s(&spec["claimRef"]["namespace"]),
-            s(&spec["claimRef"]["name"])
-        )
-    } else {
-        String::new()
-    };
-    let mut phase = s(&obj["status"]["phase"]).to_string();
-    if obj["metadata"]["deletionTimestamp"].is_string() {
-        phase = "Terminating".into();
-    }
-    vec![
-        name(obj),
-        json!(s(&spec["capacity"]["storage"])),
-        json!(access_modes(&spec["accessModes"])),
-        json!(s(&spec["persistentVolumeReclaimPolicy"])),
-        json!(phase),
-        json!(claim),
-        json!(storage_class(obj)),
-        json!(spec["volumeAttributesClassName"]
-            .as_str()
-            .unwrap_or("<unset>")),
-        json!(s(&obj["status"]["reason"])),
-        age(obj, now),
-        json!(spec["volumeMode"].as_str().unwrap_or("<unset>")),
-    ]
-}
-
-pub(crate) fn pvc_row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-    let spec = &obj["spec"];
-    let st = &obj["status"];
-    let mut phase = s(&st["phase"]).to_string();
-    if obj["metadata"]["deletionTimestamp"].is_string() {
-        phase = "Terminating".into();
-    }
-    let bound = !s(&spec["volumeName"]).is_empty();
-    let (capacity, modes) = if bound {
-        (
-            s(&st["capacity"]["storage"]).to_string(),
-            access_modes(&st["accessModes"]),
-        )
-    } else {
-        (String::new(), String::new())
-    };
-    vec![
-        name(obj),
-        json!(phase),
-        json!(s(&spec["volumeName"])),
-        json!(capacity),
-        json!(modes),
-        json!(storage_class(obj)),
-        json!(spec["volumeAttributesClassName"]
-            .as_str()
-            .unwrap_or("<unset>")),
-        age(obj, now),
-        json!(spec["volumeMode"].as_str().unwrap_or("<unset>")),
-    ]
 }
 
 /// TARGETS of an HPA, autoscaling/v1 (targetCPUUtilizationPercentage) or v2 (metrics).

@@ -19,7 +19,12 @@ mod ingress_class;
 mod job;
 mod lease;
 mod limit_range;
+mod namespace;
 mod network_policy;
+mod node;
+mod persistent_volume;
+mod persistent_volume_claim;
+mod pod;
 mod pod_disruption_budget;
 mod pod_template;
 mod priority_class;
@@ -27,6 +32,7 @@ mod replica_set;
 mod replication_controller;
 mod resource_quota;
 mod secret;
+mod service;
 mod service_account;
 mod stateful_set;
 mod storage_class;
@@ -268,43 +274,13 @@ pub fn builtin() -> Vec<ResourceInfo> {
     use k8s_openapi::api::*;
     vec![
         // core/v1
-        legacy::<core::v1::Namespace>(Facts {
-            short: &["ns"],
-            status: true,
-            fields: &["status.phase"],
-            ..NONE
-        }),
-        legacy::<core::v1::Pod>(Facts {
-            short: &["po"],
-            cats: ALL,
-            status: true,
-            fields: &[
-                "spec.nodeName",
-                "spec.restartPolicy",
-                "spec.schedulerName",
-                "spec.serviceAccountName",
-                "spec.hostNetwork",
-                "status.phase",
-                "status.podIP",
-                "status.nominatedNodeName",
-            ],
-            ..NONE
-        }),
-        legacy::<core::v1::Service>(Facts {
-            short: &["svc"],
-            cats: ALL,
-            status: true,
-            ..NONE
-        }),
+        namespace::info(),
+        pod::info(),
+        service::info(),
         endpoints::info(),
         configmap::info(),
         secret::info(),
-        legacy::<core::v1::Node>(Facts {
-            short: &["no"],
-            status: true,
-            fields: &["spec.unschedulable"],
-            ..NONE
-        }),
+        self::node::info(),
         legacy::<core::v1::Event>(Facts {
             short: &["ev"],
             fields: &[
@@ -323,16 +299,8 @@ pub fn builtin() -> Vec<ResourceInfo> {
             ..NONE
         }),
         service_account::info(),
-        legacy::<core::v1::PersistentVolume>(Facts {
-            short: &["pv"],
-            status: true,
-            ..NONE
-        }),
-        legacy::<core::v1::PersistentVolumeClaim>(Facts {
-            short: &["pvc"],
-            status: true,
-            ..NONE
-        }),
+        persistent_volume::info(),
+        persistent_volume_claim::info(),
         resource_quota::info(),
         limit_range::info(),
         replication_controller::info(),

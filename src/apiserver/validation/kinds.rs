@@ -7,7 +7,6 @@ use super::{
     duplicate, forbidden, invalid, not_supported, one_of, required, too_long, validate_labels,
     FieldError,
 };
-use crate::apiserver::defaults::parse_quantity;
 use serde_json::{json, Value};
 
 pub(crate) type Errs = Vec<FieldError>;
@@ -28,11 +27,6 @@ pub(super) fn validate_kind(
     errs: &mut Errs,
 ) {
     match (group, kind) {
-        ("", "Service") => service(obj, old, errs),
-        ("", "Namespace") => namespace(obj, errs),
-        ("", "PersistentVolumeClaim") => pvc(obj, old, errs),
-        ("", "PersistentVolume") => pv(obj, errs),
-        ("", "Node") => node(obj, errs),
         ("events.k8s.io", "Event") => new_event(obj, errs),
         ("autoscaling", "HorizontalPodAutoscaler") => hpa(obj, errs),
         ("rbac.authorization.k8s.io", "Role") => rules(obj, true, errs),
@@ -697,57 +691,6 @@ pub(crate) fn access_modes(modes: &Value, path: &str, errs: &mut Errs) {
     }
 }
 
-pub(crate) fn pvc(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
-    let spec = &obj["spec"];
-    access_modes(&spec["accessModes"], "spec.accessModes", errs);
-    let storage = &spec["resources"]["requests"]["storage"];
-    if storage.is_null() {
-        errs.push(required("spec.resources[storage]", ""));
-    } else if parse_quantity(storage).is_none_or(|q| q <= 0.0) {
-        errs.push(invalid(
-            "spec.resources[storage]",
-            storage,
-            "must be greater than zero",
-        ));
-    }
-    if !matches!(s(&spec["volumeMode"]), "" | "Block" | "Filesystem") {
-        errs.push(not_supported(
-            "spec.volumeMode",
-            &spec["volumeMode"],
-            &["Block", "Filesystem"],
-        ));
-    }
-    if let Some(old) = old {
-        let strip = |v: &Value, old_volume_empty: bool| {
-            let mut v = v.clone();
-            if let Some(m) = v.as_object_mut() {
-                m.remove("resources");
-                m.remove("volumeAttributesClassName");
-                if old_volume_empty {
-                    m.remove("volumeName");
-                }
-            }
-            v
-        };
-        let unbound = s(&old["spec"]["volumeName"]).is_empty();
-        if strip(spec, unbound) != strip(&old["spec"], unbound) {
-            errs.push(forbidden(
-                "spec",
-                "spec is immutable after creation except resources.requests and volumeAttributesClassName for bound claims",
-            ));
-        }
-        let old_storage = parse_quantity(&old["spec"]["resources"]["requests"]["storage"]);
-        if let (Some(n), Some(o)) = (parse_quantity(storage), old_storage) {
-            if n < o {
-                errs.push(forbidden(
-                    "spec.resources.requests.storage",
-                    "field can not be less than previous value",
-                ));
-            }
-        }
-    }
-}
-
 pub(crate) const PV_SOURCES: &[&str] = &[
     "hostPath",
     "local",
@@ -772,34 +715,6 @@ pub(crate) const PV_SOURCES: &[&str] = &[
     "storageos",
     "flocker",
 ];
-
-pub(crate) fn pv(obj: &Value, errs: &mut Errs) {
-    let spec = &obj["spec"];
-    access_modes(&spec["accessModes"], "spec.accessModes", errs);
-    if spec["capacity"]["storage"].is_null() {
-        errs.push(required("spec.capacity", ""));
-    }
-    let sources: Vec<&&str> = PV_SOURCES.iter().filter(|k| !spec[**k].is_null()).collect();
-    if sources.is_empty() {
-        errs.push(required("spec", "must specify a volume type"));
-    } else if sources.len() > 1 {
-        errs.push(forbidden(
-            &format!("spec.{}", sources[1]),
-            "may not specify more than 1 volume type",
-        ));
-    }
-    match s(&spec["persistentVolumeReclaimPolicy"]) {
-        "" | "Delete" | "Recycle" | "Retain" => {}
-        _ => errs.push(not_supported(
-            "spec.persistentVolumeReclaimPolicy",
-            &spec["persistentVolumeReclaimPolicy"],
-            &["Delete", "Recycle", "Retain"],
-        )),
-    }
-    if spec["hostPath"].is_object() && s(&spec["hostPath"]["path"]).is_empty() {
-        errs.push(required("spec.hostPath.path", ""));
-    }
-}
 
 pub(crate) fn limitrange(obj: &Value, errs: &mut Errs) {
     for (i, item) in arr(&obj["spec"]["limits"]).iter().enumerate() {

@@ -310,10 +310,7 @@ pub(crate) fn by_kind(
     old: Option<&Value>,
     errs: &mut Vec<FieldError>,
 ) {
-    match (group, kind) {
-        ("", "Pod") => pods::validate_pod(obj, old, errs),
-        _ => kinds::validate_kind(group, kind, obj, old, errs),
-    }
+    kinds::validate_kind(group, kind, obj, old, errs)
 }
 
 #[cfg(test)]
