@@ -26,19 +26,6 @@ pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
     }
 }
 
-/// The defaults of kinds not yet in their own `kinds` module.
-pub(crate) fn by_kind(group: &str, kind: &str, obj: &mut Value) {
-    if !obj.is_object() {
-        return;
-    }
-    match (group, kind) {
-        ("autoscaling", "HorizontalPodAutoscaler") => hpa(obj),
-        ("rbac.authorization.k8s.io", "RoleBinding")
-        | ("rbac.authorization.k8s.io", "ClusterRoleBinding") => rolebinding(obj),
-        _ => {}
-    }
-}
-
 /// Sets `path` to `value` when it is absent or null, creating the objects on the way.
 pub(crate) fn set(obj: &mut Value, path: &[&str], value: Value) {
     let Some((last, parents)) = path.split_last() else {

@@ -59,59 +59,6 @@ pub const IMAGES: Col = c(
 );
 pub const SELECTOR: Col = c("Selector", "string", 1, "Label selector for pods. Existing ReplicaSets whose pods are selected by this will be the ones affected by this deployment.");
 
-/// Renders one object's cells; the columns are the ones of the same kind.
-pub(crate) type RowFn = fn(&Value, DateTime<Utc>) -> Vec<Value>;
-
-/// The printer of a kind not yet in its own `kinds` module: its columns and the function
-/// filling a row.
-pub(crate) fn printer(group: &str, kind: &str) -> (Vec<Col>, RowFn) {
-    match (group, kind) {
-        ("", "Event") | ("events.k8s.io", "Event") => (
-            vec![
-                c("Last Seen", "string", 0, "The time at which the most recent occurrence of this event was recorded."),
-                c("Type", "string", 0, "Type of this event (Normal, Warning), new types could be added in the future"),
-                c("Reason", "string", 0, "This should be a short, machine understandable string that gives the reason for the transition into the object's current status."),
-                c("Object", "string", 0, "The object that this event is about."),
-                c("Subobject", "string", 1, "The field of the object that this event is about."),
-                c("Source", "string", 1, "The component reporting this event."),
-                c("Message", "string", 0, "A human-readable description of the status of this operation."),
-                c("First Seen", "string", 1, "The time at which the event was first recorded."),
-                c("Count", "string", 1, "The number of times this event has occurred."),
-                Col { priority: 1, ..NAME },
-            ],
-            event_row,
-        ),
-        ("autoscaling", "HorizontalPodAutoscaler") => (
-            vec![
-                NAME,
-                c("Reference", "string", 0, "reference to scaled resource; horizontal pod autoscaler will learn the current resource consumption and will set the desired number of pods by using its Scale subresource."),
-                c("Targets", "string", 0, "metrics contains the specifications for which to use to calculate the desired replica count."),
-                c("MinPods", "string", 0, "minReplicas is the lower limit for the number of replicas to which the autoscaler can scale down."),
-                c("MaxPods", "integer", 0, "maxReplicas is the upper limit for the number of replicas to which the autoscaler can scale up."),
-                c("Replicas", "integer", 0, "currentReplicas is current number of replicas of pods managed by this autoscaler, as last seen by the autoscaler."),
-                AGE,
-            ],
-            hpa_row,
-        ),
-        ("rbac.authorization.k8s.io", "Role") | ("rbac.authorization.k8s.io", "ClusterRole") => {
-            (vec![NAME, CREATED_AT], created_at_row)
-        }
-        ("rbac.authorization.k8s.io", "RoleBinding")
-        | ("rbac.authorization.k8s.io", "ClusterRoleBinding") => (
-            vec![
-                NAME,
-                c("Role", "string", 0, "Role references the Role or ClusterRole being bound."),
-                AGE,
-                c("Users", "string", 1, "Users in the roleBinding"),
-                c("Groups", "string", 1, "Groups in the roleBinding"),
-                c("ServiceAccounts", "string", 1, "ServiceAccounts in the roleBinding"),
-            ],
-            rolebinding_row,
-        ),
-        _ => (vec![NAME, CREATED_AT], created_at_row),
-    }
-}
-
 /// The server's table for kinds without a printer of their own: NAME and CREATED AT.
 pub(crate) fn default_columns() -> Vec<Col> {
     vec![NAME, CREATED_AT]

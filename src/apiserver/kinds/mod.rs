@@ -1,9 +1,6 @@
 //! The built-in kinds, one module per kind: its registry facts (short names, categories,
 //! subresources, field selectors), defaults, validation and printer columns, behind the
 //! `Strategy` the request path calls. `builtin()` is the only list of them.
-//!
-//! Kinds not yet in their own module are served by `Legacy`, which still dispatches on
-//! (group, kind) into `defaults`, `validation` and `table`.
 mod certificate_signing_request;
 mod configmap;
 mod controller_revision;
@@ -14,6 +11,8 @@ mod daemon_set;
 mod deployment;
 mod endpoint_slice;
 mod endpoints;
+mod event;
+mod hpa;
 mod ingress;
 mod ingress_class;
 mod job;
@@ -28,6 +27,7 @@ mod pod;
 mod pod_disruption_budget;
 mod pod_template;
 mod priority_class;
+mod rbac;
 mod replica_set;
 mod replication_controller;
 mod resource_quota;
@@ -39,10 +39,9 @@ mod storage_class;
 mod volume_attachment;
 
 use super::conversion::Converted;
-use super::defaults;
 use super::registry::{ResourceInfo, Schema, ScopeInfo};
 use super::table::{self, Col};
-use super::validation::{self, FieldError, NameRule};
+use super::validation::{FieldError, NameRule};
 use chrono::{DateTime, Utc};
 use k8s_openapi::schemars::JsonSchema;
 use k8s_openapi::{ListableResource, Resource};
@@ -206,72 +205,9 @@ pub fn custom(
     }
 }
 
-/// A kind whose behaviour still lives in the (group, kind) dispatch of `defaults`,
-/// `validation` and `table`.
-struct Legacy {
-    group: &'static str,
-    kind: &'static str,
-}
-
-impl Strategy for Legacy {
-    fn defaults(&self, obj: &mut Value) {
-        defaults::by_kind(self.group, self.kind, obj)
-    }
-    fn name_rule(&self) -> NameRule {
-        validation::name_rule(self.group, self.kind)
-    }
-    fn validate(&self, obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldError>) {
-        validation::by_kind(self.group, self.kind, obj, old, errs)
-    }
-    fn columns(&self) -> Vec<Col> {
-        table::printer(self.group, self.kind).0
-    }
-    fn row(&self, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-        (table::printer(self.group, self.kind).1)(obj, now)
-    }
-    fn minimal(&self) -> Value {
-        legacy_minimal(self.group, self.kind)
-    }
-    fn initial_status(&self, obj: &mut Value) {
-        match (self.group, self.kind) {
-            // Nodes report their own status at registration.
-            ("", "Node") => {}
-            ("", "Namespace") => {
-                obj["status"] = serde_json::json!({"phase": "Active"});
-                if obj["spec"]["finalizers"].is_null() {
-                    obj["spec"]["finalizers"] = serde_json::json!(["kubernetes"]);
-                }
-            }
-            ("", "Pod") | ("", "PersistentVolume") | ("", "PersistentVolumeClaim") => {
-                obj["status"] = serde_json::json!({"phase": "Pending"})
-            }
-            _ => {
-                if let Some(o) = obj.as_object_mut() {
-                    o.remove("status");
-                }
-            }
-        }
-    }
-}
-
-fn legacy<T>(facts: Facts) -> ResourceInfo
-where
-    T: Resource + ListableResource + DeserializeOwned + Serialize + JsonSchema,
-    T::Scope: ScopeInfo,
-{
-    entry::<T>(
-        facts,
-        Legacy {
-            group: T::GROUP,
-            kind: T::KIND,
-        },
-    )
-}
-
 /// Every built-in kind, in discovery order: the one list (discovery, OpenAPI, tables and the
 /// tests walking all kinds read it).
 pub fn builtin() -> Vec<ResourceInfo> {
-    use k8s_openapi::api::*;
     vec![
         // core/v1
         namespace::info(),
@@ -280,24 +216,8 @@ pub fn builtin() -> Vec<ResourceInfo> {
         endpoints::info(),
         configmap::info(),
         secret::info(),
-        self::node::info(),
-        legacy::<core::v1::Event>(Facts {
-            short: &["ev"],
-            fields: &[
-                "involvedObject.kind",
-                "involvedObject.namespace",
-                "involvedObject.name",
-                "involvedObject.uid",
-                "involvedObject.apiVersion",
-                "involvedObject.resourceVersion",
-                "involvedObject.fieldPath",
-                "reason",
-                "reportingComponent",
-                "source",
-                "type",
-            ],
-            ..NONE
-        }),
+        node::info(),
+        event::core(),
         service_account::info(),
         persistent_volume::info(),
         persistent_volume_claim::info(),
@@ -323,26 +243,15 @@ pub fn builtin() -> Vec<ResourceInfo> {
         // coordination.k8s.io/v1
         lease::info(),
         // autoscaling: v2 first, the preferred version
-        legacy::<autoscaling::v2::HorizontalPodAutoscaler>(Facts {
-            short: &["hpa"],
-            cats: ALL,
-            status: true,
-            ..NONE
-        }),
-        legacy::<autoscaling::v1::HorizontalPodAutoscaler>(Facts {
-            short: &["hpa"],
-            cats: ALL,
-            status: true,
-            converted: Some(Converted::HpaV1),
-            ..NONE
-        }),
+        hpa::v2(),
+        hpa::v1(),
         // policy/v1
         pod_disruption_budget::info(),
         // rbac.authorization.k8s.io/v1
-        legacy::<rbac::v1::Role>(NONE),
-        legacy::<rbac::v1::RoleBinding>(NONE),
-        legacy::<rbac::v1::ClusterRole>(NONE),
-        legacy::<rbac::v1::ClusterRoleBinding>(NONE),
+        rbac::role(),
+        rbac::role_binding(),
+        rbac::cluster_role(),
+        rbac::cluster_role_binding(),
         // storage.k8s.io/v1
         storage_class::info(),
         csi_driver::info(),
@@ -351,12 +260,7 @@ pub fn builtin() -> Vec<ResourceInfo> {
         // scheduling.k8s.io/v1
         priority_class::info(),
         // events.k8s.io/v1: the core/v1 Events, converted
-        legacy::<events::v1::Event>(Facts {
-            short: &["ev"],
-            stored_with: Some("core"),
-            converted: Some(Converted::EventsV1),
-            ..NONE
-        }),
+        event::events_v1(),
         // certificates.k8s.io/v1
         certificate_signing_request::info(),
     ]
@@ -367,48 +271,3 @@ pub fn builtin() -> Vec<ResourceInfo> {
 pub struct Plain;
 
 impl Strategy for Plain {}
-
-/// Minimal objects of the kinds still served by `Legacy`.
-fn legacy_minimal(group: &str, kind: &str) -> Value {
-    use serde_json::json;
-    let labels = json!({"app": "min"});
-    let pod_spec = json!({"containers": [{"name": "c", "image": "busybox"}]});
-    let template = json!({"metadata": {"labels": labels}, "spec": pod_spec});
-    let job_template = json!({"metadata": {"labels": labels},
-        "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}});
-    let workload = json!({"spec": {"selector": {"matchLabels": labels}, "template": template}});
-    let hpa = json!({"spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
-        "name": "d"}, "maxReplicas": 2}});
-    let binding = json!({"roleRef": {"apiGroup": "rbac.authorization.k8s.io",
-        "kind": "ClusterRole", "name": "view"}});
-    match (group, kind) {
-        ("", "Pod") => json!({ "spec": pod_spec }),
-        ("", "Service") => json!({"spec": {"ports": [{"port": 80}]}}),
-        ("", "PersistentVolume") => json!({"spec": {"capacity": {"storage": "1Gi"},
-            "accessModes": ["ReadWriteOnce"], "hostPath": {"path": "/tmp/min"}}}),
-        ("", "PersistentVolumeClaim") => json!({"spec": {"accessModes": ["ReadWriteOnce"],
-            "resources": {"requests": {"storage": "1Gi"}}}}),
-        ("", "ReplicationController") => {
-            json!({"spec": {"selector": labels, "template": template}})
-        }
-        ("", "PodTemplate") => json!({ "template": template }),
-        ("apps", "ReplicaSet" | "DaemonSet") => workload,
-        ("apps", "StatefulSet") => json!({"spec": {"selector": {"matchLabels": labels},
-            "serviceName": "min", "template": template}}),
-        ("batch", "Job") => json!({"spec": {"template": job_template}}),
-        ("batch", "CronJob") => json!({"spec": {"schedule": "*/5 * * * *",
-            "jobTemplate": {"spec": {"template": job_template}}}}),
-        ("networking.k8s.io", "Ingress") => json!({"spec": {"defaultBackend":
-            {"service": {"name": "s", "port": {"number": 80}}}}}),
-        ("networking.k8s.io", "IngressClass") => {
-            json!({"spec": {"controller": "example.com/ingress"}})
-        }
-        ("discovery.k8s.io", "EndpointSlice") => json!({"addressType": "IPv4", "endpoints": []}),
-        ("autoscaling", "HorizontalPodAutoscaler") => hpa,
-        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => binding,
-        ("events.k8s.io", "Event") => json!({"eventTime": "2024-05-01T12:00:00.000000Z",
-            "reportingController": "example.com/min", "reportingInstance": "min-1",
-            "action": "Test", "reason": "Test", "type": "Normal"}),
-        _ => json!({}),
-    }
-}

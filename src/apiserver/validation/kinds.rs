@@ -19,24 +19,6 @@ pub(crate) fn s(v: &Value) -> &str {
     v.as_str().unwrap_or("")
 }
 
-pub(super) fn validate_kind(
-    group: &str,
-    kind: &str,
-    obj: &Value,
-    old: Option<&Value>,
-    errs: &mut Errs,
-) {
-    match (group, kind) {
-        ("events.k8s.io", "Event") => new_event(obj, errs),
-        ("autoscaling", "HorizontalPodAutoscaler") => hpa(obj, errs),
-        ("rbac.authorization.k8s.io", "Role") => rules(obj, true, errs),
-        ("rbac.authorization.k8s.io", "ClusterRole") => rules(obj, false, errs),
-        ("rbac.authorization.k8s.io", "RoleBinding") => binding(obj, old, true, errs),
-        ("rbac.authorization.k8s.io", "ClusterRoleBinding") => binding(obj, old, false, errs),
-        _ => {}
-    }
-}
-
 pub(crate) fn non_negative(v: &Value, path: &str, errs: &mut Errs) {
     if let Some(n) = v.as_i64() {
         if n < 0 {
