@@ -26,67 +26,6 @@ pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
     }
 }
 
-/// The defaults of kinds not yet in their own `kinds` module.
-pub(crate) fn by_kind(group: &str, kind: &str, obj: &mut Value) {
-    if !obj.is_object() {
-        return;
-    }
-    match (group, kind) {
-        ("", "Pod") => pod(obj),
-        ("", "PodTemplate") => pod_template(at(obj, &["template"])),
-        ("", "ReplicationController") => {
-            set(obj, &["spec", "replicas"], json!(1));
-            pod_template(at(obj, &["spec", "template"]));
-        }
-        ("apps", "ReplicaSet") => {
-            set(obj, &["spec", "replicas"], json!(1));
-            pod_template(at(obj, &["spec", "template"]));
-        }
-        ("apps", "StatefulSet") => statefulset(obj),
-        ("apps", "DaemonSet") => daemonset(obj),
-        ("batch", "Job") => job(obj),
-        ("batch", "CronJob") => cronjob(obj),
-        ("", "Service") => service(obj),
-        ("", "Namespace") => namespace(obj),
-        ("", "PersistentVolumeClaim") => {
-            set(obj, &["spec", "volumeMode"], json!("Filesystem"));
-            set(obj, &["status", "phase"], json!("Pending"));
-        }
-        ("", "PersistentVolume") => {
-            set(
-                obj,
-                &["spec", "persistentVolumeReclaimPolicy"],
-                json!("Retain"),
-            );
-            set(obj, &["spec", "volumeMode"], json!("Filesystem"));
-            set(obj, &["status", "phase"], json!("Pending"));
-            if obj["spec"]["hostPath"].is_object() {
-                set(&mut obj["spec"]["hostPath"], &["type"], json!(""));
-            }
-        }
-        ("", "Node") => node(obj),
-        ("", "Endpoints") => {
-            for subset in items_mut(at(obj, &["subsets"])) {
-                for port in items_mut(at(subset, &["ports"])) {
-                    set(port, &["protocol"], json!("TCP"));
-                }
-            }
-        }
-        ("", "LimitRange") => limitrange(obj),
-        ("discovery.k8s.io", "EndpointSlice") => {
-            for port in items_mut(at(obj, &["ports"])) {
-                set(port, &["protocol"], json!("TCP"));
-                set(port, &["name"], json!(""));
-            }
-        }
-        ("networking.k8s.io", "NetworkPolicy") => networkpolicy(obj),
-        ("autoscaling", "HorizontalPodAutoscaler") => hpa(obj),
-        ("rbac.authorization.k8s.io", "RoleBinding")
-        | ("rbac.authorization.k8s.io", "ClusterRoleBinding") => rolebinding(obj),
-        _ => {}
-    }
-}
-
 /// Sets `path` to `value` when it is absent or null, creating the objects on the way.
 pub(crate) fn set(obj: &mut Value, path: &[&str], value: Value) {
     let Some((last, parents)) = path.split_last() else {

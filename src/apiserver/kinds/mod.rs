@@ -1,22 +1,47 @@
 //! The built-in kinds, one module per kind: its registry facts (short names, categories,
 //! subresources, field selectors), defaults, validation and printer columns, behind the
 //! `Strategy` the request path calls. `builtin()` is the only list of them.
-//!
-//! Kinds not yet in their own module are served by `Legacy`, which still dispatches on
-//! (group, kind) into `defaults`, `validation` and `table`.
+mod certificate_signing_request;
 mod configmap;
+mod controller_revision;
+mod cron_job;
+mod csi_driver;
+mod csi_node;
+mod daemon_set;
 mod deployment;
+mod endpoint_slice;
+mod endpoints;
+mod event;
+mod hpa;
+mod ingress;
+mod ingress_class;
+mod job;
 mod lease;
+mod limit_range;
+mod namespace;
+mod network_policy;
+mod node;
+mod persistent_volume;
+mod persistent_volume_claim;
+mod pod;
+mod pod_disruption_budget;
+mod pod_template;
 mod priority_class;
+mod rbac;
+mod replica_set;
+mod replication_controller;
+mod resource_quota;
 mod secret;
+mod service;
 mod service_account;
+mod stateful_set;
 mod storage_class;
+mod volume_attachment;
 
 use super::conversion::Converted;
-use super::defaults;
 use super::registry::{ResourceInfo, Schema, ScopeInfo};
 use super::table::{self, Col};
-use super::validation::{self, FieldError, NameRule};
+use super::validation::{FieldError, NameRule};
 use chrono::{DateTime, Utc};
 use k8s_openapi::schemars::JsonSchema;
 use k8s_openapi::{ListableResource, Resource};
@@ -180,261 +205,64 @@ pub fn custom(
     }
 }
 
-/// A kind whose behaviour still lives in the (group, kind) dispatch of `defaults`,
-/// `validation` and `table`.
-struct Legacy {
-    group: &'static str,
-    kind: &'static str,
-}
-
-impl Strategy for Legacy {
-    fn defaults(&self, obj: &mut Value) {
-        defaults::by_kind(self.group, self.kind, obj)
-    }
-    fn name_rule(&self) -> NameRule {
-        validation::name_rule(self.group, self.kind)
-    }
-    fn validate(&self, obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldError>) {
-        validation::by_kind(self.group, self.kind, obj, old, errs)
-    }
-    fn columns(&self) -> Vec<Col> {
-        table::printer(self.group, self.kind).0
-    }
-    fn row(&self, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-        (table::printer(self.group, self.kind).1)(obj, now)
-    }
-    fn minimal(&self) -> Value {
-        legacy_minimal(self.group, self.kind)
-    }
-    fn initial_status(&self, obj: &mut Value) {
-        match (self.group, self.kind) {
-            // Nodes report their own status at registration.
-            ("", "Node") => {}
-            ("", "Namespace") => {
-                obj["status"] = serde_json::json!({"phase": "Active"});
-                if obj["spec"]["finalizers"].is_null() {
-                    obj["spec"]["finalizers"] = serde_json::json!(["kubernetes"]);
-                }
-            }
-            ("", "Pod") | ("", "PersistentVolume") | ("", "PersistentVolumeClaim") => {
-                obj["status"] = serde_json::json!({"phase": "Pending"})
-            }
-            _ => {
-                if let Some(o) = obj.as_object_mut() {
-                    o.remove("status");
-                }
-            }
-        }
-    }
-}
-
-fn legacy<T>(facts: Facts) -> ResourceInfo
-where
-    T: Resource + ListableResource + DeserializeOwned + Serialize + JsonSchema,
-    T::Scope: ScopeInfo,
-{
-    entry::<T>(
-        facts,
-        Legacy {
-            group: T::GROUP,
-            kind: T::KIND,
-        },
-    )
-}
-
 /// Every built-in kind, in discovery order: the one list (discovery, OpenAPI, tables and the
 /// tests walking all kinds read it).
 pub fn builtin() -> Vec<ResourceInfo> {
-    use k8s_openapi::api::*;
     vec![
         // core/v1
-        legacy::<core::v1::Namespace>(Facts {
-            short: &["ns"],
-            status: true,
-            fields: &["status.phase"],
-            ..NONE
-        }),
-        legacy::<core::v1::Pod>(Facts {
-            short: &["po"],
-            cats: ALL,
-            status: true,
-            fields: &[
-                "spec.nodeName",
-                "spec.restartPolicy",
-                "spec.schedulerName",
-                "spec.serviceAccountName",
-                "spec.hostNetwork",
-                "status.phase",
-                "status.podIP",
-                "status.nominatedNodeName",
-            ],
-            ..NONE
-        }),
-        legacy::<core::v1::Service>(Facts {
-            short: &["svc"],
-            cats: ALL,
-            status: true,
-            ..NONE
-        }),
-        legacy::<core::v1::Endpoints>(Facts {
-            short: &["ep"],
-            ..NONE
-        }),
+        namespace::info(),
+        pod::info(),
+        service::info(),
+        endpoints::info(),
         configmap::info(),
         secret::info(),
-        legacy::<core::v1::Node>(Facts {
-            short: &["no"],
-            status: true,
-            fields: &["spec.unschedulable"],
-            ..NONE
-        }),
-        legacy::<core::v1::Event>(Facts {
-            short: &["ev"],
-            fields: &[
-                "involvedObject.kind",
-                "involvedObject.namespace",
-                "involvedObject.name",
-                "involvedObject.uid",
-                "involvedObject.apiVersion",
-                "involvedObject.resourceVersion",
-                "involvedObject.fieldPath",
-                "reason",
-                "reportingComponent",
-                "source",
-                "type",
-            ],
-            ..NONE
-        }),
+        node::info(),
+        event::core(),
         service_account::info(),
-        legacy::<core::v1::PersistentVolume>(Facts {
-            short: &["pv"],
-            status: true,
-            ..NONE
-        }),
-        legacy::<core::v1::PersistentVolumeClaim>(Facts {
-            short: &["pvc"],
-            status: true,
-            ..NONE
-        }),
-        legacy::<core::v1::ResourceQuota>(Facts {
-            short: &["quota"],
-            status: true,
-            ..NONE
-        }),
-        legacy::<core::v1::LimitRange>(Facts {
-            short: &["limits"],
-            ..NONE
-        }),
-        legacy::<core::v1::ReplicationController>(Facts {
-            short: &["rc"],
-            cats: ALL,
-            status: true,
-            scale: true,
-            fields: &["status.replicas"],
-            ..NONE
-        }),
-        legacy::<core::v1::PodTemplate>(NONE),
+        persistent_volume::info(),
+        persistent_volume_claim::info(),
+        resource_quota::info(),
+        limit_range::info(),
+        replication_controller::info(),
+        pod_template::info(),
         // apps/v1
         deployment::info(),
-        legacy::<apps::v1::ReplicaSet>(Facts {
-            short: &["rs"],
-            cats: ALL,
-            status: true,
-            scale: true,
-            fields: &["status.replicas"],
-            ..NONE
-        }),
-        legacy::<apps::v1::StatefulSet>(Facts {
-            short: &["sts"],
-            cats: ALL,
-            status: true,
-            scale: true,
-            ..NONE
-        }),
-        legacy::<apps::v1::DaemonSet>(Facts {
-            short: &["ds"],
-            cats: ALL,
-            status: true,
-            ..NONE
-        }),
-        legacy::<apps::v1::ControllerRevision>(NONE),
+        replica_set::info(),
+        stateful_set::info(),
+        daemon_set::info(),
+        controller_revision::info(),
         // batch/v1
-        legacy::<batch::v1::Job>(Facts {
-            cats: ALL,
-            status: true,
-            fields: &["status.successful"],
-            ..NONE
-        }),
-        legacy::<batch::v1::CronJob>(Facts {
-            short: &["cj"],
-            cats: ALL,
-            status: true,
-            ..NONE
-        }),
+        job::info(),
+        cron_job::info(),
         // networking.k8s.io/v1
-        legacy::<networking::v1::Ingress>(Facts {
-            short: &["ing"],
-            status: true,
-            ..NONE
-        }),
-        legacy::<networking::v1::IngressClass>(NONE),
-        legacy::<networking::v1::NetworkPolicy>(Facts {
-            short: &["netpol"],
-            ..NONE
-        }),
+        ingress::info(),
+        ingress_class::info(),
+        network_policy::info(),
         // discovery.k8s.io/v1
-        legacy::<discovery::v1::EndpointSlice>(NONE),
+        endpoint_slice::info(),
         // coordination.k8s.io/v1
         lease::info(),
         // autoscaling: v2 first, the preferred version
-        legacy::<autoscaling::v2::HorizontalPodAutoscaler>(Facts {
-            short: &["hpa"],
-            cats: ALL,
-            status: true,
-            ..NONE
-        }),
-        legacy::<autoscaling::v1::HorizontalPodAutoscaler>(Facts {
-            short: &["hpa"],
-            cats: ALL,
-            status: true,
-            converted: Some(Converted::HpaV1),
-            ..NONE
-        }),
+        hpa::v2(),
+        hpa::v1(),
         // policy/v1
-        legacy::<policy::v1::PodDisruptionBudget>(Facts {
-            short: &["pdb"],
-            status: true,
-            ..NONE
-        }),
+        pod_disruption_budget::info(),
         // rbac.authorization.k8s.io/v1
-        legacy::<rbac::v1::Role>(NONE),
-        legacy::<rbac::v1::RoleBinding>(NONE),
-        legacy::<rbac::v1::ClusterRole>(NONE),
-        legacy::<rbac::v1::ClusterRoleBinding>(NONE),
+        rbac::role(),
+        rbac::role_binding(),
+        rbac::cluster_role(),
+        rbac::cluster_role_binding(),
         // storage.k8s.io/v1
         storage_class::info(),
-        legacy::<storage::v1::CSIDriver>(NONE),
-        legacy::<storage::v1::CSINode>(NONE),
-        legacy::<storage::v1::VolumeAttachment>(Facts {
-            status: true,
-            ..NONE
-        }),
+        csi_driver::info(),
+        csi_node::info(),
+        volume_attachment::info(),
         // scheduling.k8s.io/v1
         priority_class::info(),
         // events.k8s.io/v1: the core/v1 Events, converted
-        legacy::<events::v1::Event>(Facts {
-            short: &["ev"],
-            stored_with: Some("core"),
-            converted: Some(Converted::EventsV1),
-            ..NONE
-        }),
+        event::events_v1(),
         // certificates.k8s.io/v1
-        legacy::<certificates::v1::CertificateSigningRequest>(Facts {
-            short: &["csr"],
-            status: true,
-            fields: &["spec.signerName"],
-            ..NONE
-        }),
+        certificate_signing_request::info(),
     ]
 }
 
@@ -443,48 +271,3 @@ pub fn builtin() -> Vec<ResourceInfo> {
 pub struct Plain;
 
 impl Strategy for Plain {}
-
-/// Minimal objects of the kinds still served by `Legacy`.
-fn legacy_minimal(group: &str, kind: &str) -> Value {
-    use serde_json::json;
-    let labels = json!({"app": "min"});
-    let pod_spec = json!({"containers": [{"name": "c", "image": "busybox"}]});
-    let template = json!({"metadata": {"labels": labels}, "spec": pod_spec});
-    let job_template = json!({"metadata": {"labels": labels},
-        "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}});
-    let workload = json!({"spec": {"selector": {"matchLabels": labels}, "template": template}});
-    let hpa = json!({"spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
-        "name": "d"}, "maxReplicas": 2}});
-    let binding = json!({"roleRef": {"apiGroup": "rbac.authorization.k8s.io",
-        "kind": "ClusterRole", "name": "view"}});
-    match (group, kind) {
-        ("", "Pod") => json!({ "spec": pod_spec }),
-        ("", "Service") => json!({"spec": {"ports": [{"port": 80}]}}),
-        ("", "PersistentVolume") => json!({"spec": {"capacity": {"storage": "1Gi"},
-            "accessModes": ["ReadWriteOnce"], "hostPath": {"path": "/tmp/min"}}}),
-        ("", "PersistentVolumeClaim") => json!({"spec": {"accessModes": ["ReadWriteOnce"],
-            "resources": {"requests": {"storage": "1Gi"}}}}),
-        ("", "ReplicationController") => {
-            json!({"spec": {"selector": labels, "template": template}})
-        }
-        ("", "PodTemplate") => json!({ "template": template }),
-        ("apps", "ReplicaSet" | "DaemonSet") => workload,
-        ("apps", "StatefulSet") => json!({"spec": {"selector": {"matchLabels": labels},
-            "serviceName": "min", "template": template}}),
-        ("batch", "Job") => json!({"spec": {"template": job_template}}),
-        ("batch", "CronJob") => json!({"spec": {"schedule": "*/5 * * * *",
-            "jobTemplate": {"spec": {"template": job_template}}}}),
-        ("networking.k8s.io", "Ingress") => json!({"spec": {"defaultBackend":
-            {"service": {"name": "s", "port": {"number": 80}}}}}),
-        ("networking.k8s.io", "IngressClass") => {
-            json!({"spec": {"controller": "example.com/ingress"}})
-        }
-        ("discovery.k8s.io", "EndpointSlice") => json!({"addressType": "IPv4", "endpoints": []}),
-        ("autoscaling", "HorizontalPodAutoscaler") => hpa,
-        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => binding,
-        ("events.k8s.io", "Event") => json!({"eventTime": "2024-05-01T12:00:00.000000Z",
-            "reportingController": "example.com/min", "reportingInstance": "min-1",
-            "action": "Test", "reason": "Test", "type": "Normal"}),
-        _ => json!({}),
-    }
-}

@@ -7,7 +7,6 @@ use super::{
     duplicate, forbidden, invalid, not_supported, one_of, required, too_long, validate_labels,
     FieldError,
 };
-use crate::apiserver::defaults::parse_quantity;
 use serde_json::{json, Value};
 
 pub(crate) type Errs = Vec<FieldError>;
@@ -18,48 +17,6 @@ pub(crate) fn arr(v: &Value) -> &[Value] {
 
 pub(crate) fn s(v: &Value) -> &str {
     v.as_str().unwrap_or("")
-}
-
-pub(super) fn validate_kind(
-    group: &str,
-    kind: &str,
-    obj: &Value,
-    old: Option<&Value>,
-    errs: &mut Errs,
-) {
-    match (group, kind) {
-        ("apps", "ReplicaSet") => replicated(obj, old, "replicaset", errs),
-        ("", "ReplicationController") => {
-            non_negative(&obj["spec"]["replicas"], "spec.replicas", errs);
-            validate_pod_template(&obj["spec"]["template"], "spec.template", errs);
-        }
-        ("apps", "StatefulSet") => statefulset(obj, old, errs),
-        ("apps", "DaemonSet") => daemonset(obj, old, errs),
-        ("apps", "ControllerRevision") => controllerrevision(obj, old, errs),
-        ("batch", "Job") => job(obj, old, errs),
-        ("batch", "CronJob") => cronjob(obj, errs),
-        ("", "PodTemplate") => validate_pod_template(&obj["template"], "template", errs),
-        ("", "Service") => service(obj, old, errs),
-        ("", "Namespace") => namespace(obj, errs),
-        ("", "PersistentVolumeClaim") => pvc(obj, old, errs),
-        ("", "PersistentVolume") => pv(obj, errs),
-        ("", "Endpoints") => endpoints(obj, errs),
-        ("", "ResourceQuota") => resourcequota(obj, errs),
-        ("", "LimitRange") => limitrange(obj, errs),
-        ("", "Node") => node(obj, errs),
-        ("discovery.k8s.io", "EndpointSlice") => endpointslice(obj, old, errs),
-        ("events.k8s.io", "Event") => new_event(obj, errs),
-        ("networking.k8s.io", "Ingress") => ingress(obj, errs),
-        ("networking.k8s.io", "IngressClass") => ingressclass(obj, old, errs),
-        ("networking.k8s.io", "NetworkPolicy") => networkpolicy(obj, errs),
-        ("autoscaling", "HorizontalPodAutoscaler") => hpa(obj, errs),
-        ("policy", "PodDisruptionBudget") => pdb(obj, errs),
-        ("rbac.authorization.k8s.io", "Role") => rules(obj, true, errs),
-        ("rbac.authorization.k8s.io", "ClusterRole") => rules(obj, false, errs),
-        ("rbac.authorization.k8s.io", "RoleBinding") => binding(obj, old, true, errs),
-        ("rbac.authorization.k8s.io", "ClusterRoleBinding") => binding(obj, old, false, errs),
-        _ => {}
-    }
 }
 
 pub(crate) fn non_negative(v: &Value, path: &str, errs: &mut Errs) {
@@ -323,13 +280,6 @@ pub(crate) fn daemonset(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
             "spec.selector",
             errs,
         );
-    }
-}
-
-pub(crate) fn controllerrevision(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
-    non_negative(&obj["revision"], "revision", errs);
-    if let Some(old) = old {
-        immutable(&obj["data"], Some(&old["data"]), "data", errs);
     }
 }
 
@@ -723,57 +673,6 @@ pub(crate) fn access_modes(modes: &Value, path: &str, errs: &mut Errs) {
     }
 }
 
-pub(crate) fn pvc(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
-    let spec = &obj["spec"];
-    access_modes(&spec["accessModes"], "spec.accessModes", errs);
-    let storage = &spec["resources"]["requests"]["storage"];
-    if storage.is_null() {
-        errs.push(required("spec.resources[storage]", ""));
-    } else if parse_quantity(storage).is_none_or(|q| q <= 0.0) {
-        errs.push(invalid(
-            "spec.resources[storage]",
-            storage,
-            "must be greater than zero",
-        ));
-    }
-    if !matches!(s(&spec["volumeMode"]), "" | "Block" | "Filesystem") {
-        errs.push(not_supported(
-            "spec.volumeMode",
-            &spec["volumeMode"],
-            &["Block", "Filesystem"],
-        ));
-    }
-    if let Some(old) = old {
-        let strip = |v: &Value, old_volume_empty: bool| {
-            let mut v = v.clone();
-            if let Some(m) = v.as_object_mut() {
-                m.remove("resources");
-                m.remove("volumeAttributesClassName");
-                if old_volume_empty {
-                    m.remove("volumeName");
-                }
-            }
-            v
-        };
-        let unbound = s(&old["spec"]["volumeName"]).is_empty();
-        if strip(spec, unbound) != strip(&old["spec"], unbound) {
-            errs.push(forbidden(
-                "spec",
-                "spec is immutable after creation except resources.requests and volumeAttributesClassName for bound claims",
-            ));
-        }
-        let old_storage = parse_quantity(&old["spec"]["resources"]["requests"]["storage"]);
-        if let (Some(n), Some(o)) = (parse_quantity(storage), old_storage) {
-            if n < o {
-                errs.push(forbidden(
-                    "spec.resources.requests.storage",
-                    "field can not be less than previous value",
-                ));
-            }
-        }
-    }
-}
-
 pub(crate) const PV_SOURCES: &[&str] = &[
     "hostPath",
     "local",
@@ -798,125 +697,6 @@ pub(crate) const PV_SOURCES: &[&str] = &[
     "storageos",
     "flocker",
 ];
-
-pub(crate) fn pv(obj: &Value, errs: &mut Errs) {
-    let spec = &obj["spec"];
-    access_modes(&spec["accessModes"], "spec.accessModes", errs);
-    if spec["capacity"]["storage"].is_null() {
-        errs.push(required("spec.capacity", ""));
-    }
-    let sources: Vec<&&str> = PV_SOURCES.iter().filter(|k| !spec[**k].is_null()).collect();
-    if sources.is_empty() {
-        errs.push(required("spec", "must specify a volume type"));
-    } else if sources.len() > 1 {
-        errs.push(forbidden(
-            &format!("spec.{}", sources[1]),
-            "may not specify more than 1 volume type",
-        ));
-    }
-    match s(&spec["persistentVolumeReclaimPolicy"]) {
-        "" | "Delete" | "Recycle" | "Retain" => {}
-        _ => errs.push(not_supported(
-            "spec.persistentVolumeReclaimPolicy",
-            &spec["persistentVolumeReclaimPolicy"],
-            &["Delete", "Recycle", "Retain"],
-        )),
-    }
-    if spec["hostPath"].is_object() && s(&spec["hostPath"]["path"]).is_empty() {
-        errs.push(required("spec.hostPath.path", ""));
-    }
-}
-
-pub(crate) fn endpoints(obj: &Value, errs: &mut Errs) {
-    for (i, ss) in arr(&obj["subsets"]).iter().enumerate() {
-        for list in ["addresses", "notReadyAddresses"] {
-            for (j, a) in arr(&ss[list]).iter().enumerate() {
-                if !is_ip(s(&a["ip"])) {
-                    errs.push(invalid(
-                        &format!("subsets[{i}].{list}[{j}].ip"),
-                        &a["ip"],
-                        "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
-                    ));
-                }
-            }
-        }
-        for (j, p) in arr(&ss["ports"]).iter().enumerate() {
-            let path = format!("subsets[{i}].ports[{j}]");
-            if !(1..=65535).contains(&p["port"].as_i64().unwrap_or(0)) {
-                errs.push(invalid(
-                    &format!("{path}.port"),
-                    &p["port"],
-                    port_num_error(),
-                ));
-            }
-            validate_protocol(&p["protocol"], &format!("{path}.protocol"), errs);
-        }
-    }
-}
-
-pub(crate) fn endpointslice(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
-    let at = &obj["addressType"];
-    one_of("addressType", at, &["FQDN", "IPv4", "IPv6"], errs);
-    for (i, e) in arr(&obj["endpoints"]).iter().enumerate() {
-        let addrs = arr(&e["addresses"]);
-        if addrs.is_empty() {
-            errs.push(required(
-                &format!("endpoints[{i}].addresses"),
-                "must contain at least 1 address",
-            ));
-        }
-        for (j, a) in addrs.iter().enumerate() {
-            let bad = match s(at) {
-                "IPv4" => s(a).parse::<std::net::Ipv4Addr>().is_err(),
-                "IPv6" => s(a).parse::<std::net::Ipv6Addr>().is_err(),
-                _ => !names::dns1123_subdomain(s(a)).is_empty(),
-            };
-            if bad {
-                errs.push(invalid(
-                    &format!("endpoints[{i}].addresses[{j}]"),
-                    a,
-                    &format!("must be a valid {} address", s(at)),
-                ));
-            }
-        }
-    }
-    for (i, p) in arr(&obj["ports"]).iter().enumerate() {
-        if let Some(n) = p["port"].as_i64() {
-            if !(1..=65535).contains(&n) {
-                errs.push(invalid(
-                    &format!("ports[{i}].port"),
-                    &p["port"],
-                    port_num_error(),
-                ));
-            }
-        }
-        if !p["protocol"].is_null() {
-            validate_protocol(&p["protocol"], &format!("ports[{i}].protocol"), errs);
-        }
-    }
-    if let Some(old) = old {
-        immutable(at, Some(&old["addressType"]), "addressType", errs);
-    }
-}
-
-pub(crate) fn resourcequota(obj: &Value, errs: &mut Errs) {
-    for part in ["hard"] {
-        if let Some(m) = obj["spec"][part].as_object() {
-            for (k, q) in m {
-                if parse_quantity(q).is_none() {
-                    errs.push(invalid(
-                        &format!("spec.{part}[{k}]"),
-                        q,
-                        "must be a valid quantity",
-                    ));
-                }
-                for msg in names::qualified_name(k) {
-                    errs.push(invalid(&format!("spec.{part}[{k}]"), &json!(k), &msg));
-                }
-            }
-        }
-    }
-}
 
 pub(crate) fn limitrange(obj: &Value, errs: &mut Errs) {
     for (i, item) in arr(&obj["spec"]["limits"]).iter().enumerate() {
@@ -1011,80 +791,6 @@ pub(crate) fn ingress_backend(b: &Value, path: &str, errs: &mut Errs) {
             }
         }
         (false, true) => {}
-    }
-}
-
-pub(crate) fn ingress(obj: &Value, errs: &mut Errs) {
-    let spec = &obj["spec"];
-    if spec["defaultBackend"].is_object() {
-        ingress_backend(&spec["defaultBackend"], "spec.defaultBackend", errs);
-    } else if arr(&spec["rules"]).is_empty() {
-        errs.push(invalid(
-            "spec.rules",
-            &json!([]),
-            "either `defaultBackend` or `rules` must be specified",
-        ));
-    }
-    for (i, r) in arr(&spec["rules"]).iter().enumerate() {
-        let rpath = format!("spec.rules[{i}]");
-        let host = s(&r["host"]);
-        if !host.is_empty() {
-            let check = host.strip_prefix("*.").unwrap_or(host);
-            for msg in names::dns1123_subdomain(check) {
-                errs.push(invalid(&format!("{rpath}.host"), &r["host"], &msg));
-            }
-        }
-        let http = &r["http"];
-        if http.is_object() && arr(&http["paths"]).is_empty() {
-            errs.push(required(&format!("{rpath}.http.paths"), ""));
-        }
-        for (j, p) in arr(&http["paths"]).iter().enumerate() {
-            let ppath = format!("{rpath}.http.paths[{j}]");
-            match s(&p["pathType"]) {
-                "Exact" | "Prefix" => {
-                    if !s(&p["path"]).starts_with('/') {
-                        errs.push(invalid(
-                            &format!("{ppath}.path"),
-                            &p["path"],
-                            "must be an absolute path",
-                        ));
-                    }
-                }
-                "ImplementationSpecific" => {
-                    let path = s(&p["path"]);
-                    if !path.is_empty() && !path.starts_with('/') {
-                        errs.push(invalid(
-                            &format!("{ppath}.path"),
-                            &p["path"],
-                            "must be an absolute path",
-                        ));
-                    }
-                }
-                "" => errs.push(required(
-                    &format!("{ppath}.pathType"),
-                    "pathType must be specified",
-                )),
-                _ => errs.push(not_supported(
-                    &format!("{ppath}.pathType"),
-                    &p["pathType"],
-                    &["Exact", "ImplementationSpecific", "Prefix"],
-                )),
-            }
-            ingress_backend(&p["backend"], &format!("{ppath}.backend"), errs);
-        }
-    }
-}
-
-pub(crate) fn ingressclass(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
-    let c = &obj["spec"]["controller"];
-    let cs = s(c);
-    if cs.is_empty() {
-        errs.push(required("spec.controller", ""));
-    } else if cs.len() > 250 {
-        errs.push(too_long("spec.controller", 250));
-    }
-    if let Some(old) = old {
-        immutable(c, Some(&old["spec"]["controller"]), "spec.controller", errs);
     }
 }
 
@@ -1184,22 +890,6 @@ pub(crate) fn hpa(obj: &Value, errs: &mut Errs) {
             ],
             errs,
         );
-    }
-}
-
-pub(crate) fn pdb(obj: &Value, errs: &mut Errs) {
-    let spec = &obj["spec"];
-    if !spec["minAvailable"].is_null() && !spec["maxUnavailable"].is_null() {
-        errs.push(invalid(
-            "spec",
-            spec,
-            "minAvailable and maxUnavailable cannot be both set",
-        ));
-    }
-    int_or_percent(&spec["minAvailable"], "spec.minAvailable", errs);
-    int_or_percent(&spec["maxUnavailable"], "spec.maxUnavailable", errs);
-    if spec["selector"].is_object() {
-        label_selector(&spec["selector"], "spec.selector", errs);
     }
 }
 

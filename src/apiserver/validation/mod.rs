@@ -158,15 +158,6 @@ pub enum NameRule {
     PathSegment,
 }
 
-pub(crate) fn name_rule(group: &str, kind: &str) -> NameRule {
-    match (group, kind) {
-        ("", "Namespace") => NameRule::Label,
-        ("", "Service") => NameRule::Dns1035,
-        ("rbac.authorization.k8s.io", _) => NameRule::PathSegment,
-        _ => NameRule::Subdomain,
-    }
-}
-
 fn name_errors(rule: NameRule, name: &str) -> Vec<String> {
     match rule {
         NameRule::Subdomain => names::dns1123_subdomain(name),
@@ -300,20 +291,6 @@ pub fn validate_with(
     }
     strategy.validate(obj, old, &mut errs);
     errs
-}
-
-/// The rules of kinds not yet in their own `kinds` module.
-pub(crate) fn by_kind(
-    group: &str,
-    kind: &str,
-    obj: &Value,
-    old: Option<&Value>,
-    errs: &mut Vec<FieldError>,
-) {
-    match (group, kind) {
-        ("", "Pod") => pods::validate_pod(obj, old, errs),
-        _ => kinds::validate_kind(group, kind, obj, old, errs),
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,79 @@
+//! certificates.k8s.io/v1 CertificateSigningRequest: a request for a signed certificate.
+
+use super::{Facts, Strategy, NONE};
+use crate::apiserver::registry::ResourceInfo;
+use crate::apiserver::table::Col;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+pub fn info() -> ResourceInfo {
+    super::entry::<k8s_openapi::api::certificates::v1::CertificateSigningRequest>(
+        Facts {
+            short: &["csr"],
+            status: true,
+            fields: &["spec.signerName"],
+            ..NONE
+        },
+        Kind,
+    )
+}
+
+struct Kind;
+
+impl Strategy for Kind {
+    fn columns(&self) -> Vec<Col> {
+        printer::columns()
+    }
+
+    fn row(&self, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+        printer::row(obj, now)
+    }
+}
+
+mod printer {
+    use crate::apiserver::table::*;
+    use chrono::{DateTime, Utc};
+    use serde_json::{json, Value};
+
+    pub(super) fn columns() -> Vec<Col> {
+        vec![
+                NAME,
+                AGE,
+                c("SignerName", "string", 0, "signerName indicates the requested signer."),
+                c("Requestor", "string", 0, "Name of the user requesting the certificate."),
+                c("RequestedDuration", "string", 0, "expirationSeconds is the requested duration of validity of the issued certificate."),
+                c("Condition", "string", 0, "Conditions applied to the request."),
+            ]
+    }
+
+    /// CONDITION of a CSR: Approved/Denied/Failed, plus Issued once a certificate is there.
+    pub(super) fn row(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+        let spec = &obj["spec"];
+        let mut conds: Vec<&str> = Vec::new();
+        for c in arr(&obj["status"]["conditions"]) {
+            let ty = s(&c["type"]);
+            if matches!(ty, "Approved" | "Denied" | "Failed") && !conds.contains(&ty) {
+                conds.push(ty);
+            }
+        }
+        if conds.is_empty() {
+            conds.push("Pending");
+        }
+        let mut condition = conds.join(",");
+        if !s(&obj["status"]["certificate"]).is_empty() {
+            condition.push_str(",Issued");
+        }
+        let duration = spec["expirationSeconds"]
+            .as_i64()
+            .map(|secs| human_duration(chrono::Duration::seconds(secs)))
+            .unwrap_or_else(|| "<none>".into());
+        vec![
+            name(obj),
+            age(obj, now),
+            json!(s(&spec["signerName"])),
+            json!(s(&spec["username"])),
+            json!(duration),
+            json!(condition),
+        ]
+    }
+}
