@@ -749,3 +749,40 @@ fn nested_cgroups_each_get_their_device_rules() {
     child_cg.destroy().unwrap();
     parent_cg.destroy().unwrap();
 }
+
+/// A container under a pod cgroup that caps CPU at 50%: lowering its period while its old quota
+/// would make the ratio exceed the pod's is refused by the kernel if the period goes first, so
+/// the quota goes first then (runc's update.bats "pod cgroup with pod limit set").
+#[test]
+fn a_shorter_cpu_period_under_a_pod_limit_is_applied() {
+    require_root();
+    let pod = unique_path("cpupod");
+    let child = format!("{pod}/container");
+    let _cleanup = Cleanup(pod.clone());
+    let _cleanup_child = Cleanup(child.clone());
+    let cpu = |period: u64, quota: i64| {
+        LinuxResourcesBuilder::default()
+            .cpu(
+                LinuxCpuBuilder::default()
+                    .period(period)
+                    .quota(quota)
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap()
+    };
+    let pod_cg = Cgroup::create(&pod, Some(&cpu(100_000, 50_000))).unwrap();
+    let child_cg = Cgroup::create(&child, Some(&cpu(1_000_000, 500_000))).unwrap();
+    child_cg.update(&cpu(10_000, 3_000)).unwrap();
+    let dir = controller_dir(&child_cg, "cpu");
+    match child_cg.hierarchy() {
+        Hierarchy::Unified => assert_eq!(read_file(&dir, "cpu.max").trim(), "3000 10000"),
+        Hierarchy::Legacy => {
+            assert_eq!(read_file(&dir, "cpu.cfs_period_us").trim(), "10000");
+            assert_eq!(read_file(&dir, "cpu.cfs_quota_us").trim(), "3000");
+        }
+    }
+    child_cg.destroy().unwrap();
+    pod_cg.destroy().unwrap();
+}

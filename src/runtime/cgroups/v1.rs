@@ -227,12 +227,26 @@ impl V1Cgroup {
             if let Some(shares) = c.shares().filter(|&s| s != 0) {
                 self.set("cpu", field, "cpu.shares", &shares.to_string())?;
             }
-            // The period first: a quota is only meaningful relative to it.
+            // The period first: a quota is only meaningful relative to it. But a shorter period
+            // under the old quota can exceed a parent's (a pod's) bandwidth, which the kernel
+            // refuses (EINVAL); then the new quota goes first and the period after it, as runc.
+            let quota = c.quota().filter(|&q| q != 0);
+            let mut period_later = None;
             if let Some(period) = c.period().filter(|&p| p != 0) {
-                self.set("cpu", field, "cpu.cfs_period_us", &period.to_string())?;
+                match self.set("cpu", field, "cpu.cfs_period_us", &period.to_string()) {
+                    Err(Error::Io { source, .. })
+                        if source.raw_os_error() == Some(libc::EINVAL) && quota.is_some() =>
+                    {
+                        period_later = Some(period);
+                    }
+                    other => other?,
+                }
             }
-            if let Some(quota) = c.quota().filter(|&q| q != 0) {
+            if let Some(quota) = quota {
                 self.set("cpu", field, "cpu.cfs_quota_us", &quota.max(-1).to_string())?;
+            }
+            if let Some(period) = period_later {
+                self.set("cpu", field, "cpu.cfs_period_us", &period.to_string())?;
             }
             if let Some(burst) = c.burst() {
                 self.set("cpu", field, "cpu.cfs_burst_us", &burst.to_string())?;
