@@ -260,20 +260,19 @@ fn histogram(out: &mut String, name: &str, labels: &[(&'static str, String)], h:
 }
 
 /// The store prefix of the resource a key or prefix belongs to, e.g. "/registry/core/configmaps",
-/// which keeps the label's values as few as the resources.
+/// which keeps the label's values as few as the resources. Every kind's prefix is
+/// `/registry/<group>/<plural>` (kinds::entry), so it is the key's first three segments: no
+/// registry lookup on the store's hot path.
 fn storage_type(key: &str) -> String {
-    // The built-in kinds: a kind registered at run time is counted as "other" here.
-    super::registry::builtin_snapshot()
-        .all()
-        .iter()
-        .map(|r| r.storage_prefix.as_str())
-        .filter(|p| {
-            key.strip_prefix(p)
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-        })
-        .max_by_key(|p| p.len())
-        .unwrap_or("other")
-        .to_string()
+    let mut parts = key.splitn(5, '/');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(""), Some("registry"), Some(group), Some(plural))
+            if !group.is_empty() && !plural.is_empty() =>
+        {
+            format!("/registry/{group}/{plural}")
+        }
+        _ => "other".to_string(),
+    }
 }
 
 /// Stored objects per resource, as apiserver_storage_objects names them ("deployments.apps").
@@ -423,6 +422,20 @@ impl Store for InstrumentedStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn storage_type_is_the_resource_prefix_of_a_key() {
+        assert_eq!(
+            storage_type("/registry/apps/deployments/ns/web"),
+            "/registry/apps/deployments"
+        );
+        assert_eq!(
+            storage_type("/registry/core/namespaces/"),
+            "/registry/core/namespaces"
+        );
+        assert_eq!(storage_type("/registry/core/"), "other");
+        assert_eq!(storage_type("/elsewhere/x/y"), "other");
+    }
 
     #[test]
     fn renders_counters_and_cumulative_buckets() {

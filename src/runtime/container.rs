@@ -208,6 +208,16 @@ impl Default for Runtime {
     }
 }
 
+/// A SIGKILL sent to a paused container stays pending while its tasks are frozen (v1
+/// freezer): thaw them so it lands, as runc does. Other signals wait for `resume`.
+fn thaw_for_kill(saved: &Saved, status: Status, signal: i32) {
+    if status == Status::Paused && signal == libc::SIGKILL {
+        if let Some(cg) = cgroup_open(&saved.cgroup_path) {
+            let _ = cg.thaw();
+        }
+    }
+}
+
 fn default_cgroup_path(id: &str) -> String {
     format!("/nanokube/{id}")
 }
@@ -704,12 +714,7 @@ impl Runtime {
             });
         }
         self.signal_init(id, &saved, signal)?;
-        if status == Status::Paused && signal == libc::SIGKILL {
-            // A frozen task keeps the kill pending until it is thawed (v1 freezer).
-            if let Some(cg) = cgroup_open(&saved.cgroup_path) {
-                let _ = cg.thaw();
-            }
-        }
+        thaw_for_kill(&saved, status, signal);
         Ok(())
     }
 
@@ -749,12 +754,7 @@ impl Runtime {
             if let Some(pidfd) = self.init_pidfd(&saved) {
                 // Killing a pid namespace's init kills everything in it.
                 let _ = sys::pidfd_send_signal(&pidfd, libc::SIGKILL);
-                if status == Status::Paused {
-                    // A frozen task keeps the kill pending until it is thawed (v1 freezer).
-                    if let Some(cg) = &cgroup {
-                        let _ = cg.thaw();
-                    }
-                }
+                thaw_for_kill(&saved, status, libc::SIGKILL);
                 let _ = sys::pidfd_wait_exit(&pidfd, 10_000);
             }
         }

@@ -565,12 +565,7 @@ fn pty_owner(spec: &Spec, uid: u32) -> Option<u32> {
     if !new_userns {
         return Some(uid);
     }
-    linux
-        .and_then(|l| l.uid_mappings().as_ref())
-        .into_iter()
-        .flatten()
-        .find(|m| uid >= m.container_id() && uid - m.container_id() < m.size())
-        .map(|m| m.host_id() + (uid - m.container_id()))
+    super::spec::host_id(linux?.uid_mappings(), uid)
 }
 
 fn open_pty(process: &Process, owner: Option<u32>) -> Result<(OwnedFd, OwnedFd), Error> {
@@ -624,11 +619,7 @@ fn open_pty(process: &Process, owner: Option<u32>) -> Result<(OwnedFd, OwnedFd),
 
 /// The exec'd child's last word when its program cannot start: the reason, to the helper.
 fn report_and_exit(pipe: &OwnedFd, message: &str) -> ! {
-    let mut w = std::mem::ManuallyDrop::new(
-        // SAFETY: the fd stays open (owned by `pipe`); ManuallyDrop keeps File from closing it.
-        unsafe { std::fs::File::from_raw_fd(pipe.as_raw_fd()) },
-    );
-    let _ = w.write_all(message.as_bytes());
+    let _ = sys::write_fd(pipe, message.as_bytes());
     // SAFETY: _exit skips atexit handlers that belong to the parent.
     unsafe { libc::_exit(255) }
 }

@@ -473,12 +473,7 @@ fn devpts_ids_on_host(linux: &oci_spec::runtime::Linux, m: &Mount) -> Mount {
     if m.typ().as_deref() != Some("devpts") || !new_userns {
         return m.clone();
     }
-    let map = |maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>, id: u32| {
-        maps.iter()
-            .flatten()
-            .find(|r| id >= r.container_id() && id - r.container_id() < r.size())
-            .map_or(id, |r| r.host_id() + (id - r.container_id()))
-    };
+    let map = |maps, id| super::spec::host_id(maps, id).unwrap_or(id);
     let options = m.options().as_ref().map(|opts| {
         opts.iter()
             .map(|o| match o.split_once('=') {

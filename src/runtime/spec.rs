@@ -384,6 +384,15 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<(), Error> {
     Ok(())
 }
 
+/// The host id that `id` inside a new user namespace stands for, through the spec's
+/// uidMappings or gidMappings; None when no range holds it.
+pub fn host_id(maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>, id: u32) -> Option<u32> {
+    maps.iter()
+        .flatten()
+        .find(|m| id >= m.container_id() && id - m.container_id() < m.size())
+        .map(|m| m.host_id() + (id - m.container_id()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
