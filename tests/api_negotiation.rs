@@ -3,11 +3,10 @@
 
 mod api_support;
 
-use api_support::Server;
+use api_support::{raw::curl_args, Server};
 use serde_json::Value;
-use std::process::Command;
 
-/// curl as the admin with an Accept header; returns (code, body, headers).
+/// curl as the admin with an Accept header; returns (code, body, headers lowercased).
 fn curl_accept(
     s: &Server,
     method: &str,
@@ -15,37 +14,13 @@ fn curl_accept(
     accept: &str,
     body: Option<&str>,
 ) -> (u16, String, String) {
-    let tls = s.data_dir().join("server/tls");
-    let mut c = Command::new("curl");
-    c.args([
-        "-sS",
-        "-o",
-        "-",
-        "-D",
-        "/dev/stderr",
-        "-w",
-        "\n%{http_code}",
-        "-X",
-        method,
-        "--cacert",
-    ])
-    .arg(tls.join("ca.crt"))
-    .arg("--cert")
-    .arg(tls.join("admin.crt"))
-    .arg("--key")
-    .arg(tls.join("admin.key"))
-    .args(["-H", &format!("Accept: {accept}")]);
+    let mut extra = vec!["-H".to_string(), format!("Accept: {accept}")];
     if let Some(b) = body {
-        c.args(["-H", "Content-Type: application/json", "--data-binary", b]);
+        extra
+            .extend(["-H", "Content-Type: application/json", "--data-binary", b].map(String::from));
     }
-    let out = c.arg(format!("{}{path}", s.url())).output().expect("curl");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = stdout.rsplit_once('\n').unwrap();
-    (
-        code.trim().parse().unwrap(),
-        body.to_string(),
-        String::from_utf8_lossy(&out.stderr).to_ascii_lowercase(),
-    )
+    let (code, body, headers) = curl_args(s, "admin", method, path, &extra);
+    (code, body, headers.to_ascii_lowercase())
 }
 
 const CMS: &str = "/api/v1/namespaces/default/configmaps";

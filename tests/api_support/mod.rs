@@ -288,6 +288,22 @@ pub mod raw {
         content_type: &str,
         body: Option<&Path>,
     ) -> (u16, String, String) {
+        let data = body.map(|b| format!("@{}", b.display()));
+        let mut extra = vec!["-H".to_string(), format!("Content-Type: {content_type}")];
+        if let Some(d) = data {
+            extra.extend(["--data-binary".to_string(), d]);
+        }
+        curl_args(s, auth, method, path, &extra)
+    }
+
+    /// `curl` with any further curl arguments (headers, inline data) before the URL.
+    pub fn curl_args(
+        s: &Server,
+        auth: &str,
+        method: &str,
+        path: &str,
+        extra: &[String],
+    ) -> (u16, String, String) {
         let tls = s.data_dir().join("server/tls");
         let mut c = Command::new("curl");
         c.args([
@@ -302,8 +318,7 @@ pub mod raw {
             method,
             "--cacert",
         ])
-        .arg(tls.join("ca.crt"))
-        .args(["-H", &format!("Content-Type: {content_type}")]);
+        .arg(tls.join("ca.crt"));
         match auth {
             "admin" => {
                 c.arg("--cert")
@@ -319,9 +334,7 @@ pub mod raw {
                 ]);
             }
         }
-        if let Some(b) = body {
-            c.arg("--data-binary").arg(format!("@{}", b.display()));
-        }
+        c.args(extra);
         c.arg(format!("{}{}", s.url(), path));
         let out = c.output().expect("curl");
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
