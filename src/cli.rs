@@ -19,6 +19,9 @@ pub enum Command {
     /// A runc-compatible OCI container runtime over nanokube's runtime code.
     #[command(disable_help_flag = true)]
     Runtime(RuntimeRaw),
+    /// The per-pod monitor that is the parent of a pod's containers (started by the agent).
+    #[command(hide = true)]
+    Shim(crate::shim::ShimArgs),
     /// Manage the node's image store: import, pull, list, remove.
     Image(crate::image::cli::ImageArgs),
 }

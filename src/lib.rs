@@ -9,6 +9,8 @@ pub mod agent;
 pub mod apiserver;
 pub mod cli;
 pub mod image;
+pub mod network;
 pub mod runtime;
 pub mod server;
+pub mod shim;
 pub mod store;

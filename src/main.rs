@@ -50,6 +50,7 @@ fn run() -> std::convert::Infallible {
         Command::Image(args) => nanokube::image::cli::run(args),
         Command::Server(args) => nanokube::server::run(args),
         Command::Agent(args) => nanokube::agent::run(args),
+        Command::Shim(args) => nanokube::shim::run(args),
     })
 }
 

@@ -258,3 +258,17 @@ pub fn process_start() {
     // SAFETY: setting a signal disposition.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
 }
+
+/// Forks this process, which must have a single thread (a copy of a multi-threaded process may
+/// hold another thread's locks forever). `Some(child)` in the parent, `None` in the child.
+pub fn fork_detached() -> std::io::Result<Option<i32>> {
+    let threads = std::fs::read_dir("/proc/self/task")?.count();
+    if threads != 1 {
+        return Err(std::io::Error::other(format!(
+            "fork from a process with {threads} threads"
+        )));
+    }
+    // SAFETY: the process has one thread (checked above), so the child is a consistent copy.
+    let pid = cvt(unsafe { libc::fork() })?;
+    Ok((pid > 0).then_some(pid))
+}

@@ -1,0 +1,320 @@
+//! rtnetlink requests over a synchronous socket: the few operations pod networking needs (links,
+//! addresses, routes), each a request answered by an ACK or an errno. A socket belongs to the
+//! network namespace it was opened in, so [`Netlink::in_namespace`] opens one from a thread that
+//! entered the pod's namespace and uses it from anywhere afterwards.
+
+use netlink_packet_core::{
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
+    NLM_F_REPLACE, NLM_F_REQUEST,
+};
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use super::Error;
+
+/// One rtnetlink socket and the sequence numbers of its requests.
+pub struct Netlink {
+    socket: Socket,
+    seq: u32,
+}
+
+impl std::fmt::Debug for Netlink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Netlink(fd {})", self.socket.as_raw_fd())
+    }
+}
+
+/// A link as the kernel reports it.
+#[derive(Debug, Clone)]
+pub struct Link {
+    pub index: u32,
+    pub name: String,
+    pub up: bool,
+    pub kind: Option<String>,
+    pub master: Option<u32>,
+}
+
+impl Netlink {
+    /// A socket in the caller's network namespace.
+    pub fn open() -> Result<Netlink, Error> {
+        let mut socket = Socket::new(NETLINK_ROUTE).map_err(Error::io("netlink socket"))?;
+        socket.bind_auto().map_err(Error::io("netlink bind"))?;
+        socket
+            .connect(&SocketAddr::new(0, 0))
+            .map_err(Error::io("netlink connect"))?;
+        Ok(Netlink { socket, seq: 1 })
+    }
+
+    /// A socket in the network namespace `ns` (an open /proc/<pid>/ns/net). The calling thread
+    /// never changes namespace: a helper thread enters it, opens the socket and ends.
+    pub fn in_namespace(ns: BorrowedFd<'_>) -> Result<Netlink, Error> {
+        let fd = ns.try_clone_to_owned().map_err(Error::io("dup netns"))?;
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                nix::sched::setns(&fd, nix::sched::CloneFlags::CLONE_NEWNET)
+                    .map_err(|e| Error::io("setns")(e.into()))?;
+                Netlink::open()
+            })
+            .join()
+            .unwrap_or_else(|_| Err(Error::Netlink("netns thread panicked".into())))
+        })
+    }
+
+    fn send(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        flags: u16,
+    ) -> Result<Vec<RouteNetlinkMessage>, Error> {
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST | flags;
+        header.sequence_number = self.seq;
+        self.seq = self.seq.wrapping_add(1);
+        let mut packet = NetlinkMessage::new(header, NetlinkPayload::from(msg));
+        packet.finalize();
+        let mut buf = vec![0u8; packet.buffer_len()];
+        packet.serialize(&mut buf);
+        self.socket
+            .send(&buf, 0)
+            .map_err(Error::io("netlink send"))?;
+        let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
+        let mut out = Vec::new();
+        loop {
+            let (bytes, _) = self
+                .socket
+                .recv_from_full()
+                .map_err(Error::io("netlink recv"))?;
+            let mut offset = 0;
+            while offset < bytes.len() {
+                let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&bytes[offset..])
+                    .map_err(|e| Error::Netlink(format!("bad reply: {e}")))?;
+                let len = reply.header.length as usize;
+                if len == 0 {
+                    break;
+                }
+                offset += len;
+                if reply.header.sequence_number != header.sequence_number {
+                    continue;
+                }
+                match reply.payload {
+                    NetlinkPayload::Error(e) => {
+                        return match e.code {
+                            None => Ok(out),
+                            Some(code) => {
+                                Err(Error::Errno(nix::errno::Errno::from_raw(-code.get())))
+                            }
+                        }
+                    }
+                    NetlinkPayload::Done(_) => return Ok(out),
+                    NetlinkPayload::InnerMessage(m) => {
+                        out.push(m);
+                        if !dump {
+                            // A get answers with the object, then (asked for) nothing more.
+                            if flags & NLM_F_ACK == 0 {
+                                return Ok(out);
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// The link named `name`, if it exists.
+    pub fn link(&mut self, name: &str) -> Result<Option<Link>, Error> {
+        let mut m = LinkMessage::default();
+        m.attributes.push(LinkAttribute::IfName(name.to_string()));
+        match self.send(RouteNetlinkMessage::GetLink(m), 0) {
+            Ok(replies) => Ok(replies.into_iter().find_map(link_of)),
+            Err(Error::Errno(nix::errno::Errno::ENODEV)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every link in the namespace.
+    pub fn links(&mut self) -> Result<Vec<Link>, Error> {
+        let replies = self.send(
+            RouteNetlinkMessage::GetLink(LinkMessage::default()),
+            NLM_F_DUMP,
+        )?;
+        Ok(replies.into_iter().filter_map(link_of).collect())
+    }
+
+    /// Creates a bridge (EEXIST if a link of that name exists).
+    pub fn add_bridge(&mut self, name: &str) -> Result<(), Error> {
+        let mut m = LinkMessage::default();
+        m.attributes.push(LinkAttribute::IfName(name.to_string()));
+        m.attributes
+            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
+                InfoKind::Bridge,
+            )]));
+        self.send(
+            RouteNetlinkMessage::NewLink(m),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+        )?;
+        Ok(())
+    }
+
+    /// Creates a veth pair: `host` here, `peer` moved at once into the namespace `peer_ns`.
+    pub fn add_veth(
+        &mut self,
+        host: &str,
+        peer: &str,
+        peer_ns: BorrowedFd<'_>,
+    ) -> Result<(), Error> {
+        let mut p = LinkMessage::default();
+        p.attributes.push(LinkAttribute::IfName(peer.to_string()));
+        p.attributes
+            .push(LinkAttribute::NetNsFd(peer_ns.as_raw_fd()));
+        let mut m = LinkMessage::default();
+        m.attributes.push(LinkAttribute::IfName(host.to_string()));
+        m.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Veth),
+            LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(p))),
+        ]));
+        self.send(
+            RouteNetlinkMessage::NewLink(m),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+        )?;
+        Ok(())
+    }
+
+    /// Sets a link up, and its master when given.
+    pub fn set_up(&mut self, index: u32, master: Option<u32>) -> Result<(), Error> {
+        let mut m = LinkMessage::default();
+        m.header.index = index;
+        m.header.flags = LinkFlags::Up;
+        m.header.change_mask = LinkFlags::Up;
+        if let Some(master) = master {
+            m.attributes.push(LinkAttribute::Controller(master));
+        }
+        self.send(RouteNetlinkMessage::SetLink(m), NLM_F_ACK)?;
+        Ok(())
+    }
+
+    /// Deletes a link (a veth's peer goes with it). A link already gone is not an error.
+    pub fn delete_link(&mut self, index: u32) -> Result<(), Error> {
+        let mut m = LinkMessage::default();
+        m.header.index = index;
+        match self.send(RouteNetlinkMessage::DelLink(m), NLM_F_ACK) {
+            Ok(_) | Err(Error::Errno(nix::errno::Errno::ENODEV)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Adds `addr/prefix` to a link; an address already there is not an error.
+    pub fn add_address(&mut self, index: u32, addr: Ipv4Addr, prefix: u8) -> Result<(), Error> {
+        let mut m = AddressMessage::default();
+        m.header.family = AddressFamily::Inet;
+        m.header.prefix_len = prefix;
+        m.header.index = index;
+        m.attributes.push(AddressAttribute::Local(addr.into()));
+        m.attributes.push(AddressAttribute::Address(addr.into()));
+        if prefix < 31 {
+            let bcast = u32::from(addr) | (u32::MAX >> prefix);
+            m.attributes.push(AddressAttribute::Broadcast(bcast.into()));
+        }
+        match self.send(
+            RouteNetlinkMessage::NewAddress(m),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+        ) {
+            Ok(_) | Err(Error::Errno(nix::errno::Errno::EEXIST)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Adds (or replaces) a route to `dst/prefix` through `gateway` or directly on `oif`.
+    pub fn replace_route(
+        &mut self,
+        dst: Ipv4Addr,
+        prefix: u8,
+        gateway: Option<Ipv4Addr>,
+        oif: Option<u32>,
+    ) -> Result<(), Error> {
+        let mut m = RouteMessage::default();
+        m.header.address_family = AddressFamily::Inet;
+        m.header.destination_prefix_length = prefix;
+        m.header.table = RouteHeader::RT_TABLE_MAIN;
+        m.header.protocol = RouteProtocol::Boot;
+        m.header.scope = if gateway.is_some() {
+            RouteScope::Universe
+        } else {
+            RouteScope::Link
+        };
+        m.header.kind = RouteType::Unicast;
+        if prefix > 0 {
+            m.attributes
+                .push(RouteAttribute::Destination(RouteAddress::Inet(dst)));
+        }
+        if let Some(gw) = gateway {
+            m.attributes
+                .push(RouteAttribute::Gateway(RouteAddress::Inet(gw)));
+        }
+        if let Some(oif) = oif {
+            m.attributes.push(RouteAttribute::Oif(oif));
+        }
+        self.send(
+            RouteNetlinkMessage::NewRoute(m),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
+        )?;
+        Ok(())
+    }
+
+    /// The IPv4 addresses on a link, with their prefix lengths.
+    pub fn addresses(&mut self, index: u32) -> Result<Vec<(Ipv4Addr, u8)>, Error> {
+        let mut m = AddressMessage::default();
+        m.header.family = AddressFamily::Inet;
+        let replies = self.send(RouteNetlinkMessage::GetAddress(m), NLM_F_DUMP)?;
+        Ok(replies
+            .into_iter()
+            .filter_map(|r| match r {
+                RouteNetlinkMessage::NewAddress(a) if a.header.index == index => {
+                    a.attributes.iter().find_map(|at| match at {
+                        AddressAttribute::Local(std::net::IpAddr::V4(ip)) => {
+                            Some((*ip, a.header.prefix_len))
+                        }
+                        _ => None,
+                    })
+                }
+                _ => None,
+            })
+            .collect())
+    }
+}
+
+fn link_of(msg: RouteNetlinkMessage) -> Option<Link> {
+    let RouteNetlinkMessage::NewLink(m) = msg else {
+        return None;
+    };
+    let mut link = Link {
+        index: m.header.index,
+        name: String::new(),
+        up: m.header.flags.contains(LinkFlags::Up),
+        kind: None,
+        master: None,
+    };
+    for a in m.attributes {
+        match a {
+            LinkAttribute::IfName(n) => link.name = n,
+            LinkAttribute::Controller(i) => link.master = Some(i),
+            LinkAttribute::LinkInfo(infos) => {
+                for i in infos {
+                    if let LinkInfo::Kind(k) = i {
+                        link.kind = Some(k.to_string());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Some(link)
+}

@@ -1,0 +1,530 @@
+//! `nanokube shim`: one small process per pod that is the parent of the pod's containers (the
+//! part containerd's shim and conmon play). It holds the pod's network, IPC and UTS namespaces
+//! for the pod's life, is the subreaper of everything the containers start, copies their
+//! output into CRI log files, and records each exit to a file, so that the agent can die, be
+//! upgraded or restart without losing a container, an exit code or a log line. It knows nothing
+//! of API types: the agent hands it finished OCI specs.
+//!
+//! One thread, one poll loop over the control socket, a signalfd and the containers' output
+//! pipes: no locks, and a clone from it is an exact copy, so containers start without
+//! re-executing the binary (runtime::exe's `InProcess`).
+
+pub mod client;
+pub mod logs;
+pub mod protocol;
+
+use clap::Args;
+use logs::{LogFile, Stream};
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{WaitPidFlag, WaitStatus};
+use protocol::{Record, Request, Response, RunRequest};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::runtime::container::{CreateOptions, Runtime, Stdio};
+
+/// The control socket, pid file and container records inside a pod's directory.
+pub const SOCKET: &str = "shim.sock";
+pub const PID_FILE: &str = "shim.pid";
+pub const RECORDS: &str = "containers";
+pub const LOG: &str = "shim.log";
+
+#[derive(Debug, Clone, Args)]
+pub struct ShimArgs {
+    /// The pod's directory: socket, pid file, container records, the shim's own log.
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// The runtime's state root.
+    #[arg(long, default_value = "/run/nanokube/runtime")]
+    pub runtime_root: PathBuf,
+    /// Give the pod new network, IPC and UTS namespaces (else it shares the host's).
+    #[arg(long)]
+    pub new_netns: bool,
+    #[arg(long)]
+    pub new_ipc: bool,
+    #[arg(long)]
+    pub new_uts: bool,
+    /// The pod's hostname (with --new-uts).
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Rotate a container's log when it reaches this many bytes (0: never).
+    #[arg(long, default_value_t = 10 * 1024 * 1024)]
+    pub log_max_size: u64,
+    /// Log files kept per container, the current one included.
+    #[arg(long, default_value_t = 5)]
+    pub log_max_files: usize,
+    /// Start the shim in the background and return once it serves (prints its pid).
+    #[arg(long)]
+    pub detach: bool,
+}
+
+/// Errors of the shim.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("{what}: {source}")]
+    Sys {
+        what: String,
+        source: nix::errno::Errno,
+    },
+    #[error("shim did not start: {0}")]
+    Start(String),
+    #[error("shim request: {0}")]
+    Protocol(String),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+    let what = what.into();
+    move |source| Error::Io { what, source }
+}
+
+fn sys(what: impl Into<String>) -> impl FnOnce(nix::errno::Errno) -> Error {
+    let what = what.into();
+    move |source| Error::Sys { what, source }
+}
+
+pub fn run(args: ShimArgs) -> anyhow::Result<i32> {
+    if args.detach {
+        let pid = launch(&args)?;
+        println!("{pid}");
+        return Ok(0);
+    }
+    serve(args)?;
+    Ok(0)
+}
+
+/// Starts a shim for `args.dir` that is not our child (it runs on when we exit) and returns its
+/// pid once it listens on its socket.
+pub fn launch(args: &ShimArgs) -> Result<i32, Error> {
+    std::fs::create_dir_all(&args.dir).map_err(io(format!("pod dir {}", args.dir.display())))?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(args.dir.join(LOG))
+        .map_err(io("shim log"))?;
+    let exe = std::fs::read_link("/proc/self/exe").map_err(io("own executable"))?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("shim")
+        .arg("--dir")
+        .arg(&args.dir)
+        .arg("--runtime-root")
+        .arg(&args.runtime_root)
+        .arg("--log-max-size")
+        .arg(args.log_max_size.to_string())
+        .arg("--log-max-files")
+        .arg(args.log_max_files.to_string());
+    for (on, flag) in [
+        (args.new_netns, "--new-netns"),
+        (args.new_ipc, "--new-ipc"),
+        (args.new_uts, "--new-uts"),
+    ] {
+        if on {
+            cmd.arg(flag);
+        }
+    }
+    if let Some(h) = &args.hostname {
+        cmd.arg("--hostname").arg(h);
+    }
+    // Its own process group: a ^C meant for the agent's terminal does not reach the pod.
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(log);
+    // The middle process: it reports the real shim's pid and exits, so the shim is reparented
+    // away from us at once.
+    cmd.env("NANOKUBE_SHIM_FORK", "1");
+    let mut child = cmd.spawn().map_err(io("spawn shim"))?;
+    let mut line = String::new();
+    let stdout = child.stdout.take().expect("piped");
+    let _ = BufReader::new(stdout).read_line(&mut line);
+    let status = child.wait().map_err(io("wait for shim"))?;
+    let line = line.trim();
+    match line.strip_prefix("ready ") {
+        Some(pid) if status.success() => pid
+            .parse()
+            .map_err(|_| Error::Start(format!("bad readiness line {line:?}"))),
+        _ => {
+            let log = std::fs::read_to_string(args.dir.join(LOG)).unwrap_or_default();
+            let last = log.lines().last().unwrap_or("").to_string();
+            Err(Error::Start(if last.is_empty() {
+                format!("exited with {status}")
+            } else {
+                last
+            }))
+        }
+    }
+}
+
+struct Pipe {
+    fd: std::fs::File,
+    stream: Stream,
+    container: String,
+}
+
+struct Shim {
+    args: ShimArgs,
+    runtime: Runtime,
+    records: BTreeMap<String, Record>,
+    logs: BTreeMap<String, LogFile>,
+    pipes: Vec<Pipe>,
+    stopping: bool,
+}
+
+fn serve(args: ShimArgs) -> Result<(), Error> {
+    if std::env::var_os("NANOKUBE_SHIM_FORK").is_some() {
+        std::env::remove_var("NANOKUBE_SHIM_FORK");
+        // The shim proper is the child; this process only tells the launcher its pid.
+        match crate::runtime::sys::fork_detached().map_err(io("fork"))? {
+            Some(_) => std::process::exit(0),
+            None => {}
+        }
+    }
+    nix::sys::prctl::set_child_subreaper(true).map_err(sys("set child subreaper"))?;
+    let mut flags = nix::sched::CloneFlags::empty();
+    for (on, f) in [
+        (args.new_netns, nix::sched::CloneFlags::CLONE_NEWNET),
+        (args.new_ipc, nix::sched::CloneFlags::CLONE_NEWIPC),
+        (args.new_uts, nix::sched::CloneFlags::CLONE_NEWUTS),
+    ] {
+        if on {
+            flags |= f;
+        }
+    }
+    nix::sched::unshare(flags).map_err(sys("unshare the pod's namespaces"))?;
+    if let (true, Some(h)) = (args.new_uts, &args.hostname) {
+        nix::unistd::sethostname(h).map_err(sys("sethostname"))?;
+    }
+    std::fs::create_dir_all(args.dir.join(RECORDS)).map_err(io("records dir"))?;
+    let sock = args.dir.join(SOCKET);
+    let _ = std::fs::remove_file(&sock);
+    let listener = UnixListener::bind(&sock).map_err(io(format!("bind {}", sock.display())))?;
+    listener.set_nonblocking(true).map_err(io("nonblocking"))?;
+    let mut mask = SigSet::empty();
+    mask.add(Signal::SIGCHLD);
+    mask.add(Signal::SIGTERM);
+    mask.thread_block().map_err(sys("block signals"))?;
+    let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .map_err(sys("signalfd"))?;
+    let pid = std::process::id();
+    std::fs::write(args.dir.join(PID_FILE), pid.to_string()).map_err(io("pid file"))?;
+    let mut runtime = Runtime::new(&args.runtime_root);
+    runtime.protection = crate::runtime::exe::Protection::InProcess;
+    let mut shim = Shim {
+        args,
+        runtime,
+        records: BTreeMap::new(),
+        logs: BTreeMap::new(),
+        pipes: Vec::new(),
+        stopping: false,
+    };
+    // Readiness goes to the launcher through stdout, which then points nowhere.
+    println!("ready {pid}");
+    let _ = std::io::stdout().flush();
+    let null = std::fs::File::open("/dev/null").map_err(io("/dev/null"))?;
+    nix::unistd::dup2_stdout(&null).map_err(sys("dup2"))?;
+    shim.run(&listener, &signals)
+}
+
+impl Shim {
+    fn run(&mut self, listener: &UnixListener, signals: &SignalFd) -> Result<(), Error> {
+        loop {
+            let (conn_ready, sig_ready, pipe_ready) = {
+                let mut fds = vec![
+                    PollFd::new(listener.as_fd(), PollFlags::POLLIN),
+                    PollFd::new(signals.as_fd(), PollFlags::POLLIN),
+                ];
+                fds.extend(
+                    self.pipes
+                        .iter()
+                        .map(|p| PollFd::new(p.fd.as_fd(), PollFlags::POLLIN)),
+                );
+                match nix::poll::poll(&mut fds, PollTimeout::NONE) {
+                    Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                    Err(e) => return Err(sys("poll")(e)),
+                }
+                let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
+                (
+                    ready(&fds[0]),
+                    ready(&fds[1]),
+                    fds[2..].iter().map(ready).collect::<Vec<_>>(),
+                )
+            };
+            // Output first: an exit is recorded after the lines written before it.
+            for i in (0..pipe_ready.len()).rev() {
+                if pipe_ready[i] {
+                    self.drain(i);
+                }
+            }
+            if sig_ready {
+                while let Ok(Some(info)) = signals.read_signal() {
+                    if info.ssi_signo == Signal::SIGTERM as u32 {
+                        self.stopping = true;
+                    }
+                }
+                self.reap();
+            }
+            if conn_ready {
+                while let Ok((conn, _)) = listener.accept() {
+                    self.converse(conn);
+                }
+            }
+            if self.stopping {
+                self.shutdown();
+                return Ok(());
+            }
+        }
+    }
+
+    /// Reads what one pipe has; at its end, flushes the stream's last line and drops it.
+    fn drain(&mut self, i: usize) {
+        let mut buf = [0u8; 64 * 1024];
+        loop {
+            let pipe = &mut self.pipes[i];
+            match pipe.fd.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    if let Some(log) = self.logs.get_mut(&pipe.container) {
+                        if let Err(e) = log.write(pipe.stream, &buf[..n]) {
+                            eprintln!("log of {}: {e}", pipe.container);
+                        }
+                    }
+                    if n < buf.len() {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            }
+        }
+        let pipe = self.pipes.remove(i);
+        if let Some(log) = self.logs.get_mut(&pipe.container) {
+            let _ = log.close(pipe.stream);
+        }
+    }
+
+    /// Collects every ended child; the containers' inits get their exits recorded.
+    fn reap(&mut self) {
+        loop {
+            match nix::sys::wait::waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(_) => return,
+                Ok(status) => {
+                    let Some(pid) = status.pid() else { continue };
+                    let (code, signal) = match status {
+                        WaitStatus::Exited(_, c) => (c, None),
+                        WaitStatus::Signaled(_, s, _) => (128 + s as i32, Some(s as i32)),
+                        _ => continue,
+                    };
+                    let Some(rec) = self
+                        .records
+                        .values_mut()
+                        .find(|r| r.pid == pid.as_raw() && r.running())
+                    else {
+                        continue;
+                    };
+                    rec.finished_at = Some(now());
+                    rec.exit_code = Some(code);
+                    rec.signal = signal;
+                    rec.oom_killed = self.runtime.state(&rec.id).is_ok_and(|s| s.oom_killed);
+                    let rec = rec.clone();
+                    self.save(&rec);
+                }
+            }
+        }
+    }
+
+    fn save(&self, rec: &Record) {
+        let dir = self.args.dir.join(RECORDS);
+        let tmp = dir.join(format!(".{}.tmp", rec.id));
+        let done = serde_json::to_vec(rec)
+            .map_err(std::io::Error::other)
+            .and_then(|b| std::fs::write(&tmp, b))
+            .and_then(|_| std::fs::rename(&tmp, dir.join(format!("{}.json", rec.id))));
+        if let Err(e) = done {
+            eprintln!("saving the record of {}: {e}", rec.id);
+        }
+    }
+
+    fn converse(&mut self, conn: UnixStream) {
+        let _ = conn.set_nonblocking(false);
+        let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+        let mut reader = BufReader::new(&conn);
+        let mut line = String::new();
+        let response = match reader.read_line(&mut line) {
+            Ok(_) => match serde_json::from_str::<Request>(&line) {
+                Ok(req) => self.handle(req),
+                Err(e) => Response::error(format!("bad request: {e}")),
+            },
+            Err(e) => Response::error(format!("reading the request: {e}")),
+        };
+        let mut out = serde_json::to_vec(&response).unwrap_or_default();
+        out.push(b'\n');
+        let _ = (&conn).write_all(&out);
+    }
+
+    fn handle(&mut self, req: Request) -> Response {
+        match req {
+            Request::Run(r) => match self.start(r) {
+                Ok(pid) => Response {
+                    pid: Some(pid),
+                    ..Response::ok()
+                },
+                Err(e) => Response::error(e),
+            },
+            Request::Kill { id, signal } => {
+                match self.records.get(&id) {
+                    Some(r) if r.running() => {}
+                    Some(_) => return Response::ok(),
+                    None => return Response::error(format!("no container {id}")),
+                }
+                match self.runtime.kill(&id, signal, false) {
+                    Ok(()) => Response::ok(),
+                    Err(e) => Response::error(e.to_string()),
+                }
+            }
+            Request::Remove { id } => {
+                if self.records.get(&id).is_some_and(Record::running) {
+                    return Response::error(format!("container {id} is running"));
+                }
+                let _ = self.runtime.delete(&id, true);
+                self.records.remove(&id);
+                self.logs.remove(&id);
+                let _ =
+                    std::fs::remove_file(self.args.dir.join(RECORDS).join(format!("{id}.json")));
+                Response::ok()
+            }
+            Request::List => Response {
+                containers: self.records.values().cloned().collect(),
+                ..Response::ok()
+            },
+            Request::Shutdown => {
+                self.stopping = true;
+                Response::ok()
+            }
+        }
+    }
+
+    fn start(&mut self, r: RunRequest) -> Result<i32, String> {
+        if let Some(old) = self.records.get(&r.id) {
+            return if old.running() {
+                Ok(old.pid)
+            } else {
+                Err(format!("container {} exists and has ended", r.id))
+            };
+        }
+        let spec: oci_spec::runtime::Spec =
+            serde_json::from_value(r.spec).map_err(|e| format!("bad spec: {e}"))?;
+        let log = LogFile::open(&r.log_path, self.args.log_max_size, self.args.log_max_files)
+            .map_err(|e| format!("log file {}: {e}", r.log_path.display()))?;
+        let (out_r, out_w) = pipe().map_err(|e| e.to_string())?;
+        let (err_r, err_w) = pipe().map_err(|e| e.to_string())?;
+        let null = std::fs::File::open("/dev/null").map_err(|e| e.to_string())?;
+        let created = self
+            .runtime
+            .create(
+                &r.id,
+                CreateOptions {
+                    bundle: r.bundle.clone(),
+                    spec: Some(spec),
+                    stdio: Stdio {
+                        stdin: Some(null.into()),
+                        stdout: Some(out_w),
+                        stderr: Some(err_w),
+                    },
+                    default_seccomp: false,
+                    ..Default::default()
+                },
+            )
+            .map_err(|e| e.to_string())?;
+        self.logs.insert(r.id.clone(), log);
+        for (fd, stream) in [(out_r, Stream::Stdout), (err_r, Stream::Stderr)] {
+            self.pipes.push(Pipe {
+                fd: fd.into(),
+                stream,
+                container: r.id.clone(),
+            });
+        }
+        let rec = Record {
+            id: r.id.clone(),
+            name: r.name,
+            attempt: r.attempt,
+            pid: created.pid,
+            log_path: r.log_path,
+            started_at: now(),
+            finished_at: None,
+            exit_code: None,
+            signal: None,
+            oom_killed: false,
+        };
+        if let Err(e) = self.runtime.start(&r.id) {
+            let _ = self.runtime.delete(&r.id, true);
+            self.reap();
+            return Err(e.to_string());
+        }
+        self.save(&rec);
+        self.records.insert(r.id, rec);
+        Ok(created.pid)
+    }
+
+    /// Ends the pod: kills what runs (the agent already asked politely), waits for the exits,
+    /// deletes the containers, and removes the socket.
+    fn shutdown(&mut self) {
+        let ids: Vec<String> = self.records.keys().cloned().collect();
+        for id in &ids {
+            if self.records[id].running() {
+                let _ = self.runtime.kill(id, libc::SIGKILL, true);
+            }
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while self.records.values().any(Record::running) && std::time::Instant::now() < deadline {
+            self.reap();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        for i in (0..self.pipes.len()).rev() {
+            self.drain(i);
+        }
+        for id in &ids {
+            let _ = self.runtime.delete(id, true);
+        }
+        let _ = std::fs::remove_file(self.args.dir.join(SOCKET));
+        let _ = std::fs::remove_file(self.args.dir.join(PID_FILE));
+    }
+}
+
+fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
+    nix::fcntl::fcntl(
+        &r,
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+    )
+    .map_err(std::io::Error::from)?;
+    Ok((r, w))
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+/// Reads a pod's container records from its directory (what the shim last wrote).
+pub fn read_records(dir: &Path) -> Vec<Record> {
+    let mut out: Vec<Record> = std::fs::read_dir(dir.join(RECORDS))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+        .filter_map(|e| std::fs::read(e.path()).ok())
+        .filter_map(|b| serde_json::from_slice(&b).ok())
+        .collect();
+    out.sort_by(|a: &Record, b| a.started_at.cmp(&b.started_at));
+    out
+}

@@ -1,0 +1,89 @@
+//! What the agent and a pod's shim say to each other: one JSON request per connection on the
+//! shim's unix socket, answered by one JSON line. Exits are also written to files (see
+//! [`Record`]) so that they outlive any conversation.
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "camelCase")]
+pub enum Request {
+    /// Create and start a container from a full OCI spec.
+    Run(RunRequest),
+    /// Send a signal to a container's init.
+    Kill { id: String, signal: i32 },
+    /// Delete a stopped container (its log and record stay until the pod goes).
+    Remove { id: String },
+    /// Every container the shim knows.
+    List,
+    /// Kill what still runs, delete every container and exit.
+    Shutdown,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunRequest {
+    pub id: String,
+    /// The container's name in its pod, and which start of it this is.
+    pub name: String,
+    pub attempt: u32,
+    pub bundle: PathBuf,
+    pub spec: serde_json::Value,
+    pub log_path: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Response {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<i32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub containers: Vec<Record>,
+}
+
+impl Response {
+    pub fn ok() -> Response {
+        Response {
+            error: None,
+            pid: None,
+            containers: Vec::new(),
+        }
+    }
+
+    pub fn error(message: impl Into<String>) -> Response {
+        Response {
+            error: Some(message.into()),
+            ..Response::ok()
+        }
+    }
+}
+
+/// One container as the shim knows it, also kept at `<pod dir>/containers/<id>.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Record {
+    pub id: String,
+    pub name: String,
+    pub attempt: u32,
+    pub pid: i32,
+    pub log_path: PathBuf,
+    /// RFC 3339 times.
+    pub started_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    /// As a shell reports it: the exit code, or 128+N for signal N.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    #[serde(default)]
+    pub oom_killed: bool,
+}
+
+impl Record {
+    pub fn running(&self) -> bool {
+        self.finished_at.is_none()
+    }
+}
