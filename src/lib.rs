@@ -8,6 +8,7 @@
 pub mod agent;
 pub mod apiserver;
 pub mod cli;
+pub mod controllers;
 pub mod image;
 pub mod network;
 pub mod runtime;

@@ -49,6 +49,15 @@ pub struct ServerArgs {
     /// with 429. 0: no limit.
     #[arg(long, default_value_t = 200)]
     pub max_mutating_requests_inflight: usize,
+    /// The range pod addresses come from; each node gets a /24 of it.
+    #[arg(long, default_value = "10.42.0.0/16")]
+    pub cluster_cidr: String,
+    /// The range Service cluster IPs come from.
+    #[arg(long, default_value = "10.43.0.0/16")]
+    pub service_cidr: String,
+    /// The local agent's node settings.
+    #[command(flatten)]
+    pub node: crate::agent::NodeArgs,
 }
 
 pub fn run(args: ServerArgs) -> anyhow::Result<i32> {
@@ -78,13 +87,32 @@ fn client_host(bind: &str) -> String {
 }
 
 fn kubeconfig(server: &str, pki: &tls::Pki) -> String {
+    kubeconfig_with(server, pki, &pki.admin_cert_pem, &pki.admin_key_pem)
+}
+
+/// A kubeconfig for `server` with the given client certificate and key (PEM).
+fn kubeconfig_with(server: &str, pki: &tls::Pki, cert: &str, key: &str) -> String {
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
     format!(
         "apiVersion: v1\nkind: Config\nclusters:\n- name: default\n  cluster:\n    certificate-authority-data: {}\n    server: {server}\ncontexts:\n- name: default\n  context:\n    cluster: default\n    user: default\ncurrent-context: default\npreferences: {{}}\nusers:\n- name: default\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\n",
         b64(&pki.ca_cert_pem),
-        b64(&pki.admin_cert_pem),
-        b64(&pki.admin_key_pem),
+        b64(cert),
+        b64(key),
     )
+}
+
+/// A client of this server acting as `user` in `groups` (a certificate signed by the cluster
+/// CA), for the components that run inside the server process.
+async fn identity(
+    server: &str,
+    pki: &tls::Pki,
+    user: &str,
+    groups: &[&str],
+) -> anyhow::Result<kube::Client> {
+    let (cert, key) = pki
+        .issue_client(user, groups)
+        .context("issuing a client certificate")?;
+    crate::agent::client_from_kubeconfig(&kubeconfig_with(server, pki, &cert, &key)).await
 }
 
 async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
@@ -143,11 +171,15 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
     api.bootstrap()
         .await
         .map_err(|e| anyhow::anyhow!("creating the default namespaces: {e}"))?;
-    if !args.disable_agent {
-        tracing::warn!(
-            "no agent exists yet: running the control plane alone (as with --disable-agent)"
-        );
-    }
+    let cluster_cidr: crate::network::Cidr = args
+        .cluster_cidr
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--cluster-cidr: {e}"))?;
+    let kubelet_config = if args.disable_agent {
+        None
+    } else {
+        Some(crate::agent::kubelet_config(&args.data_dir, &args.node)?)
+    };
     let tls_config = pki.server_config().context("TLS configuration")?;
     // Written once the server can answer, so a client that finds it may use it at once.
     tls::write_private(
@@ -164,6 +196,20 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
         stopped,
         Duration::from_secs(5),
     ));
+
+    // In-process components reach the API through its socket like any client, each under its
+    // own name.
+    let controllers = identity(&server_url, &pki, "system:kube-controller-manager", &[]).await?;
+    tokio::spawn(crate::controllers::nodeipam::run(controllers, cluster_cidr));
+    if let Some(cfg) = kubelet_config {
+        let user = format!("system:node:{}", cfg.node_name);
+        let client = identity(&server_url, &pki, &user, &["system:nodes"]).await?;
+        tokio::spawn(async move {
+            if let Err(e) = crate::agent::kubelet::run(cfg, client).await {
+                tracing::error!(error = %e, "the local agent stopped");
+            }
+        });
+    }
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;

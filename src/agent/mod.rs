@@ -1,8 +1,51 @@
-//! The node agent: kubelet and service proxy. Not built yet; the flags follow k3s so scripts written
-//! for it keep working once it lands.
+//! The node agent: the kubelet (and, with the services issue, the proxy). `nanokube agent`
+//! joins a server; `nanokube server` runs one for its own node unless `--disable-agent`. The
+//! flags follow k3s so scripts written for it keep working.
+
+pub mod kubelet;
 
 use clap::Args;
 use std::path::PathBuf;
+
+#[derive(Debug, Clone, Args)]
+pub struct NodeArgs {
+    /// Node name; defaults to the hostname.
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// IP address to advertise for the node (default: the address of the default route's
+    /// interface, else 127.0.0.1).
+    #[arg(long)]
+    pub node_ip: Option<String>,
+    /// Labels to add at registration, key=value (repeatable).
+    #[arg(long = "node-label")]
+    pub node_labels: Vec<String>,
+    /// Taints to register with, key=value:Effect (repeatable).
+    #[arg(long = "node-taint")]
+    pub node_taints: Vec<String>,
+    /// Most pods the node runs.
+    #[arg(long, default_value_t = 110)]
+    pub max_pods: u32,
+    /// The cluster DNS server written into pods' resolv.conf.
+    #[arg(long, default_value = "10.43.0.10")]
+    pub cluster_dns: String,
+    #[arg(long, default_value = "cluster.local")]
+    pub cluster_domain: String,
+    /// Where container logs go, as /var/log/pods on a kubelet.
+    #[arg(long, default_value = "/var/log/pods")]
+    pub pod_logs_dir: PathBuf,
+    /// The container runtime's state directory.
+    #[arg(long, default_value = "/run/nanokube/runtime")]
+    pub runtime_root: PathBuf,
+    /// The bridge that pods attach to (cni0, as with k3s's flannel).
+    #[arg(long, default_value = "cni0")]
+    pub bridge_name: String,
+    /// Rotate a container's log at this size in bytes (the kubelet's containerLogMaxSize).
+    #[arg(long, default_value_t = 10 * 1024 * 1024)]
+    pub container_log_max_size: u64,
+    /// Log files kept per container (containerLogMaxFiles).
+    #[arg(long, default_value_t = 5)]
+    pub container_log_max_files: usize,
+}
 
 #[derive(Debug, Args)]
 pub struct AgentArgs {
@@ -12,25 +55,124 @@ pub struct AgentArgs {
     /// Shared secret used to join the cluster.
     #[arg(long, env = "NANOKUBE_TOKEN")]
     pub token: Option<String>,
+    /// A kubeconfig with the node's credentials (instead of --server/--token).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
     /// Directory holding all of the agent's state.
     #[arg(long, default_value = "/var/lib/nanokube")]
     pub data_dir: PathBuf,
-    /// Node name; defaults to the hostname.
-    #[arg(long)]
-    pub node_name: Option<String>,
-    /// IP address to advertise for the node.
-    #[arg(long)]
-    pub node_ip: Option<String>,
+    #[command(flatten)]
+    pub node: NodeArgs,
 }
 
 /// Errors of the agent.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The agent (kubelet and proxy) is not implemented yet.
-    #[error("the agent is not implemented yet")]
-    NotImplemented,
+    #[error("invalid --node-label {0:?}: want key=value")]
+    Label(String),
+    #[error("{0}")]
+    Taint(String),
+    #[error("the agent needs --kubeconfig, or --server with --token")]
+    NoServer,
+    #[error("joining with --server/--token (CSR bootstrap) is not built yet: use --kubeconfig")]
+    JoinNotBuilt,
 }
 
-pub fn run(_args: AgentArgs) -> anyhow::Result<i32> {
-    Err(Error::NotImplemented.into())
+/// The node's name: the flag, else the hostname (lowercased, as the kubelet does).
+pub fn node_name(args: &NodeArgs) -> String {
+    args.node_name.clone().unwrap_or_else(|| {
+        nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().to_lowercase())
+            .unwrap_or_else(|_| "localhost".into())
+    })
+}
+
+/// The address of the interface holding the default route, if any (from /proc/net/route).
+fn default_ip() -> Option<String> {
+    let routes = std::fs::read_to_string("/proc/net/route").ok()?;
+    let ifname = routes.lines().skip(1).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.len() > 2 && f[1] == "00000000").then(|| f[0].to_string())
+    })?;
+    let mut nl = crate::network::netlink::Netlink::open().ok()?;
+    let link = nl.link(&ifname).ok()??;
+    nl.addresses(link.index)
+        .ok()?
+        .first()
+        .map(|(ip, _)| ip.to_string())
+}
+
+/// The kubelet's configuration from the node flags.
+pub fn kubelet_config(
+    data_dir: &std::path::Path,
+    args: &NodeArgs,
+) -> Result<kubelet::Config, Error> {
+    let mut labels = std::collections::BTreeMap::new();
+    for l in &args.node_labels {
+        let (k, v) = l.split_once('=').ok_or_else(|| Error::Label(l.clone()))?;
+        labels.insert(k.to_string(), v.to_string());
+    }
+    let taints = args
+        .node_taints
+        .iter()
+        .map(|t| kubelet::node::parse_taint(t).map_err(Error::Taint))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(kubelet::Config {
+        node_name: node_name(args),
+        node_ip: args
+            .node_ip
+            .clone()
+            .or_else(default_ip)
+            .unwrap_or_else(|| "127.0.0.1".into()),
+        data_dir: data_dir.to_path_buf(),
+        max_pods: args.max_pods,
+        labels,
+        taints,
+        cluster_dns: args.cluster_dns.clone(),
+        cluster_domain: args.cluster_domain.clone(),
+        pod_logs_dir: args.pod_logs_dir.clone(),
+        runtime_root: args.runtime_root.clone(),
+        bridge_name: args.bridge_name.clone(),
+        log_max_size: args.container_log_max_size,
+        log_max_files: args.container_log_max_files,
+    })
+}
+
+/// A kube client from kubeconfig text.
+pub async fn client_from_kubeconfig(yaml: &str) -> anyhow::Result<kube::Client> {
+    let kc = kube::config::Kubeconfig::from_yaml(yaml)?;
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
+    Ok(kube::Client::try_from(config)?)
+}
+
+pub fn run(args: AgentArgs) -> anyhow::Result<i32> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let cfg = kubelet_config(&args.data_dir, &args.node)?;
+    let kubeconfig = match (&args.kubeconfig, &args.server, &args.token) {
+        (Some(k), _, _) => std::fs::read_to_string(k)?,
+        (None, Some(_), Some(_)) => return Err(Error::JoinNotBuilt.into()),
+        _ => return Err(Error::NoServer.into()),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("nanokube-agent")
+        .build()?;
+    rt.block_on(async move {
+        let client = client_from_kubeconfig(&kubeconfig).await?;
+        let kubelet = tokio::spawn(kubelet::run(cfg, client));
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = kubelet => r??,
+            _ = term.recv() => tracing::info!("SIGTERM: stopping the agent (pods keep running)"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping the agent (pods keep running)"),
+        }
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(0)
 }

@@ -689,14 +689,18 @@ impl Api {
         let found_unknown = std::sync::Mutex::new(Vec::new());
         let body = self
             .write_update(r, mode_of(r), |cur| {
-                let patched = apply_patch(info, kind, cur, &patch)?;
+                let mut patched = apply_patch(info, kind, cur, &patch)?;
+                if !pins_version(kind, &patch) {
+                    // The version came along from the object read; a patch that does not name
+                    // one applies to whatever is current, retried on a lost race as upstream.
+                    meta_mut(&mut patched).remove("resourceVersion");
+                }
                 if strict != FieldValidation::Ignore {
                     let raw = serde_json::to_vec(&patched).unwrap_or_default();
                     let mut w = Vec::new();
                     check_fields(r, &raw, &mut w)?;
                     *found_unknown.lock().expect("not poisoned") = w;
                 }
-                let mut patched = patched;
                 self.check_type(info, &mut patched)?;
                 (info.decode)(patched).map_err(|e| cannot_handle(info, &e))
             })
@@ -1154,4 +1158,15 @@ fn prune_null_members(v: &mut Value) {
 /// The Status of a delete that had nothing left to return (deletecollection of nothing).
 pub fn deleted_status(info: &ResourceInfo, name: &str, uid: &str) -> Value {
     status::success(&info.group, &info.plural, name, uid)
+}
+
+/// Whether a patch names the resourceVersion it applies to (optimistic concurrency asked for).
+fn pins_version(kind: PatchKind, patch: &Value) -> bool {
+    match kind {
+        PatchKind::Json => patch.as_array().is_some_and(|ops| {
+            ops.iter()
+                .any(|op| op["path"].as_str() == Some("/metadata/resourceVersion"))
+        }),
+        _ => !patch["metadata"]["resourceVersion"].is_null(),
+    }
 }

@@ -20,6 +20,7 @@ pub mod manifest;
 pub mod pull;
 pub mod reference;
 pub mod registry;
+pub mod rootfs;
 pub mod snapshot;
 pub mod store;
 pub mod unpack;

@@ -1,0 +1,232 @@
+//! The kubelet: registers this node, keeps its Lease and status fresh, and runs the pods bound
+//! to it. Pods are reconciled by a kube-rs controller over a watch of `spec.nodeName=<node>`;
+//! a loop over the shims' exit records (the PLEG's role) wakes a pod's reconcile when one of
+//! its containers ends, and housekeeping removes what is left of pods whose objects are gone.
+//! docs/kubelet.md follows a pod through it.
+
+pub mod inputs;
+pub mod node;
+pub mod pods;
+pub mod spec;
+pub mod status;
+
+use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Pod, Taint};
+use kube::api::Api;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use crate::network::{pod::Bridge, Cidr};
+
+/// The Kubernetes version this kubelet speaks.
+pub const KUBELET_VERSION: &str = "v1.33.0-nanokube";
+
+/// Everything the kubelet is told at start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub node_name: String,
+    pub node_ip: String,
+    pub data_dir: PathBuf,
+    pub max_pods: u32,
+    pub labels: BTreeMap<String, String>,
+    pub taints: Vec<Taint>,
+    pub cluster_dns: String,
+    pub cluster_domain: String,
+    pub pod_logs_dir: PathBuf,
+    pub runtime_root: PathBuf,
+    pub bridge_name: String,
+    pub log_max_size: u64,
+    pub log_max_files: usize,
+}
+
+/// The kubelet's shared state.
+pub struct Kubelet {
+    pub cfg: Config,
+    pub client: kube::Client,
+    pub bridge: OnceLock<Bridge>,
+    pub backoff: Mutex<HashMap<(String, String), pods::Backoff>>,
+    pub registries: crate::image::config::RegistriesConfig,
+}
+
+impl std::fmt::Debug for Kubelet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kubelet")
+            .field("node", &self.cfg.node_name)
+            .finish()
+    }
+}
+
+/// Runs the kubelet until the process ends.
+pub async fn run(cfg: Config, client: kube::Client) -> anyhow::Result<()> {
+    let registries_path = cfg.data_dir.join("agent/etc/registries.yaml");
+    let registries = if registries_path.exists() {
+        crate::image::config::RegistriesConfig::load(&registries_path)?
+    } else {
+        crate::image::config::RegistriesConfig::default()
+    };
+    {
+        let d = cfg.data_dir.clone();
+        match tokio::task::spawn_blocking(move || crate::image::import_dir_tarballs(&d)).await? {
+            Ok(imported) if !imported.is_empty() => {
+                tracing::info!(images = imported.len(), "imported the air-gap images")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "air-gap images"),
+        }
+    }
+    let k = Arc::new(Kubelet {
+        cfg: cfg.clone(),
+        client: client.clone(),
+        bridge: OnceLock::new(),
+        backoff: Mutex::new(HashMap::new()),
+        registries,
+    });
+    let nodes: Api<Node> = Api::all(client.clone());
+    let node = loop {
+        match node::register(&nodes, &cfg).await {
+            Ok(n) => break n,
+            Err(e) => {
+                tracing::warn!(error = %e, "registering the node; retrying");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+    };
+    tracing::info!(node = %cfg.node_name, "node registered");
+    // The pod range comes from the server (its node IPAM controller).
+    let cidr = loop {
+        match nodes.get(&cfg.node_name).await {
+            Ok(n) => {
+                if let Some(c) = n.spec.and_then(|s| s.pod_cidr) {
+                    break c;
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "waiting for the node's podCIDR"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let range: Cidr = cidr
+        .parse()
+        .map_err(|e| anyhow::anyhow!("podCIDR {cidr}: {e}"))?;
+    let (name, ipam_dir) = (cfg.bridge_name.clone(), cfg.data_dir.join("agent/ipam"));
+    let bridge =
+        tokio::task::spawn_blocking(move || Bridge::ensure(&name, range, &ipam_dir)).await??;
+    let _ = k.bridge.set(bridge);
+    node::post_status(&nodes, &cfg, true).await?;
+    tracing::info!(node = %cfg.node_name, podcidr = %cidr, "node ready");
+
+    let leases: Api<Lease> = Api::namespaced(client.clone(), node::LEASE_NAMESPACE);
+    let (cfg2, node2) = (cfg.clone(), node.clone());
+    tokio::spawn(async move {
+        let mut last_status = tokio::time::Instant::now();
+        loop {
+            if let Err(e) = node::renew_lease(&leases, &cfg2, &node2).await {
+                tracing::warn!(error = %e, "renewing the node lease");
+            }
+            if last_status.elapsed() >= node::STATUS_EVERY {
+                if let Err(e) = node::post_status(&nodes, &cfg2, true).await {
+                    tracing::warn!(error = %e, "posting node status");
+                }
+                last_status = tokio::time::Instant::now();
+            }
+            tokio::time::sleep(node::LEASE_RENEW).await;
+        }
+    });
+
+    let pods: Api<Pod> = Api::all(client.clone());
+    let wc = watcher::Config::default().fields(&format!("spec.nodeName={}", cfg.node_name));
+    let (trigger, triggered) = futures::channel::mpsc::unbounded::<ObjectRef<Pod>>();
+    let controller = Controller::new(pods, wc);
+    let store = controller.store();
+    tokio::spawn(lifecycle_events(k.clone(), store, trigger));
+    controller
+        .reconcile_on(triggered)
+        .run(pods::reconcile, error_policy, k)
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "pod reconcile");
+            }
+        })
+        .await;
+    Ok(())
+}
+
+fn error_policy(pod: Arc<Pod>, e: &pods::Error, _k: Arc<Kubelet>) -> Action {
+    tracing::warn!(pod = ?pod.metadata.name, error = %e, "pod sync failed; retrying");
+    Action::requeue(Duration::from_secs(2))
+}
+
+/// Every second: wakes the reconcile of each pod whose containers' records changed (an exit,
+/// a start), and tears down what is left of pods no longer in the API.
+async fn lifecycle_events(
+    k: Arc<Kubelet>,
+    store: kube::runtime::reflector::Store<Pod>,
+    trigger: futures::channel::mpsc::UnboundedSender<ObjectRef<Pod>>,
+) {
+    if store.wait_until_ready().await.is_err() {
+        return;
+    }
+    let mut seen: HashMap<String, String> = HashMap::new();
+    let pods_dir = k.cfg.data_dir.join("agent/pods");
+    let mut ticks = 0u64;
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        ticks += 1;
+        let dirs: Vec<PathBuf> = std::fs::read_dir(&pods_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        let known: HashMap<String, Arc<Pod>> = store
+            .state()
+            .into_iter()
+            .filter_map(|p| p.metadata.uid.clone().map(|u| (u, p)))
+            .collect();
+        for dir in dirs {
+            let uid = dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let Ok(meta) = std::fs::read(dir.join(pods::META))
+                .map_err(|_| ())
+                .and_then(|b| serde_json::from_slice::<pods::PodMeta>(&b).map_err(|_| ()))
+            else {
+                continue;
+            };
+            if !known.contains_key(&uid) {
+                // A pod created just now may not have reached our watch yet.
+                if ticks < 3 {
+                    continue;
+                }
+                tracing::info!(pod = %meta.name, namespace = %meta.namespace, "pod gone from the API: removing what is left");
+                let (k2, d2, u2) = (k.clone(), dir.clone(), uid.clone());
+                let _ = tokio::task::spawn_blocking(move || k2.teardown(&u2, &d2)).await;
+                seen.remove(&uid);
+                continue;
+            }
+            let digest: String = crate::shim::read_records(&dir)
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{}:{}:{};",
+                        r.id,
+                        r.finished_at.as_deref().unwrap_or("-"),
+                        r.exit_code.unwrap_or(-1)
+                    )
+                })
+                .collect();
+            if seen.get(&uid) != Some(&digest) {
+                if seen.insert(uid.clone(), digest).is_some() {
+                    let _ =
+                        trigger.unbounded_send(ObjectRef::new(&meta.name).within(&meta.namespace));
+                }
+            }
+        }
+    }
+}

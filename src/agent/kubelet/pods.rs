@@ -1,0 +1,828 @@
+//! The pod worker: one reconcile of one pod bound to this node. It makes what the pod asks for
+//! true on the host (sandbox, network, containers in order, restarts with back-off), reports
+//! the status, and on deletion stops everything, cleans up, and finishes the API delete.
+//! Everything it learns about containers comes from the shim's records, so a restarted agent
+//! picks up where the last one was.
+
+use k8s_openapi::api::core::v1::{Container, Pod};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::runtime::controller::Action;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::status::{self, Observed, Waiting};
+use super::{spec, Kubelet};
+use crate::shim::{self, protocol::Record, protocol::Request, protocol::RunRequest};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("kube: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("{0}")]
+    Node(String),
+}
+
+/// The pod's identity kept in its directory, so housekeeping can name a pod whose object is
+/// gone.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct PodMeta {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    #[serde(default)]
+    pub qos: String,
+}
+
+pub const META: &str = "pod.json";
+
+/// Restart back-off of one container.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    pub delay: Duration,
+    pub until: Instant,
+}
+
+pub const BACKOFF_INITIAL: Duration = Duration::from_secs(10);
+pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// A container that ran this long starts its back-off afresh.
+pub const BACKOFF_RESET: Duration = Duration::from_secs(600);
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Error> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Node(format!("worker thread: {e}")))
+}
+
+fn uid_of(pod: &Pod) -> String {
+    pod.metadata.uid.clone().unwrap_or_default()
+}
+
+pub async fn reconcile(pod: Arc<Pod>, k: Arc<Kubelet>) -> Result<Action, Error> {
+    let uid = uid_of(&pod);
+    if uid.is_empty() {
+        return Ok(Action::await_change());
+    }
+    let dir = k.pod_dir(&uid);
+    if pod.metadata.deletion_timestamp.is_some() {
+        return terminate(&pod, &k, &dir).await;
+    }
+    let phase = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.clone())
+        .unwrap_or_default();
+    if matches!(phase.as_str(), "Succeeded" | "Failed") && !dir.exists() {
+        // Finished before this agent knew it (or after its sandbox was cleaned): nothing to do.
+        return Ok(Action::await_change());
+    }
+
+    let mut obs = Observed {
+        host_ip: k.cfg.node_ip.clone(),
+        ..Default::default()
+    };
+    // The sandbox: shim, namespaces, network, /etc files.
+    let sandbox = {
+        let (k2, pod2, dir2) = (k.clone(), pod.clone(), dir.clone());
+        blocking(move || k2.ensure_sandbox(&pod2, &dir2)).await?
+    };
+    match sandbox {
+        Ok(ip) => {
+            obs.pod_ip = Some(ip);
+            obs.sandbox_ready = true;
+        }
+        Err(e) => {
+            tracing::warn!(pod = %name_of(&pod), error = %e, "sandbox");
+            for c in all_containers(&pod) {
+                obs.waiting.insert(
+                    c.name.clone(),
+                    Waiting {
+                        reason: "ContainerCreating".into(),
+                        message: Some(format!("failed to create pod sandbox: {e}")),
+                    },
+                );
+            }
+            k.report(&pod, &[], &obs).await?;
+            return Ok(Action::requeue(Duration::from_secs(5)));
+        }
+    }
+    obs.started = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.start_time.as_ref())
+        .map(|t| t.0.to_string());
+    if obs.started.is_none() {
+        obs.started = Some(chrono::Utc::now().to_rfc3339());
+    }
+
+    let mut records = shim::read_records(&dir);
+    let spec = pod.spec.clone().unwrap_or_default();
+    let policy = spec
+        .restart_policy
+        .clone()
+        .unwrap_or_else(|| "Always".into());
+    let mut next: Option<Duration> = None;
+    let mut soonest = |d: Duration| next = Some(next.map_or(d, |n: Duration| n.min(d)));
+
+    // Init containers, in order; a restartable one (a sidecar) only has to have started.
+    let mut initialized = true;
+    for c in spec.init_containers.iter().flatten() {
+        let sidecar = c.restart_policy.as_deref() == Some("Always");
+        let last = latest(&records, &c.name).cloned();
+        match last {
+            Some(r) if r.running() => {
+                if sidecar {
+                    continue;
+                }
+                initialized = false;
+                break;
+            }
+            Some(r) if r.exit_code == Some(0) && !sidecar => continue,
+            Some(r) => {
+                let init_policy = if sidecar {
+                    "Always"
+                } else if policy == "Never" {
+                    "Never"
+                } else {
+                    "OnFailure"
+                };
+                if !should_restart(init_policy, &r) {
+                    initialized = false;
+                    break;
+                }
+                if let Some(wait) = k.backoff_wait(&uid, c, &r, &pod, &mut obs) {
+                    soonest(wait);
+                    initialized = false;
+                    break;
+                }
+                k.start(&pod, c, r.attempt + 1, &dir, &mut obs).await;
+                if !sidecar {
+                    initialized = false;
+                    break;
+                }
+            }
+            None => {
+                k.start(&pod, c, 0, &dir, &mut obs).await;
+                if !sidecar {
+                    initialized = false;
+                    break;
+                }
+            }
+        }
+    }
+    if initialized {
+        for c in &spec.containers {
+            let last = latest(&records, &c.name).cloned();
+            match last {
+                Some(r) if r.running() => {}
+                Some(r) => {
+                    if should_restart(&policy, &r) {
+                        if let Some(wait) = k.backoff_wait(&uid, c, &r, &pod, &mut obs) {
+                            soonest(wait);
+                        } else {
+                            k.start(&pod, c, r.attempt + 1, &dir, &mut obs).await;
+                        }
+                    }
+                }
+                None => k.start(&pod, c, 0, &dir, &mut obs).await,
+            }
+        }
+    } else {
+        for c in &spec.containers {
+            obs.waiting.entry(c.name.clone()).or_insert(Waiting {
+                reason: "PodInitializing".into(),
+                message: None,
+            });
+        }
+    }
+    for c in all_containers(&pod) {
+        if obs
+            .waiting
+            .get(&c.name)
+            .is_some_and(|w| w.reason != "CrashLoopBackOff" && w.reason != "PodInitializing")
+        {
+            // A start that failed is retried after a while.
+            soonest(Duration::from_secs(5));
+        }
+        if latest(&records, &c.name).is_none() && !obs.waiting.contains_key(&c.name) {
+            // Not started yet (waiting behind an init container).
+        }
+    }
+    records = shim::read_records(&dir);
+    {
+        let dir2 = dir.clone();
+        let keep = records.clone();
+        blocking(move || prune_old(&dir2, &keep)).await?;
+    }
+    k.report(&pod, &records, &obs).await?;
+    Ok(match next {
+        Some(d) => Action::requeue(d),
+        None => Action::requeue(Duration::from_secs(300)),
+    })
+}
+
+fn name_of(pod: &Pod) -> String {
+    format!(
+        "{}/{}",
+        pod.metadata.namespace.as_deref().unwrap_or(""),
+        pod.metadata.name.as_deref().unwrap_or("")
+    )
+}
+
+pub fn all_containers(pod: &Pod) -> Vec<Container> {
+    let spec = pod.spec.clone().unwrap_or_default();
+    spec.init_containers
+        .into_iter()
+        .flatten()
+        .chain(spec.containers)
+        .collect()
+}
+
+fn latest<'a>(records: &'a [Record], name: &str) -> Option<&'a Record> {
+    records
+        .iter()
+        .filter(|r| r.name == name)
+        .max_by_key(|r| r.attempt)
+}
+
+fn should_restart(policy: &str, r: &Record) -> bool {
+    match policy {
+        "Always" => true,
+        "OnFailure" => r.exit_code != Some(0),
+        _ => false,
+    }
+}
+
+/// Keeps the newest two starts of each container (the current one and the one
+/// `kubectl logs --previous` reads); older ones are deleted with their roots.
+fn prune_old(dir: &Path, records: &[Record]) {
+    let mut by_name: BTreeMap<&str, Vec<&Record>> = BTreeMap::new();
+    for r in records {
+        by_name.entry(&r.name).or_default().push(r);
+    }
+    for (_, mut rs) in by_name {
+        rs.sort_by_key(|r| r.attempt);
+        let n = rs.len();
+        for r in rs.into_iter().take(n.saturating_sub(2)) {
+            if r.running() {
+                continue;
+            }
+            let _ = shim::client::call(dir, &Request::Remove { id: r.id.clone() });
+            let _ = crate::image::rootfs::remove(&dir.join("rootfs").join(&r.id));
+            let _ = std::fs::remove_file(&r.log_path);
+        }
+    }
+}
+
+impl Kubelet {
+    pub fn pod_dir(&self, uid: &str) -> PathBuf {
+        self.cfg.data_dir.join("agent/pods").join(uid)
+    }
+
+    fn log_dir(&self, pod: &Pod) -> PathBuf {
+        self.cfg.pod_logs_dir.join(format!(
+            "{}_{}_{}",
+            pod.metadata.namespace.as_deref().unwrap_or("default"),
+            pod.metadata.name.as_deref().unwrap_or(""),
+            uid_of(pod)
+        ))
+    }
+
+    /// Starts (or finds) the pod's shim and network; returns the pod's IP.
+    fn ensure_sandbox(&self, pod: &Pod, dir: &Path) -> Result<String, String> {
+        let host_network = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.host_network)
+            .unwrap_or(false);
+        let uid = uid_of(pod);
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        let meta = PodMeta {
+            namespace: pod.metadata.namespace.clone().unwrap_or_default(),
+            name: pod.metadata.name.clone().unwrap_or_default(),
+            uid: uid.clone(),
+            qos: status::qos_class(pod),
+        };
+        if !dir.join(META).exists() {
+            std::fs::write(
+                dir.join(META),
+                serde_json::to_vec(&meta).unwrap_or_default(),
+            )
+            .map_err(|e| e.to_string())?;
+        }
+        let hostname = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.hostname.clone())
+            .or_else(|| pod.metadata.name.clone())
+            .unwrap_or_default();
+        if !shim::client::alive(dir) {
+            if !shim::read_records(dir).is_empty() {
+                // The shim died with the pod's namespaces: its containers are gone. Their
+                // records stay for the status; new starts go into a new sandbox.
+                tracing::warn!(pod = %meta.name, "pod sandbox lost; making a new one");
+            }
+            let args = shim::ShimArgs {
+                dir: dir.to_path_buf(),
+                runtime_root: self.cfg.runtime_root.clone(),
+                new_netns: !host_network,
+                new_ipc: !pod.spec.as_ref().and_then(|s| s.host_ipc).unwrap_or(false),
+                new_uts: !host_network,
+                hostname: Some(hostname.clone()),
+                log_max_size: self.cfg.log_max_size,
+                log_max_files: self.cfg.log_max_files,
+                detach: true,
+            };
+            shim::launch(&args).map_err(|e| e.to_string())?;
+        }
+        let ip = if host_network {
+            self.cfg.node_ip.clone()
+        } else {
+            let pid: i32 = std::fs::read_to_string(dir.join(shim::PID_FILE))
+                .map_err(|e| e.to_string())?
+                .trim()
+                .parse()
+                .map_err(|_| "bad shim pid file".to_string())?;
+            let ns =
+                std::fs::File::open(format!("/proc/{pid}/ns/net")).map_err(|e| e.to_string())?;
+            let bridge = self.bridge.get().ok_or("pod network not ready")?;
+            let att = bridge
+                .attach(&uid, std::os::fd::AsFd::as_fd(&ns))
+                .map_err(|e| format!("pod network: {e}"))?;
+            att.ip.to_string()
+        };
+        self.write_etc_files(pod, dir, &ip, &hostname, host_network)?;
+        Ok(ip)
+    }
+
+    fn write_etc_files(
+        &self,
+        pod: &Pod,
+        dir: &Path,
+        ip: &str,
+        hostname: &str,
+        host_network: bool,
+    ) -> Result<(), String> {
+        let etc = dir.join("etc");
+        std::fs::create_dir_all(&etc).map_err(|e| e.to_string())?;
+        let spec = pod.spec.clone().unwrap_or_default();
+        let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let mut hosts = String::from("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n");
+        if !host_network {
+            match &spec.subdomain {
+                Some(sub) if !sub.is_empty() => hosts.push_str(&format!(
+                    "{ip}\t{hostname}.{sub}.{ns}.svc.{}\t{hostname}\n",
+                    self.cfg.cluster_domain
+                )),
+                _ => hosts.push_str(&format!("{ip}\t{hostname}\n")),
+            }
+        }
+        for a in spec.host_aliases.iter().flatten() {
+            if let Some(names) = &a.hostnames {
+                hosts.push_str(&format!(
+                    "\n# Entries added by HostAliases.\n{}\t{}\n",
+                    a.ip,
+                    names.join("\t")
+                ));
+            }
+        }
+        let policy = spec.dns_policy.as_deref().unwrap_or("ClusterFirst");
+        let cluster_first = match policy {
+            "ClusterFirst" => !host_network,
+            "ClusterFirstWithHostNet" => true,
+            _ => false,
+        };
+        let mut resolv = String::new();
+        let (mut servers, mut searches, mut options): (Vec<String>, Vec<String>, Vec<String>) =
+            if cluster_first {
+                (
+                    vec![self.cfg.cluster_dns.clone()],
+                    vec![
+                        format!("{ns}.svc.{}", self.cfg.cluster_domain),
+                        format!("svc.{}", self.cfg.cluster_domain),
+                        self.cfg.cluster_domain.clone(),
+                    ],
+                    vec!["ndots:5".into()],
+                )
+            } else if policy == "None" {
+                (vec![], vec![], vec![])
+            } else {
+                host_resolv()
+            };
+        if let Some(c) = &spec.dns_config {
+            servers.extend(c.nameservers.clone().unwrap_or_default());
+            searches.extend(c.searches.clone().unwrap_or_default());
+            for o in c.options.iter().flatten() {
+                let name = o.name.clone().unwrap_or_default();
+                options.retain(|x| x.split(':').next() != Some(&name));
+                options.push(match &o.value {
+                    Some(v) => format!("{name}:{v}"),
+                    None => name,
+                });
+            }
+        }
+        if !searches.is_empty() {
+            resolv.push_str(&format!("search {}\n", searches.join(" ")));
+        }
+        for s in &servers {
+            resolv.push_str(&format!("nameserver {s}\n"));
+        }
+        if !options.is_empty() {
+            resolv.push_str(&format!("options {}\n", options.join(" ")));
+        }
+        let host_name = if host_network {
+            nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        } else {
+            hostname.to_string()
+        };
+        for (f, text) in [
+            ("hosts", hosts),
+            ("resolv.conf", resolv),
+            ("hostname", format!("{host_name}\n")),
+        ] {
+            std::fs::write(etc.join(f), text).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// The wait left before `c` may start again, with the CrashLoopBackOff waiting state set;
+    /// `None` when it may start now (the back-off then grows for the next time).
+    fn backoff_wait(
+        &self,
+        uid: &str,
+        c: &Container,
+        r: &Record,
+        pod: &Pod,
+        obs: &mut Observed,
+    ) -> Option<Duration> {
+        let key = (uid.to_string(), c.name.clone());
+        let mut table = self.backoff.lock().expect("backoff lock");
+        let now = Instant::now();
+        let ran = match (
+            chrono::DateTime::parse_from_rfc3339(&r.started_at),
+            r.finished_at
+                .as_deref()
+                .map(chrono::DateTime::parse_from_rfc3339),
+        ) {
+            (Ok(a), Some(Ok(b))) => (b - a).to_std().unwrap_or_default(),
+            _ => Duration::ZERO,
+        };
+        match table.get(&key).copied() {
+            Some(b) if ran < BACKOFF_RESET && now < b.until => {
+                let left = b.until - now;
+                obs.waiting.insert(
+                    c.name.clone(),
+                    Waiting {
+                        reason: "CrashLoopBackOff".into(),
+                        message: Some(format!(
+                            "back-off {}s restarting failed container={} pod={}_{}({})",
+                            b.delay.as_secs(),
+                            c.name,
+                            pod.metadata.name.as_deref().unwrap_or(""),
+                            pod.metadata.namespace.as_deref().unwrap_or(""),
+                            uid
+                        )),
+                    },
+                );
+                Some(left)
+            }
+            prior => {
+                let delay = match prior {
+                    Some(b) if ran < BACKOFF_RESET => (b.delay * 2).min(BACKOFF_MAX),
+                    _ => BACKOFF_INITIAL,
+                };
+                // The next restart waits `delay` from this one.
+                table.insert(
+                    key,
+                    Backoff {
+                        delay,
+                        until: now + delay,
+                    },
+                );
+                None
+            }
+        }
+    }
+
+    /// Starts start number `attempt` of container `c`; a failure becomes its waiting state.
+    async fn start(&self, pod: &Pod, c: &Container, attempt: u32, dir: &Path, obs: &mut Observed) {
+        if let Err(w) = self.try_start(pod, c, attempt, dir, obs).await {
+            tracing::info!(pod = %name_of(pod), container = %c.name, reason = %w.reason, message = ?w.message, "container not started");
+            obs.waiting.insert(c.name.clone(), w);
+        }
+    }
+
+    async fn try_start(
+        &self,
+        pod: &Pod,
+        c: &Container,
+        attempt: u32,
+        dir: &Path,
+        obs: &mut Observed,
+    ) -> Result<(), Waiting> {
+        let w = |reason: &str, message: String| Waiting {
+            reason: reason.into(),
+            message: Some(message),
+        };
+        let image_name = c.image.clone().unwrap_or_default();
+        if image_name.is_empty() {
+            return Err(w("InvalidImageName", "no image given".into()));
+        }
+        let policy = c.image_pull_policy.clone().unwrap_or_else(|| {
+            if image_name.ends_with(":latest")
+                || !image_name.rsplit('/').next().unwrap_or("").contains(':')
+            {
+                "Always".into()
+            } else {
+                "IfNotPresent".into()
+            }
+        });
+        let opts = crate::image::pull::PullOptions {
+            registries: self.registries.clone(),
+            progress: false,
+        };
+        let present = {
+            let d = self.cfg.data_dir.clone();
+            let n = image_name.clone();
+            blocking(move || {
+                crate::image::Store::open(&d)
+                    .map(|s| crate::image::find(&s, &n).is_ok())
+                    .unwrap_or(false)
+            })
+            .await
+            .unwrap_or(false)
+        };
+        let prepared = if policy == "Never" && !present {
+            return Err(w(
+                "ErrImageNeverPull",
+                format!(
+                    "Container image \"{image_name}\" is not present with pull policy of Never"
+                ),
+            ));
+        } else {
+            // An image already here is used as is unless the policy is Always and the registry
+            // answers; with no registry reachable a present image still runs.
+            let always = policy == "Always" && !present;
+            match crate::image::ensure(&self.cfg.data_dir, &image_name, always, &opts).await {
+                Ok(p) => p,
+                Err(e) if policy == "Always" && present => {
+                    tracing::debug!(error = %e, "pull failed; using the image present");
+                    let d = self.cfg.data_dir.clone();
+                    let n = image_name.clone();
+                    blocking(move || crate::image::prepare(&d, &n))
+                        .await
+                        .map_err(|e| w("ErrImagePull", e.to_string()))?
+                        .map_err(|e| w("ErrImagePull", e.to_string()))?
+                }
+                Err(e) => {
+                    return Err(w(
+                        "ErrImagePull",
+                        format!("failed to pull and unpack image \"{image_name}\": {e:#}"),
+                    ))
+                }
+            }
+        };
+        obs.images.insert(
+            c.name.clone(),
+            (
+                prepared.name.clone(),
+                format!(
+                    "{}@{}",
+                    prepared.name.split(':').next().unwrap_or(&prepared.name),
+                    prepared.digest
+                ),
+            ),
+        );
+        let env = super::inputs::env(&self.client, pod, c, obs.pod_ip.as_deref(), &obs.host_ip)
+            .await
+            .map_err(|e| w("CreateContainerConfigError", e))?;
+        let volumes =
+            super::inputs::volumes(&self.client, pod, dir, obs.pod_ip.as_deref(), &obs.host_ip)
+                .await
+                .map_err(|e| w("ContainerCreating", e))?;
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let qos = status::qos_class(pod);
+        let uid = uid_of(pod);
+        let cgroup = match qos.as_str() {
+            "Guaranteed" => format!("/kubepods/pod{uid}/{id}"),
+            q => format!("/kubepods/{}/pod{uid}/{id}", q.to_ascii_lowercase()),
+        };
+        let log_path = self
+            .log_dir(pod)
+            .join(&c.name)
+            .join(format!("{attempt}.log"));
+        let (pod2, c2, dir2) = (pod.clone(), c.clone(), dir.to_path_buf());
+        let started = blocking(move || -> Result<(), Waiting> {
+            let bundle = dir2.join("rootfs").join(&id);
+            let rootfs = crate::image::rootfs::mount(&prepared.lower_dirs, &bundle)
+                .map_err(|e| w("CreateContainerError", e.to_string()))?;
+            let term = bundle.join("termination-log");
+            let _ = std::fs::write(&term, b"");
+            let inputs = spec::Inputs {
+                image_user: image_user(&rootfs, prepared.config.user.as_deref()),
+                rootfs,
+                env,
+                etc_files: ["hosts", "hostname", "resolv.conf"]
+                    .iter()
+                    .map(|f| (format!("/etc/{f}"), dir2.join("etc").join(f)))
+                    .collect(),
+                volumes,
+                cgroups_path: cgroup,
+                termination_log: Some(term),
+            };
+            let spec = spec::build(&pod2, &c2, &prepared.config, &inputs)
+                .map_err(|e| w("CreateContainerConfigError", e.to_string()))?;
+            let req = Request::Run(RunRequest {
+                id: id.clone(),
+                name: c2.name.clone(),
+                attempt,
+                bundle: bundle.clone(),
+                spec,
+                log_path,
+            });
+            shim::client::call(&dir2, &req).map_err(|e| {
+                let _ = crate::image::rootfs::remove(&bundle);
+                w("RunContainerError", e.to_string())
+            })?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| w("RunContainerError", e.to_string()))?;
+        started
+    }
+
+    /// Publishes the pod's status if it changed.
+    async fn report(&self, pod: &Pod, records: &[Record], obs: &Observed) -> Result<(), Error> {
+        let st = status::pod_status(pod, records, obs);
+        if !status::differs(pod.status.as_ref(), &st) {
+            return Ok(());
+        }
+        let api: Api<Pod> = Api::namespaced(
+            self.client.clone(),
+            pod.metadata.namespace.as_deref().unwrap_or("default"),
+        );
+        let body = serde_json::json!({"status": st});
+        match api
+            .patch_status(
+                pod.metadata.name.as_deref().unwrap_or(""),
+                &PatchParams::default(),
+                &Patch::Merge(&body),
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// uid/gid of an image's named user from its /etc/passwd (numeric users need no lookup).
+fn image_user(rootfs: &Path, user: Option<&str>) -> Option<(u32, u32)> {
+    let user = user.filter(|u| !u.is_empty())?;
+    let (name, group) = user.split_once(':').unwrap_or((user, ""));
+    if name.parse::<u32>().is_ok() && (group.is_empty() || group.parse::<u32>().is_ok()) {
+        return None;
+    }
+    let passwd = std::fs::read_to_string(rootfs.join("etc/passwd")).ok()?;
+    let (uid, gid) = passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() > 3 && (f[0] == name || f[2] == name))
+            .then(|| (f[2].parse().ok(), f[3].parse().ok()))
+    })?;
+    let mut gid: u32 = gid?;
+    if !group.is_empty() {
+        gid = group.parse().ok().or_else(|| {
+            let groups = std::fs::read_to_string(rootfs.join("etc/group")).ok()?;
+            groups.lines().find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.len() > 2 && f[0] == group)
+                    .then(|| f[2].parse().ok())
+                    .flatten()
+            })
+        })?;
+    }
+    Some((uid?, gid))
+}
+
+fn host_resolv() -> (Vec<String>, Vec<String>, Vec<String>) {
+    let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let (mut s, mut d, mut o) = (Vec::new(), Vec::new(), Vec::new());
+    for l in text.lines() {
+        let mut w = l.split_whitespace();
+        match w.next() {
+            Some("nameserver") => s.extend(w.map(str::to_string)),
+            Some("search") | Some("domain") => d.extend(w.map(str::to_string)),
+            Some("options") => o.extend(w.map(str::to_string)),
+            _ => {}
+        }
+    }
+    (s, d, o)
+}
+
+/// Graceful stop of a pod being deleted: SIGTERM (the image's stop signal), the grace period,
+/// SIGKILL; then the sandbox goes and the API delete is finished.
+async fn terminate(pod: &Pod, k: &Arc<Kubelet>, dir: &Path) -> Result<Action, Error> {
+    let grace = pod
+        .metadata
+        .deletion_grace_period_seconds
+        .or_else(|| {
+            pod.spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds)
+        })
+        .unwrap_or(30)
+        .max(0) as u64;
+    if dir.exists() {
+        let dir2 = dir.to_path_buf();
+        blocking(move || {
+            for r in shim::read_records(&dir2).iter().filter(|r| r.running()) {
+                let _ = shim::client::call(
+                    &dir2,
+                    &Request::Kill {
+                        id: r.id.clone(),
+                        signal: libc::SIGTERM,
+                    },
+                );
+            }
+        })
+        .await?;
+        let deadline = Instant::now() + Duration::from_secs(grace);
+        while Instant::now() < deadline && shim::read_records(dir).iter().any(Record::running) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let (k2, dir2, uid) = (k.clone(), dir.to_path_buf(), uid_of(pod));
+        blocking(move || k2.teardown(&uid, &dir2)).await?;
+    }
+    let _ = std::fs::remove_dir_all(k.log_dir(pod));
+    let api: Api<Pod> = Api::namespaced(
+        k.client.clone(),
+        pod.metadata.namespace.as_deref().unwrap_or("default"),
+    );
+    let dp = DeleteParams {
+        grace_period_seconds: Some(0),
+        preconditions: Some(Preconditions {
+            uid: pod.metadata.uid.clone(),
+            resource_version: None,
+        }),
+        ..Default::default()
+    };
+    match api
+        .delete(pod.metadata.name.as_deref().unwrap_or(""), &dp)
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+        Err(e) => return Err(e.into()),
+    }
+    k.backoff
+        .lock()
+        .expect("backoff lock")
+        .retain(|(u, _), _| *u != uid_of(pod));
+    Ok(Action::await_change())
+}
+
+impl Kubelet {
+    /// Removes everything the pod had on this node: containers (via the shim's shutdown), the
+    /// veth and address, roots, volumes, the pod cgroup and the pod's directory.
+    pub fn teardown(&self, uid: &str, dir: &Path) {
+        if shim::client::alive(dir) {
+            let _ = shim::client::call(dir, &Request::Shutdown);
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while dir.join(shim::SOCKET).exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        if let Some(b) = self.bridge.get() {
+            if let Err(e) = b.detach(uid) {
+                tracing::warn!(uid, error = %e, "removing the pod's network");
+            }
+        }
+        if let Ok(entries) = std::fs::read_dir(dir.join("rootfs")) {
+            for e in entries.flatten() {
+                let _ = crate::image::rootfs::remove(&e.path());
+            }
+        }
+        if let Ok(entries) = std::fs::read_dir(dir.join("volumes/empty-dir")) {
+            for e in entries.flatten() {
+                if crate::image::rootfs::is_mounted(&e.path()) {
+                    let _ = nix::mount::umount2(&e.path(), nix::mount::MntFlags::MNT_DETACH);
+                }
+            }
+        }
+        for q in ["", "burstable/", "besteffort/"] {
+            let path = format!("/kubepods/{q}pod{uid}");
+            if let Ok(cg) = crate::runtime::cgroups::Cgroup::open(&path) {
+                let _ = cg.destroy();
+            }
+        }
+        if let Err(e) = std::fs::remove_dir_all(dir) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(uid, error = %e, "removing the pod directory");
+            }
+        }
+    }
+}
