@@ -22,6 +22,8 @@ pub enum Command {
     /// The per-pod monitor that is the parent of a pod's containers (started by the agent).
     #[command(hide = true)]
     Shim(crate::shim::ShimArgs),
+    /// Stop every pod of this node and remove their network, mounts and cgroups.
+    Killall(crate::agent::KillallArgs),
     /// Manage the node's image store: import, pull, list, remove.
     Image(crate::image::cli::ImageArgs),
 }

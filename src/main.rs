@@ -51,6 +51,7 @@ fn run() -> std::convert::Infallible {
         Command::Server(args) => nanokube::server::run(args),
         Command::Agent(args) => nanokube::agent::run(args),
         Command::Shim(args) => nanokube::shim::run(args),
+        Command::Killall(args) => nanokube::agent::killall(args),
     })
 }
 

@@ -176,3 +176,36 @@ pub fn run(args: AgentArgs) -> anyhow::Result<i32> {
     })?;
     Ok(0)
 }
+
+#[derive(Debug, Args)]
+pub struct KillallArgs {
+    /// The agent's data directory.
+    #[arg(long, default_value = "/var/lib/nanokube")]
+    pub data_dir: PathBuf,
+    /// The pods' bridge, removed last.
+    #[arg(long, default_value = "cni0")]
+    pub bridge_name: String,
+}
+
+/// `nanokube killall` (k3s-killall.sh): stops every pod of this node and removes their
+/// containers, network, mounts and cgroups, then the bridge and the address records. The
+/// images and the cluster's data stay.
+pub fn killall(args: KillallArgs) -> anyhow::Result<i32> {
+    let pods = args.data_dir.join("agent/pods");
+    let mut n = 0;
+    for e in std::fs::read_dir(&pods).into_iter().flatten().flatten() {
+        let uid = e.file_name().to_string_lossy().into_owned();
+        kubelet::pods::teardown(&uid, &e.path(), None);
+        n += 1;
+    }
+    let mut nl = crate::network::netlink::Netlink::open()?;
+    if let Some(l) = nl.link(&args.bridge_name)? {
+        nl.delete_link(l.index)?;
+    }
+    let _ = std::fs::remove_dir_all(args.data_dir.join("agent/ipam"));
+    eprintln!(
+        "stopped {n} pods; removed bridge {} and the pod address records",
+        args.bridge_name
+    );
+    Ok(0)
+}

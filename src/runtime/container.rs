@@ -528,6 +528,12 @@ impl Runtime {
             // The init still waits for our word: there is nothing to hear from it.
             return Err(e);
         }
+        if sent.is_err() {
+            // The init may be waiting for the word we failed to give: stop it, so that the
+            // receive below ends with its own error (if it had one first) or end of file.
+            // SAFETY: plain kill(2) of our own child, which has not been reaped.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
         let (mut msg, mut fds) = match (parent.recv(), sent) {
             (Ok((Message::Error { message }, _)), _) => return Err(Error::Init(message)),
             (_, Err(e)) => return Err(e),

@@ -112,8 +112,8 @@ pub fn launch(args: &ShimArgs) -> Result<i32, Error> {
         .append(true)
         .open(args.dir.join(LOG))
         .map_err(io("shim log"))?;
-    let exe = std::fs::read_link("/proc/self/exe").map_err(io("own executable"))?;
-    let mut cmd = std::process::Command::new(exe);
+    // Our own image, even when the file was replaced by an upgrade since we started.
+    let mut cmd = std::process::Command::new("/proc/self/exe");
     cmd.arg("shim")
         .arg("--dir")
         .arg(&args.dir)

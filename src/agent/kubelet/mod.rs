@@ -168,9 +168,6 @@ async fn lifecycle_events(
     store: kube::runtime::reflector::Store<Pod>,
     trigger: futures::channel::mpsc::UnboundedSender<ObjectRef<Pod>>,
 ) {
-    if store.wait_until_ready().await.is_err() {
-        return;
-    }
     let mut seen: HashMap<String, String> = HashMap::new();
     let pods_dir = k.cfg.data_dir.join("agent/pods");
     let mut ticks = 0u64;
@@ -200,8 +197,9 @@ async fn lifecycle_events(
                 continue;
             };
             if !known.contains_key(&uid) {
-                // A pod created just now may not have reached our watch yet.
-                if ticks < 3 {
+                // Until the watch has listed (and for a pod created just now) the store may not
+                // know a pod that exists.
+                if ticks < 5 {
                     continue;
                 }
                 tracing::info!(pod = %meta.name, namespace = %meta.namespace, "pod gone from the API: removing what is left");
@@ -221,11 +219,10 @@ async fn lifecycle_events(
                     )
                 })
                 .collect();
+            // First sight counts as a change: an exit may have come before this loop saw the pod.
             if seen.get(&uid) != Some(&digest) {
-                if seen.insert(uid.clone(), digest).is_some() {
-                    let _ =
-                        trigger.unbounded_send(ObjectRef::new(&meta.name).within(&meta.namespace));
-                }
+                seen.insert(uid.clone(), digest);
+                let _ = trigger.unbounded_send(ObjectRef::new(&meta.name).within(&meta.namespace));
             }
         }
     }

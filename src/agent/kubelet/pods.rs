@@ -786,43 +786,76 @@ async fn terminate(pod: &Pod, k: &Arc<Kubelet>, dir: &Path) -> Result<Action, Er
 }
 
 impl Kubelet {
-    /// Removes everything the pod had on this node: containers (via the shim's shutdown), the
-    /// veth and address, roots, volumes, the pod cgroup and the pod's directory.
+    /// Removes everything the pod had on this node (see [`teardown`]).
     pub fn teardown(&self, uid: &str, dir: &Path) {
-        if shim::client::alive(dir) {
-            let _ = shim::client::call(dir, &Request::Shutdown);
-            let deadline = Instant::now() + Duration::from_secs(15);
-            while dir.join(shim::SOCKET).exists() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(10));
-            }
+        let meta = std::fs::read(dir.join(META))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<PodMeta>(&b).ok());
+        teardown(uid, dir, self.bridge.get());
+        if let Some(m) = meta {
+            let logs = self
+                .cfg
+                .pod_logs_dir
+                .join(format!("{}_{}_{}", m.namespace, m.name, m.uid));
+            let _ = std::fs::remove_dir_all(logs);
         }
-        if let Some(b) = self.bridge.get() {
+    }
+}
+
+/// Removes everything a pod had on this node: containers (via the shim's shutdown, or by
+/// killing a shim that does not answer), the veth and address, roots, volumes, the pod cgroup
+/// and the pod's directory.
+pub fn teardown(uid: &str, dir: &Path, bridge: Option<&crate::network::pod::Bridge>) {
+    if shim::client::alive(dir) {
+        let _ = shim::client::call(dir, &Request::Shutdown);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while dir.join(shim::SOCKET).exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    } else if let Some(pid) = std::fs::read_to_string(dir.join(shim::PID_FILE))
+        .ok()
+        .and_then(|p| p.trim().parse::<i32>().ok())
+    {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    match bridge {
+        Some(b) => {
             if let Err(e) = b.detach(uid) {
                 tracing::warn!(uid, error = %e, "removing the pod's network");
             }
         }
-        if let Ok(entries) = std::fs::read_dir(dir.join("rootfs")) {
-            for e in entries.flatten() {
-                let _ = crate::image::rootfs::remove(&e.path());
-            }
-        }
-        if let Ok(entries) = std::fs::read_dir(dir.join("volumes/empty-dir")) {
-            for e in entries.flatten() {
-                if crate::image::rootfs::is_mounted(&e.path()) {
-                    let _ = nix::mount::umount2(&e.path(), nix::mount::MntFlags::MNT_DETACH);
+        None => {
+            if let Ok(mut nl) = crate::network::netlink::Netlink::open() {
+                if let Ok(Some(l)) = nl.link(&crate::network::pod::host_ifname(uid)) {
+                    let _ = nl.delete_link(l.index);
                 }
             }
         }
-        for q in ["", "burstable/", "besteffort/"] {
-            let path = format!("/kubepods/{q}pod{uid}");
-            if let Ok(cg) = crate::runtime::cgroups::Cgroup::open(&path) {
-                let _ = cg.destroy();
+    }
+    if let Ok(entries) = std::fs::read_dir(dir.join("rootfs")) {
+        for e in entries.flatten() {
+            let _ = crate::image::rootfs::remove(&e.path());
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir(dir.join("volumes/empty-dir")) {
+        for e in entries.flatten() {
+            if crate::image::rootfs::is_mounted(&e.path()) {
+                let _ = nix::mount::umount2(&e.path(), nix::mount::MntFlags::MNT_DETACH);
             }
         }
-        if let Err(e) = std::fs::remove_dir_all(dir) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!(uid, error = %e, "removing the pod directory");
-            }
+    }
+    for q in ["", "burstable/", "besteffort/"] {
+        let path = format!("/kubepods/{q}pod{uid}");
+        if let Ok(cg) = crate::runtime::cgroups::Cgroup::open(&path) {
+            let _ = cg.destroy();
+        }
+    }
+    if let Err(e) = std::fs::remove_dir_all(dir) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(uid, error = %e, "removing the pod directory");
         }
     }
 }

@@ -227,7 +227,7 @@ pub fn build(
         "cwd": cwd,
         "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
         "noNewPrivileges": no_new_privs,
-        "oomScoreAdj": oom_score_adj(pod, c),
+        "oomScoreAdj": settable(oom_score_adj(pod, c)),
     });
     s["root"] = json!({
         "path": inputs.rootfs,
@@ -466,6 +466,26 @@ fn oom_score_adj(pod: &Pod, c: &Container) -> i64 {
             let adj = 1000 - (1000 * req as i128 / total as i128) as i64;
             adj.clamp(3, 999)
         }
+    }
+}
+
+/// Lowering a score below our own needs CAP_SYS_RESOURCE, which some sandboxes withhold even
+/// from root; the container then keeps our score rather than failing to start.
+fn settable(want: i64) -> i64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let cap_sys_resource = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+        .is_some_and(|caps| caps & (1 << 24) != 0);
+    let ours: i64 = std::fs::read_to_string("/proc/self/oom_score_adj")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    if want < ours && !cap_sys_resource {
+        ours
+    } else {
+        want
     }
 }
 

@@ -203,9 +203,14 @@ pub fn pod_status(pod: &Pod, records: &[Record], obs: &Observed) -> PodStatus {
         .iter()
         .filter_map(|s| s.state.as_ref().and_then(|st| st.terminated.as_ref()))
         .collect();
-    let any_running = apps
-        .iter()
-        .any(|s| s.state.as_ref().is_some_and(|st| st.running.is_some()));
+    // A container waiting to restart (it ran before) counts as running, as upstream's phase.
+    let any_running = apps.iter().any(|s| {
+        s.state.as_ref().is_some_and(|st| st.running.is_some())
+            || (s.state.as_ref().is_some_and(|st| st.waiting.is_some())
+                && s.last_state
+                    .as_ref()
+                    .is_some_and(|l| l.terminated.is_some()))
+    });
     let all_ended = terminated.len() == apps.len() && !apps.is_empty();
     let phase = if all_ended && policy != "Always" {
         let failed = terminated.iter().any(|t| t.exit_code != 0);

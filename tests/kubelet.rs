@@ -1,0 +1,435 @@
+//! The kubelet with real containers, on a one-node cluster in a network namespace of the
+//! test's own: pods run, get addresses on the node's bridge, talk to each other, restart by
+//! their policy with back-off, report why they cannot start, survive the agent's kill -9, and
+//! leave nothing behind when deleted.
+
+mod node_support;
+
+use node_support::{Cluster, IMAGE};
+use serde_json::Value;
+use std::time::Duration;
+
+fn pod_yaml(name: &str, policy: &str, script: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  nodeName: node1\n  restartPolicy: {policy}\n  terminationGracePeriodSeconds: 2\n  containers:\n  - name: main\n    image: {IMAGE}\n    imagePullPolicy: IfNotPresent\n    command: [\"sh\", \"-c\", {script:?}]\n"
+    )
+}
+
+fn container_status<'a>(pod: &'a Value, name: &str) -> &'a Value {
+    pod["status"]["containerStatuses"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["name"] == name))
+        .unwrap_or_else(|| panic!("no status for container {name}: {pod}"))
+}
+
+fn condition(pod: &Value, kind: &str) -> String {
+    pod["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == kind)
+        .map(|c| c["status"].as_str().unwrap_or("").to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn pod_runs_with_its_own_address_and_serves_http() {
+    let c = Cluster::start();
+    c.apply(&pod_yaml(
+        "web",
+        "Always",
+        "echo hello from $(hostname) > /tmp/index.html; echo started; exec httpd -f -p 8080 -h /tmp",
+    ));
+    let pod = c.wait_phase("web", "Running");
+    let ip = pod["status"]["podIP"].as_str().expect("podIP").to_string();
+    let node = c.json(&["get", "node", "node1"]).unwrap();
+    let cidr = node["spec"]["podCIDR"].as_str().expect("podCIDR");
+    let prefix = cidr.rsplit_once('.').unwrap().0.rsplit_once('.').unwrap().0;
+    assert!(
+        ip.starts_with(prefix),
+        "pod IP {ip} outside the node's range {cidr}"
+    );
+    assert_eq!(pod["status"]["hostIP"], node_support::NODE_IP);
+    assert_eq!(pod["status"]["qosClass"], "BestEffort");
+    assert_eq!(condition(&pod, "Ready"), "True", "{pod}");
+    assert_eq!(condition(&pod, "PodReadyToStartContainers"), "True");
+    let cs = container_status(&pod, "main");
+    assert!(cs["state"]["running"]["startedAt"].is_string(), "{cs}");
+    assert!(cs["containerID"]
+        .as_str()
+        .unwrap()
+        .starts_with("nanokube://"));
+    assert_eq!(cs["restartCount"], 0);
+
+    // From the node to the pod over the bridge.
+    c.wait_for("httpd answering", Duration::from_secs(20), |c| {
+        let out = c.in_node(
+            "curl",
+            &["-s", "--max-time", "2", &format!("http://{ip}:8080/")],
+        );
+        String::from_utf8_lossy(&out.stdout).contains("hello from web")
+    });
+
+    // The log is in the CRI format under the pod's log directory.
+    let log_dir = c.logs_dir();
+    let entry = std::fs::read_dir(&log_dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    let name = entry.file_name().to_string_lossy().into_owned();
+    assert!(name.starts_with("default_web_"), "{name}");
+    let text = std::fs::read_to_string(entry.path().join("main/0.log")).unwrap();
+    let line = text.lines().next().expect("a log line");
+    let parts: Vec<&str> = line.splitn(4, ' ').collect();
+    assert_eq!(&parts[1..], ["stdout", "F", "started"], "{line}");
+
+    // The pod's resolv.conf and hosts are the cluster's.
+    let root = c
+        .data_dir()
+        .join("agent/pods")
+        .join(pod["metadata"]["uid"].as_str().unwrap());
+    let resolv = std::fs::read_to_string(root.join("etc/resolv.conf")).unwrap();
+    assert_eq!(
+        resolv,
+        "search default.svc.cluster.local svc.cluster.local cluster.local\nnameserver 10.43.0.10\noptions ndots:5\n"
+    );
+    let hosts = std::fs::read_to_string(root.join("etc/hosts")).unwrap();
+    assert!(hosts.contains(&format!("{ip}\tweb\n")), "{hosts}");
+}
+
+#[test]
+fn pods_reach_each_other_and_deletion_leaves_nothing() {
+    let c = Cluster::start();
+    c.apply(&pod_yaml(
+        "server",
+        "Always",
+        "echo pong > /tmp/index.html; exec httpd -f -p 80 -h /tmp",
+    ));
+    let ip = c.wait_phase("server", "Running")["status"]["podIP"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    c.apply(&pod_yaml(
+        "client",
+        "Never",
+        &format!("for i in 1 2 3 4 5 6 7 8 9 10; do wget -qO- http://{ip}/ && exit 0; sleep 0.5; done; exit 1"),
+    ));
+    let pod = c.wait_phase("client", "Succeeded");
+    let t = &container_status(&pod, "main")["state"]["terminated"];
+    assert_eq!(t["exitCode"], 0);
+    assert_eq!(t["reason"], "Completed");
+    let uid = pod["metadata"]["uid"].as_str().unwrap().to_string();
+    let log = std::fs::read_to_string(
+        c.logs_dir()
+            .join(format!("default_client_{uid}/main/0.log")),
+    )
+    .unwrap();
+    assert!(log.contains("stdout F pong"), "{log}");
+
+    assert_eq!(c.shim_pids().len(), 2);
+    c.ok(&["delete", "pod", "server", "client", "--wait=true"]);
+    c.wait_for("pods gone", Duration::from_secs(30), |c| {
+        c.ok(&["get", "pods", "-o", "name"]).trim().is_empty()
+    });
+    c.wait_for("shims gone", Duration::from_secs(10), |c| {
+        c.shim_pids().is_empty()
+    });
+    assert!(c.mounts().is_empty(), "mounts left: {:?}", c.mounts());
+    let pods_dir = c.data_dir().join("agent/pods");
+    assert_eq!(
+        std::fs::read_dir(&pods_dir).unwrap().count(),
+        0,
+        "pod directories left"
+    );
+    let links = String::from_utf8_lossy(&c.in_node("ip", &["-o", "link"]).stdout).into_owned();
+    assert!(!links.contains("veth"), "veths left: {links}");
+    let ipam: Vec<_> = walk(&c.data_dir().join("agent/ipam"))
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("10."))
+        })
+        .collect();
+    assert!(ipam.is_empty(), "addresses still held: {ipam:?}");
+    for q in ["", "burstable/", "besteffort/"] {
+        for root in [
+            "/sys/fs/cgroup/memory",
+            "/sys/fs/cgroup/pids",
+            "/sys/fs/cgroup",
+        ] {
+            let p = format!("{root}/kubepods/{q}pod{uid}");
+            assert!(!std::path::Path::new(&p).exists(), "cgroup {p} left");
+        }
+    }
+    assert!(
+        !c.logs_dir().join(format!("default_client_{uid}")).exists(),
+        "logs left"
+    );
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.path().is_dir() {
+            out.extend(walk(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out
+}
+
+#[test]
+fn restart_policies_and_crash_loop_back_off() {
+    let c = Cluster::start();
+    c.apply(&pod_yaml("crash", "Always", "echo crashing; exit 3"));
+    c.apply(&pod_yaml("fails", "Never", "exit 7"));
+    c.apply(&pod_yaml("retry", "OnFailure", "exit 0"));
+
+    let failed = c.wait_phase("fails", "Failed");
+    let t = &container_status(&failed, "main")["state"]["terminated"];
+    assert_eq!(
+        (t["exitCode"].as_i64(), t["reason"].as_str()),
+        (Some(7), Some("Error"))
+    );
+    assert_eq!(container_status(&failed, "main")["restartCount"], 0);
+    c.wait_phase("retry", "Succeeded");
+
+    // The first restart comes at once, the next after 10 s of back-off.
+    c.wait_for("crash loop", Duration::from_secs(30), |c| {
+        let p = c.pod("crash");
+        let s = container_status(&p, "main");
+        s["restartCount"].as_i64() >= Some(1)
+            && s["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+    });
+    let p = c.pod("crash");
+    let s = container_status(&p, "main");
+    let msg = s["state"]["waiting"]["message"].as_str().unwrap();
+    assert!(
+        msg.starts_with("back-off 10s restarting failed container=main pod=crash_default("),
+        "{msg}"
+    );
+    assert_eq!(s["lastState"]["terminated"]["exitCode"], 3);
+    assert_eq!(s["lastState"]["terminated"]["reason"], "Error");
+    assert_eq!(p["status"]["phase"], "Running");
+    let out = c.ok(&["get", "pod", "crash"]);
+    assert!(out.contains("CrashLoopBackOff"), "{out}");
+    let restarts = s["restartCount"].as_i64().unwrap();
+    // Within the back-off nothing restarts; after it, one more start.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        container_status(&c.pod("crash"), "main")["restartCount"]
+            .as_i64()
+            .unwrap(),
+        restarts
+    );
+    c.wait_for("restart after back-off", Duration::from_secs(20), |c| {
+        container_status(&c.pod("crash"), "main")["restartCount"]
+            .as_i64()
+            .unwrap()
+            > restarts
+    });
+}
+
+#[test]
+fn containers_that_cannot_start_say_why() {
+    let c = Cluster::start();
+    c.ok(&[
+        "create",
+        "configmap",
+        "settings",
+        "--from-literal=colour=blue",
+    ]);
+    let yaml = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: nokey\nspec:\n  nodeName: node1\n  containers:\n  - name: main\n    image: {IMAGE}\n    imagePullPolicy: IfNotPresent\n    command: [sleep, '100']\n    env:\n    - name: SIZE\n      valueFrom:\n        configMapKeyRef: {{name: settings, key: size}}\n"
+    );
+    c.apply(&yaml);
+    c.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: noimage\nspec:\n  nodeName: node1\n  containers:\n  - name: main\n    image: example.invalid/none:1\n    imagePullPolicy: Never\n"
+    ));
+    c.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: nonroot\nspec:\n  nodeName: node1\n  securityContext: {{runAsNonRoot: true}}\n  containers:\n  - name: main\n    image: {IMAGE}\n    imagePullPolicy: IfNotPresent\n    command: [sleep, '100']\n"
+    ));
+    let waiting = |c: &Cluster, pod: &str| -> (String, String) {
+        let p = c.pod(pod);
+        let w = &p["status"]["containerStatuses"][0]["state"]["waiting"];
+        (
+            w["reason"].as_str().unwrap_or("").to_string(),
+            w["message"].as_str().unwrap_or("").to_string(),
+        )
+    };
+    c.wait_for("config error", Duration::from_secs(30), |c| {
+        waiting(c, "nokey").0 == "CreateContainerConfigError"
+    });
+    assert_eq!(
+        waiting(&c, "nokey").1,
+        "couldn't find key size in ConfigMap default/settings"
+    );
+    c.wait_for("never pull", Duration::from_secs(30), |c| {
+        waiting(c, "noimage").0 == "ErrImageNeverPull"
+    });
+    assert_eq!(
+        waiting(&c, "noimage").1,
+        "Container image \"example.invalid/none:1\" is not present with pull policy of Never"
+    );
+    c.wait_for("non-root refused", Duration::from_secs(30), |c| {
+        waiting(c, "nonroot").0 == "CreateContainerConfigError"
+    });
+    assert_eq!(
+        waiting(&c, "nonroot").1,
+        "container has runAsNonRoot and image will run as root"
+    );
+    assert_eq!(c.pod("nokey")["status"]["phase"], "Pending");
+
+    // Once the key exists, the container starts.
+    c.ok(&[
+        "patch",
+        "configmap",
+        "settings",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"size":"large"}}"#,
+    ]);
+    c.wait_phase("nokey", "Running");
+}
+
+#[test]
+fn init_containers_volumes_and_environment() {
+    let c = Cluster::start();
+    c.ok(&[
+        "create",
+        "configmap",
+        "app",
+        "--from-literal=greeting=hello",
+        "--from-literal=file.txt=from-a-file",
+    ]);
+    let yaml = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: layered
+  labels: {{tier: web}}
+spec:
+  nodeName: node1
+  restartPolicy: Never
+  volumes:
+  - name: shared
+    emptyDir: {{}}
+  - name: config
+    configMap: {{name: app, items: [{{key: file.txt, path: sub/f.txt}}]}}
+  - name: info
+    downwardAPI:
+      items: [{{path: labels-tier, fieldRef: {{fieldPath: "metadata.labels['tier']"}}}}]
+  initContainers:
+  - name: first
+    image: {IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: [sh, -c, "echo one >> /work/order"]
+    volumeMounts: [{{name: shared, mountPath: /work}}]
+  - name: second
+    image: {IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: [sh, -c, "echo two >> /work/order"]
+    volumeMounts: [{{name: shared, mountPath: /work}}]
+  containers:
+  - name: main
+    image: {IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: [sh, -c, 'cat /work/order; echo "$GREETING $(POD) $NODE $CFG_greeting"; cat /cfg/sub/f.txt; echo; cat /info/labels-tier; echo; id -u']
+    env:
+    - name: GREETING
+      valueFrom: {{configMapKeyRef: {{name: app, key: greeting}}}}
+    - name: POD
+      valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}
+    - name: NODE
+      valueFrom: {{fieldRef: {{fieldPath: spec.nodeName}}}}
+    envFrom:
+    - prefix: CFG_
+      configMapRef: {{name: app}}
+    securityContext: {{runAsUser: 1234}}
+    volumeMounts:
+    - {{name: shared, mountPath: /work}}
+    - {{name: config, mountPath: /cfg, readOnly: true}}
+    - {{name: info, mountPath: /info}}
+"#
+    );
+    c.apply(&yaml);
+    let pod = c.wait_phase("layered", "Succeeded");
+    let inits = pod["status"]["initContainerStatuses"].as_array().unwrap();
+    assert_eq!(inits.len(), 2);
+    for s in inits {
+        assert_eq!(s["state"]["terminated"]["reason"], "Completed", "{s}");
+    }
+    assert_eq!(condition(&pod, "Initialized"), "True");
+    let uid = pod["metadata"]["uid"].as_str().unwrap();
+    let log = std::fs::read_to_string(
+        c.logs_dir()
+            .join(format!("default_layered_{uid}/main/0.log")),
+    )
+    .unwrap();
+    let lines: Vec<&str> = log
+        .lines()
+        .map(|l| l.splitn(4, ' ').nth(3).unwrap_or(""))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "one",
+            "two",
+            "hello layered node1 hello",
+            "from-a-file",
+            "web",
+            "1234"
+        ],
+        "{log}"
+    );
+}
+
+#[test]
+fn agent_kill9_loses_no_pod_and_no_exit() {
+    let mut c = Cluster::start();
+    c.apply(&pod_yaml("steady", "Always", "echo up; exec sleep 3600"));
+    c.apply(&pod_yaml("later", "Never", "sleep 4; echo done; exit 5"));
+    c.wait_phase("steady", "Running");
+    c.wait_phase("later", "Running");
+    let before = container_status(&c.pod("steady"), "main")["containerID"].clone();
+    let shims = c.shim_pids();
+    assert_eq!(shims.len(), 2);
+
+    c.kill9();
+    // While the agent is away, `later` ends.
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(c.shim_pids(), shims, "the shims outlive the agent");
+    c.start_again();
+
+    let done = c.wait_phase("later", "Failed");
+    let t = &container_status(&done, "main")["state"]["terminated"];
+    assert_eq!(
+        t["exitCode"], 5,
+        "exit recorded while the agent was gone: {done}"
+    );
+    let steady = c.pod("steady");
+    let s = container_status(&steady, "main");
+    assert_eq!(s["containerID"], before, "same container, re-adopted");
+    assert_eq!(s["restartCount"], 0);
+    assert!(s["state"]["running"].is_object());
+    let uid = done["metadata"]["uid"].as_str().unwrap();
+    let log = std::fs::read_to_string(c.logs_dir().join(format!("default_later_{uid}/main/0.log")))
+        .unwrap();
+    assert!(log.contains("stdout F done"), "no line lost: {log}");
+}
+
+#[test]
+fn memory_limit_oom_kill_is_reported() {
+    let c = Cluster::start();
+    let yaml = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: hog\nspec:\n  nodeName: node1\n  restartPolicy: Never\n  containers:\n  - name: main\n    image: {IMAGE}\n    imagePullPolicy: IfNotPresent\n    command: [sh, -c, 'dd if=/dev/zero of=/dev/null bs=64M count=1']\n    resources:\n      limits: {{memory: 16Mi, cpu: 500m}}\n"
+    );
+    c.apply(&yaml);
+    let pod = c.wait_phase("hog", "Failed");
+    assert_eq!(pod["status"]["qosClass"], "Guaranteed");
+    let t = &container_status(&pod, "main")["state"]["terminated"];
+    assert_eq!(t["reason"], "OOMKilled", "{pod}");
+    assert_eq!(t["exitCode"], 137);
+}
