@@ -199,9 +199,26 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
 
     // In-process components reach the API through its socket like any client, each under its
     // own name.
+    let (kc_cert, kc_key) = pki
+        .issue_client("kube-apiserver-kubelet-client", &["system:masters"])
+        .context("kubelet client certificate")?;
+    crate::apiserver::node_proxy::install_kubelet_tls(tls::mutual_client_config(
+        &pki.ca_cert_pem,
+        &kc_cert,
+        &kc_key,
+    )?);
     let controllers = identity(&server_url, &pki, "system:kube-controller-manager", &[]).await?;
     tokio::spawn(crate::controllers::nodeipam::run(controllers, cluster_cidr));
-    if let Some(cfg) = kubelet_config {
+    if let Some(mut cfg) = kubelet_config {
+        let sans = vec![
+            cfg.node_ip.clone(),
+            cfg.node_name.clone(),
+            "127.0.0.1".to_string(),
+        ];
+        let (cert, key) = pki
+            .issue_serving(&cfg.node_name, &sans)
+            .context("kubelet serving certificate")?;
+        cfg.serving = Some(tls::mutual_server_config(&pki.ca_cert_pem, &cert, &key)?);
         let user = format!("system:node:{}", cfg.node_name);
         let client = identity(&server_url, &pki, &user, &["system:nodes"]).await?;
         tokio::spawn(async move {

@@ -433,3 +433,41 @@ fn memory_limit_oom_kill_is_reported() {
     assert_eq!(t["reason"], "OOMKilled", "{pod}");
     assert_eq!(t["exitCode"], 137);
 }
+
+#[test]
+fn kubectl_logs_through_the_kubelet() {
+    let c = Cluster::start();
+    c.apply(&pod_yaml("talker", "Always", "for i in 1 2 3; do echo line $i; done; sleep 0.3; echo oops >&2; sleep 2; echo late; exit 1"));
+    c.wait_for("first start logged", Duration::from_secs(30), |c| {
+        c.kubectl(&["logs", "talker"])
+            .stdout
+            .starts_with(b"line 1\n")
+    });
+    // Follow until the container ends: every line, in order, then the stream closes.
+    let out = c.ok(&["logs", "-f", "talker"]);
+    assert!(out.ends_with("late\n"), "{out:?}");
+    assert!(out.contains("line 3\noops\n"), "{out:?}");
+    let tail = c.ok(&["logs", "talker", "--tail=1"]);
+    assert!(
+        tail == "late\n" || tail == "line 1\n" || tail.is_empty() || tail.ends_with('\n'),
+        "{tail:?}"
+    );
+    let stamped = c.ok(&["logs", "talker", "--timestamps", "--tail=2"]);
+    for l in stamped.lines() {
+        let (ts, _) = l.split_once(' ').unwrap();
+        assert!(ts.ends_with('Z') && ts.contains('T'), "{l}");
+    }
+    // After a restart, --previous reads the start before.
+    c.wait_for("restarted", Duration::from_secs(30), |c| {
+        container_status(&c.pod("talker"), "main")["restartCount"].as_i64() >= Some(1)
+    });
+    let prev = c.ok(&["logs", "talker", "--previous"]);
+    assert_eq!(prev, "line 1\nline 2\nline 3\noops\nlate\n");
+    let out = c.kubectl(&["logs", "talker", "-c", "nope"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("container nope is not valid for pod talker"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

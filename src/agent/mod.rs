@@ -45,6 +45,9 @@ pub struct NodeArgs {
     /// Log files kept per container (containerLogMaxFiles).
     #[arg(long, default_value_t = 5)]
     pub container_log_max_files: usize,
+    /// The kubelet's HTTPS port (logs, exec, port-forward for the API server).
+    #[arg(long, default_value_t = 10250)]
+    pub kubelet_port: u16,
 }
 
 #[derive(Debug, Args)]
@@ -135,6 +138,8 @@ pub fn kubelet_config(
         bridge_name: args.bridge_name.clone(),
         log_max_size: args.container_log_max_size,
         log_max_files: args.container_log_max_files,
+        serving: None,
+        kubelet_port: args.kubelet_port,
     })
 }
 

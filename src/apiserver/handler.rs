@@ -284,6 +284,13 @@ impl Api {
             return Err(ApiError::NotAcceptable(e.to_string()));
         }
 
+        if info.resource == "pods" && info.subresource == "log" && parts.method == Method::GET {
+            discard_body(&parts.headers, body);
+            let ns = segments_ns(&path);
+            let name = info.path.rsplit('/').nth(1).unwrap_or("").to_string();
+            return super::node_proxy::pod_log(self, &ns, &name, parts.uri.query().unwrap_or(""))
+                .await;
+        }
         let accept = parts
             .headers
             .get(header::ACCEPT)
@@ -767,4 +774,11 @@ where
         return Err(too_large());
     }
     Ok(buf.freeze())
+}
+
+/// The namespace segment of a namespaced resource path (`/api/v1/namespaces/<ns>/...`).
+fn segments_ns(path: &str) -> String {
+    let mut it = path.split('/').skip_while(|s| *s != "namespaces");
+    it.next();
+    it.next().unwrap_or("").to_string()
 }

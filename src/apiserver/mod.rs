@@ -23,6 +23,7 @@ pub mod http;
 pub mod lifecycle;
 pub mod metrics;
 pub mod negotiate;
+pub mod node_proxy;
 pub mod overload;
 pub mod protobuf;
 pub mod reads;

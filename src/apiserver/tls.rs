@@ -269,3 +269,77 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
     }
 }
+
+impl Pki {
+    /// A serving certificate for `cn` with names and addresses `sans` (a kubelet's HTTPS port).
+    pub fn issue_serving(&self, cn: &str, sans: &[String]) -> Result<(String, String), Error> {
+        let issuer = Issuer::from_ca_cert_pem(&self.ca_cert_pem, &self.ca_key)?;
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(sans.to_vec())?;
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        validity(&mut params, 1);
+        let cert = params.signed_by(&key, &issuer)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+}
+
+fn pem_certs(pem: &str) -> Result<Vec<CertificateDer<'static>>, Error> {
+    rustls_pemfile::certs(&mut pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Error::Tls(rustls::Error::General(format!("certificate PEM: {e}"))))
+}
+
+fn pem_key(pem: &str) -> Result<PrivateKeyDer<'static>, Error> {
+    rustls_pemfile::private_key(&mut pem.as_bytes())
+        .map_err(|e| Error::Tls(rustls::Error::General(format!("key PEM: {e}"))))?
+        .ok_or_else(|| Error::Tls(rustls::Error::General("no private key in PEM".into())))
+}
+
+fn roots(ca_pem: &str) -> Result<rustls::RootCertStore, Error> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in pem_certs(ca_pem)? {
+        roots.add(c)?;
+    }
+    Ok(roots)
+}
+
+/// A server that only talks to clients with a certificate from `ca_pem` (the kubelet's port,
+/// which only the API server may use).
+pub fn mutual_server_config(
+    ca_pem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+) -> Result<Arc<rustls::ServerConfig>, Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots(ca_pem)?),
+        provider.clone(),
+    )
+    .build()?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(pem_certs(cert_pem)?, pem_key(key_pem)?)?;
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+/// A client presenting `cert_pem` that trusts servers signed by `ca_pem`.
+pub fn mutual_client_config(
+    ca_pem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+) -> Result<Arc<rustls::ClientConfig>, Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots(ca_pem)?)
+        .with_client_auth_cert(pem_certs(cert_pem)?, pem_key(key_pem)?)?;
+    Ok(Arc::new(cfg))
+}

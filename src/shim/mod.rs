@@ -259,11 +259,13 @@ impl Shim {
                     fds[2..].iter().map(ready).collect::<Vec<_>>(),
                 )
             };
-            // Output first: an exit is recorded after the lines written before it.
-            for i in (0..pipe_ready.len()).rev() {
-                if pipe_ready[i] {
-                    self.drain(i);
-                }
+            // Output first: an exit is recorded after the lines written before it. Pipes are
+            // read in the order they were made (stdout before stderr), and removed afterwards.
+            let ended: Vec<usize> = (0..pipe_ready.len())
+                .filter(|&i| pipe_ready[i] && self.drain(i))
+                .collect();
+            for i in ended.into_iter().rev() {
+                self.close_pipe(i);
             }
             if sig_ready {
                 while let Ok(Some(info)) = signals.read_signal() {
@@ -285,13 +287,13 @@ impl Shim {
         }
     }
 
-    /// Reads what one pipe has; at its end, flushes the stream's last line and drops it.
-    fn drain(&mut self, i: usize) {
+    /// Reads what one pipe has; true when it has ended (the caller then closes it).
+    fn drain(&mut self, i: usize) -> bool {
         let mut buf = [0u8; 64 * 1024];
         loop {
             let pipe = &mut self.pipes[i];
             match pipe.fd.read(&mut buf) {
-                Ok(0) => break,
+                Ok(0) => return true,
                 Ok(n) => {
                     if let Some(log) = self.logs.get_mut(&pipe.container) {
                         if let Err(e) = log.write(pipe.stream, &buf[..n]) {
@@ -299,14 +301,18 @@ impl Shim {
                         }
                     }
                     if n < buf.len() {
-                        return;
+                        return false;
                     }
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(_) => break,
+                Err(_) => return true,
             }
         }
+    }
+
+    /// Drops an ended pipe, flushing its stream's last line.
+    fn close_pipe(&mut self, i: usize) {
         let pipe = self.pipes.remove(i);
         if let Some(log) = self.logs.get_mut(&pipe.container) {
             let _ = log.close(pipe.stream);
@@ -491,7 +497,9 @@ impl Shim {
             std::thread::sleep(Duration::from_millis(5));
         }
         for i in (0..self.pipes.len()).rev() {
-            self.drain(i);
+            if self.drain(i) {
+                self.close_pipe(i);
+            }
         }
         for id in &ids {
             let _ = self.runtime.delete(id, true);

@@ -5,8 +5,10 @@
 //! docs/kubelet.md follows a pod through it.
 
 pub mod inputs;
+pub mod logs;
 pub mod node;
 pub mod pods;
+pub mod server;
 pub mod spec;
 pub mod status;
 
@@ -43,6 +45,9 @@ pub struct Config {
     pub bridge_name: String,
     pub log_max_size: u64,
     pub log_max_files: usize,
+    /// TLS for the kubelet's HTTPS port; without it the port is not opened.
+    pub serving: Option<Arc<rustls::ServerConfig>>,
+    pub kubelet_port: u16,
 }
 
 /// The kubelet's shared state.
@@ -120,6 +125,10 @@ pub async fn run(cfg: Config, client: kube::Client) -> anyhow::Result<()> {
     node::post_status(&nodes, &cfg, true).await?;
     tracing::info!(node = %cfg.node_name, podcidr = %cidr, "node ready");
 
+    if let Some(tls) = cfg.serving.clone() {
+        let listener = tokio::net::TcpListener::bind(("0.0.0.0", cfg.kubelet_port)).await?;
+        tokio::spawn(server::serve(k.clone(), listener, tls));
+    }
     let leases: Api<Lease> = Api::namespaced(client.clone(), node::LEASE_NAMESPACE);
     let (cfg2, node2) = (cfg.clone(), node.clone());
     tokio::spawn(async move {

@@ -155,7 +155,9 @@ pub fn status(cfg: &Config, ready: bool) -> NodeStatus {
             swap: None,
         }),
         daemon_endpoints: Some(k8s_openapi::api::core::v1::NodeDaemonEndpoints {
-            kubelet_endpoint: Some(k8s_openapi::api::core::v1::DaemonEndpoint { port: 10250 }),
+            kubelet_endpoint: Some(k8s_openapi::api::core::v1::DaemonEndpoint {
+                port: cfg.kubelet_port as i32,
+            }),
         }),
         ..Default::default()
     }
