@@ -471,3 +471,88 @@ fn kubectl_logs_through_the_kubelet() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn kubectl_exec_through_the_kubelet_and_shim() {
+    let c = Cluster::start();
+    c.apply(&pod_yaml("box", "Always", "exec sleep 3600"));
+    c.wait_phase("box", "Running");
+    // stdout and stderr apart, the exit code passed through.
+    let out = c.kubectl(&[
+        "exec",
+        "box",
+        "--",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; cat /etc/hostname; exit 3",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "out\nbox\n");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).starts_with("err\n"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // stdin reaches the process and its end ends it.
+    let mut child =
+        c.ns.command(node_support::KUBECTL)
+            .arg("--kubeconfig")
+            .arg(c.kubeconfig())
+            .args([
+                "exec",
+                "-i",
+                "box",
+                "--",
+                "sh",
+                "-c",
+                "tr a-z A-Z; echo done",
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"shout\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "SHOUT\ndone\n");
+    // The process runs in the container: its pid namespace, its root.
+    let out = c.ok(&[
+        "exec",
+        "box",
+        "--",
+        "sh",
+        "-c",
+        "ls /proc | grep -c '^[0-9]'; cat /etc/resolv.conf | head -1",
+    ]);
+    let mut lines = out.lines();
+    let procs: u32 = lines.next().unwrap().trim().parse().unwrap();
+    assert!(procs <= 4, "sees only its own processes: {out}");
+    assert_eq!(
+        lines.next(),
+        Some("search default.svc.cluster.local svc.cluster.local cluster.local")
+    );
+    // A command that does not exist is refused with the runtime's reason.
+    let out = c.kubectl(&["exec", "box", "--", "nosuchcmd"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("executable file not found in $PATH"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A container name that the pod lacks, as upstream words it.
+    let out = c.kubectl(&["exec", "box", "-c", "other", "--", "true"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("container other is not valid for pod box")
+    );
+}

@@ -284,6 +284,15 @@ impl Api {
             return Err(ApiError::NotAcceptable(e.to_string()));
         }
 
+        if info.resource == "pods"
+            && matches!(info.subresource.as_str(), "exec" | "attach" | "portforward")
+        {
+            let ns = segments_ns(&path);
+            let name = info.path.rsplit('/').nth(1).unwrap_or("").to_string();
+            let sub = info.subresource.clone();
+            let req = Request::from_parts(parts, body);
+            return super::node_proxy::pod_upgrade(self, &ns, &name, &sub, req).await;
+        }
         if info.resource == "pods" && info.subresource == "log" && parts.method == Method::GET {
             discard_body(&parts.headers, body);
             let ns = segments_ns(&path);

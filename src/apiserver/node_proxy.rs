@@ -75,41 +75,7 @@ pub async fn pod_log(api: &Arc<Api>, ns: &str, name: &str, query: &str) -> Resul
         .await?
         .ok_or_else(|| ApiError::not_found("", "pods", name))?;
     let params = super::encoding::parse_query(Some(query));
-    let names = |key: &str| -> Vec<String> {
-        pod["spec"][key]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|c| c["name"].as_str().map(str::to_string))
-            .collect()
-    };
-    let apps = names("containers");
-    let all: Vec<String> = names("initContainers")
-        .into_iter()
-        .chain(apps.iter().cloned())
-        .chain(names("ephemeralContainers"))
-        .collect();
-    let default = pod["metadata"]["annotations"]["kubectl.kubernetes.io/default-container"]
-        .as_str()
-        .map(str::to_string);
-    let container = match params.get("container") {
-        Some(c) if !c.is_empty() => c.clone(),
-        _ => match (default, apps.as_slice()) {
-            (Some(d), _) => d,
-            (None, [one]) => one.clone(),
-            _ => {
-                return Err(bad(format!(
-                    "a container name must be specified for pod {name}, choose one of: [{}]",
-                    all.join(" ")
-                )))
-            }
-        },
-    };
-    if !all.contains(&container) {
-        return Err(bad(format!(
-            "container {container} is not valid for pod {name}"
-        )));
-    }
+    let container = pick_container(&pod, name, &params)?;
     let node = pod["spec"]["nodeName"].as_str().unwrap_or("");
     if node.is_empty() {
         // A pod nobody has placed has no logs yet.
@@ -202,4 +168,161 @@ async fn get(
     send.send_request(req)
         .await
         .map_err(|e| unreachable(e.to_string()))
+}
+
+/// The container a request names, or the pod's only (or default) one, checked as upstream.
+fn pick_container(
+    pod: &serde_json::Value,
+    name: &str,
+    params: &std::collections::HashMap<String, String>,
+) -> Result<String, ApiError> {
+    let names = |key: &str| -> Vec<String> {
+        pod["spec"][key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["name"].as_str().map(str::to_string))
+            .collect()
+    };
+    let apps = names("containers");
+    let all: Vec<String> = names("initContainers")
+        .into_iter()
+        .chain(apps.iter().cloned())
+        .chain(names("ephemeralContainers"))
+        .collect();
+    let default = pod["metadata"]["annotations"]["kubectl.kubernetes.io/default-container"]
+        .as_str()
+        .map(str::to_string);
+    let container = match params.get("container") {
+        Some(c) if !c.is_empty() => c.clone(),
+        _ => match (default, apps.as_slice()) {
+            (Some(d), _) => d,
+            (None, [one]) => one.clone(),
+            _ => {
+                return Err(bad(format!(
+                    "a container name must be specified for pod {name}, choose one of: [{}]",
+                    all.join(" ")
+                )))
+            }
+        },
+    };
+    if !all.contains(&container) {
+        return Err(bad(format!(
+            "container {container} is not valid for pod {name}"
+        )));
+    }
+    Ok(container)
+}
+
+/// Hands an upgraded request (exec, attach, port-forward: websocket or SPDY) to the pod's
+/// kubelet and, once the kubelet switches protocols, splices the two connections together.
+pub async fn pod_upgrade<B>(
+    api: &Arc<Api>,
+    ns: &str,
+    name: &str,
+    subresource: &str,
+    mut req: http::Request<B>,
+) -> Result<Resp, ApiError> {
+    let snap = api.registry.snapshot();
+    let pods = snap
+        .lookup("", "v1", "pods")
+        .ok_or_else(|| ApiError::Internal("pods are not served".into()))?;
+    let (pod, _) = api
+        .get_object(&pods, Some(ns), name)
+        .await?
+        .ok_or_else(|| ApiError::not_found("", "pods", name))?;
+    let query = req.uri().query().unwrap_or("").to_string();
+    let params = super::encoding::parse_query(Some(&query));
+    let node = pod["spec"]["nodeName"].as_str().unwrap_or("").to_string();
+    if node.is_empty() {
+        return Err(bad(format!("pod {name} does not have a host assigned")));
+    }
+    let path = match subresource {
+        "portforward" => format!("/portForward/{ns}/{name}?{query}"),
+        _ => {
+            let container = pick_container(&pod, name, &params)?;
+            let phase = pod["status"]["phase"].as_str().unwrap_or("");
+            if matches!(phase, "Succeeded" | "Failed") {
+                return Err(bad(format!(
+                    "cannot exec into a container in a completed pod; current phase is {phase}"
+                )));
+            }
+            format!("/{subresource}/{ns}/{name}/{container}?{query}")
+        }
+    };
+    let (ip, port) = kubelet_of(api, &node).await?;
+    let tls = KUBELET_TLS.get().cloned().ok_or_else(|| {
+        ApiError::Internal("the API server has no kubelet client credentials".into())
+    })?;
+    let unreachable = |e: String| ApiError::Internal(format!("error dialing backend: {e}"));
+    let tcp = tokio::net::TcpStream::connect((ip.as_str(), port))
+        .await
+        .map_err(|e| unreachable(format!("dial tcp {ip}:{port}: {e}")))?;
+    let server_name = rustls::pki_types::ServerName::try_from(ip.clone())
+        .map_err(|e| unreachable(e.to_string()))?;
+    let stream = tokio_rustls::TlsConnector::from(tls)
+        .connect(server_name, tcp)
+        .await
+        .map_err(|e| unreachable(format!("tls: {e}")))?;
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    tokio::spawn(conn.with_upgrades());
+    let mut out = Request::builder()
+        .method(req.method().clone())
+        .uri(&path)
+        .header("host", format!("{ip}:{port}"));
+    for (k, v) in req.headers() {
+        let n = k.as_str();
+        if n.starts_with("sec-websocket-")
+            || n == "upgrade"
+            || n == "connection"
+            || n.starts_with("x-stream-protocol")
+        {
+            out = out.header(k, v);
+        }
+    }
+    let out = out
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let mut resp = send
+        .send_request(out)
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        let code = resp.status();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        let text = String::from_utf8_lossy(&body).trim().to_string();
+        return Err(if code == StatusCode::NOT_FOUND {
+            ApiError::NotFound {
+                message: text,
+                target: Default::default(),
+            }
+        } else {
+            bad(text)
+        });
+    }
+    let mut answer = http::Response::builder().status(StatusCode::SWITCHING_PROTOCOLS);
+    for (k, v) in resp.headers() {
+        answer = answer.header(k, v);
+    }
+    let backend = hyper::upgrade::on(&mut resp);
+    let client = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let (Ok(b), Ok(c)) = (backend.await, client.await) else {
+            return;
+        };
+        let (mut b, mut c) = (TokioIo::new(b), TokioIo::new(c));
+        let _ = tokio::io::copy_bidirectional(&mut c, &mut b).await;
+    });
+    Ok(answer
+        .body(BodyExt::boxed(
+            http_body_util::Empty::<Bytes>::new().map_err(|never| match never {}),
+        ))
+        .expect("valid response"))
 }

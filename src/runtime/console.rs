@@ -71,6 +71,18 @@ pub fn copy_size(master: RawFd) {
     }
 }
 
+/// Sets the window size of the terminal behind `master` (a remote client's resize).
+pub fn set_size(master: RawFd, rows: u16, cols: u16) {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads a winsize; a bad descriptor only fails the call.
+    unsafe { libc::ioctl(master, libc::TIOCSWINSZ, &ws) };
+}
+
 /// Write end of the pipe the SIGWINCH handler pokes.
 static WINCH_PIPE: AtomicI32 = AtomicI32::new(-1);
 

@@ -272,3 +272,31 @@ pub fn fork_detached() -> std::io::Result<Option<i32>> {
     let pid = cvt(unsafe { libc::fork() })?;
     Ok((pid > 0).then_some(pid))
 }
+
+/// Receives one message on a unix socket with the descriptors sent along (SCM_RIGHTS), which
+/// become ours. Returns the bytes read and the descriptors.
+pub fn recv_with_fds(
+    sock: &impl std::os::fd::AsRawFd,
+    buf: &mut [u8],
+) -> io::Result<(usize, Vec<std::os::fd::OwnedFd>)> {
+    use std::os::fd::FromRawFd;
+    let mut space = nix::cmsg_space!([RawFd; 8]);
+    let mut iov = [std::io::IoSliceMut::new(buf)];
+    let msg = nix::sys::socket::recvmsg::<()>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        nix::sys::socket::MsgFlags::MSG_CMSG_CLOEXEC,
+    )?;
+    let mut fds = Vec::new();
+    for c in msg.cmsgs()? {
+        if let nix::sys::socket::ControlMessageOwned::ScmRights(raw) = c {
+            for fd in raw {
+                // SAFETY: the kernel just installed this descriptor for us (SCM_RIGHTS);
+                // nothing else in the process knows it.
+                fds.push(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) });
+            }
+        }
+    }
+    Ok((msg.bytes, fds))
+}

@@ -37,3 +37,67 @@ pub fn call(dir: &Path, req: &Request) -> Result<Response, Error> {
 pub fn alive(dir: &Path) -> bool {
     call(dir, &Request::List).is_ok()
 }
+
+/// A process exec'd through the shim: its pid, its stdio (pty master, or stdin when asked for,
+/// stdout, stderr), and the connection whose next line is its exit.
+#[derive(Debug)]
+pub struct Exec {
+    pub pid: i32,
+    pub fds: Vec<std::os::fd::OwnedFd>,
+    pub conn: UnixStream,
+}
+
+/// Starts `args` in container `id` of the pod at `dir`.
+pub fn exec(
+    dir: &Path,
+    id: &str,
+    args: Vec<String>,
+    tty: bool,
+    stdin: bool,
+) -> Result<Exec, Error> {
+    let path = dir.join(SOCKET);
+    let conn = UnixStream::connect(&path)
+        .map_err(|e| Error::Protocol(format!("connect {}: {e}", path.display())))?;
+    let mut line = serde_json::to_vec(&Request::Exec {
+        id: id.to_string(),
+        args,
+        tty,
+        stdin,
+    })
+    .map_err(|e| Error::Protocol(e.to_string()))?;
+    line.push(b'\n');
+    (&conn)
+        .write_all(&line)
+        .map_err(|e| Error::Protocol(format!("send: {e}")))?;
+    // The answer line comes in one message with the descriptors.
+    let mut buf = vec![0u8; 4096];
+    let (n, fds) = crate::runtime::sys::recv_with_fds(&conn, &mut buf)
+        .map_err(|e| Error::Protocol(format!("receive: {e}")))?;
+    let text = String::from_utf8_lossy(&buf[..n]);
+    let resp: Response = serde_json::from_str(text.trim())
+        .map_err(|e| Error::Protocol(format!("bad answer {text:?}: {e}")))?;
+    if let Some(e) = resp.error {
+        return Err(Error::Protocol(e));
+    }
+    Ok(Exec {
+        pid: resp.pid.unwrap_or(0),
+        fds,
+        conn,
+    })
+}
+
+/// Waits (blocking) for the exit code of an exec'd process, the second line on its connection.
+pub fn wait_exit(conn: &UnixStream) -> Result<i32, Error> {
+    {
+        conn.set_read_timeout(None)
+            .map_err(|e| Error::Protocol(e.to_string()))?;
+        let mut line = String::new();
+        BufReader::new(conn)
+            .read_line(&mut line)
+            .map_err(|e| Error::Protocol(format!("receive: {e}")))?;
+        let resp: Response = serde_json::from_str(&line)
+            .map_err(|e| Error::Protocol(format!("bad answer {line:?}: {e}")))?;
+        resp.exit_code
+            .ok_or_else(|| Error::Protocol("the shim ended before the process".into()))
+    }
+}

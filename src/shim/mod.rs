@@ -177,6 +177,8 @@ struct Shim {
     records: BTreeMap<String, Record>,
     logs: BTreeMap<String, LogFile>,
     pipes: Vec<Pipe>,
+    /// Exec'd processes by pid, with the connection their exit code goes to.
+    execs: BTreeMap<i32, UnixStream>,
     stopping: bool,
 }
 
@@ -225,6 +227,7 @@ fn serve(args: ShimArgs) -> Result<(), Error> {
         records: BTreeMap::new(),
         logs: BTreeMap::new(),
         pipes: Vec::new(),
+        execs: BTreeMap::new(),
         stopping: false,
     };
     // Readiness goes to the launcher through stdout, which then points nowhere.
@@ -331,6 +334,16 @@ impl Shim {
                         WaitStatus::Signaled(_, s, _) => (128 + s as i32, Some(s as i32)),
                         _ => continue,
                     };
+                    if let Some(conn) = self.execs.remove(&pid.as_raw()) {
+                        let done = Response {
+                            exit_code: Some(code),
+                            ..Response::ok()
+                        };
+                        let mut line = serde_json::to_vec(&done).unwrap_or_default();
+                        line.push(b'\n');
+                        let _ = (&conn).write_all(&line);
+                        continue;
+                    }
                     let Some(rec) = self
                         .records
                         .values_mut()
@@ -368,6 +381,15 @@ impl Shim {
         let mut line = String::new();
         let response = match reader.read_line(&mut line) {
             Ok(_) => match serde_json::from_str::<Request>(&line) {
+                Ok(Request::Exec {
+                    id,
+                    args,
+                    tty,
+                    stdin,
+                }) => {
+                    drop(reader);
+                    return self.exec(conn, &id, args, tty, stdin);
+                }
                 Ok(req) => self.handle(req),
                 Err(e) => Response::error(format!("bad request: {e}")),
             },
@@ -376,6 +398,77 @@ impl Shim {
         let mut out = serde_json::to_vec(&response).unwrap_or_default();
         out.push(b'\n');
         let _ = (&conn).write_all(&out);
+    }
+
+    /// Starts an exec'd process as our child (reaped by [`Shim::reap`], which answers its exit
+    /// on `conn`) and hands its stdio to the caller.
+    fn exec(&mut self, conn: UnixStream, id: &str, args: Vec<String>, tty: bool, stdin: bool) {
+        let fail = |conn: &UnixStream, e: String| {
+            let mut out = serde_json::to_vec(&Response::error(e)).unwrap_or_default();
+            out.push(b'\n');
+            let _ = (&*conn).write_all(&out);
+        };
+        if !self.records.get(id).is_some_and(Record::running) {
+            return fail(&conn, format!("container {id} is not running"));
+        }
+        let mut ours: Vec<OwnedFd> = Vec::new();
+        let mut stdio = Stdio::default();
+        if !tty {
+            let made = (|| -> std::io::Result<()> {
+                if stdin {
+                    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+                    stdio.stdin = Some(r);
+                    ours.push(w);
+                } else {
+                    stdio.stdin = Some(std::fs::File::open("/dev/null")?.into());
+                }
+                for slot in [&mut stdio.stdout, &mut stdio.stderr] {
+                    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+                    *slot = Some(w);
+                    ours.push(r);
+                }
+                Ok(())
+            })();
+            if let Err(e) = made {
+                return fail(&conn, e.to_string());
+            }
+        }
+        let opts = crate::runtime::container::ExecOptions {
+            args,
+            tty,
+            stdio,
+            detach: true,
+            ..Default::default()
+        };
+        let proc = match self.runtime.exec(id, opts) {
+            Ok(p) => p,
+            Err(e) => return fail(&conn, e.to_string()),
+        };
+        if let Some(m) = proc.pty_master {
+            ours.push(m);
+        }
+        let answer = Response {
+            pid: Some(proc.pid),
+            ..Response::ok()
+        };
+        let mut line = serde_json::to_vec(&answer).unwrap_or_default();
+        line.push(b'\n');
+        let raw: Vec<std::os::fd::RawFd> =
+            ours.iter().map(std::os::fd::AsRawFd::as_raw_fd).collect();
+        let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&raw)];
+        let iov = [std::io::IoSlice::new(&line)];
+        if let Err(e) = nix::sys::socket::sendmsg::<()>(
+            std::os::fd::AsRawFd::as_raw_fd(&conn),
+            &iov,
+            &cmsg,
+            nix::sys::socket::MsgFlags::empty(),
+            None,
+        ) {
+            eprintln!("exec {id}: handing over stdio: {e}");
+        }
+        // Our copies go; the caller holds the only ones now.
+        drop(ours);
+        self.execs.insert(proc.pid, conn);
     }
 
     fn handle(&mut self, req: Request) -> Response {
@@ -413,6 +506,7 @@ impl Shim {
                 containers: self.records.values().cloned().collect(),
                 ..Response::ok()
             },
+            Request::Exec { .. } => Response::error("exec is answered on its own connection"),
             Request::Shutdown => {
                 self.stopping = true;
                 Response::ok()

@@ -16,6 +16,17 @@ pub enum Request {
     Remove { id: String },
     /// Every container the shim knows.
     List,
+    /// Run a process in a running container. The answer carries its pid and, as SCM_RIGHTS,
+    /// its stdio: a pty master when `tty`, else stdin (when asked for), stdout and stderr pipes.
+    /// The connection stays open; a second line `{"exitCode":N}` comes when the process ends.
+    Exec {
+        id: String,
+        args: Vec<String>,
+        #[serde(default)]
+        tty: bool,
+        #[serde(default)]
+        stdin: bool,
+    },
     /// Kill what still runs, delete every container and exit.
     Shutdown,
 }
@@ -41,6 +52,9 @@ pub struct Response {
     pub pid: Option<i32>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub containers: Vec<Record>,
+    /// An exec'd process's end, on the exec connection's second line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
 }
 
 impl Response {
@@ -49,6 +63,7 @@ impl Response {
             error: None,
             pid: None,
             containers: Vec::new(),
+            exit_code: None,
         }
     }
 

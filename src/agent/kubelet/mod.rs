@@ -4,6 +4,7 @@
 //! its containers ends, and housekeeping removes what is left of pods whose objects are gone.
 //! docs/kubelet.md follows a pod through it.
 
+pub mod exec;
 pub mod inputs;
 pub mod logs;
 pub mod node;

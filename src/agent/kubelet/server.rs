@@ -58,12 +58,19 @@ async fn route(k: Arc<Kubelet>, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    match (req.method(), parts.as_slice()) {
+    let method = req.method().clone();
+    match (&method, parts.as_slice()) {
         (&Method::GET, ["healthz"]) => text(StatusCode::OK, "ok"),
         (&Method::GET, ["containerLogs", ns, pod, container]) => {
             container_logs(&k, ns, pod, container, &query).await
         }
-        _ => text(StatusCode::NOT_FOUND, "404 page not found\n"),
+        (&Method::GET | &Method::POST, ["exec", ns, pod, container]) => {
+            super::exec::serve(&k, ns, pod, container, req).await
+        }
+        (m, _) => {
+            tracing::debug!(method = %m, path, "kubelet API: no such path");
+            text(StatusCode::NOT_FOUND, "404 page not found\n")
+        }
     }
 }
 
@@ -133,4 +140,22 @@ async fn container_logs(
         .header("content-type", "text/plain")
         .body(BodyExt::boxed(body))
         .expect("valid response")
+}
+
+/// The pod directory and runtime id of the running container `container` of the newest pod
+/// `ns/pod` on this node.
+pub fn running_container(
+    k: &Kubelet,
+    ns: &str,
+    pod: &str,
+    container: &str,
+) -> Option<(PathBuf, String)> {
+    let (_, uid) = pod_log_dir(k, ns, pod)?;
+    let dir = k.pod_dir(&uid);
+    let id = crate::shim::read_records(&dir)
+        .into_iter()
+        .filter(|r| r.name == container && r.running())
+        .max_by_key(|r| r.attempt)?
+        .id;
+    Some((dir, id))
 }
