@@ -556,3 +556,52 @@ fn kubectl_exec_through_the_kubelet_and_shim() {
         String::from_utf8_lossy(&out.stderr).contains("container other is not valid for pod box")
     );
 }
+
+#[test]
+fn probes_drive_readiness_and_restarts() {
+    let c = Cluster::start();
+    let yaml = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: probed}}
+spec:
+  nodeName: node1
+  containers:
+  - name: web
+    image: {IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: [sh, -c, "mkdir -p /www; echo ok > /www/index.html; sleep 3; exec httpd -f -p 8080 -h /www"]
+    readinessProbe:
+      httpGet: {{path: /index.html, port: 8080}}
+      periodSeconds: 1
+  - name: alive
+    image: {IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: [sh, -c, "touch /tmp/healthy; exec sleep 3600"]
+    livenessProbe:
+      exec: {{command: [cat, /tmp/healthy]}}
+      periodSeconds: 1
+      failureThreshold: 2
+"#
+    );
+    c.apply(&yaml);
+    c.wait_phase("probed", "Running");
+    // httpd starts after 3 s: until its probe passes the pod is not Ready.
+    let early = c.pod("probed");
+    assert_eq!(container_status(&early, "web")["ready"], false, "{early}");
+    assert_eq!(condition(&early, "Ready"), "False");
+    c.wait_for("Ready by its probe", Duration::from_secs(30), |c| {
+        condition(&c.pod("probed"), "Ready") == "True"
+    });
+    // The liveness probe fails once the file goes: the container is restarted.
+    c.ok(&["exec", "probed", "-c", "alive", "--", "rm", "/tmp/healthy"]);
+    c.wait_for("restart by liveness", Duration::from_secs(30), |c| {
+        container_status(&c.pod("probed"), "alive")["restartCount"].as_i64() >= Some(1)
+    });
+    let p = c.pod("probed");
+    assert_eq!(
+        container_status(&p, "alive")["lastState"]["terminated"]["exitCode"],
+        137
+    );
+    assert_eq!(container_status(&p, "web")["restartCount"], 0);
+}

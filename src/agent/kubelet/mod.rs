@@ -9,6 +9,7 @@ pub mod inputs;
 pub mod logs;
 pub mod node;
 pub mod pods;
+pub mod probes;
 pub mod server;
 pub mod spec;
 pub mod status;
@@ -58,6 +59,22 @@ pub struct Kubelet {
     pub bridge: OnceLock<Bridge>,
     pub backoff: Mutex<HashMap<(String, String), pods::Backoff>>,
     pub registries: crate::image::config::RegistriesConfig,
+    pub probes: probes::Results,
+    /// Pods (by uid) whose probe task runs.
+    pub probers: Mutex<std::collections::HashSet<String>>,
+    /// Wakes a pod's reconcile (probe results, exits).
+    pub waker: OnceLock<futures::channel::mpsc::UnboundedSender<ObjectRef<Pod>>>,
+}
+
+impl Kubelet {
+    /// Asks for a reconcile of `pod` soon.
+    pub fn wake(&self, pod: &Pod) {
+        if let (Some(w), Some(name)) = (self.waker.get(), pod.metadata.name.as_deref()) {
+            let r =
+                ObjectRef::new(name).within(pod.metadata.namespace.as_deref().unwrap_or("default"));
+            let _ = w.unbounded_send(r);
+        }
+    }
 }
 
 impl std::fmt::Debug for Kubelet {
@@ -92,6 +109,9 @@ pub async fn run(cfg: Config, client: kube::Client) -> anyhow::Result<()> {
         bridge: OnceLock::new(),
         backoff: Mutex::new(HashMap::new()),
         registries,
+        probes: probes::Results::default(),
+        probers: Mutex::new(Default::default()),
+        waker: OnceLock::new(),
     });
     let nodes: Api<Node> = Api::all(client.clone());
     let node = loop {
@@ -153,6 +173,7 @@ pub async fn run(cfg: Config, client: kube::Client) -> anyhow::Result<()> {
     let (trigger, triggered) = futures::channel::mpsc::unbounded::<ObjectRef<Pod>>();
     let controller = Controller::new(pods, wc);
     let store = controller.store();
+    let _ = k.waker.set(trigger.clone());
     tokio::spawn(lifecycle_events(k.clone(), store, trigger));
     controller
         .reconcile_on(triggered)

@@ -210,6 +210,22 @@ pub async fn reconcile(pod: Arc<Pod>, k: Arc<Kubelet>) -> Result<Action, Error> 
         }
     }
     records = shim::read_records(&dir);
+    let has_probes = spec.containers.iter().any(|c| {
+        c.readiness_probe.is_some() || c.liveness_probe.is_some() || c.startup_probe.is_some()
+    });
+    if has_probes && k.probers.lock().expect("probers lock").insert(uid.clone()) {
+        tokio::spawn(super::probes::run(k.clone(), pod.clone(), dir.clone()));
+    }
+    for c in &spec.containers {
+        if let Some(r) = latest(&records, &c.name).filter(|r| r.running()) {
+            if !k.probes.started(&uid, c, &r.id) {
+                obs.not_started.insert(c.name.clone());
+                obs.unready.insert(c.name.clone());
+            } else if !k.probes.ready(&uid, c, &r.id) {
+                obs.unready.insert(c.name.clone());
+            }
+        }
+    }
     {
         let dir2 = dir.clone();
         let keep = records.clone();

@@ -28,6 +28,10 @@ pub struct Observed {
     /// Container name -> (image name as resolved, image ID).
     pub images: BTreeMap<String, (String, String)>,
     pub started: Option<String>,
+    /// Running containers their readiness (or startup) probe does not pass yet.
+    pub unready: std::collections::BTreeSet<String>,
+    /// Running containers whose startup probe has not passed.
+    pub not_started: std::collections::BTreeSet<String>,
 }
 
 /// Guaranteed, Burstable or BestEffort, from the containers' requests and limits.
@@ -140,8 +144,8 @@ pub fn container_status(c: &Container, records: &[&Record], obs: &Observed) -> C
         image,
         image_id,
         container_id: last.map(|r| format!("nanokube://{}", r.id)),
-        ready: running,
-        started: Some(running),
+        ready: running && !obs.unready.contains(&c.name),
+        started: Some(running && !obs.not_started.contains(&c.name)),
         restart_count: last.map_or(0, |r| r.attempt as i32),
         state: Some(state),
         last_state: Some(last_state),
