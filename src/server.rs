@@ -6,7 +6,6 @@
 use crate::apiserver::{auth::Authenticator, handler::Api, http, tls};
 use crate::store::{self, sqlite};
 use anyhow::Context;
-use base64::Engine;
 use clap::Args;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -78,12 +77,11 @@ fn client_host(bind: &str) -> String {
 }
 
 fn kubeconfig(server: &str, pki: &tls::Pki) -> String {
-    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
-    format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: default\n  cluster:\n    certificate-authority-data: {}\n    server: {server}\ncontexts:\n- name: default\n  context:\n    cluster: default\n    user: default\ncurrent-context: default\npreferences: {{}}\nusers:\n- name: default\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\n",
-        b64(&pki.ca_cert_pem),
-        b64(&pki.admin_cert_pem),
-        b64(&pki.admin_key_pem),
+    crate::apiserver::identity::kubeconfig(
+        server,
+        &pki.ca_cert_pem,
+        &pki.admin_cert_pem,
+        &pki.admin_key_pem,
     )
 }
 
@@ -139,6 +137,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
             args.max_mutating_requests_inflight,
         ),
         metrics,
+        pipeline: Default::default(),
     });
     api.bootstrap()
         .await

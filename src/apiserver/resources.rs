@@ -1,10 +1,12 @@
 //! Writes: create, update (PUT), patch, the status and scale subresources and pods/binding,
 //! and what reads and deletes share (modes, metadata helpers, selectors, Scale). Every write
-//! goes through `prepare_create` or `prepare_update`
-//! (server-owned metadata, status/spec split, generation, defaults, validation) and then one
-//! compare-and-swap on the store, retried when a concurrent writer got there first and the
-//! client did not pin a resourceVersion.
+//! is the pipeline's last stages: decode, defaults, mutating admission, `prepare_create` or
+//! `merge_update` (server-owned metadata, status/spec split, generation), validation,
+//! validating admission, and one compare-and-swap on the store. Updates run all of it again
+//! when a concurrent writer got there first and the client did not pin a resourceVersion.
 
+use super::admission::{self, Operation};
+use super::auth::User;
 use super::handler::{full, json, Api, ResourceRequest, Resp};
 use super::registry::ResourceInfo;
 use super::selectors::{FieldSelector, LabelSelector};
@@ -25,7 +27,7 @@ pub enum Mode {
     Finalize,
 }
 
-/// DeleteOptions, from the body and the query.
+/// DeleteOptions, from the body and the query, and who deletes (for admission).
 #[derive(Debug, Clone, Default)]
 pub struct DeleteOptions {
     pub grace_period: Option<i64>,
@@ -33,6 +35,7 @@ pub struct DeleteOptions {
     pub uid: Option<String>,
     pub resource_version: Option<String>,
     pub dry_run: bool,
+    pub user: User,
 }
 
 pub(crate) const CONFLICT_RETRIES: usize = 16;
@@ -394,14 +397,25 @@ impl Api {
                 }],
             ));
         }
-        if let Some(ns) = r.namespace.as_deref().filter(|_| info.namespaced) {
-            self.check_namespace_open(
-                info,
-                ns,
-                meta_str(&obj, "name").unwrap_or(generate_name.as_deref().unwrap_or("")),
-            )
-            .await?;
-        }
+        // The decoded object is defaulted (upstream's decoder does it), then mutating admission.
+        info.strategy.defaults(&mut obj);
+        let mut attrs = admission::Attributes {
+            user: r.user.clone(),
+            operation: Operation::Create,
+            resource: info.clone(),
+            subresource: r.subresource.clone().unwrap_or_default(),
+            namespace: r
+                .namespace
+                .clone()
+                .filter(|_| info.namespaced)
+                .unwrap_or_default(),
+            name: meta_str(&obj, "name").unwrap_or_default().to_string(),
+            object: Some(obj),
+            old_object: None,
+            dry_run: r.dry_run(),
+        };
+        self.pipeline.admission.admit(self, &mut attrs).await?;
+        let obj = attrs.object.take().unwrap_or_default();
 
         for _attempt in 0..8 {
             let mut o = obj.clone();
@@ -428,6 +442,10 @@ impl Api {
             if !errs.is_empty() {
                 return Err(ApiError::invalid(&info.group, &info.kind, &name, errs));
             }
+            attrs.name = name.clone();
+            attrs.object = Some(o);
+            self.pipeline.admission.validate(self, &attrs).await?;
+            let mut o = attrs.object.take().unwrap_or_default();
             // Server-side apply has recorded its own entry; other creates are Update entries.
             if o["metadata"].get("managedFields").is_none() {
                 apply::track_update(
@@ -467,36 +485,6 @@ impl Api {
         Err(ApiError::Internal(
             "could not generate a unique name; try again".into(),
         ))
-    }
-
-    /// Creates are refused in a missing namespace (404) or a terminating one (403).
-    async fn check_namespace_open(
-        &self,
-        info: &ResourceInfo,
-        ns: &str,
-        name: &str,
-    ) -> Result<(), ApiError> {
-        let nsinfo = self
-            .registry
-            .lookup("", "v1", "namespaces")
-            .expect("namespaces are registered");
-        match self.get_object(&nsinfo, None, ns).await? {
-            None => Err(ApiError::not_found("", "namespaces", ns)),
-            Some((n, _))
-                if meta_str(&n, "deletionTimestamp").is_some()
-                    || n["status"]["phase"] == "Terminating" =>
-            {
-                Err(ApiError::forbidden(
-                    &info.group,
-                    &info.plural,
-                    name,
-                    &format!(
-                    "unable to create new content in namespace {ns} because it is being terminated"
-                ),
-                ))
-            }
-            Some(_) => Ok(()),
-        }
     }
 
     // ---------------------------------------------------------------- update / patch
@@ -838,7 +826,36 @@ impl Api {
                 }
                 None => false,
             };
-            prepare_update(info, mode, &cur, &mut new)?;
+            // Mutating admission on this attempt's object, then the server's merge, validation
+            // and validating admission: all inside the retry, as upstream's GuaranteedUpdate.
+            if mode == Mode::Main {
+                info.strategy.defaults(&mut new);
+            }
+            let mut attrs = admission::Attributes {
+                user: r.user.clone(),
+                operation: Operation::Update,
+                resource: info.clone(),
+                subresource: r.subresource.clone().unwrap_or_default(),
+                namespace: r
+                    .namespace
+                    .clone()
+                    .filter(|_| info.namespaced)
+                    .unwrap_or_default(),
+                name: name.clone(),
+                object: Some(new),
+                old_object: Some(cur),
+                dry_run: r.dry_run(),
+            };
+            self.pipeline.admission.admit(self, &mut attrs).await?;
+            let cur = attrs.old_object.take().unwrap_or_default();
+            let mut new = attrs.object.take().unwrap_or_default();
+            merge_update(info, mode, &cur, &mut new);
+            validate_update(info, &cur, &new)?;
+            attrs.old_object = Some(cur);
+            attrs.object = Some(new);
+            self.pipeline.admission.validate(self, &attrs).await?;
+            let cur = attrs.old_object.take().unwrap_or_default();
+            let mut new = attrs.object.take().unwrap_or_default();
             if !r.content_type.starts_with("application/apply-patch") {
                 apply::track_update(
                     &info.group,
@@ -1034,14 +1051,8 @@ pub(crate) fn prepare_create(info: &ResourceInfo, obj: &mut Value) {
 }
 
 /// Merges a wanted object with the current one per write mode: server-owned metadata kept,
-/// status or spec kept from the current object, generation bumped on spec changes, defaults,
-/// validation.
-pub(crate) fn prepare_update(
-    info: &ResourceInfo,
-    mode: Mode,
-    cur: &Value,
-    new: &mut Value,
-) -> Result<(), ApiError> {
+/// status or spec kept from the current object, generation bumped on spec changes, defaults.
+pub(crate) fn merge_update(info: &ResourceInfo, mode: Mode, cur: &Value, new: &mut Value) {
     match mode {
         Mode::Status => {
             let mut base = cur.clone();
@@ -1113,6 +1124,14 @@ pub(crate) fn prepare_update(
             }
         }
     }
+}
+
+/// The kind's validation of an update against the stored object (422 with one cause a field).
+pub(crate) fn validate_update(
+    info: &ResourceInfo,
+    cur: &Value,
+    new: &Value,
+) -> Result<(), ApiError> {
     let name = cur["metadata"]["name"].as_str().unwrap_or("");
     let errs = validation::validate_with(&*info.strategy, new, Some(cur));
     if !errs.is_empty() {

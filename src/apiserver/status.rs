@@ -66,6 +66,9 @@ pub enum ApiError {
     /// (429, with a Retry-After header).
     #[error("{message}")]
     TooManyRequests { message: String, retry_after: u64 },
+    /// Nothing can serve the request now, e.g. a pod's exec with no node agent to run it (503).
+    #[error("{0}")]
+    ServiceUnavailable(String),
     /// A read asked for a resourceVersion the store has not reached (504 Timeout).
     #[error("{0}")]
     Timeout(String),
@@ -184,6 +187,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => 415,
             ApiError::NotAcceptable(_) => 406,
             ApiError::TooManyRequests { .. } => 429,
+            ApiError::ServiceUnavailable(_) => 503,
             ApiError::Timeout(_) => 504,
             ApiError::Internal(_) => 500,
         }
@@ -204,6 +208,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
             ApiError::NotAcceptable(_) => "NotAcceptable",
             ApiError::TooManyRequests { .. } => "TooManyRequests",
+            ApiError::ServiceUnavailable(_) => "ServiceUnavailable",
             ApiError::Timeout(_) => "Timeout",
             ApiError::Internal(_) => "InternalError",
         }

@@ -1,0 +1,121 @@
+//! Priority: a new pod's `spec.priority` comes from its PriorityClass (or the class marked
+//! `globalDefault`, or 0 when there is none); a class that does not exist, or a priority the pod
+//! sets itself that differs from its class's, is refused (403) with upstream's messages. The two
+//! system classes are known even before they are stored.
+
+use super::{Attributes, Operation, Outcome, Plugin};
+use crate::apiserver::encoding;
+use crate::apiserver::handler::Api;
+use crate::apiserver::status::ApiError;
+use serde_json::{json, Value};
+
+pub struct Priority;
+
+/// kube-apiserver's built-in classes and their values.
+const SYSTEM: &[(&str, i64)] = &[
+    ("system-node-critical", 2_000_001_000),
+    ("system-cluster-critical", 2_000_000_000),
+];
+
+/// A class's (value, preemptionPolicy) by name.
+async fn class(api: &Api, name: &str) -> Result<Option<(i64, Value)>, ApiError> {
+    if let Some(info) = api
+        .registry
+        .lookup("scheduling.k8s.io", "v1", "priorityclasses")
+    {
+        if let Some((pc, _)) = api.get_object(&info, None, name).await? {
+            return Ok(Some((
+                pc["value"].as_i64().unwrap_or(0),
+                pc["preemptionPolicy"].clone(),
+            )));
+        }
+    }
+    Ok(SYSTEM
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| (*v, Value::Null)))
+}
+
+/// The class marked globalDefault, if any: (name, value, preemptionPolicy).
+async fn global_default(api: &Api) -> Result<Option<(String, i64, Value)>, ApiError> {
+    let Some(info) = api
+        .registry
+        .lookup("scheduling.k8s.io", "v1", "priorityclasses")
+    else {
+        return Ok(None);
+    };
+    let page = api
+        .store
+        .list(&info.list_prefix(None), None, 0, None)
+        .await?;
+    for kv in page.items {
+        let pc = encoding::decode_stored(&kv.value, kv.mod_revision)
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        if pc["globalDefault"] == true {
+            return Ok(Some((
+                pc["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                pc["value"].as_i64().unwrap_or(0),
+                pc["preemptionPolicy"].clone(),
+            )));
+        }
+    }
+    Ok(None)
+}
+
+impl Plugin for Priority {
+    fn name(&self) -> &'static str {
+        "Priority"
+    }
+
+    fn admit<'a>(&'a self, api: &'a Api, a: &'a mut Attributes) -> Outcome<'a> {
+        Box::pin(async move {
+            if a.operation != Operation::Create || !a.is("", "pods") {
+                return Ok(());
+            }
+            let Some(spec) = a
+                .object
+                .as_ref()
+                .map(|o| &o["spec"])
+                .filter(|s| s.is_object())
+            else {
+                return Ok(());
+            };
+            let class_name = spec["priorityClassName"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let (name, value, policy) = if class_name.is_empty() {
+                match global_default(api).await? {
+                    Some(d) => d,
+                    None => (String::new(), 0, Value::Null),
+                }
+            } else {
+                match class(api, &class_name).await? {
+                    Some((v, p)) => (class_name.clone(), v, p),
+                    None => {
+                        return Err(a.forbidden(&format!(
+                            "no PriorityClass with name {class_name} was found"
+                        )))
+                    }
+                }
+            };
+            if let Some(given) = spec["priority"].as_i64().filter(|g| *g != value) {
+                return Err(a.forbidden(&format!(
+                    "the integer value of priority ({given}) must not be provided in pod spec; priority admission controller computed {value} from the given PriorityClass name"
+                )));
+            }
+            let spec = &mut a.object.as_mut().expect("checked above")["spec"];
+            spec["priority"] = json!(value);
+            if !name.is_empty() {
+                spec["priorityClassName"] = json!(name);
+            }
+            if policy.is_string() {
+                spec["preemptionPolicy"] = policy;
+            }
+            Ok(())
+        })
+    }
+}
