@@ -411,16 +411,24 @@ impl Api {
                 if parts.method == Method::POST =>
             {
                 let body = read_body(&parts.headers, body).await?;
-                let review =
-                    reviews::access_review(self.pipeline.authorizer.as_ref(), &user, &body)?;
+                let review = reviews::access_review(
+                    self.pipeline.authorizer.as_ref(),
+                    &user,
+                    content_type_of(&parts.headers),
+                    &body,
+                )?;
                 Ok(json(StatusCode::CREATED, &review))
             }
             ["apis", "authorization.k8s.io", "v1", "selfsubjectrulesreviews"]
                 if parts.method == Method::POST =>
             {
                 let body = read_body(&parts.headers, body).await?;
-                let review =
-                    reviews::rules_review(self.pipeline.authorizer.as_ref(), &user, &body)?;
+                let review = reviews::rules_review(
+                    self.pipeline.authorizer.as_ref(),
+                    &user,
+                    content_type_of(&parts.headers),
+                    &body,
+                )?;
                 Ok(json(StatusCode::CREATED, &review))
             }
             ["apis", "authentication.k8s.io", "v1", "selfsubjectreviews"]
@@ -637,6 +645,13 @@ impl Api {
             ))),
         }
     }
+}
+
+fn content_type_of(headers: &HeaderMap) -> &str {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
 }
 
 /// A user as authentication.k8s.io's UserInfo (uid only when there is one).

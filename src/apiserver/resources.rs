@@ -651,6 +651,7 @@ impl Api {
                 ));
             }
             let info = &r.info;
+            let pins = patch_names_rv(PatchKind::Apply, &applied);
             let body = self
                 .write_update(r, mode_of(r), |cur| {
                     let out = apply::server_side_apply_detailed(
@@ -663,7 +664,11 @@ impl Api {
                         r.subresource.as_deref().filter(|s| *s == "status"),
                     )
                     .map_err(|e| apply_error(info, &name, e))?;
-                    (info.decode)(out).map_err(|e| cannot_handle(info, &e))
+                    let mut out = (info.decode)(out).map_err(|e| cannot_handle(info, &e))?;
+                    if !pins {
+                        meta_mut(&mut out).remove("resourceVersion");
+                    }
+                    Ok(out)
                 })
                 .await?;
             return Ok(with_warnings(
@@ -675,16 +680,21 @@ impl Api {
         let info = &r.info;
         let strict = field_validation(r)?;
         let found_unknown = std::sync::Mutex::new(Vec::new());
+        let pins = patch_names_rv(kind, &patch);
         let body = self
             .write_update(r, mode_of(r), |cur| {
-                let patched = apply_patch(info, kind, cur, &patch)?;
+                let mut patched = apply_patch(info, kind, cur, &patch)?;
+                // The current object's resourceVersion came along; only one the patch itself
+                // names is a precondition, so a lost race re-applies the patch.
+                if !pins {
+                    meta_mut(&mut patched).remove("resourceVersion");
+                }
                 if strict != FieldValidation::Ignore {
                     let raw = serde_json::to_vec(&patched).unwrap_or_default();
                     let mut w = Vec::new();
                     check_fields(r, &raw, &mut w)?;
                     *found_unknown.lock().expect("not poisoned") = w;
                 }
-                let mut patched = patched;
                 self.check_type(info, &mut patched)?;
                 (info.decode)(patched).map_err(|e| cannot_handle(info, &e))
             })
@@ -997,6 +1007,19 @@ fn apply_patch(
                 .map_err(ApiError::BadRequest)
         }
         PatchKind::Apply => unreachable!("apply patches go through server_side_apply"),
+    }
+}
+
+/// Whether a patch sets metadata.resourceVersion (a precondition, as upstream).
+fn patch_names_rv(kind: PatchKind, patch: &Value) -> bool {
+    match kind {
+        PatchKind::Json => patch.as_array().is_some_and(|ops| {
+            ops.iter()
+                .any(|op| op["path"] == "/metadata/resourceVersion" && op["op"] != "test")
+        }),
+        _ => patch["metadata"]["resourceVersion"]
+            .as_str()
+            .is_some_and(|v| !v.is_empty()),
     }
 }
 

@@ -5,14 +5,25 @@
 use super::{Attributes, Authorizer, Decision};
 use crate::apiserver::auth::User;
 use crate::apiserver::status::{ApiError, Cause};
+use crate::apiserver::{encoding, protobuf};
 use serde_json::{json, Value};
 
 const GROUP: &str = "authorization.k8s.io";
 
-fn parse(body: &[u8], kind: &str) -> Result<Value, ApiError> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| {
-        ApiError::BadRequest(format!("the body of the request could not be decoded: {e}"))
-    })?;
+/// The review in the body: JSON, YAML or protobuf (kubectl's typed client sends protobuf).
+fn parse(content_type: &str, body: &[u8], kind: &str) -> Result<Value, ApiError> {
+    let v: Value = if protobuf::is_protobuf(content_type) {
+        protobuf::decode_request(body).map_err(|e| {
+            ApiError::BadRequest(format!(
+                "the body of the request could not be decoded: protobuf: {e}"
+            ))
+        })?
+    } else {
+        let format = encoding::body_format(content_type).unwrap_or(encoding::BodyFormat::Json);
+        encoding::parse_body(body, format).map_err(|e| {
+            ApiError::BadRequest(format!("the body of the request could not be decoded: {e}"))
+        })?
+    };
     if !v.is_object() {
         return Err(ApiError::BadRequest(format!(
             "the body of the request must be a {kind} object"
@@ -31,8 +42,13 @@ fn text(v: &Value, field: &str) -> String {
 }
 
 /// POST selfsubjectaccessreviews: the spec's attributes asked of the authorizer for `user`.
-pub fn access_review(z: &dyn Authorizer, user: &User, body: &[u8]) -> Result<Value, ApiError> {
-    let review = parse(body, "SelfSubjectAccessReview")?;
+pub fn access_review(
+    z: &dyn Authorizer,
+    user: &User,
+    content_type: &str,
+    body: &[u8],
+) -> Result<Value, ApiError> {
+    let review = parse(content_type, body, "SelfSubjectAccessReview")?;
     let spec = &review["spec"];
     let res = spec.get("resourceAttributes").filter(|v| v.is_object());
     let non = spec.get("nonResourceAttributes").filter(|v| v.is_object());
@@ -102,8 +118,13 @@ pub fn access_review(z: &dyn Authorizer, user: &User, body: &[u8]) -> Result<Val
 }
 
 /// POST selfsubjectrulesreviews: the authorizer's rules for `user` in `spec.namespace`.
-pub fn rules_review(z: &dyn Authorizer, user: &User, body: &[u8]) -> Result<Value, ApiError> {
-    let review = parse(body, "SelfSubjectRulesReview")?;
+pub fn rules_review(
+    z: &dyn Authorizer,
+    user: &User,
+    content_type: &str,
+    body: &[u8],
+) -> Result<Value, ApiError> {
+    let review = parse(content_type, body, "SelfSubjectRulesReview")?;
     let namespace = text(&review["spec"], "namespace");
     let rules = z.rules_for(user, &namespace);
     let resource: Vec<Value> = rules
@@ -137,29 +158,32 @@ mod tests {
     use super::super::{AlwaysAllowAuthenticated, AlwaysDeny};
     use super::*;
 
+    const J: &str = "application/json";
+
     #[test]
     fn reviews_ask_the_authorizer() {
         let x = User::new("x", &["system:authenticated"]);
         let body = br#"{"kind":"SelfSubjectAccessReview","apiVersion":"authorization.k8s.io/v1","spec":{"resourceAttributes":{"namespace":"default","verb":"list","resource":"pods"}}}"#;
-        let yes = access_review(&AlwaysAllowAuthenticated, &x, body).unwrap();
+        let yes = access_review(&AlwaysAllowAuthenticated, &x, J, body).unwrap();
         assert_eq!(yes["status"]["allowed"], true);
         assert_eq!(yes["spec"]["resourceAttributes"]["verb"], "list");
-        let no = access_review(&AlwaysDeny, &x, body).unwrap();
+        let no = access_review(&AlwaysDeny, &x, J, body).unwrap();
         assert_eq!(no["status"]["allowed"], false);
         assert_eq!(no["status"]["denied"], true);
         assert_eq!(no["status"]["reason"], "Everything is forbidden.");
         let path = br#"{"spec":{"nonResourceAttributes":{"path":"/metrics","verb":"get"}}}"#;
         assert_eq!(
-            access_review(&AlwaysAllowAuthenticated, &x, path).unwrap()["status"]["allowed"],
+            access_review(&AlwaysAllowAuthenticated, &x, J, path).unwrap()["status"]["allowed"],
             true
         );
-        let neither = access_review(&AlwaysAllowAuthenticated, &x, br#"{"spec":{}}"#).unwrap_err();
+        let neither =
+            access_review(&AlwaysAllowAuthenticated, &x, J, br#"{"spec":{}}"#).unwrap_err();
         assert_eq!(neither.code(), 422);
         let rules = br#"{"spec":{"namespace":"default"}}"#;
-        let all = rules_review(&AlwaysAllowAuthenticated, &x, rules).unwrap();
+        let all = rules_review(&AlwaysAllowAuthenticated, &x, J, rules).unwrap();
         assert_eq!(all["status"]["resourceRules"][0]["verbs"][0], "*");
         assert_eq!(all["status"]["incomplete"], false);
-        let none = rules_review(&AlwaysDeny, &x, rules).unwrap();
+        let none = rules_review(&AlwaysDeny, &x, J, rules).unwrap();
         assert_eq!(none["status"]["resourceRules"], json!([]));
         assert_eq!(none["status"]["nonResourceRules"], json!([]));
     }
