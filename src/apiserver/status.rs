@@ -66,6 +66,14 @@ pub enum ApiError {
     /// (429, with a Retry-After header).
     #[error("{message}")]
     TooManyRequests { message: String, retry_after: u64 },
+    /// An admission webhook refused the request with its own Status code and reason (at least
+    /// 400, as upstream makes it).
+    #[error("{message}")]
+    Denied {
+        code: u16,
+        reason: String,
+        message: String,
+    },
     /// Nothing can serve the request now, e.g. a pod's exec with no node agent to run it (503).
     #[error("{0}")]
     ServiceUnavailable(String),
@@ -188,12 +196,13 @@ impl ApiError {
             ApiError::NotAcceptable(_) => 406,
             ApiError::TooManyRequests { .. } => 429,
             ApiError::ServiceUnavailable(_) => 503,
+            ApiError::Denied { code, .. } => *code,
             ApiError::Timeout(_) => 504,
             ApiError::Internal(_) => 500,
         }
     }
 
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> &str {
         match self {
             ApiError::NotFound { .. } => "NotFound",
             ApiError::AlreadyExists { .. } => "AlreadyExists",
@@ -209,6 +218,7 @@ impl ApiError {
             ApiError::NotAcceptable(_) => "NotAcceptable",
             ApiError::TooManyRequests { .. } => "TooManyRequests",
             ApiError::ServiceUnavailable(_) => "ServiceUnavailable",
+            ApiError::Denied { reason, .. } => reason,
             ApiError::Timeout(_) => "Timeout",
             ApiError::Internal(_) => "InternalError",
         }

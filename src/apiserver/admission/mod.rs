@@ -11,6 +11,8 @@ pub mod default_toleration_seconds;
 pub mod namespace_lifecycle;
 pub mod priority;
 pub mod service_account;
+pub mod webhook;
+pub mod webhook_client;
 
 use super::auth::User;
 use super::handler::Api;
@@ -107,6 +109,8 @@ impl Chain {
                 Arc::new(service_account::ServiceAccount),
                 Arc::new(default_toleration_seconds::DefaultTolerationSeconds),
                 Arc::new(priority::Priority),
+                Arc::new(webhook::MutatingAdmissionWebhook),
+                Arc::new(webhook::ValidatingAdmissionWebhook),
             ],
         }
     }
