@@ -84,8 +84,11 @@ async fn answer(path: &str, req: &Value) -> Value {
 /// and the CA's PEM (the caBundle).
 async fn webhook_server(seen: Arc<Seen>) -> (u16, String, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let pki =
-        nanokube::apiserver::tls::Pki::load_or_create(dir.path(), &["127.0.0.1".into()]).unwrap();
+    let pki = nanokube::apiserver::tls::Pki::load_or_create(
+        dir.path(),
+        &["127.0.0.1".into(), "hook.hooks.svc".into()],
+    )
+    .unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(pki.server_config().unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -265,6 +268,67 @@ async fn webhooks_mutate_refuse_and_see_the_review() {
     // Other resources are not sent.
     blocking(|| s.ok(&["create", "secret", "generic", "sec", "--from-literal=a=1"]));
     assert!(!seen.of("/mutate").iter().any(|r| r["name"] == "sec"));
+
+    // A service client config is called at the service's endpoints, the certificate checked
+    // for <service>.<namespace>.svc.
+    blocking(|| {
+        s.ok(&["create", "namespace", "hooks"]);
+        s.apply_ok(
+            &json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "hook", "namespace": "hooks"},
+            "spec": {"ports": [{"port": 443, "targetPort": port}]}})
+            .to_string(),
+        );
+        s.apply_ok(
+            &json!({"apiVersion": "v1", "kind": "Endpoints",
+            "metadata": {"name": "hook", "namespace": "hooks"},
+            "subsets": [{"addresses": [{"ip": "127.0.0.1"}], "ports": [{"port": port}]}]})
+            .to_string(),
+        );
+        let mut routed = webhook(
+            "routed.nanokube.test",
+            port,
+            "/mutate",
+            &ca,
+            json!({
+            "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["secrets"]}]}),
+        );
+        routed["clientConfig"] = json!({
+            "service": {"namespace": "hooks", "name": "hook", "path": "/mutate"},
+            "caBundle": base64::engine::general_purpose::STANDARD.encode(&ca),
+        });
+        s.apply_ok(&config(
+            "MutatingWebhookConfiguration",
+            "routed",
+            vec![routed],
+        ));
+        s.ok(&[
+            "create",
+            "secret",
+            "generic",
+            "routed",
+            "--from-literal=a=1",
+        ]);
+    });
+    let sec: Value = serde_json::from_str(&blocking(|| {
+        s.ok(&["get", "secret", "routed", "-o", "json"])
+    }))
+    .unwrap();
+    assert_eq!(sec["metadata"]["labels"]["mutated-by"], "hook", "{sec}");
+    let svc_cfg: Value = serde_json::from_str(&blocking(|| {
+        s.ok(&[
+            "get",
+            "mutatingwebhookconfiguration",
+            "routed",
+            "-o",
+            "json",
+        ])
+    }))
+    .unwrap();
+    assert_eq!(
+        svc_cfg["webhooks"][0]["clientConfig"]["service"]["port"],
+        443
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,8 +10,8 @@
 //! answers nonsense refuses the request under `failurePolicy: Fail` (500 `failed calling
 //! webhook`) and is skipped under `Ignore`.
 //!
-//! `clientConfig.url` (https, verified against `caBundle`) is called; `clientConfig.service`
-//! needs service routing nanokube does not have yet, and fails as an unreachable webhook.
+//! `clientConfig.url` (https, verified against `caBundle`) is called as given; a
+//! `clientConfig.service` is called at the service's endpoints (`service_target`).
 
 use super::{webhook_client, Attributes, Operation, Outcome, Plugin};
 use crate::apiserver::encoding;
@@ -216,17 +216,74 @@ fn review(a: &Attributes, uid: &str) -> Value {
     json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": req})
 }
 
+/// Where a `clientConfig.service` is served: nanokube routes no cluster IPs, so the call goes
+/// to the service's endpoints (the first ready address, the port the service port targets),
+/// with the certificate checked for `<name>.<namespace>.svc`, as upstream's service resolver
+/// names it.
+async fn service_target(api: &Api, svc: &Value) -> Result<webhook_client::Target, String> {
+    let ns = svc["namespace"].as_str().unwrap_or_default();
+    let name = svc["name"].as_str().unwrap_or_default();
+    let port = svc["port"].as_i64().unwrap_or(443);
+    let path = svc["path"].as_str().unwrap_or("/").to_string();
+    let url = format!("https://{name}.{ns}.svc:{port}{path}");
+    let get = |plural: &'static str| async move {
+        let info = api
+            .registry
+            .lookup("", "v1", plural)
+            .expect("core kinds are registered");
+        api.get_object(&info, Some(ns), name)
+            .await
+            .map_err(|e| e.to_string())?
+            .map(|(o, _)| o)
+            .ok_or_else(|| format!("{plural} \"{name}\" not found"))
+    };
+    let service = get("services").await?;
+    let sp = service["spec"]["ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["port"].as_i64() == Some(port))
+        .cloned()
+        .ok_or_else(|| format!("service {ns}/{name} has no port {port}"))?;
+    let endpoints = get("endpoints").await?;
+    for subset in endpoints["subsets"].as_array().into_iter().flatten() {
+        let Some(ip) = subset["addresses"][0]["ip"].as_str() else {
+            continue;
+        };
+        let target = subset["ports"].as_array().into_iter().flatten().find(|p| {
+            match (&sp["targetPort"], p["name"].as_str()) {
+                (Value::String(named), Some(n)) => named == n,
+                (Value::Number(t), _) => p["port"].as_i64() == t.as_i64(),
+                _ => sp["name"]
+                    .as_str()
+                    .is_none_or(|n| p["name"].as_str() == Some(n)),
+            }
+        });
+        if let Some(p) = target.and_then(|p| p["port"].as_u64()) {
+            return Ok(webhook_client::Target {
+                host: ip.to_string(),
+                port: p as u16,
+                server_name: format!("{name}.{ns}.svc"),
+                path,
+                url,
+            });
+        }
+    }
+    Err(format!("no endpoints available for service {name:?}"))
+}
+
 /// Calls one webhook: its AdmissionReview response, or why it could not be had.
-async fn call(h: &Hook, a: &Attributes) -> Result<Value, String> {
-    let Some(url) = h.client["url"].as_str() else {
-        return Err("service client configs are not routed yet: use clientConfig.url".into());
+async fn call(api: &Api, h: &Hook, a: &Attributes) -> Result<Value, String> {
+    let target = match h.client["url"].as_str() {
+        Some(url) => webhook_client::Target::url(url)?,
+        None => service_target(api, &h.client["service"]).await?,
     };
     let ca = base64::engine::general_purpose::STANDARD
         .decode(h.client["caBundle"].as_str().unwrap_or(""))
         .map_err(|e| format!("caBundle: {e}"))?;
     let uid = uuid::Uuid::new_v4().to_string();
     let body = serde_json::to_vec(&review(a, &uid)).map_err(|e| e.to_string())?;
-    let answer = webhook_client::post(url, &ca, body, h.timeout).await?;
+    let answer = webhook_client::post(&target, &ca, body, h.timeout).await?;
     let v: Value = serde_json::from_slice(&answer)
         .map_err(|e| format!("the webhook's answer is not an AdmissionReview: {e}"))?;
     let resp = v
@@ -267,8 +324,8 @@ fn failed(name: &str, why: &str) -> ApiError {
 
 /// Calls `h` and applies what it answers to `a.object` (nothing when the call failed under
 /// failurePolicy Ignore).
-async fn mutate(h: &Hook, a: &mut Attributes) -> Result<(), ApiError> {
-    let resp = match call(h, a).await {
+async fn mutate(api: &Api, h: &Hook, a: &mut Attributes) -> Result<(), ApiError> {
+    let resp = match call(api, h, a).await {
         Ok(r) => r,
         Err(why) if h.fail => return Err(failed(&h.name, &why)),
         Err(why) => {
@@ -347,14 +404,14 @@ impl Plugin for MutatingAdmissionWebhook {
                 if !hook_matches(api, h, a).await? {
                     continue;
                 }
-                mutate(h, a).await?;
+                mutate(api, h, a).await?;
                 if h.reinvoke {
                     left.push((i, a.object.clone()));
                 }
             }
             for (i, seen) in left {
                 if a.object != seen && a.operation != Operation::Delete {
-                    mutate(&hooks[i], a).await?;
+                    mutate(api, &hooks[i], a).await?;
                 }
             }
             Ok(())
@@ -383,7 +440,7 @@ impl Plugin for ValidatingAdmissionWebhook {
             let answers = futures::future::join_all(
                 matching
                     .iter()
-                    .map(|h| async move { (h, call(h, a).await) }),
+                    .map(|h| async move { (h, call(api, h, a).await) }),
             )
             .await;
             for (h, answer) in answers {

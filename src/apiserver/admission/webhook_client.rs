@@ -61,19 +61,44 @@ fn tls_config(ca_bundle: &[u8]) -> Result<Arc<rustls::ClientConfig>, String> {
     Ok(Arc::new(cfg))
 }
 
-/// POSTs `body` (JSON) to `url` and returns the answer's body; errors are texts for the
+/// Where a call goes: the address dialled, the name the certificate must carry, the path.
+pub struct Target {
+    pub host: String,
+    pub port: u16,
+    pub server_name: String,
+    pub path: String,
+    /// For messages: the URL as upstream writes it.
+    pub url: String,
+}
+
+impl Target {
+    /// A `clientConfig.url`.
+    pub fn url(url: &str) -> Result<Target, String> {
+        let (host, port, path) = split_url(url)?;
+        Ok(Target {
+            server_name: host.clone(),
+            host,
+            port,
+            path,
+            url: url.to_string(),
+        })
+    }
+}
+
+/// POSTs `body` (JSON) to the target and returns the answer's body; errors are texts for the
 /// "failed calling webhook" Status.
 pub async fn post(
-    url: &str,
+    target: &Target,
     ca_bundle: &[u8],
     body: Vec<u8>,
     timeout: Duration,
 ) -> Result<Bytes, String> {
+    let url = &target.url;
     let call = async {
-        let (host, port, path) = split_url(url)?;
+        let (host, port, path) = (target.host.clone(), target.port, target.path.clone());
         let cfg = tls_config(ca_bundle)?;
-        let name = rustls::pki_types::ServerName::try_from(host.clone())
-            .map_err(|e| format!("{host}: {e}"))?;
+        let name = rustls::pki_types::ServerName::try_from(target.server_name.clone())
+            .map_err(|e| format!("{}: {e}", target.server_name))?;
         let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
             .await
             .map_err(|e| format!("Post {url:?}: dial tcp {host}:{port}: {e}"))?;
@@ -90,9 +115,9 @@ pub async fn post(
             let _ = conn.await;
         });
         let authority = if port == 443 {
-            host.clone()
+            target.server_name.clone()
         } else {
-            format!("{host}:{port}")
+            format!("{}:{port}", target.server_name)
         };
         let req = http::Request::post(path)
             .header(http::header::HOST, authority)
