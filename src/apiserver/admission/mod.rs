@@ -109,8 +109,8 @@ impl Chain {
                 Arc::new(service_account::ServiceAccount),
                 Arc::new(default_toleration_seconds::DefaultTolerationSeconds),
                 Arc::new(priority::Priority),
-                Arc::new(webhook::MutatingAdmissionWebhook),
-                Arc::new(webhook::ValidatingAdmissionWebhook),
+                Arc::new(webhook::MutatingAdmissionWebhook::default()),
+                Arc::new(webhook::ValidatingAdmissionWebhook::default()),
             ],
         }
     }

@@ -19,6 +19,8 @@ use crate::apiserver::handler::Api;
 use crate::apiserver::status::ApiError;
 use base64::Engine as _;
 use serde_json::{json, Value};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 /// One webhook of a configuration, as it will be called.
@@ -33,13 +35,14 @@ struct Hook {
     reinvoke: bool,
 }
 
-/// The webhooks of every configuration of `plural`, configurations in name order.
-async fn hooks(api: &Api, plural: &str) -> Result<Vec<Hook>, ApiError> {
+/// The webhooks of every configuration of `plural` at one revision, configurations in name
+/// order (the store's key order).
+async fn load(api: &Api, plural: &str) -> Result<(Vec<Hook>, i64), ApiError> {
     let Some(info) = api
         .registry
         .lookup("admissionregistration.k8s.io", "v1", plural)
     else {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), 0));
     };
     let page = api
         .store
@@ -64,7 +67,86 @@ async fn hooks(api: &Api, plural: &str) -> Result<Vec<Hook>, ApiError> {
             });
         }
     }
-    Ok(out)
+    Ok((out, page.revision))
+}
+
+type Shared = Arc<RwLock<Option<Arc<Vec<Hook>>>>>;
+
+/// The configurations of one kind, read once and then kept current by a watch of their store
+/// prefix (as upstream's informer), so a write does not list them. Until the first request, or
+/// after the watch fails, the next request reads them again.
+struct Configs {
+    plural: &'static str,
+    current: Shared,
+    watching: Arc<AtomicBool>,
+}
+
+impl Configs {
+    fn new(plural: &'static str) -> Self {
+        Configs {
+            plural,
+            current: Arc::default(),
+            watching: Arc::default(),
+        }
+    }
+
+    async fn hooks(&self, api: &Api) -> Result<Arc<Vec<Hook>>, ApiError> {
+        let cached = self
+            .current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(h) = cached {
+            return Ok(h);
+        }
+        let (hooks, rev) = load(api, self.plural).await?;
+        let hooks = Arc::new(hooks);
+        if self.watching.swap(true, Ordering::AcqRel) {
+            return Ok(hooks);
+        }
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(hooks.clone());
+        let Some(api) = api.me.upgrade() else {
+            self.watching.store(false, Ordering::Release);
+            return Ok(hooks);
+        };
+        let (plural, current, watching) =
+            (self.plural, self.current.clone(), self.watching.clone());
+        tokio::spawn(async move {
+            keep_current(&api, plural, rev, &current).await;
+            *current.write().unwrap_or_else(|e| e.into_inner()) = None;
+            watching.store(false, Ordering::Release);
+        });
+        Ok(hooks)
+    }
+}
+
+/// Reloads the configurations after every change under their prefix, until the watch ends.
+async fn keep_current(api: &Arc<Api>, plural: &'static str, rev: i64, current: &Shared) {
+    use futures::StreamExt;
+    let Some(info) = api
+        .registry
+        .lookup("admissionregistration.k8s.io", "v1", plural)
+    else {
+        return;
+    };
+    let Ok(mut events) = api.store.watch(&info.list_prefix(None), rev).await else {
+        return;
+    };
+    let mut shutdown = api.shutdown.clone();
+    loop {
+        tokio::select! {
+            ev = events.next() => match ev {
+                Some(Ok(_)) => match load(api, plural).await {
+                    Ok((hooks, _)) => {
+                        *current.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(hooks));
+                    }
+                    Err(_) => return,
+                },
+                _ => return,
+            },
+            _ = shutdown.changed() => return,
+        }
+    }
 }
 
 fn listed(list: &Value, want: &str) -> bool {
@@ -385,7 +467,13 @@ fn exempt(a: &Attributes) -> bool {
     a.resource.group == "admissionregistration.k8s.io"
 }
 
-pub struct MutatingAdmissionWebhook;
+pub struct MutatingAdmissionWebhook(Configs);
+
+impl Default for MutatingAdmissionWebhook {
+    fn default() -> Self {
+        MutatingAdmissionWebhook(Configs::new("mutatingwebhookconfigurations"))
+    }
+}
 
 impl Plugin for MutatingAdmissionWebhook {
     fn name(&self) -> &'static str {
@@ -397,7 +485,7 @@ impl Plugin for MutatingAdmissionWebhook {
             if exempt(a) {
                 return Ok(());
             }
-            let hooks = hooks(api, "mutatingwebhookconfigurations").await?;
+            let hooks = self.0.hooks(api).await?;
             // The object as each IfNeeded webhook left it: changed later means call again.
             let mut left: Vec<(usize, Option<Value>)> = Vec::new();
             for (i, h) in hooks.iter().enumerate() {
@@ -419,7 +507,13 @@ impl Plugin for MutatingAdmissionWebhook {
     }
 }
 
-pub struct ValidatingAdmissionWebhook;
+pub struct ValidatingAdmissionWebhook(Configs);
+
+impl Default for ValidatingAdmissionWebhook {
+    fn default() -> Self {
+        ValidatingAdmissionWebhook(Configs::new("validatingwebhookconfigurations"))
+    }
+}
 
 impl Plugin for ValidatingAdmissionWebhook {
     fn name(&self) -> &'static str {
@@ -432,8 +526,9 @@ impl Plugin for ValidatingAdmissionWebhook {
                 return Ok(());
             }
             let mut matching = Vec::new();
-            for h in hooks(api, "validatingwebhookconfigurations").await? {
-                if hook_matches(api, &h, a).await? {
+            let hooks = self.0.hooks(api).await?;
+            for h in hooks.iter() {
+                if hook_matches(api, h, a).await? {
                     matching.push(h);
                 }
             }
