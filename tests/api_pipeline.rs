@@ -882,3 +882,69 @@ async fn without_a_node_agent_connect_requests_get_upstreams_answers() {
         .await;
     assert_eq!(code, StatusCode::METHOD_NOT_ALLOWED);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_servers_controllers_are_authorized_under_their_names() {
+    /// Refuses the garbage collector, records what it was asked.
+    #[derive(Default)]
+    struct NoCollector(Mutex<Vec<(String, String, String, String)>>);
+    impl Authorizer for NoCollector {
+        fn authorize(&self, a: &Attributes) -> Decision {
+            self.0.lock().unwrap().push((
+                a.user.name.clone(),
+                a.verb.clone(),
+                a.resource.clone(),
+                a.name.clone(),
+            ));
+            if a.user.name == "system:serviceaccount:kube-system:generic-garbage-collector" {
+                Decision::Deny("not in this test".into())
+            } else {
+                Decision::NoOpinion
+            }
+        }
+    }
+    let z = Arc::new(NoCollector::default());
+    let c = Cluster::start(with_authorizer(vec![
+        z.clone(),
+        Arc::new(AlwaysAllowAuthenticated),
+    ]))
+    .await;
+    let cms = "/api/v1/namespaces/default/configmaps";
+    let (_, owner) = c
+        .admin_call(
+            Method::POST,
+            cms,
+            Some(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "owner"}})),
+        )
+        .await;
+    let dep = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "dependent",
+        "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner["metadata"]["uid"]}]}});
+    let (code, _) = c.admin_call(Method::POST, cms, Some(dep)).await;
+    assert_eq!(code, StatusCode::CREATED);
+    let (code, _) = c
+        .admin_call(Method::DELETE, &format!("{cms}/owner"), None)
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    let gc = "system:serviceaccount:kube-system:generic-garbage-collector";
+    let asked = |verb: &str| {
+        z.0.lock()
+            .unwrap()
+            .iter()
+            .any(|(u, v, r, n)| u == gc && v == verb && r == "configmaps" && n == "dependent")
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !asked("delete") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            z.0.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Refused: the dependent stays.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (code, _) = c
+        .admin_call(Method::GET, &format!("{cms}/dependent"), None)
+        .await;
+    assert_eq!(code, StatusCode::OK);
+}

@@ -7,7 +7,7 @@ use super::handler::{Api, Output, ResourceRequest};
 use super::registry::ResourceInfo;
 use super::resources::{now_rfc3339, DeleteOptions, Mode};
 use super::status::ApiError;
-use super::{auth::User, conversion, encoding, identity};
+use super::{auth::User, authorization, conversion, encoding, identity};
 use crate::store;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -62,6 +62,32 @@ pub(crate) fn internal_request(
 }
 
 impl Api {
+    /// Asks the authorizer whether a controller of the server's own may do `verb` on an
+    /// object, as upstream's controllers are authorized through the API: RBAC will need
+    /// their roles, and a denial stops the controller's action (and is logged by it).
+    fn controller_may(
+        &self,
+        user: &User,
+        verb: &str,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Result<(), ApiError> {
+        let attrs = authorization::Attributes {
+            user: user.clone(),
+            verb: verb.into(),
+            resource_request: true,
+            namespace: ns.filter(|_| info.namespaced).unwrap_or_default().into(),
+            api_group: info.group.clone(),
+            api_version: info.version.clone(),
+            resource: info.plural.clone(),
+            subresource: String::new(),
+            name: name.into(),
+            path: String::new(),
+        };
+        authorization::check(self.pipeline.authorizer.as_ref(), &attrs)
+    }
+
     /// Creates the default namespaces that are missing, and resumes the termination of those
     /// that were terminating when the server stopped.
     pub async fn bootstrap(self: &Arc<Self>) -> Result<(), ApiError> {
@@ -191,6 +217,13 @@ impl Api {
                     continue;
                 }
                 let name = v["metadata"]["name"].as_str().unwrap_or_default();
+                self.controller_may(
+                    &as_namespace_controller.user,
+                    "delete",
+                    info,
+                    Some(ns),
+                    name,
+                )?;
                 match self
                     .delete_object(info, Some(ns), name, &as_namespace_controller)
                     .await
@@ -257,6 +290,7 @@ impl Api {
             for (dep, v) in self.dependents(info, owner).await? {
                 let name = v["metadata"]["name"].as_str().unwrap_or_default();
                 let ns = v["metadata"]["namespace"].as_str();
+                self.controller_may(&as_collector.user, "delete", &dep, ns, name)?;
                 match self.delete_object(&dep, ns, name, &as_collector).await {
                     Ok(_) | Err(ApiError::NotFound { .. }) => {}
                     Err(e) => return Err(e),
@@ -281,6 +315,7 @@ impl Api {
                 name,
                 identity::garbage_collector(),
             );
+            self.controller_may(&r.user, "patch", &r.info, r.namespace.as_deref(), name)?;
             let res = self
                 .write_update(&r, Mode::Main, |cur| {
                     let mut new = cur.clone();
