@@ -719,7 +719,7 @@ impl Connector for Echo {
                     .to_string()
             };
             self.seen.lock().unwrap().push(format!(
-                "{} {}/{} {} {} user={} upgrade={} protocol={} query={}",
+                "{} {}/{} {} {} user={} upgrade={} protocol={}{} query={}",
                 req.info.api_verb,
                 req.info.resource,
                 req.info.subresource,
@@ -728,6 +728,7 @@ impl Connector for Echo {
                 req.user.name,
                 get("upgrade"),
                 get("x-stream-protocol-version"),
+                get("sec-websocket-protocol"),
                 req.parts.uri.query().unwrap_or(""),
             ));
             let upgrade = req
@@ -777,12 +778,17 @@ async fn exec_upgrades_reach_the_connector_before_the_body_is_read() {
     let addr = listener.local_addr().unwrap();
     let api = c.api.clone();
     tokio::spawn(async move {
-        let (tcp, _) = listener.accept().await.unwrap();
-        let svc = hyper::service::service_fn(move |req| api.clone().handle(req, Some(admin())));
-        let _ = hyper::server::conn::http1::Builder::new()
-            .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
-            .with_upgrades()
-            .await;
+        while let Ok((tcp, _)) = listener.accept().await {
+            let api = api.clone();
+            tokio::spawn(async move {
+                let svc =
+                    hyper::service::service_fn(move |req| api.clone().handle(req, Some(admin())));
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
+                    .with_upgrades()
+                    .await;
+            });
+        }
     });
     let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     tcp.write_all(
@@ -825,6 +831,36 @@ async fn exec_upgrades_reach_the_connector_before_the_body_is_read() {
         "pods/exec".into(),
         "web".into()
     )));
+
+    // kubectl 1.30+'s websocket form: a GET with the channel protocol.
+    let mut ws = tokio::net::TcpStream::connect(addr).await.unwrap();
+    ws.write_all(
+        b"GET /api/v1/namespaces/default/pods/web/attach?stdout=true HTTP/1.1\r\n\
+          Host: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+          Sec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        ws.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    assert!(text(&head).starts_with("HTTP/1.1 101"), "{}", text(&head));
+    ws.write_all(b"ping").await.unwrap();
+    let mut answer = [0u8; 9];
+    tokio::time::timeout(Duration::from_secs(5), ws.read_exact(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(text(&answer), "pong:ping");
+    let seen = echo.seen.lock().unwrap().clone();
+    assert_eq!(
+        seen[2],
+        "get pods/attach default web user=system:admin upgrade=websocket protocol=v5.channel.k8s.io query=stdout=true"
+    );
+    assert_eq!(seen[3], "body=");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

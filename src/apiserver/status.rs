@@ -169,10 +169,17 @@ impl ApiError {
         }
     }
 
+    /// As apierrors.NewForbidden: `pods "x" is forbidden: why`, or `pods is forbidden: why`
+    /// when the name is not known (a create with generateName).
     pub fn forbidden(group: &str, plural: &str, name: &str, why: &str) -> Self {
         let what = qualified(group, plural);
+        let message = if name.is_empty() {
+            format!("{what} is forbidden: {why}")
+        } else {
+            format!("{what} \"{name}\" is forbidden: {why}")
+        };
         ApiError::Forbidden {
-            message: format!("{what} \"{name}\" is forbidden: {why}"),
+            message,
             target: Target {
                 group: group.into(),
                 kind: plural.into(),
@@ -305,6 +312,18 @@ impl From<crate::store::Error> for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forbidden_without_a_name() {
+        assert_eq!(
+            ApiError::forbidden("", "pods", "", "no").to_string(),
+            "pods is forbidden: no"
+        );
+        assert_eq!(
+            ApiError::forbidden("apps", "deployments", "d", "no").to_string(),
+            "deployments.apps \"d\" is forbidden: no"
+        );
+    }
 
     #[test]
     fn not_found_status_names_the_resource() {
