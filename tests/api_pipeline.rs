@@ -656,9 +656,20 @@ async fn the_standard_plugins() {
         )
         .await;
     assert_eq!(code, StatusCode::CREATED);
-    let (_, p) = c
-        .admin_call(Method::POST, pods, Some(pod("defaulted", json!({}))))
-        .await;
+    // The plugin watches the classes, as upstream's informer: the new one shows within moments.
+    let mut attempt = 0;
+    let p = loop {
+        attempt += 1;
+        let name = format!("defaulted-{attempt}");
+        let (code, p) = c
+            .admin_call(Method::POST, pods, Some(pod(&name, json!({}))))
+            .await;
+        assert_eq!(code, StatusCode::CREATED, "{p}");
+        if p["spec"]["priority"] == 1000 || attempt == 40 {
+            break p;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(p["spec"]["priority"], 1000);
     assert_eq!(p["spec"]["priorityClassName"], "batch");
     assert_eq!(p["spec"]["preemptionPolicy"], "Never");

@@ -11,6 +11,7 @@ pub mod default_toleration_seconds;
 pub mod namespace_lifecycle;
 pub mod priority;
 pub mod service_account;
+pub mod watched;
 pub mod webhook;
 pub mod webhook_client;
 
@@ -108,7 +109,7 @@ impl Chain {
                 Arc::new(namespace_lifecycle::NamespaceLifecycle),
                 Arc::new(service_account::ServiceAccount),
                 Arc::new(default_toleration_seconds::DefaultTolerationSeconds),
-                Arc::new(priority::Priority),
+                Arc::new(priority::Priority::default()),
                 Arc::new(webhook::MutatingAdmissionWebhook::default()),
                 Arc::new(webhook::ValidatingAdmissionWebhook::default()),
             ],

@@ -1,15 +1,14 @@
 //! Priority: a new pod's `spec.priority` comes from its PriorityClass (or the class marked
 //! `globalDefault`, or 0 when there is none); a class that does not exist, or a priority the pod
 //! sets itself that differs from its class's, is refused (403) with upstream's messages. The two
-//! system classes are known even before they are stored.
+//! system classes are known even before they are stored. The classes are watched, not read on
+//! every pod create (`watched`).
 
+use super::watched::Watched;
 use super::{Attributes, Operation, Outcome, Plugin};
-use crate::apiserver::encoding;
 use crate::apiserver::handler::Api;
 use crate::apiserver::status::ApiError;
 use serde_json::{json, Value};
-
-pub struct Priority;
 
 /// kube-apiserver's built-in classes and their values.
 const SYSTEM: &[(&str, i64)] = &[
@@ -17,52 +16,62 @@ const SYSTEM: &[(&str, i64)] = &[
     ("system-cluster-critical", 2_000_000_000),
 ];
 
-/// A class's (value, preemptionPolicy) by name.
-async fn class(api: &Api, name: &str) -> Result<Option<(i64, Value)>, ApiError> {
-    if let Some(info) = api
-        .registry
-        .lookup("scheduling.k8s.io", "v1", "priorityclasses")
-    {
-        if let Some((pc, _)) = api.get_object(&info, None, name).await? {
-            return Ok(Some((
-                pc["value"].as_i64().unwrap_or(0),
-                pc["preemptionPolicy"].clone(),
-            )));
-        }
-    }
-    Ok(SYSTEM
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| (*v, Value::Null)))
+/// A stored class: name, value, preemptionPolicy, globalDefault.
+struct Class {
+    name: String,
+    value: i64,
+    policy: Value,
+    global_default: bool,
 }
 
-/// The class marked globalDefault, if any: (name, value, preemptionPolicy).
-async fn global_default(api: &Api) -> Result<Option<(String, i64, Value)>, ApiError> {
-    let Some(info) = api
-        .registry
-        .lookup("scheduling.k8s.io", "v1", "priorityclasses")
-    else {
-        return Ok(None);
-    };
-    let page = api
-        .store
-        .list(&info.list_prefix(None), None, 0, None)
-        .await?;
-    for kv in page.items {
-        let pc = encoding::decode_stored(&kv.value, kv.mod_revision)
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
-        if pc["globalDefault"] == true {
-            return Ok(Some((
-                pc["metadata"]["name"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-                pc["value"].as_i64().unwrap_or(0),
-                pc["preemptionPolicy"].clone(),
-            )));
-        }
+fn classes(objects: Vec<Value>) -> Vec<Class> {
+    objects
+        .into_iter()
+        .map(|pc| Class {
+            name: pc["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            value: pc["value"].as_i64().unwrap_or(0),
+            policy: pc["preemptionPolicy"].clone(),
+            global_default: pc["globalDefault"] == true,
+        })
+        .collect()
+}
+
+pub struct Priority(Watched<Vec<Class>>);
+
+impl Default for Priority {
+    fn default() -> Self {
+        Priority(Watched::new(
+            "scheduling.k8s.io",
+            "priorityclasses",
+            classes,
+        ))
     }
-    Ok(None)
+}
+
+impl Priority {
+    /// A class's (value, preemptionPolicy) by name.
+    async fn class(&self, api: &Api, name: &str) -> Result<Option<(i64, Value)>, ApiError> {
+        let stored = self.0.get(api).await?;
+        if let Some(c) = stored.iter().find(|c| c.name == name) {
+            return Ok(Some((c.value, c.policy.clone())));
+        }
+        Ok(SYSTEM
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| (*v, Value::Null)))
+    }
+
+    /// The class marked globalDefault, if any: (name, value, preemptionPolicy).
+    async fn global_default(&self, api: &Api) -> Result<Option<(String, i64, Value)>, ApiError> {
+        let stored = self.0.get(api).await?;
+        Ok(stored
+            .iter()
+            .find(|c| c.global_default)
+            .map(|c| (c.name.clone(), c.value, c.policy.clone())))
+    }
 }
 
 impl Plugin for Priority {
@@ -88,12 +97,12 @@ impl Plugin for Priority {
                 .unwrap_or_default()
                 .to_string();
             let (name, value, policy) = if class_name.is_empty() {
-                match global_default(api).await? {
+                match self.global_default(api).await? {
                     Some(d) => d,
                     None => (String::new(), 0, Value::Null),
                 }
             } else {
-                match class(api, &class_name).await? {
+                match self.class(api, &class_name).await? {
                     Some((v, p)) => (class_name.clone(), v, p),
                     None => {
                         return Err(a.forbidden(&format!(

@@ -13,14 +13,12 @@
 //! `clientConfig.url` (https, verified against `caBundle`) is called as given; a
 //! `clientConfig.service` is called at the service's endpoints (`service_target`).
 
+use super::watched::Watched;
 use super::{webhook_client, Attributes, Operation, Outcome, Plugin};
-use crate::apiserver::encoding;
 use crate::apiserver::handler::Api;
 use crate::apiserver::status::ApiError;
 use base64::Engine as _;
 use serde_json::{json, Value};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 /// One webhook of a configuration, as it will be called.
@@ -35,23 +33,10 @@ struct Hook {
     reinvoke: bool,
 }
 
-/// The webhooks of every configuration of `plural` at one revision, configurations in name
-/// order (the store's key order).
-async fn load(api: &Api, plural: &str) -> Result<(Vec<Hook>, i64), ApiError> {
-    let Some(info) = api
-        .registry
-        .lookup("admissionregistration.k8s.io", "v1", plural)
-    else {
-        return Ok((Vec::new(), 0));
-    };
-    let page = api
-        .store
-        .list(&info.list_prefix(None), None, 0, None)
-        .await?;
+/// The webhooks of the configurations (given by name), in order.
+fn hooks_of(configs: Vec<Value>) -> Vec<Hook> {
     let mut out = Vec::new();
-    for kv in page.items {
-        let cfg = encoding::decode_stored(&kv.value, kv.mod_revision)
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
+    for cfg in configs {
         for w in cfg["webhooks"].as_array().into_iter().flatten() {
             out.push(Hook {
                 name: w["name"].as_str().unwrap_or_default().to_string(),
@@ -67,87 +52,10 @@ async fn load(api: &Api, plural: &str) -> Result<(Vec<Hook>, i64), ApiError> {
             });
         }
     }
-    Ok((out, page.revision))
+    out
 }
 
-type Shared = Arc<RwLock<Option<Arc<Vec<Hook>>>>>;
-
-/// The configurations of one kind, read once and then kept current by a watch of their store
-/// prefix (as upstream's informer), so a write does not list them. Until the first request, or
-/// after the watch fails, the next request reads them again.
-struct Configs {
-    plural: &'static str,
-    current: Shared,
-    watching: Arc<AtomicBool>,
-}
-
-impl Configs {
-    fn new(plural: &'static str) -> Self {
-        Configs {
-            plural,
-            current: Arc::default(),
-            watching: Arc::default(),
-        }
-    }
-
-    async fn hooks(&self, api: &Api) -> Result<Arc<Vec<Hook>>, ApiError> {
-        let cached = self
-            .current
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        if let Some(h) = cached {
-            return Ok(h);
-        }
-        let (hooks, rev) = load(api, self.plural).await?;
-        let hooks = Arc::new(hooks);
-        if self.watching.swap(true, Ordering::AcqRel) {
-            return Ok(hooks);
-        }
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(hooks.clone());
-        let Some(api) = api.me.upgrade() else {
-            self.watching.store(false, Ordering::Release);
-            return Ok(hooks);
-        };
-        let (plural, current, watching) =
-            (self.plural, self.current.clone(), self.watching.clone());
-        tokio::spawn(async move {
-            keep_current(&api, plural, rev, &current).await;
-            *current.write().unwrap_or_else(|e| e.into_inner()) = None;
-            watching.store(false, Ordering::Release);
-        });
-        Ok(hooks)
-    }
-}
-
-/// Reloads the configurations after every change under their prefix, until the watch ends.
-async fn keep_current(api: &Arc<Api>, plural: &'static str, rev: i64, current: &Shared) {
-    use futures::StreamExt;
-    let Some(info) = api
-        .registry
-        .lookup("admissionregistration.k8s.io", "v1", plural)
-    else {
-        return;
-    };
-    let Ok(mut events) = api.store.watch(&info.list_prefix(None), rev).await else {
-        return;
-    };
-    let mut shutdown = api.shutdown.clone();
-    loop {
-        tokio::select! {
-            ev = events.next() => match ev {
-                Some(Ok(_)) => match load(api, plural).await {
-                    Ok((hooks, _)) => {
-                        *current.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(hooks));
-                    }
-                    Err(_) => return,
-                },
-                _ => return,
-            },
-            _ = shutdown.changed() => return,
-        }
-    }
-}
+const GROUP: &str = "admissionregistration.k8s.io";
 
 fn listed(list: &Value, want: &str) -> bool {
     list.as_array()
@@ -467,11 +375,15 @@ fn exempt(a: &Attributes) -> bool {
     a.resource.group == "admissionregistration.k8s.io"
 }
 
-pub struct MutatingAdmissionWebhook(Configs);
+pub struct MutatingAdmissionWebhook(Watched<Vec<Hook>>);
 
 impl Default for MutatingAdmissionWebhook {
     fn default() -> Self {
-        MutatingAdmissionWebhook(Configs::new("mutatingwebhookconfigurations"))
+        MutatingAdmissionWebhook(Watched::new(
+            GROUP,
+            "mutatingwebhookconfigurations",
+            hooks_of,
+        ))
     }
 }
 
@@ -485,7 +397,7 @@ impl Plugin for MutatingAdmissionWebhook {
             if exempt(a) {
                 return Ok(());
             }
-            let hooks = self.0.hooks(api).await?;
+            let hooks = self.0.get(api).await?;
             // The object as each IfNeeded webhook left it: changed later means call again.
             let mut left: Vec<(usize, Option<Value>)> = Vec::new();
             for (i, h) in hooks.iter().enumerate() {
@@ -507,11 +419,15 @@ impl Plugin for MutatingAdmissionWebhook {
     }
 }
 
-pub struct ValidatingAdmissionWebhook(Configs);
+pub struct ValidatingAdmissionWebhook(Watched<Vec<Hook>>);
 
 impl Default for ValidatingAdmissionWebhook {
     fn default() -> Self {
-        ValidatingAdmissionWebhook(Configs::new("validatingwebhookconfigurations"))
+        ValidatingAdmissionWebhook(Watched::new(
+            GROUP,
+            "validatingwebhookconfigurations",
+            hooks_of,
+        ))
     }
 }
 
@@ -526,7 +442,7 @@ impl Plugin for ValidatingAdmissionWebhook {
                 return Ok(());
             }
             let mut matching = Vec::new();
-            let hooks = self.0.hooks(api).await?;
+            let hooks = self.0.get(api).await?;
             for h in hooks.iter() {
                 if hook_matches(api, h, a).await? {
                     matching.push(h);
