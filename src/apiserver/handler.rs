@@ -465,15 +465,17 @@ impl Api {
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let not_found = || ApiError::NotFound {
-            message: "the server could not find the requested resource".into(),
-            target: Default::default(),
-        };
-        let resource = self
+        let Some(resource) = self
             .registry
             .lookup(&info.group, &info.version, &info.resource)
             .filter(|r| r.namespaced != info.namespace.is_empty())
-            .ok_or_else(not_found)?;
+        else {
+            discard_body(&parts.headers, body);
+            return Err(ApiError::NotFound {
+                message: "the server could not find the requested resource".into(),
+                target: Default::default(),
+            });
+        };
         if !connect::method_allowed(&info.subresource, &parts.method) {
             discard_body(&parts.headers, body);
             return Err(ApiError::MethodNotAllowed(format!(
