@@ -673,6 +673,20 @@ async fn the_standard_plugins() {
     assert_eq!(p["spec"]["priority"], 1000);
     assert_eq!(p["spec"]["priorityClassName"], "batch");
     assert_eq!(p["spec"]["preemptionPolicy"], "Never");
+    let second = json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+        "metadata": {"name": "also-default"}, "value": 5, "globalDefault": true});
+    let (code, e) = c
+        .admin_call(
+            Method::POST,
+            "/apis/scheduling.k8s.io/v1/priorityclasses",
+            Some(second),
+        )
+        .await;
+    assert_eq!(code, StatusCode::FORBIDDEN);
+    assert_eq!(
+        e["message"],
+        r#"priorityclasses.scheduling.k8s.io "also-default" is forbidden: PriorityClass batch is already marked as default. Only one default can exist"#
+    );
     let (code, e) = c
         .admin_call(
             Method::POST,

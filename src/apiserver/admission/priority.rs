@@ -127,4 +127,25 @@ impl Plugin for Priority {
             Ok(())
         })
     }
+
+    /// Only one PriorityClass may be the global default, as upstream's plugin checks.
+    fn validate<'a>(&'a self, api: &'a Api, a: &'a Attributes) -> Outcome<'a> {
+        Box::pin(async move {
+            let writes_class = matches!(a.operation, Operation::Create | Operation::Update)
+                && a.is("scheduling.k8s.io", "priorityclasses");
+            let Some(obj) = a.object.as_ref().filter(|_| writes_class) else {
+                return Ok(());
+            };
+            if obj["globalDefault"] != true {
+                return Ok(());
+            }
+            if let Some(other) = self.global_default(api).await?.filter(|d| d.0 != a.name) {
+                return Err(a.forbidden(&format!(
+                    "PriorityClass {} is already marked as default. Only one default can exist",
+                    other.0
+                )));
+            }
+            Ok(())
+        })
+    }
 }
