@@ -487,6 +487,24 @@ async fn admission_mutates_before_validation_refuses_after_and_reruns_in_the_upd
         .await;
     assert!(now["metadata"]["labels"]["deny"].is_null());
 
+    // A binding is admitted as upstream: the CREATE of pods/binding, not an update of the pod.
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "bound"},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]}});
+    let (code, _) = c
+        .admin_call(Method::POST, "/api/v1/namespaces/default/pods", Some(pod))
+        .await;
+    assert_eq!(code, StatusCode::CREATED);
+    let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "bound"},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": "n1"}});
+    let (code, _) = c
+        .admin_call(
+            Method::POST,
+            "/api/v1/namespaces/default/pods/bound/binding",
+            Some(binding),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED);
+
     let seen = rec.seen.lock().unwrap().clone();
     assert!(seen.contains(&(
         "system:admin".into(),
@@ -494,6 +512,16 @@ async fn admission_mutates_before_validation_refuses_after_and_reruns_in_the_upd
         "configmaps".into(),
         "raced".into()
     )));
+    let bindings: Vec<_> = seen.iter().filter(|s| s.2 == "pods/binding").collect();
+    assert_eq!(
+        bindings,
+        vec![&(
+            "system:admin".to_string(),
+            Operation::Create,
+            "pods/binding".to_string(),
+            "bound".to_string()
+        )]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -716,13 +716,33 @@ impl Api {
         .map_err(|e| {
             ApiError::BadRequest(format!("the body of the request could not be decoded: {e}"))
         })?;
-        let binding: k8s_openapi::api::core::v1::Binding = serde_json::from_value(body.clone())
-            .map_err(|e| {
+        let typed = |v: Value| -> Result<k8s_openapi::api::core::v1::Binding, ApiError> {
+            serde_json::from_value(v).map_err(|e| {
                 ApiError::BadRequest(format!(
                     "Binding in version \"v1\" cannot be handled as a Binding: {e}"
                 ))
-            })?;
-        let node = binding.target.name.unwrap_or_default();
+            })
+        };
+        typed(body.clone())?;
+        // Admitted as upstream does: a CREATE of pods/binding whose object is the Binding (not
+        // an update of the pod).
+        let mut as_binding = (*r.info).clone();
+        as_binding.kind = "Binding".into();
+        as_binding.decode = |v| Ok(v);
+        let mut attrs = admission::Attributes {
+            user: r.user.clone(),
+            operation: Operation::Create,
+            resource: std::sync::Arc::new(as_binding),
+            subresource: "binding".into(),
+            namespace: r.namespace.clone().unwrap_or_default(),
+            name: name.clone(),
+            object: Some(body),
+            old_object: None,
+            dry_run: r.dry_run(),
+        };
+        self.pipeline.admission.admit(self, &mut attrs).await?;
+        let binding = typed(attrs.object.clone().unwrap_or_default())?;
+        let node = binding.target.name.clone().unwrap_or_default();
         if node.is_empty() {
             return Err(ApiError::invalid(
                 "",
@@ -735,6 +755,7 @@ impl Api {
                 }],
             ));
         }
+        self.pipeline.admission.validate(self, &attrs).await?;
         let uid = binding.metadata.uid.clone();
         self.write_update(r, Mode::Main, |cur| {
             if let Some(uid) = &uid {
@@ -856,14 +877,20 @@ impl Api {
                 old_object: Some(cur),
                 dry_run: r.dry_run(),
             };
-            self.pipeline.admission.admit(self, &mut attrs).await?;
+            // pods/binding was admitted as the Binding's create (`bind`).
+            let admitted = r.subresource.as_deref() != Some("binding");
+            if admitted {
+                self.pipeline.admission.admit(self, &mut attrs).await?;
+            }
             let cur = attrs.old_object.take().unwrap_or_default();
             let mut new = attrs.object.take().unwrap_or_default();
             merge_update(info, mode, &cur, &mut new);
             validate_update(info, &cur, &new)?;
             attrs.old_object = Some(cur);
             attrs.object = Some(new);
-            self.pipeline.admission.validate(self, &attrs).await?;
+            if admitted {
+                self.pipeline.admission.validate(self, &attrs).await?;
+            }
             let cur = attrs.old_object.take().unwrap_or_default();
             let mut new = attrs.object.take().unwrap_or_default();
             if !r.content_type.starts_with("application/apply-patch") {
