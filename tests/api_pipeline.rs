@@ -326,6 +326,8 @@ struct Recorder {
     /// Admit attempts on updates of configmaps named "raced" (see `admit`).
     raced_attempts: Mutex<u32>,
     validated_uids: Mutex<Vec<String>>,
+    /// (resource/subresource, kind) of every admitted object.
+    kinds: Mutex<Vec<(String, String)>>,
 }
 
 impl Plugin for Recorder {
@@ -343,12 +345,17 @@ impl Plugin for Recorder {
             self.seen.lock().unwrap().push((
                 a.user.name.clone(),
                 a.operation,
-                what,
+                what.clone(),
                 a.name.clone(),
             ));
             let Some(obj) = a.object.as_mut() else {
                 return Ok(());
             };
+            self.kinds.lock().unwrap().push((what, a.kind.kind.clone()));
+            // A Scale asking for 7 replicas is turned into 5: the write takes the admitted Scale.
+            if a.kind.kind == "Scale" && obj["spec"]["replicas"] == 7 {
+                obj["spec"]["replicas"] = json!(5);
+            }
             if a.resource.plural != "configmaps" {
                 return Ok(());
             }
@@ -487,6 +494,34 @@ async fn admission_mutates_before_validation_refuses_after_and_reruns_in_the_upd
         .await;
     assert!(now["metadata"]["labels"]["deny"].is_null());
 
+    // A /scale write is admitted as the Scale, and the admitted Scale is what is written.
+    let deploy = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": {"metadata": {"labels": {"app": "web"}},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}});
+    let deployments = "/apis/apps/v1/namespaces/default/deployments";
+    let (code, _) = c.admin_call(Method::POST, deployments, Some(deploy)).await;
+    assert_eq!(code, StatusCode::CREATED);
+    let (code, scale) = c
+        .call(
+            &admin(),
+            Method::PATCH,
+            &format!("{deployments}/web/scale"),
+            "application/merge-patch+json",
+            Some(json!({"spec": {"replicas": 7}})),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{scale}");
+    assert_eq!(scale["spec"]["replicas"], 5);
+    let (_, d) = c
+        .admin_call(Method::GET, &format!("{deployments}/web"), None)
+        .await;
+    assert_eq!(d["spec"]["replicas"], 5);
+    assert!(rec
+        .kinds
+        .lock()
+        .unwrap()
+        .contains(&("deployments/scale".into(), "Scale".into())));
+
     // A binding is admitted as upstream: the CREATE of pods/binding, not an update of the pod.
     let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "bound"},
         "spec": {"containers": [{"name": "c", "image": "busybox"}]}});
@@ -512,6 +547,11 @@ async fn admission_mutates_before_validation_refuses_after_and_reruns_in_the_upd
         "configmaps".into(),
         "raced".into()
     )));
+    let kinds = rec.kinds.lock().unwrap().clone();
+    assert!(
+        kinds.contains(&("pods/binding".into(), "Binding".into())),
+        "{kinds:?}"
+    );
     let bindings: Vec<_> = seen.iter().filter(|s| s.2 == "pods/binding").collect();
     assert_eq!(
         bindings,

@@ -96,6 +96,7 @@ impl Api {
             let mut attrs = admission::Attributes {
                 user: opts.user.clone(),
                 operation: admission::Operation::Delete,
+                kind: admission::Kind::of(info),
                 resource: info.clone(),
                 subresource: String::new(),
                 namespace: ns.unwrap_or_default().to_string(),

@@ -486,6 +486,7 @@ impl Api {
         let mut attrs = admission::Attributes {
             user: user.clone(),
             operation: admission::Operation::Connect,
+            kind: admission::Kind::of(&resource),
             resource: resource.clone(),
             subresource: info.subresource.clone(),
             namespace: info.namespace.clone(),

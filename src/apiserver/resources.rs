@@ -402,6 +402,7 @@ impl Api {
         let mut attrs = admission::Attributes {
             user: r.user.clone(),
             operation: Operation::Create,
+            kind: admission::Kind::of(info),
             resource: info.clone(),
             subresource: r.subresource.clone().unwrap_or_default(),
             namespace: r
@@ -726,13 +727,11 @@ impl Api {
         typed(body.clone())?;
         // Admitted as upstream does: a CREATE of pods/binding whose object is the Binding (not
         // an update of the pod).
-        let mut as_binding = (*r.info).clone();
-        as_binding.kind = "Binding".into();
-        as_binding.decode = |v| Ok(v);
         let mut attrs = admission::Attributes {
             user: r.user.clone(),
             operation: Operation::Create,
-            resource: std::sync::Arc::new(as_binding),
+            kind: admission::Kind::new("", "v1", "Binding"),
+            resource: r.info.clone(),
             subresource: "binding".into(),
             namespace: r.namespace.clone().unwrap_or_default(),
             name: name.clone(),
@@ -862,9 +861,18 @@ impl Api {
             if mode == Mode::Main {
                 info.strategy.defaults(&mut new);
             }
+            // pods/binding was admitted as the Binding's create (`bind`); /scale writes are
+            // admitted as the Scale they are.
+            let admitted = r.subresource.as_deref() != Some("binding");
+            let scale = r.subresource.as_deref() == Some("scale");
             let mut attrs = admission::Attributes {
                 user: r.user.clone(),
                 operation: Operation::Update,
+                kind: if scale {
+                    admission::Kind::new("autoscaling", "v1", "Scale")
+                } else {
+                    admission::Kind::of(info)
+                },
                 resource: info.clone(),
                 subresource: r.subresource.clone().unwrap_or_default(),
                 namespace: r
@@ -873,26 +881,37 @@ impl Api {
                     .filter(|_| info.namespaced)
                     .unwrap_or_default(),
                 name: name.clone(),
-                object: Some(new),
-                old_object: Some(cur),
+                object: None,
+                old_object: None,
                 dry_run: r.dry_run(),
             };
-            // pods/binding was admitted as the Binding's create (`bind`).
-            let admitted = r.subresource.as_deref() != Some("binding");
-            if admitted {
+            let mut cur = cur;
+            if admitted && scale {
+                attrs.object = Some(to_scale(&new));
+                attrs.old_object = Some(to_scale(&cur));
                 self.pipeline.admission.admit(self, &mut attrs).await?;
+                if let Some(n) = attrs.object.as_ref().map(|s| &s["spec"]["replicas"]) {
+                    new["spec"]["replicas"] = n.clone();
+                }
+            } else if admitted {
+                attrs.object = Some(new);
+                attrs.old_object = Some(cur);
+                self.pipeline.admission.admit(self, &mut attrs).await?;
+                cur = attrs.old_object.take().unwrap_or_default();
+                new = attrs.object.take().unwrap_or_default();
             }
-            let cur = attrs.old_object.take().unwrap_or_default();
-            let mut new = attrs.object.take().unwrap_or_default();
             merge_update(info, mode, &cur, &mut new);
             validate_update(info, &cur, &new)?;
-            attrs.old_object = Some(cur);
-            attrs.object = Some(new);
-            if admitted {
+            if admitted && scale {
+                attrs.object = Some(to_scale(&new));
                 self.pipeline.admission.validate(self, &attrs).await?;
+            } else if admitted {
+                attrs.object = Some(new);
+                attrs.old_object = Some(cur);
+                self.pipeline.admission.validate(self, &attrs).await?;
+                cur = attrs.old_object.take().unwrap_or_default();
+                new = attrs.object.take().unwrap_or_default();
             }
-            let cur = attrs.old_object.take().unwrap_or_default();
-            let mut new = attrs.object.take().unwrap_or_default();
             if !r.content_type.starts_with("application/apply-patch") {
                 apply::track_update(
                     &info.group,

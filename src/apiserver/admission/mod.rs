@@ -43,20 +43,48 @@ impl Operation {
     }
 }
 
+/// The kind of the object admission sees: the resource's own, or a subresource's (autoscaling/v1
+/// Scale for /scale, v1 Binding for pods/binding).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kind {
+    pub group: String,
+    pub version: String,
+    pub kind: String,
+}
+
+impl Kind {
+    pub fn of(info: &ResourceInfo) -> Self {
+        Kind {
+            group: info.group.clone(),
+            version: info.version.clone(),
+            kind: info.kind.clone(),
+        }
+    }
+
+    pub fn new(group: &str, version: &str, kind: &str) -> Self {
+        Kind {
+            group: group.into(),
+            version: version.into(),
+            kind: kind.into(),
+        }
+    }
+}
+
 /// What a plugin is asked about, as upstream's admission.Attributes.
 #[derive(Debug, Clone)]
 pub struct Attributes {
     pub user: User,
     pub operation: Operation,
-    /// The resource written: group, version, kind and plural (the object's kind; a /scale
-    /// write carries the workload object).
+    /// The object's kind (see `Kind`).
+    pub kind: Kind,
+    /// The resource written: group, version, plural, scope.
     pub resource: Arc<ResourceInfo>,
     pub subresource: String,
     /// "" for cluster-scoped objects.
     pub namespace: String,
     /// "" on a create with generateName.
     pub name: String,
-    /// The object to write (create, update); None for delete and connect.
+    /// The object to write (create, update), of `kind`; None for delete and connect.
     pub object: Option<Value>,
     /// The stored object (update, delete).
     pub old_object: Option<Value>,

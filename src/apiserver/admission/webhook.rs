@@ -180,11 +180,12 @@ async fn hook_matches(api: &Api, h: &Hook, a: &Attributes) -> Result<bool, ApiEr
 
 fn review(a: &Attributes, uid: &str) -> Value {
     let r = &a.resource;
+    let k = &a.kind;
     let mut req = json!({
         "uid": uid,
-        "kind": {"group": r.group, "version": r.version, "kind": r.kind},
+        "kind": {"group": k.group, "version": k.version, "kind": k.kind},
         "resource": {"group": r.group, "version": r.version, "resource": r.plural},
-        "requestKind": {"group": r.group, "version": r.version, "kind": r.kind},
+        "requestKind": {"group": k.group, "version": k.version, "kind": k.kind},
         "requestResource": {"group": r.group, "version": r.version, "resource": r.plural},
         "name": a.name,
         "operation": a.operation.as_str(),
@@ -360,7 +361,12 @@ async fn mutate(api: &Api, h: &Hook, a: &mut Attributes) -> Result<(), ApiError>
         ))
     })?;
     // The patched object must still be one of the kind (wrong types refused, unknown fields
-    // dropped), as upstream decodes it again.
+    // dropped), as upstream decodes it again. A subresource's object (Scale, Binding) is read
+    // back by its own write.
+    if a.kind != super::Kind::of(&a.resource) {
+        *obj = patched;
+        return Ok(());
+    }
     *obj = (a.resource.decode)(patched).map_err(|e| {
         ApiError::Internal(format!(
             "Internal error occurred: webhook {:?} made an object that is not a {}: {e}",
