@@ -6,7 +6,6 @@
 use crate::apiserver::{auth::Authenticator, handler::Api, http, tls};
 use crate::store::{self, sqlite};
 use anyhow::Context;
-use base64::Engine;
 use clap::Args;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -87,17 +86,11 @@ fn client_host(bind: &str) -> String {
 }
 
 fn kubeconfig(server: &str, pki: &tls::Pki) -> String {
-    kubeconfig_with(server, pki, &pki.admin_cert_pem, &pki.admin_key_pem)
-}
-
-/// A kubeconfig for `server` with the given client certificate and key (PEM).
-fn kubeconfig_with(server: &str, pki: &tls::Pki, cert: &str, key: &str) -> String {
-    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
-    format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: default\n  cluster:\n    certificate-authority-data: {}\n    server: {server}\ncontexts:\n- name: default\n  context:\n    cluster: default\n    user: default\ncurrent-context: default\npreferences: {{}}\nusers:\n- name: default\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\n",
-        b64(&pki.ca_cert_pem),
-        b64(cert),
-        b64(key),
+    crate::apiserver::identity::kubeconfig(
+        server,
+        &pki.ca_cert_pem,
+        &pki.admin_cert_pem,
+        &pki.admin_key_pem,
     )
 }
 
@@ -112,7 +105,13 @@ async fn identity(
     let (cert, key) = pki
         .issue_client(user, groups)
         .context("issuing a client certificate")?;
-    crate::agent::client_from_kubeconfig(&kubeconfig_with(server, pki, &cert, &key)).await
+    crate::agent::client_from_kubeconfig(&crate::apiserver::identity::kubeconfig(
+        server,
+        &pki.ca_cert_pem,
+        &cert,
+        &key,
+    ))
+    .await
 }
 
 async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
@@ -167,6 +166,11 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
             args.max_mutating_requests_inflight,
         ),
         metrics,
+        pipeline: crate::apiserver::pipeline::Pipeline {
+            // Pod logs, exec, attach and port-forward reach the pod's kubelet.
+            connector: Arc::new(crate::apiserver::node_proxy::NodeConnector),
+            ..Default::default()
+        },
     });
     api.bootstrap()
         .await

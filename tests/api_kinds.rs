@@ -57,6 +57,7 @@ impl Server {
             registry: Registry::builtin(),
             inflight: nanokube::apiserver::overload::Inflight::new(0, 0),
             metrics: Arc::new(nanokube::apiserver::metrics::Metrics::default()),
+            pipeline: Default::default(),
         });
         api.bootstrap().await.unwrap();
         Server {
@@ -84,10 +85,7 @@ impl Server {
             }
             None => Bytes::new(),
         };
-        let admin = User {
-            name: "admin".into(),
-            groups: vec!["system:masters".into()],
-        };
+        let admin = User::new("admin", &["system:masters"]);
         let resp = self
             .api
             .clone()

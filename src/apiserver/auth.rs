@@ -1,14 +1,31 @@
-//! Authentication: who is asking. Bearer tokens (the admin's and the node join token, both kept in
-//! the data dir) and client certificates verified by TLS against the cluster CA. Authorization
-//! comes later: for now every authenticated user may do anything.
+//! Stage 2 of the request pipeline, authentication: who is asking. Bearer tokens (the admin's and
+//! the node join token, both kept in the data dir) and client certificates verified by TLS
+//! against the cluster CA (CN the user, O the groups). What the user may do is the next stage's
+//! question (`authorization`).
 
 use std::path::Path;
 
-/// An authenticated user.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An authenticated user, as upstream's user.Info: name, uid (empty when the credential carries
+/// none, as for client certificates) and groups.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct User {
     pub name: String,
+    pub uid: String,
     pub groups: Vec<String>,
+}
+
+impl User {
+    pub fn new(name: &str, groups: &[&str]) -> Self {
+        User {
+            name: name.into(),
+            uid: String::new(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+        }
+    }
+
+    pub fn in_group(&self, group: &str) -> bool {
+        self.groups.iter().any(|g| g == group)
+    }
 }
 
 /// Errors of loading credentials.
@@ -89,16 +106,10 @@ impl Authenticator {
                 .or_else(|| h.strip_prefix("bearer "))?
                 .trim();
             if !token.is_empty() && constant_time_eq(token, &self.admin_token) {
-                return Some(User {
-                    name: "admin".into(),
-                    groups: vec!["system:masters".into()],
-                });
+                return Some(User::new("admin", &["system:masters"]));
             }
             if !token.is_empty() && constant_time_eq(token, &self.node_token) {
-                return Some(User {
-                    name: "nanokube-node".into(),
-                    groups: vec!["system:nodes".into()],
-                });
+                return Some(User::new("nanokube-node", &["system:nodes"]));
             }
             // A wrong token is refused even when a certificate came along, as Kubernetes does.
             return None;
@@ -137,10 +148,7 @@ mod tests {
         );
         assert!(c.authenticate(Some("Bearer nope"), None).is_none());
         assert!(c.authenticate(None, None).is_none());
-        let u = User {
-            name: "x".into(),
-            groups: vec![],
-        };
+        let u = User::new("x", &[]);
         assert_eq!(c.authenticate(None, Some(&u)).unwrap().name, "x");
         assert!(c
             .authenticate(None, Some(&u))

@@ -1,10 +1,10 @@
 //! Kubernetes' defaulting, per kind (restartPolicy, dnsPolicy, imagePullPolicy from the tag, ...).
 //!
-//! This is the union of what a real API server fills in before an object is stored: the
-//! `SetDefaults_*` functions of each API group, and the few admission plugins every cluster runs
-//! that only add fields (ServiceAccount's `serviceAccountName: default`, Priority's `priority: 0`,
-//! DefaultTolerationSeconds' not-ready/unreachable tolerations). Allocation (cluster IPs, node
-//! ports) and the service-account token volume are the server's business, not here.
+//! These are the `SetDefaults_*` functions of each API group. What upstream does in admission
+//! plugins (ServiceAccount's `serviceAccountName: default`, Priority's `priority`,
+//! DefaultTolerationSeconds' not-ready/unreachable tolerations) is in `admission/`, and runs on
+//! creates only. Allocation (cluster IPs, node ports) and the service-account token volume are
+//! the server's business, not here.
 //!
 //! Every default only fills a field that is absent or null, so applying them twice is harmless;
 //! the server calls `apply_defaults` on create and on update. Jobs get their generated selector
@@ -225,43 +225,15 @@ pub(crate) fn pod(obj: &mut Value) {
     }
     pod_spec(spec);
     set(spec, &["enableServiceLinks"], json!(true));
-    // ServiceAccount admission; the deprecated `serviceAccount` mirrors it in v1.
-    set(spec, &["serviceAccountName"], json!("default"));
-    let sa = spec["serviceAccountName"].clone();
-    set(spec, &["serviceAccount"], sa);
-    // Priority admission for pods without a priority class.
-    if spec["priorityClassName"].as_str().unwrap_or("").is_empty() {
-        set(spec, &["priority"], json!(0));
+    // The deprecated `serviceAccount` mirrors `serviceAccountName` in v1 (the name itself is
+    // the ServiceAccount admission plugin's).
+    if let Some(sa) = spec["serviceAccountName"].as_str().map(str::to_string) {
+        set(spec, &["serviceAccount"], json!(sa));
     }
     set(spec, &["preemptionPolicy"], json!("PreemptLowerPriority"));
-    default_toleration_seconds(spec);
     let qos = qos_class(spec);
     set(obj, &["status", "phase"], json!("Pending"));
     set(obj, &["status", "qosClass"], json!(qos));
-}
-
-/// DefaultTolerationSeconds admission: tolerate not-ready/unreachable nodes for 300 s unless the
-/// pod already says something about those taints.
-pub(crate) fn default_toleration_seconds(spec: &mut Value) {
-    set(spec, &["tolerations"], json!([]));
-    let Some(list) = spec["tolerations"].as_array_mut() else {
-        return;
-    };
-    for key in [
-        "node.kubernetes.io/not-ready",
-        "node.kubernetes.io/unreachable",
-    ] {
-        let covered = list.iter().any(|t| {
-            let effect = t["effect"].as_str().unwrap_or("");
-            (effect.is_empty() || effect == "NoExecute")
-                && (t["key"].as_str() == Some(key)
-                    || (t["key"].as_str().unwrap_or("").is_empty()
-                        && t["operator"].as_str() == Some("Exists")))
-        });
-        if !covered {
-            list.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}));
-        }
-    }
 }
 
 /// A resource quantity ("100m", "64Mi", "1e3") as a number, for comparisons only.
@@ -615,10 +587,11 @@ mod tests {
         assert_eq!(spec["terminationGracePeriodSeconds"], 30);
         assert_eq!(spec["securityContext"], json!({}));
         assert_eq!(spec["enableServiceLinks"], true);
-        assert_eq!(spec["serviceAccountName"], "default");
-        assert_eq!(spec["priority"], 0);
+        // Admission's, not defaulting's (see admission/).
+        assert!(spec["serviceAccountName"].is_null());
+        assert!(spec["priority"].is_null());
+        assert!(spec["tolerations"].is_null());
         assert_eq!(spec["preemptionPolicy"], "PreemptLowerPriority");
-        assert_eq!(spec["tolerations"].as_array().unwrap().len(), 2);
         let c = &spec["containers"][0];
         assert_eq!(c["imagePullPolicy"], "IfNotPresent");
         assert_eq!(c["terminationMessagePath"], "/dev/termination-log");

@@ -1,13 +1,13 @@
 //! Deletes: one object (preconditions, finalizers and deletionTimestamp, graceful pod
 //! deletion, propagation policy) and collections.
 
-use super::conversion;
 use super::handler::{json, Api, ResourceRequest, Resp};
 use super::registry::ResourceInfo;
 use super::resources::{
     finalizers, meta_mut, meta_str, now_rfc3339, selectors_of, DeleteOptions, CONFLICT_RETRIES,
 };
 use super::status::ApiError;
+use super::{admission, conversion};
 use crate::store::{self, KeyValue};
 use http::StatusCode;
 use serde_json::{json, Value};
@@ -92,6 +92,22 @@ impl Api {
                     )));
                 }
             }
+            // Admission sees each attempt's object, as upstream's delete does inside its retry.
+            let mut attrs = admission::Attributes {
+                user: opts.user.clone(),
+                operation: admission::Operation::Delete,
+                kind: admission::Kind::of(info),
+                resource: info.clone(),
+                subresource: String::new(),
+                namespace: ns.unwrap_or_default().to_string(),
+                name: name.to_string(),
+                object: None,
+                old_object: Some(cur),
+                dry_run: opts.dry_run,
+            };
+            self.pipeline.admission.admit(self, &mut attrs).await?;
+            self.pipeline.admission.validate(self, &attrs).await?;
+            let cur = attrs.old_object.take().expect("set above");
             if info.plural == "namespaces" {
                 return self
                     .terminate_namespace(&cur, kv.mod_revision, opts.dry_run)
@@ -233,6 +249,7 @@ fn decode(info: &ResourceInfo, kv: &KeyValue) -> Result<Value, ApiError> {
 fn delete_options(r: &ResourceRequest) -> Result<DeleteOptions, ApiError> {
     let mut o = DeleteOptions {
         dry_run: r.dry_run(),
+        user: r.user.clone(),
         ..Default::default()
     };
     if !r.body.iter().all(u8::is_ascii_whitespace) {

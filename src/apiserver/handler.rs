@@ -1,14 +1,18 @@
-//! The request path's front: authenticate, route by path, negotiate the output format, and turn
-//! every error into a Kubernetes Status. Resource verbs live in `resources` and `watch`.
+//! The request path's front: it runs the pipeline's stages in order (see `pipeline`):
+//! RequestInfo, authentication, the in-flight slot, authorization, the connect hand-off, and
+//! then routes by path, negotiates the output format, and turns every error into a Kubernetes
+//! Status. Resource verbs live in `resources`, `deletes`, `reads` and `watch`.
 
 use super::auth::{Authenticator, User};
+use super::authorization::{self, reviews};
 use super::metrics::{self, Metrics};
 use super::negotiate::{self, Format};
 use super::overload;
+use super::pipeline::Pipeline;
 use super::registry::{Registry, ResourceInfo};
 use super::request_info::{self, RequestInfo};
 use super::status::ApiError;
-use super::{discovery, encoding, health, openapi};
+use super::{admission, connect, discovery, encoding, health, openapi};
 use crate::store::Store;
 use bytes::Bytes;
 use http::{header, HeaderMap, Method, Request, Response, StatusCode};
@@ -43,6 +47,8 @@ pub struct Api {
     pub inflight: overload::Inflight,
     /// What /metrics reports; the store is wrapped to time its calls into the same place.
     pub metrics: Arc<Metrics>,
+    /// The pluggable stages: authorizer, admission plugins, connector.
+    pub pipeline: Pipeline,
 }
 
 /// How a list, get or watch answer is rendered.
@@ -283,23 +289,15 @@ impl Api {
             discard_body(&parts.headers, body);
             return Err(ApiError::NotAcceptable(e.to_string()));
         }
-
-        if info.resource == "pods"
-            && matches!(info.subresource.as_str(), "exec" | "attach" | "portforward")
-        {
-            let ns = segments_ns(&path);
-            let name = info.path.rsplit('/').nth(1).unwrap_or("").to_string();
-            let sub = info.subresource.clone();
-            let req = Request::from_parts(parts, body);
-            return super::node_proxy::pod_upgrade(self, &ns, &name, &sub, req).await;
-        }
-        if info.resource == "pods" && info.subresource == "log" && parts.method == Method::GET {
+        let attrs = authorization::Attributes::of(info, &user);
+        if let Err(e) = authorization::check(self.pipeline.authorizer.as_ref(), &attrs) {
             discard_body(&parts.headers, body);
-            let ns = segments_ns(&path);
-            let name = info.path.rsplit('/').nth(1).unwrap_or("").to_string();
-            return super::node_proxy::pod_log(self, &ns, &name, parts.uri.query().unwrap_or(""))
-                .await;
+            return Err(e);
         }
+        if info.connect {
+            return self.connect(info, user, parts, body).await;
+        }
+
         let accept = parts
             .headers
             .get(header::ACCEPT)
@@ -408,17 +406,30 @@ impl Api {
                     self.metrics.render(self.inflight.current(), &objects),
                 ))
             }
-            // No authorization yet: every authenticated user may do anything, and says so.
+            // Answered by the authorizer the request itself went through.
             ["apis", "authorization.k8s.io", "v1", "selfsubjectaccessreviews"]
                 if parts.method == Method::POST =>
             {
-                let _ = read_body(&parts.headers, body).await;
-                Ok(json(
-                    StatusCode::CREATED,
-                    &serde_json::json!({
-                    "kind": "SelfSubjectAccessReview", "apiVersion": "authorization.k8s.io/v1", "metadata": {},
-                    "spec": {}, "status": {"allowed": true, "reason": "nanokube has no authorization yet: authenticated users may do anything"}}),
-                ))
+                let body = read_body(&parts.headers, body).await?;
+                let review = reviews::access_review(
+                    self.pipeline.authorizer.as_ref(),
+                    &user,
+                    content_type_of(&parts.headers),
+                    &body,
+                )?;
+                Ok(json(StatusCode::CREATED, &review))
+            }
+            ["apis", "authorization.k8s.io", "v1", "selfsubjectrulesreviews"]
+                if parts.method == Method::POST =>
+            {
+                let body = read_body(&parts.headers, body).await?;
+                let review = reviews::rules_review(
+                    self.pipeline.authorizer.as_ref(),
+                    &user,
+                    content_type_of(&parts.headers),
+                    &body,
+                )?;
+                Ok(json(StatusCode::CREATED, &review))
             }
             ["apis", "authentication.k8s.io", "v1", "selfsubjectreviews"]
                 if parts.method == Method::POST =>
@@ -428,7 +439,7 @@ impl Api {
                     StatusCode::CREATED,
                     &serde_json::json!({
                     "kind": "SelfSubjectReview", "apiVersion": "authentication.k8s.io/v1", "metadata": {},
-                    "status": {"userInfo": {"username": user.name, "groups": user.groups}}}),
+                    "status": {"userInfo": user_info(&user)}}),
                 ))
             }
             ["api", "v1", rest @ ..] => self.resource(parts, body, "", "v1", rest, user).await,
@@ -438,6 +449,68 @@ impl Api {
             }
             _ => Err(not_found()),
         }
+    }
+
+    /// The connect hand-off: the object's resource must be served, the method one the
+    /// subresource takes, and admission (CONNECT) must let it through; then the connector gets
+    /// the request with its body unread and its upgrade pending.
+    async fn connect<B>(
+        self: &Arc<Self>,
+        info: &RequestInfo,
+        user: User,
+        parts: http::request::Parts,
+        body: B,
+    ) -> Result<Resp, ApiError>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let Some(resource) = self
+            .registry
+            .lookup(&info.group, &info.version, &info.resource)
+            .filter(|r| r.namespaced != info.namespace.is_empty())
+        else {
+            discard_body(&parts.headers, body);
+            return Err(ApiError::NotFound {
+                message: "the server could not find the requested resource".into(),
+                target: Default::default(),
+            });
+        };
+        if !connect::method_allowed(&info.subresource, &parts.method) {
+            discard_body(&parts.headers, body);
+            return Err(ApiError::MethodNotAllowed(format!(
+                "{} is not supported on {}/{}",
+                parts.method, info.resource, info.subresource
+            )));
+        }
+        let mut attrs = admission::Attributes {
+            user: user.clone(),
+            operation: admission::Operation::Connect,
+            kind: admission::Kind::of(&resource),
+            resource: resource.clone(),
+            subresource: info.subresource.clone(),
+            namespace: info.namespace.clone(),
+            name: info.name.clone(),
+            object: None,
+            old_object: None,
+            dry_run: false,
+        };
+        let admitted = async {
+            self.pipeline.admission.admit(self, &mut attrs).await?;
+            self.pipeline.admission.validate(self, &attrs).await
+        };
+        if let Err(e) = admitted.await {
+            discard_body(&parts.headers, body);
+            return Err(e);
+        }
+        let req = connect::ConnectRequest {
+            info: info.clone(),
+            user,
+            resource,
+            parts,
+            body: body.map_err(Into::into).boxed_unsync(),
+        };
+        self.pipeline.connector.connect(self, req).await
     }
 
     async fn resource<B>(
@@ -575,6 +648,22 @@ impl Api {
             ))),
         }
     }
+}
+
+fn content_type_of(headers: &HeaderMap) -> &str {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+/// A user as authentication.k8s.io's UserInfo (uid only when there is one).
+fn user_info(user: &User) -> Value {
+    let mut v = serde_json::json!({"username": user.name, "groups": user.groups});
+    if !user.uid.is_empty() {
+        v["uid"] = serde_json::json!(user.uid);
+    }
+    v
 }
 
 /// Rewrites a whole JSON answer (object, list or Status) as YAML for a client that asked for
@@ -783,11 +872,4 @@ where
         return Err(too_large());
     }
     Ok(buf.freeze())
-}
-
-/// The namespace segment of a namespaced resource path (`/api/v1/namespaces/<ns>/...`).
-fn segments_ns(path: &str) -> String {
-    let mut it = path.split('/').skip_while(|s| *s != "namespaces");
-    it.next();
-    it.next().unwrap_or("").to_string()
 }

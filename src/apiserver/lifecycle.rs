@@ -7,15 +7,15 @@ use super::handler::{Api, Output, ResourceRequest};
 use super::registry::ResourceInfo;
 use super::resources::{now_rfc3339, DeleteOptions, Mode};
 use super::status::ApiError;
-use super::{auth::User, conversion, encoding};
+use super::{auth::User, authorization, conversion, encoding, identity};
 use crate::store;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-/// Namespaces every cluster has; the first three may not be deleted.
+/// Namespaces every cluster has; the first three may not be deleted (see
+/// `admission::namespace_lifecycle`).
 pub const DEFAULT_NAMESPACES: &[&str] =
     &["default", "kube-system", "kube-public", "kube-node-lease"];
-const UNDELETABLE: &[&str] = &["default", "kube-system", "kube-public"];
 
 /// Kinds whose objects are never owners in practice and churn a lot: deleting one does not scan
 /// the namespace for dependents.
@@ -34,11 +34,13 @@ fn namespaces(api: &Api) -> Arc<ResourceInfo> {
         .expect("namespaces are registered")
 }
 
-/// A request made by the server itself (garbage collector, namespace controller).
+/// A request made by the server itself as `user` (see `identity`: the API server, the garbage
+/// collector, the namespace controller).
 pub(crate) fn internal_request(
     info: Arc<ResourceInfo>,
     ns: Option<&str>,
     name: &str,
+    user: User,
 ) -> ResourceRequest {
     ResourceRequest {
         info,
@@ -49,22 +51,50 @@ pub(crate) fn internal_request(
         output: Output::Json,
         content_type: "application/json".into(),
         body: Default::default(),
-        user: User {
-            name: "system:apiserver".into(),
-            groups: vec!["system:masters".into()],
-        },
-        field_manager: "nanokube-apiserver".into(),
+        field_manager: user
+            .name
+            .rsplit(':')
+            .next()
+            .unwrap_or("nanokube-apiserver")
+            .to_string(),
+        user,
     }
 }
 
 impl Api {
+    /// Asks the authorizer whether a controller of the server's own may do `verb` on an
+    /// object, as upstream's controllers are authorized through the API: RBAC will need
+    /// their roles, and a denial stops the controller's action (and is logged by it).
+    fn controller_may(
+        &self,
+        user: &User,
+        verb: &str,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Result<(), ApiError> {
+        let attrs = authorization::Attributes {
+            user: user.clone(),
+            verb: verb.into(),
+            resource_request: true,
+            namespace: ns.filter(|_| info.namespaced).unwrap_or_default().into(),
+            api_group: info.group.clone(),
+            api_version: info.version.clone(),
+            resource: info.plural.clone(),
+            subresource: String::new(),
+            name: name.into(),
+            path: String::new(),
+        };
+        authorization::check(self.pipeline.authorizer.as_ref(), &attrs)
+    }
+
     /// Creates the default namespaces that are missing, and resumes the termination of those
     /// that were terminating when the server stopped.
     pub async fn bootstrap(self: &Arc<Self>) -> Result<(), ApiError> {
         let info = namespaces(self);
         for ns in DEFAULT_NAMESPACES {
             if self.get_object(&info, None, ns).await?.is_none() {
-                let r = internal_request(info.clone(), None, ns);
+                let r = internal_request(info.clone(), None, ns, identity::apiserver());
                 let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns,
                     "labels": {"kubernetes.io/metadata.name": ns}}, "spec": {}});
                 match self.create_object(&r, obj).await {
@@ -105,14 +135,6 @@ impl Api {
             .as_str()
             .unwrap_or_default()
             .to_string();
-        if UNDELETABLE.contains(&name.as_str()) {
-            return Err(ApiError::forbidden(
-                "",
-                "namespaces",
-                &name,
-                "this namespace may not be deleted",
-            ));
-        }
         if cur["metadata"]["deletionTimestamp"].is_string() {
             return Ok(cur.clone());
         }
@@ -171,6 +193,10 @@ impl Api {
     /// Deletes everything in a namespace; true once nothing is left.
     async fn empty_namespace(&self, ns: &str) -> Result<bool, ApiError> {
         let mut left = 0;
+        let as_namespace_controller = DeleteOptions {
+            user: identity::namespace_controller(),
+            ..DeleteOptions::default()
+        };
         // Objects of a resource stored as another version are listed under that one.
         for info in self
             .registry
@@ -191,8 +217,15 @@ impl Api {
                     continue;
                 }
                 let name = v["metadata"]["name"].as_str().unwrap_or_default();
+                self.controller_may(
+                    &as_namespace_controller.user,
+                    "delete",
+                    info,
+                    Some(ns),
+                    name,
+                )?;
                 match self
-                    .delete_object(info, Some(ns), name, &DeleteOptions::default())
+                    .delete_object(info, Some(ns), name, &as_namespace_controller)
                     .await
                 {
                     Ok(_) | Err(ApiError::NotFound { .. }) => {}
@@ -250,13 +283,15 @@ impl Api {
         owner: &'a Value,
     ) -> futures::future::BoxFuture<'a, Result<(), ApiError>> {
         Box::pin(async move {
+            let as_collector = DeleteOptions {
+                user: identity::garbage_collector(),
+                ..DeleteOptions::default()
+            };
             for (dep, v) in self.dependents(info, owner).await? {
                 let name = v["metadata"]["name"].as_str().unwrap_or_default();
                 let ns = v["metadata"]["namespace"].as_str();
-                match self
-                    .delete_object(&dep, ns, name, &DeleteOptions::default())
-                    .await
-                {
+                self.controller_may(&as_collector.user, "delete", &dep, ns, name)?;
+                match self.delete_object(&dep, ns, name, &as_collector).await {
                     Ok(_) | Err(ApiError::NotFound { .. }) => {}
                     Err(e) => return Err(e),
                 }
@@ -274,7 +309,13 @@ impl Api {
         let uid = owner["metadata"]["uid"].clone();
         for (dep, v) in self.dependents(info, owner).await? {
             let name = v["metadata"]["name"].as_str().unwrap_or_default();
-            let r = internal_request(dep, v["metadata"]["namespace"].as_str(), name);
+            let r = internal_request(
+                dep,
+                v["metadata"]["namespace"].as_str(),
+                name,
+                identity::garbage_collector(),
+            );
+            self.controller_may(&r.user, "patch", &r.info, r.namespace.as_deref(), name)?;
             let res = self
                 .write_update(&r, Mode::Main, |cur| {
                     let mut new = cur.clone();

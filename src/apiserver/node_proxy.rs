@@ -1,6 +1,7 @@
 //! The API server as a client of kubelets: `pods/log` is answered by the kubelet of the pod's
 //! node over its HTTPS port, reached at the node's InternalIP with the API server's own kubelet
-//! client certificate, and its body streamed through as it comes.
+//! client certificate, and its body streamed through as it comes; `pods/exec`, `attach` and
+//! `portforward` upgrades are spliced to it. [`NodeConnector`] is the pipeline's connector.
 
 use bytes::Bytes;
 use http::{Request, StatusCode};
@@ -65,7 +66,7 @@ async fn kubelet_of(api: &Api, node: &str) -> Result<(String, u16), ApiError> {
 }
 
 /// GET pods/<name>/log: checks the container as upstream does, then streams the kubelet's answer.
-pub async fn pod_log(api: &Arc<Api>, ns: &str, name: &str, query: &str) -> Result<Resp, ApiError> {
+pub async fn pod_log(api: &Api, ns: &str, name: &str, query: &str) -> Result<Resp, ApiError> {
     let snap = api.registry.snapshot();
     let pods = snap
         .lookup("", "v1", "pods")
@@ -217,7 +218,7 @@ fn pick_container(
 /// Hands an upgraded request (exec, attach, port-forward: websocket or SPDY) to the pod's
 /// kubelet and, once the kubelet switches protocols, splices the two connections together.
 pub async fn pod_upgrade<B>(
-    api: &Arc<Api>,
+    api: &Api,
     ns: &str,
     name: &str,
     subresource: &str,
@@ -325,4 +326,33 @@ pub async fn pod_upgrade<B>(
             http_body_util::Empty::<Bytes>::new().map_err(|never| match never {}),
         ))
         .expect("valid response"))
+}
+
+/// The connector of a cluster with node agents: pod logs and upgrades go to the pod's kubelet;
+/// what no agent serves yet (the proxies) is answered as without agents.
+pub struct NodeConnector;
+
+impl super::connect::Connector for NodeConnector {
+    fn connect<'a>(
+        &'a self,
+        api: &'a Api,
+        req: super::connect::ConnectRequest,
+    ) -> futures::future::BoxFuture<'a, Result<Resp, ApiError>> {
+        Box::pin(async move {
+            let sub = req.info.subresource.clone();
+            if req.resource.plural != "pods"
+                || !matches!(sub.as_str(), "log" | "exec" | "attach" | "portforward")
+            {
+                return super::connect::NoNodeAgent.connect(api, req).await;
+            }
+            let ns = req.info.namespace.clone();
+            let name = req.object_name().to_string();
+            if sub == "log" {
+                let query = req.parts.uri.query().unwrap_or("").to_string();
+                return pod_log(api, &ns, &name, &query).await;
+            }
+            let http_req = http::Request::from_parts(req.parts, req.body);
+            pod_upgrade(api, &ns, &name, &sub, http_req).await
+        })
+    }
 }

@@ -1,11 +1,26 @@
-//! What a request is, read from its method, path and query alone, before routing: the verb and
-//! resource coordinates kube-apiserver's RequestInfo gives its filters. The in-flight limits and
-//! the metrics use it, so they classify a request the same way whatever the handler later does.
+//! Stage 1 of the request pipeline: what a request is, read from its method, path and query
+//! alone, before anything else runs. It is upstream's RequestInfoFactory: the verb
+//! (get list watch create update patch delete deletecollection proxy, or the lowercased method
+//! of a non-resource path), API group and version, resource, subresource, namespace and name.
+//! Authorization, the in-flight limits, the metrics and the connect hand-off all read it, so
+//! they see a request the same way whatever the handler later does.
 
 use http::Method;
 
 /// Subresources that stream for as long as the client stays, as kube-apiserver counts them.
 const LONG_RUNNING_SUBRESOURCES: &[&str] = &["attach", "exec", "proxy", "log", "portforward"];
+
+/// Core-group (resource, subresource) pairs that are handed to the `Connector` before any body
+/// is read: they stream, and exec/attach/portforward upgrade the connection.
+pub const CONNECT_SUBRESOURCES: &[(&str, &str)] = &[
+    ("pods", "exec"),
+    ("pods", "attach"),
+    ("pods", "portforward"),
+    ("pods", "log"),
+    ("pods", "proxy"),
+    ("services", "proxy"),
+    ("nodes", "proxy"),
+];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestInfo {
@@ -25,6 +40,53 @@ pub struct RequestInfo {
     pub long_running: bool,
     /// Anything but get, list and watch: such requests share the mutating in-flight limit.
     pub mutating: bool,
+    /// Upstream's RequestInfo.Verb, what authorization and admission read: get, list, watch,
+    /// create, update, patch, delete, deletecollection, proxy; for non-resource paths the
+    /// lowercased method (get, post, ...).
+    pub api_verb: &'static str,
+    /// The namespace the path names ("" for cluster-scoped paths). As upstream, the namespace
+    /// object's own path `namespaces/<n>` has namespace `<n>` too.
+    pub namespace: String,
+    /// The object's name ("" for collections); a list or watch with the field selector
+    /// `metadata.name=<n>` names `<n>`, as upstream.
+    pub name: String,
+    /// One of `CONNECT_SUBRESOURCES` of a named object: handed to the connector.
+    pub connect: bool,
+}
+
+fn lower_verb(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "get",
+        Method::HEAD => "head",
+        Method::POST => "post",
+        Method::PUT => "put",
+        Method::PATCH => "patch",
+        Method::DELETE => "delete",
+        Method::OPTIONS => "options",
+        Method::CONNECT => "connect",
+        _ => "other",
+    }
+}
+
+/// The verb of a resource request before list/watch/deletecollection are told apart.
+fn resource_verb(m: &Method) -> &'static str {
+    match *m {
+        Method::POST => "create",
+        Method::GET | Method::HEAD => "get",
+        Method::PUT => "update",
+        Method::PATCH => "patch",
+        Method::DELETE => "delete",
+        _ => "",
+    }
+}
+
+/// `metadata.name=<n>` (or `==`) in a fieldSelector: the name a list or watch is about.
+fn selected_name(query: Option<&str>) -> Option<String> {
+    let q = super::encoding::parse_query(query);
+    q.get("fieldSelector")?.split(',').find_map(|term| {
+        let (k, v) = term.split_once("==").or_else(|| term.split_once('='))?;
+        (k.trim() == "metadata.name").then(|| v.trim().to_string())
+    })
 }
 
 fn method_verb(m: &Method) -> &'static str {
@@ -67,6 +129,10 @@ pub fn classify(
         path: path.to_string(),
         long_running: false,
         mutating: !read,
+        api_verb: lower_verb(method),
+        namespace: String::new(),
+        name: String::new(),
+        connect: false,
     };
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let rest = match segs.as_slice() {
@@ -81,16 +147,25 @@ pub fn classify(
         }
         _ => return info,
     };
-    // The deprecated /watch/ prefix kube-apiserver still serves.
-    let (watch_prefix, rest) = match rest {
-        ["watch", rest @ ..] => (true, rest),
-        r => (false, r),
+    // The deprecated /watch/ and /proxy/ prefixes kube-apiserver still serves.
+    let (watch_prefix, proxy_prefix, rest) = match rest {
+        ["watch", rest @ ..] => (true, false, rest),
+        ["proxy", rest @ ..] => (false, true, rest),
+        r => (false, false, r),
     };
+    if rest.is_empty() {
+        return info;
+    }
     let (namespaced, tail) = match rest {
-        ["namespaces", _ns, plural, tail @ ..]
+        ["namespaces", ns, plural, tail @ ..]
             if !(tail.is_empty() && matches!(*plural, "status" | "finalize")) =>
         {
+            info.namespace = ns.to_string();
             (true, &rest[2..])
+        }
+        ["namespaces", ns, ..] => {
+            info.namespace = ns.to_string();
+            (false, rest)
         }
         r => (false, r),
     };
@@ -100,7 +175,11 @@ pub fn classify(
     info.is_resource = true;
     info.resource = resource.to_string();
     let named = !tail.is_empty();
-    info.subresource = tail.get(1).map(|s| s.to_string()).unwrap_or_default();
+    info.name = tail.first().map(|s| s.to_string()).unwrap_or_default();
+    // The legacy proxy prefix takes the rest of the path as the proxied path, not a subresource.
+    if !proxy_prefix {
+        info.subresource = tail.get(1).map(|s| s.to_string()).unwrap_or_default();
+    }
     info.scope = if named {
         "resource"
     } else if namespaced {
@@ -119,6 +198,24 @@ pub fn classify(
     if info.long_running {
         info.verb = if watch { "WATCH" } else { "CONNECT" };
     }
+    info.api_verb = match resource_verb(method) {
+        _ if proxy_prefix => "proxy",
+        "get" if watch => "watch",
+        "get" if !named => "list",
+        "delete" if !named => "deletecollection",
+        v => v,
+    };
+    if info.api_verb.is_empty() {
+        info.api_verb = lower_verb(method);
+    }
+    if matches!(info.api_verb, "list" | "watch") && info.name.is_empty() {
+        info.name = selected_name(query).unwrap_or_default();
+    }
+    info.connect = info.group.is_empty()
+        && named
+        && CONNECT_SUBRESOURCES
+            .iter()
+            .any(|(r, s)| *r == info.resource && *s == info.subresource);
     info
 }
 
@@ -168,5 +265,174 @@ mod tests {
         let disc = c(Method::GET, "/apis/apps/v1", None);
         assert!(!disc.is_resource);
         assert_eq!(disc.path, "/apis/apps/v1");
+    }
+
+    /// The fields upstream's RequestInfoFactory gives, path by path.
+    #[test]
+    fn upstream_request_info() {
+        let c = |m: Method, p: &str, q: Option<&str>| classify(&m, p, q, "application/json");
+        let fields = |i: &RequestInfo| {
+            (
+                i.api_verb,
+                i.group.clone(),
+                i.version.clone(),
+                i.namespace.clone(),
+                i.resource.clone(),
+                i.subresource.clone(),
+                i.name.clone(),
+            )
+        };
+        let f = |v: &'static str, g: &str, ver: &str, ns: &str, r: &str, s: &str, n: &str| {
+            (
+                v,
+                g.to_string(),
+                ver.to_string(),
+                ns.to_string(),
+                r.to_string(),
+                s.to_string(),
+                n.to_string(),
+            )
+        };
+        let cases = [
+            (
+                Method::GET,
+                "/api/v1/namespaces/default/pods",
+                None,
+                f("list", "", "v1", "default", "pods", "", ""),
+            ),
+            (
+                Method::GET,
+                "/api/v1/namespaces/default/pods",
+                Some("watch=true"),
+                f("watch", "", "v1", "default", "pods", "", ""),
+            ),
+            (
+                Method::GET,
+                "/api/v1/watch/namespaces/default/pods/p",
+                None,
+                f("watch", "", "v1", "default", "pods", "", "p"),
+            ),
+            (
+                Method::GET,
+                "/api/v1/namespaces/default/pods",
+                Some("fieldSelector=metadata.name%3Dweb"),
+                f("list", "", "v1", "default", "pods", "", "web"),
+            ),
+            (
+                Method::GET,
+                "/api/v1/namespaces/default/pods/p",
+                None,
+                f("get", "", "v1", "default", "pods", "", "p"),
+            ),
+            (
+                Method::POST,
+                "/apis/apps/v1/namespaces/ns/deployments",
+                None,
+                f("create", "apps", "v1", "ns", "deployments", "", ""),
+            ),
+            (
+                Method::PUT,
+                "/apis/apps/v1/namespaces/ns/deployments/d/scale",
+                None,
+                f("update", "apps", "v1", "ns", "deployments", "scale", "d"),
+            ),
+            (
+                Method::PATCH,
+                "/api/v1/nodes/n1/status",
+                None,
+                f("patch", "", "v1", "", "nodes", "status", "n1"),
+            ),
+            (
+                Method::DELETE,
+                "/api/v1/namespaces/ns/configmaps/c",
+                None,
+                f("delete", "", "v1", "ns", "configmaps", "", "c"),
+            ),
+            (
+                Method::DELETE,
+                "/api/v1/namespaces/ns/configmaps",
+                None,
+                f("deletecollection", "", "v1", "ns", "configmaps", "", ""),
+            ),
+            (
+                Method::GET,
+                "/api/v1/namespaces/ns",
+                None,
+                f("get", "", "v1", "ns", "namespaces", "", "ns"),
+            ),
+            (
+                Method::PUT,
+                "/api/v1/namespaces/ns/finalize",
+                None,
+                f("update", "", "v1", "ns", "namespaces", "finalize", "ns"),
+            ),
+            (
+                Method::GET,
+                "/api/v1/namespaces",
+                None,
+                f("list", "", "v1", "", "namespaces", "", ""),
+            ),
+            (
+                Method::POST,
+                "/api/v1/namespaces/ns/pods/p/exec",
+                Some("command=ls"),
+                f("create", "", "v1", "ns", "pods", "exec", "p"),
+            ),
+            (
+                Method::GET,
+                "/api/v1/namespaces/ns/pods/p/log",
+                None,
+                f("get", "", "v1", "ns", "pods", "log", "p"),
+            ),
+            (
+                Method::GET,
+                "/api/v1/proxy/namespaces/ns/pods/p/some/path",
+                None,
+                f("proxy", "", "v1", "ns", "pods", "", "p"),
+            ),
+            (
+                Method::GET,
+                "/healthz",
+                None,
+                f("get", "", "", "", "", "", ""),
+            ),
+            (
+                Method::POST,
+                "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+                None,
+                f(
+                    "create",
+                    "authorization.k8s.io",
+                    "v1",
+                    "",
+                    "selfsubjectaccessreviews",
+                    "",
+                    "",
+                ),
+            ),
+        ];
+        for (m, p, q, want) in cases {
+            assert_eq!(fields(&c(m.clone(), p, q)), want, "{m} {p} {q:?}");
+        }
+        assert!(!c(Method::GET, "/healthz", None).is_resource);
+        assert!(c(Method::GET, "/api/v1/namespaces/ns/pods/p/exec", None).connect);
+        assert!(c(Method::GET, "/api/v1/nodes/n/proxy/metrics", None).connect);
+        assert!(
+            c(
+                Method::GET,
+                "/api/v1/namespaces/ns/services/s:80/proxy/x",
+                None
+            )
+            .connect
+        );
+        assert!(!c(Method::GET, "/api/v1/namespaces/ns/pods/p/status", None).connect);
+        assert!(
+            !c(
+                Method::GET,
+                "/apis/apps/v1/namespaces/ns/deployments/d/exec",
+                None
+            )
+            .connect
+        );
     }
 }

@@ -1,10 +1,12 @@
 //! Writes: create, update (PUT), patch, the status and scale subresources and pods/binding,
 //! and what reads and deletes share (modes, metadata helpers, selectors, Scale). Every write
-//! goes through `prepare_create` or `prepare_update`
-//! (server-owned metadata, status/spec split, generation, defaults, validation) and then one
-//! compare-and-swap on the store, retried when a concurrent writer got there first and the
-//! client did not pin a resourceVersion.
+//! is the pipeline's last stages: decode, defaults, mutating admission, `prepare_create` or
+//! `merge_update` (server-owned metadata, status/spec split, generation), validation,
+//! validating admission, and one compare-and-swap on the store. Updates run all of it again
+//! when a concurrent writer got there first and the client did not pin a resourceVersion.
 
+use super::admission::{self, Operation};
+use super::auth::User;
 use super::handler::{full, json, Api, ResourceRequest, Resp};
 use super::registry::ResourceInfo;
 use super::selectors::{FieldSelector, LabelSelector};
@@ -25,7 +27,7 @@ pub enum Mode {
     Finalize,
 }
 
-/// DeleteOptions, from the body and the query.
+/// DeleteOptions, from the body and the query, and who deletes (for admission).
 #[derive(Debug, Clone, Default)]
 pub struct DeleteOptions {
     pub grace_period: Option<i64>,
@@ -33,6 +35,7 @@ pub struct DeleteOptions {
     pub uid: Option<String>,
     pub resource_version: Option<String>,
     pub dry_run: bool,
+    pub user: User,
 }
 
 pub(crate) const CONFLICT_RETRIES: usize = 16;
@@ -394,14 +397,26 @@ impl Api {
                 }],
             ));
         }
-        if let Some(ns) = r.namespace.as_deref().filter(|_| info.namespaced) {
-            self.check_namespace_open(
-                info,
-                ns,
-                meta_str(&obj, "name").unwrap_or(generate_name.as_deref().unwrap_or("")),
-            )
-            .await?;
-        }
+        // The decoded object is defaulted (upstream's decoder does it), then mutating admission.
+        info.strategy.defaults(&mut obj);
+        let mut attrs = admission::Attributes {
+            user: r.user.clone(),
+            operation: Operation::Create,
+            kind: admission::Kind::of(info),
+            resource: info.clone(),
+            subresource: r.subresource.clone().unwrap_or_default(),
+            namespace: r
+                .namespace
+                .clone()
+                .filter(|_| info.namespaced)
+                .unwrap_or_default(),
+            name: meta_str(&obj, "name").unwrap_or_default().to_string(),
+            object: Some(obj),
+            old_object: None,
+            dry_run: r.dry_run(),
+        };
+        self.pipeline.admission.admit(self, &mut attrs).await?;
+        let obj = attrs.object.take().unwrap_or_default();
 
         for _attempt in 0..8 {
             let mut o = obj.clone();
@@ -428,6 +443,10 @@ impl Api {
             if !errs.is_empty() {
                 return Err(ApiError::invalid(&info.group, &info.kind, &name, errs));
             }
+            attrs.name = name.clone();
+            attrs.object = Some(o);
+            self.pipeline.admission.validate(self, &attrs).await?;
+            let mut o = attrs.object.take().unwrap_or_default();
             // Server-side apply has recorded its own entry; other creates are Update entries.
             if o["metadata"].get("managedFields").is_none() {
                 apply::track_update(
@@ -467,36 +486,6 @@ impl Api {
         Err(ApiError::Internal(
             "could not generate a unique name; try again".into(),
         ))
-    }
-
-    /// Creates are refused in a missing namespace (404) or a terminating one (403).
-    async fn check_namespace_open(
-        &self,
-        info: &ResourceInfo,
-        ns: &str,
-        name: &str,
-    ) -> Result<(), ApiError> {
-        let nsinfo = self
-            .registry
-            .lookup("", "v1", "namespaces")
-            .expect("namespaces are registered");
-        match self.get_object(&nsinfo, None, ns).await? {
-            None => Err(ApiError::not_found("", "namespaces", ns)),
-            Some((n, _))
-                if meta_str(&n, "deletionTimestamp").is_some()
-                    || n["status"]["phase"] == "Terminating" =>
-            {
-                Err(ApiError::forbidden(
-                    &info.group,
-                    &info.plural,
-                    name,
-                    &format!(
-                    "unable to create new content in namespace {ns} because it is being terminated"
-                ),
-                ))
-            }
-            Some(_) => Ok(()),
-        }
     }
 
     // ---------------------------------------------------------------- update / patch
@@ -663,6 +652,7 @@ impl Api {
                 ));
             }
             let info = &r.info;
+            let pins = patch_names_rv(PatchKind::Apply, &applied);
             let body = self
                 .write_update(r, mode_of(r), |cur| {
                     let out = apply::server_side_apply_detailed(
@@ -675,7 +665,11 @@ impl Api {
                         r.subresource.as_deref().filter(|s| *s == "status"),
                     )
                     .map_err(|e| apply_error(info, &name, e))?;
-                    (info.decode)(out).map_err(|e| cannot_handle(info, &e))
+                    let mut out = (info.decode)(out).map_err(|e| cannot_handle(info, &e))?;
+                    if !pins {
+                        meta_mut(&mut out).remove("resourceVersion");
+                    }
+                    Ok(out)
                 })
                 .await?;
             return Ok(with_warnings(
@@ -687,12 +681,13 @@ impl Api {
         let info = &r.info;
         let strict = field_validation(r)?;
         let found_unknown = std::sync::Mutex::new(Vec::new());
+        let pins = patch_names_rv(kind, &patch);
         let body = self
             .write_update(r, mode_of(r), |cur| {
                 let mut patched = apply_patch(info, kind, cur, &patch)?;
-                if !pins_version(kind, &patch) {
-                    // The version came along from the object read; a patch that does not name
-                    // one applies to whatever is current, retried on a lost race as upstream.
+                // The current object's resourceVersion came along; only one the patch itself
+                // names is a precondition, so a lost race re-applies the patch.
+                if !pins {
                     meta_mut(&mut patched).remove("resourceVersion");
                 }
                 if strict != FieldValidation::Ignore {
@@ -722,13 +717,31 @@ impl Api {
         .map_err(|e| {
             ApiError::BadRequest(format!("the body of the request could not be decoded: {e}"))
         })?;
-        let binding: k8s_openapi::api::core::v1::Binding = serde_json::from_value(body.clone())
-            .map_err(|e| {
+        let typed = |v: Value| -> Result<k8s_openapi::api::core::v1::Binding, ApiError> {
+            serde_json::from_value(v).map_err(|e| {
                 ApiError::BadRequest(format!(
                     "Binding in version \"v1\" cannot be handled as a Binding: {e}"
                 ))
-            })?;
-        let node = binding.target.name.unwrap_or_default();
+            })
+        };
+        typed(body.clone())?;
+        // Admitted as upstream does: a CREATE of pods/binding whose object is the Binding (not
+        // an update of the pod).
+        let mut attrs = admission::Attributes {
+            user: r.user.clone(),
+            operation: Operation::Create,
+            kind: admission::Kind::new("", "v1", "Binding"),
+            resource: r.info.clone(),
+            subresource: "binding".into(),
+            namespace: r.namespace.clone().unwrap_or_default(),
+            name: name.clone(),
+            object: Some(body),
+            old_object: None,
+            dry_run: r.dry_run(),
+        };
+        self.pipeline.admission.admit(self, &mut attrs).await?;
+        let binding = typed(attrs.object.clone().unwrap_or_default())?;
+        let node = binding.target.name.clone().unwrap_or_default();
         if node.is_empty() {
             return Err(ApiError::invalid(
                 "",
@@ -741,6 +754,7 @@ impl Api {
                 }],
             ));
         }
+        self.pipeline.admission.validate(self, &attrs).await?;
         let uid = binding.metadata.uid.clone();
         self.write_update(r, Mode::Main, |cur| {
             if let Some(uid) = &uid {
@@ -842,7 +856,62 @@ impl Api {
                 }
                 None => false,
             };
-            prepare_update(info, mode, &cur, &mut new)?;
+            // Mutating admission on this attempt's object, then the server's merge, validation
+            // and validating admission: all inside the retry, as upstream's GuaranteedUpdate.
+            if mode == Mode::Main {
+                info.strategy.defaults(&mut new);
+            }
+            // pods/binding was admitted as the Binding's create (`bind`); /scale writes are
+            // admitted as the Scale they are.
+            let admitted = r.subresource.as_deref() != Some("binding");
+            let scale = r.subresource.as_deref() == Some("scale");
+            let mut attrs = admission::Attributes {
+                user: r.user.clone(),
+                operation: Operation::Update,
+                kind: if scale {
+                    admission::Kind::new("autoscaling", "v1", "Scale")
+                } else {
+                    admission::Kind::of(info)
+                },
+                resource: info.clone(),
+                subresource: r.subresource.clone().unwrap_or_default(),
+                namespace: r
+                    .namespace
+                    .clone()
+                    .filter(|_| info.namespaced)
+                    .unwrap_or_default(),
+                name: name.clone(),
+                object: None,
+                old_object: None,
+                dry_run: r.dry_run(),
+            };
+            let mut cur = cur;
+            if admitted && scale {
+                attrs.object = Some(to_scale(&new));
+                attrs.old_object = Some(to_scale(&cur));
+                self.pipeline.admission.admit(self, &mut attrs).await?;
+                if let Some(n) = attrs.object.as_ref().map(|s| &s["spec"]["replicas"]) {
+                    new["spec"]["replicas"] = n.clone();
+                }
+            } else if admitted {
+                attrs.object = Some(new);
+                attrs.old_object = Some(cur);
+                self.pipeline.admission.admit(self, &mut attrs).await?;
+                cur = attrs.old_object.take().unwrap_or_default();
+                new = attrs.object.take().unwrap_or_default();
+            }
+            merge_update(info, mode, &cur, &mut new);
+            validate_update(info, &cur, &new)?;
+            if admitted && scale {
+                attrs.object = Some(to_scale(&new));
+                self.pipeline.admission.validate(self, &attrs).await?;
+            } else if admitted {
+                attrs.object = Some(new);
+                attrs.old_object = Some(cur);
+                self.pipeline.admission.validate(self, &attrs).await?;
+                cur = attrs.old_object.take().unwrap_or_default();
+                new = attrs.object.take().unwrap_or_default();
+            }
             if !r.content_type.starts_with("application/apply-patch") {
                 apply::track_update(
                     &info.group,
@@ -987,6 +1056,19 @@ fn apply_patch(
     }
 }
 
+/// Whether a patch sets metadata.resourceVersion (a precondition, as upstream).
+fn patch_names_rv(kind: PatchKind, patch: &Value) -> bool {
+    match kind {
+        PatchKind::Json => patch.as_array().is_some_and(|ops| {
+            ops.iter()
+                .any(|op| op["path"] == "/metadata/resourceVersion" && op["op"] != "test")
+        }),
+        _ => patch["metadata"]["resourceVersion"]
+            .as_str()
+            .is_some_and(|v| !v.is_empty()),
+    }
+}
+
 fn mode_of(r: &ResourceRequest) -> Mode {
     match r.subresource.as_deref() {
         Some("status") => Mode::Status,
@@ -1038,14 +1120,8 @@ pub(crate) fn prepare_create(info: &ResourceInfo, obj: &mut Value) {
 }
 
 /// Merges a wanted object with the current one per write mode: server-owned metadata kept,
-/// status or spec kept from the current object, generation bumped on spec changes, defaults,
-/// validation.
-pub(crate) fn prepare_update(
-    info: &ResourceInfo,
-    mode: Mode,
-    cur: &Value,
-    new: &mut Value,
-) -> Result<(), ApiError> {
+/// status or spec kept from the current object, generation bumped on spec changes, defaults.
+pub(crate) fn merge_update(info: &ResourceInfo, mode: Mode, cur: &Value, new: &mut Value) {
     match mode {
         Mode::Status => {
             let mut base = cur.clone();
@@ -1117,6 +1193,14 @@ pub(crate) fn prepare_update(
             }
         }
     }
+}
+
+/// The kind's validation of an update against the stored object (422 with one cause a field).
+pub(crate) fn validate_update(
+    info: &ResourceInfo,
+    cur: &Value,
+    new: &Value,
+) -> Result<(), ApiError> {
     let name = cur["metadata"]["name"].as_str().unwrap_or("");
     let errs = validation::validate_with(&*info.strategy, new, Some(cur));
     if !errs.is_empty() {
@@ -1158,15 +1242,4 @@ fn prune_null_members(v: &mut Value) {
 /// The Status of a delete that had nothing left to return (deletecollection of nothing).
 pub fn deleted_status(info: &ResourceInfo, name: &str, uid: &str) -> Value {
     status::success(&info.group, &info.plural, name, uid)
-}
-
-/// Whether a patch names the resourceVersion it applies to (optimistic concurrency asked for).
-fn pins_version(kind: PatchKind, patch: &Value) -> bool {
-    match kind {
-        PatchKind::Json => patch.as_array().is_some_and(|ops| {
-            ops.iter()
-                .any(|op| op["path"].as_str() == Some("/metadata/resourceVersion"))
-        }),
-        _ => !patch["metadata"]["resourceVersion"].is_null(),
-    }
 }

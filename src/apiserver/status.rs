@@ -66,6 +66,17 @@ pub enum ApiError {
     /// (429, with a Retry-After header).
     #[error("{message}")]
     TooManyRequests { message: String, retry_after: u64 },
+    /// An admission webhook refused the request with its own Status code and reason (at least
+    /// 400, as upstream makes it).
+    #[error("{message}")]
+    Denied {
+        code: u16,
+        reason: String,
+        message: String,
+    },
+    /// Nothing can serve the request now, e.g. a pod's exec with no node agent to run it (503).
+    #[error("{0}")]
+    ServiceUnavailable(String),
     /// A read asked for a resourceVersion the store has not reached (504 Timeout).
     #[error("{0}")]
     Timeout(String),
@@ -158,10 +169,17 @@ impl ApiError {
         }
     }
 
+    /// As apierrors.NewForbidden: `pods "x" is forbidden: why`, or `pods is forbidden: why`
+    /// when the name is not known (a create with generateName).
     pub fn forbidden(group: &str, plural: &str, name: &str, why: &str) -> Self {
         let what = qualified(group, plural);
+        let message = if name.is_empty() {
+            format!("{what} is forbidden: {why}")
+        } else {
+            format!("{what} \"{name}\" is forbidden: {why}")
+        };
         ApiError::Forbidden {
-            message: format!("{what} \"{name}\" is forbidden: {why}"),
+            message,
             target: Target {
                 group: group.into(),
                 kind: plural.into(),
@@ -184,12 +202,14 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => 415,
             ApiError::NotAcceptable(_) => 406,
             ApiError::TooManyRequests { .. } => 429,
+            ApiError::ServiceUnavailable(_) => 503,
+            ApiError::Denied { code, .. } => *code,
             ApiError::Timeout(_) => 504,
             ApiError::Internal(_) => 500,
         }
     }
 
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> &str {
         match self {
             ApiError::NotFound { .. } => "NotFound",
             ApiError::AlreadyExists { .. } => "AlreadyExists",
@@ -204,6 +224,8 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
             ApiError::NotAcceptable(_) => "NotAcceptable",
             ApiError::TooManyRequests { .. } => "TooManyRequests",
+            ApiError::ServiceUnavailable(_) => "ServiceUnavailable",
+            ApiError::Denied { reason, .. } => reason,
             ApiError::Timeout(_) => "Timeout",
             ApiError::Internal(_) => "InternalError",
         }
@@ -290,6 +312,18 @@ impl From<crate::store::Error> for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forbidden_without_a_name() {
+        assert_eq!(
+            ApiError::forbidden("", "pods", "", "no").to_string(),
+            "pods is forbidden: no"
+        );
+        assert_eq!(
+            ApiError::forbidden("apps", "deployments", "d", "no").to_string(),
+            "deployments.apps \"d\" is forbidden: no"
+        );
+    }
 
     #[test]
     fn not_found_status_names_the_resource() {

@@ -37,6 +37,7 @@ mod service_account;
 mod stateful_set;
 mod storage_class;
 mod volume_attachment;
+mod webhook_configuration;
 
 use super::conversion::Converted;
 use super::registry::{ResourceInfo, Schema, ScopeInfo};
@@ -263,6 +264,9 @@ pub fn builtin() -> Vec<ResourceInfo> {
         event::events_v1(),
         // certificates.k8s.io/v1
         certificate_signing_request::info(),
+        // admissionregistration.k8s.io/v1
+        webhook_configuration::mutating(),
+        webhook_configuration::validating(),
     ]
 }
 

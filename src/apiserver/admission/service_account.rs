@@ -1,0 +1,50 @@
+//! ServiceAccount (its defaulting part): a pod created without a service account runs as the
+//! namespace's `default` one. The deprecated `serviceAccount` field mirrors it, as the v1 API
+//! does. Mounting the account's token is the node agent's business and not done here.
+
+use super::{created_pod_spec, Attributes, Outcome, Plugin};
+use crate::apiserver::defaults::set;
+use crate::apiserver::handler::Api;
+use serde_json::{json, Value};
+
+pub struct ServiceAccount;
+
+impl Plugin for ServiceAccount {
+    fn name(&self) -> &'static str {
+        "ServiceAccount"
+    }
+
+    fn admit<'a>(&'a self, _api: &'a Api, a: &'a mut Attributes) -> Outcome<'a> {
+        if let Some(spec) = created_pod_spec(a) {
+            default_account(spec);
+        }
+        Box::pin(async { Ok(()) })
+    }
+}
+
+pub(crate) fn default_account(spec: &mut Value) {
+    let given = spec["serviceAccountName"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .or_else(|| spec["serviceAccount"].as_str().filter(|s| !s.is_empty()))
+        .unwrap_or("default")
+        .to_string();
+    spec["serviceAccountName"] = json!(given);
+    set(spec, &["serviceAccount"], json!(given));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pods_run_as_default_unless_they_say() {
+        let mut spec = json!({"containers": [{"name": "c", "image": "x"}]});
+        default_account(&mut spec);
+        assert_eq!(spec["serviceAccountName"], "default");
+        assert_eq!(spec["serviceAccount"], "default");
+        let mut named = json!({"serviceAccountName": "builder", "containers": []});
+        default_account(&mut named);
+        assert_eq!(named["serviceAccount"], "builder");
+    }
+}
