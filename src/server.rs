@@ -143,6 +143,8 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
     api.bootstrap()
         .await
         .map_err(|e| anyhow::anyhow!("creating the default namespaces: {e}"))?;
+    // CustomResourceDefinitions become served kinds from here on.
+    crate::apiserver::crd::controller::start(&api);
     if !args.disable_agent {
         tracing::warn!(
             "no agent exists yet: running the control plane alone (as with --disable-agent)"

@@ -14,6 +14,7 @@ pub mod validation;
 
 pub mod auth;
 pub mod conversion;
+pub mod crd;
 pub mod deletes;
 pub mod discovery;
 pub mod encoding;

@@ -205,7 +205,10 @@ fn check_fields(
     if mode == FieldValidation::Ignore {
         return Ok(());
     }
-    let found = validation::unknown_or_duplicate_fields(&r.info.group, &r.info.kind, raw_json);
+    let mut found = validation::unknown_or_duplicate_fields(&r.info.group, &r.info.kind, raw_json);
+    if let Ok(obj) = serde_json::from_slice::<Value>(raw_json) {
+        found.extend(r.info.strategy.unknown_fields(&obj));
+    }
     if found.is_empty() {
         return Ok(());
     }
@@ -232,7 +235,7 @@ fn check_fields(
 }
 
 /// Adds `Warning: 299 - "..."` headers.
-fn with_warnings(mut resp: Resp, warnings: &[String]) -> Resp {
+pub(crate) fn with_warnings(mut resp: Resp, warnings: &[String]) -> Resp {
     for w in warnings {
         let text = format!("299 - \"{}\"", w.replace('"', "\\\""));
         if let Ok(v) = http::HeaderValue::from_str(&text) {
@@ -361,6 +364,10 @@ impl Api {
         mut obj: Value,
     ) -> Result<(StatusCode, Vec<u8>), ApiError> {
         let info = &r.info;
+        if let Some(why) = info.strategy.refuse_create() {
+            let name = meta_str(&obj, "name").unwrap_or_default().to_string();
+            return Err(ApiError::forbidden(&info.group, &info.plural, &name, &why));
+        }
         if info.namespaced {
             let ns = r.namespace.clone().ok_or_else(|| {
                 ApiError::BadRequest(format!(
@@ -580,6 +587,11 @@ impl Api {
         let kind = match media.as_str() {
             "application/json-patch+json" => PatchKind::Json,
             "application/merge-patch+json" => PatchKind::Merge,
+            "application/strategic-merge-patch+json" if !r.info.strategy.strategic_merge() => {
+                return Err(ApiError::UnsupportedMediaType(
+                    "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml".into(),
+                ))
+            }
             "application/strategic-merge-patch+json" => PatchKind::Strategic,
             "application/apply-patch+yaml" => PatchKind::Apply,
             other => {
@@ -607,7 +619,7 @@ impl Api {
             let info = &r.info;
             return self
                 .scale_write(r, move |cur| {
-                    let scale = to_scale(cur);
+                    let scale = info.strategy.scale(cur);
                     let patched = apply_patch(info, kind, &scale, &patch)?;
                     let replicas = patched["spec"]["replicas"].as_i64().ok_or_else(|| {
                         ApiError::BadRequest("Scale in version \"v1\" cannot be handled as a Scale: spec.replicas must be an integer".into())
@@ -789,7 +801,7 @@ impl Api {
             .write_update(r, Mode::Main, |cur| {
                 let (replicas, rv) = compute(cur)?;
                 let mut new = cur.clone();
-                new["spec"]["replicas"] = json!(replicas);
+                r.info.strategy.set_replicas(&mut new, replicas);
                 // The Scale's resourceVersion is the workload's: a stale one is a conflict.
                 match rv.as_str().filter(|s| !s.is_empty()) {
                     Some(v) => meta_mut(&mut new).insert("resourceVersion".into(), json!(v)),
@@ -800,7 +812,7 @@ impl Api {
             .await?;
         let obj: Value =
             serde_json::from_slice(&body).map_err(|e| ApiError::Internal(e.to_string()))?;
-        Ok(json(StatusCode::OK, &to_scale(&obj)))
+        Ok(json(StatusCode::OK, &r.info.strategy.scale(&obj)))
     }
 
     /// The read-modify-write loop of every update: `compute` turns the current object into the
@@ -1065,6 +1077,7 @@ pub(crate) fn prepare_update(
                 }
             }
             *new = base;
+            info.strategy.status_defaults(new);
         }
         Mode::Finalize => {
             let mut base = cur.clone();
