@@ -388,3 +388,469 @@ async fn names_already_in_use_and_invalid_crds_are_refused() {
         assert!(err.contains(want), "{want:?} in {err}");
     }
 }
+
+/// POST of a JSON body through curl: (code, body as JSON, response headers).
+fn post(s: &Server, path: &str, body: &Value) -> (u16, Value, String) {
+    let (code, out, headers) = curl_args(
+        s,
+        "admin",
+        "POST",
+        path,
+        &[
+            "-H".into(),
+            "Content-Type: application/json".into(),
+            "--data-binary".into(),
+            body.to_string(),
+        ],
+    );
+    (
+        code,
+        serde_json::from_str(&out).unwrap_or(Value::Null),
+        headers,
+    )
+}
+
+const DBS: &str = "/apis/example.nanokube.io/v1/namespaces/default/databases";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_schema_validates_prunes_and_defaults() {
+    let s = Server::start();
+    s.ok(&["apply", "-f", &fixture("databases.yaml")]);
+    established(&s, "databases.example.nanokube.io");
+
+    // kubectl shows the field errors as the real server words them.
+    let out = apply_stdin(&s, "apiVersion: example.nanokube.io/v1\nkind: Database\nmetadata:\n  name: typed\n  namespace: default\nspec:\n  engine: postgres\n  replicas: three\n", &[]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(r#"spec.replicas: Invalid value: "string": spec.replicas in body must be of type integer: "string""#),
+        "{}",
+        stderr(&out)
+    );
+
+    // Every kind of rule at once: a 422 Status with one cause per field.
+    let (code, status, _) = post(
+        &s,
+        DBS,
+        &json!({"apiVersion": "example.nanokube.io/v1", "kind": "Database",
+        "metadata": {"name": "bad"},
+        "spec": {"engine": "oracle", "version": "x.y", "replicas": 12, "port": true, "adminEmail": "nope",
+            "storage": {"size": "12345678901"},
+            "users": [{"name": "a"}, {"name": "a"}, {"roles": ["r"]}],
+            "backup": {"retentionDays": 0},
+            "podTemplate": {"kind": "Pod", "spec": {}}}}),
+    );
+    assert_eq!(code, 422, "{status}");
+    assert_eq!(status["reason"], "Invalid");
+    assert_eq!(status["details"]["kind"], "Database");
+    assert_eq!(status["details"]["group"], GROUP);
+    let causes: Vec<(String, String)> = status["details"]["causes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["field"].as_str().unwrap().to_string(),
+                c["message"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let want = [
+        (
+            "spec.engine",
+            r#"Unsupported value: "oracle": supported values: "postgres", "mysql""#,
+        ),
+        (
+            "spec.version",
+            r#"Invalid value: "x.y": spec.version in body should match '^[0-9]+(\.[0-9]+)*$'"#,
+        ),
+        (
+            "spec.replicas",
+            "Invalid value: 12: spec.replicas in body should be less than or equal to 9",
+        ),
+        (
+            "spec.port",
+            r#"Invalid value: "boolean": spec.port in body must be of type integer,string: "boolean""#,
+        ),
+        (
+            "spec.adminEmail",
+            r#"Invalid value: "nope": spec.adminEmail in body must be of type email: "nope""#,
+        ),
+        (
+            "spec.storage.size",
+            "Too long: may not be more than 10 bytes",
+        ),
+        ("spec.users[2].name", "Required value"),
+        (
+            "spec.backup.retentionDays",
+            "Invalid value: 0: spec.backup.retentionDays in body should be greater than 0",
+        ),
+        (
+            "spec.podTemplate.apiVersion",
+            "Required value: must not be empty",
+        ),
+    ];
+    for (field, message) in want {
+        assert!(
+            causes.iter().any(|(f, m)| f == field && m == message),
+            "{field}: {message} in {causes:#?}"
+        );
+    }
+    assert!(
+        causes
+            .iter()
+            .any(|(f, m)| f == "spec.users[1]" && m.starts_with("Duplicate value")),
+        "{causes:#?}"
+    );
+    assert!(status["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("Database.example.nanokube.io \"bad\" is invalid: ["));
+    let (code, status, _) = post(
+        &s,
+        DBS,
+        &json!({"apiVersion": "example.nanokube.io/v1", "kind": "Database",
+        "metadata": {"name": "bad"}, "spec": {}}),
+    );
+    assert_eq!(code, 422);
+    assert_eq!(status["details"]["causes"][0]["field"], "spec.engine");
+    assert_eq!(status["details"]["causes"][0]["message"], "Required value");
+
+    // Pruning: unknown fields go (with a warning by default), preserved subtrees and embedded
+    // resources stay whole.
+    let (code, created, headers) = post(
+        &s,
+        DBS,
+        &json!({"apiVersion": "example.nanokube.io/v1", "kind": "Database",
+        "metadata": {"name": "pruned"},
+        "spec": {"engine": "postgres", "unknownThing": 1, "storage": {"size": "2Gi", "iops": 3000},
+            "users": [{"name": "app", "extra": "x"}],
+            "config": {"shared_buffers": "1GB", "nested": {"anything": [1, 2]}},
+            "podTemplate": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "t"}, "spec": {"containers": [{"name": "c"}]}}},
+        "topLevelJunk": true}),
+    );
+    assert_eq!(code, 201, "{created}");
+    assert!(
+        headers.contains(r#"unknown field \"spec.unknownThing\""#),
+        "{headers}"
+    );
+    let got = get_json(&s, &["database", "pruned", "-n", "default"]);
+    let spec = &got["spec"];
+    assert!(spec.get("unknownThing").is_none() && got.get("topLevelJunk").is_none());
+    assert!(spec["storage"].get("iops").is_none());
+    assert!(spec["users"][0].get("extra").is_none());
+    assert_eq!(spec["config"]["nested"]["anything"], json!([1, 2]));
+    assert_eq!(spec["podTemplate"]["spec"]["containers"][0]["name"], "c");
+    assert_eq!(spec["podTemplate"]["metadata"]["name"], "t");
+    let (code, refused, _) = post(
+        &s,
+        &format!("{DBS}?fieldValidation=Strict"),
+        &json!({"apiVersion": "example.nanokube.io/v1",
+        "kind": "Database", "metadata": {"name": "strict"}, "spec": {"engine": "mysql", "nope": 1}}),
+    );
+    assert_eq!(code, 400);
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("strict decoding error: unknown field \"spec.nope\""),
+        "{refused}"
+    );
+
+    // Defaults on create, on update, nested, and not over what was given.
+    let got = get_json(&s, &["database", "pruned", "-n", "default"]);
+    assert_eq!(got["spec"]["replicas"], 1);
+    assert_eq!(got["spec"]["port"], 5432);
+    assert_eq!(got["spec"]["storage"]["size"], "2Gi");
+    assert!(
+        got["spec"].get("backup").is_none(),
+        "no default for backup itself"
+    );
+    s.ok(&["patch", "database", "pruned", "-n", "default", "--type", "json", "-p",
+        r#"[{"op":"remove","path":"/spec/replicas"},{"op":"add","path":"/spec/backup","value":{}},{"op":"remove","path":"/spec/storage"}]"#]);
+    let got = get_json(&s, &["database", "pruned", "-n", "default"]);
+    assert_eq!(got["spec"]["replicas"], 1);
+    assert_eq!(got["spec"]["backup"]["enabled"], false);
+    assert_eq!(
+        got["spec"]["storage"]["size"], "1Gi",
+        "default {{}} then its own defaults"
+    );
+
+    // Defaults on read: a default added to the CRD later shows on stored objects, which are not
+    // rewritten.
+    let rv = got["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.ok(&["patch", "crd", "databases.example.nanokube.io", "--type", "json", "-p",
+        r#"[{"op":"add","path":"/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/tier","value":{"type":"string","default":"standard"}}]"#]);
+    let got = eventually(10, || {
+        let got = get_json(&s, &["database", "pruned", "-n", "default"]);
+        (got["spec"]["tier"] == "standard").then_some(got)
+    });
+    assert_eq!(got["metadata"]["resourceVersion"], rv.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn status_scale_columns_and_versions() {
+    let s = Server::start();
+    let c = client(&s).await;
+    s.ok(&["apply", "-f", &fixture("databases.yaml")]);
+    established(&s, "databases.example.nanokube.io");
+    let dbs = databases(&c, "default");
+
+    // The status subresource: status dropped on create, written only through /status, and the
+    // main resource ignores status (and /status the spec).
+    let (code, created, _) = post(
+        &s,
+        DBS,
+        &json!({"apiVersion": "example.nanokube.io/v1", "kind": "Database",
+        "metadata": {"name": "main"}, "spec": {"engine": "postgres", "replicas": 2}, "status": {"phase": "Faked"}}),
+    );
+    assert_eq!(code, 201, "{created}");
+    assert!(created.get("status").is_none(), "{created}");
+    s.ok(&["patch", "database", "main", "-n", "default", "--subresource", "status", "--type", "merge", "-p",
+        r#"{"spec":{"replicas":7},"status":{"replicas":2,"selector":"app=main","phase":"Running","conditions":[{"type":"Ready","status":"True"}]}}"#]);
+    let got = dbs.get("main").await.unwrap();
+    assert_eq!(got.data["status"]["phase"], "Running");
+    assert_eq!(got.data["spec"]["replicas"], 2, "/status ignores spec");
+    assert_eq!(got.metadata.generation, Some(1));
+    let bad_status = dbs
+        .patch_status(
+            "main",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"replicas": "two"}})),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        bad_status
+            .to_string()
+            .contains("status.replicas in body must be of type integer"),
+        "{bad_status}"
+    );
+    dbs.patch(
+        "main",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": 3}, "status": {"phase": "Gone"}})),
+    )
+    .await
+    .unwrap();
+    let got = dbs.get("main").await.unwrap();
+    assert_eq!(
+        got.data["status"]["phase"], "Running",
+        "the main resource ignores status"
+    );
+    assert_eq!(got.metadata.generation, Some(2));
+
+    // Printer columns with jsonPath filters and types.
+    let table = s.ok(&["get", "database", "main", "-n", "default"]);
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(&row[..4], ["main", "postgres", "3", "True"], "{table}");
+    let t: Value = serde_json::from_str(
+        &curl_args(
+            &s,
+            "admin",
+            "GET",
+            &format!("{DBS}/main"),
+            &[
+                "-H".into(),
+                "Accept: application/json;as=Table;v=v1;g=meta.k8s.io".into(),
+            ],
+        )
+        .1,
+    )
+    .unwrap();
+    let cols: Vec<(&str, &str)> = t["columnDefinitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap(), c["type"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        cols,
+        [
+            ("Name", "string"),
+            ("Engine", "string"),
+            ("Replicas", "integer"),
+            ("Ready", "string"),
+            ("Storage", "string"),
+            ("Age", "date")
+        ]
+    );
+    assert_eq!(t["rows"][0]["cells"][2], 3);
+    assert_eq!(t["rows"][0]["cells"][4], "1Gi");
+
+    // /scale through the CRD's paths, and kubectl scale.
+    let scale: Value =
+        serde_json::from_str(&s.ok(&["get", "--raw", &format!("{DBS}/main/scale")])).unwrap();
+    assert_eq!(scale["kind"], "Scale");
+    assert_eq!(scale["spec"]["replicas"], 3);
+    assert_eq!(
+        scale["status"],
+        json!({"replicas": 2, "selector": "app=main"})
+    );
+    s.ok(&[
+        "scale",
+        "database",
+        "main",
+        "-n",
+        "default",
+        "--replicas",
+        "5",
+    ]);
+    assert_eq!(dbs.get("main").await.unwrap().data["spec"]["replicas"], 5);
+
+    // Several versions, conversion None: one object, served in each version with its apiVersion;
+    // the deprecated one warns.
+    let out = s.kubectl(&[
+        "get",
+        "databases.v1beta1.example.nanokube.io",
+        "main",
+        "-n",
+        "default",
+        "-o",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let old: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(old["apiVersion"], "example.nanokube.io/v1beta1");
+    assert_eq!(old["spec"]["replicas"], 5);
+    assert!(
+        stderr(&out).contains("Warning: example.nanokube.io/v1beta1 Database is deprecated; use example.nanokube.io/v1 Database"),
+        "{}",
+        stderr(&out)
+    );
+    let beta = Api::<DynamicObject>::namespaced_with(
+        c.clone(),
+        "default",
+        &resource("v1beta1", "Database", "databases"),
+    );
+    let made = beta
+        .create(&PostParams::default(), &serde_json::from_value(json!({"apiVersion": "example.nanokube.io/v1beta1",
+            "kind": "Database", "metadata": {"name": "old"}, "spec": {"engine": "mysql", "legacyField": 1}})).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        made.types.unwrap().api_version,
+        "example.nanokube.io/v1beta1"
+    );
+    let as_v1 = dbs.get("old").await.unwrap();
+    assert_eq!(as_v1.types.unwrap().api_version, "example.nanokube.io/v1");
+    assert!(
+        as_v1.data["spec"].get("legacyField").is_none(),
+        "stored in v1, pruned by v1's schema"
+    );
+    let listed = beta.list(&ListParams::default()).await.unwrap();
+    assert_eq!(listed.items.len(), 2);
+    assert!(listed
+        .items
+        .iter()
+        .all(|o| o.types.as_ref().unwrap().api_version == "example.nanokube.io/v1beta1"));
+
+    // Changing the storage version records it.
+    s.ok(&["patch", "crd", "databases.example.nanokube.io", "--type", "json", "-p",
+        r#"[{"op":"replace","path":"/spec/versions/0/storage","value":false},{"op":"replace","path":"/spec/versions/1/storage","value":true}]"#]);
+    let crd = get_json(&s, &["crd", "databases.example.nanokube.io"]);
+    assert_eq!(crd["status"]["storedVersions"], json!(["v1", "v1beta1"]));
+
+    // A version's own deprecation warning.
+    s.ok(&["apply", "-f", &fixture("backends.yaml")]);
+    established(&s, "backends.example.nanokube.io");
+    let out = s.kubectl(&["get", "backends.v1alpha1.example.nanokube.io"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out)
+            .contains("Warning: example.nanokube.io/v1alpha1 Backend goes away in 2027; use v1"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deleting_a_crd_deletes_its_objects_then_itself() {
+    let s = Server::start();
+    let c = client(&s).await;
+    s.ok(&["apply", "-f", &fixture("databases.yaml")]);
+    established(&s, "databases.example.nanokube.io");
+    s.namespace("team-a");
+    for (ns, name) in [("default", "one"), ("team-a", "two")] {
+        databases(&c, ns)
+            .create(
+                &PostParams::default(),
+                &database(name, json!({"engine": "postgres"})),
+            )
+            .await
+            .unwrap();
+    }
+    // One object that holds its own finalizer: the CRD waits for it.
+    let mut held = database("held", json!({"engine": "mysql"}));
+    held.metadata.finalizers = Some(vec!["example.nanokube.io/hold".into()]);
+    databases(&c, "team-a")
+        .create(&PostParams::default(), &held)
+        .await
+        .unwrap();
+
+    s.ok(&[
+        "delete",
+        "crd",
+        "databases.example.nanokube.io",
+        "--wait=false",
+    ]);
+    let crd = eventually(10, || {
+        let crd = get_json(&s, &["crd", "databases.example.nanokube.io"]);
+        (condition(&crd, "Terminating")["reason"] == "InstanceDeletionInProgress").then_some(crd)
+    });
+    assert!(crd["metadata"]["deletionTimestamp"].is_string());
+    assert_eq!(
+        crd["metadata"]["finalizers"],
+        json!(["customresourcecleanup.apiextensions.k8s.io"])
+    );
+    assert_eq!(condition(&crd, "Terminating")["status"], "True");
+    eventually(10, || {
+        let left = s.ok(&["get", "databases", "-A", "-o", "name"]);
+        (left.trim() == "database.example.nanokube.io/held").then_some(())
+    });
+    let refused = databases(&c, "default")
+        .create(
+            &PostParams::default(),
+            &database("late", json!({"engine": "postgres"})),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("create not allowed while custom resource definition is terminating"),
+        "{refused}"
+    );
+
+    s.ok(&[
+        "patch",
+        "database",
+        "held",
+        "-n",
+        "team-a",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"metadata":{"finalizers":null}}"#,
+    ]);
+    eventually(10, || {
+        let out = s.kubectl(&["get", "crd", "databases.example.nanokube.io"]);
+        (!out.status.success() && stderr(&out).contains("NotFound")).then_some(())
+    });
+    let (code, _, _) = curl_args(&s, "admin", "GET", DBS, &[]);
+    assert_eq!(code, 404, "no longer served");
+    let resources = s.ok(&["api-resources"]);
+    assert!(!resources.contains("databases"), "{resources}");
+
+    // The same CRD again starts empty.
+    s.ok(&["apply", "-f", &fixture("databases.yaml")]);
+    established(&s, "databases.example.nanokube.io");
+    assert!(databases(&c, "team-a")
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+}

@@ -273,6 +273,11 @@ fn entries(crd: &Value, names: &Names, terminating: &Arc<AtomicBool>) -> Vec<Res
         )
     });
     let storage = storage_version(crd).unwrap_or("").to_string();
+    let storage_schema = all_versions
+        .iter()
+        .find(|v| v["name"] == storage.as_str())
+        .map(|v| v["schema"]["openAPIV3Schema"].clone())
+        .unwrap_or(Value::Null);
     // Namespace cleanup and the garbage collector walk one entry: the storage version's, or the
     // first served one when storage is not served.
     let listed = if versions.iter().any(|v| v["name"] == storage.as_str()) {
@@ -337,6 +342,7 @@ fn entries(crd: &Value, names: &Names, terminating: &Arc<AtomicBool>) -> Vec<Res
             kind: names.kind.clone(),
             storage_version: storage.clone(),
             schema: schema.clone(),
+            storage_schema: storage_schema.clone(),
             columns,
             scale,
             warning,

@@ -10,6 +10,10 @@ use serde_json::Value;
 /// ("spec.foo", "spec.items[0].bar"), the form `fieldValidation` reports them in.
 pub fn prune(s: &Value, value: &mut Value) -> Vec<String> {
     let mut dropped = Vec::new();
+    // No schema (a version that is gone) prunes nothing rather than everything.
+    if !s.is_object() {
+        return dropped;
+    }
     walk(s, value, "", true, &mut dropped);
     dropped
 }

@@ -73,6 +73,9 @@ pub struct CustomResource {
     pub storage_version: String,
     /// The version's openAPIV3Schema.
     pub schema: Value,
+    /// The storage version's: stored objects are pruned by it, as kube-apiserver's storage
+    /// decoder prunes with the schema of the object's own version.
+    pub storage_schema: Value,
     pub columns: Vec<Column>,
     pub scale: Option<ScalePaths>,
     pub warning: Option<String>,
@@ -126,14 +129,16 @@ impl Strategy for CustomResource {
         cells
     }
 
-    fn from_storage(&self, mut obj: Value) -> Value {
+    fn read_stored(&self, mut obj: Value) -> Value {
+        prune::prune(&self.storage_schema, &mut obj);
         obj["apiVersion"] = json!(format!("{}/{}", self.group, self.version));
         default::apply(&self.schema, &mut obj);
         obj
     }
 
-    fn to_storage(&self, mut obj: Value) -> Value {
+    fn write_stored(&self, mut obj: Value) -> Value {
         obj["apiVersion"] = json!(format!("{}/{}", self.group, self.storage_version));
+        prune::prune(&self.storage_schema, &mut obj);
         obj
     }
 
@@ -221,6 +226,8 @@ mod tests {
             schema: json!({"type": "object", "properties": {"spec": {"type": "object", "properties": {
                 "size": {"type": "integer", "default": 1}, "count": {"type": "integer"}}},
                 "status": {"type": "object", "properties": {"ready": {"type": "integer"}, "sel": {"type": "string"}}}}}),
+            storage_schema: json!({"type": "object", "properties": {"spec": {"type": "object",
+                "x-kubernetes-preserve-unknown-fields": true}}}),
             columns: vec![Column {
                 name: "Size".into(),
                 ty: "integer".into(),
@@ -243,10 +250,10 @@ mod tests {
     fn reads_default_and_rewrite_the_version_writes_store_in_the_storage_version() {
         let s = cr();
         let stored = json!({"apiVersion": "example.com/v2", "kind": "Db", "metadata": {"name": "a"}, "spec": {}});
-        let read = s.from_storage(stored);
+        let read = s.read_stored(stored);
         assert_eq!(read["apiVersion"], "example.com/v1");
         assert_eq!(read["spec"]["size"], 1);
-        assert_eq!(s.to_storage(read)["apiVersion"], "example.com/v2");
+        assert_eq!(s.write_stored(read)["apiVersion"], "example.com/v2");
         assert_eq!(
             s.row(
                 &json!({"metadata": {"name": "a"}, "spec": {"size": 4}}),

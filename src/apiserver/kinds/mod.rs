@@ -93,13 +93,13 @@ pub trait Strategy: Send + Sync {
     /// (custom resources) apply them here; built-in kinds keep what the client wrote.
     fn status_defaults(&self, _obj: &mut Value) {}
 
-    /// For `Converted::Custom` entries: the stored object as this version shows it.
-    fn from_storage(&self, obj: Value) -> Value {
+    /// For `Converted::Custom` entries: the stored object as this version shows it (conversion::from_storage).
+    fn read_stored(&self, obj: Value) -> Value {
         obj
     }
 
     /// For `Converted::Custom` entries: the object as it is stored.
-    fn to_storage(&self, obj: Value) -> Value {
+    fn write_stored(&self, obj: Value) -> Value {
         obj
     }
 
