@@ -144,7 +144,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
         .await
         .map_err(|e| anyhow::anyhow!("creating the default namespaces: {e}"))?;
     // CustomResourceDefinitions become served kinds from here on.
-    crate::apiserver::crd::controller::start(&api);
+    crate::apiserver::crd::controller::start(&api).await;
     if !args.disable_agent {
         tracing::warn!(
             "no agent exists yet: running the control plane alone (as with --disable-agent)"

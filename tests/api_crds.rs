@@ -84,7 +84,7 @@ fn stderr(o: &std::process::Output) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_crd_is_served_within_a_second_with_every_verb() {
-    let s = Server::start();
+    let mut s = Server::start();
     let c = client(&s).await;
     let dbs = databases(&c, "default");
 
@@ -193,6 +193,12 @@ async fn a_crd_is_served_within_a_second_with_every_verb() {
     assert!(wide.contains("5Gi"), "{wide}");
     let all = s.ok(&["get", "all", "-n", "default"]);
     assert!(all.contains("database.example.nanokube.io/second"), "{all}");
+    // Client-side apply again: kubectl computes a JSON merge patch for custom resources.
+    s.apply_ok("apiVersion: example.nanokube.io/v1\nkind: Database\nmetadata:\n  name: second\n  namespace: default\nspec:\n  engine: mysql\n  replicas: 2\n  storage:\n    size: 6Gi\n");
+    assert_eq!(
+        get_json(&s, &["nkdb", "second", "-n", "default"])["spec"]["storage"]["size"],
+        "6Gi"
+    );
     let cat = s.ok(&["get", "nanokube", "-n", "default", "-o", "name"]);
     assert!(cat.contains("database.example.nanokube.io/first"), "{cat}");
 
@@ -338,6 +344,11 @@ async fn a_crd_is_served_within_a_second_with_every_verb() {
         code, 404,
         "a cluster-scoped resource has no namespaced path"
     );
+
+    // A restarted server serves the stored CRDs from its first request.
+    s.restart();
+    let be = get_json(&s, &["nkbe", "east"]);
+    assert_eq!(be["spec"]["url"], "https://east.example");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -376,10 +387,11 @@ async fn names_already_in_use_and_invalid_crds_are_refused() {
     s.ok(&["get", "ingresses", "-A"]);
 
     // Invalid definitions: 422 with field paths.
-    let out = apply_stdin(&s, "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: wrong.example.nanokube.io\nspec:\n  group: example.nanokube.io\n  scope: Everywhere\n  names:\n    plural: widgets\n    kind: Widget\n  versions:\n  - name: v1\n    served: true\n    storage: false\n    schema:\n      openAPIV3Schema:\n        type: object\n        properties:\n          spec:\n            properties: {}\n", &[]);
+    let out = apply_stdin(&s, "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: wrong.example.nanokube.io\nspec:\n  group: example.nanokube.io\n  conversion:\n    strategy: Webhook\n  scope: Everywhere\n  names:\n    plural: widgets\n    kind: Widget\n  versions:\n  - name: v1\n    served: true\n    storage: false\n    schema:\n      openAPIV3Schema:\n        type: object\n        properties:\n          spec:\n            properties: {}\n", &[]);
     assert!(!out.status.success());
     let err = stderr(&out);
     for want in [
+        "spec.conversion.strategy: Forbidden: \"Webhook\" is not supported by nanokube",
         "metadata.name: Invalid value: \"wrong.example.nanokube.io\": must be spec.names.plural+\".\"+spec.group",
         "spec.scope: Unsupported value: \"Everywhere\": supported values: \"Cluster\", \"Namespaced\"",
         "must have exactly one version marked as storage version",
@@ -789,6 +801,19 @@ async fn deleting_a_crd_deletes_its_objects_then_itself() {
         .create(&PostParams::default(), &held)
         .await
         .unwrap();
+
+    // A namespace's deletion takes its custom resources with it.
+    s.namespace("team-b");
+    databases(&c, "team-b")
+        .create(
+            &PostParams::default(),
+            &database("temp", json!({"engine": "postgres"})),
+        )
+        .await
+        .unwrap();
+    s.ok(&["delete", "namespace", "team-b", "--timeout=20s"]);
+    let left = s.ok(&["get", "databases", "-A", "-o", "name"]);
+    assert!(!left.contains("temp"), "{left}");
 
     s.ok(&[
         "delete",

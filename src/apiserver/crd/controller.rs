@@ -46,10 +46,20 @@ struct State {
     pending: bool,
 }
 
-/// Starts the controller on the server's runtime; it ends with the server.
-pub fn start(api: &Arc<Api>) {
+/// Serves the CRDs already stored (so a restarted server answers for their resources from its
+/// first request), then keeps following them on the server's runtime until it shuts down.
+pub async fn start(api: &Arc<Api>) {
+    let info = crd_info(api);
+    let mut state = State::default();
+    let first = match reconcile(api, &info, &mut state).await {
+        Ok(rev) => Some(rev),
+        Err(e) => {
+            tracing::warn!(error = %e, "CRD controller: first reconcile failed; retrying");
+            None
+        }
+    };
     let api = api.clone();
-    tokio::spawn(async move { run(api).await });
+    tokio::spawn(async move { run(api, state, first).await });
 }
 
 fn crd_info(api: &Api) -> Arc<ResourceInfo> {
@@ -58,16 +68,19 @@ fn crd_info(api: &Api) -> Arc<ResourceInfo> {
         .expect("the CRD kind is built in")
 }
 
-async fn run(api: Arc<Api>) {
+async fn run(api: Arc<Api>, mut state: State, mut listed: Option<i64>) {
     let info = crd_info(&api);
     let prefix = info.list_prefix(None);
-    let mut state = State::default();
     let mut shutdown = api.shutdown.clone();
     loop {
         if *shutdown.borrow() {
             return;
         }
-        let rev = match reconcile(&api, &info, &mut state).await {
+        let done = match listed.take() {
+            Some(rev) => Ok(rev),
+            None => reconcile(&api, &info, &mut state).await,
+        };
+        let rev = match done {
             Ok(rev) => rev,
             Err(e) => {
                 tracing::warn!(error = %e, "CRD controller: reconcile failed; retrying");

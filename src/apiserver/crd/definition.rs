@@ -221,6 +221,18 @@ fn check(obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldError>) {
     {
         label_errors(&format!("spec.names.shortNames[{i}]"), s, errs);
     }
+    // Conversion webhooks are not implemented: a CRD that needs one would be served with its
+    // versions' objects unconverted, so it is refused instead.
+    let conversion = &spec["conversion"]["strategy"];
+    if conversion.as_str().is_some_and(|c| c != "None") {
+        errs.push(validation::forbidden(
+            "spec.conversion.strategy",
+            &format!(
+                "{} is not supported by nanokube: only None (versions differ in apiVersion alone)",
+                validation::render(conversion)
+            ),
+        ));
+    }
     let versions = spec["versions"].as_array().cloned().unwrap_or_default();
     if versions.is_empty() {
         errs.push(validation::invalid(

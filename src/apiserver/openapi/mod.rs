@@ -284,14 +284,17 @@ fn kind_paths(k: &KindInfo, paths: &mut Map<String, Value>) {
     );
     patch.insert("parameters".into(), json!(write_params(true)));
     let patch_schema = schema_ref("io.k8s.apimachinery.pkg.apis.meta.v1.Patch");
+    let mut patch_types = json!({
+        "application/apply-patch+yaml": {"schema": patch_schema},
+        "application/json-patch+json": {"schema": patch_schema},
+        "application/merge-patch+json": {"schema": patch_schema},
+    });
+    if k.strategic_merge {
+        patch_types["application/strategic-merge-patch+json"] = json!({"schema": patch_schema});
+    }
     patch.insert(
         "requestBody".into(),
-        json!({"content": {
-            "application/apply-patch+yaml": {"schema": patch_schema},
-            "application/json-patch+json": {"schema": patch_schema},
-            "application/merge-patch+json": {"schema": patch_schema},
-            "application/strategic-merge-patch+json": {"schema": patch_schema},
-        }, "required": true}),
+        json!({"content": patch_types, "required": true}),
     );
     patch.insert("responses".into(), ok(&k.schema, &["200", "201"]));
     let mut delete = operation("delete", "delete", k, k.namespaced, "");
