@@ -252,6 +252,20 @@ async fn a_crd_is_served_within_a_second_with_every_verb() {
     let got = dbs.get("second").await.unwrap();
     assert_eq!(got.data["spec"]["replicas"], 5);
     assert_eq!(got.data["spec"]["engine"], "postgres");
+    // Server-side apply merges the schema's map list by its key: two managers, one user each.
+    for (manager, user) in [("team-a", "alice"), ("team-b", "bob")] {
+        let yaml = format!("apiVersion: example.nanokube.io/v1\nkind: Database\nmetadata:\n  name: second\n  namespace: default\nspec:\n  users:\n  - name: {user}\n    roles: [read]\n");
+        let out = apply_stdin(&s, &yaml, &["--server-side", "--field-manager", manager]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let got = dbs.get("second").await.unwrap();
+    let users: Vec<&str> = got.data["spec"]["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|u| u["name"].as_str())
+        .collect();
+    assert_eq!(users, ["alice", "bob"]);
 
     // kube: watch, replace, patch, list, delete, deletecollection.
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));

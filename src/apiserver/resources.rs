@@ -444,6 +444,7 @@ impl Api {
                     &mut o,
                     &r.field_manager,
                     None,
+                    apply_schema(info),
                 );
             }
             if r.dry_run() {
@@ -661,6 +662,7 @@ impl Api {
                     &manager,
                     force,
                     None,
+                    apply_schema(&r.info),
                 )
                 .map_err(|e| apply_error(&r.info, &name, e))?;
                 let mut created =
@@ -685,6 +687,7 @@ impl Api {
                         &manager,
                         force,
                         r.subresource.as_deref().filter(|s| *s == "status"),
+                        apply_schema(info),
                     )
                     .map_err(|e| apply_error(info, &name, e))?;
                     (info.decode)(out).map_err(|e| cannot_handle(info, &e))
@@ -859,6 +862,7 @@ impl Api {
                     &mut new,
                     &r.field_manager,
                     r.subresource.as_deref(),
+                    apply_schema(info),
                 );
             }
             meta_mut(&mut new).remove("resourceVersion");
@@ -923,6 +927,15 @@ fn removes_last_finalizer(cur: &Value, new: &Value) -> bool {
             .as_i64()
             .unwrap_or(0)
             == 0
+}
+
+/// The schema server-side apply reads list semantics from: a kind defined at run time's own
+/// (a custom resource's structural schema); built-in kinds use the strategic-merge table.
+fn apply_schema(info: &ResourceInfo) -> Option<&Value> {
+    match &info.schema {
+        super::registry::Schema::Json { schema, .. } => Some(schema),
+        super::registry::Schema::Typed { .. } => None,
+    }
 }
 
 /// A failed server-side apply as its Status: a field ownership conflict (409) or an applied
