@@ -893,3 +893,80 @@ async fn deleting_a_crd_deletes_its_objects_then_itself() {
         .items
         .is_empty());
 }
+
+/// kubectl of another version, with `stdin` fed in.
+fn kubectl_version(s: &Server, binary: &str, args: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = std::process::Command::new(format!("/usr/lib/google-cloud-sdk/bin/{binary}"))
+        .args(args)
+        .env("KUBECONFIG", s.kubeconfig())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn kubectl_1_27_and_1_33_apply_explain_and_print_custom_resources() {
+    let s = Server::start();
+    let crd = std::fs::read_to_string(fixture("databases.yaml")).unwrap();
+    for (i, binary) in ["kubectl.1.27", "kubectl.1.33"].iter().enumerate() {
+        let run = |args: &[&str], stdin: &str| {
+            let out = kubectl_version(&s, binary, args, stdin);
+            assert!(
+                out.status.success(),
+                "{binary} {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        run(&["apply", "-f", "-"], &crd);
+        run(
+            &[
+                "wait",
+                "--for",
+                "condition=established",
+                "--timeout=20s",
+                "crd/databases.example.nanokube.io",
+            ],
+            "",
+        );
+        let name = format!("db{i}");
+        let obj = |replicas: u8| {
+            format!("apiVersion: example.nanokube.io/v1\nkind: Database\nmetadata:\n  name: {name}\n  namespace: default\nspec:\n  engine: postgres\n  replicas: {replicas}\n  users:\n  - name: app\n")
+        };
+        run(&["apply", "-f", "-"], &obj(2));
+        run(&["apply", "-f", "-"], &obj(3));
+        let table = run(&["get", "nkdb", &name, "-n", "default"], "");
+        let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+        assert_eq!(
+            &row[..3],
+            [name.as_str(), "postgres", "3"],
+            "{binary}: {table}"
+        );
+        let explain = run(&["explain", "databases.spec.engine"], "");
+        assert!(
+            explain.contains("Which database server runs."),
+            "{binary}: {explain}"
+        );
+        // The unknown field is refused by kubectl's validation (client side from OpenAPI v2 in
+        // 1.27, by the server with fieldValidation=Strict later).
+        let bad = kubectl_version(
+            &s,
+            binary,
+            &["apply", "-f", "-"],
+            &obj(3).replace("  users:", "  bogus: 1\n  users:"),
+        );
+        assert!(!bad.status.success(), "{binary} accepted an unknown field");
+        let err = String::from_utf8_lossy(&bad.stderr);
+        assert!(err.contains("bogus"), "{binary}: {err}");
+    }
+}
