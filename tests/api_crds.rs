@@ -582,6 +582,37 @@ async fn the_schema_validates_prunes_and_defaults() {
         "{refused}"
     );
 
+    // Nulls: kept for a nullable field, dropped elsewhere; metadata is an ObjectMeta.
+    let (code, created, _) = post(
+        &s,
+        DBS,
+        &json!({"apiVersion": "example.nanokube.io/v1", "kind": "Database",
+        "metadata": {"name": "nulls", "madeUp": 1},
+        "spec": {"engine": "postgres", "version": null, "storage": {"className": null}}}),
+    );
+    assert_eq!(code, 201, "{created}");
+    assert!(
+        created["spec"]["storage"]["className"].is_null()
+            && created["spec"]["storage"].get("className").is_some(),
+        "{created}"
+    );
+    assert!(created["spec"].get("version").is_none(), "{created}");
+    assert!(created["metadata"].get("madeUp").is_none(), "{created}");
+    let (code, refused, _) = post(
+        &s,
+        DBS,
+        &json!({"apiVersion": "example.nanokube.io/v1", "kind": "Database",
+        "metadata": {"name": "badmeta", "labels": "x"}, "spec": {"engine": "postgres"}}),
+    );
+    assert_eq!(code, 400, "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Database in version \"v1\" cannot be handled as a Database: metadata:"),
+        "{refused}"
+    );
+
     // Defaults on create, on update, nested, and not over what was given.
     let got = get_json(&s, &["database", "pruned", "-n", "default"]);
     assert_eq!(got["spec"]["replicas"], 1);

@@ -1052,7 +1052,7 @@ pub(crate) fn prepare_create(info: &ResourceInfo, obj: &mut Value) {
         info.strategy.initial_status(obj);
     }
     info.strategy.defaults(obj);
-    prune_nulls(obj);
+    info.strategy.drop_nulls(obj);
     if obj.get("spec").is_some() {
         meta_mut(obj).insert("generation".into(), json!(1));
     }
@@ -1131,7 +1131,7 @@ pub(crate) fn prepare_update(
                 }
             }
             info.strategy.defaults(new);
-            prune_nulls(new);
+            info.strategy.drop_nulls(new);
             if new.get("spec") != cur.get("spec") {
                 if let Some(g) = cur["metadata"]["generation"].as_i64() {
                     meta_mut(new).insert("generation".into(), json!(g + 1));
@@ -1150,7 +1150,12 @@ pub(crate) fn prepare_update(
 /// Drops null members of objects: a null field means an absent one (Go's nil pointers are
 /// omitted when kube-apiserver encodes), and stored objects stay free of them.
 pub(crate) fn prune_nulls(v: &mut Value) {
-    // Empty label and annotation maps and finalizer lists are omitted in Kubernetes' encoding.
+    prune_empty_metadata(v);
+    prune_null_members(v);
+}
+
+/// Empty label and annotation maps and finalizer lists are omitted in Kubernetes' encoding.
+pub(crate) fn prune_empty_metadata(v: &mut Value) {
     if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
         for f in ["labels", "annotations", "finalizers", "ownerReferences"] {
             let empty = match m.get(f) {
@@ -1163,7 +1168,6 @@ pub(crate) fn prune_nulls(v: &mut Value) {
             }
         }
     }
-    prune_null_members(v);
 }
 
 fn prune_null_members(v: &mut Value) {

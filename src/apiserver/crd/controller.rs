@@ -378,6 +378,7 @@ fn entries(crd: &Value, names: &Names, terminating: &Arc<AtomicBool>) -> Vec<Res
         info.categories = names.categories.clone();
         info.status = v["subresources"]["status"].is_object();
         info.scale = v["subresources"]["scale"].is_object();
+        info.decode = super::strategy::decode;
         info.converted = Some(Converted::Custom {
             listed: version == listed,
         });
@@ -545,6 +546,15 @@ fn serve(api: &Api, name: &str, crd: &Value, names: &Names, state: &mut State) {
     match api.registry.replace(drop, add) {
         Ok(()) => {
             tracing::info!(crd = name, "serving custom resource");
+            if crd["spec"]
+                .to_string()
+                .contains("\"x-kubernetes-validations\"")
+            {
+                tracing::warn!(
+                    crd = name,
+                    "x-kubernetes-validations (CEL) rules are not evaluated by nanokube"
+                );
+            }
             state.served.insert(
                 name.to_string(),
                 Served {

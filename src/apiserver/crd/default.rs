@@ -43,6 +43,34 @@ pub fn apply(s: &Value, value: &mut Value) {
     }
 }
 
+/// Drops the nulls the schema does not allow (upstream's PruneNonNullableNullsWithoutDefaults,
+/// run after defaulting has replaced those that have a default); nulls of nullable fields and
+/// inside preserve-unknown-fields subtrees stay.
+pub fn drop_nulls(s: &Value, value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            let additional = schema::additional(s);
+            map.retain(|name, v| {
+                !v.is_null()
+                    || schema::property(s, name)
+                        .or(additional)
+                        .map_or(schema::preserves_unknown(s), schema::nullable)
+            });
+            for (name, v) in map.iter_mut() {
+                if let Some(sub) = schema::property(s, name).or(additional) {
+                    drop_nulls(sub, v);
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(sub) = schema::items(s) {
+                items.iter_mut().for_each(|item| drop_nulls(sub, item));
+            }
+        }
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,6 +96,19 @@ mod tests {
         assert_eq!(
             obj,
             json!({"spec": {"replicas": 3, "mode": "fast", "note": null, "ports": [{"protocol": "TCP"}]}})
+        );
+    }
+
+    #[test]
+    fn nulls_stay_only_where_the_schema_allows_them() {
+        let s = json!({"type": "object", "properties": {"spec": {"type": "object", "properties": {
+            "a": {"type": "string"}, "b": {"type": "string", "nullable": true},
+            "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}}});
+        let mut obj = json!({"metadata": {"name": null}, "spec": {"a": null, "b": null, "free": {"x": null}}});
+        drop_nulls(&s, &mut obj);
+        assert_eq!(
+            obj,
+            json!({"metadata": {"name": null}, "spec": {"b": null, "free": {"x": null}}})
         );
     }
 }

@@ -221,6 +221,13 @@ fn check(obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldError>) {
     {
         label_errors(&format!("spec.names.shortNames[{i}]"), s, errs);
     }
+    if spec["preserveUnknownFields"] == true {
+        errs.push(validation::invalid(
+            "spec.preserveUnknownFields",
+            &spec["preserveUnknownFields"],
+            "cannot set to true, set x-kubernetes-preserve-unknown-fields to true in spec.versions[*].schema instead",
+        ));
+    }
     // Conversion webhooks are not implemented: a CRD that needs one would be served with its
     // versions' objects unconverted, so it is refused instead.
     let conversion = &spec["conversion"]["strategy"];

@@ -100,6 +100,14 @@ impl Strategy for CustomResource {
         self.shape(obj)
     }
 
+    fn drop_nulls(&self, obj: &mut Value) {
+        crate::apiserver::resources::prune_empty_metadata(obj);
+        if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.retain(|_, v| !v.is_null());
+        }
+        default::drop_nulls(&self.schema, obj);
+    }
+
     fn validate(&self, obj: &Value, _old: Option<&Value>, errs: &mut Vec<FieldError>) {
         validate::validate(&self.schema, obj, "", errs);
     }
@@ -186,6 +194,17 @@ impl Strategy for CustomResource {
             None => obj["spec"]["replicas"] = json!(replicas),
         }
     }
+}
+
+/// The `decode` of custom resource entries: metadata must be an ObjectMeta (what kube-apiserver
+/// decodes it as; unknown metadata fields are dropped), the rest is the schema's business.
+pub fn decode(mut obj: Value) -> Result<Value, String> {
+    if let Some(meta) = obj.get("metadata").filter(|m| !m.is_null()) {
+        let typed: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta =
+            serde_json::from_value(meta.clone()).map_err(|e| format!("metadata: {e}"))?;
+        obj["metadata"] = serde_json::to_value(typed).map_err(|e| e.to_string())?;
+    }
+    Ok(obj)
 }
 
 /// A printer column's cell, typed as upstream's table convertor types it; a value of the wrong

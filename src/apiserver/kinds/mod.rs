@@ -89,6 +89,12 @@ pub trait Strategy: Send + Sync {
         Value::Object(Default::default())
     }
 
+    /// Drops null members after defaulting, before validation: all of them (Go's nil pointers
+    /// are omitted when kube-apiserver encodes). Custom resources keep those of nullable fields.
+    fn drop_nulls(&self, obj: &mut Value) {
+        super::resources::prune_nulls(obj)
+    }
+
     /// A /status write, before validation: kinds whose defaults and pruning cover status too
     /// (custom resources) apply them here; built-in kinds keep what the client wrote.
     fn status_defaults(&self, _obj: &mut Value) {}
