@@ -206,9 +206,7 @@ fn check_fields(
         return Ok(());
     }
     let mut found = validation::unknown_or_duplicate_fields(&r.info.group, &r.info.kind, raw_json);
-    if let Ok(obj) = serde_json::from_slice::<Value>(raw_json) {
-        found.extend(r.info.strategy.unknown_fields(&obj));
-    }
+    found.extend(r.info.strategy.unknown_fields(raw_json));
     if found.is_empty() {
         return Ok(());
     }

@@ -391,8 +391,8 @@ mod tests {
         bad["spec"]["group"] = json!("example");
         bad["spec"]["scope"] = json!("Global");
         bad["spec"]["versions"][0]["storage"] = json!(false);
-        bad["spec"]["versions"][0]["schema"]["openAPIV3Schema"] =
-            json!({"type": "object", "properties": {"spec": {"properties": {}}}});
+        bad["spec"]["versions"][0]["schema"]["openAPIV3Schema"] = json!({"type": "object",
+            "properties": {"spec": {"properties": {}}, "code": {"type": "string", "pattern": "([a-z]"}}});
         let errs = errors(&bad);
         for want in [
             "metadata.name: Invalid value: \"db.example.com\": must be spec.names.plural+\".\"+spec.group",
@@ -402,6 +402,9 @@ mod tests {
         ] {
             assert!(errs.iter().any(|e| e == want), "missing {want:?} in {errs:#?}");
         }
+        assert!(errs.iter().any(|e| e.starts_with(
+            "spec.versions[0].schema.openAPIV3Schema.properties[code].pattern: Invalid value: \"([a-z]\": must be a valid regular expression, but isn't:"
+        )), "{errs:#?}");
         assert!(errs
             .iter()
             .any(|e| e.starts_with("spec.versions: Invalid value:")

@@ -79,6 +79,17 @@ pub fn structural_errors(s: &Value, path: &str, root: bool, out: &mut Vec<(Strin
             ),
         ));
     }
+    if let Some(pattern) = s.get("pattern").and_then(Value::as_str) {
+        if let Err(e) = regex::Regex::new(pattern) {
+            out.push((
+                format!("{path}.pattern"),
+                format!(
+                    "Invalid value: {pattern:?}: must be a valid regular expression, but isn't: {}",
+                    e.to_string().lines().last().unwrap_or("").trim()
+                ),
+            ));
+        }
+    }
     if let Some(props) = properties(s) {
         for (name, p) in props {
             structural_errors(p, &format!("{path}.properties[{name}]"), false, out);

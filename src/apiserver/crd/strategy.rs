@@ -150,8 +150,11 @@ impl Strategy for CustomResource {
         obj
     }
 
-    fn unknown_fields(&self, obj: &Value) -> Vec<String> {
-        prune::unknown(&self.schema, obj)
+    fn unknown_fields(&self, raw_json: &[u8]) -> Vec<String> {
+        match serde_json::from_slice::<Value>(raw_json) {
+            Ok(obj) => prune::unknown(&self.schema, &obj),
+            Err(_) => Vec::new(),
+        }
     }
 
     fn strategic_merge(&self) -> bool {

@@ -109,10 +109,10 @@ pub trait Strategy: Send + Sync {
         obj
     }
 
-    /// Fields of a written object that the kind's schema does not know, as paths
+    /// Fields of a written object (its JSON) that the kind's schema does not know, as paths
     /// ("spec.foo"): for kinds whose schema is not a k8s-openapi type (custom resources), where
     /// `fieldValidation` finds unknown fields.
-    fn unknown_fields(&self, _obj: &Value) -> Vec<String> {
+    fn unknown_fields(&self, _raw_json: &[u8]) -> Vec<String> {
         Vec::new()
     }
 
