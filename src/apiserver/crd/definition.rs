@@ -283,6 +283,7 @@ fn check(obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldError>) {
                 true,
                 &mut found,
             );
+            default_errors(s, &format!("{path}.schema.openAPIV3Schema"), errs);
             for (field, message) in found {
                 let reason = if message.starts_with("Required") {
                     "FieldValueRequired"
@@ -370,6 +371,36 @@ fn check(obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldError>) {
     }
 }
 
+/// Defaults must be valid values of their schema and hold no field it would prune, as upstream
+/// requires of v1 CRDs (additionalProperties may hold no defaults: not followed).
+fn default_errors(s: &Value, path: &str, errs: &mut Vec<FieldError>) {
+    if let Some(d) = s.get("default") {
+        let at = format!("{path}.default");
+        if !super::prune::unknown(s, d).is_empty() {
+            errs.push(validation::invalid(&at, d, "must not have unknown fields"));
+        }
+        let mut found = Vec::new();
+        super::validate::validate(s, d, "", &mut found);
+        // As kube-openapi reports a value validated at its own root: no name before "in body".
+        for mut e in found {
+            e.field = if e.field.is_empty() {
+                at.clone()
+            } else {
+                schema::child(&at, &e.field)
+            };
+            errs.push(e);
+        }
+    }
+    if let Some(props) = schema::properties(s) {
+        for (name, p) in props {
+            default_errors(p, &format!("{path}.properties[{name}]"), errs);
+        }
+    }
+    if let Some(items) = schema::items(s) {
+        default_errors(items, &format!("{path}.items"), errs);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -392,8 +423,23 @@ mod tests {
         bad["spec"]["scope"] = json!("Global");
         bad["spec"]["versions"][0]["storage"] = json!(false);
         bad["spec"]["versions"][0]["schema"]["openAPIV3Schema"] = json!({"type": "object",
-            "properties": {"spec": {"properties": {}}, "code": {"type": "string", "pattern": "([a-z]"}}});
+            "properties": {"spec": {"properties": {}}, "code": {"type": "string", "pattern": "([a-z]"},
+                "size": {"type": "integer", "default": "big"},
+                "opts": {"type": "object", "default": {"x": 1}, "properties": {"y": {"type": "integer"}}}}});
         let errs = errors(&bad);
+        let prefix = "spec.versions[0].schema.openAPIV3Schema.properties";
+        assert!(
+            errs.iter().any(|e| e.starts_with(&format!(
+                "{prefix}[size].default: Invalid value: \"string\":"
+            )) && e.ends_with("must be of type integer: \"string\"")),
+            "{errs:#?}"
+        );
+        assert!(
+            errs.iter().any(|e| e == &format!(
+                "{prefix}[opts].default: Invalid value: {{\"x\":1}}: must not have unknown fields"
+            )),
+            "{errs:#?}"
+        );
         for want in [
             "metadata.name: Invalid value: \"db.example.com\": must be spec.names.plural+\".\"+spec.group",
             "spec.group: Invalid value: \"example\": should be a domain with at least one dot",
