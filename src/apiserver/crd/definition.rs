@@ -435,7 +435,8 @@ mod tests {
             "{errs:#?}"
         );
         assert!(
-            errs.iter().any(|e| e == &format!(
+            errs.iter().any(|e| e
+                == &format!(
                 "{prefix}[opts].default: Invalid value: {{\"x\":1}}: must not have unknown fields"
             )),
             "{errs:#?}"

@@ -2,9 +2,9 @@
 //! runs.
 //!
 //! A CRD is an ordinary stored object (`definition`: its registry entry, validation and delete
-//! hook). `controller` watches them: it accepts or refuses their names (NamesAccepted), builds a
-//! registry entry per served version (`strategy::CustomResource`) and swaps them into the
-//! registry, then marks the CRD Established; on delete it removes every object of the resource,
+//! hook). `controller` watches them: it accepts or refuses their names (`names`,
+//! NamesAccepted), builds a registry entry per served version (`entries`, with a
+//! `strategy::CustomResource`) and swaps them into the registry, then marks the CRD Established; on delete it removes every object of the resource,
 //! stops serving it and lets the CRD go. Objects of a custom resource pass through the schema's
 //! stages on every write: `prune` (unknown fields dropped), `default`, `validate` (422 with
 //! field paths); on every read `default` again, as the stored object may predate a default.
@@ -14,7 +14,9 @@
 pub mod controller;
 pub mod default;
 pub mod definition;
+pub mod entries;
 pub mod jsonpath;
+pub mod names;
 pub mod openapi;
 pub mod prune;
 pub mod schema;
