@@ -1001,3 +1001,55 @@ fn kubectl_1_27_and_1_33_apply_explain_and_print_custom_resources() {
         assert!(err.contains("bogus"), "{binary}: {err}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn thirty_crds_at_once_are_all_established_and_served() {
+    let s = Server::start();
+    let c = client(&s).await;
+    let mut yaml = String::new();
+    for i in 0..30 {
+        yaml.push_str(&format!("---\napiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: gadget{i}s.bulk.nanokube.io\nspec:\n  group: bulk.nanokube.io\n  scope: Namespaced\n  names:\n    plural: gadget{i}s\n    kind: Gadget{i}\n  versions:\n  - name: v1\n    served: true\n    storage: true\n    schema:\n      openAPIV3Schema:\n        type: object\n        properties:\n          spec:\n            type: object\n            properties:\n              size:\n                type: integer\n                default: {i}\n"));
+    }
+    let started = Instant::now();
+    s.apply_ok(&yaml);
+    eprintln!("30 CRDs applied in {:?}", started.elapsed());
+    eventually(30, || {
+        let list = get_json(&s, &["crd"]);
+        let items = list["items"].as_array().unwrap();
+        (items.len() == 30
+            && items
+                .iter()
+                .all(|c| condition(c, "Established")["status"] == "True"))
+        .then_some(())
+    });
+    eprintln!("30 CRDs applied and established in {:?}", started.elapsed());
+    s.ok(&[
+        "wait",
+        "--for",
+        "condition=established",
+        "--timeout=30s",
+        "crd",
+        "--all",
+    ]);
+    for i in [0, 17, 29] {
+        let ar = ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("bulk.nanokube.io", "v1", &format!("Gadget{i}")),
+            &format!("gadget{i}s"),
+        );
+        let api = Api::<DynamicObject>::namespaced_with(c.clone(), "default", &ar);
+        let obj: DynamicObject =
+            serde_json::from_value(json!({"apiVersion": "bulk.nanokube.io/v1",
+            "kind": format!("Gadget{i}"), "metadata": {"name": "g"}, "spec": {}}))
+            .unwrap();
+        let made = api.create(&PostParams::default(), &obj).await.unwrap();
+        assert_eq!(made.data["spec"]["size"], i);
+    }
+    let resources = s.ok(&[
+        "api-resources",
+        "--api-group",
+        "bulk.nanokube.io",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(resources.lines().count(), 30, "{resources}");
+}
