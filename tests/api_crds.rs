@@ -199,6 +199,30 @@ async fn a_crd_is_served_within_a_second_with_every_verb() {
         get_json(&s, &["nkdb", "second", "-n", "default"])["spec"]["storage"]["size"],
         "6Gi"
     );
+    // selectableFields: a field selector on spec.engine; others are refused as upstream.
+    let mysql = s.ok(&[
+        "get",
+        "nkdb",
+        "-n",
+        "default",
+        "--field-selector",
+        "spec.engine=mysql",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(mysql.trim(), "database.example.nanokube.io/second");
+    let err = s.fails(&[
+        "get",
+        "nkdb",
+        "-n",
+        "default",
+        "--field-selector",
+        "spec.replicas=2",
+    ]);
+    assert!(
+        err.contains("field label not supported: spec.replicas"),
+        "{err}"
+    );
     let cat = s.ok(&["get", "nanokube", "-n", "default", "-o", "name"]);
     assert!(cat.contains("database.example.nanokube.io/first"), "{cat}");
 

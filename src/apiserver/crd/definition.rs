@@ -326,6 +326,27 @@ fn check(obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldError>) {
                 ));
             }
         }
+        let selectable = v["selectableFields"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if selectable.len() > 8 {
+            errs.push(FieldError {
+                reason: "FieldValueTooMany".into(),
+                field: format!("{path}.selectableFields"),
+                message: format!("Too many: {}: must have at most 8 items", selectable.len()),
+            });
+        }
+        for (j, f) in selectable.iter().enumerate() {
+            let jp = &f["jsonPath"];
+            if super::strategy::field_path(jp.as_str().unwrap_or("")).is_none() {
+                errs.push(validation::invalid(
+                    &format!("{path}.selectableFields[{j}].jsonPath"),
+                    jp,
+                    "must be a simple json path",
+                ));
+            }
+        }
         if let Some(scale) = v["subresources"]["scale"].as_object() {
             for f in ["specReplicasPath", "statusReplicasPath"] {
                 let p = scale.get(f).and_then(Value::as_str).unwrap_or("");

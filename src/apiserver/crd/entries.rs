@@ -172,6 +172,14 @@ pub(crate) fn entries(
         info.status = v["subresources"]["status"].is_object();
         info.scale = v["subresources"]["scale"].is_object();
         info.decode = super::strategy::decode;
+        // selectableFields: field selectors on their paths (".spec.engine" -> spec.engine).
+        info.field_selectors = v["selectableFields"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|f| f["jsonPath"].as_str())
+            .map(|p| p.trim_start_matches('.').to_string())
+            .collect();
         info.converted = Some(Converted::Custom {
             listed: version == listed,
         });
