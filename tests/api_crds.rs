@@ -424,6 +424,18 @@ async fn names_already_in_use_and_invalid_crds_are_refused() {
     );
     s.ok(&["get", "ingresses", "-A"]);
 
+    // kubectl apply of a changed CRD: the new short name is accepted and served.
+    let changed = std::fs::read_to_string(fixture("databases.yaml"))
+        .unwrap()
+        .replace("shortNames: [nkdb]", "shortNames: [nkdb, nkdatabase]");
+    s.apply_ok(&changed);
+    eventually(10, || {
+        let crd = get_json(&s, &["crd", "databases.example.nanokube.io"]);
+        (crd["status"]["acceptedNames"]["shortNames"] == json!(["nkdb", "nkdatabase"]))
+            .then_some(())
+    });
+    s.ok(&["get", "nkdatabase", "-A"]);
+
     // Invalid definitions: 422 with field paths.
     let out = apply_stdin(&s, "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: wrong.example.nanokube.io\nspec:\n  group: example.nanokube.io\n  conversion:\n    strategy: Webhook\n  scope: Everywhere\n  names:\n    plural: widgets\n    kind: Widget\n  versions:\n  - name: v1\n    served: true\n    storage: false\n    schema:\n      openAPIV3Schema:\n        type: object\n        properties:\n          spec:\n            properties: {}\n", &[]);
     assert!(!out.status.success());
@@ -870,6 +882,49 @@ async fn deleting_a_crd_deletes_its_objects_then_itself() {
         .create(&PostParams::default(), &held)
         .await
         .unwrap();
+
+    // The garbage collector follows ownerReferences to and from custom resources.
+    let owner = databases(&c, "default")
+        .create(
+            &PostParams::default(),
+            &database("owner", json!({"engine": "postgres"})),
+        )
+        .await
+        .unwrap();
+    let uid = owner.metadata.uid.clone().unwrap();
+    s.apply_ok(&format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: owned\n  namespace: default\n  ownerReferences:\n  - apiVersion: example.nanokube.io/v1\n    kind: Database\n    name: owner\n    uid: {uid}\ndata:\n  k: v\n"));
+    databases(&c, "default")
+        .delete("owner", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(10, || {
+        let out = s.kubectl(&["get", "configmap", "owned", "-n", "default"]);
+        (!out.status.success()).then_some(())
+    });
+    s.configmap("parent", "default", &[("k", "v")]);
+    let parent_uid = get_json(&s, &["configmap", "parent", "-n", "default"])["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut child = database("child", json!({"engine": "mysql"}));
+    child.metadata.owner_references = Some(vec![
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+            api_version: "v1".into(),
+            kind: "ConfigMap".into(),
+            name: "parent".into(),
+            uid: parent_uid,
+            ..Default::default()
+        },
+    ]);
+    databases(&c, "default")
+        .create(&PostParams::default(), &child)
+        .await
+        .unwrap();
+    s.ok(&["delete", "configmap", "parent", "-n", "default"]);
+    eventually(10, || {
+        let out = s.kubectl(&["get", "database", "child", "-n", "default"]);
+        (!out.status.success()).then_some(())
+    });
 
     // A namespace's deletion takes its custom resources with it.
     s.namespace("team-b");
