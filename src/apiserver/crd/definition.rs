@@ -287,6 +287,8 @@ fn check(obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldError>) {
             for (field, message) in found {
                 let reason = if message.starts_with("Required") {
                     "FieldValueRequired"
+                } else if message.starts_with("Forbidden") {
+                    "FieldValueForbidden"
                 } else {
                     "FieldValueInvalid"
                 };
@@ -446,9 +448,14 @@ mod tests {
         bad["spec"]["versions"][0]["schema"]["openAPIV3Schema"] = json!({"type": "object",
             "properties": {"spec": {"properties": {}}, "code": {"type": "string", "pattern": "([a-z]"},
                 "size": {"type": "integer", "default": "big"},
+                "tags": {"type": "array", "uniqueItems": true, "items": {"type": "string"}},
                 "opts": {"type": "object", "default": {"x": 1}, "properties": {"y": {"type": "integer"}}}}});
         let errs = errors(&bad);
         let prefix = "spec.versions[0].schema.openAPIV3Schema.properties";
+        assert!(
+            errs.iter().any(|e| e == &format!("{prefix}[tags].uniqueItems: Forbidden: uniqueItems cannot be set to true since the runtime complexity becomes quadratic")),
+            "{errs:#?}"
+        );
         assert!(
             errs.iter().any(|e| e.starts_with(&format!(
                 "{prefix}[size].default: Invalid value: \"string\":"

@@ -79,6 +79,18 @@ pub fn structural_errors(s: &Value, path: &str, root: bool, out: &mut Vec<(Strin
             ),
         ));
     }
+    if s.get("uniqueItems") == Some(&Value::Bool(true)) {
+        out.push((
+            format!("{path}.uniqueItems"),
+            "Forbidden: uniqueItems cannot be set to true since the runtime complexity becomes quadratic".into(),
+        ));
+    }
+    if additional(s).is_some() && properties(s).is_some_and(|p| !p.is_empty()) {
+        out.push((
+            format!("{path}.additionalProperties"),
+            "Forbidden: additionalProperties and properties are mutual exclusive".into(),
+        ));
+    }
     if let Some(pattern) = s.get("pattern").and_then(Value::as_str) {
         if let Err(e) = regex::Regex::new(pattern) {
             out.push((

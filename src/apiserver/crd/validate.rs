@@ -243,10 +243,24 @@ fn array(s: &Value, items: &[Value], value: &Value, path: &str, errs: &mut Vec<F
     list_map_keys(s, items, path, errs);
 }
 
-/// `x-kubernetes-list-type: map` lists: every element has the keys, and no two share them.
+/// `x-kubernetes-list-type: map` lists: no two elements share their keys; `set` lists: no
+/// element twice.
 fn list_map_keys(s: &Value, items: &[Value], path: &str, errs: &mut Vec<FieldError>) {
-    if s.get("x-kubernetes-list-type").and_then(Value::as_str) != Some("map") {
-        return;
+    match s.get("x-kubernetes-list-type").and_then(Value::as_str) {
+        Some("map") => {}
+        Some("set") => {
+            for (i, item) in items.iter().enumerate() {
+                if items[..i].contains(item) {
+                    errs.push(error(
+                        "FieldValueDuplicate",
+                        &format!("{path}[{i}]"),
+                        format!("Duplicate value: {}", render(item)),
+                    ));
+                }
+            }
+            return;
+        }
+        _ => return,
     }
     let keys: Vec<&str> = s
         .get("x-kubernetes-list-map-keys")
@@ -492,18 +506,20 @@ mod tests {
     #[test]
     fn map_lists_refuse_duplicate_keys_and_embedded_resources_need_a_type() {
         let s = json!({"type": "object", "properties": {
+            "tags": {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}},
             "ports": {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"],
                 "items": {"type": "object", "properties": {"name": {"type": "string"}}}},
             "template": {"type": "object", "x-kubernetes-embedded-resource": true,
                 "x-kubernetes-preserve-unknown-fields": true}}});
         let errs = check(
             s,
-            json!({"ports": [{"name": "a"}, {"name": "a"}], "template": {"kind": "Pod"}}),
+            json!({"ports": [{"name": "a"}, {"name": "a"}], "template": {"kind": "Pod"}, "tags": ["x", "y", "x"]}),
         );
-        assert_eq!(errs.len(), 2, "{errs:#?}");
+        assert_eq!(errs.len(), 3, "{errs:#?}");
         assert!(errs[0].starts_with("ports[1]: Duplicate value"));
+        assert_eq!(errs[1], "tags[2]: Duplicate value: \"x\"");
         assert_eq!(
-            errs[1],
+            errs[2],
             "template.apiVersion: Required value: must not be empty"
         );
     }
