@@ -861,7 +861,7 @@ async fn status_scale_columns_and_versions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn deleting_a_crd_deletes_its_objects_then_itself() {
-    let s = Server::start();
+    let mut s = Server::start();
     let c = client(&s).await;
     s.ok(&["apply", "-f", &fixture("databases.yaml")]);
     established(&s, "databases.example.nanokube.io");
@@ -973,6 +973,13 @@ async fn deleting_a_crd_deletes_its_objects_then_itself() {
         "{refused}"
     );
 
+    // A restart mid-way: still Terminating, the held object still served (and deletable).
+    s.restart();
+    let crd = get_json(&s, &["crd", "databases.example.nanokube.io"]);
+    assert_eq!(condition(&crd, "Terminating")["status"], "True");
+    let held = get_json(&s, &["database", "held", "-n", "team-a"]);
+    assert!(held["metadata"]["deletionTimestamp"].is_string());
+    let c = client(&s).await;
     s.ok(&[
         "patch",
         "database",

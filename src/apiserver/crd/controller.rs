@@ -168,6 +168,12 @@ async fn reconcile(
         live.insert(name.clone());
         let group = crd["spec"]["group"].as_str().unwrap_or("").to_string();
         if crd["metadata"]["deletionTimestamp"].is_string() {
+            // Served until its objects are gone (their deletes go through it), also when a
+            // restarted server finds the CRD terminating.
+            let names = Names::of(&crd["status"]["acceptedNames"]);
+            if !names.plural.is_empty() && !names.kind.is_empty() {
+                serve(api, &name, crd, &names, state);
+            }
             if !terminate(api, info, crd, state).await? {
                 state.pending = true;
             }
