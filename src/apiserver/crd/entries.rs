@@ -9,6 +9,7 @@ use crate::apiserver::conversion::Converted;
 use crate::apiserver::kinds;
 use crate::apiserver::registry::ResourceInfo;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -79,11 +80,16 @@ pub(crate) fn entries(
         )
     });
     let storage = storage_version(crd).unwrap_or("").to_string();
-    let storage_schema = all_versions
-        .iter()
-        .find(|v| v["name"] == storage.as_str())
-        .map(|v| v["schema"]["openAPIV3Schema"].clone())
-        .unwrap_or(Value::Null);
+    let schemas: Arc<BTreeMap<String, Value>> = Arc::new(
+        all_versions
+            .iter()
+            .filter_map(|v| {
+                let name = v["name"].as_str()?.to_string();
+                let schema = v["schema"]["openAPIV3Schema"].clone();
+                schema.is_object().then_some((name, schema))
+            })
+            .collect(),
+    );
     // Namespace cleanup and the garbage collector walk one entry: the storage version's, or the
     // first served one when storage is not served.
     let listed = if versions.iter().any(|v| v["name"] == storage.as_str()) {
@@ -148,7 +154,7 @@ pub(crate) fn entries(
             kind: names.kind.clone(),
             storage_version: storage.clone(),
             schema: schema.clone(),
-            storage_schema: storage_schema.clone(),
+            schemas: schemas.clone(),
             columns,
             scale,
             warning,

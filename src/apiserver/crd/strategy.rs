@@ -10,6 +10,7 @@ use crate::apiserver::validation::FieldError;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -73,9 +74,10 @@ pub struct CustomResource {
     pub storage_version: String,
     /// The version's openAPIV3Schema.
     pub schema: Value,
-    /// The storage version's: stored objects are pruned by it, as kube-apiserver's storage
-    /// decoder prunes with the schema of the object's own version.
-    pub storage_schema: Value,
+    /// Every version's schema, by version: a stored object is pruned by the schema of the
+    /// version it was stored in (its apiVersion), as kube-apiserver's storage decoder does;
+    /// writes by the storage version's.
+    pub schemas: Arc<BTreeMap<String, Value>>,
     pub columns: Vec<Column>,
     pub scale: Option<ScalePaths>,
     pub warning: Option<String>,
@@ -138,7 +140,18 @@ impl Strategy for CustomResource {
     }
 
     fn read_stored(&self, mut obj: Value) -> Value {
-        prune::prune(&self.storage_schema, &mut obj);
+        let stored_in = obj["apiVersion"]
+            .as_str()
+            .and_then(|av| av.rsplit_once('/'))
+            .map(|(_, v)| v.to_string())
+            .unwrap_or_default();
+        let by = self
+            .schemas
+            .get(&stored_in)
+            .or_else(|| self.schemas.get(&self.storage_version));
+        if let Some(schema) = by {
+            prune::prune(schema, &mut obj);
+        }
         obj["apiVersion"] = json!(format!("{}/{}", self.group, self.version));
         default::apply(&self.schema, &mut obj);
         obj
@@ -146,7 +159,9 @@ impl Strategy for CustomResource {
 
     fn write_stored(&self, mut obj: Value) -> Value {
         obj["apiVersion"] = json!(format!("{}/{}", self.group, self.storage_version));
-        prune::prune(&self.storage_schema, &mut obj);
+        if let Some(schema) = self.schemas.get(&self.storage_version) {
+            prune::prune(schema, &mut obj);
+        }
         obj
     }
 
@@ -248,8 +263,14 @@ mod tests {
             schema: json!({"type": "object", "properties": {"spec": {"type": "object", "properties": {
                 "size": {"type": "integer", "default": 1}, "count": {"type": "integer"}}},
                 "status": {"type": "object", "properties": {"ready": {"type": "integer"}, "sel": {"type": "string"}}}}}),
-            storage_schema: json!({"type": "object", "properties": {"spec": {"type": "object",
-                "x-kubernetes-preserve-unknown-fields": true}}}),
+            schemas: Arc::new(
+                [(
+                    "v2".to_string(),
+                    json!({"type": "object", "properties": {"spec": {"type": "object",
+                        "x-kubernetes-preserve-unknown-fields": true}}}),
+                )]
+                .into(),
+            ),
             columns: vec![Column {
                 name: "Size".into(),
                 ty: "integer".into(),
@@ -276,6 +297,15 @@ mod tests {
         assert_eq!(read["apiVersion"], "example.com/v1");
         assert_eq!(read["spec"]["size"], 1);
         assert_eq!(s.write_stored(read)["apiVersion"], "example.com/v2");
+        // Pruned by the schema of the version it was stored in.
+        let mut s = s;
+        let mut schemas = (*s.schemas).clone();
+        schemas.insert("v1".into(), s.schema.clone());
+        s.schemas = Arc::new(schemas);
+        let old = json!({"apiVersion": "example.com/v1", "kind": "Db", "metadata": {"name": "a"}, "spec": {"extra": 1}});
+        assert!(s.read_stored(old)["spec"].get("extra").is_none());
+        let new = json!({"apiVersion": "example.com/v2", "kind": "Db", "metadata": {"name": "a"}, "spec": {"extra": 1}});
+        assert_eq!(s.read_stored(new)["spec"]["extra"], 1);
         assert_eq!(
             s.row(
                 &json!({"metadata": {"name": "a"}, "spec": {"size": 4}}),
