@@ -221,6 +221,7 @@ fn check(obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldError>) {
     {
         label_errors(&format!("spec.names.shortNames[{i}]"), s, errs);
     }
+    api_approval(obj, old, errs);
     if spec["preserveUnknownFields"] == true {
         errs.push(validation::invalid(
             "spec.preserveUnknownFields",
@@ -394,6 +395,63 @@ fn check(obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldError>) {
     }
 }
 
+const APPROVAL: &str = "api-approved.kubernetes.io";
+
+#[derive(PartialEq)]
+enum Approval {
+    Missing,
+    Bypassed,
+    Approved,
+    Invalid,
+}
+
+fn approval_of(crd: &Value) -> Approval {
+    let a = crd["metadata"]["annotations"][APPROVAL]
+        .as_str()
+        .unwrap_or("");
+    let url_like = a.split_once("://").is_some_and(|(scheme, rest)| {
+        !scheme.is_empty() && !rest.is_empty() && !rest.starts_with('/')
+    });
+    if a.is_empty() {
+        Approval::Missing
+    } else if a.starts_with("unapproved") {
+        Approval::Bypassed
+    } else if url_like {
+        Approval::Approved
+    } else {
+        Approval::Invalid
+    }
+}
+
+/// Groups of the Kubernetes project (`*.k8s.io`, `*.kubernetes.io`) need the API review's
+/// approval annotation, as upstream checks; an update that leaves its state alone passes.
+fn api_approval(obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldError>) {
+    let group = obj["spec"]["group"].as_str().unwrap_or("");
+    let protected = ["k8s.io", "kubernetes.io"]
+        .iter()
+        .any(|g| group == *g || group.ends_with(&format!(".{g}")));
+    if !protected {
+        return;
+    }
+    let state = approval_of(obj);
+    if old.is_some_and(|o| approval_of(o) == state) {
+        return;
+    }
+    let field = format!("metadata.annotations[{APPROVAL}]");
+    match state {
+        Approval::Missing => errs.push(validation::required(
+            &field,
+            &format!("protected groups must have approval annotation {APPROVAL:?}, see https://github.com/kubernetes/enhancements/pull/1111"),
+        )),
+        Approval::Invalid => errs.push(validation::invalid(
+            &field,
+            &obj["metadata"]["annotations"][APPROVAL],
+            &format!("protected groups must have approval annotation {APPROVAL:?} with either a URL or a reason starting with \"unapproved\", see https://github.com/kubernetes/enhancements/pull/1111"),
+        )),
+        Approval::Approved | Approval::Bypassed => {}
+    }
+}
+
 /// Defaults must be valid values of their schema and hold no field it would prune, as upstream
 /// requires of v1 CRDs (additionalProperties may hold no defaults: not followed).
 fn default_errors(s: &Value, path: &str, errs: &mut Vec<FieldError>) {
@@ -484,6 +542,28 @@ mod tests {
             .iter()
             .any(|e| e.starts_with("spec.versions: Invalid value:")
                 && e.ends_with("must have exactly one version marked as storage version")));
+    }
+
+    #[test]
+    fn kubernetes_groups_need_the_approval_annotation() {
+        let crd = |ann: Value| {
+            json!({"metadata": {"name": "things.x.k8s.io", "annotations": ann}, "spec": {"group": "x.k8s.io",
+                "scope": "Cluster", "names": {"plural": "things", "singular": "thing", "kind": "Thing", "listKind": "ThingList"},
+                "versions": [{"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": {"type": "object"}}}]}})
+        };
+        assert_eq!(
+            errors(&crd(json!({}))),
+            vec!["metadata.annotations[api-approved.kubernetes.io]: Required value: protected groups must have approval annotation \"api-approved.kubernetes.io\", see https://github.com/kubernetes/enhancements/pull/1111"]
+        );
+        assert!(errors(&crd(
+            json!({"api-approved.kubernetes.io": "unapproved, testing"})
+        ))
+        .is_empty());
+        assert!(errors(&crd(json!({"api-approved.kubernetes.io": "https://github.com/kubernetes/enhancements/pull/1111"}))).is_empty());
+        assert!(
+            errors(&crd(json!({"api-approved.kubernetes.io": "yes"})))[0]
+                .contains("with either a URL")
+        );
     }
 
     #[test]
