@@ -507,6 +507,8 @@ mod tests {
             "properties": {"spec": {"properties": {}}, "code": {"type": "string", "pattern": "([a-z]"},
                 "size": {"type": "integer", "default": "big"},
                 "tags": {"type": "array", "uniqueItems": true, "items": {"type": "string"}},
+                "kind": {"type": "integer"},
+                "metadata": {"type": "object", "properties": {"labels": {"type": "object"}}},
                 "opts": {"type": "object", "default": {"x": 1}, "properties": {"y": {"type": "integer"}}}}});
         let errs = errors(&bad);
         let prefix = "spec.versions[0].schema.openAPIV3Schema.properties";
@@ -514,6 +516,12 @@ mod tests {
             errs.iter().any(|e| e == &format!("{prefix}[tags].uniqueItems: Forbidden: uniqueItems cannot be set to true since the runtime complexity becomes quadratic")),
             "{errs:#?}"
         );
+        assert!(
+            errs.iter().any(|e| e
+                == &format!("{prefix}[kind].type: Invalid value: \"integer\": must be string")),
+            "{errs:#?}"
+        );
+        assert!(errs.iter().any(|e| e == &format!("{prefix}[metadata]: Forbidden: must not specify anything other than name and generateName, but metadata is implicitly specified")), "{errs:#?}");
         assert!(
             errs.iter().any(|e| e.starts_with(&format!(
                 "{prefix}[size].default: Invalid value: \"string\":"

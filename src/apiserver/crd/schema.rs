@@ -79,6 +79,9 @@ pub fn structural_errors(s: &Value, path: &str, root: bool, out: &mut Vec<(Strin
             ),
         ));
     }
+    if root || embedded(s) {
+        type_meta_errors(s, path, root, out);
+    }
     if s.get("uniqueItems") == Some(&Value::Bool(true)) {
         out.push((
             format!("{path}.uniqueItems"),
@@ -112,5 +115,45 @@ pub fn structural_errors(s: &Value, path: &str, root: bool, out: &mut Vec<(Strin
     }
     if let Some(a) = additional(s) {
         structural_errors(a, &format!("{path}.additionalProperties"), false, out);
+    }
+}
+
+/// apiVersion and kind are strings and metadata an object wherever an object is a resource; at
+/// the root, metadata's schema may only restrict name and generateName (the server owns the
+/// rest of ObjectMeta).
+fn type_meta_errors(s: &Value, path: &str, root: bool, out: &mut Vec<(String, String)>) {
+    for f in ["apiVersion", "kind"] {
+        if let Some(p) = property(s, f) {
+            if ty(p) != "string" {
+                out.push((
+                    format!("{path}.properties[{f}].type"),
+                    format!("Invalid value: {:?}: must be string", ty(p)),
+                ));
+            }
+        }
+    }
+    let Some(meta) = property(s, "metadata") else {
+        return;
+    };
+    if ty(meta) != "object" {
+        out.push((
+            format!("{path}.properties[metadata].type"),
+            format!("Invalid value: {:?}: must be object", ty(meta)),
+        ));
+    }
+    if !root {
+        return;
+    }
+    let only_names =
+        properties(meta).is_none_or(|p| p.keys().all(|k| k == "name" || k == "generateName"));
+    let only_allowed = meta.as_object().is_some_and(|m| {
+        m.keys()
+            .all(|k| matches!(k.as_str(), "type" | "default" | "properties"))
+    });
+    if !only_names || !only_allowed {
+        out.push((
+            format!("{path}.properties[metadata]"),
+            "Forbidden: must not specify anything other than name and generateName, but metadata is implicitly specified".into(),
+        ));
     }
 }
