@@ -1139,3 +1139,87 @@ async fn thirty_crds_at_once_are_all_established_and_served() {
     ]);
     assert_eq!(resources.lines().count(), 30, "{resources}");
 }
+
+/// An object schema `depth` levels deep, `width` fields per level: strings, integers with
+/// bounds, a map list of objects and a nested object each.
+fn wide_schema(depth: usize, width: usize) -> Value {
+    let mut props = serde_json::Map::new();
+    for i in 0..width {
+        props.insert(
+            format!("text{i}"),
+            json!({"type": "string", "maxLength": 64, "description": format!("Text field {i}.")}),
+        );
+        props.insert(
+            format!("count{i}"),
+            json!({"type": "integer", "minimum": 0, "maximum": 1000, "default": i}),
+        );
+    }
+    if depth > 0 {
+        props.insert("child".into(), wide_schema(depth - 1, width));
+        props.insert(
+            "items".into(),
+            json!({"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"],
+                "items": {"type": "object", "required": ["name"],
+                    "properties": {"name": {"type": "string"}, "value": wide_schema(depth - 1, width / 2 + 1)}}}),
+        );
+    }
+    json!({"type": "object", "properties": props})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_crd_with_a_schema_of_thousands_of_lines_is_served_and_validated() {
+    let s = Server::start();
+    let c = client(&s).await;
+    let schema = json!({"type": "object", "properties": {"spec": wide_schema(4, 24)}});
+    let crd = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "bigs.example.nanokube.io"},
+        "spec": {"group": "example.nanokube.io", "scope": "Namespaced",
+            "names": {"plural": "bigs", "singular": "big", "kind": "Big"},
+            "versions": [{"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": schema}}]}});
+    let yaml = serde_yaml::to_string(&crd).unwrap();
+    let lines = yaml.lines().count();
+    assert!(lines > 3000, "{lines} lines");
+    let path = s.file("big.yaml", &yaml);
+    // Too large for client-side apply's last-applied annotation, as with upstream: create.
+    let started = Instant::now();
+    s.ok(&["create", "-f", path.to_str().unwrap()]);
+    established(&s, "bigs.example.nanokube.io");
+    let bigs =
+        Api::<DynamicObject>::namespaced_with(c.clone(), "default", &resource("v1", "Big", "bigs"));
+    let obj: DynamicObject = serde_json::from_value(json!({"apiVersion": "example.nanokube.io/v1", "kind": "Big",
+        "metadata": {"name": "b"},
+        "spec": {"text0": "a", "child": {"child": {"child": {"count3": 7, "items": [{"name": "x", "value": {"text1": "y"}}]}}}}}))
+    .unwrap();
+    let made = loop {
+        match bigs.create(&PostParams::default(), &obj).await {
+            Ok(m) => break m,
+            Err(e) => {
+                assert!(started.elapsed() < Duration::from_secs(20), "{e}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    eprintln!(
+        "{lines}-line CRD created -> first object in {:?}",
+        started.elapsed()
+    );
+    let deep = &made.data["spec"]["child"]["child"]["child"];
+    assert_eq!(deep["count3"], 7);
+    assert_eq!(deep["count5"], 5, "defaults deep down");
+    assert_eq!(
+        deep["items"][0]["value"]["count2"], 2,
+        "defaults inside map list items"
+    );
+    let bad: DynamicObject = serde_json::from_value(
+        json!({"apiVersion": "example.nanokube.io/v1", "kind": "Big",
+        "metadata": {"name": "bad"}, "spec": {"child": {"child": {"count2": 5000}}}}),
+    )
+    .unwrap();
+    let err = bigs.create(&PostParams::default(), &bad).await.unwrap_err();
+    assert!(
+        err.to_string().contains("spec.child.child.count2: Invalid value: 5000: spec.child.child.count2 in body should be less than or equal to 1000"),
+        "{err}"
+    );
+    let explain = s.ok(&["explain", "bigs.spec.child.child.text3"]);
+    assert!(explain.contains("Text field 3."), "{explain}");
+}
