@@ -151,7 +151,6 @@ pub(crate) fn entries(
         let strategy = CustomResource {
             group: group.to_string(),
             version: version.to_string(),
-            kind: names.kind.clone(),
             storage_version: storage.clone(),
             schema: schema.clone(),
             schemas: schemas.clone(),

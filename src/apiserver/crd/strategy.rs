@@ -69,7 +69,6 @@ fn set(obj: &mut Value, path: &[String], value: Value) {
 pub struct CustomResource {
     pub group: String,
     pub version: String,
-    pub kind: String,
     /// The version objects are stored in.
     pub storage_version: String,
     /// The version's openAPIV3Schema.
@@ -258,7 +257,6 @@ mod tests {
         CustomResource {
             group: "example.com".into(),
             version: "v1".into(),
-            kind: "Db".into(),
             storage_version: "v2".into(),
             schema: json!({"type": "object", "properties": {"spec": {"type": "object", "properties": {
                 "size": {"type": "integer", "default": 1}, "count": {"type": "integer"}}},
