@@ -175,6 +175,8 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
     api.bootstrap()
         .await
         .map_err(|e| anyhow::anyhow!("creating the default namespaces: {e}"))?;
+    // CustomResourceDefinitions become served kinds from here on.
+    crate::apiserver::crd::controller::start(&api).await;
     let cluster_cidr: crate::network::Cidr = args
         .cluster_cidr
         .parse()

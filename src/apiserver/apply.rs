@@ -22,7 +22,7 @@
 //! merged lists is the live order with new elements appended; ownership of a whole
 //! struct-valued field is tracked through its leaves only; versions are not converted.
 
-use crate::apiserver::strategic_merge::{child, kind_type, list_strategy, ListStrategy};
+use crate::apiserver::strategic_merge::{child, kind_type, list_strategy, type_name, ListStrategy};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -54,12 +54,12 @@ pub fn server_side_apply(
     manager: &str,
     force: bool,
 ) -> Result<Value, String> {
-    server_side_apply_detailed(group, kind, current, applied, manager, force, None).map_err(|e| {
-        match e {
+    server_side_apply_detailed(group, kind, current, applied, manager, force, None, None).map_err(
+        |e| match e {
             ApplyError::Conflict { message, .. } => message,
             ApplyError::Invalid(m) => m,
-        }
-    })
+        },
+    )
 }
 
 /// What one managedFields entry says.
@@ -185,9 +185,87 @@ pub(crate) fn list_keys(ty: Option<&str>, field: &str) -> Option<Vec<&'static st
     }
 }
 
+/// Where list semantics come from while walking an object: a built-in kind's schema type (a
+/// definition name; lists as the strategic-merge table says), or a node of a custom resource's
+/// structural schema (lists as its `x-kubernetes-list-type` and `-list-map-keys` say; atomic
+/// when it says nothing, as upstream).
+#[derive(Clone)]
+enum Ty<'s> {
+    Named(Option<String>),
+    Schema(&'s Value),
+}
+
+impl<'s> Ty<'s> {
+    /// The root of an object: `schema` (a custom resource's), or the kind's built-in type.
+    fn root(group: &str, kind: &str, obj: &Value, schema: Option<&'s Value>) -> Ty<'s> {
+        match schema {
+            Some(s) => Ty::Schema(s),
+            None => Ty::Named(kind_type(group, kind, obj)),
+        }
+    }
+
+    fn field_schema(s: &'s Value, field: &str) -> Option<&'s Value> {
+        s.get("properties")
+            .and_then(|p| p.get(field))
+            .or_else(|| s.get("additionalProperties").filter(|a| a.is_object()))
+    }
+
+    /// The type of `field`'s value (of its elements, for a list).
+    fn child(&self, field: &str) -> Ty<'s> {
+        match self {
+            Ty::Named(t) => Ty::Named(child(t.as_deref(), field)),
+            Ty::Schema(s) => match Ty::field_schema(s, field) {
+                // metadata and other built-in types inside a custom resource.
+                Some(f) if type_name(f).is_some() => Ty::Named(type_name(f)),
+                Some(f) => match f.get("items").filter(|i| i.is_object()) {
+                    Some(items) => Ty::Schema(items),
+                    None => Ty::Schema(f),
+                },
+                None => Ty::Named(None),
+            },
+        }
+    }
+
+    /// The keys of the keyed list `field`, if it is one.
+    fn list_keys(&self, field: &str) -> Option<Vec<String>> {
+        match self {
+            Ty::Named(t) => {
+                list_keys(t.as_deref(), field).map(|k| k.iter().map(|s| s.to_string()).collect())
+            }
+            Ty::Schema(s) => {
+                let f = Ty::field_schema(s, field)?;
+                if f.get("x-kubernetes-list-type").and_then(Value::as_str) != Some("map") {
+                    return None;
+                }
+                let keys: Vec<String> = f
+                    .get("x-kubernetes-list-map-keys")?
+                    .as_array()?
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect();
+                (!keys.is_empty()).then_some(keys)
+            }
+        }
+    }
+
+    /// Whether `field` is a set of primitives (merged as a union).
+    fn is_set(&self, field: &str) -> bool {
+        match self {
+            Ty::Named(t) => list_strategy(t.as_deref(), field) == ListStrategy::MergePrimitives,
+            Ty::Schema(s) => {
+                Ty::field_schema(s, field)
+                    .and_then(|f| f.get("x-kubernetes-list-type"))
+                    .and_then(Value::as_str)
+                    == Some("set")
+            }
+        }
+    }
+}
+
 /// `k:{...}` of an element: its key fields in sorted order, protocol defaulting to TCP.
-fn element_key(item: &Value, keys: &[&str]) -> Option<String> {
-    let mut sorted: Vec<&str> = keys.to_vec();
+fn element_key(item: &Value, keys: &[String]) -> Option<String> {
+    let mut sorted: Vec<&str> = keys.iter().map(String::as_str).collect();
     sorted.sort_unstable();
     let mut parts = Vec::new();
     for k in sorted {
@@ -216,9 +294,14 @@ const SERVER_METADATA: &[&str] = &[
 ];
 
 /// The field set an object (or applied configuration) sets.
-fn field_set(group: &str, kind: &str, obj: &Value) -> Result<FieldSet, String> {
+fn field_set(
+    group: &str,
+    kind: &str,
+    obj: &Value,
+    schema: Option<&Value>,
+) -> Result<FieldSet, String> {
     let mut out = FieldSet::new();
-    let ty = kind_type(group, kind, obj);
+    let ty = Ty::root(group, kind, obj, schema);
     if let Some(m) = obj.as_object() {
         for (k, v) in m {
             if k == "apiVersion" || k == "kind" {
@@ -227,18 +310,18 @@ fn field_set(group: &str, kind: &str, obj: &Value) -> Result<FieldSet, String> {
             let mut path = vec![format!("f:{k}")];
             if k == "metadata" {
                 let Some(meta) = v.as_object() else { continue };
-                let meta_ty = child(ty.as_deref(), "metadata");
+                let meta_ty = ty.child("metadata");
                 for (mk, mv) in meta {
                     if SERVER_METADATA.contains(&mk.as_str()) {
                         continue;
                     }
                     path.push(format!("f:{mk}"));
-                    walk_set(mv, meta_ty.as_deref(), mk, &mut path, &mut out)?;
+                    walk_set(mv, &meta_ty, mk, &mut path, &mut out)?;
                     path.pop();
                 }
                 continue;
             }
-            walk_set(v, ty.as_deref(), k, &mut path, &mut out)?;
+            walk_set(v, &ty, k, &mut path, &mut out)?;
         }
     }
     Ok(out)
@@ -247,28 +330,28 @@ fn field_set(group: &str, kind: &str, obj: &Value) -> Result<FieldSet, String> {
 /// Adds the paths under `v`, which is field `field` of an object of type `parent_ty`.
 fn walk_set(
     v: &Value,
-    parent_ty: Option<&str>,
+    parent_ty: &Ty,
     field: &str,
     path: &mut Path,
     out: &mut FieldSet,
 ) -> Result<(), String> {
-    let ty = child(parent_ty, field);
+    let ty = parent_ty.child(field);
     match v {
         Value::Object(m) if !m.is_empty() => {
             for (k, cv) in m {
                 path.push(format!("f:{k}"));
-                walk_set(cv, ty.as_deref(), k, path, out)?;
+                walk_set(cv, &ty, k, path, out)?;
                 path.pop();
             }
         }
         Value::Array(items) if !items.is_empty() => {
-            if let Some(keys) = list_keys(parent_ty, field) {
+            if let Some(keys) = parent_ty.list_keys(field) {
                 for (i, item) in items.iter().enumerate() {
                     let key = element_key(item, &keys).ok_or_else(|| {
                         format!(
                             "{}: element {i}: associative list with keys has an element that omits key field {:?} (and doesn't have default value)",
                             path_string(path),
-                            keys.iter().find(|k| item.get(**k).is_none()).unwrap_or(&keys[0])
+                            keys.iter().find(|k| item.get(k.as_str()).is_none()).unwrap_or(&keys[0])
                         )
                     })?;
                     path.push(key);
@@ -276,13 +359,13 @@ fn walk_set(
                     if let Some(m) = item.as_object() {
                         for (k, cv) in m {
                             path.push(format!("f:{k}"));
-                            walk_set(cv, ty.as_deref(), k, path, out)?;
+                            walk_set(cv, &ty, k, path, out)?;
                             path.pop();
                         }
                     }
                     path.pop();
                 }
-            } else if list_strategy(parent_ty, field) == ListStrategy::MergePrimitives {
+            } else if parent_ty.is_set(field) {
                 for item in items {
                     path.push(format!("v:{item}"));
                     out.insert(path.clone());
@@ -382,12 +465,12 @@ fn remove(obj: &mut Value, path: &[String]) {
 }
 
 /// Merges applied values into the live value of field `field` of an object of type `parent_ty`.
-fn merge(live: &mut Value, applied: &Value, parent_ty: Option<&str>, field: &str) {
-    let ty = child(parent_ty, field);
+fn merge(live: &mut Value, applied: &Value, parent_ty: &Ty, field: &str) {
+    let ty = parent_ty.child(field);
     match (live, applied) {
-        (Value::Object(l), Value::Object(a)) => merge_object(l, a, ty.as_deref()),
+        (Value::Object(l), Value::Object(a)) => merge_object(l, a, &ty),
         (Value::Array(l), Value::Array(a)) => {
-            if let Some(keys) = list_keys(parent_ty, field) {
+            if let Some(keys) = parent_ty.list_keys(field) {
                 for item in a {
                     let Some(key) = element_key(item, &keys) else {
                         continue;
@@ -396,14 +479,14 @@ fn merge(live: &mut Value, applied: &Value, parent_ty: Option<&str>, field: &str
                     match l.iter_mut().find(|i| matches_key(i, &key)) {
                         Some(Value::Object(li)) => {
                             if let Value::Object(ai) = item {
-                                merge_object(li, ai, ty.as_deref());
+                                merge_object(li, ai, &ty);
                             }
                         }
                         Some(other) => *other = item.clone(),
                         None => l.push(item.clone()),
                     }
                 }
-            } else if list_strategy(parent_ty, field) == ListStrategy::MergePrimitives {
+            } else if parent_ty.is_set(field) {
                 for item in a {
                     if !l.contains(item) {
                         l.push(item.clone());
@@ -418,7 +501,7 @@ fn merge(live: &mut Value, applied: &Value, parent_ty: Option<&str>, field: &str
 }
 
 /// Merges the keys of an applied object of schema type `ty` into the live one.
-fn merge_object(live: &mut Map<String, Value>, applied: &Map<String, Value>, ty: Option<&str>) {
+fn merge_object(live: &mut Map<String, Value>, applied: &Map<String, Value>, ty: &Ty) {
     for (k, av) in applied {
         match live.get_mut(k) {
             Some(lv) => merge(lv, av, ty, k),
@@ -445,7 +528,9 @@ fn manager_label(e: &Entry) -> String {
 }
 
 /// Server-side apply with the failure kind and conflict causes. `subresource` is "status" when
-/// applying to /status (the entry records it).
+/// applying to /status (the entry records it). `schema` is a custom resource's structural
+/// schema (its lists' semantics); built-in kinds pass None.
+#[allow(clippy::too_many_arguments)]
 pub fn server_side_apply_detailed(
     group: &str,
     kind: &str,
@@ -454,6 +539,7 @@ pub fn server_side_apply_detailed(
     manager: &str,
     force: bool,
     subresource: Option<&str>,
+    schema: Option<&Value>,
 ) -> Result<Value, ApplyError> {
     if !applied.is_object() {
         return Err(ApplyError::Invalid(
@@ -461,7 +547,7 @@ pub fn server_side_apply_detailed(
         ));
     }
     let subresource = subresource.unwrap_or("");
-    let applied_set = field_set(group, kind, applied).map_err(ApplyError::Invalid)?;
+    let applied_set = field_set(group, kind, applied, schema).map_err(ApplyError::Invalid)?;
     let mut entries = read_entries(current);
     let mut live = current.cloned().unwrap_or_else(|| json!({}));
 
@@ -523,19 +609,19 @@ pub fn server_side_apply_detailed(
         removed.push(p);
     }
 
-    let ty = kind_type(group, kind, applied);
+    let ty = Ty::root(group, kind, applied, schema);
     if let (Value::Object(l), Value::Object(a)) = (&mut live, applied) {
         for (k, av) in a {
             if k == "metadata" {
                 let meta = l.entry("metadata").or_insert_with(|| json!({}));
-                let meta_ty = child(ty.as_deref(), "metadata");
+                let meta_ty = ty.child("metadata");
                 if let (Value::Object(lm), Value::Object(am)) = (meta, av) {
                     for (mk, mv) in am {
                         if mk == "managedFields" || mk == "resourceVersion" {
                             continue;
                         }
                         match lm.get_mut(mk) {
-                            Some(lv) => merge(lv, mv, meta_ty.as_deref(), mk),
+                            Some(lv) => merge(lv, mv, &meta_ty, mk),
                             None => {
                                 lm.insert(mk.clone(), mv.clone());
                             }
@@ -545,7 +631,7 @@ pub fn server_side_apply_detailed(
                 continue;
             }
             match l.get_mut(k) {
-                Some(lv) => merge(lv, av, ty.as_deref(), k),
+                Some(lv) => merge(lv, av, &ty, k),
                 None => {
                     l.insert(k.clone(), av.clone());
                 }
@@ -609,7 +695,8 @@ fn conflict_error(entries: &[Entry], conflicts: &[(usize, Path)]) -> ApplyError 
 
 /// Records an ordinary write (create, update, any non-apply patch) in `new`'s managedFields:
 /// the fields whose values it set or changed join `manager`'s Update entry and leave everyone
-/// else's. `subresource` is "status" for writes to /status.
+/// else's. `subresource` is "status" for writes to /status; `schema` as for
+/// `server_side_apply_detailed`.
 pub fn track_update(
     group: &str,
     kind: &str,
@@ -617,9 +704,10 @@ pub fn track_update(
     new: &mut Value,
     manager: &str,
     subresource: Option<&str>,
+    schema: Option<&Value>,
 ) {
     let subresource = subresource.unwrap_or("");
-    let Ok(new_set) = field_set(group, kind, new) else {
+    let Ok(new_set) = field_set(group, kind, new, schema) else {
         return;
     };
     let mut entries = read_entries(old.or(Some(&*new)));
@@ -772,6 +860,7 @@ mod tests {
             &mut scaled,
             "kubectl-scale",
             None,
+            None,
         );
         assert_eq!(
             entry(&scaled, "kubectl-scale")["fieldsV1"],
@@ -788,6 +877,7 @@ mod tests {
             &deploy(3, "nginx:1"),
             "ci",
             false,
+            None,
             None,
         );
         let Err(ApplyError::Conflict { message, causes }) = other else {
@@ -900,8 +990,70 @@ mod tests {
     }
 
     #[test]
+    fn custom_resource_lists_follow_their_schema() {
+        let schema = json!({"type": "object", "properties": {
+            "metadata": {"$ref": "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"},
+            "spec": {"type": "object", "properties": {
+                "users": {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"],
+                    "items": {"type": "object", "properties": {"name": {"type": "string"},
+                        "roles": {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}}}}}}}}});
+        let obj = |users: Value| {
+            json!({"apiVersion": "example.com/v1", "kind": "Db", "metadata": {"name": "x", "labels": {"a": "b"}},
+                "spec": {"users": users}})
+        };
+        let apply = |cur: Option<&Value>, users: Value, manager: &str, schema: Option<&Value>| {
+            server_side_apply_detailed(
+                "example.com",
+                "Db",
+                cur,
+                &obj(users),
+                manager,
+                false,
+                None,
+                schema,
+            )
+        };
+        let live = apply(
+            None,
+            json!([{"name": "a", "roles": ["r1"]}]),
+            "one",
+            Some(&schema),
+        )
+        .unwrap();
+        let live = apply(
+            Some(&live),
+            json!([{"name": "b"}, {"name": "a", "roles": ["r2"]}]),
+            "two",
+            Some(&schema),
+        )
+        .unwrap();
+        assert_eq!(
+            live["spec"]["users"],
+            json!([{"name": "a", "roles": ["r1", "r2"]}, {"name": "b"}]),
+            "map list merged by name, set merged as a union"
+        );
+        let two = &entry(&live, "two")["fieldsV1"]["f:spec"]["f:users"];
+        assert!(two.get("k:{\"name\":\"b\"}").is_some(), "{two}");
+        assert!(
+            two["k:{\"name\":\"a\"}"]["f:roles"]
+                .get("v:\"r2\"")
+                .is_some(),
+            "{two}"
+        );
+        assert!(entry(&live, "one")["fieldsV1"]["f:metadata"]["f:labels"]
+            .get("f:a")
+            .is_some());
+        // Without the schema the list is atomic: the second manager's list conflicts.
+        let live = apply(None, json!([{"name": "a"}]), "one", None).unwrap();
+        assert!(matches!(
+            apply(Some(&live), json!([{"name": "b"}]), "two", None),
+            Err(ApplyError::Conflict { .. })
+        ));
+    }
+
+    #[test]
     fn fields_v1_round_trips() {
-        let set = field_set("apps", "Deployment", &deploy(1, "x")).unwrap();
+        let set = field_set("apps", "Deployment", &deploy(1, "x"), None).unwrap();
         let mut back = FieldSet::new();
         parse_fields_v1(&fields_v1(&set), &mut Vec::new(), &mut back);
         assert_eq!(set, back);

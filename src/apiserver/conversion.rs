@@ -30,6 +30,20 @@ pub enum Converted {
     HpaV1,
     /// events.k8s.io/v1 Event, stored as core/v1.
     EventsV1,
+    /// A custom resource (CRD): read and written through its strategy's `read_stored` and
+    /// `write_stored` (apiVersion of the served version, schema pruning and defaults).
+    /// `listed` is true for the storage version's entry, the one that namespace cleanup and the
+    /// garbage collector walk; the other served versions are the same objects.
+    Custom { listed: bool },
+}
+
+/// Whether this resource's objects are walked under another entry of the registry (its stored
+/// version's), so whole-resource sweeps skip it.
+pub fn listed_elsewhere(info: &ResourceInfo) -> bool {
+    match of(info) {
+        None | Some(Converted::Custom { listed: true }) => false,
+        Some(_) => true,
+    }
 }
 
 /// Whether (and how) objects of this resource are stored in another version.
@@ -42,6 +56,7 @@ pub fn from_storage(info: &ResourceInfo, obj: Value) -> Value {
     match of(info) {
         Some(Converted::HpaV1) => hpa_v2_to_v1(obj),
         Some(Converted::EventsV1) => core_event_to_events_v1(obj),
+        Some(Converted::Custom { .. }) => info.strategy.read_stored(obj),
         None => obj,
     }
 }
@@ -59,6 +74,7 @@ pub fn to_storage(info: &ResourceInfo, obj: Value) -> Value {
             v2
         }
         Some(Converted::EventsV1) => events_v1_to_core_event(obj),
+        Some(Converted::Custom { .. }) => info.strategy.write_stored(obj),
         None => obj,
     }
 }

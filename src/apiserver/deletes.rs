@@ -113,6 +113,10 @@ impl Api {
                     .terminate_namespace(&cur, kv.mod_revision, opts.dry_run)
                     .await;
             }
+            let mut cur = cur;
+            if meta_str(&cur, "deletionTimestamp").is_none() {
+                info.strategy.before_delete(&mut cur);
+            }
             let mut fins = finalizers(&cur);
             let policy = opts.propagation.as_deref().unwrap_or("Background");
             if policy == "Orphan" {

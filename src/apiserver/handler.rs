@@ -630,7 +630,9 @@ impl Api {
             .query
             .get("watch")
             .is_some_and(|v| v == "true" || v == "1");
-        match (&parts.method, r.name.is_some()) {
+        // A deprecated version (of a CRD) says so on every answer.
+        let warning = r.info.strategy.warning();
+        let resp = match (&parts.method, r.name.is_some()) {
             (&Method::GET, true) => self.get(&r).await,
             (&Method::GET, false) if watch => self.watch(r).await,
             (&Method::GET, false) => self.list(&r).await,
@@ -646,6 +648,10 @@ impl Api {
                 "{m} is not supported on {}",
                 parts.uri.path()
             ))),
+        };
+        match warning {
+            Some(w) => resp.map(|resp| super::resources::with_warnings(resp, &[w])),
+            None => resp,
         }
     }
 }

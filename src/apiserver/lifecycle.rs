@@ -203,7 +203,7 @@ impl Api {
             .snapshot()
             .all()
             .iter()
-            .filter(|i| i.namespaced && conversion::of(i).is_none())
+            .filter(|i| i.namespaced && !conversion::listed_elsewhere(i))
         {
             let page = self
                 .store
@@ -253,7 +253,7 @@ impl Api {
             .filter(|_| info.namespaced);
         let mut out = Vec::new();
         for dep in self.registry.snapshot().all() {
-            if (ns.is_some() && !dep.namespaced) || conversion::of(dep).is_some() {
+            if (ns.is_some() && !dep.namespaced) || conversion::listed_elsewhere(dep) {
                 continue;
             }
             let page = self.store.list(&dep.list_prefix(ns), None, 0, None).await?;

@@ -17,6 +17,7 @@ pub mod auth;
 pub mod authorization;
 pub mod connect;
 pub mod conversion;
+pub mod crd;
 pub mod deletes;
 pub mod discovery;
 pub mod encoding;

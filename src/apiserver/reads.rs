@@ -3,7 +3,7 @@
 
 use super::handler::{full, json, Api, Output, ResourceRequest, Resp};
 use super::registry::ResourceInfo;
-use super::resources::{selectors_of, to_scale};
+use super::resources::selectors_of;
 use super::status::ApiError;
 use super::{conversion, encoding, table_output};
 use crate::store::{self, KeyValue};
@@ -53,7 +53,7 @@ impl Api {
             return Err(ApiError::not_found(&r.info.group, &r.info.plural, name));
         };
         if r.subresource.as_deref() == Some("scale") {
-            return Ok(json(StatusCode::OK, &to_scale(&obj)));
+            return Ok(json(StatusCode::OK, &r.info.strategy.scale(&obj)));
         }
         match r.output {
             Output::Json => Ok(stored_response(&r.info, StatusCode::OK, &kv)),

@@ -249,6 +249,30 @@ impl Registry {
         Ok(())
     }
 
+    /// In one change (no request sees a state in between): stops serving the resources `drop`
+    /// selects and serves `add` after the rest. Fails, changing nothing, when an added resource
+    /// is served by one that stays.
+    pub fn replace(
+        &self,
+        drop: impl Fn(&ResourceInfo) -> bool,
+        add: Vec<ResourceInfo>,
+    ) -> Result<(), String> {
+        let mut cur = self.current.write().unwrap_or_else(|e| e.into_inner());
+        let mut kinds: Vec<Arc<ResourceInfo>> =
+            cur.kinds.iter().filter(|r| !drop(r)).cloned().collect();
+        for info in add {
+            if kinds.iter().any(|r| r.same_resource(&info)) {
+                return Err(format!(
+                    "{}/{} {} is already served",
+                    info.group, info.version, info.plural
+                ));
+            }
+            kinds.push(Arc::new(info));
+        }
+        *cur = Arc::new(Snapshot::new(kinds, cur.generation + 1));
+        Ok(())
+    }
+
     /// Stops serving a resource; answers what was removed. Stored objects stay in the store.
     pub fn unregister(
         &self,

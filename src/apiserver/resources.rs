@@ -208,7 +208,8 @@ fn check_fields(
     if mode == FieldValidation::Ignore {
         return Ok(());
     }
-    let found = validation::unknown_or_duplicate_fields(&r.info.group, &r.info.kind, raw_json);
+    let mut found = validation::unknown_or_duplicate_fields(&r.info.group, &r.info.kind, raw_json);
+    found.extend(r.info.strategy.unknown_fields(raw_json));
     if found.is_empty() {
         return Ok(());
     }
@@ -235,7 +236,7 @@ fn check_fields(
 }
 
 /// Adds `Warning: 299 - "..."` headers.
-fn with_warnings(mut resp: Resp, warnings: &[String]) -> Resp {
+pub(crate) fn with_warnings(mut resp: Resp, warnings: &[String]) -> Resp {
     for w in warnings {
         let text = format!("299 - \"{}\"", w.replace('"', "\\\""));
         if let Ok(v) = http::HeaderValue::from_str(&text) {
@@ -364,6 +365,10 @@ impl Api {
         mut obj: Value,
     ) -> Result<(StatusCode, Vec<u8>), ApiError> {
         let info = &r.info;
+        if let Some(why) = info.strategy.refuse_create() {
+            let name = meta_str(&obj, "name").unwrap_or_default().to_string();
+            return Err(ApiError::forbidden(&info.group, &info.plural, &name, &why));
+        }
         if info.namespaced {
             let ns = r.namespace.clone().ok_or_else(|| {
                 ApiError::BadRequest(format!(
@@ -456,6 +461,7 @@ impl Api {
                     &mut o,
                     &r.field_manager,
                     None,
+                    apply_schema(info),
                 );
             }
             if r.dry_run() {
@@ -569,6 +575,11 @@ impl Api {
         let kind = match media.as_str() {
             "application/json-patch+json" => PatchKind::Json,
             "application/merge-patch+json" => PatchKind::Merge,
+            "application/strategic-merge-patch+json" if !r.info.strategy.strategic_merge() => {
+                return Err(ApiError::UnsupportedMediaType(
+                    "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml".into(),
+                ))
+            }
             "application/strategic-merge-patch+json" => PatchKind::Strategic,
             "application/apply-patch+yaml" => PatchKind::Apply,
             other => {
@@ -596,7 +607,7 @@ impl Api {
             let info = &r.info;
             return self
                 .scale_write(r, move |cur| {
-                    let scale = to_scale(cur);
+                    let scale = info.strategy.scale(cur);
                     let patched = apply_patch(info, kind, &scale, &patch)?;
                     let replicas = patched["spec"]["replicas"].as_i64().ok_or_else(|| {
                         ApiError::BadRequest("Scale in version \"v1\" cannot be handled as a Scale: spec.replicas must be an integer".into())
@@ -638,6 +649,7 @@ impl Api {
                     &manager,
                     force,
                     None,
+                    apply_schema(&r.info),
                 )
                 .map_err(|e| apply_error(&r.info, &name, e))?;
                 let mut created =
@@ -663,6 +675,7 @@ impl Api {
                         &manager,
                         force,
                         r.subresource.as_deref().filter(|s| *s == "status"),
+                        apply_schema(info),
                     )
                     .map_err(|e| apply_error(info, &name, e))?;
                     let mut out = (info.decode)(out).map_err(|e| cannot_handle(info, &e))?;
@@ -807,7 +820,7 @@ impl Api {
             .write_update(r, Mode::Main, |cur| {
                 let (replicas, rv) = compute(cur)?;
                 let mut new = cur.clone();
-                new["spec"]["replicas"] = json!(replicas);
+                r.info.strategy.set_replicas(&mut new, replicas);
                 // The Scale's resourceVersion is the workload's: a stale one is a conflict.
                 match rv.as_str().filter(|s| !s.is_empty()) {
                     Some(v) => meta_mut(&mut new).insert("resourceVersion".into(), json!(v)),
@@ -818,7 +831,7 @@ impl Api {
             .await?;
         let obj: Value =
             serde_json::from_slice(&body).map_err(|e| ApiError::Internal(e.to_string()))?;
-        Ok(json(StatusCode::OK, &to_scale(&obj)))
+        Ok(json(StatusCode::OK, &r.info.strategy.scale(&obj)))
     }
 
     /// The read-modify-write loop of every update: `compute` turns the current object into the
@@ -920,6 +933,7 @@ impl Api {
                     &mut new,
                     &r.field_manager,
                     r.subresource.as_deref(),
+                    apply_schema(info),
                 );
             }
             meta_mut(&mut new).remove("resourceVersion");
@@ -984,6 +998,15 @@ fn removes_last_finalizer(cur: &Value, new: &Value) -> bool {
             .as_i64()
             .unwrap_or(0)
             == 0
+}
+
+/// The schema server-side apply reads list semantics from: a kind defined at run time's own
+/// (a custom resource's structural schema); built-in kinds use the strategic-merge table.
+fn apply_schema(info: &ResourceInfo) -> Option<&Value> {
+    match &info.schema {
+        super::registry::Schema::Json { schema, .. } => Some(schema),
+        super::registry::Schema::Typed { .. } => None,
+    }
 }
 
 /// A failed server-side apply as its Status: a field ownership conflict (409) or an applied
@@ -1113,7 +1136,7 @@ pub(crate) fn prepare_create(info: &ResourceInfo, obj: &mut Value) {
         info.strategy.initial_status(obj);
     }
     info.strategy.defaults(obj);
-    prune_nulls(obj);
+    info.strategy.drop_nulls(obj);
     if obj.get("spec").is_some() {
         meta_mut(obj).insert("generation".into(), json!(1));
     }
@@ -1145,6 +1168,7 @@ pub(crate) fn merge_update(info: &ResourceInfo, mode: Mode, cur: &Value, new: &m
                 }
             }
             *new = base;
+            info.strategy.status_defaults(new);
         }
         Mode::Finalize => {
             let mut base = cur.clone();
@@ -1185,7 +1209,7 @@ pub(crate) fn merge_update(info: &ResourceInfo, mode: Mode, cur: &Value, new: &m
                 }
             }
             info.strategy.defaults(new);
-            prune_nulls(new);
+            info.strategy.drop_nulls(new);
             if new.get("spec") != cur.get("spec") {
                 if let Some(g) = cur["metadata"]["generation"].as_i64() {
                     meta_mut(new).insert("generation".into(), json!(g + 1));
@@ -1212,7 +1236,12 @@ pub(crate) fn validate_update(
 /// Drops null members of objects: a null field means an absent one (Go's nil pointers are
 /// omitted when kube-apiserver encodes), and stored objects stay free of them.
 pub(crate) fn prune_nulls(v: &mut Value) {
-    // Empty label and annotation maps and finalizer lists are omitted in Kubernetes' encoding.
+    prune_empty_metadata(v);
+    prune_null_members(v);
+}
+
+/// Empty label and annotation maps and finalizer lists are omitted in Kubernetes' encoding.
+pub(crate) fn prune_empty_metadata(v: &mut Value) {
     if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
         for f in ["labels", "annotations", "finalizers", "ownerReferences"] {
             let empty = match m.get(f) {
@@ -1225,7 +1254,6 @@ pub(crate) fn prune_nulls(v: &mut Value) {
             }
         }
     }
-    prune_null_members(v);
 }
 
 fn prune_null_members(v: &mut Value) {

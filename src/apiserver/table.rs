@@ -8,15 +8,18 @@
 use super::registry::ResourceInfo;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// One column: the fields of a Table's columnDefinitions item.
+/// Owned text for the columns of kinds defined at run time (CRD printer columns), borrowed for
+/// the built-in ones.
 pub struct Col {
-    pub name: &'static str,
-    pub ty: &'static str,
-    pub format: &'static str,
+    pub name: Cow<'static, str>,
+    pub ty: Cow<'static, str>,
+    pub format: Cow<'static, str>,
     pub priority: u8,
-    pub description: &'static str,
+    pub description: Cow<'static, str>,
 }
 
 pub(crate) const NAME_DESC: &str = "Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition. Cannot be updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names";
@@ -29,19 +32,19 @@ pub const fn c(
     description: &'static str,
 ) -> Col {
     Col {
-        name,
-        ty,
-        format: "",
+        name: Cow::Borrowed(name),
+        ty: Cow::Borrowed(ty),
+        format: Cow::Borrowed(""),
         priority,
-        description,
+        description: Cow::Borrowed(description),
     }
 }
 pub const NAME: Col = Col {
-    name: "Name",
-    ty: "string",
-    format: "name",
+    name: Cow::Borrowed("Name"),
+    ty: Cow::Borrowed("string"),
+    format: Cow::Borrowed("name"),
     priority: 0,
-    description: NAME_DESC,
+    description: Cow::Borrowed(NAME_DESC),
 };
 pub const AGE: Col = c("Age", "string", 0, AGE_DESC);
 pub const CREATED_AT: Col = c("Created At", "date", 0, AGE_DESC);

@@ -83,10 +83,70 @@ pub trait Strategy: Send + Sync {
         }
     }
 
-    /// The smallest valid object of the kind, without apiVersion, kind and metadata: what the
+    /// The smallest valid object of the kind, without apiVersion, kind and metadata (but for
+    /// `metadata.name` when the content dictates it, as a CRD's `<plural>.<group>`): what the
     /// test walking every registered kind creates.
     fn minimal(&self) -> Value {
         Value::Object(Default::default())
+    }
+
+    /// Drops null members after defaulting, before validation: all of them (Go's nil pointers
+    /// are omitted when kube-apiserver encodes). Custom resources keep those of nullable fields.
+    fn drop_nulls(&self, obj: &mut Value) {
+        super::resources::prune_nulls(obj)
+    }
+
+    /// A /status write, before validation: kinds whose defaults and pruning cover status too
+    /// (custom resources) apply them here; built-in kinds keep what the client wrote.
+    fn status_defaults(&self, _obj: &mut Value) {}
+
+    /// For `Converted::Custom` entries: the stored object as this version shows it (conversion::from_storage).
+    fn read_stored(&self, obj: Value) -> Value {
+        obj
+    }
+
+    /// For `Converted::Custom` entries: the object as it is stored.
+    fn write_stored(&self, obj: Value) -> Value {
+        obj
+    }
+
+    /// Fields of a written object (its JSON) that the kind's schema does not know, as paths
+    /// ("spec.foo"): for kinds whose schema is not a k8s-openapi type (custom resources), where
+    /// `fieldValidation` finds unknown fields.
+    fn unknown_fields(&self, _raw_json: &[u8]) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Whether strategic merge patches apply: they need Go struct tags, which custom resources
+    /// do not have (kube-apiserver answers them 415).
+    fn strategic_merge(&self) -> bool {
+        true
+    }
+
+    /// A `Warning` header for every request to this version (a deprecated CRD version).
+    fn warning(&self) -> Option<String> {
+        None
+    }
+
+    /// A delete of an object not yet being deleted, before it is decided: a kind that cleans
+    /// up first adds its finalizer here (CRDs: `customresourcecleanup.apiextensions.k8s.io` and
+    /// the Terminating condition, as kube-apiserver's CRD storage does).
+    fn before_delete(&self, _obj: &mut Value) {}
+
+    /// Why creates are refused now (a custom resource whose definition is being deleted).
+    fn refuse_create(&self) -> Option<String> {
+        None
+    }
+
+    /// The autoscaling/v1 Scale of an object, for kinds whose replicas are elsewhere than
+    /// spec.replicas/status.replicas/spec.selector (custom resources' scale subresource).
+    fn scale(&self, obj: &Value) -> Value {
+        super::resources::to_scale(obj)
+    }
+
+    /// Writes the replicas a /scale write asks for into the object.
+    fn set_replicas(&self, obj: &mut Value, replicas: i64) {
+        obj["spec"]["replicas"] = serde_json::json!(replicas);
     }
 }
 
@@ -267,6 +327,8 @@ pub fn builtin() -> Vec<ResourceInfo> {
         // admissionregistration.k8s.io/v1
         webhook_configuration::mutating(),
         webhook_configuration::validating(),
+        // apiextensions.k8s.io/v1: the kinds defined at run time
+        super::crd::definition::info(),
     ]
 }
 

@@ -13,22 +13,26 @@
 pub mod schemas;
 pub mod v2;
 
-use super::registry::Snapshot;
+use super::registry::{self, Snapshot};
 use bytes::Bytes;
 use schemas::{reachable, KindInfo};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha512};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// A built group-version document, its serialized form and its hash.
 struct Doc {
     value: Value,
     json: Bytes,
     hash: String,
+    /// The schema names of its kinds: a later registry state with the same built-in kinds in
+    /// this group-version has the same document.
+    kinds: Vec<String>,
 }
 
 /// The v3 documents of one registry state, by "api/v1" / "apis/<group>/<version>".
-pub struct Docs(BTreeMap<String, Doc>);
+pub struct Docs(BTreeMap<String, Arc<Doc>>);
 
 /// "api/v1" or "apis/<group>/<version>": the key of a group-version in the root's `paths`.
 fn gv_key(group: &str, version: &str) -> String {
@@ -43,6 +47,10 @@ fn gv_key(group: &str, version: &str) -> String {
 /// is a new snapshot, so its documents (and their hashes) are rebuilt.
 fn docs(snap: &Snapshot) -> &Docs {
     snap.openapi_v3.get_or_init(|| {
+        // Documents of group-versions holding only the built-in kinds come from the built-in
+        // state (built once): registering a CRD rebuilds its own group-version's alone.
+        let builtin = registry::builtin_snapshot();
+        let reuse = (!std::ptr::eq(snap, &**builtin)).then(|| docs(builtin));
         let schemas = snap.schemas();
         let mut by_gv: BTreeMap<String, Vec<&KindInfo>> = BTreeMap::new();
         for k in &schemas.kinds {
@@ -55,11 +63,24 @@ fn docs(snap: &Snapshot) -> &Docs {
             by_gv
                 .into_iter()
                 .map(|(key, kinds)| {
+                    let names: Vec<String> = kinds.iter().map(|k| k.schema.clone()).collect();
+                    if let Some(same) = reuse
+                        .and_then(|b| b.0.get(&key))
+                        .filter(|d| d.kinds == names)
+                    {
+                        return (key, same.clone());
+                    }
                     let value = build_doc(&schemas.definitions, &kinds);
                     let json = value.to_string();
                     let hash = hex::encode_upper(Sha512::digest(json.as_bytes()));
                     let json = Bytes::from(json);
-                    (key, Doc { value, json, hash })
+                    let doc = Doc {
+                        value,
+                        json,
+                        hash,
+                        kinds: names,
+                    };
+                    (key, Arc::new(doc))
                 })
                 .collect(),
         )
@@ -284,14 +305,17 @@ fn kind_paths(k: &KindInfo, paths: &mut Map<String, Value>) {
     );
     patch.insert("parameters".into(), json!(write_params(true)));
     let patch_schema = schema_ref("io.k8s.apimachinery.pkg.apis.meta.v1.Patch");
+    let mut patch_types = json!({
+        "application/apply-patch+yaml": {"schema": patch_schema},
+        "application/json-patch+json": {"schema": patch_schema},
+        "application/merge-patch+json": {"schema": patch_schema},
+    });
+    if k.strategic_merge {
+        patch_types["application/strategic-merge-patch+json"] = json!({"schema": patch_schema});
+    }
     patch.insert(
         "requestBody".into(),
-        json!({"content": {
-            "application/apply-patch+yaml": {"schema": patch_schema},
-            "application/json-patch+json": {"schema": patch_schema},
-            "application/merge-patch+json": {"schema": patch_schema},
-            "application/strategic-merge-patch+json": {"schema": patch_schema},
-        }, "required": true}),
+        json!({"content": patch_types, "required": true}),
     );
     patch.insert("responses".into(), ok(&k.schema, &["200", "201"]));
     let mut delete = operation("delete", "delete", k, k.namespaced, "");
@@ -374,6 +398,27 @@ fn build_doc(defs: &Map<String, Value>, kinds: &[&KindInfo]) -> Value {
 mod tests {
     use super::*;
     use crate::apiserver::registry::builtin_snapshot;
+
+    #[test]
+    fn a_registration_rebuilds_only_its_own_group_version() {
+        let reg = registry::Registry::builtin();
+        let mut extra = (*registry::builtin("", "v1", "configmaps")).clone();
+        extra.group = "example.nanokube.io".into();
+        extra.api_version = "example.nanokube.io/v1".into();
+        reg.register(extra).unwrap();
+        let snap = reg.snapshot();
+        let (_, apps) = v3_group_version_json(&snap, "apps", "v1").unwrap();
+        let (_, builtin_apps) = v3_group_version_json(builtin_snapshot(), "apps", "v1").unwrap();
+        assert_eq!(
+            apps, builtin_apps,
+            "unchanged group-version, same document and hash"
+        );
+        assert!(Arc::ptr_eq(
+            &docs(&snap).0["apis/apps/v1"],
+            &docs(builtin_snapshot()).0["apis/apps/v1"]
+        ));
+        assert!(v3_group_version_json(&snap, "example.nanokube.io", "v1").is_some());
+    }
 
     fn v3_root() -> Value {
         super::v3_root(builtin_snapshot())

@@ -19,6 +19,9 @@ pub struct KindInfo {
     pub namespaced: bool,
     /// Key in components.schemas, e.g. "io.k8s.api.core.v1.Pod".
     pub schema: String,
+    /// PATCH accepts strategic merge patches (custom resources do not; kubectl reads this to
+    /// choose its patch type).
+    pub strategic_merge: bool,
 }
 
 /// The kinds of one registry state and their definitions.
@@ -46,6 +49,7 @@ pub fn build(kinds: &[Arc<ResourceInfo>]) -> Schemas {
             plural: r.plural.clone(),
             namespaced: r.namespaced,
             schema: r.schema.name().to_string(),
+            strategic_merge: r.strategy.strategic_merge(),
         });
     }
     let mut definitions = gen.take_definitions(false);

@@ -162,12 +162,20 @@ fn document(reg: &Schemas) -> Value {
             "patch": op("patch", k, patch_params, &k.schema),
             "delete": op("delete", k, vec![], &k.schema),
         });
-        item["patch"]["consumes"] = json!([
-            "application/json-patch+json",
-            "application/merge-patch+json",
-            "application/strategic-merge-patch+json",
-            "application/apply-patch+yaml"
-        ]);
+        item["patch"]["consumes"] = if k.strategic_merge {
+            json!([
+                "application/json-patch+json",
+                "application/merge-patch+json",
+                "application/strategic-merge-patch+json",
+                "application/apply-patch+yaml"
+            ])
+        } else {
+            json!([
+                "application/json-patch+json",
+                "application/merge-patch+json",
+                "application/apply-patch+yaml"
+            ])
+        };
         paths.insert(format!("{collection}/{{name}}"), item);
     }
     let mut definitions: Map<String, Value> = reg
