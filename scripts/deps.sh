@@ -13,6 +13,8 @@ packages=(
   qemu-system-x86 linux-image-cloud-amd64 cpio   # the cgroup v2 VM
   protobuf-compiler libprotobuf-dev   # etcd-client's build compiles its protos (needs the well-known types)
   python3 binutils kmod   # rootfs/build.sh's OCI archive writer; vm-test.sh strips binaries, lists modules
+  iproute2 util-linux   # node tests put each cluster in a network namespace (ip netns, nsenter)
+  python3-yaml     # bench-pods.sh's measuring client reads the kubeconfig
 )
 missing=()
 for p in "${packages[@]}"; do

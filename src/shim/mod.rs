@@ -191,6 +191,8 @@ fn serve(args: ShimArgs) -> Result<(), Error> {
             None => {}
         }
     }
+    // Named for ps and top (it runs as /proc/self/exe, which would show as "exe").
+    let _ = nix::sys::prctl::set_name(c"nanokube-shim");
     nix::sys::prctl::set_child_subreaper(true).map_err(sys("set child subreaper"))?;
     let mut flags = nix::sched::CloneFlags::empty();
     for (on, f) in [
