@@ -98,10 +98,12 @@ python3 -c 'import yaml' 2>/dev/null || apt-get install -y python3-yaml >/dev/nu
 measure() { nsenter --net=/run/netns/$ns python3 "$work/measure.py" "$work/kubeconfig" "$@"; }
 
 # podman: the same image, `podman run -d` on its default network, timed from the call to its
-# return (the container is running then), one and a burst in parallel.
+# return (the container is running then), one and a burst in parallel. Its default nofile limit
+# (1048576) needs CAP_SYS_RESOURCE, which some sandboxes withhold even from root, so the
+# limits are given as the pods get them (the shim's, inherited).
 nsenter --net=/run/netns/$pns podman load -q -i rootfs/out/nanokube-busybox.oci.tar >/dev/null
 img=$(nsenter --net=/run/netns/$pns podman images --format '{{.Repository}}:{{.Tag}}' | grep busybox | head -1)
-podman_one() { local s e; s=$(date +%s%N); nsenter --net=/run/netns/$pns podman run -d "$img" sleep 3600 >/dev/null; e=$(date +%s%N); echo $(( (e - s) / 1000000 )); }
+podman_one() { local s e; s=$(date +%s%N); nsenter --net=/run/netns/$pns podman run -d --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 "$img" sleep 3600 >/dev/null; e=$(date +%s%N); echo $(( (e - s) / 1000000 )); }
 podman_burst() {
   local n=$1 i
   for i in $(seq "$n"); do podman_one & done > "$work/podman-burst.txt"; wait
