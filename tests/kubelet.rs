@@ -245,9 +245,9 @@ fn containers_that_cannot_start_say_why() {
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: nokey\nspec:\n  nodeName: node1\n  containers:\n  - name: main\n    image: {IMAGE}\n    imagePullPolicy: IfNotPresent\n    command: [sleep, '100']\n    env:\n    - name: SIZE\n      valueFrom:\n        configMapKeyRef: {{name: settings, key: size}}\n"
     );
     c.apply(&yaml);
-    c.apply(&format!(
+    c.apply(
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: noimage\nspec:\n  nodeName: node1\n  containers:\n  - name: main\n    image: example.invalid/none:1\n    imagePullPolicy: Never\n"
-    ));
+    );
     c.apply(&format!(
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: nonroot\nspec:\n  nodeName: node1\n  securityContext: {{runAsNonRoot: true}}\n  containers:\n  - name: main\n    image: {IMAGE}\n    imagePullPolicy: IfNotPresent\n    command: [sleep, '100']\n"
     ));

@@ -242,34 +242,6 @@ pub fn identity_of(der: &[u8]) -> Option<(String, Vec<String>)> {
     Some((cn, groups))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ca_persists_and_client_certs_carry_identity() {
-        let dir = tempfile::tempdir().unwrap();
-        let a = Pki::load_or_create(dir.path(), &default_sans("0.0.0.0")).unwrap();
-        let b = Pki::load_or_create(dir.path(), &default_sans("0.0.0.0")).unwrap();
-        assert_eq!(a.ca_cert_pem, b.ca_cert_pem);
-        b.server_config().unwrap();
-        let der = x509_parser::pem::parse_x509_pem(b.admin_cert_pem.as_bytes())
-            .unwrap()
-            .1
-            .contents;
-        assert_eq!(
-            identity_of(&der),
-            Some(("system:admin".into(), vec!["system:masters".into()]))
-        );
-        let mode = std::os::unix::fs::PermissionsExt::mode(
-            &std::fs::metadata(dir.path().join("ca.key"))
-                .unwrap()
-                .permissions(),
-        );
-        assert_eq!(mode & 0o777, 0o600);
-    }
-}
-
 impl Pki {
     /// A serving certificate for `cn` with names and addresses `sans` (a kubelet's HTTPS port).
     pub fn issue_serving(&self, cn: &str, sans: &[String]) -> Result<(String, String), Error> {
@@ -342,4 +314,32 @@ pub fn mutual_client_config(
         .with_root_certificates(roots(ca_pem)?)
         .with_client_auth_cert(pem_certs(cert_pem)?, pem_key(key_pem)?)?;
     Ok(Arc::new(cfg))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ca_persists_and_client_certs_carry_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Pki::load_or_create(dir.path(), &default_sans("0.0.0.0")).unwrap();
+        let b = Pki::load_or_create(dir.path(), &default_sans("0.0.0.0")).unwrap();
+        assert_eq!(a.ca_cert_pem, b.ca_cert_pem);
+        b.server_config().unwrap();
+        let der = x509_parser::pem::parse_x509_pem(b.admin_cert_pem.as_bytes())
+            .unwrap()
+            .1
+            .contents;
+        assert_eq!(
+            identity_of(&der),
+            Some(("system:admin".into(), vec!["system:masters".into()]))
+        );
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(dir.path().join("ca.key"))
+                .unwrap()
+                .permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600);
+    }
 }

@@ -186,9 +186,11 @@ fn serve(args: ShimArgs) -> Result<(), Error> {
     if std::env::var_os("NANOKUBE_SHIM_FORK").is_some() {
         std::env::remove_var("NANOKUBE_SHIM_FORK");
         // The shim proper is the child; this process only tells the launcher its pid.
-        match crate::runtime::sys::fork_detached().map_err(io("fork"))? {
-            Some(_) => std::process::exit(0),
-            None => {}
+        if crate::runtime::sys::fork_detached()
+            .map_err(io("fork"))?
+            .is_some()
+        {
+            std::process::exit(0);
         }
     }
     // Named for ps and top (it runs as /proc/self/exe, which would show as "exe").

@@ -256,12 +256,10 @@ async fn session<S>(
                         crate::runtime::console::set_size(fd, h, w);
                     }
                 }
-                Some(&CLOSE) if v5 && data.get(1) == Some(&STDIN) => {
-                    // stdin closed: the process sees end of file (not with a terminal, whose
-                    // master carries its output too).
-                    if !tty {
-                        let _ = in_tx.send(None);
-                    }
+                // stdin closed: the process sees end of file (not with a terminal, whose
+                // master carries its output too).
+                Some(&CLOSE) if v5 && !tty && data.get(1) == Some(&STDIN) => {
+                    let _ = in_tx.send(None);
                 }
                 _ => {}
             }

@@ -146,10 +146,10 @@ pub async fn env(
                 keyed(client, ns, "secret", "Secret", &r.name, &r.key, r.optional).await?
             } else if let Some(f) = &from.field_ref {
                 Some(field(pod, &f.field_path, pod_ip, host_ip).unwrap_or_default())
-            } else if let Some(r) = &from.resource_field_ref {
-                Some(resource_field(c, &r.resource))
             } else {
-                None
+                from.resource_field_ref
+                    .as_ref()
+                    .map(|r| resource_field(c, &r.resource))
             }
         } else {
             Some(String::new())

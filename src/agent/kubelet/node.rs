@@ -37,7 +37,7 @@ fn cpus() -> usize {
 
 fn ephemeral_storage(dir: &std::path::Path) -> u64 {
     nix::sys::statvfs::statvfs(dir)
-        .map(|s| s.blocks() as u64 * s.fragment_size() as u64)
+        .map(|s| s.blocks() * s.fragment_size())
         .unwrap_or(0)
 }
 
