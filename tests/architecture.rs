@@ -1,6 +1,7 @@
 //! The layering rules of docs/README.md, checked on the source text: `unsafe` is allowed only in
-//! the modules that meet the kernel directly, and the synchronous runtime knows nothing of tokio
-//! or the API side (so it can run in a shim, an init or a test without a cluster).
+//! the modules that meet the kernel directly, and the synchronous layers (runtime, network, shim)
+//! know nothing of tokio or the API side (so they run in a shim, an init or a test without a
+//! cluster).
 
 use std::path::{Path, PathBuf};
 
@@ -77,11 +78,21 @@ fn unsafe_code_is_allowed_only_where_the_kernel_is_met() {
     );
 }
 
+/// The synchronous layers: the runtime, pod networking and the per-pod shim.
+const SYNC_LAYERS: &[&str] = &["runtime", "network", "shim"];
+
 #[test]
-fn the_runtime_knows_nothing_of_tokio_or_the_api() {
+fn the_sync_layers_know_nothing_of_tokio_or_the_api() {
     let mut files = Vec::new();
-    rust_files(&Path::new(SRC).join("runtime"), &mut files);
-    assert!(files.len() > 10, "found only {} runtime files", files.len());
+    for layer in SYNC_LAYERS {
+        let before = files.len();
+        rust_files(&Path::new(SRC).join(layer), &mut files);
+        assert!(
+            files.len() > before + 2,
+            "found only {} files in src/{layer}",
+            files.len() - before
+        );
+    }
     let mut offenders = Vec::new();
     for f in &files {
         let text = std::fs::read_to_string(f).unwrap();
@@ -95,7 +106,7 @@ fn the_runtime_knows_nothing_of_tokio_or_the_api() {
     }
     assert!(
         offenders.is_empty(),
-        "the runtime names {RUNTIME_FORBIDDEN:?}:\n{}",
+        "a synchronous layer ({SYNC_LAYERS:?}) names {RUNTIME_FORBIDDEN:?}:\n{}",
         offenders.join("\n")
     );
 }
