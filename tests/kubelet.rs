@@ -84,6 +84,30 @@ fn pod_runs_with_its_own_address_and_serves_http() {
     let parts: Vec<&str> = line.splitn(4, ' ').collect();
     assert_eq!(&parts[1..], ["stdout", "F", "started"], "{line}");
 
+    // What happened, as events (kubectl describe reads them by the pod's name).
+    let events = c
+        .json(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=web",
+        ])
+        .unwrap();
+    let reasons: Vec<&str> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["reason"].as_str())
+        .collect();
+    for want in ["Pulled", "Created", "Started"] {
+        assert!(reasons.contains(&want), "no {want} event in {reasons:?}");
+    }
+    let describe = c.ok(&["describe", "pod", "web"]);
+    assert!(
+        describe.contains("Started container httpd") || describe.contains("Started container main"),
+        "{describe}"
+    );
+
     // The pod's resolv.conf and hosts are the cluster's.
     let root = c
         .data_dir()
@@ -215,6 +239,21 @@ fn restart_policies_and_crash_loop_back_off() {
     assert_eq!(p["status"]["phase"], "Running");
     let out = c.ok(&["get", "pod", "crash"]);
     assert!(out.contains("CrashLoopBackOff"), "{out}");
+    let backoff = c
+        .json(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=crash,reason=BackOff",
+        ])
+        .unwrap();
+    let ev = &backoff["items"][0];
+    assert_eq!(ev["type"], "Warning", "{backoff}");
+    assert!(ev["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("Back-off restarting failed container main in pod crash_default("));
+    assert!(ev["count"].as_i64().unwrap() >= 1);
     let restarts = s["restartCount"].as_i64().unwrap();
     // Within the back-off nothing restarts; after it, one more start.
     std::thread::sleep(Duration::from_secs(4));

@@ -4,6 +4,7 @@
 //! its containers ends, and housekeeping removes what is left of pods whose objects are gone.
 //! docs/kubelet.md follows a pod through it.
 
+pub mod events;
 pub mod exec;
 pub mod inputs;
 pub mod logs;
@@ -60,6 +61,7 @@ pub struct Kubelet {
     pub backoff: Mutex<HashMap<(String, String), pods::Backoff>>,
     pub registries: crate::image::config::RegistriesConfig,
     pub probes: probes::Results,
+    pub events: events::Recorder,
     /// Pods (by uid) whose probe task runs.
     pub probers: Mutex<std::collections::HashSet<String>>,
     /// Wakes a pod's reconcile (probe results, exits).
@@ -67,6 +69,29 @@ pub struct Kubelet {
 }
 
 impl Kubelet {
+    /// Records an event about a container of `pod`.
+    pub async fn event(
+        &self,
+        pod: &Pod,
+        container: Option<&str>,
+        kind: &str,
+        reason: &str,
+        message: String,
+    ) {
+        let path = container.map(|c| events::container_path(pod, c));
+        self.events
+            .record(
+                &self.client,
+                &self.cfg.node_name,
+                pod,
+                path,
+                kind,
+                reason,
+                message,
+            )
+            .await;
+    }
+
     /// Asks for a reconcile of `pod` soon.
     pub fn wake(&self, pod: &Pod) {
         if let (Some(w), Some(name)) = (self.waker.get(), pod.metadata.name.as_deref()) {
@@ -110,6 +135,7 @@ pub async fn run(cfg: Config, client: kube::Client) -> anyhow::Result<()> {
         backoff: Mutex::new(HashMap::new()),
         registries,
         probes: probes::Results::default(),
+        events: events::Recorder::default(),
         probers: Mutex::new(Default::default()),
         waker: OnceLock::new(),
     });

@@ -180,6 +180,14 @@ pub async fn reconcile(pod: Arc<Pod>, k: Arc<Kubelet>) -> Result<Action, Error> 
                     if should_restart(&policy, &r) {
                         if let Some(wait) = k.backoff_wait(&uid, c, &r, &pod, &mut obs) {
                             soonest(wait);
+                            let msg = format!(
+                                "Back-off restarting failed container {} in pod {}_{}({uid})",
+                                c.name,
+                                pod.metadata.name.as_deref().unwrap_or(""),
+                                pod.metadata.namespace.as_deref().unwrap_or("")
+                            );
+                            k.event(&pod, Some(&c.name), "Warning", "BackOff", msg)
+                                .await;
                         } else {
                             k.start(&pod, c, r.attempt + 1, &dir, &mut obs).await;
                         }
@@ -525,9 +533,38 @@ impl Kubelet {
 
     /// Starts start number `attempt` of container `c`; a failure becomes its waiting state.
     async fn start(&self, pod: &Pod, c: &Container, attempt: u32, dir: &Path, obs: &mut Observed) {
-        if let Err(w) = self.try_start(pod, c, attempt, dir, obs).await {
-            tracing::info!(pod = %name_of(pod), container = %c.name, reason = %w.reason, message = ?w.message, "container not started");
-            obs.waiting.insert(c.name.clone(), w);
+        match self.try_start(pod, c, attempt, dir, obs).await {
+            Ok(()) => {
+                let name = &c.name;
+                self.event(
+                    pod,
+                    Some(name),
+                    "Normal",
+                    "Created",
+                    format!("Created container: {name}"),
+                )
+                .await;
+                self.event(
+                    pod,
+                    Some(name),
+                    "Normal",
+                    "Started",
+                    format!("Started container {name}"),
+                )
+                .await;
+            }
+            Err(w) => {
+                tracing::info!(pod = %name_of(pod), container = %c.name, reason = %w.reason, message = ?w.message, "container not started");
+                let msg = w.message.clone().unwrap_or_default();
+                let (reason, text) = match w.reason.as_str() {
+                    "ContainerCreating" => ("FailedMount", msg),
+                    "ErrImagePull" | "ErrImageNeverPull" | "InvalidImageName" => ("Failed", msg),
+                    _ => ("Failed", format!("Error: {msg}")),
+                };
+                self.event(pod, Some(&c.name), "Warning", reason, text)
+                    .await;
+                obs.waiting.insert(c.name.clone(), w);
+            }
         }
     }
 
@@ -571,6 +608,16 @@ impl Kubelet {
             .await
             .unwrap_or(false)
         };
+        if present && policy != "Always" {
+            let msg = format!("Container image \"{image_name}\" already present on machine");
+            self.event(pod, Some(&c.name), "Normal", "Pulled", msg)
+                .await;
+        } else if policy != "Never" {
+            let msg = format!("Pulling image \"{image_name}\"");
+            self.event(pod, Some(&c.name), "Normal", "Pulling", msg)
+                .await;
+        }
+        let pull_started = Instant::now();
         let prepared = if policy == "Never" && !present {
             return Err(w(
                 "ErrImageNeverPull",
@@ -601,6 +648,12 @@ impl Kubelet {
                 }
             }
         };
+        if !present {
+            let took = pull_started.elapsed().as_secs_f64();
+            let msg = format!("Successfully pulled image \"{image_name}\" in {took:.3}s");
+            self.event(pod, Some(&c.name), "Normal", "Pulled", msg)
+                .await;
+        }
         obs.images.insert(
             c.name.clone(),
             (
@@ -754,18 +807,29 @@ async fn terminate(pod: &Pod, k: &Arc<Kubelet>, dir: &Path) -> Result<Action, Er
         .max(0) as u64;
     if dir.exists() {
         let dir2 = dir.to_path_buf();
-        blocking(move || {
+        let stopped = blocking(move || {
+            let mut names = Vec::new();
             for r in shim::read_records(&dir2).iter().filter(|r| r.running()) {
-                let _ = shim::client::call(
-                    &dir2,
-                    &Request::Kill {
-                        id: r.id.clone(),
-                        signal: libc::SIGTERM,
-                    },
-                );
+                let kill = Request::Kill {
+                    id: r.id.clone(),
+                    signal: libc::SIGTERM,
+                };
+                let _ = shim::client::call(&dir2, &kill);
+                names.push(r.name.clone());
             }
+            names
         })
         .await?;
+        for name in &stopped {
+            k.event(
+                pod,
+                Some(name),
+                "Normal",
+                "Killing",
+                format!("Stopping container {name}"),
+            )
+            .await;
+        }
         let deadline = Instant::now() + Duration::from_secs(grace);
         while Instant::now() < deadline && shim::read_records(dir).iter().any(Record::running) {
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -798,6 +862,8 @@ async fn terminate(pod: &Pod, k: &Arc<Kubelet>, dir: &Path) -> Result<Action, Er
         .lock()
         .expect("backoff lock")
         .retain(|(u, _), _| *u != uid_of(pod));
+    k.probers.lock().expect("probers lock").remove(&uid_of(pod));
+    k.events.forget(&uid_of(pod));
     Ok(Action::await_change())
 }
 

@@ -160,6 +160,11 @@ pub async fn run(k: Arc<Kubelet>, pod: Arc<Pod>, dir: PathBuf) {
                             let before = k.probes.ready.lock().expect("probe lock").insert(key, r);
                             if before != Some(r) {
                                 k.wake(&pod);
+                                if !r {
+                                    let msg = "Readiness probe failed".to_string();
+                                    k.event(&pod, Some(&c.name), "Warning", "Unhealthy", msg)
+                                        .await;
+                                }
                             }
                         }
                     }
@@ -173,6 +178,23 @@ pub async fn run(k: Arc<Kubelet>, pod: Arc<Pod>, dir: PathBuf) {
                     }
                     Kind::Startup | Kind::Liveness if clock.failures >= failure_allowed => {
                         tracing::info!(pod = ?pod.metadata.name, container = %c.name, ?kind, "probe failed: killing the container");
+                        let (what, title) = if kind == Kind::Liveness {
+                            ("liveness", "Liveness")
+                        } else {
+                            ("startup", "Startup")
+                        };
+                        let name = &c.name;
+                        k.event(
+                            &pod,
+                            Some(name),
+                            "Warning",
+                            "Unhealthy",
+                            format!("{title} probe failed"),
+                        )
+                        .await;
+                        let msg =
+                            format!("Container {name} failed {what} probe, will be restarted");
+                        k.event(&pod, Some(name), "Normal", "Killing", msg).await;
                         let (d, id) = (dir.clone(), rec.id.clone());
                         let _ = tokio::task::spawn_blocking(move || {
                             shim::client::call(
