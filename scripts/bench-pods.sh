@@ -103,17 +103,27 @@ measure() { nsenter --net=/run/netns/$ns python3 "$work/measure.py" "$work/kubec
 # limits are given as the pods get them (the shim's, inherited).
 nsenter --net=/run/netns/$pns podman load -q -i rootfs/out/nanokube-busybox.oci.tar >/dev/null
 img=$(nsenter --net=/run/netns/$pns podman images --format '{{.Repository}}:{{.Tag}}' | grep busybox | head -1)
-podman_one() { local s e; s=$(date +%s%N); nsenter --net=/run/netns/$pns podman run -d --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 "$img" sleep 3600 >/dev/null; e=$(date +%s%N); echo $(( (e - s) / 1000000 )); }
+# crun refuses this host's hybrid cgroups: podman uses runc, its other runtime.
+podman_one() {
+  local s e
+  s=$(date +%s%N)
+  nsenter --net=/run/netns/$pns podman run -d --runtime /usr/sbin/runc \
+    --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 "$img" sleep 3600 >/dev/null || return 1
+  e=$(date +%s%N)
+  echo $(( (e - s) / 1000000 ))
+}
 podman_burst() {
   local n=$1 i
   for i in $(seq "$n"); do podman_one & done > "$work/podman-burst.txt"; wait
+  [ "$(wc -l < "$work/podman-burst.txt")" = "$n" ] || { echo "podman: only $(wc -l < "$work/podman-burst.txt") of $n containers started" >&2; exit 1; }
   sort -n "$work/podman-burst.txt" | awk '{a[NR]=$1} END {printf "%d %d\n", a[int((NR+1)/2)], a[int(NR*0.99+0.5)]}'
 }
 median_of() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 echo "== single pod, create -> Running (5 runs, median of p50)"
 nk_single=$(for i in 1 2 3 4 5; do measure 1 "one$i" | cut -d' ' -f1; done | median_of)
-pm_single=$(for i in 1 2 3 4 5; do podman_one; done | median_of)
+pm_single=$(for i in 1 2 3 4 5; do podman_one || exit 1; done | median_of)
+[ -n "$pm_single" ] || { echo "podman run failed" >&2; exit 1; }
 echo "== burst of $burst pods"
 read -r nk_p50 nk_p99 < <(measure "$burst" burst)
 read -r pm_p50 pm_p99 < <(podman_burst "$burst")

@@ -9,25 +9,36 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-/// Events already sent, by (object uid, reason, message): their name and count.
+/// (object uid, reason, message) -> (event name, count).
+type Seen = HashMap<(String, String, String), (String, i32)>;
+
+/// Events already sent, so a repeat raises the count of the first.
 #[derive(Debug, Default)]
 pub struct Recorder {
-    seen: Mutex<HashMap<(String, String, String), (String, i32)>>,
+    seen: Mutex<Seen>,
+}
+
+/// What one event says.
+#[derive(Debug, Clone)]
+pub struct Note {
+    /// `spec.containers{name}` when it is about a container.
+    pub field_path: Option<String>,
+    /// Normal or Warning.
+    pub kind: &'static str,
+    pub reason: &'static str,
+    pub message: String,
 }
 
 impl Recorder {
     /// Records an event about `pod` (and, with `field_path`, one of its containers). Failures
     /// to record are logged, never fatal.
-    pub async fn record(
-        &self,
-        client: &kube::Client,
-        node: &str,
-        pod: &Pod,
-        field_path: Option<String>,
-        kind: &str,
-        reason: &str,
-        message: String,
-    ) {
+    pub async fn record(&self, client: &kube::Client, node: &str, pod: &Pod, note: Note) {
+        let Note {
+            field_path,
+            kind,
+            reason,
+            message,
+        } = note;
         let ns = pod
             .metadata
             .namespace

@@ -74,21 +74,18 @@ impl Kubelet {
         &self,
         pod: &Pod,
         container: Option<&str>,
-        kind: &str,
-        reason: &str,
+        kind: &'static str,
+        reason: &'static str,
         message: String,
     ) {
-        let path = container.map(|c| events::container_path(pod, c));
+        let note = events::Note {
+            field_path: container.map(|c| events::container_path(pod, c)),
+            kind,
+            reason,
+            message,
+        };
         self.events
-            .record(
-                &self.client,
-                &self.cfg.node_name,
-                pod,
-                path,
-                kind,
-                reason,
-                message,
-            )
+            .record(&self.client, &self.cfg.node_name, pod, note)
             .await;
     }
 
