@@ -644,3 +644,43 @@ spec:
     );
     assert_eq!(container_status(&p, "web")["restartCount"], 0);
 }
+
+#[test]
+fn pre_stop_hook_runs_before_the_container_is_stopped() {
+    let c = Cluster::start();
+    let out = c.dir.path().join("hook-out");
+    std::fs::create_dir_all(&out).unwrap();
+    let yaml = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: polite}}
+spec:
+  nodeName: node1
+  terminationGracePeriodSeconds: 20
+  volumes: [{{name: out, hostPath: {{path: {out}, type: Directory}}}}]
+  containers:
+  - name: main
+    image: {IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: [sh, -c, "trap 'echo term >> /out/log; exit 0' TERM; echo up >> /out/log; while true; do sleep 0.1; done"]
+    volumeMounts: [{{name: out, mountPath: /out}}]
+    lifecycle:
+      preStop:
+        exec: {{command: [sh, -c, "echo prestop >> /out/log"]}}
+"#,
+        out = out.display()
+    );
+    c.apply(&yaml);
+    c.wait_phase("polite", "Running");
+    let started = std::time::Instant::now();
+    c.ok(&["delete", "pod", "polite", "--wait=true"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "stopped on SIGTERM, not at the grace period's end"
+    );
+    let log = std::fs::read_to_string(out.join("log")).unwrap();
+    assert_eq!(
+        log, "up\nprestop\nterm\n",
+        "the hook ran first, then SIGTERM"
+    );
+}

@@ -792,8 +792,45 @@ fn host_resolv() -> (Vec<String>, Vec<String>, Vec<String>) {
     (s, d, o)
 }
 
-/// Graceful stop of a pod being deleted: SIGTERM (the image's stop signal), the grace period,
-/// SIGKILL; then the sandbox goes and the API delete is finished.
+/// Runs the preStop hooks of the running containers, all at once, within the grace period
+/// (exec through the shim, httpGet and tcpSocket to the pod, sleep).
+async fn pre_stop_hooks(k: &Arc<Kubelet>, pod: &Pod, dir: &Path, deadline: Instant) {
+    let records = shim::read_records(dir);
+    let mut hooks = Vec::new();
+    for c in all_containers(pod) {
+        let Some(h) = c.lifecycle.as_ref().and_then(|l| l.pre_stop.clone()) else {
+            continue;
+        };
+        let Some(r) = latest(&records, &c.name).filter(|r| r.running()).cloned() else {
+            continue;
+        };
+        let left = deadline.saturating_duration_since(Instant::now()).as_secs() as i32;
+        let (k, pod, dir) = (k.clone(), pod.clone(), dir.to_path_buf());
+        hooks.push(async move {
+            if let Some(s) = &h.sleep {
+                tokio::time::sleep(Duration::from_secs(s.seconds.max(0) as u64)).await;
+                return;
+            }
+            // A hook is a probe that runs once, with the rest of the grace period as timeout.
+            let probe = k8s_openapi::api::core::v1::Probe {
+                exec: h.exec.clone(),
+                http_get: h.http_get.clone(),
+                tcp_socket: h.tcp_socket.clone(),
+                timeout_seconds: Some(left.max(1)),
+                ..Default::default()
+            };
+            if !super::probes::check(&k, &pod, &dir, &r.id, &probe).await {
+                let msg = format!("PreStopHook failed for container {}", c.name);
+                k.event(&pod, Some(&c.name), "Warning", "FailedPreStopHook", msg)
+                    .await;
+            }
+        });
+    }
+    let _ = tokio::time::timeout_at(deadline.into(), futures::future::join_all(hooks)).await;
+}
+
+/// Graceful stop of a pod being deleted: preStop hooks, SIGTERM, the rest of the grace
+/// period, SIGKILL; then the sandbox goes and the API delete is finished.
 async fn terminate(pod: &Pod, k: &Arc<Kubelet>, dir: &Path) -> Result<Action, Error> {
     let grace = pod
         .metadata
@@ -805,7 +842,9 @@ async fn terminate(pod: &Pod, k: &Arc<Kubelet>, dir: &Path) -> Result<Action, Er
         })
         .unwrap_or(30)
         .max(0) as u64;
+    let deadline = Instant::now() + Duration::from_secs(grace);
     if dir.exists() {
+        pre_stop_hooks(k, pod, dir, deadline).await;
         let dir2 = dir.to_path_buf();
         let stopped = blocking(move || {
             let mut names = Vec::new();
@@ -830,7 +869,6 @@ async fn terminate(pod: &Pod, k: &Arc<Kubelet>, dir: &Path) -> Result<Action, Er
             )
             .await;
         }
-        let deadline = Instant::now() + Duration::from_secs(grace);
         while Instant::now() < deadline && shim::read_records(dir).iter().any(Record::running) {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

@@ -216,7 +216,13 @@ pub async fn run(k: Arc<Kubelet>, pod: Arc<Pod>, dir: PathBuf) {
 }
 
 /// One probe attempt within its timeout.
-async fn check(k: &Arc<Kubelet>, pod: &Pod, dir: &std::path::Path, id: &str, p: &Probe) -> bool {
+pub(super) async fn check(
+    k: &Arc<Kubelet>,
+    pod: &Pod,
+    dir: &std::path::Path,
+    id: &str,
+    p: &Probe,
+) -> bool {
     let timeout = secs(p.timeout_seconds, 1).max(Duration::from_secs(1));
     // The address the pod holds now (its status may not carry it yet); host-network pods
     // have the node's.
