@@ -684,3 +684,82 @@ spec:
         "the hook ran first, then SIGTERM"
     );
 }
+
+#[test]
+fn pod_and_container_cgroups_as_the_kubelet_lays_them_out() {
+    let c = Cluster::start();
+    let yaml = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: sized}}
+spec:
+  nodeName: node1
+  containers:
+  - name: a
+    image: {IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: [sleep, "3600"]
+    resources: {{limits: {{memory: 32Mi, cpu: 250m}}}}
+  - name: b
+    image: {IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: [sleep, "3600"]
+    resources: {{limits: {{memory: 16Mi, cpu: 250m}}}}
+"#
+    );
+    c.apply(&yaml);
+    let pod = c.wait_phase("sized", "Running");
+    assert_eq!(pod["status"]["qosClass"], "Guaranteed");
+    let uid = pod["metadata"]["uid"].as_str().unwrap();
+    let v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let read = |p: String| {
+        std::fs::read_to_string(&p)
+            .unwrap_or_else(|e| panic!("{p}: {e}"))
+            .trim()
+            .to_string()
+    };
+    if v2 {
+        assert_eq!(
+            read(format!("/sys/fs/cgroup/kubepods/pod{uid}/memory.max")),
+            (48u64 << 20).to_string()
+        );
+        assert_eq!(
+            read(format!("/sys/fs/cgroup/kubepods/pod{uid}/cpu.max")),
+            "50000 100000"
+        );
+    } else {
+        assert_eq!(
+            read(format!(
+                "/sys/fs/cgroup/memory/kubepods/pod{uid}/memory.limit_in_bytes"
+            )),
+            (48u64 << 20).to_string()
+        );
+        assert_eq!(
+            read(format!(
+                "/sys/fs/cgroup/cpu/kubepods/pod{uid}/cpu.cfs_quota_us"
+            )),
+            "50000"
+        );
+        // Each container's own limit sits under the pod's.
+        let id = container_status(&pod, "b")["containerID"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("nanokube://")
+            .to_string();
+        assert_eq!(
+            read(format!(
+                "/sys/fs/cgroup/memory/kubepods/pod{uid}/{id}/memory.limit_in_bytes"
+            )),
+            (16u64 << 20).to_string()
+        );
+    }
+    c.ok(&["delete", "pod", "sized", "--grace-period=1", "--wait=true"]);
+    let gone = if v2 {
+        format!("/sys/fs/cgroup/kubepods/pod{uid}")
+    } else {
+        format!("/sys/fs/cgroup/memory/kubepods/pod{uid}")
+    };
+    c.wait_for("pod cgroup removed", Duration::from_secs(20), |_| {
+        !std::path::Path::new(&gone).exists()
+    });
+}

@@ -341,6 +341,23 @@ impl Kubelet {
             .and_then(|s| s.hostname.clone())
             .or_else(|| pod.metadata.name.clone())
             .unwrap_or_default();
+        // The pod's cgroup, with the pod's limits, before any container is made under it.
+        let qos = status::qos_class(pod);
+        let pod_cgroup = match qos.as_str() {
+            "Guaranteed" => format!("/kubepods/pod{uid}"),
+            q => format!("/kubepods/{}/pod{uid}", q.to_ascii_lowercase()),
+        };
+        if crate::runtime::cgroups::Cgroup::open(&pod_cgroup).is_err() {
+            let mut res = spec::pod_resources(pod);
+            // Devices are each container's business; the pod level allows all, as the
+            // kubelet's does (under v1 a child can never allow what its parent denies, and a
+            // privileged container needs everything).
+            res["devices"] = serde_json::json!([{"allow": true, "access": "rwm"}]);
+            let resources: oci_spec::runtime::LinuxResources =
+                serde_json::from_value(res).map_err(|e| e.to_string())?;
+            crate::runtime::cgroups::Cgroup::create(&pod_cgroup, Some(&resources))
+                .map_err(|e| format!("pod cgroup {pod_cgroup}: {e}"))?;
+        }
         if !shim::client::alive(dir) {
             if !shim::read_records(dir).is_empty() {
                 // The shim died with the pod's namespaces: its containers are gone. Their

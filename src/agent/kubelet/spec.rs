@@ -450,6 +450,65 @@ fn resources(c: &Container) -> Value {
     out
 }
 
+/// The pod-level cgroup's resources, as the kubelet sets them: cpu shares from the sum of the
+/// requests; a cpu quota and a memory limit only when every container has that limit (else
+/// the pod may use what the node has). Init containers run alone, so the largest of them
+/// counts when it is larger than the app containers' sum.
+pub fn pod_resources(pod: &Pod) -> Value {
+    let Some(spec) = &pod.spec else {
+        return json!({});
+    };
+    let get = |c: &Container, which: &str, what: &str| {
+        let r = c.resources.as_ref()?;
+        let m = if which == "limits" {
+            r.limits.as_ref()
+        } else {
+            r.requests.as_ref()
+        }?;
+        let q = &m.get(what)?.0;
+        if what == "cpu" {
+            milli_cpu(q)
+        } else {
+            bytes(q)
+        }
+    };
+    let sum = |which: &str, what: &str| -> Option<i64> {
+        let apps: Option<Vec<i64>> = spec
+            .containers
+            .iter()
+            .map(|c| get(c, which, what))
+            .collect();
+        let app_sum: i64 = apps?.into_iter().sum();
+        let init_max = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .filter_map(|c| get(c, which, what))
+            .max()
+            .unwrap_or(0);
+        Some(app_sum.max(init_max))
+    };
+    let req_cpu: i64 = spec
+        .containers
+        .iter()
+        .map(|c| {
+            get(c, "requests", "cpu")
+                .or_else(|| get(c, "limits", "cpu"))
+                .unwrap_or(0)
+        })
+        .sum();
+    let mut cpu = json!({"shares": (req_cpu * 1024 / 1000).max(2)});
+    if let Some(l) = sum("limits", "cpu") {
+        cpu["quota"] = json!((l * 100_000 / 1000).max(1000));
+        cpu["period"] = json!(100_000);
+    }
+    let mut out = json!({"cpu": cpu});
+    if let Some(m) = sum("limits", "memory") {
+        out["memory"] = json!({"limit": m});
+    }
+    out
+}
+
 fn oom_score_adj(pod: &Pod, c: &Container) -> i64 {
     match super::status::qos_class(pod).as_str() {
         "Guaranteed" => -997,
