@@ -48,6 +48,7 @@ nsenter --net=/run/netns/$ns "$nanokube" server --data-dir "$work/data" \
   --node-name bench --node-ip 10.99.0.2 --pod-logs-dir "$work/logs" --runtime-root "$work/run" \
   > "$work/server.log" 2>&1 &
 server_pid=$!
+disown "$server_pid"   # killed at the end; no job report
 for _ in $(seq 100); do [ -f "$work/kubeconfig" ] && break; sleep 0.1; done
 k() { nsenter --net=/run/netns/$ns kubectl --kubeconfig "$work/kubeconfig" "$@"; }
 for _ in $(seq 100); do k get node bench -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null | grep -q True && break; sleep 0.2; done
