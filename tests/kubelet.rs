@@ -763,3 +763,76 @@ spec:
         !std::path::Path::new(&gone).exists()
     });
 }
+
+/// 300 pods created and deleted, thirty at a time, half of them removed by a forced delete
+/// (the kubelet's housekeeping cleans those) and half gracefully: nothing may be left.
+#[test]
+fn three_hundred_pod_cycles_leave_nothing_behind() {
+    let c = Cluster::start();
+    let mut uids = Vec::new();
+    for round in 0..10 {
+        let mut yaml = String::new();
+        for i in 0..30 {
+            yaml.push_str(&pod_yaml(
+                &format!("cycle-{round}-{i}"),
+                "Always",
+                "exec sleep 3600",
+            ));
+            yaml.push_str("---\n");
+        }
+        c.apply(&yaml);
+        c.wait_for("a round Running", Duration::from_secs(90), |c| {
+            let pods = c.json(&["get", "pods"]).unwrap();
+            let items = pods["items"].as_array().unwrap();
+            items.len() == 30 && items.iter().all(|p| p["status"]["phase"] == "Running")
+        });
+        let pods = c.json(&["get", "pods"]).unwrap();
+        for p in pods["items"].as_array().unwrap() {
+            uids.push(p["metadata"]["uid"].as_str().unwrap().to_string());
+        }
+        if round % 2 == 0 {
+            c.ok(&["delete", "pods", "--all", "--grace-period=0", "--force"]);
+        } else {
+            c.ok(&["delete", "pods", "--all", "--grace-period=1", "--wait=true"]);
+        }
+        c.wait_for("a round gone", Duration::from_secs(90), |c| {
+            c.ok(&["get", "pods", "-o", "name"]).trim().is_empty() && c.shim_pids().is_empty()
+        });
+    }
+    c.wait_for("pod directories gone", Duration::from_secs(30), |c| {
+        std::fs::read_dir(c.data_dir().join("agent/pods"))
+            .unwrap()
+            .count()
+            == 0
+    });
+    assert!(c.mounts().is_empty(), "mounts left: {:?}", c.mounts());
+    let links = String::from_utf8_lossy(&c.in_node("ip", &["-o", "link"]).stdout).into_owned();
+    assert!(!links.contains("veth"), "veths left: {links}");
+    let held: Vec<_> = walk(&c.data_dir().join("agent/ipam"))
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("10."))
+        })
+        .collect();
+    assert!(held.is_empty(), "addresses still held: {held:?}");
+    let state: Vec<_> = std::fs::read_dir(c.runtime_root())
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(state.is_empty(), "runtime state left: {state:?}");
+    let logs: Vec<_> = std::fs::read_dir(c.logs_dir())
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(logs.is_empty(), "pod logs left: {logs:?}");
+    for uid in &uids {
+        for root in [
+            "/sys/fs/cgroup/memory/kubepods/besteffort",
+            "/sys/fs/cgroup/pids/kubepods/besteffort",
+            "/sys/fs/cgroup/kubepods/besteffort",
+        ] {
+            let p = format!("{root}/pod{uid}");
+            assert!(!std::path::Path::new(&p).exists(), "cgroup {p} left");
+        }
+    }
+    assert_eq!(uids.len(), 300);
+}
