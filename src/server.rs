@@ -54,6 +54,9 @@ pub struct ServerArgs {
     /// The range Service cluster IPs come from.
     #[arg(long, default_value = "10.43.0.0/16")]
     pub service_cidr: String,
+    /// More names or addresses for the serving certificate (k3s's --tls-san; repeatable).
+    #[arg(long = "tls-san")]
+    pub tls_san: Vec<String>,
     /// The local agent's node settings.
     #[command(flatten)]
     pub node: crate::agent::NodeArgs,
@@ -116,12 +119,23 @@ async fn identity(
 
 async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
     let server_dir = args.data_dir.join("server");
-    let pki = tls::Pki::load_or_create(
-        &server_dir.join("tls"),
-        &tls::default_sans(&args.bind_address),
-    )
-    .context("cluster certificates")?;
+    // Agents on other hosts reach the server at the node's address, or a name given here.
+    let mut sans = tls::default_sans(&args.bind_address);
+    sans.extend(args.node.node_ip.iter().cloned());
+    sans.extend(args.tls_san.iter().cloned());
+    let pki = Arc::new(
+        tls::Pki::load_or_create(&server_dir.join("tls"), &sans).context("cluster certificates")?,
+    );
     let auth = Authenticator::load(&server_dir, args.token.as_deref()).context("tokens")?;
+    // The token agents join with, in k3s's full form (it names the CA's hash), as k3s writes
+    // its node-token.
+    let node_token = crate::apiserver::join::full_token(&pki.ca_cert_pem, &auth.node_token);
+    tls::write_private(
+        &server_dir.join("node-token"),
+        format!("{node_token}\n").as_bytes(),
+    )
+    .context("writing the node token")?;
+    crate::apiserver::join::install(pki.clone());
     let db_dir = server_dir.join("db");
     std::fs::create_dir_all(&db_dir).with_context(|| format!("creating {}", db_dir.display()))?;
     let compaction = sqlite::CompactionPolicy {

@@ -836,3 +836,227 @@ fn three_hundred_pod_cycles_leave_nothing_behind() {
     }
     assert_eq!(uids.len(), 300);
 }
+
+/// A second node joins with the server's token (`nanokube agent --server --token`): it gets its
+/// own identity and pod range, runs a pod, and the API server reaches its kubelet for logs.
+#[test]
+fn an_agent_joins_with_the_token_and_serves_its_pods() {
+    use std::process::{Command, Stdio};
+    let dir = tempfile::Builder::new()
+        .prefix("nk-join-")
+        .tempdir()
+        .unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new("ip").args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "ip {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let (a, b) = (
+        format!("nk-ja{}", std::process::id()),
+        format!("nk-jb{}", std::process::id()),
+    );
+    struct Ns(Vec<String>);
+    impl Drop for Ns {
+        fn drop(&mut self) {
+            for n in &self.0 {
+                let _ = Command::new("ip").args(["netns", "del", n]).status();
+            }
+        }
+    }
+    let _ns = Ns(vec![a.clone(), b.clone()]);
+    run(&["netns", "add", &a]);
+    run(&["netns", "add", &b]);
+    run(&[
+        "-n", &a, "link", "add", "nk0", "type", "veth", "peer", "name", "nk0", "netns", &b,
+    ]);
+    for (n, ip) in [(&a, "10.99.0.2/24"), (&b, "10.99.0.3/24")] {
+        run(&["-n", n, "link", "set", "lo", "up"]);
+        run(&["-n", n, "addr", "add", ip, "dev", "nk0"]);
+        run(&["-n", n, "link", "set", "nk0", "up"]);
+    }
+    let nsenter = |n: &str, prog: &str| {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net=/run/netns/{n}")).arg(prog);
+        c
+    };
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("b/agent/images")).unwrap();
+    std::fs::copy(
+        node_support::image_tarball(),
+        d.join("b/agent/images/busybox.oci.tar"),
+    )
+    .unwrap();
+    let log = |name: &str| std::fs::File::create(d.join(name)).unwrap();
+    struct Kill(Vec<std::process::Child>, std::path::PathBuf, String);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            for c in &mut self.0 {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+            let _ = Command::new("nsenter")
+                .arg(format!("--net=/run/netns/{}", self.2))
+                .args([node_support::NANOKUBE, "killall", "--data-dir"])
+                .arg(self.1.join("b"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+    let server = nsenter(&a, node_support::NANOKUBE)
+        .args([
+            "server",
+            "--disable-agent",
+            "--bind-address",
+            "10.99.0.2",
+            "--https-listen-port",
+            "16443",
+        ])
+        .arg("--data-dir")
+        .arg(d.join("a"))
+        .arg("--write-kubeconfig")
+        .arg(d.join("kubeconfig"))
+        .stdout(log("server.log"))
+        .stderr(log("server.err"))
+        .spawn()
+        .unwrap();
+    let mut kids = Kill(vec![server], d.to_path_buf(), b.clone());
+    let token_file = d.join("a/server/node-token");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !d.join("kubeconfig").exists() || !token_file.exists() {
+        assert!(std::time::Instant::now() < deadline, "server did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let token = std::fs::read_to_string(&token_file)
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(
+        token.starts_with("K10") && token.contains("::server:"),
+        "{token}"
+    );
+    // A wrong secret is refused, and so is a token naming another CA.
+    let bad = nsenter(&b, node_support::NANOKUBE)
+        .args([
+            "agent",
+            "--server",
+            "https://10.99.0.2:16443",
+            "--token",
+            "wrong",
+            "--node-name",
+            "bad",
+        ])
+        .arg("--data-dir")
+        .arg(d.join("bad"))
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("401"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    let agent = nsenter(&b, node_support::NANOKUBE)
+        .args([
+            "agent",
+            "--server",
+            "https://10.99.0.2:16443",
+            "--token",
+            &token,
+        ])
+        .args(["--node-name", "node2", "--node-ip", "10.99.0.3"])
+        .arg("--data-dir")
+        .arg(d.join("b"))
+        .arg("--pod-logs-dir")
+        .arg(d.join("b-logs"))
+        .arg("--runtime-root")
+        .arg(d.join("b-run"))
+        .stdout(log("agent.log"))
+        .stderr(log("agent.err"))
+        .spawn()
+        .unwrap();
+    kids.0.push(agent);
+    let kubectl = |args: &[&str]| {
+        nsenter(&a, node_support::KUBECTL)
+            .arg("--kubeconfig")
+            .arg(d.join("kubeconfig"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let wait = |what: &str, f: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !f() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out: {what}\nagent: {}",
+                std::fs::read_to_string(d.join("agent.err")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    wait("node2 Ready", &|| {
+        let o = kubectl(&[
+            "get",
+            "node",
+            "node2",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+        ]);
+        String::from_utf8_lossy(&o.stdout) == "True"
+    });
+    let node: Value =
+        serde_json::from_slice(&kubectl(&["get", "node", "node2", "-o", "json"]).stdout).unwrap();
+    assert!(node["spec"]["podCIDR"]
+        .as_str()
+        .unwrap()
+        .starts_with("10.42."));
+    // The node's own identity, not a shared one: its Lease names it.
+    let lease: Value = serde_json::from_slice(
+        &kubectl(&[
+            "get",
+            "lease",
+            "-n",
+            "kube-node-lease",
+            "node2",
+            "-o",
+            "json",
+        ])
+        .stdout,
+    )
+    .unwrap();
+    assert_eq!(lease["spec"]["holderIdentity"], "node2");
+    let mut child = nsenter(&a, node_support::KUBECTL)
+        .arg("--kubeconfig")
+        .arg(d.join("kubeconfig"))
+        .args(["apply", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(
+            pod_yaml("far", "Always", "echo from node2; exec sleep 3600")
+                .replace("node1", "node2")
+                .as_bytes(),
+        )
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    wait("pod on node2 logs", &|| {
+        String::from_utf8_lossy(&kubectl(&["logs", "far"]).stdout) == "from node2\n"
+    });
+    let out = kubectl(&["exec", "far", "--", "hostname"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "far\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

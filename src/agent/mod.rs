@@ -2,6 +2,7 @@
 //! joins a server; `nanokube server` runs one for its own node unless `--disable-agent`. The
 //! flags follow k3s so scripts written for it keep working.
 
+pub mod join;
 pub mod kubelet;
 
 use clap::Args;
@@ -77,8 +78,6 @@ pub enum Error {
     Taint(String),
     #[error("the agent needs --kubeconfig, or --server with --token")]
     NoServer,
-    #[error("joining with --server/--token (CSR bootstrap) is not built yet: use --kubeconfig")]
-    JoinNotBuilt,
 }
 
 /// The node's name: the flag, else the hostname (lowercased, as the kubelet does).
@@ -158,17 +157,21 @@ pub fn run(args: AgentArgs) -> anyhow::Result<i32> {
         )
         .with_writer(std::io::stderr)
         .try_init();
-    let cfg = kubelet_config(&args.data_dir, &args.node)?;
-    let kubeconfig = match (&args.kubeconfig, &args.server, &args.token) {
-        (Some(k), _, _) => std::fs::read_to_string(k)?,
-        (None, Some(_), Some(_)) => return Err(Error::JoinNotBuilt.into()),
-        _ => return Err(Error::NoServer.into()),
-    };
+    let mut cfg = kubelet_config(&args.data_dir, &args.node)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("nanokube-agent")
         .build()?;
     rt.block_on(async move {
+        let kubeconfig = match (&args.kubeconfig, &args.server, &args.token) {
+            (Some(k), _, _) => std::fs::read_to_string(k)?,
+            (None, Some(server), Some(token)) => {
+                let c = join::credentials(server, token, &cfg.node_name, &cfg.node_ip, &args.data_dir).await?;
+                cfg.serving = Some(crate::apiserver::tls::mutual_server_config(&c.ca, &c.serving_cert, &c.serving_key)?);
+                crate::apiserver::identity::kubeconfig(server, &c.ca, &c.client_cert, &c.client_key)
+            }
+            _ => return Err(Error::NoServer.into()),
+        };
         let client = client_from_kubeconfig(&kubeconfig).await?;
         let kubelet = tokio::spawn(kubelet::run(cfg, client));
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

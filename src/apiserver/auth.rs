@@ -108,7 +108,9 @@ impl Authenticator {
             if !token.is_empty() && constant_time_eq(token, &self.admin_token) {
                 return Some(User::new("admin", &["system:masters"]));
             }
-            if !token.is_empty() && constant_time_eq(token, &self.node_token) {
+            // k3s's full form K10<ca hash>::server:<secret> carries the same secret.
+            let secret = token.split_once("::server:").map_or(token, |(_, s)| s);
+            if !secret.is_empty() && constant_time_eq(secret, &self.node_token) {
                 return Some(User::new("nanokube-node", &["system:nodes"]));
             }
             // A wrong token is refused even when a certificate came along, as Kubernetes does.

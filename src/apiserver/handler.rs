@@ -261,6 +261,13 @@ impl Api {
         if let Some(resp) = health::serve(self, &path, parts.uri.query()).await {
             return Ok(resp);
         }
+        // Joining nodes: the CA is open, credentials need the join token.
+        if let Some(resp) =
+            super::join::serve(&path, &parts.method, parts.uri.query(), user.as_ref())
+        {
+            discard_body(&parts.headers, body);
+            return resp;
+        }
         let Some(user) = user else {
             // Refused before the body is read: a stranger's upload costs no memory.
             discard_body(&parts.headers, body);

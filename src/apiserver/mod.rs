@@ -25,6 +25,7 @@ pub mod handler;
 pub mod health;
 pub mod http;
 pub mod identity;
+pub mod join;
 pub mod lifecycle;
 pub mod metrics;
 pub mod negotiate;
