@@ -883,12 +883,14 @@ fn an_agent_joins_with_the_token_and_serves_its_pods() {
         c
     };
     let d = dir.path();
-    std::fs::create_dir_all(d.join("b/agent/images")).unwrap();
-    std::fs::copy(
-        node_support::image_tarball(),
-        d.join("b/agent/images/busybox.oci.tar"),
-    )
-    .unwrap();
+    for n in ["a", "b"] {
+        std::fs::create_dir_all(d.join(n).join("agent/images")).unwrap();
+        std::fs::copy(
+            node_support::image_tarball(),
+            d.join(n).join("agent/images/busybox.oci.tar"),
+        )
+        .unwrap();
+    }
     let log = |name: &str| std::fs::File::create(d.join(name)).unwrap();
     struct Kill(Vec<std::process::Child>, std::path::PathBuf, String);
     impl Drop for Kill {
@@ -897,24 +899,33 @@ fn an_agent_joins_with_the_token_and_serves_its_pods() {
                 let _ = c.kill();
                 let _ = c.wait();
             }
-            let _ = Command::new("nsenter")
-                .arg(format!("--net=/run/netns/{}", self.2))
-                .args([node_support::NANOKUBE, "killall", "--data-dir"])
-                .arg(self.1.join("b"))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+            for (ns, data) in [
+                (self.2.replace("nk-jb", "nk-ja"), "a"),
+                (self.2.clone(), "b"),
+            ] {
+                let _ = Command::new("nsenter")
+                    .arg(format!("--net=/run/netns/{ns}"))
+                    .args([node_support::NANOKUBE, "killall", "--data-dir"])
+                    .arg(self.1.join(data))
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
         }
     }
     let server = nsenter(&a, node_support::NANOKUBE)
         .args([
             "server",
-            "--disable-agent",
             "--bind-address",
             "10.99.0.2",
             "--https-listen-port",
             "16443",
         ])
+        .args(["--node-name", "node1", "--node-ip", "10.99.0.2"])
+        .arg("--pod-logs-dir")
+        .arg(d.join("a-logs"))
+        .arg("--runtime-root")
+        .arg(d.join("a-run"))
         .arg("--data-dir")
         .arg(d.join("a"))
         .arg("--write-kubeconfig")
@@ -1058,5 +1069,62 @@ fn an_agent_joins_with_the_token_and_serves_its_pods() {
         "far\n",
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Pod to pod across the nodes (host-gw routes): a server on node2, a client on node1.
+    let apply = |yaml: String| {
+        let mut child = nsenter(&a, node_support::KUBECTL)
+            .arg("--kubeconfig")
+            .arg(d.join("kubeconfig"))
+            .args(["apply", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(yaml.as_bytes())
+            .unwrap();
+        assert!(child.wait().unwrap().success());
+    };
+    apply(
+        pod_yaml(
+            "web2",
+            "Always",
+            "echo across > /tmp/index.html; exec httpd -f -p 80 -h /tmp",
+        )
+        .replace("node1", "node2"),
+    );
+    let ip = || -> String {
+        let p: Value =
+            serde_json::from_slice(&kubectl(&["get", "pod", "web2", "-o", "json"]).stdout).unwrap();
+        p["status"]["podIP"].as_str().unwrap_or("").to_string()
+    };
+    wait("web2 has an address", &|| !ip().is_empty());
+    let web2 = ip();
+    apply(pod_yaml(
+        "client1",
+        "Never",
+        &format!(
+            "for i in $(seq 30); do wget -qO- http://{web2}/ && exit 0; sleep 0.5; done; exit 1"
+        ),
+    ));
+    wait("client on node1 reached node2's pod", &|| {
+        let p: Value =
+            serde_json::from_slice(&kubectl(&["get", "pod", "client1", "-o", "json"]).stdout)
+                .unwrap();
+        assert_ne!(
+            p["status"]["phase"],
+            "Failed",
+            "the client failed: {}",
+            String::from_utf8_lossy(&kubectl(&["logs", "client1"]).stdout)
+        );
+        p["status"]["phase"] == "Succeeded"
+    });
+    assert_eq!(
+        String::from_utf8_lossy(&kubectl(&["logs", "client1"]).stdout),
+        "across\n"
     );
 }

@@ -6,6 +6,7 @@
 pub mod ipam;
 pub mod netlink;
 pub mod pod;
+pub mod routes;
 
 use std::net::Ipv4Addr;
 

@@ -269,6 +269,21 @@ impl Netlink {
         Ok(())
     }
 
+    /// Deletes the main-table route to `dst/prefix` (a route already gone is not an error).
+    pub fn delete_route(&mut self, dst: Ipv4Addr, prefix: u8) -> Result<(), Error> {
+        let mut m = RouteMessage::default();
+        m.header.address_family = AddressFamily::Inet;
+        m.header.destination_prefix_length = prefix;
+        m.header.table = RouteHeader::RT_TABLE_MAIN;
+        m.header.scope = RouteScope::NoWhere;
+        m.attributes
+            .push(RouteAttribute::Destination(RouteAddress::Inet(dst)));
+        match self.send(RouteNetlinkMessage::DelRoute(m), NLM_F_ACK) {
+            Ok(_) | Err(Error::Errno(nix::errno::Errno::ESRCH)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The IPv4 addresses on a link, with their prefix lengths.
     pub fn addresses(&mut self, index: u32) -> Result<Vec<(Ipv4Addr, u8)>, Error> {
         let mut m = AddressMessage::default();

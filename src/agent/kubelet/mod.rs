@@ -173,6 +173,7 @@ pub async fn run(cfg: Config, client: kube::Client) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(("0.0.0.0", cfg.kubelet_port)).await?;
         tokio::spawn(server::serve(k.clone(), listener, tls));
     }
+    tokio::spawn(host_gw(client.clone(), cfg.node_name.clone(), range));
     let leases: Api<Lease> = Api::namespaced(client.clone(), node::LEASE_NAMESPACE);
     let (cfg2, node2) = (cfg.clone(), node.clone());
     tokio::spawn(async move {
@@ -279,5 +280,46 @@ async fn lifecycle_events(
                 let _ = trigger.unbounded_send(ObjectRef::new(&meta.name).within(&meta.namespace));
             }
         }
+    }
+}
+
+/// Keeps routes to every other node's pod range via its InternalIP (host-gw), from the Node
+/// objects, every two seconds.
+async fn host_gw(client: kube::Client, me: String, mine: Cidr) {
+    let nodes: Api<Node> = Api::all(client);
+    let table = std::sync::Arc::new(Mutex::new(crate::network::routes::HostGw::default()));
+    loop {
+        if let Ok(list) = nodes.list(&Default::default()).await {
+            let mut want = BTreeMap::new();
+            for n in list.items {
+                if n.metadata.name.as_deref() == Some(me.as_str()) {
+                    continue;
+                }
+                let cidr = n
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.pod_cidr.as_deref())
+                    .and_then(|c| c.parse::<Cidr>().ok());
+                let ip = n
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.addresses.as_ref())
+                    .and_then(|a| a.iter().find(|a| a.type_ == "InternalIP"))
+                    .and_then(|a| a.address.parse::<std::net::Ipv4Addr>().ok());
+                if let (Some(c), Some(ip)) = (cidr, ip) {
+                    if c != mine {
+                        want.insert(c, ip);
+                    }
+                }
+            }
+            let t = table.clone();
+            let done =
+                tokio::task::spawn_blocking(move || t.lock().expect("routes lock").sync(&want))
+                    .await;
+            if let Ok(Err(e)) = done {
+                tracing::warn!(error = %e, "routes to other nodes' pods");
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
     }
 }
