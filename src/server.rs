@@ -48,9 +48,6 @@ pub struct ServerArgs {
     /// with 429. 0: no limit.
     #[arg(long, default_value_t = 200)]
     pub max_mutating_requests_inflight: usize,
-    /// The range pod addresses come from; each node gets a /24 of it.
-    #[arg(long, default_value = "10.42.0.0/16")]
-    pub cluster_cidr: String,
     /// The range Service cluster IPs come from.
     #[arg(long, default_value = "10.43.0.0/16")]
     pub service_cidr: String,
@@ -192,6 +189,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
     // CustomResourceDefinitions become served kinds from here on.
     crate::apiserver::crd::controller::start(&api).await;
     let cluster_cidr: crate::network::Cidr = args
+        .node
         .cluster_cidr
         .parse()
         .map_err(|e| anyhow::anyhow!("--cluster-cidr: {e}"))?;

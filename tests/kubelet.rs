@@ -1128,3 +1128,89 @@ fn an_agent_joins_with_the_token_and_serves_its_pods() {
         "across\n"
     );
 }
+
+/// A pod's traffic to an address outside the cluster leaves with the node's address (egress
+/// masquerade): an "outside" host in a namespace of the test's own sees the node, not the pod.
+#[test]
+fn egress_leaves_with_the_node_address() {
+    use std::process::{Command, Stdio};
+    let c = Cluster::start();
+    let outside = format!("{}-out", c.ns.name);
+    struct Ns(String);
+    impl Drop for Ns {
+        fn drop(&mut self) {
+            let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+        }
+    }
+    let _o = Ns(outside.clone());
+    let ip = |args: &[&str]| {
+        assert!(
+            Command::new("ip").args(args).status().unwrap().success(),
+            "ip {args:?}"
+        )
+    };
+    ip(&["netns", "add", &outside]);
+    ip(&[
+        "-n", &c.ns.name, "link", "add", "nkout", "type", "veth", "peer", "name", "nkout", "netns",
+        &outside,
+    ]);
+    ip(&[
+        "-n",
+        &c.ns.name,
+        "addr",
+        "add",
+        "10.98.0.2/24",
+        "dev",
+        "nkout",
+    ]);
+    ip(&["-n", &c.ns.name, "link", "set", "nkout", "up"]);
+    ip(&[
+        "-n",
+        &outside,
+        "addr",
+        "add",
+        "10.98.0.1/24",
+        "dev",
+        "nkout",
+    ]);
+    ip(&["-n", &outside, "link", "set", "nkout", "up"]);
+    ip(&["-n", &outside, "link", "set", "lo", "up"]);
+    let log_path = c.dir.path().join("outside.log");
+    let mut server = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{outside}"))
+        .args([
+            "python3",
+            "-m",
+            "http.server",
+            "8000",
+            "--bind",
+            "10.98.0.1",
+            "--directory",
+            "/",
+        ])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    c.apply(&pod_yaml(
+        "egress",
+        "Never",
+        "for i in $(seq 40); do wget -qO /dev/null http://10.98.0.1:8000/ && exit 0; sleep 0.25; done; exit 1",
+    ));
+    let pod = c.wait_phase("egress", "Succeeded");
+    let _ = server.kill();
+    let _ = server.wait();
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let pod_ip = pod["status"]["podIP"].as_str().unwrap();
+    assert!(log.contains("10.98.0.2 - -"), "the outside host saw: {log}");
+    assert!(
+        !log.contains(pod_ip),
+        "the pod's own address left the node: {log}"
+    );
+    let rules = String::from_utf8_lossy(
+        &c.in_node("nft", &["list", "table", "ip", "nanokube-nat"])
+            .stdout,
+    )
+    .into_owned();
+    assert!(rules.contains("masquerade"), "{rules}");
+}

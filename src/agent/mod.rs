@@ -46,6 +46,10 @@ pub struct NodeArgs {
     /// Log files kept per container (containerLogMaxFiles).
     #[arg(long, default_value_t = 5)]
     pub container_log_max_files: usize,
+    /// The cluster's pod range (the server gives each node a /24 of it); traffic from pods to
+    /// outside it leaves with the node's address.
+    #[arg(long, default_value = "10.42.0.0/16")]
+    pub cluster_cidr: String,
     /// The kubelet's HTTPS port (logs, exec, port-forward for the API server).
     #[arg(long, default_value_t = 10250)]
     pub kubelet_port: u16,
@@ -76,6 +80,8 @@ pub enum Error {
     Label(String),
     #[error("{0}")]
     Taint(String),
+    #[error("invalid --cluster-cidr {0:?}")]
+    Cidr(String),
     #[error("the agent needs --kubeconfig, or --server with --token")]
     NoServer,
 }
@@ -139,6 +145,10 @@ pub fn kubelet_config(
         log_max_files: args.container_log_max_files,
         serving: None,
         kubelet_port: args.kubelet_port,
+        cluster_cidr: args
+            .cluster_cidr
+            .parse()
+            .map_err(|_| Error::Cidr(args.cluster_cidr.clone()))?,
     })
 }
 
@@ -211,6 +221,7 @@ pub fn killall(args: KillallArgs) -> anyhow::Result<i32> {
         nl.delete_link(l.index)?;
     }
     let _ = std::fs::remove_dir_all(args.data_dir.join("agent/ipam"));
+    let _ = crate::network::masquerade::remove();
     eprintln!(
         "stopped {n} pods; removed bridge {} and the pod address records",
         args.bridge_name

@@ -4,6 +4,7 @@
 //! docs/networking.md follows a packet through it.
 
 pub mod ipam;
+pub mod masquerade;
 pub mod netlink;
 pub mod pod;
 pub mod routes;

@@ -51,6 +51,8 @@ pub struct Config {
     /// TLS for the kubelet's HTTPS port; without it the port is not opened.
     pub serving: Option<Arc<rustls::ServerConfig>>,
     pub kubelet_port: u16,
+    /// The whole pod range (all nodes): traffic leaving it is masqueraded.
+    pub cluster_cidr: Cidr,
 }
 
 /// The kubelet's shared state.
@@ -174,6 +176,12 @@ pub async fn run(cfg: Config, client: kube::Client) -> anyhow::Result<()> {
         tokio::spawn(server::serve(k.clone(), listener, tls));
     }
     tokio::spawn(host_gw(client.clone(), cfg.node_name.clone(), range));
+    let cluster = cfg.cluster_cidr;
+    if let Err(e) =
+        tokio::task::spawn_blocking(move || crate::network::masquerade::ensure(cluster)).await?
+    {
+        tracing::warn!(error = %e, "egress masquerade: pods cannot reach beyond the cluster");
+    }
     let leases: Api<Lease> = Api::namespaced(client.clone(), node::LEASE_NAMESPACE);
     let (cfg2, node2) = (cfg.clone(), node.clone());
     tokio::spawn(async move {
