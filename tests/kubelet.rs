@@ -1214,3 +1214,28 @@ fn egress_leaves_with_the_node_address() {
     .into_owned();
     assert!(rules.contains("masquerade"), "{rules}");
 }
+
+#[test]
+fn host_port_publishes_a_container_port_on_the_node() {
+    let c = Cluster::start();
+    let yaml = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: published\nspec:\n  nodeName: node1\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: web\n    image: {IMAGE}\n    imagePullPolicy: IfNotPresent\n    command: [sh, -c, 'echo via hostPort > /tmp/index.html; exec httpd -f -p 80 -h /tmp']\n    ports: [{{containerPort: 80, hostPort: 8088}}]\n"
+    );
+    c.apply(&yaml);
+    c.wait_phase("published", "Running");
+    let url = format!("http://{}:8088/", node_support::NODE_IP);
+    c.wait_for("the node's port answers", Duration::from_secs(20), |c| {
+        String::from_utf8_lossy(&c.in_node("curl", &["-s", "--max-time", "1", &url]).stdout)
+            == "via hostPort\n"
+    });
+    c.ok(&["delete", "pod", "published", "--wait=true"]);
+    let rules = String::from_utf8_lossy(
+        &c.in_node("nft", &["list", "table", "ip", "nanokube-hostports"])
+            .stdout,
+    )
+    .into_owned();
+    assert!(
+        !rules.contains("8088"),
+        "the mapping went with the pod: {rules}"
+    );
+}

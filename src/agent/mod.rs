@@ -222,6 +222,7 @@ pub fn killall(args: KillallArgs) -> anyhow::Result<i32> {
     }
     let _ = std::fs::remove_dir_all(args.data_dir.join("agent/ipam"));
     let _ = crate::network::masquerade::remove();
+    let _ = crate::network::hostports::remove();
     eprintln!(
         "stopped {n} pods; removed bridge {} and the pod address records",
         args.bridge_name

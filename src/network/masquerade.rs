@@ -17,7 +17,8 @@ pub fn ruleset(cluster: Cidr) -> String {
     )
 }
 
-fn nft(input: &str) -> Result<(), Error> {
+/// Runs one nft transaction from `input`.
+pub(super) fn nft(input: &str) -> Result<(), Error> {
     let mut child = Command::new("nft")
         .args(["-f", "-"])
         .stdin(Stdio::piped())

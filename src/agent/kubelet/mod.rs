@@ -66,6 +66,8 @@ pub struct Kubelet {
     pub events: events::Recorder,
     /// Pods (by uid) whose probe task runs.
     pub probers: Mutex<std::collections::HashSet<String>>,
+    /// hostPort mappings by pod uid; the nftables table is rebuilt when they change.
+    pub host_ports: Mutex<BTreeMap<String, Vec<crate::network::hostports::Mapping>>>,
     /// Wakes a pod's reconcile (probe results, exits).
     pub waker: OnceLock<futures::channel::mpsc::UnboundedSender<ObjectRef<Pod>>>,
 }
@@ -89,6 +91,23 @@ impl Kubelet {
         self.events
             .record(&self.client, &self.cfg.node_name, pod, note)
             .await;
+    }
+
+    /// Sets the hostPort mappings of pod `uid` (none: forget it) and rebuilds the table if
+    /// anything changed.
+    pub fn set_host_ports(&self, uid: &str, mappings: Vec<crate::network::hostports::Mapping>) {
+        let mut table = self.host_ports.lock().expect("hostports lock");
+        let changed = if mappings.is_empty() {
+            table.remove(uid).is_some()
+        } else {
+            table.insert(uid.to_string(), mappings.clone()).as_ref() != Some(&mappings)
+        };
+        if changed {
+            let all: std::collections::BTreeSet<_> = table.values().flatten().cloned().collect();
+            if let Err(e) = crate::network::hostports::apply(&all) {
+                tracing::warn!(error = %e, "hostPort rules");
+            }
+        }
     }
 
     /// Asks for a reconcile of `pod` soon.
@@ -137,6 +156,7 @@ pub async fn run(cfg: Config, client: kube::Client) -> anyhow::Result<()> {
         events: events::Recorder::default(),
         probers: Mutex::new(Default::default()),
         waker: OnceLock::new(),
+        host_ports: Mutex::new(BTreeMap::new()),
     });
     let nodes: Api<Node> = Api::all(client.clone());
     let node = loop {

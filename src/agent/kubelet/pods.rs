@@ -89,6 +89,27 @@ pub async fn reconcile(pod: Arc<Pod>, k: Arc<Kubelet>) -> Result<Action, Error> 
     };
     match sandbox {
         Ok(ip) => {
+            let host_network = pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.host_network)
+                .unwrap_or(false);
+            if let (false, Ok(pod_ip)) = (host_network, ip.parse::<std::net::Ipv4Addr>()) {
+                let mappings: Vec<_> = all_containers(&pod)
+                    .iter()
+                    .flat_map(|c| c.ports.clone().unwrap_or_default())
+                    .filter_map(|p| {
+                        Some(crate::network::hostports::Mapping {
+                            protocol: p.protocol.as_deref().unwrap_or("TCP").to_ascii_lowercase(),
+                            host_port: u16::try_from(p.host_port?).ok().filter(|h| *h > 0)?,
+                            pod_ip,
+                            container_port: u16::try_from(p.container_port).ok()?,
+                        })
+                    })
+                    .collect();
+                let (k2, u2) = (k.clone(), uid.clone());
+                blocking(move || k2.set_host_ports(&u2, mappings)).await?;
+            }
             obs.pod_ip = Some(ip);
             obs.sandbox_ready = true;
         }
@@ -925,6 +946,7 @@ async fn terminate(pod: &Pod, k: &Arc<Kubelet>, dir: &Path) -> Result<Action, Er
 impl Kubelet {
     /// Removes everything the pod had on this node (see [`teardown`]).
     pub fn teardown(&self, uid: &str, dir: &Path) {
+        self.set_host_ports(uid, Vec::new());
         let meta = std::fs::read(dir.join(META))
             .ok()
             .and_then(|b| serde_json::from_slice::<PodMeta>(&b).ok());
