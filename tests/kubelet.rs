@@ -1239,3 +1239,28 @@ fn host_port_publishes_a_container_port_on_the_node() {
         "the mapping went with the pod: {rules}"
     );
 }
+
+#[test]
+fn static_pods_from_the_manifest_directory() {
+    let c = Cluster::start();
+    let dir = c.data_dir().join("agent/pod-manifests");
+    std::fs::create_dir_all(&dir).unwrap();
+    let manifest = dir.join("web.yaml");
+    std::fs::write(
+        &manifest,
+        format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: static-web\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: {IMAGE}\n    imagePullPolicy: IfNotPresent\n    command: [sleep, '3600']\n"),
+    )
+    .unwrap();
+    let pod = c.wait_phase("static-web-node1", "Running");
+    assert_eq!(pod["spec"]["nodeName"], "node1");
+    assert_eq!(
+        pod["metadata"]["annotations"]["kubernetes.io/config.source"],
+        "file"
+    );
+    std::fs::remove_file(&manifest).unwrap();
+    c.wait_for(
+        "the mirror pod goes with its file",
+        Duration::from_secs(40),
+        |c| c.json(&["get", "pod", "static-web-node1"]).is_none(),
+    );
+}

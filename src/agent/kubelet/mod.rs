@@ -13,6 +13,7 @@ pub mod pods;
 pub mod probes;
 pub mod server;
 pub mod spec;
+pub mod static_pods;
 pub mod status;
 
 use futures::StreamExt;
@@ -196,6 +197,11 @@ pub async fn run(cfg: Config, client: kube::Client) -> anyhow::Result<()> {
         tokio::spawn(server::serve(k.clone(), listener, tls));
     }
     tokio::spawn(host_gw(client.clone(), cfg.node_name.clone(), range));
+    tokio::spawn(static_pods::run(
+        client.clone(),
+        cfg.data_dir.clone(),
+        cfg.node_name.clone(),
+    ));
     let cluster = cfg.cluster_cidr;
     if let Err(e) =
         tokio::task::spawn_blocking(move || crate::network::masquerade::ensure(cluster)).await?
