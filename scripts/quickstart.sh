@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Quickstart: installs what is missing, builds nanokube and the default image, starts a one-node
-# cluster (`nanokube server`, which runs the node's agent too), deploys a demo app (a Deployment
-# of two busybox httpd pods) and shows each pod answering on its own IP. The cluster lives in a
+# cluster (`nanokube server`, which runs the node's agent too), runs a demo app (two busybox
+# httpd pods) and shows each pod answering on its own IP, then logs and exec through the API. The cluster lives in a
 # network namespace of its own (nanokube-quickstart), so nothing touches this host's network;
 # kubectl reaches it through nsenter. Everything is removed at the end unless KEEP=1.
 #
@@ -53,10 +53,25 @@ for _ in $(seq 150); do [ -f "$data/kubeconfig" ] && break; sleep 0.2; done
 k wait --for=condition=Ready node/quickstart --timeout=60s
 k get nodes -o wide
 
-echo "== a Deployment of two httpd pods"
-k create deployment hello --image=nanokube/busybox --replicas=2 -- \
-  sh -c 'echo "hello from $(hostname)" > /tmp/index.html; exec httpd -f -p 8080 -h /tmp'
-k rollout status deployment/hello --timeout=120s
+echo "== a demo app: two httpd pods, placed on the node by hand (the scheduler and the workload"
+echo "   controllers come with their issue; then this becomes a Deployment)"
+for i in 1 2; do
+  k apply -f - <<YAML
+apiVersion: v1
+kind: Pod
+metadata: {name: hello-$i, labels: {app: hello}}
+spec:
+  nodeName: quickstart
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: web
+    image: nanokube/busybox
+    imagePullPolicy: IfNotPresent
+    command: [sh, -c, 'echo "hello from \$(hostname)" > /tmp/index.html; exec httpd -f -p 8080 -h /tmp']
+    readinessProbe: {httpGet: {path: /, port: 8080}, periodSeconds: 1}
+YAML
+done
+k wait --for=condition=Ready pod -l app=hello --timeout=120s
 k get pods -o wide
 echo "== each pod answers on its own IP (from the node)"
 for ip in $(k get pods -l app=hello -o jsonpath='{.items[*].status.podIP}'); do
@@ -65,7 +80,8 @@ for ip in $(k get pods -l app=hello -o jsonpath='{.items[*].status.podIP}'); do
 done
 echo "== logs and exec through the API server and the kubelet"
 pod=$(k get pods -l app=hello -o jsonpath='{.items[0].metadata.name}')
-k exec "$pod" -- sh -c 'echo "inside $(hostname): $(cat /etc/resolv.conf | head -1)"'
+k logs "$pod" || true
+k exec "$pod" -- sh -c 'echo "inside $(hostname): $(head -1 /etc/resolv.conf)"'
 echo "(Services, cluster DNS and the proxy come with the services issue; the app then answers on its ClusterIP.)"
 if [ "${KEEP:-}" = 1 ]; then
   echo "== the cluster keeps running; use it with:"
