@@ -201,6 +201,8 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
     // own name.
     let controllers = identity(&server_url, &pki, "system:kube-controller-manager", &[]).await?;
     tokio::spawn(crate::controllers::nodeipam::run(controllers, cluster_cidr));
+    let scheduler = identity(&server_url, &pki, "system:kube-scheduler", &[]).await?;
+    tokio::spawn(crate::scheduler::run(scheduler));
     if let Some(cfg) = kubelet_config {
         let user = format!("system:node:{}", cfg.node_name);
         let client = identity(&server_url, &pki, &user, &["system:nodes"]).await?;
