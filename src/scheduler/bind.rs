@@ -50,7 +50,9 @@ pub async fn report_unschedulable(
     let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), ns);
     let ev = json!({
         "apiVersion": "v1", "kind": "Event",
-        "metadata": {"generateName": format!("{name}."), "namespace": ns},
+        // Named as upstream's recorder does (object name, then a hex timestamp): a generateName
+        // ending in '.' is not a valid prefix.
+        "metadata": {"name": format!("{name}.{:x}", chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)), "namespace": ns},
         "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": name, "namespace": ns,
                            "uid": pod.metadata.uid},
         "reason": "FailedScheduling", "message": message, "type": "Warning",

@@ -145,7 +145,7 @@ fn unschedulable_message_matches_upstream() {
         "0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod.");
     let m = schedule(
         &pod(json!({"spec": {"nodeSelector": {"zone": "b"}}})),
-        &[n.clone()],
+        std::slice::from_ref(&n),
     )
     .unwrap_err();
     assert_eq!(m, "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector. preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling.");
