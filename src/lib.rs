@@ -12,6 +12,7 @@ pub mod controllers;
 pub mod image;
 pub mod network;
 pub mod runtime;
+pub mod scheduler;
 pub mod server;
 pub mod shim;
 pub mod store;

@@ -227,6 +227,8 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
     )?);
     let controllers = identity(&server_url, &pki, "system:kube-controller-manager", &[]).await?;
     tokio::spawn(crate::controllers::nodeipam::run(controllers, cluster_cidr));
+    let scheduler = identity(&server_url, &pki, "system:kube-scheduler", &[]).await?;
+    tokio::spawn(crate::scheduler::run(scheduler));
     if let Some(mut cfg) = kubelet_config {
         let sans = vec![
             cfg.node_ip.clone(),

@@ -1,0 +1,65 @@
+//! Binding a pod (POST pods/binding), and reporting one that fits nowhere.
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::json;
+
+pub async fn bind(client: &kube::Client, pod: &Pod, node: &str) -> Result<(), kube::Error> {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let name = pod.metadata.name.as_deref().unwrap_or("");
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let binding = json!({
+        "apiVersion": "v1", "kind": "Binding",
+        "metadata": {"name": name, "namespace": ns, "uid": pod.metadata.uid},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+    });
+    let _: serde_json::Value = api
+        .create_subresource("binding", name, &PostParams::default(), &binding)
+        .await?;
+    Ok(())
+}
+
+pub async fn report_unschedulable(
+    client: &kube::Client,
+    pod: &Pod,
+    message: &str,
+) -> Result<(), kube::Error> {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let name = pod.metadata.name.as_deref().unwrap_or("");
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let already = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| {
+            cs.iter().any(|c| {
+                c.type_ == "PodScheduled"
+                    && c.status == "False"
+                    && c.message.as_deref() == Some(message)
+            })
+        });
+    if already {
+        return Ok(());
+    }
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let status = json!({"status": {"conditions": [{
+        "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+        "message": message, "lastProbeTime": null, "lastTransitionTime": now}]}});
+    api.patch_status(name, &PatchParams::default(), &Patch::Strategic(&status))
+        .await?;
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), ns);
+    let ev = json!({
+        "apiVersion": "v1", "kind": "Event",
+        // Named as upstream's recorder does (object name, then a hex timestamp): a generateName
+        // ending in '.' is not a valid prefix.
+        "metadata": {"name": format!("{name}.{:x}", chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)), "namespace": ns},
+        "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": name, "namespace": ns,
+                           "uid": pod.metadata.uid},
+        "reason": "FailedScheduling", "message": message, "type": "Warning",
+        "source": {"component": "default-scheduler"}, "reportingComponent": "default-scheduler",
+        "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+    });
+    let ev: k8s_openapi::api::core::v1::Event = serde_json::from_value(ev).expect("event shape");
+    events.create(&PostParams::default(), &ev).await?;
+    Ok(())
+}
