@@ -67,14 +67,7 @@ async fn kubelet_of(api: &Api, node: &str) -> Result<(String, u16), ApiError> {
 
 /// GET pods/<name>/log: checks the container as upstream does, then streams the kubelet's answer.
 pub async fn pod_log(api: &Api, ns: &str, name: &str, query: &str) -> Result<Resp, ApiError> {
-    let snap = api.registry.snapshot();
-    let pods = snap
-        .lookup("", "v1", "pods")
-        .ok_or_else(|| ApiError::Internal("pods are not served".into()))?;
-    let (pod, _) = api
-        .get_object(&pods, Some(ns), name)
-        .await?
-        .ok_or_else(|| ApiError::not_found("", "pods", name))?;
+    let pod = pod_of(api, ns, name).await?;
     let params = super::encoding::parse_query(Some(query));
     let container = pick_container(&pod, name, &params)?;
     let node = pod["spec"]["nodeName"].as_str().unwrap_or("");
@@ -92,17 +85,13 @@ pub async fn pod_log(api: &Api, ns: &str, name: &str, query: &str) -> Result<Res
         }
     }
     let path = format!("/containerLogs/{ns}/{name}/{container}?{}", q.join("&"));
-    let resp = get(&ip, port, &path).await?;
-    let status = resp.status();
-    if status != StatusCode::OK {
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
-        let text = String::from_utf8_lossy(&body).trim().to_string();
-        return Err(bad(text));
+    let req = Request::get(&path)
+        .header("host", format!("{ip}:{port}"))
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let resp = send(&ip, port, req).await?;
+    if resp.status() != StatusCode::OK {
+        return Err(kubelet_error(resp).await);
     }
     // Frames are passed on as they come (a followed log never ends on its own); an error from
     // the kubelet's side ends the stream.
@@ -139,11 +128,25 @@ fn encode(v: &str) -> String {
         .collect()
 }
 
-/// One GET to a kubelet.
-async fn get(
+/// The pod object, or upstream's NotFound.
+async fn pod_of(api: &Api, ns: &str, name: &str) -> Result<serde_json::Value, ApiError> {
+    let snap = api.registry.snapshot();
+    let pods = snap
+        .lookup("", "v1", "pods")
+        .ok_or_else(|| ApiError::Internal("pods are not served".into()))?;
+    let (pod, _) = api
+        .get_object(&pods, Some(ns), name)
+        .await?
+        .ok_or_else(|| ApiError::not_found("", "pods", name))?;
+    Ok(pod)
+}
+
+/// Sends one request to the kubelet at `ip:port` over a fresh mutual-TLS connection that may
+/// be upgraded afterwards.
+async fn send(
     ip: &str,
     port: u16,
-    path: &str,
+    req: Request<Empty<Bytes>>,
 ) -> Result<http::Response<hyper::body::Incoming>, ApiError> {
     let tls = KUBELET_TLS.get().cloned().ok_or_else(|| {
         ApiError::Internal("the API server has no kubelet client credentials".into())
@@ -158,17 +161,34 @@ async fn get(
         .connect(server_name, tcp)
         .await
         .map_err(|e| unreachable(format!("tls: {e}")))?;
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| unreachable(e.to_string()))?;
-    tokio::spawn(conn);
-    let req = Request::get(path)
-        .header("host", format!("{ip}:{port}"))
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    send.send_request(req)
+    tokio::spawn(conn.with_upgrades());
+    sender
+        .send_request(req)
         .await
         .map_err(|e| unreachable(e.to_string()))
+}
+
+/// A kubelet's refusal as the client should see it: its text, NotFound for a 404.
+async fn kubelet_error(resp: http::Response<hyper::body::Incoming>) -> ApiError {
+    let code = resp.status();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&body).trim().to_string();
+    if code == StatusCode::NOT_FOUND {
+        ApiError::NotFound {
+            message: text,
+            target: Default::default(),
+        }
+    } else {
+        bad(text)
+    }
 }
 
 /// The container a request names, or the pod's only (or default) one, checked as upstream.
@@ -224,14 +244,7 @@ pub async fn pod_upgrade<B>(
     subresource: &str,
     mut req: http::Request<B>,
 ) -> Result<Resp, ApiError> {
-    let snap = api.registry.snapshot();
-    let pods = snap
-        .lookup("", "v1", "pods")
-        .ok_or_else(|| ApiError::Internal("pods are not served".into()))?;
-    let (pod, _) = api
-        .get_object(&pods, Some(ns), name)
-        .await?
-        .ok_or_else(|| ApiError::not_found("", "pods", name))?;
+    let pod = pod_of(api, ns, name).await?;
     let query = req.uri().query().unwrap_or("").to_string();
     let params = super::encoding::parse_query(Some(&query));
     let node = pod["spec"]["nodeName"].as_str().unwrap_or("").to_string();
@@ -252,23 +265,6 @@ pub async fn pod_upgrade<B>(
         }
     };
     let (ip, port) = kubelet_of(api, &node).await?;
-    let tls = KUBELET_TLS.get().cloned().ok_or_else(|| {
-        ApiError::Internal("the API server has no kubelet client credentials".into())
-    })?;
-    let unreachable = |e: String| ApiError::Internal(format!("error dialing backend: {e}"));
-    let tcp = tokio::net::TcpStream::connect((ip.as_str(), port))
-        .await
-        .map_err(|e| unreachable(format!("dial tcp {ip}:{port}: {e}")))?;
-    let server_name = rustls::pki_types::ServerName::try_from(ip.clone())
-        .map_err(|e| unreachable(e.to_string()))?;
-    let stream = tokio_rustls::TlsConnector::from(tls)
-        .connect(server_name, tcp)
-        .await
-        .map_err(|e| unreachable(format!("tls: {e}")))?;
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| unreachable(e.to_string()))?;
-    tokio::spawn(conn.with_upgrades());
     let mut out = Request::builder()
         .method(req.method().clone())
         .uri(&path)
@@ -286,27 +282,9 @@ pub async fn pod_upgrade<B>(
     let out = out
         .body(Empty::<Bytes>::new())
         .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let mut resp = send
-        .send_request(out)
-        .await
-        .map_err(|e| unreachable(e.to_string()))?;
+    let mut resp = send(&ip, port, out).await?;
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
-        let code = resp.status();
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
-        let text = String::from_utf8_lossy(&body).trim().to_string();
-        return Err(if code == StatusCode::NOT_FOUND {
-            ApiError::NotFound {
-                message: text,
-                target: Default::default(),
-            }
-        } else {
-            bad(text)
-        });
+        return Err(kubelet_error(resp).await);
     }
     let mut answer = http::Response::builder().status(StatusCode::SWITCHING_PROTOCOLS);
     for (k, v) in resp.headers() {

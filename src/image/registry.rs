@@ -665,7 +665,7 @@ fn build_tls(settings: &TlsConfig) -> Result<rustls::ClientConfig, String> {
 /// `insecure_skip_verify`: accepts any certificate, but still checks the handshake signatures
 /// so the connection is at least encrypted to whoever answered.
 #[derive(Debug)]
-struct NoVerification(Arc<rustls::crypto::CryptoProvider>);
+pub struct NoVerification(pub Arc<rustls::crypto::CryptoProvider>);
 
 impl rustls::client::danger::ServerCertVerifier for NoVerification {
     fn verify_server_cert(

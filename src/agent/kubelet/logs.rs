@@ -54,40 +54,16 @@ impl Options {
     }
 }
 
-/// Decodes `a=b&c=d` (with %XX and +).
+/// Decodes `a=b&c=d` in order, keeping repeated keys (exec's `command=` comes once per
+/// argument).
 pub fn form_pairs(query: &str) -> Vec<(String, String)> {
-    let dec = |s: &str| {
-        let b = s.as_bytes();
-        let mut out = Vec::with_capacity(b.len());
-        let mut i = 0;
-        while i < b.len() {
-            let hex = (b[i] == b'%' && i + 2 < b.len())
-                .then(|| std::str::from_utf8(&b[i + 1..i + 3]).ok())
-                .flatten()
-                .and_then(|h| u8::from_str_radix(h, 16).ok());
-            match (b[i], hex) {
-                (_, Some(x)) => {
-                    out.push(x);
-                    i += 3;
-                }
-                (b'+', _) => {
-                    out.push(b' ');
-                    i += 1;
-                }
-                (c, _) => {
-                    out.push(c);
-                    i += 1;
-                }
-            }
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    };
+    use crate::apiserver::encoding::percent_decode;
     query
         .split('&')
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (dec(k), dec(v))
+            (percent_decode(k), percent_decode(v))
         })
         .collect()
 }
