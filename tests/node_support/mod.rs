@@ -80,6 +80,49 @@ impl Netns {
     }
 }
 
+impl Netns {
+    /// An empty namespace holding a bridge `br0`: the "switch" the nodes of a multi-node
+    /// cluster are cabled to. It has no address and no route, so nothing leaves it.
+    pub fn hub() -> Netns {
+        let name = format!(
+            "nk-h{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::SeqCst)
+        );
+        ip(&["netns", "add", &name]);
+        ip(&["-n", &name, "link", "add", "br0", "type", "bridge"]);
+        ip(&["-n", &name, "link", "set", "br0", "up"]);
+        Netns { name }
+    }
+
+    /// A node's namespace cabled to `hub`'s bridge, holding `address`/24 and a default route
+    /// into the hub (where it ends: no other way out exists).
+    pub fn on_hub(hub: &Netns, address: &str) -> Netns {
+        let seq = SEQ.fetch_add(1, Ordering::SeqCst);
+        let name = format!("nk-t{}-{seq}", std::process::id());
+        let port = format!("p{seq}");
+        ip(&["netns", "add", &name]);
+        ip(&["-n", &name, "link", "set", "lo", "up"]);
+        ip(&[
+            "-n", &name, "link", "add", "nk0", "type", "veth", "peer", "name", &port, "netns",
+            &hub.name,
+        ]);
+        ip(&["-n", &hub.name, "link", "set", &port, "master", "br0", "up"]);
+        ip(&[
+            "-n",
+            &name,
+            "addr",
+            "add",
+            &format!("{address}/24"),
+            "dev",
+            "nk0",
+        ]);
+        ip(&["-n", &name, "link", "set", "nk0", "up"]);
+        ip(&["-n", &name, "route", "add", "default", "dev", "nk0"]);
+        Netns { name }
+    }
+}
+
 impl Drop for Netns {
     fn drop(&mut self) {
         let _ = Command::new("ip")
@@ -88,11 +131,44 @@ impl Drop for Netns {
     }
 }
 
-/// A one-node cluster: server plus its agent, node name `node1`.
+/// A cluster: server plus its agent (node `node1`), and for multi-node clusters more nodes
+/// (`node2`, ...), each an agent in a namespace of its own joined with the server's token.
 pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub ns: Netns,
     child: Option<Child>,
+    /// The server's address: loopback for one node, node1's address when others join.
+    bind: &'static str,
+    pub agents: Vec<Agent>,
+    /// The bridge the nodes are cabled to (multi-node only); dropped after them.
+    hub: Option<Netns>,
+}
+
+/// A joined node: `nanokube agent --server --token` in its own namespace.
+pub struct Agent {
+    pub name: String,
+    pub ip: String,
+    pub ns: Netns,
+    pub dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Agent {
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("agent.log")).unwrap_or_default()
+    }
+    /// Runs `program args` inside this node's network namespace.
+    pub fn in_node(&self, program: &str, args: &[&str]) -> Output {
+        self.ns
+            .command(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
 }
 
 impl Cluster {
@@ -108,10 +184,150 @@ impl Cluster {
             dir,
             ns: Netns::new(),
             child: None,
+            bind: "127.0.0.1",
+            agents: Vec::new(),
+            hub: None,
         };
         c.spawn();
-        c.wait_for("node Ready", Duration::from_secs(60), |c| {
-            c.json(&["get", "node", "node1"]).is_some_and(|n| {
+        c.wait_ready("node1");
+        c
+    }
+
+    /// A cluster of `nodes` nodes: node1 runs the server and its agent, node2... join it.
+    /// Node k has the address 10.99.0.(k+1), all on one bridge in a namespace of their own.
+    pub fn start_nodes(nodes: usize) -> Cluster {
+        assert!(nodes >= 1);
+        if nodes == 1 {
+            return Cluster::start();
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("nk-node-")
+            .tempdir()
+            .expect("temp dir");
+        let images = dir.path().join("data/agent/images");
+        std::fs::create_dir_all(&images).unwrap();
+        std::fs::copy(image_tarball(), images.join("busybox.oci.tar")).unwrap();
+        let hub = Netns::hub();
+        let mut c = Cluster {
+            dir,
+            ns: Netns::on_hub(&hub, NODE_IP),
+            child: None,
+            bind: NODE_IP,
+            agents: Vec::new(),
+            hub: Some(hub),
+        };
+        c.spawn();
+        c.wait_ready("node1");
+        for k in 2..=nodes {
+            c.join(&format!("node{k}"), &format!("10.99.0.{}", k + 1));
+        }
+        for k in 2..=nodes {
+            c.wait_ready(&format!("node{k}"));
+        }
+        c
+    }
+
+    /// Starts one more node, `name` at `address`, joined with the server's token.
+    fn join(&mut self, name: &str, address: &str) {
+        let hub = self.hub.as_ref().expect("a multi-node cluster");
+        let dir = self.dir.path().join(name);
+        let images = dir.join("data/agent/images");
+        std::fs::create_dir_all(&images).unwrap();
+        std::fs::copy(image_tarball(), images.join("busybox.oci.tar")).unwrap();
+        let mut agent = Agent {
+            name: name.to_string(),
+            ip: address.to_string(),
+            ns: Netns::on_hub(hub, address),
+            dir,
+            child: None,
+        };
+        self.spawn_agent(&mut agent);
+        self.agents.push(agent);
+    }
+
+    fn spawn_agent(&self, agent: &mut Agent) {
+        let token = std::fs::read_to_string(self.data_dir().join("server/node-token"))
+            .expect("the server's node token");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(agent.dir.join("agent.log"))
+            .unwrap();
+        let child = agent
+            .ns
+            .command(NANOKUBE)
+            .args(["agent", "--server", &self.server_url(), "--token"])
+            .arg(token.trim())
+            .args(["--node-name", &agent.name, "--node-ip", &agent.ip])
+            .arg("--data-dir")
+            .arg(agent.data_dir())
+            .arg("--pod-logs-dir")
+            .arg(agent.dir.join("pod-logs"))
+            .arg("--runtime-root")
+            .arg(agent.dir.join("run"))
+            .env("RUST_LOG", "info,nanokube::agent=debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start nanokube agent");
+        agent.child = Some(child);
+    }
+
+    /// The joined node called `name`.
+    pub fn agent(&self, name: &str) -> &Agent {
+        self.agents
+            .iter()
+            .find(|a| a.name == name)
+            .unwrap_or_else(|| panic!("no node {name}"))
+    }
+
+    /// kill -9 of a joined node's agent alone (its pods' shims and containers live on).
+    pub fn kill9_agent(&mut self, name: &str) {
+        let a = self.agents.iter_mut().find(|a| a.name == name).unwrap();
+        if let Some(mut c) = a.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    /// The whole node dies: its agent, then every shim and container (`nanokube killall`).
+    pub fn kill_node(&mut self, name: &str) {
+        self.kill9_agent(name);
+        let a = self.agent(name);
+        let _ =
+            a.ns.command(NANOKUBE)
+                .arg("killall")
+                .arg("--data-dir")
+                .arg(a.data_dir())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+    }
+
+    /// Starts a joined node's agent again after kill9_agent or kill_node.
+    pub fn start_agent_again(&mut self, name: &str) {
+        let i = self.agents.iter().position(|a| a.name == name).unwrap();
+        let mut a = self.agents.remove(i);
+        assert!(a.child.is_none());
+        self.spawn_agent(&mut a);
+        self.agents.insert(i, a);
+    }
+
+    /// The API server's URL, as the kubeconfig names it.
+    pub fn server_url(&self) -> String {
+        let kc = std::fs::read_to_string(self.kubeconfig()).expect("kubeconfig");
+        kc.lines()
+            .find_map(|l| l.trim().strip_prefix("server: "))
+            .expect("a server line in the kubeconfig")
+            .trim()
+            .to_string()
+    }
+
+    /// Waits until the node reports Ready=True.
+    pub fn wait_ready(&self, node: &str) {
+        self.wait_for(&format!("{node} Ready"), Duration::from_secs(60), |c| {
+            c.json(&["get", "node", node]).is_some_and(|n| {
                 n["status"]["conditions"]
                     .as_array()
                     .into_iter()
@@ -119,7 +335,6 @@ impl Cluster {
                     .any(|c| c["type"] == "Ready" && c["status"] == "True")
             })
         });
-        c
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -153,7 +368,7 @@ impl Cluster {
             .arg(self.data_dir())
             .arg("--write-kubeconfig")
             .arg(self.kubeconfig())
-            .args(["--bind-address", "127.0.0.1", "--https-listen-port", "0"])
+            .args(["--bind-address", self.bind, "--https-listen-port", "0"])
             .args(["--node-name", "node1", "--node-ip", NODE_IP])
             .arg("--pod-logs-dir")
             .arg(self.logs_dir())
@@ -340,6 +555,19 @@ impl Drop for Cluster {
             let keep = std::env::temp_dir().join(format!("{}-server.log", self.ns.name));
             let _ = std::fs::copy(self.dir.path().join("server.log"), &keep);
             eprintln!("server log kept at {}", keep.display());
+            for a in &self.agents {
+                let keep = std::env::temp_dir().join(format!("{}-agent.log", a.ns.name));
+                let _ = std::fs::copy(a.dir.join("agent.log"), &keep);
+                eprintln!("{} agent log kept at {}", a.name, keep.display());
+            }
+        }
+        for name in self
+            .agents
+            .iter()
+            .map(|a| a.name.clone())
+            .collect::<Vec<_>>()
+        {
+            self.kill_node(&name);
         }
         self.kill9();
         let _ = self
