@@ -51,12 +51,24 @@ pub struct ServerArgs {
     /// The range Service cluster IPs come from.
     #[arg(long, default_value = "10.43.0.0/16")]
     pub service_cidr: String,
+    /// How long a node's agent may be silent before the node is Unknown and tainted
+    /// unreachable (a Go duration, as kube-controller-manager's flag).
+    #[arg(long, default_value = "50s", value_parser = go_duration)]
+    pub node_monitor_grace_period: Duration,
+    /// How often the node lifecycle controller looks at each node.
+    #[arg(long, default_value = "5s", value_parser = go_duration)]
+    pub node_monitor_period: Duration,
     /// More names or addresses for the serving certificate (k3s's --tls-san; repeatable).
     #[arg(long = "tls-san")]
     pub tls_san: Vec<String>,
     /// The local agent's node settings.
     #[command(flatten)]
     pub node: crate::agent::NodeArgs,
+}
+
+fn go_duration(text: &str) -> Result<Duration, String> {
+    crate::runtime::args::parse_duration(text)
+        .ok_or_else(|| format!("{text:?} is not a duration (e.g. 40s, 1m30s)"))
 }
 
 pub fn run(args: ServerArgs) -> anyhow::Result<i32> {
@@ -226,7 +238,17 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
         &kc_key,
     )?);
     let controllers = identity(&server_url, &pki, "system:kube-controller-manager", &[]).await?;
-    tokio::spawn(crate::controllers::nodeipam::run(controllers, cluster_cidr));
+    tokio::spawn(crate::controllers::nodeipam::run(
+        controllers.clone(),
+        cluster_cidr,
+    ));
+    tokio::spawn(crate::controllers::nodelifecycle::run(
+        controllers,
+        crate::controllers::nodelifecycle::Settings {
+            grace: args.node_monitor_grace_period,
+            period: args.node_monitor_period,
+        },
+    ));
     let scheduler = identity(&server_url, &pki, "system:kube-scheduler", &[]).await?;
     tokio::spawn(crate::scheduler::run(scheduler));
     if let Some(mut cfg) = kubelet_config {

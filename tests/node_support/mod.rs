@@ -142,6 +142,8 @@ pub struct Cluster {
     pub agents: Vec<Agent>,
     /// The bridge the nodes are cabled to (multi-node only); dropped after them.
     hub: Option<Netns>,
+    /// More flags for `nanokube server` (e.g. shorter controller periods).
+    server_args: Vec<String>,
 }
 
 /// A joined node: `nanokube agent --server --token` in its own namespace.
@@ -187,19 +189,23 @@ impl Cluster {
             bind: "127.0.0.1",
             agents: Vec::new(),
             hub: None,
+            server_args: Vec::new(),
         };
         c.spawn();
         c.wait_ready("node1");
         c
     }
 
-    /// A cluster of `nodes` nodes: node1 runs the server and its agent, node2... join it.
+    /// A cluster of `nodes` (two or more) nodes: node1 runs the server and its agent, node2...
+    /// join it.
     /// Node k has the address 10.99.0.(k+1), all on one bridge in a namespace of their own.
     pub fn start_nodes(nodes: usize) -> Cluster {
-        assert!(nodes >= 1);
-        if nodes == 1 {
-            return Cluster::start();
-        }
+        Cluster::start_nodes_with(nodes, &[])
+    }
+
+    /// start_nodes, with more flags for the server.
+    pub fn start_nodes_with(nodes: usize, server_args: &[&str]) -> Cluster {
+        assert!(nodes >= 2, "a multi-node cluster");
         let dir = tempfile::Builder::new()
             .prefix("nk-node-")
             .tempdir()
@@ -215,6 +221,7 @@ impl Cluster {
             bind: NODE_IP,
             agents: Vec::new(),
             hub: Some(hub),
+            server_args: server_args.iter().map(|a| a.to_string()).collect(),
         };
         c.spawn();
         c.wait_ready("node1");
@@ -374,6 +381,7 @@ impl Cluster {
             .arg(self.logs_dir())
             .arg("--runtime-root")
             .arg(self.runtime_root())
+            .args(&self.server_args)
             .env("RUST_LOG", "info,nanokube::agent=debug")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
