@@ -237,20 +237,30 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
         &kc_cert,
         &kc_key,
     )?);
+    // The controller manager and the scheduler act only while they hold their leader Lease,
+    // so that several servers can run them (kube-system/kube-controller-manager and
+    // kube-system/kube-scheduler, as upstream names them).
     let controllers = identity(&server_url, &pki, "system:kube-controller-manager", &[]).await?;
-    tokio::spawn(crate::controllers::nodeipam::run(
-        controllers.clone(),
+    let settings = crate::controllers::Settings {
         cluster_cidr,
-    ));
-    tokio::spawn(crate::controllers::nodelifecycle::run(
-        controllers,
-        crate::controllers::nodelifecycle::Settings {
+        node_lifecycle: crate::controllers::nodelifecycle::Settings {
             grace: args.node_monitor_grace_period,
             period: args.node_monitor_period,
         },
+    };
+    let leader = crate::controllers::leader::Election::new("kube-controller-manager");
+    tokio::spawn(crate::controllers::leader::run(
+        controllers.clone(),
+        leader,
+        move || crate::controllers::run(controllers.clone(), settings.clone()),
     ));
     let scheduler = identity(&server_url, &pki, "system:kube-scheduler", &[]).await?;
-    tokio::spawn(crate::scheduler::run(scheduler));
+    let leader = crate::controllers::leader::Election::new("kube-scheduler");
+    tokio::spawn(crate::controllers::leader::run(
+        scheduler.clone(),
+        leader,
+        move || crate::scheduler::run(scheduler.clone()),
+    ));
     if let Some(mut cfg) = kubelet_config {
         let sans = vec![
             cfg.node_ip.clone(),

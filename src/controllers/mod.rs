@@ -2,5 +2,23 @@
 //! (reconcilers over watches, as kube-rs shapes them). The scheduler and the workload
 //! controllers join them with their issue.
 
+pub mod leader;
 pub mod nodeipam;
 pub mod nodelifecycle;
+
+/// What the controller manager needs to know beyond its client.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub cluster_cidr: crate::network::Cidr,
+    pub node_lifecycle: nodelifecycle::Settings,
+}
+
+/// Every controller of the controller manager, until the process ends or the future is
+/// dropped (leadership lost): they run inside this one future, not as spawned tasks, so
+/// stopping it stops them all.
+pub async fn run(client: kube::Client, settings: Settings) {
+    tokio::join!(
+        nodeipam::run(client.clone(), settings.cluster_cidr),
+        nodelifecycle::run(client.clone(), settings.node_lifecycle),
+    );
+}

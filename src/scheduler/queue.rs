@@ -38,7 +38,17 @@ impl Waiting {
     }
 }
 
-fn spawn_reflector<K>(api: Api<K>, changes: Arc<(AtomicU64, Notify)>) -> Store<K>
+/// A task that ends with its owner: the scheduler's reflectors stop when the scheduler is
+/// stopped (it loses its leader lease).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn spawn_reflector<K>(api: Api<K>, changes: Arc<(AtomicU64, Notify)>) -> (Store<K>, AbortOnDrop)
 where
     K: kube::Resource<DynamicType = ()>
         + Clone
@@ -52,7 +62,7 @@ where
     let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()))
         .default_backoff()
         .touched_objects();
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         stream
             .for_each(|ev| {
                 if let Err(e) = ev {
@@ -64,14 +74,14 @@ where
             })
             .await;
     });
-    reader
+    (reader, AbortOnDrop(task))
 }
 
 /// Runs the scheduler until the process ends.
 pub async fn run(client: kube::Client) {
     let changes = Arc::new((AtomicU64::new(0), Notify::new()));
-    let nodes = spawn_reflector(Api::<Node>::all(client.clone()), changes.clone());
-    let pods = spawn_reflector(Api::<Pod>::all(client.clone()), changes.clone());
+    let (nodes, _nodes_task) = spawn_reflector(Api::<Node>::all(client.clone()), changes.clone());
+    let (pods, _pods_task) = spawn_reflector(Api::<Pod>::all(client.clone()), changes.clone());
     let _ = nodes.wait_until_ready().await;
     let _ = pods.wait_until_ready().await;
     let mut waiting: HashMap<String, Waiting> = HashMap::new();
