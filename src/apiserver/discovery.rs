@@ -84,6 +84,9 @@ fn aggregated_resource(r: &ResourceInfo) -> Value {
         subresources.push(json!({"subresource": "binding",
             "responseKind": {"group": "", "version": "v1", "kind": "Binding"},
             "verbs": ["create"]}));
+        subresources.push(json!({"subresource": "eviction",
+            "responseKind": {"group": "policy", "version": "v1", "kind": "Eviction"},
+            "verbs": ["create"]}));
     }
     if r.scale {
         subresources.push(json!({"subresource": "scale",
@@ -198,6 +201,10 @@ pub fn api_resource_list(snap: &Snapshot, group: &str, version: &str) -> Option<
             resources.push(
                 json!({"name": "pods/binding", "singularName": "", "namespaced": true,
                 "kind": "Binding", "verbs": ["create"]}),
+            );
+            resources.push(
+                json!({"name": "pods/eviction", "singularName": "", "namespaced": true,
+                "group": "policy", "version": "v1", "kind": "Eviction", "verbs": ["create"]}),
             );
         }
         if r.scale {

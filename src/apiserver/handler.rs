@@ -67,6 +67,7 @@ pub enum IncludeObject {
 }
 
 /// One request against a resource, after routing.
+#[derive(Clone)]
 pub struct ResourceRequest {
     pub info: Arc<ResourceInfo>,
     pub namespace: Option<String>,
@@ -589,7 +590,7 @@ impl Api {
             Some("status") if info.status || info.plural == "namespaces" => {}
             Some("scale") if info.scale => {}
             Some("finalize") if info.plural == "namespaces" => {}
-            Some("binding") if info.plural == "pods" && info.group.is_empty() => {}
+            Some("binding" | "eviction") if info.plural == "pods" && info.group.is_empty() => {}
             Some(other) => {
                 return Err(ApiError::NotFound {
                     message: format!(
@@ -646,6 +647,9 @@ impl Api {
             (&Method::POST, false) => self.create(&r).await,
             (&Method::POST, true) if r.subresource.as_deref() == Some("binding") => {
                 self.bind(&r).await
+            }
+            (&Method::POST, true) if r.subresource.as_deref() == Some("eviction") => {
+                self.evict(&r).await
             }
             (&Method::PUT, true) => self.update(&r).await,
             (&Method::PATCH, true) => self.patch(&r).await,

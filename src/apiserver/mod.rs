@@ -21,6 +21,7 @@ pub mod crd;
 pub mod deletes;
 pub mod discovery;
 pub mod encoding;
+pub mod eviction;
 pub mod handler;
 pub mod health;
 pub mod http;

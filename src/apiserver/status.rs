@@ -66,6 +66,10 @@ pub enum ApiError {
     /// (429, with a Retry-After header).
     #[error("{message}")]
     TooManyRequests { message: String, retry_after: u64 },
+    /// Refused for now by a rule that may change, e.g. an eviction a PodDisruptionBudget does
+    /// not allow yet (429 with its causes, no Retry-After).
+    #[error("{message}")]
+    Throttled { message: String, causes: Vec<Cause> },
     /// An admission webhook refused the request with its own Status code and reason (at least
     /// 400, as upstream makes it).
     #[error("{message}")]
@@ -201,7 +205,7 @@ impl ApiError {
             ApiError::TooLarge(_) => 413,
             ApiError::UnsupportedMediaType(_) => 415,
             ApiError::NotAcceptable(_) => 406,
-            ApiError::TooManyRequests { .. } => 429,
+            ApiError::TooManyRequests { .. } | ApiError::Throttled { .. } => 429,
             ApiError::ServiceUnavailable(_) => 503,
             ApiError::Denied { code, .. } => *code,
             ApiError::Timeout(_) => 504,
@@ -223,7 +227,7 @@ impl ApiError {
             ApiError::TooLarge(_) => "RequestEntityTooLarge",
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
             ApiError::NotAcceptable(_) => "NotAcceptable",
-            ApiError::TooManyRequests { .. } => "TooManyRequests",
+            ApiError::TooManyRequests { .. } | ApiError::Throttled { .. } => "TooManyRequests",
             ApiError::ServiceUnavailable(_) => "ServiceUnavailable",
             ApiError::Denied { reason, .. } => reason,
             ApiError::Timeout(_) => "Timeout",
@@ -265,6 +269,16 @@ impl ApiError {
         }
         if let ApiError::TooManyRequests { retry_after, .. } = self {
             status["details"] = json!({"retryAfterSeconds": retry_after});
+        }
+        if let ApiError::Throttled { causes, .. } = self {
+            // These causes name no field, and upstream leaves the key out.
+            status["details"] = json!({"causes": causes.iter().map(|c| {
+                let mut v = json!({"reason": c.reason, "message": c.message});
+                if !c.field.is_empty() {
+                    v["field"] = json!(c.field);
+                }
+                v
+            }).collect::<Vec<_>>()});
         }
         status
     }

@@ -2,6 +2,7 @@
 //! (reconcilers over watches, as kube-rs shapes them). The scheduler and the workload
 //! controllers join them with their issue.
 
+pub mod disruption;
 pub mod leader;
 pub mod nodeipam;
 pub mod nodelifecycle;
@@ -20,5 +21,6 @@ pub async fn run(client: kube::Client, settings: Settings) {
     tokio::join!(
         nodeipam::run(client.clone(), settings.cluster_cidr),
         nodelifecycle::run(client.clone(), settings.node_lifecycle),
+        disruption::run(client.clone()),
     );
 }
