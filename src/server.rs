@@ -226,7 +226,16 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
         &kc_key,
     )?);
     let controllers = identity(&server_url, &pki, "system:kube-controller-manager", &[]).await?;
-    tokio::spawn(crate::controllers::nodeipam::run(controllers, cluster_cidr));
+    tokio::spawn(crate::controllers::nodeipam::run(
+        controllers.clone(),
+        cluster_cidr,
+    ));
+    tokio::spawn(crate::controllers::job::run(controllers.clone()));
+    tokio::spawn(crate::controllers::ttl_after_finished::run(
+        controllers.clone(),
+    ));
+    tokio::spawn(crate::controllers::cronjob::run(controllers.clone()));
+    tokio::spawn(crate::controllers::daemonset::run(controllers.clone()));
     let scheduler = identity(&server_url, &pki, "system:kube-scheduler", &[]).await?;
     tokio::spawn(crate::scheduler::run(scheduler));
     if let Some(mut cfg) = kubelet_config {

@@ -2,4 +2,9 @@
 //! (reconcilers over watches, as kube-rs shapes them). The scheduler and the workload
 //! controllers join them with their issue.
 
+pub mod cronjob;
+pub mod daemonset;
+pub mod job;
 pub mod nodeipam;
+pub mod owned_pods;
+pub mod ttl_after_finished;
