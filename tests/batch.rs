@@ -310,3 +310,38 @@ fn daemonset_lands_on_the_node_and_rolls_out() {
     let history = c.ok(&["rollout", "history", "ds/agent"]);
     assert!(history.contains('2'), "{history}");
 }
+
+#[test]
+fn daemonset_reaches_a_node_that_joins_later() {
+    let mut c = Cluster::start_nodes(2);
+    // node2 leaves (its agent stopped, its Node deleted) before the DaemonSet exists.
+    c.kill9_agent("node2");
+    c.ok(&["delete", "node", "node2"]);
+    c.apply(&format!(
+        "apiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: everywhere\nspec:\n  selector:\n    matchLabels:\n      app: everywhere\n  template:\n    metadata:\n      labels:\n        app: everywhere\n    spec:\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: main\n        image: {IMAGE}\n        imagePullPolicy: IfNotPresent\n        command: [\"sleep\", \"1000\"]\n"
+    ));
+    c.ok(&["rollout", "status", "ds/everywhere", "--timeout=60s"]);
+    let nodes_with_pods = |c: &Cluster| -> BTreeSet<String> {
+        let pods = c.json(&["get", "pods", "-l", "app=everywhere"]).unwrap();
+        pods["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["status"]["phase"] == "Running")
+            .filter_map(|p| p["spec"]["nodeName"].as_str().map(String::from))
+            .collect()
+    };
+    assert_eq!(nodes_with_pods(&c), ["node1".to_string()].into());
+
+    // The node registers again: the DaemonSet follows it there.
+    c.start_agent_again("node2");
+    c.wait_ready("node2");
+    c.wait_for(
+        "a daemon pod running on node2",
+        Duration::from_secs(60),
+        |c| nodes_with_pods(c) == ["node1".to_string(), "node2".to_string()].into(),
+    );
+    let status = c.json(&["get", "ds", "everywhere"]).unwrap()["status"].clone();
+    assert_eq!(status["desiredNumberScheduled"], 2, "{status:#}");
+    c.ok(&["rollout", "status", "ds/everywhere", "--timeout=60s"]);
+}
