@@ -137,6 +137,33 @@ fn jobs_complete_fail_and_follow_their_spec() {
     let job = c.json(&["get", "job", "fails"]).unwrap();
     assert_eq!(job["status"]["failed"], 2, "{:#}", job["status"]);
     assert!(condition(&job, "FailureTarget").is_some());
+    // The story as events tell it.
+    let events = c.json(&["get", "events"]).unwrap();
+    let reasons: Vec<String> = events["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["involvedObject"]["name"] == "fails")
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["reason"].as_str().unwrap_or(""),
+                e["message"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.starts_with("SuccessfulCreate Created pod: fails-")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.contains(
+            &"BackoffLimitExceeded Job has reached the specified backoff limit".to_string()
+        ),
+        "{reasons:?}"
+    );
     let table = c.ok(&["get", "job", "fails"]);
     assert!(table.lines().nth(1).unwrap().contains("Failed"), "{table}");
 

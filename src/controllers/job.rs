@@ -227,20 +227,16 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
             let now = plan::condition(&after, ty).map(|c| c.reason.clone());
             if was != now {
                 if let Some(c) = plan::condition(&after, ty) {
-                    let reason = c.reason.clone().unwrap_or_default();
-                    let reason = if ty == "Complete" {
-                        "Completed".into()
+                    // Upstream reports completion as "Completed" / "Job completed".
+                    let (reason, note) = if ty == "Complete" {
+                        ("Completed".to_string(), "Job completed".to_string())
                     } else {
-                        reason
+                        (
+                            c.reason.clone().unwrap_or_default(),
+                            c.message.clone().unwrap_or_default(),
+                        )
                     };
-                    event(
-                        &ctx,
-                        &job,
-                        warning,
-                        &reason,
-                        c.message.clone().unwrap_or_default(),
-                    )
-                    .await;
+                    event(&ctx, &job, warning, &reason, note).await;
                 }
             }
         }
