@@ -167,6 +167,25 @@ fn jobs_complete_fail_and_follow_their_spec() {
     let table = c.ok(&["get", "job", "fails"]);
     assert!(table.lines().nth(1).unwrap().contains("Failed"), "{table}");
 
+    // A podFailurePolicy FailJob rule ends the Job at the first matching exit code, whatever
+    // backoffLimit allows.
+    c.apply(&job_yaml(
+        "policy",
+        "  backoffLimit: 6\n  podFailurePolicy:\n    rules:\n    - action: FailJob\n      onExitCodes:\n        containerName: main\n        operator: In\n        values: [42]\n",
+        "exit 42",
+    ));
+    let failed = wait_condition(&c, "policy", "Failed", 60);
+    assert_eq!(failed["reason"], "PodFailurePolicy");
+    let pod = job_pods(&c, "policy")[0]["metadata"]["name"].clone();
+    assert_eq!(
+        failed["message"],
+        format!(
+            "Container main for pod default/{} failed with exit code 42 matching FailJob rule at index 0",
+            pod.as_str().unwrap()
+        )
+    );
+    assert_eq!(job_pods(&c, "policy").len(), 1, "no retry after FailJob");
+
     // activeDeadlineSeconds stops a Job that runs too long.
     c.apply(&job_yaml(
         "slow",
