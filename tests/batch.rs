@@ -355,6 +355,28 @@ fn daemonset_lands_on_the_node_and_rolls_out() {
     );
     let history = c.ok(&["rollout", "history", "ds/agent"]);
     assert!(history.contains('2'), "{history}");
+
+    // Undo brings the first template back; its revision becomes the newest.
+    c.ok(&["rollout", "undo", "ds/agent"]);
+    c.ok(&["rollout", "status", "ds/agent", "--timeout=90s"]);
+    c.wait_for(
+        "the first revision's pod again",
+        Duration::from_secs(30),
+        |c| {
+            let pods = c.json(&["get", "pods", "-l", "app=agent"]).unwrap();
+            let items = pods["items"].as_array().cloned().unwrap_or_default();
+            items.len() == 1
+                && items[0]["metadata"]["labels"]["controller-revision-hash"] == first_hash.as_str()
+        },
+    );
+    let rev = c.ok(&[
+        "get",
+        "controllerrevision",
+        &format!("agent-{first_hash}"),
+        "-o",
+        "jsonpath={.revision}",
+    ]);
+    assert_eq!(rev, "3");
 }
 
 #[test]
