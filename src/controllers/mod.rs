@@ -2,10 +2,15 @@
 //! (reconcilers over watches, as kube-rs shapes them). The scheduler and the workload
 //! controllers join them with their issue.
 
+pub mod cronjob;
+pub mod daemonset;
 pub mod disruption;
+pub mod job;
 pub mod leader;
 pub mod nodeipam;
 pub mod nodelifecycle;
+pub mod owned_pods;
+pub mod ttl_after_finished;
 
 /// What the controller manager needs to know beyond its client.
 #[derive(Debug, Clone)]
@@ -22,5 +27,9 @@ pub async fn run(client: kube::Client, settings: Settings) {
         nodeipam::run(client.clone(), settings.cluster_cidr),
         nodelifecycle::run(client.clone(), settings.node_lifecycle),
         disruption::run(client.clone()),
+        job::run(client.clone()),
+        ttl_after_finished::run(client.clone()),
+        cronjob::run(client.clone()),
+        daemonset::run(client.clone()),
     );
 }

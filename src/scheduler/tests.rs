@@ -85,6 +85,19 @@ fn required_node_affinity_operators() {
 }
 
 #[test]
+fn required_node_affinity_match_fields_name_the_node() {
+    let n = info(node(json!({})), vec![]);
+    let on = |name: &str| {
+        pod(
+            json!({"spec": {"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution":
+            {"nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": [name]}]}]}}}}}),
+        )
+    };
+    assert!(filters::nodeaffinity::filter(&on("node1"), &n).is_ok());
+    assert!(filters::nodeaffinity::filter(&on("node2"), &n).is_err());
+}
+
+#[test]
 fn taints_and_cordon() {
     let tainted = info(
         node(json!({"spec": {"taints": [{"key": "k", "value": "v", "effect": "NoSchedule"}]}})),

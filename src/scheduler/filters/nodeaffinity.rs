@@ -56,11 +56,18 @@ pub fn filter(pod: &Pod, node: &NodeInfo) -> Result<(), Reject> {
             a.required_during_scheduling_ignored_during_execution
                 .as_ref()
         });
+    let name = node.node.metadata.name.clone().unwrap_or_default();
+    let fields = BTreeMap::from([("metadata.name".to_string(), name)]);
     let affinity_ok = required.is_none_or(|r| {
         r.node_selector_terms.iter().any(|t| {
             let exprs = t.match_expressions.as_deref().unwrap_or(&[]);
-            // A term with no expressions matches nothing, as upstream.
-            !exprs.is_empty() && exprs.iter().all(|e| expression_matches(e, labels))
+            // matchFields name the node itself (metadata.name is the one field upstream
+            // allows): DaemonSet pods are pinned this way.
+            let field_reqs = t.match_fields.as_deref().unwrap_or(&[]);
+            // A term with no requirements matches nothing, as upstream.
+            !(exprs.is_empty() && field_reqs.is_empty())
+                && exprs.iter().all(|e| expression_matches(e, labels))
+                && field_reqs.iter().all(|e| expression_matches(e, &fields))
         })
     });
     if selector_ok && affinity_ok {
