@@ -1,0 +1,252 @@
+//! Values an object holds outside its own key, taken in the store before the object is written:
+//! a Service's cluster IPs and node ports (`service.rs`, upstream's rules; `ranges.rs`, the
+//! ranges and their messages). Each value taken is a key of its own, created with
+//! `Store::create`, so two concurrent writes can never take the same one (the store refuses the
+//! second create) and what is taken survives a restart.
+//!
+//! - a cluster IP is a networking.k8s.io/v1 `IPAddress` object named by the address (the
+//!   record kube-apiserver keeps since 1.33), so `kubectl get ipaddresses` lists them;
+//! - a node port is `/registry/ranges/servicenodeports/<port>` naming its service.
+//!
+//! The request path (`resources.rs`, `deletes.rs`) asks the kind's `Strategy::allocator` on
+//! create and main-resource updates, before validation (as kube-apiserver allocates before it
+//! validates): the returned `Taken` is reverted when the write does not happen and committed
+//! (values the update gave up are freed) when it does; a delete frees everything held.
+
+pub mod ranges;
+pub mod service;
+
+use crate::apiserver::registry::ResourceInfo;
+use crate::apiserver::status::ApiError;
+use crate::store::{self, Store};
+use futures::future::BoxFuture;
+use serde_json::{json, Value};
+use std::sync::OnceLock;
+
+pub use ranges::{IpRange, PortRange};
+
+/// Implemented by kinds whose objects hold values outside their key (`Strategy::allocator`).
+pub trait Allocator: Send + Sync {
+    /// Takes what `obj` needs that `old` (on update) did not hold, writing the values chosen
+    /// into `obj`. A refusal is the Status to answer; nothing stays taken then.
+    fn allocate<'a>(
+        &'a self,
+        store: &'a dyn Store,
+        obj: &'a mut Value,
+        old: Option<&'a Value>,
+        dry_run: bool,
+    ) -> BoxFuture<'a, Result<Taken, ApiError>>;
+
+    /// The keys `obj` holds, freed once it is deleted.
+    fn held(&self, obj: &Value) -> Vec<String>;
+}
+
+/// The configured ranges: `--service-cidr` and `--service-node-port-range`, reserving
+/// `--cluster-dns`.
+#[derive(Debug, Clone)]
+pub struct Ranges {
+    pub ips: IpRange,
+    pub ports: PortRange,
+}
+
+impl Default for Ranges {
+    /// k3s's defaults: 10.43.0.0/16 with 10.43.0.10 for DNS, ports 30000-32767.
+    fn default() -> Ranges {
+        Ranges {
+            ips: IpRange::new("10.43.0.0/16", &[std::net::Ipv4Addr::new(10, 43, 0, 10)])
+                .expect("the default range is valid"),
+            ports: PortRange {
+                first: 30000,
+                last: 32767,
+            },
+        }
+    }
+}
+
+static RANGES: OnceLock<Ranges> = OnceLock::new();
+
+/// Sets the server's ranges, once, before it serves (`nanokube server` does it from its flags);
+/// a process that never does (in-process test servers) uses `Ranges::default()`.
+pub fn install(ranges: Ranges) {
+    let _ = RANGES.set(ranges);
+}
+
+pub fn ranges() -> &'static Ranges {
+    RANGES.get_or_init(Ranges::default)
+}
+
+/// Who holds a value: the object's namespace and name, written into its record and checked
+/// before the record is removed, so one object never frees another's value.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Owner {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl Owner {
+    pub fn of(obj: &Value) -> Owner {
+        let m = &obj["metadata"];
+        Owner {
+            namespace: m["namespace"].as_str().unwrap_or_default().into(),
+            name: m["name"].as_str().unwrap_or_default().into(),
+        }
+    }
+
+    fn matches(&self, record: &Value) -> bool {
+        let r = &record["spec"]["parentRef"];
+        r["namespace"].as_str().unwrap_or_default() == self.namespace
+            && r["name"].as_str() == Some(&self.name)
+    }
+}
+
+pub fn ip_key(ip: std::net::Ipv4Addr) -> String {
+    format!("/registry/networking.k8s.io/ipaddresses/{ip}")
+}
+
+pub fn port_key(port: u16) -> String {
+    format!("/registry/ranges/servicenodeports/{port}")
+}
+
+/// The record of one value: an IPAddress object for addresses; node ports get the same
+/// `spec.parentRef` so both are read the same way.
+fn record(key: &str, owner: &Owner) -> Value {
+    let parent = json!({"group": "", "resource": "services",
+        "namespace": owner.namespace, "name": owner.name});
+    match key.strip_prefix("/registry/networking.k8s.io/ipaddresses/") {
+        Some(ip) => json!({
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "IPAddress",
+            "metadata": {
+                "name": ip,
+                "uid": uuid::Uuid::new_v4().to_string(),
+                "creationTimestamp": crate::apiserver::resources::now_rfc3339(),
+                "labels": {
+                    "ipaddress.kubernetes.io/ip-family": "IPv4",
+                    "ipaddress.kubernetes.io/managed-by": "ipallocator.k8s.io",
+                },
+            },
+            "spec": {"parentRef": parent},
+        }),
+        None => json!({"spec": {"parentRef": parent}}),
+    }
+}
+
+/// What one allocation took, and what the write gives up if it happens.
+#[derive(Debug, Default)]
+#[must_use = "a Taken is committed or reverted"]
+pub struct Taken {
+    owner: Owner,
+    dry_run: bool,
+    /// Created for this write: removed again if it does not happen.
+    new: Vec<String>,
+    /// Held before this write and not after: removed once it has happened.
+    freed: Vec<String>,
+}
+
+impl Taken {
+    pub fn new(owner: Owner, dry_run: bool) -> Taken {
+        Taken {
+            owner,
+            dry_run,
+            ..Default::default()
+        }
+    }
+
+    /// Takes `key` for the owner: false if someone holds it already. A dry run only looks.
+    pub async fn take(&mut self, store: &dyn Store, key: String) -> Result<bool, ApiError> {
+        if self.new.contains(&key) {
+            return Ok(false);
+        }
+        if self.dry_run {
+            let free = store.get(&key).await?.is_none();
+            if free {
+                self.new.push(key);
+            }
+            return Ok(free);
+        }
+        let value = crate::apiserver::encoding::to_stored(&record(&key, &self.owner));
+        match store.create(&key, value).await {
+            Ok(_) => {
+                self.new.push(key);
+                Ok(true)
+            }
+            Err(store::Error::AlreadyExists(_)) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Marks a value held before as given up by this write.
+    pub fn free(&mut self, key: String) {
+        if !self.freed.contains(&key) {
+            self.freed.push(key);
+        }
+    }
+
+    /// The write happened: what it gave up is freed.
+    pub async fn commit(self, store: &dyn Store) {
+        if !self.dry_run {
+            release(store, &self.owner, &self.freed).await;
+        }
+    }
+
+    /// The write did not happen: what it took is freed.
+    pub async fn revert(self, store: &dyn Store) {
+        if !self.dry_run {
+            release(store, &self.owner, &self.new).await;
+        }
+    }
+}
+
+/// Removes the records of `keys` that `owner` holds. Failures are logged: a record left behind
+/// only keeps its value unused.
+pub async fn release(store: &dyn Store, owner: &Owner, keys: &[String]) {
+    for key in keys {
+        let result = async {
+            let Some(kv) = store.get(key).await? else {
+                return Ok(());
+            };
+            let record: Value = serde_json::from_slice(&kv.value).unwrap_or_default();
+            if !owner.matches(&record) {
+                return Ok(());
+            }
+            match store.delete(key, Some(kv.mod_revision)).await {
+                Ok(_) | Err(store::Error::NotFound(_)) => Ok(()),
+                Err(e) => Err(e),
+            }
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(key = %key, error = %e, "releasing an allocated value");
+        }
+    }
+}
+
+/// What the kind's allocator takes for one write (nothing for kinds without one).
+pub async fn allocate(
+    info: &ResourceInfo,
+    store: &dyn Store,
+    obj: &mut Value,
+    old: Option<&Value>,
+    dry_run: bool,
+) -> Result<Option<Taken>, ApiError> {
+    match info.strategy.allocator() {
+        Some(a) => Ok(Some(a.allocate(store, obj, old, dry_run).await?)),
+        None => Ok(None),
+    }
+}
+
+/// Ends a write's allocation: committed when the object was written, reverted otherwise.
+pub async fn settle(taken: Option<Taken>, store: &dyn Store, written: bool) {
+    match taken {
+        Some(t) if written => t.commit(store).await,
+        Some(t) => t.revert(store).await,
+        None => {}
+    }
+}
+
+/// Frees what a deleted object held.
+pub async fn free_held(info: &ResourceInfo, store: &dyn Store, obj: &Value) {
+    if let Some(a) = info.strategy.allocator() {
+        release(store, &Owner::of(obj), &a.held(obj)).await;
+    }
+}

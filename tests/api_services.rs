@@ -1,0 +1,413 @@
+//! Service cluster IPs and node ports through the real kubectl against a `nanokube server`:
+//! assignment, requested values and upstream's refusals, release on delete and on type
+//! changes, many creates at once, a full range and a restart; the `kubernetes` service.
+
+mod api_support;
+
+use api_support::Server;
+use serde_json::Value;
+use std::collections::BTreeSet;
+
+fn json(s: &str) -> Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}
+
+fn get(s: &Server, what: &[&str]) -> Value {
+    let mut args = vec!["get"];
+    args.extend_from_slice(what);
+    args.extend_from_slice(&["-o", "json"]);
+    json(&s.ok(&args))
+}
+
+/// A ClusterIP service of one port, with extra spec lines (YAML, two-space indented).
+fn service(name: &str, ns: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n  selector: {{app: {name}}}\n{spec}\n"
+    )
+}
+
+fn refused(s: &Server, yaml: &str) -> String {
+    let out = s.apply(yaml, &[]);
+    assert!(
+        !out.status.success(),
+        "should be refused: {yaml}\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn cluster_ip(s: &Server, name: &str, ns: &str) -> String {
+    get(s, &["svc", name, "-n", ns])["spec"]["clusterIP"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn kubernetes_service_points_at_the_server() {
+    let s = Server::start();
+    let svc = get(&s, &["svc", "kubernetes"]);
+    assert_eq!(svc["spec"]["clusterIP"], "10.43.0.1");
+    assert_eq!(svc["spec"]["clusterIPs"], serde_json::json!(["10.43.0.1"]));
+    assert_eq!(svc["spec"]["ports"][0]["name"], "https");
+    assert_eq!(svc["spec"]["ports"][0]["port"], 443);
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], s.port);
+    let ep = get(&s, &["endpoints", "kubernetes"]);
+    assert_eq!(ep["subsets"][0]["addresses"][0]["ip"], "127.0.0.1");
+    assert_eq!(ep["subsets"][0]["ports"][0]["port"], s.port);
+    let slice = get(&s, &["endpointslices", "kubernetes"]);
+    assert_eq!(slice["addressType"], "IPv4");
+    assert_eq!(
+        slice["metadata"]["labels"]["kubernetes.io/service-name"],
+        "kubernetes"
+    );
+    assert_eq!(slice["endpoints"][0]["addresses"][0], "127.0.0.1");
+    assert_eq!(slice["ports"][0]["port"], s.port);
+    let ips = s.ok(&["get", "ipaddresses"]);
+    assert!(
+        ips.lines()
+            .any(|l| l.starts_with("10.43.0.1 ") && l.contains("services/default/kubernetes")),
+        "{ips}"
+    );
+}
+
+#[test]
+fn cluster_ips_assigned_requested_refused_and_released() {
+    let s = Server::start();
+    s.ok(&["create", "service", "clusterip", "web", "--tcp=80:8080"]);
+    let web = get(&s, &["svc", "web"]);
+    let ip: std::net::Ipv4Addr = web["spec"]["clusterIP"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        web["spec"]["clusterIPs"],
+        serde_json::json!([ip.to_string()])
+    );
+    assert_eq!(web["spec"]["ipFamilies"], serde_json::json!(["IPv4"]));
+    assert_eq!(web["spec"]["ipFamilyPolicy"], "SingleStack");
+    // Dynamic addresses come from above the static band (10.43.0.1 - 10.43.1.0).
+    assert!(
+        ip.octets()[..2] == [10, 43] && ip > std::net::Ipv4Addr::new(10, 43, 1, 0),
+        "{ip}"
+    );
+    let ipaddr = get(&s, &["ipaddress", &ip.to_string()]);
+    assert_eq!(
+        ipaddr["spec"]["parentRef"],
+        serde_json::json!({"group": "", "resource": "services", "namespace": "default", "name": "web"})
+    );
+
+    // The cluster DNS address is given when asked for.
+    s.apply_ok(&service(
+        "kube-dns",
+        "kube-system",
+        "  clusterIP: 10.43.0.10\n  ports:\n  - {name: dns, port: 53, protocol: UDP}\n  - {name: dns-tcp, port: 53, protocol: TCP}",
+    ));
+    assert_eq!(cluster_ip(&s, "kube-dns", "kube-system"), "10.43.0.10");
+    let err = refused(
+        &s,
+        &service(
+            "dup",
+            "default",
+            "  clusterIP: 10.43.0.10\n  ports: [{port: 80}]",
+        ),
+    );
+    assert!(
+        err.contains(r#"The Service "dup" is invalid: spec.clusterIPs: Invalid value: []string{"10.43.0.10"}: failed to allocate IP 10.43.0.10: provided IP is already allocated"#),
+        "{err}"
+    );
+    let err = refused(
+        &s,
+        &service(
+            "far",
+            "default",
+            "  clusterIP: 1.1.1.1\n  ports: [{port: 80}]",
+        ),
+    );
+    assert!(
+        err.contains(r#"spec.clusterIPs: Invalid value: []string{"1.1.1.1"}: failed to allocate IP 1.1.1.1: the provided IP (1.1.1.1) is not in the valid range. The range of valid IPs is 10.43.0.0/16"#),
+        "{err}"
+    );
+    let err = refused(
+        &s,
+        &service(
+            "dual",
+            "default",
+            "  ipFamilyPolicy: RequireDualStack\n  ports: [{port: 80}]",
+        ),
+    );
+    assert!(
+        err.contains(r#"spec.ipFamilyPolicy: Invalid value: "RequireDualStack": this cluster is not configured for dual-stack services"#),
+        "{err}"
+    );
+    s.apply_ok(&service(
+        "prefer",
+        "default",
+        "  ipFamilyPolicy: PreferDualStack\n  ports: [{port: 80}]",
+    ));
+    let prefer = get(&s, &["svc", "prefer"]);
+    assert_eq!(prefer["spec"]["ipFamilies"], serde_json::json!(["IPv4"]));
+    assert_eq!(prefer["spec"]["clusterIPs"].as_array().unwrap().len(), 1);
+
+    // Headless and ExternalName services hold no address.
+    s.apply_ok(&service(
+        "db",
+        "default",
+        "  clusterIP: None\n  ports: [{port: 5432}]",
+    ));
+    let db = get(&s, &["svc", "db"]);
+    assert_eq!(db["spec"]["clusterIP"], "None");
+    assert_eq!(db["spec"]["clusterIPs"], serde_json::json!(["None"]));
+    s.ok(&[
+        "create",
+        "service",
+        "externalname",
+        "ext",
+        "--external-name",
+        "db.example.com",
+    ]);
+    assert!(get(&s, &["svc", "ext"])["spec"]["clusterIP"].is_null());
+    let held = s.ok(&["get", "ipaddresses", "-o", "name"]);
+    assert_eq!(
+        held.lines().count(),
+        4,
+        "kubernetes, web, kube-dns, prefer: {held}"
+    );
+
+    // A PUT without the address keeps it.
+    s.ok(&["get", "svc", "web", "-o", "json"]);
+    let mut replaced = get(&s, &["svc", "web"]);
+    let spec = replaced["spec"].as_object_mut().unwrap();
+    spec.remove("clusterIP");
+    spec.remove("clusterIPs");
+    let path = s.file("web.json", &replaced.to_string());
+    s.ok(&["replace", "-f", path.to_str().unwrap()]);
+    assert_eq!(cluster_ip(&s, "web", "default"), ip.to_string());
+
+    // Deleting frees the address at once; so does becoming an ExternalName.
+    s.ok(&["delete", "svc", "kube-dns", "-n", "kube-system"]);
+    s.apply_ok(&service(
+        "dns2",
+        "default",
+        "  clusterIP: 10.43.0.10\n  ports: [{port: 53}]",
+    ));
+    s.ok(&[
+        "patch",
+        "svc",
+        "dns2",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"type":"ExternalName","externalName":"dns.example.com"}}"#,
+    ]);
+    let dns2 = get(&s, &["svc", "dns2"]);
+    assert!(dns2["spec"]["clusterIP"].is_null(), "{dns2}");
+    assert!(dns2["spec"]["clusterIPs"].is_null(), "{dns2}");
+    s.apply_ok(&service(
+        "dns3",
+        "default",
+        "  clusterIP: 10.43.0.10\n  ports: [{port: 53}]",
+    ));
+    // Back from ExternalName: a new address.
+    s.ok(&[
+        "patch",
+        "svc",
+        "dns2",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"type":"ClusterIP","externalName":null,"ports":[{"port":53}]}}"#,
+    ]);
+    let back = cluster_ip(&s, "dns2", "default");
+    assert!(!back.is_empty() && back != "10.43.0.10", "{back}");
+    // The address cannot change once set.
+    let err = String::from_utf8_lossy(
+        &s.kubectl(&[
+            "patch",
+            "svc",
+            "web",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"clusterIP":"10.43.9.9","clusterIPs":["10.43.9.9"]}}"#,
+        ])
+        .stderr,
+    )
+    .into_owned();
+    assert!(err.contains("may not change once set"), "{err}");
+    assert_eq!(cluster_ip(&s, "web", "default"), ip.to_string());
+    // ... and the refused change left nothing taken.
+    s.apply_ok(&service(
+        "nine",
+        "default",
+        "  clusterIP: 10.43.9.9\n  ports: [{port: 80}]",
+    ));
+}
+
+#[test]
+fn parallel_creates_fill_a_small_range_without_duplicates_and_survive_a_restart() {
+    // 10.96.0.0/26: hosts .1 - .62, .1 the kubernetes service's: 61 to hand out.
+    let mut s = Server::start_with(&["--service-cidr", "10.96.0.0/26"]);
+    assert_eq!(cluster_ip(&s, "kubernetes", "default"), "10.96.0.1");
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let kubeconfig = s.kubeconfig();
+            let docs: Vec<String> = (0..8)
+                .filter(|i| t * 8 + i < 61)
+                .map(|i| {
+                    service(
+                        &format!("s{}", t * 8 + i),
+                        "default",
+                        "  ports: [{port: 80}]",
+                    )
+                })
+                .collect();
+            std::thread::spawn(move || {
+                use std::io::Write;
+                let mut child = std::process::Command::new(api_support::KUBECTL)
+                    .args(["create", "-f", "-"])
+                    .env("KUBECONFIG", kubeconfig)
+                    .stdin(std::process::Stdio::piped())
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                child
+                    .stdin
+                    .take()
+                    .unwrap()
+                    .write_all(docs.join("---\n").as_bytes())
+                    .unwrap();
+                child.wait_with_output().unwrap()
+            })
+        })
+        .collect();
+    for t in threads {
+        let out = t.join().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let list = get(&s, &["svc"]);
+    let ips: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["spec"]["clusterIP"].as_str().unwrap())
+        .collect();
+    let distinct: BTreeSet<&str> = ips.iter().copied().collect();
+    assert_eq!(ips.len(), 62, "{ips:?}");
+    assert_eq!(distinct.len(), 62, "duplicates: {ips:?}");
+    assert!(ips.iter().all(|ip| ip.starts_with("10.96.0.")));
+
+    let full = service("extra", "default", "  ports: [{port: 80}]");
+    let err = refused(&s, &full);
+    assert!(
+        err.contains("Internal error occurred: failed to allocate a serviceIP: range is full"),
+        "{err}"
+    );
+    // What is taken is in the store: still full after a restart.
+    s.restart();
+    let err = refused(&s, &full);
+    assert!(err.contains("range is full"), "{err}");
+    let freed = cluster_ip(&s, "s17", "default");
+    s.ok(&["delete", "svc", "s17"]);
+    s.apply_ok(&full);
+    assert_eq!(cluster_ip(&s, "extra", "default"), freed);
+}
+
+#[test]
+fn node_ports_assigned_requested_refused_and_released() {
+    let s = Server::start_with(&["--service-node-port-range", "31000-31099"]);
+    s.ok(&["create", "service", "nodeport", "np", "--tcp=80:8080"]);
+    let np = get(&s, &["svc", "np"]);
+    let port = np["spec"]["ports"][0]["nodePort"].as_i64().unwrap();
+    assert!((31000..=31099).contains(&port), "{port}");
+    let asked = "  type: NodePort\n  ports:\n  - {name: http, port: 80, nodePort: 31050}";
+    s.apply_ok(&service("fixed", "default", asked));
+    let err = refused(&s, &service("clash", "default", asked));
+    assert!(
+        err.contains(r#"The Service "clash" is invalid: spec.ports[0].nodePort: Invalid value: 31050: provided port is already allocated"#),
+        "{err}"
+    );
+    let err = refused(
+        &s,
+        &service(
+            "low",
+            "default",
+            "  type: NodePort\n  ports: [{port: 80, nodePort: 30080}]",
+        ),
+    );
+    assert!(
+        err.contains("spec.ports[0].nodePort: Invalid value: 30080: provided port is not in the valid range. The range of valid ports is 31000-31099"),
+        "{err}"
+    );
+    // Ports of one number share a node port (DNS over UDP and TCP).
+    s.apply_ok(&service(
+        "dns",
+        "default",
+        "  type: NodePort\n  ports:\n  - {name: udp, port: 53, protocol: UDP}\n  - {name: tcp, port: 53, protocol: TCP}",
+    ));
+    let dns = get(&s, &["svc", "dns"]);
+    assert_eq!(
+        dns["spec"]["ports"][0]["nodePort"],
+        dns["spec"]["ports"][1]["nodePort"]
+    );
+    assert!(dns["spec"]["ports"][0]["nodePort"].as_i64().is_some());
+
+    // LoadBalancers: node ports unless turned off; a health-check port for Local.
+    s.apply_ok(&service(
+        "lb",
+        "default",
+        "  type: LoadBalancer\n  externalTrafficPolicy: Local\n  ports: [{port: 443}]",
+    ));
+    let lb = get(&s, &["svc", "lb"]);
+    assert!(
+        lb["spec"]["ports"][0]["nodePort"].as_i64().is_some(),
+        "{lb}"
+    );
+    let hc = lb["spec"]["healthCheckNodePort"].as_i64().unwrap();
+    assert!((31000..=31099).contains(&hc));
+    assert_eq!(lb["spec"]["allocateLoadBalancerNodePorts"], true);
+    s.apply_ok(&service(
+        "lb2",
+        "default",
+        "  type: LoadBalancer\n  allocateLoadBalancerNodePorts: false\n  ports: [{port: 443}]",
+    ));
+    let lb2 = get(&s, &["svc", "lb2"]);
+    assert!(lb2["spec"]["ports"][0]["nodePort"].is_null(), "{lb2}");
+    assert!(lb2["spec"]["healthCheckNodePort"].is_null(), "{lb2}");
+    // Cluster traffic policy: the health-check port goes back.
+    s.ok(&[
+        "patch",
+        "svc",
+        "lb",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"externalTrafficPolicy":"Cluster"}}"#,
+    ]);
+    assert!(get(&s, &["svc", "lb"])["spec"]["healthCheckNodePort"].is_null());
+    s.apply_ok(&service(
+        "hc",
+        "default",
+        &format!("  type: NodePort\n  ports: [{{port: 80, nodePort: {hc}}}]"),
+    ));
+
+    // Becoming a ClusterIP service frees the node port; so does a delete.
+    s.ok(&[
+        "patch",
+        "svc",
+        "fixed",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"type":"ClusterIP"}}"#,
+    ]);
+    let fixed = get(&s, &["svc", "fixed"]);
+    assert!(fixed["spec"]["ports"][0]["nodePort"].is_null(), "{fixed}");
+    assert!(fixed["spec"]["externalTrafficPolicy"].is_null(), "{fixed}");
+    s.apply_ok(&service("clash", "default", asked));
+    s.ok(&["delete", "svc", "clash"]);
+    s.apply_ok(&service("clash2", "default", asked));
+    // A re-apply of the same manifest keeps the node ports chosen before.
+    s.apply_ok(&service("dns", "default", "  type: NodePort\n  ports:\n  - {name: udp, port: 53, protocol: UDP}\n  - {name: tcp, port: 53, protocol: TCP}"));
+    assert_eq!(
+        get(&s, &["svc", "dns"])["spec"]["ports"],
+        dns["spec"]["ports"]
+    );
+}
