@@ -4,7 +4,7 @@
 
 mod api_support;
 
-use api_support::Server;
+use api_support::{eventually, Server};
 use serde_json::Value;
 use std::collections::BTreeSet;
 
@@ -410,4 +410,172 @@ fn node_ports_assigned_requested_refused_and_released() {
         get(&s, &["svc", "dns"])["spec"]["ports"],
         dns["spec"]["ports"]
     );
+}
+
+fn pod_yaml(name: &str, port_name: &str, port: u16) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  labels: {{app: web}}\nspec:\n  containers:\n  - name: c\n    image: nanokube/busybox\n    ports: [{{name: {port_name}, containerPort: {port}}}]\n"
+    )
+}
+
+/// Writes a pod's status as its kubelet would: an address, Running, Ready or not.
+fn set_status(s: &Server, name: &str, ip: &str, ready: bool) {
+    let status = serde_json::json!({"status": {"phase": "Running", "podIP": ip,
+        "podIPs": [{"ip": ip}],
+        "conditions": [{"type": "Ready", "status": if ready {"True"} else {"False"}}]}});
+    s.ok(&[
+        "patch",
+        "pod",
+        name,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &status.to_string(),
+    ]);
+}
+
+fn managed_slices(s: &Server, service: &str) -> Vec<Value> {
+    let list = get(
+        s,
+        &[
+            "endpointslices",
+            "-l",
+            &format!("kubernetes.io/service-name={service}"),
+        ],
+    );
+    list["items"].as_array().cloned().unwrap_or_default()
+}
+
+/// (pod name, ready, serving, terminating) of every endpoint in the service's slices.
+fn endpoints_of(slices: &[Value]) -> BTreeSet<(String, bool, bool, bool)> {
+    slices
+        .iter()
+        .flat_map(|s| s["endpoints"].as_array().cloned().unwrap_or_default())
+        .map(|e| {
+            let c = &e["conditions"];
+            (
+                e["targetRef"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                c["ready"] == true,
+                c["serving"] == true,
+                c["terminating"] == true,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn endpoint_controllers_follow_pods_in_slices_of_at_most_100() {
+    let s = Server::start();
+    // A service without a selector and the slice its user keeps: left alone.
+    s.apply_ok("apiVersion: v1\nkind: Service\nmetadata: {name: ext}\nspec:\n  ports: [{port: 5432}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: ext-1\n  labels: {kubernetes.io/service-name: ext}\naddressType: IPv4\nendpoints: [{addresses: [192.0.2.7]}]\nports: [{port: 5432}]\n");
+    let ext_before = get(&s, &["endpointslice", "ext-1"]);
+
+    s.apply_ok(&service(
+        "web",
+        "default",
+        "  ports: [{name: http, port: 80, targetPort: http}]",
+    ));
+    // No pods yet: one empty placeholder slice, owned by the service.
+    let placeholder = eventually(20, || {
+        let sl = managed_slices(&s, "web");
+        (sl.len() == 1).then(|| sl[0].clone())
+    });
+    assert!(
+        placeholder["endpoints"]
+            .as_array()
+            .is_none_or(|e| e.is_empty()),
+        "{placeholder}"
+    );
+    let web_uid = get(&s, &["svc", "web"])["metadata"]["uid"].clone();
+    assert_eq!(
+        placeholder["metadata"]["ownerReferences"][0]["uid"],
+        web_uid
+    );
+    assert_eq!(
+        placeholder["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"],
+        "endpointslice-controller.k8s.io"
+    );
+
+    let pods: Vec<String> = (0..105).map(|i| format!("web-{i:03}")).collect();
+    let docs: Vec<String> = pods.iter().map(|p| pod_yaml(p, "http", 8080)).collect();
+    s.apply_ok(&docs.join("---\n"));
+    // One pod names its port differently: it gets a slice of its own ports.
+    s.apply_ok(&pod_yaml("odd", "http", 9090));
+    for (i, p) in pods.iter().enumerate() {
+        set_status(&s, p, &format!("10.42.{}.{}", i / 200, i % 200 + 10), true);
+    }
+    set_status(&s, "odd", "10.42.9.9", true);
+    let slices = eventually(60, || {
+        let sl = managed_slices(&s, "web");
+        (endpoints_of(&sl).len() == 106).then_some(sl)
+    });
+    for sl in &slices {
+        let n = sl["endpoints"].as_array().map_or(0, Vec::len);
+        assert!(n <= 100, "{n} endpoints in one slice");
+        assert_eq!(sl["addressType"], "IPv4");
+        let port = sl["ports"][0]["port"].as_i64().unwrap();
+        let odd = sl["endpoints"][0]["targetRef"]["name"] == "odd";
+        assert_eq!(port, if odd { 9090 } else { 8080 }, "{sl}");
+    }
+    assert_eq!(slices.len(), 3, "100 + 5 on port 8080, 1 on 9090");
+    assert!(endpoints_of(&slices)
+        .iter()
+        .all(|(_, r, sv, t)| *r && *sv && !*t));
+
+    // Not ready: serving and ready go false; the Endpoints moves it to notReadyAddresses.
+    set_status(&s, "web-000", "10.42.0.10", false);
+    eventually(20, || {
+        endpoints_of(&managed_slices(&s, "web"))
+            .contains(&("web-000".to_string(), false, false, false))
+            .then_some(())
+    });
+    let ep = eventually(20, || {
+        let ep = get(&s, &["endpoints", "web"]);
+        let not_ready = ep["subsets"]
+            .as_array()?
+            .iter()
+            .flat_map(|ss| {
+                ss["notReadyAddresses"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .any(|a| a["targetRef"]["name"] == "web-000");
+        not_ready.then_some(ep)
+    });
+    let ready: usize = ep["subsets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|ss| ss["addresses"].as_array().map_or(0, Vec::len))
+        .sum();
+    assert_eq!(ready, 105);
+    // A pod whose labels no longer match leaves both.
+    s.ok(&["label", "pod", "web-104", "app=other", "--overwrite"]);
+    eventually(20, || {
+        (!endpoints_of(&managed_slices(&s, "web"))
+            .iter()
+            .any(|e| e.0 == "web-104"))
+        .then_some(())
+    });
+
+    let out = s.ok(&["get", "endpoints", "web"]);
+    // 104 ready addresses: 103 on 8080 (web-000 not ready, web-104 gone), odd's on 9090.
+    assert!(
+        out.contains("10.42.0.100:8080,10.42.0.101:8080,10.42.0.102:8080 + 101 more..."),
+        "{out}"
+    );
+    assert_eq!(get(&s, &["endpointslice", "ext-1"]), ext_before);
+    assert_eq!(managed_slices(&s, "ext").len(), 1, "only the user's slice");
+
+    // The slices and the Endpoints go with the service.
+    s.ok(&["delete", "svc", "web"]);
+    eventually(20, || {
+        let gone = managed_slices(&s, "web").is_empty()
+            && !s.kubectl(&["get", "endpoints", "web"]).status.success();
+        gone.then_some(())
+    });
 }

@@ -2,4 +2,7 @@
 //! (reconcilers over watches, as kube-rs shapes them). The scheduler and the workload
 //! controllers join them with their issue.
 
+pub mod endpoints;
+pub mod endpointslice;
 pub mod nodeipam;
+mod pod_endpoints;
