@@ -579,3 +579,29 @@ fn endpoint_controllers_follow_pods_in_slices_of_at_most_100() {
         gone.then_some(())
     });
 }
+
+#[test]
+fn records_no_service_holds_are_released_at_start() {
+    let mut s = Server::start();
+    // What a server killed between taking an address and writing its Service leaves behind.
+    s.apply_ok("apiVersion: networking.k8s.io/v1\nkind: IPAddress\nmetadata: {name: 10.43.5.5}\nspec:\n  parentRef: {group: \"\", resource: services, namespace: default, name: ghost}\n");
+    let wanted = service(
+        "real",
+        "default",
+        "  clusterIP: 10.43.5.5\n  ports: [{port: 80}]",
+    );
+    let err = refused(&s, &wanted);
+    assert!(err.contains("provided IP is already allocated"), "{err}");
+    // Records younger than 10 s may be another server's create in flight: left alone.
+    std::thread::sleep(std::time::Duration::from_secs(11));
+    s.restart();
+    s.apply_ok(&wanted);
+    assert_eq!(cluster_ip(&s, "real", "default"), "10.43.5.5");
+    let rec = get(&s, &["ipaddress", "10.43.5.5"]);
+    assert_eq!(rec["spec"]["parentRef"]["name"], "real");
+    // Records that are held survive it: the kubernetes service's, older than 10 s.
+    assert_eq!(
+        get(&s, &["ipaddress", "10.43.0.1"])["spec"]["parentRef"]["name"],
+        "kubernetes"
+    );
+}

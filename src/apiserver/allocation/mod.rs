@@ -127,7 +127,10 @@ fn record(key: &str, owner: &Owner) -> Value {
             },
             "spec": {"parentRef": parent},
         }),
-        None => json!({"spec": {"parentRef": parent}}),
+        None => json!({
+            "metadata": {"creationTimestamp": crate::apiserver::resources::now_rfc3339()},
+            "spec": {"parentRef": parent},
+        }),
     }
 }
 
@@ -249,4 +252,56 @@ pub async fn free_held(info: &ResourceInfo, store: &dyn Store, obj: &Value) {
     if let Some(a) = info.strategy.allocator() {
         release(store, &Owner::of(obj), &a.held(obj)).await;
     }
+}
+
+/// Records younger than this may be a create in flight on another server: repair leaves them.
+const REPAIR_MIN_AGE: chrono::Duration = chrono::Duration::seconds(10);
+
+/// At start, before serving: removes the records of Services that do not exist or no longer
+/// hold the value, as upstream's repair controllers do. They are left by a server stopped
+/// between taking a value and writing its Service, or made by hand. Returns how many went.
+pub async fn repair(store: &dyn Store, services: &ResourceInfo) -> Result<usize, ApiError> {
+    let Some(allocator) = services.strategy.allocator() else {
+        return Ok(0);
+    };
+    let now = chrono::Utc::now();
+    let mut removed = 0;
+    for prefix in [
+        "/registry/networking.k8s.io/ipaddresses/",
+        "/registry/ranges/servicenodeports/",
+    ] {
+        let page = store.list(prefix, None, 0, None).await?;
+        for kv in page.items {
+            let record: Value = serde_json::from_slice(&kv.value).unwrap_or_default();
+            let parent = &record["spec"]["parentRef"];
+            let created = record["metadata"]["creationTimestamp"]
+                .as_str()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+            let old_enough =
+                created.is_some_and(|t| now - t.with_timezone(&chrono::Utc) > REPAIR_MIN_AGE);
+            if parent["resource"] != "services" || !old_enough {
+                continue;
+            }
+            let ns = parent["namespace"].as_str().unwrap_or_default();
+            let name = parent["name"].as_str().unwrap_or_default();
+            let held = match store.get(&services.key(Some(ns), name)).await? {
+                Some(svc) => {
+                    let svc: Value = serde_json::from_slice(&svc.value).unwrap_or_default();
+                    allocator.held(&svc).contains(&kv.key)
+                }
+                None => false,
+            };
+            if !held {
+                match store.delete(&kv.key, Some(kv.mod_revision)).await {
+                    Ok(_) => {
+                        tracing::info!(record = %kv.key, service = %format!("{ns}/{name}"), "released a value no service holds");
+                        removed += 1;
+                    }
+                    Err(store::Error::NotFound(_) | store::Error::Conflict { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+    }
+    Ok(removed)
 }
