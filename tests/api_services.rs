@@ -605,3 +605,38 @@ fn records_no_service_holds_are_released_at_start() {
         "kubernetes"
     );
 }
+
+#[test]
+fn headless_statefulset_pods_get_hostnames_and_unready_ones_are_published() {
+    let s = Server::start();
+    s.apply_ok("apiVersion: v1\nkind: Service\nmetadata: {name: db}\nspec:\n  clusterIP: None\n  publishNotReadyAddresses: true\n  selector: {app: db}\n  ports: [{name: pg, port: 5432}]\n");
+    s.apply_ok("apiVersion: v1\nkind: Pod\nmetadata:\n  name: db-0\n  labels: {app: db}\nspec:\n  hostname: db-0\n  subdomain: db\n  containers: [{name: c, image: nanokube/busybox}]\n");
+    set_status(&s, "db-0", "10.42.0.50", false);
+    let slice = eventually(20, || {
+        let sl = managed_slices(&s, "db");
+        sl.into_iter()
+            .find(|x| x["endpoints"][0]["hostname"] == "db-0")
+    });
+    assert_eq!(
+        slice["metadata"]["labels"]["service.kubernetes.io/headless"],
+        ""
+    );
+    let e = &slice["endpoints"][0];
+    // Published although not ready: ready, not serving.
+    assert_eq!(e["conditions"]["ready"], true);
+    assert_eq!(e["conditions"]["serving"], false);
+    assert_eq!(e["addresses"][0], "10.42.0.50");
+    assert_eq!(slice["ports"][0]["port"], 5432);
+    let ep = eventually(20, || {
+        let ep = get(&s, &["endpoints", "db"]);
+        ep["subsets"][0]["addresses"][0]["hostname"]
+            .is_string()
+            .then_some(ep)
+    });
+    let a = &ep["subsets"][0]["addresses"][0];
+    assert_eq!(
+        (a["ip"].as_str(), a["hostname"].as_str()),
+        (Some("10.42.0.50"), Some("db-0"))
+    );
+    assert!(ep["subsets"][0]["notReadyAddresses"].is_null(), "{ep}");
+}
