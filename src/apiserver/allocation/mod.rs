@@ -38,7 +38,7 @@ pub trait Allocator: Send + Sync {
     ) -> BoxFuture<'a, Result<Taken, ApiError>>;
 
     /// The keys `obj` holds, freed once it is deleted.
-    fn held(&self, obj: &Value) -> Vec<String>;
+    fn held(&self, obj: &Value) -> Vec<Record>;
 }
 
 /// The configured ranges: `--service-cidr` and `--service-node-port-range`, reserving
@@ -99,38 +99,49 @@ impl Owner {
     }
 }
 
-pub fn ip_key(ip: std::net::Ipv4Addr) -> String {
-    format!("/registry/networking.k8s.io/ipaddresses/{ip}")
+/// One value held outside an object, kept as a record of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Record {
+    /// An IPAddress object named by the address.
+    ClusterIp(std::net::Ipv4Addr),
+    /// A node port (or health-check node port), under `/registry/ranges/servicenodeports/`.
+    NodePort(u16),
 }
 
-pub fn port_key(port: u16) -> String {
-    format!("/registry/ranges/servicenodeports/{port}")
-}
+impl Record {
+    pub fn key(&self) -> String {
+        match self {
+            Record::ClusterIp(ip) => format!("/registry/networking.k8s.io/ipaddresses/{ip}"),
+            Record::NodePort(port) => format!("/registry/ranges/servicenodeports/{port}"),
+        }
+    }
 
-/// The record of one value: an IPAddress object for addresses; node ports get the same
-/// `spec.parentRef` so both are read the same way.
-fn record(key: &str, owner: &Owner) -> Value {
-    let parent = json!({"group": "", "resource": "services",
-        "namespace": owner.namespace, "name": owner.name});
-    match key.strip_prefix("/registry/networking.k8s.io/ipaddresses/") {
-        Some(ip) => json!({
-            "apiVersion": "networking.k8s.io/v1",
-            "kind": "IPAddress",
-            "metadata": {
-                "name": ip,
-                "uid": uuid::Uuid::new_v4().to_string(),
-                "creationTimestamp": crate::apiserver::resources::now_rfc3339(),
-                "labels": {
-                    "ipaddress.kubernetes.io/ip-family": "IPv4",
-                    "ipaddress.kubernetes.io/managed-by": "ipallocator.k8s.io",
+    /// The stored record: an IPAddress for addresses; node ports get the same `spec.parentRef`
+    /// and creationTimestamp so both are read the same way.
+    fn content(&self, owner: &Owner) -> Value {
+        let parent = json!({"group": "", "resource": "services",
+            "namespace": owner.namespace, "name": owner.name});
+        let now = crate::apiserver::resources::now_rfc3339();
+        match self {
+            Record::ClusterIp(ip) => json!({
+                "apiVersion": "networking.k8s.io/v1",
+                "kind": "IPAddress",
+                "metadata": {
+                    "name": ip.to_string(),
+                    "uid": uuid::Uuid::new_v4().to_string(),
+                    "creationTimestamp": now,
+                    "labels": {
+                        "ipaddress.kubernetes.io/ip-family": "IPv4",
+                        "ipaddress.kubernetes.io/managed-by": "ipallocator.k8s.io",
+                    },
                 },
-            },
-            "spec": {"parentRef": parent},
-        }),
-        None => json!({
-            "metadata": {"creationTimestamp": crate::apiserver::resources::now_rfc3339()},
-            "spec": {"parentRef": parent},
-        }),
+                "spec": {"parentRef": parent},
+            }),
+            Record::NodePort(_) => json!({
+                "metadata": {"creationTimestamp": now},
+                "spec": {"parentRef": parent},
+            }),
+        }
     }
 }
 
@@ -141,9 +152,9 @@ pub struct Taken {
     owner: Owner,
     dry_run: bool,
     /// Created for this write: removed again if it does not happen.
-    new: Vec<String>,
+    new: Vec<Record>,
     /// Held before this write and not after: removed once it has happened.
-    freed: Vec<String>,
+    freed: Vec<Record>,
 }
 
 impl Taken {
@@ -155,22 +166,23 @@ impl Taken {
         }
     }
 
-    /// Takes `key` for the owner: false if someone holds it already. A dry run only looks.
-    pub async fn take(&mut self, store: &dyn Store, key: String) -> Result<bool, ApiError> {
-        if self.new.contains(&key) {
+    /// Takes `record` for the owner: false if someone holds it already. A dry run only looks.
+    pub async fn take(&mut self, store: &dyn Store, record: Record) -> Result<bool, ApiError> {
+        if self.new.contains(&record) {
             return Ok(false);
         }
+        let key = record.key();
         if self.dry_run {
             let free = store.get(&key).await?.is_none();
             if free {
-                self.new.push(key);
+                self.new.push(record);
             }
             return Ok(free);
         }
-        let value = crate::apiserver::encoding::to_stored(&record(&key, &self.owner));
+        let value = crate::apiserver::encoding::to_stored(&record.content(&self.owner));
         match store.create(&key, value).await {
             Ok(_) => {
-                self.new.push(key);
+                self.new.push(record);
                 Ok(true)
             }
             Err(store::Error::AlreadyExists(_)) => Ok(false),
@@ -179,9 +191,9 @@ impl Taken {
     }
 
     /// Marks a value held before as given up by this write.
-    pub fn free(&mut self, key: String) {
-        if !self.freed.contains(&key) {
-            self.freed.push(key);
+    pub fn free(&mut self, record: Record) {
+        if !self.freed.contains(&record) {
+            self.freed.push(record);
         }
     }
 
@@ -202,8 +214,9 @@ impl Taken {
 
 /// Removes the records of `keys` that `owner` holds. Failures are logged: a record left behind
 /// only keeps its value unused.
-pub async fn release(store: &dyn Store, owner: &Owner, keys: &[String]) {
-    for key in keys {
+pub async fn release(store: &dyn Store, owner: &Owner, records: &[Record]) {
+    for record in records {
+        let key = &record.key();
         let result = async {
             let Some(kv) = store.get(key).await? else {
                 return Ok(());
@@ -287,7 +300,7 @@ pub async fn repair(store: &dyn Store, services: &ResourceInfo) -> Result<usize,
             let held = match store.get(&services.key(Some(ns), name)).await? {
                 Some(svc) => {
                     let svc: Value = serde_json::from_slice(&svc.value).unwrap_or_default();
-                    allocator.held(&svc).contains(&kv.key)
+                    allocator.held(&svc).iter().any(|r| r.key() == kv.key)
                 }
                 None => false,
             };

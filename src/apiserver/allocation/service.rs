@@ -14,7 +14,7 @@
 //!   ExternalName frees the address, NodePort to ClusterIP the node ports).
 
 use super::ranges::{self, IP_ALLOCATED, PORT_ALLOCATED, RANGE_FULL};
-use super::{ip_key, port_key, Allocator, Owner, Taken};
+use super::{Allocator, Owner, Record, Taken};
 use crate::apiserver::status::{ApiError, Cause};
 use crate::apiserver::validation::{self, FieldError};
 use crate::store::Store;
@@ -56,11 +56,11 @@ impl Allocator for Services {
         })
     }
 
-    fn held(&self, svc: &Value) -> Vec<String> {
-        let mut keys: Vec<String> = held_ip(svc).into_iter().map(ip_key).collect();
-        keys.extend(held_node_ports(svc).into_iter().map(port_key));
-        keys.extend(held_health_check(svc).map(port_key));
-        keys
+    fn held(&self, svc: &Value) -> Vec<Record> {
+        let mut held: Vec<Record> = held_ip(svc).into_iter().map(Record::ClusterIp).collect();
+        held.extend(held_node_ports(svc).into_iter().map(Record::NodePort));
+        held.extend(held_health_check(svc).map(Record::NodePort));
+        held
     }
 }
 
@@ -336,7 +336,7 @@ async fn cluster_ip(
             let seed = rand::random::<u32>();
             let mut chosen = None;
             for ip in range.candidates(seed) {
-                if taken.take(store, ip_key(ip)).await? {
+                if taken.take(store, Record::ClusterIp(ip)).await? {
                     chosen = Some(ip);
                     break;
                 }
@@ -353,7 +353,7 @@ async fn cluster_ip(
                 if !range.contains(ip) {
                     return Err(ip_refusal(svc, &want, &ranges::ip_not_in_range(ip, range)));
                 }
-                if !taken.take(store, ip_key(ip)).await? {
+                if !taken.take(store, Record::ClusterIp(ip)).await? {
                     return Err(ip_refusal(svc, &want, IP_ALLOCATED));
                 }
             }
@@ -368,7 +368,7 @@ async fn cluster_ip(
         // Anything else is not an address: validation refuses it.
     }
     if let Some(ip) = before.filter(|ip| held_ip(svc) != Some(*ip)) {
-        taken.free(ip_key(ip));
+        taken.free(Record::ClusterIp(ip));
     }
     Ok(())
 }
@@ -395,7 +395,7 @@ async fn take_port(
             &ranges::port_not_in_range(&range),
         ));
     }
-    if !taken.take(store, port_key(port as u16)).await? {
+    if !taken.take(store, Record::NodePort(port as u16)).await? {
         return Err(port_refusal(svc, index, port, PORT_ALLOCATED));
     }
     Ok(())
@@ -405,7 +405,7 @@ async fn take_port(
 async fn next_port(store: &dyn Store, taken: &mut Taken) -> Result<Option<u16>, ApiError> {
     let range = super::ranges().ports;
     for port in range.candidates(rand::random::<u32>()) {
-        if taken.take(store, port_key(port)).await? {
+        if taken.take(store, Record::NodePort(port)).await? {
             return Ok(Some(port));
         }
     }
@@ -462,7 +462,7 @@ async fn node_ports(
     }
     let after = held_node_ports(svc);
     for port in before.into_iter().filter(|p| !after.contains(p)) {
-        taken.free(port_key(port));
+        taken.free(Record::NodePort(port));
     }
     Ok(())
 }
@@ -487,7 +487,7 @@ async fn health_check_node_port(
             let range = super::ranges().ports;
             let why = if !range.contains(asked) {
                 Some(ranges::port_not_in_range(&range))
-            } else if !taken.take(store, port_key(asked as u16)).await? {
+            } else if !taken.take(store, Record::NodePort(asked as u16)).await? {
                 Some(PORT_ALLOCATED.to_string())
             } else {
                 None
@@ -505,7 +505,7 @@ async fn health_check_node_port(
         }
     }
     if let Some(port) = before.filter(|p| held_health_check(svc) != Some(*p)) {
-        taken.free(port_key(port));
+        taken.free(Record::NodePort(port));
     }
     Ok(())
 }
@@ -562,8 +562,9 @@ mod tests {
             "externalTrafficPolicy": "Local", "healthCheckNodePort": 31000,
             "ports": [{"port": 53, "protocol": "UDP", "nodePort": 30053},
                       {"port": 53, "protocol": "TCP", "nodePort": 30053}]}));
+        let keys: Vec<String> = Services.held(&lb).iter().map(Record::key).collect();
         assert_eq!(
-            Services.held(&lb),
+            keys,
             [
                 "/registry/networking.k8s.io/ipaddresses/10.43.0.20",
                 "/registry/ranges/servicenodeports/30053",
