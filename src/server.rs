@@ -217,11 +217,14 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
     let advertise = match (&kubelet_config, &args.node.node_ip) {
         (Some(cfg), _) => cfg.node_ip.clone(),
         (None, Some(ip)) => ip.clone(),
-        (None, None) => client_host(&args.bind_address),
+        (None, None) => client_host(&args.bind_address)
+            .trim_matches(['[', ']'])
+            .to_string(),
     };
-    crate::apiserver::kubernetes_service::ensure(&api, &advertise, port)
-        .await
-        .map_err(|e| anyhow::anyhow!("creating the kubernetes service: {e}"))?;
+    // Only pods need it: a server that cannot write it still serves.
+    if let Err(e) = crate::apiserver::kubernetes_service::ensure(&api, &advertise, port).await {
+        tracing::warn!(error = %e, "writing the kubernetes service and its endpoints");
+    }
     let tls_config = pki.server_config().context("TLS configuration")?;
     // Written once the server can answer, so a client that finds it may use it at once.
     tls::write_private(
