@@ -164,6 +164,14 @@ fn cluster_ips_assigned_requested_refused_and_released() {
         "db.example.com",
     ]);
     assert!(get(&s, &["svc", "ext"])["spec"]["clusterIP"].is_null());
+    let err = refused(
+        &s,
+        "apiVersion: v1\nkind: Service\nmetadata: {name: ext2}\nspec: {type: ExternalName, externalName: a.example, clusterIP: 10.43.3.3}\n",
+    );
+    assert!(
+        err.contains("spec.clusterIPs: Forbidden: may not be set for ExternalName services"),
+        "{err}"
+    );
     let held = s.ok(&["get", "ipaddresses", "-o", "name"]);
     assert_eq!(
         held.lines().count(),

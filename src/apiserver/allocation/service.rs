@@ -216,11 +216,9 @@ fn remove(svc: &mut Value, field: &str) {
     }
 }
 
-/// `clusterIP` and `clusterIPs[0]` are one value: either given fills the other.
+/// `clusterIP` and `clusterIPs[0]` are one value: either given fills the other (for every
+/// type, so validation refuses an ExternalName service's address in either field).
 fn normalize_cluster_ips(svc: &mut Value) {
-    if !needs_cluster_ip(svc) {
-        return;
-    }
     let ip = str_of(svc, "clusterIP").to_string();
     let first = svc["spec"]["clusterIPs"][0].as_str().map(str::to_string);
     match (ip.is_empty(), first) {
