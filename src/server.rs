@@ -58,6 +58,9 @@ pub struct ServerArgs {
     /// How often the node lifecycle controller looks at each node.
     #[arg(long, default_value = "5s", value_parser = go_duration)]
     pub node_monitor_period: Duration,
+    /// The ports NodePort and LoadBalancer services get node ports from.
+    #[arg(long, default_value = "30000-32767")]
+    pub service_node_port_range: String,
     /// More names or addresses for the serving certificate (k3s's --tls-san; repeatable).
     #[arg(long = "tls-san")]
     pub tls_san: Vec<String>,
@@ -177,6 +180,17 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
     let port = listener.local_addr()?.port();
     let server_url = format!("https://{}:{port}", client_host(&args.bind_address));
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    // Service cluster IPs and node ports; the cluster DNS address is only given on request.
+    let cluster_dns: std::net::Ipv4Addr = args.node.cluster_dns.parse().map_err(|_| {
+        anyhow::anyhow!(
+            "--cluster-dns {}: not an IPv4 address",
+            args.node.cluster_dns
+        )
+    })?;
+    crate::apiserver::allocation::install(crate::apiserver::allocation::Ranges {
+        ips: crate::apiserver::allocation::IpRange::new(&args.service_cidr, &[cluster_dns])?,
+        ports: args.service_node_port_range.parse()?,
+    });
     let api = Arc::new_cyclic(|me| Api {
         store: store.clone(),
         auth,
@@ -210,6 +224,19 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
     } else {
         Some(crate::agent::kubelet_config(&args.data_dir, &args.node)?)
     };
+    // Pods reach the API server through the `kubernetes` service: at the node's address when
+    // this server runs the node's agent, else the address it is bound to.
+    let advertise = match (&kubelet_config, &args.node.node_ip) {
+        (Some(cfg), _) => cfg.node_ip.clone(),
+        (None, Some(ip)) => ip.clone(),
+        (None, None) => client_host(&args.bind_address)
+            .trim_matches(['[', ']'])
+            .to_string(),
+    };
+    // Only pods need it: a server that cannot write it still serves.
+    if let Err(e) = crate::apiserver::kubernetes_service::ensure(&api, &advertise, port).await {
+        tracing::warn!(error = %e, "writing the kubernetes service and its endpoints");
+    }
     let tls_config = pki.server_config().context("TLS configuration")?;
     // Written once the server can answer, so a client that finds it may use it at once.
     tls::write_private(

@@ -7,7 +7,7 @@ use super::resources::{
     finalizers, meta_mut, meta_str, now_rfc3339, selectors_of, DeleteOptions, CONFLICT_RETRIES,
 };
 use super::status::ApiError;
-use super::{admission, conversion};
+use super::{admission, allocation, conversion};
 use crate::store::{self, KeyValue};
 use http::StatusCode;
 use serde_json::{json, Value};
@@ -184,6 +184,7 @@ impl Api {
             }
             match self.store.delete(&key, Some(kv.mod_revision)).await {
                 Ok((_, _rev)) => {
+                    allocation::free_held(info, &*self.store, &cur).await;
                     if policy == "Background" {
                         self.after_delete(info, &cur);
                     }

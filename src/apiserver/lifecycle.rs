@@ -88,9 +88,13 @@ impl Api {
         authorization::check(self.pipeline.authorizer.as_ref(), &attrs)
     }
 
-    /// Creates the default namespaces that are missing, and resumes the termination of those
-    /// that were terminating when the server stopped.
+    /// Creates the default namespaces that are missing, resumes the termination of those
+    /// that were terminating when the server stopped, and gives back Service IPs and node ports
+    /// that no Service holds.
     pub async fn bootstrap(self: &Arc<Self>) -> Result<(), ApiError> {
+        if let Some(services) = self.registry.lookup("", "v1", "services") {
+            super::allocation::repair(&*self.store, &services).await?;
+        }
         let info = namespaces(self);
         for ns in DEFAULT_NAMESPACES {
             if self.get_object(&info, None, ns).await?.is_none() {

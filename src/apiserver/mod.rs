@@ -13,6 +13,7 @@ pub mod table;
 pub mod validation;
 
 pub mod admission;
+pub mod allocation;
 pub mod auth;
 pub mod authorization;
 pub mod connect;
@@ -27,6 +28,7 @@ pub mod health;
 pub mod http;
 pub mod identity;
 pub mod join;
+pub mod kubernetes_service;
 pub mod lifecycle;
 pub mod metrics;
 pub mod negotiate;

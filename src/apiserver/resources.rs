@@ -11,7 +11,7 @@ use super::handler::{full, json, Api, ResourceRequest, Resp};
 use super::registry::ResourceInfo;
 use super::selectors::{FieldSelector, LabelSelector};
 use super::status::{self, ApiError, Cause};
-use super::{apply, conversion, encoding, strategic_merge, validation};
+use super::{allocation, apply, conversion, encoding, strategic_merge, validation};
 use crate::store::{self, KeyValue};
 use http::StatusCode;
 use serde_json::{json, Map, Value};
@@ -435,58 +435,69 @@ impl Api {
             }
             let name = meta_str(&o, "name").unwrap_or_default().to_string();
             prepare_create(info, &mut o);
-            let mut errs: Vec<Cause> = path_segment_causes(&name, "metadata.name");
-            errs.extend(
-                validation::validate_with(&*info.strategy, &o, None)
-                    .into_iter()
-                    .map(|e| Cause {
-                        reason: e.reason,
-                        message: e.message,
-                        field: e.field,
-                    }),
-            );
-            if !errs.is_empty() {
-                return Err(ApiError::invalid(&info.group, &info.kind, &name, errs));
-            }
-            attrs.name = name.clone();
-            attrs.object = Some(o);
-            self.pipeline.admission.validate(self, &attrs).await?;
-            let mut o = attrs.object.take().unwrap_or_default();
-            // Server-side apply has recorded its own entry; other creates are Update entries.
-            if o["metadata"].get("managedFields").is_none() {
-                apply::track_update(
-                    &info.group,
-                    &info.kind,
-                    None,
-                    &mut o,
-                    &r.field_manager,
-                    None,
-                    apply_schema(info),
+            // Values held outside the object (a Service's cluster IP) are taken before
+            // validation, as upstream allocates, and given back unless the object is stored.
+            let taken = allocation::allocate(info, &*self.store, &mut o, None, r.dry_run()).await?;
+            let outcome = async {
+                let mut errs: Vec<Cause> = path_segment_causes(&name, "metadata.name");
+                errs.extend(
+                    validation::validate_with(&*info.strategy, &o, None)
+                        .into_iter()
+                        .map(|e| Cause {
+                            reason: e.reason,
+                            message: e.message,
+                            field: e.field,
+                        }),
                 );
-            }
-            if r.dry_run() {
-                return Ok((
-                    StatusCode::CREATED,
-                    serde_json::to_vec(&o).unwrap_or_default(),
-                ));
-            }
-            let key = info.key(r.namespace.as_deref(), &name);
-            match self
-                .store
-                .create(&key, conversion::to_stored(info, &o))
-                .await
-            {
-                Ok(kv) => {
-                    return Ok((
+                if !errs.is_empty() {
+                    return Err(ApiError::invalid(&info.group, &info.kind, &name, errs));
+                }
+                attrs.name = name.clone();
+                attrs.object = Some(o);
+                self.pipeline.admission.validate(self, &attrs).await?;
+                let mut o = attrs.object.take().unwrap_or_default();
+                // Server-side apply has recorded its own entry; other creates are Update entries.
+                if o["metadata"].get("managedFields").is_none() {
+                    apply::track_update(
+                        &info.group,
+                        &info.kind,
+                        None,
+                        &mut o,
+                        &r.field_manager,
+                        None,
+                        apply_schema(info),
+                    );
+                }
+                if r.dry_run() {
+                    return Ok(Some((
+                        StatusCode::CREATED,
+                        serde_json::to_vec(&o).unwrap_or_default(),
+                    )));
+                }
+                let key = info.key(r.namespace.as_deref(), &name);
+                match self
+                    .store
+                    .create(&key, conversion::to_stored(info, &o))
+                    .await
+                {
+                    Ok(kv) => Ok(Some((
                         StatusCode::CREATED,
                         conversion::with_rv(info, &kv.value, kv.mod_revision),
-                    ))
+                    ))),
+                    // A generated name was taken: another attempt.
+                    Err(store::Error::AlreadyExists(_)) if generate => Ok(None),
+                    Err(store::Error::AlreadyExists(_)) => {
+                        Err(ApiError::already_exists(&info.group, &info.plural, &name))
+                    }
+                    Err(e) => Err(e.into()),
                 }
-                Err(store::Error::AlreadyExists(_)) if generate => continue,
-                Err(store::Error::AlreadyExists(_)) => {
-                    return Err(ApiError::already_exists(&info.group, &info.plural, &name))
-                }
-                Err(e) => return Err(e.into()),
+            }
+            .await;
+            allocation::settle(taken, &*self.store, matches!(outcome, Ok(Some(_)))).await;
+            match outcome {
+                Ok(Some(created)) => return Ok(created),
+                Ok(None) => continue,
+                Err(e) => return Err(e),
             }
         }
         Err(ApiError::Internal(
@@ -914,50 +925,85 @@ impl Api {
                 new = attrs.object.take().unwrap_or_default();
             }
             merge_update(info, mode, &cur, &mut new);
-            validate_update(info, &cur, &new)?;
-            if admitted && scale {
-                attrs.object = Some(to_scale(&new));
-                self.pipeline.admission.validate(self, &attrs).await?;
-            } else if admitted {
-                attrs.object = Some(new);
-                attrs.old_object = Some(cur);
-                self.pipeline.admission.validate(self, &attrs).await?;
-                cur = attrs.old_object.take().unwrap_or_default();
-                new = attrs.object.take().unwrap_or_default();
-            }
-            if !r.content_type.starts_with("application/apply-patch") {
-                apply::track_update(
-                    &info.group,
-                    &info.kind,
-                    Some(&cur),
-                    &mut new,
-                    &r.field_manager,
-                    r.subresource.as_deref(),
-                    apply_schema(info),
-                );
-            }
-            meta_mut(&mut new).remove("resourceVersion");
-            let mut cur_cmp = cur.clone();
-            meta_mut(&mut cur_cmp).remove("resourceVersion");
-            if new == cur_cmp {
-                // Nothing changed: no write, no event, same resourceVersion.
-                return Ok(conversion::with_rv(info, &kv.value, kv.mod_revision));
-            }
-            if r.dry_run() {
-                // What the write would store, at the resourceVersion it would replace.
-                return Ok(encoding::with_rv(
-                    &encoding::to_stored(&new),
-                    kv.mod_revision,
-                ));
-            }
-            if removes_last_finalizer(&cur, &new) {
-                // The last finalizer is gone from an object being deleted: it goes now.
-                return match self.store.delete(&key, Some(kv.mod_revision)).await {
-                    Ok((_, rev)) => {
-                        self.after_delete(info, &new);
-                        Ok(encoding::with_rv(&encoding::to_stored(&new), rev))
-                    }
-                    Err(store::Error::Conflict { .. }) if !pinned => continue,
+            // As on create: taken before validation, kept only if this attempt writes.
+            let taken = if mode == Mode::Main && admitted && !scale {
+                allocation::allocate(info, &*self.store, &mut new, Some(&cur), r.dry_run()).await?
+            } else {
+                None
+            };
+            let outcome = async {
+                validate_update(info, &cur, &new)?;
+                if admitted && scale {
+                    attrs.object = Some(to_scale(&new));
+                    self.pipeline.admission.validate(self, &attrs).await?;
+                } else if admitted {
+                    attrs.object = Some(new);
+                    attrs.old_object = Some(cur);
+                    self.pipeline.admission.validate(self, &attrs).await?;
+                    cur = attrs.old_object.take().unwrap_or_default();
+                    new = attrs.object.take().unwrap_or_default();
+                }
+                if !r.content_type.starts_with("application/apply-patch") {
+                    apply::track_update(
+                        &info.group,
+                        &info.kind,
+                        Some(&cur),
+                        &mut new,
+                        &r.field_manager,
+                        r.subresource.as_deref(),
+                        apply_schema(info),
+                    );
+                }
+                meta_mut(&mut new).remove("resourceVersion");
+                let mut cur_cmp = cur.clone();
+                meta_mut(&mut cur_cmp).remove("resourceVersion");
+                if new == cur_cmp {
+                    // Nothing changed: no write, no event, same resourceVersion.
+                    return Ok(Written::Unchanged(conversion::with_rv(
+                        info,
+                        &kv.value,
+                        kv.mod_revision,
+                    )));
+                }
+                if r.dry_run() {
+                    // What the write would store, at the resourceVersion it would replace.
+                    return Ok(Written::Unchanged(encoding::with_rv(
+                        &encoding::to_stored(&new),
+                        kv.mod_revision,
+                    )));
+                }
+                if removes_last_finalizer(&cur, &new) {
+                    // The last finalizer is gone from an object being deleted: it goes now.
+                    return match self.store.delete(&key, Some(kv.mod_revision)).await {
+                        Ok((_, rev)) => {
+                            allocation::free_held(info, &*self.store, &cur).await;
+                            self.after_delete(info, &new);
+                            Ok(Written::Unchanged(encoding::with_rv(
+                                &encoding::to_stored(&new),
+                                rev,
+                            )))
+                        }
+                        Err(store::Error::Conflict { .. }) if !pinned => Ok(Written::Retry),
+                        Err(store::Error::Conflict { .. }) => {
+                            Err(ApiError::modified(&info.group, &info.plural, &name))
+                        }
+                        Err(store::Error::NotFound(_)) => {
+                            Err(ApiError::not_found(&info.group, &info.plural, &name))
+                        }
+                        Err(e) => Err(e.into()),
+                    };
+                }
+                match self
+                    .store
+                    .update(&key, conversion::to_stored(info, &new), kv.mod_revision)
+                    .await
+                {
+                    Ok(kv) => Ok(Written::Stored(conversion::with_rv(
+                        info,
+                        &kv.value,
+                        kv.mod_revision,
+                    ))),
+                    Err(store::Error::Conflict { .. }) if !pinned => Ok(Written::Retry),
                     Err(store::Error::Conflict { .. }) => {
                         Err(ApiError::modified(&info.group, &info.plural, &name))
                     }
@@ -965,26 +1011,30 @@ impl Api {
                         Err(ApiError::not_found(&info.group, &info.plural, &name))
                     }
                     Err(e) => Err(e.into()),
-                };
+                }
             }
-            match self
-                .store
-                .update(&key, conversion::to_stored(info, &new), kv.mod_revision)
-                .await
-            {
-                Ok(kv) => return Ok(conversion::with_rv(info, &kv.value, kv.mod_revision)),
-                Err(store::Error::Conflict { .. }) if !pinned => continue,
-                Err(store::Error::Conflict { .. }) => {
-                    return Err(ApiError::modified(&info.group, &info.plural, &name))
-                }
-                Err(store::Error::NotFound(_)) => {
-                    return Err(ApiError::not_found(&info.group, &info.plural, &name))
-                }
-                Err(e) => return Err(e.into()),
+            .await;
+            let stored = matches!(outcome, Ok(Written::Stored(_)));
+            allocation::settle(taken, &*self.store, stored).await;
+            match outcome {
+                Ok(Written::Stored(body) | Written::Unchanged(body)) => return Ok(body),
+                Ok(Written::Retry) => continue,
+                Err(e) => return Err(e),
             }
         }
         Err(ApiError::modified(&info.group, &info.plural, &name))
     }
+}
+
+/// How one attempt of `write_update` ended.
+enum Written {
+    /// The new object was stored: what the allocation gave up is freed.
+    Stored(Vec<u8>),
+    /// Nothing new was stored (no change, a dry run, or the object went with its last
+    /// finalizer): what the allocation took goes back.
+    Unchanged(Vec<u8>),
+    /// Another writer got there first: the loop runs again.
+    Retry,
 }
 
 /// Whether an update takes the last finalizer off an object whose deletion waited for them.

@@ -5,11 +5,14 @@
 pub mod cronjob;
 pub mod daemonset;
 pub mod disruption;
+pub mod endpoints;
+pub mod endpointslice;
 pub mod job;
 pub mod leader;
 pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod owned_pods;
+mod pod_endpoints;
 pub mod ttl_after_finished;
 
 /// What the controller manager needs to know beyond its client.
@@ -31,5 +34,7 @@ pub async fn run(client: kube::Client, settings: Settings) {
         ttl_after_finished::run(client.clone()),
         cronjob::run(client.clone()),
         daemonset::run(client.clone()),
+        endpointslice::run(client.clone()),
+        endpoints::run(client.clone()),
     );
 }

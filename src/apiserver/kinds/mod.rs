@@ -15,6 +15,7 @@ mod event;
 mod hpa;
 mod ingress;
 mod ingress_class;
+mod ip_address;
 mod job;
 mod lease;
 mod limit_range;
@@ -147,6 +148,12 @@ pub trait Strategy: Send + Sync {
     /// Writes the replicas a /scale write asks for into the object.
     fn set_replicas(&self, obj: &mut Value, replicas: i64) {
         obj["spec"]["replicas"] = serde_json::json!(replicas);
+    }
+
+    /// For kinds whose objects hold values outside their own key (a Service's cluster IP and
+    /// node ports): what takes them before a create or update and frees them after a delete.
+    fn allocator(&self) -> Option<&dyn super::allocation::Allocator> {
+        None
     }
 }
 
@@ -299,6 +306,7 @@ pub fn builtin() -> Vec<ResourceInfo> {
         ingress::info(),
         ingress_class::info(),
         network_policy::info(),
+        ip_address::info(),
         // discovery.k8s.io/v1
         endpoint_slice::info(),
         // coordination.k8s.io/v1

@@ -1,6 +1,7 @@
 //! core/v1 Service: a stable address in front of a set of pods.
 
 use super::{Facts, Strategy, ALL, NONE};
+use crate::apiserver::allocation::{self, Allocator};
 use crate::apiserver::registry::ResourceInfo;
 use crate::apiserver::table::Col;
 use crate::apiserver::validation::{FieldError, NameRule};
@@ -44,6 +45,10 @@ impl Strategy for Kind {
 
     fn name_rule(&self) -> NameRule {
         NameRule::Dns1035
+    }
+
+    fn allocator(&self) -> Option<&dyn Allocator> {
+        Some(&allocation::service::Services)
     }
 }
 

@@ -459,6 +459,20 @@ pub(crate) fn service(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
     let cluster_ip = s(&spec["clusterIP"]);
     let headless = cluster_ip == "None";
     if ty == "ExternalName" {
+        // No address of any family: what ClusterIP services held is dropped on the way here.
+        for field in ["clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
+            let set = match &spec[field] {
+                Value::Array(a) => !a.is_empty(),
+                Value::Null => false,
+                _ => true,
+            };
+            if set {
+                errs.push(forbidden(
+                    &format!("spec.{field}"),
+                    "may not be set for ExternalName services",
+                ));
+            }
+        }
         let en = s(&spec["externalName"]).trim_end_matches('.');
         if en.is_empty() {
             errs.push(required("spec.externalName", ""));
@@ -1142,6 +1156,14 @@ mod tests {
                 None
             ),
             vec![]
+        );
+        let with_ip = svc(
+            json!({"type": "ExternalName", "externalName": "db.example.com",
+            "clusterIP": "10.43.0.5", "clusterIPs": ["10.43.0.5"]}),
+        );
+        assert_eq!(
+            check("", "Service", with_ip, None)[0].full(),
+            "spec.clusterIPs: Forbidden: may not be set for ExternalName services"
         );
         let errs = check(
             "",
