@@ -226,6 +226,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
         &kc_key,
     )?);
     let controllers = identity(&server_url, &pki, "system:kube-controller-manager", &[]).await?;
+    crate::controllers::spawn_workloads(&controllers);
     tokio::spawn(crate::controllers::nodeipam::run(controllers, cluster_cidr));
     let scheduler = identity(&server_url, &pki, "system:kube-scheduler", &[]).await?;
     tokio::spawn(crate::scheduler::run(scheduler));

@@ -61,3 +61,501 @@ fn scheduler_places_pods_and_explains_unschedulable_ones() {
     assert_eq!(pod["spec"]["nodeName"], "node1");
     c.ok(&["delete", "pod", "x", "big", "--wait=true"]);
 }
+
+// ---- Deployments and ReplicaSets -------------------------------------------------------
+
+/// `kubectl get pods --watch` as a stream of events, recorded from the start: every state the
+/// API went through is seen, not only those a poll happens to sample.
+struct PodWatch {
+    child: std::process::Child,
+    events: std::sync::Arc<std::sync::Mutex<Vec<(String, serde_json::Value)>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl PodWatch {
+    fn start(c: &Cluster, selector: &str) -> PodWatch {
+        let mut child =
+            c.ns.command(node_support::KUBECTL)
+                .arg("--kubeconfig")
+                .arg(c.kubeconfig())
+                .args([
+                    "get",
+                    "pods",
+                    "-l",
+                    selector,
+                    "--watch",
+                    "--output-watch-events",
+                    "-o",
+                    "json",
+                ])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("kubectl get --watch");
+        let out = child.stdout.take().unwrap();
+        let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = events.clone();
+        let reader = std::thread::spawn(move || {
+            let stream =
+                serde_json::Deserializer::from_reader(out).into_iter::<serde_json::Value>();
+            for ev in stream.flatten() {
+                let kind = ev["type"].as_str().unwrap_or_default().to_string();
+                sink.lock().unwrap().push((kind, ev["object"].clone()));
+            }
+        });
+        PodWatch {
+            child,
+            events,
+            reader: Some(reader),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.events.lock().unwrap().len()
+    }
+
+    /// Stops the watch; the pods' states after each event, in order.
+    fn stop(mut self) -> Vec<std::collections::BTreeMap<String, serde_json::Value>> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        let mut now = std::collections::BTreeMap::new();
+        let mut states = Vec::new();
+        for (kind, pod) in self.events.lock().unwrap().iter() {
+            let name = pod["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            if kind == "DELETED" {
+                now.remove(&name);
+            } else {
+                now.insert(name, pod.clone());
+            }
+            states.push(now.clone());
+        }
+        states
+    }
+}
+
+impl Drop for PodWatch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn ready_and_not_terminating(p: &serde_json::Value) -> bool {
+    p["metadata"]["deletionTimestamp"].is_null()
+        && p["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+}
+
+fn deployment(c: &Cluster, name: &str) -> serde_json::Value {
+    c.json(&["get", "deployment", name])
+        .unwrap_or_else(|| panic!("deployment {name} not found"))
+}
+
+fn wait_rolled_out(c: &Cluster, name: &str, replicas: i64) {
+    c.wait_for(
+        &format!("{name} at {replicas} available"),
+        Duration::from_secs(90),
+        |c| {
+            let d = deployment(c, name);
+            let st = &d["status"];
+            st["observedGeneration"] == d["metadata"]["generation"]
+                && st["updatedReplicas"].as_i64().unwrap_or(0) == replicas
+                && st["availableReplicas"].as_i64().unwrap_or(0) == replicas
+                && st["readyReplicas"].as_i64().unwrap_or(0) == replicas
+                && st["replicas"].as_i64().unwrap_or(0) == replicas
+        },
+    );
+}
+
+/// Names of the pods the selector matches that are not being deleted.
+fn live_pods(c: &Cluster, selector: &str) -> Vec<String> {
+    let list = c.json(&["get", "pods", "-l", selector]).unwrap();
+    list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn image_of(c: &Cluster, name: &str) -> String {
+    deployment(c, name)["spec"]["template"]["spec"]["containers"][0]["image"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn deployment_creates_heals_scales_rolls_out_and_rolls_back() {
+    let c = Cluster::start();
+    c.ok(&[
+        "create",
+        "deployment",
+        "web",
+        &format!("--image={IMAGE}"),
+        "--replicas=3",
+        "--port=8080",
+        "--",
+        "httpd",
+        "-f",
+        "-p",
+        "8080",
+    ]);
+    wait_rolled_out(&c, "web", 3);
+    let d = deployment(&c, "web");
+    assert_eq!(
+        d["metadata"]["annotations"]["deployment.kubernetes.io/revision"], "1",
+        "{d:#}"
+    );
+    let conds = d["status"]["conditions"].as_array().unwrap().clone();
+    let reason = |t: &str| {
+        conds
+            .iter()
+            .find(|c| c["type"] == t)
+            .map(|c| c["reason"].clone())
+    };
+    assert_eq!(
+        reason("Available"),
+        Some("MinimumReplicasAvailable".into()),
+        "{conds:?}"
+    );
+    assert_eq!(
+        reason("Progressing"),
+        Some("NewReplicaSetAvailable".into()),
+        "{conds:?}"
+    );
+
+    // One ReplicaSet named after the template's hash, which its pods carry as a label.
+    let rs = c.json(&["get", "rs", "-l", "app=web"]).unwrap();
+    let rs = &rs["items"].as_array().unwrap().clone();
+    assert_eq!(rs.len(), 1, "{rs:?}");
+    let hash = rs[0]["metadata"]["labels"]["pod-template-hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(rs[0]["metadata"]["name"], format!("web-{hash}"));
+    assert_eq!(
+        rs[0]["metadata"]["ownerReferences"][0]["kind"],
+        "Deployment"
+    );
+    assert_eq!(rs[0]["metadata"]["ownerReferences"][0]["controller"], true);
+    assert_eq!(
+        rs[0]["metadata"]["ownerReferences"][0]["blockOwnerDeletion"],
+        true
+    );
+    let pods = live_pods(&c, "app=web");
+    assert_eq!(pods.len(), 3);
+    for p in &pods {
+        assert!(p.starts_with(&format!("web-{hash}-")), "{p}");
+        let pod = c.pod(p);
+        assert_eq!(
+            pod["metadata"]["labels"]["pod-template-hash"],
+            hash.as_str()
+        );
+        assert_eq!(pod["metadata"]["ownerReferences"][0]["kind"], "ReplicaSet");
+    }
+    // The pods serve (busybox httpd answers; with no index page the answer is a 404).
+    let ip = c.pod(&pods[0])["status"]["podIP"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = c.in_node(
+        "curl",
+        &[
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "5",
+            &format!("http://{ip}:8080/"),
+        ],
+    );
+    let code = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(code != "000" && !code.is_empty(), "httpd on {ip}: {code}");
+
+    // A deleted pod is replaced by a new one.
+    c.ok(&["delete", "pod", &pods[0], "--wait=false"]);
+    c.wait_for("a replacement pod", Duration::from_secs(60), |c| {
+        let now = live_pods(c, "app=web");
+        now.len() == 3 && !now.contains(&pods[0])
+    });
+    wait_rolled_out(&c, "web", 3);
+
+    // Scale up and down through the scale subresource.
+    c.ok(&["scale", "deployment", "web", "--replicas=5"]);
+    wait_rolled_out(&c, "web", 5);
+    assert_eq!(live_pods(&c, "app=web").len(), 5);
+    c.ok(&["scale", "deployment", "web", "--replicas=2"]);
+    wait_rolled_out(&c, "web", 2);
+    c.wait_for("two pods left", Duration::from_secs(60), |c| {
+        c.json(&["get", "pods", "-l", "app=web"]).unwrap()["items"]
+            .as_array()
+            .unwrap()
+            .len()
+            == 2
+    });
+    c.ok(&["scale", "deployment", "web", "--replicas=3"]);
+    wait_rolled_out(&c, "web", 3);
+
+    // A rolling update that may not lose a ready pod, watched from before it starts.
+    c.ok(&[
+        "patch",
+        "deployment",
+        "web",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"strategy":{"rollingUpdate":{"maxUnavailable":0,"maxSurge":1}}}}"#,
+    ]);
+    let watch = PodWatch::start(&c, "app=web");
+    c.wait_for("the watch's initial list", Duration::from_secs(20), |_| {
+        watch.len() >= 3
+    });
+    c.ok(&[
+        "set",
+        "image",
+        "deployment/web",
+        &format!("busybox={IMAGE}:latest"),
+    ]);
+    let status = c.ok(&["rollout", "status", "deployment/web", "--timeout=120s"]);
+    assert!(
+        status.contains("deployment \"web\" successfully rolled out"),
+        "{status}"
+    );
+    wait_rolled_out(&c, "web", 3);
+    c.wait_for("old pods gone", Duration::from_secs(60), |c| {
+        c.json(&["get", "pods", "-l", "app=web"]).unwrap()["items"]
+            .as_array()
+            .unwrap()
+            .len()
+            == 3
+    });
+    let states = watch.stop();
+    assert!(
+        states.len() > 6,
+        "the watch saw the rollout: {} events",
+        states.len()
+    );
+    let min_ready = states
+        .iter()
+        .skip(3)
+        .map(|s| s.values().filter(|p| ready_and_not_terminating(p)).count())
+        .min()
+        .unwrap();
+    assert!(
+        min_ready >= 3,
+        "ready pods dropped to {min_ready} during the rollout"
+    );
+    let images: std::collections::BTreeSet<String> = states
+        .last()
+        .unwrap()
+        .values()
+        .map(|p| {
+            p["spec"]["containers"][0]["image"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(images, [format!("{IMAGE}:latest")].into());
+    assert_eq!(
+        deployment(&c, "web")["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "2"
+    );
+
+    // History lists both revisions; undo goes back to the first template as revision 3.
+    let history = c.ok(&["rollout", "history", "deployment/web"]);
+    assert!(history.contains("REVISION"), "{history}");
+    let revisions: Vec<&str> = history
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|w| w.parse::<u32>().is_ok())
+        .collect();
+    assert_eq!(revisions, ["1", "2"], "{history}");
+    let rev1 = c.ok(&["rollout", "history", "deployment/web", "--revision=1"]);
+    assert!(
+        rev1.contains(&format!("Image:\t{IMAGE}\n"))
+            || rev1.contains(&format!("Image:      {IMAGE}\n")),
+        "{rev1}"
+    );
+    c.ok(&["rollout", "undo", "deployment/web"]);
+    c.wait_for(
+        "the template back at revision 1's",
+        Duration::from_secs(30),
+        |c| image_of(c, "web") == IMAGE,
+    );
+    c.ok(&["rollout", "status", "deployment/web", "--timeout=120s"]);
+    wait_rolled_out(&c, "web", 3);
+    let d = deployment(&c, "web");
+    assert_eq!(
+        d["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "3"
+    );
+    let rs_names = c.ok(&[
+        "get",
+        "rs",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={.items[*].metadata.name}",
+    ]);
+    assert_eq!(
+        rs_names.split_whitespace().count(),
+        2,
+        "undo reuses the first set: {rs_names}"
+    );
+    c.wait_for(
+        "pods of the first template only",
+        Duration::from_secs(60),
+        |c| {
+            let list = c.json(&["get", "pods", "-l", "app=web"]).unwrap();
+            let items = list["items"].as_array().unwrap().clone();
+            items.len() == 3
+                && items
+                    .iter()
+                    .all(|p| p["metadata"]["labels"]["pod-template-hash"] == hash.as_str())
+        },
+    );
+
+    // Paused: a change to a template no set has yet makes no new set until resumed. (One
+    // back to an existing set's template would renumber that set, as upstream does.)
+    c.ok(&["rollout", "pause", "deployment/web"]);
+    c.ok(&["set", "env", "deployment/web", "STEP=paused"]);
+    c.wait_for("the paused condition", Duration::from_secs(30), |c| {
+        let d = deployment(c, "web");
+        d["status"]["observedGeneration"] == d["metadata"]["generation"]
+            && d["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| {
+                    c["type"] == "Progressing"
+                        && c["status"] == "Unknown"
+                        && c["reason"] == "DeploymentPaused"
+                })
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let d = deployment(&c, "web");
+    assert_eq!(
+        d["metadata"]["annotations"]["deployment.kubernetes.io/revision"], "3",
+        "{d:#}"
+    );
+    // No set has the paused template: none of the pods is up to date, all still serve.
+    assert!(
+        d["status"]["updatedReplicas"].is_null(),
+        "no rollout while paused: {:#}",
+        d["status"]
+    );
+    assert_eq!(d["status"]["availableReplicas"], 3, "{:#}", d["status"]);
+    let rs_now = c.ok(&[
+        "get",
+        "rs",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={.items[*].metadata.name}",
+    ]);
+    assert_eq!(
+        rs_now.split_whitespace().count(),
+        2,
+        "no new set while paused: {rs_now}"
+    );
+    let pods_paused = live_pods(&c, "app=web");
+    assert!(
+        pods_paused
+            .iter()
+            .all(|p| p.starts_with(&format!("web-{hash}-"))),
+        "{pods_paused:?}"
+    );
+    c.ok(&["rollout", "resume", "deployment/web"]);
+    c.ok(&["rollout", "status", "deployment/web", "--timeout=120s"]);
+    wait_rolled_out(&c, "web", 3);
+    assert_eq!(
+        deployment(&c, "web")["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "4"
+    );
+
+    // Restart: a new template annotation, so every pod is replaced.
+    let before = live_pods(&c, "app=web");
+    c.ok(&["rollout", "restart", "deployment/web"]);
+    c.ok(&["rollout", "status", "deployment/web", "--timeout=120s"]);
+    wait_rolled_out(&c, "web", 3);
+    c.wait_for("only restarted pods", Duration::from_secs(60), |c| {
+        let now = live_pods(c, "app=web");
+        now.len() == 3 && now.iter().all(|p| !before.contains(p))
+    });
+
+    // Deleting the deployment takes its sets and their pods with it.
+    c.ok(&["delete", "deployment", "web"]);
+    c.wait_for("sets and pods collected", Duration::from_secs(60), |c| {
+        let sets = c.json(&["get", "rs", "-l", "app=web"]).unwrap();
+        let pods = c.json(&["get", "pods", "-l", "app=web"]).unwrap();
+        sets["items"].as_array().unwrap().is_empty() && pods["items"].as_array().unwrap().is_empty()
+    });
+}
+
+#[test]
+fn recreate_never_runs_old_and_new_pods_together() {
+    let c = Cluster::start();
+    c.apply(&format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: db\nspec:\n  replicas: 2\n  strategy:\n    type: Recreate\n  selector:\n    matchLabels:\n      app: db\n  template:\n    metadata:\n      labels:\n        app: db\n    spec:\n      terminationGracePeriodSeconds: 2\n      containers:\n      - name: main\n        image: {IMAGE}\n        command: [\"httpd\", \"-f\", \"-p\", \"8080\"]\n"
+    ));
+    wait_rolled_out(&c, "db", 2);
+    let watch = PodWatch::start(&c, "app=db");
+    c.wait_for("the watch's initial list", Duration::from_secs(20), |_| {
+        watch.len() >= 2
+    });
+    c.ok(&[
+        "set",
+        "image",
+        "deployment/db",
+        &format!("main={IMAGE}:latest"),
+    ]);
+    c.ok(&["rollout", "status", "deployment/db", "--timeout=120s"]);
+    wait_rolled_out(&c, "db", 2);
+    c.wait_for("two pods", Duration::from_secs(60), |c| {
+        c.json(&["get", "pods", "-l", "app=db"]).unwrap()["items"]
+            .as_array()
+            .unwrap()
+            .len()
+            == 2
+    });
+    let states = watch.stop();
+    let hashes = |s: &std::collections::BTreeMap<String, serde_json::Value>| -> std::collections::BTreeSet<String> {
+        s.values()
+            .filter(|p| !matches!(p["status"]["phase"].as_str(), Some("Succeeded") | Some("Failed")))
+            .map(|p| p["metadata"]["labels"]["pod-template-hash"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    let first = hashes(&states[1]);
+    let last = hashes(states.last().unwrap());
+    assert_eq!((first.len(), last.len()), (1, 1), "{first:?} {last:?}");
+    assert_ne!(first, last, "the pods were replaced");
+    for (i, s) in states.iter().enumerate() {
+        assert!(
+            hashes(s).len() <= 1,
+            "old and new pods together at event {i}: {:?}",
+            s.keys()
+        );
+    }
+    // Old pods were all gone from the API (not only terminating) before a new one existed.
+    let gone_at = states
+        .iter()
+        .position(|s| s.is_empty())
+        .expect("a moment with no pods at all");
+    assert!(states[..gone_at]
+        .iter()
+        .all(|s| hashes(s).is_subset(&first)));
+}
