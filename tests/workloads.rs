@@ -286,6 +286,19 @@ fn deployment_creates_heals_scales_rolls_out_and_rolls_back() {
     let code = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(code != "000" && !code.is_empty(), "httpd on {ip}: {code}");
 
+    let events = c.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=web,reason=ScalingReplicaSet",
+        "-o",
+        "jsonpath={.items[*].message}",
+    ]);
+    assert!(
+        events.contains(&format!("Scaled up replica set web-{hash} from 0 to 3")),
+        "{events}"
+    );
+
     // A deleted pod is replaced by a new one.
     c.ok(&["delete", "pod", &pods[0], "--wait=false"]);
     c.wait_for("a replacement pod", Duration::from_secs(60), |c| {
@@ -558,4 +571,140 @@ fn recreate_never_runs_old_and_new_pods_together() {
     assert!(states[..gone_at]
         .iter()
         .all(|s| hashes(s).is_subset(&first)));
+}
+
+fn owner_kinds(c: &Cluster, pod: &str) -> Vec<String> {
+    c.pod(pod)["metadata"]["ownerReferences"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| r["kind"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+fn bare_pod(name: &str, app: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  labels:\n    app: {app}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: {IMAGE}\n    command: [\"sleep\", \"1000\"]\n"
+    )
+}
+
+#[test]
+fn replica_sets_adopt_orphans_and_release_relabelled_pods() {
+    let c = Cluster::start();
+    c.apply(&bare_pod("orphan", "cache"));
+    c.wait_phase("orphan", "Running");
+    c.apply(&format!(
+        "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata:\n  name: cache\nspec:\n  replicas: 2\n  selector:\n    matchLabels:\n      app: cache\n  template:\n    metadata:\n      labels:\n        app: cache\n    spec:\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: main\n        image: {IMAGE}\n        command: [\"sleep\", \"1000\"]\n"
+    ));
+    c.wait_for("the set at 2 ready", Duration::from_secs(60), |c| {
+        let rs = c.json(&["get", "rs", "cache"]).unwrap();
+        rs["status"]["readyReplicas"] == 2
+            && rs["status"]["observedGeneration"] == rs["metadata"]["generation"]
+    });
+    // The orphan was taken in, so only one pod was made.
+    assert_eq!(owner_kinds(&c, "orphan"), ["ReplicaSet"]);
+    let pods = live_pods(&c, "app=cache");
+    assert_eq!(pods.len(), 2, "{pods:?}");
+    let made = pods.iter().find(|p| *p != "orphan").unwrap().clone();
+    assert!(made.starts_with("cache-"), "{made}");
+    let events = c.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=cache",
+        "-o",
+        "jsonpath={.items[*].message}",
+    ]);
+    assert!(events.contains(&format!("Created pod: {made}")), "{events}");
+
+    // A pod relabelled out of the selector is let go and replaced.
+    c.ok(&["label", "pod", "orphan", "app=elsewhere", "--overwrite"]);
+    c.wait_for(
+        "the relabelled pod released",
+        Duration::from_secs(30),
+        |c| owner_kinds(c, "orphan").is_empty(),
+    );
+    c.wait_for("a replacement", Duration::from_secs(60), |c| {
+        live_pods(c, "app=cache").len() == 2
+    });
+    assert!(!live_pods(&c, "app=cache").contains(&"orphan".to_string()));
+
+    // Scaling down deletes the surplus and says so.
+    c.ok(&["scale", "rs", "cache", "--replicas=1"]);
+    c.wait_for("one pod left", Duration::from_secs(60), |c| {
+        c.json(&["get", "pods", "-l", "app=cache"]).unwrap()["items"]
+            .as_array()
+            .unwrap()
+            .len()
+            == 1
+    });
+    let events = c.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=cache,reason=SuccessfulDelete",
+        "-o",
+        "jsonpath={.items[*].message}",
+    ]);
+    assert!(events.contains("Deleted pod: cache-"), "{events}");
+
+    // A ReplicationController runs the same way, with its equality selector.
+    c.apply(&format!(
+        "apiVersion: v1\nkind: ReplicationController\nmetadata:\n  name: legacy\nspec:\n  replicas: 2\n  selector:\n    app: legacy\n  template:\n    metadata:\n      labels:\n        app: legacy\n    spec:\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: main\n        image: {IMAGE}\n        command: [\"sleep\", \"1000\"]\n"
+    ));
+    c.wait_for("the controller at 2 ready", Duration::from_secs(60), |c| {
+        c.json(&["get", "rc", "legacy"]).unwrap()["status"]["readyReplicas"] == 2
+    });
+    let pods = live_pods(&c, "app=legacy");
+    assert_eq!(pods.len(), 2);
+    assert_eq!(owner_kinds(&c, &pods[0]), ["ReplicationController"]);
+    c.ok(&["scale", "rc", "legacy", "--replicas=3"]);
+    c.wait_for("three", Duration::from_secs(60), |c| {
+        c.json(&["get", "rc", "legacy"]).unwrap()["status"]["readyReplicas"] == 3
+    });
+    c.ok(&["delete", "rc", "legacy"]);
+    c.ok(&["delete", "rs", "cache"]);
+    c.wait_for("pods collected", Duration::from_secs(60), |c| {
+        c.json(&["get", "pods", "-l", "app in (legacy,cache)"])
+            .unwrap()["items"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    });
+    c.ok(&["delete", "pod", "orphan", "--wait=true"]);
+}
+
+#[test]
+fn a_rollout_that_never_gets_ready_exceeds_its_progress_deadline() {
+    let c = Cluster::start();
+    c.apply(&format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: stuck\nspec:\n  replicas: 1\n  progressDeadlineSeconds: 5\n  selector:\n    matchLabels:\n      app: stuck\n  template:\n    metadata:\n      labels:\n        app: stuck\n    spec:\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: main\n        image: {IMAGE}\n        command: [\"sleep\", \"1000\"]\n        readinessProbe:\n          exec:\n            command: [\"false\"]\n          periodSeconds: 1\n"
+    ));
+    let out = c.kubectl(&["rollout", "status", "deployment/stuck", "--timeout=120s"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("deployment \"stuck\" exceeded its progress deadline"),
+        "{stderr}"
+    );
+    let d = deployment(&c, "stuck");
+    let conds = d["status"]["conditions"].as_array().unwrap();
+    let progressing = conds.iter().find(|c| c["type"] == "Progressing").unwrap();
+    assert_eq!(progressing["status"], "False");
+    assert_eq!(progressing["reason"], "ProgressDeadlineExceeded");
+    let msg = progressing["message"].as_str().unwrap();
+    assert!(
+        msg.starts_with("ReplicaSet \"stuck-") && msg.ends_with("\" has timed out progressing."),
+        "{msg}"
+    );
+    let available = conds.iter().find(|c| c["type"] == "Available").unwrap();
+    assert_eq!(
+        available["reason"], "MinimumReplicasUnavailable",
+        "{available}"
+    );
+    assert_eq!(
+        available["message"],
+        "Deployment does not have minimum availability."
+    );
+    c.ok(&["delete", "deployment", "stuck"]);
 }
