@@ -536,6 +536,12 @@ fn recreate_never_runs_old_and_new_pods_together() {
         "deployment/db",
         &format!("main={IMAGE}:latest"),
     ]);
+    c.ok(&[
+        "annotate",
+        "deployment",
+        "db",
+        "kubernetes.io/change-cause=to latest",
+    ]);
     c.ok(&["rollout", "status", "deployment/db", "--timeout=120s"]);
     wait_rolled_out(&c, "db", 2);
     c.wait_for("two pods", Duration::from_secs(60), |c| {
@@ -563,6 +569,18 @@ fn recreate_never_runs_old_and_new_pods_together() {
             s.keys()
         );
     }
+    // The change-cause annotation is copied to the revision's set, where history reads it.
+    let history = c.ok(&["rollout", "history", "deployment/db"]);
+    let rows: Vec<String> = history
+        .lines()
+        .filter(|l| {
+            l.split_whitespace()
+                .next()
+                .is_some_and(|r| r.parse::<u32>().is_ok())
+        })
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(rows, ["1 <none>", "2 to latest"], "{history}");
     // Old pods were all gone from the API (not only terminating) before a new one existed.
     let gone_at = states
         .iter()
@@ -707,4 +725,58 @@ fn a_rollout_that_never_gets_ready_exceeds_its_progress_deadline() {
         "Deployment does not have minimum availability."
     );
     c.ok(&["delete", "deployment", "stuck"]);
+}
+
+// Fails about one run in four: after the restart the ReplicaSet controller's cache sometimes
+// lacks one of the two sets (no event for it, neither from the list nor later, while the
+// Deployment controller's watch of the same kind in the same process has it), so that set's
+// status never moves. Not understood yet; see docs/controllers.md.
+#[test]
+#[ignore = "intermittent: a ReplicaSet missing from the ReplicaSet controller's cache after a server restart"]
+fn a_rollout_interrupted_by_a_server_restart_finishes() {
+    let mut c = Cluster::start();
+    c.apply(&format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: api\n  annotations:\n    kubernetes.io/change-cause: first\nspec:\n  replicas: 3\n  strategy:\n    rollingUpdate:\n      maxSurge: 1\n      maxUnavailable: 0\n  selector:\n    matchLabels:\n      app: api\n  template:\n    metadata:\n      labels:\n        app: api\n    spec:\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: main\n        image: {IMAGE}\n        command: [\"httpd\", \"-f\", \"-p\", \"8080\"]\n"
+    ));
+    wait_rolled_out(&c, "api", 3);
+    c.ok(&[
+        "set",
+        "image",
+        "deployment/api",
+        &format!("main={IMAGE}:latest"),
+    ]);
+    // The cause after the change, as `--record` used to write it: the current set takes the
+    // Deployment's annotations at each sync.
+    c.ok(&[
+        "annotate",
+        "deployment",
+        "api",
+        "kubernetes.io/change-cause=second",
+        "--overwrite",
+    ]);
+    c.wait_for("the rollout under way", Duration::from_secs(30), |c| {
+        deployment(c, "api")["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "2"
+    });
+    c.kill9();
+    c.start_again();
+    let status = c.ok(&["rollout", "status", "deployment/api", "--timeout=120s"]);
+    assert!(status.contains("successfully rolled out"), "{status}");
+    wait_rolled_out(&c, "api", 3);
+    c.wait_for("only new pods", Duration::from_secs(60), |c| {
+        let list = c.json(&["get", "pods", "-l", "app=api"]).unwrap();
+        let items = list["items"].as_array().unwrap().clone();
+        items.len() == 3
+            && items
+                .iter()
+                .all(|p| p["spec"]["containers"][0]["image"] == format!("{IMAGE}:latest"))
+    });
+    // The change-cause annotation is copied to each revision's set, where history reads it.
+    let history = c.ok(&["rollout", "history", "deployment/api"]);
+    let rows: Vec<Vec<&str>> = history
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|w| w.first().is_some_and(|r| r.parse::<u32>().is_ok()))
+        .collect();
+    assert_eq!(rows, [vec!["1", "first"], vec!["2", "second"]], "{history}");
+    c.ok(&["delete", "deployment", "api"]);
 }

@@ -80,7 +80,13 @@ pub async fn run(client: kube::Client) {
             deployment_for_pod(&for_pods, &sets_for_pods, &pod)
         })
         .run(reconcile, error_policy, ctx)
-        .for_each(|_| async {})
+        .for_each(|r| async move {
+            // Sync errors are the error policy's to log; this is the machinery's (e.g. an
+            // object woken by a related change but missing from the cache).
+            if let Err(e) = r {
+                tracing::debug!(kind = %"Deployment", error = %e, "controller");
+            }
+        })
         .await;
 }
 
@@ -171,6 +177,7 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         .map(|p| (**p).clone())
         .collect();
     let plan = decide::decide(&d, &rss, &pods, now());
+    tracing::debug!(deployment = %d.name_any(), ?plan, "sync");
     execute(&d, &ns, plan, &ctx).await
 }
 
@@ -357,7 +364,7 @@ async fn execute(d: &Deployment, ns: &str, plan: decide::Plan, ctx: &Ctx) -> Res
     }
     Ok(match plan.requeue_after {
         Some(after) => Action::requeue(after),
-        None => Action::await_change(),
+        None => Action::requeue(super::RESYNC),
     })
 }
 

@@ -3,6 +3,11 @@
 //! controllers join them with their issue. See docs/controllers.md.
 
 pub mod deployment;
+
+/// How often a workload controller looks at each object again with no change seen, as
+/// upstream's informers resync: a lost watch event is healed by the next look.
+pub const RESYNC: std::time::Duration = std::time::Duration::from_secs(30);
+
 pub mod events;
 pub mod nodeipam;
 pub mod ownership;

@@ -192,7 +192,13 @@ pub async fn run<K: Replicated>(client: kube::Client) {
     controller
         .watches_stream(pod_events, move |pod: Pod| sets_for_pod(&lookup, &pod))
         .run(reconcile, error_policy, ctx)
-        .for_each(|_| async {})
+        .for_each(|r| async move {
+            // Sync errors are the error policy's to log; this is the machinery's (e.g. an
+            // object woken by a related change but missing from the cache).
+            if let Err(e) = r {
+                tracing::debug!(kind = %K::KIND, error = %e, "controller");
+            }
+        })
         .await;
 }
 
@@ -236,6 +242,10 @@ async fn reconcile<K: Replicated>(set: Arc<K>, ctx: Arc<Ctx<K>>) -> Result<Actio
     let related = related_pods(&ctx.sets, &view, &pods);
     let settled = ctx.expectations.settled(&view.uid, &pods, Instant::now());
     let plan = decide::decide(&view, &pods, &related, settled, Timestamp::now());
+    tracing::debug!(kind = K::KIND, name = %view.name, settled, ?plan, "sync");
+    if plan.create > 0 || !plan.delete.is_empty() {
+        tracing::info!(kind = K::KIND, name = %view.name, create = plan.create, delete = ?plan.delete, "scaling");
+    }
     execute(set.as_ref(), &view, &pods, plan, settled, ctx.as_ref()).await
 }
 
@@ -434,7 +444,7 @@ async fn execute<K: Replicated>(
         Some(d) => Action::requeue(d),
         // A lost watch event must not leave the set waiting past the expectations' expiry.
         None if !settled => Action::requeue(expectations::TIMEOUT),
-        None => Action::await_change(),
+        None => Action::requeue(super::RESYNC),
     })
 }
 
