@@ -6,7 +6,7 @@
 use super::decide::{is_active, ready_since};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
-use std::cmp::Ordering;
+use std::cmp::Reverse;
 use std::collections::HashMap;
 
 const DELETION_COST: &str = "controller.kubernetes.io/pod-deletion-cost";
@@ -19,7 +19,7 @@ pub fn sort_for_deletion(pods: &mut [&Pod], related: &[Pod], now: Timestamp) {
         *on_node.entry(node_of(p)).or_default() += 1;
     }
     let rank = |p: &Pod| on_node.get(node_of(p)).copied().unwrap_or(0);
-    pods.sort_by(|a, b| delete_first(a, b, rank(a), rank(b), now));
+    pods.sort_by_cached_key(|p| key(p, rank(p), now));
 }
 
 fn node_of(p: &Pod) -> &str {
@@ -67,48 +67,41 @@ fn log_age(t: Timestamp, now: Timestamp) -> i64 {
     }
 }
 
-/// Younger first; a missing time first of all; ages in the same power of two tie, broken by uid.
-fn younger_first(
-    a: Option<Timestamp>,
-    b: Option<Timestamp>,
-    pa: &Pod,
-    pb: &Pod,
-    now: Timestamp,
-) -> Ordering {
-    match (a, b) {
-        (None, None) => Ordering::Equal,
-        (None, Some(_)) => Ordering::Less,
-        (Some(_), None) => Ordering::Greater,
-        (Some(a), Some(b)) if a == b => Ordering::Equal,
-        (Some(a), Some(b)) => match log_age(a, now).cmp(&log_age(b, now)) {
-            Ordering::Equal => pa.metadata.uid.cmp(&pb.metadata.uid),
-            o => o,
-        },
-    }
+/// Younger first, a missing time first of all, by the age's power of two. Upstream breaks a
+/// tie within one power of two by uid at once, and lets exactly equal times fall through to
+/// the next criterion; that comparison is not transitive, and a sort may not be given one. As
+/// a key the uid comes last, after every criterion.
+fn age_bucket(t: Option<Timestamp>, now: Timestamp) -> i64 {
+    t.map_or(-2, |t| log_age(t, now))
 }
 
-fn delete_first(a: &Pod, b: &Pod, rank_a: usize, rank_b: usize, now: Timestamp) -> Ordering {
-    let placed = |p: &Pod| !node_of(p).is_empty();
-    let ready = |p: &Pod| ready_since(p).is_some();
-    placed(a)
-        .cmp(&placed(b))
-        .then(phase_ordinal(a).cmp(&phase_ordinal(b)))
-        .then(ready(a).cmp(&ready(b)))
-        .then(deletion_cost(a).cmp(&deletion_cost(b)))
-        .then(rank_b.cmp(&rank_a))
-        .then_with(|| {
-            if ready(a) && ready(b) {
-                let since = |p: &Pod| ready_since(p).flatten();
-                younger_first(since(a), since(b), a, b, now)
-            } else {
-                Ordering::Equal
-            }
-        })
-        .then(max_restarts(b).cmp(&max_restarts(a)))
-        .then_with(|| {
-            let created = |p: &Pod| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
-            younger_first(created(a), created(b), a, b, now)
-        })
+type Key = (
+    bool,
+    u8,
+    bool,
+    i32,
+    Reverse<usize>,
+    i64,
+    Reverse<i32>,
+    i64,
+    String,
+);
+
+/// The order as one key per pod, earlier sorting first.
+fn key(p: &Pod, rank: usize, now: Timestamp) -> Key {
+    let ready = ready_since(p);
+    let created = p.metadata.creation_timestamp.as_ref().map(|t| t.0);
+    (
+        !node_of(p).is_empty(),
+        phase_ordinal(p),
+        ready.is_some(),
+        deletion_cost(p),
+        Reverse(rank),
+        ready.map_or(0, |since| age_bucket(since, now)),
+        Reverse(max_restarts(p)),
+        age_bucket(created, now),
+        p.metadata.uid.clone().unwrap_or_default(),
+    )
 }
 
 #[cfg(test)]
