@@ -1,19 +1,27 @@
 //! Controllers that run inside the server process, each an API client with its own identity
 //! (reconcilers over watches, as kube-rs shapes them). The scheduler and the workload
-//! controllers join them with their issue.
+//! controllers join them with their issue. See docs/controllers.md.
 
 pub mod cronjob;
 pub mod daemonset;
+pub mod deployment;
 pub mod disruption;
 pub mod endpoints;
 pub mod endpointslice;
+pub mod events;
 pub mod job;
 pub mod leader;
 pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod owned_pods;
+pub mod ownership;
 mod pod_endpoints;
+pub mod replicaset;
 pub mod ttl_after_finished;
+
+/// How often a workload controller looks at each object again with no change seen, as
+/// upstream's informers resync: a lost watch event is healed by the next look.
+pub const RESYNC: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// What the controller manager needs to know beyond its client.
 #[derive(Debug, Clone)]
@@ -26,7 +34,11 @@ pub struct Settings {
 /// dropped (leadership lost): they run inside this one future, not as spawned tasks, so
 /// stopping it stops them all.
 pub async fn run(client: kube::Client, settings: Settings) {
+    use k8s_openapi::api::{apps::v1::ReplicaSet, core::v1::ReplicationController};
     tokio::join!(
+        replicaset::run::<ReplicaSet>(client.clone()),
+        replicaset::run::<ReplicationController>(client.clone()),
+        deployment::run(client.clone()),
         nodeipam::run(client.clone(), settings.cluster_cidr),
         nodelifecycle::run(client.clone(), settings.node_lifecycle),
         disruption::run(client.clone()),
