@@ -249,6 +249,8 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
             period: args.node_monitor_period,
         },
     ));
+    let statefulsets = identity(&server_url, &pki, "system:kube-controller-manager", &[]).await?;
+    tokio::spawn(crate::controllers::statefulset::run(statefulsets));
     let scheduler = identity(&server_url, &pki, "system:kube-scheduler", &[]).await?;
     tokio::spawn(crate::scheduler::run(scheduler));
     if let Some(mut cfg) = kubelet_config {
