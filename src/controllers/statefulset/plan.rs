@@ -232,7 +232,7 @@ pub fn plan(input: &Input) -> Plan {
             None => {}
         }
     }
-    condemned.sort_by(|a, b| b.0.cmp(&a.0));
+    condemned.sort_by_key(|c| std::cmp::Reverse(c.0));
 
     let mut status = StatefulSetStatus {
         observed_generation: set.metadata.generation,
