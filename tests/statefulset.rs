@@ -368,3 +368,33 @@ fn rolling_update_partition_and_rollout_history_undo() {
         .expect("revision");
     assert_eq!(rev["revision"], 3);
 }
+
+#[test]
+fn claim_retention_policy_delete_follows_scale_down_and_deletion() {
+    let c = Cluster::start();
+    let yaml = statefulset(2, "1").replace(
+        "  volumeClaimTemplates:",
+        "  persistentVolumeClaimRetentionPolicy:\n    whenDeleted: Delete\n    whenScaled: Delete\n  volumeClaimTemplates:",
+    );
+    c.apply(&yaml);
+    wait_ready_replicas(&c, 2);
+    let set_uid = sts(&c)["metadata"]["uid"].as_str().unwrap().to_string();
+    // In range, the set controls the claims.
+    c.wait_for("claims owned by the set", LONG, |c| {
+        (0..2).all(|i| {
+            c.json(&["get", "pvc", &format!("www-web-{i}")])
+                .is_some_and(|p| p["metadata"]["ownerReferences"][0]["uid"] == set_uid.as_str())
+        })
+    });
+    // Scaled away, the claim goes with its pod.
+    c.ok(&["scale", "statefulset", "web", "--replicas=1"]);
+    c.wait_for("www-web-1 to be collected", LONG, |c| {
+        c.json(&["get", "pvc", "www-web-1"]).is_none()
+    });
+    assert!(c.json(&["get", "pvc", "www-web-0"]).is_some());
+    // Deleting the set takes the remaining claim with it.
+    c.ok(&["delete", "statefulset", "web"]);
+    c.wait_for("www-web-0 to be collected", LONG, |c| {
+        c.json(&["get", "pvc", "www-web-0"]).is_none()
+    });
+}
