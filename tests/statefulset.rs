@@ -398,3 +398,26 @@ fn claim_retention_policy_delete_follows_scale_down_and_deletion() {
         c.json(&["get", "pvc", "www-web-0"]).is_none()
     });
 }
+
+#[test]
+fn an_orphan_pod_with_a_member_name_is_adopted() {
+    let c = Cluster::start();
+    c.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web-0\n  labels:\n    app: web\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: {IMAGE}\n    imagePullPolicy: IfNotPresent\n    command: [\"sleep\", \"3600\"]\n"
+    ));
+    c.wait_phase("web-0", "Running");
+    let orphan = uid(&c, "web-0");
+    let yaml = statefulset(1, "1").replace(
+        "  volumeClaimTemplates:",
+        "  updateStrategy:\n    type: OnDelete\n  volumeClaimTemplates:",
+    );
+    c.apply(&yaml);
+    let set_uid = sts(&c)["metadata"]["uid"].as_str().unwrap().to_string();
+    c.wait_for("web-0 to be adopted", LONG, |c| {
+        let p = c.pod("web-0");
+        p["metadata"]["ownerReferences"][0]["uid"] == set_uid.as_str()
+            && p["metadata"]["labels"]["statefulset.kubernetes.io/pod-name"] == "web-0"
+    });
+    // The same pod, not a replacement.
+    assert_eq!(uid(&c, "web-0"), orphan);
+}

@@ -127,13 +127,7 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, Error
     let ours = |refs: Option<&Vec<_>>, obj_ns: Option<String>| {
         obj_ns.as_deref() == Some(ns.as_str()) && pods::controlled_by(refs, &set_uid)
     };
-    let owned_pods: Vec<Pod> = ctx
-        .pods
-        .state()
-        .iter()
-        .filter(|p| ours(p.metadata.owner_references.as_ref(), p.namespace()))
-        .map(|p| (**p).clone())
-        .collect();
+    let owned_pods = claim_pods(&ctx, &set, &ns).await?;
     let mut revs: Vec<ControllerRevision> = ctx
         .revisions
         .state()
@@ -214,6 +208,46 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, Error
         Some(d) => Action::requeue(d),
         None => Action::await_change(),
     })
+}
+
+/// The set's pods, after adopting matching orphans and releasing pods it no longer selects.
+async fn claim_pods(ctx: &Ctx, set: &StatefulSet, ns: &str) -> Result<Vec<Pod>, Error> {
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    let set_uid = set.uid().unwrap_or_default();
+    let mut owned = vec![];
+    for p in ctx.pods.state() {
+        if p.namespace().as_deref() != Some(ns) {
+            continue;
+        }
+        let mut refs = p.metadata.owner_references.clone().unwrap_or_default();
+        match pods::ownership(set, &p) {
+            pods::Ownership::Owned => owned.push((*p).clone()),
+            pods::Ownership::NotOurs => {}
+            own => {
+                if own == pods::Ownership::Adopt {
+                    refs.push(pods::controller_ref(set));
+                } else {
+                    refs.retain(|r| r.uid != set_uid);
+                }
+                // The UID in the patch keeps it from landing on a successor of the same name.
+                let patch = json!({"metadata": {"uid": p.uid(), "ownerReferences": refs}});
+                match api
+                    .patch(
+                        &p.name_any(),
+                        &PatchParams::default(),
+                        &Patch::Merge(&patch),
+                    )
+                    .await
+                {
+                    Ok(updated) if own == pods::Ownership::Adopt => owned.push(updated),
+                    Ok(_) => {}
+                    Err(e) if is_code(&e, 404) || is_code(&e, 409) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+    }
+    Ok(owned)
 }
 
 fn first_missing_pod(set: &StatefulSet, owned: &[Pod]) -> String {

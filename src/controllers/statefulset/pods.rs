@@ -33,6 +33,46 @@ pub fn controlled_by(refs: Option<&Vec<OwnerReference>>, set_uid: &str) -> bool 
         .any(|r| r.controller == Some(true) && r.uid == set_uid)
 }
 
+/// What the set does with a pod of its namespace that matches or that it controls, as
+/// upstream's ControllerRefManager: it adopts an orphan that its selector matches and whose
+/// name is `<set>-<n>`, and releases a pod it controls that its selector no longer matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ownership {
+    Owned,
+    Adopt,
+    Release,
+    NotOurs,
+}
+
+pub fn ownership(set: &StatefulSet, pod: &Pod) -> Ownership {
+    use kube::core::{Selector, SelectorExt};
+    let set_uid = set.metadata.uid.as_deref().unwrap_or("");
+    let refs = pod.metadata.owner_references.as_ref();
+    let selected = set
+        .spec
+        .as_ref()
+        .and_then(|s| Selector::try_from(s.selector.clone()).ok())
+        .is_some_and(|sel| sel.matches(pod.metadata.labels.as_ref().unwrap_or(&BTreeMap::new())));
+    let member = selected && ordinal(set, pod).is_some();
+    let deleting = set.metadata.deletion_timestamp.is_some();
+    if controlled_by(refs, set_uid) {
+        return if member || deleting {
+            Ownership::Owned
+        } else {
+            Ownership::Release
+        };
+    }
+    let has_controller = refs
+        .into_iter()
+        .flatten()
+        .any(|r| r.controller == Some(true));
+    if member && !has_controller && !deleting && !is_terminating(pod) {
+        Ownership::Adopt
+    } else {
+        Ownership::NotOurs
+    }
+}
+
 /// The first ordinal (`spec.ordinals.start`, 0 by default).
 pub fn start_ordinal(set: &StatefulSet) -> i32 {
     set.spec
@@ -227,6 +267,30 @@ mod tests {
         assert_eq!(parse_name("web-"), None);
         assert_eq!(parse_name("web-x1"), None);
         assert_eq!(parse_name("web"), None);
+    }
+
+    #[test]
+    fn orphans_are_adopted_and_strays_released() {
+        let mut set = set_with_image("a:1");
+        set.spec.as_mut().unwrap().selector.match_labels =
+            Some([("app".to_string(), "web".to_string())].into());
+        let rev = Revision {
+            name: "web-abc".into(),
+            template: set.spec.as_ref().unwrap().template.clone(),
+        };
+        let mut pod = new_pod(&set, &rev, 0);
+        assert_eq!(ownership(&set, &pod), Ownership::Owned);
+        pod.metadata
+            .labels
+            .as_mut()
+            .unwrap()
+            .insert("app".into(), "other".into());
+        assert_eq!(ownership(&set, &pod), Ownership::Release);
+        let mut orphan = new_pod(&set, &rev, 1);
+        orphan.metadata.owner_references = None;
+        assert_eq!(ownership(&set, &orphan), Ownership::Adopt);
+        orphan.metadata.name = Some("other-1".into());
+        assert_eq!(ownership(&set, &orphan), Ownership::NotOurs);
     }
 
     #[test]
