@@ -20,13 +20,16 @@ pub const DEFAULT_NAMESPACES: &[&str] =
 /// Kinds whose objects are never owners in practice and churn a lot: deleting one does not scan
 /// the namespace for dependents.
 const LEAF_KINDS: &[&str] = &[
-    "pods",
     "events",
     "leases",
     "endpointslices",
     "endpoints",
     "controllerrevisions",
 ];
+
+/// Pods churn a lot too, and own only PersistentVolumeClaims in practice (a StatefulSet with
+/// `whenScaled: Delete` hands a scaled-away pod its claims): only those are scanned.
+const POD_DEPENDENTS: &[&str] = &["persistentvolumeclaims"];
 
 fn namespaces(api: &Api) -> Arc<ResourceInfo> {
     api.registry
@@ -258,6 +261,9 @@ impl Api {
         let mut out = Vec::new();
         for dep in self.registry.snapshot().all() {
             if (ns.is_some() && !dep.namespaced) || conversion::listed_elsewhere(dep) {
+                continue;
+            }
+            if info.plural == "pods" && !POD_DEPENDENTS.contains(&dep.plural.as_str()) {
                 continue;
             }
             let page = self.store.list(&dep.list_prefix(ns), None, 0, None).await?;

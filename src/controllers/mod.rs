@@ -17,6 +17,7 @@ pub mod owned_pods;
 pub mod ownership;
 mod pod_endpoints;
 pub mod replicaset;
+pub mod statefulset;
 pub mod ttl_after_finished;
 
 /// How often a workload controller looks at each object again with no change seen, as
@@ -39,6 +40,7 @@ pub async fn run(client: kube::Client, settings: Settings) {
         replicaset::run::<ReplicaSet>(client.clone()),
         replicaset::run::<ReplicationController>(client.clone()),
         deployment::run(client.clone()),
+        statefulset::run(client.clone()),
         nodeipam::run(client.clone(), settings.cluster_cidr),
         nodelifecycle::run(client.clone(), settings.node_lifecycle),
         disruption::run(client.clone()),
