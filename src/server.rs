@@ -230,6 +230,10 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
     let scheduler = identity(&server_url, &pki, "system:kube-scheduler", &[]).await?;
     tokio::spawn(crate::scheduler::run(scheduler));
     if let Some(mut cfg) = kubelet_config {
+        cfg.service_cidr = args
+            .service_cidr
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--service-cidr: {e}"))?;
         let sans = vec![
             cfg.node_ip.clone(),
             cfg.node_name.clone(),

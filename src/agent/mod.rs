@@ -4,6 +4,7 @@
 
 pub mod join;
 pub mod kubelet;
+pub mod proxy;
 
 use clap::Args;
 use std::path::PathBuf;
@@ -69,6 +70,9 @@ pub struct AgentArgs {
     /// Directory holding all of the agent's state.
     #[arg(long, default_value = "/var/lib/nanokube")]
     pub data_dir: PathBuf,
+    /// The cluster's Service range (the server's --service-cidr).
+    #[arg(long, default_value = "10.43.0.0/16")]
+    pub service_cidr: String,
     #[command(flatten)]
     pub node: NodeArgs,
 }
@@ -82,6 +86,8 @@ pub enum Error {
     Taint(String),
     #[error("invalid --cluster-cidr {0:?}")]
     Cidr(String),
+    #[error("invalid --service-cidr {0:?}")]
+    ServiceCidr(String),
     #[error("the agent needs --kubeconfig, or --server with --token")]
     NoServer,
 }
@@ -149,6 +155,7 @@ pub fn kubelet_config(
             .cluster_cidr
             .parse()
             .map_err(|_| Error::Cidr(args.cluster_cidr.clone()))?,
+        service_cidr: "10.43.0.0/16".parse().expect("a valid CIDR"),
     })
 }
 
@@ -168,6 +175,10 @@ pub fn run(args: AgentArgs) -> anyhow::Result<i32> {
         .with_writer(std::io::stderr)
         .try_init();
     let mut cfg = kubelet_config(&args.data_dir, &args.node)?;
+    cfg.service_cidr = args
+        .service_cidr
+        .parse()
+        .map_err(|_| Error::ServiceCidr(args.service_cidr.clone()))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("nanokube-agent")
@@ -223,6 +234,7 @@ pub fn killall(args: KillallArgs) -> anyhow::Result<i32> {
     let _ = std::fs::remove_dir_all(args.data_dir.join("agent/ipam"));
     let _ = crate::network::masquerade::remove();
     let _ = crate::network::hostports::remove();
+    let _ = crate::network::proxy::remove();
     eprintln!(
         "stopped {n} pods; removed bridge {} and the pod address records",
         args.bridge_name
