@@ -277,3 +277,151 @@ fn cluster_ip_round_robin_affinity_hairpin_node_port_and_removal() {
     assert!(st.success());
     assert!(table(&c).is_none(), "killall left the proxy's table");
 }
+
+/// Runs `f` on a thread inside network namespace `ns` (nft, a child, inherits it).
+fn in_netns<T: Send>(ns: &node_support::Netns, f: impl FnOnce() -> T + Send) -> T {
+    let file = std::fs::File::open(format!("/run/netns/{}", ns.name)).unwrap();
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            f()
+        })
+        .join()
+        .unwrap()
+    })
+}
+
+/// The table's objects without their handles, sorted: equal for equal tables whatever order
+/// the objects were made in.
+fn normalized(ns: &node_support::Netns) -> Vec<String> {
+    let out = ns
+        .command("nft")
+        .args(["-j", "list", "table", "ip", "nanokube-proxy"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut objs: Vec<String> = v["nftables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o.get("metainfo").is_none())
+        .map(|o| {
+            let mut o = o.clone();
+            for inner in o.as_object_mut().unwrap().values_mut() {
+                if let Some(m) = inner.as_object_mut() {
+                    m.remove("handle");
+                    if let Some(Value::Array(elems)) = m.get_mut("elem") {
+                        elems.sort_by_key(|e| e.to_string());
+                    }
+                }
+            }
+            o.to_string()
+        })
+        .collect();
+    objs.sort();
+    objs
+}
+
+#[test]
+fn every_delta_leaves_the_table_a_full_sync_would() {
+    use nanokube::network::proxy::{nft, Endpoint, Model, Params, Protocol, Proxy, ServicePort};
+    use std::net::Ipv4Addr;
+
+    let params = Params {
+        cluster_cidr: "10.42.0.0/16".parse().unwrap(),
+        service_cidr: "10.43.0.0/16".parse().unwrap(),
+    };
+    let ep = |last: u8, ready: bool, local: bool| Endpoint {
+        ip: Ipv4Addr::new(10, 42, 0, last),
+        port: 8080,
+        ready,
+        serving: true,
+        terminating: !ready,
+        local,
+    };
+    let port = |name: &str, vip: u8, endpoints: Vec<Endpoint>| ServicePort {
+        key: format!("default/{name}:p/tcp"),
+        cluster_ip: Ipv4Addr::new(10, 43, 0, vip),
+        protocol: Protocol::Tcp,
+        port: 80,
+        node_port: None,
+        load_balancer_ips: vec![],
+        affinity_seconds: None,
+        external_local: false,
+        internal_local: false,
+        endpoints,
+    };
+    let mut steps: Vec<Model> = Vec::new();
+    let mut m = Model::default();
+    let mut a = port(
+        "a",
+        1,
+        vec![ep(1, true, true), ep(2, true, false), ep(3, false, false)],
+    );
+    a.node_port = Some(30001);
+    let mut b = port("b", 2, vec![ep(4, true, false)]);
+    b.affinity_seconds = Some(60);
+    b.load_balancer_ips = vec![Ipv4Addr::new(10, 99, 0, 2)];
+    let mut c = port("c", 3, vec![ep(5, true, true), ep(6, true, false)]);
+    c.protocol = Protocol::Udp;
+    c.port = 53;
+    c.node_port = Some(30053);
+    c.external_local = true;
+    c.internal_local = true;
+    let d = port("d", 4, vec![]);
+    for p in [a.clone(), b.clone(), c.clone(), d.clone()] {
+        m.insert(p);
+    }
+    steps.push(m.clone());
+    // Endpoints come and go, the affinity timeout changes, a port loses its last endpoint,
+    // one without endpoints gets some, a service goes and another comes.
+    a.endpoints.remove(1);
+    a.endpoints.push(ep(7, true, false));
+    b.affinity_seconds = Some(120);
+    b.endpoints.push(ep(8, true, true));
+    c.endpoints.retain(|e| !e.local);
+    let mut d2 = d.clone();
+    d2.endpoints.push(ep(9, true, true));
+    m.insert(a.clone());
+    m.insert(b.clone());
+    m.insert(c.clone());
+    m.insert(d2);
+    m.services.remove(&b.key);
+    m.insert(port("e", 5, vec![ep(10, true, true)]));
+    steps.push(m.clone());
+    a.endpoints.clear();
+    m.insert(a);
+    m.insert(b);
+    steps.push(m.clone());
+    steps.push(Model::default());
+
+    let (live, fresh) = (node_support::Netns::new(), node_support::Netns::new());
+    let mut proxy = Proxy::new();
+    for (i, step) in steps.iter().enumerate() {
+        let done = in_netns(&live, || proxy.sync(params, step.clone())).unwrap();
+        assert_eq!(
+            done.full,
+            i == 0,
+            "step {i}: only the first sync replaces the table"
+        );
+        let text = nft::full(&params, step);
+        let st = fresh
+            .command("nft")
+            .args(["-f", "-"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .and_then(|mut ch| {
+                use std::io::Write;
+                ch.stdin.take().unwrap().write_all(text.as_bytes())?;
+                ch.wait()
+            })
+            .unwrap();
+        assert!(st.success(), "step {i}: full sync refused");
+        assert_eq!(normalized(&live), normalized(&fresh), "step {i}");
+    }
+}

@@ -249,3 +249,129 @@ pub async fn run(cfg: Config, client: kube::Client) {
         tokio::time::sleep(DEBOUNCE).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const EVIL: &str = "x\"; flush ruleset; add rule ip filter input drop # }\n{";
+
+    fn cfg() -> Config {
+        Config {
+            node_name: "node1".into(),
+            params: Params {
+                cluster_cidr: "10.42.0.0/16".parse().unwrap(),
+                service_cidr: "10.43.0.0/16".parse().unwrap(),
+            },
+            cluster_dns: Some(Ipv4Addr::new(10, 43, 0, 10)),
+        }
+    }
+
+    fn svc(v: serde_json::Value) -> Arc<Service> {
+        Arc::new(serde_json::from_value(v).unwrap())
+    }
+
+    fn slice(v: serde_json::Value) -> Arc<EndpointSlice> {
+        Arc::new(serde_json::from_value(v).unwrap())
+    }
+
+    fn web(name: &str, ip: &str) -> serde_json::Value {
+        json!({
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"type": "NodePort", "clusterIP": ip,
+                     "ports": [{"name": "http", "port": 80, "targetPort": 8080, "nodePort": 30080}]}
+        })
+    }
+
+    fn web_slice(service: &str, ip: &str) -> serde_json::Value {
+        json!({
+            "metadata": {"name": "s1", "namespace": "default",
+                         "labels": {SERVICE_NAME_LABEL: service}},
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+            "endpoints": [{"addresses": [ip], "conditions": {"ready": true}, "nodeName": "node1"}]
+        })
+    }
+
+    #[test]
+    fn a_service_and_its_slice_become_a_port_with_endpoints() {
+        let m = model(
+            &cfg(),
+            &[svc(web("web", "10.43.0.5"))],
+            &[slice(web_slice("web", "10.42.0.7"))],
+        );
+        let p = &m.services["default/web:http/tcp"];
+        assert_eq!(p.cluster_ip, Ipv4Addr::new(10, 43, 0, 5));
+        assert_eq!(p.node_port, Some(30080));
+        assert_eq!(p.endpoints.len(), 1);
+        assert_eq!(p.endpoints[0].port, 8080);
+        assert!(p.endpoints[0].local && p.endpoints[0].ready);
+        // Another service's slice is not ours; the cluster DNS address is not programmed.
+        let m = model(
+            &cfg(),
+            &[svc(web("web", "10.43.0.5")), svc(web("dns", "10.43.0.10"))],
+            &[slice(web_slice("other", "10.42.0.7"))],
+        );
+        assert!(m.services["default/web:http/tcp"].endpoints.is_empty());
+        assert_eq!(m.services.len(), 1);
+    }
+
+    /// Every string field of a Service and an EndpointSlice holds nft syntax: nothing of it
+    /// reaches the ruleset, and what does not parse is left out.
+    #[test]
+    fn injection_through_every_string_field_reaches_no_rule() {
+        let ingress = json!([{"ip": EVIL, "hostname": EVIL, "ipMode": EVIL,
+                              "ports": [{"port": 80, "protocol": EVIL, "error": EVIL}]}]);
+        let service = json!({
+            "metadata": {"name": EVIL, "namespace": EVIL, "generateName": EVIL, "uid": EVIL,
+                         "labels": {"a": EVIL}, "annotations": {EVIL: EVIL}},
+            "spec": {
+                "type": "LoadBalancer", "clusterIP": "10.43.0.5", "clusterIPs": [EVIL],
+                "externalIPs": [EVIL], "loadBalancerIP": EVIL, "externalName": EVIL,
+                "loadBalancerSourceRanges": [EVIL], "loadBalancerClass": EVIL,
+                "sessionAffinity": "ClientIP", "externalTrafficPolicy": EVIL,
+                "internalTrafficPolicy": EVIL, "ipFamilyPolicy": EVIL, "ipFamilies": [EVIL],
+                "trafficDistribution": EVIL, "selector": {EVIL: EVIL},
+                "ports": [
+                    {"name": EVIL, "port": 80, "targetPort": EVIL, "nodePort": 30080,
+                     "appProtocol": EVIL},
+                    {"name": "p2", "port": 81, "protocol": EVIL}
+                ]
+            },
+            "status": {"loadBalancer": {"ingress": ingress},
+                       "conditions": [{"type": EVIL, "status": EVIL, "reason": EVIL,
+                                       "message": EVIL, "lastTransitionTime": "2024-01-01T00:00:00Z"}]}
+        });
+        let slice_v = json!({
+            "metadata": {"name": EVIL, "namespace": EVIL, "labels": {SERVICE_NAME_LABEL: EVIL}},
+            "addressType": "IPv4",
+            "ports": [{"name": EVIL, "port": 8080, "protocol": "TCP", "appProtocol": EVIL}],
+            "endpoints": [
+                {"addresses": ["10.42.0.7"], "hostname": EVIL, "nodeName": EVIL, "zone": EVIL,
+                 "targetRef": {"kind": EVIL, "name": EVIL, "namespace": EVIL, "uid": EVIL},
+                 "deprecatedTopology": {EVIL: EVIL}, "hints": {"forZones": [{"name": EVIL}]}},
+                {"addresses": [EVIL]},
+                {"addresses": ["10.42.0.8; flush ruleset"]}
+            ]
+        });
+        let m = model(&cfg(), &[svc(service)], &[slice(slice_v)]);
+        // The valid port is programmed, with its one valid endpoint; the port with a bogus
+        // protocol and every unparsable address are not.
+        assert_eq!(m.services.len(), 1, "{m:?}");
+        let p = m.services.values().next().unwrap();
+        assert_eq!(p.endpoints.len(), 1);
+        assert!(p.load_balancer_ips.is_empty());
+        assert!(!p.external_local && !p.internal_local);
+        let text = crate::network::proxy::nft::full(&cfg().params, &m);
+        let delta = crate::network::proxy::nft::delta(&cfg().params, &Model::default(), &m);
+        for t in [&text, &delta] {
+            assert!(
+                !t.contains("flush ruleset") && !t.contains("filter input"),
+                "{t}"
+            );
+            assert!(!t.contains('"') && !t.contains('#'), "{t}");
+            assert!(t.contains("dnat to 10.42.0.7:8080"), "{t}");
+        }
+    }
+}

@@ -519,3 +519,212 @@ pub fn delta(params: &Params, old: &Model, new: &Model) -> String {
 pub fn remove_text() -> String {
     format!("table ip {TABLE}\ndelete table ip {TABLE}\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::model::Protocol;
+    use super::*;
+
+    fn params() -> Params {
+        Params {
+            cluster_cidr: "10.42.0.0/16".parse().unwrap(),
+            service_cidr: "10.43.0.0/16".parse().unwrap(),
+        }
+    }
+
+    fn ep(last: u8) -> Endpoint {
+        Endpoint {
+            ip: Ipv4Addr::new(10, 42, 0, last),
+            port: 8080,
+            ready: true,
+            serving: true,
+            terminating: false,
+            local: last % 2 == 0,
+        }
+    }
+
+    fn port(name: &str, vip: u8, endpoints: Vec<Endpoint>) -> ServicePort {
+        ServicePort {
+            key: format!("default/{name}:http/tcp"),
+            cluster_ip: Ipv4Addr::new(10, 43, 0, vip),
+            protocol: Protocol::Tcp,
+            port: 80,
+            node_port: None,
+            load_balancer_ips: vec![],
+            affinity_seconds: None,
+            external_local: false,
+            internal_local: false,
+            endpoints,
+        }
+    }
+
+    fn model(ports: Vec<ServicePort>) -> Model {
+        let mut m = Model::default();
+        for p in ports {
+            m.insert(p);
+        }
+        m
+    }
+
+    #[test]
+    fn a_service_is_one_map_element_and_a_round_robin_over_its_endpoints() {
+        let m = model(vec![port("web", 5, vec![ep(1), ep(2), ep(3)])]);
+        let t = full(&params(), &m);
+        let h = hash(&["default/web:http/tcp"]);
+        assert!(t.starts_with("table ip nanokube-proxy\ndelete table ip nanokube-proxy\n"));
+        assert!(
+            t.contains(&format!(
+                "add element ip nanokube-proxy service-ips {{ 10.43.0.5 . tcp . 80 : goto svc-{h} }}"
+            )),
+            "{t}"
+        );
+        assert!(t.contains("numgen inc mod 3 vmap { 0 : goto ep-"), "{t}");
+        for last in 1..=3 {
+            assert!(t.contains(&format!("meta l4proto tcp dnat to 10.42.0.{last}:8080")));
+            assert!(t.contains(&format!("ip saddr 10.42.0.{last} jump mark-for-masquerade")));
+        }
+        assert!(t.contains("ip saddr != 10.42.0.0/16 jump mark-for-masquerade"));
+        assert!(t.contains("add element ip nanokube-proxy cluster-ips { 10.43.0.5 }"));
+        assert!(t.contains("ip daddr 10.43.0.0/16 drop"));
+    }
+
+    #[test]
+    fn no_endpoints_means_reject_and_no_chain() {
+        let m = model(vec![port("web", 5, vec![])]);
+        let t = full(&params(), &m);
+        assert!(t.contains(
+            "add element ip nanokube-proxy no-endpoint-services { 10.43.0.5 . tcp . 80 : goto reject-chain }"
+        ));
+        assert!(!t.contains("chain svc-"), "{t}");
+        // Not ready and not terminating: the same.
+        let mut e = ep(1);
+        e.ready = false;
+        e.serving = false;
+        assert_eq!(full(&params(), &model(vec![port("web", 5, vec![e])])), t);
+    }
+
+    #[test]
+    fn affinity_remembers_clients_per_endpoint() {
+        let mut p = port("web", 5, vec![ep(1), ep(2)]);
+        p.affinity_seconds = Some(300);
+        let t = full(&params(), &model(vec![p.clone()]));
+        let id = endpoint_id(&p, &p.endpoints[0]);
+        assert!(t.contains(&format!(
+            "set aff-{id} {{ type ipv4_addr; flags dynamic,timeout; timeout 300s; }}"
+        )));
+        assert!(t.contains(&format!("ip saddr @aff-{id} goto ep-{id}")));
+        assert!(t.contains(&format!("update @aff-{id} {{ ip saddr }}")));
+    }
+
+    #[test]
+    fn node_ports_and_the_local_traffic_policy() {
+        let mut p = port("web", 5, vec![ep(1), ep(2), ep(3)]);
+        p.node_port = Some(30080);
+        p.load_balancer_ips = vec![Ipv4Addr::new(10, 99, 0, 2)];
+        p.external_local = true;
+        let t = full(&params(), &model(vec![p.clone()]));
+        let h = hash(&[&p.key]);
+        assert!(t.contains(&format!("tcp . 30080 : goto ext-{h}")), "{t}");
+        assert!(
+            t.contains(&format!("10.99.0.2 . tcp . 80 : goto ext-{h}")),
+            "{t}"
+        );
+        // The local pool holds only ep(2), this node's.
+        let local = endpoint_id(&p, &p.endpoints[1]);
+        assert!(
+            t.contains(&format!("chain lo-{h} {{\n    goto ep-{local}\n")),
+            "{t}"
+        );
+        // Without a local endpoint, outside traffic is dropped, the node's own still served.
+        p.endpoints.remove(1);
+        let t = full(&params(), &model(vec![p]));
+        assert!(
+            t.contains(&format!("fib saddr type local goto svc-{h}\n")),
+            "{t}"
+        );
+        assert!(t.contains("    drop\n"), "{t}");
+        assert!(!t.contains("chain lo-"), "{t}");
+    }
+
+    #[test]
+    fn the_delta_touches_only_what_changed() {
+        let mut ports: Vec<ServicePort> = (0..100)
+            .map(|i| port(&format!("s{i}"), i as u8 + 1, vec![ep(1), ep(3)]))
+            .collect();
+        let old = model(ports.clone());
+        assert_eq!(delta(&params(), &old, &old), "");
+
+        // One new service: its chains and elements, nothing of the other hundred.
+        ports.push(port("new", 200, vec![ep(5)]));
+        let new = model(ports.clone());
+        let d = delta(&params(), &old, &new);
+        let h = hash(&["default/new:http/tcp"]);
+        assert!(
+            d.contains(&format!("add chain ip nanokube-proxy svc-{h}\n")),
+            "{d}"
+        );
+        assert!(d.contains("10.43.0.200 . tcp . 80"), "{d}");
+        assert!(!d.contains("delete"), "{d}");
+        assert_eq!(
+            d.lines().filter(|l| l.contains("add chain")).count(),
+            2,
+            "{d}"
+        );
+
+        // One endpoint leaves a service: its chain goes, the service chain is rewritten.
+        let mut fewer = ports.clone();
+        fewer[0].endpoints.remove(1);
+        let d = delta(&params(), &new, &model(fewer.clone()));
+        let gone = endpoint_id(&ports[0], &ports[0].endpoints[1]);
+        let svc = hash(&[&ports[0].key]);
+        assert!(
+            d.contains(&format!("flush chain ip nanokube-proxy ep-{gone}\n")),
+            "{d}"
+        );
+        assert!(
+            d.contains(&format!("delete chain ip nanokube-proxy ep-{gone}\n")),
+            "{d}"
+        );
+        assert!(
+            d.contains(&format!("flush chain ip nanokube-proxy svc-{svc}\n")),
+            "{d}"
+        );
+        assert!(
+            !d.contains("numgen"),
+            "one endpoint left: a plain goto\n{d}"
+        );
+        assert_eq!(d.lines().count(), 5, "{d}");
+
+        // The last endpoint goes: the element moves to the reject map.
+        fewer[0].endpoints.clear();
+        let d = delta(&params(), &model(ports.clone()), &model(fewer));
+        assert!(d.contains("delete element ip nanokube-proxy service-ips { 10.43.0.1 . tcp . 80 }"));
+        assert!(d.contains(
+            "add element ip nanokube-proxy no-endpoint-services { 10.43.0.1 . tcp . 80 : goto reject-chain }"
+        ));
+
+        // A service deleted: elements out first, chains emptied, then deleted.
+        let d = delta(&params(), &new, &old);
+        let first_delete_chain = d.find("delete chain").unwrap();
+        assert!(d.find("delete element").unwrap() < d.find("flush chain").unwrap());
+        assert!(d.find("flush chain").unwrap() < first_delete_chain);
+        assert!(d.contains("delete element ip nanokube-proxy cluster-ips { 10.43.0.200 }"));
+    }
+
+    #[test]
+    fn a_key_claimed_twice_keeps_the_transaction_valid() {
+        let a = port("a", 5, vec![ep(1)]);
+        let mut b = port("b", 6, vec![ep(1)]);
+        b.cluster_ip = a.cluster_ip;
+        let t = full(&params(), &model(vec![a, b]));
+        assert_eq!(t.matches("10.43.0.5 . tcp . 80 :").count(), 1, "{t}");
+    }
+
+    #[test]
+    fn names_never_reach_the_text() {
+        let mut p = port("web", 5, vec![ep(1)]);
+        p.key = "evil\"; flush ruleset; }\n".into();
+        let t = full(&params(), &model(vec![p]));
+        assert!(!t.contains("evil") && !t.contains("flush ruleset"), "{t}");
+    }
+}
