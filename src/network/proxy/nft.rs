@@ -539,7 +539,7 @@ mod tests {
             ready: true,
             serving: true,
             terminating: false,
-            local: last % 2 == 0,
+            local: last.is_multiple_of(2),
         }
     }
 
