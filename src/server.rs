@@ -51,6 +51,10 @@ pub struct ServerArgs {
     /// The range Service cluster IPs come from.
     #[arg(long, default_value = "10.43.0.0/16")]
     pub service_cidr: String,
+    /// Packaged components not to run, as k3s's --disable (repeatable or comma-separated):
+    /// `servicelb` leaves LoadBalancer services to another load balancer.
+    #[arg(long = "disable", value_delimiter = ',')]
+    pub disable: Vec<String>,
     /// More names or addresses for the serving certificate (k3s's --tls-san; repeatable).
     #[arg(long = "tls-san")]
     pub tls_san: Vec<String>,
@@ -227,6 +231,12 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
     )?);
     let controllers = identity(&server_url, &pki, "system:kube-controller-manager", &[]).await?;
     tokio::spawn(crate::controllers::nodeipam::run(controllers, cluster_cidr));
+    if args.disable.iter().any(|d| d == "servicelb") {
+        tracing::info!("servicelb disabled: LoadBalancer services wait for another controller");
+    } else {
+        let lb = identity(&server_url, &pki, "system:nanokube-servicelb", &[]).await?;
+        tokio::spawn(crate::controllers::servicelb::run(lb));
+    }
     let scheduler = identity(&server_url, &pki, "system:kube-scheduler", &[]).await?;
     tokio::spawn(crate::scheduler::run(scheduler));
     if let Some(mut cfg) = kubelet_config {

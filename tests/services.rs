@@ -195,6 +195,18 @@ fn cluster_ip_round_robin_affinity_hairpin_node_port_and_removal() {
         "{via_pod:?}"
     );
 
+    // LoadBalancer (servicelb): the node's address in the status, the port answered there.
+    c.apply(&service("").replace("type: NodePort", "type: LoadBalancer").replace("port: 80,", "port: 8081,"));
+    c.wait_for("load balancer status", Duration::from_secs(20), |c| {
+        c.json(&["get", "service", "web"])
+            .is_some_and(|s| s["status"]["loadBalancer"]["ingress"][0]["ip"] == NODE_IP)
+    });
+    let lb = format!("http://{NODE_IP}:8081/");
+    c.wait_for("the load balancer port answering", Duration::from_secs(20), |c| {
+        request_from_node(c, &lb).is_ok_and(|b| names.contains(&b.as_str()))
+    });
+    c.apply(&service(""));
+
     // Session affinity: one client sticks to one endpoint.
     c.apply(&service(
         "  sessionAffinity: ClientIP\n  sessionAffinityConfig: {clientIP: {timeoutSeconds: 300}}\n",

@@ -3,3 +3,4 @@
 //! controllers join them with their issue.
 
 pub mod nodeipam;
+pub mod servicelb;
