@@ -196,15 +196,21 @@ fn cluster_ip_round_robin_affinity_hairpin_node_port_and_removal() {
     );
 
     // LoadBalancer (servicelb): the node's address in the status, the port answered there.
-    c.apply(&service("").replace("type: NodePort", "type: LoadBalancer").replace("port: 80,", "port: 8081,"));
+    c.apply(
+        &service("")
+            .replace("type: NodePort", "type: LoadBalancer")
+            .replace("port: 80,", "port: 8081,"),
+    );
     c.wait_for("load balancer status", Duration::from_secs(20), |c| {
         c.json(&["get", "service", "web"])
             .is_some_and(|s| s["status"]["loadBalancer"]["ingress"][0]["ip"] == NODE_IP)
     });
     let lb = format!("http://{NODE_IP}:8081/");
-    c.wait_for("the load balancer port answering", Duration::from_secs(20), |c| {
-        request_from_node(c, &lb).is_ok_and(|b| names.contains(&b.as_str()))
-    });
+    c.wait_for(
+        "the load balancer port answering",
+        Duration::from_secs(20),
+        |c| request_from_node(c, &lb).is_ok_and(|b| names.contains(&b.as_str())),
+    );
     c.apply(&service(""));
 
     // Session affinity: one client sticks to one endpoint.
@@ -436,4 +442,67 @@ fn every_delta_leaves_the_table_a_full_sync_would() {
         assert!(st.success(), "step {i}: full sync refused");
         assert_eq!(normalized(&live), normalized(&fresh), "step {i}");
     }
+}
+
+/// One request with GNU wget through `run` (a node's `in_node`): Ok(body) or Err(message).
+fn request_with(
+    run: impl Fn(&str, &[&str]) -> std::process::Output,
+    url: &str,
+) -> Result<String, String> {
+    let out = run("wget", &["-O-", "-q", "-t", "1", "-T", "3", url]);
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        let out = run("wget", &["-O", "/dev/null", "-t", "1", "-T", "3", url]);
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+#[test]
+fn local_traffic_policies_on_two_nodes() {
+    let c = Cluster::start_nodes(2);
+    let node2 = c.agent("node2");
+    c.apply(&web_pod("web-0"));
+    c.apply(&client_pod());
+    c.apply(
+        &client_pod()
+            .replace("name: client", "name: client2")
+            .replace("nodeName: node1", "nodeName: node2"),
+    );
+    let ip = pod_ip(&c, "web-0");
+    pod_ip(&c, "client");
+    pod_ip(&c, "client2");
+    c.apply(&service(
+        "  externalTrafficPolicy: Local\n  internalTrafficPolicy: Local\n",
+    ));
+    c.apply(&slice(&[&ip]));
+    let np1 = format!("http://{NODE_IP}:{NODE_PORT}/");
+    let np2 = format!("http://{}:{NODE_PORT}/", node2.ip);
+    let url = format!("http://{VIP}/");
+    // node2 reaching node1's node port is outside traffic for node1, which has the pod.
+    c.wait_for("node1's node port", Duration::from_secs(30), |_| {
+        request_with(|p, a| node2.in_node(p, a), &np1).is_ok()
+    });
+    assert_eq!(
+        request_with(|p, a| node2.in_node(p, a), &np1).unwrap(),
+        "web-0"
+    );
+    // node2 has no endpoint of its own: outside traffic to its node port goes nowhere.
+    let err = request_with(|p, a| c.in_node(p, a), &np2).unwrap_err();
+    assert!(
+        err.contains("timed out"),
+        "externalTrafficPolicy Local on node2: {err}"
+    );
+    // internalTrafficPolicy Local: node1's pod is served, node2's pod is refused.
+    assert_eq!(requests_from_pod(&c, "client", &url, 3), vec!["web-0"; 3]);
+    let refused = requests_from_pod(&c, "client2", &url, 1);
+    assert!(refused[0].contains("Connection refused"), "{refused:?}");
+
+    // Cluster policies: node2 forwards to node1's pod, and node2's pods reach it too.
+    c.apply(&service(""));
+    c.wait_for("node2's node port", Duration::from_secs(30), |c| {
+        request_with(|p, a| c.in_node(p, a), &np2).is_ok()
+    });
+    assert_eq!(request_with(|p, a| c.in_node(p, a), &np2).unwrap(), "web-0");
+    assert_eq!(requests_from_pod(&c, "client2", &url, 3), vec!["web-0"; 3]);
 }

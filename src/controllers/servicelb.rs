@@ -38,7 +38,12 @@ fn node_addresses(nodes: &[Arc<Node>]) -> Vec<String> {
         })
         .filter_map(|n| {
             let addrs = n.status.as_ref()?.addresses.as_ref()?;
-            let of = |t: &str| addrs.iter().find(|a| a.type_ == t).map(|a| a.address.clone());
+            let of = |t: &str| {
+                addrs
+                    .iter()
+                    .find(|a| a.type_ == t)
+                    .map(|a| a.address.clone())
+            };
             of("ExternalIP").or_else(|| of("InternalIP"))
         })
         .collect();
