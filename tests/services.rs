@@ -506,3 +506,60 @@ fn local_traffic_policies_on_two_nodes() {
     assert_eq!(request_with(|p, a| c.in_node(p, a), &np2).unwrap(), "web-0");
     assert_eq!(requests_from_pod(&c, "client2", &url, 3), vec!["web-0"; 3]);
 }
+
+#[test]
+fn a_restarted_agent_resyncs_and_keeps_established_connections() {
+    use std::io::{BufRead, BufReader, Write};
+    let mut c = Cluster::start();
+    c.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: echo\nspec:\n  nodeName: node1\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: echo\n    image: {IMAGE}\n    imagePullPolicy: IfNotPresent\n    command: [nc, -ll, -p, '9000', -e, cat]\n"
+    ));
+    let ip = pod_ip(&c, "echo");
+    c.apply(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: echo\nspec:\n  clusterIP: 10.43.0.60\n  ports:\n  - {name: tcp, port: 9000, protocol: TCP}\n",
+    );
+    c.apply(&format!(
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: echo-manual\n  labels:\n    kubernetes.io/service-name: echo\naddressType: IPv4\nports:\n- {{name: tcp, port: 9000, protocol: TCP}}\nendpoints:\n- addresses: [\"{ip}\"]\n  nodeName: node1\n"
+    ));
+    // A connection from the node's namespace, opened by a thread that entered it.
+    let connect = |c: &Cluster| {
+        in_netns(&c.ns, || {
+            std::net::TcpStream::connect_timeout(
+                &"10.43.0.60:9000".parse().unwrap(),
+                Duration::from_secs(2),
+            )
+        })
+    };
+    let mut conn = None;
+    c.wait_for("the echo service", Duration::from_secs(30), |c| {
+        conn = connect(c).ok();
+        conn.is_some()
+    });
+    let conn = conn.unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut echo = |text: &str| {
+        (&conn).write_all(format!("{text}\n").as_bytes()).unwrap();
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        line.trim().to_string()
+    };
+    assert_eq!(echo("before"), "before");
+
+    let full_syncs = |c: &Cluster| c.log().matches("full=true").count();
+    assert_eq!(full_syncs(&c), 1, "one cold start so far");
+    c.kill9();
+    c.start_again();
+    c.wait_for(
+        "the restarted proxy's cold sync",
+        Duration::from_secs(60),
+        |c| full_syncs(c) == 2,
+    );
+    assert_eq!(
+        echo("after"),
+        "after",
+        "the established connection survived the resync"
+    );
+    assert!(connect(&c).is_ok(), "new connections after the restart");
+}
