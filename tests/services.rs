@@ -563,3 +563,88 @@ fn a_restarted_agent_resyncs_and_keeps_established_connections() {
     );
     assert!(connect(&c).is_ok(), "new connections after the restart");
 }
+
+#[test]
+fn udp_flows_to_a_removed_endpoint_are_flushed() {
+    use nanokube::network::proxy::{
+        conntrack, Endpoint, Model, Params, Protocol, Proxy, ServicePort,
+    };
+    use std::net::{Ipv4Addr, UdpSocket};
+
+    let ns = node_support::Netns::new();
+    // Two "endpoints": addresses of this namespace, each with a UDP server.
+    for cmd in [
+        "addr add 10.42.0.9/32 dev lo",
+        "addr add 10.42.0.10/32 dev lo",
+    ] {
+        let mut args = vec!["-n", ns.name.as_str()];
+        args.extend(cmd.split(' '));
+        assert!(std::process::Command::new("ip")
+            .args(&args)
+            .status()
+            .unwrap()
+            .success());
+    }
+    let params = Params {
+        cluster_cidr: "10.42.0.0/16".parse().unwrap(),
+        service_cidr: "10.43.0.0/16".parse().unwrap(),
+    };
+    let service = |last: u8| {
+        let mut m = Model::default();
+        m.insert(ServicePort {
+            key: "default/dns:dns/udp".into(),
+            cluster_ip: Ipv4Addr::new(10, 43, 0, 70),
+            protocol: Protocol::Udp,
+            port: 53,
+            node_port: None,
+            load_balancer_ips: vec![],
+            affinity_seconds: None,
+            external_local: false,
+            internal_local: false,
+            endpoints: vec![Endpoint {
+                ip: Ipv4Addr::new(10, 42, 0, last),
+                port: 5353,
+                ready: true,
+                serving: true,
+                terminating: false,
+                local: true,
+            }],
+        });
+        m
+    };
+    let bind = |addr: &str| {
+        let s = in_netns(&ns, || UdpSocket::bind(addr)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s
+    };
+    let (old_ep, new_ep) = (bind("10.42.0.9:5353"), bind("10.42.0.10:5353"));
+    let client = bind("10.99.0.2:0");
+    let mut proxy = Proxy::new();
+    in_netns(&ns, || proxy.sync(params, service(9))).unwrap();
+
+    let mut buf = [0u8; 16];
+    client.send_to(b"one", "10.43.0.70:53").unwrap();
+    let (n, _) = old_ep
+        .recv_from(&mut buf)
+        .expect("the first endpoint gets the datagram");
+    assert_eq!(&buf[..n], b"one");
+    let to_old = |f: &conntrack::Flow| f.reply.src == Some(Ipv4Addr::new(10, 42, 0, 9));
+    let flows = in_netns(&ns, conntrack::list).unwrap();
+    assert!(
+        flows.iter().any(to_old),
+        "a conntrack entry to the endpoint: {flows:?}"
+    );
+
+    // The endpoint is replaced: its entry is deleted, so the same client's next datagram is
+    // translated afresh and reaches the new endpoint.
+    let done = in_netns(&ns, || proxy.sync(params, service(10))).unwrap();
+    assert_eq!(done.flushed, 1, "{done:?}");
+    let flows = in_netns(&ns, conntrack::list).unwrap();
+    assert!(!flows.iter().any(to_old), "{flows:?}");
+    client.send_to(b"two", "10.43.0.70:53").unwrap();
+    let (n, _) = new_ep
+        .recv_from(&mut buf)
+        .expect("the new endpoint gets the next datagram");
+    assert_eq!(&buf[..n], b"two");
+    in_netns(&ns, nanokube::network::proxy::remove).unwrap();
+}
