@@ -473,7 +473,7 @@ fn local_traffic_policies_on_two_nodes() {
     pod_ip(&c, "client");
     pod_ip(&c, "client2");
     c.apply(&service(
-        "  externalTrafficPolicy: Local\n  internalTrafficPolicy: Local\n",
+        "  externalTrafficPolicy: Local\n  internalTrafficPolicy: Local\n  healthCheckNodePort: 30900\n",
     ));
     c.apply(&slice(&[&ip]));
     let np1 = format!("http://{NODE_IP}:{NODE_PORT}/");
@@ -493,6 +493,19 @@ fn local_traffic_policies_on_two_nodes() {
         err.contains("timed out"),
         "externalTrafficPolicy Local on node2: {err}"
     );
+    // The health-check node port tells a load balancer which node has an endpoint.
+    let health1 = request_with(
+        |p, a| node2.in_node(p, a),
+        &format!("http://{NODE_IP}:30900/"),
+    )
+    .expect("node1 healthy");
+    assert!(health1.contains(r#""localEndpoints":1"#), "{health1}");
+    let health2 = request_with(
+        |p, a| c.in_node(p, a),
+        &format!("http://{}:30900/", node2.ip),
+    )
+    .unwrap_err();
+    assert!(health2.contains("503"), "node2 has no endpoint: {health2}");
     // internalTrafficPolicy Local: node1's pod is served, node2's pod is refused.
     assert_eq!(requests_from_pod(&c, "client", &url, 3), vec!["web-0"; 3]);
     let refused = requests_from_pod(&c, "client2", &url, 1);

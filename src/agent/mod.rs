@@ -5,6 +5,7 @@
 pub mod join;
 pub mod kubelet;
 pub mod proxy;
+pub mod proxy_health;
 
 use clap::Args;
 use std::path::PathBuf;

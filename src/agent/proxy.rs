@@ -14,11 +14,13 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::Api;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
 
+use super::proxy_health::{Health, HealthServers};
 use crate::network::proxy::{Endpoint, Model, Params, Protocol, Proxy, ServicePort};
 
 /// The label that ties an EndpointSlice to its Service.
@@ -186,6 +188,45 @@ pub fn model(cfg: &Config, services: &[Arc<Service>], slices: &[Arc<EndpointSlic
     m
 }
 
+/// The health-check node ports of externalTrafficPolicy Local services, each with the number
+/// of this node's endpoints its service has.
+pub fn health_ports(services: &[Arc<Service>], m: &Model) -> BTreeMap<u16, Health> {
+    let mut out = BTreeMap::new();
+    for svc in services {
+        let Some(spec) = svc.spec.as_ref() else {
+            continue;
+        };
+        let external = matches!(spec.type_.as_deref(), Some("NodePort" | "LoadBalancer"));
+        if !external || spec.external_traffic_policy.as_deref() != Some("Local") {
+            continue;
+        }
+        let (Some(port), Some(name)) = (
+            spec.health_check_node_port.and_then(port_number),
+            svc.metadata.name.as_deref(),
+        ) else {
+            continue;
+        };
+        let namespace = svc.metadata.namespace.as_deref().unwrap_or("default");
+        // Keys are namespace/name:port/protocol, and neither name may hold '/' or ':'.
+        let prefix = format!("{namespace}/{name}:");
+        let local: BTreeSet<Ipv4Addr> = m
+            .services
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .flat_map(|(_, p)| p.usable(true).into_iter().map(|e| e.ip))
+            .collect();
+        out.insert(
+            port,
+            Health {
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+                local_endpoints: local.len(),
+            },
+        );
+    }
+    out
+}
+
 fn spawn_reflector<K>(api: Api<K>, changed: Arc<Notify>) -> Store<K>
 where
     K: kube::Resource<DynamicType = ()>
@@ -223,8 +264,11 @@ pub async fn run(cfg: Config, client: kube::Client) {
     let _ = slices.wait_until_ready().await;
     let proxy = Arc::new(std::sync::Mutex::new(Proxy::new()));
     let mut last: Option<Model> = None;
+    let mut health = HealthServers::default();
     loop {
-        let m = model(&cfg, &services.state(), &slices.state());
+        let all = services.state();
+        let m = model(&cfg, &all, &slices.state());
+        health.sync(health_ports(&all, &m)).await;
         if last.as_ref() != Some(&m) {
             let (p, params, m2) = (proxy.clone(), cfg.params, m.clone());
             let started = std::time::Instant::now();
