@@ -127,7 +127,51 @@ fn service_chains(chains: &[String]) -> Vec<String> {
 
 #[test]
 fn cluster_ip_round_robin_affinity_hairpin_node_port_and_removal() {
-    let mut c = Cluster::start();
+    services_end_to_end(Cluster::start(), "nftables");
+}
+
+/// The same service behaviour with `--proxy-mode iptables`.
+#[test]
+fn the_iptables_backend_end_to_end() {
+    services_end_to_end(
+        Cluster::start_with(&["--proxy-mode", "iptables"]),
+        "iptables",
+    );
+}
+
+/// The proxy's rules for one service as the backend shows them: chain names and element (or
+/// rule) texts.
+fn rules_of(c: &Cluster, mode: &str) -> Option<(Vec<String>, Vec<String>)> {
+    if mode == "nftables" {
+        return table(c).map(|t| chains_and_elements(&t));
+    }
+    let out = c.in_node("iptables-save", &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let chains: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix(":NK-"))
+        .map(|l| {
+            let name = l.split(' ').next().unwrap();
+            // Named as the nft chains are, for one check of both.
+            let lower = name.to_lowercase();
+            if lower.starts_with("sep-") {
+                lower.replacen("sep-", "ep-", 1)
+            } else {
+                lower
+            }
+        })
+        .collect();
+    (!chains.is_empty()).then(|| {
+        let rules = text
+            .lines()
+            .filter(|l| l.starts_with("-A "))
+            .map(str::to_string)
+            .collect();
+        (chains, rules)
+    })
+}
+
+fn services_end_to_end(mut c: Cluster, mode: &str) {
     let names = ["web-0", "web-1", "web-2"];
     for n in names {
         c.apply(&web_pod(n));
@@ -152,6 +196,14 @@ fn cluster_ip_round_robin_affinity_hairpin_node_port_and_removal() {
         Duration::from_secs(20),
         |c| request_from_node(c, &url).is_ok(),
     );
+
+    // Only the chosen backend's rules are there.
+    let other = if mode == "nftables" {
+        "iptables"
+    } else {
+        "nftables"
+    };
+    assert!(rules_of(&c, mode).is_some() && rules_of(&c, other).is_none());
 
     // Round-robin from a pod: each endpoint within +-20% of an even share of 300.
     let answers = requests_from_pod(&c, "client", &url, 300);
@@ -217,22 +269,20 @@ fn cluster_ip_round_robin_affinity_hairpin_node_port_and_removal() {
     c.apply(&service(
         "  sessionAffinity: ClientIP\n  sessionAffinityConfig: {clientIP: {timeoutSeconds: 300}}\n",
     ));
-    c.wait_for("affinity rules", Duration::from_secs(20), |c| {
-        table(c).is_some_and(|t| {
-            chains_and_elements(&t)
-                .0
-                .iter()
-                .any(|n| n.starts_with("aff-"))
-                || t.to_string().contains("aff-")
-        })
-    });
+    let affinity = |c: &Cluster| {
+        let (_, rules) = rules_of(c, mode).expect("the proxy's rules");
+        match mode {
+            // The affinity sets are named aff-<endpoint>.
+            "nftables" => table(c).is_some_and(|t| t.to_string().contains("aff-")),
+            _ => rules.iter().any(|r| r.contains("-m recent")),
+        }
+    };
+    c.wait_for("affinity rules", Duration::from_secs(20), affinity);
     let sticky = counts(&requests_from_pod(&c, "client", &url, 30));
     assert_eq!(sticky.len(), 1, "one endpoint for one client: {sticky:?}");
     assert!(names.contains(&sticky.keys().next().unwrap().as_str()));
     c.apply(&service(""));
-    c.wait_for("affinity gone", Duration::from_secs(20), |c| {
-        table(c).is_some_and(|t| !t.to_string().contains("aff-"))
-    });
+    c.wait_for("affinity gone", Duration::from_secs(20), |c| !affinity(c));
 
     // An endpoint removed from the slice leaves the rotation.
     c.apply(&slice(&ip_refs[1..]));
@@ -271,14 +321,14 @@ fn cluster_ip_round_robin_affinity_hairpin_node_port_and_removal() {
     c.wait_for("endpoints back", Duration::from_secs(20), |c| {
         request_from_node(c, &url).is_ok()
     });
-    let (chains, _) = chains_and_elements(&table(&c).unwrap());
+    let (chains, _) = rules_of(&c, mode).unwrap();
     assert!(!service_chains(&chains).is_empty(), "{chains:?}");
     c.ok(&["delete", "service", "web"]);
     c.wait_for("the service's rules gone", Duration::from_secs(20), |c| {
-        let (chains, elements) = chains_and_elements(&table(c).unwrap());
+        let (chains, elements) = rules_of(c, mode).unwrap();
         service_chains(&chains).is_empty() && !elements.iter().any(|e| e.contains(VIP))
     });
-    let (chains, _) = chains_and_elements(&table(&c).unwrap());
+    let (chains, _) = rules_of(&c, mode).unwrap();
     assert!(chains.contains(&"services".to_string()), "{chains:?}");
 
     // killall removes the table.
@@ -294,6 +344,10 @@ fn cluster_ip_round_robin_affinity_hairpin_node_port_and_removal() {
             .unwrap();
     assert!(st.success());
     assert!(table(&c).is_none(), "killall left the proxy's table");
+    assert!(
+        rules_of(&c, "iptables").is_none(),
+        "killall left iptables chains"
+    );
 }
 
 /// Runs `f` on a thread inside network namespace `ns` (nft, a child, inherits it).

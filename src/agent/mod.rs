@@ -55,6 +55,9 @@ pub struct NodeArgs {
     /// The kubelet's HTTPS port (logs, exec, port-forward for the API server).
     #[arg(long, default_value_t = 10250)]
     pub kubelet_port: u16,
+    /// How the service proxy programs the kernel (kube-proxy's --proxy-mode).
+    #[arg(long, value_enum, default_value = "nftables")]
+    pub proxy_mode: crate::network::proxy::Backend,
 }
 
 #[derive(Debug, Args)]
@@ -157,6 +160,7 @@ pub fn kubelet_config(
             .parse()
             .map_err(|_| Error::Cidr(args.cluster_cidr.clone()))?,
         service_cidr: "10.43.0.0/16".parse().expect("a valid CIDR"),
+        proxy_mode: args.proxy_mode,
     })
 }
 
@@ -236,6 +240,7 @@ pub fn killall(args: KillallArgs) -> anyhow::Result<i32> {
     let _ = crate::network::masquerade::remove();
     let _ = crate::network::hostports::remove();
     let _ = crate::network::proxy::remove();
+    let _ = crate::network::proxy::remove_iptables();
     eprintln!(
         "stopped {n} pods; removed bridge {} and the pod address records",
         args.bridge_name

@@ -42,6 +42,7 @@ pub struct Config {
     /// The cluster DNS address: the node's DNS server answers it itself, so a Service holding
     /// it is not programmed here.
     pub cluster_dns: Option<Ipv4Addr>,
+    pub backend: crate::network::proxy::Backend,
 }
 
 /// The ClientIP affinity timeout of a service, if it asks for affinity.
@@ -262,7 +263,7 @@ pub async fn run(cfg: Config, client: kube::Client) {
     // A sync before both lists arrive would reject every service it has no endpoints for yet.
     let _ = services.wait_until_ready().await;
     let _ = slices.wait_until_ready().await;
-    let proxy = Arc::new(std::sync::Mutex::new(Proxy::new()));
+    let proxy = Arc::new(std::sync::Mutex::new(Proxy::with_backend(cfg.backend)));
     let mut last: Option<Model> = None;
     let mut health = HealthServers::default();
     loop {
@@ -309,6 +310,7 @@ mod tests {
                 service_cidr: "10.43.0.0/16".parse().unwrap(),
             },
             cluster_dns: Some(Ipv4Addr::new(10, 43, 0, 10)),
+            backend: Default::default(),
         }
     }
 

@@ -142,6 +142,8 @@ pub struct Cluster {
     pub agents: Vec<Agent>,
     /// The bridge the nodes are cabled to (multi-node only); dropped after them.
     hub: Option<Netns>,
+    /// More flags for `nanokube server` (start_with).
+    extra: Vec<String>,
 }
 
 /// A joined node: `nanokube agent --server --token` in its own namespace.
@@ -173,6 +175,11 @@ impl Agent {
 
 impl Cluster {
     pub fn start() -> Cluster {
+        Cluster::start_with(&[])
+    }
+
+    /// A one-node cluster whose server (and so its agent) gets `flags` too.
+    pub fn start_with(flags: &[&str]) -> Cluster {
         let dir = tempfile::Builder::new()
             .prefix("nk-node-")
             .tempdir()
@@ -187,6 +194,7 @@ impl Cluster {
             bind: "127.0.0.1",
             agents: Vec::new(),
             hub: None,
+            extra: flags.iter().map(|f| f.to_string()).collect(),
         };
         c.spawn();
         c.wait_ready("node1");
@@ -215,6 +223,7 @@ impl Cluster {
             bind: NODE_IP,
             agents: Vec::new(),
             hub: Some(hub),
+            extra: Vec::new(),
         };
         c.spawn();
         c.wait_ready("node1");
@@ -374,6 +383,7 @@ impl Cluster {
             .arg(self.logs_dir())
             .arg("--runtime-root")
             .arg(self.runtime_root())
+            .args(&self.extra)
             .env("RUST_LOG", "info,nanokube::agent=debug")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())

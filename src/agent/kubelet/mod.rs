@@ -56,6 +56,7 @@ pub struct Config {
     pub cluster_cidr: Cidr,
     /// The Service range: the proxy drops traffic to addresses in it that no Service holds.
     pub service_cidr: Cidr,
+    pub proxy_mode: crate::network::proxy::Backend,
 }
 
 /// The kubelet's shared state.
@@ -218,6 +219,7 @@ pub async fn run(cfg: Config, client: kube::Client) -> anyhow::Result<()> {
                 service_cidr: cfg.service_cidr,
             },
             cluster_dns: cfg.cluster_dns.parse().ok(),
+            backend: cfg.proxy_mode,
         },
         client.clone(),
     ));

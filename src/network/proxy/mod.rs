@@ -6,6 +6,7 @@
 //! src/agent/proxy.rs; docs/services.md walks a packet through the table.
 
 pub mod conntrack;
+pub mod iptables;
 pub mod model;
 pub mod nft;
 
@@ -28,6 +29,18 @@ pub enum Error {
     Errno(nix::errno::Errno),
     #[error("ctnetlink: {0}")]
     Conntrack(String),
+    #[error("{0}")]
+    Iptables(String),
+}
+
+/// Which kernel interface programs the services (kube-proxy's --proxy-mode).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    /// One nftables table with verdict maps; changes sent as deltas.
+    #[default]
+    Nftables,
+    /// iptables-restore, chains rewritten whole each sync, for hosts without nftables.
+    Iptables,
 }
 
 impl Error {
@@ -51,6 +64,7 @@ pub struct Synced {
 /// The table as this process last wrote it.
 #[derive(Debug, Default)]
 pub struct Proxy {
+    backend: Backend,
     applied: Option<(Params, Model)>,
 }
 
@@ -59,10 +73,34 @@ impl Proxy {
         Proxy::default()
     }
 
+    pub fn with_backend(backend: Backend) -> Proxy {
+        Proxy {
+            backend,
+            applied: None,
+        }
+    }
+
     /// Makes the table hold exactly `model`.
     pub fn sync(&mut self, params: Params, model: Model) -> Result<Synced, Error> {
         let mut done = Synced::default();
         let previous = self.applied.take();
+        if previous.is_none() {
+            // A cold start: whatever the other backend left (an earlier run with the other
+            // --proxy-mode) would translate packets before ours does.
+            let _ = match self.backend {
+                Backend::Nftables => iptables::remove(),
+                Backend::Iptables => remove(),
+            };
+        }
+        if self.backend == Backend::Iptables {
+            if previous.as_ref() != Some(&(params, model.clone())) {
+                done.bytes = iptables::sync(&params, &model)?;
+                done.full = true;
+            }
+            self.flush_stale(previous.as_ref().map(|(_, m)| m), &model, &mut done);
+            self.applied = Some((params, model));
+            return Ok(done);
+        }
         let delta = match &previous {
             Some((p, m)) if *p == params => Some(nft::delta(&params, m, &model)),
             _ => None,
@@ -87,8 +125,14 @@ impl Proxy {
                 crate::network::masquerade::nft(&text)?;
             }
         }
-        if let Some((_, old)) = &previous {
-            let stale = stale_udp(old, &model);
+        self.flush_stale(previous.as_ref().map(|(_, m)| m), &model, &mut done);
+        self.applied = Some((params, model));
+        Ok(done)
+    }
+
+    fn flush_stale(&self, old: Option<&Model>, model: &Model, done: &mut Synced) {
+        if let Some(old) = old {
+            let stale = stale_udp(old, model);
             if !stale.is_empty() {
                 // The table is right either way; a failure here only leaves old flows alive
                 // until their timeout.
@@ -98,8 +142,6 @@ impl Proxy {
                 }
             }
         }
-        self.applied = Some((params, model));
-        Ok(done)
     }
 }
 
@@ -156,4 +198,9 @@ fn stale_udp(old: &Model, new: &Model) -> BTreeSet<Stale> {
 /// Removes the table (nothing if it is not there).
 pub fn remove() -> Result<(), Error> {
     Ok(crate::network::masquerade::nft(&nft::remove_text())?)
+}
+
+/// Removes the iptables backend's chains (nothing if there are none).
+pub fn remove_iptables() -> Result<(), Error> {
+    iptables::remove()
 }

@@ -67,7 +67,7 @@ struct Objects {
 /// One element of a verdict map: the key and the verdict, as nft text.
 type Elements = BTreeMap<(Map, String), String>;
 
-fn hash(parts: &[&str]) -> String {
+pub(super) fn hash(parts: &[&str]) -> String {
     let mut h = Sha256::new();
     for p in parts {
         h.update(p.as_bytes());
@@ -99,7 +99,7 @@ impl Names {
 
 /// The endpoint's chain and affinity-set names. The affinity timeout is part of the hash, so
 /// a changed timeout makes new sets instead of redeclaring live ones.
-fn endpoint_id(p: &ServicePort, e: &Endpoint) -> String {
+pub(super) fn endpoint_id(p: &ServicePort, e: &Endpoint) -> String {
     let affinity = p.affinity_seconds.unwrap_or(0).to_string();
     hash(&[
         &p.key,
@@ -137,7 +137,7 @@ fn pool_rules(p: &ServicePort, pool: &[&Endpoint]) -> Vec<String> {
     rules
 }
 
-fn sorted(mut v: Vec<&Endpoint>) -> Vec<&Endpoint> {
+pub(super) fn sorted(mut v: Vec<&Endpoint>) -> Vec<&Endpoint> {
     v.sort_by_key(|e| (e.ip, e.port));
     v.dedup_by_key(|e| (e.ip, e.port));
     v
