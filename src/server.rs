@@ -61,6 +61,10 @@ pub struct ServerArgs {
     /// The ports NodePort and LoadBalancer services get node ports from.
     #[arg(long, default_value = "30000-32767")]
     pub service_node_port_range: String,
+    /// Packaged components not to run, as k3s's --disable (repeatable or comma-separated):
+    /// `servicelb` leaves LoadBalancer services to another load balancer.
+    #[arg(long = "disable", value_delimiter = ',')]
+    pub disable: Vec<String>,
     /// More names or addresses for the serving certificate (k3s's --tls-san; repeatable).
     #[arg(long = "tls-san")]
     pub tls_san: Vec<String>,
@@ -281,6 +285,12 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
         leader,
         move || crate::controllers::run(controllers.clone(), settings.clone()),
     ));
+    if args.disable.iter().any(|d| d == "servicelb") {
+        tracing::info!("servicelb disabled: LoadBalancer services wait for another controller");
+    } else {
+        let lb = identity(&server_url, &pki, "system:nanokube-servicelb", &[]).await?;
+        tokio::spawn(crate::controllers::servicelb::run(lb));
+    }
     let scheduler = identity(&server_url, &pki, "system:kube-scheduler", &[]).await?;
     let leader = crate::controllers::leader::Election::new("kube-scheduler");
     tokio::spawn(crate::controllers::leader::run(
@@ -289,6 +299,10 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
         move || crate::scheduler::run(scheduler.clone()),
     ));
     if let Some(mut cfg) = kubelet_config {
+        cfg.service_cidr = args
+            .service_cidr
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--service-cidr: {e}"))?;
         let sans = vec![
             cfg.node_ip.clone(),
             cfg.node_name.clone(),

@@ -4,6 +4,8 @@
 
 pub mod join;
 pub mod kubelet;
+pub mod proxy;
+pub mod proxy_health;
 
 use clap::Args;
 use std::path::PathBuf;
@@ -53,6 +55,9 @@ pub struct NodeArgs {
     /// The kubelet's HTTPS port (logs, exec, port-forward for the API server).
     #[arg(long, default_value_t = 10250)]
     pub kubelet_port: u16,
+    /// How the service proxy programs the kernel (kube-proxy's --proxy-mode).
+    #[arg(long, value_enum, default_value = "nftables")]
+    pub proxy_mode: crate::network::proxy::Backend,
 }
 
 #[derive(Debug, Args)]
@@ -69,6 +74,9 @@ pub struct AgentArgs {
     /// Directory holding all of the agent's state.
     #[arg(long, default_value = "/var/lib/nanokube")]
     pub data_dir: PathBuf,
+    /// The cluster's Service range (the server's --service-cidr).
+    #[arg(long, default_value = "10.43.0.0/16")]
+    pub service_cidr: String,
     #[command(flatten)]
     pub node: NodeArgs,
 }
@@ -82,6 +90,8 @@ pub enum Error {
     Taint(String),
     #[error("invalid --cluster-cidr {0:?}")]
     Cidr(String),
+    #[error("invalid --service-cidr {0:?}")]
+    ServiceCidr(String),
     #[error("the agent needs --kubeconfig, or --server with --token")]
     NoServer,
 }
@@ -149,6 +159,8 @@ pub fn kubelet_config(
             .cluster_cidr
             .parse()
             .map_err(|_| Error::Cidr(args.cluster_cidr.clone()))?,
+        service_cidr: "10.43.0.0/16".parse().expect("a valid CIDR"),
+        proxy_mode: args.proxy_mode,
     })
 }
 
@@ -168,6 +180,10 @@ pub fn run(args: AgentArgs) -> anyhow::Result<i32> {
         .with_writer(std::io::stderr)
         .try_init();
     let mut cfg = kubelet_config(&args.data_dir, &args.node)?;
+    cfg.service_cidr = args
+        .service_cidr
+        .parse()
+        .map_err(|_| Error::ServiceCidr(args.service_cidr.clone()))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("nanokube-agent")
@@ -223,6 +239,8 @@ pub fn killall(args: KillallArgs) -> anyhow::Result<i32> {
     let _ = std::fs::remove_dir_all(args.data_dir.join("agent/ipam"));
     let _ = crate::network::masquerade::remove();
     let _ = crate::network::hostports::remove();
+    let _ = crate::network::proxy::remove();
+    let _ = crate::network::proxy::remove_iptables();
     eprintln!(
         "stopped {n} pods; removed bridge {} and the pod address records",
         args.bridge_name

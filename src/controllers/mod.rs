@@ -17,6 +17,7 @@ pub mod owned_pods;
 pub mod ownership;
 mod pod_endpoints;
 pub mod replicaset;
+pub mod servicelb;
 pub mod statefulset;
 pub mod ttl_after_finished;
 

@@ -8,6 +8,7 @@ pub mod ipam;
 pub mod masquerade;
 pub mod netlink;
 pub mod pod;
+pub mod proxy;
 pub mod routes;
 
 use std::net::Ipv4Addr;

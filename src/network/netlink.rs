@@ -9,7 +9,8 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute,
+    LinkFlags, LinkInfo, LinkMessage,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -198,6 +199,24 @@ impl Netlink {
             m.attributes.push(LinkAttribute::Controller(master));
         }
         self.send(RouteNetlinkMessage::SetLink(m), NLM_F_ACK)?;
+        Ok(())
+    }
+
+    /// Turns on hairpin mode of a bridge port: a frame may leave by the port it came in on.
+    /// A pod reaching itself through a Service needs it: with bridge netfilter on, the DNAT back
+    /// to the pod happens while the frame is being bridged, and the bridge would drop it.
+    pub fn set_hairpin(&mut self, index: u32) -> Result<(), Error> {
+        let mut m = LinkMessage::default();
+        m.header.index = index;
+        m.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::PortKind(InfoPortKind::Bridge),
+            LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(
+                true,
+            )])),
+        ]));
+        // Port options are changed through NEWLINK on the existing link (as `ip link set
+        // ... type bridge_slave` does); SETLINK ignores them.
+        self.send(RouteNetlinkMessage::NewLink(m), NLM_F_ACK)?;
         Ok(())
     }
 

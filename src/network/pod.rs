@@ -87,6 +87,7 @@ impl Bridge {
             }
         };
         nl.set_up(host_link.index, Some(bridge.index))?;
+        nl.set_hairpin(host_link.index)?;
         if let Some(lo) = pod.link("lo")? {
             pod.set_up(lo.index, None)?;
         }

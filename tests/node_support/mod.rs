@@ -175,6 +175,11 @@ impl Agent {
 
 impl Cluster {
     pub fn start() -> Cluster {
+        Cluster::start_with(&[])
+    }
+
+    /// A one-node cluster whose server (and so its agent) gets `flags` too.
+    pub fn start_with(flags: &[&str]) -> Cluster {
         let dir = tempfile::Builder::new()
             .prefix("nk-node-")
             .tempdir()
@@ -189,7 +194,7 @@ impl Cluster {
             bind: "127.0.0.1",
             agents: Vec::new(),
             hub: None,
-            server_args: Vec::new(),
+            server_args: flags.iter().map(|f| f.to_string()).collect(),
         };
         c.spawn();
         c.wait_ready("node1");

@@ -54,6 +54,9 @@ pub struct Config {
     pub kubelet_port: u16,
     /// The whole pod range (all nodes): traffic leaving it is masqueraded.
     pub cluster_cidr: Cidr,
+    /// The Service range: the proxy drops traffic to addresses in it that no Service holds.
+    pub service_cidr: Cidr,
+    pub proxy_mode: crate::network::proxy::Backend,
 }
 
 /// The kubelet's shared state.
@@ -208,6 +211,18 @@ pub async fn run(cfg: Config, client: kube::Client) -> anyhow::Result<()> {
     {
         tracing::warn!(error = %e, "egress masquerade: pods cannot reach beyond the cluster");
     }
+    tokio::spawn(crate::agent::proxy::run(
+        crate::agent::proxy::Config {
+            node_name: cfg.node_name.clone(),
+            params: crate::network::proxy::Params {
+                cluster_cidr: cfg.cluster_cidr,
+                service_cidr: cfg.service_cidr,
+            },
+            cluster_dns: cfg.cluster_dns.parse().ok(),
+            backend: cfg.proxy_mode,
+        },
+        client.clone(),
+    ));
     let leases: Api<Lease> = Api::namespaced(client.clone(), node::LEASE_NAMESPACE);
     let (cfg2, node2) = (cfg.clone(), node.clone());
     tokio::spawn(async move {

@@ -1,0 +1,730 @@
+//! The `ip nanokube-proxy` table: how a [`Model`] is written as nftables objects, whole (a cold
+//! start) or as the difference between two models (every later update).
+//!
+//! Lookups go through maps, so the cost of finding a service does not grow with their number:
+//! `service-ips` takes `daddr . l4proto . dport` straight to the service's chain, and
+//! `service-nodeports` does the same for `l4proto . dport` on the node's own addresses. A
+//! service chain picks an endpoint with `numgen inc mod N` (round-robin per node) and jumps to
+//! that endpoint's chain, which DNATs. docs/services.md walks a packet through it.
+//!
+//! Chain and set names are hashes of the service port's key (and of the endpoint), never names
+//! from the API: only addresses, protocol names and numbers reach the text, and those come
+//! typed from the model.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::net::Ipv4Addr;
+
+use sha2::{Digest, Sha256};
+
+use super::model::{Endpoint, Model, Params, ServicePort};
+
+/// The table's name; nothing else of the host's ruleset is touched.
+pub const TABLE: &str = "nanokube-proxy";
+
+/// The packet mark bit that asks postrouting to masquerade.
+const MASQ_MARK: &str = "0x4000";
+
+/// The verdict maps and sets whose elements services contribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Map {
+    /// `daddr . l4proto . dport : goto <chain>` for cluster IPs and load-balancer addresses.
+    ServiceIps,
+    /// The same key to the reject chain, for ports with no endpoint to send to.
+    NoEndpointServices,
+    /// `l4proto . dport : goto <chain>` on the node's own addresses.
+    ServiceNodeports,
+    NoEndpointNodeports,
+}
+
+impl Map {
+    fn name(self) -> &'static str {
+        match self {
+            Map::ServiceIps => "service-ips",
+            Map::NoEndpointServices => "no-endpoint-services",
+            Map::ServiceNodeports => "service-nodeports",
+            Map::NoEndpointNodeports => "no-endpoint-nodeports",
+        }
+    }
+
+    const ALL: [Map; 4] = [
+        Map::ServiceIps,
+        Map::NoEndpointServices,
+        Map::ServiceNodeports,
+        Map::NoEndpointNodeports,
+    ];
+}
+
+/// The named objects one service port owns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Objects {
+    /// Chain name to its rules, in order.
+    chains: BTreeMap<String, Vec<String>>,
+    /// Session-affinity sets: name to the declaration's body.
+    sets: BTreeMap<String, String>,
+}
+
+/// One element of a verdict map: the key and the verdict, as nft text.
+type Elements = BTreeMap<(Map, String), String>;
+
+pub(super) fn hash(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        // A separator no part can forge, so ("ab","c") and ("a","bc") differ.
+        h.update([0u8]);
+    }
+    hex::encode(&h.finalize()[..8])
+}
+
+/// Names of a service port's chains.
+struct Names {
+    svc: String,
+    ext: String,
+    cluster_pool: String,
+    local_pool: String,
+}
+
+impl Names {
+    fn of(p: &ServicePort) -> Names {
+        let h = hash(&[&p.key]);
+        Names {
+            svc: format!("svc-{h}"),
+            ext: format!("ext-{h}"),
+            cluster_pool: format!("cl-{h}"),
+            local_pool: format!("lo-{h}"),
+        }
+    }
+}
+
+/// The endpoint's chain and affinity-set names. The affinity timeout is part of the hash, so
+/// a changed timeout makes new sets instead of redeclaring live ones.
+pub(super) fn endpoint_id(p: &ServicePort, e: &Endpoint) -> String {
+    let affinity = p.affinity_seconds.unwrap_or(0).to_string();
+    hash(&[
+        &p.key,
+        &e.ip.to_string(),
+        &e.port.to_string(),
+        p.protocol.nft(),
+        &affinity,
+    ])
+}
+
+/// Rules that send a packet to one of `pool`: a client with a live affinity entry goes back to
+/// its endpoint, everyone else round-robin.
+fn pool_rules(p: &ServicePort, pool: &[&Endpoint]) -> Vec<String> {
+    let ids: Vec<String> = pool.iter().map(|e| endpoint_id(p, e)).collect();
+    let mut rules = Vec::new();
+    if p.affinity_seconds.is_some() {
+        for id in &ids {
+            rules.push(format!("ip saddr @aff-{id} goto ep-{id}"));
+        }
+    }
+    if ids.len() == 1 {
+        rules.push(format!("goto ep-{}", ids[0]));
+    } else {
+        let arms: Vec<String> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| format!("{i} : goto ep-{id}"))
+            .collect();
+        rules.push(format!(
+            "numgen inc mod {} vmap {{ {} }}",
+            ids.len(),
+            arms.join(", ")
+        ));
+    }
+    rules
+}
+
+pub(super) fn sorted(mut v: Vec<&Endpoint>) -> Vec<&Endpoint> {
+    v.sort_by_key(|e| (e.ip, e.port));
+    v.dedup_by_key(|e| (e.ip, e.port));
+    v
+}
+
+/// The chains and sets of one service port.
+fn objects<'a>(p: &'a ServicePort, params: &Params) -> Objects {
+    let n = Names::of(p);
+    let mut o = Objects::default();
+    let internal = sorted(p.internal());
+    let all = sorted(p.usable(false));
+    let local = sorted(p.usable(true));
+    let mut used: BTreeSet<(Ipv4Addr, u16)> = BTreeSet::new();
+    let mut endpoints: Vec<&Endpoint> = Vec::new();
+    let mut take = |pool: &[&'a Endpoint]| {
+        for e in pool {
+            if used.insert((e.ip, e.port)) {
+                endpoints.push(e);
+            }
+        }
+    };
+
+    if !internal.is_empty() {
+        // From outside the pod range (the node itself, another host): replies must come back
+        // through this node to be un-NATed.
+        let mut rules = vec![format!(
+            "ip saddr != {} jump mark-for-masquerade",
+            params.cluster_cidr
+        )];
+        rules.extend(pool_rules(p, &internal));
+        o.chains.insert(n.svc.clone(), rules);
+        take(&internal);
+    }
+
+    if p.is_external() && !all.is_empty() {
+        // Where external traffic goes when it may use every endpoint: the service chain
+        // when that already holds them all, else a pool of its own.
+        let cluster_target = if !p.internal_local {
+            n.svc.clone()
+        } else {
+            o.chains.insert(n.cluster_pool.clone(), pool_rules(p, &all));
+            take(&all);
+            n.cluster_pool.clone()
+        };
+        let mut rules = Vec::new();
+        if p.external_local {
+            // Local keeps the client's address, so no masquerade, except for traffic the node
+            // or its pods send, which any endpoint may answer.
+            rules.push("fib saddr type local jump mark-for-masquerade".to_string());
+            rules.push(format!("fib saddr type local goto {cluster_target}"));
+            rules.push(format!(
+                "ip saddr {} goto {cluster_target}",
+                params.cluster_cidr
+            ));
+            if local.is_empty() {
+                rules.push("drop".to_string());
+            } else {
+                o.chains.insert(n.local_pool.clone(), pool_rules(p, &local));
+                take(&local);
+                rules.push(format!("goto {}", n.local_pool));
+            }
+        } else {
+            rules.push("jump mark-for-masquerade".to_string());
+            rules.push(format!("goto {cluster_target}"));
+        }
+        o.chains.insert(n.ext.clone(), rules);
+    }
+
+    for e in endpoints {
+        let id = endpoint_id(p, e);
+        // Hairpin: a pod reaching itself through its service would otherwise get a reply
+        // from itself to itself and drop it.
+        let mut rules = vec![format!("ip saddr {} jump mark-for-masquerade", e.ip)];
+        if let Some(secs) = p.affinity_seconds {
+            rules.push(format!("update @aff-{id} {{ ip saddr }}"));
+            o.sets.insert(
+                format!("aff-{id}"),
+                format!("type ipv4_addr; flags dynamic,timeout; timeout {secs}s;"),
+            );
+        }
+        rules.push(format!(
+            "meta l4proto {} dnat to {}:{}",
+            p.protocol.nft(),
+            e.ip,
+            e.port
+        ));
+        o.chains.insert(format!("ep-{id}"), rules);
+    }
+    o
+}
+
+/// The map elements of one service port.
+fn elements(p: &ServicePort, out: &mut Elements) {
+    let n = Names::of(p);
+    let proto = p.protocol.nft();
+    let reject = "goto reject-chain".to_string();
+    let mut put = |map: Map, key: String, verdict: String| {
+        // Two ports claiming one key (the API should not allow it): the first in key order
+        // keeps it, so the transaction stays valid.
+        out.entry((map, key)).or_insert(verdict);
+    };
+    let vip_key = format!("{} . {proto} . {}", p.cluster_ip, p.port);
+    if p.internal().is_empty() {
+        put(Map::NoEndpointServices, vip_key, reject.clone());
+    } else {
+        put(Map::ServiceIps, vip_key, format!("goto {}", n.svc));
+    }
+    let external = !p.usable(false).is_empty();
+    for ip in &p.load_balancer_ips {
+        let key = format!("{ip} . {proto} . {}", p.port);
+        if external {
+            put(Map::ServiceIps, key, format!("goto {}", n.ext));
+        } else {
+            put(Map::NoEndpointServices, key, reject.clone());
+        }
+    }
+    if let Some(np) = p.node_port {
+        let key = format!("{proto} . {np}");
+        if external {
+            put(Map::ServiceNodeports, key, format!("goto {}", n.ext));
+        } else {
+            put(Map::NoEndpointNodeports, key, reject.clone());
+        }
+    }
+}
+
+fn all_elements(m: &Model) -> Elements {
+    let mut out = Elements::new();
+    for p in m.services.values() {
+        elements(p, &mut out);
+    }
+    out
+}
+
+fn cluster_ips(m: &Model) -> BTreeSet<Ipv4Addr> {
+    m.services.values().map(|p| p.cluster_ip).collect()
+}
+
+/// The fixed part of the table: hooks, maps, and the chains every service shares.
+fn skeleton(params: &Params) -> String {
+    let mut t = String::new();
+    for map in Map::ALL {
+        let key = match map {
+            Map::ServiceIps | Map::NoEndpointServices => "ipv4_addr . inet_proto . inet_service",
+            Map::ServiceNodeports | Map::NoEndpointNodeports => "inet_proto . inet_service",
+        };
+        let _ = writeln!(t, "  map {} {{\n    type {key} : verdict\n  }}", map.name());
+    }
+    t.push_str("  set cluster-ips {\n    type ipv4_addr\n  }\n");
+    let chain = |t: &mut String, name: &str, head: Option<&str>, rules: &[&str]| {
+        let _ = writeln!(t, "  chain {name} {{");
+        if let Some(h) = head {
+            let _ = writeln!(t, "    {h}; policy accept;");
+        }
+        for r in rules {
+            let _ = writeln!(t, "    {r}");
+        }
+        t.push_str("  }\n");
+    };
+    let lookups = [
+        "ip daddr . meta l4proto . th dport vmap @service-ips",
+        "fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @service-nodeports",
+    ];
+    chain(&mut t, "services", None, &lookups);
+    chain(
+        &mut t,
+        "nat-prerouting",
+        Some("type nat hook prerouting priority dstnat"),
+        &["jump services"],
+    );
+    // nft 1.0 knows no `dstnat` keyword on the output hook: -100 is its value.
+    chain(
+        &mut t,
+        "nat-output",
+        Some("type nat hook output priority -100"),
+        &["jump services"],
+    );
+    chain(
+        &mut t,
+        "nat-postrouting",
+        Some("type nat hook postrouting priority srcnat"),
+        &["jump masquerading"],
+    );
+    let mark = format!("meta mark set meta mark | {MASQ_MARK}");
+    chain(&mut t, "mark-for-masquerade", None, &[&mark]);
+    let unmarked = format!("meta mark & {MASQ_MARK} == 0 return");
+    let clear = format!("meta mark set meta mark ^ {MASQ_MARK}");
+    chain(
+        &mut t,
+        "masquerading",
+        None,
+        &[&unmarked, &clear, "masquerade fully-random"],
+    );
+    // No endpoint: refuse at once rather than let the client time out.
+    chain(
+        &mut t,
+        "reject-chain",
+        None,
+        &["meta l4proto tcp reject with tcp reset", "reject"],
+    );
+    // Seen after DNAT: a service address still here was not translated. A held address on
+    // a wrong port is refused; an address nobody holds is dropped. The node's own addresses
+    // (such as the cluster DNS address the DNS server answers on) are left alone.
+    let unallocated = format!("ip daddr {} drop", params.service_cidr);
+    chain(
+        &mut t,
+        "cluster-ips-check",
+        None,
+        &[
+            "fib daddr type local return",
+            "ip daddr @cluster-ips reject",
+            &unallocated,
+        ],
+    );
+    let no_ep = "ct state new ip daddr . meta l4proto . th dport vmap @no-endpoint-services";
+    let no_np =
+        "ct state new fib daddr type local meta l4proto . th dport vmap @no-endpoint-nodeports";
+    let check = "ct state new jump cluster-ips-check";
+    chain(
+        &mut t,
+        "filter-forward",
+        Some("type filter hook forward priority filter"),
+        &[no_ep, check],
+    );
+    chain(
+        &mut t,
+        "filter-input",
+        Some("type filter hook input priority filter"),
+        &[no_ep, no_np],
+    );
+    chain(
+        &mut t,
+        "filter-output",
+        Some("type filter hook output priority filter"),
+        &[no_ep, no_np, check],
+    );
+    t
+}
+
+/// The whole table for `model`, replacing whatever is there in one transaction. The
+/// conntrack entries of established connections keep their translation, so they survive it.
+pub fn full(params: &Params, model: &Model) -> String {
+    let mut t = format!("table ip {TABLE}\ndelete table ip {TABLE}\ntable ip {TABLE} {{\n");
+    t.push_str(&skeleton(params));
+    let mut chains = BTreeMap::new();
+    let mut sets = BTreeMap::new();
+    for p in model.services.values() {
+        let o = objects(p, params);
+        chains.extend(o.chains);
+        sets.extend(o.sets);
+    }
+    for (name, body) in &sets {
+        let _ = writeln!(t, "  set {name} {{ {body} }}");
+    }
+    for (name, rules) in &chains {
+        let _ = writeln!(t, "  chain {name} {{");
+        for r in rules {
+            let _ = writeln!(t, "    {r}");
+        }
+        t.push_str("  }\n");
+    }
+    t.push_str("}\n");
+    let elems = all_elements(model);
+    for map in Map::ALL {
+        let items: Vec<String> = elems
+            .iter()
+            .filter(|((m, _), _)| *m == map)
+            .map(|((_, k), v)| format!("{k} : {v}"))
+            .collect();
+        if !items.is_empty() {
+            let _ = writeln!(
+                t,
+                "add element ip {TABLE} {} {{ {} }}",
+                map.name(),
+                items.join(", ")
+            );
+        }
+    }
+    let vips: Vec<String> = cluster_ips(model).iter().map(|i| i.to_string()).collect();
+    if !vips.is_empty() {
+        let _ = writeln!(
+            t,
+            "add element ip {TABLE} cluster-ips {{ {} }}",
+            vips.join(", ")
+        );
+    }
+    t
+}
+
+/// The commands that turn the table for `old` into the table for `new`, touching only the
+/// objects of service ports that changed. Empty when nothing did.
+pub fn delta(params: &Params, old: &Model, new: &Model) -> String {
+    let mut gone_chains: BTreeMap<String, ()> = BTreeMap::new();
+    let mut gone_sets = BTreeSet::new();
+    let mut changed_chains: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut new_chains: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut new_sets: BTreeMap<String, String> = BTreeMap::new();
+    let keys: BTreeSet<&String> = old.services.keys().chain(new.services.keys()).collect();
+    for key in keys {
+        let (a, b) = (old.services.get(key), new.services.get(key));
+        if a == b {
+            continue;
+        }
+        let before = a.map(|p| objects(p, params)).unwrap_or_default();
+        let after = b.map(|p| objects(p, params)).unwrap_or_default();
+        for (name, rules) in &after.chains {
+            match before.chains.get(name) {
+                None => {
+                    new_chains.insert(name.clone(), rules.clone());
+                }
+                Some(r) if r != rules => {
+                    changed_chains.insert(name.clone(), rules.clone());
+                }
+                Some(_) => {}
+            }
+        }
+        for name in before.chains.keys() {
+            if !after.chains.contains_key(name) {
+                gone_chains.insert(name.clone(), ());
+            }
+        }
+        for (name, body) in &after.sets {
+            if !before.sets.contains_key(name) {
+                new_sets.insert(name.clone(), body.clone());
+            }
+        }
+        for name in before.sets.keys() {
+            if !after.sets.contains_key(name) {
+                gone_sets.insert(name.clone());
+            }
+        }
+    }
+    let (old_el, new_el) = (all_elements(old), all_elements(new));
+    let (old_ips, new_ips) = (cluster_ips(old), cluster_ips(new));
+
+    let mut t = String::new();
+    // Elements first: once no map points at a chain, it can be emptied and deleted.
+    for ((map, k), v) in &old_el {
+        if new_el.get(&(*map, k.clone())) != Some(v) {
+            let _ = writeln!(t, "delete element ip {TABLE} {} {{ {k} }}", map.name());
+        }
+    }
+    for ip in old_ips.difference(&new_ips) {
+        let _ = writeln!(t, "delete element ip {TABLE} cluster-ips {{ {ip} }}");
+    }
+    for name in gone_chains.keys().chain(changed_chains.keys()) {
+        let _ = writeln!(t, "flush chain ip {TABLE} {name}");
+    }
+    for (name, body) in &new_sets {
+        let _ = writeln!(t, "add set ip {TABLE} {name} {{ {body} }}");
+    }
+    // Every new chain exists before any rule jumps to it.
+    for name in new_chains.keys() {
+        let _ = writeln!(t, "add chain ip {TABLE} {name}");
+    }
+    for (name, rules) in new_chains.iter().chain(changed_chains.iter()) {
+        for r in rules {
+            let _ = writeln!(t, "add rule ip {TABLE} {name} {r}");
+        }
+    }
+    for ((map, k), v) in &new_el {
+        if old_el.get(&(*map, k.clone())) != Some(v) {
+            let _ = writeln!(t, "add element ip {TABLE} {} {{ {k} : {v} }}", map.name());
+        }
+    }
+    for ip in new_ips.difference(&old_ips) {
+        let _ = writeln!(t, "add element ip {TABLE} cluster-ips {{ {ip} }}");
+    }
+    for name in gone_chains.keys() {
+        let _ = writeln!(t, "delete chain ip {TABLE} {name}");
+    }
+    for name in &gone_sets {
+        let _ = writeln!(t, "delete set ip {TABLE} {name}");
+    }
+    t
+}
+
+/// Removes the table (nothing if it is not there).
+pub fn remove_text() -> String {
+    format!("table ip {TABLE}\ndelete table ip {TABLE}\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::model::Protocol;
+    use super::*;
+
+    fn params() -> Params {
+        Params {
+            cluster_cidr: "10.42.0.0/16".parse().unwrap(),
+            service_cidr: "10.43.0.0/16".parse().unwrap(),
+        }
+    }
+
+    fn ep(last: u8) -> Endpoint {
+        Endpoint {
+            ip: Ipv4Addr::new(10, 42, 0, last),
+            port: 8080,
+            ready: true,
+            serving: true,
+            terminating: false,
+            local: last.is_multiple_of(2),
+        }
+    }
+
+    fn port(name: &str, vip: u8, endpoints: Vec<Endpoint>) -> ServicePort {
+        ServicePort {
+            key: format!("default/{name}:http/tcp"),
+            cluster_ip: Ipv4Addr::new(10, 43, 0, vip),
+            protocol: Protocol::Tcp,
+            port: 80,
+            node_port: None,
+            load_balancer_ips: vec![],
+            affinity_seconds: None,
+            external_local: false,
+            internal_local: false,
+            endpoints,
+        }
+    }
+
+    fn model(ports: Vec<ServicePort>) -> Model {
+        let mut m = Model::default();
+        for p in ports {
+            m.insert(p);
+        }
+        m
+    }
+
+    #[test]
+    fn a_service_is_one_map_element_and_a_round_robin_over_its_endpoints() {
+        let m = model(vec![port("web", 5, vec![ep(1), ep(2), ep(3)])]);
+        let t = full(&params(), &m);
+        let h = hash(&["default/web:http/tcp"]);
+        assert!(t.starts_with("table ip nanokube-proxy\ndelete table ip nanokube-proxy\n"));
+        assert!(
+            t.contains(&format!(
+                "add element ip nanokube-proxy service-ips {{ 10.43.0.5 . tcp . 80 : goto svc-{h} }}"
+            )),
+            "{t}"
+        );
+        assert!(t.contains("numgen inc mod 3 vmap { 0 : goto ep-"), "{t}");
+        for last in 1..=3 {
+            assert!(t.contains(&format!("meta l4proto tcp dnat to 10.42.0.{last}:8080")));
+            assert!(t.contains(&format!("ip saddr 10.42.0.{last} jump mark-for-masquerade")));
+        }
+        assert!(t.contains("ip saddr != 10.42.0.0/16 jump mark-for-masquerade"));
+        assert!(t.contains("add element ip nanokube-proxy cluster-ips { 10.43.0.5 }"));
+        assert!(t.contains("ip daddr 10.43.0.0/16 drop"));
+    }
+
+    #[test]
+    fn no_endpoints_means_reject_and_no_chain() {
+        let m = model(vec![port("web", 5, vec![])]);
+        let t = full(&params(), &m);
+        assert!(t.contains(
+            "add element ip nanokube-proxy no-endpoint-services { 10.43.0.5 . tcp . 80 : goto reject-chain }"
+        ));
+        assert!(!t.contains("chain svc-"), "{t}");
+        // Not ready and not terminating: the same.
+        let mut e = ep(1);
+        e.ready = false;
+        e.serving = false;
+        assert_eq!(full(&params(), &model(vec![port("web", 5, vec![e])])), t);
+    }
+
+    #[test]
+    fn affinity_remembers_clients_per_endpoint() {
+        let mut p = port("web", 5, vec![ep(1), ep(2)]);
+        p.affinity_seconds = Some(300);
+        let t = full(&params(), &model(vec![p.clone()]));
+        let id = endpoint_id(&p, &p.endpoints[0]);
+        assert!(t.contains(&format!(
+            "set aff-{id} {{ type ipv4_addr; flags dynamic,timeout; timeout 300s; }}"
+        )));
+        assert!(t.contains(&format!("ip saddr @aff-{id} goto ep-{id}")));
+        assert!(t.contains(&format!("update @aff-{id} {{ ip saddr }}")));
+    }
+
+    #[test]
+    fn node_ports_and_the_local_traffic_policy() {
+        let mut p = port("web", 5, vec![ep(1), ep(2), ep(3)]);
+        p.node_port = Some(30080);
+        p.load_balancer_ips = vec![Ipv4Addr::new(10, 99, 0, 2)];
+        p.external_local = true;
+        let t = full(&params(), &model(vec![p.clone()]));
+        let h = hash(&[&p.key]);
+        assert!(t.contains(&format!("tcp . 30080 : goto ext-{h}")), "{t}");
+        assert!(
+            t.contains(&format!("10.99.0.2 . tcp . 80 : goto ext-{h}")),
+            "{t}"
+        );
+        // The local pool holds only ep(2), this node's.
+        let local = endpoint_id(&p, &p.endpoints[1]);
+        assert!(
+            t.contains(&format!("chain lo-{h} {{\n    goto ep-{local}\n")),
+            "{t}"
+        );
+        // Without a local endpoint, outside traffic is dropped, the node's own still served.
+        p.endpoints.remove(1);
+        let t = full(&params(), &model(vec![p]));
+        assert!(
+            t.contains(&format!("fib saddr type local goto svc-{h}\n")),
+            "{t}"
+        );
+        assert!(t.contains("    drop\n"), "{t}");
+        assert!(!t.contains("chain lo-"), "{t}");
+    }
+
+    #[test]
+    fn the_delta_touches_only_what_changed() {
+        let mut ports: Vec<ServicePort> = (0..100)
+            .map(|i| port(&format!("s{i}"), i as u8 + 1, vec![ep(1), ep(3)]))
+            .collect();
+        let old = model(ports.clone());
+        assert_eq!(delta(&params(), &old, &old), "");
+
+        // One new service: its chains and elements, nothing of the other hundred.
+        ports.push(port("new", 200, vec![ep(5)]));
+        let new = model(ports.clone());
+        let d = delta(&params(), &old, &new);
+        let h = hash(&["default/new:http/tcp"]);
+        assert!(
+            d.contains(&format!("add chain ip nanokube-proxy svc-{h}\n")),
+            "{d}"
+        );
+        assert!(d.contains("10.43.0.200 . tcp . 80"), "{d}");
+        assert!(!d.contains("delete"), "{d}");
+        assert_eq!(
+            d.lines().filter(|l| l.contains("add chain")).count(),
+            2,
+            "{d}"
+        );
+
+        // One endpoint leaves a service: its chain goes, the service chain is rewritten.
+        let mut fewer = ports.clone();
+        fewer[0].endpoints.remove(1);
+        let d = delta(&params(), &new, &model(fewer.clone()));
+        let gone = endpoint_id(&ports[0], &ports[0].endpoints[1]);
+        let svc = hash(&[&ports[0].key]);
+        assert!(
+            d.contains(&format!("flush chain ip nanokube-proxy ep-{gone}\n")),
+            "{d}"
+        );
+        assert!(
+            d.contains(&format!("delete chain ip nanokube-proxy ep-{gone}\n")),
+            "{d}"
+        );
+        assert!(
+            d.contains(&format!("flush chain ip nanokube-proxy svc-{svc}\n")),
+            "{d}"
+        );
+        assert!(
+            !d.contains("numgen"),
+            "one endpoint left: a plain goto\n{d}"
+        );
+        assert_eq!(d.lines().count(), 5, "{d}");
+
+        // The last endpoint goes: the element moves to the reject map.
+        fewer[0].endpoints.clear();
+        let d = delta(&params(), &model(ports.clone()), &model(fewer));
+        assert!(d.contains("delete element ip nanokube-proxy service-ips { 10.43.0.1 . tcp . 80 }"));
+        assert!(d.contains(
+            "add element ip nanokube-proxy no-endpoint-services { 10.43.0.1 . tcp . 80 : goto reject-chain }"
+        ));
+
+        // A service deleted: elements out first, chains emptied, then deleted.
+        let d = delta(&params(), &new, &old);
+        let first_delete_chain = d.find("delete chain").unwrap();
+        assert!(d.find("delete element").unwrap() < d.find("flush chain").unwrap());
+        assert!(d.find("flush chain").unwrap() < first_delete_chain);
+        assert!(d.contains("delete element ip nanokube-proxy cluster-ips { 10.43.0.200 }"));
+    }
+
+    #[test]
+    fn a_key_claimed_twice_keeps_the_transaction_valid() {
+        let a = port("a", 5, vec![ep(1)]);
+        let mut b = port("b", 6, vec![ep(1)]);
+        b.cluster_ip = a.cluster_ip;
+        let t = full(&params(), &model(vec![a, b]));
+        assert_eq!(t.matches("10.43.0.5 . tcp . 80 :").count(), 1, "{t}");
+    }
+
+    #[test]
+    fn names_never_reach_the_text() {
+        let mut p = port("web", 5, vec![ep(1)]);
+        p.key = "evil\"; flush ruleset; }\n".into();
+        let t = full(&params(), &model(vec![p]));
+        assert!(!t.contains("evil") && !t.contains("flush ruleset"), "{t}");
+    }
+}
