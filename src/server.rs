@@ -196,7 +196,10 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
     let kubelet_config = if args.disable_agent {
         None
     } else {
-        Some(crate::agent::kubelet_config(&args.data_dir, &args.node)?)
+        Some((
+            crate::agent::kubelet_config(&args.data_dir, &args.node)?,
+            crate::agent::dns_config(&args.node)?,
+        ))
     };
     let tls_config = pki.server_config().context("TLS configuration")?;
     // Written once the server can answer, so a client that finds it may use it at once.
@@ -229,7 +232,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
     tokio::spawn(crate::controllers::nodeipam::run(controllers, cluster_cidr));
     let scheduler = identity(&server_url, &pki, "system:kube-scheduler", &[]).await?;
     tokio::spawn(crate::scheduler::run(scheduler));
-    if let Some(mut cfg) = kubelet_config {
+    if let Some((mut cfg, dns)) = kubelet_config {
         let sans = vec![
             cfg.node_ip.clone(),
             cfg.node_name.clone(),
@@ -242,7 +245,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
         let user = format!("system:node:{}", cfg.node_name);
         let client = identity(&server_url, &pki, &user, &["system:nodes"]).await?;
         tokio::spawn(async move {
-            if let Err(e) = crate::agent::kubelet::run(cfg, client).await {
+            if let Err(e) = crate::agent::run_node(cfg, dns, client).await {
                 tracing::error!(error = %e, "the local agent stopped");
             }
         });

@@ -1,7 +1,9 @@
-//! The node agent: the kubelet (and, with the services issue, the proxy). `nanokube agent`
+//! The node agent: the kubelet, the node-local cluster DNS (and, with the services issue, the
+//! proxy). `nanokube agent`
 //! joins a server; `nanokube server` runs one for its own node unless `--disable-agent`. The
 //! flags follow k3s so scripts written for it keep working.
 
+pub mod dns;
 pub mod join;
 pub mod kubelet;
 
@@ -31,6 +33,10 @@ pub struct NodeArgs {
     pub cluster_dns: String,
     #[arg(long, default_value = "cluster.local")]
     pub cluster_domain: String,
+    /// Let the node's DNS server forward names outside the cluster to the resolvers of the
+    /// host's /etc/resolv.conf (off: they are refused).
+    #[arg(long)]
+    pub cluster_dns_forward: bool,
     /// Where container logs go, as /var/log/pods on a kubelet.
     #[arg(long, default_value = "/var/log/pods")]
     pub pod_logs_dir: PathBuf,
@@ -84,6 +90,8 @@ pub enum Error {
     Cidr(String),
     #[error("the agent needs --kubeconfig, or --server with --token")]
     NoServer,
+    #[error("invalid --cluster-dns {0:?}: want an IPv4 address")]
+    ClusterDns(String),
 }
 
 /// The node's name: the flag, else the hostname (lowercased, as the kubelet does).
@@ -152,6 +160,35 @@ pub fn kubelet_config(
     })
 }
 
+/// The node's DNS server's configuration from the node flags.
+pub fn dns_config(args: &NodeArgs) -> Result<dns::Config, Error> {
+    Ok(dns::Config {
+        address: args
+            .cluster_dns
+            .parse()
+            .map_err(|_| Error::ClusterDns(args.cluster_dns.clone()))?,
+        domain: args.cluster_domain.clone(),
+        forward: args.cluster_dns_forward,
+        link: crate::network::local_dns::LINK.to_string(),
+    })
+}
+
+/// Runs what an agent runs on its node: the kubelet and, beside it, the node's DNS server (a
+/// DNS failure is logged; the pods keep running).
+pub async fn run_node(
+    kubelet: kubelet::Config,
+    dns: dns::Config,
+    client: kube::Client,
+) -> anyhow::Result<()> {
+    let c = client.clone();
+    tokio::spawn(async move {
+        if let Err(e) = dns::run(dns, c).await {
+            tracing::error!(error = %e, "cluster DNS stopped: pods on this node cannot resolve names");
+        }
+    });
+    kubelet::run(kubelet, client).await
+}
+
 /// A kube client from kubeconfig text.
 pub async fn client_from_kubeconfig(yaml: &str) -> anyhow::Result<kube::Client> {
     let kc = kube::config::Kubeconfig::from_yaml(yaml)?;
@@ -168,6 +205,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<i32> {
         .with_writer(std::io::stderr)
         .try_init();
     let mut cfg = kubelet_config(&args.data_dir, &args.node)?;
+    let dns = dns_config(&args.node)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("nanokube-agent")
@@ -183,7 +221,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<i32> {
             _ => return Err(Error::NoServer.into()),
         };
         let client = client_from_kubeconfig(&kubeconfig).await?;
-        let kubelet = tokio::spawn(kubelet::run(cfg, client));
+        let kubelet = tokio::spawn(run_node(cfg, dns, client));
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
             r = kubelet => r??,
@@ -220,11 +258,12 @@ pub fn killall(args: KillallArgs) -> anyhow::Result<i32> {
     if let Some(l) = nl.link(&args.bridge_name)? {
         nl.delete_link(l.index)?;
     }
+    crate::network::local_dns::remove(crate::network::local_dns::LINK)?;
     let _ = std::fs::remove_dir_all(args.data_dir.join("agent/ipam"));
     let _ = crate::network::masquerade::remove();
     let _ = crate::network::hostports::remove();
     eprintln!(
-        "stopped {n} pods; removed bridge {} and the pod address records",
+        "stopped {n} pods; removed bridge {}, the DNS link and the pod address records",
         args.bridge_name
     );
     Ok(0)

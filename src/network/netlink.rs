@@ -164,6 +164,22 @@ impl Netlink {
         Ok(())
     }
 
+    /// Creates a dummy link, a local interface that only holds addresses (EEXIST if a link of
+    /// that name exists).
+    pub fn add_dummy(&mut self, name: &str) -> Result<(), Error> {
+        let mut m = LinkMessage::default();
+        m.attributes.push(LinkAttribute::IfName(name.to_string()));
+        m.attributes
+            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
+                InfoKind::Dummy,
+            )]));
+        self.send(
+            RouteNetlinkMessage::NewLink(m),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+        )?;
+        Ok(())
+    }
+
     /// Creates a veth pair: `host` here, `peer` moved at once into the namespace `peer_ns`.
     pub fn add_veth(
         &mut self,
