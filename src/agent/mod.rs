@@ -169,7 +169,6 @@ pub fn dns_config(args: &NodeArgs) -> Result<dns::Config, Error> {
             .map_err(|_| Error::ClusterDns(args.cluster_dns.clone()))?,
         domain: args.cluster_domain.clone(),
         forward: args.cluster_dns_forward,
-        link: crate::network::local_dns::LINK.to_string(),
     })
 }
 
@@ -258,12 +257,12 @@ pub fn killall(args: KillallArgs) -> anyhow::Result<i32> {
     if let Some(l) = nl.link(&args.bridge_name)? {
         nl.delete_link(l.index)?;
     }
-    crate::network::local_dns::remove(crate::network::local_dns::LINK)?;
+    crate::network::local_dns::remove()?;
     let _ = std::fs::remove_dir_all(args.data_dir.join("agent/ipam"));
     let _ = crate::network::masquerade::remove();
     let _ = crate::network::hostports::remove();
     eprintln!(
-        "stopped {n} pods; removed bridge {}, the DNS link and the pod address records",
+        "stopped {n} pods; removed bridge {}, the DNS address and the pod address records",
         args.bridge_name
     );
     Ok(0)

@@ -1,5 +1,5 @@
 //! Cluster DNS, served by every agent on its own node (as NodeLocal DNSCache does, but
-//! authoritative itself): the `--cluster-dns` address sits on a dummy link of the node
+//! authoritative itself): the `--cluster-dns` address is a local address of the node
 //! ([`crate::network::local_dns`]) and this server answers UDP and TCP port 53 there, so a pod's
 //! lookup never leaves its node. The names come from reflectors on Services, EndpointSlices and
 //! Pods under the node's identity, rebuilt into one [`records::Index`] after every change.
@@ -36,8 +36,6 @@ pub struct Config {
     pub domain: String,
     /// Whether names outside the cluster go to the node's upstream resolvers.
     pub forward: bool,
-    /// The dummy link holding `address`.
-    pub link: String,
 }
 
 /// Errors of the node's DNS server.
@@ -53,8 +51,8 @@ pub enum Error {
 
 /// Brings up the address, listens, and keeps the index fresh until the process ends.
 pub async fn run(cfg: Config, client: kube::Client) -> Result<(), Error> {
-    let (link, ip) = (cfg.link.clone(), cfg.address);
-    tokio::task::spawn_blocking(move || crate::network::local_dns::ensure(&link, ip))
+    let ip = cfg.address;
+    tokio::task::spawn_blocking(move || crate::network::local_dns::ensure(ip))
         .await?
         .map_err(|e| Error::Address(ip, e))?;
     let at = SocketAddr::from((cfg.address, PORT));
