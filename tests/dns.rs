@@ -337,3 +337,42 @@ fn cluster_dns_answers_pods_and_the_node() {
         "the DNS address is still there:\n{text}"
     );
 }
+
+/// Each node answers on its own: a pod on a joined node resolves through that node's agent (the
+/// address is local there too; nothing crosses to node1).
+#[test]
+fn every_node_serves_its_own_pods() {
+    let c = Cluster::start_nodes(2);
+    c.apply(
+        "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: default}\nspec:\n  clusterIP: 10.43.0.21\n  ports: [{name: http, port: 80}]\n",
+    );
+    c.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: far\nspec:\n  nodeName: node2\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: {IMAGE}\n    imagePullPolicy: IfNotPresent\n    command: [\"sleep\", \"3600\"]\n"
+    ));
+    c.wait_phase("far", "Running");
+    c.wait_for("the name on node2", Duration::from_secs(30), |c| {
+        let out = c.kubectl(&[
+            "exec",
+            "far",
+            "--",
+            "nslookup",
+            "web.default.svc.cluster.local",
+        ]);
+        String::from_utf8_lossy(&out.stdout).contains("Address: 10.43.0.21")
+    });
+    let node2 = c.agent("node2");
+    let out = node2.in_node("ip", &["-4", "addr", "show", "dev", "lo"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("10.43.0.10/32"),
+        "node2 holds the DNS address itself"
+    );
+    let out = node2.in_node(
+        "/bin/busybox",
+        &["nslookup", "web.default.svc.cluster.local", DNS],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("10.43.0.21"),
+        "{text}"
+    );
+}
