@@ -37,6 +37,9 @@ pub struct NodeArgs {
     /// host's /etc/resolv.conf (off: they are refused).
     #[arg(long)]
     pub cluster_dns_forward: bool,
+    /// Do not serve cluster DNS on this node (--cluster-dns then names a DNS server of your own).
+    #[arg(long)]
+    pub disable_cluster_dns: bool,
     /// Where container logs go, as /var/log/pods on a kubelet.
     #[arg(long, default_value = "/var/log/pods")]
     pub pod_logs_dir: PathBuf,
@@ -160,31 +163,36 @@ pub fn kubelet_config(
     })
 }
 
-/// The node's DNS server's configuration from the node flags.
-pub fn dns_config(args: &NodeArgs) -> Result<dns::Config, Error> {
-    Ok(dns::Config {
+/// The node's DNS server's configuration from the node flags (None: not served here).
+pub fn dns_config(args: &NodeArgs) -> Result<Option<dns::Config>, Error> {
+    if args.disable_cluster_dns {
+        return Ok(None);
+    }
+    Ok(Some(dns::Config {
         address: args
             .cluster_dns
             .parse()
             .map_err(|_| Error::ClusterDns(args.cluster_dns.clone()))?,
         domain: args.cluster_domain.clone(),
         forward: args.cluster_dns_forward,
-    })
+    }))
 }
 
 /// Runs what an agent runs on its node: the kubelet and, beside it, the node's DNS server (a
 /// DNS failure is logged; the pods keep running).
 pub async fn run_node(
     kubelet: kubelet::Config,
-    dns: dns::Config,
+    dns: Option<dns::Config>,
     client: kube::Client,
 ) -> anyhow::Result<()> {
-    let c = client.clone();
-    tokio::spawn(async move {
-        if let Err(e) = dns::run(dns, c).await {
-            tracing::error!(error = %e, "cluster DNS stopped: pods on this node cannot resolve names");
-        }
-    });
+    if let Some(dns) = dns {
+        let c = client.clone();
+        tokio::spawn(async move {
+            if let Err(e) = dns::run(dns, c).await {
+                tracing::error!(error = %e, "cluster DNS stopped: pods on this node cannot resolve names");
+            }
+        });
+    }
     kubelet::run(kubelet, client).await
 }
 
@@ -266,4 +274,46 @@ pub fn killall(args: KillallArgs) -> anyhow::Result<i32> {
         args.bridge_name
     );
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Flags {
+        #[command(flatten)]
+        node: NodeArgs,
+    }
+
+    fn node(args: &[&str]) -> NodeArgs {
+        Flags::parse_from(std::iter::once("agent").chain(args.iter().copied())).node
+    }
+
+    #[test]
+    fn dns_flags() {
+        let dns = dns_config(&node(&[])).unwrap().unwrap();
+        assert_eq!(dns.address.to_string(), "10.43.0.10");
+        assert_eq!(dns.domain, "cluster.local");
+        assert!(!dns.forward, "forwarding is off unless asked for");
+        let dns = dns_config(&node(&[
+            "--cluster-dns-forward",
+            "--cluster-domain",
+            "k.test",
+        ]))
+        .unwrap()
+        .unwrap();
+        assert!(dns.forward);
+        assert_eq!(dns.domain, "k.test");
+        assert!(dns_config(&node(&["--disable-cluster-dns"]))
+            .unwrap()
+            .is_none());
+        assert_eq!(
+            dns_config(&node(&["--cluster-dns", "fd00::a"]))
+                .unwrap_err()
+                .to_string(),
+            r#"invalid --cluster-dns "fd00::a": want an IPv4 address"#
+        );
+    }
 }
