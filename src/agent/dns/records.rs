@@ -94,15 +94,15 @@ pub enum Answer {
     NotOurs,
 }
 
-/// The cluster's names at one moment; rebuilt whole on every change (a small cluster's worth of
-/// objects takes well under a millisecond), so a lookup never sees half an update.
+/// The cluster's names at one moment; rebuilt whole after changes (linear in the number of
+/// objects), so a lookup never sees half an update.
 #[derive(Debug, Clone, Default)]
 pub struct Index {
     domain: String,
     serial: u32,
     names: HashMap<String, BTreeSet<Data>>,
-    /// Names that own nothing but have names below them (empty non-terminals): NODATA, not
-    /// NXDOMAIN, so a resolver walking the search path treats them as existing.
+    /// Names that own nothing but have names below them (empty non-terminals): NODATA, since
+    /// NXDOMAIN would say that nothing exists at or below them (RFC 8020).
     parents: HashSet<String>,
 }
 
