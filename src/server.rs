@@ -226,12 +226,15 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
     let kubelet_config = if args.disable_agent {
         None
     } else {
-        Some(crate::agent::kubelet_config(&args.data_dir, &args.node)?)
+        Some((
+            crate::agent::kubelet_config(&args.data_dir, &args.node)?,
+            crate::agent::dns_config(&args.node)?,
+        ))
     };
     // Pods reach the API server through the `kubernetes` service: at the node's address when
     // this server runs the node's agent, else the address it is bound to.
     let advertise = match (&kubelet_config, &args.node.node_ip) {
-        (Some(cfg), _) => cfg.node_ip.clone(),
+        (Some((cfg, _)), _) => cfg.node_ip.clone(),
         (None, Some(ip)) => ip.clone(),
         (None, None) => client_host(&args.bind_address)
             .trim_matches(['[', ']'])
@@ -298,7 +301,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
         leader,
         move || crate::scheduler::run(scheduler.clone()),
     ));
-    if let Some(mut cfg) = kubelet_config {
+    if let Some((mut cfg, dns)) = kubelet_config {
         cfg.service_cidr = args
             .service_cidr
             .parse()
@@ -315,7 +318,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
         let user = format!("system:node:{}", cfg.node_name);
         let client = identity(&server_url, &pki, &user, &["system:nodes"]).await?;
         tokio::spawn(async move {
-            if let Err(e) = crate::agent::kubelet::run(cfg, client).await {
+            if let Err(e) = crate::agent::run_node(cfg, dns, client).await {
                 tracing::error!(error = %e, "the local agent stopped");
             }
         });

@@ -1,7 +1,9 @@
-//! The node agent: the kubelet (and, with the services issue, the proxy). `nanokube agent`
+//! The node agent: the kubelet, the node-local cluster DNS (and, with the services issue, the
+//! proxy). `nanokube agent`
 //! joins a server; `nanokube server` runs one for its own node unless `--disable-agent`. The
 //! flags follow k3s so scripts written for it keep working.
 
+pub mod dns;
 pub mod join;
 pub mod kubelet;
 pub mod proxy;
@@ -33,6 +35,13 @@ pub struct NodeArgs {
     pub cluster_dns: String,
     #[arg(long, default_value = "cluster.local")]
     pub cluster_domain: String,
+    /// Let the node's DNS server forward names outside the cluster to the resolvers of the
+    /// host's /etc/resolv.conf (off: they are refused).
+    #[arg(long)]
+    pub cluster_dns_forward: bool,
+    /// Do not serve cluster DNS on this node (--cluster-dns then names a DNS server of your own).
+    #[arg(long)]
+    pub disable_cluster_dns: bool,
     /// Where container logs go, as /var/log/pods on a kubelet.
     #[arg(long, default_value = "/var/log/pods")]
     pub pod_logs_dir: PathBuf,
@@ -94,6 +103,8 @@ pub enum Error {
     ServiceCidr(String),
     #[error("the agent needs --kubeconfig, or --server with --token")]
     NoServer,
+    #[error("invalid --cluster-dns {0:?}: want an IPv4 address")]
+    ClusterDns(String),
 }
 
 /// The node's name: the flag, else the hostname (lowercased, as the kubelet does).
@@ -164,6 +175,39 @@ pub fn kubelet_config(
     })
 }
 
+/// The node's DNS server's configuration from the node flags (None: not served here).
+pub fn dns_config(args: &NodeArgs) -> Result<Option<dns::Config>, Error> {
+    if args.disable_cluster_dns {
+        return Ok(None);
+    }
+    Ok(Some(dns::Config {
+        address: args
+            .cluster_dns
+            .parse()
+            .map_err(|_| Error::ClusterDns(args.cluster_dns.clone()))?,
+        domain: args.cluster_domain.clone(),
+        forward: args.cluster_dns_forward,
+    }))
+}
+
+/// Runs what an agent runs on its node: the kubelet and, beside it, the node's DNS server (a
+/// DNS failure is logged; the pods keep running).
+pub async fn run_node(
+    kubelet: kubelet::Config,
+    dns: Option<dns::Config>,
+    client: kube::Client,
+) -> anyhow::Result<()> {
+    if let Some(dns) = dns {
+        let c = client.clone();
+        tokio::spawn(async move {
+            if let Err(e) = dns::run(dns, c).await {
+                tracing::error!(error = %e, "cluster DNS stopped: pods on this node cannot resolve names");
+            }
+        });
+    }
+    kubelet::run(kubelet, client).await
+}
+
 /// A kube client from kubeconfig text.
 pub async fn client_from_kubeconfig(yaml: &str) -> anyhow::Result<kube::Client> {
     let kc = kube::config::Kubeconfig::from_yaml(yaml)?;
@@ -184,6 +228,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<i32> {
         .service_cidr
         .parse()
         .map_err(|_| Error::ServiceCidr(args.service_cidr.clone()))?;
+    let dns = dns_config(&args.node)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("nanokube-agent")
@@ -199,7 +244,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<i32> {
             _ => return Err(Error::NoServer.into()),
         };
         let client = client_from_kubeconfig(&kubeconfig).await?;
-        let kubelet = tokio::spawn(kubelet::run(cfg, client));
+        let kubelet = tokio::spawn(run_node(cfg, dns, client));
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
             r = kubelet => r??,
@@ -236,14 +281,57 @@ pub fn killall(args: KillallArgs) -> anyhow::Result<i32> {
     if let Some(l) = nl.link(&args.bridge_name)? {
         nl.delete_link(l.index)?;
     }
+    crate::network::local_dns::remove()?;
     let _ = std::fs::remove_dir_all(args.data_dir.join("agent/ipam"));
     let _ = crate::network::masquerade::remove();
     let _ = crate::network::hostports::remove();
     let _ = crate::network::proxy::remove();
     let _ = crate::network::proxy::remove_iptables();
     eprintln!(
-        "stopped {n} pods; removed bridge {} and the pod address records",
+        "stopped {n} pods; removed bridge {}, the DNS address and the pod address records",
         args.bridge_name
     );
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Flags {
+        #[command(flatten)]
+        node: NodeArgs,
+    }
+
+    fn node(args: &[&str]) -> NodeArgs {
+        Flags::parse_from(std::iter::once("agent").chain(args.iter().copied())).node
+    }
+
+    #[test]
+    fn dns_flags() {
+        let dns = dns_config(&node(&[])).unwrap().unwrap();
+        assert_eq!(dns.address.to_string(), "10.43.0.10");
+        assert_eq!(dns.domain, "cluster.local");
+        assert!(!dns.forward, "forwarding is off unless asked for");
+        let dns = dns_config(&node(&[
+            "--cluster-dns-forward",
+            "--cluster-domain",
+            "k.test",
+        ]))
+        .unwrap()
+        .unwrap();
+        assert!(dns.forward);
+        assert_eq!(dns.domain, "k.test");
+        assert!(dns_config(&node(&["--disable-cluster-dns"]))
+            .unwrap()
+            .is_none());
+        assert_eq!(
+            dns_config(&node(&["--cluster-dns", "fd00::a"]))
+                .unwrap_err()
+                .to_string(),
+            r#"invalid --cluster-dns "fd00::a": want an IPv4 address"#
+        );
+    }
 }

@@ -5,6 +5,7 @@
 
 pub mod hostports;
 pub mod ipam;
+pub mod local_dns;
 pub mod masquerade;
 pub mod netlink;
 pub mod pod;

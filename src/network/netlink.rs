@@ -232,12 +232,28 @@ impl Netlink {
 
     /// Adds `addr/prefix` to a link; an address already there is not an error.
     pub fn add_address(&mut self, index: u32, addr: Ipv4Addr, prefix: u8) -> Result<(), Error> {
+        self.add_labelled_address(index, addr, prefix, None)
+    }
+
+    /// [`Netlink::add_address`] with an address label (`<link>:<tag>`, at most 15 bytes), which
+    /// marks whose the address is so it can be found and removed again.
+    pub fn add_labelled_address(
+        &mut self,
+        index: u32,
+        addr: Ipv4Addr,
+        prefix: u8,
+        label: Option<&str>,
+    ) -> Result<(), Error> {
         let mut m = AddressMessage::default();
         m.header.family = AddressFamily::Inet;
         m.header.prefix_len = prefix;
         m.header.index = index;
         m.attributes.push(AddressAttribute::Local(addr.into()));
         m.attributes.push(AddressAttribute::Address(addr.into()));
+        if let Some(label) = label {
+            m.attributes
+                .push(AddressAttribute::Label(label.to_string()));
+        }
         if prefix < 31 {
             let bcast = u32::from(addr) | (u32::MAX >> prefix);
             m.attributes.push(AddressAttribute::Broadcast(bcast.into()));
@@ -305,6 +321,18 @@ impl Netlink {
 
     /// The IPv4 addresses on a link, with their prefix lengths.
     pub fn addresses(&mut self, index: u32) -> Result<Vec<(Ipv4Addr, u8)>, Error> {
+        Ok(self
+            .labelled_addresses(index)?
+            .into_iter()
+            .map(|(ip, prefix, _)| (ip, prefix))
+            .collect())
+    }
+
+    /// The IPv4 addresses on a link, with their prefix lengths and labels.
+    pub fn labelled_addresses(
+        &mut self,
+        index: u32,
+    ) -> Result<Vec<(Ipv4Addr, u8, Option<String>)>, Error> {
         let mut m = AddressMessage::default();
         m.header.family = AddressFamily::Inet;
         let replies = self.send(RouteNetlinkMessage::GetAddress(m), NLM_F_DUMP)?;
@@ -312,9 +340,13 @@ impl Netlink {
             .into_iter()
             .filter_map(|r| match r {
                 RouteNetlinkMessage::NewAddress(a) if a.header.index == index => {
+                    let label = a.attributes.iter().find_map(|at| match at {
+                        AddressAttribute::Label(l) => Some(l.clone()),
+                        _ => None,
+                    });
                     a.attributes.iter().find_map(|at| match at {
                         AddressAttribute::Local(std::net::IpAddr::V4(ip)) => {
-                            Some((*ip, a.header.prefix_len))
+                            Some((*ip, a.header.prefix_len, label.clone()))
                         }
                         _ => None,
                     })
@@ -322,6 +354,20 @@ impl Netlink {
                 _ => None,
             })
             .collect())
+    }
+
+    /// Removes `addr/prefix` from a link (an address already gone is not an error).
+    pub fn delete_address(&mut self, index: u32, addr: Ipv4Addr, prefix: u8) -> Result<(), Error> {
+        let mut m = AddressMessage::default();
+        m.header.family = AddressFamily::Inet;
+        m.header.prefix_len = prefix;
+        m.header.index = index;
+        m.attributes.push(AddressAttribute::Local(addr.into()));
+        m.attributes.push(AddressAttribute::Address(addr.into()));
+        match self.send(RouteNetlinkMessage::DelAddress(m), NLM_F_ACK) {
+            Ok(_) | Err(Error::Errno(nix::errno::Errno::EADDRNOTAVAIL)) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 }
 
