@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Quickstart: installs what is missing, builds nanokube and the default image, starts a one-node
-# cluster (`nanokube server`, which runs the node's agent too), runs a demo app (two busybox
-# httpd pods) and shows each pod answering on its own IP, then logs and exec through the API. The cluster lives in a
+# cluster (`nanokube server`, which runs the node's agent too), runs a demo app (a Deployment of
+# three busybox httpd replicas behind a Service) and shows it answering on the Service's cluster
+# IP and DNS name, a deleted pod replaced, then logs and exec through the API. The cluster lives in a
 # network namespace of its own (nanokube-quickstart), so nothing touches this host's network;
 # kubectl reaches it through nsenter. Everything is removed at the end unless KEEP=1.
 #
-# usage: sudo ./scripts/quickstart.sh        (KEEP=1 leaves the cluster running and says how to use it)
+# usage: sudo ./scripts/quickstart.sh        (KEEP=1 leaves the cluster running and says how to use it;
+#        NANOKUBE=path/to/nanokube uses that binary instead of building a release one)
 set -euo pipefail
 crate="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$crate"
@@ -14,10 +16,10 @@ if [ "$(id -u)" != 0 ]; then echo "quickstart.sh: run as root (sudo ./scripts/qu
 ./scripts/deps.sh
 . scripts/env.sh
 echo "== building nanokube (release) and the default image"
-cargo build --locked --release --bin nanokube
+[ -n "${NANOKUBE:-}" ] || cargo build --locked --release --bin nanokube
 ./rootfs/build.sh
 target="${CARGO_TARGET_DIR:-$crate/target}"
-nanokube="$target/release/nanokube"
+nanokube="${NANOKUBE:-$target/release/nanokube}"
 
 ns=nanokube-quickstart
 data="/tmp/nanokube-quickstart"
@@ -53,36 +55,48 @@ for _ in $(seq 150); do [ -f "$data/kubeconfig" ] && break; sleep 0.2; done
 k wait --for=condition=Ready node/quickstart --timeout=60s
 k get nodes -o wide
 
-echo "== a demo app: two httpd pods, placed on the node by hand (the scheduler and the workload"
-echo "   controllers come with their issue; then this becomes a Deployment)"
-for i in 1 2; do
-  k apply -f - <<YAML
-apiVersion: v1
-kind: Pod
-metadata: {name: hello-$i, labels: {app: hello}}
+echo "== a demo app: a Deployment of three busybox httpd replicas, and a Service in front of it"
+k apply -f - <<'YAML'
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: hello}
 spec:
-  nodeName: quickstart
-  terminationGracePeriodSeconds: 1
-  containers:
-  - name: web
-    image: nanokube/busybox
-    imagePullPolicy: IfNotPresent
-    command: [sh, -c, 'echo "hello from \$(hostname)" > /tmp/index.html; exec httpd -f -p 8080 -h /tmp']
-    readinessProbe: {httpGet: {path: /, port: 8080}, periodSeconds: 1}
+  replicas: 3
+  selector: {matchLabels: {app: hello}}
+  template:
+    metadata: {labels: {app: hello}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: web
+        image: nanokube/busybox
+        imagePullPolicy: IfNotPresent
+        command: [sh, -c, 'echo "hello from $(hostname)" > /tmp/index.html; exec httpd -f -p 8080 -h /tmp']
+        ports: [{name: http, containerPort: 8080}]
+        readinessProbe: {httpGet: {path: /, port: http}, periodSeconds: 1}
 YAML
+k expose deployment hello --port 80 --target-port http
+k rollout status deployment/hello --timeout=120s
+k get deployment,replicaset,pods -o wide
+k get service hello
+k get endpointslices -l kubernetes.io/service-name=hello
+vip=$(k get service hello -o jsonpath='{.spec.clusterIP}')
+echo "== the Service answers on its cluster IP $vip, round-robin over the replicas (from the node)"
+for _ in $(seq 6); do run curl -s --max-time 2 "http://$vip/"; done
+echo "== and by its DNS name from inside a pod (cluster DNS at 10.43.0.10)"
+pod=$(k get pods -l app=hello -o jsonpath='{.items[0].metadata.name}')
+for name in hello hello.default.svc.cluster.local; do
+  printf '%s -> ' "$name"
+  k exec "$pod" -- wget -qO- "http://$name/"
 done
-k wait --for=condition=Ready pod -l app=hello --timeout=120s
-k get pods -o wide
-echo "== each pod answers on its own IP (from the node)"
-for ip in $(k get pods -l app=hello -o jsonpath='{.items[*].status.podIP}'); do
-  printf '%s -> ' "$ip"
-  for _ in $(seq 50); do run curl -s --max-time 1 "http://$ip:8080/" && break; sleep 0.2; done
-done
+echo "== a deleted pod is replaced (kubelet -> API -> ReplicaSet controller -> scheduler -> kubelet)"
+k delete pod "$pod" --wait=false
+k rollout status deployment/hello --timeout=120s
+k get pods -l app=hello
 echo "== logs and exec through the API server and the kubelet"
 pod=$(k get pods -l app=hello -o jsonpath='{.items[0].metadata.name}')
 k logs "$pod" || true
-k exec "$pod" -- sh -c 'echo "inside $(hostname): $(head -1 /etc/resolv.conf)"'
-echo "(Services, cluster DNS and the proxy come with the services issue; the app then answers on its ClusterIP.)"
+k exec "$pod" -- sh -c 'echo "inside $(hostname): $(grep nameserver /etc/resolv.conf)"'
 if [ "${KEEP:-}" = 1 ]; then
   echo "== the cluster keeps running; use it with:"
   echo "   sudo nsenter --net=/run/netns/$ns kubectl --kubeconfig $data/kubeconfig get pods"
