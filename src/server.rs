@@ -61,6 +61,13 @@ pub struct ServerArgs {
     /// The ports NodePort and LoadBalancer services get node ports from.
     #[arg(long, default_value = "30000-32767")]
     pub service_node_port_range: String,
+    /// Run no controllers (k3s's flag): the API server alone answers, as for tests of its
+    /// own semantics or a controller manager run elsewhere.
+    #[arg(long)]
+    pub disable_controller_manager: bool,
+    /// Run no scheduler (k3s's flag).
+    #[arg(long)]
+    pub disable_scheduler: bool,
     /// Packaged components not to run, as k3s's --disable (repeatable or comma-separated):
     /// `servicelb` leaves LoadBalancer services to another load balancer.
     #[arg(long = "disable", value_delimiter = ',')]
@@ -92,7 +99,11 @@ pub fn run(args: ServerArgs) -> anyhow::Result<i32> {
         .thread_name("nanokube-server")
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(args))
+    let code = runtime.block_on(serve(args));
+    // Everything worth keeping is stored by now; the controllers' watches and retries would
+    // otherwise hold the exit up for as long as they take to notice.
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    code
 }
 
 /// The kubeconfig address for a bind address: loopback unless bound to one specific address.
@@ -282,12 +293,16 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
             period: args.node_monitor_period,
         },
     };
-    let leader = crate::controllers::leader::Election::new("kube-controller-manager");
-    tokio::spawn(crate::controllers::leader::run(
-        controllers.clone(),
-        leader,
-        move || crate::controllers::run(controllers.clone(), settings.clone()),
-    ));
+    if args.disable_controller_manager {
+        tracing::info!("controller manager disabled");
+    } else {
+        let leader = crate::controllers::leader::Election::new("kube-controller-manager");
+        tokio::spawn(crate::controllers::leader::run(
+            controllers.clone(),
+            leader,
+            move || crate::controllers::run(controllers.clone(), settings.clone()),
+        ));
+    }
     if args.disable.iter().any(|d| d == "servicelb") {
         tracing::info!("servicelb disabled: LoadBalancer services wait for another controller");
     } else {
@@ -295,12 +310,16 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
         tokio::spawn(crate::controllers::servicelb::run(lb));
     }
     let scheduler = identity(&server_url, &pki, "system:kube-scheduler", &[]).await?;
-    let leader = crate::controllers::leader::Election::new("kube-scheduler");
-    tokio::spawn(crate::controllers::leader::run(
-        scheduler.clone(),
-        leader,
-        move || crate::scheduler::run(scheduler.clone()),
-    ));
+    if args.disable_scheduler {
+        tracing::info!("scheduler disabled");
+    } else {
+        let leader = crate::controllers::leader::Election::new("kube-scheduler");
+        tokio::spawn(crate::controllers::leader::run(
+            scheduler.clone(),
+            leader,
+            move || crate::scheduler::run(scheduler.clone()),
+        ));
+    }
     if let Some((mut cfg, dns)) = kubelet_config {
         cfg.service_cidr = args
             .service_cidr

@@ -180,11 +180,15 @@ fn hold_mutating(
 
 #[test]
 fn inflight_limits_answer_429_and_exempt_watches() {
+    // The in-process controllers and scheduler would take the single slots themselves (lease
+    // renewals, lists), so only this test's requests run.
     let s = Server::start_with(&[
         "--max-requests-inflight",
         "1",
         "--max-mutating-requests-inflight",
         "1",
+        "--disable-controller-manager",
+        "--disable-scheduler",
     ]);
     let config = tls_config(&s);
     // The node token's user is not in system:masters, so the limits apply to it.
@@ -196,8 +200,21 @@ fn inflight_limits_answer_429_and_exempt_watches() {
     );
 
     let (mut held, body) = hold_mutating(&s, &config, node.trim_start_matches("token:"), "first");
-    // Wait until the held request has its slot (the server has read its headers).
-    std::thread::sleep(Duration::from_millis(300));
+    // server's own gauge says: a fixed wait is too short on a busy machine.
+    api_support::eventually(20, || {
+        let (_, metrics, _) = curl(&s, "admin", "GET", "/metrics", "text/plain", None);
+        eprintln!(
+            "{}",
+            metrics
+                .lines()
+                .filter(|l| l.contains("inflight"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        metrics
+            .contains(r#"apiserver_current_inflight_requests{request_kind="mutating"} 1"#)
+            .then_some(())
+    });
     let (code, resp, headers) = curl(&s, &node, "POST", CMS, "application/json", Some(&cm));
     assert_eq!(code, 429, "{resp}");
     let st: Value = serde_json::from_str(&resp).unwrap();

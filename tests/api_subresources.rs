@@ -291,7 +291,8 @@ fn delete_with_grace_period() {
 
 #[test]
 fn status_subresource_splits_spec_and_status() {
-    let s = Server::start();
+    // The API server's own semantics: no ReplicaSet controller writing these objects' status.
+    let s = Server::start_with(&["--disable-controller-manager"]);
     let deps = "/apis/apps/v1/namespaces/default/deployments";
     let path = format!("{deps}/split");
     let mut d = deployment("split");
@@ -438,7 +439,8 @@ fn status_subresource_splits_spec_and_status() {
 
 #[test]
 fn scale_subresource_of_workloads() {
-    let s = Server::start();
+    // The API server's own semantics: no ReplicaSet controller writing these objects' status.
+    let s = Server::start_with(&["--disable-controller-manager"]);
     let mut rs = deployment("sc-rs");
     rs["kind"] = json!("ReplicaSet");
     let mut sts = deployment("sc-sts");

@@ -15,8 +15,8 @@
 //!   that runs out, counted from the taint's `timeAdded`. The pod first gets the
 //!   DisruptionTarget condition and an event says why. Its ReplicaSet, StatefulSet or Job then
 //!   makes a replacement, which the scheduler places on a live node.
-//! - Pod garbage: a pod bound to a node that no longer exists is deleted for good (nothing
-//!   could ever confirm its end), as upstream's pod GC does.
+//! - Pod garbage: a pod bound to a node that has not existed for 40 s is deleted for good
+//!   (nothing could ever confirm its end), as upstream's pod GC does.
 
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -223,6 +223,7 @@ pub async fn run(client: kube::Client, settings: Settings) {
         client,
         nodes: evict_nodes,
         recorder,
+        orphans: Mutex::new(HashMap::new()),
     });
     // A node's taints changing re-examines the pods bound to it.
     let pods_on_node = pod_store.clone();
@@ -394,7 +395,12 @@ struct EvictCtx {
     client: kube::Client,
     nodes: Store<Node>,
     recorder: Recorder,
+    /// Pods whose node was missing, by uid, and since when (the pod GC's quarantine).
+    orphans: Mutex<HashMap<String, Instant>>,
 }
+
+/// How long a pod's node must be missing before the pod is deleted (upstream's 40 s).
+const ORPHAN_QUARANTINE: Duration = Duration::from_secs(40);
 
 fn pod_error(_p: Arc<Pod>, e: &Error, _c: Arc<EvictCtx>) -> Action {
     tracing::warn!(error = %e, "taint eviction");
@@ -410,16 +416,31 @@ async fn reconcile_pod(pod: Arc<Pod>, ctx: Arc<EvictCtx>) -> Result<Action, Erro
         return Ok(Action::await_change());
     };
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &pod.namespace().unwrap_or_default());
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
     let Some(node) = ctx.nodes.get(&ObjectRef::new(node_name)) else {
-        // The store may simply lag behind a new node: ask the API before deleting for good.
+        // As upstream's pod GC: the node must stay missing for a quarantine (a node object
+        // may be re-created, or a pod bound ahead of its node's registration), and the API,
+        // not just our cache, must agree before the pod is deleted for good.
+        let first = *ctx
+            .orphans
+            .lock()
+            .unwrap()
+            .entry(uid.clone())
+            .or_insert_with(Instant::now);
+        let waited = first.elapsed();
+        if waited < ORPHAN_QUARANTINE {
+            return Ok(Action::requeue(ORPHAN_QUARANTINE - waited));
+        }
         let nodes: Api<Node> = Api::all(ctx.client.clone());
         if nodes.get_opt(node_name).await?.is_none() {
             tracing::info!(pod = %pod.name_any(), node = node_name, "pod GC: its node is gone");
             delete(&api, &pod.name_any(), Some(0)).await?;
+            ctx.orphans.lock().unwrap().remove(&uid);
             return Ok(Action::await_change());
         }
         return Ok(Action::requeue(Duration::from_secs(1)));
     };
+    ctx.orphans.lock().unwrap().remove(&uid);
     let taints = node
         .spec
         .as_ref()
