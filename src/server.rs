@@ -307,7 +307,13 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
         tracing::info!("servicelb disabled: LoadBalancer services wait for another controller");
     } else {
         let lb = identity(&server_url, &pki, "system:nanokube-servicelb", &[]).await?;
-        tokio::spawn(crate::controllers::servicelb::run(lb));
+        // Its own Lease, like the controller manager's: one server writes the addresses.
+        let leader = crate::controllers::leader::Election::new("nanokube-servicelb");
+        tokio::spawn(crate::controllers::leader::run(
+            lb.clone(),
+            leader,
+            move || crate::controllers::servicelb::run(lb.clone()),
+        ));
     }
     let scheduler = identity(&server_url, &pki, "system:kube-scheduler", &[]).await?;
     if args.disable_scheduler {
