@@ -15,7 +15,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
-use kube::core::SelectorExt;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
@@ -97,23 +96,15 @@ pub async fn run(client: kube::Client) {
 }
 
 fn selects(pdb: &PodDisruptionBudget, labels: &BTreeMap<String, String>) -> bool {
-    match pdb.spec.as_ref().and_then(|s| s.selector.as_ref()) {
-        None => false,
-        // An unparseable selector selects nothing (validation refuses one at create).
-        Some(sel) => kube::core::Selector::try_from(sel.clone()).is_ok_and(|s| s.matches(labels)),
-    }
+    super::ownership::selects(
+        pdb.spec.as_ref().and_then(|s| s.selector.as_ref()),
+        Some(labels),
+    )
 }
 
 fn error_policy(_b: Arc<PodDisruptionBudget>, e: &Error, _c: Arc<Ctx>) -> Action {
     tracing::warn!(error = %e, "disruption controller");
     Action::requeue(Duration::from_secs(5))
-}
-
-fn ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 /// The replicas the pods' controllers want, each controller counted once.
@@ -228,7 +219,7 @@ async fn reconcile(pdb: Arc<PodDisruptionBudget>, ctx: Arc<Ctx>) -> Result<Actio
     }
     let healthy = pods
         .iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none() && ready(p))
+        .filter(|p| p.metadata.deletion_timestamp.is_none() && super::owned_pods::is_ready(p))
         .filter(|p| !disrupted.contains_key(&p.name_any()))
         .count() as i32;
     let (expected, failure) = if needs_scale(&spec) {

@@ -361,13 +361,7 @@ async fn mark_pods_not_ready(ctx: &Ctx, node: &str, now: Timestamp) -> Result<()
         if node_of(&pod) != Some(node) {
             continue;
         }
-        let ready = pod
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
-            .map(|c| c.status.as_str());
-        if ready != Some("True") {
+        if !super::owned_pods::is_ready(&pod) {
             continue;
         }
         let api: Api<Pod> =

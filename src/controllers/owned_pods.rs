@@ -27,14 +27,12 @@ pub fn selector_string(sel: &LabelSelector) -> String {
 
 /// The controller reference an owner puts on what it creates.
 pub fn controller_ref(api_version: &str, kind: &str, meta: &ObjectMeta) -> OwnerReference {
-    OwnerReference {
-        api_version: api_version.to_string(),
-        kind: kind.to_string(),
-        name: meta.name.clone().unwrap_or_default(),
-        uid: meta.uid.clone().unwrap_or_default(),
-        controller: Some(true),
-        block_owner_deletion: Some(true),
-    }
+    super::ownership::controller_ref(
+        api_version,
+        kind,
+        meta.name.as_deref().unwrap_or_default(),
+        meta.uid.as_deref().unwrap_or_default(),
+    )
 }
 
 /// Whether `uid` is the object's controller (the one ownerReference with controller: true).
