@@ -206,6 +206,8 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
         ips: crate::apiserver::allocation::IpRange::new(&args.service_cidr, &[cluster_dns])?,
         ports: args.service_node_port_range.parse()?,
     });
+    // What each kubelet may read, filled from the store before the first request.
+    let node_graph = crate::apiserver::authorization::node_graph::Shared::default();
     let api = Arc::new_cyclic(|me| Api {
         store: store.clone(),
         auth,
@@ -219,11 +221,13 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
         ),
         metrics,
         pipeline: crate::apiserver::pipeline::Pipeline {
+            authorizer: crate::apiserver::authorization::chain(node_graph.clone()),
             // Pod logs, exec, attach and port-forward reach the pod's kubelet.
             connector: Arc::new(crate::apiserver::node_proxy::NodeConnector),
             ..Default::default()
         },
     });
+    node_graph.start(&api).await;
     api.bootstrap()
         .await
         .map_err(|e| anyhow::anyhow!("creating the default namespaces: {e}"))?;

@@ -9,6 +9,7 @@
 
 pub mod default_toleration_seconds;
 pub mod namespace_lifecycle;
+pub mod node_restriction;
 pub mod priority;
 pub mod service_account;
 pub mod watched;
@@ -136,6 +137,7 @@ impl Chain {
             plugins: vec![
                 Arc::new(namespace_lifecycle::NamespaceLifecycle),
                 Arc::new(service_account::ServiceAccount),
+                Arc::new(node_restriction::NodeRestriction),
                 Arc::new(default_toleration_seconds::DefaultTolerationSeconds),
                 Arc::new(priority::Priority::default()),
                 Arc::new(webhook::MutatingAdmissionWebhook::default()),

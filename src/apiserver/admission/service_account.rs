@@ -15,7 +15,12 @@ impl Plugin for ServiceAccount {
     }
 
     fn admit<'a>(&'a self, _api: &'a Api, a: &'a mut Attributes) -> Outcome<'a> {
-        if let Some(spec) = created_pod_spec(a) {
+        // A mirror pod's spec is the kubelet's manifest, which it compares with what it
+        // wrote; it runs as no service account (NodeRestriction refuses one), as upstream.
+        let mirror = a.object.as_ref().is_some_and(|o| {
+            !o["metadata"]["annotations"]["kubernetes.io/config.mirror"].is_null()
+        });
+        if let Some(spec) = created_pod_spec(a).filter(|_| !mirror) {
             default_account(spec);
         }
         Box::pin(async { Ok(()) })
