@@ -137,12 +137,31 @@ impl Authorizer for AlwaysAllowAuthenticated {
 }
 
 /// The server's chain: the Node authorizer (kubelets reach only what their pods use), then
-/// every authenticated user allowed.
+/// every other authenticated user allowed.
 pub fn chain(node_graph: node_graph::Shared) -> Arc<dyn Authorizer> {
     Arc::new(Union(vec![
         Arc::new(node::NodeAuthorizer::new(node_graph)),
-        Arc::new(AlwaysAllowAuthenticated),
+        Arc::new(AllowAuthenticatedButNodes),
     ]))
+}
+
+/// AlwaysAllowAuthenticated for everyone but nodes, whom the Node authorizer alone decides.
+struct AllowAuthenticatedButNodes;
+
+impl Authorizer for AllowAuthenticatedButNodes {
+    fn authorize(&self, a: &Attributes) -> Decision {
+        if node::node_identity(&a.user).is_some() {
+            return Decision::NoOpinion;
+        }
+        AlwaysAllowAuthenticated.authorize(a)
+    }
+
+    fn rules_for(&self, user: &User, namespace: &str) -> Rules {
+        if node::node_identity(user).is_some() {
+            return Rules::default();
+        }
+        AlwaysAllowAuthenticated.rules_for(user, namespace)
+    }
 }
 
 /// Refuses everything, with upstream's AlwaysDeny reason.
