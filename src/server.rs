@@ -259,6 +259,11 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
     if let Err(e) = crate::apiserver::kubernetes_service::ensure(&api, &advertise, port).await {
         tracing::warn!(error = %e, "writing the kubernetes service and its endpoints");
     }
+    if !args.node.disable_cluster_dns {
+        if let Err(e) = crate::apiserver::kubernetes_service::ensure_dns(&api, cluster_dns).await {
+            tracing::warn!(error = %e, "writing the kube-dns service");
+        }
+    }
     let tls_config = pki.server_config().context("TLS configuration")?;
     // Written once the server can answer, so a client that finds it may use it at once.
     tls::write_private(
