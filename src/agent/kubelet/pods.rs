@@ -763,7 +763,16 @@ impl Kubelet {
 
     /// Publishes the pod's status if it changed.
     async fn report(&self, pod: &Pod, records: &[Record], obs: &Observed) -> Result<(), Error> {
-        let st = status::pod_status(pod, records, obs);
+        self.publish(pod, status::pod_status(pod, records, obs))
+            .await
+    }
+
+    /// Writes `st` as the pod's status unless it is what the API already has.
+    async fn publish(
+        &self,
+        pod: &Pod,
+        st: k8s_openapi::api::core::v1::PodStatus,
+    ) -> Result<(), Error> {
         if !status::differs(pod.status.as_ref(), &st) {
             return Ok(());
         }
@@ -909,6 +918,32 @@ async fn terminate(pod: &Pod, k: &Arc<Kubelet>, dir: &Path) -> Result<Action, Er
         }
         while Instant::now() < deadline && shim::read_records(dir).iter().any(Record::running) {
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let obs = Observed {
+            pod_ip: pod.status.as_ref().and_then(|s| s.pod_ip.clone()),
+            host_ip: k.cfg.node_ip.clone(),
+            ..Default::default()
+        };
+        // The grace period is over: what still runs is killed now, so the status below can
+        // say how every container ended.
+        let dir2 = dir.to_path_buf();
+        blocking(move || {
+            for r in shim::read_records(&dir2).iter().filter(|r| r.running()) {
+                let kill = Request::Kill {
+                    id: r.id.clone(),
+                    signal: libc::SIGKILL,
+                };
+                let _ = shim::client::call(&dir2, &kill);
+            }
+        })
+        .await?;
+        let killed = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < killed && shim::read_records(dir).iter().any(Record::running) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let records = shim::read_records(dir);
+        if let Some(st) = status::deleted_pod_status(pod, &records, &obs) {
+            k.publish(pod, st).await?;
         }
         let (k2, dir2, uid) = (k.clone(), dir.to_path_buf(), uid_of(pod));
         blocking(move || k2.teardown(&uid, &dir2)).await?;
