@@ -187,3 +187,92 @@ spec:
         "{err}"
     );
 }
+
+fn pods_used(s: &Server, ns: &str, quota: &str) -> String {
+    s.ok(&[
+        "get",
+        "resourcequota",
+        quota,
+        "-n",
+        ns,
+        "-o",
+        "jsonpath={.status.used.pods}",
+    ])
+}
+
+#[test]
+fn resource_quota_holds_under_50_concurrent_creates_and_recounts_after_deletes() {
+    let s = Server::start();
+    s.namespace("q");
+    s.apply_ok(
+        "apiVersion: v1
+kind: ResourceQuota
+metadata: {name: q, namespace: q}
+spec:
+  hard: {pods: \"10\"}
+",
+    );
+    api_support::eventually(30, || (pods_used(&s, "q", "q") == "0").then_some(()));
+    let outcomes: Vec<(bool, String)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..50)
+            .map(|i| {
+                let s = &s;
+                scope.spawn(move || {
+                    let name = format!("p{i}");
+                    let out =
+                        s.kubectl(&["run", &name, "-n", "q", "--image=nanokube/busybox:latest"]);
+                    (
+                        out.status.success(),
+                        String::from_utf8_lossy(&out.stderr).into_owned(),
+                    )
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let created = outcomes.iter().filter(|(ok, _)| *ok).count();
+    assert_eq!(created, 10, "{outcomes:?}");
+    for (_, err) in outcomes.iter().filter(|(ok, _)| !*ok) {
+        assert!(
+            err.contains("is forbidden: exceeded quota: q, requested: pods=1, used: pods=10, limited: pods=10"),
+            "{err}"
+        );
+    }
+    let listed = s.ok(&["get", "pods", "-n", "q", "-o", "name"]);
+    assert_eq!(listed.lines().count(), 10, "{listed}");
+    assert_eq!(pods_used(&s, "q", "q"), "10");
+
+    // Deletes are not charged back by admission; the controller recounts.
+    let names: Vec<&str> = listed.lines().take(3).collect();
+    let mut args = vec![
+        "delete",
+        "-n",
+        "q",
+        "--grace-period=0",
+        "--force",
+        "--wait=false",
+    ];
+    args.extend(names.iter().copied());
+    s.ok(&args);
+    api_support::eventually(60, || (pods_used(&s, "q", "q") == "7").then_some(()));
+    s.ok(&["run", "again", "-n", "q", "--image=nanokube/busybox:latest"]);
+}
+
+#[test]
+fn resource_quota_requires_the_limits_it_constrains() {
+    let s = Server::start();
+    s.namespace("cq");
+    s.apply_ok(
+        "apiVersion: v1
+kind: ResourceQuota
+metadata: {name: cq, namespace: cq}
+spec:
+  hard: {limits.cpu: \"1\"}
+",
+    );
+    let err = s.fails(&["run", "x", "-n", "cq", "--image=nanokube/busybox:latest"]);
+    assert!(
+        err.contains("pods \"x\" is forbidden: failed quota: cq: must specify limits.cpu for: x"),
+        "{err}"
+    );
+}

@@ -14,6 +14,7 @@ pub mod node_restriction;
 pub mod pod_security;
 pub mod priority;
 pub mod recorder;
+pub mod resource_quota;
 pub mod service_account;
 pub mod watched;
 pub mod webhook;
@@ -147,6 +148,7 @@ impl Chain {
                 Arc::new(pod_security::PodSecurity),
                 Arc::new(webhook::MutatingAdmissionWebhook::default()),
                 Arc::new(webhook::ValidatingAdmissionWebhook::default()),
+                Arc::new(resource_quota::ResourceQuota::default()),
             ],
         }
     }
