@@ -640,30 +640,32 @@ impl Api {
             .is_some_and(|v| v == "true" || v == "1");
         // A deprecated version (of a CRD) says so on every answer.
         let warning = r.info.strategy.warning();
-        let resp = match (&parts.method, r.name.is_some()) {
-            (&Method::GET, true) => self.get(&r).await,
-            (&Method::GET, false) if watch => self.watch(r).await,
-            (&Method::GET, false) => self.list(&r).await,
-            (&Method::POST, false) => self.create(&r).await,
-            (&Method::POST, true) if r.subresource.as_deref() == Some("binding") => {
-                self.bind(&r).await
+        // Admission's warnings become headers too (`admission::recorder`).
+        let (resp, recorded) = admission::recorder::record(async {
+            match (&parts.method, r.name.is_some()) {
+                (&Method::GET, true) => self.get(&r).await,
+                (&Method::GET, false) if watch => self.watch(r).await,
+                (&Method::GET, false) => self.list(&r).await,
+                (&Method::POST, false) => self.create(&r).await,
+                (&Method::POST, true) if r.subresource.as_deref() == Some("binding") => {
+                    self.bind(&r).await
+                }
+                (&Method::POST, true) if r.subresource.as_deref() == Some("eviction") => {
+                    self.evict(&r).await
+                }
+                (&Method::PUT, true) => self.update(&r).await,
+                (&Method::PATCH, true) => self.patch(&r).await,
+                (&Method::DELETE, true) => self.delete(&r).await,
+                (&Method::DELETE, false) => self.delete_collection(&r).await,
+                (m, _) => Err(ApiError::MethodNotAllowed(format!(
+                    "{m} is not supported on {}",
+                    parts.uri.path()
+                ))),
             }
-            (&Method::POST, true) if r.subresource.as_deref() == Some("eviction") => {
-                self.evict(&r).await
-            }
-            (&Method::PUT, true) => self.update(&r).await,
-            (&Method::PATCH, true) => self.patch(&r).await,
-            (&Method::DELETE, true) => self.delete(&r).await,
-            (&Method::DELETE, false) => self.delete_collection(&r).await,
-            (m, _) => Err(ApiError::MethodNotAllowed(format!(
-                "{m} is not supported on {}",
-                parts.uri.path()
-            ))),
-        };
-        match warning {
-            Some(w) => resp.map(|resp| super::resources::with_warnings(resp, &[w])),
-            None => resp,
-        }
+        })
+        .await;
+        let warnings: Vec<String> = warning.into_iter().chain(recorded.warnings).collect();
+        resp.map(|resp| super::resources::with_warnings(resp, &warnings))
     }
 }
 

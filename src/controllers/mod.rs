@@ -17,6 +17,7 @@ pub mod owned_pods;
 pub mod ownership;
 mod pod_endpoints;
 pub mod replicaset;
+pub mod resourcequota;
 pub mod servicelb;
 pub mod statefulset;
 pub mod ttl_after_finished;
@@ -51,5 +52,6 @@ pub async fn run(client: kube::Client, settings: Settings) {
         daemonset::run(client.clone()),
         endpointslice::run(client.clone()),
         endpoints::run(client.clone()),
+        resourcequota::run(client.clone()),
     );
 }
