@@ -523,6 +523,16 @@ async fn admission_mutates_before_validation_refuses_after_and_reruns_in_the_upd
         .contains(&("deployments/scale".into(), "Scale".into())));
 
     // A binding is admitted as upstream: the CREATE of pods/binding, not an update of the pod.
+    // No controllers run here to make the account the pod runs as.
+    let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}});
+    let (code, _) = c
+        .admin_call(
+            Method::POST,
+            "/api/v1/namespaces/default/serviceaccounts",
+            Some(sa),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED);
     let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "bound"},
         "spec": {"containers": [{"name": "c", "image": "busybox"}]}});
     let (code, _) = c
