@@ -63,6 +63,19 @@ impl Cluster {
             pipeline,
         });
         api.bootstrap().await.unwrap();
+        // No serviceaccount controller runs here: the account pods run as is stored directly
+        // (past the pipeline, whose authorizer and admission some tests record or deny).
+        let sa_info = api.registry.lookup("", "v1", "serviceaccounts").unwrap();
+        let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": {"name": "default", "namespace": "default", "uid": "sa-default-uid",
+                "creationTimestamp": "2026-01-01T00:00:00Z"}});
+        api.store
+            .create(
+                &sa_info.key(Some("default"), "default"),
+                sa.to_string().into_bytes(),
+            )
+            .await
+            .unwrap();
         let url = format!("https://127.0.0.1:{port}");
         tokio::spawn(nkhttp::serve(
             api.clone(),
@@ -523,16 +536,6 @@ async fn admission_mutates_before_validation_refuses_after_and_reruns_in_the_upd
         .contains(&("deployments/scale".into(), "Scale".into())));
 
     // A binding is admitted as upstream: the CREATE of pods/binding, not an update of the pod.
-    // No controllers run here to make the account the pod runs as.
-    let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}});
-    let (code, _) = c
-        .admin_call(
-            Method::POST,
-            "/api/v1/namespaces/default/serviceaccounts",
-            Some(sa),
-        )
-        .await;
-    assert_eq!(code, StatusCode::CREATED);
     let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "bound"},
         "spec": {"containers": [{"name": "c", "image": "busybox"}]}});
     let (code, _) = c

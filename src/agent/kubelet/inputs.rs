@@ -651,3 +651,41 @@ pub async fn volumes(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_renewed_at_four_fifths_of_their_life_or_after_a_day() {
+        assert_eq!(renew_at(1000, 1000 + 3607), 1000 + 3607 * 8 / 10);
+        assert_eq!(renew_at(0, 365 * 24 * 3600), 24 * 3600);
+        assert_eq!(renew_at(50, 40), 50);
+    }
+
+    #[test]
+    fn the_api_servers_variables_are_docker_links() {
+        let port = k8s_openapi::api::core::v1::ServicePort {
+            name: Some("https".into()),
+            port: 443,
+            protocol: Some("TCP".into()),
+            ..Default::default()
+        };
+        let env: BTreeMap<String, String> = service_env("kubernetes", "10.43.0.1", &[port])
+            .into_iter()
+            .collect();
+        for (k, v) in [
+            ("KUBERNETES_SERVICE_HOST", "10.43.0.1"),
+            ("KUBERNETES_SERVICE_PORT", "443"),
+            ("KUBERNETES_SERVICE_PORT_HTTPS", "443"),
+            ("KUBERNETES_PORT", "tcp://10.43.0.1:443"),
+            ("KUBERNETES_PORT_443_TCP", "tcp://10.43.0.1:443"),
+            ("KUBERNETES_PORT_443_TCP_PROTO", "tcp"),
+            ("KUBERNETES_PORT_443_TCP_PORT", "443"),
+            ("KUBERNETES_PORT_443_TCP_ADDR", "10.43.0.1"),
+        ] {
+            assert_eq!(env.get(k).map(String::as_str), Some(v), "{k}");
+        }
+        assert_eq!(env.len(), 8);
+    }
+}
