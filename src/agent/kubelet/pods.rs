@@ -238,6 +238,24 @@ pub async fn reconcile(pod: Arc<Pod>, k: Arc<Kubelet>) -> Result<Action, Error> 
             // Not started yet (waiting behind an init container).
         }
     }
+    // Tokens in projected volumes are renewed in place before they run out.
+    match super::inputs::renew_projected(
+        &k.client,
+        &k.tokens,
+        &pod,
+        &dir,
+        obs.pod_ip.as_deref(),
+        &obs.host_ip,
+    )
+    .await
+    {
+        Ok(Some(secs)) => soonest(Duration::from_secs(secs.max(1) as u64)),
+        Ok(None) => {}
+        Err(e) => {
+            tracing::warn!(pod = %name_of(&pod), error = %e, "renewing the service account token");
+            soonest(Duration::from_secs(10));
+        }
+    }
     records = shim::read_records(&dir);
     let has_probes = spec.containers.iter().any(|c| {
         c.readiness_probe.is_some() || c.liveness_probe.is_some() || c.startup_probe.is_some()
@@ -706,10 +724,16 @@ impl Kubelet {
         let env = super::inputs::env(&self.client, pod, c, obs.pod_ip.as_deref(), &obs.host_ip)
             .await
             .map_err(|e| w("CreateContainerConfigError", e))?;
-        let volumes =
-            super::inputs::volumes(&self.client, pod, dir, obs.pod_ip.as_deref(), &obs.host_ip)
-                .await
-                .map_err(|e| w("ContainerCreating", e))?;
+        let volumes = super::inputs::volumes(
+            &self.client,
+            &self.tokens,
+            pod,
+            dir,
+            obs.pod_ip.as_deref(),
+            &obs.host_ip,
+        )
+        .await
+        .map_err(|e| w("ContainerCreating", e))?;
         let id = uuid::Uuid::new_v4().simple().to_string();
         let qos = status::qos_class(pod);
         let uid = uid_of(pod);
@@ -982,6 +1006,7 @@ impl Kubelet {
     /// Removes everything the pod had on this node (see [`teardown`]).
     pub fn teardown(&self, uid: &str, dir: &Path) {
         self.set_host_ports(uid, Vec::new());
+        self.tokens.forget(uid);
         let meta = std::fs::read(dir.join(META))
             .ok()
             .and_then(|b| serde_json::from_slice::<PodMeta>(&b).ok());
