@@ -43,11 +43,16 @@ fn ip_of(c: &Cluster, ns: &str, name: &str) -> String {
     ])
 }
 
-/// Whether pod `from` gets `ns/to`'s page from `addr`.
+/// Whether pod `from` gets an HTTP answer from `addr` (`ip` or `ip:port`).
 fn reaches(c: &Cluster, from: (&str, &str), addr: &str) -> bool {
-    let script = format!("timeout 3 wget -qO- -T 2 http://{addr}/ 2>&1 || echo FAILED");
+    let (ip, port) = addr.split_once(':').unwrap_or((addr, "80"));
+    let script = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {ip} {port} 2>&1; true");
     let out = c.ok(&["exec", "-n", from.0, from.1, "--", "sh", "-c", &script]);
-    !out.contains("FAILED")
+    if !out.contains("200 OK") {
+        eprintln!("{from:?} -> {addr}: {out}");
+        return false;
+    }
+    true
 }
 
 /// Waits until `from` reaching `addr` is `allowed` (policies take a moment to be programmed).
@@ -78,8 +83,9 @@ fn policies_isolate_open_exactly_what_they_name_and_go_away() {
     let remote = ip_of(&c, "b", "remote");
     let s80 = server.clone();
     let s8080 = format!("{server}:8080");
-    assert!(reaches(&c, ("a", "client"), &s80));
-    assert!(reaches(&c, ("b", "remote"), &s8080));
+    // Running comes before httpd listens.
+    settle(&c, ("a", "client"), &s80, true);
+    settle(&c, ("b", "remote"), &s8080, true);
 
     // Default deny: an empty podSelector isolates every pod of namespace a for ingress.
     c.apply("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: deny\n  namespace: a\nspec:\n  podSelector: {}\n  policyTypes: [Ingress]\n");
