@@ -226,6 +226,10 @@ pub async fn run(cfg: Config, client: kube::Client) -> anyhow::Result<()> {
         },
         client.clone(),
     ));
+    tokio::spawn(crate::agent::netpol::run(
+        cfg.node_name.clone(),
+        client.clone(),
+    ));
     let leases: Api<Lease> = Api::namespaced(client.clone(), node::LEASE_NAMESPACE);
     let (cfg2, node2) = (cfg.clone(), node.clone());
     tokio::spawn(async move {
