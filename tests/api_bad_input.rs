@@ -356,19 +356,19 @@ fn unauthenticated_requests_are_401() {
         .0,
         200
     );
+    // The join token authenticates (its user is a node without a name), but only the Node
+    // authorizer speaks for nodes and it knows no nameless node: 403, not 401.
     let node = std::fs::read_to_string(s.data_dir().join("server/token")).unwrap();
-    assert_eq!(
-        curl(
-            &s,
-            &format!("token:{}", node.trim()),
-            "GET",
-            CMS,
-            "application/json",
-            None
-        )
-        .0,
-        200
+    let (code, body, _) = curl(
+        &s,
+        &format!("token:{}", node.trim()),
+        "GET",
+        CMS,
+        "application/json",
+        None,
     );
+    assert_eq!(code, 403, "{body}");
+    assert_eq!(status(&body)["reason"], "Forbidden");
     assert_eq!(
         curl(&s, "admin", "GET", CMS, "application/json", None).0,
         200
