@@ -4,6 +4,7 @@
 //!
 //! Usage:
 //!   api_bench creates <kubeconfig> <namespace> <clients> <total>
+//!   api_bench secrets <kubeconfig> <namespace> <clients> <total>   (1 KiB Secrets)
 //!   api_bench paced <kubeconfig> <namespace> <rate-per-s> <seconds>
 //!   api_bench list <kubeconfig> <namespace> <runs>
 //!   api_bench watch <kubeconfig> <namespace> <watchers> <events>
@@ -11,7 +12,7 @@
 //!   api_bench etcd-paced <endpoint> <rate-per-s> <seconds> <value-bytes>
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use kube::api::{Api, ObjectMeta, PostParams, WatchEvent, WatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
@@ -87,6 +88,46 @@ async fn creates(kubeconfig: &str, ns: &str, clients: usize, total: usize) {
     let lat = lat.lock().unwrap().clone();
     report(
         &format!("pod creates, {clients} clients"),
+        lat,
+        start.elapsed(),
+    );
+}
+
+/// Secret creates, to compare a server that encrypts them with one that does not.
+async fn secrets(kubeconfig: &str, ns: &str, clients: usize, total: usize) {
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let lat = Arc::new(Mutex::new(Vec::with_capacity(total)));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let api: Api<Secret> = Api::namespaced(client(kubeconfig).await, ns);
+        let (next, lat) = (next.clone(), lat.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if i >= total {
+                    break;
+                }
+                let secret: Secret = serde_json::from_value(serde_json::json!({
+                    "apiVersion": "v1", "kind": "Secret",
+                    "metadata": {"name": format!("bench-{i}")},
+                    "stringData": {"key": "x".repeat(1024)}
+                }))
+                .unwrap();
+                let t = Instant::now();
+                api.create(&PostParams::default(), &secret)
+                    .await
+                    .expect("create");
+                lat.lock().unwrap().push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let lat = lat.lock().unwrap().clone();
+    report(
+        &format!("secret creates, {clients} clients"),
         lat,
         start.elapsed(),
     );
@@ -347,6 +388,7 @@ async fn main() {
     let n = |i: usize| a[i].parse::<usize>().expect("a number");
     match a.get(1).map(String::as_str) {
         Some("creates") => creates(&a[2], &a[3], n(4), n(5)).await,
+        Some("secrets") => secrets(&a[2], &a[3], n(4), n(5)).await,
         Some("paced") => paced(&a[2], &a[3], n(4) as u64, n(5) as u64).await,
         Some("list") => list(&a[2], &a[3], n(4)).await,
         Some("watch") => watch(&a[2], &a[3], n(4), n(5)).await,

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # API server benchmark: pod creates at 50 concurrent clients, list of 10k pods (JSON and Table),
 # watch event latency to 100 watchers, mutating latency at a paced 100 writes/s, and the same
-# number of durable puts to a single-node etcd on the same disk, side by side.
+# number of durable puts to a single-node etcd on the same disk, side by side; and Secret creates
+# with encryption at rest on and off, in the same run.
 # Everything listens on loopback; state lives in a temporary directory removed at exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PODS=${PODS:-10000}
 CLIENTS=${CLIENTS:-50}
 WATCHERS=${WATCHERS:-100}
+SECRETS=${SECRETS:-2000}
 
 cargo build --release --bin nanokube --example api_bench >&2
 BIN=target/release/nanokube
@@ -49,3 +51,23 @@ PIDS+=($!)
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$EPORT/health" >/dev/null && break; sleep 0.1; done
 "$BENCH" etcd "127.0.0.1:$EPORT" "$CLIENTS" "$PODS" "$POD_BYTES"
 "$BENCH" etcd-paced "127.0.0.1:$EPORT" 100 10 "$POD_BYTES"
+
+echo "== Secret creates ($SECRETS, $CLIENTS clients): encryption at rest on (aescbc) vs off"
+secret_rate() { # $1: --secrets-encryption value; prints the creates' line
+    local dir="$WORK/secrets-$1" port
+    port=$(free_port)
+    "$BIN" server --data-dir "$dir" --bind-address 127.0.0.1 --https-listen-port "$port" \
+        --write-kubeconfig "$dir.kubeconfig" --disable-agent --secrets-encryption="$1" \
+        >"$dir.log" 2>&1 &
+    local pid=$!
+    PIDS+=("$pid")
+    for _ in $(seq 100); do [ -f "$dir.kubeconfig" ] && break; sleep 0.1; done
+    "$BENCH" secrets "$dir.kubeconfig" default "$CLIENTS" "$SECRETS"
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+}
+ON=$(secret_rate true); OFF=$(secret_rate false)
+echo "encrypted:   $ON"
+echo "unencrypted: $OFF"
+rate() { sed -E 's/.* rate=([0-9]+).*/\1/' <<<"$1"; }
+awk -v on="$(rate "$ON")" -v off="$(rate "$OFF")" \
+    'BEGIN { printf "encryption costs: unencrypted/encrypted create rate = %.2f\n", off / on }'

@@ -27,6 +27,8 @@ pub enum Command {
     Killall(crate::agent::KillallArgs),
     /// Manage the node's image store: import, pull, list, remove.
     Image(crate::image::cli::ImageArgs),
+    /// Secrets encryption at rest: status, rotate-keys (through the running server).
+    SecretsEncrypt(crate::apiserver::secrets_encrypt::CliArgs),
 }
 
 /// `nanokube runtime`'s arguments, parsed by its own parser (src/runtime/args.rs).

@@ -82,6 +82,16 @@ pub struct ServerArgs {
     /// the issuer when none are given (kube-apiserver's flag).
     #[arg(long, value_delimiter = ',')]
     pub api_audiences: Vec<String>,
+    /// Encrypt Secrets at rest (k3s's flag; `=false` to turn it off). On by default for a new
+    /// cluster (nothing stored yet), which gets <data-dir>/server/cred/encryption-config.json
+    /// with one random AES-CBC key. A cluster that has that file always uses it.
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true",
+          action = clap::ArgAction::Set)]
+    pub secrets_encryption: bool,
+    /// An EncryptionConfiguration file (apiserver.config.k8s.io/v1) to use instead of the
+    /// generated one (kube-apiserver's flag).
+    #[arg(long)]
+    pub encryption_provider_config: Option<PathBuf>,
     /// The local agent's node settings.
     #[command(flatten)]
     pub node: crate::agent::NodeArgs,
@@ -182,6 +192,14 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
     let store = store::open_endpoint(endpoint, &db_dir.join("state.db"), Some(compaction))
         .await
         .context("opening the store")?;
+    let store = crate::apiserver::secrets_encrypt::layer(
+        store,
+        &server_dir,
+        args.encryption_provider_config.as_deref(),
+        args.secrets_encryption,
+    )
+    .await?;
+    crate::apiserver::secrets_encrypt::install(store.clone());
     let metrics = Arc::new(crate::apiserver::metrics::Metrics::default());
     let store = crate::apiserver::metrics::InstrumentedStore::wrap(store, metrics.clone());
     tracing::info!(

@@ -465,6 +465,10 @@ impl Api {
                     "status": {"userInfo": user_info(&user)}}),
                 ))
             }
+            ["nanokube", "secrets-encrypt", action] => {
+                discard_body(&parts.headers, body);
+                super::secrets_encrypt::serve(action, &parts.method, &user).await
+            }
             ["api", "v1", rest @ ..] => self.resource(parts, body, "", "v1", rest, user).await,
             ["apis", g, v, rest @ ..] => {
                 let (g, v) = (g.to_string(), v.to_string());

@@ -40,6 +40,7 @@ pub mod reads;
 pub mod registry;
 pub mod request_info;
 pub mod resources;
+pub mod secrets_encrypt;
 pub mod selectors;
 pub mod service_account_token;
 pub mod status;

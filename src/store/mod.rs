@@ -171,9 +171,11 @@ pub trait Store: Send + Sync + 'static {
 }
 
 pub mod conformance;
+pub mod encrypted;
 pub mod etcd;
 pub mod sqlite;
 
+pub use encrypted::EncryptedStore;
 pub use etcd::EtcdStore;
 pub use sqlite::SqliteStore;
 
