@@ -9,6 +9,7 @@
 
 pub mod node;
 pub mod node_graph;
+pub mod rbac;
 pub mod reviews;
 
 use super::auth::User;
