@@ -5,7 +5,7 @@
 //! no opinion and the next authorizer of the chain (or the 403) decides, as upstream.
 //!
 //! `Policy` is the in-memory index; the server keeps it current from its own store's watch
-//! (not wired yet: see /tmp/nk-notes/rbac.md) through `upsert_*` / `delete_*`.
+//! through `upsert_*` / `delete_*` (`start`).
 
 use super::{Attributes, Authorizer, Decision, NonResourceRule, ResourceRule, Rules};
 use crate::apiserver::auth::User;
@@ -259,6 +259,62 @@ impl Authorizer for RbacAuthorizer {
     fn rules_for(&self, user: &User, namespace: &str) -> Rules {
         let policy = self.policy.read().unwrap_or_else(|e| e.into_inner());
         policy.rules_for(user, namespace)
+    }
+}
+
+/// The four kinds the policy is fed, in the order of their prefixes.
+const KINDS: [&str; 4] = ["roles", "clusterroles", "rolebindings", "clusterrolebindings"];
+
+impl RbacAuthorizer {
+    /// Fills the policy from the store before returning, then follows every change of the
+    /// four RBAC kinds until the server stops.
+    pub async fn start(&self, api: &std::sync::Arc<crate::apiserver::handler::Api>) {
+        let mut prefixes = Vec::new();
+        for plural in KINDS {
+            match api.registry.lookup("rbac.authorization.k8s.io", "v1", plural) {
+                Some(info) => prefixes.push(info.list_prefix(None)),
+                None => return,
+            }
+        }
+        super::store_feed::start(api, prefixes, Arc::new(self.clone())).await;
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Policy> {
+        self.policy.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// One stored object into (or out of) the policy; objects that do not parse are skipped, as
+/// validation keeps them from being stored.
+fn apply_object(p: &mut Policy, which: usize, obj: &serde_json::Value, deleted: bool) {
+    fn parse<T: serde::de::DeserializeOwned>(v: &serde_json::Value) -> Option<T> {
+        serde_json::from_value(v.clone()).ok()
+    }
+    match (which, deleted) {
+        (0, false) => parse(obj).map(|r| p.upsert_role(&r)),
+        (0, true) => parse(obj).map(|r| p.delete_role(&r)),
+        (1, false) => parse(obj).map(|r| p.upsert_cluster_role(&r)),
+        (1, true) => parse(obj).map(|r| p.delete_cluster_role(&r)),
+        (2, false) => parse(obj).map(|b| p.upsert_role_binding(&b)),
+        (2, true) => parse(obj).map(|b| p.delete_role_binding(&b)),
+        (_, false) => parse(obj).map(|b| p.upsert_cluster_role_binding(&b)),
+        (_, true) => parse(obj).map(|b| p.delete_cluster_role_binding(&b)),
+    };
+}
+
+impl super::store_feed::Index for RbacAuthorizer {
+    fn reset(&self, lists: Vec<Vec<serde_json::Value>>) {
+        let mut fresh = Policy::default();
+        for (which, list) in lists.iter().enumerate() {
+            for obj in list {
+                apply_object(&mut fresh, which, obj, false);
+            }
+        }
+        *self.write() = fresh;
+    }
+
+    fn apply(&self, which: usize, obj: &serde_json::Value, deleted: bool) {
+        apply_object(&mut self.write(), which, obj, deleted);
     }
 }
 
