@@ -45,11 +45,13 @@ async fn eventually<F: FnMut() -> bool>(secs: u64, what: &str, mut f: F) {
     }
 }
 
+/// The test's own ConfigMaps (every namespace also holds the cluster's kube-root-ca.crt).
 fn names(store: &reflector::Store<ConfigMap>) -> BTreeSet<String> {
     store
         .state()
         .iter()
         .filter_map(|c| c.metadata.name.clone())
+        .filter(|n| n != "kube-root-ca.crt")
         .collect()
 }
 
