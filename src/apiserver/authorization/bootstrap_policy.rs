@@ -15,13 +15,7 @@ use serde_json::{json, Value};
 const GROUP: &str = "rbac.authorization.k8s.io";
 const AUTOUPDATE: &str = "rbac.authorization.kubernetes.io/autoupdate";
 const READ: &[&str] = &["get", "list", "watch"];
-const WRITE: &[&str] = &[
-    "create",
-    "delete",
-    "deletecollection",
-    "patch",
-    "update",
-];
+const WRITE: &[&str] = &["create", "delete", "deletecollection", "patch", "update"];
 
 fn rule(verbs: &[&str], groups: &[&str], resources: &[&str]) -> Value {
     json!({"verbs": verbs, "apiGroups": groups, "resources": resources})
@@ -117,7 +111,10 @@ fn view_rules() -> Vec<Value> {
         rule(
             READ,
             &["autoscaling"],
-            &["horizontalpodautoscalers", "horizontalpodautoscalers/status"],
+            &[
+                "horizontalpodautoscalers",
+                "horizontalpodautoscalers/status",
+            ],
         ),
         rule(
             READ,
@@ -142,7 +139,16 @@ fn view_rules() -> Vec<Value> {
 fn edit_rules() -> Vec<Value> {
     vec![
         rule(
-            &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
+            &[
+                "create",
+                "delete",
+                "deletecollection",
+                "get",
+                "list",
+                "patch",
+                "update",
+                "watch",
+            ],
             &[""],
             &[
                 "pods/attach",
@@ -168,7 +174,11 @@ fn edit_rules() -> Vec<Value> {
                 "services",
             ],
         ),
-        rule(&["create"], &[""], &["pods/eviction", "serviceaccounts/token"]),
+        rule(
+            &["create"],
+            &[""],
+            &["pods/eviction", "serviceaccounts/token"],
+        ),
         rule(
             WRITE,
             &["apps"],
@@ -199,7 +209,16 @@ fn edit_rules() -> Vec<Value> {
 fn admin_rules() -> Vec<Value> {
     vec![
         rule(
-            &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
+            &[
+                "create",
+                "delete",
+                "deletecollection",
+                "get",
+                "list",
+                "patch",
+                "update",
+                "watch",
+            ],
             &[GROUP],
             &["rolebindings", "roles"],
         ),
@@ -218,10 +237,17 @@ pub fn objects() -> Vec<(&'static str, Value)> {
     let edit: Vec<Value> = view.iter().cloned().chain(edit_rules()).collect();
     let admin: Vec<Value> = edit.iter().cloned().chain(admin_rules()).collect();
     let health = ["/healthz", "/livez", "/readyz", "/version", "/version/"];
-    let discovery: Vec<&str> = ["/api", "/api/*", "/apis", "/apis/*", "/openapi", "/openapi/*"]
-        .into_iter()
-        .chain(health)
-        .collect();
+    let discovery: Vec<&str> = [
+        "/api",
+        "/api/*",
+        "/apis",
+        "/apis/*",
+        "/openapi",
+        "/openapi/*",
+    ]
+    .into_iter()
+    .chain(health)
+    .collect();
     let roles = vec![
         cluster_role(
             "cluster-admin",
@@ -253,11 +279,19 @@ pub fn objects() -> Vec<(&'static str, Value)> {
                     &["authorization.k8s.io"],
                     &["selfsubjectaccessreviews", "selfsubjectrulesreviews"],
                 ),
-                rule(&["create"], &["authentication.k8s.io"], &["selfsubjectreviews"]),
+                rule(
+                    &["create"],
+                    &["authentication.k8s.io"],
+                    &["selfsubjectreviews"],
+                ),
             ],
             defaults(),
         ),
-        cluster_role("system:discovery", vec![paths(&["get"], &discovery)], defaults()),
+        cluster_role(
+            "system:discovery",
+            vec![paths(&["get"], &discovery)],
+            defaults(),
+        ),
         cluster_role(
             "system:public-info-viewer",
             vec![paths(&["get"], &health)],
@@ -274,20 +308,50 @@ pub fn objects() -> Vec<(&'static str, Value)> {
         cluster_role(
             "system:kube-scheduler",
             vec![
-                rule(READ, &[""], &["nodes", "namespaces", "services", "replicationcontrollers",
-                    "persistentvolumeclaims", "persistentvolumes", "configmaps"]),
+                rule(
+                    READ,
+                    &[""],
+                    &[
+                        "nodes",
+                        "namespaces",
+                        "services",
+                        "replicationcontrollers",
+                        "persistentvolumeclaims",
+                        "persistentvolumes",
+                        "configmaps",
+                    ],
+                ),
                 rule(&["get", "list", "watch", "delete"], &[""], &["pods"]),
                 rule(&["create"], &[""], &["bindings", "pods/binding"]),
                 rule(&["patch", "update"], &[""], &["pods/status"]),
-                rule(&["create", "patch", "update"], &["", "events.k8s.io"], &["events"]),
+                rule(
+                    &["create", "patch", "update"],
+                    &["", "events.k8s.io"],
+                    &["events"],
+                ),
                 rule(READ, &["apps"], &["replicasets", "statefulsets"]),
                 rule(READ, &["policy"], &["poddisruptionbudgets"]),
-                rule(READ, &["storage.k8s.io"], &["csidrivers", "csinodes",
-                    "csistoragecapacities", "storageclasses"]),
-                rule(&["create", "get", "list", "watch", "update"], &["coordination.k8s.io"],
-                    &["leases"]),
+                rule(
+                    READ,
+                    &["storage.k8s.io"],
+                    &[
+                        "csidrivers",
+                        "csinodes",
+                        "csistoragecapacities",
+                        "storageclasses",
+                    ],
+                ),
+                rule(
+                    &["create", "get", "list", "watch", "update"],
+                    &["coordination.k8s.io"],
+                    &["leases"],
+                ),
                 rule(&["create"], &["authentication.k8s.io"], &["tokenreviews"]),
-                rule(&["create"], &["authorization.k8s.io"], &["subjectaccessreviews"]),
+                rule(
+                    &["create"],
+                    &["authorization.k8s.io"],
+                    &["subjectaccessreviews"],
+                ),
             ],
             defaults(),
         ),
@@ -296,28 +360,51 @@ pub fn objects() -> Vec<(&'static str, Value)> {
             vec![
                 rule(READ, &[""], &["services", "nodes"]),
                 rule(&["patch", "update"], &[""], &["services/status"]),
-                rule(&["create", "patch", "update"], &["", "events.k8s.io"], &["events"]),
-                rule(&["create", "get", "list", "watch", "update"], &["coordination.k8s.io"],
-                    &["leases"]),
+                rule(
+                    &["create", "patch", "update"],
+                    &["", "events.k8s.io"],
+                    &["events"],
+                ),
+                rule(
+                    &["create", "get", "list", "watch", "update"],
+                    &["coordination.k8s.io"],
+                    &["leases"],
+                ),
             ],
             defaults(),
         ),
         cluster_role(
             "system:controller:generic-garbage-collector",
-            vec![rule(&["get", "list", "watch", "patch", "update", "delete"], &["*"], &["*"])],
+            vec![rule(
+                &["get", "list", "watch", "patch", "update", "delete"],
+                &["*"],
+                &["*"],
+            )],
             defaults(),
         ),
         cluster_role(
             "system:controller:namespace-controller",
             vec![
-                rule(&["get", "list", "watch", "delete", "deletecollection"], &["*"], &["*"]),
-                rule(&["update"], &[""], &["namespaces/finalize", "namespaces/status"]),
+                rule(
+                    &["get", "list", "watch", "delete", "deletecollection"],
+                    &["*"],
+                    &["*"],
+                ),
+                rule(
+                    &["update"],
+                    &[""],
+                    &["namespaces/finalize", "namespaces/status"],
+                ),
             ],
             defaults(),
         ),
     ];
     let bindings = vec![
-        binding("cluster-admin", "cluster-admin", json!([group("system:masters")])),
+        binding(
+            "cluster-admin",
+            "cluster-admin",
+            json!([group("system:masters")]),
+        ),
         binding(
             "system:basic-user",
             "system:basic-user",
@@ -331,7 +418,10 @@ pub fn objects() -> Vec<(&'static str, Value)> {
         binding(
             "system:public-info-viewer",
             "system:public-info-viewer",
-            json!([group("system:authenticated"), group("system:unauthenticated")]),
+            json!([
+                group("system:authenticated"),
+                group("system:unauthenticated")
+            ]),
         ),
         binding(
             "system:kube-controller-manager",
@@ -403,7 +493,10 @@ pub async fn reconcile(api: &Api) -> Result<(), ApiError> {
             .registry
             .lookup(GROUP, "v1", plural)
             .ok_or_else(|| ApiError::Internal(format!("{plural} are not registered")))?;
-        let name = want["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        let name = want["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let r = internal_request(info.clone(), None, &name, identity::apiserver());
         match api.get_object(&info, None, &name).await? {
             None => match api.create_object(&r, want.clone()).await {
@@ -447,7 +540,9 @@ mod tests {
     fn every_object_names_itself() {
         let objs = objects();
         assert!(objs.iter().all(|(_, o)| o["metadata"]["name"].is_string()));
-        assert!(objs.iter().any(|(p, o)| *p == "clusterrolebindings"
-            && o["subjects"][0]["name"] == "system:masters"));
+        assert!(objs
+            .iter()
+            .any(|(p, o)| *p == "clusterrolebindings"
+                && o["subjects"][0]["name"] == "system:masters"));
     }
 }

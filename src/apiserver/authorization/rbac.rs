@@ -263,7 +263,12 @@ impl Authorizer for RbacAuthorizer {
 }
 
 /// The four kinds the policy is fed, in the order of their prefixes.
-const KINDS: [&str; 4] = ["roles", "clusterroles", "rolebindings", "clusterrolebindings"];
+const KINDS: [&str; 4] = [
+    "roles",
+    "clusterroles",
+    "rolebindings",
+    "clusterrolebindings",
+];
 
 impl RbacAuthorizer {
     /// Fills the policy from the store before returning, then follows every change of the
@@ -271,7 +276,10 @@ impl RbacAuthorizer {
     pub async fn start(&self, api: &std::sync::Arc<crate::apiserver::handler::Api>) {
         let mut prefixes = Vec::new();
         for plural in KINDS {
-            match api.registry.lookup("rbac.authorization.k8s.io", "v1", plural) {
+            match api
+                .registry
+                .lookup("rbac.authorization.k8s.io", "v1", plural)
+            {
                 Some(info) => prefixes.push(info.list_prefix(None)),
                 None => return,
             }
