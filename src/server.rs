@@ -48,6 +48,10 @@ pub struct ServerArgs {
     /// with 429. 0: no limit.
     #[arg(long, default_value_t = 200)]
     pub max_mutating_requests_inflight: usize,
+    /// Who may do what, as kube-apiserver's flag: authorizers asked in order (Node, RBAC,
+    /// AlwaysAllow, AlwaysDeny); `system:masters` is always allowed.
+    #[arg(long, default_value = "Node,RBAC")]
+    pub authorization_mode: String,
     /// The range Service cluster IPs come from.
     #[arg(long, default_value = "10.43.0.0/16")]
     pub service_cidr: String,
@@ -217,6 +221,11 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
     });
     // What each kubelet may read, filled from the store before the first request.
     let node_graph = crate::apiserver::authorization::node_graph::Shared::default();
+    // Roles and bindings, likewise, so a decision never waits on the store.
+    let rbac = crate::apiserver::authorization::rbac::RbacAuthorizer::default();
+    let authorizer =
+        crate::apiserver::authorization::chain(&args.authorization_mode, node_graph.clone(), &rbac)
+            .map_err(|e| anyhow::anyhow!(e))?;
     let api = Arc::new_cyclic(|me| Api {
         store: store.clone(),
         auth,
@@ -230,13 +239,17 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
         ),
         metrics,
         pipeline: crate::apiserver::pipeline::Pipeline {
-            authorizer: crate::apiserver::authorization::chain(node_graph.clone()),
+            authorizer,
             // Pod logs, exec, attach and port-forward reach the pod's kubelet.
             connector: Arc::new(crate::apiserver::node_proxy::NodeConnector),
             ..Default::default()
         },
     });
     node_graph.start(&api).await;
+    rbac.start(&api).await;
+    crate::apiserver::authorization::bootstrap_policy::reconcile(&api)
+        .await
+        .map_err(|e| anyhow::anyhow!("creating the bootstrap roles and bindings: {e}"))?;
     api.bootstrap()
         .await
         .map_err(|e| anyhow::anyhow!("creating the default namespaces: {e}"))?;

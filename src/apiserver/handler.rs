@@ -274,6 +274,17 @@ impl Api {
             discard_body(&parts.headers, body);
             return Err(ApiError::Unauthorized);
         };
+        let user = match super::impersonation::apply(
+            self.pipeline.authorizer.as_ref(),
+            user,
+            &parts.headers,
+        ) {
+            Ok(u) => u,
+            Err(e) => {
+                discard_body(&parts.headers, body);
+                return Err(e);
+            }
+        };
         // Held until the answer is ready; long-running requests take no slot.
         let _slot = if info.long_running {
             None

@@ -27,6 +27,7 @@ pub mod handler;
 pub mod health;
 pub mod http;
 pub mod identity;
+pub mod impersonation;
 pub mod join;
 pub mod kubernetes_service;
 pub mod lifecycle;

@@ -306,9 +306,16 @@ pub mod raw {
     }
 
     /// A bearer token for a new ServiceAccount `name` in `default`: an ordinary user, neither
-    /// in system:masters nor a node.
+    /// in system:masters nor a node, bound to the `edit` role in `default`.
     pub fn service_account_token(s: &Server, name: &str) -> String {
         s.ok(&["create", "serviceaccount", name]);
+        s.ok(&[
+            "create",
+            "rolebinding",
+            &format!("{name}-edit"),
+            "--clusterrole=edit",
+            &format!("--serviceaccount=default:{name}"),
+        ]);
         s.ok(&["create", "token", name]).trim().to_string()
     }
 
