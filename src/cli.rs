@@ -12,10 +12,11 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    // Server and Agent are boxed: their many flags would make every variant as large.
     /// Run the control plane (API server and store; controllers to come).
-    Server(crate::server::ServerArgs),
+    Server(Box<crate::server::ServerArgs>),
     /// Run a node agent (kubelet and proxy) that joins a server.
-    Agent(crate::agent::AgentArgs),
+    Agent(Box<crate::agent::AgentArgs>),
     /// A runc-compatible OCI container runtime over nanokube's runtime code.
     #[command(disable_help_flag = true)]
     Runtime(RuntimeRaw),

@@ -48,8 +48,8 @@ fn run() -> std::convert::Infallible {
         // may only do async-signal-safe work, and a thread pool would make that impossible.
         Command::Runtime(raw) => nanokube::runtime::cli::main(raw.args),
         Command::Image(args) => nanokube::image::cli::run(args),
-        Command::Server(args) => nanokube::server::run(args),
-        Command::Agent(args) => nanokube::agent::run(args),
+        Command::Server(args) => nanokube::server::run(*args),
+        Command::Agent(args) => nanokube::agent::run(*args),
         Command::Shim(args) => nanokube::shim::run(args),
         Command::Killall(args) => nanokube::agent::killall(args),
     })

@@ -75,6 +75,13 @@ pub struct ServerArgs {
     /// More names or addresses for the serving certificate (k3s's --tls-san; repeatable).
     #[arg(long = "tls-san")]
     pub tls_san: Vec<String>,
+    /// The `iss` of service account tokens (kube-apiserver's flag).
+    #[arg(long, default_value = crate::apiserver::service_account_token::DEFAULT_ISSUER)]
+    pub service_account_issuer: String,
+    /// Audiences the API server accepts in service account tokens (comma-separated);
+    /// the issuer when none are given (kube-apiserver's flag).
+    #[arg(long, value_delimiter = ',')]
+    pub api_audiences: Vec<String>,
     /// The local agent's node settings.
     #[command(flatten)]
     pub node: crate::agent::NodeArgs,
@@ -153,7 +160,9 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
     let pki = Arc::new(
         tls::Pki::load_or_create(&server_dir.join("tls"), &sans).context("cluster certificates")?,
     );
-    let auth = Authenticator::load(&server_dir, args.token.as_deref()).context("tokens")?;
+    let auth = Authenticator::load(&server_dir, args.token.as_deref())
+        .context("tokens")?
+        .with_issuer(&args.service_account_issuer, &args.api_audiences);
     // The token agents join with, in k3s's full form (it names the CA's hash), as k3s writes
     // its node-token.
     let node_token = crate::apiserver::join::full_token(&pki.ca_cert_pem, &auth.node_token);
@@ -206,6 +215,8 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
         ips: crate::apiserver::allocation::IpRange::new(&args.service_cidr, &[cluster_dns])?,
         ports: args.service_node_port_range.parse()?,
     });
+    // What each kubelet may read, filled from the store before the first request.
+    let node_graph = crate::apiserver::authorization::node_graph::Shared::default();
     let api = Arc::new_cyclic(|me| Api {
         store: store.clone(),
         auth,
@@ -219,11 +230,13 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
         ),
         metrics,
         pipeline: crate::apiserver::pipeline::Pipeline {
+            authorizer: crate::apiserver::authorization::chain(node_graph.clone()),
             // Pod logs, exec, attach and port-forward reach the pod's kubelet.
             connector: Arc::new(crate::apiserver::node_proxy::NodeConnector),
             ..Default::default()
         },
     });
+    node_graph.start(&api).await;
     api.bootstrap()
         .await
         .map_err(|e| anyhow::anyhow!("creating the default namespaces: {e}"))?;
@@ -254,6 +267,11 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
     // Only pods need it: a server that cannot write it still serves.
     if let Err(e) = crate::apiserver::kubernetes_service::ensure(&api, &advertise, port).await {
         tracing::warn!(error = %e, "writing the kubernetes service and its endpoints");
+    }
+    if !args.node.disable_cluster_dns {
+        if let Err(e) = crate::apiserver::kubernetes_service::ensure_dns(&api, cluster_dns).await {
+            tracing::warn!(error = %e, "writing the kube-dns service");
+        }
     }
     let tls_config = pki.server_config().context("TLS configuration")?;
     // Written once the server can answer, so a client that finds it may use it at once.
@@ -292,6 +310,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
             grace: args.node_monitor_grace_period,
             period: args.node_monitor_period,
         },
+        root_ca: pki.ca_cert_pem.clone(),
     };
     if args.disable_controller_manager {
         tracing::info!("controller manager disabled");

@@ -3,7 +3,7 @@
 
 mod api_support;
 
-use api_support::{raw::curl, Server};
+use api_support::{raw, raw::curl, Server};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -191,9 +191,8 @@ fn inflight_limits_answer_429_and_exempt_watches() {
         "--disable-scheduler",
     ]);
     let config = tls_config(&s);
-    // The node token's user is not in system:masters, so the limits apply to it.
-    let node = std::fs::read_to_string(s.data_dir().join("server/token")).unwrap();
-    let node = format!("token:{}", node.trim());
+    // A service account is not in system:masters, so the limits apply to it.
+    let node = format!("token:{}", raw::service_account_token(&s, "limited"));
     let cm = s.file(
         "cm.json",
         r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"second"}}"#,

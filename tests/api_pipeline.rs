@@ -63,6 +63,19 @@ impl Cluster {
             pipeline,
         });
         api.bootstrap().await.unwrap();
+        // No serviceaccount controller runs here: the account pods run as is stored directly
+        // (past the pipeline, whose authorizer and admission some tests record or deny).
+        let sa_info = api.registry.lookup("", "v1", "serviceaccounts").unwrap();
+        let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": {"name": "default", "namespace": "default", "uid": "sa-default-uid",
+                "creationTimestamp": "2026-01-01T00:00:00Z"}});
+        api.store
+            .create(
+                &sa_info.key(Some("default"), "default"),
+                sa.to_string().into_bytes(),
+            )
+            .await
+            .unwrap();
         let url = format!("https://127.0.0.1:{port}");
         tokio::spawn(nkhttp::serve(
             api.clone(),

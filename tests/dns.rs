@@ -183,6 +183,9 @@ fn cluster_dns_answers_pods_and_the_node() {
     // answer.
     let out = nslookup_ok(&c, &["web.default.svc.cluster.local"]);
     assert!(out.contains("Address: 10.43.0.20"), "{out}");
+    // The server writes the kube-dns Service at the DNS address, as CoreDNS clusters have it.
+    let out = nslookup_ok(&c, &["kube-dns.kube-system.svc.cluster.local"]);
+    assert!(out.contains("Address: 10.43.0.10"), "{out}");
     let (_, out) = nslookup(&c, &["web"]);
     assert!(
         out.contains("Name:\tweb.default.svc.cluster.local\nAddress: 10.43.0.20"),

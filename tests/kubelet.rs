@@ -1245,3 +1245,57 @@ fn static_pods_from_the_manifest_directory() {
         |c| c.json(&["get", "pod", "static-web-node1"]).is_none(),
     );
 }
+
+#[test]
+fn a_deleted_pod_ends_in_a_terminal_phase() {
+    let c = Cluster::start();
+    // A finalizer of the test's own keeps each pod visible after the kubelet's final delete,
+    // so the phase it wrote can be read.
+    let held = |name: &str, script: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  finalizers: [example.com/hold]\nspec:\n  nodeName: node1\n  terminationGracePeriodSeconds: 2\n  containers:\n  - name: main\n    image: {IMAGE}\n    imagePullPolicy: IfNotPresent\n    command: [\"sh\", \"-c\", {script:?}]\n"
+        )
+    };
+    // One exits 0 on SIGTERM, the other is killed by it.
+    c.apply(&held(
+        "graceful",
+        "trap 'exit 0' TERM; while true; do sleep 0.1; done",
+    ));
+    c.apply(&held("abrupt", "sleep 3600"));
+    c.wait_phase("graceful", "Running");
+    c.wait_phase("abrupt", "Running");
+    c.ok(&["delete", "pod", "graceful", "abrupt", "--wait=false"]);
+    for (name, phase) in [("graceful", "Succeeded"), ("abrupt", "Failed")] {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let pod = loop {
+            let pod = c.pod(name);
+            if pod["status"]["phase"] == phase {
+                break pod;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{name} never {phase}: {}\n{}",
+                pod["status"],
+                c.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        let main = container_status(&pod, "main");
+        assert!(
+            main["state"]["terminated"].is_object(),
+            "{name}: the container is shown terminated: {main}"
+        );
+        assert_eq!(condition(&pod, "Ready"), "False", "{name}");
+        c.ok(&[
+            "patch",
+            "pod",
+            name,
+            "--type=json",
+            "-p",
+            r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+        ]);
+    }
+    c.wait_for("both pods gone", Duration::from_secs(30), |c| {
+        c.json(&["get", "pod", "graceful"]).is_none() && c.json(&["get", "pod", "abrupt"]).is_none()
+    });
+}

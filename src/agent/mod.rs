@@ -6,6 +6,7 @@
 pub mod dns;
 pub mod join;
 pub mod kubelet;
+pub mod netpol;
 pub mod proxy;
 pub mod proxy_health;
 
@@ -286,6 +287,7 @@ pub fn killall(args: KillallArgs) -> anyhow::Result<i32> {
     let _ = crate::network::masquerade::remove();
     let _ = crate::network::hostports::remove();
     let _ = crate::network::proxy::remove();
+    let _ = crate::network::netpol::remove();
     let _ = crate::network::proxy::remove_iptables();
     eprintln!(
         "stopped {n} pods; removed bridge {}, the DNS address and the pod address records",

@@ -117,7 +117,7 @@ impl Api {
             if meta_str(&cur, "deletionTimestamp").is_none() {
                 info.strategy.before_delete(&mut cur);
             }
-            let mut fins = finalizers(&cur);
+            let fins = finalizers(&cur);
             let policy = opts.propagation.as_deref().unwrap_or("Background");
             if policy == "Orphan" {
                 self.orphan_dependents(info, &cur).await?;
@@ -126,8 +126,9 @@ impl Api {
                 self.delete_dependents(info, &cur).await?;
             }
             let graceful = self.pod_grace(info, &cur, opts).await?;
-            if let Some(grace) = graceful.filter(|_| fins.is_empty()) {
-                fins.clear();
+            // A pod's grace period runs whether or not finalizers hold it, as upstream: its
+            // kubelet stops it gracefully and finishes the delete; finalizers keep the object.
+            if let Some(grace) = graceful {
                 let mut new = cur.clone();
                 let m = meta_mut(&mut new);
                 let when = chrono::Utc::now() + chrono::Duration::seconds(grace);
@@ -158,7 +159,14 @@ impl Api {
                 }
             }
             if !fins.is_empty() {
-                if meta_str(&cur, "deletionTimestamp").is_some() {
+                let held_grace = cur["metadata"]["deletionGracePeriodSeconds"]
+                    .as_i64()
+                    .unwrap_or(0);
+                // Already going: only an immediate delete changes anything (it ends the grace
+                // period, as the kubelet's final delete does).
+                if meta_str(&cur, "deletionTimestamp").is_some()
+                    && (held_grace == 0 || opts.grace_period != Some(0))
+                {
                     return Ok(cur);
                 }
                 let mut new = cur.clone();

@@ -88,6 +88,11 @@ fn aggregated_resource(r: &ResourceInfo) -> Value {
             "responseKind": {"group": "policy", "version": "v1", "kind": "Eviction"},
             "verbs": ["create"]}));
     }
+    if r.plural == "serviceaccounts" && r.group.is_empty() {
+        subresources.push(json!({"subresource": "token",
+            "responseKind": {"group": "authentication.k8s.io", "version": "v1", "kind": "TokenRequest"},
+            "verbs": ["create"]}));
+    }
     if r.scale {
         subresources.push(json!({"subresource": "scale",
             "responseKind": {"group": "autoscaling", "version": "v1", "kind": "Scale"},
@@ -206,6 +211,11 @@ pub fn api_resource_list(snap: &Snapshot, group: &str, version: &str) -> Option<
                 json!({"name": "pods/eviction", "singularName": "", "namespaced": true,
                 "group": "policy", "version": "v1", "kind": "Eviction", "verbs": ["create"]}),
             );
+        }
+        if r.plural == "serviceaccounts" && r.group.is_empty() {
+            resources.push(json!({"name": "serviceaccounts/token", "singularName": "",
+                "namespaced": true, "group": "authentication.k8s.io", "version": "v1",
+                "kind": "TokenRequest", "verbs": ["create"]}));
         }
         if r.scale {
             resources.push(json!({"name": format!("{}/scale", r.plural), "singularName": "",

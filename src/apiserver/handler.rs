@@ -253,7 +253,7 @@ impl Api {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        let user = self.auth.authenticate(auth_header, cert_user.as_ref());
+        let user = self.authenticate(auth_header, cert_user.as_ref()).await;
 
         // Health and version are open to anyone, as kube-apiserver's default RBAC has them.
         if path == "/version" {
@@ -439,6 +439,21 @@ impl Api {
                 )?;
                 Ok(json(StatusCode::CREATED, &review))
             }
+            ["apis", "authentication.k8s.io", "v1", "tokenreviews"]
+                if parts.method == Method::POST =>
+            {
+                let body = read_body(&parts.headers, body).await?;
+                self.token_review(content_type_of(&parts.headers), &body)
+                    .await
+            }
+            [".well-known", "openid-configuration"] => {
+                get_only(&parts.method)?;
+                Ok(self.openid_configuration())
+            }
+            ["openid", "v1", "jwks"] => {
+                get_only(&parts.method)?;
+                Ok(self.jwks())
+            }
             ["apis", "authentication.k8s.io", "v1", "selfsubjectreviews"]
                 if parts.method == Method::POST =>
             {
@@ -591,6 +606,7 @@ impl Api {
             Some("scale") if info.scale => {}
             Some("finalize") if info.plural == "namespaces" => {}
             Some("binding" | "eviction") if info.plural == "pods" && info.group.is_empty() => {}
+            Some("token") if info.plural == "serviceaccounts" && info.group.is_empty() => {}
             Some(other) => {
                 return Err(ApiError::NotFound {
                     message: format!(
@@ -640,30 +656,35 @@ impl Api {
             .is_some_and(|v| v == "true" || v == "1");
         // A deprecated version (of a CRD) says so on every answer.
         let warning = r.info.strategy.warning();
-        let resp = match (&parts.method, r.name.is_some()) {
-            (&Method::GET, true) => self.get(&r).await,
-            (&Method::GET, false) if watch => self.watch(r).await,
-            (&Method::GET, false) => self.list(&r).await,
-            (&Method::POST, false) => self.create(&r).await,
-            (&Method::POST, true) if r.subresource.as_deref() == Some("binding") => {
-                self.bind(&r).await
+        // Admission's warnings become headers too (`admission::recorder`).
+        let (resp, recorded) = admission::recorder::record(async {
+            match (&parts.method, r.name.is_some()) {
+                (&Method::GET, true) => self.get(&r).await,
+                (&Method::GET, false) if watch => self.watch(r).await,
+                (&Method::GET, false) => self.list(&r).await,
+                (&Method::POST, false) => self.create(&r).await,
+                (&Method::POST, true) if r.subresource.as_deref() == Some("binding") => {
+                    self.bind(&r).await
+                }
+                (&Method::POST, true) if r.subresource.as_deref() == Some("eviction") => {
+                    self.evict(&r).await
+                }
+                (&Method::POST, true) if r.subresource.as_deref() == Some("token") => {
+                    self.create_token(&r).await
+                }
+                (&Method::PUT, true) => self.update(&r).await,
+                (&Method::PATCH, true) => self.patch(&r).await,
+                (&Method::DELETE, true) => self.delete(&r).await,
+                (&Method::DELETE, false) => self.delete_collection(&r).await,
+                (m, _) => Err(ApiError::MethodNotAllowed(format!(
+                    "{m} is not supported on {}",
+                    parts.uri.path()
+                ))),
             }
-            (&Method::POST, true) if r.subresource.as_deref() == Some("eviction") => {
-                self.evict(&r).await
-            }
-            (&Method::PUT, true) => self.update(&r).await,
-            (&Method::PATCH, true) => self.patch(&r).await,
-            (&Method::DELETE, true) => self.delete(&r).await,
-            (&Method::DELETE, false) => self.delete_collection(&r).await,
-            (m, _) => Err(ApiError::MethodNotAllowed(format!(
-                "{m} is not supported on {}",
-                parts.uri.path()
-            ))),
-        };
-        match warning {
-            Some(w) => resp.map(|resp| super::resources::with_warnings(resp, &[w])),
-            None => resp,
-        }
+        })
+        .await;
+        let warnings: Vec<String> = warning.into_iter().chain(recorded.warnings).collect();
+        resp.map(|resp| super::resources::with_warnings(resp, &warnings))
     }
 }
 
@@ -674,11 +695,14 @@ fn content_type_of(headers: &HeaderMap) -> &str {
         .unwrap_or("")
 }
 
-/// A user as authentication.k8s.io's UserInfo (uid only when there is one).
-fn user_info(user: &User) -> Value {
+/// A user as authentication.k8s.io's UserInfo (uid and extra only when there are some).
+pub(crate) fn user_info(user: &User) -> Value {
     let mut v = serde_json::json!({"username": user.name, "groups": user.groups});
     if !user.uid.is_empty() {
         v["uid"] = serde_json::json!(user.uid);
+    }
+    if !user.extra.is_empty() {
+        v["extra"] = serde_json::json!(user.extra);
     }
     v
 }

@@ -53,7 +53,7 @@ pub async fn serve(
                         .peer_certificates()
                         .and_then(|certs| certs.first())
                         .and_then(|c| tls::identity_of(c))
-                        .map(|(name, groups)| User { name, uid: String::new(), groups });
+                        .map(|(name, groups)| User { name, groups, ..Default::default() });
                     let svc = service_fn(move |req| api.clone().handle(req, cert_user.clone()));
                     let mut builder = auto::Builder::new(TokioExecutor::new());
                     builder.http2().max_concurrent_streams(1000);

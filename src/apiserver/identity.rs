@@ -19,6 +19,7 @@ fn service_account(namespace: &str, name: &str) -> User {
             format!("system:serviceaccounts:{namespace}"),
             "system:authenticated".into(),
         ],
+        ..Default::default()
     }
 }
 

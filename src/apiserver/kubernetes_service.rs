@@ -25,7 +25,7 @@ pub async fn ensure(api: &Arc<Api>, address: &str, port: u16) -> Result<(), ApiE
         "spec": {"type": "ClusterIP", "clusterIP": cluster_ip, "sessionAffinity": "None",
             "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]},
     });
-    put(api, "", "v1", "services", service, false).await?;
+    put(api, "default", "", "v1", "services", service, false).await?;
     let endpoints = json!({
         "apiVersion": "v1", "kind": "Endpoints",
         "metadata": {"name": NAME, "namespace": "default",
@@ -34,7 +34,7 @@ pub async fn ensure(api: &Arc<Api>, address: &str, port: u16) -> Result<(), ApiE
         "subsets": [{"addresses": [{"ip": address}],
             "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}],
     });
-    put(api, "", "v1", "endpoints", endpoints, true).await?;
+    put(api, "default", "", "v1", "endpoints", endpoints, true).await?;
     let slice = json!({
         "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
         "metadata": {"name": NAME, "namespace": "default",
@@ -43,15 +43,44 @@ pub async fn ensure(api: &Arc<Api>, address: &str, port: u16) -> Result<(), ApiE
         "endpoints": [{"addresses": [address], "conditions": {"ready": true}}],
         "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
     });
-    put(api, "discovery.k8s.io", "v1", "endpointslices", slice, true).await?;
+    put(
+        api,
+        "default",
+        "discovery.k8s.io",
+        "v1",
+        "endpointslices",
+        slice,
+        true,
+    )
+    .await?;
     tracing::info!(address, port, cluster_ip = %super::allocation::ranges().ips.first(),
         "service default/kubernetes");
     Ok(())
 }
 
+/// The `kube-dns` Service in `kube-system` at the cluster DNS address, as clusters that run
+/// CoreDNS have it, so `kubectl get svc -A` and tools looking for it find it. Every agent
+/// answers DNS at that address on its own node, so the Service has no selector and no
+/// endpoints, and the proxies leave its address alone. Created once; later changes are the
+/// user's.
+pub async fn ensure_dns(api: &Arc<Api>, cluster_dns: std::net::Ipv4Addr) -> Result<(), ApiError> {
+    let service = json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "kube-dns", "namespace": "kube-system",
+            "labels": {"k8s-app": "kube-dns", "kubernetes.io/cluster-service": "true",
+                "kubernetes.io/name": "nanokube-dns"}},
+        "spec": {"type": "ClusterIP", "clusterIP": cluster_dns.to_string(),
+            "ports": [
+                {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
+                {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53}]},
+    });
+    put(api, "kube-system", "", "v1", "services", service, false).await
+}
+
 /// Creates `obj`, or when it exists and `replace` is set, writes `obj`'s content over it.
 async fn put(
     api: &Arc<Api>,
+    namespace: &str,
     group: &str,
     version: &str,
     plural: &str,
@@ -62,9 +91,10 @@ async fn put(
         .registry
         .lookup(group, version, plural)
         .ok_or_else(|| ApiError::Internal(format!("{plural} are not registered")))?;
-    let r = internal_request(info.clone(), Some("default"), NAME, identity::apiserver());
+    let name = obj["metadata"]["name"].as_str().unwrap_or(NAME).to_string();
+    let r = internal_request(info.clone(), Some(namespace), &name, identity::apiserver());
     if api
-        .get_object(&info, Some("default"), NAME)
+        .get_object(&info, Some(namespace), &name)
         .await?
         .is_none()
     {

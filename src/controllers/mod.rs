@@ -17,6 +17,9 @@ pub mod owned_pods;
 pub mod ownership;
 mod pod_endpoints;
 pub mod replicaset;
+pub mod resourcequota;
+pub mod root_ca;
+pub mod service_account;
 pub mod servicelb;
 pub mod statefulset;
 pub mod ttl_after_finished;
@@ -30,6 +33,8 @@ pub const RESYNC: std::time::Duration = std::time::Duration::from_secs(30);
 pub struct Settings {
     pub cluster_cidr: crate::network::Cidr,
     pub node_lifecycle: nodelifecycle::Settings,
+    /// The cluster CA certificate (PEM), published in every namespace.
+    pub root_ca: String,
 }
 
 /// Every controller of the controller manager, until the process ends or the future is
@@ -51,5 +56,8 @@ pub async fn run(client: kube::Client, settings: Settings) {
         daemonset::run(client.clone()),
         endpointslice::run(client.clone()),
         endpoints::run(client.clone()),
+        resourcequota::run(client.clone()),
+        service_account::run(client.clone()),
+        root_ca::run(client.clone(), settings.root_ca.clone()),
     );
 }

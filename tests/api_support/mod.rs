@@ -279,6 +279,13 @@ pub mod raw {
             .to_string()
     }
 
+    /// A bearer token for a new ServiceAccount `name` in `default`: an ordinary user, neither
+    /// in system:masters nor a node.
+    pub fn service_account_token(s: &Server, name: &str) -> String {
+        s.ok(&["create", "serviceaccount", name]);
+        s.ok(&["create", "token", name]).trim().to_string()
+    }
+
     /// curl with the CA; `auth` "admin" (client cert), "token:<t>", or "none". Returns (code, body, headers).
     pub fn curl(
         s: &Server,

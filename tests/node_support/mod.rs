@@ -180,6 +180,16 @@ impl Cluster {
 
     /// A one-node cluster whose server (and so its agent) gets `flags` too.
     pub fn start_with(flags: &[&str]) -> Cluster {
+        Cluster::start_bound("127.0.0.1", flags)
+    }
+
+    /// A one-node cluster whose server listens on the node's address, so that pods reach it
+    /// through the `kubernetes` Service.
+    pub fn start_reachable() -> Cluster {
+        Cluster::start_bound(NODE_IP, &[])
+    }
+
+    fn start_bound(bind: &'static str, flags: &[&str]) -> Cluster {
         let dir = tempfile::Builder::new()
             .prefix("nk-node-")
             .tempdir()
@@ -191,7 +201,7 @@ impl Cluster {
             dir,
             ns: Netns::new(),
             child: None,
-            bind: "127.0.0.1",
+            bind,
             agents: Vec::new(),
             hub: None,
             server_args: flags.iter().map(|f| f.to_string()).collect(),

@@ -1,7 +1,8 @@
 //! probe: run inside a container by nanokube's tests to report what the container looks like
-//! from within. Static, std + libc only, so it runs in any root filesystem. The commands and
+//! from within. Static (std, libc, and rustls for `api`), so it runs in any root filesystem. The commands and
 //! their output formats are a contract with the tests (see docs/rootfs-and-probe.md).
 
+mod api;
 mod cgroup;
 mod errno;
 mod json;
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant};
 const USAGE: &str =
     "usage: probe report | alloc MIB | forkbomb N | spin SECONDS | write PATH [DATA] \
 | read PATH | syscall NAME | open-exe PID | sleep SECONDS | exit CODE | kill-self SIGNUM | cwd \
-| cat PATH | wait-signal";
+| cat PATH | wait-signal | api PATH [BODY]";
 
 fn main() {
     // Die quietly when the reader goes away, like any Unix filter, rather than panic in println.
@@ -55,6 +56,7 @@ fn main() {
         ("cwd", _) => cwd(),
         ("cat", Some(p)) => cat(p),
         ("wait-signal", _) => wait_signal(),
+        ("api", Some(p)) => api::call(p, args.get(3).map(String::as_str)),
         _ => {
             eprintln!("{USAGE}");
             2

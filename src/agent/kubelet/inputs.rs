@@ -1,9 +1,13 @@
-//! What a container needs from the API before it can start: its environment (values,
-//! configMap/secret keys, the pod's own fields) and its pod's volumes written to disk. Failures
-//! carry the messages kubectl users know from the kubelet (CreateContainerConfigError,
-//! FailedMount).
+//! What a container needs from the API before it can start: its environment (the `kubernetes`
+//! Service's variables, values, configMap/secret keys, the pod's own fields) and its pod's
+//! volumes written to disk, projected ones included (a service account token the kubelet asks
+//! for the pod, with configMap, secret and downward-API files beside it). Failures carry the
+//! messages kubectl users know from the kubelet (CreateContainerConfigError, FailedMount).
 
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, Volume};
+use k8s_openapi::api::authentication::v1::TokenRequest;
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Container, KeyToPath, Pod, Secret, Service, ServiceAccountTokenProjection, Volume,
+};
 use kube::api::Api;
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -99,7 +103,8 @@ pub async fn env(
     host_ip: &str,
 ) -> Result<Vec<(String, String)>, String> {
     let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
-    let mut out: Vec<(String, String)> = Vec::new();
+    // As upstream's kubelet, every pod knows where the API server is, whatever its namespace.
+    let mut out: Vec<(String, String)> = api_server_env(client).await;
     let set = |out: &mut Vec<(String, String)>, k: String, v: String| {
         out.retain(|(x, _)| *x != k);
         out.push((k, v));
@@ -161,6 +166,50 @@ pub async fn env(
     Ok(out)
 }
 
+/// The docker-link variables of the `kubernetes` Service in `default` (KUBERNETES_SERVICE_HOST,
+/// KUBERNETES_SERVICE_PORT, ...), which in-cluster clients use to find the API server; none
+/// when the Service is not there.
+async fn api_server_env(client: &kube::Client) -> Vec<(String, String)> {
+    let api: Api<Service> = Api::namespaced(client.clone(), "default");
+    let Ok(Some(svc)) = api.get_opt("kubernetes").await else {
+        return Vec::new();
+    };
+    let spec = svc.spec.unwrap_or_default();
+    let Some(ip) = spec.cluster_ip.filter(|ip| !ip.is_empty() && ip != "None") else {
+        return Vec::new();
+    };
+    service_env("kubernetes", &ip, &spec.ports.unwrap_or_default())
+}
+
+/// The docker-link variables of one Service, as the kubelet makes them.
+pub fn service_env(
+    name: &str,
+    ip: &str,
+    ports: &[k8s_openapi::api::core::v1::ServicePort],
+) -> Vec<(String, String)> {
+    let prefix = name.to_ascii_uppercase().replace('-', "_");
+    let mut out = vec![(format!("{prefix}_SERVICE_HOST"), ip.to_string())];
+    for (i, p) in ports.iter().enumerate() {
+        let proto = p.protocol.as_deref().unwrap_or("TCP");
+        let port = p.port.to_string();
+        let url = format!("{}://{ip}:{port}", proto.to_ascii_lowercase());
+        let base = format!("{prefix}_PORT_{port}_{}", proto.to_ascii_uppercase());
+        if i == 0 {
+            out.push((format!("{prefix}_SERVICE_PORT"), port.clone()));
+            out.push((format!("{prefix}_PORT"), url.clone()));
+        }
+        if let Some(n) = p.name.as_deref().filter(|n| !n.is_empty()) {
+            let n = n.to_ascii_uppercase().replace('-', "_");
+            out.push((format!("{prefix}_SERVICE_PORT_{n}"), port.clone()));
+        }
+        out.push((base.clone(), url));
+        out.push((format!("{base}_PROTO"), proto.to_ascii_lowercase()));
+        out.push((format!("{base}_PORT"), port));
+        out.push((format!("{base}_ADDR"), ip.to_string()));
+    }
+    out
+}
+
 async fn keyed(
     client: &kube::Client,
     ns: &str,
@@ -205,7 +254,7 @@ fn resource_field(c: &Container, resource: &str) -> String {
     }
 }
 
-fn write_files(dir: &Path, files: &BTreeMap<String, (Vec<u8>, u32)>) -> std::io::Result<()> {
+fn write_files(dir: &Path, files: &Files) -> std::io::Result<()> {
     // Written beside, then swapped in by renaming a symlink, so a reader sees the old set or
     // the new one, never half of each (as the kubelet's atomic writer does).
     let stamp = format!("..{}", chrono::Utc::now().format("%Y_%m_%d_%H_%M_%S.%f"));
@@ -236,10 +285,242 @@ fn write_files(dir: &Path, files: &BTreeMap<String, (Vec<u8>, u32)>) -> std::io:
     Ok(())
 }
 
+/// The files a configMap or secret's `data` makes: the keys `items` names (each at its path),
+/// or every key.
+fn keys_to_files(
+    kind: &str,
+    data: &BTreeMap<String, Vec<u8>>,
+    items: Option<&[KeyToPath]>,
+    mode: u32,
+    optional: Option<bool>,
+) -> Result<Files, String> {
+    let mut files = BTreeMap::new();
+    let Some(items) = items else {
+        for (k, b) in data {
+            files.insert(k.clone(), (b.clone(), mode));
+        }
+        return Ok(files);
+    };
+    for it in items {
+        match data.get(&it.key) {
+            Some(b) => {
+                files.insert(
+                    it.path.clone(),
+                    (b.clone(), it.mode.map_or(mode, |m| m as u32)),
+                );
+            }
+            None if optional.unwrap_or(false) => {}
+            None => {
+                return Err(format!(
+                    "{kind} references non-existent config key: {}",
+                    it.key
+                ))
+            }
+        }
+    }
+    Ok(files)
+}
+
+/// Files of a volume: path -> (content, mode).
+type Files = BTreeMap<String, (Vec<u8>, u32)>;
+
+/// Tokens the kubelet got for its pods' projected volumes, kept until they are due for renewal.
+#[derive(Debug, Default)]
+pub struct Tokens {
+    held: std::sync::Mutex<BTreeMap<TokenKey, HeldToken>>,
+}
+
+/// Which token: pod uid, account, audience, lifetime asked for.
+type TokenKey = (String, String, String, i64);
+
+#[derive(Debug, Clone)]
+struct HeldToken {
+    token: String,
+    issued: i64,
+    expires: i64,
+}
+
+/// The longest a token is used before it is renewed, as upstream's kubelet.
+const TOKEN_MAX_AGE_SECONDS: i64 = 24 * 3600;
+
+/// When a token issued at `issued` and expiring at `expires` is renewed: once 80% of its
+/// lifetime has passed, or a day, whichever comes first (upstream's token manager).
+pub fn renew_at(issued: i64, expires: i64) -> i64 {
+    let lifetime = (expires - issued).max(0);
+    (issued + lifetime * 8 / 10).min(issued + TOKEN_MAX_AGE_SECONDS)
+}
+
+fn unix_now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+impl Tokens {
+    /// The pod's token for `p`: the one held, unless it is due, else a new one from the API
+    /// (TokenRequest bound to the pod, asked as this node).
+    async fn get(
+        &self,
+        client: &kube::Client,
+        pod: &Pod,
+        p: &ServiceAccountTokenProjection,
+    ) -> Result<String, String> {
+        let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let account = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.service_account_name.clone())
+            .unwrap_or_else(|| "default".into());
+        let seconds = p.expiration_seconds.unwrap_or(3600);
+        let audience = p.audience.clone().unwrap_or_default();
+        let key = (uid.clone(), account.clone(), audience.clone(), seconds);
+        let held = self.held.lock().expect("tokens lock").get(&key).cloned();
+        if let Some(t) = held.filter(|t| unix_now() < renew_at(t.issued, t.expires)) {
+            return Ok(t.token);
+        }
+        let request = serde_json::json!({
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {
+                "audiences": if audience.is_empty() { vec![] } else { vec![audience] },
+                "expirationSeconds": seconds,
+                "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": name, "uid": uid},
+            },
+        });
+        let url = format!("/api/v1/namespaces/{ns}/serviceaccounts/{account}/token");
+        let req = http::Request::post(url)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(serde_json::to_vec(&request).map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+        let issued = unix_now();
+        let answer: TokenRequest = client
+            .request(req)
+            .await
+            .map_err(|e| format!("failed to fetch token: {e}"))?;
+        let status = answer.status.ok_or("failed to fetch token: no status")?;
+        let expires = status.expiration_timestamp.0.as_second();
+        let token = status.token;
+        self.held.lock().expect("tokens lock").insert(
+            key,
+            HeldToken {
+                token: token.clone(),
+                issued,
+                expires,
+            },
+        );
+        Ok(token)
+    }
+
+    /// Forgets the tokens of pod `uid` (gone from this node).
+    pub fn forget(&self, uid: &str) {
+        self.held
+            .lock()
+            .expect("tokens lock")
+            .retain(|k, _| k.0 != uid);
+    }
+
+    /// Seconds until the first of the pod's tokens is due (none held: None).
+    pub fn next_renewal(&self, uid: &str) -> Option<i64> {
+        let now = unix_now();
+        self.held
+            .lock()
+            .expect("tokens lock")
+            .iter()
+            .filter(|(k, _)| k.0 == uid)
+            .map(|(_, t)| (renew_at(t.issued, t.expires) - now).max(0))
+            .min()
+    }
+
+    /// Whether one of the pod's held tokens is due.
+    pub fn due(&self, uid: &str) -> bool {
+        self.next_renewal(uid) == Some(0)
+    }
+}
+
+/// The files of a projected volume: each source's, later sources over earlier ones.
+async fn projected_files(
+    client: &kube::Client,
+    tokens: &Tokens,
+    pod: &Pod,
+    pv: &k8s_openapi::api::core::v1::ProjectedVolumeSource,
+    pod_ip: Option<&str>,
+    host_ip: &str,
+) -> Result<Files, String> {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let mode = pv.default_mode.unwrap_or(0o644) as u32;
+    let mut files = BTreeMap::new();
+    for src in pv.sources.iter().flatten() {
+        if let Some(t) = &src.service_account_token {
+            let token = tokens.get(client, pod, t).await?;
+            files.insert(t.path.clone(), (token.into_bytes(), mode));
+        }
+        let keyed = [
+            src.config_map
+                .as_ref()
+                .map(|c| ("configmap", c.name.clone(), c.items.clone(), c.optional)),
+            src.secret
+                .as_ref()
+                .map(|s| ("secret", s.name.clone(), s.items.clone(), s.optional)),
+        ];
+        for (kind, name, items, optional) in keyed.into_iter().flatten() {
+            let data = match source(client, ns, kind, &name).await? {
+                Some(d) => d,
+                None if optional.unwrap_or(false) => continue,
+                None => return Err(format!("{kind} \"{name}\" not found")),
+            };
+            files.extend(keys_to_files(
+                kind,
+                &data,
+                items.as_deref(),
+                mode,
+                optional,
+            )?);
+        }
+        if let Some(da) = &src.downward_api {
+            for it in da.items.iter().flatten() {
+                if let Some(f) = &it.field_ref {
+                    let val = field(pod, &f.field_path, pod_ip, host_ip).unwrap_or_default();
+                    files.insert(
+                        it.path.clone(),
+                        (val.into_bytes(), it.mode.map_or(mode, |m| m as u32)),
+                    );
+                }
+            }
+        }
+    }
+    Ok(files)
+}
+
+/// Rewrites the pod's projected volumes that hold a token due for renewal (each as one atomic
+/// swap, so a reader sees the old token or the new). Gives the seconds until the next renewal.
+pub async fn renew_projected(
+    client: &kube::Client,
+    tokens: &Tokens,
+    pod: &Pod,
+    pod_dir: &Path,
+    pod_ip: Option<&str>,
+    host_ip: &str,
+) -> Result<Option<i64>, String> {
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    if tokens.due(&uid) {
+        for v in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
+            let Some(pv) = &v.projected else { continue };
+            let d = pod_dir.join("volumes/projected").join(&v.name);
+            if !d.exists() {
+                continue;
+            }
+            let files = projected_files(client, tokens, pod, pv, pod_ip, host_ip).await?;
+            write_files(&d, &files).map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(tokens.next_renewal(&uid))
+}
+
 /// Makes every volume of the pod ready under `pod_dir/volumes` (or names the host path) and
 /// returns volume name -> host path.
 pub async fn volumes(
     client: &kube::Client,
+    tokens: &Tokens,
     pod: &Pod,
     pod_dir: &Path,
     pod_ip: Option<&str>,
@@ -335,33 +616,8 @@ pub async fn volumes(
                 None if optional.unwrap_or(false) => BTreeMap::new(),
                 None => return Err(fail(format!("{kind} \"{name}\" not found"))),
             };
-            let mut files = BTreeMap::new();
-            match items {
-                Some(items) => {
-                    for it in items {
-                        match data.get(&it.key) {
-                            Some(b) => {
-                                files.insert(
-                                    it.path.clone(),
-                                    (b.clone(), it.mode.map_or(mode, |m| m as u32)),
-                                );
-                            }
-                            None if optional.unwrap_or(false) => {}
-                            None => {
-                                return Err(fail(format!(
-                                    "configmap references non-existent config key: {}",
-                                    it.key
-                                )))
-                            }
-                        }
-                    }
-                }
-                None => {
-                    for (k, b) in data {
-                        files.insert(k, (b, mode));
-                    }
-                }
-            }
+            let files =
+                keys_to_files(kind, &data, items.as_deref(), mode, optional).map_err(&fail)?;
             let d = pod_dir.join("volumes").join(kind).join(&v.name);
             std::fs::create_dir_all(&d).map_err(|e| fail(e.to_string()))?;
             write_files(&d, &files).map_err(|e| fail(e.to_string()))?;
@@ -381,9 +637,55 @@ pub async fn volumes(
             std::fs::create_dir_all(&d).map_err(|e| fail(e.to_string()))?;
             write_files(&d, &files).map_err(|e| fail(e.to_string()))?;
             out.insert(v.name.clone(), d);
+        } else if let Some(pv) = &v.projected {
+            let files = projected_files(client, tokens, pod, pv, pod_ip, host_ip)
+                .await
+                .map_err(&fail)?;
+            let d = pod_dir.join("volumes/projected").join(&v.name);
+            std::fs::create_dir_all(&d).map_err(|e| fail(e.to_string()))?;
+            write_files(&d, &files).map_err(|e| fail(e.to_string()))?;
+            out.insert(v.name.clone(), d);
         }
-        // Other volume types (projected, persistentVolumeClaim, ...) come with their issues; a
+        // Other volume types (persistentVolumeClaim, ...) come with their issues; a
         // container that mounts one fails with a config error naming it.
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_renewed_at_four_fifths_of_their_life_or_after_a_day() {
+        assert_eq!(renew_at(1000, 1000 + 3607), 1000 + 3607 * 8 / 10);
+        assert_eq!(renew_at(0, 365 * 24 * 3600), 24 * 3600);
+        assert_eq!(renew_at(50, 40), 50);
+    }
+
+    #[test]
+    fn the_api_servers_variables_are_docker_links() {
+        let port = k8s_openapi::api::core::v1::ServicePort {
+            name: Some("https".into()),
+            port: 443,
+            protocol: Some("TCP".into()),
+            ..Default::default()
+        };
+        let env: BTreeMap<String, String> = service_env("kubernetes", "10.43.0.1", &[port])
+            .into_iter()
+            .collect();
+        for (k, v) in [
+            ("KUBERNETES_SERVICE_HOST", "10.43.0.1"),
+            ("KUBERNETES_SERVICE_PORT", "443"),
+            ("KUBERNETES_SERVICE_PORT_HTTPS", "443"),
+            ("KUBERNETES_PORT", "tcp://10.43.0.1:443"),
+            ("KUBERNETES_PORT_443_TCP", "tcp://10.43.0.1:443"),
+            ("KUBERNETES_PORT_443_TCP_PROTO", "tcp"),
+            ("KUBERNETES_PORT_443_TCP_PORT", "443"),
+            ("KUBERNETES_PORT_443_TCP_ADDR", "10.43.0.1"),
+        ] {
+            assert_eq!(env.get(k).map(String::as_str), Some(v), "{k}");
+        }
+        assert_eq!(env.len(), 8);
+    }
 }

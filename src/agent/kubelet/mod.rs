@@ -72,6 +72,8 @@ pub struct Kubelet {
     pub probers: Mutex<std::collections::HashSet<String>>,
     /// hostPort mappings by pod uid; the nftables table is rebuilt when they change.
     pub host_ports: Mutex<BTreeMap<String, Vec<crate::network::hostports::Mapping>>>,
+    /// Service account tokens held for the pods' projected volumes.
+    pub tokens: inputs::Tokens,
     /// Wakes a pod's reconcile (probe results, exits).
     pub waker: OnceLock<futures::channel::mpsc::UnboundedSender<ObjectRef<Pod>>>,
 }
@@ -160,6 +162,7 @@ pub async fn run(cfg: Config, client: kube::Client) -> anyhow::Result<()> {
         events: events::Recorder::default(),
         probers: Mutex::new(Default::default()),
         waker: OnceLock::new(),
+        tokens: inputs::Tokens::default(),
         host_ports: Mutex::new(BTreeMap::new()),
     });
     let nodes: Api<Node> = Api::all(client.clone());
@@ -221,6 +224,10 @@ pub async fn run(cfg: Config, client: kube::Client) -> anyhow::Result<()> {
             cluster_dns: cfg.cluster_dns.parse().ok(),
             backend: cfg.proxy_mode,
         },
+        client.clone(),
+    ));
+    tokio::spawn(crate::agent::netpol::run(
+        cfg.node_name.clone(),
         client.clone(),
     ));
     let leases: Api<Lease> = Api::namespaced(client.clone(), node::LEASE_NAMESPACE);

@@ -238,6 +238,24 @@ pub async fn reconcile(pod: Arc<Pod>, k: Arc<Kubelet>) -> Result<Action, Error> 
             // Not started yet (waiting behind an init container).
         }
     }
+    // Tokens in projected volumes are renewed in place before they run out.
+    match super::inputs::renew_projected(
+        &k.client,
+        &k.tokens,
+        &pod,
+        &dir,
+        obs.pod_ip.as_deref(),
+        &obs.host_ip,
+    )
+    .await
+    {
+        Ok(Some(secs)) => soonest(Duration::from_secs(secs.max(1) as u64)),
+        Ok(None) => {}
+        Err(e) => {
+            tracing::warn!(pod = %name_of(&pod), error = %e, "renewing the service account token");
+            soonest(Duration::from_secs(10));
+        }
+    }
     records = shim::read_records(&dir);
     let has_probes = spec.containers.iter().any(|c| {
         c.readiness_probe.is_some() || c.liveness_probe.is_some() || c.startup_probe.is_some()
@@ -706,10 +724,16 @@ impl Kubelet {
         let env = super::inputs::env(&self.client, pod, c, obs.pod_ip.as_deref(), &obs.host_ip)
             .await
             .map_err(|e| w("CreateContainerConfigError", e))?;
-        let volumes =
-            super::inputs::volumes(&self.client, pod, dir, obs.pod_ip.as_deref(), &obs.host_ip)
-                .await
-                .map_err(|e| w("ContainerCreating", e))?;
+        let volumes = super::inputs::volumes(
+            &self.client,
+            &self.tokens,
+            pod,
+            dir,
+            obs.pod_ip.as_deref(),
+            &obs.host_ip,
+        )
+        .await
+        .map_err(|e| w("ContainerCreating", e))?;
         let id = uuid::Uuid::new_v4().simple().to_string();
         let qos = status::qos_class(pod);
         let uid = uid_of(pod);
@@ -763,7 +787,16 @@ impl Kubelet {
 
     /// Publishes the pod's status if it changed.
     async fn report(&self, pod: &Pod, records: &[Record], obs: &Observed) -> Result<(), Error> {
-        let st = status::pod_status(pod, records, obs);
+        self.publish(pod, status::pod_status(pod, records, obs))
+            .await
+    }
+
+    /// Writes `st` as the pod's status unless it is what the API already has.
+    async fn publish(
+        &self,
+        pod: &Pod,
+        st: k8s_openapi::api::core::v1::PodStatus,
+    ) -> Result<(), Error> {
         if !status::differs(pod.status.as_ref(), &st) {
             return Ok(());
         }
@@ -910,6 +943,32 @@ async fn terminate(pod: &Pod, k: &Arc<Kubelet>, dir: &Path) -> Result<Action, Er
         while Instant::now() < deadline && shim::read_records(dir).iter().any(Record::running) {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        let obs = Observed {
+            pod_ip: pod.status.as_ref().and_then(|s| s.pod_ip.clone()),
+            host_ip: k.cfg.node_ip.clone(),
+            ..Default::default()
+        };
+        // The grace period is over: what still runs is killed now, so the status below can
+        // say how every container ended.
+        let dir2 = dir.to_path_buf();
+        blocking(move || {
+            for r in shim::read_records(&dir2).iter().filter(|r| r.running()) {
+                let kill = Request::Kill {
+                    id: r.id.clone(),
+                    signal: libc::SIGKILL,
+                };
+                let _ = shim::client::call(&dir2, &kill);
+            }
+        })
+        .await?;
+        let killed = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < killed && shim::read_records(dir).iter().any(Record::running) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let records = shim::read_records(dir);
+        if let Some(st) = status::deleted_pod_status(pod, &records, &obs) {
+            k.publish(pod, st).await?;
+        }
         let (k2, dir2, uid) = (k.clone(), dir.to_path_buf(), uid_of(pod));
         blocking(move || k2.teardown(&uid, &dir2)).await?;
     }
@@ -947,6 +1006,7 @@ impl Kubelet {
     /// Removes everything the pod had on this node (see [`teardown`]).
     pub fn teardown(&self, uid: &str, dir: &Path) {
         self.set_host_ports(uid, Vec::new());
+        self.tokens.forget(uid);
         let meta = std::fs::read(dir.join(META))
             .ok()
             .and_then(|b| serde_json::from_slice::<PodMeta>(&b).ok());

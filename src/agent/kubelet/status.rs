@@ -170,6 +170,35 @@ fn condition(kind: &str, ok: bool, reason: Option<&str>, old: Option<&PodStatus>
     }
 }
 
+/// The status of a pod being deleted once its containers have stopped: a terminal phase,
+/// Succeeded when every app container exited 0, else Failed, as upstream's kubelet sets it
+/// before the pod goes (so a Job or anyone watching sees how it ended). A pod already in a
+/// terminal phase keeps the status it has.
+pub fn deleted_pod_status(pod: &Pod, records: &[Record], obs: &Observed) -> Option<PodStatus> {
+    let old_phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    if matches!(old_phase, Some("Succeeded" | "Failed")) {
+        return None;
+    }
+    let mut st = pod_status(pod, records, obs);
+    let succeeded = st.container_statuses.iter().flatten().all(|c| {
+        c.state
+            .as_ref()
+            .and_then(|s| s.terminated.as_ref())
+            .is_some_and(|t| t.exit_code == 0)
+    });
+    st.phase = Some(if succeeded { "Succeeded" } else { "Failed" }.into());
+    for c in st.conditions.iter_mut().flatten() {
+        if c.type_ == "Ready" || c.type_ == "ContainersReady" {
+            if c.status != "False" {
+                c.last_transition_time = Some(Time(k8s_openapi::jiff::Timestamp::now()));
+            }
+            c.status = "False".into();
+            c.reason = Some("PodCompleted".into());
+        }
+    }
+    Some(st)
+}
+
 /// The pod's whole status. `records` holds every start of every container, oldest first.
 pub fn pod_status(pod: &Pod, records: &[Record], obs: &Observed) -> PodStatus {
     let spec = pod.spec.clone().unwrap_or_default();

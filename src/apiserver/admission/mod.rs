@@ -8,8 +8,13 @@
 //! upstream's order. A webhook or a policy engine is one more `Plugin` in the chain.
 
 pub mod default_toleration_seconds;
+pub mod limit_ranger;
 pub mod namespace_lifecycle;
+pub mod node_restriction;
+pub mod pod_security;
 pub mod priority;
+pub mod recorder;
+pub mod resource_quota;
 pub mod service_account;
 pub mod watched;
 pub mod webhook;
@@ -135,11 +140,15 @@ impl Chain {
         Chain {
             plugins: vec![
                 Arc::new(namespace_lifecycle::NamespaceLifecycle),
+                Arc::new(limit_ranger::LimitRanger::default()),
                 Arc::new(service_account::ServiceAccount),
+                Arc::new(node_restriction::NodeRestriction),
                 Arc::new(default_toleration_seconds::DefaultTolerationSeconds),
                 Arc::new(priority::Priority::default()),
+                Arc::new(pod_security::PodSecurity),
                 Arc::new(webhook::MutatingAdmissionWebhook::default()),
                 Arc::new(webhook::ValidatingAdmissionWebhook::default()),
+                Arc::new(resource_quota::ResourceQuota::default()),
             ],
         }
     }

@@ -7,6 +7,8 @@
 //! `reviews` answers SelfSubjectAccessReview and SelfSubjectRulesReview through the same
 //! authorizer, so `kubectl auth can-i` tells the truth.
 
+pub mod node;
+pub mod node_graph;
 pub mod reviews;
 
 use super::auth::User;
@@ -57,6 +59,9 @@ pub enum Decision {
     Allow,
     Deny(String),
     NoOpinion,
+    /// No opinion, with the reason this authorizer would not allow (upstream's reason string
+    /// beside DecisionNoOpinion): shown in the 403 when nobody else allows either.
+    NoOpinionBecause(String),
 }
 
 /// One rule of a SelfSubjectRulesReview: what a user may do on resources.
@@ -131,6 +136,34 @@ impl Authorizer for AlwaysAllowAuthenticated {
     }
 }
 
+/// The server's chain: the Node authorizer (kubelets reach only what their pods use), then
+/// every other authenticated user allowed.
+pub fn chain(node_graph: node_graph::Shared) -> Arc<dyn Authorizer> {
+    Arc::new(Union(vec![
+        Arc::new(node::NodeAuthorizer::new(node_graph)),
+        Arc::new(AllowAuthenticatedButNodes),
+    ]))
+}
+
+/// AlwaysAllowAuthenticated for everyone but nodes, whom the Node authorizer alone decides.
+struct AllowAuthenticatedButNodes;
+
+impl Authorizer for AllowAuthenticatedButNodes {
+    fn authorize(&self, a: &Attributes) -> Decision {
+        if node::node_identity(&a.user).is_some() {
+            return Decision::NoOpinion;
+        }
+        AlwaysAllowAuthenticated.authorize(a)
+    }
+
+    fn rules_for(&self, user: &User, namespace: &str) -> Rules {
+        if node::node_identity(user).is_some() {
+            return Rules::default();
+        }
+        AlwaysAllowAuthenticated.rules_for(user, namespace)
+    }
+}
+
 /// Refuses everything, with upstream's AlwaysDeny reason.
 pub struct AlwaysDeny;
 
@@ -151,13 +184,19 @@ pub struct Union(pub Vec<Arc<dyn Authorizer>>);
 
 impl Authorizer for Union {
     fn authorize(&self, a: &Attributes) -> Decision {
+        let mut reasons = Vec::new();
         for z in &self.0 {
             match z.authorize(a) {
                 Decision::NoOpinion => continue,
+                Decision::NoOpinionBecause(why) => reasons.push(why),
                 decided => return decided,
             }
         }
-        Decision::NoOpinion
+        if reasons.is_empty() {
+            Decision::NoOpinion
+        } else {
+            Decision::NoOpinionBecause(reasons.join("\n"))
+        }
     }
 
     fn rules_for(&self, user: &User, namespace: &str) -> Rules {
@@ -232,6 +271,7 @@ pub fn check(z: &dyn Authorizer, a: &Attributes) -> Result<(), ApiError> {
         Decision::Allow => Ok(()),
         Decision::Deny(reason) => Err(forbidden(a, &reason)),
         Decision::NoOpinion => Err(forbidden(a, "")),
+        Decision::NoOpinionBecause(reason) => Err(forbidden(a, &reason)),
     }
 }
 

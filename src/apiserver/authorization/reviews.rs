@@ -107,6 +107,7 @@ pub fn access_review(
             }
         }
         Decision::NoOpinion => {}
+        Decision::NoOpinionBecause(reason) => status["reason"] = json!(reason),
     }
     Ok(json!({
         "kind": "SelfSubjectAccessReview",

@@ -67,7 +67,7 @@ struct Objects {
 /// One element of a verdict map: the key and the verdict, as nft text.
 type Elements = BTreeMap<(Map, String), String>;
 
-pub(super) fn hash(parts: &[&str]) -> String {
+pub(crate) fn hash(parts: &[&str]) -> String {
     let mut h = Sha256::new();
     for p in parts {
         h.update(p.as_bytes());
