@@ -82,6 +82,9 @@ pub struct ServerArgs {
     /// the issuer when none are given (kube-apiserver's flag).
     #[arg(long, value_delimiter = ',')]
     pub api_audiences: Vec<String>,
+    /// The audit log (--audit-log-path, --audit-policy-file, --audit-log-max*).
+    #[command(flatten)]
+    pub audit: crate::apiserver::audit::Flags,
     /// The local agent's node settings.
     #[command(flatten)]
     pub node: crate::agent::NodeArgs,
@@ -217,6 +220,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
     });
     // What each kubelet may read, filled from the store before the first request.
     let node_graph = crate::apiserver::authorization::node_graph::Shared::default();
+    let audit = crate::apiserver::audit::Log::from_flags(&args.audit)?;
     let api = Arc::new_cyclic(|me| Api {
         store: store.clone(),
         auth,
@@ -233,6 +237,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
             authorizer: crate::apiserver::authorization::chain(node_graph.clone()),
             // Pod logs, exec, attach and port-forward reach the pod's kubelet.
             connector: Arc::new(crate::apiserver::node_proxy::NodeConnector),
+            audit,
             ..Default::default()
         },
     });

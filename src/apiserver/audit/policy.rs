@@ -2,13 +2,10 @@
 //! request is logged at. Rules are tried in order and the first that matches decides, as
 //! upstream; a request no rule matches is not logged (level None).
 //!
-//! Only the matcher lives here; the event shape and the writer thread are still to come (see
-//! the branch's notes).
-
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// How much of a request is logged, least to most.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default)]
 pub enum Level {
     #[default]
     None,
@@ -18,7 +15,7 @@ pub enum Level {
 }
 
 /// The points of a request's life an event is written at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Stage {
     RequestReceived,
     ResponseStarted,
