@@ -21,6 +21,11 @@ rules:
   - group: ""
     resources: ["secrets"]
   omitStages: ["RequestReceived"]
+- level: Metadata
+  namespaces: ["psa"]
+  resources:
+  - group: ""
+    resources: ["pods"]
 - level: None
 "#;
 
@@ -157,6 +162,24 @@ fn events_follow_the_policy_stage_by_stage() {
     assert_eq!(secret["requestObject"]["data"]["password"], "aHVudGVyMg==");
     assert_eq!(secret["responseObject"]["metadata"]["name"], "s1");
 
+    // Admission's audit annotations: PodSecurity in audit mode.
+    s.ok(&["create", "namespace", "psa"]);
+    s.ok(&[
+        "label",
+        "namespace",
+        "psa",
+        "pod-security.kubernetes.io/audit=restricted",
+    ]);
+    s.ok(&["run", "p1", "-n", "psa", "--image=nanokube/busybox:latest"]);
+    let pod = complete(&log, ADMIN, "create", "pods", "p1");
+    let violations = pod["annotations"]["pod-security.kubernetes.io/audit-violations"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{pod}"));
+    assert!(
+        violations.contains("would violate PodSecurity \"restricted:latest\""),
+        "{violations}"
+    );
+
     // A refused request: a 403 with the authorizer's decision. The join token's nameless
     // node is one the Node authorizer refuses everything.
     let token = std::fs::read_to_string(s.data_dir().join("server/node-token")).unwrap();
@@ -230,16 +253,18 @@ fn events_follow_the_policy_stage_by_stage() {
             assert_eq!(complete, 1, "{id}: {evs:?}");
         }
         let resource = evs[0]["objectRef"]["resource"].as_str().unwrap_or("");
+        let namespace = evs[0]["objectRef"]["namespace"].as_str().unwrap_or("");
         assert!(
-            matches!(resource, "configmaps" | "secrets"),
+            matches!(resource, "configmaps" | "secrets")
+                || (resource == "pods" && namespace == "psa"),
             "logged at level None: {evs:?}"
         );
         let received = evs.iter().any(|e| e["stage"] == "RequestReceived");
-        assert_eq!(received, resource == "configmaps", "{evs:?}");
-        let level = if resource == "configmaps" {
-            "Metadata"
-        } else {
+        assert_eq!(received, resource != "secrets", "{evs:?}");
+        let level = if resource == "secrets" {
             "RequestResponse"
+        } else {
+            "Metadata"
         };
         assert!(evs.iter().all(|e| e["level"] == level), "{evs:?}");
     }

@@ -161,6 +161,7 @@ impl Api {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
         let started = std::time::Instant::now();
+        let received = k8s_openapi::jiff::Timestamp::now();
         let content_type = req
             .headers()
             .get(header::CONTENT_TYPE)
@@ -196,7 +197,7 @@ impl Api {
                 peer: req.extensions().get::<Peer>().map(|p| p.0.ip()),
                 user: user.as_ref(),
                 audit_id: &audit_id,
-                received: k8s_openapi::jiff::Timestamp::now(),
+                received,
             })
         });
         if let Some(a) = &audit {
