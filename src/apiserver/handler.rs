@@ -207,6 +207,9 @@ impl Api {
         let routed = std::panic::AssertUnwindSafe(self.route(req, user, &info, &format));
         let (resp, recorded) =
             admission::recorder::record(futures::FutureExt::catch_unwind(routed)).await;
+        if let Some(a) = audit.as_mut() {
+            a.recorded(&recorded);
+        }
         let resp = match resp {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => error_response(&e),
@@ -223,10 +226,7 @@ impl Api {
         };
         let resp = super::resources::with_warnings(resp, &recorded.warnings);
         let resp = match audit {
-            Some(mut a) => {
-                a.recorded(&recorded);
-                a.respond(resp, info.long_running).await
-            }
+            Some(a) => a.respond(resp, info.long_running).await,
             None => resp,
         };
         let resp = if matches!(format, Ok(Format::Yaml)) {
