@@ -58,9 +58,10 @@ pub struct Flags {
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("--audit-policy-file {0}")]
+    // The sources carry the detail: shown after these as the error's chain.
+    #[error("--audit-policy-file")]
     Policy(#[from] policy::Error),
-    #[error("--audit-log-path {path}: {source}")]
+    #[error("--audit-log-path {path}")]
     Open {
         path: String,
         source: std::io::Error,

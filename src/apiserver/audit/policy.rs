@@ -95,7 +95,7 @@ pub struct Decision {
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Read {
         path: String,
         source: std::io::Error,
