@@ -86,6 +86,9 @@ pub struct ServerArgs {
     /// the issuer when none are given (kube-apiserver's flag).
     #[arg(long, value_delimiter = ',')]
     pub api_audiences: Vec<String>,
+    /// The audit log (--audit-log-path, --audit-policy-file, --audit-log-max*).
+    #[command(flatten)]
+    pub audit: crate::apiserver::audit::Flags,
     /// The local agent's node settings.
     #[command(flatten)]
     pub node: crate::agent::NodeArgs,
@@ -226,6 +229,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
     let authorizer =
         crate::apiserver::authorization::chain(&args.authorization_mode, node_graph.clone(), &rbac)
             .map_err(|e| anyhow::anyhow!(e))?;
+    let audit = crate::apiserver::audit::Log::from_flags(&args.audit)?;
     let api = Arc::new_cyclic(|me| Api {
         store: store.clone(),
         auth,
@@ -242,6 +246,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
             authorizer,
             // Pod logs, exec, attach and port-forward reach the pod's kubelet.
             connector: Arc::new(crate::apiserver::node_proxy::NodeConnector),
+            audit,
             ..Default::default()
         },
     });

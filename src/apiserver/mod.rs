@@ -14,6 +14,7 @@ pub mod validation;
 
 pub mod admission;
 pub mod allocation;
+pub mod audit;
 pub mod auth;
 pub mod authorization;
 pub mod connect;

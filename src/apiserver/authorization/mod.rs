@@ -288,12 +288,31 @@ pub fn forbidden(a: &Attributes, reason: &str) -> ApiError {
 
 /// Runs the authorizer on a request: Ok when allowed, else the 403.
 pub fn check(z: &dyn Authorizer, a: &Attributes) -> Result<(), ApiError> {
-    match z.authorize(a) {
+    enforce(z.authorize(a), a)
+}
+
+/// A decision made: Ok when allowed, else the 403.
+pub fn enforce(d: Decision, a: &Attributes) -> Result<(), ApiError> {
+    match d {
         Decision::Allow => Ok(()),
         Decision::Deny(reason) => Err(forbidden(a, &reason)),
         Decision::NoOpinion => Err(forbidden(a, "")),
         Decision::NoOpinionBecause(reason) => Err(forbidden(a, &reason)),
     }
+}
+
+/// The audit annotations of a decision, as upstream's: `authorization.k8s.io/decision`
+/// (allow or forbid) and `authorization.k8s.io/reason` (the authorizer's reason, if it gave one).
+pub fn audit_annotations(d: &Decision) -> [(&'static str, String); 2] {
+    let (verdict, reason) = match d {
+        Decision::Allow => ("allow", ""),
+        Decision::Deny(r) | Decision::NoOpinionBecause(r) => ("forbid", r.as_str()),
+        Decision::NoOpinion => ("forbid", ""),
+    };
+    [
+        ("authorization.k8s.io/decision", verdict.to_string()),
+        ("authorization.k8s.io/reason", reason.to_string()),
+    ]
 }
 
 #[cfg(test)]
