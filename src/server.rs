@@ -52,6 +52,11 @@ pub struct ServerArgs {
     /// AlwaysAllow, AlwaysDeny); `system:masters` is always allowed.
     #[arg(long, default_value = "Node,RBAC")]
     pub authorization_mode: String,
+    /// Whether requests without credentials are served as `system:anonymous` (allowed what
+    /// RBAC grants `system:unauthenticated`: the health and version paths). Off by default,
+    /// as k3s runs kube-apiserver; `--anonymous-auth=true` as upstream's default.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    pub anonymous_auth: bool,
     /// The range Service cluster IPs come from.
     #[arg(long, default_value = "10.43.0.0/16")]
     pub service_cidr: String,
@@ -170,6 +175,10 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
     let auth = Authenticator::load(&server_dir, args.token.as_deref())
         .context("tokens")?
         .with_issuer(&args.service_account_issuer, &args.api_audiences);
+    let auth = crate::apiserver::auth::Authenticator {
+        anonymous: args.anonymous_auth,
+        ..auth
+    };
     // The token agents join with, in k3s's full form (it names the CA's hash), as k3s writes
     // its node-token.
     let node_token = crate::apiserver::join::full_token(&pki.ca_cert_pem, &auth.node_token);

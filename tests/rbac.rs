@@ -393,3 +393,121 @@ fn bootstrap_roles_are_topped_up_unless_autoupdate_is_off() {
         stripped["rules"].as_array().unwrap().clone()
     );
 }
+
+#[test]
+fn anonymous_requests_get_only_the_public_paths() {
+    // Off by default (k3s's choice): no credentials is 401.
+    let s = Server::start();
+    let cms = "/api/v1/namespaces/default/configmaps";
+    assert_eq!(
+        raw::curl(&s, "none", "GET", cms, "application/json", None).0,
+        401
+    );
+    drop(s);
+    let s = Server::start_with(&["--anonymous-auth=true"]);
+    let (code, body, _) = raw::curl(&s, "none", "GET", cms, "application/json", None);
+    assert_eq!(code, 403, "{body}");
+    assert!(
+        body.contains(r#"configmaps is forbidden: User \"system:anonymous\" cannot list resource \"configmaps\" in API group \"\" in the namespace \"default\""#),
+        "{body}"
+    );
+    assert_eq!(raw::curl(&s, "none", "GET", "/readyz", "", None).0, 200);
+    // A wrong credential is still refused outright.
+    assert_eq!(
+        raw::curl(&s, "token:wrong", "GET", cms, "application/json", None).0,
+        401
+    );
+}
+
+#[test]
+fn subject_access_reviews_answer_for_another_user() {
+    let s = Server::start();
+    s.namespace("team");
+    s.ok(&[
+        "create",
+        "role",
+        "pod-reader",
+        "-n",
+        "team",
+        "--verb=get,list",
+        "--resource=pods",
+    ]);
+    s.ok(&[
+        "create",
+        "rolebinding",
+        "alice-reads",
+        "-n",
+        "team",
+        "--role=pod-reader",
+        "--user=alice",
+    ]);
+    let review = |path: &str, spec: &str| {
+        let kind = if path.contains("local") {
+            "LocalSubjectAccessReview"
+        } else {
+            "SubjectAccessReview"
+        };
+        let body = s.file(
+            "review.json",
+            &format!(r#"{{"apiVersion":"authorization.k8s.io/v1","kind":"{kind}","spec":{spec}}}"#),
+        );
+        let (code, text, _) = raw::curl(&s, "admin", "POST", path, "application/json", Some(&body));
+        (
+            code,
+            serde_json::from_str::<serde_json::Value>(&text).unwrap_or_default(),
+        )
+    };
+    let sar = "/apis/authorization.k8s.io/v1/subjectaccessreviews";
+    let list_pods = r#"{"user":"alice","resourceAttributes":{"namespace":"team","verb":"list","resource":"pods"}}"#;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (code, v) = review(sar, list_pods);
+        assert_eq!(code, 201, "{v}");
+        if v["status"]["allowed"] == true {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{v}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_, v) = review(
+        sar,
+        r#"{"user":"alice","resourceAttributes":{"namespace":"team","verb":"delete","resource":"pods"}}"#,
+    );
+    assert_eq!(v["status"]["allowed"], false, "{v}");
+    let local = "/apis/authorization.k8s.io/v1/namespaces/team/localsubjectaccessreviews";
+    let (code, v) = review(
+        local,
+        r#"{"user":"alice","resourceAttributes":{"verb":"get","resource":"pods"}}"#,
+    );
+    assert_eq!(code, 201, "{v}");
+    assert_eq!(v["status"]["allowed"], true, "{v}");
+    let (code, v) = review(
+        local,
+        r#"{"user":"alice","resourceAttributes":{"namespace":"default","verb":"get","resource":"pods"}}"#,
+    );
+    assert_eq!(code, 422, "{v}");
+    let (code, v) = review(
+        sar,
+        r#"{"resourceAttributes":{"verb":"get","resource":"pods"}}"#,
+    );
+    assert_eq!(code, 422, "{v}");
+    // Asking about others is itself a permission an ordinary user lacks.
+    let token = raw::service_account_token(&s, "nosy");
+    let body = s.file(
+        "r.json",
+        &format!(r#"{{"apiVersion":"authorization.k8s.io/v1","kind":"SubjectAccessReview","spec":{list_pods}}}"#),
+    );
+    let (code, text, _) = raw::curl(
+        &s,
+        &format!("token:{token}"),
+        "POST",
+        sar,
+        "application/json",
+        Some(&body),
+    );
+    assert_eq!(code, 403, "{text}");
+    assert!(
+        text.contains(r#"cannot create resource \"subjectaccessreviews\""#),
+        "{text}"
+    );
+}

@@ -188,7 +188,11 @@ impl Api {
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        let user = self.authenticate(auth_header, cert_user.as_ref()).await;
+        let user = match self.authenticate(auth_header, cert_user.as_ref()).await {
+            // No credentials at all (a wrong token is still 401): anonymous, if enabled.
+            None if auth_header.is_none() && cert_user.is_none() => self.auth.anonymous_user(),
+            known => known,
+        };
         let mut audit = self.pipeline.audit.as_ref().and_then(|log| {
             log.begin(&audit::event::RequestFacts {
                 info: &info,
@@ -484,6 +488,30 @@ impl Api {
                 let review = reviews::access_review(
                     self.pipeline.authorizer.as_ref(),
                     &user,
+                    content_type_of(&parts.headers),
+                    &body,
+                )?;
+                Ok(json(StatusCode::CREATED, &review))
+            }
+            ["apis", "authorization.k8s.io", "v1", "subjectaccessreviews"]
+                if parts.method == Method::POST =>
+            {
+                let body = read_body(&parts.headers, body).await?;
+                let review = reviews::subject_access_review(
+                    self.pipeline.authorizer.as_ref(),
+                    None,
+                    content_type_of(&parts.headers),
+                    &body,
+                )?;
+                Ok(json(StatusCode::CREATED, &review))
+            }
+            ["apis", "authorization.k8s.io", "v1", "namespaces", ns, "localsubjectaccessreviews"]
+                if parts.method == Method::POST =>
+            {
+                let body = read_body(&parts.headers, body).await?;
+                let review = reviews::subject_access_review(
+                    self.pipeline.authorizer.as_ref(),
+                    Some(ns),
                     content_type_of(&parts.headers),
                     &body,
                 )?;
