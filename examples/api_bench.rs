@@ -5,6 +5,7 @@
 //! Usage:
 //!   api_bench creates <kubeconfig> <namespace> <clients> <total>
 //!   api_bench secrets <kubeconfig> <namespace> <clients> <total>   (1 KiB Secrets)
+//!   api_bench configmap-creates <kubeconfig> <namespace> <clients> <total>
 //!   api_bench paced <kubeconfig> <namespace> <rate-per-s> <seconds>
 //!   api_bench list <kubeconfig> <namespace> <runs>
 //!   api_bench watch <kubeconfig> <namespace> <watchers> <events>
@@ -57,6 +58,51 @@ fn report(what: &str, mut lat_ms: Vec<f64>, elapsed: Duration) {
         percentile(&lat_ms, 0.5),
         percentile(&lat_ms, 0.99),
         lat_ms.last().copied().unwrap_or(f64::NAN)
+    );
+}
+
+fn configmap(name: &str) -> ConfigMap {
+    ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            labels: Some([("app".to_string(), "bench".to_string())].into()),
+            ..Default::default()
+        },
+        data: Some([("key".to_string(), "value".repeat(20))].into()),
+        ..Default::default()
+    }
+}
+
+async fn configmap_creates(kubeconfig: &str, ns: &str, clients: usize, total: usize) {
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let lat = Arc::new(Mutex::new(Vec::with_capacity(total)));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let api: Api<ConfigMap> = Api::namespaced(client(kubeconfig).await, ns);
+        let (next, lat) = (next.clone(), lat.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if i >= total {
+                    break;
+                }
+                let t = Instant::now();
+                api.create(&PostParams::default(), &configmap(&format!("cm-{i}")))
+                    .await
+                    .expect("create");
+                lat.lock().unwrap().push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let lat = lat.lock().unwrap().clone();
+    report(
+        &format!("configmap creates, {clients} clients"),
+        lat,
+        start.elapsed(),
     );
 }
 
@@ -389,6 +435,7 @@ async fn main() {
     match a.get(1).map(String::as_str) {
         Some("creates") => creates(&a[2], &a[3], n(4), n(5)).await,
         Some("secrets") => secrets(&a[2], &a[3], n(4), n(5)).await,
+        Some("configmap-creates") => configmap_creates(&a[2], &a[3], n(4), n(5)).await,
         Some("paced") => paced(&a[2], &a[3], n(4) as u64, n(5) as u64).await,
         Some("list") => list(&a[2], &a[3], n(4)).await,
         Some("watch") => watch(&a[2], &a[3], n(4), n(5)).await,

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # API server benchmark: pod creates at 50 concurrent clients, list of 10k pods (JSON and Table),
 # watch event latency to 100 watchers, mutating latency at a paced 100 writes/s, and the same
-# number of durable puts to a single-node etcd on the same disk, side by side; and Secret creates
+# number of durable puts to a single-node etcd on the same disk, side by side; Secret creates
 # with encryption at rest on and off, in the same run.
+# Last, audit logging's cost (AUDIT_N creates with the audit log off and on).
 # Everything listens on loopback; state lives in a temporary directory removed at exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -71,3 +72,34 @@ echo "unencrypted: $OFF"
 rate() { sed -E 's/.* rate=([0-9]+).*/\1/' <<<"$1"; }
 awk -v on="$(rate "$ON")" -v off="$(rate "$OFF")" \
     'BEGIN { printf "encryption costs: unencrypted/encrypted create rate = %.2f\n", off / on }'
+# Audit logging's cost: pod and configmap creates on two fresh servers, one without an audit
+# log and one logging every request at Metadata to a file, and the ratio of their rates.
+AUDIT_N=${AUDIT_N:-3000}
+printf 'apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata\n' >"$WORK/audit-policy.yaml"
+audit_run() { # <name> [server flags...]: sets RATE_PODS and RATE_CMS
+    local name=$1; shift
+    local port; port=$(free_port)
+    "$BIN" server --data-dir "$WORK/$name" --bind-address 127.0.0.1 --https-listen-port "$port" \
+        --write-kubeconfig "$WORK/$name.kubeconfig" --disable-agent "$@" >"$WORK/$name.log" 2>&1 &
+    local pid=$!
+    PIDS+=($pid)
+    for _ in $(seq 100); do [ -f "$WORK/$name.kubeconfig" ] && break; sleep 0.1; done
+    printf 'apiVersion: v1\nkind: Namespace\nmetadata:\n  name: bench\n' |
+        kubectl --kubeconfig "$WORK/$name.kubeconfig" apply -f - >/dev/null
+    local pods cms
+    pods=$("$BENCH" creates "$WORK/$name.kubeconfig" bench "$CLIENTS" "$AUDIT_N")
+    cms=$("$BENCH" configmap-creates "$WORK/$name.kubeconfig" bench "$CLIENTS" "$AUDIT_N")
+    echo "  $name: $pods"
+    echo "  $name: $cms"
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+    RATE_PODS=$(rate_of "$pods"); RATE_CMS=$(rate_of "$cms")
+}
+rate_of() { sed -n 's/.* rate=\([0-9]*\)\/s.*/\1/p' <<<"$1"; }
+echo "== audit log: $AUDIT_N creates each, $CLIENTS clients, off vs Metadata for everything"
+audit_run audit-off
+OFF_PODS=$RATE_PODS; OFF_CMS=$RATE_CMS
+audit_run audit-on --audit-log-path "$WORK/audit.log" --audit-policy-file "$WORK/audit-policy.yaml"
+ON_PODS=$RATE_PODS; ON_CMS=$RATE_CMS
+echo "audit log written: $(wc -l <"$WORK/audit.log") events, $(du -h "$WORK/audit.log" | cut -f1)"
+awk -v a="$OFF_PODS" -v b="$ON_PODS" -v c="$OFF_CMS" -v d="$ON_CMS" 'BEGIN {
+    printf "audit on/off rate ratio: pods %.2f, configmaps %.2f\n", b / a, d / c }'

@@ -48,6 +48,15 @@ pub struct ServerArgs {
     /// with 429. 0: no limit.
     #[arg(long, default_value_t = 200)]
     pub max_mutating_requests_inflight: usize,
+    /// Who may do what, as kube-apiserver's flag: authorizers asked in order (Node, RBAC,
+    /// AlwaysAllow, AlwaysDeny); `system:masters` is always allowed.
+    #[arg(long, default_value = "Node,RBAC")]
+    pub authorization_mode: String,
+    /// Whether requests without credentials are served as `system:anonymous` (allowed what
+    /// RBAC grants `system:unauthenticated`: the health and version paths). Off by default,
+    /// as k3s runs kube-apiserver; `--anonymous-auth=true` as upstream's default.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    pub anonymous_auth: bool,
     /// The range Service cluster IPs come from.
     #[arg(long, default_value = "10.43.0.0/16")]
     pub service_cidr: String,
@@ -92,6 +101,9 @@ pub struct ServerArgs {
     /// generated one (kube-apiserver's flag).
     #[arg(long)]
     pub encryption_provider_config: Option<PathBuf>,
+    /// The audit log (--audit-log-path, --audit-policy-file, --audit-log-max*).
+    #[command(flatten)]
+    pub audit: crate::apiserver::audit::Flags,
     /// The local agent's node settings.
     #[command(flatten)]
     pub node: crate::agent::NodeArgs,
@@ -173,6 +185,10 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
     let auth = Authenticator::load(&server_dir, args.token.as_deref())
         .context("tokens")?
         .with_issuer(&args.service_account_issuer, &args.api_audiences);
+    let auth = crate::apiserver::auth::Authenticator {
+        anonymous: args.anonymous_auth,
+        ..auth
+    };
     // The token agents join with, in k3s's full form (it names the CA's hash), as k3s writes
     // its node-token.
     let node_token = crate::apiserver::join::full_token(&pki.ca_cert_pem, &auth.node_token);
@@ -235,6 +251,12 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
     });
     // What each kubelet may read, filled from the store before the first request.
     let node_graph = crate::apiserver::authorization::node_graph::Shared::default();
+    // Roles and bindings, likewise, so a decision never waits on the store.
+    let rbac = crate::apiserver::authorization::rbac::RbacAuthorizer::default();
+    let authorizer =
+        crate::apiserver::authorization::chain(&args.authorization_mode, node_graph.clone(), &rbac)
+            .map_err(|e| anyhow::anyhow!(e))?;
+    let audit = crate::apiserver::audit::Log::from_flags(&args.audit)?;
     let api = Arc::new_cyclic(|me| Api {
         store: store.clone(),
         auth,
@@ -248,13 +270,18 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
         ),
         metrics,
         pipeline: crate::apiserver::pipeline::Pipeline {
-            authorizer: crate::apiserver::authorization::chain(node_graph.clone()),
+            authorizer,
             // Pod logs, exec, attach and port-forward reach the pod's kubelet.
             connector: Arc::new(crate::apiserver::node_proxy::NodeConnector),
+            audit,
             ..Default::default()
         },
     });
     node_graph.start(&api).await;
+    rbac.start(&api).await;
+    crate::apiserver::authorization::bootstrap_policy::reconcile(&api)
+        .await
+        .map_err(|e| anyhow::anyhow!("creating the bootstrap roles and bindings: {e}"))?;
     api.bootstrap()
         .await
         .map_err(|e| anyhow::anyhow!("creating the default namespaces: {e}"))?;

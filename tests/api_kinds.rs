@@ -60,11 +60,25 @@ impl Server {
             pipeline: Default::default(),
         });
         api.bootstrap().await.unwrap();
-        Server {
+        let s = Server {
             api,
             _dir: dir,
             _stop: stop,
-        }
+        };
+        // No controllers run here: make the account pods are admitted with, as the
+        // serviceaccount controller would.
+        let sa =
+            json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}});
+        let made = s
+            .call(
+                Method::POST,
+                "/api/v1/namespaces/default/serviceaccounts",
+                &[],
+                Some(&sa),
+            )
+            .await;
+        assert_eq!(made.status, StatusCode::CREATED);
+        s
     }
 
     async fn call(

@@ -35,7 +35,9 @@ fn json(s: &str) -> Value {
 
 #[test]
 fn apply_creates_then_reapply_merges_lists_by_key() {
-    let s = Server::start();
+    // No deployment controller: its status writes would move the resourceVersion the
+    // unchanged re-apply is checked against.
+    let s = Server::start_with(&["--disable-controller-manager"]);
     let out = s.apply(DEPLOY, &[]);
     assert!(
         out.status.success(),

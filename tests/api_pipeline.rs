@@ -1090,3 +1090,90 @@ async fn the_servers_controllers_are_authorized_under_their_names() {
         .await;
     assert_eq!(code, StatusCode::OK);
 }
+
+/// An admission plugin that panics on configmaps named "boom".
+struct Panicker;
+
+impl Plugin for Panicker {
+    fn name(&self) -> &'static str {
+        "TestPanicker"
+    }
+
+    fn admit<'a>(&'a self, _api: &'a Api, a: &'a mut admission::Attributes) -> Outcome<'a> {
+        Box::pin(async move {
+            if a.resource.plural == "configmaps" && a.name == "boom" {
+                panic!("the test's plugin panics");
+            }
+            Ok(())
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_handler_answers_500_and_is_audited_as_panic() {
+    let logs = tempfile::tempdir().unwrap();
+    let policy = logs.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Request\n",
+    )
+    .unwrap();
+    let log = logs.path().join("audit.log");
+    let audit = nanokube::apiserver::audit::Log::from_flags(&nanokube::apiserver::audit::Flags {
+        audit_log_path: Some(log.display().to_string()),
+        audit_policy_file: Some(policy),
+        ..Default::default()
+    })
+    .unwrap();
+    let c = Cluster::start(Pipeline {
+        admission: Arc::new(admission::Chain::standard().with(Arc::new(Panicker))),
+        audit,
+        ..Pipeline::default()
+    })
+    .await;
+    let (code, body) = c
+        .admin_call(
+            Method::POST,
+            "/api/v1/namespaces/default/configmaps",
+            Some(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "boom"}})),
+        )
+        .await;
+    assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    // The server still answers.
+    let (code, _) = c
+        .admin_call(Method::GET, "/api/v1/namespaces/default/configmaps", None)
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    let stages = eventually_lines(&log, |events| {
+        let panic = events
+            .iter()
+            .find(|e| e["stage"] == "Panic" && e["objectRef"]["name"] == "boom")?;
+        assert_eq!(panic["responseStatus"]["code"], 500);
+        let stages: Vec<String> = events
+            .iter()
+            .filter(|e| e["auditID"] == panic["auditID"])
+            .map(|e| e["stage"].as_str().unwrap_or("").to_string())
+            .collect();
+        Some(stages)
+    })
+    .await;
+    assert_eq!(stages, ["RequestReceived", "Panic"]);
+}
+
+async fn eventually_lines<T>(log: &std::path::Path, f: impl Fn(&[Value]) -> Option<T>) -> T {
+    for _ in 0..100 {
+        let events: Vec<Value> = std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        if let Some(t) = f(&events) {
+            return t;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "the audit log never had it: {}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}

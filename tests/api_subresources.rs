@@ -399,6 +399,12 @@ fn status_subresource_splits_spec_and_status() {
     // pods/status is looser: kubelets may change labels and annotations through it, but not
     // the spec or the ownerReferences.
     let pods = "/api/v1/namespaces/default/pods";
+    // Without the serviceaccount controller, the account pods are admitted with is made here.
+    create(
+        &s,
+        "/api/v1/namespaces/default/serviceaccounts",
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}}),
+    );
     let pod = create(
         &s,
         pods,

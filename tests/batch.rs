@@ -48,6 +48,7 @@ fn jobs_complete_fail_and_follow_their_spec() {
     let c = Cluster::start();
 
     // completions 3, parallelism 2: a watch over the Job's pods never sees 3 running.
+    let watch_log = tempfile::NamedTempFile::new().unwrap().into_temp_path();
     let mut watch =
         c.ns.command(KUBECTL)
             .arg("--kubeconfig")
@@ -61,7 +62,9 @@ fn jobs_complete_fail_and_follow_their_spec() {
                 "-o",
                 "json",
             ])
-            .stdout(Stdio::piped())
+            // A file, not a pipe: nobody reads until the end, and a full pipe would stall
+            // kubectl and cut its output short.
+            .stdout(std::fs::File::create(&watch_log).unwrap())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
@@ -91,8 +94,8 @@ fn jobs_complete_fail_and_follow_their_spec() {
     assert!(row[3].ends_with('s'), "DURATION: {table}");
     std::thread::sleep(Duration::from_secs(1));
     let _ = watch.kill();
-    let out = watch.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    watch.wait().unwrap();
+    let text = std::fs::read_to_string(&watch_log).unwrap();
     let mut active: BTreeSet<String> = BTreeSet::new();
     let mut most = 0;
     let mut seen = BTreeSet::new();

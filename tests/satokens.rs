@@ -69,9 +69,27 @@ fn created_tokens_authenticate_and_verify_against_the_jwks() {
         whoami(&c, &token).unwrap(),
         "system:serviceaccount:default:default"
     );
-    // The admin's client certificate stays out of it: a bad token is refused outright.
+    // The admin's client certificate stays out of it: the account may do only what RBAC
+    // grants it (nothing, until bound), and a bad token is refused outright.
     let out = c.kubectl(&["--token", &token, "get", "pods"]);
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains(r#"pods is forbidden: User "system:serviceaccount:default:default" cannot list resource "pods" in API group "" in the namespace "default""#),
+        "{}",
+        text(&out)
+    );
+    c.ok(&[
+        "create",
+        "rolebinding",
+        "default-view",
+        "--clusterrole=view",
+        "--serviceaccount=default:default",
+    ]);
+    c.wait_for("the binding to take", Duration::from_secs(10), |c| {
+        c.kubectl(&["--token", &token, "get", "pods"])
+            .status
+            .success()
+    });
     let mut garbled = token.clone();
     garbled.truncate(token.len() - 6);
     garbled.push_str("AAAAAA");
@@ -279,14 +297,42 @@ fn pods_reach_the_api_server_with_their_mounted_token() {
     let out = exec("inside", &["sh", "-c", &format!("echo x > {MOUNT}/token")]);
     assert!(!out.status.success(), "{}", text(&out));
 
-    // From inside: the in-cluster address, the CA and the token reach the API server.
-    let out = exec(
-        "inside",
-        &["/bin/probe", "api", "/api/v1/namespaces/default/pods"],
+    // From inside: the in-cluster address, the CA and the token reach the API server, as the
+    // pod's account, which may do what its role grants and nothing else.
+    let list_pods = || {
+        text(&exec(
+            "inside",
+            &["/bin/probe", "api", "/api/v1/namespaces/default/pods"],
+        ))
+    };
+    let got = list_pods();
+    assert!(got.starts_with("status 403"), "{got}");
+    assert!(
+        got.contains(
+            r#"User \"system:serviceaccount:default:default\" cannot list resource \"pods\""#
+        ),
+        "{got}"
     );
-    let got = text(&out);
-    assert!(got.starts_with("status 200"), "{got}");
+    c.ok(&[
+        "create",
+        "rolebinding",
+        "default-view",
+        "--clusterrole=view",
+        "--serviceaccount=default:default",
+    ]);
+    c.wait_for("the binding to take", Duration::from_secs(10), |_| {
+        list_pods().starts_with("status 200")
+    });
+    let got = list_pods();
     assert!(got.contains("\"PodList\""), "{got}");
+    let secrets = text(&exec(
+        "inside",
+        &["/bin/probe", "api", "/api/v1/namespaces/default/secrets"],
+    ));
+    assert!(
+        secrets.starts_with("status 403"),
+        "view reads no Secrets: {secrets}"
+    );
     let out = exec(
         "inside",
         &[

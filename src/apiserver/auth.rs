@@ -61,6 +61,8 @@ pub struct Authenticator {
     pub node_token: String,
     /// Signs and checks service account tokens.
     pub service_accounts: Arc<Keys>,
+    /// Requests with no credentials at all act as `system:anonymous` (else they are 401).
+    pub anonymous: bool,
 }
 
 /// 32 random characters from [a-z0-9].
@@ -101,7 +103,15 @@ impl Authenticator {
             admin_token: load_or_make(&server_dir.join("admin-token"), None)?,
             node_token: load_or_make(&server_dir.join("token"), node_token)?,
             service_accounts: Arc::new(keys),
+            anonymous: false,
         })
+    }
+
+    /// The user of a request that presented no credentials: `system:anonymous` when
+    /// anonymous requests are enabled.
+    pub fn anonymous_user(&self) -> Option<User> {
+        self.anonymous
+            .then(|| User::new("system:anonymous", &["system:unauthenticated"]))
     }
 
     /// Sets the issuer of service account tokens (`--service-account-issuer`) and the

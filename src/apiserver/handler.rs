@@ -1,7 +1,8 @@
 //! The request path's front: it runs the pipeline's stages in order (see `pipeline`):
-//! RequestInfo, authentication, the in-flight slot, authorization, the connect hand-off, and
-//! then routes by path, negotiates the output format, and turns every error into a Kubernetes
-//! Status. Resource verbs live in `resources`, `deletes`, `reads` and `watch`.
+//! RequestInfo, authentication, the audit event (`audit`), the in-flight slot, authorization,
+//! the connect hand-off, and then routes by path, negotiates the output format, and turns every
+//! error into a Kubernetes Status. Resource verbs live in `resources`, `deletes`, `reads` and
+//! `watch`.
 
 use super::auth::{Authenticator, User};
 use super::authorization::{self, reviews};
@@ -12,7 +13,7 @@ use super::pipeline::Pipeline;
 use super::registry::{Registry, ResourceInfo};
 use super::request_info::{self, RequestInfo};
 use super::status::ApiError;
-use super::{admission, connect, discovery, encoding, health, openapi};
+use super::{admission, audit, connect, discovery, encoding, health, openapi};
 use crate::store::Store;
 use bytes::Bytes;
 use http::{header, HeaderMap, Method, Request, Response, StatusCode};
@@ -30,6 +31,11 @@ pub type Resp = Response<Body>;
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
 
 pub const TABLE_CONTENT_TYPE: &str = "application/json;as=Table;v=v1;g=meta.k8s.io";
+
+/// The client's address, put in the request's extensions by the listener (`http`); requests
+/// made in process have none.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::SocketAddr);
 
 /// Shared state of the API server.
 pub struct Api {
@@ -155,6 +161,7 @@ impl Api {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
         let started = std::time::Instant::now();
+        let received = k8s_openapi::jiff::Timestamp::now();
         let content_type = req
             .headers()
             .get(header::CONTENT_TYPE)
@@ -176,9 +183,55 @@ impl Api {
         } else {
             Ok(Format::Json)
         };
-        let resp = match self.route(req, cert_user, &info, &format).await {
-            Ok(r) => r,
-            Err(e) => error_response(&e),
+        let audit_id = audit::request_id(req.headers());
+        let auth_header = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let user = match self.authenticate(auth_header, cert_user.as_ref()).await {
+            // No credentials at all (a wrong token is still 401): anonymous, if enabled.
+            None if auth_header.is_none() && cert_user.is_none() => self.auth.anonymous_user(),
+            known => known,
+        };
+        let mut audit = self.pipeline.audit.as_ref().and_then(|log| {
+            log.begin(&audit::event::RequestFacts {
+                info: &info,
+                uri: req.uri(),
+                headers: req.headers(),
+                peer: req.extensions().get::<Peer>().map(|p| p.0.ip()),
+                user: user.as_ref(),
+                audit_id: &audit_id,
+                received,
+            })
+        });
+        if let Some(a) = &audit {
+            a.received().await;
+        }
+        // Warnings, audit annotations and the request body are recorded on the way.
+        let routed = std::panic::AssertUnwindSafe(self.route(req, user, &info, &format));
+        let (resp, recorded) =
+            admission::recorder::record(futures::FutureExt::catch_unwind(routed)).await;
+        if let Some(a) = audit.as_mut() {
+            a.recorded(&recorded);
+        }
+        let resp = match resp {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => error_response(&e),
+            Err(panic) => {
+                let message = panic_message(panic.as_ref());
+                tracing::error!(%method, %path, panic = %message, "a request handler panicked");
+                if let Some(a) = audit.take() {
+                    a.panicked(&format!("APIServer panic'd: {message}")).await;
+                }
+                error_response(&ApiError::Internal(
+                    "This request caused apiserver to panic. Look in the logs for details.".into(),
+                ))
+            }
+        };
+        let resp = super::resources::with_warnings(resp, &recorded.warnings);
+        let resp = match audit {
+            Some(a) => a.respond(resp, info.long_running).await,
+            None => resp,
         };
         let resp = if matches!(format, Ok(Format::Yaml)) {
             to_yaml(resp).await
@@ -186,11 +239,14 @@ impl Api {
             resp
         };
         let resp = self.instrument(&info, dry_run, resp, started.elapsed());
-        let resp = if gzip_ok {
+        let mut resp = if gzip_ok {
             gzip_large(resp).await
         } else {
             resp
         };
+        if let Ok(v) = http::HeaderValue::from_str(&audit_id) {
+            resp.headers_mut().insert(audit::AUDIT_ID_HEADER, v);
+        }
         tracing::debug!(%method, %path, status = resp.status().as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "request");
         Ok(resp)
     }
@@ -234,7 +290,7 @@ impl Api {
     async fn route<B>(
         self: &Arc<Self>,
         req: Request<B>,
-        cert_user: Option<User>,
+        user: Option<User>,
         info: &RequestInfo,
         format: &Result<Format, ApiError>,
     ) -> Result<Resp, ApiError>
@@ -249,11 +305,6 @@ impl Api {
         } else {
             path
         };
-        let auth_header = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        let user = self.authenticate(auth_header, cert_user.as_ref()).await;
 
         // Health and version are open to anyone, as kube-apiserver's default RBAC has them.
         if path == "/version" {
@@ -273,6 +324,17 @@ impl Api {
             // Refused before the body is read: a stranger's upload costs no memory.
             discard_body(&parts.headers, body);
             return Err(ApiError::Unauthorized);
+        };
+        let user = match super::impersonation::apply(
+            self.pipeline.authorizer.as_ref(),
+            user,
+            &parts.headers,
+        ) {
+            Ok(u) => u,
+            Err(e) => {
+                discard_body(&parts.headers, body);
+                return Err(e);
+            }
         };
         // Held until the answer is ready; long-running requests take no slot.
         let _slot = if info.long_running {
@@ -298,7 +360,11 @@ impl Api {
             return Err(ApiError::NotAcceptable(e.to_string()));
         }
         let attrs = authorization::Attributes::of(info, &user);
-        if let Err(e) = authorization::check(self.pipeline.authorizer.as_ref(), &attrs) {
+        let decision = self.pipeline.authorizer.authorize(&attrs);
+        for (key, value) in authorization::audit_annotations(&decision) {
+            admission::recorder::annotate(key, value);
+        }
+        if let Err(e) = authorization::enforce(decision, &attrs) {
             discard_body(&parts.headers, body);
             return Err(e);
         }
@@ -422,6 +488,30 @@ impl Api {
                 let review = reviews::access_review(
                     self.pipeline.authorizer.as_ref(),
                     &user,
+                    content_type_of(&parts.headers),
+                    &body,
+                )?;
+                Ok(json(StatusCode::CREATED, &review))
+            }
+            ["apis", "authorization.k8s.io", "v1", "subjectaccessreviews"]
+                if parts.method == Method::POST =>
+            {
+                let body = read_body(&parts.headers, body).await?;
+                let review = reviews::subject_access_review(
+                    self.pipeline.authorizer.as_ref(),
+                    None,
+                    content_type_of(&parts.headers),
+                    &body,
+                )?;
+                Ok(json(StatusCode::CREATED, &review))
+            }
+            ["apis", "authorization.k8s.io", "v1", "namespaces", ns, "localsubjectaccessreviews"]
+                if parts.method == Method::POST =>
+            {
+                let body = read_body(&parts.headers, body).await?;
+                let review = reviews::subject_access_review(
+                    self.pipeline.authorizer.as_ref(),
+                    Some(ns),
                     content_type_of(&parts.headers),
                     &body,
                 )?;
@@ -658,37 +748,34 @@ impl Api {
             .query
             .get("watch")
             .is_some_and(|v| v == "true" || v == "1");
-        // A deprecated version (of a CRD) says so on every answer.
-        let warning = r.info.strategy.warning();
-        // Admission's warnings become headers too (`admission::recorder`).
-        let (resp, recorded) = admission::recorder::record(async {
-            match (&parts.method, r.name.is_some()) {
-                (&Method::GET, true) => self.get(&r).await,
-                (&Method::GET, false) if watch => self.watch(r).await,
-                (&Method::GET, false) => self.list(&r).await,
-                (&Method::POST, false) => self.create(&r).await,
-                (&Method::POST, true) if r.subresource.as_deref() == Some("binding") => {
-                    self.bind(&r).await
-                }
-                (&Method::POST, true) if r.subresource.as_deref() == Some("eviction") => {
-                    self.evict(&r).await
-                }
-                (&Method::POST, true) if r.subresource.as_deref() == Some("token") => {
-                    self.create_token(&r).await
-                }
-                (&Method::PUT, true) => self.update(&r).await,
-                (&Method::PATCH, true) => self.patch(&r).await,
-                (&Method::DELETE, true) => self.delete(&r).await,
-                (&Method::DELETE, false) => self.delete_collection(&r).await,
-                (m, _) => Err(ApiError::MethodNotAllowed(format!(
-                    "{m} is not supported on {}",
-                    parts.uri.path()
-                ))),
+        // A deprecated version (of a CRD) says so on every answer, before admission's warnings
+        // (`admission::recorder`; `handle` turns them into headers).
+        if let Some(w) = r.info.strategy.warning() {
+            admission::recorder::warn(w);
+        }
+        match (&parts.method, r.name.is_some()) {
+            (&Method::GET, true) => self.get(&r).await,
+            (&Method::GET, false) if watch => self.watch(r).await,
+            (&Method::GET, false) => self.list(&r).await,
+            (&Method::POST, false) => self.create(&r).await,
+            (&Method::POST, true) if r.subresource.as_deref() == Some("binding") => {
+                self.bind(&r).await
             }
-        })
-        .await;
-        let warnings: Vec<String> = warning.into_iter().chain(recorded.warnings).collect();
-        resp.map(|resp| super::resources::with_warnings(resp, &warnings))
+            (&Method::POST, true) if r.subresource.as_deref() == Some("eviction") => {
+                self.evict(&r).await
+            }
+            (&Method::POST, true) if r.subresource.as_deref() == Some("token") => {
+                self.create_token(&r).await
+            }
+            (&Method::PUT, true) => self.update(&r).await,
+            (&Method::PATCH, true) => self.patch(&r).await,
+            (&Method::DELETE, true) => self.delete(&r).await,
+            (&Method::DELETE, false) => self.delete_collection(&r).await,
+            (m, _) => Err(ApiError::MethodNotAllowed(format!(
+                "{m} is not supported on {}",
+                parts.uri.path()
+            ))),
+        }
     }
 }
 
@@ -916,5 +1003,15 @@ where
     if seen > MAX_BODY {
         return Err(too_large());
     }
-    Ok(buf.freeze())
+    let body = buf.freeze();
+    admission::recorder::request_body(&body);
+    Ok(body)
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
 }

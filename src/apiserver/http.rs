@@ -54,7 +54,10 @@ pub async fn serve(
                         .and_then(|certs| certs.first())
                         .and_then(|c| tls::identity_of(c))
                         .map(|(name, groups)| User { name, groups, ..Default::default() });
-                    let svc = service_fn(move |req| api.clone().handle(req, cert_user.clone()));
+                    let svc = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                        req.extensions_mut().insert(super::handler::Peer(peer));
+                        api.clone().handle(req, cert_user.clone())
+                    });
                     let mut builder = auto::Builder::new(TokioExecutor::new());
                     builder.http2().max_concurrent_streams(1000);
                     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();

@@ -25,7 +25,11 @@ fn service_account(namespace: &str, name: &str) -> User {
 
 /// The API server itself, for what it does at start (the default namespaces).
 pub fn apiserver() -> User {
-    User::new("system:apiserver", &["system:authenticated"])
+    // In system:masters, as upstream's loopback client.
+    User::new(
+        "system:apiserver",
+        &["system:masters", "system:authenticated"],
+    )
 }
 
 /// The garbage collector (ownerReferences after a delete).

@@ -14,6 +14,7 @@ pub mod validation;
 
 pub mod admission;
 pub mod allocation;
+pub mod audit;
 pub mod auth;
 pub mod authorization;
 pub mod connect;
@@ -27,6 +28,7 @@ pub mod handler;
 pub mod health;
 pub mod http;
 pub mod identity;
+pub mod impersonation;
 pub mod join;
 pub mod kubernetes_service;
 pub mod lifecycle;

@@ -1,11 +1,13 @@
 //! The request pipeline's pluggable stages, held by `Api`. Every request goes, in this order:
-//! `request_info` (what it is) → `auth` (who asks) → `overload` (a slot) → `authorization`
+//! `request_info` (what it is) → `auth` (who asks) → `audit` (the event begins, if the policy
+//! logs it) → `overload` (a slot) → `authorization`
 //! (may they) → for connect subresources `connect` (handed off whole, body unread) → body read
 //! with limits → decode → mutating admission → validation → validating admission → store
-//! (`resources`, `deletes`; `admission`). The handler calls the stages; what they do is chosen
+//! (`resources`, `deletes`; `admission`) → `audit` (the event ends). The handler calls the stages; what they do is chosen
 //! here, so RBAC, a Node authorizer, webhooks and the node agent plug in without touching it.
 
 use super::admission;
+use super::audit;
 use super::authorization::{self, Authorizer};
 use super::connect::{self, Connector};
 use std::sync::Arc;
@@ -18,6 +20,8 @@ pub struct Pipeline {
     pub admission: Arc<admission::Chain>,
     /// Serves exec, attach, port-forward, logs and proxies.
     pub connector: Arc<dyn Connector>,
+    /// The audit log (--audit-log-path with --audit-policy-file), or none.
+    pub audit: Option<Arc<audit::Log>>,
 }
 
 impl Default for Pipeline {
@@ -30,6 +34,7 @@ impl Default for Pipeline {
             )])),
             admission: Arc::new(admission::Chain::standard()),
             connector: Arc::new(connect::NoNodeAgent),
+            audit: None,
         }
     }
 }

@@ -36,7 +36,33 @@ impl Server {
             extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         s.spawn();
+        if !extra.contains(&"--disable-controller-manager") {
+            s.wait_settled();
+        }
         s
+    }
+
+    /// Waits for what the controllers make in every default namespace at start (the `default`
+    /// ServiceAccount pods need, the `kube-root-ca.crt` ConfigMap), so a test sees a cluster at
+    /// rest and counts only its own objects.
+    fn wait_settled(&self) {
+        let count = |kind: &str, name: &str| {
+            let out = self.kubectl(&[
+                "get",
+                kind,
+                "-A",
+                "--field-selector",
+                &format!("metadata.name={name}"),
+                "-o",
+                "name",
+            ]);
+            String::from_utf8_lossy(&out.stdout).lines().count()
+        };
+        eventually(60, || {
+            (count("serviceaccounts", "default") >= 4
+                && count("configmaps", "kube-root-ca.crt") >= 4)
+                .then_some(())
+        });
     }
 
     pub fn kubeconfig(&self) -> PathBuf {
@@ -280,9 +306,16 @@ pub mod raw {
     }
 
     /// A bearer token for a new ServiceAccount `name` in `default`: an ordinary user, neither
-    /// in system:masters nor a node.
+    /// in system:masters nor a node, bound to the `edit` role in `default`.
     pub fn service_account_token(s: &Server, name: &str) -> String {
         s.ok(&["create", "serviceaccount", name]);
+        s.ok(&[
+            "create",
+            "rolebinding",
+            &format!("{name}-edit"),
+            "--clusterrole=edit",
+            &format!("--serviceaccount=default:{name}"),
+        ]);
         s.ok(&["create", "token", name]).trim().to_string()
     }
 

@@ -104,7 +104,7 @@ pub async fn run(client: kube::Client, data_dir: std::path::PathBuf, node: Strin
                     }
                     None => {
                         if let Err(e) = api.create(&PostParams::default(), pod).await {
-                            tracing::debug!(pod = %key.1, error = %e, "creating a mirror pod");
+                            tracing::warn!(pod = %key.1, error = %e, "creating a mirror pod");
                         }
                     }
                 }

@@ -13,6 +13,7 @@ pub mod namespace_lifecycle;
 pub mod node_restriction;
 pub mod pod_security;
 pub mod priority;
+pub mod rbac_escalation;
 pub mod recorder;
 pub mod resource_quota;
 pub mod service_account;
@@ -149,6 +150,7 @@ impl Chain {
                 Arc::new(webhook::MutatingAdmissionWebhook::default()),
                 Arc::new(webhook::ValidatingAdmissionWebhook::default()),
                 Arc::new(resource_quota::ResourceQuota::default()),
+                Arc::new(rbac_escalation::RbacEscalation),
             ],
         }
     }

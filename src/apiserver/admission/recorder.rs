@@ -1,8 +1,10 @@
-//! What admission says about a request besides yes or no: warnings (sent back as
-//! `Warning: 299 - "..."` headers, which kubectl prints) and audit annotations (for the audit
-//! log's event of the request, e.g. `pod-security.kubernetes.io/audit-violations`). Plugins call
-//! `warn` and `annotate` from inside the request; the handler runs the request in `record` and
-//! gets both back. Outside `record` (a test calling a plugin directly) they are dropped.
+//! What handling a request says about it besides the answer: warnings (sent back as
+//! `Warning: 299 - "..."` headers, which kubectl prints), audit annotations (for the audit
+//! log's event of the request: authorization's decision, admission's e.g.
+//! `pod-security.kubernetes.io/audit-violations`) and the request body the audit log's
+//! requestObject is made of. Plugins call `warn` and `annotate` from inside the request; the
+//! handler runs the request in `record` and gets all back. Outside `record` (a test calling a
+//! plugin directly) they are dropped.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -12,6 +14,8 @@ pub struct Recorded {
     pub warnings: Vec<String>,
     /// Audit annotations, in the order they were added (key, value).
     pub annotations: Vec<(String, String)>,
+    /// The request body as read (a clone of the same buffer, so it costs no copy).
+    pub request_body: Option<bytes::Bytes>,
 }
 
 tokio::task_local! {
@@ -42,4 +46,9 @@ pub fn warn(text: String) {
 /// An audit annotation on this request's audit event.
 pub fn annotate(key: &str, value: String) {
     let _ = CURRENT.try_with(|r| r.borrow_mut().annotations.push((key.into(), value)));
+}
+
+/// The request's body, once read.
+pub fn request_body(body: &bytes::Bytes) {
+    let _ = CURRENT.try_with(|r| r.borrow_mut().request_body = Some(body.clone()));
 }

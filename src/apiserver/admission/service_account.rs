@@ -37,13 +37,13 @@ impl Plugin for ServiceAccount {
                 .as_ref()
                 .is_some_and(|o| !o["metadata"]["annotations"][MIRROR_ANNOTATION].is_null());
             let ns = a.namespace.clone();
+            if mirror {
+                return Ok(());
+            }
             let Some(spec) = created_pod_spec(a) else {
                 return Ok(());
             };
             let account = default_account(spec);
-            if mirror {
-                return Ok(());
-            }
             let Some(sa) = find_account(api, &ns, &account).await? else {
                 return Err(a.forbidden(&format!(
                     "error looking up service account {ns}/{account}: serviceaccount \"{account}\" not found"

@@ -5,12 +5,10 @@
 //! pod event costs the pod's own references, not a rebuild), and asked synchronously by the
 //! `node` authorizer on every request a kubelet makes.
 
-use crate::apiserver::encoding;
 use crate::apiserver::handler::Api;
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 /// The kinds of object a pod can lead a node to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -248,115 +246,39 @@ impl Shared {
     /// Fills the graph from the store before returning (so kubelets are answered from the
     /// server's first request), then follows pods and claims until the server stops.
     pub async fn start(&self, api: &Arc<Api>) {
-        let listed = self.load(api).await;
-        let me = self.clone();
-        let api = api.clone();
-        tokio::spawn(async move { me.follow(api, listed).await });
-    }
-
-    fn prefixes(api: &Api) -> Option<(String, String)> {
-        let pods = api.registry.lookup("", "v1", "pods")?.list_prefix(None);
-        let claims = api
-            .registry
-            .lookup("", "v1", "persistentvolumeclaims")?
-            .list_prefix(None);
-        Some((pods, claims))
-    }
-
-    /// Rebuilds the graph from a list of pods and claims; the revisions listed at.
-    async fn load(&self, api: &Api) -> Option<(i64, i64)> {
-        let (pods, claims) = Self::prefixes(api)?;
-        let pod_page = list_all(api, &pods).await?;
-        let claim_page = list_all(api, &claims).await?;
-        let mut g = self.write();
-        g.clear();
-        for p in &pod_page.0 {
-            g.put_pod(p);
-        }
-        for c in &claim_page.0 {
-            g.put_claim(c);
-        }
-        Some((pod_page.1, claim_page.1))
-    }
-
-    async fn follow(&self, api: Arc<Api>, mut listed: Option<(i64, i64)>) {
-        use futures::StreamExt;
-        let mut shutdown = api.shutdown.clone();
-        loop {
-            if *shutdown.borrow() {
-                return;
-            }
-            let Some((pods_rev, claims_rev)) = listed.take() else {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                listed = self.load(&api).await;
-                continue;
-            };
-            let Some((pods, claims)) = Self::prefixes(&api) else {
-                return;
-            };
-            let (Ok(pod_events), Ok(claim_events)) = (
-                api.store.watch(&pods, pods_rev).await,
-                api.store.watch(&claims, claims_rev).await,
-            ) else {
-                continue;
-            };
-            let mut events = futures::stream::select(
-                pod_events.map(|e| (true, e)),
-                claim_events.map(|e| (false, e)),
-            );
-            loop {
-                tokio::select! {
-                    ev = events.next() => match ev {
-                        Some((is_pod, Ok(ev))) => self.apply(is_pod, &ev),
-                        // A watch that ends or fails (compaction) is made good by a relist.
-                        _ => break,
-                    },
-                    _ = shutdown.changed() => return,
-                }
-            }
-        }
-    }
-
-    fn apply(&self, is_pod: bool, ev: &crate::store::Event) {
-        use crate::store::Event;
-        let (kv, deleted) = match ev {
-            Event::Put { kv, .. } => (kv, false),
-            Event::Delete { prev, .. } => (prev, true),
-        };
-        let Ok(obj) = encoding::decode_stored(&kv.value, kv.mod_revision) else {
+        let Some(pods) = api.registry.lookup("", "v1", "pods") else {
             return;
         };
-        let mut g = self.write();
-        match (is_pod, deleted) {
-            (true, false) => g.put_pod(&obj),
-            (true, true) => g.delete_pod(&obj),
-            (false, false) => g.put_claim(&obj),
-            (false, true) => g.delete_claim(&obj),
-        }
+        let Some(claims) = api.registry.lookup("", "v1", "persistentvolumeclaims") else {
+            return;
+        };
+        let prefixes = vec![pods.list_prefix(None), claims.list_prefix(None)];
+        super::store_feed::start(api, prefixes, Arc::new(self.clone())).await;
     }
 }
 
-/// Every object under a prefix, and the revision read at.
-async fn list_all(api: &Api, prefix: &str) -> Option<(Vec<Value>, i64)> {
-    let mut out = Vec::new();
-    let mut after: Option<String> = None;
-    let mut revision = None;
-    loop {
-        let page = api
-            .store
-            .list(prefix, after.as_deref(), 1000, revision)
-            .await
-            .ok()?;
-        revision = Some(page.revision);
-        for kv in &page.items {
-            if let Ok(v) = encoding::decode_stored(&kv.value, kv.mod_revision) {
-                out.push(v);
-            }
+/// Fed pods (prefix 0) and claims (prefix 1).
+impl super::store_feed::Index for Shared {
+    fn reset(&self, lists: Vec<Vec<Value>>) {
+        let mut g = self.write();
+        g.clear();
+        let mut lists = lists.into_iter();
+        for p in lists.next().unwrap_or_default() {
+            g.put_pod(&p);
         }
-        if !page.more {
-            return Some((out, page.revision));
+        for c in lists.next().unwrap_or_default() {
+            g.put_claim(&c);
         }
-        after = page.items.last().map(|kv| kv.key.clone());
+    }
+
+    fn apply(&self, which: usize, obj: &Value, deleted: bool) {
+        let mut g = self.write();
+        match (which, deleted) {
+            (0, false) => g.put_pod(obj),
+            (0, true) => g.delete_pod(obj),
+            (_, false) => g.put_claim(obj),
+            (_, true) => g.delete_claim(obj),
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! authorization.k8s.io/v1 SelfSubjectAccessReview ("may I do this?") and
 //! SelfSubjectRulesReview ("what may I do in this namespace?"), answered by the server's
-//! authorizer for the requesting user: what `kubectl auth can-i` and `can-i --list` ask.
+//! authorizer for the requesting user: what `kubectl auth can-i` and `can-i --list` ask. And
+//! SubjectAccessReview / LocalSubjectAccessReview, the same question about another user.
 
 use super::{Attributes, Authorizer, Decision};
 use crate::apiserver::auth::User;
@@ -49,6 +50,84 @@ pub fn access_review(
     body: &[u8],
 ) -> Result<Value, ApiError> {
     let review = parse(content_type, body, "SelfSubjectAccessReview")?;
+    answer(z, "SelfSubjectAccessReview", user, &review)
+}
+
+/// POST subjectaccessreviews (cluster-wide) and namespaces/<ns>/localsubjectaccessreviews:
+/// may the user the spec names do this? What webhooks and admins ask about others.
+pub fn subject_access_review(
+    z: &dyn Authorizer,
+    namespace: Option<&str>,
+    content_type: &str,
+    body: &[u8],
+) -> Result<Value, ApiError> {
+    let kind = if namespace.is_some() {
+        "LocalSubjectAccessReview"
+    } else {
+        "SubjectAccessReview"
+    };
+    let mut review = parse(content_type, body, kind)?;
+    let spec = &review["spec"];
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.as_str().map(str::to_string))
+            .collect()
+    };
+    let user = User {
+        name: text(spec, "user"),
+        uid: text(spec, "uid"),
+        groups: strings(&spec["groups"]),
+        extra: spec["extra"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), strings(v)))
+            .collect(),
+    };
+    let invalid = |field: &str, message: String| {
+        ApiError::invalid(
+            GROUP,
+            kind,
+            "",
+            vec![Cause {
+                reason: "FieldValueInvalid".into(),
+                message,
+                field: field.into(),
+            }],
+        )
+    };
+    if user.name.is_empty() && user.groups.is_empty() {
+        return Err(invalid(
+            "spec.user",
+            "Invalid value: \"\": at least one of user or group must be specified".into(),
+        ));
+    }
+    if let Some(ns) = namespace {
+        // A local review asks about its own namespace only.
+        let asked = text(&spec["resourceAttributes"], "namespace");
+        if spec["nonResourceAttributes"].is_object() {
+            return Err(invalid(
+                "spec.nonResourceAttributes",
+                "Invalid value: \"{}\": disallowed on this kind of request".into(),
+            ));
+        }
+        if asked.is_empty() && spec["resourceAttributes"].is_object() {
+            review["spec"]["resourceAttributes"]["namespace"] = json!(ns);
+        } else if asked != ns {
+            return Err(invalid(
+                "spec.resourceAttributes.namespace",
+                format!("Invalid value: \"{asked}\": must match metadata.namespace"),
+            ));
+        }
+        review["metadata"]["namespace"] = json!(ns);
+    }
+    answer(z, kind, &user, &review)
+}
+
+/// The decision on a parsed access review's attributes, for `user`.
+fn answer(z: &dyn Authorizer, kind: &str, user: &User, review: &Value) -> Result<Value, ApiError> {
     let spec = &review["spec"];
     let res = spec.get("resourceAttributes").filter(|v| v.is_object());
     let non = spec.get("nonResourceAttributes").filter(|v| v.is_object());
@@ -87,7 +166,7 @@ pub fn access_review(
             };
             return Err(ApiError::invalid(
                 GROUP,
-                "SelfSubjectAccessReview",
+                kind,
                 "",
                 vec![Cause {
                     reason: "FieldValueInvalid".into(),
@@ -109,10 +188,14 @@ pub fn access_review(
         Decision::NoOpinion => {}
         Decision::NoOpinionBecause(reason) => status["reason"] = json!(reason),
     }
+    let mut metadata = json!({"creationTimestamp": null});
+    if let Some(ns) = review["metadata"]["namespace"].as_str() {
+        metadata["namespace"] = json!(ns);
+    }
     Ok(json!({
-        "kind": "SelfSubjectAccessReview",
+        "kind": kind,
         "apiVersion": "authorization.k8s.io/v1",
-        "metadata": {"creationTimestamp": null},
+        "metadata": metadata,
         "spec": spec,
         "status": status,
     }))
