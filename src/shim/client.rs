@@ -66,12 +66,53 @@ pub fn exec(
     })
     .map_err(|e| Error::Protocol(e.to_string()))?;
     line.push(b'\n');
-    (&conn)
-        .write_all(&line)
+    let (resp, fds) = answer_with_fds(&conn, &line)?;
+    Ok(Exec {
+        pid: resp.pid.unwrap_or(0),
+        fds,
+        conn,
+    })
+}
+
+/// A client attached to a running container's stdio: its stdin (when asked for and the
+/// container keeps one), then the read ends of its output (one with a terminal, else stdout
+/// and stderr), which end when the container does.
+#[derive(Debug)]
+pub struct Attach {
+    pub stdin: Option<std::os::fd::OwnedFd>,
+    pub outputs: Vec<std::os::fd::OwnedFd>,
+}
+
+/// Attaches to container `id` of the pod at `dir`.
+pub fn attach(dir: &Path, id: &str, stdin: bool) -> Result<Attach, Error> {
+    let path = dir.join(SOCKET);
+    let conn = UnixStream::connect(&path)
+        .map_err(|e| Error::Protocol(format!("connect {}: {e}", path.display())))?;
+    let mut line = serde_json::to_vec(&Request::Attach {
+        id: id.to_string(),
+        stdin,
+    })
+    .map_err(|e| Error::Protocol(e.to_string()))?;
+    line.push(b'\n');
+    let (resp, fds) = answer_with_fds(&conn, &line)?;
+    let mut fds = fds.into_iter();
+    let stdin = if resp.stdin { fds.next() } else { None };
+    Ok(Attach {
+        stdin,
+        outputs: fds.collect(),
+    })
+}
+
+/// Sends a request line and reads its answer, which comes in one message with descriptors.
+fn answer_with_fds(
+    conn: &UnixStream,
+    line: &[u8],
+) -> Result<(Response, Vec<std::os::fd::OwnedFd>), Error> {
+    let mut w = conn;
+    w.write_all(line)
         .map_err(|e| Error::Protocol(format!("send: {e}")))?;
-    // The answer line comes in one message with the descriptors.
     let mut buf = vec![0u8; 4096];
-    let (n, fds) = crate::runtime::sys::recv_with_fds(&conn, &mut buf)
+    let (n, fds) = crate::runtime::sys::recv_with_fds(conn, &mut buf)
         .map_err(|e| Error::Protocol(format!("receive: {e}")))?;
     let text = String::from_utf8_lossy(&buf[..n]);
     let resp: Response = serde_json::from_str(text.trim())
@@ -79,11 +120,7 @@ pub fn exec(
     if let Some(e) = resp.error {
         return Err(Error::Protocol(e));
     }
-    Ok(Exec {
-        pid: resp.pid.unwrap_or(0),
-        fds,
-        conn,
-    })
+    Ok((resp, fds))
 }
 
 /// Waits (blocking) for the exit code of an exec'd process, the second line on its connection.

@@ -171,6 +171,13 @@ struct Pipe {
     container: String,
 }
 
+/// A client attached to one output stream of a container: the write end of the pipe it reads.
+struct Attached {
+    container: String,
+    stream: Stream,
+    fd: std::fs::File,
+}
+
 struct Shim {
     args: ShimArgs,
     runtime: Runtime,
@@ -179,6 +186,11 @@ struct Shim {
     pipes: Vec<Pipe>,
     /// Exec'd processes by pid, with the connection their exit code goes to.
     execs: BTreeMap<i32, UnixStream>,
+    /// Our end of each container's stdin (pipe write end or pty master), kept so that attaching
+    /// clients can come and go; containers in `stdin_once` give theirs to the first one.
+    stdins: BTreeMap<String, OwnedFd>,
+    stdin_once: std::collections::BTreeSet<String>,
+    attached: Vec<Attached>,
     stopping: bool,
 }
 
@@ -232,6 +244,9 @@ fn serve(args: ShimArgs) -> Result<(), Error> {
         logs: BTreeMap::new(),
         pipes: Vec::new(),
         execs: BTreeMap::new(),
+        stdins: BTreeMap::new(),
+        stdin_once: Default::default(),
+        attached: Vec::new(),
         stopping: false,
     };
     // Readiness goes to the launcher through stdout, which then points nowhere.
@@ -307,6 +322,8 @@ impl Shim {
                             eprintln!("log of {}: {e}", pipe.container);
                         }
                     }
+                    let (container, stream) = (pipe.container.clone(), pipe.stream);
+                    self.copy_to_attached(&container, stream, &buf[..n]);
                     if n < buf.len() {
                         return false;
                     }
@@ -318,12 +335,36 @@ impl Shim {
         }
     }
 
-    /// Drops an ended pipe, flushing its stream's last line.
+    /// Gives attached clients their copy of a container's output. The log has it already; a
+    /// client that reads too slowly loses what its pipe cannot take rather than stalling the
+    /// container and every other client, and a client that went away is dropped.
+    fn copy_to_attached(&mut self, container: &str, stream: Stream, data: &[u8]) {
+        self.attached.retain_mut(|a| {
+            if a.container != container || a.stream != stream {
+                return true;
+            }
+            let mut rest = data;
+            while !rest.is_empty() {
+                match a.fd.write(rest) {
+                    Ok(n) => rest = &rest[n..],
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(_) => return false,
+                }
+            }
+            true
+        });
+    }
+
+    /// Drops an ended pipe, flushing its stream's last line; clients attached to that stream
+    /// see its end.
     fn close_pipe(&mut self, i: usize) {
         let pipe = self.pipes.remove(i);
         if let Some(log) = self.logs.get_mut(&pipe.container) {
             let _ = log.close(pipe.stream);
         }
+        self.attached
+            .retain(|a| a.container != pipe.container || a.stream != pipe.stream);
     }
 
     /// Collects every ended child; the containers' inits get their exits recorded.
@@ -360,6 +401,8 @@ impl Shim {
                     rec.signal = signal;
                     rec.oom_killed = self.runtime.state(&rec.id).is_ok_and(|s| s.oom_killed);
                     let rec = rec.clone();
+                    self.stdins.remove(&rec.id);
+                    self.stdin_once.remove(&rec.id);
                     self.save(&rec);
                 }
             }
@@ -393,6 +436,10 @@ impl Shim {
                 }) => {
                     drop(reader);
                     return self.exec(conn, &id, args, tty, stdin);
+                }
+                Ok(Request::Attach { id, stdin }) => {
+                    drop(reader);
+                    return self.attach(conn, &id, stdin);
                 }
                 Ok(req) => self.handle(req),
                 Err(e) => Response::error(format!("bad request: {e}")),
@@ -455,24 +502,61 @@ impl Shim {
             pid: Some(proc.pid),
             ..Response::ok()
         };
-        let mut line = serde_json::to_vec(&answer).unwrap_or_default();
-        line.push(b'\n');
-        let raw: Vec<std::os::fd::RawFd> =
-            ours.iter().map(std::os::fd::AsRawFd::as_raw_fd).collect();
-        let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&raw)];
-        let iov = [std::io::IoSlice::new(&line)];
-        if let Err(e) = nix::sys::socket::sendmsg::<()>(
-            std::os::fd::AsRawFd::as_raw_fd(&conn),
-            &iov,
-            &cmsg,
-            nix::sys::socket::MsgFlags::empty(),
-            None,
-        ) {
+        if let Err(e) = answer_with_fds(&conn, &answer, ours) {
             eprintln!("exec {id}: handing over stdio: {e}");
         }
-        // Our copies go; the caller holds the only ones now.
-        drop(ours);
         self.execs.insert(proc.pid, conn);
+    }
+
+    /// Attaches a client to a running container's own stdio (see [`Request::Attach`]).
+    fn attach(&mut self, conn: UnixStream, id: &str, want_stdin: bool) {
+        let Some(rec) = self.records.get(id).filter(|r| r.running()) else {
+            let mut out =
+                serde_json::to_vec(&Response::error(format!("container {id} is not running")))
+                    .unwrap_or_default();
+            out.push(b'\n');
+            let _ = (&conn).write_all(&out);
+            return;
+        };
+        let (pid, tty) = (rec.pid, rec.tty);
+        let mut give: Vec<OwnedFd> = Vec::new();
+        if want_stdin {
+            let stdin = if self.stdin_once.remove(id) {
+                self.stdins.remove(id)
+            } else {
+                self.stdins.get(id).and_then(|f| f.try_clone().ok())
+            };
+            give.extend(stdin);
+        }
+        let has_stdin = !give.is_empty();
+        let streams: &[Stream] = if tty {
+            &[Stream::Stdout]
+        } else {
+            &[Stream::Stdout, Stream::Stderr]
+        };
+        let mut made = Vec::new();
+        for &stream in streams {
+            match pipe_for_attach() {
+                Ok((r, w)) => {
+                    give.push(r);
+                    made.push(Attached {
+                        container: id.to_string(),
+                        stream,
+                        fd: w.into(),
+                    });
+                }
+                Err(e) => eprintln!("attach {id}: pipe: {e}"),
+            }
+        }
+        let answer = Response {
+            pid: Some(pid),
+            stdin: has_stdin,
+            ..Response::ok()
+        };
+        match answer_with_fds(&conn, &answer, give) {
+            Ok(()) => self.attached.extend(made),
+            Err(e) => eprintln!("attach {id}: handing over stdio: {e}"),
+        }
     }
 
     fn handle(&mut self, req: Request) -> Response {
@@ -502,6 +586,7 @@ impl Shim {
                 let _ = self.runtime.delete(&id, true);
                 self.records.remove(&id);
                 self.logs.remove(&id);
+                self.stdins.remove(&id);
                 let _ =
                     std::fs::remove_file(self.args.dir.join(RECORDS).join(format!("{id}.json")));
                 Response::ok()
@@ -510,7 +595,9 @@ impl Shim {
                 containers: self.records.values().cloned().collect(),
                 ..Response::ok()
             },
-            Request::Exec { .. } => Response::error("exec is answered on its own connection"),
+            Request::Exec { .. } | Request::Attach { .. } => {
+                Response::error("exec and attach are answered on their own connections")
+            }
             Request::Shutdown => {
                 self.stopping = true;
                 Response::ok()
@@ -530,9 +617,38 @@ impl Shim {
             serde_json::from_value(r.spec).map_err(|e| format!("bad spec: {e}"))?;
         let log = LogFile::open(&r.log_path, self.args.log_max_size, self.args.log_max_files)
             .map_err(|e| format!("log file {}: {e}", r.log_path.display()))?;
-        let (out_r, out_w) = pipe().map_err(|e| e.to_string())?;
-        let (err_r, err_w) = pipe().map_err(|e| e.to_string())?;
-        let null = std::fs::File::open("/dev/null").map_err(|e| e.to_string())?;
+        let tty = spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.terminal())
+            .unwrap_or(false);
+        let mut outputs = Vec::new();
+        let mut stdin_end = None;
+        // With a terminal, its master carries both output streams and stdin, and the runtime
+        // makes it; else output goes through two pipes and stdin is a pipe or /dev/null.
+        let stdio = if tty {
+            Stdio::default()
+        } else {
+            let (out_r, out_w) = pipe().map_err(|e| e.to_string())?;
+            let (err_r, err_w) = pipe().map_err(|e| e.to_string())?;
+            outputs.push((out_r, Stream::Stdout));
+            outputs.push((err_r, Stream::Stderr));
+            let stdin = if r.stdin {
+                let (rd, wr) =
+                    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
+                stdin_end = Some(wr);
+                rd
+            } else {
+                std::fs::File::open("/dev/null")
+                    .map_err(|e| e.to_string())?
+                    .into()
+            };
+            Stdio {
+                stdin: Some(stdin),
+                stdout: Some(out_w),
+                stderr: Some(err_w),
+            }
+        };
         let created = self
             .runtime
             .create(
@@ -540,18 +656,27 @@ impl Shim {
                 CreateOptions {
                     bundle: r.bundle.clone(),
                     spec: Some(spec),
-                    stdio: Stdio {
-                        stdin: Some(null.into()),
-                        stdout: Some(out_w),
-                        stderr: Some(err_w),
-                    },
+                    stdio,
                     default_seccomp: false,
                     ..Default::default()
                 },
             )
             .map_err(|e| e.to_string())?;
+        if let Some(master) = created.pty_master {
+            set_nonblocking(&master).map_err(|e| e.to_string())?;
+            if r.stdin {
+                stdin_end = Some(master.try_clone().map_err(|e| e.to_string())?);
+            }
+            outputs.push((master, Stream::Stdout));
+        }
+        if let Some(end) = stdin_end {
+            self.stdins.insert(r.id.clone(), end);
+            if r.stdin_once {
+                self.stdin_once.insert(r.id.clone());
+            }
+        }
         self.logs.insert(r.id.clone(), log);
-        for (fd, stream) in [(out_r, Stream::Stdout), (err_r, Stream::Stderr)] {
+        for (fd, stream) in outputs {
             self.pipes.push(Pipe {
                 fd: fd.into(),
                 stream,
@@ -569,6 +694,8 @@ impl Shim {
             exit_code: None,
             signal: None,
             oom_killed: false,
+            tty,
+            stdin: r.stdin,
         };
         if let Err(e) = self.runtime.start(&r.id) {
             let _ = self.runtime.delete(&r.id, true);
@@ -607,14 +734,46 @@ impl Shim {
     }
 }
 
+/// A pipe whose read end (ours, polled) does not block.
 fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
+    set_nonblocking(&r)?;
+    Ok((r, w))
+}
+
+/// A pipe for an attached client: the write end (ours) does not block, see
+/// [`Shim::copy_to_attached`].
+fn pipe_for_attach() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
+    set_nonblocking(&w)?;
+    Ok((r, w))
+}
+
+fn set_nonblocking(fd: &OwnedFd) -> std::io::Result<()> {
     nix::fcntl::fcntl(
-        &r,
+        fd,
         nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
     )
-    .map_err(std::io::Error::from)?;
-    Ok((r, w))
+    .map(drop)
+    .map_err(std::io::Error::from)
+}
+
+/// Sends `answer` as one line with `fds` attached (SCM_RIGHTS); ours are closed afterwards, so
+/// the caller holds the only copies.
+fn answer_with_fds(conn: &UnixStream, answer: &Response, fds: Vec<OwnedFd>) -> nix::Result<()> {
+    let mut line = serde_json::to_vec(answer).unwrap_or_default();
+    line.push(b'\n');
+    let raw: Vec<std::os::fd::RawFd> = fds.iter().map(std::os::fd::AsRawFd::as_raw_fd).collect();
+    let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&raw)];
+    let iov = [std::io::IoSlice::new(&line)];
+    nix::sys::socket::sendmsg::<()>(
+        std::os::fd::AsRawFd::as_raw_fd(conn),
+        &iov,
+        if raw.is_empty() { &[] } else { &cmsg },
+        nix::sys::socket::MsgFlags::empty(),
+        None,
+    )
+    .map(drop)
 }
 
 fn now() -> String {

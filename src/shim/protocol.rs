@@ -27,6 +27,15 @@ pub enum Request {
         #[serde(default)]
         stdin: bool,
     },
+    /// Join a running container's own stdio (`kubectl attach`, `kubectl run -it`). The answer
+    /// carries, as SCM_RIGHTS, the container's stdin (when asked for and the container has
+    /// one: a dup of the pty master or of the pipe's write end) followed by read ends that get
+    /// a copy of its output from now on: one with a terminal, else stdout and stderr.
+    Attach {
+        id: String,
+        #[serde(default)]
+        stdin: bool,
+    },
     /// Kill what still runs, delete every container and exit.
     Shutdown,
 }
@@ -41,6 +50,12 @@ pub struct RunRequest {
     pub bundle: PathBuf,
     pub spec: serde_json::Value,
     pub log_path: PathBuf,
+    /// Keep the container's stdin open for attaching (a pipe, or the terminal with
+    /// process.terminal); `stdin_once` closes it when the first attached stdin closes.
+    #[serde(default)]
+    pub stdin: bool,
+    #[serde(default)]
+    pub stdin_once: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -55,6 +70,9 @@ pub struct Response {
     /// An exec'd process's end, on the exec connection's second line.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
+    /// An attach answer: whether the first descriptor is the container's stdin.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stdin: bool,
 }
 
 impl Response {
@@ -64,6 +82,7 @@ impl Response {
             pid: None,
             containers: Vec::new(),
             exit_code: None,
+            stdin: false,
         }
     }
 
@@ -95,6 +114,11 @@ pub struct Record {
     pub signal: Option<i32>,
     #[serde(default)]
     pub oom_killed: bool,
+    /// Whether the container has a terminal, and a stdin one can attach to.
+    #[serde(default)]
+    pub tty: bool,
+    #[serde(default)]
+    pub stdin: bool,
 }
 
 impl Record {

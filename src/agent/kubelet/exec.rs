@@ -1,7 +1,8 @@
-//! `kubectl exec` at the kubelet: a websocket in the channel protocol kubectl speaks
-//! (v5.channel.k8s.io, v4 as fallback): every binary message starts with its channel, 0 stdin,
-//! 1 stdout, 2 stderr, 3 the final Status, 4 terminal resizes, and (v5) 255 to close a channel.
-//! The process itself is started by the pod's shim, which hands over its stdio.
+//! `kubectl exec` and `kubectl attach` at the kubelet: a websocket in the channel protocol
+//! kubectl speaks (v5.channel.k8s.io, v4 as fallback): every binary message starts with its
+//! channel, 0 stdin, 1 stdout, 2 stderr, 3 the final Status, 4 terminal resizes, and (v5) 255 to
+//! close a channel. The pod's shim starts an exec'd process and hands over its stdio; for an
+//! attach it hands over the container's stdin and a copy of its output.
 
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
@@ -10,12 +11,14 @@ use http_body_util::{combinators::BoxBody, BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
-use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use tokio_tungstenite::tungstenite::protocol::{Message, Role};
 
+use super::fdio;
 use super::Kubelet;
+use tokio::io::AsyncWriteExt;
 
 pub const PROTOCOLS: &[&str] = &["v5.channel.k8s.io", "v4.channel.k8s.io"];
 
@@ -36,8 +39,15 @@ fn plain(code: StatusCode, msg: String) -> Response<Body> {
         .expect("valid response")
 }
 
+/// Which of the two a request is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Exec,
+    Attach,
+}
+
 /// What the query asks for: the command, and which streams.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Asked {
     command: Vec<String>,
     stdin: bool,
@@ -77,9 +87,11 @@ fn failure(message: &str) -> String {
     serde_json::json!({"metadata": {}, "status": "Failure", "message": message, "reason": "InternalError"}).to_string()
 }
 
-/// GET /exec/<ns>/<pod>/<container>?command=..&stdin=..&tty=.. with a websocket upgrade.
+/// GET /exec/<ns>/<pod>/<container>?command=..&stdin=..&tty=.. (or /attach/... without a
+/// command) with a websocket upgrade.
 pub async fn serve(
     k: &Arc<Kubelet>,
+    kind: Kind,
     ns: &str,
     pod: &str,
     container: &str,
@@ -87,7 +99,7 @@ pub async fn serve(
 ) -> Response<Body> {
     let query = req.uri().query().unwrap_or("").to_string();
     let a = asked(&query);
-    if a.command.is_empty() {
+    if kind == Kind::Exec && a.command.is_empty() {
         return plain(
             StatusCode::BAD_REQUEST,
             "you must specify at least 1 command".into(),
@@ -101,7 +113,7 @@ pub async fn serve(
     else {
         return plain(
             StatusCode::BAD_REQUEST,
-            "exec needs a websocket upgrade (SPDY is not served)".into(),
+            "exec and attach need a websocket upgrade (SPDY is not served)".into(),
         );
     };
     let offered: Vec<String> = req
@@ -129,8 +141,6 @@ pub async fn serve(
         );
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
-    let command = a.command.clone();
-    let (tty, stdin) = (a.tty, a.stdin);
     tokio::spawn(async move {
         let Ok(up) = on_upgrade.await else { return };
         let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
@@ -139,7 +149,7 @@ pub async fn serve(
             None,
         )
         .await;
-        session(ws, dir, id, command, tty, stdin, v5).await;
+        session(ws, kind, dir, id, a, v5).await;
     });
     Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)
@@ -154,30 +164,78 @@ pub async fn serve(
         .expect("valid response")
 }
 
+/// The descriptors a session pumps: where the client's stdin goes, which channel each output
+/// comes out on, and (exec) the shim connection that tells the exit.
+struct Streams {
+    input: Option<OwnedFd>,
+    outputs: Vec<(u8, OwnedFd)>,
+    exit: Option<UnixStream>,
+}
+
+/// Asks the shim for the process's stdio (blocking: run it off the reactor).
+fn open_streams(
+    kind: Kind,
+    dir: &std::path::Path,
+    id: &str,
+    a: &Asked,
+) -> Result<Streams, crate::shim::Error> {
+    match kind {
+        Kind::Exec => {
+            let e = crate::shim::client::exec(dir, id, a.command.clone(), a.tty, a.stdin)?;
+            let mut fds = e.fds.into_iter();
+            // With a terminal one descriptor carries everything; else stdin (if asked),
+            // stdout, stderr.
+            let (input, outputs) = if a.tty {
+                let master = fds.next();
+                let input = master.as_ref().and_then(|m| m.try_clone().ok());
+                (input, master.into_iter().map(|m| (STDOUT, m)).collect())
+            } else {
+                let input = if a.stdin { fds.next() } else { None };
+                (input, [STDOUT, STDERR].into_iter().zip(fds).collect())
+            };
+            Ok(Streams {
+                input,
+                outputs,
+                exit: Some(e.conn),
+            })
+        }
+        Kind::Attach => {
+            let at = crate::shim::client::attach(dir, id, a.stdin)?;
+            Ok(Streams {
+                input: at.stdin,
+                outputs: [STDOUT, STDERR].into_iter().zip(at.outputs).collect(),
+                exit: None,
+            })
+        }
+    }
+}
+
 async fn session<S>(
     ws: tokio_tungstenite::WebSocketStream<S>,
+    kind: Kind,
     dir: std::path::PathBuf,
     id: String,
-    command: Vec<String>,
-    tty: bool,
-    stdin: bool,
+    a: Asked,
     v5: bool,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let (mut tx, mut rx) = ws.split();
-    let (d, i, c) = (dir.clone(), id.clone(), command.clone());
-    let started =
-        tokio::task::spawn_blocking(move || crate::shim::client::exec(&d, &i, c, tty, stdin)).await;
-    let exec = match started {
-        Ok(Ok(e)) => e,
-        Ok(Err(e)) => {
-            let _ = tx
-                .send(frame(ERROR, failure(&e.to_string()).as_bytes()))
-                .await;
+    let asked = a.clone();
+    let opened = tokio::task::spawn_blocking(move || open_streams(kind, &dir, &id, &asked)).await;
+    let streams = match opened
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()))
+    {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = tx.send(frame(ERROR, failure(&e).as_bytes())).await;
             let _ = tx.send(normal_close()).await;
             return;
         }
+    };
+    let input = match streams.input.map(fdio::writer).transpose() {
+        Ok(i) => i,
         Err(e) => {
             let _ = tx
                 .send(frame(ERROR, failure(&e.to_string()).as_bytes()))
@@ -185,56 +243,27 @@ async fn session<S>(
             return;
         }
     };
-    let crate::shim::client::Exec { fds, conn, .. } = exec;
-    let mut fds = fds.into_iter();
-    // With a terminal one descriptor carries everything; else stdin (if asked), stdout, stderr.
-    let (input, outputs): (Option<OwnedFd>, Vec<(u8, OwnedFd)>) = if tty {
-        let master = fds.next();
-        let copy = master.as_ref().and_then(|m| m.try_clone().ok());
-        (copy, master.into_iter().map(|m| (STDOUT, m)).collect())
-    } else {
-        let input = if stdin { fds.next() } else { None };
-        let outs = [STDOUT, STDERR].into_iter().zip(fds).collect();
-        (input, outs)
-    };
-    let master_fd = if tty {
-        input.as_ref().map(|f| f.as_raw_fd())
-    } else {
-        None
-    };
     let (out_tx, mut out_rx) = tokio::sync::mpsc::channel::<(u8, Vec<u8>)>(32);
     let mut readers = Vec::new();
-    for (chan, fd) in outputs {
+    for (chan, fd) in streams.outputs {
+        let Ok(mut pipe) = fdio::reader(fd) else {
+            continue;
+        };
         let out_tx = out_tx.clone();
-        readers.push(std::thread::spawn(move || {
-            let mut f = std::fs::File::from(fd);
+        readers.push(tokio::spawn(async move {
             let mut buf = vec![0u8; 32 * 1024];
-            loop {
-                match f.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        if out_tx.blocking_send((chan, buf[..n].to_vec())).is_err() {
-                            break;
-                        }
-                    }
+            while let Ok(n @ 1..) = fdio::read(&mut pipe, &mut buf).await {
+                if out_tx.send((chan, buf[..n].to_vec())).await.is_err() {
+                    break;
                 }
             }
         }));
     }
     drop(out_tx);
-    // The client's side: stdin and resizes.
-    let writer_fd = input.map(std::fs::File::from);
-    let (in_tx, in_rx) = std::sync::mpsc::channel::<Option<Vec<u8>>>();
-    let writer = writer_fd.map(|mut f| {
-        std::thread::spawn(move || {
-            while let Ok(Some(data)) = in_rx.recv() {
-                if f.write_all(&data).is_err() {
-                    break;
-                }
-            }
-        })
-    });
-    let reading = tokio::spawn(async move {
+    // The client's side: stdin and resizes. It ends when the client closes or goes away.
+    let tty = a.tty;
+    let mut client = tokio::spawn(async move {
+        let mut input = input;
         while let Some(Ok(msg)) = rx.next().await {
             let Message::Binary(data) = msg else {
                 if matches!(msg, Message::Close(_)) {
@@ -244,51 +273,72 @@ async fn session<S>(
             };
             match data.first() {
                 Some(&STDIN) => {
-                    let _ = in_tx.send(Some(data[1..].to_vec()));
+                    if let Some(i) = &mut input {
+                        if i.write_all(&data[1..]).await.is_err() {
+                            input = None;
+                        }
+                    }
                 }
-                Some(&RESIZE) => {
-                    if let (Some(fd), Ok(size)) = (
-                        master_fd,
+                Some(&RESIZE) if tty => {
+                    if let (Some(i), Ok(size)) = (
+                        &input,
                         serde_json::from_slice::<serde_json::Value>(&data[1..]),
                     ) {
                         let w = size["Width"].as_u64().unwrap_or(80) as u16;
                         let h = size["Height"].as_u64().unwrap_or(24) as u16;
-                        crate::runtime::console::set_size(fd, h, w);
+                        crate::runtime::console::set_size(std::os::fd::AsRawFd::as_raw_fd(i), h, w);
                     }
                 }
                 // stdin closed: the process sees end of file (not with a terminal, whose
                 // master carries its output too).
-                Some(&CLOSE) if v5 && !tty && data.get(1) == Some(&STDIN) => {
-                    let _ = in_tx.send(None);
-                }
+                Some(&CLOSE) if v5 && !tty && data.get(1) == Some(&STDIN) => input = None,
                 _ => {}
             }
         }
     });
-    while let Some((chan, data)) = out_rx.recv().await {
-        if tx.send(frame(chan, &data)).await.is_err() {
-            break;
+    let mut client_gone = false;
+    loop {
+        tokio::select! {
+            got = out_rx.recv() => match got {
+                Some((chan, data)) => {
+                    if tx.send(frame(chan, &data)).await.is_err() {
+                        break;
+                    }
+                }
+                None => break,
+            },
+            // A client that leaves an attach detaches; an exec'd process keeps its output
+            // until it ends (as upstream, the process is not killed).
+            _ = &mut client, if !client_gone => {
+                client_gone = true;
+                if kind == Kind::Attach {
+                    break;
+                }
+            }
         }
     }
-    let code = tokio::task::spawn_blocking(move || crate::shim::client::wait_exit(&conn).ok())
-        .await
-        .ok()
-        .flatten();
-    let status = match code {
-        Some(c) => final_status(c, &command),
-        None => failure("the process's exit was not recorded"),
+    for r in readers {
+        r.abort();
+    }
+    let status = match streams.exit {
+        Some(conn) => {
+            let code =
+                tokio::task::spawn_blocking(move || crate::shim::client::wait_exit(&conn).ok())
+                    .await
+                    .ok()
+                    .flatten();
+            match code {
+                Some(c) => final_status(c, &a.command),
+                None => failure("the process's exit was not recorded"),
+            }
+        }
+        None => r#"{"metadata":{},"status":"Success"}"#.to_string(),
     };
     let _ = tx.send(frame(ERROR, status.as_bytes())).await;
     // A normal close (1000): kubectl takes any other ending as a broken stream.
     let _ = tx.send(normal_close()).await;
     let _ = tx.close().await;
-    reading.abort();
-    if let Some(w) = writer {
-        drop(w);
-    }
-    for r in readers {
-        let _ = r.join();
-    }
+    client.abort();
 }
 
 fn frame(chan: u8, data: &[u8]) -> Message {

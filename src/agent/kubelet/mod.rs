@@ -6,6 +6,7 @@
 
 pub mod events;
 pub mod exec;
+pub mod fdio;
 pub mod inputs;
 pub mod logs;
 pub mod node;

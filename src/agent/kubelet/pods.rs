@@ -773,6 +773,8 @@ impl Kubelet {
                 bundle: bundle.clone(),
                 spec,
                 log_path,
+                stdin: c2.stdin.unwrap_or(false),
+                stdin_once: c2.stdin_once.unwrap_or(false),
             });
             shim::client::call(&dir2, &req).map_err(|e| {
                 let _ = crate::image::rootfs::remove(&bundle);

@@ -65,7 +65,10 @@ async fn route(k: Arc<Kubelet>, req: Request<Incoming>) -> Response<Body> {
             container_logs(&k, ns, pod, container, &query).await
         }
         (&Method::GET | &Method::POST, ["exec", ns, pod, container]) => {
-            super::exec::serve(&k, ns, pod, container, req).await
+            super::exec::serve(&k, super::exec::Kind::Exec, ns, pod, container, req).await
+        }
+        (&Method::GET | &Method::POST, ["attach", ns, pod, container]) => {
+            super::exec::serve(&k, super::exec::Kind::Attach, ns, pod, container, req).await
         }
         (m, _) => {
             tracing::debug!(method = %m, path, "kubelet API: no such path");

@@ -220,7 +220,7 @@ pub fn build(
         .map(|a| !a)
         .unwrap_or(false);
     s["process"] = json!({
-        "terminal": false,
+        "terminal": c.tty.unwrap_or(false),
         "user": {"uid": uid, "gid": gid, "additionalGids": groups},
         "args": args,
         "env": env_list,
