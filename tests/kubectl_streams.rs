@@ -75,6 +75,18 @@ impl Running {
     }
 }
 
+impl Running {
+    /// Ends kubectl and returns what it wrote to stderr (for failure messages).
+    fn stderr_after_kill(&mut self) -> String {
+        let _ = self.child.kill();
+        let mut err = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        err
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -256,4 +268,96 @@ fn run_interactive_with_and_without_a_terminal() {
     c.wait_for("pod tty deleted", Duration::from_secs(60), |c| {
         c.json(&["get", "pod", "tty"]).is_none()
     });
+}
+
+/// A kubectl binary of another minor version, from the SDK's directory.
+fn kubectl_version(minor: u32) -> String {
+    format!("/usr/lib/google-cloud-sdk/bin/kubectl.1.{minor}")
+}
+
+#[test]
+fn port_forward_reaches_the_pods_own_loopback() {
+    let c = Cluster::start();
+    // One server on every address, one only on the pod's loopback, and a file big enough to
+    // take many frames.
+    c.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: {IMAGE}\n    imagePullPolicy: IfNotPresent\n    command: [\"sh\", \"-c\", {:?}]\n",
+        "mkdir -p /www && echo hello-from-pod > /www/index.html && dd if=/dev/urandom of=/www/big bs=1024 count=3072 2>/dev/null && httpd -p 80 -h /www && exec httpd -f -p 127.0.0.1:8081 -h /www"
+    ));
+    c.wait_phase("web", "Running");
+    let want_sum = c.ok(&["exec", "web", "--", "sha256sum", "/www/big"]);
+    let want_sum = want_sum.split_whitespace().next().unwrap().to_string();
+    let curl = |url: &str| -> std::process::Output {
+        c.ns.command("curl")
+            .args(["-s", "--max-time", "20", url])
+            .output()
+            .unwrap()
+    };
+    // kubectl 1.32 tunnels SPDY through a websocket, 1.29 upgrades to SPDY itself.
+    for (n, kubectl_bin) in [KUBECTL.to_string(), kubectl_version(29)]
+        .iter()
+        .enumerate()
+    {
+        let (p1, p2) = (18080 + 10 * n, 18081 + 10 * n);
+        let mut cmd = c.ns.command(kubectl_bin);
+        cmd.arg("--kubeconfig").arg(c.kubeconfig()).args([
+            "port-forward",
+            "pod/web",
+            &format!("{p1}:80"),
+            &format!("{p2}:8081"),
+        ]);
+        let mut pf = Running::start(cmd);
+        pf.expect_line(&format!("Forwarding from 127.0.0.1:{p2} -> 8081"));
+        for _ in 0..3 {
+            let out = curl(&format!("http://127.0.0.1:{p1}/"));
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout),
+                "hello-from-pod\n",
+                "{kubectl_bin}: {out:?} {}",
+                pf.stderr_after_kill()
+            );
+        }
+        let out = curl(&format!("http://127.0.0.1:{p2}/index.html"));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "hello-from-pod\n",
+            "{kubectl_bin}: the pod's loopback-only server"
+        );
+        let big = curl(&format!("http://127.0.0.1:{p1}/big"));
+        assert_eq!(big.stdout.len(), 3072 * 1024, "{kubectl_bin}");
+        let mut sha = c.ns.command("sha256sum");
+        let mut sha = sha
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        sha.stdin.take().unwrap().write_all(&big.stdout).unwrap();
+        let got = String::from_utf8_lossy(&sha.wait_with_output().unwrap().stdout).into_owned();
+        assert_eq!(got.split_whitespace().next(), Some(want_sum.as_str()));
+    }
+
+    // Nothing listens on 9999: the connection fails and kubectl says why.
+    let mut cmd = kubectl(&c, &["port-forward", "pod/web", "18099:9999"]);
+    cmd.stderr(Stdio::piped());
+    let mut pf = Running::start(cmd);
+    pf.expect_line("Forwarding from 127.0.0.1:18099 -> 9999");
+    let out = curl("http://127.0.0.1:18099/");
+    assert!(out.stdout.is_empty());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while pf.child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = pf.child.kill();
+    let mut err = String::new();
+    pf.child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(
+        err.contains("error forwarding port 9999 to pod default/web")
+            && err.contains("connection refused"),
+        "{err}"
+    );
 }

@@ -8,6 +8,7 @@ pub mod ipam;
 pub mod local_dns;
 pub mod masquerade;
 pub mod netlink;
+pub mod netns;
 pub mod netpol;
 pub mod pod;
 pub mod proxy;

@@ -67,6 +67,9 @@ async fn route(k: Arc<Kubelet>, req: Request<Incoming>) -> Response<Body> {
         (&Method::GET | &Method::POST, ["exec", ns, pod, container]) => {
             super::exec::serve(&k, super::exec::Kind::Exec, ns, pod, container, req).await
         }
+        (&Method::GET | &Method::POST, ["portForward", ns, pod]) => {
+            super::portforward::serve(&k, ns, pod, req).await
+        }
         (&Method::GET | &Method::POST, ["attach", ns, pod, container]) => {
             super::exec::serve(&k, super::exec::Kind::Attach, ns, pod, container, req).await
         }
@@ -78,7 +81,7 @@ async fn route(k: Arc<Kubelet>, req: Request<Incoming>) -> Response<Body> {
 }
 
 /// The log directory of the newest pod named `ns/pod` on this node.
-fn pod_log_dir(k: &Kubelet, ns: &str, pod: &str) -> Option<(PathBuf, String)> {
+pub fn pod_log_dir(k: &Kubelet, ns: &str, pod: &str) -> Option<(PathBuf, String)> {
     let prefix = format!("{ns}_{pod}_");
     std::fs::read_dir(&k.cfg.pod_logs_dir)
         .ok()?

@@ -1,0 +1,402 @@
+//! `kubectl port-forward` at the kubelet: SPDY/3.1 (protocol `portforward.k8s.io`), either on
+//! the upgraded connection itself (kubectl before 1.31) or tunnelled through a websocket whose
+//! binary messages carry the SPDY bytes (`SPDY/3.1+portforward.k8s.io`, kubectl 1.31 and
+//! later). For each forwarded connection the client opens two streams with the same
+//! `requestID` header: an error stream (it only reads) and a data stream. The kubelet connects
+//! to `localhost:<port>` inside the pod's network namespace, copies both ways, and ends the
+//! data stream then the error stream when the pod's side closes; a failure to connect is
+//! written to the error stream, which kubectl prints.
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use http::{Request, Response, StatusCode};
+use http_body_util::{combinators::BoxBody, BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::protocol::{Message, Role};
+
+use super::spdy::{self, Frame};
+use super::Kubelet;
+
+pub const PROTOCOL: &str = "portforward.k8s.io";
+pub const WEBSOCKET_PROTOCOL: &str = "SPDY/3.1+portforward.k8s.io";
+
+type Body = BoxBody<Bytes, Infallible>;
+
+fn plain(code: StatusCode, msg: String) -> Response<Body> {
+    Response::builder()
+        .status(code)
+        .header("content-type", "text/plain")
+        .body(http_body_util::Full::new(Bytes::from(msg)).boxed())
+        .expect("valid response")
+}
+
+fn header_values(req: &Request<Incoming>, name: &str) -> Vec<String> {
+    req.headers()
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|s| s.trim().to_string()))
+        .collect()
+}
+
+/// The network namespace of the newest running pod `ns/pod` on this node: its shim's.
+fn pod_netns(k: &Kubelet, ns: &str, pod: &str) -> Option<(PathBuf, String)> {
+    let (_, uid) = super::server::pod_log_dir(k, ns, pod)?;
+    let pid = std::fs::read_to_string(k.pod_dir(&uid).join(crate::shim::PID_FILE)).ok()?;
+    let path = PathBuf::from(format!("/proc/{}/ns/net", pid.trim()));
+    path.exists().then_some((path, uid))
+}
+
+/// GET (websocket) or POST (SPDY upgrade) /portForward/<ns>/<pod>.
+pub async fn serve(
+    k: &Arc<Kubelet>,
+    ns: &str,
+    pod: &str,
+    mut req: Request<Incoming>,
+) -> Response<Body> {
+    let Some((netns, uid)) = pod_netns(k, ns, pod) else {
+        return plain(
+            StatusCode::NOT_FOUND,
+            format!("pod {ns}/{pod} is not running on this node"),
+        );
+    };
+    let target = Target {
+        netns,
+        pod: format!("{ns}/{pod}"),
+        uid,
+    };
+    let upgrade = header_values(&req, "upgrade");
+    let websocket = upgrade.iter().any(|u| u.eq_ignore_ascii_case("websocket"));
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    if websocket {
+        let offered = header_values(&req, "sec-websocket-protocol");
+        if !offered.iter().any(|p| p == WEBSOCKET_PROTOCOL) {
+            return plain(
+                StatusCode::BAD_REQUEST,
+                format!("port-forward over websocket needs subprotocol {WEBSOCKET_PROTOCOL}; offered {offered:?}"),
+            );
+        }
+        let Some(key) = req
+            .headers()
+            .get("sec-websocket-key")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+        else {
+            return plain(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key".into());
+        };
+        tokio::spawn(async move {
+            let Ok(up) = on_upgrade.await else { return };
+            let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+                TokioIo::new(up),
+                Role::Server,
+                None,
+            )
+            .await;
+            let (mut ws_tx, mut ws_rx) = ws.split();
+            let (in_tx, in_rx) = mpsc::channel::<Vec<u8>>(16);
+            let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(64);
+            tokio::spawn(async move {
+                while let Some(Ok(msg)) = ws_rx.next().await {
+                    match msg {
+                        Message::Binary(b) if in_tx.send(b.to_vec()).await.is_err() => break,
+                        Message::Close(_) => break,
+                        _ => {}
+                    }
+                }
+            });
+            tokio::spawn(async move {
+                while let Some(b) = out_rx.recv().await {
+                    if ws_tx.send(Message::Binary(b.into())).await.is_err() {
+                        break;
+                    }
+                }
+                let _ = ws_tx.close().await;
+            });
+            session(in_rx, out_tx, target).await;
+        });
+        return Response::builder()
+            .status(StatusCode::SWITCHING_PROTOCOLS)
+            .header("upgrade", "websocket")
+            .header("connection", "Upgrade")
+            .header(
+                "sec-websocket-accept",
+                tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes()),
+            )
+            .header("sec-websocket-protocol", WEBSOCKET_PROTOCOL)
+            .body(Empty::new().boxed())
+            .expect("valid response");
+    }
+    if !upgrade.iter().any(|u| u.eq_ignore_ascii_case("SPDY/3.1")) {
+        return plain(
+            StatusCode::BAD_REQUEST,
+            "port-forward needs an upgrade to SPDY/3.1 or websocket".into(),
+        );
+    }
+    let offered = header_values(&req, "x-stream-protocol-version");
+    if !offered.is_empty() && !offered.iter().any(|p| p == PROTOCOL) {
+        return plain(
+            StatusCode::FORBIDDEN,
+            format!("unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server supports [{PROTOCOL}]"),
+        );
+    }
+    tokio::spawn(async move {
+        let Ok(up) = on_upgrade.await else { return };
+        let (mut rd, mut wr) = tokio::io::split(TokioIo::new(up));
+        let (in_tx, in_rx) = mpsc::channel::<Vec<u8>>(16);
+        let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(64);
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 32 * 1024];
+            while let Ok(n @ 1..) = rd.read(&mut buf).await {
+                if in_tx.send(buf[..n].to_vec()).await.is_err() {
+                    break;
+                }
+            }
+        });
+        tokio::spawn(async move {
+            while let Some(b) = out_rx.recv().await {
+                if wr.write_all(&b).await.is_err() {
+                    break;
+                }
+            }
+            let _ = wr.shutdown().await;
+        });
+        session(in_rx, out_tx, target).await;
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header("upgrade", "SPDY/3.1")
+        .header("connection", "Upgrade")
+        .header("x-stream-protocol-version", PROTOCOL)
+        .body(Empty::new().boxed())
+        .expect("valid response")
+}
+
+/// Where forwarded connections go.
+#[derive(Debug, Clone)]
+struct Target {
+    netns: PathBuf,
+    pod: String,
+    uid: String,
+}
+
+/// What the client sends on a data stream.
+enum Inbound {
+    Data(Vec<u8>),
+    Fin,
+}
+
+/// The two streams of one forwarded connection, as they arrive.
+#[derive(Default)]
+struct Pair {
+    error: Option<u32>,
+    data: Option<u32>,
+    port: u16,
+}
+
+/// One SPDY connection: frames in from `input`, frames out (encoded, in order) to `output`.
+async fn session(
+    mut input: mpsc::Receiver<Vec<u8>>,
+    output: mpsc::Sender<Vec<u8>>,
+    target: Target,
+) {
+    // Frames from every stream go out through one encoder, which owns the header stream.
+    let (frames, mut to_encode) = mpsc::channel::<Frame>(64);
+    let writer = tokio::spawn(async move {
+        let mut enc = spdy::Encoder::default();
+        while let Some(f) = to_encode.recv().await {
+            if output.send(enc.encode(&f)).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut dec = spdy::Decoder::default();
+    let mut pairs: HashMap<String, Pair> = HashMap::new();
+    let mut data_streams: HashMap<u32, mpsc::Sender<Inbound>> = HashMap::new();
+    'read: while let Some(bytes) = input.recv().await {
+        dec.push(&bytes);
+        loop {
+            let frame = match dec.next_frame() {
+                Ok(Some(f)) => {
+                    if !matches!(f, Frame::Data { .. }) {
+                        tracing::trace!(pod = %target.pod, frame = ?f, "port-forward: frame");
+                    }
+                    f
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::debug!(pod = %target.pod, error = %e, "port-forward: bad frame");
+                    let _ = frames
+                        .send(Frame::GoAway {
+                            last_good: 0,
+                            status: spdy::PROTOCOL_ERROR,
+                        })
+                        .await;
+                    break 'read;
+                }
+            };
+            match frame {
+                Frame::SynStream {
+                    stream, headers, ..
+                } => {
+                    let kind = spdy::header(&headers, "streamtype").unwrap_or("");
+                    let port = spdy::header(&headers, "port").and_then(|p| p.parse::<u16>().ok());
+                    let (Some(port @ 1..), "error" | "data") = (port, kind) else {
+                        let _ = frames
+                            .send(Frame::RstStream {
+                                stream,
+                                status: spdy::REFUSED_STREAM,
+                            })
+                            .await;
+                        continue;
+                    };
+                    let _ = frames
+                        .send(Frame::SynReply {
+                            stream,
+                            flags: 0,
+                            headers: Vec::new(),
+                        })
+                        .await;
+                    // Clients older than the requestID header open the error stream, then the
+                    // data stream right after it (ids two apart).
+                    let request = spdy::header(&headers, "requestid")
+                        .map(str::to_string)
+                        .unwrap_or_else(|| {
+                            let first = if kind == "data" { stream - 2 } else { stream };
+                            format!("stream-{first}")
+                        });
+                    let pair = pairs.entry(request.clone()).or_default();
+                    pair.port = port;
+                    if kind == "error" {
+                        pair.error = Some(stream);
+                    } else {
+                        pair.data = Some(stream);
+                    }
+                    if let (Some(error), Some(data)) = (pair.error, pair.data) {
+                        pairs.remove(&request);
+                        let (tx, rx) = mpsc::channel(16);
+                        data_streams.insert(data, tx);
+                        tokio::spawn(forward(
+                            target.clone(),
+                            port,
+                            data,
+                            error,
+                            frames.clone(),
+                            rx,
+                        ));
+                    }
+                }
+                Frame::Data { stream, fin, data } => {
+                    let Some(tx) = data_streams.get(&stream) else {
+                        continue;
+                    };
+                    if !data.is_empty() && tx.send(Inbound::Data(data)).await.is_err() {
+                        data_streams.remove(&stream);
+                        continue;
+                    }
+                    if fin {
+                        let _ = tx.send(Inbound::Fin).await;
+                        data_streams.remove(&stream);
+                    }
+                }
+                Frame::RstStream { stream, .. } => {
+                    // Dropping the sender tells the forwarder to give up.
+                    data_streams.remove(&stream);
+                }
+                // The client's pings (odd ids) are answered with the same frame.
+                Frame::Ping { id } if id % 2 == 1 => {
+                    let _ = frames.send(Frame::Ping { id }).await;
+                }
+                Frame::GoAway { .. } => break 'read,
+                _ => {}
+            }
+        }
+    }
+    tracing::debug!(pod = %target.pod, "port-forward: session ends");
+    drop(data_streams);
+    drop(frames);
+    let _ = writer.await;
+}
+
+/// Copies one forwarded connection between its data stream and the pod's `localhost:port`.
+async fn forward(
+    target: Target,
+    port: u16,
+    data: u32,
+    error: u32,
+    frames: mpsc::Sender<Frame>,
+    mut inbound: mpsc::Receiver<Inbound>,
+) {
+    let netns = target.netns.clone();
+    let connected = tokio::task::spawn_blocking(move || {
+        crate::network::netns::connect_localhost(&netns, port, Duration::from_secs(10))
+            .and_then(|s| s.set_nonblocking(true).map(|_| s))
+            .and_then(tokio::net::TcpStream::from_std)
+    })
+    .await
+    .map_err(std::io::Error::other)
+    .and_then(|r| r);
+    let tcp = match connected {
+        Ok(t) => t,
+        Err(e) => {
+            let msg = format!(
+                "error forwarding port {port} to pod {}, uid {}: {e}",
+                target.pod, target.uid
+            );
+            tracing::debug!(%msg, "port-forward");
+            let _ = frames.send(Frame::data(error, msg.as_bytes())).await;
+            let _ = frames.send(Frame::fin(error)).await;
+            let _ = frames.send(Frame::fin(data)).await;
+            return;
+        }
+    };
+    let (mut rd, mut wr) = tcp.into_split();
+    // The pod's side, in its own task so that a client slow to read never stops writes to
+    // the pod (and the other way round).
+    let down_frames = frames.clone();
+    let mut down = tokio::spawn(async move {
+        let mut buf = vec![0u8; 32 * 1024];
+        while let Ok(n @ 1..) = rd.read(&mut buf).await {
+            if down_frames
+                .send(Frame::data(data, &buf[..n]))
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    let mut client_done = false;
+    loop {
+        tokio::select! {
+            _ = &mut down => break,
+            got = inbound.recv(), if !client_done => match got {
+                Some(Inbound::Data(b)) => {
+                    if wr.write_all(&b).await.is_err() {
+                        client_done = true;
+                    }
+                }
+                Some(Inbound::Fin) => {
+                    let _ = wr.shutdown().await;
+                    client_done = true;
+                }
+                // Reset by the client, or the connection is gone.
+                None => {
+                    down.abort();
+                    return;
+                }
+            },
+        }
+    }
+    // The pod closed its side: end the data stream, then the error stream (kubectl waits for
+    // both before it closes the local connection).
+    let _ = frames.send(Frame::fin(data)).await;
+    let _ = frames.send(Frame::fin(error)).await;
+}
