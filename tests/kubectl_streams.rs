@@ -361,3 +361,100 @@ fn port_forward_reaches_the_pods_own_loopback() {
         "{err}"
     );
 }
+
+/// kubectl before 1.30 speaks SPDY for exec and attach (later ones use websockets).
+#[test]
+fn older_kubectl_execs_and_attaches_over_spdy() {
+    let c = Cluster::start();
+    c.apply(&pod("box", true, "while read l; do echo \"echo:$l\"; done"));
+    c.wait_phase("box", "Running");
+    let old = kubectl_version(29);
+    let run = |args: &[&str], input: &[u8]| -> std::process::Output {
+        let mut child =
+            c.ns.command(&old)
+                .arg("--kubeconfig")
+                .arg(c.kubeconfig())
+                .args(args)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    // Streams apart and the exit code back.
+    let out = run(
+        &[
+            "exec",
+            "box",
+            "--",
+            "sh",
+            "-c",
+            "echo out; echo err >&2; exit 3",
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).starts_with("err\n"),
+        "{out:?}"
+    );
+    // stdin, and its end.
+    let out = run(
+        &[
+            "exec",
+            "-i",
+            "box",
+            "--",
+            "sh",
+            "-c",
+            "tr a-z A-Z; echo done",
+        ],
+        b"shout\n",
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "SHOUT\ndone\n");
+    // Attach to the container's own stdin; the echo comes back through its stdout.
+    let mut cmd = c.ns.command(&old);
+    cmd.arg("--kubeconfig")
+        .arg(c.kubeconfig())
+        .args(["attach", "-i", "box"]);
+    let mut a = Running::start(cmd);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        a.send("old\n");
+        match a.lines.recv_timeout(Duration::from_millis(500)) {
+            Ok(line) if line.contains("echo:old") => break,
+            Ok(line) => a.seen.push(line),
+            Err(_) => {}
+        }
+        assert!(Instant::now() < deadline, "no echo: {:?}", a.seen);
+    }
+    drop(a);
+    // A terminal: exec -it through script(1).
+    let mut child =
+        c.ns.command("script")
+            .args(["-qec"])
+            .arg(format!(
+                "{old} --kubeconfig {} exec -it box -- sh",
+                c.kubeconfig().display()
+            ))
+            .arg("/dev/null")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(b"echo answer=$((6*7)) tty=$(tty)\rexit\r")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("answer=42") && text.contains("tty=/dev/pts/"),
+        "{text}"
+    );
+}

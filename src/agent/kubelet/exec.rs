@@ -23,8 +23,8 @@ use tokio::io::AsyncWriteExt;
 pub const PROTOCOLS: &[&str] = &["v5.channel.k8s.io", "v4.channel.k8s.io"];
 
 const STDIN: u8 = 0;
-const STDOUT: u8 = 1;
-const STDERR: u8 = 2;
+pub(super) const STDOUT: u8 = 1;
+pub(super) const STDERR: u8 = 2;
 const ERROR: u8 = 3;
 const RESIZE: u8 = 4;
 const CLOSE: u8 = 255;
@@ -48,10 +48,12 @@ pub enum Kind {
 
 /// What the query asks for: the command, and which streams.
 #[derive(Debug, Default, Clone)]
-struct Asked {
-    command: Vec<String>,
-    stdin: bool,
-    tty: bool,
+pub(super) struct Asked {
+    pub command: Vec<String>,
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+    pub tty: bool,
 }
 
 fn asked(query: &str) -> Asked {
@@ -61,6 +63,8 @@ fn asked(query: &str) -> Asked {
         match k.as_str() {
             "command" => a.command.push(v),
             "stdin" | "input" => a.stdin = on,
+            "stdout" | "output" => a.stdout = on,
+            "stderr" | "error" => a.stderr = on,
             "tty" => a.tty = on,
             _ => {}
         }
@@ -69,7 +73,7 @@ fn asked(query: &str) -> Asked {
 }
 
 /// The Status kubectl reads on channel 3: success, or the exit code the way upstream reports it.
-fn final_status(code: i32, command: &[String]) -> String {
+pub(super) fn final_status(code: i32, command: &[String]) -> String {
     if code == 0 {
         return r#"{"metadata":{},"status":"Success"}"#.to_string();
     }
@@ -83,7 +87,7 @@ fn final_status(code: i32, command: &[String]) -> String {
     .to_string()
 }
 
-fn failure(message: &str) -> String {
+pub(super) fn failure(message: &str) -> String {
     serde_json::json!({"metadata": {}, "status": "Failure", "message": message, "reason": "InternalError"}).to_string()
 }
 
@@ -111,10 +115,14 @@ pub async fn serve(
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
     else {
-        return plain(
-            StatusCode::BAD_REQUEST,
-            "exec and attach need a websocket upgrade (SPDY is not served)".into(),
-        );
+        // kubectl before 1.30 speaks SPDY.
+        let Some((dir, id)) = super::server::running_container(k, ns, pod, container) else {
+            return plain(
+                StatusCode::NOT_FOUND,
+                format!("container {container} is not running in pod {ns}/{pod}"),
+            );
+        };
+        return super::exec_spdy::serve(kind, a, dir, id, req);
     };
     let offered: Vec<String> = req
         .headers()
@@ -166,14 +174,14 @@ pub async fn serve(
 
 /// The descriptors a session pumps: where the client's stdin goes, which channel each output
 /// comes out on, and (exec) the shim connection that tells the exit.
-struct Streams {
-    input: Option<OwnedFd>,
-    outputs: Vec<(u8, OwnedFd)>,
-    exit: Option<UnixStream>,
+pub(super) struct Streams {
+    pub input: Option<OwnedFd>,
+    pub outputs: Vec<(u8, OwnedFd)>,
+    pub exit: Option<UnixStream>,
 }
 
 /// Asks the shim for the process's stdio (blocking: run it off the reactor).
-fn open_streams(
+pub(super) fn open_streams(
     kind: Kind,
     dir: &std::path::Path,
     id: &str,
@@ -320,25 +328,28 @@ async fn session<S>(
     for r in readers {
         r.abort();
     }
-    let status = match streams.exit {
-        Some(conn) => {
-            let code =
-                tokio::task::spawn_blocking(move || crate::shim::client::wait_exit(&conn).ok())
-                    .await
-                    .ok()
-                    .flatten();
-            match code {
-                Some(c) => final_status(c, &a.command),
-                None => failure("the process's exit was not recorded"),
-            }
-        }
-        None => r#"{"metadata":{},"status":"Success"}"#.to_string(),
-    };
+    let status = end_status(streams.exit, &a.command).await;
     let _ = tx.send(frame(ERROR, status.as_bytes())).await;
     // A normal close (1000): kubectl takes any other ending as a broken stream.
     let _ = tx.send(normal_close()).await;
     let _ = tx.close().await;
     client.abort();
+}
+
+/// How the session ended, as the Status kubectl reads: an exec'd process's exit (waited for on
+/// the shim connection), or success for an attach whose streams ended.
+pub(super) async fn end_status(exit: Option<UnixStream>, command: &[String]) -> String {
+    let Some(conn) = exit else {
+        return r#"{"metadata":{},"status":"Success"}"#.to_string();
+    };
+    let code = tokio::task::spawn_blocking(move || crate::shim::client::wait_exit(&conn).ok())
+        .await
+        .ok()
+        .flatten();
+    match code {
+        Some(c) => final_status(c, command),
+        None => failure("the process's exit was not recorded"),
+    }
 }
 
 fn frame(chan: u8, data: &[u8]) -> Message {

@@ -6,6 +6,7 @@
 
 pub mod events;
 pub mod exec;
+pub mod exec_spdy;
 pub mod fdio;
 pub mod inputs;
 pub mod logs;
@@ -15,6 +16,7 @@ pub mod portforward;
 pub mod probes;
 pub mod server;
 pub mod spdy;
+pub mod spdy_conn;
 pub mod spec;
 pub mod static_pods;
 pub mod status;

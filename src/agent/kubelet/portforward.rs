@@ -8,11 +8,9 @@
 //! written to the error stream, which kubectl prints.
 
 use bytes::Bytes;
-use futures::{SinkExt, StreamExt};
 use http::{Request, Response, StatusCode};
 use http_body_util::{combinators::BoxBody, BodyExt, Empty};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -20,9 +18,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::protocol::{Message, Role};
 
 use super::spdy::{self, Frame};
+use super::spdy_conn;
 use super::Kubelet;
 
 pub const PROTOCOL: &str = "portforward.k8s.io";
@@ -94,33 +92,8 @@ pub async fn serve(
         };
         tokio::spawn(async move {
             let Ok(up) = on_upgrade.await else { return };
-            let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
-                TokioIo::new(up),
-                Role::Server,
-                None,
-            )
-            .await;
-            let (mut ws_tx, mut ws_rx) = ws.split();
-            let (in_tx, in_rx) = mpsc::channel::<Vec<u8>>(16);
-            let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(64);
-            tokio::spawn(async move {
-                while let Some(Ok(msg)) = ws_rx.next().await {
-                    match msg {
-                        Message::Binary(b) if in_tx.send(b.to_vec()).await.is_err() => break,
-                        Message::Close(_) => break,
-                        _ => {}
-                    }
-                }
-            });
-            tokio::spawn(async move {
-                while let Some(b) = out_rx.recv().await {
-                    if ws_tx.send(Message::Binary(b.into())).await.is_err() {
-                        break;
-                    }
-                }
-                let _ = ws_tx.close().await;
-            });
-            session(in_rx, out_tx, target).await;
+            let (frames, sender) = spdy_conn::over_websocket(up).await;
+            session(frames, sender, target).await;
         });
         return Response::builder()
             .status(StatusCode::SWITCHING_PROTOCOLS)
@@ -149,26 +122,8 @@ pub async fn serve(
     }
     tokio::spawn(async move {
         let Ok(up) = on_upgrade.await else { return };
-        let (mut rd, mut wr) = tokio::io::split(TokioIo::new(up));
-        let (in_tx, in_rx) = mpsc::channel::<Vec<u8>>(16);
-        let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(64);
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 32 * 1024];
-            while let Ok(n @ 1..) = rd.read(&mut buf).await {
-                if in_tx.send(buf[..n].to_vec()).await.is_err() {
-                    break;
-                }
-            }
-        });
-        tokio::spawn(async move {
-            while let Some(b) = out_rx.recv().await {
-                if wr.write_all(&b).await.is_err() {
-                    break;
-                }
-            }
-            let _ = wr.shutdown().await;
-        });
-        session(in_rx, out_tx, target).await;
+        let (frames, sender) = spdy_conn::over_upgraded(up);
+        session(frames, sender, target).await;
     });
     Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)
@@ -201,128 +156,104 @@ struct Pair {
     port: u16,
 }
 
-/// One SPDY connection: frames in from `input`, frames out (encoded, in order) to `output`.
-async fn session(
-    mut input: mpsc::Receiver<Vec<u8>>,
-    output: mpsc::Sender<Vec<u8>>,
-    target: Target,
-) {
-    // Frames from every stream go out through one encoder, which owns the header stream.
-    let (frames, mut to_encode) = mpsc::channel::<Frame>(64);
-    let writer = tokio::spawn(async move {
-        let mut enc = spdy::Encoder::default();
-        while let Some(f) = to_encode.recv().await {
-            if output.send(enc.encode(&f)).await.is_err() {
-                break;
-            }
-        }
-    });
-    let mut dec = spdy::Decoder::default();
+/// One port-forward connection: stream pairs open, each is forwarded until it ends.
+async fn session(mut input: spdy_conn::Frames, frames: spdy_conn::Sender, target: Target) {
     let mut pairs: HashMap<String, Pair> = HashMap::new();
     let mut data_streams: HashMap<u32, mpsc::Sender<Inbound>> = HashMap::new();
-    'read: while let Some(bytes) = input.recv().await {
-        dec.push(&bytes);
-        loop {
-            let frame = match dec.next_frame() {
-                Ok(Some(f)) => {
-                    if !matches!(f, Frame::Data { .. }) {
-                        tracing::trace!(pod = %target.pod, frame = ?f, "port-forward: frame");
-                    }
-                    f
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    tracing::debug!(pod = %target.pod, error = %e, "port-forward: bad frame");
+    while let Some(frame) = input.next().await {
+        let frame = match frame {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::debug!(pod = %target.pod, error = %e, "port-forward: bad frame");
+                let _ = frames
+                    .send(Frame::GoAway {
+                        last_good: 0,
+                        status: spdy::PROTOCOL_ERROR,
+                    })
+                    .await;
+                break;
+            }
+        };
+        match frame {
+            Frame::SynStream {
+                stream, headers, ..
+            } => {
+                let kind = spdy::header(&headers, "streamtype").unwrap_or("");
+                let port = spdy::header(&headers, "port").and_then(|p| p.parse::<u16>().ok());
+                let (Some(port @ 1..), "error" | "data") = (port, kind) else {
                     let _ = frames
-                        .send(Frame::GoAway {
-                            last_good: 0,
-                            status: spdy::PROTOCOL_ERROR,
-                        })
-                        .await;
-                    break 'read;
-                }
-            };
-            match frame {
-                Frame::SynStream {
-                    stream, headers, ..
-                } => {
-                    let kind = spdy::header(&headers, "streamtype").unwrap_or("");
-                    let port = spdy::header(&headers, "port").and_then(|p| p.parse::<u16>().ok());
-                    let (Some(port @ 1..), "error" | "data") = (port, kind) else {
-                        let _ = frames
-                            .send(Frame::RstStream {
-                                stream,
-                                status: spdy::REFUSED_STREAM,
-                            })
-                            .await;
-                        continue;
-                    };
-                    let _ = frames
-                        .send(Frame::SynReply {
+                        .send(Frame::RstStream {
                             stream,
-                            flags: 0,
-                            headers: Vec::new(),
+                            status: spdy::REFUSED_STREAM,
                         })
                         .await;
-                    // Clients older than the requestID header open the error stream, then the
-                    // data stream right after it (ids two apart).
-                    let request = spdy::header(&headers, "requestid")
-                        .map(str::to_string)
-                        .unwrap_or_else(|| {
-                            let first = if kind == "data" { stream - 2 } else { stream };
-                            format!("stream-{first}")
-                        });
-                    let pair = pairs.entry(request.clone()).or_default();
-                    pair.port = port;
-                    if kind == "error" {
-                        pair.error = Some(stream);
-                    } else {
-                        pair.data = Some(stream);
-                    }
-                    if let (Some(error), Some(data)) = (pair.error, pair.data) {
-                        pairs.remove(&request);
-                        let (tx, rx) = mpsc::channel(16);
-                        data_streams.insert(data, tx);
-                        tokio::spawn(forward(
-                            target.clone(),
-                            port,
-                            data,
-                            error,
-                            frames.clone(),
-                            rx,
-                        ));
-                    }
+                    continue;
+                };
+                let _ = frames
+                    .send(Frame::SynReply {
+                        stream,
+                        flags: 0,
+                        headers: Vec::new(),
+                    })
+                    .await;
+                // Clients older than the requestID header open the error stream, then the
+                // data stream right after it (ids two apart).
+                let request = spdy::header(&headers, "requestid")
+                    .map(str::to_string)
+                    .unwrap_or_else(|| {
+                        let first = if kind == "data" {
+                            stream.saturating_sub(2)
+                        } else {
+                            stream
+                        };
+                        format!("stream-{first}")
+                    });
+                let pair = pairs.entry(request.clone()).or_default();
+                pair.port = port;
+                if kind == "error" {
+                    pair.error = Some(stream);
+                } else {
+                    pair.data = Some(stream);
                 }
-                Frame::Data { stream, fin, data } => {
-                    let Some(tx) = data_streams.get(&stream) else {
-                        continue;
-                    };
-                    if !data.is_empty() && tx.send(Inbound::Data(data)).await.is_err() {
-                        data_streams.remove(&stream);
-                        continue;
-                    }
-                    if fin {
-                        let _ = tx.send(Inbound::Fin).await;
-                        data_streams.remove(&stream);
-                    }
+                if let (Some(error), Some(data)) = (pair.error, pair.data) {
+                    pairs.remove(&request);
+                    let (tx, rx) = mpsc::channel(16);
+                    data_streams.insert(data, tx);
+                    tokio::spawn(forward(
+                        target.clone(),
+                        port,
+                        data,
+                        error,
+                        frames.clone(),
+                        rx,
+                    ));
                 }
-                Frame::RstStream { stream, .. } => {
-                    // Dropping the sender tells the forwarder to give up.
+            }
+            Frame::Data { stream, fin, data } => {
+                let Some(tx) = data_streams.get(&stream) else {
+                    continue;
+                };
+                if !data.is_empty() && tx.send(Inbound::Data(data)).await.is_err() {
+                    data_streams.remove(&stream);
+                    continue;
+                }
+                if fin {
+                    let _ = tx.send(Inbound::Fin).await;
                     data_streams.remove(&stream);
                 }
-                // The client's pings (odd ids) are answered with the same frame.
-                Frame::Ping { id } if id % 2 == 1 => {
-                    let _ = frames.send(Frame::Ping { id }).await;
-                }
-                Frame::GoAway { .. } => break 'read,
-                _ => {}
             }
+            Frame::RstStream { stream, .. } => {
+                // Dropping the sender tells the forwarder to give up.
+                data_streams.remove(&stream);
+            }
+            // The client's pings (odd ids) are answered with the same frame.
+            Frame::Ping { id } if id % 2 == 1 => {
+                let _ = frames.send(Frame::Ping { id }).await;
+            }
+            Frame::GoAway { .. } => break,
+            _ => {}
         }
     }
-    tracing::debug!(pod = %target.pod, "port-forward: session ends");
-    drop(data_streams);
-    drop(frames);
-    let _ = writer.await;
 }
 
 /// Copies one forwarded connection between its data stream and the pod's `localhost:port`.
