@@ -458,3 +458,28 @@ fn older_kubectl_execs_and_attaches_over_spdy() {
         "{text}"
     );
 }
+
+/// `kubectl cp` is tar through exec, both ways.
+#[test]
+fn kubectl_cp_copies_into_and_out_of_a_pod() {
+    let c = Cluster::start();
+    c.apply(&pod("files", false, "exec sleep 3600"));
+    c.wait_phase("files", "Running");
+    let dir = tempdir();
+    let src = dir.join("in.txt");
+    let body: String = (0..20000).map(|i| format!("line {i}\n")).collect();
+    std::fs::write(&src, &body).unwrap();
+    c.ok(&["cp", src.to_str().unwrap(), "files:/tmp/in.txt"]);
+    let inside = c.ok(&["exec", "files", "--", "wc", "-l", "/tmp/in.txt"]);
+    assert!(inside.trim_start().starts_with("20000"), "{inside}");
+    let back = dir.join("back.txt");
+    c.ok(&["cp", "files:/tmp/in.txt", back.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(&back).unwrap(), body);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn tempdir() -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("nk-cp-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
