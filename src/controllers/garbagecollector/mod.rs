@@ -29,9 +29,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 use tokio_stream::StreamMap;
 
-/// How often discovery runs again, so custom resources are watched soon after their CRD is
+/// How often discovery runs again in any case. A change to a CRD (the watchers see those
+/// too) runs it after `CRD_SETTLE`, so custom resources are watched soon after their CRD is
 /// established and dropped after it goes.
-const REDISCOVERY: Duration = Duration::from_secs(20);
+const REDISCOVERY: Duration = Duration::from_secs(30);
+const CRD_SETTLE: Duration = Duration::from_millis(500);
+const CRDS: &str = "apiextensions.k8s.io/customresourcedefinitions";
 /// The first retry of a failed work item, doubled up to `MAX_BACKOFF`.
 const BASE_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -164,6 +167,8 @@ struct Collector {
     /// The uids a (re)listing in progress has shown, per resource.
     listing: BTreeMap<String, BTreeSet<Uid>>,
     queue: Queue,
+    /// When to run discovery again, after a CRD changed.
+    rediscover_at: Option<Instant>,
 }
 
 /// Runs the garbage collector until the future is dropped.
@@ -185,6 +190,7 @@ pub async fn run(client: kube::Client) {
         synced: false,
         listing: BTreeMap::new(),
         queue: Queue::default(),
+        rediscover_at: None,
     };
     let mut watchers = Watchers::new();
     gc.watch(&mut watchers, resources);
@@ -200,14 +206,18 @@ impl Collector {
             let retry_at =
                 tokio::time::Instant::from_std(due.unwrap_or_else(|| Instant::now() + REDISCOVERY));
             let work_ready = self.synced && !self.queue.ready.is_empty();
+            let crd_changed = self.rediscover_at;
+            let crd_settled = tokio::time::Instant::from_std(
+                crd_changed.unwrap_or_else(|| Instant::now() + REDISCOVERY),
+            );
             tokio::select! {
                 // The graph first: a decision is made on the freshest view there is.
                 biased;
                 Some((key, event)) = watchers.next() => self.on_event(key, event),
-                _ = rediscover.tick() => match discover(&self.client).await {
-                    Ok(r) => self.watch(watchers, r),
-                    Err(e) => tracing::warn!(error = %e, "garbage collector: discovery"),
-                },
+                _ = rediscover.tick() => self.rediscover(watchers).await,
+                _ = tokio::time::sleep_until(crd_settled), if crd_changed.is_some() => {
+                    self.rediscover(watchers).await;
+                }
                 _ = tokio::time::sleep_until(retry_at), if due.is_some() => {
                     self.queue.promote(Instant::now());
                 }
@@ -222,6 +232,14 @@ impl Collector {
                     }
                 }
             }
+        }
+    }
+
+    async fn rediscover(&mut self, watchers: &mut Watchers) {
+        self.rediscover_at = None;
+        match discover(&self.client).await {
+            Ok(r) => self.watch(watchers, r),
+            Err(e) => tracing::warn!(error = %e, "garbage collector: discovery"),
         }
     }
 
@@ -285,6 +303,9 @@ impl Collector {
                 return;
             }
         };
+        if key == CRDS && matches!(event, Event::Apply(_) | Event::Delete(_)) {
+            self.rediscover_at = Some(Instant::now() + CRD_SETTLE);
+        }
         match event {
             Event::Init => {
                 self.listing.insert(key, BTreeSet::new());
