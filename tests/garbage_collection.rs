@@ -6,7 +6,7 @@
 
 mod api_support;
 
-use api_support::{eventually, Server};
+use api_support::{eventually, raw::curl_args, Server};
 use serde_json::Value;
 
 const DEPLOY: &str = "apiVersion: apps/v1
@@ -367,4 +367,69 @@ fn a_restart_resumes_collection() {
     eventually(60, || {
         (!exists(&s, &["configmap", "worker"]) && !exists(&s, &["configmap", "boss"])).then_some(())
     });
+}
+
+#[test]
+fn metadata_only_lists_gets_and_watches_for_the_collectors_watchers() {
+    let s = Server::start_with(&["--disable-controller-manager"]);
+    s.configmap("big", "default", &[("payload", "not in the metadata")]);
+    let get = |path: &str, accept: &str| {
+        let extra = vec!["-H".to_string(), format!("Accept: {accept}")];
+        let (code, body, _) = curl_args(&s, "admin", "GET", path, &extra);
+        assert_eq!(code, 200, "{body}");
+        body
+    };
+    let cms = "/api/v1/namespaces/default/configmaps";
+    // As kube's metadata watchers ask: the metadata form first, JSON as the fallback.
+    let list: Value = serde_json::from_str(&get(
+        cms,
+        "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json",
+    ))
+    .unwrap();
+    assert_eq!(list["kind"], "PartialObjectMetadataList");
+    assert_eq!(list["apiVersion"], "meta.k8s.io/v1");
+    assert!(list["metadata"]["resourceVersion"].is_string());
+    let item = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["metadata"]["name"] == "big")
+        .expect("big listed");
+    assert_eq!(item["kind"], "PartialObjectMetadata");
+    assert!(
+        item["metadata"]["uid"].is_string() && item.get("data").is_none(),
+        "{item}"
+    );
+    let one: Value = serde_json::from_str(&get(
+        &format!("{cms}/big"),
+        "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json",
+    ))
+    .unwrap();
+    assert_eq!(one["kind"], "PartialObjectMetadata");
+    assert!(
+        one.get("data").is_none() && one["metadata"]["name"] == "big",
+        "{one}"
+    );
+    // A watch from the listed revision (timeoutSeconds ends it) sends metadata too.
+    let rv = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.configmap("later", "default", &[("payload", "x")]);
+    let events = get(
+        &format!("{cms}?watch=true&resourceVersion={rv}&timeoutSeconds=1"),
+        "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json",
+    );
+    let added: Value = events
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|e| e["object"]["metadata"]["name"] == "later")
+        .expect("the new ConfigMap in the watch");
+    assert_eq!(added["type"], "ADDED");
+    assert_eq!(added["object"]["kind"], "PartialObjectMetadata");
+    assert!(added["object"].get("data").is_none(), "{added}");
+    // Plain JSON still gets whole objects.
+    let full: Value =
+        serde_json::from_str(&get(&format!("{cms}/big"), "application/json")).unwrap();
+    assert_eq!(full["data"]["payload"], "not in the metadata");
 }
