@@ -349,7 +349,21 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
     // so that several servers can run them (kube-system/kube-controller-manager and
     // kube-system/kube-scheduler, as upstream names them).
     let controllers = identity(&server_url, &pki, "system:kube-controller-manager", &[]).await?;
+    let sa_client = |user: crate::apiserver::auth::User| {
+        let (server_url, pki) = (server_url.clone(), pki.clone());
+        async move {
+            let groups: Vec<&str> = user
+                .groups
+                .iter()
+                .map(String::as_str)
+                .filter(|g| *g != "system:authenticated")
+                .collect();
+            identity(&server_url, &pki, &user.name, &groups).await
+        }
+    };
     let settings = crate::controllers::Settings {
+        garbage_collector: sa_client(crate::apiserver::identity::garbage_collector()).await?,
+        namespace_controller: sa_client(crate::apiserver::identity::namespace_controller()).await?,
         cluster_cidr,
         node_lifecycle: crate::controllers::nodelifecycle::Settings {
             grace: args.node_monitor_grace_period,

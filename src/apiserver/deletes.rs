@@ -117,14 +117,16 @@ impl Api {
             if meta_str(&cur, "deletionTimestamp").is_none() {
                 info.strategy.before_delete(&mut cur);
             }
+            // Foreground and Orphan are finalizers the garbage collector works off; the
+            // delete itself only records them (upstream's deletionFinalizersForGarbageCollection).
+            let gc_changed = match gc_finalizers(info, &cur, opts) {
+                Some(fins) => {
+                    meta_mut(&mut cur).insert("finalizers".into(), json!(fins));
+                    true
+                }
+                None => false,
+            };
             let fins = finalizers(&cur);
-            let policy = opts.propagation.as_deref().unwrap_or("Background");
-            if policy == "Orphan" {
-                self.orphan_dependents(info, &cur).await?;
-            } else if policy == "Foreground" && !opts.dry_run {
-                // Dependents go first (synchronously), then the owner.
-                self.delete_dependents(info, &cur).await?;
-            }
             let graceful = self.pod_grace(info, &cur, opts).await?;
             // A pod's grace period runs whether or not finalizers hold it, as upstream: its
             // kubelet stops it gracefully and finishes the delete; finalizers keep the object.
@@ -136,14 +138,16 @@ impl Api {
                     .get("deletionGracePeriodSeconds")
                     .and_then(Value::as_i64)
                     .is_none_or(|g| grace < g);
-                if !shorter {
+                if !shorter && !gc_changed {
                     return Ok(cur);
                 }
-                m.insert(
-                    "deletionTimestamp".into(),
-                    json!(when.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
-                );
-                m.insert("deletionGracePeriodSeconds".into(), json!(grace));
+                if shorter {
+                    m.insert(
+                        "deletionTimestamp".into(),
+                        json!(when.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+                    );
+                    m.insert("deletionGracePeriodSeconds".into(), json!(grace));
+                }
                 m.remove("resourceVersion");
                 if opts.dry_run {
                     return Ok(new);
@@ -162,16 +166,18 @@ impl Api {
                 let held_grace = cur["metadata"]["deletionGracePeriodSeconds"]
                     .as_i64()
                     .unwrap_or(0);
-                // Already going: only an immediate delete changes anything (it ends the grace
-                // period, as the kubelet's final delete does).
-                if meta_str(&cur, "deletionTimestamp").is_some()
-                    && (held_grace == 0 || opts.grace_period != Some(0))
-                {
+                let going = meta_str(&cur, "deletionTimestamp").is_some();
+                // Already going: only an immediate delete (it ends the grace period, as the
+                // kubelet's final delete does) or a new propagation policy changes anything.
+                let ends_grace = going && held_grace != 0 && opts.grace_period == Some(0);
+                if going && !ends_grace && !gc_changed {
                     return Ok(cur);
                 }
                 let mut new = cur.clone();
                 let m = meta_mut(&mut new);
-                m.insert("deletionTimestamp".into(), json!(now_rfc3339()));
+                if !going || ends_grace {
+                    m.insert("deletionTimestamp".into(), json!(now_rfc3339()));
+                }
                 m.insert("deletionGracePeriodSeconds".into(), json!(0));
                 m.remove("resourceVersion");
                 if opts.dry_run {
@@ -193,9 +199,6 @@ impl Api {
             match self.store.delete(&key, Some(kv.mod_revision)).await {
                 Ok((_, _rev)) => {
                     allocation::free_held(info, &*self.store, &cur).await;
-                    if policy == "Background" {
-                        self.after_delete(info, &cur);
-                    }
                     return Ok(cur);
                 }
                 Err(store::Error::Conflict { .. }) => continue,
@@ -240,18 +243,55 @@ impl Api {
         }
         Ok(Some(grace))
     }
+}
 
-    /// Work that follows an object's removal: its dependents are collected in the background.
-    pub(crate) fn after_delete(&self, info: &Arc<ResourceInfo>, obj: &Value) {
-        let Some(api) = self.me.upgrade() else { return };
-        let obj = obj.clone();
-        let info = info.clone();
-        tokio::spawn(async move {
-            if let Err(e) = api.delete_dependents(&info, &obj).await {
-                tracing::warn!(error = %e, "garbage collection of dependents failed");
-            }
-        });
+/// The finalizer that has the garbage collector remove every dependent's reference to an
+/// object before it goes (`metav1.FinalizerOrphanDependents`).
+pub const ORPHAN_FINALIZER: &str = "orphan";
+/// The finalizer that keeps an object until the garbage collector has deleted its blocking
+/// dependents (`metav1.FinalizerDeleteDependents`).
+pub const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
+
+/// Whether deleting an object of this resource orphans its dependents when the request names
+/// no policy: only ReplicationControllers of core/v1 still do, for backward compatibility, as
+/// upstream's `DefaultGarbageCollectionPolicy` (every other built-in kind deletes them).
+fn orphans_by_default(info: &ResourceInfo) -> bool {
+    info.group.is_empty() && info.version == "v1" && info.plural == "replicationcontrollers"
+}
+
+/// The object's finalizers once a delete with `opts` has recorded its propagation policy, or
+/// None when they do not change. An explicit policy wins; else a GC finalizer the object
+/// already carries; else the kind's default (upstream's shouldOrphanDependents and
+/// shouldDeleteDependents).
+fn gc_finalizers(info: &ResourceInfo, obj: &Value, opts: &DeleteOptions) -> Option<Vec<String>> {
+    let have = finalizers(obj);
+    let carried = have
+        .iter()
+        .find(|f| *f == ORPHAN_FINALIZER || *f == FOREGROUND_FINALIZER)
+        .map(String::as_str);
+    let (orphan, foreground) = match opts.propagation.as_deref() {
+        Some("Orphan") => (true, false),
+        Some("Foreground") => (false, true),
+        Some(_) => (false, false),
+        None => match carried {
+            Some(ORPHAN_FINALIZER) => (true, false),
+            Some(_) => (false, true),
+            None => (orphans_by_default(info), false),
+        },
+    };
+    let mut want: Vec<String> = have
+        .iter()
+        .filter(|f| *f != ORPHAN_FINALIZER && *f != FOREGROUND_FINALIZER)
+        .cloned()
+        .collect();
+    if orphan {
+        want.push(ORPHAN_FINALIZER.into());
     }
+    if foreground {
+        want.push(FOREGROUND_FINALIZER.into());
+    }
+    let same = want.len() == have.len() && want.iter().all(|f| have.contains(f));
+    (!same).then_some(want)
 }
 
 fn decode(info: &ResourceInfo, kv: &KeyValue) -> Result<Value, ApiError> {

@@ -63,6 +63,10 @@ pub enum Output {
     Json,
     /// meta.k8s.io/v1 Table; rows carry PartialObjectMetadata, the full object, or nothing.
     Table(IncludeObject),
+    /// meta.k8s.io/v1 PartialObjectMetadata (a list: PartialObjectMetadataList): only the
+    /// objects' metadata, for clients that need nothing else (the garbage collector's
+    /// watchers).
+    Metadata,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,6 +136,14 @@ fn output_of(headers: &HeaderMap, query: &HashMap<String, String>) -> Output {
         let p: Vec<&str> = r.split(';').map(str::trim).collect();
         p.contains(&"as=Table") && p.contains(&"g=meta.k8s.io")
     });
+    let metadata = accept.split(',').any(|r| {
+        let p: Vec<&str> = r.split(';').map(str::trim).collect();
+        (p.contains(&"as=PartialObjectMetadata") || p.contains(&"as=PartialObjectMetadataList"))
+            && p.contains(&"g=meta.k8s.io")
+    });
+    if metadata && !table {
+        return Output::Metadata;
+    }
     if !table {
         return Output::Json;
     }

@@ -1,7 +1,7 @@
 //! Who the server's own callers are. Work the server does by itself (creating the default
-//! namespaces, emptying a terminating namespace, collecting garbage) acts as a named identity,
-//! as kube-controller-manager's controllers do with their service accounts, so authorization
-//! and admission see who did what. `kubeconfig_for` mints the credential of any named
+//! namespaces) and the controllers that have upstream's service accounts (the garbage
+//! collector, the namespace controller: their clients in `src/server.rs` carry these names)
+//! act as named identities, so authorization and admission see who did what. `kubeconfig_for` mints the credential of any named
 //! identity: a client certificate (CN the user, O the groups) signed by the cluster CA; the
 //! node agent will use it as `system:node:<name>` in `system:nodes`.
 
@@ -32,12 +32,12 @@ pub fn apiserver() -> User {
     )
 }
 
-/// The garbage collector (ownerReferences after a delete).
+/// The garbage collector (`src/controllers/garbagecollector/`).
 pub fn garbage_collector() -> User {
     service_account("kube-system", "generic-garbage-collector")
 }
 
-/// The namespace controller (deleting a terminating namespace's contents).
+/// The namespace controller (`src/controllers/namespace.rs`).
 pub fn namespace_controller() -> User {
     service_account("kube-system", "namespace-controller")
 }

@@ -33,6 +33,12 @@ fn decode_continue(s: &str) -> Result<ContinueToken, ApiError> {
     })
 }
 
+/// An object as meta.k8s.io/v1 PartialObjectMetadata: its metadata only.
+pub(crate) fn partial_metadata(obj: &Value) -> Value {
+    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+        "metadata": obj["metadata"]})
+}
+
 fn stored_response(info: &ResourceInfo, code: StatusCode, kv: &KeyValue) -> Resp {
     full(
         code,
@@ -57,6 +63,7 @@ impl Api {
         }
         match r.output {
             Output::Json => Ok(stored_response(&r.info, StatusCode::OK, &kv)),
+            Output::Metadata => Ok(json(StatusCode::OK, &partial_metadata(&obj))),
             Output::Table(include) => {
                 let row = table_output::row(&r.info, &obj, include, chrono::Utc::now());
                 let t = table_output::table(&r.info, vec![row], kv.mod_revision, None, true);
@@ -199,6 +206,25 @@ impl Api {
                     super::handler::TABLE_CONTENT_TYPE,
                     out,
                 ))
+            }
+            Output::Metadata => {
+                let mut list = json!({"kind": "PartialObjectMetadataList",
+                    "apiVersion": "meta.k8s.io/v1",
+                    "metadata": {"resourceVersion": read_revision.to_string()}, "items": []});
+                if let Some(c) = &cont {
+                    list["metadata"]["continue"] = json!(c);
+                }
+                let mut metas = Vec::with_capacity(items.len());
+                for (kv, parsed) in items {
+                    let v = match parsed {
+                        Some(v) => v,
+                        None => conversion::decode(&r.info, &kv.value, kv.mod_revision)
+                            .map_err(|e| ApiError::Internal(e.to_string()))?,
+                    };
+                    metas.push(partial_metadata(&v));
+                }
+                list["items"] = Value::Array(metas);
+                Ok(json(StatusCode::OK, &list))
             }
             Output::Json => {
                 let size: usize = items.iter().map(|(kv, _)| kv.value.len() + 32).sum();

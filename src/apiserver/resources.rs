@@ -972,12 +972,11 @@ impl Api {
                         kv.mod_revision,
                     )));
                 }
-                if removes_last_finalizer(&cur, &new) {
+                if deletes_on_update(info, &cur, &new) {
                     // The last finalizer is gone from an object being deleted: it goes now.
                     return match self.store.delete(&key, Some(kv.mod_revision)).await {
                         Ok((_, rev)) => {
                             allocation::free_held(info, &*self.store, &cur).await;
-                            self.after_delete(info, &new);
                             Ok(Written::Unchanged(encoding::with_rv(
                                 &encoding::to_stored(&new),
                                 rev,
@@ -1035,6 +1034,16 @@ enum Written {
     Unchanged(Vec<u8>),
     /// Another writer got there first: the loop runs again.
     Retry,
+}
+
+/// Whether an update ends an object's deletion: it takes the last finalizer off an object
+/// whose deletion waited for them, or leaves a terminating namespace with none in spec or
+/// metadata.
+fn deletes_on_update(info: &ResourceInfo, cur: &Value, new: &Value) -> bool {
+    if info.group.is_empty() && info.plural == "namespaces" {
+        return super::lifecycle::namespace_finalized(new);
+    }
+    removes_last_finalizer(cur, new)
 }
 
 /// Whether an update takes the last finalizer off an object whose deletion waited for them.

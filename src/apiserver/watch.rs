@@ -53,6 +53,13 @@ impl Encoder {
         out.extend_from_slice(b"\",\"object\":");
         match self.output {
             Output::Json => conversion::write_with_rv(&self.info, &mut out, stored, rv),
+            Output::Metadata => {
+                let v = match parsed {
+                    Some(v) => v,
+                    None => conversion::decode(&self.info, stored, rv).ok()?,
+                };
+                serde_json::to_writer(&mut out, &super::reads::partial_metadata(&v)).ok()?;
+            }
             Output::Table(include) => {
                 let v = match parsed {
                     Some(v) => v,
@@ -306,7 +313,7 @@ impl Api {
         );
         let ct = match r.output {
             Output::Table(_) => TABLE_CONTENT_TYPE,
-            Output::Json => "application/json",
+            Output::Json | Output::Metadata => "application/json",
         };
         Ok(Response::builder()
             .status(StatusCode::OK)

@@ -9,8 +9,10 @@ pub mod disruption;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod events;
+pub mod garbagecollector;
 pub mod job;
 pub mod leader;
+pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod owned_pods;
@@ -29,8 +31,12 @@ pub mod ttl_after_finished;
 pub const RESYNC: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// What the controller manager needs to know beyond its client.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Settings {
+    /// The garbage collector's and the namespace controller's own clients (upstream gives
+    /// them service accounts; their roles are `system:controller:*`).
+    pub garbage_collector: kube::Client,
+    pub namespace_controller: kube::Client,
     pub cluster_cidr: crate::network::Cidr,
     pub node_lifecycle: nodelifecycle::Settings,
     /// The cluster CA certificate (PEM), published in every namespace.
@@ -59,5 +65,7 @@ pub async fn run(client: kube::Client, settings: Settings) {
         resourcequota::run(client.clone()),
         service_account::run(client.clone()),
         root_ca::run(client.clone(), settings.root_ca.clone()),
+        garbagecollector::run(settings.garbage_collector.clone()),
+        namespace::run(settings.namespace_controller.clone()),
     );
 }

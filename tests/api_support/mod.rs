@@ -169,6 +169,13 @@ impl Server {
         }
     }
 
+    /// Starts a stopped or killed server again on the same port and data dir, with other
+    /// extra flags.
+    pub fn start_again_with(&mut self, extra: &[&str]) {
+        self.extra = extra.iter().map(|s| s.to_string()).collect();
+        self.start_again();
+    }
+
     /// Starts a stopped or killed server again on the same port and data dir.
     pub fn start_again(&mut self) {
         assert!(self.child.is_none(), "server still running");
