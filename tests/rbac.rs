@@ -371,25 +371,40 @@ fn bootstrap_roles_are_topped_up_unless_autoupdate_is_off() {
         rules(&s, "cluster-admin")[0]["verbs"],
         serde_json::json!(["*"])
     );
-    let full_view = rules(&s, "view");
+    // (admin, edit and view are aggregated: their rules are the aggregation controller's.)
+    let full_view = rules(&s, "system:basic-user");
     // Strip both roles to one rule; switch autoupdate off on one of them.
     let one = r#"{"rules":[{"apiGroups":[""],"resources":["pods"],"verbs":["get"]}]}"#;
-    s.ok(&["patch", "clusterrole", "view", "--type=merge", "-p", one]);
-    s.ok(&["patch", "clusterrole", "edit", "--type=merge", "-p", one]);
+    s.ok(&[
+        "patch",
+        "clusterrole",
+        "system:basic-user",
+        "--type=merge",
+        "-p",
+        one,
+    ]);
+    s.ok(&[
+        "patch",
+        "clusterrole",
+        "system:discovery",
+        "--type=merge",
+        "-p",
+        one,
+    ]);
     s.ok(&[
         "annotate",
         "--overwrite",
         "clusterrole",
-        "edit",
+        "system:discovery",
         "rbac.authorization.kubernetes.io/autoupdate=false",
     ]);
     s.restart();
-    let view = rules(&s, "view");
+    let view = rules(&s, "system:basic-user");
     assert!(full_view.iter().all(|r| view.contains(r)), "{view:?}");
     assert_eq!(view.len(), full_view.len() + 1, "the user's rule stays too");
     let stripped: serde_json::Value = serde_json::from_str(one).unwrap();
     assert_eq!(
-        rules(&s, "edit"),
+        rules(&s, "system:discovery"),
         stripped["rules"].as_array().unwrap().clone()
     );
 }
@@ -510,4 +525,77 @@ fn subject_access_reviews_answer_for_another_user() {
         text.contains(r#"cannot create resource \"subjectaccessreviews\""#),
         "{text}"
     );
+}
+
+#[test]
+fn aggregated_cluster_roles_follow_the_roles_they_select() {
+    let s = Server::start();
+    applied(
+        &s,
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: monitoring\naggregationRule:\n  clusterRoleSelectors:\n  - matchLabels:\n      example.com/aggregate-to-monitoring: \"true\"\nrules: []\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: carol-monitoring\nroleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: ClusterRole\n  name: monitoring\nsubjects:\n- apiGroup: rbac.authorization.k8s.io\n  kind: User\n  name: carol\n",
+    );
+    let out = s.kubectl(&["auth", "can-i", "--as", "carol", "list", "pods", "-A"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "no");
+    let part = |name: &str, resource: &str| {
+        format!("apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: {name}\n  labels:\n    example.com/aggregate-to-monitoring: \"true\"\nrules:\n- apiGroups: [\"\"]\n  resources: [\"{resource}\"]\n  verbs: [\"get\", \"list\"]\n")
+    };
+    applied(&s, &part("monitoring-pods", "pods"));
+    applied(&s, &part("monitoring-nodes", "nodes"));
+    let rules_of = |s: &Server| -> Vec<String> {
+        let v: serde_json::Value =
+            serde_json::from_str(&s.ok(&["get", "clusterrole", "monitoring", "-o", "json"]))
+                .unwrap();
+        v["rules"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| r["resources"][0].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    let wait_rules = |s: &Server, want: &[&str]| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let got = rules_of(s);
+            if got == want {
+                return;
+            }
+            assert!(Instant::now() < deadline, "rules {got:?}, want {want:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    // In the order of the selected roles' names.
+    wait_rules(&s, &["nodes", "pods"]);
+    assert_eq!(
+        eventually_ok(
+            &s,
+            &["auth", "can-i", "--as", "carol", "list", "pods", "-A"]
+        )
+        .trim(),
+        "yes"
+    );
+    // A rule put in by hand is taken back out; a deleted part takes its rules with it.
+    s.ok(&[
+        "patch", "clusterrole", "monitoring", "--type=json", "-p",
+        r#"[{"op":"add","path":"/rules/-","value":{"apiGroups":[""],"resources":["secrets"],"verbs":["get"]}}]"#,
+    ]);
+    s.ok(&["delete", "clusterrole", "monitoring-nodes"]);
+    wait_rules(&s, &["pods"]);
+    // The bootstrap roles aggregate too: a role labelled for `view` widens it.
+    applied(&s, "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: view-widgets\n  labels:\n    rbac.authorization.k8s.io/aggregate-to-view: \"true\"\nrules:\n- apiGroups: [\"example.com\"]\n  resources: [\"widgets\"]\n  verbs: [\"get\"]\n");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !s
+        .ok(&["get", "clusterrole", "view", "-o", "json"])
+        .contains("widgets")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "view did not take the widgets rule"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn applied(s: &Server, yaml: &str) {
+    let out = s.apply(yaml, &[]);
+    assert!(out.status.success(), "apply: {}", stderr(&out));
 }

@@ -2,6 +2,7 @@
 //! (reconcilers over watches, as kube-rs shapes them). The scheduler and the workload
 //! controllers join them with their issue. See docs/controllers.md.
 
+pub mod clusterrole_aggregation;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
@@ -65,6 +66,7 @@ pub async fn run(client: kube::Client, settings: Settings) {
         resourcequota::run(client.clone()),
         service_account::run(client.clone()),
         root_ca::run(client.clone(), settings.root_ca.clone()),
+        clusterrole_aggregation::run(client.clone()),
         garbagecollector::run(settings.garbage_collector.clone()),
         namespace::run(settings.namespace_controller.clone()),
     );

@@ -34,6 +34,15 @@ fn cluster_role(name: &str, rules: Vec<Value>, labels: Value) -> Value {
     })
 }
 
+/// A ClusterRole that aggregates the ClusterRoles labelled
+/// `rbac.authorization.k8s.io/aggregate-to-<to>: "true"`.
+fn aggregating(name: &str, rules: &[Value], to: &str, labels: Value) -> Value {
+    let mut role = cluster_role(name, rules.to_vec(), labels);
+    role["aggregationRule"] = json!({"clusterRoleSelectors": [
+        {"matchLabels": {format!("rbac.authorization.k8s.io/aggregate-to-{to}"): "true"}}]});
+    role
+}
+
 fn binding(name: &str, role: &str, subjects: Value) -> Value {
     json!({
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
@@ -254,22 +263,47 @@ pub fn objects() -> Vec<(&'static str, Value)> {
             vec![rule(&["*"], &["*"], &["*"]), paths(&["*"], &["*"])],
             defaults(),
         ),
-        cluster_role(
+        // As upstream: admin, edit and view aggregate what is labelled for them, and each
+        // holds its own rules in a `system:aggregate-to-*` role; edit is labelled for admin,
+        // view for edit. They start out with their full rules, so they are whole before the
+        // aggregation controller first runs.
+        aggregating(
             "admin",
-            admin,
+            &admin,
+            "admin",
             json!({"kubernetes.io/bootstrapping": "rbac-defaults"}),
         ),
-        cluster_role(
+        aggregating(
             "edit",
-            edit,
+            &edit,
+            "edit",
+            json!({"kubernetes.io/bootstrapping": "rbac-defaults",
+                "rbac.authorization.k8s.io/aggregate-to-admin": "true"}),
+        ),
+        aggregating(
+            "view",
+            &view,
+            "view",
+            json!({"kubernetes.io/bootstrapping": "rbac-defaults",
+                "rbac.authorization.k8s.io/aggregate-to-edit": "true"}),
+        ),
+        cluster_role(
+            "system:aggregate-to-admin",
+            admin_rules(),
             json!({"kubernetes.io/bootstrapping": "rbac-defaults",
                 "rbac.authorization.k8s.io/aggregate-to-admin": "true"}),
         ),
         cluster_role(
-            "view",
-            view,
+            "system:aggregate-to-edit",
+            edit_rules(),
             json!({"kubernetes.io/bootstrapping": "rbac-defaults",
                 "rbac.authorization.k8s.io/aggregate-to-edit": "true"}),
+        ),
+        cluster_role(
+            "system:aggregate-to-view",
+            view_rules(),
+            json!({"kubernetes.io/bootstrapping": "rbac-defaults",
+                "rbac.authorization.k8s.io/aggregate-to-view": "true"}),
         ),
         cluster_role(
             "system:basic-user",
@@ -299,10 +333,18 @@ pub fn objects() -> Vec<(&'static str, Value)> {
         ),
         // The controller manager runs every controller under one name (upstream gives each its
         // own service account), so its role is broad: every object verb on every resource, but
-        // never escalate, bind or impersonate, and no non-resource paths.
+        // never bind or impersonate, and no non-resource paths; escalate on ClusterRoles only,
+        // which the aggregation controller needs to write rules it does not hold itself.
         cluster_role(
             "system:kube-controller-manager",
-            vec![rule(&all, &["*"], &["*"])],
+            vec![
+                rule(&all, &["*"], &["*"]),
+                rule(
+                    &["escalate"],
+                    &["rbac.authorization.k8s.io"],
+                    &["clusterroles"],
+                ),
+            ],
             defaults(),
         ),
         cluster_role(
@@ -481,8 +523,15 @@ pub fn reconciled(cur: &Value, want: &Value) -> Option<Value> {
         "subjects"
     };
     let mut have = new[field].as_array().cloned().unwrap_or_default();
-    let added = add_missing(&mut have, want[field].as_array().map_or(&[], Vec::as_slice));
+    let mut added = add_missing(&mut have, want[field].as_array().map_or(&[], Vec::as_slice));
     new[field] = Value::Array(have);
+    // An aggregating role gets its selectors back (its rules are the controller's business).
+    if want.get("aggregationRule").is_some()
+        && cur.get("aggregationRule") != want.get("aggregationRule")
+    {
+        new["aggregationRule"] = want["aggregationRule"].clone();
+        added = true;
+    }
     added.then_some(new)
 }
 
