@@ -120,7 +120,30 @@ fn events_follow_the_policy_stage_by_stage() {
     ]);
     s.ok(&["delete", "configmap", "cm1", "-n", "audit-ns"]);
 
+    // Impersonation: the event names who authenticated and whom they acted as.
+    s.ok(&[
+        "--as",
+        "bob",
+        "--as-group",
+        "system:masters",
+        "create",
+        "configmap",
+        "cm-bob",
+        "-n",
+        "audit-ns",
+    ]);
+    let as_bob = complete(&log, ADMIN, "create", "configmaps", "cm-bob");
+    assert_eq!(as_bob["impersonatedUser"]["username"], "bob", "{as_bob}");
+    assert!(
+        as_bob["impersonatedUser"]["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g == "system:masters"),
+        "{as_bob}"
+    );
     let create = complete(&log, ADMIN, "create", "configmaps", "cm1");
+    assert!(create.get("impersonatedUser").is_none(), "{create}");
     assert_eq!(create["kind"], "Event");
     assert_eq!(create["apiVersion"], "audit.k8s.io/v1");
     assert_eq!(create["level"], "Metadata");

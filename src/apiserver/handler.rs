@@ -337,12 +337,18 @@ impl Api {
             discard_body(&parts.headers, body);
             return Err(ApiError::Unauthorized);
         };
+        let impersonating = parts.headers.contains_key("impersonate-user");
         let user = match super::impersonation::apply(
             self.pipeline.authorizer.as_ref(),
             user,
             &parts.headers,
         ) {
-            Ok(u) => u,
+            Ok(u) => {
+                if impersonating {
+                    admission::recorder::impersonated(user_info(&u));
+                }
+                u
+            }
             Err(e) => {
                 discard_body(&parts.headers, body);
                 return Err(e);

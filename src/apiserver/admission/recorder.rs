@@ -16,6 +16,8 @@ pub struct Recorded {
     pub annotations: Vec<(String, String)>,
     /// The request body as read (a clone of the same buffer, so it costs no copy).
     pub request_body: Option<bytes::Bytes>,
+    /// Whom the request acts as when its user impersonates someone (audit's impersonatedUser).
+    pub impersonated_user: Option<serde_json::Value>,
 }
 
 tokio::task_local! {
@@ -46,6 +48,11 @@ pub fn warn(text: String) {
 /// An audit annotation on this request's audit event.
 pub fn annotate(key: &str, value: String) {
     let _ = CURRENT.try_with(|r| r.borrow_mut().annotations.push((key.into(), value)));
+}
+
+/// The user an impersonating request acts as (authentication.k8s.io UserInfo).
+pub fn impersonated(user: serde_json::Value) {
+    let _ = CURRENT.try_with(|r| r.borrow_mut().impersonated_user = Some(user));
 }
 
 /// The request's body, once read.

@@ -24,7 +24,8 @@ pub struct Event {
     pub verb: String,
     /// authentication.k8s.io UserInfo; `{}` for a request no authenticator accepted.
     pub user: Value,
-    /// nanokube has no impersonation yet, so this is never set.
+    /// Whom the user acted as (`--as`); `user` stays the one who authenticated. Not on the
+    /// RequestReceived event, which is written before impersonation is checked (as upstream).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub impersonated_user: Option<Value>,
     #[serde(rename = "sourceIPs")]

@@ -250,6 +250,9 @@ impl Pending {
         if let Some(body) = &recorded.request_body {
             self.event.set_request_body(body, self.omit_managed_fields);
         }
+        if recorded.impersonated_user.is_some() {
+            self.event.impersonated_user = recorded.impersonated_user.clone();
+        }
     }
 
     /// A handler panicked: the Panic event, with the 500 the client gets.
