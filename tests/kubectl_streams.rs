@@ -100,6 +100,24 @@ fn kubectl(c: &Cluster, args: &[&str]) -> Command {
     cmd
 }
 
+/// Runs `kubectl` (a path, then its arguments) with a terminal of script(1)'s as its stdio, the
+/// way a user at a console runs it; the kubeconfig goes in as the first flag.
+fn in_terminal(c: &Cluster, kubectl_and_args: &str) -> Child {
+    let (bin, args) = kubectl_and_args.split_once(' ').unwrap();
+    c.ns.command("script")
+        .arg("-qec")
+        .arg(format!(
+            "{bin} --kubeconfig {} {args}",
+            c.kubeconfig().display()
+        ))
+        .arg("/dev/null")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 fn pod(name: &str, stdin: bool, script: &str) -> String {
     format!(
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: {IMAGE}\n    imagePullPolicy: IfNotPresent\n    stdin: {stdin}\n    command: [\"sh\", \"-c\", {script:?}]\n"
@@ -219,20 +237,10 @@ fn run_interactive_with_and_without_a_terminal() {
 
     // -it through a real terminal (script(1) gives kubectl one): the shell is interactive, its
     // output comes back through the pod's pty, and `exit` ends the session.
-    let mut child = c
-        .ns
-        .command("script")
-        .args(["-qec"])
-        .arg(format!(
-            "{KUBECTL} --kubeconfig {} run tty -it --rm --restart=Never --image={IMAGE} --image-pull-policy=IfNotPresent -- sh",
-            c.kubeconfig().display()
-        ))
-        .arg("/dev/null")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = in_terminal(
+        &c,
+        &format!("{KUBECTL} run tty -it --rm --restart=Never --image={IMAGE} --image-pull-policy=IfNotPresent -- sh"),
+    );
     let mut stdin = child.stdin.take().unwrap();
     let out = child.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel::<Vec<u8>>();
@@ -434,19 +442,7 @@ fn older_kubectl_execs_and_attaches_over_spdy() {
     }
     drop(a);
     // A terminal: exec -it through script(1).
-    let mut child =
-        c.ns.command("script")
-            .args(["-qec"])
-            .arg(format!(
-                "{old} --kubeconfig {} exec -it box -- sh",
-                c.kubeconfig().display()
-            ))
-            .arg("/dev/null")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+    let mut child = in_terminal(&c, &format!("{old} exec -it box -- sh"));
     let mut stdin = child.stdin.take().unwrap();
     stdin
         .write_all(b"echo answer=$((6*7)) tty=$(tty)\rexit\r")

@@ -4,19 +4,18 @@
 //! close a channel. The pod's shim starts an exec'd process and hands over its stdio; for an
 //! attach it hands over the container's stdin and a copy of its output.
 
-use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use http::{Request, Response, StatusCode};
-use http_body_util::{combinators::BoxBody, BodyExt, Empty};
+use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use std::convert::Infallible;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use tokio_tungstenite::tungstenite::protocol::{Message, Role};
 
 use super::fdio;
+use super::server::{header_list, text, Body};
 use super::Kubelet;
 use tokio::io::AsyncWriteExt;
 
@@ -28,16 +27,6 @@ pub(super) const STDERR: u8 = 2;
 const ERROR: u8 = 3;
 const RESIZE: u8 = 4;
 const CLOSE: u8 = 255;
-
-type Body = BoxBody<Bytes, Infallible>;
-
-fn plain(code: StatusCode, msg: String) -> Response<Body> {
-    Response::builder()
-        .status(code)
-        .header("content-type", "text/plain")
-        .body(http_body_util::Full::new(Bytes::from(msg)).boxed())
-        .expect("valid response")
-}
 
 /// Which of the two a request is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,9 +93,9 @@ pub async fn serve(
     let query = req.uri().query().unwrap_or("").to_string();
     let a = asked(&query);
     if kind == Kind::Exec && a.command.is_empty() {
-        return plain(
+        return text(
             StatusCode::BAD_REQUEST,
-            "you must specify at least 1 command".into(),
+            "you must specify at least 1 command",
         );
     }
     let Some(key) = req
@@ -117,22 +106,16 @@ pub async fn serve(
     else {
         // kubectl before 1.30 speaks SPDY.
         let Some((dir, id)) = super::server::running_container(k, ns, pod, container) else {
-            return plain(
+            return text(
                 StatusCode::NOT_FOUND,
                 format!("container {container} is not running in pod {ns}/{pod}"),
             );
         };
         return super::exec_spdy::serve(kind, a, dir, id, req);
     };
-    let offered: Vec<String> = req
-        .headers()
-        .get_all("sec-websocket-protocol")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(',').map(|s| s.trim().to_string()))
-        .collect();
+    let offered = header_list(req.headers(), "sec-websocket-protocol");
     let Some(protocol) = PROTOCOLS.iter().find(|p| offered.iter().any(|o| o == *p)) else {
-        return plain(
+        return text(
             StatusCode::BAD_REQUEST,
             format!(
                 "none of the offered subprotocols {offered:?} is served; want one of {PROTOCOLS:?}"
@@ -143,7 +126,7 @@ pub async fn serve(
     // The running container of that name in the newest pod of that name.
     let found = super::server::running_container(k, ns, pod, container);
     let Some((dir, id)) = found else {
-        return plain(
+        return text(
             StatusCode::NOT_FOUND,
             format!("container {container} is not running in pod {ns}/{pod}"),
         );

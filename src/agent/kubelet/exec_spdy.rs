@@ -4,17 +4,16 @@
 //! with a terminal) and `resize` (JSON sizes, one after another). Once every stream the query
 //! asks for is open, the process's stdio is pumped as in the websocket protocol (exec.rs).
 
-use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use http_body_util::{combinators::BoxBody, BodyExt, Empty};
+use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
-use std::convert::Infallible;
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
 use super::exec::{self, Asked, Kind};
 use super::fdio;
+use super::server::{header_list, text, Body};
 use super::spdy::{self, Frame};
 use super::spdy_conn;
 
@@ -22,8 +21,6 @@ pub const PROTOCOL: &str = "v4.channel.k8s.io";
 
 /// How long the client has to open the streams its query asks for (upstream waits as long).
 const STREAMS_TIMEOUT: Duration = Duration::from_secs(30);
-
-type Body = BoxBody<Bytes, Infallible>;
 
 pub(super) fn serve(
     kind: Kind,
@@ -40,16 +37,10 @@ pub(super) fn serve(
     if !upgrade.eq_ignore_ascii_case("SPDY/3.1") {
         return text(
             StatusCode::BAD_REQUEST,
-            "exec and attach need an upgrade to websocket or SPDY/3.1".into(),
+            "exec and attach need an upgrade to websocket or SPDY/3.1",
         );
     }
-    let offered: Vec<String> = req
-        .headers()
-        .get_all("x-stream-protocol-version")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(',').map(|s| s.trim().to_string()))
-        .collect();
+    let offered = header_list(req.headers(), "x-stream-protocol-version");
     if !offered.iter().any(|p| p == PROTOCOL) {
         return text(
             StatusCode::FORBIDDEN,
@@ -68,14 +59,6 @@ pub(super) fn serve(
         .header("connection", "Upgrade")
         .header("x-stream-protocol-version", PROTOCOL)
         .body(Empty::new().boxed())
-        .expect("valid response")
-}
-
-fn text(code: StatusCode, msg: String) -> Response<Body> {
-    Response::builder()
-        .status(code)
-        .header("content-type", "text/plain")
-        .body(http_body_util::Full::new(Bytes::from(msg)).boxed())
         .expect("valid response")
 }
 
@@ -124,27 +107,14 @@ async fn session(
                     Some("stderr") => &mut opened.stderr,
                     Some("resize") => &mut opened.resize,
                     _ => {
-                        let _ = frames
-                            .send(Frame::RstStream {
-                                stream,
-                                status: spdy::REFUSED_STREAM,
-                            })
-                            .await;
+                        spdy_conn::refuse(&frames, stream).await;
                         continue;
                     }
                 };
                 *slot = Some(stream);
-                let _ = frames
-                    .send(Frame::SynReply {
-                        stream,
-                        flags: 0,
-                        headers: Vec::new(),
-                    })
-                    .await;
+                spdy_conn::accept(&frames, stream).await;
             }
-            Frame::Ping { id } if id % 2 == 1 => {
-                let _ = frames.send(Frame::Ping { id }).await;
-            }
+            Frame::Ping { id } => spdy_conn::answer_ping(&frames, id).await,
             Frame::GoAway { .. } => return,
             _ => {}
         }
@@ -220,9 +190,7 @@ async fn session(
                     }
                     sizes.drain(..used);
                 }
-                Frame::Ping { id } if id % 2 == 1 => {
-                    let _ = frames.send(Frame::Ping { id }).await;
-                }
+                Frame::Ping { id } => spdy_conn::answer_ping(&frames, id).await,
                 Frame::GoAway { .. } => break,
                 _ => {}
             }

@@ -7,43 +7,23 @@
 //! data stream then the error stream when the pod's side closes; a failure to connect is
 //! written to the error stream, which kubectl prints.
 
-use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use http_body_util::{combinators::BoxBody, BodyExt, Empty};
+use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
+use super::server::{header_list, text, Body};
 use super::spdy::{self, Frame};
 use super::spdy_conn;
 use super::Kubelet;
 
 pub const PROTOCOL: &str = "portforward.k8s.io";
 pub const WEBSOCKET_PROTOCOL: &str = "SPDY/3.1+portforward.k8s.io";
-
-type Body = BoxBody<Bytes, Infallible>;
-
-fn plain(code: StatusCode, msg: String) -> Response<Body> {
-    Response::builder()
-        .status(code)
-        .header("content-type", "text/plain")
-        .body(http_body_util::Full::new(Bytes::from(msg)).boxed())
-        .expect("valid response")
-}
-
-fn header_values(req: &Request<Incoming>, name: &str) -> Vec<String> {
-    req.headers()
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(',').map(|s| s.trim().to_string()))
-        .collect()
-}
 
 /// The network namespace of the newest running pod `ns/pod` on this node: its shim's.
 fn pod_netns(k: &Kubelet, ns: &str, pod: &str) -> Option<(PathBuf, String)> {
@@ -61,7 +41,7 @@ pub async fn serve(
     mut req: Request<Incoming>,
 ) -> Response<Body> {
     let Some((netns, uid)) = pod_netns(k, ns, pod) else {
-        return plain(
+        return text(
             StatusCode::NOT_FOUND,
             format!("pod {ns}/{pod} is not running on this node"),
         );
@@ -71,13 +51,13 @@ pub async fn serve(
         pod: format!("{ns}/{pod}"),
         uid,
     };
-    let upgrade = header_values(&req, "upgrade");
+    let upgrade = header_list(req.headers(), "upgrade");
     let websocket = upgrade.iter().any(|u| u.eq_ignore_ascii_case("websocket"));
     let on_upgrade = hyper::upgrade::on(&mut req);
     if websocket {
-        let offered = header_values(&req, "sec-websocket-protocol");
+        let offered = header_list(req.headers(), "sec-websocket-protocol");
         if !offered.iter().any(|p| p == WEBSOCKET_PROTOCOL) {
-            return plain(
+            return text(
                 StatusCode::BAD_REQUEST,
                 format!("port-forward over websocket needs subprotocol {WEBSOCKET_PROTOCOL}; offered {offered:?}"),
             );
@@ -88,7 +68,7 @@ pub async fn serve(
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
         else {
-            return plain(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key".into());
+            return text(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key");
         };
         tokio::spawn(async move {
             let Ok(up) = on_upgrade.await else { return };
@@ -108,14 +88,14 @@ pub async fn serve(
             .expect("valid response");
     }
     if !upgrade.iter().any(|u| u.eq_ignore_ascii_case("SPDY/3.1")) {
-        return plain(
+        return text(
             StatusCode::BAD_REQUEST,
-            "port-forward needs an upgrade to SPDY/3.1 or websocket".into(),
+            "port-forward needs an upgrade to SPDY/3.1 or websocket",
         );
     }
-    let offered = header_values(&req, "x-stream-protocol-version");
+    let offered = header_list(req.headers(), "x-stream-protocol-version");
     if !offered.is_empty() && !offered.iter().any(|p| p == PROTOCOL) {
-        return plain(
+        return text(
             StatusCode::FORBIDDEN,
             format!("unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server supports [{PROTOCOL}]"),
         );
@@ -181,21 +161,10 @@ async fn session(mut input: spdy_conn::Frames, frames: spdy_conn::Sender, target
                 let kind = spdy::header(&headers, "streamtype").unwrap_or("");
                 let port = spdy::header(&headers, "port").and_then(|p| p.parse::<u16>().ok());
                 let (Some(port @ 1..), "error" | "data") = (port, kind) else {
-                    let _ = frames
-                        .send(Frame::RstStream {
-                            stream,
-                            status: spdy::REFUSED_STREAM,
-                        })
-                        .await;
+                    spdy_conn::refuse(&frames, stream).await;
                     continue;
                 };
-                let _ = frames
-                    .send(Frame::SynReply {
-                        stream,
-                        flags: 0,
-                        headers: Vec::new(),
-                    })
-                    .await;
+                spdy_conn::accept(&frames, stream).await;
                 // Clients older than the requestID header open the error stream, then the
                 // data stream right after it (ids two apart).
                 let request = spdy::header(&headers, "requestid")
@@ -246,10 +215,7 @@ async fn session(mut input: spdy_conn::Frames, frames: spdy_conn::Sender, target
                 // Dropping the sender tells the forwarder to give up.
                 data_streams.remove(&stream);
             }
-            // The client's pings (odd ids) are answered with the same frame.
-            Frame::Ping { id } if id % 2 == 1 => {
-                let _ = frames.send(Frame::Ping { id }).await;
-            }
+            Frame::Ping { id } => spdy_conn::answer_ping(&frames, id).await,
             Frame::GoAway { .. } => break,
             _ => {}
         }

@@ -16,9 +16,21 @@ use super::{logs, Kubelet};
 
 pub const PORT: u16 = 10250;
 
-type Body = BoxBody<Bytes, Infallible>;
+pub(super) type Body = BoxBody<Bytes, Infallible>;
 
-fn text(code: StatusCode, body: impl Into<String>) -> Response<Body> {
+/// Every value of a header, comma lists split (several `Sec-WebSocket-Protocol`,
+/// `X-Stream-Protocol-Version` or `Upgrade` values may come either way).
+pub(super) fn header_list(headers: &http::HeaderMap, name: &str) -> Vec<String> {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|s| s.trim().to_string()))
+        .collect()
+}
+
+/// A plain-text answer (errors of the streaming endpoints included).
+pub(super) fn text(code: StatusCode, body: impl Into<String>) -> Response<Body> {
     Response::builder()
         .status(code)
         .header("content-type", "text/plain; charset=utf-8")

@@ -106,3 +106,31 @@ pub async fn over_websocket(up: hyper::upgrade::Upgraded) -> (Frames, Sender) {
     });
     start(in_rx, out_tx)
 }
+
+/// Accepts a stream the client opened: a SYN_REPLY without headers.
+pub async fn accept(frames: &Sender, stream: u32) {
+    let _ = frames
+        .send(Frame::SynReply {
+            stream,
+            flags: 0,
+            headers: Vec::new(),
+        })
+        .await;
+}
+
+/// Refuses a stream the client opened (one whose headers say nothing we serve).
+pub async fn refuse(frames: &Sender, stream: u32) {
+    let _ = frames
+        .send(Frame::RstStream {
+            stream,
+            status: spdy::REFUSED_STREAM,
+        })
+        .await;
+}
+
+/// Answers a ping of the client's (odd ids; ours would be even) with the same frame.
+pub async fn answer_ping(frames: &Sender, id: u32) {
+    if id % 2 == 1 {
+        let _ = frames.send(Frame::Ping { id }).await;
+    }
+}
