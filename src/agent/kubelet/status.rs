@@ -298,6 +298,22 @@ pub fn pod_status(pod: &Pod, records: &[Record], obs: &Observed) -> PodStatus {
     } else {
         conditions.push(condition("PodScheduled", true, None, old));
     }
+    // Conditions others own (DisruptionTarget from the scheduler or the taint manager,
+    // readiness gates) stay as they are: the kubelet only writes its own.
+    let own = [
+        "PodReadyToStartContainers",
+        "Initialized",
+        "Ready",
+        "ContainersReady",
+        "PodScheduled",
+    ];
+    conditions.extend(
+        old.and_then(|s| s.conditions.as_ref())
+            .into_iter()
+            .flatten()
+            .filter(|c| !own.contains(&c.type_.as_str()))
+            .cloned(),
+    );
     PodStatus {
         phase: Some(phase.into()),
         conditions: Some(conditions),

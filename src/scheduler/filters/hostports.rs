@@ -1,34 +1,26 @@
-//! NodePorts: two pods on one node cannot both take the same hostPort/protocol.
+//! NodePorts: two pods on one node cannot both take the same hostPort and protocol on
+//! overlapping host IPs (an empty or 0.0.0.0 IP overlaps every other).
 
 use super::Reject;
-use crate::scheduler::NodeInfo;
-use k8s_openapi::api::core::v1::Pod;
+use crate::scheduler::snapshot::HostPort;
+use crate::scheduler::{Cycle, NodeInfo};
 
 pub const REASON: &str = "node(s) didn't have free ports for the requested pod ports";
 
-fn host_ports(pod: &Pod) -> Vec<(i32, String)> {
-    let spec = pod.spec.iter();
-    spec.flat_map(|s| {
-        s.containers
-            .iter()
-            .chain(s.init_containers.iter().flatten())
-    })
-    .flat_map(|c| c.ports.iter().flatten())
-    .filter_map(|p| {
-        let hp = p.host_port.filter(|hp| *hp > 0)?;
-        Some((hp, p.protocol.clone().unwrap_or_else(|| "TCP".into())))
-    })
-    .collect()
+fn wildcard(ip: &str) -> bool {
+    ip.is_empty() || ip == "0.0.0.0" || ip == "::"
 }
 
-pub fn filter(pod: &Pod, node: &NodeInfo) -> Result<(), Reject> {
-    let wanted = host_ports(pod);
-    if wanted.is_empty() {
-        return Ok(());
-    }
-    let used: Vec<_> = node.pods.iter().flat_map(host_ports).collect();
-    if wanted.iter().any(|w| used.contains(w)) {
-        Err(Reject::new(REASON))
+pub fn conflicts(a: &HostPort, b: &HostPort) -> bool {
+    a.0 == b.0 && a.1 == b.1 && (wildcard(&a.2) || wildcard(&b.2) || a.2 == b.2)
+}
+
+pub fn filter(c: &Cycle, node: &NodeInfo) -> Result<(), Reject> {
+    if c.ports
+        .iter()
+        .any(|w| node.ports.iter().any(|u| conflicts(w, u)))
+    {
+        Err(Reject::resolvable(REASON))
     } else {
         Ok(())
     }

@@ -2,17 +2,19 @@
 //! goes into the Unschedulable message (upstream's wording, counted per reason).
 
 pub mod hostports;
+pub mod interpodaffinity;
 pub mod nodeaffinity;
 pub mod nodename;
 pub mod resources;
 pub mod taints;
+pub mod topologyspread;
 pub mod unschedulable;
 
-use super::NodeInfo;
-use k8s_openapi::api::core::v1::Pod;
+use super::{Cycle, NodeInfo};
 
-/// Why a node was rejected; `resolvable` marks reasons that evicting pods could cure, which
-/// decides the preemption half of the message.
+/// Why a node was rejected; `resolvable` marks reasons that evicting pods could cure
+/// (upstream's Unschedulable, against UnschedulableAndUnresolvable), which decides whether
+/// preemption tries the node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reject {
     pub reasons: Vec<String>,
@@ -26,15 +28,24 @@ impl Reject {
             resolvable: false,
         }
     }
+
+    pub fn resolvable(reason: impl Into<String>) -> Self {
+        Reject {
+            reasons: vec![reason.into()],
+            resolvable: true,
+        }
+    }
 }
 
 /// All filters in upstream's order; the first that rejects decides (as the framework does).
-pub fn run_all(pod: &Pod, node: &NodeInfo) -> Result<(), Reject> {
-    unschedulable::filter(pod, node)?;
-    nodename::filter(pod, node)?;
-    taints::filter(pod, node)?;
-    nodeaffinity::filter(pod, node)?;
-    hostports::filter(pod, node)?;
-    resources::filter(pod, node)?;
+pub fn run_all(c: &Cycle, node: &NodeInfo) -> Result<(), Reject> {
+    unschedulable::filter(c, node)?;
+    nodename::filter(c, node)?;
+    taints::filter(c, node)?;
+    nodeaffinity::filter(c, node)?;
+    hostports::filter(c, node)?;
+    resources::filter(c, node)?;
+    topologyspread::filter(c, node)?;
+    interpodaffinity::filter(c, node)?;
     Ok(())
 }

@@ -2,8 +2,8 @@
 //! (terms ORed, expressions within a term ANDed, as upstream).
 
 use super::Reject;
-use crate::scheduler::NodeInfo;
-use k8s_openapi::api::core::v1::{NodeSelectorRequirement, Pod};
+use crate::scheduler::{Cycle, NodeInfo};
+use k8s_openapi::api::core::v1::{Node, NodeSelectorRequirement, NodeSelectorTerm, Pod};
 use std::collections::BTreeMap;
 
 pub const REASON: &str = "node(s) didn't match Pod's node affinity/selector";
@@ -37,17 +37,36 @@ pub fn expression_matches(
     }
 }
 
-pub fn filter(pod: &Pod, node: &NodeInfo) -> Result<(), Reject> {
+/// One node selector term against a node; a term with no requirements matches nothing.
+pub fn term_matches(t: &NodeSelectorTerm, node: &Node) -> bool {
     let empty = BTreeMap::new();
-    let labels = node.node.metadata.labels.as_ref().unwrap_or(&empty);
+    let labels = node.metadata.labels.as_ref().unwrap_or(&empty);
+    let exprs = t.match_expressions.as_deref().unwrap_or(&[]);
+    // matchFields name the node itself (metadata.name is the one field upstream allows):
+    // DaemonSet pods are pinned this way.
+    let field_reqs = t.match_fields.as_deref().unwrap_or(&[]);
+    if exprs.is_empty() && field_reqs.is_empty() {
+        return false;
+    }
+    let fields = BTreeMap::from([(
+        "metadata.name".to_string(),
+        node.metadata.name.clone().unwrap_or_default(),
+    )]);
+    exprs.iter().all(|e| expression_matches(e, labels))
+        && field_reqs.iter().all(|e| expression_matches(e, &fields))
+}
+
+/// Whether the node satisfies the pod's nodeSelector and required node affinity.
+pub fn matches(pod: &Pod, node: &Node) -> bool {
     let Some(spec) = pod.spec.as_ref() else {
-        return Ok(());
+        return true;
     };
+    let labels = node.metadata.labels.as_ref();
     let selector_ok = spec
         .node_selector
         .iter()
         .flatten()
-        .all(|(k, v)| labels.get(k) == Some(v));
+        .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v));
     let required = spec
         .affinity
         .as_ref()
@@ -56,21 +75,12 @@ pub fn filter(pod: &Pod, node: &NodeInfo) -> Result<(), Reject> {
             a.required_during_scheduling_ignored_during_execution
                 .as_ref()
         });
-    let name = node.node.metadata.name.clone().unwrap_or_default();
-    let fields = BTreeMap::from([("metadata.name".to_string(), name)]);
-    let affinity_ok = required.is_none_or(|r| {
-        r.node_selector_terms.iter().any(|t| {
-            let exprs = t.match_expressions.as_deref().unwrap_or(&[]);
-            // matchFields name the node itself (metadata.name is the one field upstream
-            // allows): DaemonSet pods are pinned this way.
-            let field_reqs = t.match_fields.as_deref().unwrap_or(&[]);
-            // A term with no requirements matches nothing, as upstream.
-            !(exprs.is_empty() && field_reqs.is_empty())
-                && exprs.iter().all(|e| expression_matches(e, labels))
-                && field_reqs.iter().all(|e| expression_matches(e, &fields))
-        })
-    });
-    if selector_ok && affinity_ok {
+    selector_ok
+        && required.is_none_or(|r| r.node_selector_terms.iter().any(|t| term_matches(t, node)))
+}
+
+pub fn filter(c: &Cycle, node: &NodeInfo) -> Result<(), Reject> {
+    if matches(c.pod, &node.node) {
         Ok(())
     } else {
         Err(Reject::new(REASON))

@@ -1,87 +1,25 @@
-//! NodeResourcesFit: the pod's requests of cpu, memory and pod count against the node's
-//! allocatable less what the pods already bound there request.
+//! NodeResourcesFit: the pod's requests (cpu, memory, ephemeral-storage, extended resources)
+//! and one more pod against the node's allocatable, less what the pods bound there request
+//! and what pods nominated there with at least this pod's priority hold.
 
 use super::Reject;
-use crate::scheduler::NodeInfo;
-use k8s_openapi::api::core::v1::Pod;
+use crate::scheduler::requests::Requests;
+use crate::scheduler::{Cycle, NodeInfo};
 
-/// Requests in millicores, bytes.
-#[derive(Debug, Default, Clone, Copy, PartialEq)]
-pub struct Requests {
-    pub milli_cpu: f64,
-    pub memory: f64,
-}
-
-fn quantity(q: Option<&k8s_openapi::apimachinery::pkg::api::resource::Quantity>) -> f64 {
-    q.and_then(|q| {
-        crate::apiserver::defaults::parse_quantity(&serde_json::Value::String(q.0.clone()))
-    })
-    .unwrap_or(0.0)
-}
-
-/// Sum over containers, or the largest init container if that is more (upstream's rule).
-pub fn pod_requests(pod: &Pod) -> Requests {
-    let Some(spec) = pod.spec.as_ref() else {
-        return Requests::default();
-    };
-    let of = |c: &k8s_openapi::api::core::v1::Container| {
-        let r = c.resources.as_ref().and_then(|r| r.requests.as_ref());
-        Requests {
-            milli_cpu: quantity(r.and_then(|r| r.get("cpu"))) * 1000.0,
-            memory: quantity(r.and_then(|r| r.get("memory"))),
+pub fn filter(c: &Cycle, node: &NodeInfo) -> Result<(), Reject> {
+    let mut used = node.requested.clone();
+    let mut pods = node.pods.len() as f64;
+    for n in &node.nominated {
+        if n.priority >= c.priority && n.uid != c.uid {
+            used.add(&n.requests);
+            pods += 1.0;
         }
-    };
-    let mut sum = Requests::default();
-    for c in &spec.containers {
-        let r = of(c);
-        sum.milli_cpu += r.milli_cpu;
-        sum.memory += r.memory;
     }
-    for c in spec.init_containers.iter().flatten() {
-        let r = of(c);
-        sum.milli_cpu = sum.milli_cpu.max(r.milli_cpu);
-        sum.memory = sum.memory.max(r.memory);
-    }
-    sum
-}
-
-pub fn allocatable(node: &NodeInfo) -> (Requests, f64) {
-    let a = node
-        .node
-        .status
-        .as_ref()
-        .and_then(|s| s.allocatable.as_ref());
-    let alloc = Requests {
-        milli_cpu: quantity(a.and_then(|a| a.get("cpu"))) * 1000.0,
-        memory: quantity(a.and_then(|a| a.get("memory"))),
-    };
-    (alloc, quantity(a.and_then(|a| a.get("pods"))))
-}
-
-pub fn used(node: &NodeInfo) -> Requests {
-    node.pods
-        .iter()
-        .map(pod_requests)
-        .fold(Requests::default(), |a, r| Requests {
-            milli_cpu: a.milli_cpu + r.milli_cpu,
-            memory: a.memory + r.memory,
-        })
-}
-
-pub fn filter(pod: &Pod, node: &NodeInfo) -> Result<(), Reject> {
-    let want = pod_requests(pod);
-    let (alloc, max_pods) = allocatable(node);
-    let have = used(node);
     let mut reasons = Vec::new();
-    if node.pods.len() as f64 + 1.0 > max_pods {
+    if pods + 1.0 > node.max_pods {
         reasons.push("Too many pods".to_string());
     }
-    if want.milli_cpu > 0.0 && have.milli_cpu + want.milli_cpu > alloc.milli_cpu {
-        reasons.push("Insufficient cpu".to_string());
-    }
-    if want.memory > 0.0 && have.memory + want.memory > alloc.memory {
-        reasons.push("Insufficient memory".to_string());
-    }
+    insufficient(&c.requests, &used, &node.allocatable, &mut reasons);
     if reasons.is_empty() {
         Ok(())
     } else {
@@ -89,5 +27,29 @@ pub fn filter(pod: &Pod, node: &NodeInfo) -> Result<(), Reject> {
             reasons,
             resolvable: true,
         })
+    }
+}
+
+fn insufficient(want: &Requests, used: &Requests, alloc: &Requests, out: &mut Vec<String>) {
+    let short = |w: f64, u: f64, a: f64| w > 0.0 && w > a - u;
+    if short(want.milli_cpu, used.milli_cpu, alloc.milli_cpu) {
+        out.push("Insufficient cpu".into());
+    }
+    if short(want.memory, used.memory, alloc.memory) {
+        out.push("Insufficient memory".into());
+    }
+    if short(
+        want.ephemeral_storage,
+        used.ephemeral_storage,
+        alloc.ephemeral_storage,
+    ) {
+        out.push("Insufficient ephemeral-storage".into());
+    }
+    for (name, w) in &want.other {
+        let u = used.other.get(name).copied().unwrap_or(0.0);
+        let a = alloc.other.get(name).copied().unwrap_or(0.0);
+        if short(*w, u, a) {
+            out.push(format!("Insufficient {name}"));
+        }
     }
 }

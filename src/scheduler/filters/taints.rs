@@ -1,8 +1,8 @@
 //! TaintToleration: NoSchedule and NoExecute taints keep off pods without a matching toleration.
 
 use super::Reject;
-use crate::scheduler::NodeInfo;
-use k8s_openapi::api::core::v1::{Pod, Taint};
+use crate::scheduler::{Cycle, NodeInfo};
+use k8s_openapi::api::core::v1::{Node, Pod, Taint};
 
 pub fn tolerated(pod: &Pod, taint: &Taint) -> bool {
     let tols = pod.spec.as_ref().and_then(|s| s.tolerations.as_ref());
@@ -23,18 +23,24 @@ pub fn tolerated(pod: &Pod, taint: &Taint) -> bool {
     })
 }
 
-pub fn filter(pod: &Pod, node: &NodeInfo) -> Result<(), Reject> {
-    let taints = node.node.spec.as_ref().and_then(|s| s.taints.as_ref());
-    for t in taints.into_iter().flatten() {
-        if (t.effect == "NoSchedule" || t.effect == "NoExecute") && !tolerated(pod, t) {
-            let shown = match t.value.as_deref() {
-                Some(v) if !v.is_empty() => format!("{}: {}", t.key, v),
-                _ => t.key.clone(),
-            };
-            return Err(Reject::new(format!(
-                "node(s) had untolerated taint {{{shown}}}"
-            )));
-        }
-    }
-    Ok(())
+/// The first NoSchedule/NoExecute taint the pod does not tolerate.
+pub fn untolerated<'a>(pod: &Pod, node: &'a Node) -> Option<&'a Taint> {
+    let taints = node.spec.as_ref().and_then(|s| s.taints.as_ref());
+    taints
+        .into_iter()
+        .flatten()
+        .find(|t| (t.effect == "NoSchedule" || t.effect == "NoExecute") && !tolerated(pod, t))
+}
+
+pub fn filter(c: &Cycle, node: &NodeInfo) -> Result<(), Reject> {
+    let Some(t) = untolerated(c.pod, &node.node) else {
+        return Ok(());
+    };
+    let shown = match t.value.as_deref() {
+        Some(v) if !v.is_empty() => format!("{}: {}", t.key, v),
+        _ => t.key.clone(),
+    };
+    Err(Reject::new(format!(
+        "node(s) had untolerated taint {{{shown}}}"
+    )))
 }

@@ -2,12 +2,12 @@
 //! node.kubernetes.io/unschedulable:NoSchedule.
 
 use super::Reject;
-use crate::scheduler::NodeInfo;
-use k8s_openapi::api::core::v1::{Pod, Taint};
+use crate::scheduler::{Cycle, NodeInfo};
+use k8s_openapi::api::core::v1::Taint;
 
 pub const REASON: &str = "node(s) were unschedulable";
 
-pub fn filter(pod: &Pod, node: &NodeInfo) -> Result<(), Reject> {
+pub fn filter(c: &Cycle, node: &NodeInfo) -> Result<(), Reject> {
     let cordoned = node
         .node
         .spec
@@ -22,7 +22,7 @@ pub fn filter(pod: &Pod, node: &NodeInfo) -> Result<(), Reject> {
         effect: "NoSchedule".into(),
         ..Default::default()
     };
-    if super::taints::tolerated(pod, &taint) {
+    if super::taints::tolerated(c.pod, &taint) {
         Ok(())
     } else {
         Err(Reject::new(REASON))
