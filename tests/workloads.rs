@@ -760,8 +760,16 @@ fn a_rollout_interrupted_by_a_server_restart_finishes() {
     });
     c.kill9();
     c.start_again();
-    let status = c.ok(&["rollout", "status", "deployment/api", "--timeout=120s"]);
-    assert!(status.contains("successfully rolled out"), "{status}");
+    let out = c.kubectl(&["rollout", "status", "deployment/api", "--timeout=120s"]);
+    let status = String::from_utf8_lossy(&out.stdout).to_string();
+    if !status.contains("successfully rolled out") {
+        let state = c.kubectl(&["get", "deploy,rs,pods", "-o", "yaml"]);
+        panic!(
+            "{status}\n{}\nstate:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&state.stdout)
+        );
+    }
     wait_rolled_out(&c, "api", 3);
     c.wait_for("only new pods", Duration::from_secs(60), |c| {
         let list = c.json(&["get", "pods", "-l", "app=api"]).unwrap();

@@ -397,7 +397,12 @@ impl Cluster {
             .arg("--runtime-root")
             .arg(self.runtime_root())
             .args(&self.server_args)
-            .env("RUST_LOG", "info,nanokube::agent=debug")
+            .env(
+                "RUST_LOG",
+                // NK_SERVER_LOG raises the server's log level when chasing a failure.
+                std::env::var("NK_SERVER_LOG")
+                    .unwrap_or_else(|_| "info,nanokube::agent=debug".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
