@@ -129,6 +129,22 @@ fn anti_affinity_and_topology_spread_place_replicas_across_nodes() {
 #[test]
 fn a_higher_priority_pod_preempts_a_lower_one() {
     let c = Cluster::start();
+    // The node lists the images it holds (ImageLocality scores by them).
+    c.wait_for("the node's image list", Duration::from_secs(60), |c| {
+        let node = c.json(&["get", "node", "node1", "-o", "json"]).unwrap();
+        node["status"]["images"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|i| {
+                i["sizeBytes"].as_i64().is_some_and(|s| s > 0)
+                    && i["names"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|n| n == "docker.io/nanokube/busybox:latest")
+            })
+    });
     let node = c.json(&["get", "node", "node1", "-o", "json"]).unwrap();
     let cores: f64 = node["status"]["allocatable"]["cpu"]
         .as_str()

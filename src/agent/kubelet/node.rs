@@ -154,6 +154,7 @@ pub fn status(cfg: &Config, ready: bool) -> NodeStatus {
             system_uuid: machine_id(),
             swap: None,
         }),
+        images: Some(images(&cfg.data_dir)),
         daemon_endpoints: Some(k8s_openapi::api::core::v1::NodeDaemonEndpoints {
             kubelet_endpoint: Some(k8s_openapi::api::core::v1::DaemonEndpoint {
                 port: cfg.kubelet_port as i32,
@@ -161,6 +162,45 @@ pub fn status(cfg: &Config, ready: bool) -> NodeStatus {
         }),
         ..Default::default()
     }
+}
+
+/// Upstream's nodeStatusMaxImages: the biggest images are the ones worth scheduling near.
+const MAX_IMAGES: usize = 50;
+
+/// The images this node holds, for the scheduler's ImageLocality: each under all its names
+/// (tags and repo@digest), biggest first.
+pub fn images(data_dir: &std::path::Path) -> Vec<k8s_openapi::api::core::v1::ContainerImage> {
+    let Ok(records) = crate::image::Store::open(data_dir).and_then(|s| s.images()) else {
+        return Vec::new();
+    };
+    let mut by_digest: BTreeMap<String, (Vec<String>, u64)> = BTreeMap::new();
+    for r in records.values() {
+        let digest = r.digest.to_string();
+        let e = by_digest.entry(digest.clone()).or_default();
+        e.0.push(r.name.clone());
+        let repo = r.name.split('@').next().unwrap_or(&r.name);
+        let slash = repo.rfind('/').unwrap_or(0);
+        let repo = match repo[slash..].rfind(':') {
+            Some(i) => &repo[..slash + i],
+            None => repo,
+        };
+        e.0.push(format!("{repo}@{digest}"));
+        e.1 = e.1.max(r.size);
+    }
+    let mut out: Vec<_> = by_digest
+        .into_values()
+        .map(|(mut names, size)| {
+            names.sort();
+            names.dedup();
+            k8s_openapi::api::core::v1::ContainerImage {
+                names: Some(names),
+                size_bytes: Some(size as i64),
+            }
+        })
+        .collect();
+    out.sort_by_key(|i| std::cmp::Reverse(i.size_bytes));
+    out.truncate(MAX_IMAGES);
+    out
 }
 
 /// Creates the Node (or takes over the one of the same name) and returns it.
