@@ -686,6 +686,84 @@ spec:
 }
 
 #[test]
+fn post_start_hook_runs_before_the_next_container_and_a_failing_one_kills() {
+    let c = Cluster::start();
+    let yaml = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: hooked}}
+spec:
+  nodeName: node1
+  terminationGracePeriodSeconds: 1
+  volumes: [{{name: shared, emptyDir: {{}}}}]
+  containers:
+  - name: first
+    image: {IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: [sh, -c, "echo main >> /shared/log; exec sleep 1000"]
+    volumeMounts: [{{name: shared, mountPath: /shared}}]
+    lifecycle:
+      postStart:
+        exec: {{command: [sh, -c, "sleep 1; echo hook >> /shared/log"]}}
+  - name: second
+    image: {IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: [sh, -c, "echo second >> /shared/log; exec sleep 1000"]
+    volumeMounts: [{{name: shared, mountPath: /shared}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: badhook}}
+spec:
+  nodeName: node1
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: {IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: [sleep, "1000"]
+    lifecycle:
+      postStart:
+        exec: {{command: [sh, -c, "exit 3"]}}
+"#
+    );
+    c.apply(&yaml);
+    c.wait_phase("hooked", "Running");
+    c.wait_for("both containers up", Duration::from_secs(30), |c| {
+        c.kubectl(&["exec", "hooked", "-c", "second", "--", "cat", "/shared/log"])
+            .stdout
+            .ends_with(b"second\n")
+    });
+    let log = c.ok(&["exec", "hooked", "-c", "second", "--", "cat", "/shared/log"]);
+    // The hook runs beside the container's own command; the next container waits for it.
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.last(), Some(&"second"), "{log}");
+    assert!(lines.contains(&"hook") && lines.contains(&"main"), "{log}");
+
+    c.wait_phase("badhook", "Failed");
+    let events = c.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=badhook,reason=FailedPostStartHook",
+        "-o",
+        "jsonpath={.items[*].message}",
+    ]);
+    assert!(
+        events.starts_with(r#"Exec lifecycle hook (["sh", "-c", "exit 3"]) for Container "main" in Pod "badhook_default("#)
+            && events.contains("failed - error: command 'sh -c exit 3' exited with 3"),
+        "{events}"
+    );
+    let state = &c.pod("badhook")["status"]["containerStatuses"][0]["state"]["terminated"];
+    assert_eq!(
+        state["exitCode"], 137,
+        "killed after the hook failed: {state}"
+    );
+    c.ok(&["delete", "pod", "hooked", "badhook", "--wait=true"]);
+}
+
+#[test]
 fn pod_and_container_cgroups_as_the_kubelet_lays_them_out() {
     let c = Cluster::start();
     let yaml = format!(

@@ -608,6 +608,24 @@ impl Kubelet {
                     format!("Started container {name}"),
                 )
                 .await;
+                if let Err(msg) = self.post_start(pod, c, dir).await {
+                    tracing::info!(pod = %name_of(pod), container = %name, %msg, "postStart hook failed");
+                    self.event(
+                        pod,
+                        Some(name),
+                        "Warning",
+                        "FailedPostStartHook",
+                        msg.clone(),
+                    )
+                    .await;
+                    obs.waiting.insert(
+                        name.clone(),
+                        Waiting {
+                            reason: "PostStartHookError".into(),
+                            message: Some(msg),
+                        },
+                    );
+                }
             }
             Err(w) => {
                 tracing::info!(pod = %name_of(pod), container = %c.name, reason = %w.reason, message = ?w.message, "container not started");
@@ -622,6 +640,81 @@ impl Kubelet {
                 obs.waiting.insert(c.name.clone(), w);
             }
         }
+    }
+
+    /// Runs the container's postStart hook, if it has one, as upstream does: after the
+    /// container started and before the next container starts. A failed hook kills the
+    /// container (restartPolicy then decides) and its message says why.
+    async fn post_start(&self, pod: &Pod, c: &Container, dir: &Path) -> Result<(), String> {
+        let Some(h) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) else {
+            return Ok(());
+        };
+        let records = shim::read_records(dir);
+        let Some(id) = latest(&records, &c.name).map(|r| r.id.clone()) else {
+            return Ok(());
+        };
+        let who = format!(
+            "for Container {:?} in Pod \"{}_{}({})\"",
+            c.name,
+            pod.metadata.name.as_deref().unwrap_or(""),
+            pod.metadata.namespace.as_deref().unwrap_or(""),
+            pod.metadata.uid.as_deref().unwrap_or("")
+        );
+        let failure = if let Some(s) = &h.sleep {
+            tokio::time::sleep(Duration::from_secs(s.seconds.max(0) as u64)).await;
+            None
+        } else if let Some(e) = &h.exec {
+            let cmd = e.command.clone().unwrap_or_default();
+            let (d, id2, argv) = (dir.to_path_buf(), id.clone(), cmd.clone());
+            let code = blocking(move || {
+                shim::client::exec(&d, &id2, argv, false, false)
+                    .and_then(|x| shim::client::wait_exit(&x.conn))
+            })
+            .await;
+            match code {
+                Ok(Ok(0)) => None,
+                Ok(Ok(n)) => Some(format!(
+                    "Exec lifecycle hook ({cmd:?}) {who} failed - error: command '{}' exited with {n}, message: \"\"",
+                    cmd.join(" ")
+                )),
+                Ok(Err(e)) => Some(format!(
+                    "Exec lifecycle hook ({cmd:?}) {who} failed - error: {e}, message: \"\""
+                )),
+                Err(e) => Some(format!("Exec lifecycle hook ({cmd:?}) {who} failed - error: {e}")),
+            }
+        } else {
+            let probe = k8s_openapi::api::core::v1::Probe {
+                http_get: h.http_get.clone(),
+                tcp_socket: h.tcp_socket.clone(),
+                timeout_seconds: Some(POST_START_TIMEOUT_SECONDS),
+                ..Default::default()
+            };
+            if super::probes::check(self, pod, dir, &id, &probe).await {
+                None
+            } else {
+                let path = h
+                    .http_get
+                    .as_ref()
+                    .and_then(|g| g.path.clone())
+                    .unwrap_or_default();
+                Some(format!(
+                    "HTTP lifecycle hook ({path}) {who} failed - error: no successful response"
+                ))
+            }
+        };
+        let Some(msg) = failure else { return Ok(()) };
+        let d = dir.to_path_buf();
+        let _ = blocking(move || {
+            shim::client::call(
+                &d,
+                &shim::protocol::Request::Kill {
+                    id,
+                    signal: libc::SIGKILL,
+                },
+            )
+        })
+        .await;
+        Err(msg)
     }
 
     async fn try_start(
@@ -864,6 +957,10 @@ fn host_resolv() -> (Vec<String>, Vec<String>, Vec<String>) {
     }
     (s, d, o)
 }
+
+/// How long an httpGet or tcpSocket postStart hook may take (exec and sleep hooks run to
+/// their end, as upstream's do).
+const POST_START_TIMEOUT_SECONDS: i32 = 300;
 
 /// Runs the preStop hooks of the running containers, all at once, within the grace period
 /// (exec through the shim, httpGet and tcpSocket to the pod, sleep).

@@ -217,7 +217,7 @@ pub async fn run(k: Arc<Kubelet>, pod: Arc<Pod>, dir: PathBuf) {
 
 /// One probe attempt within its timeout.
 pub(super) async fn check(
-    k: &Arc<Kubelet>,
+    k: &Kubelet,
     pod: &Pod,
     dir: &std::path::Path,
     id: &str,
