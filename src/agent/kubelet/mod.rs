@@ -8,6 +8,7 @@ pub mod events;
 pub mod exec;
 pub mod exec_spdy;
 pub mod fdio;
+pub mod grpc_health;
 pub mod inputs;
 pub mod logs;
 pub mod node;

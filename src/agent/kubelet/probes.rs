@@ -263,6 +263,15 @@ pub(super) async fn check(
             .await
             .unwrap_or(false);
         }
+        if let Some(g) = &p.grpc {
+            let Ok(port) = u16::try_from(g.port) else {
+                return false;
+            };
+            let service = g.service.as_deref().unwrap_or("");
+            return super::grpc_health::check(&ip, port, service)
+                .await
+                .is_ok_and(|s| s == super::grpc_health::SERVING);
+        }
         if let Some(t) = &p.tcp_socket {
             let Some(port) = port_of(&t.port) else {
                 return false;
