@@ -430,6 +430,24 @@ fn cg_read(cgroup: &str, file: &str) -> String {
     panic!("no {file} in {:?}", cg.dirs());
 }
 
+/// Whether the host's block I/O scheduler takes weights (BFQ, or CFQ on old kernels): without
+/// one there is no weight file, and a weight is refused, as runc refuses it.
+fn io_weight_supported(cgroup: &str) -> bool {
+    [
+        "io.weight",
+        "io.bfq.weight",
+        "blkio.weight",
+        "blkio.bfq.weight",
+    ]
+    .iter()
+    .any(|f| cg_has(cgroup, f))
+}
+
+/// A weight update on a host without weights: a clear error naming the spec field.
+fn assert_weight_refused(err: String) {
+    assert!(err.contains("linux.resources.blockIO.weight"), "{err}");
+}
+
 fn cg_has(cgroup: &str, file: &str) -> bool {
     Cgroup::open(cgroup)
         .unwrap()
@@ -475,20 +493,21 @@ fn update_flags_reach_the_cgroup_and_the_saved_config() {
     let id = unique("update");
     env.start(&b, &id);
     let rt = env.rt();
-    update::update(
-        &rt,
-        &id,
-        &flags(&[
-            ("memory", "100M"),
-            ("cpu-share", "512"),
-            ("cpu-quota", "20000"),
-            ("pids-limit", "20"),
-            ("blkio-weight", "300"),
-            ("cpuset-cpus", "0"),
-        ]),
-        None,
-    )
-    .unwrap();
+    let weights = io_weight_supported(&cgroup);
+    let mut wanted = vec![
+        ("memory", "100M"),
+        ("cpu-share", "512"),
+        ("cpu-quota", "20000"),
+        ("pids-limit", "20"),
+        ("cpuset-cpus", "0"),
+    ];
+    if weights {
+        wanted.push(("blkio-weight", "300"));
+    } else {
+        let err = update::update(&rt, &id, &flags(&[("blkio-weight", "300")]), None);
+        assert_weight_refused(err.unwrap_err().to_string());
+    }
+    update::update(&rt, &id, &flags(&wanted), None).unwrap();
     let unified = cgroups::detect() == Hierarchy::Unified;
     if unified {
         assert_eq!(cg_read(&cgroup, "memory.max"), (100u64 << 20).to_string());
@@ -507,17 +526,18 @@ fn update_flags_reach_the_cgroup_and_the_saved_config() {
     }
     assert_eq!(cg_read(&cgroup, "pids.max"), "20");
     assert_eq!(cg_read(&cgroup, "cpuset.cpus"), "0");
-    if unified && !cg_has(&cgroup, "io.weight") && !cg_has(&cgroup, "io.bfq.weight") {
-        panic!("the io controller is not enabled for {cgroup}");
+    if weights {
+        let (file, value) = io_weight_file(&cgroup, 300);
+        assert_eq!(cg_read(&cgroup, file), value);
     }
-    let (file, value) = io_weight_file(&cgroup, 300);
-    assert_eq!(cg_read(&cgroup, file), value);
     let saved = saved_resources(&env, &id);
     assert_eq!(saved["memory"]["limit"], 100 << 20);
     assert_eq!(saved["cpu"]["shares"], 512);
     assert_eq!(saved["cpu"]["quota"], 20000);
     assert_eq!(saved["pids"]["limit"], 20);
-    assert_eq!(saved["blockIO"]["weight"], 300);
+    if weights {
+        assert_eq!(saved["blockIO"]["weight"], 300);
+    }
     // Untouched by the update, still in the saved config and still enforced.
     assert_eq!(saved["devices"], Value::Null);
 
@@ -575,12 +595,19 @@ fn update_from_containerd_json_ignores_flags_and_merges() {
     let id = unique("update-json");
     env.start(&b, &id);
     // The document containerd-shim-runc-v2 writes to `runc update --resources -`.
-    let json = json!({
+    let mut json = json!({
         "memory": {"limit": 64 << 20, "swap": 128 << 20},
         "cpu": {"shares": 256, "quota": 50000, "period": 100000, "cpus": "0", "mems": "0"},
         "pids": {"limit": 30},
-        "blockIO": {"weight": 200}
     });
+    let weights = io_weight_supported(&cgroup);
+    if weights {
+        json["blockIO"] = json!({"weight": 200});
+    } else {
+        let only = serde_json::to_vec(&json!({"blockIO": {"weight": 200}})).unwrap();
+        let err = update::update(&env.rt(), &id, &[], Some(&only));
+        assert_weight_refused(err.unwrap_err().to_string());
+    }
     let text = serde_json::to_vec(&json).unwrap();
     update::update(&env.rt(), &id, &flags(&[("memory", "10M")]), Some(&text)).unwrap();
     let unified = cgroups::detect() == Hierarchy::Unified;
@@ -613,8 +640,10 @@ fn update_from_containerd_json_ignores_flags_and_merges() {
         assert_eq!(cg_read(&cgroup, "cpu.cfs_quota_us"), "50000");
     }
     assert_eq!(cg_read(&cgroup, "pids.max"), "30");
-    let (file, value) = io_weight_file(&cgroup, 200);
-    assert_eq!(cg_read(&cgroup, file), value);
+    if weights {
+        let (file, value) = io_weight_file(&cgroup, 200);
+        assert_eq!(cg_read(&cgroup, file), value);
+    }
     let saved = saved_resources(&env, &id);
     assert_eq!(saved["memory"]["limit"], 64 << 20);
     assert_eq!(
