@@ -278,8 +278,12 @@ fn error_policy(pod: Arc<Pod>, e: &pods::Error, _k: Arc<Kubelet>) -> Action {
     Action::requeue(Duration::from_secs(2))
 }
 
-/// Every second: wakes the reconcile of each pod whose containers' records changed (an exit,
+/// Every RECORDS_POLL: wakes the reconcile of each pod whose containers' records changed (an exit,
 /// a start), and tears down what is left of pods no longer in the API.
+/// How often the shims' exit records are read: a dead container is noticed within this, so it
+/// bounds how fast a restart can begin (a read of a few small files per pod).
+const RECORDS_POLL: Duration = Duration::from_millis(200);
+
 async fn lifecycle_events(
     k: Arc<Kubelet>,
     store: kube::runtime::reflector::Store<Pod>,
@@ -287,10 +291,9 @@ async fn lifecycle_events(
 ) {
     let mut seen: HashMap<String, String> = HashMap::new();
     let pods_dir = k.cfg.data_dir.join("agent/pods");
-    let mut ticks = 0u64;
+    let started = tokio::time::Instant::now();
     loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        ticks += 1;
+        tokio::time::sleep(RECORDS_POLL).await;
         let dirs: Vec<PathBuf> = std::fs::read_dir(&pods_dir)
             .into_iter()
             .flatten()
@@ -316,7 +319,7 @@ async fn lifecycle_events(
             if !known.contains_key(&uid) {
                 // Until the watch has listed (and for a pod created just now) the store may not
                 // know a pod that exists.
-                if ticks < 5 {
+                if started.elapsed() < Duration::from_secs(5) {
                     continue;
                 }
                 tracing::info!(pod = %meta.name, namespace = %meta.namespace, "pod gone from the API: removing what is left");
