@@ -119,19 +119,14 @@ pub async fn report_unschedulable(
         "message": message, "lastProbeTime": null, "lastTransitionTime": now}]}});
     api.patch_status(name, &PatchParams::default(), &Patch::Strategic(&status))
         .await?;
-    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), ns);
-    let ev = json!({
-        "apiVersion": "v1", "kind": "Event",
-        // Named as upstream's recorder does (object name, then a hex timestamp): a generateName
-        // ending in '.' is not a valid prefix.
-        "metadata": {"name": format!("{name}.{:x}", chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)), "namespace": ns},
-        "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": name, "namespace": ns,
-                           "uid": pod.metadata.uid},
-        "reason": "FailedScheduling", "message": message, "type": "Warning",
-        "source": {"component": "default-scheduler"}, "reportingComponent": "default-scheduler",
-        "firstTimestamp": now, "lastTimestamp": now, "count": 1,
-    });
-    let ev: k8s_openapi::api::core::v1::Event = serde_json::from_value(ev).expect("event shape");
-    events.create(&PostParams::default(), &ev).await?;
+    record(
+        client,
+        COMPONENT,
+        &about(pod),
+        "Warning",
+        "FailedScheduling",
+        message,
+    )
+    .await;
     Ok(())
 }

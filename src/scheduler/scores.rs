@@ -128,8 +128,9 @@ pub fn image_locality(c: &Cycle, snap: &Snapshot, node: &NodeInfo) -> i64 {
     let Some(spec) = c.pod.spec.as_ref() else {
         return 0;
     };
-    let images = node.node.status.as_ref().and_then(|s| s.images.as_ref());
-    let Some(images) = images else { return 0 };
+    if node.images.is_empty() {
+        return 0;
+    }
     let total = snap.nodes.len().max(1) as f64;
     let mut sum = 0.0;
     let containers: Vec<_> = spec
@@ -140,15 +141,9 @@ pub fn image_locality(c: &Cycle, snap: &Snapshot, node: &NodeInfo) -> i64 {
         .collect();
     for ct in &containers {
         let want = normalized_image(ct.image.as_deref().unwrap_or(""));
-        let held = images.iter().find(|i| {
-            i.names
-                .iter()
-                .flatten()
-                .any(|n| normalized_image(n) == want)
-        });
-        if let Some(img) = held {
+        if let Some(size) = node.images.get(&want) {
             let spread = snap.image_nodes.get(&want).copied().unwrap_or(1) as f64 / total;
-            sum += img.size_bytes.unwrap_or(0) as f64 * spread;
+            sum += *size as f64 * spread;
         }
     }
     let max = MAX_CONTAINER_THRESHOLD * containers.len() as f64;

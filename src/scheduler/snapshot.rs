@@ -2,6 +2,7 @@
 //! the pods this scheduler has bound but the store does not show yet) and updated in place as
 //! each pod is placed, so the next pod sees it without another API round trip.
 
+use super::filters::interpodaffinity::{terms_of, Term};
 use super::requests::{priority, quantity, Requests};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use std::collections::{BTreeMap, HashMap};
@@ -35,6 +36,8 @@ pub struct NodeInfo {
     pub max_pods: f64,
     pub ports: Vec<HostPort>,
     pub nominated: Vec<Nominated>,
+    /// The images the node reports, by normalised name, with their sizes.
+    pub images: HashMap<String, i64>,
 }
 
 static EMPTY_LABELS: BTreeMap<String, String> = BTreeMap::new();
@@ -42,7 +45,17 @@ static EMPTY_LABELS: BTreeMap<String, String> = BTreeMap::new();
 impl NodeInfo {
     pub fn new(node: Arc<Node>) -> Self {
         let a = node.status.as_ref().and_then(|s| s.allocatable.as_ref());
+        let mut images = HashMap::new();
+        for img in node.status.iter().flat_map(|st| st.images.iter().flatten()) {
+            for name in img.names.iter().flatten() {
+                images.insert(
+                    super::scores::normalized_image(name),
+                    img.size_bytes.unwrap_or(0),
+                );
+            }
+        }
         NodeInfo {
+            images,
             name: node.metadata.name.clone().unwrap_or_default(),
             allocatable: Requests::from_map(a),
             max_pods: quantity(a.and_then(|a| a.get("pods"))),
@@ -136,9 +149,10 @@ fn holds_resources(pod: &Pod) -> bool {
 pub struct Snapshot {
     pub nodes: Vec<NodeInfo>,
     pub index: HashMap<String, usize>,
-    /// Bound pods with pod (anti-)affinity terms, and the node each is on: every incoming
-    /// pod is checked against their terms.
-    pub with_affinity: Vec<(usize, Arc<Pod>)>,
+    /// The node and the resolved terms (`interpodaffinity::terms_of`) of each bound pod with
+    /// pod (anti-)affinity: every incoming pod is checked against them, so they are resolved
+    /// once per pass, not once per incoming pod.
+    pub with_affinity: Vec<(usize, Arc<[Vec<Term>; 4]>)>,
     /// controller uid -> pods of it per node index (non-terminating), for default spreading.
     pub by_owner: HashMap<String, Vec<u32>>,
     /// Namespace labels, for namespaceSelector in affinity terms.
@@ -160,16 +174,12 @@ impl Snapshot {
         let mut nodes: Vec<Arc<Node>> = nodes.into_iter().collect();
         nodes.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
         for n in nodes {
-            for img in n.status.iter().flat_map(|st| st.images.iter().flatten()) {
-                for name in img.names.iter().flatten() {
-                    *s.image_nodes
-                        .entry(super::scores::normalized_image(name))
-                        .or_insert(0) += 1;
-                }
+            let info = NodeInfo::new(n);
+            for name in info.images.keys() {
+                *s.image_nodes.entry(name.clone()).or_insert(0) += 1;
             }
-            s.index
-                .insert(n.metadata.name.clone().unwrap_or_default(), s.nodes.len());
-            s.nodes.push(NodeInfo::new(n));
+            s.index.insert(info.name.clone(), s.nodes.len());
+            s.nodes.push(info);
         }
         for p in pods {
             let Some(spec) = p.spec.as_ref() else {
@@ -206,7 +216,7 @@ impl Snapshot {
     /// Places a pod on node `i` (a bound pod from the store, or one just assumed).
     pub fn add(&mut self, i: usize, pod: Arc<Pod>) {
         if has_affinity(&pod) {
-            self.with_affinity.push((i, pod.clone()));
+            self.with_affinity.push((i, Arc::new(terms_of(&pod))));
         }
         if pod.metadata.deletion_timestamp.is_none() {
             if let Some(owner) = controller_uid(&pod) {

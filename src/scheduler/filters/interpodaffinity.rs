@@ -7,13 +7,35 @@ use super::Reject;
 use crate::controllers::ownership::selects;
 use crate::scheduler::snapshot::Snapshot;
 use crate::scheduler::{Cycle, NodeInfo};
-use k8s_openapi::api::core::v1::{Pod, PodAffinityTerm};
+use k8s_openapi::api::core::v1::{Pod, PodAffinityTerm, WeightedPodAffinityTerm};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 use std::collections::HashMap;
 
 pub const AFFINITY: &str = "node(s) didn't match pod affinity rules";
 pub const ANTI_AFFINITY: &str = "node(s) didn't match pod anti-affinity rules";
 pub const EXISTING_ANTI_AFFINITY: &str = "node(s) didn't satisfy existing pods anti-affinity rules";
+
+/// matchLabelKeys (op In) or mismatchLabelKeys (NotIn): each key the pod carries becomes a
+/// requirement on the pod's own value of it. A missing selector stays missing (selects nothing).
+pub fn fold_label_keys(
+    selector: &mut Option<LabelSelector>,
+    labels: Option<&std::collections::BTreeMap<String, String>>,
+    keys: Option<&Vec<String>>,
+    op: &str,
+) {
+    let Some(sel) = selector.as_mut() else { return };
+    for k in keys.into_iter().flatten() {
+        if let Some(v) = labels.and_then(|l| l.get(k)) {
+            sel.match_expressions
+                .get_or_insert_with(Vec::new)
+                .push(LabelSelectorRequirement {
+                    key: k.clone(),
+                    operator: op.into(),
+                    values: Some(vec![v.clone()]),
+                });
+        }
+    }
+}
 
 /// A pod affinity term resolved against the pod that states it: its namespaces and its
 /// selector with matchLabelKeys / mismatchLabelKeys folded in.
@@ -35,23 +57,13 @@ impl Term {
         }
         let labels = owner.metadata.labels.as_ref();
         let mut selector = t.label_selector.clone();
-        let mut fold = |keys: Option<&Vec<String>>, op: &str| {
-            for k in keys.into_iter().flatten() {
-                let (Some(sel), Some(v)) = (selector.as_mut(), labels.and_then(|l| l.get(k)))
-                else {
-                    continue;
-                };
-                sel.match_expressions
-                    .get_or_insert_with(Vec::new)
-                    .push(LabelSelectorRequirement {
-                        key: k.clone(),
-                        operator: op.into(),
-                        values: Some(vec![v.clone()]),
-                    });
-            }
-        };
-        fold(t.match_label_keys.as_ref(), "In");
-        fold(t.mismatch_label_keys.as_ref(), "NotIn");
+        fold_label_keys(&mut selector, labels, t.match_label_keys.as_ref(), "In");
+        fold_label_keys(
+            &mut selector,
+            labels,
+            t.mismatch_label_keys.as_ref(),
+            "NotIn",
+        );
         Term {
             topology_key: t.topology_key.clone(),
             weight,
@@ -75,43 +87,40 @@ impl Term {
 /// The pod's terms: (required affinity, required anti-affinity, preferred affinity,
 /// preferred anti-affinity).
 pub fn terms_of(pod: &Pod) -> [Vec<Term>; 4] {
-    let mut out: [Vec<Term>; 4] = Default::default();
     let Some(a) = pod.spec.as_ref().and_then(|s| s.affinity.as_ref()) else {
-        return out;
+        return Default::default();
     };
-    if let Some(pa) = a.pod_affinity.as_ref() {
-        for t in pa
-            .required_during_scheduling_ignored_during_execution
-            .iter()
+    let required = |r: Option<&Vec<PodAffinityTerm>>| -> Vec<Term> {
+        r.into_iter()
             .flatten()
-        {
-            out[0].push(Term::new(t, pod, 1));
-        }
-        for w in pa
-            .preferred_during_scheduling_ignored_during_execution
-            .iter()
+            .map(|t| Term::new(t, pod, 1))
+            .collect()
+    };
+    let preferred = |p: Option<&Vec<WeightedPodAffinityTerm>>| -> Vec<Term> {
+        p.into_iter()
             .flatten()
-        {
-            out[2].push(Term::new(&w.pod_affinity_term, pod, w.weight as i64));
-        }
-    }
-    if let Some(pa) = a.pod_anti_affinity.as_ref() {
-        for t in pa
-            .required_during_scheduling_ignored_during_execution
-            .iter()
-            .flatten()
-        {
-            out[1].push(Term::new(t, pod, 1));
-        }
-        for w in pa
-            .preferred_during_scheduling_ignored_during_execution
-            .iter()
-            .flatten()
-        {
-            out[3].push(Term::new(&w.pod_affinity_term, pod, w.weight as i64));
-        }
-    }
-    out
+            .map(|w| Term::new(&w.pod_affinity_term, pod, w.weight as i64))
+            .collect()
+    };
+    let (aff, anti) = (a.pod_affinity.as_ref(), a.pod_anti_affinity.as_ref());
+    [
+        required(aff.and_then(|x| {
+            x.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        })),
+        required(anti.and_then(|x| {
+            x.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        })),
+        preferred(aff.and_then(|x| {
+            x.preferred_during_scheduling_ignored_during_execution
+                .as_ref()
+        })),
+        preferred(anti.and_then(|x| {
+            x.preferred_during_scheduling_ignored_during_execution
+                .as_ref()
+        })),
+    ]
 }
 
 /// topologyKey -> value -> count (or score).
@@ -160,9 +169,9 @@ impl State {
             preferred_anti,
             ..Default::default()
         };
-        for (i, existing) in &snap.with_affinity {
+        for (i, terms) in &snap.with_affinity {
             let labels = snap.nodes[*i].labels();
-            for t in &terms_of(existing)[1] {
+            for t in &terms[1] {
                 if let Some(v) = labels.get(&t.topology_key) {
                     if t.matches(pod, snap) {
                         bump(&mut s.existing_anti, &t.topology_key, v, 1);
@@ -269,11 +278,11 @@ pub fn preferred_scores(c: &Cycle, snap: &Snapshot) -> Option<Counts> {
             }
         }
     }
-    for (i, existing) in &snap.with_affinity {
+    for (i, terms) in &snap.with_affinity {
         let labels = snap.nodes[*i].labels();
-        let [req, _, pref, pref_anti] = terms_of(existing);
-        for (terms, sign) in [(&req, 1), (&pref, 1), (&pref_anti, -1)] {
-            for t in terms {
+        let [req, _, pref, pref_anti] = terms.as_ref();
+        for (list, sign) in [(req, 1), (pref, 1), (pref_anti, -1)] {
+            for t in list {
                 if let Some(v) = labels.get(&t.topology_key) {
                     if t.matches(c.pod, snap) {
                         add(&t.topology_key, v, sign * t.weight);

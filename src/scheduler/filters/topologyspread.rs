@@ -5,12 +5,13 @@
 //! constraint's selector matches, on nodes that pass the pod's node affinity (nodeAffinityPolicy
 //! Honor) and, with nodeTaintsPolicy Honor, its tolerations.
 
+use super::interpodaffinity::fold_label_keys;
 use super::Reject;
 use crate::controllers::ownership::selects;
 use crate::scheduler::snapshot::{controller_uid, NodeInfo, Snapshot, HOSTNAME, ZONE};
 use crate::scheduler::Cycle;
 use k8s_openapi::api::core::v1::{Pod, TopologySpreadConstraint};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use std::collections::HashMap;
 
 pub const REASON: &str = "node(s) didn't match pod topology spread constraints";
@@ -39,17 +40,7 @@ impl Constraint {
     fn new(c: &TopologySpreadConstraint, pod: &Pod) -> Constraint {
         let mut selector = c.label_selector.clone();
         let labels = pod.metadata.labels.as_ref();
-        for k in c.match_label_keys.iter().flatten() {
-            if let (Some(sel), Some(v)) = (selector.as_mut(), labels.and_then(|l| l.get(k))) {
-                sel.match_expressions
-                    .get_or_insert_with(Vec::new)
-                    .push(LabelSelectorRequirement {
-                        key: k.clone(),
-                        operator: "In".into(),
-                        values: Some(vec![v.clone()]),
-                    });
-            }
-        }
+        fold_label_keys(&mut selector, labels, c.match_label_keys.as_ref(), "In");
         Constraint {
             topology_key: c.topology_key.clone(),
             max_skew: c.max_skew as i64,
@@ -198,15 +189,15 @@ impl State {
             .collect();
         let mut raw = vec![0f64; feasible.len()];
         for c in &self.soft {
-            let domains: std::collections::HashSet<&String> = feasible
-                .iter()
-                .zip(&ignored)
-                .filter(|(_, ig)| !**ig)
-                .filter_map(|(&i, _)| snap.nodes[i].labels().get(&c.topology_key))
-                .collect();
             let size = if c.topology_key == HOSTNAME {
                 ignored.iter().filter(|ig| !**ig).count()
             } else {
+                let domains: std::collections::HashSet<&String> = feasible
+                    .iter()
+                    .zip(&ignored)
+                    .filter(|(_, ig)| !**ig)
+                    .filter_map(|(&i, _)| snap.nodes[i].labels().get(&c.topology_key))
+                    .collect();
                 domains.len()
             };
             let weight = ((size + 2) as f64).ln();
