@@ -460,6 +460,18 @@ pub(crate) fn namespace(obj: &mut Value) {
 }
 
 pub(crate) fn node(obj: &mut Value) {
+    // v1 carries the range twice; the internal form has only the list, so each fills the other.
+    let spec = &obj["spec"];
+    let single = spec["podCIDR"]
+        .as_str()
+        .filter(|c| !c.is_empty())
+        .map(str::to_string);
+    let first = spec["podCIDRs"][0].as_str().map(str::to_string);
+    match (single, first) {
+        (Some(c), None) => set(obj, &["spec", "podCIDRs"], serde_json::json!([c])),
+        (None, Some(c)) => set(obj, &["spec", "podCIDR"], Value::String(c)),
+        _ => {}
+    }
     if let Some(cap) = obj["status"]["capacity"].as_object().cloned() {
         set(obj, &["status", "allocatable"], Value::Object(cap));
     }

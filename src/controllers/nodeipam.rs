@@ -51,11 +51,21 @@ pub async fn run(client: kube::Client, cluster: Cidr) {
 }
 
 fn error_policy(_n: Arc<Node>, e: &Error, _c: Arc<Ctx>) -> Action {
+    if matches!(e, Error::Kube(kube::Error::Api(s)) if s.code == 409) {
+        tracing::debug!(error = %e, "node IPAM: node changed meanwhile, retrying");
+        return Action::requeue(Duration::from_millis(200));
+    }
     tracing::warn!(error = %e, "node IPAM");
     Action::requeue(Duration::from_secs(5))
 }
 
 async fn reconcile(node: Arc<Node>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    // The object handed in may predate this allocator's own patch (a kubelet heartbeat queued
+    // the reconcile first): the store's current copy says whether a range is already given.
+    let node = ctx
+        .nodes
+        .get(&kube::runtime::reflector::ObjectRef::from_obj(&*node))
+        .unwrap_or(node);
     if node
         .spec
         .as_ref()
@@ -87,8 +97,12 @@ async fn reconcile(node: Arc<Node>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     };
     let name = node.metadata.name.clone().unwrap_or_default();
     let api: Api<Node> = Api::all(ctx.client.clone());
-    let patch =
-        serde_json::json!({"spec": {"podCIDR": cidr.to_string(), "podCIDRs": [cidr.to_string()]}});
+    // Conditional on the version read, so a copy that is stale even in the store is a conflict
+    // (and a retry) rather than a second range for the same node.
+    let patch = serde_json::json!({
+        "metadata": {"resourceVersion": node.metadata.resource_version},
+        "spec": {"podCIDR": cidr.to_string(), "podCIDRs": [cidr.to_string()]},
+    });
     if let Err(e) = api
         .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
         .await

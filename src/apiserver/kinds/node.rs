@@ -58,8 +58,57 @@ mod validation {
     use crate::apiserver::validation::*;
     use serde_json::Value;
 
-    pub(super) fn check(obj: &Value, _old: Option<&Value>, errs: &mut Vec<FieldError>) {
+    pub(super) fn check(obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldError>) {
         node(obj, errs);
+        if let Some(old) = old {
+            update(obj, old, errs);
+        }
+    }
+
+    /// A node's pod range and provider ID are set once: routes, the bridge and every pod IP on
+    /// the node were derived from them, so a second allocation would strand them.
+    fn update(obj: &Value, old: &Value, errs: &mut Vec<FieldError>) {
+        let old_cidrs = &old["spec"]["podCIDRs"];
+        if old_cidrs.as_array().is_some_and(|a| !a.is_empty())
+            && obj["spec"]["podCIDRs"] != *old_cidrs
+        {
+            errs.push(forbidden(
+                "spec.podCIDRs",
+                "node updates may not change podCIDR except from \"\" to valid",
+            ));
+        }
+        let old_provider = old["spec"]["providerID"].as_str().unwrap_or("");
+        if !old_provider.is_empty() && obj["spec"]["providerID"].as_str() != Some(old_provider) {
+            errs.push(forbidden(
+                "spec.providerID",
+                "node updates may not change providerID except from \"\" to valid",
+            ));
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use serde_json::json;
+
+        fn errs(new: serde_json::Value, old: serde_json::Value) -> Vec<String> {
+            let mut errs = Vec::new();
+            super::update(&new, &old, &mut errs);
+            errs.iter().map(|e| e.full()).collect()
+        }
+
+        #[test]
+        fn a_pod_range_is_set_once() {
+            let none = json!({"spec": {}});
+            let a = json!({"spec": {"podCIDR": "10.42.1.0/24", "podCIDRs": ["10.42.1.0/24"]}});
+            let b = json!({"spec": {"podCIDR": "10.42.2.0/24", "podCIDRs": ["10.42.2.0/24"]}});
+            assert!(errs(a.clone(), none).is_empty());
+            assert!(errs(a.clone(), a.clone()).is_empty());
+            assert_eq!(
+                errs(b, a.clone()),
+                ["spec.podCIDRs: Forbidden: node updates may not change podCIDR except from \"\" to valid"]
+            );
+            assert_eq!(errs(json!({"spec": {}}), a).len(), 1);
+        }
     }
 }
 
