@@ -13,6 +13,7 @@ pub mod hash;
 pub mod status;
 
 use crate::controllers::events::{self, About};
+use crate::controllers::listed::{self, listed};
 use crate::controllers::ownership::{
     adopt_patch, claim, controller_of, controller_ref, release_patch, selects, Claim,
 };
@@ -159,8 +160,9 @@ fn now() -> Timestamp {
 }
 
 async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    ctx.sets.wait_until_ready().await?;
-    ctx.pods.wait_until_ready().await?;
+    if !(listed(&ctx.sets) && listed(&ctx.pods)) {
+        return Ok(Action::requeue(listed::RETRY));
+    }
     let ns = d.namespace().unwrap_or_default();
     let uid = d.metadata.uid.clone().unwrap_or_default();
     let rss = claim_sets(&d, &ns, &uid, &ctx).await?;

@@ -7,6 +7,7 @@
 //! selector keep the Endpoints their users write.
 
 use super::pod_endpoints as pe;
+use crate::controllers::listed::{self, listed};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{
     EndpointAddress, EndpointPort, EndpointSubset, Endpoints, Pod, Service,
@@ -137,10 +138,9 @@ fn error_policy(svc: Arc<Service>, e: &Error, _c: Arc<Ctx>) -> Action {
 }
 
 async fn reconcile(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    ctx.pods
-        .wait_until_ready()
-        .await
-        .map_err(|_| Error::Stopped)?;
+    if !listed(&ctx.pods) {
+        return Ok(Action::requeue(listed::RETRY));
+    }
     if pe::selector(&svc).is_none() || svc.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }

@@ -16,6 +16,7 @@
 //!   the user's.
 
 use super::pod_endpoints as pe;
+use crate::controllers::listed::{self, listed};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
@@ -173,12 +174,8 @@ impl Ctx {
 }
 
 async fn reconcile(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    for ready in [
-        ctx.pods.wait_until_ready().await,
-        ctx.slices.wait_until_ready().await,
-        ctx.nodes.wait_until_ready().await,
-    ] {
-        ready.map_err(|_| Error::Stopped)?;
+    if !(listed(&ctx.pods) && listed(&ctx.slices) && listed(&ctx.nodes)) {
+        return Ok(Action::requeue(listed::RETRY));
     }
     if pe::selector(&svc).is_none() || svc.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());

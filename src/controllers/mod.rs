@@ -13,6 +13,7 @@ pub mod events;
 pub mod garbagecollector;
 pub mod job;
 pub mod leader;
+pub mod listed;
 pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;

@@ -12,6 +12,7 @@ pub mod expectations;
 pub mod rank;
 
 use crate::controllers::events::{self, About};
+use crate::controllers::listed::{self, listed};
 use crate::controllers::ownership::{
     adopt_patch, controller_of, controller_ref, release_patch, selects,
 };
@@ -230,7 +231,9 @@ fn error_policy<K: Replicated>(set: Arc<K>, e: &Error, _c: Arc<Ctx<K>>) -> Actio
 }
 
 async fn reconcile<K: Replicated>(set: Arc<K>, ctx: Arc<Ctx<K>>) -> Result<Action, Error> {
-    ctx.pods.wait_until_ready().await?;
+    if !listed(&ctx.pods) {
+        return Ok(Action::requeue(listed::RETRY));
+    }
     let view = set.view();
     let pods: Vec<Pod> = ctx
         .pods

@@ -12,6 +12,7 @@ pub mod plan;
 pub mod pods;
 pub mod revision;
 
+use crate::controllers::listed::{self, listed};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet, StatefulSetStatus};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
@@ -119,9 +120,9 @@ fn is_code(e: &kube::Error, code: u16) -> bool {
 
 async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     // A sync from half-filled caches would make pods that exist.
-    let _ = ctx.pods.wait_until_ready().await;
-    let _ = ctx.revisions.wait_until_ready().await;
-    let _ = ctx.claims.wait_until_ready().await;
+    if !(listed(&ctx.pods) && listed(&ctx.revisions) && listed(&ctx.claims)) {
+        return Ok(Action::requeue(listed::RETRY));
+    }
     let ns = set.namespace().unwrap_or_default();
     let set_uid = set.uid().unwrap_or_default();
     let ours = |refs: Option<&Vec<_>>, obj_ns: Option<String>| {
