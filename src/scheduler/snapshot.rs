@@ -28,6 +28,8 @@ pub type HostPort = (i32, String, String);
 #[derive(Debug, Clone)]
 pub struct NodeInfo {
     pub node: Arc<Node>,
+    /// Its place in the snapshot's `nodes`.
+    pub index: usize,
     pub name: String,
     pub pods: Vec<Arc<Pod>>,
     pub requested: Requests,
@@ -57,6 +59,7 @@ impl NodeInfo {
         NodeInfo {
             images,
             name: node.metadata.name.clone().unwrap_or_default(),
+            index: 0,
             allocatable: Requests::from_map(a),
             max_pods: quantity(a.and_then(|a| a.get("pods"))),
             node,
@@ -159,6 +162,35 @@ pub struct Snapshot {
     pub namespaces: HashMap<String, BTreeMap<String, String>>,
     /// image name -> number of nodes holding it (ImageLocality's spread factor).
     pub image_nodes: HashMap<String, usize>,
+    /// The hostname and zone domains, which default spreading asks about for every pod: the
+    /// label lookups are done once per pass, not once per pod and node.
+    pub common_domains: Vec<(&'static str, Arc<Domains>)>,
+}
+
+/// A topology key's domains: the node's label value, numbered.
+#[derive(Debug, Clone, Default)]
+pub struct Domains {
+    /// node index -> domain number (None: the node lacks the label).
+    pub of_node: Vec<Option<u32>>,
+    /// domain number -> label value.
+    pub values: Vec<String>,
+}
+
+impl Domains {
+    fn of(key: &str, nodes: &[NodeInfo]) -> Domains {
+        let mut d = Domains::default();
+        let mut numbers: HashMap<&str, u32> = HashMap::new();
+        for n in nodes {
+            let id = n.labels().get(key).map(|v| {
+                *numbers.entry(v.as_str()).or_insert_with(|| {
+                    d.values.push(v.clone());
+                    (d.values.len() - 1) as u32
+                })
+            });
+            d.of_node.push(id);
+        }
+        d
+    }
 }
 
 impl Snapshot {
@@ -174,13 +206,18 @@ impl Snapshot {
         let mut nodes: Vec<Arc<Node>> = nodes.into_iter().collect();
         nodes.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
         for n in nodes {
-            let info = NodeInfo::new(n);
+            let mut info = NodeInfo::new(n);
+            info.index = s.nodes.len();
             for name in info.images.keys() {
                 *s.image_nodes.entry(name.clone()).or_insert(0) += 1;
             }
             s.index.insert(info.name.clone(), s.nodes.len());
             s.nodes.push(info);
         }
+        s.common_domains = [HOSTNAME, ZONE]
+            .into_iter()
+            .map(|k| (k, Arc::new(Domains::of(k, &s.nodes))))
+            .collect();
         for p in pods {
             let Some(spec) = p.spec.as_ref() else {
                 continue;
@@ -211,6 +248,14 @@ impl Snapshot {
             }
         }
         s
+    }
+
+    /// The domains of `key` over this pass's nodes.
+    pub fn domains(&self, key: &str) -> Arc<Domains> {
+        match self.common_domains.iter().find(|(k, _)| *k == key) {
+            Some((_, d)) => d.clone(),
+            None => Arc::new(Domains::of(key, &self.nodes)),
+        }
     }
 
     /// Places a pod on node `i` (a bound pod from the store, or one just assumed).

@@ -8,11 +8,11 @@
 use super::interpodaffinity::fold_label_keys;
 use super::Reject;
 use crate::controllers::ownership::selects;
-use crate::scheduler::snapshot::{controller_uid, NodeInfo, Snapshot, HOSTNAME, ZONE};
+use crate::scheduler::snapshot::{controller_uid, Domains, NodeInfo, Snapshot, HOSTNAME, ZONE};
 use crate::scheduler::Cycle;
 use k8s_openapi::api::core::v1::{Pod, TopologySpreadConstraint};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use std::collections::HashMap;
+use std::sync::Arc;
 
 pub const REASON: &str = "node(s) didn't match pod topology spread constraints";
 pub const MISSING_LABEL: &str =
@@ -73,11 +73,16 @@ impl Constraint {
         }
     }
 
-    /// Matching pods on node `i`.
-    fn count_on(&self, snap: &Snapshot, i: usize, ns: &str) -> i64 {
-        match &self.counted {
-            Counted::Owner(uid) => snap.by_owner.get(uid).map_or(0, |v| v[i] as i64),
-            Counted::Selector(_) => snap.nodes[i]
+    /// Matching pods per node index. The owner's per-node counts are looked up once here, not
+    /// once per node.
+    fn counter<'s>(&'s self, snap: &'s Snapshot, ns: &'s str) -> impl Fn(usize) -> i64 + 's {
+        let owned = match &self.counted {
+            Counted::Owner(uid) => Some(snap.by_owner.get(uid)),
+            Counted::Selector(_) => None,
+        };
+        move |i| match owned {
+            Some(per_node) => per_node.map_or(0, |v| v[i] as i64),
+            None => snap.nodes[i]
                 .pods
                 .iter()
                 .filter(|p| self.matches_pod(p, ns))
@@ -97,24 +102,28 @@ fn has_keys(node: &NodeInfo, cs: &[Constraint]) -> bool {
     cs.iter().all(|c| labels.contains_key(&c.topology_key))
 }
 
-/// Domain value -> matching pods, over the snapshot's nodes that count.
+/// Matching pods per domain number of `domains`, over the snapshot's nodes that count; None
+/// for a domain none of whose nodes counts.
 fn domain_counts(
     c: &Constraint,
     all: &[Constraint],
     pod: &Pod,
     snap: &Snapshot,
     require_all: bool,
-) -> HashMap<String, i64> {
+    domains: &Domains,
+) -> Vec<Option<i64>> {
     let ns = pod.metadata.namespace.as_deref().unwrap_or("");
-    let mut counts = HashMap::new();
+    let count = c.counter(snap, ns);
+    let mut counts = vec![None; domains.values.len()];
     for (i, node) in snap.nodes.iter().enumerate() {
+        let Some(d) = domains.of_node[i] else {
+            continue;
+        };
         if !c.includes(pod, node) || (require_all && !has_keys(node, all)) {
             continue;
         }
-        let Some(v) = node.labels().get(&c.topology_key) else {
-            continue;
-        };
-        *counts.entry(v.clone()).or_insert(0) += c.count_on(snap, i, ns);
+        let slot: &mut Option<i64> = &mut counts[d as usize];
+        *slot = Some(slot.unwrap_or(0) + count(i));
     }
     counts
 }
@@ -122,7 +131,8 @@ fn domain_counts(
 #[derive(Debug, Default)]
 pub struct State {
     hard: Vec<Constraint>,
-    counts: Vec<HashMap<String, i64>>,
+    hard_domains: Vec<Arc<Domains>>,
+    counts: Vec<Vec<Option<i64>>>,
     min: Vec<i64>,
     self_match: Vec<bool>,
     soft: Vec<Constraint>,
@@ -158,13 +168,16 @@ impl State {
             }
         }
         for c in &s.hard {
-            let counts = domain_counts(c, &s.hard, pod, snap, true);
-            let mut min = counts.values().copied().min().unwrap_or(0);
-            if c.min_domains.is_some_and(|m| (counts.len() as i64) < m) {
+            let domains = snap.domains(&c.topology_key);
+            let counts = domain_counts(c, &s.hard, pod, snap, true, &domains);
+            let mut min = counts.iter().flatten().copied().min().unwrap_or(0);
+            let present = counts.iter().flatten().count() as i64;
+            if c.min_domains.is_some_and(|m| present < m) {
                 min = 0;
             }
             s.self_match.push(c.matches_pod(pod, ns));
             s.counts.push(counts);
+            s.hard_domains.push(domains);
             s.min.push(min);
         }
         s
@@ -189,32 +202,35 @@ impl State {
             .collect();
         let mut raw = vec![0f64; feasible.len()];
         for c in &self.soft {
-            let size = if c.topology_key == HOSTNAME {
+            let domains = snap.domains(&c.topology_key);
+            let hostname = c.topology_key == HOSTNAME;
+            let size = if hostname {
                 ignored.iter().filter(|ig| !**ig).count()
             } else {
-                let domains: std::collections::HashSet<&String> = feasible
-                    .iter()
-                    .zip(&ignored)
-                    .filter(|(_, ig)| !**ig)
-                    .filter_map(|(&i, _)| snap.nodes[i].labels().get(&c.topology_key))
-                    .collect();
-                domains.len()
+                let mut seen = vec![false; domains.values.len()];
+                for (&i, _) in feasible.iter().zip(&ignored).filter(|(_, ig)| !**ig) {
+                    if let Some(d) = domains.of_node[i] {
+                        seen[d as usize] = true;
+                    }
+                }
+                seen.iter().filter(|s| **s).count()
             };
             let weight = ((size + 2) as f64).ln();
-            let counts = (c.topology_key != HOSTNAME)
-                .then(|| domain_counts(c, &self.soft, pod, snap, self.explicit));
+            let counts = (!hostname)
+                .then(|| domain_counts(c, &self.soft, pod, snap, self.explicit, &domains));
+            let count = c.counter(snap, ns);
             for (k, &i) in feasible.iter().enumerate() {
                 if ignored[k] {
                     continue;
                 }
-                let Some(v) = snap.nodes[i].labels().get(&c.topology_key) else {
+                let Some(d) = domains.of_node[i] else {
                     continue;
                 };
-                let count = match &counts {
-                    None => c.count_on(snap, i, ns),
-                    Some(m) => m.get(v).copied().unwrap_or(0),
+                let n = match &counts {
+                    None => count(i),
+                    Some(m) => m[d as usize].unwrap_or(0),
                 };
-                raw[k] += count as f64 * weight + (c.max_skew - 1) as f64 * weight;
+                raw[k] += n as f64 * weight + (c.max_skew - 1) as f64 * weight;
             }
         }
         Some((raw.into_iter().map(|r| r.round() as i64).collect(), ignored))
@@ -224,10 +240,10 @@ impl State {
 pub fn filter(c: &Cycle, node: &NodeInfo) -> Result<(), Reject> {
     let s = &c.spread;
     for (k, con) in s.hard.iter().enumerate() {
-        let Some(v) = node.labels().get(&con.topology_key) else {
+        let Some(d) = s.hard_domains[k].of_node[node.index] else {
             return Err(Reject::new(MISSING_LABEL));
         };
-        let here = s.counts[k].get(v).copied().unwrap_or(0);
+        let here = s.counts[k][d as usize].unwrap_or(0);
         let skew = here + s.self_match[k] as i64 - s.min[k];
         if skew > con.max_skew {
             return Err(Reject::resolvable(REASON));
