@@ -32,6 +32,7 @@ pub fn wants_us(pod: &Pod) -> bool {
 
 /// One pod's scheduling cycle: what the filters and scores need of it, computed once
 /// (upstream's PreFilter and PreScore state) rather than per node.
+#[derive(Clone)]
 pub struct Cycle<'a> {
     pub pod: &'a Pod,
     pub uid: String,
@@ -55,6 +56,16 @@ impl<'a> Cycle<'a> {
             affinity: filters::interpodaffinity::State::new(pod, snap),
             spread: filters::topologyspread::State::new(pod, snap),
         }
+    }
+}
+
+impl Cycle<'_> {
+    /// The PreFilter state as if `pod` were added to (`by` 1) or taken off (-1) `node`:
+    /// preemption filters its what-if node with it, so evicting a pod that the incoming
+    /// pod's anti-affinity or spread constraint counts can make room.
+    pub fn update(&mut self, pod: &Pod, node: &NodeInfo, snap: &Snapshot, by: i64) {
+        self.affinity.update(self.pod, pod, node, snap, by);
+        self.spread.update(self.pod, pod, node, by);
     }
 }
 

@@ -92,7 +92,12 @@ fn by_budget(pods: Vec<Arc<Pod>>, pdbs: &[PodDisruptionBudget]) -> (Vec<Arc<Pod>
 
 /// The fewest, least important victims on one node, or None if evicting every lower-priority
 /// pod there would not make the pod fit.
-fn victims_on(c: &Cycle, node: &NodeInfo, pdbs: &[PodDisruptionBudget]) -> Option<Candidate> {
+fn victims_on(
+    c: &Cycle,
+    node: &NodeInfo,
+    snap: &Snapshot,
+    pdbs: &[PodDisruptionBudget],
+) -> Option<Candidate> {
     let mut potential: Vec<Arc<Pod>> = node
         .pods
         .iter()
@@ -103,10 +108,12 @@ fn victims_on(c: &Cycle, node: &NodeInfo, pdbs: &[PodDisruptionBudget]) -> Optio
         return None;
     }
     let mut what_if = node.clone();
+    let mut cycle = c.clone();
     for p in &potential {
         what_if.remove(uid_of(p));
+        cycle.update(p, node, snap, -1);
     }
-    if filters::run_all(c, &what_if).is_err() {
+    if filters::run_all(&cycle, &what_if).is_err() {
         return None;
     }
     // Most important first, so they are the first given back their place.
@@ -126,8 +133,10 @@ fn victims_on(c: &Cycle, node: &NodeInfo, pdbs: &[PodDisruptionBudget]) -> Optio
     for (list, breaks) in [(violating, true), (fine, false)] {
         for p in list {
             what_if.add(p.clone());
-            if filters::run_all(c, &what_if).is_err() {
+            cycle.update(&p, node, snap, 1);
+            if filters::run_all(&cycle, &what_if).is_err() {
                 what_if.remove(uid_of(&p));
+                cycle.update(&p, node, snap, -1);
                 out.victims.push(p);
                 out.pdb_violations += breaks as usize;
             }
@@ -167,7 +176,7 @@ pub fn find(
             *verdicts.entry(NOT_HELPFUL.into()).or_insert(0) += 1;
             continue;
         }
-        match victims_on(c, &snap.nodes[*i], pdbs) {
+        match victims_on(c, &snap.nodes[*i], snap, pdbs) {
             Some(mut cand) => {
                 cand.node = *i;
                 cands.push(cand);

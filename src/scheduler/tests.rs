@@ -595,6 +595,64 @@ fn preemption_waits_while_its_victims_terminate() {
 }
 
 #[test]
+fn preemption_evicts_what_the_pods_anti_affinity_or_spread_counts() {
+    // Room for both, but the newcomer's anti-affinity shuts it out of the only node: evicting
+    // the lower-priority pod it repels (and only that one) lets it in.
+    let s = snap(
+        vec![node("n1", json!({}))],
+        vec![
+            on("n1", "web-0", with(labelled("web"), prio(1, json!({})))),
+            on("n1", "db-0", with(labelled("db"), prio(1, json!({})))),
+        ],
+    );
+    let repelling = pod(with(
+        prio(10, json!({})),
+        pod_term("podAntiAffinity", "web", "kubernetes.io/hostname"),
+    ));
+    assert_eq!(
+        place(&repelling, &s).unwrap_err(),
+        "0/1 nodes are available: 1 node(s) didn't match pod anti-affinity rules. [preempt on n1: web-0]"
+    );
+    // A pod already there whose own anti-affinity repels the newcomer.
+    let s = snap(
+        vec![node("n1", json!({}))],
+        vec![on(
+            "n1",
+            "loner",
+            with(
+                prio(1, json!({})),
+                pod_term("podAntiAffinity", "web", "kubernetes.io/hostname"),
+            ),
+        )],
+    );
+    let web = pod(with(labelled("web"), prio(10, json!({}))));
+    assert!(place(&web, &s)
+        .unwrap_err()
+        .ends_with("[preempt on n1: loner]"));
+    // DoNotSchedule spread: zone a has two matching pods, zone b one, and b is full of a
+    // higher-priority pod; evicting one low-priority pod in zone a brings the skew within 1
+    // (the first of equals is given back its place, so the second goes).
+    let zone = |z: &str| json!({"metadata": {"labels": {"topology.kubernetes.io/zone": z}}});
+    let s = snap(
+        vec![node("a1", zone("a")), node("b1", zone("b"))],
+        vec![
+            on("a1", "w1", with(labelled("web"), prio(1, json!({})))),
+            on("a1", "w2", with(labelled("web"), prio(1, json!({})))),
+            on("b1", "w3", with(labelled("web"), prio(1, json!({})))),
+            on("b1", "big", prio(100, cpu("2"))),
+        ],
+    );
+    let mut spreading = spread_pod("DoNotSchedule", json!({}));
+    let one_cpu: Pod = pod(cpu("1"));
+    spreading.spec.as_mut().unwrap().containers = one_cpu.spec.unwrap().containers;
+    spreading.spec.as_mut().unwrap().priority = Some(10);
+    assert_eq!(
+        place(&spreading, &s).unwrap_err(),
+        "0/2 nodes are available: 1 Insufficient cpu, 1 node(s) didn't match pod topology spread constraints. [preempt on a1: w2]"
+    );
+}
+
+#[test]
 fn large_clusters_score_a_share_of_nodes() {
     assert_eq!(feasible_to_find(50), 50);
     assert_eq!(feasible_to_find(100), 100);

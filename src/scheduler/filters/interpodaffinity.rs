@@ -126,11 +126,18 @@ pub fn terms_of(pod: &Pod) -> [Vec<Term>; 4] {
 /// topologyKey -> value -> count (or score).
 pub type Counts = HashMap<String, HashMap<String, i64>>;
 
+/// Adds `by` to the count of (key, value); a count that reaches zero is dropped, so an empty
+/// map still means "no pod matched anywhere" after a what-if removal.
 fn bump(map: &mut Counts, key: &str, value: &str, by: i64) {
-    *map.entry(key.to_string())
-        .or_default()
-        .entry(value.to_string())
-        .or_insert(0) += by;
+    let values = map.entry(key.to_string()).or_default();
+    let n = values.entry(value.to_string()).or_insert(0);
+    *n += by;
+    if *n == 0 {
+        values.remove(value);
+        if values.is_empty() {
+            map.remove(key);
+        }
+    }
 }
 
 pub fn get(map: &Counts, key: &str, value: &str) -> i64 {
@@ -141,7 +148,7 @@ pub fn get(map: &Counts, key: &str, value: &str) -> i64 {
 }
 
 /// The incoming pod's PreFilter state.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct State {
     pub affinity: Vec<Term>,
     pub anti: Vec<Term>,
@@ -202,6 +209,34 @@ impl State {
             }
         }
         s
+    }
+
+    /// Counts `pod` on `node` once more (`by` 1) or once less (-1): preemption's what-if of
+    /// evicting a victim, upstream's PreFilterExtensions AddPod/RemovePod.
+    pub fn update(&mut self, incoming: &Pod, pod: &Pod, node: &NodeInfo, snap: &Snapshot, by: i64) {
+        let labels = node.labels();
+        let [_, anti_of_pod, _, _] = terms_of(pod);
+        for t in &anti_of_pod {
+            if let Some(v) = labels.get(&t.topology_key) {
+                if t.matches(incoming, snap) {
+                    bump(&mut self.existing_anti, &t.topology_key, v, by);
+                }
+            }
+        }
+        if !self.affinity.is_empty() && self.affinity.iter().all(|t| t.matches(pod, snap)) {
+            for t in &self.affinity {
+                if let Some(v) = labels.get(&t.topology_key) {
+                    bump(&mut self.affinity_counts, &t.topology_key, v, by);
+                }
+            }
+        }
+        for t in &self.anti {
+            if let Some(v) = labels.get(&t.topology_key) {
+                if t.matches(pod, snap) {
+                    bump(&mut self.anti_counts, &t.topology_key, v, by);
+                }
+            }
+        }
     }
 
     fn satisfies_affinity(&self, node: &NodeInfo) -> bool {

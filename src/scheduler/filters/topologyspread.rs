@@ -128,7 +128,7 @@ fn domain_counts(
     counts
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct State {
     hard: Vec<Constraint>,
     hard_domains: Vec<Arc<Domains>>,
@@ -181,6 +181,31 @@ impl State {
             s.min.push(min);
         }
         s
+    }
+
+    /// Counts `pod` on `node` once more (`by` 1) or once less (-1) for the DoNotSchedule
+    /// constraints: preemption's what-if of evicting a victim.
+    pub fn update(&mut self, incoming: &Pod, pod: &Pod, node: &NodeInfo, by: i64) {
+        let ns = incoming.metadata.namespace.as_deref().unwrap_or("");
+        for (k, c) in self.hard.iter().enumerate() {
+            let Some(d) = self.hard_domains[k].of_node[node.index] else {
+                continue;
+            };
+            if pod.metadata.deletion_timestamp.is_some()
+                || !c.matches_pod(pod, ns)
+                || !c.includes(incoming, node)
+                || !has_keys(node, &self.hard)
+            {
+                continue;
+            }
+            let slot = &mut self.counts[k][d as usize];
+            *slot = Some(slot.unwrap_or(0) + by);
+            let present = self.counts[k].iter().flatten().count() as i64;
+            self.min[k] = self.counts[k].iter().flatten().copied().min().unwrap_or(0);
+            if c.min_domains.is_some_and(|m| present < m) {
+                self.min[k] = 0;
+            }
+        }
     }
 
     /// PodTopologySpread's score before normalising, for the feasible nodes: lower counts of
