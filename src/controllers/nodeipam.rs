@@ -60,12 +60,6 @@ fn error_policy(_n: Arc<Node>, e: &Error, _c: Arc<Ctx>) -> Action {
 }
 
 async fn reconcile(node: Arc<Node>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    // The object handed in may predate this allocator's own patch (a kubelet heartbeat queued
-    // the reconcile first): the store's current copy says whether a range is already given.
-    let node = ctx
-        .nodes
-        .get(&kube::runtime::reflector::ObjectRef::from_obj(&*node))
-        .unwrap_or(node);
     if node
         .spec
         .as_ref()
@@ -97,8 +91,9 @@ async fn reconcile(node: Arc<Node>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     };
     let name = node.metadata.name.clone().unwrap_or_default();
     let api: Api<Node> = Api::all(ctx.client.clone());
-    // Conditional on the version read, so a copy that is stale even in the store is a conflict
-    // (and a retry) rather than a second range for the same node.
+    // Conditional on the version read: the cache may not show this allocator's own patch yet
+    // (a kubelet heartbeat can queue the next reconcile first), and a stale copy must be a
+    // conflict and a retry, not a second range for the same node.
     let patch = serde_json::json!({
         "metadata": {"resourceVersion": node.metadata.resource_version},
         "spec": {"podCIDR": cidr.to_string(), "podCIDRs": [cidr.to_string()]},

@@ -45,7 +45,7 @@ pub struct NodeInfo {
 static EMPTY_LABELS: BTreeMap<String, String> = BTreeMap::new();
 
 impl NodeInfo {
-    pub fn new(node: Arc<Node>) -> Self {
+    pub fn new(node: Arc<Node>, index: usize) -> Self {
         let a = node.status.as_ref().and_then(|s| s.allocatable.as_ref());
         let mut images = HashMap::new();
         for img in node.status.iter().flat_map(|st| st.images.iter().flatten()) {
@@ -59,7 +59,7 @@ impl NodeInfo {
         NodeInfo {
             images,
             name: node.metadata.name.clone().unwrap_or_default(),
-            index: 0,
+            index,
             allocatable: Requests::from_map(a),
             max_pods: quantity(a.and_then(|a| a.get("pods"))),
             node,
@@ -206,8 +206,7 @@ impl Snapshot {
         let mut nodes: Vec<Arc<Node>> = nodes.into_iter().collect();
         nodes.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
         for n in nodes {
-            let mut info = NodeInfo::new(n);
-            info.index = s.nodes.len();
+            let info = NodeInfo::new(n, s.nodes.len());
             for name in info.images.keys() {
                 *s.image_nodes.entry(name.clone()).or_insert(0) += 1;
             }

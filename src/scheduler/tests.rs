@@ -653,6 +653,23 @@ fn preemption_evicts_what_the_pods_anti_affinity_or_spread_counts() {
 }
 
 #[test]
+fn preemption_never_evicts_the_pods_a_required_affinity_needs() {
+    // As upstream: affinity towards lower-priority pods is lost with them, so no victims.
+    let s = snap(
+        vec![node("n1", json!({}))],
+        vec![on("n1", "web-0", with(labelled("web"), prio(1, cpu("2"))))],
+    );
+    let follower = pod(with(
+        prio(10, cpu("1")),
+        pod_term("podAffinity", "web", "kubernetes.io/hostname"),
+    ));
+    assert_eq!(
+        place(&follower, &s).unwrap_err(),
+        "0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod."
+    );
+}
+
+#[test]
 fn large_clusters_score_a_share_of_nodes() {
     assert_eq!(feasible_to_find(50), 50);
     assert_eq!(feasible_to_find(100), 100);

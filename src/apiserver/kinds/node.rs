@@ -68,9 +68,13 @@ mod validation {
     /// A node's pod range and provider ID are set once: routes, the bridge and every pod IP on
     /// the node were derived from them, so a second allocation would strand them.
     fn update(obj: &Value, old: &Value, errs: &mut Vec<FieldError>) {
+        // Both forms are compared: everything here reads the single podCIDR, and a patch of it
+        // alone would leave podCIDRs as it was.
         let old_cidrs = &old["spec"]["podCIDRs"];
-        if old_cidrs.as_array().is_some_and(|a| !a.is_empty())
-            && obj["spec"]["podCIDRs"] != *old_cidrs
+        let set = old_cidrs.as_array().is_some_and(|a| !a.is_empty());
+        if set
+            && (obj["spec"]["podCIDRs"] != *old_cidrs
+                || obj["spec"]["podCIDR"] != old["spec"]["podCIDR"])
         {
             errs.push(forbidden(
                 "spec.podCIDRs",
@@ -107,7 +111,10 @@ mod validation {
                 errs(b, a.clone()),
                 ["spec.podCIDRs: Forbidden: node updates may not change podCIDR except from \"\" to valid"]
             );
-            assert_eq!(errs(json!({"spec": {}}), a).len(), 1);
+            assert_eq!(errs(json!({"spec": {}}), a.clone()).len(), 1);
+            let only_single =
+                json!({"spec": {"podCIDR": "10.42.9.0/24", "podCIDRs": ["10.42.1.0/24"]}});
+            assert_eq!(errs(only_single, a).len(), 1);
         }
     }
 }

@@ -119,7 +119,12 @@ mod tests {
     /// A cached keyed read is compiled once, not again for each key bound to it.
     #[test]
     fn cached_statements_are_not_recompiled_per_bound_value() {
-        let dir = std::env::temp_dir().join(format!("nk-schema-{}", std::process::id()));
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let dir = std::env::temp_dir().join(format!("nk-schema-{}-{nanos}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("state.db");
         let w = open_writer(&path, Durability::ProcessCrash).unwrap();
