@@ -1014,9 +1014,9 @@ async fn deleting_a_crd_deletes_its_objects_then_itself() {
 /// kubectl of another version, with `stdin` fed in.
 fn kubectl_version(s: &Server, binary: &str, args: &[&str], stdin: &str) -> std::process::Output {
     use std::io::Write;
-    let mut child = std::process::Command::new(format!("/usr/lib/google-cloud-sdk/bin/{binary}"))
+    let mut child = s
+        .kubectl_command(format!("/usr/lib/google-cloud-sdk/bin/{binary}"))
         .args(args)
-        .env("KUBECONFIG", s.kubeconfig())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

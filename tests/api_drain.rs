@@ -163,7 +163,8 @@ fn kubectl_drain_of_132_and_133_deletes_the_pods() {
         pod(&s, &format!("{node}-1"), node);
         pod(&s, &format!("{node}-2"), node);
         pod(&s, "elsewhere", "node-z");
-        let out = std::process::Command::new(format!("/usr/lib/google-cloud-sdk/bin/{kubectl}"))
+        let out = s
+            .kubectl_command(format!("/usr/lib/google-cloud-sdk/bin/{kubectl}"))
             .args([
                 "drain",
                 node,
@@ -172,7 +173,6 @@ fn kubectl_drain_of_132_and_133_deletes_the_pods() {
                 "--grace-period=0",
                 "--timeout=30s",
             ])
-            .env("KUBECONFIG", s.kubeconfig())
             .output()
             .expect("run kubectl");
         let stdout = String::from_utf8_lossy(&out.stdout);

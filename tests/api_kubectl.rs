@@ -227,9 +227,9 @@ fn get_in_every_output_format() {
 fn get_watch_prints_changes() {
     let s = Server::start();
     s.configmap("w1", "default", &[("a", "1")]);
-    let mut child = std::process::Command::new(api_support::KUBECTL)
+    let mut child = s
+        .kubectl_command(api_support::KUBECTL)
         .args(["get", "configmaps", "-w", "--output-watch-events"])
-        .env("KUBECONFIG", s.kubeconfig())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -376,9 +376,9 @@ fn delete_waits_for_finalizers() {
     // A second delete changes nothing.
     s.ok(&["delete", "configmap", "held", "--wait=false"]);
     // kubectl delete (waiting) returns once the finalizer is removed.
-    let mut waiting = std::process::Command::new(api_support::KUBECTL)
+    let mut waiting = s
+        .kubectl_command(api_support::KUBECTL)
         .args(["delete", "configmap", "held", "--timeout=60s"])
-        .env("KUBECONFIG", s.kubeconfig())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();

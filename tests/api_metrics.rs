@@ -192,9 +192,9 @@ fn metrics_count_requests_objects_watches_and_store_calls() {
     let watching = [("verb", "WATCH"), ("resource", "configmaps")];
     // The controllers' own watches (the root CA publisher watches ConfigMaps) stay open.
     let others = value(&scrape(&s), "apiserver_longrunning_requests", &watching);
-    let mut watch = std::process::Command::new(api_support::KUBECTL)
+    let mut watch = s
+        .kubectl_command(api_support::KUBECTL)
         .args(["get", "configmaps", "--watch", "--request-timeout=0"])
-        .env("KUBECONFIG", s.kubeconfig())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

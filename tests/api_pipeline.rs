@@ -105,11 +105,14 @@ impl Cluster {
 
     async fn kubectl_as(&self, file: &str, args: &[&str]) -> Output {
         let kc = self.dir.path().join(file);
+        // This server's own discovery cache (kubectl keys it by host:port, which get reused).
+        let cache = self.dir.path().join("kubecache");
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         tokio::task::spawn_blocking(move || {
             std::process::Command::new(KUBECTL)
                 .args(&args)
                 .env("KUBECONFIG", kc)
+                .env("KUBECACHEDIR", cache)
                 .env_remove("HTTPS_PROXY")
                 .env_remove("https_proxy")
                 .stdin(std::process::Stdio::null())

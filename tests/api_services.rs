@@ -253,7 +253,8 @@ fn parallel_creates_fill_a_small_range_without_duplicates_and_survive_a_restart(
     assert_eq!(cluster_ip(&s, "kubernetes", "default"), "10.96.0.1");
     let threads: Vec<_> = (0..8)
         .map(|t| {
-            let kubeconfig = s.kubeconfig();
+            let mut create = s.kubectl_command(api_support::KUBECTL);
+            create.args(["create", "-f", "-"]);
             let docs: Vec<String> = (0..8)
                 .filter(|i| t * 8 + i < 61)
                 .map(|i| {
@@ -266,9 +267,7 @@ fn parallel_creates_fill_a_small_range_without_duplicates_and_survive_a_restart(
                 .collect();
             std::thread::spawn(move || {
                 use std::io::Write;
-                let mut child = std::process::Command::new(api_support::KUBECTL)
-                    .args(["create", "-f", "-"])
-                    .env("KUBECONFIG", kubeconfig)
+                let mut child = create
                     .stdin(std::process::Stdio::piped())
                     .stdout(std::process::Stdio::piped())
                     .stderr(std::process::Stdio::piped())

@@ -49,25 +49,23 @@ fn jobs_complete_fail_and_follow_their_spec() {
 
     // completions 3, parallelism 2: a watch over the Job's pods never sees 3 running.
     let watch_log = tempfile::NamedTempFile::new().unwrap().into_temp_path();
-    let mut watch =
-        c.ns.command(KUBECTL)
-            .arg("--kubeconfig")
-            .arg(c.kubeconfig())
-            .args([
-                "get",
-                "pods",
-                "-l",
-                "batch.kubernetes.io/job-name=three",
-                "--watch",
-                "-o",
-                "json",
-            ])
-            // A file, not a pipe: nobody reads until the end, and a full pipe would stall
-            // kubectl and cut its output short.
-            .stdout(std::fs::File::create(&watch_log).unwrap())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+    let mut watch = c
+        .kubectl_command(KUBECTL)
+        .args([
+            "get",
+            "pods",
+            "-l",
+            "batch.kubernetes.io/job-name=three",
+            "--watch",
+            "-o",
+            "json",
+        ])
+        // A file, not a pipe: nobody reads until the end, and a full pipe would stall
+        // kubectl and cut its output short.
+        .stdout(std::fs::File::create(&watch_log).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     std::thread::sleep(Duration::from_secs(1));
     c.apply(&job_yaml(
         "three",

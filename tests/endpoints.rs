@@ -148,13 +148,11 @@ fn endpoints_follow_readiness_named_ports_and_deletion() {
 
     // A deleted pod is terminating through its grace period: still serving in its slice,
     // not ready, gone from the Endpoints; then gone from both.
-    let deleting =
-        c.ns.command(node_support::KUBECTL)
-            .arg("--kubeconfig")
-            .arg(c.kubeconfig())
-            .args(["delete", "pod", "web-b", "--wait=false"])
-            .output()
-            .unwrap();
+    let deleting = c
+        .kubectl_command(node_support::KUBECTL)
+        .args(["delete", "pod", "web-b", "--wait=false"])
+        .output()
+        .unwrap();
     assert!(deleting.status.success());
     c.wait_for("web-b terminating", Duration::from_secs(20), |c| {
         slice_view(c).get("web-b") == Some(&(false, true, true, 8081))

@@ -95,8 +95,8 @@ impl Drop for Running {
 }
 
 fn kubectl(c: &Cluster, args: &[&str]) -> Command {
-    let mut cmd = c.ns.command(KUBECTL);
-    cmd.arg("--kubeconfig").arg(c.kubeconfig()).args(args);
+    let mut cmd = c.kubectl_command(KUBECTL);
+    cmd.args(args);
     cmd
 }
 
@@ -105,6 +105,7 @@ fn kubectl(c: &Cluster, args: &[&str]) -> Command {
 fn in_terminal(c: &Cluster, kubectl_and_args: &str) -> Child {
     let (bin, args) = kubectl_and_args.split_once(' ').unwrap();
     c.ns.command("script")
+        .env("KUBECACHEDIR", c.kubecache())
         .arg("-qec")
         .arg(format!(
             "{bin} --kubeconfig {} {args}",
@@ -307,8 +308,8 @@ fn port_forward_reaches_the_pods_own_loopback() {
         .enumerate()
     {
         let (p1, p2) = (18080 + 10 * n, 18081 + 10 * n);
-        let mut cmd = c.ns.command(kubectl_bin);
-        cmd.arg("--kubeconfig").arg(c.kubeconfig()).args([
+        let mut cmd = c.kubectl_command(kubectl_bin);
+        cmd.args([
             "port-forward",
             "pod/web",
             &format!("{p1}:80"),
@@ -378,16 +379,14 @@ fn older_kubectl_execs_and_attaches_over_spdy() {
     c.wait_phase("box", "Running");
     let old = kubectl_version(29);
     let run = |args: &[&str], input: &[u8]| -> std::process::Output {
-        let mut child =
-            c.ns.command(&old)
-                .arg("--kubeconfig")
-                .arg(c.kubeconfig())
-                .args(args)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
+        let mut child = c
+            .kubectl_command(&old)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
         child.stdin.take().unwrap().write_all(input).unwrap();
         child.wait_with_output().unwrap()
     };
@@ -425,10 +424,8 @@ fn older_kubectl_execs_and_attaches_over_spdy() {
     assert!(out.status.success(), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "SHOUT\ndone\n");
     // Attach to the container's own stdin; the echo comes back through its stdout.
-    let mut cmd = c.ns.command(&old);
-    cmd.arg("--kubeconfig")
-        .arg(c.kubeconfig())
-        .args(["attach", "-i", "box"]);
+    let mut cmd = c.kubectl_command(&old);
+    cmd.args(["attach", "-i", "box"]);
     let mut a = Running::start(cmd);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {

@@ -538,24 +538,22 @@ fn kubectl_exec_through_the_kubelet_and_shim() {
         String::from_utf8_lossy(&out.stderr)
     );
     // stdin reaches the process and its end ends it.
-    let mut child =
-        c.ns.command(node_support::KUBECTL)
-            .arg("--kubeconfig")
-            .arg(c.kubeconfig())
-            .args([
-                "exec",
-                "-i",
-                "box",
-                "--",
-                "sh",
-                "-c",
-                "tr a-z A-Z; echo done",
-            ])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+    let mut child = c
+        .kubectl_command(node_support::KUBECTL)
+        .args([
+            "exec",
+            "-i",
+            "box",
+            "--",
+            "sh",
+            "-c",
+            "tr a-z A-Z; echo done",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     use std::io::Write;
     child.stdin.take().unwrap().write_all(b"shout\n").unwrap();
     let out = child.wait_with_output().unwrap();
@@ -1070,6 +1068,7 @@ fn an_agent_joins_with_the_token_and_serves_its_pods() {
     kids.0.push(agent);
     let kubectl = |args: &[&str]| {
         nsenter(&a, node_support::KUBECTL)
+            .env("KUBECACHEDIR", d.join("kubecache"))
             .arg("--kubeconfig")
             .arg(d.join("kubeconfig"))
             .args(args)
@@ -1121,6 +1120,7 @@ fn an_agent_joins_with_the_token_and_serves_its_pods() {
     use std::io::Write;
     let apply = |yaml: String| {
         let mut child = nsenter(&a, node_support::KUBECTL)
+            .env("KUBECACHEDIR", d.join("kubecache"))
             .arg("--kubeconfig")
             .arg(d.join("kubeconfig"))
             .args(["apply", "-f", "-"])

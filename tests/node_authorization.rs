@@ -28,6 +28,7 @@ fn node_kubeconfig(c: &Cluster, node: &str) -> PathBuf {
 
 fn kubectl_as(c: &Cluster, kubeconfig: &PathBuf, args: &[&str]) -> Output {
     c.ns.command(node_support::KUBECTL)
+        .env("KUBECACHEDIR", c.kubecache())
         .arg("--kubeconfig")
         .arg(kubeconfig)
         .args(args)

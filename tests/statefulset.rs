@@ -65,24 +65,22 @@ struct Watch {
 impl Watch {
     fn start(c: &Cluster, name: &str) -> Watch {
         let out = c.dir.path().join(format!("{name}.watch"));
-        let child =
-            c.ns.command(KUBECTL)
-                .arg("--kubeconfig")
-                .arg(c.kubeconfig())
-                .args([
-                    "get",
-                    "pods",
-                    "-l",
-                    "app=web",
-                    "--watch",
-                    "--output-watch-events",
-                ])
-                .args(["-o", "json"])
-                .stdin(Stdio::null())
-                .stdout(std::fs::File::create(&out).unwrap())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
+        let child = c
+            .kubectl_command(KUBECTL)
+            .args([
+                "get",
+                "pods",
+                "-l",
+                "app=web",
+                "--watch",
+                "--output-watch-events",
+            ])
+            .args(["-o", "json"])
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
         Watch { child, out }
     }
 

@@ -74,25 +74,23 @@ struct PodWatch {
 
 impl PodWatch {
     fn start(c: &Cluster, selector: &str) -> PodWatch {
-        let mut child =
-            c.ns.command(node_support::KUBECTL)
-                .arg("--kubeconfig")
-                .arg(c.kubeconfig())
-                .args([
-                    "get",
-                    "pods",
-                    "-l",
-                    selector,
-                    "--watch",
-                    "--output-watch-events",
-                    "-o",
-                    "json",
-                ])
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .expect("kubectl get --watch");
+        let mut child = c
+            .kubectl_command(node_support::KUBECTL)
+            .args([
+                "get",
+                "pods",
+                "-l",
+                selector,
+                "--watch",
+                "--output-watch-events",
+                "-o",
+                "json",
+            ])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("kubectl get --watch");
         let out = child.stdout.take().unwrap();
         let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let sink = events.clone();

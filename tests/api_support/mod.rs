@@ -195,12 +195,21 @@ impl Server {
         self.kubectl_env(args, &[])
     }
 
-    pub fn kubectl_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        Command::new(KUBECTL)
-            .args(args)
-            .env("KUBECONFIG", self.kubeconfig())
+    /// `binary` (a kubectl) pointed at this server. Its discovery cache is this server's own:
+    /// kubectl keys the cache by host and port only, and a port the kernel hands to a later
+    /// test's server would otherwise show that server the kinds (CRDs) of an earlier one.
+    pub fn kubectl_command(&self, binary: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = Command::new(binary);
+        c.env("KUBECONFIG", self.kubeconfig())
+            .env("KUBECACHEDIR", self.dir.path().join("kubecache"))
             .env_remove("HTTPS_PROXY")
-            .env_remove("https_proxy")
+            .env_remove("https_proxy");
+        c
+    }
+
+    pub fn kubectl_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        self.kubectl_command(KUBECTL)
+            .args(args)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .output()
@@ -235,10 +244,10 @@ impl Server {
     /// kubectl apply -f - with `yaml` on stdin.
     pub fn apply(&self, yaml: &str, extra: &[&str]) -> Output {
         use std::io::Write;
-        let mut child = Command::new(KUBECTL)
+        let mut child = self
+            .kubectl_command(KUBECTL)
             .args(["apply", "-f", "-"])
             .args(extra)
-            .env("KUBECONFIG", self.kubeconfig())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

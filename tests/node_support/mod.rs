@@ -436,11 +436,23 @@ impl Cluster {
         self.spawn();
     }
 
-    pub fn kubectl(&self, args: &[&str]) -> Output {
-        self.ns
-            .command(KUBECTL)
+    /// `binary` (a kubectl) inside the node's namespace, pointed at this cluster, with this
+    /// cluster's own discovery cache: kubectl keys the cache by host and port only, and every
+    /// test cluster's server listens on the same node address with kernel-chosen ports.
+    pub fn kubectl_command(&self, binary: &str) -> Command {
+        let mut c = self.ns.command(binary);
+        c.env("KUBECACHEDIR", self.kubecache())
             .arg("--kubeconfig")
-            .arg(self.kubeconfig())
+            .arg(self.kubeconfig());
+        c
+    }
+
+    pub fn kubecache(&self) -> PathBuf {
+        self.dir.path().join("kubecache")
+    }
+
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        self.kubectl_command(KUBECTL)
             .args(args)
             .stdin(Stdio::null())
             .output()
@@ -470,10 +482,7 @@ impl Cluster {
 
     pub fn apply(&self, yaml: &str) {
         let mut child = self
-            .ns
-            .command(KUBECTL)
-            .arg("--kubeconfig")
-            .arg(self.kubeconfig())
+            .kubectl_command(KUBECTL)
             .args(["apply", "-f", "-"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
