@@ -1564,6 +1564,153 @@ fn default_seccomp_profile_denies_what_it_should() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "errno EPERM");
 }
 
+/// A seccomp agent for the tests: takes each listener sent to `socket` and answers every
+/// mkdir/mkdirat it is notified of with a success it does not carry out (so a directory that
+/// "was made" is missing: the agent, not the kernel, answered); all else goes on as usual.
+/// Returns the process states it received and the count of faked mkdirs, once `expect`
+/// listeners have been served to the end (their processes gone).
+fn seccomp_agent(socket: PathBuf, expect: usize) -> std::thread::JoinHandle<(Vec<Value>, usize)> {
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    std::thread::spawn(move || {
+        let mut served = Vec::new();
+        for _ in 0..expect {
+            let (conn, _) = listener.accept().unwrap();
+            let mut buf = vec![0u8; 8192];
+            let mut fds = Vec::new();
+            let n =
+                nanokube::runtime::sync::recv_fds(conn.as_raw_fd(), &mut buf, &mut fds).unwrap();
+            let state: Value = serde_json::from_slice(&buf[..n]).unwrap();
+            let fd = fds.pop().expect("the listener came with the state");
+            served.push(std::thread::spawn(move || {
+                (state, answer_notifications(fd))
+            }));
+        }
+        let mut states = Vec::new();
+        let mut faked = 0;
+        for t in served {
+            let (state, n) = t.join().unwrap();
+            states.push(state);
+            faked += n;
+        }
+        (states, faked)
+    })
+}
+
+fn answer_notifications(fd: std::os::fd::OwnedFd) -> usize {
+    let mut faked = 0;
+    loop {
+        let mut poll = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let ready = unsafe { libc::poll(&mut poll, 1, 30_000) };
+        if ready <= 0 || poll.revents & libc::POLLIN == 0 {
+            // POLLHUP: every process the filter belonged to is gone.
+            return faked;
+        }
+        // SAFETY: seccomp_notif is plain data; the kernel wants it zeroed.
+        let mut req: libc::seccomp_notif = unsafe { std::mem::zeroed() };
+        // SAFETY: the listener fd and a seccomp_notif the kernel fills in.
+        if unsafe { libc::ioctl(fd.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_RECV, &mut req) } != 0 {
+            continue; // the caller went away between poll and receive
+        }
+        let mkdir = [libc::SYS_mkdir, libc::SYS_mkdirat].contains(&(req.data.nr as libc::c_long));
+        let mut resp = libc::seccomp_notif_resp {
+            id: req.id,
+            val: 0,
+            error: 0,
+            flags: if mkdir {
+                0
+            } else {
+                libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32
+            },
+        };
+        // SAFETY: the listener fd and a response for the request just received.
+        if unsafe { libc::ioctl(fd.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_SEND, &mut resp) } == 0
+            && mkdir
+        {
+            faked += 1;
+        }
+    }
+}
+
+#[test]
+fn a_seccomp_agent_answers_what_the_profile_hands_it() {
+    let mut env = Env::new();
+    // The init's own steps (execve of the program, opening the exec fifo, reading the sync
+    // channel) are handed to the agent too: they must go on once it holds the listener.
+    let profile = |socket: &Path| {
+        json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "listenerPath": socket,
+            "listenerMetadata": "from-the-test",
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [{"names": ["mkdir", "mkdirat", "execve", "openat", "read", "close"], "action": "SCMP_ACT_NOTIFY"}]
+        })
+    };
+    let check = "mkdir /tmp/made && test ! -e /tmp/made && echo answered-by-agent";
+    for nnp in [true, false] {
+        let socket = env.dir.path().join(format!("agent-{nnp}.sock"));
+        let agent = seccomp_agent(socket.clone(), 1);
+        let seccomp = profile(&socket);
+        let b = env.bundle(&format!("agent-{nnp}"), &["sh", "-c", check], move |s| {
+            s["linux"]["seccomp"] = seccomp;
+            s["process"]["noNewPrivileges"] = nnp.into();
+        });
+        let id = unique("agent");
+        let (code, out, err) = env.run(&b, &id);
+        assert_eq!(
+            (code, out.trim()),
+            (0, "answered-by-agent"),
+            "nnp {nnp}: {err}"
+        );
+        let (states, faked) = agent.join().unwrap();
+        assert_eq!(faked, 1, "nnp {nnp}");
+        let state = &states[0];
+        assert_eq!(state["fds"], json!(["seccompFd"]));
+        assert_eq!(state["metadata"], "from-the-test");
+        assert_eq!(state["state"]["id"], id.as_str());
+        assert_eq!(state["state"]["status"], "creating");
+        assert!(state["pid"].as_i64().unwrap() > 0, "{state}");
+    }
+
+    // exec: the extra process's own filter goes to the agent as well.
+    let socket = env.dir.path().join("agent-exec.sock");
+    let agent = seccomp_agent(socket.clone(), 2);
+    let seccomp = profile(&socket);
+    let b = env.bundle("agent-exec", &["probe", "sleep", "60"], move |s| {
+        s["linux"]["seccomp"] = seccomp;
+    });
+    let id = unique("agentexec");
+    assert!(env.create(&b, &id).0);
+    assert!(env.cli(&["start", &id]).status.success());
+    let out = env.cli(&["exec", &id, "--", "sh", "-c", check]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "answered-by-agent",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(env.cli(&["kill", &id, "KILL"]).status.success());
+    let (states, faked) = agent.join().unwrap();
+    assert_eq!(faked, 1);
+    assert_eq!(states[1]["state"]["status"], "running", "{}", states[1]);
+
+    // No agent at the path: create fails, naming it, and leaves no container behind.
+    let missing = env.dir.path().join("no-agent.sock");
+    let seccomp = profile(&missing);
+    let b = env.bundle("agent-missing", &["true"], move |s| {
+        s["linux"]["seccomp"] = seccomp;
+    });
+    let id = unique("noagent");
+    let (code, _, err) = env.run(&b, &id);
+    assert_ne!(code, 0);
+    assert!(err.contains(&missing.display().to_string()), "{err}");
+    assert!(!env.cli(&["state", &id]).status.success());
+}
+
 fn run_and_wait(env: &mut Env, b: &Path, id: &str) -> (ExitStatus, OciState, String) {
     let out = env.dir.path().join(format!("{id}.log"));
     let f = std::fs::File::create(&out).unwrap();

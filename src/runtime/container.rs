@@ -431,6 +431,7 @@ impl Runtime {
         });
         let annotations = spec.annotations().clone().unwrap_or_default();
         let oci_version = spec.version().clone();
+        let seccomp_profile = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
         let spec_hooks = spec.hooks().clone().unwrap_or_default();
         let init_hooks = spec_hooks.prestart().is_some()
             || spec_hooks.create_runtime().is_some()
@@ -539,17 +540,25 @@ impl Runtime {
             (_, Err(e)) => return Err(e),
             (reply, Ok(())) => reply?,
         };
-        if let (Message::MapIds, Some((uids, gids))) = (&msg, &id_maps) {
-            write_id_maps(pid, uids, gids)?;
-            parent.send(&Message::IdsMapped)?;
+        // The init's requests in the order it makes them (maps for a new user namespace,
+        // then a seccomp listener for the agent), until it is ready.
+        loop {
+            match (msg, &id_maps) {
+                (Message::MapIds, Some((uids, gids))) => {
+                    write_id_maps(pid, uids, gids)?;
+                    parent.send(&Message::IdsMapped)?;
+                }
+                (Message::SeccompListener, _) => {
+                    let state =
+                        hooks::state_json(&oci_version, id, "creating", pid, &bundle, &annotations);
+                    hand_to_agent(seccomp_profile.as_ref(), &state, pid, fds)?;
+                    parent.send(&Message::SeccompListenerDelivered)?;
+                }
+                (Message::Error { message }, _) => return Err(Error::Init(message)),
+                (Message::Ready { .. }, _) => break,
+                _ => return Err(Error::Init("unexpected message from init".into())),
+            }
             (msg, fds) = parent.recv()?;
-        }
-        if let Message::Error { message } = msg {
-            return Err(Error::Init(message));
-        }
-        match msg {
-            Message::Ready { .. } => {}
-            _ => return Err(Error::Init("unexpected message from init".into())),
         }
         let mut pty_master = None;
         if terminal {
@@ -1000,7 +1009,19 @@ impl Runtime {
             )
             .map_err(|e| fail(e.into()))?;
         drop(ns_fds);
-        match parent.recv().map_err(|e| fail(e.into()))? {
+        let mut reply = parent.recv().map_err(|e| fail(e.into()))?;
+        if let (Message::SeccompListener, _) = reply {
+            // As runc, the state names the container's init and the helper that runs the
+            // process; the agent learns each caller's pid from its notifications.
+            let state = self.hook_state(saved, "running");
+            let profile = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+            hand_to_agent(profile, &state, helper, std::mem::take(&mut reply.1)).map_err(fail)?;
+            parent
+                .send(&Message::SeccompListenerDelivered)
+                .map_err(|e| fail(e.into()))?;
+            reply = parent.recv().map_err(|e| fail(e.into()))?;
+        }
+        match reply {
             (Message::Ready { pid }, fds) if opts.detach => {
                 // The helper leaves right after this word; reap it so it is no zombie.
                 let _ = sys::waitpid(helper);
@@ -1023,6 +1044,33 @@ impl Runtime {
             ))),
         }
     }
+}
+
+/// Passes the seccomp listener an init or exec helper sent (`fds`) to the agent the spec
+/// names, with the container process state.
+fn hand_to_agent(
+    seccomp: Option<&oci_spec::runtime::LinuxSeccomp>,
+    state: &str,
+    pid: i32,
+    fds: Vec<OwnedFd>,
+) -> Result<()> {
+    let path = seccomp
+        .and_then(|s| s.listener_path().clone())
+        .filter(|p| !p.as_os_str().is_empty())
+        .ok_or_else(|| {
+            Error::Init("a seccomp listener, but no linux.seccomp.listenerPath".into())
+        })?;
+    let listener = fds
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::Init("the seccomp listener did not arrive".into()))?;
+    let doc = seccomp::agent::process_state(
+        state,
+        pid,
+        seccomp.and_then(|s| s.listener_metadata().as_deref()),
+    );
+    seccomp::agent::deliver(&path, &doc, &listener)?;
+    Ok(())
 }
 
 /// The host id that `id` in a user namespace stands for, from its uid_map or gid_map text

@@ -301,13 +301,12 @@ fn container_init(
     let new_user_ns = namespaces
         .iter()
         .any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_none());
-    let mut enter_user = || {
-        if new_user_ns {
-            enter_user_namespace(chan)?;
-        }
-        Ok(())
+    let mut ask = |step: Step| match step {
+        Step::EnterUser if new_user_ns => enter_user_namespace(chan),
+        Step::EnterUser => Ok(()),
+        Step::HandOver(listener) => hand_over_listener(chan, listener),
     };
-    let prepared = prepare_process(&process, cfg.seccomp.as_ref(), trampoline, &mut enter_user)?;
+    let prepared = prepare_process(&process, cfg.seccomp.as_ref(), trampoline, &mut ask)?;
     chan.send_with_fds(
         &Message::Ready { pid: 1 },
         console.as_ref().map(|c| c.as_raw_fd()).as_slice(),
@@ -359,6 +358,26 @@ fn join_session_keyring(id: &str) -> Result<(), Error> {
 /// host's privileges, so none of that needs special cases; the other namespaces therefore stay
 /// owned by the host's user namespace, and the container's capabilities apply only to its
 /// own user namespace (uid isolation: its root is an unprivileged uid on the host).
+/// What [`prepare_process`] needs its caller for, midway.
+enum Step {
+    /// Enter the container's user namespace (after rlimits, before the user is set).
+    EnterUser,
+    /// The seccomp filter is in and hands syscalls to an agent: this is its listener.
+    HandOver(OwnedFd),
+}
+
+/// Gives the seccomp listener to the runtime, which passes it on to the agent at
+/// listenerPath, and waits until it has: syscalls the filter hands over block until then.
+fn hand_over_listener(chan: &mut Channel, listener: OwnedFd) -> Result<(), Error> {
+    chan.send_with_fds(&Message::SeccompListener, &[listener.as_raw_fd()])?;
+    drop(listener);
+    match chan.recv()? {
+        (Message::SeccompListenerDelivered, _) => Ok(()),
+        // A runtime that cannot reach the agent reports that itself and stops us.
+        _ => Err(Error::Protocol),
+    }
+}
+
 fn enter_user_namespace(chan: &mut Channel) -> Result<(), Error> {
     // SAFETY: unshare with a namespace flag; this process has one thread.
     sys::cvt(unsafe { libc::unshare(libc::CLONE_NEWUSER) })
@@ -456,6 +475,7 @@ impl Prepared {
             return e.into();
         }
         if let Some(p) = &self.late_seccomp {
+            // Only programs without an agent come here (their install yields no listener).
             if let Err(e) = seccomp::install(p) {
                 return Error::Seccomp(e);
             }
@@ -474,12 +494,14 @@ impl Prepared {
 
 /// User, caps, rlimits, cwd and seccomp, in the order the kernel allows: with no_new_privs
 /// the filter goes in last (it may then forbid what setup still needs); without it the filter
-/// needs CAP_SYS_ADMIN, so it goes in before capabilities are dropped.
+/// needs CAP_SYS_ADMIN, so it goes in before capabilities are dropped. A filter with a seccomp
+/// agent goes in before this process reports ready, as runc installs it, because its
+/// listener must reach the agent through the runtime that is still waiting for us.
 fn prepare_process(
     process: &Process,
     filter: Option<&sync::Filter>,
     trampoline: Option<RawFd>,
-    enter_user: &mut dyn FnMut() -> Result<(), Error>,
+    ask: &mut dyn FnMut(Step) -> Result<(), Error>,
 ) -> Result<Prepared, Error> {
     let env = process::finish_env(process.env().as_deref().unwrap_or(&[]), || {
         process::home_of(process.user().uid())
@@ -487,12 +509,18 @@ fn prepare_process(
     let args: Vec<String> = process.args().clone().unwrap_or_default();
     process::set_rlimits(process)?;
     // After rlimits: inside a user namespace a hard limit could not be raised any more.
-    enter_user()?;
+    ask(Step::EnterUser)?;
     let nnp = process.no_new_privileges().unwrap_or(false);
     let filter = filter.map(sync::filter_from_wire);
+    let mut install = |p: &seccomp::Program| -> Result<(), Error> {
+        if let Some(listener) = seccomp::install(p).map_err(Error::Seccomp)? {
+            ask(Step::HandOver(listener))?;
+        }
+        Ok(())
+    };
     if !nnp {
         if let Some(p) = &filter {
-            seccomp::install(p).map_err(Error::Seccomp)?;
+            install(p)?;
         }
     }
     // chdir before dropping privileges, as runc does (a WORKDIR only root can enter works
@@ -507,12 +535,20 @@ fn prepare_process(
     if nnp {
         process::set_no_new_privs()?;
     }
+    let late_seccomp = match filter {
+        Some(p) if nnp && p.notifies() => {
+            install(&p)?;
+            None
+        }
+        Some(p) if nnp => Some(p),
+        _ => None,
+    };
     Ok(Prepared {
         trampoline,
         program,
         args: process::cstrings(&args),
         env: process::cstrings(&env),
-        late_seccomp: if nnp { filter } else { None },
+        late_seccomp,
     })
 }
 
@@ -705,22 +741,20 @@ fn exec_init(
             }
         }
         drop(pty);
-        let mut enter_user = || match user_ns {
-            Some(fd) => {
+        // The exec'd helper (our parent) reads nothing from the channel until we exec or
+        // fail, so the listener goes to the runtime on it directly.
+        let mut ask = |step: Step| match (step, user_ns) {
+            (Step::EnterUser, Some(fd)) => {
                 // SAFETY: a namespace fd we hold (`fds` lives until this process execs).
                 sys::cvt(unsafe { libc::setns(fd, libc::CLONE_NEWUSER) })
                     .map_err(sys_err("setns user"))?;
                 become_root()
             }
-            None => Ok(()),
+            (Step::EnterUser, None) => Ok(()),
+            (Step::HandOver(listener), _) => hand_over_listener(chan, listener),
         };
-        let result = prepare_process(
-            &cfg.process,
-            cfg.seccomp.as_ref(),
-            trampoline,
-            &mut enter_user,
-        )
-        .map(|p| p.exec());
+        let result = prepare_process(&cfg.process, cfg.seccomp.as_ref(), trampoline, &mut ask)
+            .map(|p| p.exec());
         let err = match result {
             Ok(e) | Err(e) => e,
         };

@@ -93,6 +93,11 @@ pub enum Message {
     HookState {
         state: String,
     },
+    /// The init's seccomp filter hands syscalls to an agent: its listener rides along, for
+    /// the runtime to pass on to the agent at linux.seccomp.listenerPath.
+    SeccompListener,
+    /// The agent has the listener; the init goes on.
+    SeccompListenerDelivered,
     /// Setup is done; `pid` is the process the caller should track (host pid namespace view is
     /// the parent's business; for exec it is the pid inside the container).
     Ready {

@@ -65,7 +65,6 @@ fn invalid(field: String, reason: impl Into<String>) -> Error {
 fn action_value(
     action: LinuxSeccompAction,
     errno: Option<u32>,
-    action_field: &str,
     errno_field: &str,
 ) -> Result<u32, Error> {
     use LinuxSeccompAction::*;
@@ -90,28 +89,32 @@ fn action_value(
         ScmpActTrace => libc::SECCOMP_RET_TRACE | data,
         ScmpActLog => libc::SECCOMP_RET_LOG,
         ScmpActAllow => libc::SECCOMP_RET_ALLOW,
-        ScmpActNotify => {
-            return Err(invalid(
-                action_field.to_string(),
-                "SCMP_ACT_NOTIFY needs a seccomp agent, which nanokube does not support",
-            ))
-        }
+        ScmpActNotify => libc::SECCOMP_RET_USER_NOTIF,
     })
 }
+
+/// Syscalls that may not be handed to a seccomp agent: between installing the filter and the
+/// agent holding its listener, the init passes the listener to the runtime with sendmsg(2)
+/// (and the sync channel may finish a message with write(2)); a notification then would wait
+/// for an agent that can never get the listener. (runc refuses `write` for the same reason.)
+const NOT_FOR_AGENT: [&str; 2] = ["write", "sendmsg"];
 
 pub(super) fn compile(profile: &LinuxSeccomp) -> Result<Program, Error> {
     let default = action_value(
         profile.default_action(),
         profile.default_errno_ret(),
-        "linux.seccomp.defaultAction",
         "linux.seccomp.defaultErrnoRet",
     )?;
-    if profile.listener_path().is_some() {
+    if profile.default_action() == LinuxSeccompAction::ScmpActNotify {
         return Err(invalid(
-            "linux.seccomp.listenerPath".into(),
-            "seccomp agents (user notification) are not supported",
+            "linux.seccomp.defaultAction".into(),
+            "SCMP_ACT_NOTIFY cannot be the default action (the runtime's own calls would wait for the agent)",
         ));
     }
+    let agent = profile
+        .listener_path()
+        .as_ref()
+        .is_some_and(|p| !p.as_os_str().is_empty());
     if let Some(flags) = profile.flags().as_ref().filter(|f| !f.is_empty()) {
         tracing::debug!(?flags, "linux.seccomp.flags are not applied");
     }
@@ -122,7 +125,6 @@ pub(super) fn compile(profile: &LinuxSeccomp) -> Result<Program, Error> {
         let ret = action_value(
             syscall.action(),
             syscall.errno_ret(),
-            &format!("{field}.action"),
             &format!("{field}.errnoRet"),
         )?;
         if syscall.names().is_empty() {
@@ -130,6 +132,24 @@ pub(super) fn compile(profile: &LinuxSeccomp) -> Result<Program, Error> {
                 format!("{field}.names"),
                 "must name at least one syscall",
             ));
+        }
+        if syscall.action() == LinuxSeccompAction::ScmpActNotify {
+            if !agent {
+                return Err(invalid(
+                    format!("{field}.action"),
+                    "SCMP_ACT_NOTIFY needs linux.seccomp.listenerPath, the seccomp agent's socket",
+                ));
+            }
+            if let Some(name) = syscall
+                .names()
+                .iter()
+                .find(|n| NOT_FOR_AGENT.contains(&n.as_str()))
+            {
+                return Err(invalid(
+                    format!("{field}.names"),
+                    format!("SCMP_ACT_NOTIFY cannot be used for the {name} syscall (the runtime hands the agent its listener with it)"),
+                ));
+            }
         }
         let mut conds = Vec::new();
         for (j, arg) in syscall.args().iter().flatten().enumerate() {

@@ -9,6 +9,7 @@
 //! rather than by seccompiler, because OCI profiles give every rule its own action (ALLOW,
 //! ERRNO with its own errno, ...) while seccompiler's filters have a single match action.
 
+pub mod agent;
 mod bpf;
 mod compile;
 mod profile;
@@ -33,6 +34,13 @@ pub enum Error {
     /// the code generator normally avoids).
     #[error("linux.seccomp: a rule needs a jump of {0} instructions, more than BPF allows")]
     JumpTooFar(usize),
+    /// The seccomp agent at linux.seccomp.listenerPath could not be given the listener.
+    #[error("cannot hand the seccomp listener to the agent at {path}: {source}")]
+    Agent {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// A compiled filter, ready to install without allocating.
@@ -40,10 +48,23 @@ pub enum Error {
 /// Only the instructions: the runtime ships them to the container's init over a socket.
 /// linux.seccomp.flags are accepted but not applied: TSYNC means nothing to a single-threaded
 /// init, LOG only adds audit records, SPEC_ALLOW would weaken a mitigation and
-/// WAIT_KILLABLE_RECV needs an agent, which is not supported.
+/// WAIT_KILLABLE_RECV is an agent's choice that the kernel of the day may not have.
 #[derive(Debug, Clone, Default)]
 pub struct Program {
     pub filter: Vec<libc::sock_filter>,
+}
+
+impl Program {
+    /// Some rule hands its syscall to a seccomp agent (SCMP_ACT_NOTIFY): installing the
+    /// program then yields a listener descriptor for the agent named by listenerPath.
+    /// Read off the program itself, so it survives the trip to the init as plain instructions.
+    pub fn notifies(&self) -> bool {
+        const BPF_RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+        self.filter.iter().any(|i| {
+            i.code == BPF_RET_K
+                && i.k & libc::SECCOMP_RET_ACTION_FULL == libc::SECCOMP_RET_USER_NOTIF
+        })
+    }
 }
 
 /// Compiles a profile for the host architecture (x86_64). Syscall names x86_64 does not have
@@ -120,8 +141,9 @@ pub fn check_json(seccomp: &serde_json::Value) -> Result<(), Error> {
 const SECCOMP_SET_MODE_FILTER: libc::c_ulong = 1;
 
 /// Installs a compiled program in the calling thread (after no_new_privs, or with CAP_SYS_ADMIN).
-/// Async-signal-safe: no allocation.
-pub fn install(program: &Program) -> Result<(), nix::Error> {
+/// Async-signal-safe: no allocation. A program that [`notifies`](Program::notifies) returns
+/// the listener the seccomp agent reads the notifications from.
+pub fn install(program: &Program) -> Result<Option<std::os::fd::OwnedFd>, nix::Error> {
     let len = u16::try_from(program.filter.len()).map_err(|_| nix::Error::E2BIG)?;
     if len == 0 {
         return Err(nix::Error::EINVAL);
@@ -131,6 +153,12 @@ pub fn install(program: &Program) -> Result<(), nix::Error> {
         // The kernel only reads through this pointer; the type is *mut for historical reasons.
         filter: program.filter.as_ptr().cast_mut(),
     };
+    let notifies = program.notifies();
+    let flags = if notifies {
+        libc::SECCOMP_FILTER_FLAG_NEW_LISTENER
+    } else {
+        0
+    };
     // SAFETY: fprog points at `len` initialized sock_filter entries that live in `program`
     // for the whole call; the kernel copies the program before returning. No memory of ours
     // is written.
@@ -138,15 +166,22 @@ pub fn install(program: &Program) -> Result<(), nix::Error> {
         libc::syscall(
             libc::SYS_seccomp,
             SECCOMP_SET_MODE_FILTER,
-            0 as libc::c_ulong,
+            flags,
             &fprog as *const libc::sock_fprog,
         )
     };
     match rc {
-        0 => Ok(()),
+        0 if !notifies => Ok(None),
+        fd if fd >= 0 && notifies => {
+            // SAFETY: with NEW_LISTENER the call returns a fresh descriptor that nothing else
+            // owns.
+            Ok(Some(unsafe {
+                <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32)
+            }))
+        }
         _ => {
             let err = nix::Error::last();
-            if err != nix::Error::ENOSYS {
+            if err != nix::Error::ENOSYS || notifies {
                 return Err(err);
             }
             // Kernels before 3.17 have no seccomp(2); prctl installs the same filter.
@@ -159,7 +194,7 @@ pub fn install(program: &Program) -> Result<(), nix::Error> {
                 )
             };
             if rc == 0 {
-                Ok(())
+                Ok(None)
             } else {
                 Err(nix::Error::last())
             }

@@ -315,9 +315,10 @@ fn compile_errors_name_the_field() {
             ok(),
             ok(),
             ok(),
-            syscall(&["write"], ScmpActNotify).build().unwrap(),
+            syscall(&["mkdir"], ScmpActNotify).build().unwrap(),
         ],
     );
+    // No agent to notify.
     assert_eq!(error_field(p), "linux.seccomp.syscalls[3].action");
     let p = profile(
         ScmpActErrno,
@@ -346,9 +347,27 @@ fn compile_errors_name_the_field() {
     let mut p = profile(ScmpActAllow, vec![]);
     p.set_default_errno_ret(Some(1));
     assert_eq!(error_field(p), "linux.seccomp.defaultErrnoRet");
-    let mut p = profile(ScmpActErrno, vec![]);
+    let mut p = profile(
+        ScmpActAllow,
+        vec![syscall(&["mkdir"], ScmpActNotify).build().unwrap()],
+    );
+    p.set_listener_path(Some("".into()));
+    assert_eq!(error_field(p.clone()), "linux.seccomp.syscalls[0].action");
     p.set_listener_path(Some("/run/agent.sock".into()));
-    assert_eq!(error_field(p), "linux.seccomp.listenerPath");
+    assert!(compile(&p).unwrap().notifies());
+    let mut p = profile(
+        ScmpActAllow,
+        vec![syscall(&["mkdir", "write"], ScmpActNotify).build().unwrap()],
+    );
+    p.set_listener_path(Some("/run/agent.sock".into()));
+    assert_eq!(error_field(p), "linux.seccomp.syscalls[0].names");
+    let mut p = profile(ScmpActNotify, vec![]);
+    p.set_listener_path(Some("/run/agent.sock".into()));
+    assert_eq!(error_field(p), "linux.seccomp.defaultAction");
+    // A listener path without SCMP_ACT_NOTIFY rules is no error: there is nothing to hand over.
+    let mut p = profile(ScmpActErrno, vec![ok()]);
+    p.set_listener_path(Some("/run/agent.sock".into()));
+    assert!(!compile(&p).unwrap().notifies());
 }
 
 #[test]
