@@ -593,7 +593,7 @@ fn hooks_get_their_env_and_a_failure_shows_their_output() {
     assert_eq!(ours.code, runc.code);
     assert_eq!(
         ours.stderr.trim(),
-        "nanokube: createRuntime hook /bin/sh failed (exit status: 3): out-gpu\nerr-gpu"
+        "nanokube: createRuntime: error running hook /bin/sh: exit status 3: out-gpu\nerr-gpu"
     );
 }
 

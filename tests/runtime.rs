@@ -633,6 +633,120 @@ fn kill_by_name_and_number_and_delete_created() {
 }
 
 #[test]
+fn exec_cgroup_runs_the_process_in_a_sub_cgroup() {
+    let mut env = Env::new();
+    let b = env.bundle("execsub", &["probe", "sleep", "60"], |_| {});
+    let id = unique("execsub");
+    assert!(env.create(&b, &id).0);
+    assert!(env.cli(&["start", &id]).status.success());
+    let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    // The sub-cgroup is made from the host: v2 has one tree, v1 one per controller.
+    let base = cgroup_path("execsub");
+    let sub_dirs: Vec<PathBuf> = if v2 {
+        vec![PathBuf::from(format!("/sys/fs/cgroup{base}/sub"))]
+    } else {
+        vec![PathBuf::from(format!("/sys/fs/cgroup/memory{base}/sub"))]
+    };
+    for d in &sub_dirs {
+        std::fs::create_dir(d).unwrap();
+    }
+    let exec = |args: &[&str]| {
+        let mut a = vec!["exec"];
+        a.extend(args);
+        let out = env.cli(&a);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // Inside its cgroup namespace the container's cgroup is "/".
+    let line = |out: &str, controller: &str| -> String {
+        out.lines()
+            .find(|l| {
+                let c = l.split(':').nth(1).unwrap_or("");
+                if controller.is_empty() {
+                    l.starts_with("0::")
+                } else {
+                    c.split(',').any(|x| x == controller)
+                }
+            })
+            .unwrap_or_else(|| panic!("no {controller} line in {out}"))
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    let (controller, flag) = if v2 {
+        ("", "sub".to_string())
+    } else {
+        ("memory", "memory:sub".to_string())
+    };
+    let (code, out, err) = exec(&["--cgroup", &flag, &id, "cat", "/proc/self/cgroup"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(line(&out, controller), "/sub", "{out}");
+    if !v2 {
+        // Only the named controller's hierarchy moves.
+        assert_eq!(line(&out, "pids"), "/", "{out}");
+    }
+    let (code, out, err) = exec(&["--cgroup", "/", &id, "cat", "/proc/self/cgroup"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(line(&out, controller), "/", "{out}");
+    // What runc refuses, refused in runc's words, and nothing runs.
+    let (code, _, err) = exec(&["--cgroup", "..", &id, "true"]);
+    assert_eq!(code, Some(255));
+    assert!(err.contains(".. is not a sub cgroup path"), "{err}");
+    let (code, _, err) = exec(&["--cgroup", "nonexistent", &id, "true"]);
+    assert_eq!(code, Some(255));
+    assert!(
+        err.contains("adding pid to cgroups: ")
+            && err.contains("/nonexistent/cgroup.procs: no such file or directory"),
+        "{err}"
+    );
+    let (code, _, err) = exec(&["--cgroup", "whaaat:/", &id, "true"]);
+    assert_eq!(code, Some(255));
+    assert!(err.contains("unknown controller whaaat"), "{err}");
+    let (code, _, err) = exec(&["--cgroup", "a", "--cgroup", "memory:b", &id, "true"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("missing <controller>: prefix"), "{err}");
+    let mut sub_dirs = sub_dirs;
+    if v2 {
+        // With the init in a child and a domain controller on below the container's cgroup,
+        // that cgroup takes no processes: a plain exec joins the init's cgroup instead (as
+        // runc), an explicit `--cgroup /` fails.
+        let top = PathBuf::from(format!("/sys/fs/cgroup{base}"));
+        let foo = top.join("foo");
+        std::fs::create_dir(&foo).unwrap();
+        sub_dirs.insert(0, foo.clone());
+        let init = env.rt().state(&id).unwrap().pid;
+        std::fs::write(foo.join("cgroup.procs"), init.to_string()).unwrap();
+        std::fs::write(top.join("cgroup.subtree_control"), "+memory").unwrap();
+        let (code, out, err) = exec(&[&id, "cat", "/proc/self/cgroup"]);
+        assert_eq!(code, Some(0), "{err}");
+        assert_eq!(line(&out, ""), "/foo", "{out}");
+        let (code, _, err) = exec(&["--cgroup", "/", &id, "true"]);
+        assert_eq!(code, Some(255));
+        assert!(
+            err.contains("/cgroup.procs: device or resource busy"),
+            "{err}"
+        );
+    }
+    // The sub-cgroups go before the container's own can.
+    assert!(env.cli(&["kill", &id, "KILL"]).status.success());
+    for d in &sub_dirs {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::fs::remove_dir(d).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} stays busy",
+                d.display()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+#[test]
 fn exec_joins_namespaces_cgroup_and_reports_status() {
     let mut env = Env::new();
     let b = env.bundle("exec", &["probe", "sleep", "60"], |_| {});
@@ -887,7 +1001,7 @@ fn a_failing_hook_fails_create_and_leaves_nothing() {
             "hookfail",
             "createRuntime",
             failing,
-            "createRuntime hook /bin/sh failed (exit status: 7): no GPU here",
+            "createRuntime: error running hook /bin/sh: exit status 7: no GPU here",
         ),
         (
             "hookhang",

@@ -146,7 +146,7 @@ pub struct ExecArgs {
     pub preserve_fds: u32,
     pub apparmor: Option<String>,
     pub process_label: Option<String>,
-    pub cgroup: Option<String>,
+    pub cgroup: crate::runtime::cgroups::SubCgroups,
     pub ignore_paused: bool,
     pub id: String,
     pub command: Vec<String>,
@@ -373,7 +373,7 @@ const EXEC_FLAGS: &[Flag] = &[
         "cgroup",
         &[],
         Value,
-        "run in an existing sub-cgroup (not supported: refused)",
+        "run the process in an (existing) sub-cgroup(s). Format is [<controller>:]<cgroup>.",
     ),
     flag(
         "ignore-paused",
@@ -1066,7 +1066,8 @@ fn build(name: &str, spec: &'static Spec, seen: &mut Seen) -> Result<Command, Ou
                 preserve_fds: fds(seen)?,
                 apparmor: seen.value("apparmor"),
                 process_label: seen.value("process-label"),
-                cgroup: seen.value("cgroup"),
+                cgroup: crate::runtime::cgroups::SubCgroups::parse(&seen.values("cgroup"))
+                    .map_err(|message| Outcome::Usage { message, code: 1 })?,
                 ignore_paused: seen.on("ignore-paused"),
                 id: id(),
                 command: pos[1..].to_vec(),

@@ -502,7 +502,6 @@ fn exec_inner(rt: &Runtime, e: ExecArgs) -> anyhow::Result<i32> {
     for (flag, value) in [
         ("--apparmor", &e.apparmor),
         ("--process-label", &e.process_label),
-        ("--cgroup", &e.cgroup),
     ] {
         if value.as_deref().is_some_and(|v| !v.is_empty()) {
             anyhow::bail!("exec {flag} is not supported by nanokube");
@@ -522,6 +521,7 @@ fn exec_inner(rt: &Runtime, e: ExecArgs) -> anyhow::Result<i32> {
             process: Some(process),
             detach: e.detach,
             preserve_fds: listen_fds() + e.preserve_fds,
+            cgroup: e.cgroup.clone(),
             ..Default::default()
         },
     )?;

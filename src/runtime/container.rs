@@ -49,6 +49,10 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// An extra process cannot join the cgroup it is to run in (`exec --cgroup`), in the
+    /// words runc uses.
+    #[error("adding pid to cgroups: {}: {reason}", path.join("cgroup.procs").display())]
+    JoinCgroup { path: PathBuf, reason: String },
     /// The operation needs another status (e.g. start on a running container).
     #[error("container {id} is {status}: {message}")]
     WrongStatus {
@@ -122,6 +126,8 @@ pub struct ExecOptions {
     /// Do not wait for the process: it is reparented to the caller's subreaper, which reaps
     /// it (containerd's shim, conmon). `ExecProcess::wait` then has nothing to report.
     pub detach: bool,
+    /// Which cgroup below the container's the process joins (`exec --cgroup`).
+    pub cgroup: cgroups::SubCgroups,
     /// Pass the caller's descriptors 3 .. 3+N on to the process.
     pub preserve_fds: u32,
 }
@@ -242,22 +248,29 @@ fn cgroup_create(path: &str, spec: &Spec) -> Result<Option<cgroups::Cgroup>> {
 /// clone3 CLONE_INTO_CGROUP), and joining each v1 hierarchy itself (`tasks` files for the
 /// init). Moving a live process from outside costs an RCU grace period (~5-9 ms here).
 struct CgroupEntry {
-    v2: Option<OwnedFd>,
+    /// The v2 directory, open and by name.
+    v2: Option<(OwnedFd, PathBuf)>,
     v1_tasks: Vec<PathBuf>,
+    /// Where to go instead when the v2 directory refuses processes (EBUSY: it has
+    /// children with domain controllers on, so only leaves take processes): the init's own
+    /// cgroup, as runc falls back for an exec.
+    v2_fallback: Option<(OwnedFd, PathBuf)>,
 }
 
+const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+
 fn cgroup_entry(cg: &cgroups::Cgroup) -> CgroupEntry {
-    const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
     let mut entry = CgroupEntry {
         v2: None,
         v1_tasks: Vec::new(),
+        v2_fallback: None,
     };
     for dir in cg.dirs() {
         let Ok(fd) = sys::open(&dir, libc::O_DIRECTORY | libc::O_RDONLY) else {
             continue;
         };
         if sys::fs_type(&fd).ok() == Some(CGROUP2_SUPER_MAGIC) {
-            entry.v2 = Some(fd);
+            entry.v2 = Some((fd, dir));
         } else {
             entry.v1_tasks.push(dir.join("tasks"));
         }
@@ -265,28 +278,86 @@ fn cgroup_entry(cg: &cgroups::Cgroup) -> CgroupEntry {
     entry
 }
 
-/// Clones with `plan` straight into `cgroup` (with its `entry`, see `cgroup_entry`); returns
+/// The entry of an exec'd process placed by `sub` in container cgroup `cg` whose init is
+/// `init_pid`: every directory must exist (unlike at create, where the runtime made them).
+fn exec_entry(
+    cg: &cgroups::Cgroup,
+    sub: &cgroups::SubCgroups,
+    init_pid: i32,
+) -> Result<CgroupEntry> {
+    let mut entry = CgroupEntry {
+        v2: None,
+        v1_tasks: Vec::new(),
+        v2_fallback: None,
+    };
+    for dir in cg.dirs_for(sub)? {
+        let fd = sys::open(&dir.join("cgroup.procs"), libc::O_PATH)
+            .and_then(|_| sys::open(&dir, libc::O_DIRECTORY | libc::O_RDONLY))
+            .map_err(|e| Error::JoinCgroup {
+                path: dir.clone(),
+                reason: super::process::errno_text(&e),
+            })?;
+        if sys::fs_type(&fd).ok() == Some(CGROUP2_SUPER_MAGIC) {
+            entry.v2 = Some((fd, dir));
+        } else {
+            entry.v1_tasks.push(dir.join("tasks"));
+        }
+    }
+    // Only an exec without --cgroup may land elsewhere than asked.
+    if *sub == cgroups::SubCgroups::Container {
+        entry.v2_fallback = cgroups::v2_dir_of(init_pid).and_then(|dir| {
+            let fd = sys::open(&dir, libc::O_DIRECTORY | libc::O_RDONLY).ok()?;
+            Some((fd, dir))
+        });
+    }
+    Ok(entry)
+}
+
+/// Clones with `plan` straight into the cgroup of `entry` (see `cgroup_entry`); returns
 /// the pid and the v1 `tasks` files the new process must write itself (empty if we had to
 /// move it the slow way).
 fn spawn_into(
     plan: &spawn::Plan,
     flags: libc::c_int,
-    cgroup: Option<(&cgroups::Cgroup, &CgroupEntry)>,
+    entry: Option<&CgroupEntry>,
 ) -> Result<(i32, Vec<PathBuf>)> {
-    let Some((cg, entry)) = cgroup else {
+    let Some(entry) = entry else {
         let (pid, _) = plan.spawn(flags, None).map_err(sys_err("clone"))?;
         return Ok((pid, Vec::new()));
     };
-    let (pid, born_in) = plan
-        .spawn(flags, entry.v2.as_ref().map(|f| f.as_raw_fd()))
-        .map_err(sys_err("clone"))?;
-    if entry.v2.is_some() && !born_in {
-        // No clone3: move it from outside, every hierarchy at once.
-        if let Err(e) = cg.add_pid(pid) {
-            spawn::kill_and_reap(pid);
-            return Err(e.into());
+    let busy = |e: &std::io::Error| e.raw_os_error() == Some(libc::EBUSY);
+    let refused = |dir: &Path, e: &std::io::Error| Error::JoinCgroup {
+        path: dir.to_path_buf(),
+        reason: super::process::errno_text(e),
+    };
+    let mut v2 = entry.v2.as_ref();
+    let spawned = match plan.spawn(flags, v2.map(|(f, _)| f.as_raw_fd())) {
+        Err(e) if busy(&e) && entry.v2_fallback.is_some() => {
+            v2 = entry.v2_fallback.as_ref();
+            plan.spawn(flags, v2.map(|(f, _)| f.as_raw_fd()))
         }
-        return Ok((pid, Vec::new()));
+        other => other,
+    };
+    let (pid, born_in) = spawned.map_err(|e| match v2 {
+        Some((_, dir)) if busy(&e) => refused(dir, &e),
+        _ => Error::Sys {
+            what: "clone".into(),
+            source: e,
+        },
+    })?;
+    if let (Some((_, dir)), false) = (v2, born_in) {
+        // No clone3: move it from outside. (The v1 tasks of a hybrid host go with it: a v2
+        // directory here is then only the hybrid's process-tracking tree.)
+        let mut moved = std::fs::write(dir.join("cgroup.procs"), pid.to_string());
+        if let (Err(e), Some((_, other))) = (&moved, &entry.v2_fallback) {
+            if busy(e) {
+                moved = std::fs::write(other.join("cgroup.procs"), pid.to_string());
+            }
+        }
+        if let Err(e) = moved {
+            spawn::kill_and_reap(pid);
+            return Err(refused(dir, &e));
+        }
     }
     Ok((pid, entry.v1_tasks.clone()))
 }
@@ -416,7 +487,7 @@ impl Runtime {
         let has_cgroup = cleanup.cgroup.is_some();
 
         let (mut parent, child) = Channel::pair()?;
-        let entry = cleanup.cgroup.as_ref().map(|cg| (cg, cgroup_entry(cg)));
+        let entry = cleanup.cgroup.as_ref().map(cgroup_entry);
         let terminal = spec
             .process()
             .as_ref()
@@ -453,7 +524,7 @@ impl Runtime {
             seccomp: filter,
             join: entry
                 .as_ref()
-                .map(|(_, e)| e.v1_tasks.clone())
+                .map(|e| e.v1_tasks.clone())
                 .unwrap_or_default(),
             cgroup_dirs: cleanup
                 .cgroup
@@ -486,7 +557,7 @@ impl Runtime {
             ),
             None => None,
         };
-        let spawned = spawn_into(&plan, flags, entry.as_ref().map(|(cg, e)| (*cg, e)));
+        let spawned = spawn_into(&plan, flags, entry.as_ref());
         drop(pid_ns);
         let (pid, join) = spawned?;
         cleanup.pid = Some(pid);
@@ -985,9 +1056,16 @@ impl Runtime {
         let (mut parent, child) = Channel::pair()?;
         let plan = spawn::Plan::new(exe_src, &child.raw_fd(), opts.stdio.raw())
             .with_preserved_fds(opts.preserve_fds);
-        let cgroup = cgroup_open(&saved.cgroup_path);
-        let entry = cgroup.as_ref().map(|cg| (cg, cgroup_entry(cg)));
-        let (helper, join) = spawn_into(&plan, flags, entry.as_ref().map(|(cg, e)| (*cg, e)))?;
+        let entry = match cgroup_open(&saved.cgroup_path) {
+            Some(cg) => Some(exec_entry(&cg, &opts.cgroup, saved.pid)?),
+            None if opts.cgroup != cgroups::SubCgroups::Container => {
+                return Err(
+                    cgroups::Error::NotFound(saved.cgroup_path.clone().unwrap_or_default()).into(),
+                )
+            }
+            None => None,
+        };
+        let (helper, join) = spawn_into(&plan, flags, entry.as_ref())?;
         drop(child);
         drop(opts.stdio);
         let fail = |e: Error| {

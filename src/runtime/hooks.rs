@@ -31,8 +31,10 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// The hook exited unsuccessfully; `output` is the end of what it wrote.
-    #[error("{stage} hook {path} failed ({status}){output}")]
+    /// The hook exited unsuccessfully; `output` is the end of what it wrote. Worded as runc
+    /// words it ("error running hook", Go's "exit status 3" and "signal: bad system call"),
+    /// which tools and runc's tests look for.
+    #[error("{stage}: error running hook {path}: {status}{output}")]
     Failed {
         stage: &'static str,
         path: String,
@@ -150,9 +152,37 @@ fn run_one(stage: &'static str, hook: &Hook, state: &str) -> Result<(), Error> {
     Err(Error::Failed {
         stage,
         path,
-        status: status.to_string(),
+        status: status_text(status),
         output: tail(output),
     })
+}
+
+/// How a failed hook ended, in Go's words: `exit status 3`, `signal: bad system call (core
+/// dumped)`.
+fn status_text(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit status {code}"),
+        (None, Some(sig)) => {
+            // SAFETY: strsignal returns a pointer to a NUL-terminated string that stays valid
+            // until the next call; it is copied at once.
+            let name = unsafe { std::ffi::CStr::from_ptr(libc::strsignal(sig)) }
+                .to_string_lossy()
+                .into_owned();
+            let mut chars = name.chars();
+            let name: String = match chars.next() {
+                Some(c) => c.to_lowercase().chain(chars).collect(),
+                None => format!("signal {sig}"),
+            };
+            let core = if status.core_dumped() {
+                " (core dumped)"
+            } else {
+                ""
+            };
+            format!("signal: {name}{core}")
+        }
+        (None, None) => status.to_string(),
+    }
 }
 
 /// An anonymous file for a hook's stdout and stderr.
@@ -223,7 +253,16 @@ mod tests {
         let err = run("createContainer", &[h], "{}").unwrap_err().to_string();
         assert_eq!(
             err,
-            "createContainer hook /bin/sh failed (exit status: 3): no GPU here"
+            "createContainer: error running hook /bin/sh: exit status 3: no GPU here"
+        );
+        let killed =
+            hook(serde_json::json!({"path": "/bin/sh", "args": ["sh", "-c", "kill -SYS $$"]}));
+        let err = run("startContainer", &[killed], "{}")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("startContainer: error running hook /bin/sh: signal: bad system call"),
+            "{err}"
         );
         let missing = hook(serde_json::json!({"path": "/nonexistent/hook"}));
         let err = run("prestart", &[missing], "{}").unwrap_err().to_string();

@@ -454,7 +454,6 @@ struct Prepared {
     program: std::ffi::CString,
     args: Vec<std::ffi::CString>,
     env: Vec<std::ffi::CString>,
-    late_seccomp: Option<seccomp::Program>,
 }
 
 impl Prepared {
@@ -474,12 +473,6 @@ impl Prepared {
         if let Err(e) = process::exec_precheck(path) {
             return e.into();
         }
-        if let Some(p) = &self.late_seccomp {
-            // Only programs without an agent come here (their install yields no listener).
-            if let Err(e) = seccomp::install(p) {
-                return Error::Seccomp(e);
-            }
-        }
         let err = match self.trampoline {
             Some(t) => super::trampoline::exec(t, &self.program, &self.args, &self.env),
             None => process::exec(&self.program, &self.args, &self.env),
@@ -494,9 +487,9 @@ impl Prepared {
 
 /// User, caps, rlimits, cwd and seccomp, in the order the kernel allows: with no_new_privs
 /// the filter goes in last (it may then forbid what setup still needs); without it the filter
-/// needs CAP_SYS_ADMIN, so it goes in before capabilities are dropped. A filter with a seccomp
-/// agent goes in before this process reports ready, as runc installs it, because its
-/// listener must reach the agent through the runtime that is still waiting for us.
+/// needs CAP_SYS_ADMIN, so it goes in before capabilities are dropped. Either way it is in
+/// before the init reports ready, as runc installs it: the startContainer hooks run under
+/// it, and an agent's listener can still reach the runtime that waits for that report.
 fn prepare_process(
     process: &Process,
     filter: Option<&sync::Filter>,
@@ -535,20 +528,16 @@ fn prepare_process(
     if nnp {
         process::set_no_new_privs()?;
     }
-    let late_seccomp = match filter {
-        Some(p) if nnp && p.notifies() => {
-            install(&p)?;
-            None
+    if nnp {
+        if let Some(p) = &filter {
+            install(p)?;
         }
-        Some(p) if nnp => Some(p),
-        _ => None,
-    };
+    }
     Ok(Prepared {
         trampoline,
         program,
         args: process::cstrings(&args),
         env: process::cstrings(&env),
-        late_seccomp,
     })
 }
 

@@ -19,6 +19,7 @@ mod devices;
 mod fs;
 mod layout;
 mod stats;
+mod sub;
 mod v1;
 mod v2;
 
@@ -29,6 +30,7 @@ use oci_spec::runtime::LinuxResources;
 pub use convert::{blkio_to_io_weight, shares_to_weight, weight_to_shares};
 pub use detail::Detailed;
 pub use stats::Stats;
+pub use sub::{v2_dir_of, SubCgroups};
 
 /// Errors of cgroup management.
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +94,12 @@ pub enum Error {
     /// `--systemd-cgroup` with a cgroupsPath that is not "slice:prefix:name".
     #[error("expected cgroupsPath to be of format \"slice:prefix:name\" for systemd cgroups, got {0:?} instead")]
     InvalidSystemdPath(String),
+    /// An `exec --cgroup` path climbs out of the container's cgroup.
+    #[error("{0} is not a sub cgroup path")]
+    NotSubCgroup(String),
+    /// An `exec --cgroup` controller that has no hierarchy of the container's.
+    #[error("unknown controller {0} in --cgroup")]
+    UnknownController(String),
     /// `kill_all` was given a number that is not a signal.
     #[error("{0} is not a signal number")]
     InvalidSignal(i32),

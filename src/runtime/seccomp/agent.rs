@@ -35,7 +35,10 @@ pub fn deliver(path: &Path, process_state: &str, listener: &OwnedFd) -> Result<(
         path: path.display().to_string(),
         source,
     };
-    let stream = UnixStream::connect(path).map_err(failed)?;
+    let stream = UnixStream::connect(path).map_err(|e| super::Error::AgentUnreachable {
+        path: path.display().to_string(),
+        reason: crate::runtime::process::errno_text(&e),
+    })?;
     let bytes = process_state.as_bytes();
     let sent = crate::runtime::sync::send_fds(stream.as_raw_fd(), bytes, &[listener.as_raw_fd()])
         .map_err(failed)?;

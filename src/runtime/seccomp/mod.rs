@@ -3,7 +3,7 @@
 //!
 //! Interface contract (the runtime core calls exactly this): [`compile`] in the parent, where
 //! allocating and failing with a good message are fine; [`install`] in the child as the last
-//! step before exec (after PR_SET_NO_NEW_PRIVS), where nothing may allocate.
+//! step of its setup (after PR_SET_NO_NEW_PRIVS), where nothing may allocate.
 //!
 //! The BPF is generated here ([`bpf`] is a small assembler, [`compile`] the code generator)
 //! rather than by seccompiler, because OCI profiles give every rule its own action (ALLOW,
@@ -34,6 +34,9 @@ pub enum Error {
     /// the code generator normally avoids).
     #[error("linux.seccomp: a rule needs a jump of {0} instructions, more than BPF allows")]
     JumpTooFar(usize),
+    /// Nothing answers at linux.seccomp.listenerPath (worded as runc words it).
+    #[error("failed to connect with seccomp agent specified in the seccomp profile: dial unix {path}: connect: {reason}")]
+    AgentUnreachable { path: String, reason: String },
     /// The seccomp agent at linux.seccomp.listenerPath could not be given the listener.
     #[error("cannot hand the seccomp listener to the agent at {path}: {source}")]
     Agent {
