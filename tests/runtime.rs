@@ -888,7 +888,7 @@ fn bad_input_is_one_line_and_leaves_nothing() {
 fn recording_hook(dir: &str, name: &str) -> Value {
     let script = format!(
         "cat > {dir}/{name}.json; readlink /proc/self/ns/mnt > {dir}/{name}.mnt; \
-         echo {name} >> {dir}/order"
+         pwd > {dir}/{name}.cwd; echo {name} >> {dir}/order"
     );
     json!({"path": "/bin/sh", "args": ["sh", "-c", script], "env": ["PATH=/usr/bin:/bin"]})
 }
@@ -945,6 +945,29 @@ fn oci_hooks_run_at_each_stage_in_the_right_namespace() {
     check_hook_records(&out, &id, &b);
 }
 
+/// A startContainer hook runs under the container's seccomp filter (also with
+/// noNewPrivileges, as runc orders it), and its failure reaches the caller of `run`.
+#[test]
+fn a_start_container_hook_runs_under_the_seccomp_filter() {
+    let mut env = Env::new();
+    let b = env.bundle("hookseccomp", &["true"], |s| {
+        s["process"]["noNewPrivileges"] = true.into();
+        s["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_KILL"}]
+        });
+        s["hooks"] = json!({"startContainer": [
+            {"path": "/bin/sh", "args": ["sh", "-c", "mkdir /tmp/from-hook"]}
+        ]});
+    });
+    let (code, _, err) = env.run(&b, &unique("hookseccomp"));
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("startContainer: error running hook /bin/sh: signal: bad system call"),
+        "{err}"
+    );
+}
+
 /// Checks what `recording_hook`s wrote in `out` for container `id` from `bundle`.
 fn check_hook_records(out: &Path, id: &str, bundle: &Path) {
     let order = std::fs::read_to_string(out.join("order")).unwrap();
@@ -962,6 +985,9 @@ fn check_hook_records(out: &Path, id: &str, bundle: &Path) {
     assert!(at("startContainer") < at("program"), "{order:?}");
     assert!(at("poststart") > at("createContainer"), "{order:?}");
     assert_eq!(order.last(), Some(&"poststop"), "{order:?}");
+    // createContainer starts in the container's root filesystem, as with runc.
+    let cwd = std::fs::read_to_string(out.join("createContainer.cwd")).unwrap();
+    assert_eq!(Path::new(cwd.trim()), bundle.join("rootfs"));
     let mut pid = None;
     for (name, status, in_container) in [
         ("prestart", "creating", false),

@@ -88,7 +88,22 @@ pub fn with_status(state: &str, status: &str) -> String {
 /// Runs `hooks` of `stage` one after the other, each with `state` on stdin; stops at the first
 /// that fails.
 pub fn run(stage: &'static str, hooks: &[Hook], state: &str) -> Result<(), Error> {
-    hooks.iter().try_for_each(|h| run_one(stage, h, state))
+    hooks
+        .iter()
+        .try_for_each(|h| run_one(stage, h, state, None))
+}
+
+/// As [`run`], with `dir` as the hooks' working directory (createContainer hooks start in
+/// the container's root filesystem, as runc runs them, so `./lib` is the container's).
+pub fn run_in(
+    stage: &'static str,
+    hooks: &[Hook],
+    state: &str,
+    dir: &std::path::Path,
+) -> Result<(), Error> {
+    hooks
+        .iter()
+        .try_for_each(|h| run_one(stage, h, state, Some(dir)))
 }
 
 /// Runs `hooks` of `stage` and turns a failure into a warning on stderr (poststart and
@@ -99,7 +114,12 @@ pub fn run_warning(stage: &'static str, hooks: &[Hook], state: &str) {
     }
 }
 
-fn run_one(stage: &'static str, hook: &Hook, state: &str) -> Result<(), Error> {
+fn run_one(
+    stage: &'static str,
+    hook: &Hook,
+    state: &str,
+    dir: Option<&std::path::Path>,
+) -> Result<(), Error> {
     let path = hook.path().display().to_string();
     let start_err = |source| Error::Start {
         stage,
@@ -109,6 +129,9 @@ fn run_one(stage: &'static str, hook: &Hook, state: &str) -> Result<(), Error> {
     let mut cmd = Command::new(hook.path());
     if let Some((argv0, rest)) = hook.args().as_deref().and_then(|a| a.split_first()) {
         cmd.arg0(argv0).args(rest);
+    }
+    if let Some(dir) = dir {
+        cmd.current_dir(dir);
     }
     cmd.env_clear();
     for kv in hook.env().as_deref().unwrap_or(&[]) {

@@ -322,13 +322,20 @@ fn container_init(
         .hooks()
         .as_ref()
         .and_then(|h| h.start_container().as_deref());
-    if let (Some(hooks), Some(state)) = (start_hooks, &hook_state) {
-        let state = super::hooks::with_status(state, "created");
-        super::hooks::run("startContainer", hooks, &state)?;
-    }
-    let err = prepared.exec();
+    let started = match (start_hooks, &hook_state) {
+        (Some(hooks), Some(state)) => {
+            let state = super::hooks::with_status(state, "created");
+            super::hooks::run("startContainer", hooks, &state).map_err(Error::from)
+        }
+        _ => Ok(()),
+    };
+    let err = match started {
+        Ok(()) => prepared.exec(),
+        Err(e) => e,
+    };
     // Nobody reads the sync socket once `start` has returned: say why on the container's
-    // stderr, as runc does (`exec /run.sh: no such file or directory`).
+    // stderr, as runc does (`exec /run.sh: no such file or directory`, a failed
+    // startContainer hook).
     let _ = writeln!(std::io::stderr(), "{err}");
     Err(err)
 }
@@ -423,7 +430,7 @@ fn container_hooks(
         .as_ref()
         .and_then(|h| h.create_container().as_deref())
     {
-        super::hooks::run("createContainer", hooks, &state)?;
+        super::hooks::run_in("createContainer", hooks, &state, &cfg.rootfs)?;
     }
     Ok(Some(state))
 }
