@@ -212,7 +212,7 @@ fn help_version_and_usage_errors_look_like_runc_s() {
 
 #[test]
 fn log_file_gets_runc_s_json_and_text_lines() {
-    let env = Env::new();
+    let mut env = Env::new();
     let log = env.dir.path().join("log.json");
     let out = env.cli(&[
         "--log",
@@ -246,6 +246,51 @@ fn log_file_gets_runc_s_json_and_text_lines() {
         lines.starts_with("time=\"") && lines.contains(" level=debug msg="),
         "{lines}"
     );
+    // --debug tells the container's setup step by step, under runc's names for the steps:
+    // on stderr without --log, in the log (and not on stderr) with it.
+    let b = env.bundle("debug", &["true"], |_| {});
+    let steps = [
+        "nsexec container setup",
+        "child process in init()",
+        "init: closing the pipe to signal completion",
+    ];
+    let out = env.cli(&[
+        "--debug",
+        "run",
+        "-b",
+        b.to_str().unwrap(),
+        &unique("debug"),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for step in steps {
+        assert!(
+            text(&out.stderr).contains(step),
+            "{step}: {}",
+            text(&out.stderr)
+        );
+    }
+    let id = unique("debugexec");
+    let b = env.bundle("debugexec", &["probe", "sleep", "60"], |_| {});
+    env.run_detached(&b, &id, &[]);
+    let log = env.dir.path().join("exec.log");
+    let out = env.cli(&[
+        "--debug",
+        "--log",
+        log.to_str().unwrap(),
+        "exec",
+        &id,
+        "true",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!text(&out.stderr).contains("level=debug"));
+    let lines = std::fs::read_to_string(&log).unwrap();
+    for step in [
+        "nsexec container setup",
+        "child process in init()",
+        "setns_init: about to exec",
+    ] {
+        assert!(lines.contains(step), "{step}: {lines}");
+    }
 
     // A warning (an unknown capability) is a log line with --log, and not on stderr.
     let mut env = env;

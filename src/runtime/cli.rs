@@ -29,6 +29,10 @@ pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> anyhow::Resul
                     sink.write("warning", m);
                 });
             }
+            if parsed.global.debug {
+                let sink = Log::new(&parsed.global);
+                super::set_debug_sink(move |m| sink.debug(m));
+            }
             log.debug(&format!("{:?}", parsed.command));
             match run_command(&parsed.global, parsed.command, &log) {
                 Ok(code) => Ok(code),

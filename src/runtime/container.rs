@@ -557,9 +557,13 @@ impl Runtime {
             ),
             None => None,
         };
+        super::debug(|| {
+            format!("nsexec container setup: cloning the init of {id} (clone flags {flags:#x})")
+        });
         let spawned = spawn_into(&plan, flags, entry.as_ref());
         drop(pid_ns);
         let (pid, join) = spawned?;
+        super::debug(|| format!("child process in init(): the init of {id} runs as pid {pid}"));
         cleanup.pid = Some(pid);
         drop(plan);
         drop(child);
@@ -626,7 +630,14 @@ impl Runtime {
                     parent.send(&Message::SeccompListenerDelivered)?;
                 }
                 (Message::Error { message }, _) => return Err(Error::Init(message)),
-                (Message::Ready { .. }, _) => break,
+                (Message::Ready { .. }, _) => {
+                    super::debug(|| {
+                        "init: closing the pipe to signal completion: the container is set up \
+                         and its init waits for start"
+                            .into()
+                    });
+                    break;
+                }
                 _ => return Err(Error::Init("unexpected message from init".into())),
             }
             (msg, fds) = parent.recv()?;
@@ -1065,7 +1076,13 @@ impl Runtime {
             }
             None => None,
         };
+        super::debug(|| format!("nsexec container setup: cloning the exec helper for {id}"));
         let (helper, join) = spawn_into(&plan, flags, entry.as_ref())?;
+        super::debug(|| {
+            format!(
+                "child process in init(): the exec helper runs as pid {helper}, joining {names:?}"
+            )
+        });
         drop(child);
         drop(opts.stdio);
         let fail = |e: Error| {
@@ -1098,6 +1115,11 @@ impl Runtime {
                 .send(&Message::SeccompListenerDelivered)
                 .map_err(|e| fail(e.into()))?;
             reply = parent.recv().map_err(|e| fail(e.into()))?;
+        }
+        if let (Message::Ready { pid }, _) = reply {
+            super::debug(|| {
+                format!("setns_init: about to exec: process {pid} has joined the container's namespaces and runs its program")
+            });
         }
         match reply {
             (Message::Ready { pid }, fds) if opts.detach => {

@@ -57,3 +57,20 @@ pub fn warn(message: &str) {
         None => eprintln!("nanokube: warning: {message}"),
     }
 }
+
+static DEBUG_SINK: std::sync::OnceLock<WarningSink> = std::sync::OnceLock::new();
+
+/// Sends the runtime's step-by-step account (`--debug`) to `sink`. Without one, [`debug`]
+/// says nothing. Set once per process.
+pub fn set_debug_sink(sink: impl Fn(&str) + Send + Sync + 'static) {
+    let _ = DEBUG_SINK.set(Box::new(sink));
+}
+
+/// One step of building or entering a container, for `--debug`. The steps carry runc's
+/// names for the same moments first ("nsexec container setup", "child process in init()",
+/// ...), which people and tools that read runc's debug output look for, then ours.
+pub fn debug(message: impl FnOnce() -> String) {
+    if let Some(sink) = DEBUG_SINK.get() {
+        sink(&message());
+    }
+}

@@ -92,18 +92,31 @@ pub(super) fn rules(spec: Option<&[LinuxDeviceCgroup]>) -> Result<Vec<Rule>> {
         };
         let access_str = d.access().as_deref().unwrap_or("");
         let mut access = 0;
+        let mut unknown = String::new();
         for c in access_str.chars() {
             access |= match c {
                 'r' => ACCESS_READ,
                 'w' => ACCESS_WRITE,
                 'm' => ACCESS_MKNOD,
-                _ => {
-                    return Err(Error::InvalidResource {
-                        field: field("access"),
-                        reason: format!("{access_str:?} is not a combination of r, w and m"),
-                    })
+                other => {
+                    unknown.push(other);
+                    0
                 }
             };
+        }
+        // runc skips letters other than r, w and m (specs in the wild say "rwa"); so do we,
+        // aloud. Nothing known at all is an error: the rule would silently mean "rwm".
+        if !unknown.is_empty() {
+            if access == 0 {
+                return Err(Error::InvalidResource {
+                    field: field("access"),
+                    reason: format!("{access_str:?} has none of r, w and m"),
+                });
+            }
+            crate::runtime::warn(&format!(
+                "{}: {unknown:?} ignored (access is a combination of r, w and m)",
+                field("access")
+            ));
         }
         rules.push(Rule {
             allow: d.allow(),
@@ -494,9 +507,22 @@ mod tests {
             0
         ));
 
+        // Unknown letters beside known ones are skipped, as runc skips them.
+        let extra = vec![LinuxDeviceCgroupBuilder::default()
+            .allow(false)
+            .typ(LinuxDeviceType::C)
+            .major(1)
+            .minor(11)
+            .access("rwa")
+            .build()
+            .unwrap()];
+        assert_eq!(
+            rules(Some(&extra)).unwrap()[0].access,
+            ACCESS_READ | ACCESS_WRITE
+        );
         let bad = vec![LinuxDeviceCgroupBuilder::default()
             .allow(true)
-            .access("rwx")
+            .access("xa")
             .build()
             .unwrap()];
         let err = rules(Some(&bad)).unwrap_err().to_string();
