@@ -4,8 +4,12 @@
 //! Lookups go through maps, so the cost of finding a service does not grow with their number:
 //! `service-ips` takes `daddr . l4proto . dport` straight to the service's chain, and
 //! `service-nodeports` does the same for `l4proto . dport` on the node's own addresses. A
-//! service chain picks an endpoint with `numgen inc mod N` (round-robin per node) and jumps to
-//! that endpoint's chain, which DNATs. docs/services.md walks a packet through it.
+//! service chain picks an endpoint with `numgen inc mod N` (round-robin per node) looked up in
+//! the service's own named map (`rr-<chain>`: index to `goto` the endpoint's chain, which
+//! DNATs). Named, not an anonymous `vmap { ... }` in the rule: the kernel walks the whole
+//! pending transaction for every anonymous set it binds, which made a cold sync of 10k
+//! services quadratic (minutes), and a named map's elements change without touching the rule.
+//! docs/services.md walks a packet through it.
 //!
 //! Chain and set names are hashes of the service port's key (and of the endpoint), never names
 //! from the API: only addresses, protocol names and numbers reach the text, and those come
@@ -62,7 +66,12 @@ struct Objects {
     chains: BTreeMap<String, Vec<String>>,
     /// Session-affinity sets: name to the declaration's body.
     sets: BTreeMap<String, String>,
+    /// Round-robin maps: name to their elements (`0 : goto ep-...`).
+    maps: BTreeMap<String, Vec<String>>,
 }
+
+/// The declaration of a round-robin map: the key is what `numgen inc mod N` yields.
+const RR_MAP_TYPE: &str = "typeof numgen inc mod 2 : verdict;";
 
 /// One element of a verdict map: the key and the verdict, as nft text.
 type Elements = BTreeMap<(Map, String), String>;
@@ -110,9 +119,15 @@ pub(super) fn endpoint_id(p: &ServicePort, e: &Endpoint) -> String {
     ])
 }
 
-/// Rules that send a packet to one of `pool`: a client with a live affinity entry goes back to
-/// its endpoint, everyone else round-robin.
-fn pool_rules(p: &ServicePort, pool: &[&Endpoint]) -> Vec<String> {
+/// Rules of chain `chain` that send a packet to one of `pool`: a client with a live affinity
+/// entry goes back to its endpoint, everyone else round-robin through the map `rr-<chain>`,
+/// which goes into `maps`.
+fn pool_rules(
+    p: &ServicePort,
+    pool: &[&Endpoint],
+    chain: &str,
+    maps: &mut BTreeMap<String, Vec<String>>,
+) -> Vec<String> {
     let ids: Vec<String> = pool.iter().map(|e| endpoint_id(p, e)).collect();
     let mut rules = Vec::new();
     if p.affinity_seconds.is_some() {
@@ -128,11 +143,9 @@ fn pool_rules(p: &ServicePort, pool: &[&Endpoint]) -> Vec<String> {
             .enumerate()
             .map(|(i, id)| format!("{i} : goto ep-{id}"))
             .collect();
-        rules.push(format!(
-            "numgen inc mod {} vmap {{ {} }}",
-            ids.len(),
-            arms.join(", ")
-        ));
+        let map = format!("rr-{chain}");
+        rules.push(format!("numgen inc mod {} vmap @{map}", ids.len()));
+        maps.insert(map, arms);
     }
     rules
 }
@@ -167,7 +180,7 @@ fn objects<'a>(p: &'a ServicePort, params: &Params) -> Objects {
             "ip saddr != {} jump mark-for-masquerade",
             params.cluster_cidr
         )];
-        rules.extend(pool_rules(p, &internal));
+        rules.extend(pool_rules(p, &internal, &n.svc, &mut o.maps));
         o.chains.insert(n.svc.clone(), rules);
         take(&internal);
     }
@@ -178,7 +191,8 @@ fn objects<'a>(p: &'a ServicePort, params: &Params) -> Objects {
         let cluster_target = if !p.internal_local {
             n.svc.clone()
         } else {
-            o.chains.insert(n.cluster_pool.clone(), pool_rules(p, &all));
+            let rules = pool_rules(p, &all, &n.cluster_pool, &mut o.maps);
+            o.chains.insert(n.cluster_pool.clone(), rules);
             take(&all);
             n.cluster_pool.clone()
         };
@@ -195,7 +209,8 @@ fn objects<'a>(p: &'a ServicePort, params: &Params) -> Objects {
             if local.is_empty() {
                 rules.push("drop".to_string());
             } else {
-                o.chains.insert(n.local_pool.clone(), pool_rules(p, &local));
+                let pool = pool_rules(p, &local, &n.local_pool, &mut o.maps);
+                o.chains.insert(n.local_pool.clone(), pool);
                 take(&local);
                 rules.push(format!("goto {}", n.local_pool));
             }
@@ -384,13 +399,19 @@ pub fn full(params: &Params, model: &Model) -> String {
     t.push_str(&skeleton(params));
     let mut chains = BTreeMap::new();
     let mut sets = BTreeMap::new();
+    let mut maps = BTreeMap::new();
     for p in model.services.values() {
         let o = objects(p, params);
         chains.extend(o.chains);
         sets.extend(o.sets);
+        maps.extend(o.maps);
     }
     for (name, body) in &sets {
         let _ = writeln!(t, "  set {name} {{ {body} }}");
+    }
+    // Declared here, filled below once every chain their elements jump to exists.
+    for name in maps.keys() {
+        let _ = writeln!(t, "  map {name} {{ {RR_MAP_TYPE} }}");
     }
     for (name, rules) in &chains {
         let _ = writeln!(t, "  chain {name} {{");
@@ -416,6 +437,9 @@ pub fn full(params: &Params, model: &Model) -> String {
             );
         }
     }
+    for (name, arms) in &maps {
+        let _ = writeln!(t, "add element ip {TABLE} {name} {{ {} }}", arms.join(", "));
+    }
     let vips: Vec<String> = cluster_ips(model).iter().map(|i| i.to_string()).collect();
     if !vips.is_empty() {
         let _ = writeln!(
@@ -435,6 +459,10 @@ pub fn delta(params: &Params, old: &Model, new: &Model) -> String {
     let mut changed_chains: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut new_chains: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut new_sets: BTreeMap<String, String> = BTreeMap::new();
+    // Round-robin maps: new ones are declared, changed ones refilled, gone ones deleted.
+    let mut new_maps = BTreeSet::new();
+    let mut filled_maps: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut gone_maps = BTreeSet::new();
     let keys: BTreeSet<&String> = old.services.keys().chain(new.services.keys()).collect();
     for key in keys {
         let (a, b) = (old.services.get(key), new.services.get(key));
@@ -469,6 +497,23 @@ pub fn delta(params: &Params, old: &Model, new: &Model) -> String {
                 gone_sets.insert(name.clone());
             }
         }
+        for (name, arms) in &after.maps {
+            match before.maps.get(name) {
+                None => {
+                    new_maps.insert(name.clone());
+                    filled_maps.insert(name.clone(), arms.clone());
+                }
+                Some(a) if a != arms => {
+                    filled_maps.insert(name.clone(), arms.clone());
+                }
+                Some(_) => {}
+            }
+        }
+        for name in before.maps.keys() {
+            if !after.maps.contains_key(name) {
+                gone_maps.insert(name.clone());
+            }
+        }
     }
     let (old_el, new_el) = (all_elements(old), all_elements(new));
     let (old_ips, new_ips) = (cluster_ips(old), cluster_ips(new));
@@ -489,6 +534,9 @@ pub fn delta(params: &Params, old: &Model, new: &Model) -> String {
     for (name, body) in &new_sets {
         let _ = writeln!(t, "add set ip {TABLE} {name} {{ {body} }}");
     }
+    for name in &new_maps {
+        let _ = writeln!(t, "add map ip {TABLE} {name} {{ {RR_MAP_TYPE} }}");
+    }
     // Every new chain exists before any rule jumps to it.
     for name in new_chains.keys() {
         let _ = writeln!(t, "add chain ip {TABLE} {name}");
@@ -498,6 +546,14 @@ pub fn delta(params: &Params, old: &Model, new: &Model) -> String {
             let _ = writeln!(t, "add rule ip {TABLE} {name} {r}");
         }
     }
+    // After the chains they jump to exist; a refill is atomic with the rest, so the counter
+    // in the rule keeps turning over the new endpoints.
+    for (name, arms) in &filled_maps {
+        if !new_maps.contains(name) {
+            let _ = writeln!(t, "flush map ip {TABLE} {name}");
+        }
+        let _ = writeln!(t, "add element ip {TABLE} {name} {{ {} }}", arms.join(", "));
+    }
     for ((map, k), v) in &new_el {
         if old_el.get(&(*map, k.clone())) != Some(v) {
             let _ = writeln!(t, "add element ip {TABLE} {} {{ {k} : {v} }}", map.name());
@@ -505,6 +561,11 @@ pub fn delta(params: &Params, old: &Model, new: &Model) -> String {
     }
     for ip in new_ips.difference(&old_ips) {
         let _ = writeln!(t, "add element ip {TABLE} cluster-ips {{ {ip} }}");
+    }
+    // A gone map's rule went with its chain's flush; its elements still jump to chains that
+    // go next.
+    for name in &gone_maps {
+        let _ = writeln!(t, "delete map ip {TABLE} {name}");
     }
     for name in gone_chains.keys() {
         let _ = writeln!(t, "delete chain ip {TABLE} {name}");
@@ -578,7 +639,11 @@ mod tests {
             )),
             "{t}"
         );
-        assert!(t.contains("numgen inc mod 3 vmap { 0 : goto ep-"), "{t}");
+        assert!(t.contains(&format!("numgen inc mod 3 vmap @rr-svc-{h}")), "{t}");
+        assert!(
+            t.contains(&format!("add element ip nanokube-proxy rr-svc-{h} {{ 0 : goto ep-")),
+            "{t}"
+        );
         for last in 1..=3 {
             assert!(t.contains(&format!("meta l4proto tcp dnat to 10.42.0.{last}:8080")));
             assert!(t.contains(&format!("ip saddr 10.42.0.{last} jump mark-for-masquerade")));
@@ -693,7 +758,24 @@ mod tests {
             !d.contains("numgen"),
             "one endpoint left: a plain goto\n{d}"
         );
-        assert_eq!(d.lines().count(), 5, "{d}");
+        // Its round-robin map goes too, before the endpoint chain its elements jumped to.
+        let map_gone = d
+            .find(&format!("delete map ip nanokube-proxy rr-svc-{svc}\n"))
+            .expect("the round-robin map is deleted");
+        assert!(map_gone < d.find("delete chain").unwrap(), "{d}");
+        assert_eq!(d.lines().count(), 6, "{d}");
+
+        // An endpoint replaced by another: only the map's elements and the endpoint chains
+        // change; the service chain (and its round-robin counter) stays.
+        let mut swapped = ports.clone();
+        swapped[1].endpoints[1] = ep(7);
+        let d = delta(&params(), &new, &model(swapped));
+        let svc1 = hash(&[&ports[1].key]);
+        assert!(!d.contains(&format!("chain ip nanokube-proxy svc-{svc1}")), "{d}");
+        assert!(
+            d.contains(&format!("flush map ip nanokube-proxy rr-svc-{svc1}\n")),
+            "{d}"
+        );
 
         // The last endpoint goes: the element moves to the reject map.
         fewer[0].endpoints.clear();
