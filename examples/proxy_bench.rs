@@ -14,7 +14,7 @@ fn port(i: u32, endpoints: u32) -> ServicePort {
         protocol: Protocol::Tcp,
         port: 80,
         node_port: None,
-        load_balancer_ips: vec![],
+        external_ips: vec![],
         affinity_seconds: None,
         external_local: false,
         internal_local: false,

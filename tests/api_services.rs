@@ -247,6 +247,52 @@ fn cluster_ips_assigned_requested_refused_and_released() {
 }
 
 #[test]
+fn external_ips_are_checked_as_upstream_checks_them() {
+    let s = Server::start();
+    for (ip, why) in [
+        (
+            "nope",
+            "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+        ),
+        ("0.0.0.0", "may not be unspecified (0.0.0.0)"),
+        (
+            "127.0.0.2",
+            "may not be in the loopback range (127.0.0.0/8, ::1/128)",
+        ),
+        (
+            "169.254.169.254",
+            "may not be in the link-local range (169.254.0.0/16, fe80::/10)",
+        ),
+        (
+            "224.0.0.9",
+            "may not be in the link-local multicast range (224.0.0.0/24, ff02::/10)",
+        ),
+    ] {
+        let err = refused(
+            &s,
+            &service(
+                "ext",
+                "default",
+                &format!("  externalIPs: [10.99.0.7, \"{ip}\"]\n  ports: [{{port: 80}}]"),
+            ),
+        );
+        assert!(
+            err.contains(&format!(
+                r#"The Service "ext" is invalid: spec.externalIPs[1]: Invalid value: "{ip}": {why}"#
+            )),
+            "{err}"
+        );
+    }
+    s.apply_ok(&service(
+        "ext",
+        "default",
+        "  externalIPs: [10.99.0.7, 192.0.2.10]\n  ports: [{port: 80}]",
+    ));
+    let row = s.ok(&["get", "svc", "ext", "--no-headers"]);
+    assert!(row.contains("10.99.0.7,192.0.2.10"), "{row}");
+}
+
+#[test]
 fn parallel_creates_fill_a_small_range_without_duplicates_and_survive_a_restart() {
     // 10.96.0.0/26: hosts .1 - .62, .1 the kubernetes service's: 61 to hand out.
     let mut s = Server::start_with(&["--service-cidr", "10.96.0.0/26"]);

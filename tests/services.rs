@@ -276,6 +276,28 @@ fn services_end_to_end(mut c: Cluster, mode: &str) {
     );
     c.apply(&service(""));
 
+    // externalIPs: an address routed to the node answers the service's port, from the node
+    // and from a pod; it goes when the field does.
+    c.apply(&service("  externalIPs: [10.99.0.7]\n"));
+    let ext = "http://10.99.0.7/";
+    c.wait_for("the external IP answering", Duration::from_secs(20), |c| {
+        request_from_node(c, ext).is_ok_and(|b| names.contains(&b.as_str()))
+    });
+    let via_pod = requests_from_pod(&c, "client", ext, 3);
+    assert!(
+        via_pod.iter().all(|a| names.contains(&a.as_str())),
+        "{via_pod:?}"
+    );
+    c.apply(&service(""));
+    c.wait_for("the external IP gone", Duration::from_secs(20), |c| {
+        rules_of(c, mode).is_some_and(|(chains, elements)| {
+            !chains
+                .iter()
+                .chain(&elements)
+                .any(|t| t.contains("10.99.0.7"))
+        })
+    });
+
     // Session affinity: one client sticks to one endpoint.
     c.apply(&service(
         "  sessionAffinity: ClientIP\n  sessionAffinityConfig: {clientIP: {timeoutSeconds: 300}}\n",
@@ -438,7 +460,7 @@ fn every_delta_leaves_the_table_a_full_sync_would() {
         protocol: Protocol::Tcp,
         port: 80,
         node_port: None,
-        load_balancer_ips: vec![],
+        external_ips: vec![],
         affinity_seconds: None,
         external_local: false,
         internal_local: false,
@@ -454,7 +476,7 @@ fn every_delta_leaves_the_table_a_full_sync_would() {
     a.node_port = Some(30001);
     let mut b = port("b", 2, vec![ep(4, true, false)]);
     b.affinity_seconds = Some(60);
-    b.load_balancer_ips = vec![Ipv4Addr::new(10, 99, 0, 2)];
+    b.external_ips = vec![Ipv4Addr::new(10, 99, 0, 2)];
     let mut c = port("c", 3, vec![ep(5, true, true), ep(6, true, false)]);
     c.protocol = Protocol::Udp;
     c.port = 53;
@@ -680,7 +702,7 @@ fn udp_flows_to_a_removed_endpoint_are_flushed() {
             protocol: Protocol::Udp,
             port: 53,
             node_port: None,
-            load_balancer_ips: vec![],
+            external_ips: vec![],
             affinity_seconds: None,
             external_local: false,
             internal_local: false,

@@ -91,7 +91,7 @@ pub fn service_ports(
         return Vec::new();
     }
     let external = ty == "NodePort" || ty == "LoadBalancer";
-    let load_balancer_ips: Vec<Ipv4Addr> = if ty == "LoadBalancer" {
+    let mut external_ips: Vec<Ipv4Addr> = if ty == "LoadBalancer" {
         svc.status
             .as_ref()
             .and_then(|s| s.load_balancer.as_ref())
@@ -103,6 +103,16 @@ pub fn service_ports(
     } else {
         Vec::new()
     };
+    // externalIPs: whoever routes these addresses to a node reaches the service there, with
+    // any type (the API refuses loopback, link-local and unspecified ones).
+    external_ips.extend(
+        spec.external_ips
+            .iter()
+            .flatten()
+            .filter_map(|ip| ip.parse::<Ipv4Addr>().ok()),
+    );
+    external_ips.sort();
+    external_ips.dedup();
     let mine: Vec<&EndpointSlice> = slices
         .iter()
         .map(|s| s.as_ref())
@@ -168,7 +178,7 @@ pub fn service_ports(
             } else {
                 None
             },
-            load_balancer_ips: load_balancer_ips.clone(),
+            external_ips: external_ips.clone(),
             affinity_seconds: affinity(svc),
             external_local: external && spec.external_traffic_policy.as_deref() == Some("Local"),
             internal_local: spec.internal_traffic_policy.as_deref() == Some("Local"),
@@ -363,6 +373,26 @@ mod tests {
         assert_eq!(m.services.len(), 1);
     }
 
+    /// spec.externalIPs lead to the service like load-balancer addresses, with any type.
+    #[test]
+    fn external_ips_are_external_addresses_of_the_service() {
+        let service = json!({
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"type": "ClusterIP", "clusterIP": "10.43.0.5",
+                     "externalIPs": ["10.99.0.7", "not-an-ip", "10.99.0.7"],
+                     "ports": [{"name": "http", "port": 80}]}
+        });
+        let m = model(
+            &cfg(),
+            &[svc(service)],
+            &[slice(web_slice("web", "10.42.0.7"))],
+        );
+        let p = &m.services["default/web:http/tcp"];
+        assert_eq!(p.external_ips, vec![Ipv4Addr::new(10, 99, 0, 7)]);
+        let text = crate::network::proxy::nft::full(&cfg().params, &m);
+        assert!(text.contains("10.99.0.7 . tcp . 80 : goto ext-"), "{text}");
+    }
+
     /// Every string field of a Service and an EndpointSlice holds nft syntax: nothing of it
     /// reaches the ruleset, and what does not parse is left out.
     #[test]
@@ -407,7 +437,7 @@ mod tests {
         assert_eq!(m.services.len(), 1, "{m:?}");
         let p = m.services.values().next().unwrap();
         assert_eq!(p.endpoints.len(), 1);
-        assert!(p.load_balancer_ips.is_empty());
+        assert!(p.external_ips.is_empty());
         assert!(!p.external_local && !p.internal_local);
         let text = crate::network::proxy::nft::full(&cfg().params, &m);
         let delta = crate::network::proxy::nft::delta(&cfg().params, &Model::default(), &m);

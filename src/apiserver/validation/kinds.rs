@@ -592,6 +592,9 @@ pub(crate) fn service(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
         ));
     }
     validate_labels(&spec["selector"], "spec.selector", errs);
+    for (i, ip) in arr(&spec["externalIPs"]).iter().enumerate() {
+        non_special_ip(ip, &format!("spec.externalIPs[{i}]"), errs);
+    }
     if let Some(old) = old {
         let old_ip = s(&old["spec"]["clusterIP"]);
         let old_ty = s(&old["spec"]["type"]);
@@ -608,6 +611,38 @@ pub(crate) fn service(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
             ));
         }
     }
+}
+
+/// An address a node may be asked to answer on: a valid IP, and none of the ranges that mean
+/// "this host" or "this link" (upstream's ValidateNonSpecialIP, in its words).
+fn non_special_ip(value: &Value, path: &str, errs: &mut Errs) {
+    let Ok(ip) = s(value).parse::<std::net::IpAddr>() else {
+        errs.push(invalid(
+            path,
+            value,
+            "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+        ));
+        return;
+    };
+    let (link_local, link_local_multicast) = match ip {
+        std::net::IpAddr::V4(v4) => (v4.is_link_local(), v4.octets()[..3] == [224, 0, 0]),
+        std::net::IpAddr::V6(v6) => (
+            v6.segments()[0] & 0xffc0 == 0xfe80,
+            v6.segments()[0] & 0xff0f == 0xff02,
+        ),
+    };
+    let msg = if ip.is_unspecified() {
+        format!("may not be unspecified ({ip})")
+    } else if ip.is_loopback() {
+        "may not be in the loopback range (127.0.0.0/8, ::1/128)".into()
+    } else if link_local {
+        "may not be in the link-local range (169.254.0.0/16, fe80::/10)".into()
+    } else if link_local_multicast {
+        "may not be in the link-local multicast range (224.0.0.0/24, ff02::/10)".into()
+    } else {
+        return;
+    };
+    errs.push(invalid(path, value, &msg));
 }
 
 pub(crate) fn namespace(obj: &Value, errs: &mut Errs) {

@@ -92,7 +92,7 @@ fn tables(params: &Params, model: &Model) -> Tables {
         }
         if p.is_external() {
             if all.is_empty() {
-                for ip in &p.load_balancer_ips {
+                for ip in &p.external_ips {
                     filter.push(format!(
                         "-d {ip}/32 -p {pr} -m {pr} --dport {} -m conntrack --ctstate NEW -j NK-REJECT",
                         p.port
@@ -128,7 +128,7 @@ fn tables(params: &Params, model: &Model) -> Tables {
                     rules.push(format!("-j {target}"));
                 }
                 chains.push((format!("NK-EXT-{h}"), rules));
-                for ip in &p.load_balancer_ips {
+                for ip in &p.external_ips {
                     services.push(format!(
                         "-d {ip}/32 -p {pr} -m {pr} --dport {} -j NK-EXT-{h}",
                         p.port
@@ -341,7 +341,7 @@ mod tests {
             protocol: Protocol::Tcp,
             port: 80,
             node_port: Some(30080),
-            load_balancer_ips: vec![],
+            external_ips: vec![],
             affinity_seconds: None,
             external_local: false,
             internal_local: false,

@@ -181,7 +181,7 @@ fn stale_udp(old: &Model, new: &Model) -> BTreeSet<Stale> {
         for e in p.usable(false) {
             if !kept.contains(&(e.ip, e.port)) {
                 let mut addresses = vec![p.cluster_ip];
-                addresses.extend(&p.load_balancer_ips);
+                addresses.extend(&p.external_ips);
                 out.insert(Stale {
                     addresses,
                     port: p.port,

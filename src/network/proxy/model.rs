@@ -60,9 +60,9 @@ pub struct ServicePort {
     pub protocol: Protocol,
     pub port: u16,
     pub node_port: Option<u16>,
-    /// `status.loadBalancer.ingress` addresses, answered on `port` like the cluster IP but as
-    /// external traffic.
-    pub load_balancer_ips: Vec<Ipv4Addr>,
+    /// `spec.externalIPs` and `status.loadBalancer.ingress` addresses, answered on `port`
+    /// like the cluster IP but as external traffic (kube-proxy treats both alike).
+    pub external_ips: Vec<Ipv4Addr>,
     /// sessionAffinity ClientIP: how long a client sticks to its endpoint, in seconds.
     pub affinity_seconds: Option<u32>,
     /// externalTrafficPolicy Local: NodePort and LoadBalancer traffic only to this node's
@@ -99,7 +99,7 @@ impl ServicePort {
 
     /// Whether the port has a node port or load-balancer address, i.e. external traffic.
     pub fn is_external(&self) -> bool {
-        self.node_port.is_some() || !self.load_balancer_ips.is_empty()
+        self.node_port.is_some() || !self.external_ips.is_empty()
     }
 }
 
@@ -147,7 +147,7 @@ mod tests {
             protocol: Protocol::Tcp,
             port: 80,
             node_port: None,
-            load_balancer_ips: vec![],
+            external_ips: vec![],
             affinity_seconds: None,
             external_local: false,
             internal_local: false,

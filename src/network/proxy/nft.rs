@@ -261,7 +261,7 @@ fn elements(p: &ServicePort, out: &mut Elements) {
         put(Map::ServiceIps, vip_key, format!("goto {}", n.svc));
     }
     let external = !p.usable(false).is_empty();
-    for ip in &p.load_balancer_ips {
+    for ip in &p.external_ips {
         let key = format!("{ip} . {proto} . {}", p.port);
         if external {
             put(Map::ServiceIps, key, format!("goto {}", n.ext));
@@ -611,7 +611,7 @@ mod tests {
             protocol: Protocol::Tcp,
             port: 80,
             node_port: None,
-            load_balancer_ips: vec![],
+            external_ips: vec![],
             affinity_seconds: None,
             external_local: false,
             internal_local: false,
@@ -639,9 +639,14 @@ mod tests {
             )),
             "{t}"
         );
-        assert!(t.contains(&format!("numgen inc mod 3 vmap @rr-svc-{h}")), "{t}");
         assert!(
-            t.contains(&format!("add element ip nanokube-proxy rr-svc-{h} {{ 0 : goto ep-")),
+            t.contains(&format!("numgen inc mod 3 vmap @rr-svc-{h}")),
+            "{t}"
+        );
+        assert!(
+            t.contains(&format!(
+                "add element ip nanokube-proxy rr-svc-{h} {{ 0 : goto ep-"
+            )),
             "{t}"
         );
         for last in 1..=3 {
@@ -685,7 +690,7 @@ mod tests {
     fn node_ports_and_the_local_traffic_policy() {
         let mut p = port("web", 5, vec![ep(1), ep(2), ep(3)]);
         p.node_port = Some(30080);
-        p.load_balancer_ips = vec![Ipv4Addr::new(10, 99, 0, 2)];
+        p.external_ips = vec![Ipv4Addr::new(10, 99, 0, 2)];
         p.external_local = true;
         let t = full(&params(), &model(vec![p.clone()]));
         let h = hash(&[&p.key]);
@@ -771,7 +776,10 @@ mod tests {
         swapped[1].endpoints[1] = ep(7);
         let d = delta(&params(), &new, &model(swapped));
         let svc1 = hash(&[&ports[1].key]);
-        assert!(!d.contains(&format!("chain ip nanokube-proxy svc-{svc1}")), "{d}");
+        assert!(
+            !d.contains(&format!("chain ip nanokube-proxy svc-{svc1}")),
+            "{d}"
+        );
         assert!(
             d.contains(&format!("flush map ip nanokube-proxy rr-svc-{svc1}\n")),
             "{d}"
