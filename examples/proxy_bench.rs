@@ -15,6 +15,8 @@ fn port(i: u32, endpoints: u32) -> ServicePort {
         port: 80,
         node_port: None,
         external_ips: vec![],
+        source_ranges: vec![],
+        firewalled: vec![],
         affinity_seconds: None,
         external_local: false,
         internal_local: false,

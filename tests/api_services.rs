@@ -290,6 +290,36 @@ fn external_ips_are_checked_as_upstream_checks_them() {
     ));
     let row = s.ok(&["get", "svc", "ext", "--no-headers"]);
     assert!(row.contains("10.99.0.7,192.0.2.10"), "{row}");
+    // loadBalancerSourceRanges: LoadBalancer only, CIDRs only (space around them allowed).
+    let err = refused(
+        &s,
+        &service(
+            "ranges",
+            "default",
+            "  loadBalancerSourceRanges: [10.0.0.0/8]\n  ports: [{port: 80}]",
+        ),
+    );
+    assert!(
+        err.contains("spec.LoadBalancerSourceRanges: Forbidden: may only be used when `type` is 'LoadBalancer'"),
+        "{err}"
+    );
+    let err = refused(
+        &s,
+        &service(
+            "ranges",
+            "default",
+            "  type: LoadBalancer\n  loadBalancerSourceRanges: [10.0.0.0/33]\n  ports: [{port: 80}]",
+        ),
+    );
+    assert!(
+        err.contains(r#"spec.LoadBalancerSourceRanges[0]: Invalid value: "10.0.0.0/33": must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)"#),
+        "{err}"
+    );
+    s.apply_ok(&service(
+        "ranges",
+        "default",
+        "  type: LoadBalancer\n  loadBalancerSourceRanges: [\" 10.42.0.0/16 \"]\n  ports: [{port: 80}]",
+    ));
 }
 
 #[test]

@@ -178,7 +178,7 @@ fn services_end_to_end(mut c: Cluster, mode: &str) {
     }
     c.apply(&client_pod());
     let ips: Vec<String> = names.iter().map(|n| pod_ip(&c, n)).collect();
-    pod_ip(&c, "client");
+    let client_ip = pod_ip(&c, "client");
     c.wait_for(
         "httpd answering on its pod IP",
         Duration::from_secs(20),
@@ -274,6 +274,24 @@ fn services_end_to_end(mut c: Cluster, mode: &str) {
         Duration::from_secs(20),
         |c| request_from_node(c, &lb).is_ok_and(|b| names.contains(&b.as_str())),
     );
+    // loadBalancerSourceRanges: only the client pod may use the load-balancer address; the
+    // node (its own address as the source) is dropped there, yet still served on the node
+    // port, which the ranges do not guard.
+    c.apply(
+        &service(&format!("  loadBalancerSourceRanges: [\"{client_ip}/32\"]\n"))
+            .replace("type: NodePort", "type: LoadBalancer")
+            .replace("port: 80,", "port: 8081,"),
+    );
+    c.wait_for("the node kept out", Duration::from_secs(20), |c| {
+        request_from_node(c, &lb).is_err()
+    });
+    let via_pod = requests_from_pod(&c, "client", &lb, 3);
+    assert!(
+        via_pod.iter().all(|a| names.contains(&a.as_str())),
+        "the allowed client: {via_pod:?}"
+    );
+    let body = request_from_node(&c, &np).expect("the node port is not filtered");
+    assert!(names.contains(&body.as_str()), "{body}");
     c.apply(&service(""));
 
     // externalIPs: an address routed to the node answers the service's port, from the node
@@ -461,6 +479,8 @@ fn every_delta_leaves_the_table_a_full_sync_would() {
         port: 80,
         node_port: None,
         external_ips: vec![],
+        source_ranges: vec![],
+        firewalled: vec![],
         affinity_seconds: None,
         external_local: false,
         internal_local: false,
@@ -703,6 +723,8 @@ fn udp_flows_to_a_removed_endpoint_are_flushed() {
             port: 53,
             node_port: None,
             external_ips: vec![],
+            source_ranges: vec![],
+            firewalled: vec![],
             affinity_seconds: None,
             external_local: false,
             internal_local: false,

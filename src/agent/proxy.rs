@@ -111,6 +111,18 @@ pub fn service_ports(
             .flatten()
             .filter_map(|ip| ip.parse::<Ipv4Addr>().ok()),
     );
+    let firewalled = external_ips.clone();
+    // loadBalancerSourceRanges guard the load-balancer addresses only (the API keeps them to
+    // type LoadBalancer); spaces around a range are allowed, as upstream allows them.
+    let source_ranges: Vec<crate::network::Cidr> = if ty == "LoadBalancer" {
+        spec.load_balancer_source_ranges
+            .iter()
+            .flatten()
+            .filter_map(|r| r.trim().parse().ok())
+            .collect()
+    } else {
+        Vec::new()
+    };
     external_ips.sort();
     external_ips.dedup();
     let mine: Vec<&EndpointSlice> = slices
@@ -179,6 +191,8 @@ pub fn service_ports(
                 None
             },
             external_ips: external_ips.clone(),
+            source_ranges: source_ranges.clone(),
+            firewalled: firewalled.clone(),
             affinity_seconds: affinity(svc),
             external_local: external && spec.external_traffic_policy.as_deref() == Some("Local"),
             internal_local: spec.internal_traffic_policy.as_deref() == Some("Local"),

@@ -595,6 +595,24 @@ pub(crate) fn service(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
     for (i, ip) in arr(&spec["externalIPs"]).iter().enumerate() {
         non_special_ip(ip, &format!("spec.externalIPs[{i}]"), errs);
     }
+    // Upstream's field path keeps the Go field's capital L here.
+    let ranges = arr(&spec["loadBalancerSourceRanges"]);
+    if !ranges.is_empty() && ty != "LoadBalancer" {
+        errs.push(forbidden(
+            "spec.LoadBalancerSourceRanges",
+            "may only be used when `type` is 'LoadBalancer'",
+        ));
+    }
+    for (i, r) in ranges.iter().enumerate() {
+        // Space around a range is tolerated (a leftover of the annotation it came from).
+        if !is_cidr(s(r).trim()) {
+            errs.push(invalid(
+                &format!("spec.LoadBalancerSourceRanges[{i}]"),
+                r,
+                "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)",
+            ));
+        }
+    }
     if let Some(old) = old {
         let old_ip = s(&old["spec"]["clusterIP"]);
         let old_ty = s(&old["spec"]["type"]);
@@ -611,6 +629,19 @@ pub(crate) fn service(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
             ));
         }
     }
+}
+
+/// `a.b.c.d/n` or an IPv6 prefix.
+fn is_cidr(text: &str) -> bool {
+    let Some((ip, bits)) = text.split_once('/') else {
+        return false;
+    };
+    let max = match ip.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(_)) => 32,
+        Ok(std::net::IpAddr::V6(_)) => 128,
+        Err(_) => return false,
+    };
+    bits.parse::<u8>().is_ok_and(|b| b <= max) && !bits.starts_with('+')
 }
 
 /// An address a node may be asked to answer on: a valid IP, and none of the ranges that mean

@@ -128,9 +128,23 @@ fn tables(params: &Params, model: &Model) -> Tables {
                     rules.push(format!("-j {target}"));
                 }
                 chains.push((format!("NK-EXT-{h}"), rules));
+                if p.guards_load_balancer() {
+                    let mut fw: Vec<String> = p
+                        .source_ranges
+                        .iter()
+                        .map(|r| format!("-s {r} -j NK-EXT-{h}"))
+                        .collect();
+                    fw.push("-j DROP".to_string());
+                    chains.push((format!("NK-FW-{h}"), fw));
+                }
                 for ip in &p.external_ips {
+                    let to = if p.guards_load_balancer() && p.firewalled.contains(ip) {
+                        "FW"
+                    } else {
+                        "EXT"
+                    };
                     services.push(format!(
-                        "-d {ip}/32 -p {pr} -m {pr} --dport {} -j NK-EXT-{h}",
+                        "-d {ip}/32 -p {pr} -m {pr} --dport {} -j NK-{to}-{h}",
                         p.port
                     ));
                 }
@@ -342,6 +356,8 @@ mod tests {
             port: 80,
             node_port: Some(30080),
             external_ips: vec![],
+            source_ranges: vec![],
+            firewalled: vec![],
             affinity_seconds: None,
             external_local: false,
             internal_local: false,

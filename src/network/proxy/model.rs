@@ -63,6 +63,12 @@ pub struct ServicePort {
     /// `spec.externalIPs` and `status.loadBalancer.ingress` addresses, answered on `port`
     /// like the cluster IP but as external traffic (kube-proxy treats both alike).
     pub external_ips: Vec<Ipv4Addr>,
+    /// `spec.loadBalancerSourceRanges`: the only clients the load-balancer addresses
+    /// (`firewalled`) answer; empty lets everyone in. Node ports and externalIPs are not
+    /// filtered, as upstream.
+    pub source_ranges: Vec<crate::network::Cidr>,
+    /// The addresses among `external_ips` that came from `status.loadBalancer.ingress`.
+    pub firewalled: Vec<Ipv4Addr>,
     /// sessionAffinity ClientIP: how long a client sticks to its endpoint, in seconds.
     pub affinity_seconds: Option<u32>,
     /// externalTrafficPolicy Local: NodePort and LoadBalancer traffic only to this node's
@@ -95,6 +101,11 @@ impl ServicePort {
     /// Endpoints for traffic to the cluster IP (internalTrafficPolicy applied).
     pub fn internal(&self) -> Vec<&Endpoint> {
         self.usable(self.internal_local)
+    }
+
+    /// Whether load-balancer addresses admit only `source_ranges`.
+    pub fn guards_load_balancer(&self) -> bool {
+        !self.source_ranges.is_empty() && !self.firewalled.is_empty()
     }
 
     /// Whether the port has a node port or load-balancer address, i.e. external traffic.
@@ -148,6 +159,8 @@ mod tests {
             port: 80,
             node_port: None,
             external_ips: vec![],
+            source_ranges: vec![],
+            firewalled: vec![],
             affinity_seconds: None,
             external_local: false,
             internal_local: false,

@@ -90,6 +90,8 @@ pub(crate) fn hash(parts: &[&str]) -> String {
 struct Names {
     svc: String,
     ext: String,
+    /// In front of `ext` for load-balancer addresses with loadBalancerSourceRanges.
+    fw: String,
     cluster_pool: String,
     local_pool: String,
 }
@@ -100,6 +102,7 @@ impl Names {
         Names {
             svc: format!("svc-{h}"),
             ext: format!("ext-{h}"),
+            fw: format!("fw-{h}"),
             cluster_pool: format!("cl-{h}"),
             local_pool: format!("lo-{h}"),
         }
@@ -219,6 +222,16 @@ fn objects<'a>(p: &'a ServicePort, params: &Params) -> Objects {
             rules.push(format!("goto {cluster_target}"));
         }
         o.chains.insert(n.ext.clone(), rules);
+        if p.guards_load_balancer() {
+            let ranges: Vec<String> = p.source_ranges.iter().map(|r| r.to_string()).collect();
+            o.chains.insert(
+                n.fw.clone(),
+                vec![
+                    format!("ip saddr {{ {} }} goto {}", ranges.join(", "), n.ext),
+                    "drop".to_string(),
+                ],
+            );
+        }
     }
 
     for e in endpoints {
@@ -263,7 +276,9 @@ fn elements(p: &ServicePort, out: &mut Elements) {
     let external = !p.usable(false).is_empty();
     for ip in &p.external_ips {
         let key = format!("{ip} . {proto} . {}", p.port);
-        if external {
+        if external && p.guards_load_balancer() && p.firewalled.contains(ip) {
+            put(Map::ServiceIps, key, format!("goto {}", n.fw));
+        } else if external {
             put(Map::ServiceIps, key, format!("goto {}", n.ext));
         } else {
             put(Map::NoEndpointServices, key, reject.clone());
@@ -612,6 +627,8 @@ mod tests {
             port: 80,
             node_port: None,
             external_ips: vec![],
+            source_ranges: vec![],
+            firewalled: vec![],
             affinity_seconds: None,
             external_local: false,
             internal_local: false,
@@ -714,6 +731,30 @@ mod tests {
         );
         assert!(t.contains("    drop\n"), "{t}");
         assert!(!t.contains("chain lo-"), "{t}");
+    }
+
+    #[test]
+    fn source_ranges_guard_only_the_load_balancer_addresses() {
+        let mut p = port("web", 5, vec![ep(1)]);
+        p.node_port = Some(30080);
+        p.external_ips = vec![Ipv4Addr::new(10, 99, 0, 2), Ipv4Addr::new(10, 99, 0, 3)];
+        p.firewalled = vec![Ipv4Addr::new(10, 99, 0, 2)];
+        p.source_ranges = vec!["10.42.0.0/16".parse().unwrap(), "192.0.2.9/24".parse().unwrap()];
+        let t = full(&params(), &model(vec![p.clone()]));
+        let h = hash(&[&p.key]);
+        assert!(t.contains(&format!("10.99.0.2 . tcp . 80 : goto fw-{h}")), "{t}");
+        // An externalIP and the node port are not filtered.
+        assert!(t.contains(&format!("10.99.0.3 . tcp . 80 : goto ext-{h}")), "{t}");
+        assert!(t.contains(&format!("tcp . 30080 : goto ext-{h}")), "{t}");
+        assert!(
+            t.contains(&format!(
+                "chain fw-{h} {{\n    ip saddr {{ 10.42.0.0/16, 192.0.2.0/24 }} goto ext-{h}\n    drop\n"
+            )),
+            "{t}"
+        );
+        // Without ranges there is no guard.
+        p.source_ranges.clear();
+        assert!(!full(&params(), &model(vec![p])).contains("fw-"));
     }
 
     #[test]
