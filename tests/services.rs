@@ -278,9 +278,11 @@ fn services_end_to_end(mut c: Cluster, mode: &str) {
     // node (its own address as the source) is dropped there, yet still served on the node
     // port, which the ranges do not guard.
     c.apply(
-        &service(&format!("  loadBalancerSourceRanges: [\"{client_ip}/32\"]\n"))
-            .replace("type: NodePort", "type: LoadBalancer")
-            .replace("port: 80,", "port: 8081,"),
+        &service(&format!(
+            "  loadBalancerSourceRanges: [\"{client_ip}/32\"]\n"
+        ))
+        .replace("type: NodePort", "type: LoadBalancer")
+        .replace("port: 80,", "port: 8081,"),
     );
     c.wait_for("the node kept out", Duration::from_secs(20), |c| {
         request_from_node(c, &lb).is_err()

@@ -27,6 +27,12 @@ const HOOKS: [(&str, &str, &str); 8] = [
     ("filter", "OUTPUT", "NK-CLUSTER-IPS"),
 ];
 
+/// The nat table may not drop (iptables refuses DROP there): a nat chain that turns a
+/// packet away marks it with this chain, and `NK-FILTER` drops what carries the mark, as
+/// kube-proxy's KUBE-MARK-DROP did.
+const MARK_DROP: &str = "NK-MARK-DROP";
+const DROP_MARK: &str = "0x8000/0x8000";
+
 #[derive(Default)]
 struct Tables {
     nat: Vec<(String, Vec<String>)>,
@@ -117,7 +123,7 @@ fn tables(params: &Params, model: &Model) -> Tables {
                     rules.push(format!("-m addrtype --src-type LOCAL -j {target}"));
                     rules.push(format!("-s {} -j {target}", params.cluster_cidr));
                     if local.is_empty() {
-                        rules.push("-j DROP".to_string());
+                        rules.push(format!("-j {MARK_DROP}"));
                     } else {
                         chains.push((format!("NK-LO-{h}"), pool(p, &local)));
                         eps.extend(local.iter().copied());
@@ -134,7 +140,7 @@ fn tables(params: &Params, model: &Model) -> Tables {
                         .iter()
                         .map(|r| format!("-s {r} -j NK-EXT-{h}"))
                         .collect();
-                    fw.push("-j DROP".to_string());
+                    fw.push(format!("-j {MARK_DROP}"));
                     chains.push((format!("NK-FW-{h}"), fw));
                 }
                 for ip in &p.external_ips {
@@ -173,6 +179,10 @@ fn tables(params: &Params, model: &Model) -> Tables {
     t.nat.push(("NK-SERVICES".into(), services));
     t.nat.push(("NK-NODEPORTS".into(), nodeports));
     t.nat.push((
+        MARK_DROP.into(),
+        vec![format!("-j MARK --set-xmark {DROP_MARK}")],
+    ));
+    t.nat.push((
         "NK-MARK-MASQ".into(),
         vec!["-j MARK --set-xmark 0x4000/0x4000".into()],
     ));
@@ -185,6 +195,7 @@ fn tables(params: &Params, model: &Model) -> Tables {
         ],
     ));
     t.nat.extend(chains);
+    filter.insert(0, format!("-m mark --mark {DROP_MARK} -j DROP"));
     t.filter.push(("NK-FILTER".into(), filter));
     t.filter.push((
         "NK-REJECT".into(),
@@ -379,5 +390,38 @@ mod tests {
         let hooked: BTreeSet<String> = ["nat -A PREROUTING -j NK-SERVICES".to_string()].into();
         let t = restore_input(&tables(&params, &m), &BTreeSet::new(), &hooked);
         assert!(!t.contains("-A PREROUTING -j NK-SERVICES\n"));
+
+        // What nat chains turn away (Local with no local endpoint, a source outside the load
+        // balancer's ranges) is marked there and dropped in filter: nat may not DROP.
+        let mut p = m.services.values().next().unwrap().clone();
+        p.external_local = true;
+        for e in &mut p.endpoints {
+            e.local = false;
+        }
+        p.external_ips = vec![Ipv4Addr::new(10, 99, 0, 2)];
+        p.firewalled = p.external_ips.clone();
+        p.source_ranges = vec!["10.42.0.0/16".parse().unwrap()];
+        let mut m = Model::default();
+        m.insert(p);
+        let t = restore_input(&tables(&params, &m), &BTreeSet::new(), &BTreeSet::new());
+        let nat = &t[..t.find("*filter").unwrap()];
+        assert!(!nat.contains("-j DROP"), "{nat}");
+        assert!(
+            nat.contains(&format!("-A NK-EXT-{h} -j NK-MARK-DROP")),
+            "{nat}"
+        );
+        assert!(
+            nat.contains(&format!(
+                "-A NK-FW-{h} -s 10.42.0.0/16 -j NK-EXT-{h}\n-A NK-FW-{h} -j NK-MARK-DROP"
+            )),
+            "{nat}"
+        );
+        assert!(nat.contains(&format!(
+            "-d 10.99.0.2/32 -p tcp -m tcp --dport 80 -j NK-FW-{h}"
+        )));
+        assert!(
+            t.contains("-A NK-FILTER -m mark --mark 0x8000/0x8000 -j DROP\n"),
+            "{t}"
+        );
     }
 }

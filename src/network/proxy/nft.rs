@@ -739,12 +739,21 @@ mod tests {
         p.node_port = Some(30080);
         p.external_ips = vec![Ipv4Addr::new(10, 99, 0, 2), Ipv4Addr::new(10, 99, 0, 3)];
         p.firewalled = vec![Ipv4Addr::new(10, 99, 0, 2)];
-        p.source_ranges = vec!["10.42.0.0/16".parse().unwrap(), "192.0.2.9/24".parse().unwrap()];
+        p.source_ranges = vec![
+            "10.42.0.0/16".parse().unwrap(),
+            "192.0.2.9/24".parse().unwrap(),
+        ];
         let t = full(&params(), &model(vec![p.clone()]));
         let h = hash(&[&p.key]);
-        assert!(t.contains(&format!("10.99.0.2 . tcp . 80 : goto fw-{h}")), "{t}");
+        assert!(
+            t.contains(&format!("10.99.0.2 . tcp . 80 : goto fw-{h}")),
+            "{t}"
+        );
         // An externalIP and the node port are not filtered.
-        assert!(t.contains(&format!("10.99.0.3 . tcp . 80 : goto ext-{h}")), "{t}");
+        assert!(
+            t.contains(&format!("10.99.0.3 . tcp . 80 : goto ext-{h}")),
+            "{t}"
+        );
         assert!(t.contains(&format!("tcp . 30080 : goto ext-{h}")), "{t}");
         assert!(
             t.contains(&format!(
