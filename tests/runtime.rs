@@ -1719,7 +1719,16 @@ fn seccomp_agent(socket: PathBuf, expect: usize) -> std::thread::JoinHandle<(Vec
             let mut fds = Vec::new();
             let n =
                 nanokube::runtime::sync::recv_fds(conn.as_raw_fd(), &mut buf, &mut fds).unwrap();
-            let state: Value = serde_json::from_slice(&buf[..n]).unwrap();
+            let mut state: Value = serde_json::from_slice(&buf[..n]).unwrap();
+            // The process `pid` names, looked at while it waits for us: its seccomp mode
+            // (2 = filtered) tells whether it is the one the listener belongs to.
+            let status = std::fs::read_to_string(format!("/proc/{}/status", state["pid"]))
+                .unwrap_or_default();
+            let mode = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Seccomp:"))
+                .map(|m| m.trim().to_string());
+            state["seccomp_mode_of_pid"] = mode.into();
             let fd = fds.pop().expect("the listener came with the state");
             served.push(std::thread::spawn(move || {
                 (state, answer_notifications(fd))
@@ -1837,6 +1846,13 @@ fn a_seccomp_agent_answers_what_the_profile_hands_it() {
     let (states, faked) = agent.join().unwrap();
     assert_eq!(faked, 1);
     assert_eq!(states[1]["state"]["status"], "running", "{}", states[1]);
+    // Each state names the filtered process itself (for exec: not its unfiltered helper).
+    let init = states[1]["state"]["pid"].as_i64().unwrap();
+    assert_eq!(states[0]["pid"].as_i64(), Some(init), "{}", states[0]);
+    assert_ne!(states[1]["pid"].as_i64(), Some(init), "{}", states[1]);
+    for s in &states {
+        assert_eq!(s["seccomp_mode_of_pid"], "2", "{s}");
+    }
 
     // No agent at the path: create fails, naming it, and leaves no container behind.
     let missing = env.dir.path().join("no-agent.sock");

@@ -103,26 +103,35 @@ pub fn service_ports(
     } else {
         Vec::new()
     };
+    // loadBalancerSourceRanges guard the load-balancer addresses only (the API keeps them to
+    // type LoadBalancer); spaces around a range are allowed, as upstream allows them. Ranges
+    // given but none of them IPv4 still guard: every IPv4 client is then turned away.
+    let given = spec
+        .load_balancer_source_ranges
+        .as_ref()
+        .is_some_and(|r| !r.is_empty());
+    let firewalled = if ty == "LoadBalancer" && given {
+        external_ips.clone()
+    } else {
+        Vec::new()
+    };
+    let source_ranges: Vec<crate::network::Cidr> = spec
+        .load_balancer_source_ranges
+        .iter()
+        .flatten()
+        .filter_map(|r| r.trim().parse().ok())
+        .collect();
     // externalIPs: whoever routes these addresses to a node reaches the service there, with
-    // any type (the API refuses loopback, link-local and unspecified ones).
+    // any type (the API refuses loopback, link-local and unspecified ones). Addresses of the
+    // service range are skipped: they are other services' (the cluster DNS among them), and
+    // an externalIP must not capture them (the CVE-2020-8554 pattern).
     external_ips.extend(
         spec.external_ips
             .iter()
             .flatten()
-            .filter_map(|ip| ip.parse::<Ipv4Addr>().ok()),
+            .filter_map(|ip| ip.parse::<Ipv4Addr>().ok())
+            .filter(|ip| !cfg.params.service_cidr.contains(*ip)),
     );
-    let firewalled = external_ips.clone();
-    // loadBalancerSourceRanges guard the load-balancer addresses only (the API keeps them to
-    // type LoadBalancer); spaces around a range are allowed, as upstream allows them.
-    let source_ranges: Vec<crate::network::Cidr> = if ty == "LoadBalancer" {
-        spec.load_balancer_source_ranges
-            .iter()
-            .flatten()
-            .filter_map(|r| r.trim().parse().ok())
-            .collect()
-    } else {
-        Vec::new()
-    };
     external_ips.sort();
     external_ips.dedup();
     let mine: Vec<&EndpointSlice> = slices

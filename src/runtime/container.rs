@@ -1106,11 +1106,16 @@ impl Runtime {
         drop(ns_fds);
         let mut reply = parent.recv().map_err(|e| fail(e.into()))?;
         if let (Message::SeccompListener, _) = reply {
-            // As runc, the state names the container's init and the helper that runs the
-            // process; the agent learns each caller's pid from its notifications.
+            // As runc, the state names the container's init and `pid` the process the filter
+            // belongs to: the helper's one child, which sent the listener.
             let state = self.hook_state(saved, "running");
             let profile = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
-            hand_to_agent(profile, &state, helper, std::mem::take(&mut reply.1)).map_err(fail)?;
+            let process = std::fs::read_to_string(format!("/proc/{helper}/task/{helper}/children"))
+                .ok()
+                .and_then(|c| c.split_whitespace().next()?.parse().ok())
+                .unwrap_or(helper);
+            hand_to_agent(profile, &state, process, std::mem::take(&mut reply.1))
+                .map_err(fail)?;
             parent
                 .send(&Message::SeccompListenerDelivered)
                 .map_err(|e| fail(e.into()))?;

@@ -67,7 +67,8 @@ pub struct ServicePort {
     /// (`firewalled`) answer; empty lets everyone in. Node ports and externalIPs are not
     /// filtered, as upstream.
     pub source_ranges: Vec<crate::network::Cidr>,
-    /// The addresses among `external_ips` that came from `status.loadBalancer.ingress`.
+    /// The addresses among `external_ips` that came from `status.loadBalancer.ingress`, when
+    /// the Service lists loadBalancerSourceRanges (else empty).
     pub firewalled: Vec<Ipv4Addr>,
     /// sessionAffinity ClientIP: how long a client sticks to its endpoint, in seconds.
     pub affinity_seconds: Option<u32>,
@@ -103,9 +104,11 @@ impl ServicePort {
         self.usable(self.internal_local)
     }
 
-    /// Whether load-balancer addresses admit only `source_ranges`.
+    /// Whether load-balancer addresses admit only `source_ranges` (`firewalled` is empty
+    /// unless the Service lists ranges; `source_ranges` may then still be empty, when none of
+    /// them is IPv4: nobody gets in).
     pub fn guards_load_balancer(&self) -> bool {
-        !self.source_ranges.is_empty() && !self.firewalled.is_empty()
+        !self.firewalled.is_empty()
     }
 
     /// Whether the port has a node port or load-balancer address, i.e. external traffic.

@@ -224,13 +224,12 @@ fn objects<'a>(p: &'a ServicePort, params: &Params) -> Objects {
         o.chains.insert(n.ext.clone(), rules);
         if p.guards_load_balancer() {
             let ranges: Vec<String> = p.source_ranges.iter().map(|r| r.to_string()).collect();
-            o.chains.insert(
-                n.fw.clone(),
-                vec![
-                    format!("ip saddr {{ {} }} goto {}", ranges.join(", "), n.ext),
-                    "drop".to_string(),
-                ],
-            );
+            let mut rules = Vec::new();
+            if !ranges.is_empty() {
+                rules.push(format!("ip saddr {{ {} }} goto {}", ranges.join(", "), n.ext));
+            }
+            rules.push("drop".to_string());
+            o.chains.insert(n.fw.clone(), rules);
         }
     }
 
@@ -579,7 +578,10 @@ pub fn delta(params: &Params, old: &Model, new: &Model) -> String {
     }
     // A gone map's rule went with its chain's flush; its elements still jump to chains that
     // go next.
+    // Emptied first: kernels before 6.4 keep the jumps of a deleted map's elements counted
+    // until the commit, and would refuse to delete the chains they point at.
     for name in &gone_maps {
+        let _ = writeln!(t, "flush map ip {TABLE} {name}");
         let _ = writeln!(t, "delete map ip {TABLE} {name}");
     }
     for name in gone_chains.keys() {
@@ -761,8 +763,12 @@ mod tests {
             )),
             "{t}"
         );
-        // Without ranges there is no guard.
+        // Ranges none of which is IPv4: the guard turns everyone away.
         p.source_ranges.clear();
+        let t = full(&params(), &model(vec![p.clone()]));
+        assert!(t.contains(&format!("chain fw-{h} {{\n    drop\n")), "{t}");
+        // Without ranges there is no guard.
+        p.firewalled.clear();
         assert!(!full(&params(), &model(vec![p])).contains("fw-"));
     }
 
@@ -818,7 +824,7 @@ mod tests {
             .find(&format!("delete map ip nanokube-proxy rr-svc-{svc}\n"))
             .expect("the round-robin map is deleted");
         assert!(map_gone < d.find("delete chain").unwrap(), "{d}");
-        assert_eq!(d.lines().count(), 6, "{d}");
+        assert_eq!(d.lines().count(), 7, "{d}");
 
         // An endpoint replaced by another: only the map's elements and the endpoint chains
         // change; the service chain (and its round-robin counter) stays.
