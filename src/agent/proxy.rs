@@ -414,6 +414,28 @@ mod tests {
         assert_eq!(p.external_ips, vec![Ipv4Addr::new(10, 99, 0, 7)]);
         let text = crate::network::proxy::nft::full(&cfg().params, &m);
         assert!(text.contains("10.99.0.7 . tcp . 80 : goto ext-"), "{text}");
+
+        // With source ranges only the load-balancer address is guarded; an externalIP in the
+        // service range (here the cluster DNS address) is never programmed.
+        let service = json!({
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"type": "LoadBalancer", "clusterIP": "10.43.0.5",
+                     "externalIPs": ["10.99.0.7", "10.43.0.10"],
+                     "loadBalancerSourceRanges": ["10.42.0.0/16"],
+                     "ports": [{"name": "http", "port": 80, "nodePort": 30080}]},
+            "status": {"loadBalancer": {"ingress": [{"ip": "10.99.0.2"}]}}
+        });
+        let m = model(&cfg(), &[svc(service)], &[slice(web_slice("web", "10.42.0.7"))]);
+        let p = &m.services["default/web:http/tcp"];
+        assert_eq!(
+            p.external_ips,
+            vec![Ipv4Addr::new(10, 99, 0, 2), Ipv4Addr::new(10, 99, 0, 7)]
+        );
+        assert_eq!(p.firewalled, vec![Ipv4Addr::new(10, 99, 0, 2)]);
+        let text = crate::network::proxy::nft::full(&cfg().params, &m);
+        assert!(text.contains("10.99.0.2 . tcp . 80 : goto fw-"), "{text}");
+        assert!(text.contains("10.99.0.7 . tcp . 80 : goto ext-"), "{text}");
+        assert!(!text.contains("10.43.0.10 . tcp"), "{text}");
     }
 
     /// Every string field of a Service and an EndpointSlice holds nft syntax: nothing of it
