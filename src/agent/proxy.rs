@@ -425,7 +425,11 @@ mod tests {
                      "ports": [{"name": "http", "port": 80, "nodePort": 30080}]},
             "status": {"loadBalancer": {"ingress": [{"ip": "10.99.0.2"}]}}
         });
-        let m = model(&cfg(), &[svc(service)], &[slice(web_slice("web", "10.42.0.7"))]);
+        let m = model(
+            &cfg(),
+            &[svc(service)],
+            &[slice(web_slice("web", "10.42.0.7"))],
+        );
         let p = &m.services["default/web:http/tcp"];
         assert_eq!(
             p.external_ips,

@@ -1114,8 +1114,7 @@ impl Runtime {
                 .ok()
                 .and_then(|c| c.split_whitespace().next()?.parse().ok())
                 .unwrap_or(helper);
-            hand_to_agent(profile, &state, process, std::mem::take(&mut reply.1))
-                .map_err(fail)?;
+            hand_to_agent(profile, &state, process, std::mem::take(&mut reply.1)).map_err(fail)?;
             parent
                 .send(&Message::SeccompListenerDelivered)
                 .map_err(|e| fail(e.into()))?;

@@ -226,7 +226,11 @@ fn objects<'a>(p: &'a ServicePort, params: &Params) -> Objects {
             let ranges: Vec<String> = p.source_ranges.iter().map(|r| r.to_string()).collect();
             let mut rules = Vec::new();
             if !ranges.is_empty() {
-                rules.push(format!("ip saddr {{ {} }} goto {}", ranges.join(", "), n.ext));
+                rules.push(format!(
+                    "ip saddr {{ {} }} goto {}",
+                    ranges.join(", "),
+                    n.ext
+                ));
             }
             rules.push("drop".to_string());
             o.chains.insert(n.fw.clone(), rules);
