@@ -247,6 +247,7 @@ fn cgroup_create(path: &str, spec: &Spec) -> Result<Option<cgroups::Cgroup>> {
 /// How a new process gets into a cgroup cheaply: born into its v2 directory (an fd for
 /// clone3 CLONE_INTO_CGROUP), and joining each v1 hierarchy itself (`tasks` files for the
 /// init). Moving a live process from outside costs an RCU grace period (~5-9 ms here).
+#[derive(Default)]
 struct CgroupEntry {
     /// The v2 directory, open and by name.
     v2: Option<(OwnedFd, PathBuf)>,
@@ -259,20 +260,26 @@ struct CgroupEntry {
 
 const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
 
-fn cgroup_entry(cg: &cgroups::Cgroup) -> CgroupEntry {
-    let mut entry = CgroupEntry {
-        v2: None,
-        v1_tasks: Vec::new(),
-        v2_fallback: None,
-    };
-    for dir in cg.dirs() {
-        let Ok(fd) = sys::open(&dir, libc::O_DIRECTORY | libc::O_RDONLY) else {
-            continue;
-        };
+impl CgroupEntry {
+    /// Files cgroup directory `dir`, open as `fd`, under the hierarchy it belongs to.
+    fn add(&mut self, fd: OwnedFd, dir: PathBuf) {
         if sys::fs_type(&fd).ok() == Some(CGROUP2_SUPER_MAGIC) {
-            entry.v2 = Some((fd, dir));
+            self.v2 = Some((fd, dir));
         } else {
-            entry.v1_tasks.push(dir.join("tasks"));
+            self.v1_tasks.push(dir.join("tasks"));
+        }
+    }
+}
+
+fn open_dir(dir: &Path) -> std::io::Result<OwnedFd> {
+    sys::open(dir, libc::O_DIRECTORY | libc::O_RDONLY)
+}
+
+fn cgroup_entry(cg: &cgroups::Cgroup) -> CgroupEntry {
+    let mut entry = CgroupEntry::default();
+    for dir in cg.dirs() {
+        if let Ok(fd) = open_dir(&dir) {
+            entry.add(fd, dir);
         }
     }
     entry
@@ -285,30 +292,20 @@ fn exec_entry(
     sub: &cgroups::SubCgroups,
     init_pid: i32,
 ) -> Result<CgroupEntry> {
-    let mut entry = CgroupEntry {
-        v2: None,
-        v1_tasks: Vec::new(),
-        v2_fallback: None,
-    };
+    let mut entry = CgroupEntry::default();
     for dir in cg.dirs_for(sub)? {
         let fd = sys::open(&dir.join("cgroup.procs"), libc::O_PATH)
-            .and_then(|_| sys::open(&dir, libc::O_DIRECTORY | libc::O_RDONLY))
+            .and_then(|_| open_dir(&dir))
             .map_err(|e| Error::JoinCgroup {
                 path: dir.clone(),
                 reason: super::process::errno_text(&e),
             })?;
-        if sys::fs_type(&fd).ok() == Some(CGROUP2_SUPER_MAGIC) {
-            entry.v2 = Some((fd, dir));
-        } else {
-            entry.v1_tasks.push(dir.join("tasks"));
-        }
+        entry.add(fd, dir);
     }
     // Only an exec without --cgroup may land elsewhere than asked.
     if *sub == cgroups::SubCgroups::Container {
-        entry.v2_fallback = cgroups::v2_dir_of(init_pid).and_then(|dir| {
-            let fd = sys::open(&dir, libc::O_DIRECTORY | libc::O_RDONLY).ok()?;
-            Some((fd, dir))
-        });
+        entry.v2_fallback =
+            cgroups::v2_dir_of(init_pid).and_then(|dir| Some((open_dir(&dir).ok()?, dir)));
     }
     Ok(entry)
 }

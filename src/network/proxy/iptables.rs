@@ -144,7 +144,7 @@ fn tables(params: &Params, model: &Model) -> Tables {
                     chains.push((format!("NK-FW-{h}"), fw));
                 }
                 for ip in &p.external_ips {
-                    let to = if p.guards_load_balancer() && p.firewalled.contains(ip) {
+                    let to = if p.firewalled.contains(ip) {
                         "FW"
                     } else {
                         "EXT"

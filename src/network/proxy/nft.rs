@@ -279,7 +279,7 @@ fn elements(p: &ServicePort, out: &mut Elements) {
     let external = !p.usable(false).is_empty();
     for ip in &p.external_ips {
         let key = format!("{ip} . {proto} . {}", p.port);
-        if external && p.guards_load_balancer() && p.firewalled.contains(ip) {
+        if external && p.firewalled.contains(ip) {
             put(Map::ServiceIps, key, format!("goto {}", n.fw));
         } else if external {
             put(Map::ServiceIps, key, format!("goto {}", n.ext));
@@ -469,18 +469,54 @@ pub fn full(params: &Params, model: &Model) -> String {
     t
 }
 
+/// How one kind of named object (chains, sets, maps) differs between two models: by name,
+/// the new ones, the ones whose content changed, and the ones gone.
+struct Diff<V> {
+    new: BTreeMap<String, V>,
+    changed: BTreeMap<String, V>,
+    gone: BTreeSet<String>,
+}
+
+impl<V: Clone + PartialEq> Diff<V> {
+    fn new() -> Self {
+        Diff {
+            new: BTreeMap::new(),
+            changed: BTreeMap::new(),
+            gone: BTreeSet::new(),
+        }
+    }
+
+    /// Adds what differs between one service port's objects `before` and `after`.
+    fn add(&mut self, before: &BTreeMap<String, V>, after: &BTreeMap<String, V>) {
+        for (name, v) in after {
+            match before.get(name) {
+                None => {
+                    self.new.insert(name.clone(), v.clone());
+                }
+                Some(old) if old != v => {
+                    self.changed.insert(name.clone(), v.clone());
+                }
+                Some(_) => {}
+            }
+        }
+        self.gone.extend(
+            before
+                .keys()
+                .filter(|name| !after.contains_key(*name))
+                .cloned(),
+        );
+    }
+}
+
 /// The commands that turn the table for `old` into the table for `new`, touching only the
 /// objects of service ports that changed. Empty when nothing did.
 pub fn delta(params: &Params, old: &Model, new: &Model) -> String {
-    let mut gone_chains: BTreeMap<String, ()> = BTreeMap::new();
-    let mut gone_sets = BTreeSet::new();
-    let mut changed_chains: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut new_chains: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut new_sets: BTreeMap<String, String> = BTreeMap::new();
+    let mut chains = Diff::new();
+    // A set's name carries everything its declaration says, so sets never change, only come
+    // and go.
+    let mut sets = Diff::new();
     // Round-robin maps: new ones are declared, changed ones refilled, gone ones deleted.
-    let mut new_maps = BTreeSet::new();
-    let mut filled_maps: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut gone_maps = BTreeSet::new();
+    let mut maps = Diff::new();
     let keys: BTreeSet<&String> = old.services.keys().chain(new.services.keys()).collect();
     for key in keys {
         let (a, b) = (old.services.get(key), new.services.get(key));
@@ -489,49 +525,9 @@ pub fn delta(params: &Params, old: &Model, new: &Model) -> String {
         }
         let before = a.map(|p| objects(p, params)).unwrap_or_default();
         let after = b.map(|p| objects(p, params)).unwrap_or_default();
-        for (name, rules) in &after.chains {
-            match before.chains.get(name) {
-                None => {
-                    new_chains.insert(name.clone(), rules.clone());
-                }
-                Some(r) if r != rules => {
-                    changed_chains.insert(name.clone(), rules.clone());
-                }
-                Some(_) => {}
-            }
-        }
-        for name in before.chains.keys() {
-            if !after.chains.contains_key(name) {
-                gone_chains.insert(name.clone(), ());
-            }
-        }
-        for (name, body) in &after.sets {
-            if !before.sets.contains_key(name) {
-                new_sets.insert(name.clone(), body.clone());
-            }
-        }
-        for name in before.sets.keys() {
-            if !after.sets.contains_key(name) {
-                gone_sets.insert(name.clone());
-            }
-        }
-        for (name, arms) in &after.maps {
-            match before.maps.get(name) {
-                None => {
-                    new_maps.insert(name.clone());
-                    filled_maps.insert(name.clone(), arms.clone());
-                }
-                Some(a) if a != arms => {
-                    filled_maps.insert(name.clone(), arms.clone());
-                }
-                Some(_) => {}
-            }
-        }
-        for name in before.maps.keys() {
-            if !after.maps.contains_key(name) {
-                gone_maps.insert(name.clone());
-            }
-        }
+        chains.add(&before.chains, &after.chains);
+        sets.add(&before.sets, &after.sets);
+        maps.add(&before.maps, &after.maps);
     }
     let (old_el, new_el) = (all_elements(old), all_elements(new));
     let (old_ips, new_ips) = (cluster_ips(old), cluster_ips(new));
@@ -546,30 +542,30 @@ pub fn delta(params: &Params, old: &Model, new: &Model) -> String {
     for ip in old_ips.difference(&new_ips) {
         let _ = writeln!(t, "delete element ip {TABLE} cluster-ips {{ {ip} }}");
     }
-    for name in gone_chains.keys().chain(changed_chains.keys()) {
+    for name in chains.gone.iter().chain(chains.changed.keys()) {
         let _ = writeln!(t, "flush chain ip {TABLE} {name}");
     }
-    for (name, body) in &new_sets {
+    for (name, body) in &sets.new {
         let _ = writeln!(t, "add set ip {TABLE} {name} {{ {body} }}");
     }
-    for name in &new_maps {
+    for name in maps.new.keys() {
         let _ = writeln!(t, "add map ip {TABLE} {name} {{ {RR_MAP_TYPE} }}");
     }
     // Every new chain exists before any rule jumps to it.
-    for name in new_chains.keys() {
+    for name in chains.new.keys() {
         let _ = writeln!(t, "add chain ip {TABLE} {name}");
     }
-    for (name, rules) in new_chains.iter().chain(changed_chains.iter()) {
+    for (name, rules) in chains.new.iter().chain(&chains.changed) {
         for r in rules {
             let _ = writeln!(t, "add rule ip {TABLE} {name} {r}");
         }
     }
     // After the chains they jump to exist; a refill is atomic with the rest, so the counter
     // in the rule keeps turning over the new endpoints.
-    for (name, arms) in &filled_maps {
-        if !new_maps.contains(name) {
-            let _ = writeln!(t, "flush map ip {TABLE} {name}");
-        }
+    for name in maps.changed.keys() {
+        let _ = writeln!(t, "flush map ip {TABLE} {name}");
+    }
+    for (name, arms) in maps.new.iter().chain(&maps.changed) {
         let _ = writeln!(t, "add element ip {TABLE} {name} {{ {} }}", arms.join(", "));
     }
     for ((map, k), v) in &new_el {
@@ -581,17 +577,16 @@ pub fn delta(params: &Params, old: &Model, new: &Model) -> String {
         let _ = writeln!(t, "add element ip {TABLE} cluster-ips {{ {ip} }}");
     }
     // A gone map's rule went with its chain's flush; its elements still jump to chains that
-    // go next.
-    // Emptied first: kernels before 6.4 keep the jumps of a deleted map's elements counted
-    // until the commit, and would refuse to delete the chains they point at.
-    for name in &gone_maps {
+    // go next, so it is emptied first: kernels before 6.4 keep those jumps counted until the
+    // commit and would refuse to delete the chains.
+    for name in &maps.gone {
         let _ = writeln!(t, "flush map ip {TABLE} {name}");
         let _ = writeln!(t, "delete map ip {TABLE} {name}");
     }
-    for name in gone_chains.keys() {
+    for name in &chains.gone {
         let _ = writeln!(t, "delete chain ip {TABLE} {name}");
     }
-    for name in &gone_sets {
+    for name in &sets.gone {
         let _ = writeln!(t, "delete set ip {TABLE} {name}");
     }
     t
