@@ -385,6 +385,14 @@ fn services_end_to_end(mut c: Cluster, mode: &str) {
             .collect::<std::collections::BTreeSet<_>>()
             == baseline
             && !elements.iter().any(|e| e.contains(VIP))
+            // Nor any trace of its pods (the hairpin pairs, the DNATs).
+            && !elements.iter().any(|e| {
+                ips.iter().any(|ip| {
+                    [format!("\"{ip}\""), format!("{ip}:"), format!("{ip}/32")]
+                        .iter()
+                        .any(|t| e.contains(t))
+                })
+            })
     });
     let (chains, _) = rules_of(&c, mode).unwrap();
     assert!(chains.contains(&"services".to_string()), "{chains:?}");

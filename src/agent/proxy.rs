@@ -489,7 +489,12 @@ mod tests {
         assert!(p.external_ips.is_empty());
         assert!(!p.external_local && !p.internal_local);
         let text = crate::network::proxy::nft::full(&cfg().params, &m);
-        let delta = crate::network::proxy::nft::delta(&cfg().params, &Model::default(), &m);
+        let delta = crate::network::proxy::nft::delta(
+            &cfg().params,
+            &Model::default(),
+            &m,
+            &mut Default::default(),
+        );
         for t in [&text, &delta] {
             assert!(
                 !t.contains("flush ruleset") && !t.contains("filter input"),

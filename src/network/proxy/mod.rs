@@ -66,6 +66,8 @@ pub struct Synced {
 pub struct Proxy {
     backend: Backend,
     applied: Option<(Params, Model)>,
+    /// The nft table's shared maps and sets as the applied model claims them.
+    shared: nft::Shared,
 }
 
 impl Proxy {
@@ -77,6 +79,7 @@ impl Proxy {
         Proxy {
             backend,
             applied: None,
+            shared: nft::Shared::default(),
         }
     }
 
@@ -102,7 +105,7 @@ impl Proxy {
             return Ok(done);
         }
         let delta = match &previous {
-            Some((p, m)) if *p == params => Some(nft::delta(&params, m, &model)),
+            Some((p, m)) if *p == params => Some(nft::delta(&params, m, &model, &mut self.shared)),
             _ => None,
         };
         match delta {
@@ -112,22 +115,26 @@ impl Proxy {
                 if let Err(e) = crate::network::masquerade::nft(&text) {
                     // The kernel's table is not what we think (someone edited it): start over.
                     tracing::warn!(error = %e, "nft delta refused; replacing the table");
-                    let text = nft::full(&params, &model);
-                    done.bytes = text.len();
+                    done.bytes = self.replace(&params, &model)?;
                     done.full = true;
-                    crate::network::masquerade::nft(&text)?;
                 }
             }
             None => {
-                let text = nft::full(&params, &model);
-                done.bytes = text.len();
+                done.bytes = self.replace(&params, &model)?;
                 done.full = true;
-                crate::network::masquerade::nft(&text)?;
             }
         }
         self.flush_stale(previous.as_ref().map(|(_, m)| m), &model, &mut done);
         self.applied = Some((params, model));
         Ok(done)
+    }
+
+    /// Writes the whole table for `model`; the size of the transaction.
+    fn replace(&mut self, params: &Params, model: &Model) -> Result<usize, Error> {
+        self.shared = nft::Shared::of(model);
+        let text = nft::full_with(params, model, &self.shared);
+        crate::network::masquerade::nft(&text)?;
+        Ok(text.len())
     }
 
     fn flush_stale(&self, old: Option<&Model>, model: &Model, done: &mut Synced) {

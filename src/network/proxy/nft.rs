@@ -4,11 +4,14 @@
 //! Lookups go through maps, so the cost of finding a service does not grow with their number:
 //! `service-ips` takes `daddr . l4proto . dport` straight to the service's chain, and
 //! `service-nodeports` does the same for `l4proto . dport` on the node's own addresses. A
-//! service chain picks an endpoint with `numgen inc mod N` (round-robin per node) looked up in
-//! the service's own named map (`rr-<chain>`: index to `goto` the endpoint's chain, which
-//! DNATs). Named, not an anonymous `vmap { ... }` in the rule: the kernel walks the whole
-//! pending transaction for every anonymous set it binds, which made a cold sync of 10k
-//! services quadratic (minutes), and a named map's elements change without touching the rule.
+//! service chain holds one DNAT rule per endpoint, each guarded by its own `numgen inc mod
+//! N-i 0` counter: rule i takes every (N-i)th connection of those that reach it, which is an
+//! exact rotation (the iptables backend's `statistic --mode nth`). No set or map per service:
+//! the kernel finds sets by walking a list and checks every element added to a map against
+//! every rule bound to it, so per-service maps or one map shared by every service made a
+//! cold sync of 10k services cost 6-87 s, while chains are found by hash. Hairpin traffic is
+//! recognised in postrouting by one set of `pod . pod` address pairs. Only session affinity
+//! keeps a chain and a set per endpoint (`ep-`, `aff-`), for the client it remembers.
 //! docs/services.md walks a packet through it.
 //!
 //! Chain and set names are hashes of the service port's key (and of the endpoint), never names
@@ -66,15 +69,7 @@ struct Objects {
     chains: BTreeMap<String, Vec<String>>,
     /// Session-affinity sets: name to the declaration's body.
     sets: BTreeMap<String, String>,
-    /// Round-robin maps: name to their elements (`0 : goto ep-...`).
-    maps: BTreeMap<String, Vec<String>>,
 }
-
-/// The declaration of a round-robin map: the key is what `numgen inc mod N` yields.
-const RR_MAP_TYPE: &str = "typeof numgen inc mod 2 : verdict;";
-
-/// One element of a verdict map: the key and the verdict, as nft text.
-type Elements = BTreeMap<(Map, String), String>;
 
 pub(crate) fn hash(parts: &[&str]) -> String {
     let mut h = Sha256::new();
@@ -122,33 +117,38 @@ pub(super) fn endpoint_id(p: &ServicePort, e: &Endpoint) -> String {
     ])
 }
 
-/// Rules of chain `chain` that send a packet to one of `pool`: a client with a live affinity
-/// entry goes back to its endpoint, everyone else round-robin through the map `rr-<chain>`,
-/// which goes into `maps`.
-fn pool_rules(
-    p: &ServicePort,
-    pool: &[&Endpoint],
-    chain: &str,
-    maps: &mut BTreeMap<String, Vec<String>>,
-) -> Vec<String> {
-    let ids: Vec<String> = pool.iter().map(|e| endpoint_id(p, e)).collect();
+/// The DNAT to one endpoint.
+fn dnat(p: &ServicePort, e: &Endpoint) -> String {
+    format!(
+        "meta l4proto {} dnat to {}:{}",
+        p.protocol.nft(),
+        e.ip,
+        e.port
+    )
+}
+
+/// Rules that send a packet to one of `pool`, round-robin: of N targets, rule i takes every
+/// (N-i)th connection that reaches it (its own counter) and the last takes the rest. With
+/// session affinity a client with a live entry first goes back to its endpoint's chain, and
+/// the targets are those chains; without, the targets are the DNATs themselves.
+fn pool_rules(p: &ServicePort, pool: &[&Endpoint]) -> Vec<String> {
     let mut rules = Vec::new();
-    if p.affinity_seconds.is_some() {
+    let targets: Vec<String> = if p.affinity_seconds.is_some() {
+        let ids: Vec<String> = pool.iter().map(|e| endpoint_id(p, e)).collect();
         for id in &ids {
             rules.push(format!("ip saddr @aff-{id} goto ep-{id}"));
         }
-    }
-    if ids.len() == 1 {
-        rules.push(format!("goto ep-{}", ids[0]));
+        ids.iter().map(|id| format!("goto ep-{id}")).collect()
     } else {
-        let arms: Vec<String> = ids
-            .iter()
-            .enumerate()
-            .map(|(i, id)| format!("{i} : goto ep-{id}"))
-            .collect();
-        let map = format!("rr-{chain}");
-        rules.push(format!("numgen inc mod {} vmap @{map}", ids.len()));
-        maps.insert(map, arms);
+        pool.iter().map(|e| dnat(p, e)).collect()
+    };
+    let n = targets.len();
+    for (i, target) in targets.into_iter().enumerate() {
+        if i + 1 < n {
+            rules.push(format!("numgen inc mod {} 0 {target}", n - i));
+        } else {
+            rules.push(target);
+        }
     }
     rules
 }
@@ -183,7 +183,7 @@ fn objects<'a>(p: &'a ServicePort, params: &Params) -> Objects {
             "ip saddr != {} jump mark-for-masquerade",
             params.cluster_cidr
         )];
-        rules.extend(pool_rules(p, &internal, &n.svc, &mut o.maps));
+        rules.extend(pool_rules(p, &internal));
         o.chains.insert(n.svc.clone(), rules);
         take(&internal);
     }
@@ -194,7 +194,7 @@ fn objects<'a>(p: &'a ServicePort, params: &Params) -> Objects {
         let cluster_target = if !p.internal_local {
             n.svc.clone()
         } else {
-            let rules = pool_rules(p, &all, &n.cluster_pool, &mut o.maps);
+            let rules = pool_rules(p, &all);
             o.chains.insert(n.cluster_pool.clone(), rules);
             take(&all);
             n.cluster_pool.clone()
@@ -212,7 +212,7 @@ fn objects<'a>(p: &'a ServicePort, params: &Params) -> Objects {
             if local.is_empty() {
                 rules.push("drop".to_string());
             } else {
-                let pool = pool_rules(p, &local, &n.local_pool, &mut o.maps);
+                let pool = pool_rules(p, &local);
                 o.chains.insert(n.local_pool.clone(), pool);
                 take(&local);
                 rules.push(format!("goto {}", n.local_pool));
@@ -237,76 +237,157 @@ fn objects<'a>(p: &'a ServicePort, params: &Params) -> Objects {
         }
     }
 
-    for e in endpoints {
-        let id = endpoint_id(p, e);
-        // Hairpin: a pod reaching itself through its service would otherwise get a reply
-        // from itself to itself and drop it.
-        let mut rules = vec![format!("ip saddr {} jump mark-for-masquerade", e.ip)];
-        if let Some(secs) = p.affinity_seconds {
-            rules.push(format!("update @aff-{id} {{ ip saddr }}"));
+    // Only affinity needs a chain per endpoint: it records the client before the DNAT.
+    if let Some(secs) = p.affinity_seconds {
+        for e in endpoints {
+            let id = endpoint_id(p, e);
+            let rules = vec![format!("update @aff-{id} {{ ip saddr }}"), dnat(p, e)];
             o.sets.insert(
                 format!("aff-{id}"),
                 format!("type ipv4_addr; flags dynamic,timeout; timeout {secs}s;"),
             );
+            o.chains.insert(format!("ep-{id}"), rules);
         }
-        rules.push(format!(
-            "meta l4proto {} dnat to {}:{}",
-            p.protocol.nft(),
-            e.ip,
-            e.port
-        ));
-        o.chains.insert(format!("ep-{id}"), rules);
     }
     o
 }
 
-/// The map elements of one service port.
-fn elements(p: &ServicePort, out: &mut Elements) {
+/// The map elements of one service port, in the order it claims them.
+fn elements(p: &ServicePort) -> Vec<((Map, String), String)> {
     let n = Names::of(p);
     let proto = p.protocol.nft();
-    let reject = "goto reject-chain".to_string();
-    let mut put = |map: Map, key: String, verdict: String| {
-        // Two ports claiming one key (the API should not allow it): the first in key order
-        // keeps it, so the transaction stays valid.
-        out.entry((map, key)).or_insert(verdict);
-    };
+    let reject = || "goto reject-chain".to_string();
+    let mut out = Vec::new();
     let vip_key = format!("{} . {proto} . {}", p.cluster_ip, p.port);
     if p.internal().is_empty() {
-        put(Map::NoEndpointServices, vip_key, reject.clone());
+        out.push(((Map::NoEndpointServices, vip_key), reject()));
     } else {
-        put(Map::ServiceIps, vip_key, format!("goto {}", n.svc));
+        out.push(((Map::ServiceIps, vip_key), format!("goto {}", n.svc)));
     }
     let external = !p.usable(false).is_empty();
     for ip in &p.external_ips {
         let key = format!("{ip} . {proto} . {}", p.port);
         if external && p.firewalled.contains(ip) {
-            put(Map::ServiceIps, key, format!("goto {}", n.fw));
+            out.push(((Map::ServiceIps, key), format!("goto {}", n.fw)));
         } else if external {
-            put(Map::ServiceIps, key, format!("goto {}", n.ext));
+            out.push(((Map::ServiceIps, key), format!("goto {}", n.ext)));
         } else {
-            put(Map::NoEndpointServices, key, reject.clone());
+            out.push(((Map::NoEndpointServices, key), reject()));
         }
     }
     if let Some(np) = p.node_port {
         let key = format!("{proto} . {np}");
         if external {
-            put(Map::ServiceNodeports, key, format!("goto {}", n.ext));
+            out.push(((Map::ServiceNodeports, key), format!("goto {}", n.ext)));
         } else {
-            put(Map::NoEndpointNodeports, key, reject.clone());
+            out.push(((Map::NoEndpointNodeports, key), reject()));
         }
-    }
-}
-
-fn all_elements(m: &Model) -> Elements {
-    let mut out = Elements::new();
-    for p in m.services.values() {
-        elements(p, &mut out);
     }
     out
 }
 
-fn cluster_ips(m: &Model) -> BTreeSet<Ipv4Addr> {
-    m.services.values().map(|p| p.cluster_ip).collect()
+/// Every address a port's pools may DNAT to, each one element `ip . ip` of the `hairpin`
+/// set: a packet from a pod to itself after DNAT is masqueraded, or the pod would get a reply
+/// from itself to itself and drop it.
+fn hairpins(p: &ServicePort) -> BTreeSet<Ipv4Addr> {
+    let mut out: BTreeSet<Ipv4Addr> = p.usable(false).iter().map(|e| e.ip).collect();
+    if p.internal_local || p.external_local {
+        out.extend(p.usable(true).iter().map(|e| e.ip));
+    }
+    out
+}
+
+fn hairpin_element(ip: &Ipv4Addr) -> String {
+    format!("{ip} . {ip}")
+}
+
+/// What the service ports contribute to the maps and sets they share, with who claims what,
+/// kept by the proxy between syncs so that a delta costs what changed rather than what exists.
+/// Two ports may claim one map key (the API should not allow it): the first in key order holds
+/// it, so the transaction stays valid. An address stays in `cluster-ips` or `hairpin` while any
+/// port still uses it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Shared {
+    /// Map key to its claimants: port key to the verdict it wants.
+    elements: BTreeMap<(Map, String), BTreeMap<String, String>>,
+    cluster_ips: BTreeMap<Ipv4Addr, usize>,
+    hairpin: BTreeMap<Ipv4Addr, usize>,
+}
+
+/// What one port claims of the shared maps and sets.
+struct Claims {
+    elements: Vec<((Map, String), String)>,
+    cluster_ip: Ipv4Addr,
+    hairpin: BTreeSet<Ipv4Addr>,
+}
+
+impl Claims {
+    fn of(p: &ServicePort) -> Claims {
+        Claims {
+            elements: elements(p),
+            cluster_ip: p.cluster_ip,
+            hairpin: hairpins(p),
+        }
+    }
+}
+
+fn count(counts: &mut BTreeMap<Ipv4Addr, usize>, ip: Ipv4Addr, up: bool) {
+    if up {
+        *counts.entry(ip).or_default() += 1;
+    } else if let Some(n) = counts.get_mut(&ip) {
+        *n -= 1;
+        if *n == 0 {
+            counts.remove(&ip);
+        }
+    }
+}
+
+impl Shared {
+    /// The claims of every port of `model`.
+    pub fn of(model: &Model) -> Shared {
+        let mut s = Shared::default();
+        for p in model.services.values() {
+            s.add(&p.key, &Claims::of(p));
+        }
+        s
+    }
+
+    fn add(&mut self, port: &str, c: &Claims) {
+        for (key, verdict) in &c.elements {
+            let claimants = self.elements.entry(key.clone()).or_default();
+            // A port naming one key twice keeps its first claim.
+            claimants
+                .entry(port.to_string())
+                .or_insert_with(|| verdict.clone());
+        }
+        count(&mut self.cluster_ips, c.cluster_ip, true);
+        for ip in &c.hairpin {
+            count(&mut self.hairpin, *ip, true);
+        }
+    }
+
+    fn remove(&mut self, port: &str, c: &Claims) {
+        for (key, _) in &c.elements {
+            if let Some(claimants) = self.elements.get_mut(key) {
+                claimants.remove(port);
+                if claimants.is_empty() {
+                    self.elements.remove(key);
+                }
+            }
+        }
+        count(&mut self.cluster_ips, c.cluster_ip, false);
+        for ip in &c.hairpin {
+            count(&mut self.hairpin, *ip, false);
+        }
+    }
+
+    /// The verdict the table holds for `key`.
+    fn winner(&self, key: &(Map, String)) -> Option<&String> {
+        self.elements
+            .get(key)
+            .and_then(|c| c.first_key_value())
+            .map(|(_, v)| v)
+    }
 }
 
 /// The fixed part of the table: hooks, maps, and the chains every service shares.
@@ -320,6 +401,7 @@ fn skeleton(params: &Params) -> String {
         let _ = writeln!(t, "  map {} {{\n    type {key} : verdict\n  }}", map.name());
     }
     t.push_str("  set cluster-ips {\n    type ipv4_addr\n  }\n");
+    t.push_str("  set hairpin {\n    type ipv4_addr . ipv4_addr\n  }\n");
     let chain = |t: &mut String, name: &str, head: Option<&str>, rules: &[&str]| {
         let _ = writeln!(t, "  chain {name} {{");
         if let Some(h) = head {
@@ -356,13 +438,14 @@ fn skeleton(params: &Params) -> String {
     );
     let mark = format!("meta mark set meta mark | {MASQ_MARK}");
     chain(&mut t, "mark-for-masquerade", None, &[&mark]);
+    let hairpin = "ct status dnat ip saddr . ip daddr @hairpin jump mark-for-masquerade";
     let unmarked = format!("meta mark & {MASQ_MARK} == 0 return");
     let clear = format!("meta mark set meta mark ^ {MASQ_MARK}");
     chain(
         &mut t,
         "masquerading",
         None,
-        &[&unmarked, &clear, "masquerade fully-random"],
+        &[hairpin, &unmarked, &clear, "masquerade fully-random"],
     );
     // No endpoint: refuse at once rather than let the client time out.
     chain(
@@ -413,23 +496,22 @@ fn skeleton(params: &Params) -> String {
 /// The whole table for `model`, replacing whatever is there in one transaction. The
 /// conntrack entries of established connections keep their translation, so they survive it.
 pub fn full(params: &Params, model: &Model) -> String {
+    full_with(params, model, &Shared::of(model))
+}
+
+/// [`full`], with `shared` already made from `model`.
+pub fn full_with(params: &Params, model: &Model, shared: &Shared) -> String {
     let mut t = format!("table ip {TABLE}\ndelete table ip {TABLE}\ntable ip {TABLE} {{\n");
     t.push_str(&skeleton(params));
     let mut chains = BTreeMap::new();
     let mut sets = BTreeMap::new();
-    let mut maps = BTreeMap::new();
     for p in model.services.values() {
         let o = objects(p, params);
         chains.extend(o.chains);
         sets.extend(o.sets);
-        maps.extend(o.maps);
     }
     for (name, body) in &sets {
         let _ = writeln!(t, "  set {name} {{ {body} }}");
-    }
-    // Declared here, filled below once every chain their elements jump to exists.
-    for name in maps.keys() {
-        let _ = writeln!(t, "  map {name} {{ {RR_MAP_TYPE} }}");
     }
     for (name, rules) in &chains {
         let _ = writeln!(t, "  chain {name} {{");
@@ -439,12 +521,13 @@ pub fn full(params: &Params, model: &Model) -> String {
         t.push_str("  }\n");
     }
     t.push_str("}\n");
-    let elems = all_elements(model);
+    // Elements once every chain they jump to exists.
     for map in Map::ALL {
-        let items: Vec<String> = elems
+        let items: Vec<String> = shared
+            .elements
             .iter()
             .filter(|((m, _), _)| *m == map)
-            .map(|((_, k), v)| format!("{k} : {v}"))
+            .filter_map(|(key, _)| Some(format!("{} : {}", key.1, shared.winner(key)?)))
             .collect();
         if !items.is_empty() {
             let _ = writeln!(
@@ -455,21 +538,34 @@ pub fn full(params: &Params, model: &Model) -> String {
             );
         }
     }
-    for (name, arms) in &maps {
-        let _ = writeln!(t, "add element ip {TABLE} {name} {{ {} }}", arms.join(", "));
-    }
-    let vips: Vec<String> = cluster_ips(model).iter().map(|i| i.to_string()).collect();
-    if !vips.is_empty() {
-        let _ = writeln!(
-            t,
-            "add element ip {TABLE} cluster-ips {{ {} }}",
-            vips.join(", ")
-        );
-    }
+    set_elements(
+        &mut t,
+        "add",
+        "cluster-ips",
+        shared.cluster_ips.keys().map(|i| i.to_string()),
+    );
+    set_elements(
+        &mut t,
+        "add",
+        "hairpin",
+        shared.hairpin.keys().map(hairpin_element),
+    );
     t
 }
 
-/// How one kind of named object (chains, sets, maps) differs between two models: by name,
+/// One `add element` or `delete element` command for all of `items` (none when empty).
+fn set_elements(t: &mut String, verb: &str, set: &str, items: impl Iterator<Item = String>) {
+    let items: Vec<String> = items.collect();
+    if !items.is_empty() {
+        let _ = writeln!(
+            t,
+            "{verb} element ip {TABLE} {set} {{ {} }}",
+            items.join(", ")
+        );
+    }
+}
+
+/// How one kind of named object (chains, sets) differs between two models: by name,
 /// the new ones, the ones whose content changed, and the ones gone.
 struct Diff<V> {
     new: BTreeMap<String, V>,
@@ -509,47 +605,96 @@ impl<V: Clone + PartialEq> Diff<V> {
 }
 
 /// The commands that turn the table for `old` into the table for `new`, touching only the
-/// objects of service ports that changed. Empty when nothing did.
-pub fn delta(params: &Params, old: &Model, new: &Model) -> String {
+/// objects of service ports that changed; `shared` holds the claims of `old` and is brought to
+/// those of `new`. Empty when nothing changed.
+pub fn delta(params: &Params, old: &Model, new: &Model, shared: &mut Shared) -> String {
     let mut chains = Diff::new();
     // A set's name carries everything its declaration says, so sets never change, only come
     // and go.
     let mut sets = Diff::new();
-    // Round-robin maps: new ones are declared, changed ones refilled, gone ones deleted.
-    let mut maps = Diff::new();
-    let keys: BTreeSet<&String> = old.services.keys().chain(new.services.keys()).collect();
-    for key in keys {
+    let changed = new
+        .services
+        .iter()
+        .filter(|(key, p)| old.services.get(*key) != Some(*p))
+        .map(|(key, _)| key)
+        .chain(
+            old.services
+                .keys()
+                .filter(|k| !new.services.contains_key(*k)),
+        );
+    let mut claims = Vec::new();
+    for key in changed {
         let (a, b) = (old.services.get(key), new.services.get(key));
-        if a == b {
-            continue;
-        }
         let before = a.map(|p| objects(p, params)).unwrap_or_default();
         let after = b.map(|p| objects(p, params)).unwrap_or_default();
         chains.add(&before.chains, &after.chains);
         sets.add(&before.sets, &after.sets);
-        maps.add(&before.maps, &after.maps);
+        claims.push((key, a.map(Claims::of), b.map(Claims::of)));
     }
-    let (old_el, new_el) = (all_elements(old), all_elements(new));
-    let (old_ips, new_ips) = (cluster_ips(old), cluster_ips(new));
+    // What the shared maps and sets hold, before and after, wherever a changed port has a
+    // claim.
+    let mut keys = BTreeSet::new();
+    let mut ips = BTreeSet::new();
+    let mut pins = BTreeSet::new();
+    for (_, a, b) in &claims {
+        for c in a.iter().chain(b) {
+            keys.extend(c.elements.iter().map(|(k, _)| k.clone()));
+            ips.insert(c.cluster_ip);
+            pins.extend(&c.hairpin);
+        }
+    }
+    let snapshot = |s: &Shared| {
+        let elements: Vec<Option<String>> = keys.iter().map(|k| s.winner(k).cloned()).collect();
+        let ips: Vec<bool> = ips.iter().map(|i| s.cluster_ips.contains_key(i)).collect();
+        let pins: Vec<bool> = pins.iter().map(|i| s.hairpin.contains_key(i)).collect();
+        (elements, ips, pins)
+    };
+    let before = snapshot(shared);
+    for (key, a, b) in &claims {
+        if let Some(c) = a {
+            shared.remove(key, c);
+        }
+        if let Some(c) = b {
+            shared.add(key, c);
+        }
+    }
+    let after = snapshot(shared);
 
     let mut t = String::new();
     // Elements first: once no map points at a chain, it can be emptied and deleted.
-    for ((map, k), v) in &old_el {
-        if new_el.get(&(*map, k.clone())) != Some(v) {
+    for (i, (map, k)) in keys.iter().enumerate() {
+        if before.0[i].is_some() && before.0[i] != after.0[i] {
             let _ = writeln!(t, "delete element ip {TABLE} {} {{ {k} }}", map.name());
         }
     }
-    for ip in old_ips.difference(&new_ips) {
-        let _ = writeln!(t, "delete element ip {TABLE} cluster-ips {{ {ip} }}");
-    }
+    // Whether address i of a set leaves it (`off`) or joins it (`on`).
+    let off = |i: usize, was: &[bool], is: &[bool]| was[i] && !is[i];
+    let on = |i: usize, was: &[bool], is: &[bool]| !was[i] && is[i];
+    set_elements(
+        &mut t,
+        "delete",
+        "cluster-ips",
+        ips.iter()
+            .enumerate()
+            .filter(|(i, _)| off(*i, &before.1, &after.1))
+            .map(|(_, ip)| ip.to_string()),
+    );
+    set_elements(
+        &mut t,
+        "delete",
+        "hairpin",
+        pins.iter()
+            .enumerate()
+            .filter(|(i, _)| off(*i, &before.2, &after.2))
+            .map(|(_, ip)| hairpin_element(ip)),
+    );
+    // A changed chain is emptied and refilled in the same transaction: no packet sees it
+    // half-written, and its round-robin counters start over.
     for name in chains.gone.iter().chain(chains.changed.keys()) {
         let _ = writeln!(t, "flush chain ip {TABLE} {name}");
     }
     for (name, body) in &sets.new {
         let _ = writeln!(t, "add set ip {TABLE} {name} {{ {body} }}");
-    }
-    for name in maps.new.keys() {
-        let _ = writeln!(t, "add map ip {TABLE} {name} {{ {RR_MAP_TYPE} }}");
     }
     // Every new chain exists before any rule jumps to it.
     for name in chains.new.keys() {
@@ -560,29 +705,31 @@ pub fn delta(params: &Params, old: &Model, new: &Model) -> String {
             let _ = writeln!(t, "add rule ip {TABLE} {name} {r}");
         }
     }
-    // After the chains they jump to exist; a refill is atomic with the rest, so the counter
-    // in the rule keeps turning over the new endpoints.
-    for name in maps.changed.keys() {
-        let _ = writeln!(t, "flush map ip {TABLE} {name}");
-    }
-    for (name, arms) in maps.new.iter().chain(&maps.changed) {
-        let _ = writeln!(t, "add element ip {TABLE} {name} {{ {} }}", arms.join(", "));
-    }
-    for ((map, k), v) in &new_el {
-        if old_el.get(&(*map, k.clone())) != Some(v) {
-            let _ = writeln!(t, "add element ip {TABLE} {} {{ {k} : {v} }}", map.name());
+    for (i, (map, k)) in keys.iter().enumerate() {
+        if let Some(v) = &after.0[i] {
+            if before.0[i].as_ref() != Some(v) {
+                let _ = writeln!(t, "add element ip {TABLE} {} {{ {k} : {v} }}", map.name());
+            }
         }
     }
-    for ip in new_ips.difference(&old_ips) {
-        let _ = writeln!(t, "add element ip {TABLE} cluster-ips {{ {ip} }}");
-    }
-    // A gone map's rule went with its chain's flush; its elements still jump to chains that
-    // go next, so it is emptied first: kernels before 6.4 keep those jumps counted until the
-    // commit and would refuse to delete the chains.
-    for name in &maps.gone {
-        let _ = writeln!(t, "flush map ip {TABLE} {name}");
-        let _ = writeln!(t, "delete map ip {TABLE} {name}");
-    }
+    set_elements(
+        &mut t,
+        "add",
+        "cluster-ips",
+        ips.iter()
+            .enumerate()
+            .filter(|(i, _)| on(*i, &before.1, &after.1))
+            .map(|(_, ip)| ip.to_string()),
+    );
+    set_elements(
+        &mut t,
+        "add",
+        "hairpin",
+        pins.iter()
+            .enumerate()
+            .filter(|(i, _)| on(*i, &before.2, &after.2))
+            .map(|(_, ip)| hairpin_element(ip)),
+    );
     for name in &chains.gone {
         let _ = writeln!(t, "delete chain ip {TABLE} {name}");
     }
@@ -637,6 +784,13 @@ mod tests {
         }
     }
 
+    fn delta_of(old: &Model, new: &Model) -> String {
+        let mut shared = Shared::of(old);
+        let d = delta(&params(), old, new, &mut shared);
+        assert_eq!(shared, Shared::of(new), "the claims follow the delta");
+        d
+    }
+
     fn model(ports: Vec<ServicePort>) -> Model {
         let mut m = Model::default();
         for p in ports {
@@ -657,20 +811,22 @@ mod tests {
             )),
             "{t}"
         );
-        assert!(
-            t.contains(&format!("numgen inc mod 3 vmap @rr-svc-{h}")),
-            "{t}"
-        );
+        // Rule i takes every (3-i)th connection reaching it: an exact rotation.
         assert!(
             t.contains(&format!(
-                "add element ip nanokube-proxy rr-svc-{h} {{ 0 : goto ep-"
+                "chain svc-{h} {{\n    ip saddr != 10.42.0.0/16 jump mark-for-masquerade\n    \
+                 numgen inc mod 3 0 meta l4proto tcp dnat to 10.42.0.1:8080\n    \
+                 numgen inc mod 2 0 meta l4proto tcp dnat to 10.42.0.2:8080\n    \
+                 meta l4proto tcp dnat to 10.42.0.3:8080\n  }}"
             )),
             "{t}"
         );
-        for last in 1..=3 {
-            assert!(t.contains(&format!("meta l4proto tcp dnat to 10.42.0.{last}:8080")));
-            assert!(t.contains(&format!("ip saddr 10.42.0.{last} jump mark-for-masquerade")));
-        }
+        assert!(!t.contains("ep-") && !t.contains(" map rr"), "{t}");
+        assert!(
+            t.contains("add element ip nanokube-proxy hairpin { 10.42.0.1 . 10.42.0.1, 10.42.0.2 . 10.42.0.2, 10.42.0.3 . 10.42.0.3 }"),
+            "{t}"
+        );
+        assert!(t.contains("ct status dnat ip saddr . ip daddr @hairpin jump mark-for-masquerade"));
         assert!(t.contains("ip saddr != 10.42.0.0/16 jump mark-for-masquerade"));
         assert!(t.contains("add element ip nanokube-proxy cluster-ips { 10.43.0.5 }"));
         assert!(t.contains("ip daddr 10.43.0.0/16 drop"));
@@ -701,7 +857,13 @@ mod tests {
             "set aff-{id} {{ type ipv4_addr; flags dynamic,timeout; timeout 300s; }}"
         )));
         assert!(t.contains(&format!("ip saddr @aff-{id} goto ep-{id}")));
-        assert!(t.contains(&format!("update @aff-{id} {{ ip saddr }}")));
+        assert!(t.contains(&format!(
+            "chain ep-{id} {{\n    update @aff-{id} {{ ip saddr }}\n    meta l4proto tcp dnat to 10.42.0.1:8080\n"
+        )));
+        let other = endpoint_id(&p, &p.endpoints[1]);
+        assert!(t.contains(&format!(
+            "    numgen inc mod 2 0 goto ep-{id}\n    goto ep-{other}\n"
+        )));
     }
 
     #[test]
@@ -718,9 +880,10 @@ mod tests {
             "{t}"
         );
         // The local pool holds only ep(2), this node's.
-        let local = endpoint_id(&p, &p.endpoints[1]);
         assert!(
-            t.contains(&format!("chain lo-{h} {{\n    goto ep-{local}\n")),
+            t.contains(&format!(
+                "chain lo-{h} {{\n    meta l4proto tcp dnat to 10.42.0.2:8080\n  }}"
+            )),
             "{t}"
         );
         // Without a local endpoint, outside traffic is dropped, the node's own still served.
@@ -777,79 +940,65 @@ mod tests {
             .map(|i| port(&format!("s{i}"), i as u8 + 1, vec![ep(1), ep(3)]))
             .collect();
         let old = model(ports.clone());
-        assert_eq!(delta(&params(), &old, &old), "");
+        assert_eq!(delta_of(&old, &old), "");
 
-        // One new service: its chains and elements, nothing of the other hundred.
+        // One new service: its chain and elements, nothing of the other hundred.
         ports.push(port("new", 200, vec![ep(5)]));
         let new = model(ports.clone());
-        let d = delta(&params(), &old, &new);
+        let d = delta_of(&old, &new);
         let h = hash(&["default/new:http/tcp"]);
-        assert!(
-            d.contains(&format!("add chain ip nanokube-proxy svc-{h}\n")),
-            "{d}"
-        );
-        assert!(d.contains("10.43.0.200 . tcp . 80"), "{d}");
-        assert!(!d.contains("delete"), "{d}");
         assert_eq!(
-            d.lines().filter(|l| l.contains("add chain")).count(),
-            2,
-            "{d}"
+            d,
+            format!(
+                "add chain ip nanokube-proxy svc-{h}\n\
+                 add rule ip nanokube-proxy svc-{h} ip saddr != 10.42.0.0/16 jump mark-for-masquerade\n\
+                 add rule ip nanokube-proxy svc-{h} meta l4proto tcp dnat to 10.42.0.5:8080\n\
+                 add element ip nanokube-proxy service-ips {{ 10.43.0.200 . tcp . 80 : goto svc-{h} }}\n\
+                 add element ip nanokube-proxy cluster-ips {{ 10.43.0.200 }}\n\
+                 add element ip nanokube-proxy hairpin {{ 10.42.0.5 . 10.42.0.5 }}\n"
+            )
         );
 
-        // One endpoint leaves a service: its chain goes, the service chain is rewritten.
+        // One endpoint leaves a service: its chain is emptied and refilled. The address stays
+        // in the hairpin set, which the other services still need.
         let mut fewer = ports.clone();
         fewer[0].endpoints.remove(1);
-        let d = delta(&params(), &new, &model(fewer.clone()));
-        let gone = endpoint_id(&ports[0], &ports[0].endpoints[1]);
+        let d = delta_of(&new, &model(fewer.clone()));
         let svc = hash(&[&ports[0].key]);
-        assert!(
-            d.contains(&format!("flush chain ip nanokube-proxy ep-{gone}\n")),
-            "{d}"
+        assert_eq!(
+            d,
+            format!(
+                "flush chain ip nanokube-proxy svc-{svc}\n\
+                 add rule ip nanokube-proxy svc-{svc} ip saddr != 10.42.0.0/16 jump mark-for-masquerade\n\
+                 add rule ip nanokube-proxy svc-{svc} meta l4proto tcp dnat to 10.42.0.1:8080\n"
+            )
         );
-        assert!(
-            d.contains(&format!("delete chain ip nanokube-proxy ep-{gone}\n")),
-            "{d}"
-        );
-        assert!(
-            d.contains(&format!("flush chain ip nanokube-proxy svc-{svc}\n")),
-            "{d}"
-        );
-        assert!(
-            !d.contains("numgen"),
-            "one endpoint left: a plain goto\n{d}"
-        );
-        // Its round-robin map goes too, before the endpoint chain its elements jumped to.
-        let map_gone = d
-            .find(&format!("delete map ip nanokube-proxy rr-svc-{svc}\n"))
-            .expect("the round-robin map is deleted");
-        assert!(map_gone < d.find("delete chain").unwrap(), "{d}");
-        assert_eq!(d.lines().count(), 7, "{d}");
 
-        // An endpoint replaced by another: only the map's elements and the endpoint chains
-        // change; the service chain (and its round-robin counter) stays.
+        // An endpoint replaced by an address nobody used: the chain and the hairpin set.
         let mut swapped = ports.clone();
         swapped[1].endpoints[1] = ep(7);
-        let d = delta(&params(), &new, &model(swapped));
+        let d = delta_of(&new, &model(swapped));
         let svc1 = hash(&[&ports[1].key]);
         assert!(
-            !d.contains(&format!("chain ip nanokube-proxy svc-{svc1}")),
+            d.contains(&format!("flush chain ip nanokube-proxy svc-{svc1}\n")),
             "{d}"
         );
         assert!(
-            d.contains(&format!("flush map ip nanokube-proxy rr-svc-{svc1}\n")),
+            d.contains("add element ip nanokube-proxy hairpin { 10.42.0.7 . 10.42.0.7 }"),
             "{d}"
         );
 
         // The last endpoint goes: the element moves to the reject map.
         fewer[0].endpoints.clear();
-        let d = delta(&params(), &model(ports.clone()), &model(fewer));
+        let d = delta_of(&model(ports.clone()), &model(fewer));
         assert!(d.contains("delete element ip nanokube-proxy service-ips { 10.43.0.1 . tcp . 80 }"));
         assert!(d.contains(
             "add element ip nanokube-proxy no-endpoint-services { 10.43.0.1 . tcp . 80 : goto reject-chain }"
         ));
 
         // A service deleted: elements out first, chains emptied, then deleted.
-        let d = delta(&params(), &new, &old);
+        let d = delta_of(&new, &old);
+        assert!(d.contains("delete element ip nanokube-proxy hairpin { 10.42.0.5 . 10.42.0.5 }"));
         let first_delete_chain = d.find("delete chain").unwrap();
         assert!(d.find("delete element").unwrap() < d.find("flush chain").unwrap());
         assert!(d.find("flush chain").unwrap() < first_delete_chain);
