@@ -1223,3 +1223,142 @@ async fn a_crd_with_a_schema_of_thousands_of_lines_is_served_and_validated() {
     let explain = s.ok(&["explain", "bigs.spec.child.child.text3"]);
     assert!(explain.contains("Text field 3."), "{explain}");
 }
+
+/// A CRD with `x-kubernetes-validations` the way operators write them: a cross-field rule, an
+/// immutable field (a transition rule), a per-item rule with a messageExpression, a reason and
+/// a fieldPath.
+const CEL_CRD: &str = r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: scalers.example.nanokube.io
+spec:
+  group: example.nanokube.io
+  scope: Namespaced
+  names: {plural: scalers, kind: Scaler}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            x-kubernetes-validations:
+            - rule: self.minReplicas <= self.maxReplicas
+              message: minReplicas must not exceed maxReplicas
+            - rule: "!has(self.target) || self.target.kind in ['Deployment', 'StatefulSet']"
+              reason: FieldValueForbidden
+              fieldPath: .target.kind
+              message: only Deployments and StatefulSets scale
+            properties:
+              minReplicas: {type: integer}
+              maxReplicas: {type: integer}
+              storageClass:
+                type: string
+                x-kubernetes-validations:
+                - rule: self == oldSelf
+                  message: storageClass is immutable
+              target:
+                type: object
+                properties:
+                  kind: {type: string}
+              windows:
+                type: array
+                items:
+                  type: string
+                  x-kubernetes-validations:
+                  - rule: self.matches('^[0-9]+m$')
+                    messageExpression: "'window ' + self + ' is not in minutes'"
+"#;
+
+fn scaler(name: &str, spec: &str) -> String {
+    format!("apiVersion: example.nanokube.io/v1\nkind: Scaler\nmetadata:\n  name: {name}\n  namespace: default\nspec:\n{spec}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cel_validation_rules_judge_custom_resources() {
+    let s = Server::start();
+    s.apply_ok(CEL_CRD);
+    established(&s, "scalers.example.nanokube.io");
+
+    s.apply_ok(&scaler("ok", "  minReplicas: 1\n  maxReplicas: 3\n  storageClass: fast\n  windows: [5m, 10m]\n  target: {kind: Deployment}\n"));
+
+    // Every failed rule at once, each at its own path and with its own message.
+    let out = apply_stdin(
+        &s,
+        &scaler(
+            "bad",
+            "  minReplicas: 5\n  maxReplicas: 3\n  windows: [5m, 1h]\n  target: {kind: Pod}\n",
+        ),
+        &[],
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    for want in [
+        r#"spec: Invalid value: "object": minReplicas must not exceed maxReplicas"#,
+        "spec.target.kind: Forbidden: only Deployments and StatefulSets scale",
+        r#"spec.windows[1]: Invalid value: "string": window 1h is not in minutes"#,
+    ] {
+        assert!(err.contains(want), "{want:?} in {err}");
+    }
+    s.fails(&["get", "scaler", "bad"]);
+
+    // The transition rule: storageClass may be set on create but never changed.
+    let out = apply_stdin(
+        &s,
+        &scaler(
+            "ok",
+            "  minReplicas: 1\n  maxReplicas: 3\n  storageClass: slow\n",
+        ),
+        &[],
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out)
+            .contains(r#"spec.storageClass: Invalid value: "string": storageClass is immutable"#),
+        "{}",
+        stderr(&out)
+    );
+    s.apply_ok(&scaler(
+        "ok",
+        "  minReplicas: 2\n  maxReplicas: 3\n  storageClass: fast\n",
+    ));
+    assert_eq!(get_json(&s, &["scaler", "ok"])["spec"]["minReplicas"], 2);
+
+    // A wrong type stops the rules from running, as upstream says.
+    let (code, status, _) = post(
+        &s,
+        "/apis/example.nanokube.io/v1/namespaces/default/scalers",
+        &json!({"apiVersion": "example.nanokube.io/v1", "kind": "Scaler",
+            "metadata": {"name": "typed"}, "spec": {"minReplicas": "one", "maxReplicas": 1}}),
+    );
+    assert_eq!(code, 422, "{status}");
+    let message = status["message"].as_str().unwrap();
+    assert!(
+        message.contains("some validation rules were not checked because the object was invalid"),
+        "{message}"
+    );
+
+    // A rule that does not compile keeps the CRD out, with the rule's path.
+    let out = apply_stdin(
+        &s,
+        &CEL_CRD
+            .replace("scalers", "brokens")
+            .replace("kind: Scaler", "kind: Broken")
+            .replace(
+                "self.minReplicas <= self.maxReplicas",
+                "self.minReplicas <=",
+            ),
+        &[],
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("spec.versions[0].schema.openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule: Invalid value: apiextensions.ValidationRule{Rule:\"self.minReplicas <=\"")
+            && err.contains("compilation failed"),
+        "{err}"
+    );
+    s.fails(&["get", "crd", "brokens.example.nanokube.io"]);
+}

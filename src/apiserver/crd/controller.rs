@@ -280,15 +280,6 @@ fn serve(api: &Api, name: &str, crd: &Value, names: &Names, state: &mut State) {
     match api.registry.replace(drop, add) {
         Ok(()) => {
             tracing::info!(crd = name, "serving custom resource");
-            if crd["spec"]
-                .to_string()
-                .contains("\"x-kubernetes-validations\"")
-            {
-                tracing::warn!(
-                    crd = name,
-                    "x-kubernetes-validations (CEL) rules are not evaluated by nanokube"
-                );
-            }
             state.served.insert(
                 name.to_string(),
                 Served {

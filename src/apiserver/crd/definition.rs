@@ -285,11 +285,14 @@ fn check(obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldError>) {
                 &mut found,
             );
             default_errors(s, &format!("{path}.schema.openAPIV3Schema"), errs);
+            super::cel::compile_errors(s, &format!("{path}.schema.openAPIV3Schema"), &mut found);
             for (field, message) in found {
                 let reason = if message.starts_with("Required") {
                     "FieldValueRequired"
                 } else if message.starts_with("Forbidden") {
                     "FieldValueForbidden"
+                } else if message.starts_with("Unsupported") {
+                    "FieldValueNotSupported"
                 } else {
                     "FieldValueInvalid"
                 };

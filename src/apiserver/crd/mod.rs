@@ -11,6 +11,7 @@
 //! `openapi` turns a version's schema into the definition that discovery's OpenAPI documents
 //! publish, `jsonpath` evaluates printer columns. See docs/crds.md.
 
+pub mod cel;
 pub mod controller;
 pub mod default;
 pub mod definition;

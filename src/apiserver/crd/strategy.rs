@@ -3,7 +3,7 @@
 //! deprecation warning). Built by `controller` for every served version.
 
 use super::jsonpath::Path;
-use super::{default, prune, validate};
+use super::{cel, default, prune, validate};
 use crate::apiserver::kinds::Strategy;
 use crate::apiserver::table::{self, Col};
 use crate::apiserver::validation::FieldError;
@@ -109,8 +109,26 @@ impl Strategy for CustomResource {
         default::drop_nulls(&self.schema, obj);
     }
 
-    fn validate(&self, obj: &Value, _old: Option<&Value>, errs: &mut Vec<FieldError>) {
+    fn validate(&self, obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldError>) {
+        let before = errs.len();
         validate::validate(&self.schema, obj, "", errs);
+        // The CEL rules assume the schema's types: upstream runs none of them when a value has
+        // the wrong type or an unsupported one, and says so.
+        let blocking = errs[before..].iter().any(|e| {
+            matches!(
+                e.reason.as_str(),
+                "FieldValueTypeInvalid" | "FieldValueNotSupported"
+            )
+        });
+        if blocking {
+            errs.push(FieldError {
+                reason: "FieldValueInvalid".into(),
+                field: "<nil>".into(),
+                message: "Invalid value: \"null\": some validation rules were not checked because the object was invalid; correct the existing errors to complete validation".into(),
+            });
+        } else {
+            cel::validate(&self.schema, obj, old, "", errs);
+        }
     }
 
     fn columns(&self) -> Vec<Col> {

@@ -1,0 +1,434 @@
+//! `x-kubernetes-validations`: CEL rules on the nodes of a CRD's structural schema, as
+//! apiextensions-apiserver runs them. A rule sees the node's value as `self` (and, on an update,
+//! the old object's value at the same place as `oldSelf`: a transition rule, skipped when there
+//! is no old value to compare with); it must yield `true`. A failed rule becomes a field error at
+//! the node's path (plus the rule's `fieldPath`), with the rule's `message`, the string its
+//! `messageExpression` yields, or `failed rule: <rule>`, typed by its `reason`.
+//!
+//! Rules are compiled once (a cache keyed by their text); a CRD whose rule does not compile is
+//! refused when it is written, with the compiler's message.
+
+use super::schema::{self, child};
+use crate::apiserver::validation::FieldError;
+use cel::objects::{Key, Map};
+use cel::{Context, Env, Program};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// The standard environment with the extension libraries Kubernetes enables (strings, lists).
+fn env() -> &'static Arc<Env> {
+    static ENV: OnceLock<Arc<Env>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Env::stdlib();
+        // Both register under names nothing else uses; failure would be a bug in the crate.
+        let _ = env.add_extension(cel::extensions::strings);
+        let _ = env.add_extension(cel::extensions::lists);
+        Arc::new(env)
+    })
+}
+
+/// The compiled program for `source`, or the compiler's message.
+fn program(source: &str) -> Result<Arc<Program>, String> {
+    static CACHE: OnceLock<Mutex<HashMap<String, Arc<Program>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(p) = cache.lock().expect("cel cache").get(source) {
+        return Ok(p.clone());
+    }
+    let p = Arc::new(env().compile(source).map_err(|e| e.to_string())?);
+    let mut c = cache.lock().expect("cel cache");
+    // Rules come from CRDs, so the set is small; a flood of distinct ones only costs memory
+    // until the cache is cleared.
+    if c.len() > 10_000 {
+        c.clear();
+    }
+    c.insert(source.to_string(), p.clone());
+    Ok(p)
+}
+
+/// A JSON value as CEL sees it: integral numbers are `int` (schema integers), others `double`.
+pub fn to_cel(v: &Value) -> cel::Value {
+    match v {
+        Value::Null => cel::Value::Null,
+        Value::Bool(b) => cel::Value::Bool(*b),
+        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => cel::Value::Int(i),
+            (None, Some(u)) => cel::Value::UInt(u),
+            _ => cel::Value::Float(n.as_f64().unwrap_or(0.0)),
+        },
+        Value::String(s) => cel::Value::String(Arc::new(s.clone())),
+        Value::Array(items) => cel::Value::List(Arc::new(items.iter().map(to_cel).collect())),
+        Value::Object(m) => {
+            let map: HashMap<Key, cel::Value> = m
+                .iter()
+                .map(|(k, v)| (Key::String(Arc::new(k.clone())), to_cel(v)))
+                .collect();
+            cel::Value::Map(Map { map: Arc::new(map) })
+        }
+    }
+}
+
+/// Evaluates `source` with `vars` bound; `Ok(value)` or the evaluation error's text.
+pub fn eval(source: &str, vars: &[(&str, cel::Value)]) -> Result<cel::Value, String> {
+    let p = program(source)?;
+    let mut ctx = Context::with_env(env().clone());
+    for (name, value) in vars {
+        ctx.add_variable_from_value(*name, value.clone());
+    }
+    p.execute(&ctx).map_err(|e| e.to_string())
+}
+
+/// One rule as the schema states it.
+struct Rule<'a> {
+    rule: &'a str,
+    message: &'a str,
+    message_expression: &'a str,
+    reason: &'a str,
+    field_path: &'a str,
+}
+
+fn text<'a>(r: &'a Value, k: &str) -> &'a str {
+    r.get(k).and_then(Value::as_str).unwrap_or("")
+}
+
+fn rules(s: &Value) -> Vec<Rule<'_>> {
+    s.get("x-kubernetes-validations")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|r| Rule {
+            rule: text(r, "rule"),
+            message: text(r, "message"),
+            message_expression: text(r, "messageExpression"),
+            reason: text(r, "reason"),
+            field_path: text(r, "fieldPath"),
+        })
+        .collect()
+}
+
+/// Whether a rule compares with the old value (a transition rule).
+fn uses_old_self(rule: &str) -> bool {
+    program(rule).is_ok_and(|p| p.references().has_variable("oldSelf"))
+}
+
+/// The compile errors of every rule in schema `s` (at `path`), for the CRD's validation:
+/// `(field, message)` pairs.
+pub fn compile_errors(s: &Value, path: &str, out: &mut Vec<(String, String)>) {
+    for (i, r) in rules(s).iter().enumerate() {
+        let rpath = format!("{path}.x-kubernetes-validations[{i}]");
+        if r.rule.trim().is_empty() {
+            out.push((format!("{rpath}.rule"), "Required value".into()));
+            continue;
+        }
+        if let Err(e) = program(r.rule) {
+            out.push((
+                format!("{rpath}.rule"),
+                format!(
+                    "Invalid value: {}: compilation failed: {}",
+                    go_rule(r),
+                    e.trim()
+                ),
+            ));
+        }
+        if !r.message_expression.is_empty() {
+            if let Err(e) = program(r.message_expression) {
+                out.push((
+                    format!("{rpath}.messageExpression"),
+                    format!(
+                        "Invalid value: {:?}: messageExpression compilation failed: {}",
+                        r.message_expression,
+                        e.trim()
+                    ),
+                ));
+            }
+        }
+        if !matches!(
+            r.reason,
+            "" | "FieldValueInvalid"
+                | "FieldValueForbidden"
+                | "FieldValueRequired"
+                | "FieldValueDuplicate"
+        ) {
+            out.push((
+                format!("{rpath}.reason"),
+                format!(
+                    "Unsupported value: {:?}: supported values: \"FieldValueDuplicate\", \"FieldValueForbidden\", \"FieldValueInvalid\", \"FieldValueRequired\"",
+                    r.reason
+                ),
+            ));
+        }
+    }
+    if let Some(props) = schema::properties(s) {
+        for (name, p) in props {
+            compile_errors(p, &format!("{path}.properties[{name}]"), out);
+        }
+    }
+    if let Some(i) = schema::items(s) {
+        compile_errors(i, &format!("{path}.items"), out);
+    }
+    if let Some(a) = schema::additional(s) {
+        compile_errors(a, &format!("{path}.additionalProperties"), out);
+    }
+}
+
+/// The rule as Go prints the struct in upstream's compile error.
+fn go_rule(r: &Rule) -> String {
+    format!(
+        "apiextensions.ValidationRule{{Rule:{:?}, Message:{:?}, MessageExpression:{:?}, Reason:(*apiextensions.FieldValueErrorReason)(nil), FieldPath:{:?}, OptionalOldSelf:(*bool)(nil)}}",
+        r.rule, r.message, r.message_expression, r.field_path
+    )
+}
+
+/// Runs every rule of schema `s` on `value` (at `path`), `old` being the old object's value
+/// at the same place on an update.
+pub fn validate(
+    s: &Value,
+    value: &Value,
+    old: Option<&Value>,
+    path: &str,
+    errs: &mut Vec<FieldError>,
+) {
+    if value.is_null() {
+        return;
+    }
+    let rs = rules(s);
+    if !rs.is_empty() {
+        let this = to_cel(value);
+        let before = old.filter(|o| !o.is_null()).map(to_cel);
+        for r in &rs {
+            if uses_old_self(r.rule) && before.is_none() {
+                continue;
+            }
+            let mut vars = vec![("self", this.clone())];
+            if let Some(b) = &before {
+                vars.push(("oldSelf", b.clone()));
+            }
+            check(s, r, &vars, path, errs);
+        }
+    }
+    match value {
+        Value::Object(m) => {
+            if let Some(props) = schema::properties(s) {
+                for (name, ps) in props {
+                    if let Some(v) = m.get(name) {
+                        let o = old.and_then(|o| o.get(name));
+                        validate(ps, v, o, &child(path, name), errs);
+                    }
+                }
+            } else if let Some(a) = schema::additional(s).filter(|a| a.is_object()) {
+                for (k, v) in m {
+                    let o = old.and_then(|o| o.get(k));
+                    validate(a, v, o, &format!("{path}[{k}]"), errs);
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(is) = schema::items(s) {
+                for (i, v) in items.iter().enumerate() {
+                    let o = old.and_then(|o| correlated(s, v, o));
+                    validate(is, v, o, &format!("{path}[{i}]"), errs);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The old list's item that `item` continues: only map lists correlate, by their keys (an
+/// atomic list's items have no identity across updates, as upstream has it).
+fn correlated<'a>(s: &Value, item: &Value, old: &'a Value) -> Option<&'a Value> {
+    if s.get("x-kubernetes-list-type").and_then(Value::as_str) != Some("map") {
+        return None;
+    }
+    let keys: Vec<&str> = s
+        .get("x-kubernetes-list-map-keys")
+        .and_then(Value::as_array)?
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    old.as_array()?
+        .iter()
+        .find(|o| keys.iter().all(|k| o.get(*k) == item.get(*k)))
+}
+
+/// Evaluates one rule and records its failure.
+fn check(s: &Value, r: &Rule, vars: &[(&str, cel::Value)], path: &str, errs: &mut Vec<FieldError>) {
+    let at = if r.field_path.is_empty() {
+        path.to_string()
+    } else {
+        format!("{path}{}", r.field_path)
+    };
+    let ty = schema::ty(s);
+    let ty = if ty.is_empty() { "object" } else { ty };
+    let detail = match eval(r.rule, vars) {
+        Ok(cel::Value::Bool(true)) => return,
+        Ok(cel::Value::Bool(false)) => message(r, vars),
+        Ok(other) => format!(
+            "rule evaluation error: rule did not evaluate to a bool: {}",
+            other.type_of()
+        ),
+        Err(e) => format!("rule evaluation error: {e}"),
+    };
+    let (reason, message) = match r.reason {
+        "FieldValueForbidden" => ("FieldValueForbidden", format!("Forbidden: {detail}")),
+        "FieldValueRequired" => ("FieldValueRequired", format!("Required value: {detail}")),
+        "FieldValueDuplicate" => ("FieldValueDuplicate", format!("Duplicate value: {ty:?}")),
+        _ => (
+            "FieldValueInvalid",
+            format!("Invalid value: {ty:?}: {detail}"),
+        ),
+    };
+    errs.push(FieldError {
+        reason: reason.into(),
+        field: at,
+        message,
+    });
+}
+
+/// The failed rule's message: its messageExpression's string when that yields a non-empty
+/// one, else its message, else `failed rule: <rule>`.
+fn message(r: &Rule, vars: &[(&str, cel::Value)]) -> String {
+    if !r.message_expression.is_empty() {
+        if let Ok(cel::Value::String(m)) = eval(r.message_expression, vars) {
+            if !m.trim().is_empty() && !m.contains('\n') {
+                return m.to_string();
+            }
+        }
+    }
+    if !r.message.is_empty() {
+        return r.message.to_string();
+    }
+    format!("failed rule: {}", r.rule.trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn errors(s: &Value, v: &Value, old: Option<&Value>) -> Vec<String> {
+        let mut errs = Vec::new();
+        validate(s, v, old, "", &mut errs);
+        errs.into_iter()
+            .map(|e| format!("{}: {}", e.field, e.message))
+            .collect()
+    }
+
+    fn spec_schema(rules: Value) -> Value {
+        json!({"type": "object", "properties": {"spec": {
+            "type": "object",
+            "x-kubernetes-validations": rules,
+            "properties": {
+                "min": {"type": "integer"}, "max": {"type": "integer"},
+                "name": {"type": "string", "x-kubernetes-validations": [
+                    {"rule": "self == oldSelf", "message": "name is immutable"}]},
+                "tags": {"type": "array", "items": {"type": "string",
+                    "x-kubernetes-validations": [{"rule": "self.startsWith('t-')"}]}}
+            }
+        }}})
+    }
+
+    #[test]
+    fn a_false_rule_is_an_error_at_its_node_with_its_message() {
+        let s = spec_schema(json!([
+            {"rule": "self.min <= self.max", "message": "min must not exceed max"},
+            {"rule": "!has(self.tags) || size(self.tags) <= 2"}
+        ]));
+        let ok = json!({"spec": {"min": 1, "max": 2}});
+        assert!(errors(&s, &ok, None).is_empty());
+        let bad = json!({"spec": {"min": 3, "max": 2, "tags": ["t-a", "b", "t-c"]}});
+        assert_eq!(
+            errors(&s, &bad, None),
+            [
+                "spec: Invalid value: \"object\": min must not exceed max",
+                "spec: Invalid value: \"object\": failed rule: !has(self.tags) || size(self.tags) <= 2",
+                "spec.tags[1]: Invalid value: \"string\": failed rule: self.startsWith('t-')",
+            ]
+        );
+    }
+
+    #[test]
+    fn transition_rules_compare_with_the_old_value_only_on_update() {
+        let s = spec_schema(json!([]));
+        let v = json!({"spec": {"name": "b"}});
+        assert!(errors(&s, &v, None).is_empty(), "a create has no oldSelf");
+        let old = json!({"spec": {"name": "a"}});
+        assert_eq!(
+            errors(&s, &v, Some(&old)),
+            ["spec.name: Invalid value: \"string\": name is immutable"]
+        );
+        assert!(errors(&s, &old, Some(&old)).is_empty());
+    }
+
+    #[test]
+    fn reasons_field_paths_and_message_expressions() {
+        let s = spec_schema(json!([{
+            "rule": "self.max < 10",
+            "messageExpression": "'max is ' + string(self.max) + ', above 9'",
+            "reason": "FieldValueForbidden",
+            "fieldPath": ".max"
+        }]));
+        assert_eq!(
+            errors(&s, &json!({"spec": {"max": 12}}), None),
+            ["spec.max: Forbidden: max is 12, above 9"]
+        );
+        // A rule that cannot be evaluated (no such field) says so.
+        let s = spec_schema(json!([{"rule": "self.min > 0"}]));
+        let e = errors(&s, &json!({"spec": {"max": 1}}), None);
+        assert!(
+            e[0].starts_with("spec: Invalid value: \"object\": rule evaluation error: "),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn map_lists_correlate_items_by_key_for_transition_rules() {
+        let s = json!({"type": "array", "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["name"],
+            "items": {"type": "object", "properties": {"name": {"type": "string"}, "size": {"type": "integer"}},
+                "x-kubernetes-validations": [{"rule": "self.size >= oldSelf.size", "message": "may not shrink"}]}});
+        let old = json!([{"name": "a", "size": 2}, {"name": "b", "size": 5}]);
+        let new =
+            json!([{"name": "b", "size": 4}, {"name": "a", "size": 3}, {"name": "c", "size": 1}]);
+        assert_eq!(
+            errors(&s, &new, Some(&old)),
+            ["[0]: Invalid value: \"object\": may not shrink"]
+        );
+    }
+
+    #[test]
+    fn rules_that_do_not_compile_are_reported_with_their_path() {
+        let s = spec_schema(json!([{"rule": "self.min <"}, {"rule": "true", "reason": "Nope"}]));
+        let mut out = Vec::new();
+        compile_errors(&s, "spec.versions[0].schema.openAPIV3Schema", &mut out);
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert_eq!(
+            out[0].0,
+            "spec.versions[0].schema.openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule"
+        );
+        assert!(
+            out[0]
+                .1
+                .starts_with("Invalid value: apiextensions.ValidationRule{Rule:\"self.min <\"")
+                && out[0].1.contains("compilation failed: "),
+            "{out:?}"
+        );
+        assert!(
+            out[1].0.ends_with("x-kubernetes-validations[1].reason"),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn the_kubernetes_libraries_are_there() {
+        for rule in [
+            "'Ab'.lowerAscii() == 'ab'",
+            "'a,b'.split(',').size() == 2",
+            "[3, 1, 2].sort() == [1, 2, 3]",
+            "'abc'.matches('^a.c$')",
+            "[1, 2].all(x, x > 0) && [1, 2].exists_one(x, x == 2)",
+        ] {
+            assert_eq!(eval(rule, &[]), Ok(cel::Value::Bool(true)), "{rule}");
+        }
+    }
+}
