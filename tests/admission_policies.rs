@@ -276,3 +276,180 @@ spec:
         "{err}"
     );
 }
+
+const REPLICA_POLICY: &str = r#"apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata:
+  name: max-replicas
+spec:
+  paramKind: {apiVersion: v1, kind: ConfigMap}
+  matchConstraints:
+    resourceRules:
+    - apiGroups: [apps]
+      apiVersions: [v1]
+      operations: [CREATE, UPDATE]
+      resources: [deployments]
+  matchConditions:
+  - name: not-exempt
+    expression: "!has(object.metadata.labels) || !('exempt' in object.metadata.labels)"
+  variables:
+  - name: replicas
+    expression: object.spec.replicas
+  validations:
+  - expression: variables.replicas <= int(params.data.maxReplicas)
+    messageExpression: "'replicas ' + string(variables.replicas) + ' is above ' + params.data.maxReplicas"
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata:
+  name: max-replicas-prod
+spec:
+  policyName: max-replicas
+  validationActions: [Deny]
+  paramRef:
+    name: limits
+    parameterNotFoundAction: Deny
+  matchResources:
+    namespaceSelector:
+      matchLabels: {env: prod}
+    resourceRules:
+    - apiGroups: [apps]
+      apiVersions: [v1]
+      operations: [CREATE, UPDATE]
+      resources: [deployments]
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata:
+  name: web-names
+spec:
+  matchConstraints:
+    resourceRules:
+    - apiGroups: [""]
+      apiVersions: [v1]
+      operations: [CREATE]
+      resources: [configmaps]
+  validations:
+  - expression: object.metadata.name.startsWith('web') || request.namespace != 'dev'
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata:
+  name: web-names-warn
+spec:
+  policyName: web-names
+  validationActions: [Warn, Audit]
+"#;
+
+#[test]
+fn validating_admission_policies_deny_and_warn_with_params_variables_and_conditions() {
+    let s = Server::start();
+    for ns in ["prod", "prod2", "dev"] {
+        s.namespace(ns);
+    }
+    s.ok(&["label", "namespace", "prod", "prod2", "env=prod"]);
+    s.ok(&[
+        "create",
+        "configmap",
+        "limits",
+        "-n",
+        "prod",
+        "--from-literal=maxReplicas=3",
+    ]);
+    s.apply_ok(REPLICA_POLICY);
+    let stderr = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).to_string();
+
+    // Above the limit in a bound namespace: refused, with the messageExpression's words.
+    let deploy = |ns: &str, name: &str, replicas: &str| {
+        s.kubectl(&[
+            "create",
+            "deployment",
+            name,
+            "--image=nanokube/busybox:latest",
+            "--replicas",
+            replicas,
+            "-n",
+            ns,
+        ])
+    };
+    // The policy reaches the plugin through a watch: the first refusal may take a moment.
+    let mut out = deploy("prod", "big", "5");
+    for _ in 0..50 {
+        if !out.status.success() {
+            break;
+        }
+        s.ok(&["delete", "deployment", "big", "-n", "prod"]);
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        out = deploy("prod", "big", "5");
+    }
+    assert!(!out.status.success(), "a deployment of 5 was let into prod");
+    assert!(
+        stderr(&out).contains("ValidatingAdmissionPolicy 'max-replicas' with binding 'max-replicas-prod' denied request: replicas 5 is above 3"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(deploy("prod", "small", "2").status.success());
+    // Raising it past the limit is an update the policy refuses too. (`kubectl scale` writes
+    // deployments/scale, which a rule naming `deployments` does not match, as upstream.)
+    let out = s.kubectl(&[
+        "patch",
+        "deployment",
+        "small",
+        "-n",
+        "prod",
+        "-p",
+        r#"{"spec":{"replicas":9}}"#,
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("replicas 9 is above 3"),
+        "{}",
+        stderr(&out)
+    );
+    // Not bound outside prod; not applied to what the match condition exempts.
+    assert!(deploy("dev", "big", "5").status.success());
+    let exempt = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: exempt\n  namespace: prod\n  labels: {exempt: \"yes\"}\nspec:\n  replicas: 7\n  selector: {matchLabels: {app: x}}\n  template:\n    metadata: {labels: {app: x}}\n    spec: {containers: [{name: c, image: nanokube/busybox:latest}]}\n";
+    s.apply_ok(exempt);
+    // No params object where the binding looks for it: Deny, as parameterNotFoundAction says.
+    let out = deploy("prod2", "any", "1");
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out)
+            .contains("no params found for policy binding with `Deny` parameterNotFoundAction"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Warn: the request goes through and kubectl prints the warning.
+    let out = s.kubectl(&["create", "configmap", "other", "-n", "dev"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Warning: Validation failed for ValidatingAdmissionPolicy 'web-names' with binding 'web-names-warn': failed expression: object.metadata.name.startsWith('web') || request.namespace != 'dev'"),
+        "{}",
+        stderr(&out)
+    );
+    let out = s.kubectl(&["create", "configmap", "web-a", "-n", "dev"]);
+    assert!(
+        out.status.success() && !stderr(&out).contains("Warning"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Policies and bindings that could never run are refused when written.
+    let out = s.apply("apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingAdmissionPolicy\nmetadata:\n  name: broken\nspec:\n  matchConstraints:\n    resourceRules: [{apiGroups: [\"\"], apiVersions: [v1], operations: [CREATE], resources: [pods]}]\n  validations:\n  - expression: object.spec ==\n", &[]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(
+            "spec.validations[0].expression: Invalid value: \"object.spec ==\": compilation failed"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    let out = s.apply("apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingAdmissionPolicyBinding\nmetadata:\n  name: loud\nspec:\n  policyName: web-names\n  validationActions: [Deny, Warn]\n", &[]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("must not contain both Deny and Warn"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -17,6 +17,7 @@ pub mod rbac_escalation;
 pub mod recorder;
 pub mod resource_quota;
 pub mod service_account;
+pub mod validating_admission_policy;
 pub mod watched;
 pub mod webhook;
 pub mod webhook_client;
@@ -148,6 +149,7 @@ impl Chain {
                 Arc::new(priority::Priority::default()),
                 Arc::new(pod_security::PodSecurity),
                 Arc::new(webhook::MutatingAdmissionWebhook::default()),
+                Arc::new(validating_admission_policy::ValidatingAdmissionPolicy::default()),
                 Arc::new(webhook::ValidatingAdmissionWebhook::default()),
                 Arc::new(resource_quota::ResourceQuota::default()),
                 Arc::new(rbac_escalation::RbacEscalation),

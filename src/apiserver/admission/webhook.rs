@@ -77,7 +77,7 @@ fn resource_matches(entry: &str, plural: &str, sub: &str) -> bool {
     }
 }
 
-fn rule_matches(rule: &Value, a: &Attributes) -> bool {
+pub(crate) fn rule_matches(rule: &Value, a: &Attributes) -> bool {
     let resources = rule["resources"].as_array().into_iter().flatten();
     let scope_ok = match rule["scope"].as_str().unwrap_or("*") {
         "Cluster" => !a.resource.namespaced,
@@ -139,20 +139,31 @@ async fn hook_matches(api: &Api, h: &Hook, a: &Attributes) -> Result<bool, ApiEr
     if !h.rules.iter().any(|r| rule_matches(r, a)) {
         return Ok(false);
     }
-    if !is_empty_selector(&h.object_selector) {
+    selectors_match(api, &h.namespace_selector, &h.object_selector, a).await
+}
+
+/// Whether the request's object (or old object) matches `object_selector` and its namespace
+/// `namespace_selector`, as upstream's webhook and policy matchers decide it.
+pub(crate) async fn selectors_match(
+    api: &Api,
+    namespace_selector: &Value,
+    object_selector: &Value,
+    a: &Attributes,
+) -> Result<bool, ApiError> {
+    if !is_empty_selector(object_selector) {
         let labels = |o: &Option<Value>| {
             o.as_ref()
                 .map(|o| o["metadata"]["labels"].clone())
                 .unwrap_or(Value::Null)
         };
-        let new = a.object.is_some() && selector_matches(&h.object_selector, &labels(&a.object));
+        let new = a.object.is_some() && selector_matches(object_selector, &labels(&a.object));
         let old =
-            a.old_object.is_some() && selector_matches(&h.object_selector, &labels(&a.old_object));
+            a.old_object.is_some() && selector_matches(object_selector, &labels(&a.old_object));
         if !new && !old {
             return Ok(false);
         }
     }
-    if !is_empty_selector(&h.namespace_selector) {
+    if !is_empty_selector(namespace_selector) {
         let is_namespace = a.resource.group.is_empty() && a.resource.plural == "namespaces";
         let labels = if is_namespace {
             a.object
@@ -163,19 +174,24 @@ async fn hook_matches(api: &Api, h: &Hook, a: &Attributes) -> Result<bool, ApiEr
             // Cluster-scoped objects are not in any namespace: the selector does not apply.
             return Ok(true);
         } else {
-            let info = api
-                .registry
-                .lookup("", "v1", "namespaces")
-                .expect("namespaces are registered");
-            api.get_object(&info, None, &a.namespace)
+            namespace_object(api, &a.namespace)
                 .await?
-                .map(|(ns, _)| ns["metadata"]["labels"].clone())
+                .map(|ns| ns["metadata"]["labels"].clone())
         };
-        if !selector_matches(&h.namespace_selector, &labels.unwrap_or(Value::Null)) {
+        if !selector_matches(namespace_selector, &labels.unwrap_or(Value::Null)) {
             return Ok(false);
         }
     }
     Ok(true)
+}
+
+/// The Namespace object named `name`, if it exists.
+pub(crate) async fn namespace_object(api: &Api, name: &str) -> Result<Option<Value>, ApiError> {
+    let info = api
+        .registry
+        .lookup("", "v1", "namespaces")
+        .expect("namespaces are registered");
+    Ok(api.get_object(&info, None, name).await?.map(|(ns, _)| ns))
 }
 
 fn review(a: &Attributes, uid: &str) -> Value {
@@ -377,7 +393,7 @@ async fn mutate(api: &Api, h: &Hook, a: &mut Attributes) -> Result<(), ApiError>
 }
 
 /// Webhook configurations are never sent to webhooks: a broken webhook could not be removed.
-fn exempt(a: &Attributes) -> bool {
+pub(crate) fn exempt(a: &Attributes) -> bool {
     a.resource.group == "admissionregistration.k8s.io"
 }
 

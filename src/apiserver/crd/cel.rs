@@ -46,6 +46,11 @@ fn program(source: &str) -> Result<Arc<Program>, String> {
     Ok(p)
 }
 
+/// Whether `source` compiles; the compiler's message if not.
+pub fn compile(source: &str) -> Result<(), String> {
+    program(source).map(|_| ())
+}
+
 /// A JSON value as CEL sees it: integral numbers are `int` (schema integers), others `double`.
 pub fn to_cel(v: &Value) -> cel::Value {
     match v {

@@ -37,6 +37,7 @@ mod service;
 mod service_account;
 mod stateful_set;
 mod storage_class;
+mod validating_admission_policy;
 mod volume_attachment;
 mod webhook_configuration;
 
@@ -335,6 +336,8 @@ pub fn builtin() -> Vec<ResourceInfo> {
         // admissionregistration.k8s.io/v1
         webhook_configuration::mutating(),
         webhook_configuration::validating(),
+        validating_admission_policy::policy(),
+        validating_admission_policy::binding(),
         // apiextensions.k8s.io/v1: the kinds defined at run time
         super::crd::definition::info(),
     ]
