@@ -388,6 +388,11 @@ fn validating_admission_policies_deny_and_warn_with_params_variables_and_conditi
         "{}",
         stderr(&out)
     );
+    assert!(
+        stderr(&out).contains("\"big\" is invalid: : ValidatingAdmissionPolicy"),
+        "a 422 with a field-less cause: {}",
+        stderr(&out)
+    );
     assert!(deploy("prod", "small", "2").status.success());
     // Raising it past the limit is an update the policy refuses too. (`kubectl scale` writes
     // deployments/scale, which a rule naming `deployments` does not match, as upstream.)

@@ -43,9 +43,18 @@ impl Default for ValidatingAdmissionPolicy {
 }
 
 /// Whether a MatchResources (a policy's constraints or a binding's narrowing) takes the request.
-async fn resources_match(api: &Api, m: &Value, a: &Attributes) -> Result<bool, ApiError> {
+/// A binding's matchResources with no resourceRules narrows only by its selectors and
+/// exclusions (`all_if_unruled`); a policy's matchConstraints must name its resources.
+async fn resources_match(
+    api: &Api,
+    m: &Value,
+    a: &Attributes,
+    all_if_unruled: bool,
+) -> Result<bool, ApiError> {
     let rules = |k: &str| m[k].as_array().cloned().unwrap_or_default();
-    if !rules("resourceRules").iter().any(|r| rule_matches(r, a)) {
+    let included = rules("resourceRules");
+    let ruled = !(all_if_unruled && included.is_empty());
+    if ruled && !included.iter().any(|r| rule_matches(r, a)) {
         return Ok(false);
     }
     if rules("excludeResourceRules")
@@ -193,29 +202,33 @@ async fn judge(
     for v in spec["variables"].as_array().into_iter().flatten() {
         let name = v["name"].as_str().unwrap_or("");
         let expr = v["expression"].as_str().unwrap_or("");
-        let value = eval(expr, &with_variables(&vars, &variables))
-            .map_err(|e| format!("variable '{name}' resulted in error: {e}"))?;
-        variables.insert(cel::objects::Key::String(Arc::new(name.to_string())), value);
+        // Upstream evaluates a variable only when an expression reads it: one that fails is
+        // left out here, so only an expression that uses it fails (with no such key).
+        if let Ok(value) = eval(expr, &with_variables(&vars, &variables)) {
+            variables.insert(cel::objects::Key::String(Arc::new(name.to_string())), value);
+        }
     }
     let all = with_variables(&vars, &variables);
+    // Any false condition skips the policy; errors count only when none is false.
+    let mut condition_error = None;
     for c in spec["matchConditions"].as_array().into_iter().flatten() {
-        let expr = c["expression"].as_str().unwrap_or("");
-        match eval(expr, &all) {
+        let name = c["name"].as_str().unwrap_or("");
+        match eval(c["expression"].as_str().unwrap_or(""), &all) {
             Ok(cel::Value::Bool(true)) => {}
             Ok(cel::Value::Bool(false)) => return Ok(Verdict::Pass),
             Ok(_) => {
-                return Err(format!(
-                    "matchCondition '{}' did not evaluate to a bool",
-                    c["name"].as_str().unwrap_or("")
-                ))
+                condition_error.get_or_insert(format!(
+                    "matchCondition '{name}' did not evaluate to a bool"
+                ));
             }
             Err(e) => {
-                return Err(format!(
-                    "matchCondition '{}' resulted in error: {e}",
-                    c["name"].as_str().unwrap_or("")
-                ))
+                condition_error
+                    .get_or_insert(format!("matchCondition '{name}' resulted in error: {e}"));
             }
         }
+    }
+    if let Some(e) = condition_error {
+        return Err(e);
     }
     for v in spec["validations"].as_array().into_iter().flatten() {
         let expr = v["expression"].as_str().unwrap_or("");
@@ -251,6 +264,37 @@ async fn judge(
     Ok(Verdict::Pass)
 }
 
+/// The refusal as upstream shapes it: for the Invalid reason a 422 Status naming the object
+/// with one cause without a field (kubectl prints `The deployments "x" is invalid: : ...`),
+/// else the reason's code.
+fn refusal(a: &Attributes, message: &str, code: u16, reason: &str) -> ApiError {
+    if code != 422 {
+        return ApiError::Denied {
+            code,
+            reason: reason.to_string(),
+            message: message.to_string(),
+        };
+    }
+    let what = if a.resource.group.is_empty() {
+        a.resource.plural.clone()
+    } else {
+        format!("{}.{}", a.resource.plural, a.resource.group)
+    };
+    ApiError::Invalid {
+        message: format!("{what} \"{}\" is invalid: : {message}", a.name),
+        target: crate::apiserver::status::Target {
+            group: a.resource.group.clone(),
+            kind: a.resource.plural.clone(),
+            name: a.name.clone(),
+        },
+        causes: vec![crate::apiserver::status::Cause {
+            reason: "FieldValueInvalid".into(),
+            message: message.to_string(),
+            field: String::new(),
+        }],
+    }
+}
+
 impl Plugin for ValidatingAdmissionPolicy {
     fn name(&self) -> &'static str {
         "ValidatingAdmissionPolicy"
@@ -271,16 +315,11 @@ impl Plugin for ValidatingAdmissionPolicy {
                 let Some(policy) = policies.get(pname) else {
                     continue;
                 };
-                if !resources_match(api, &policy["spec"]["matchConstraints"], a).await? {
+                if !resources_match(api, &policy["spec"]["matchConstraints"], a, false).await? {
                     continue;
                 }
                 let narrowing = &binding["spec"]["matchResources"];
-                if narrowing.is_object()
-                    && narrowing["resourceRules"]
-                        .as_array()
-                        .is_some_and(|r| !r.is_empty())
-                    && !resources_match(api, narrowing, a).await?
-                {
+                if narrowing.is_object() && !resources_match(api, narrowing, a, true).await? {
                     continue;
                 }
                 let actions: Vec<&str> = binding["spec"]["validationActions"]
@@ -303,7 +342,8 @@ impl Plugin for ValidatingAdmissionPolicy {
                         tracing::warn!(policy = pname, binding = bname, error = %why, "policy ignored");
                         continue;
                     }
-                    Err(why) => (why, 403, "Forbidden".to_string()),
+                    // A policy that cannot be evaluated refuses whatever the binding's actions.
+                    Err(why) => return Err(refusal(a, &format!("{head}: {why}"), 422, "Invalid")),
                 };
                 if actions.contains(&"Warn") {
                     recorder::warn(format!(
@@ -319,11 +359,7 @@ impl Plugin for ValidatingAdmissionPolicy {
                     );
                 }
                 if actions.contains(&"Deny") {
-                    return Err(ApiError::Denied {
-                        code,
-                        reason,
-                        message: format!("{head}: {message}"),
-                    });
+                    return Err(refusal(a, &format!("{head}: {message}"), code, &reason));
                 }
             }
             Ok(())

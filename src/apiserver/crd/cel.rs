@@ -73,6 +73,37 @@ pub fn to_cel(v: &Value) -> cel::Value {
     }
 }
 
+/// A value of schema `s` as CEL sees it: like [`to_cel`], but a whole number in a `number`
+/// field is a double, as the schema types it.
+fn typed(s: &Value, v: &Value) -> cel::Value {
+    match v {
+        Value::Number(n) if schema::ty(s) == "number" => {
+            cel::Value::Float(n.as_f64().unwrap_or(0.0))
+        }
+        Value::Array(items) => match schema::items(s) {
+            Some(is) => cel::Value::List(Arc::new(items.iter().map(|i| typed(is, i)).collect())),
+            None => to_cel(v),
+        },
+        Value::Object(m) => {
+            let props = schema::properties(s);
+            let extra = schema::additional(s).filter(|a| a.is_object());
+            let map: HashMap<Key, cel::Value> = m
+                .iter()
+                .map(|(k, v)| {
+                    let sub = props.and_then(|p| p.get(k)).or(extra);
+                    let cv = match sub {
+                        Some(ss) => typed(ss, v),
+                        None => to_cel(v),
+                    };
+                    (Key::String(Arc::new(k.clone())), cv)
+                })
+                .collect();
+            cel::Value::Map(Map { map: Arc::new(map) })
+        }
+        _ => to_cel(v),
+    }
+}
+
 /// Evaluates `source` with `vars` bound; `Ok(value)` or the evaluation error's text.
 pub fn eval(source: &str, vars: &[(&str, cel::Value)]) -> Result<cel::Value, String> {
     let p = program(source)?;
@@ -198,8 +229,8 @@ pub fn validate(
     }
     let rs = rules(s);
     if !rs.is_empty() {
-        let this = to_cel(value);
-        let before = old.filter(|o| !o.is_null()).map(to_cel);
+        let this = typed(s, value);
+        let before = old.filter(|o| !o.is_null()).map(|o| typed(s, o));
         for r in &rs {
             if uses_old_self(r.rule) && before.is_none() {
                 continue;
@@ -258,21 +289,26 @@ fn correlated<'a>(s: &Value, item: &Value, old: &'a Value) -> Option<&'a Value> 
 
 /// Evaluates one rule and records its failure.
 fn check(s: &Value, r: &Rule, vars: &[(&str, cel::Value)], path: &str, errs: &mut Vec<FieldError>) {
-    let at = if r.field_path.is_empty() {
-        path.to_string()
-    } else {
-        format!("{path}{}", r.field_path)
-    };
     let ty = schema::ty(s);
     let ty = if ty.is_empty() { "object" } else { ty };
     let detail = match eval(r.rule, vars) {
         Ok(cel::Value::Bool(true)) => return,
         Ok(cel::Value::Bool(false)) => message(r, vars),
-        Ok(other) => format!(
-            "rule evaluation error: rule did not evaluate to a bool: {}",
-            other.type_of()
-        ),
-        Err(e) => format!("rule evaluation error: {e}"),
+        Ok(other) => {
+            return errs.push(evaluation_error(
+                path,
+                ty,
+                &format!("rule did not evaluate to a bool: {}", other.type_of()),
+            ))
+        }
+        // An evaluation error is Invalid at the node itself, whatever reason and fieldPath
+        // the rule gives for its failure.
+        Err(e) => return errs.push(evaluation_error(path, ty, &e)),
+    };
+    let at = match (path, r.field_path) {
+        (p, "") => p.to_string(),
+        ("", f) => f.trim_start_matches('.').to_string(),
+        (p, f) => format!("{p}{f}"),
     };
     let (reason, message) = match r.reason {
         "FieldValueForbidden" => ("FieldValueForbidden", format!("Forbidden: {detail}")),
@@ -288,6 +324,14 @@ fn check(s: &Value, r: &Rule, vars: &[(&str, cel::Value)], path: &str, errs: &mu
         field: at,
         message,
     });
+}
+
+fn evaluation_error(path: &str, ty: &str, why: &str) -> FieldError {
+    FieldError {
+        reason: "FieldValueInvalid".into(),
+        field: path.to_string(),
+        message: format!("Invalid value: {ty:?}: rule evaluation error: {why}"),
+    }
 }
 
 /// The failed rule's message: its messageExpression's string when that yields a non-empty
@@ -422,6 +466,14 @@ mod tests {
             out[1].0.ends_with("x-kubernetes-validations[1].reason"),
             "{out:?}"
         );
+    }
+
+    #[test]
+    fn whole_numbers_in_number_fields_are_doubles() {
+        let s = json!({"type": "object", "properties": {"ratio": {"type": "number"}},
+            "x-kubernetes-validations": [{"rule": "self.ratio * 2.0 <= 4.0"}]});
+        assert!(errors(&s, &json!({"ratio": 2}), None).is_empty());
+        assert_eq!(errors(&s, &json!({"ratio": 3}), None).len(), 1);
     }
 
     #[test]

@@ -112,12 +112,16 @@ impl Strategy for CustomResource {
     fn validate(&self, obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldError>) {
         let before = errs.len();
         validate::validate(&self.schema, obj, "", errs);
-        // The CEL rules assume the schema's types: upstream runs none of them when a value has
-        // the wrong type or an unsupported one, and says so.
+        // The CEL rules assume the schema holds: upstream runs none of them when a value has the
+        // wrong type, an unsupported value, a missing required field or too much, and says so.
         let blocking = errs[before..].iter().any(|e| {
             matches!(
                 e.reason.as_str(),
-                "FieldValueTypeInvalid" | "FieldValueNotSupported"
+                "FieldValueTypeInvalid"
+                    | "FieldValueNotSupported"
+                    | "FieldValueRequired"
+                    | "FieldValueTooLong"
+                    | "FieldValueTooMany"
             )
         });
         if blocking {
