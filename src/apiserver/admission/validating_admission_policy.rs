@@ -163,6 +163,7 @@ async fn judge(
     policy: &Value,
     binding: &Value,
     a: &Attributes,
+    ns: Option<&Value>,
 ) -> Result<Verdict, String> {
     let spec = &policy["spec"];
     let mut vars: Vec<(&str, cel::Value)> = vec![
@@ -173,15 +174,7 @@ async fn judge(
         ),
         ("request", to_cel(&request(a))),
     ];
-    let ns = if a.namespace.is_empty() {
-        None
-    } else {
-        namespace_object(api, &a.namespace).await.ok().flatten()
-    };
-    vars.push((
-        "namespaceObject",
-        to_cel(ns.as_ref().unwrap_or(&Value::Null)),
-    ));
+    vars.push(("namespaceObject", to_cel(ns.unwrap_or(&Value::Null))));
     let p = params(api, policy, binding, a).await?;
     vars.push(("params", to_cel(p.as_ref().unwrap_or(&Value::Null))));
     // Variables in order, each seeing the ones before it.
@@ -310,6 +303,9 @@ impl Plugin for ValidatingAdmissionPolicy {
                 return Ok(());
             }
             let policies = self.policies.get(api).await?;
+            // The request's Namespace (`namespaceObject`), read once, when a first policy
+            // matches.
+            let mut namespace: Option<Option<Value>> = None;
             for (bname, binding) in bindings.iter() {
                 let pname = binding["spec"]["policyName"].as_str().unwrap_or("");
                 let Some(policy) = policies.get(pname) else {
@@ -331,7 +327,15 @@ impl Plugin for ValidatingAdmissionPolicy {
                 let head = format!(
                     "ValidatingAdmissionPolicy '{pname}' with binding '{bname}' denied request"
                 );
-                let (message, code, reason) = match judge(api, policy, binding, a).await {
+                if namespace.is_none() {
+                    namespace = Some(if a.namespace.is_empty() {
+                        None
+                    } else {
+                        namespace_object(api, &a.namespace).await.ok().flatten()
+                    });
+                }
+                let ns = namespace.as_ref().and_then(Option::as_ref);
+                let (message, code, reason) = match judge(api, policy, binding, a, ns).await {
                     Ok(Verdict::Pass) => continue,
                     Ok(Verdict::Fail {
                         message,

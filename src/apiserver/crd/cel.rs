@@ -51,56 +51,43 @@ pub fn compile(source: &str) -> Result<(), String> {
     program(source).map(|_| ())
 }
 
-/// A JSON value as CEL sees it: integral numbers are `int` (schema integers), others `double`.
+/// A JSON value as CEL sees it: integral numbers are `int`, others `double`.
 pub fn to_cel(v: &Value) -> cel::Value {
-    match v {
-        Value::Null => cel::Value::Null,
-        Value::Bool(b) => cel::Value::Bool(*b),
-        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
-            (Some(i), _) => cel::Value::Int(i),
-            (None, Some(u)) => cel::Value::UInt(u),
-            _ => cel::Value::Float(n.as_f64().unwrap_or(0.0)),
-        },
-        Value::String(s) => cel::Value::String(Arc::new(s.clone())),
-        Value::Array(items) => cel::Value::List(Arc::new(items.iter().map(to_cel).collect())),
-        Value::Object(m) => {
-            let map: HashMap<Key, cel::Value> = m
-                .iter()
-                .map(|(k, v)| (Key::String(Arc::new(k.clone())), to_cel(v)))
-                .collect();
-            cel::Value::Map(Map { map: Arc::new(map) })
-        }
-    }
+    typed(&Value::Null, v)
 }
 
 /// A value of schema `s` as CEL sees it: like [`to_cel`], but a whole number in a `number`
 /// field is a double, as the schema types it.
 fn typed(s: &Value, v: &Value) -> cel::Value {
+    const UNTYPED: &Value = &Value::Null;
     match v {
+        Value::Null => cel::Value::Null,
+        Value::Bool(b) => cel::Value::Bool(*b),
         Value::Number(n) if schema::ty(s) == "number" => {
             cel::Value::Float(n.as_f64().unwrap_or(0.0))
         }
-        Value::Array(items) => match schema::items(s) {
-            Some(is) => cel::Value::List(Arc::new(items.iter().map(|i| typed(is, i)).collect())),
-            None => to_cel(v),
+        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => cel::Value::Int(i),
+            (None, Some(u)) => cel::Value::UInt(u),
+            _ => cel::Value::Float(n.as_f64().unwrap_or(0.0)),
         },
+        Value::String(text) => cel::Value::String(Arc::new(text.clone())),
+        Value::Array(items) => {
+            let is = schema::items(s).unwrap_or(UNTYPED);
+            cel::Value::List(Arc::new(items.iter().map(|i| typed(is, i)).collect()))
+        }
         Value::Object(m) => {
             let props = schema::properties(s);
             let extra = schema::additional(s).filter(|a| a.is_object());
             let map: HashMap<Key, cel::Value> = m
                 .iter()
                 .map(|(k, v)| {
-                    let sub = props.and_then(|p| p.get(k)).or(extra);
-                    let cv = match sub {
-                        Some(ss) => typed(ss, v),
-                        None => to_cel(v),
-                    };
-                    (Key::String(Arc::new(k.clone())), cv)
+                    let sub = props.and_then(|p| p.get(k)).or(extra).unwrap_or(UNTYPED);
+                    (Key::String(Arc::new(k.clone())), typed(sub, v))
                 })
                 .collect();
             cel::Value::Map(Map { map: Arc::new(map) })
         }
-        _ => to_cel(v),
     }
 }
 

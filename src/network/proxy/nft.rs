@@ -553,6 +553,40 @@ pub fn full_with(params: &Params, model: &Model, shared: &Shared) -> String {
     t
 }
 
+/// What the shared maps and sets hold at the keys and addresses a delta touches: the
+/// verdict each map key has, and the addresses present.
+struct Seen {
+    elements: BTreeMap<(Map, String), String>,
+    cluster_ips: BTreeSet<Ipv4Addr>,
+    hairpin: BTreeSet<Ipv4Addr>,
+}
+
+impl Seen {
+    fn of(
+        s: &Shared,
+        keys: &BTreeSet<(Map, String)>,
+        ips: &BTreeSet<Ipv4Addr>,
+        pins: &BTreeSet<Ipv4Addr>,
+    ) -> Seen {
+        Seen {
+            elements: keys
+                .iter()
+                .filter_map(|k| Some((k.clone(), s.winner(k)?.clone())))
+                .collect(),
+            cluster_ips: ips
+                .iter()
+                .filter(|i| s.cluster_ips.contains_key(i))
+                .copied()
+                .collect(),
+            hairpin: pins
+                .iter()
+                .filter(|i| s.hairpin.contains_key(i))
+                .copied()
+                .collect(),
+        }
+    }
+}
+
 /// One `add element` or `delete element` command for all of `items` (none when empty).
 fn set_elements(t: &mut String, verb: &str, set: &str, items: impl Iterator<Item = String>) {
     let items: Vec<String> = items.collect();
@@ -643,13 +677,7 @@ pub fn delta(params: &Params, old: &Model, new: &Model, shared: &mut Shared) -> 
             pins.extend(&c.hairpin);
         }
     }
-    let snapshot = |s: &Shared| {
-        let elements: Vec<Option<String>> = keys.iter().map(|k| s.winner(k).cloned()).collect();
-        let ips: Vec<bool> = ips.iter().map(|i| s.cluster_ips.contains_key(i)).collect();
-        let pins: Vec<bool> = pins.iter().map(|i| s.hairpin.contains_key(i)).collect();
-        (elements, ips, pins)
-    };
-    let before = snapshot(shared);
+    let before = Seen::of(shared, &keys, &ips, &pins);
     for (key, a, b) in &claims {
         if let Some(c) = a {
             shared.remove(key, c);
@@ -658,36 +686,24 @@ pub fn delta(params: &Params, old: &Model, new: &Model, shared: &mut Shared) -> 
             shared.add(key, c);
         }
     }
-    let after = snapshot(shared);
+    let after = Seen::of(shared, &keys, &ips, &pins);
 
     let mut t = String::new();
     // Elements first: once no map points at a chain, it can be emptied and deleted.
-    for (i, (map, k)) in keys.iter().enumerate() {
-        if before.0[i].is_some() && before.0[i] != after.0[i] {
+    for ((map, k), v) in &before.elements {
+        if after.elements.get(&(*map, k.clone())) != Some(v) {
             let _ = writeln!(t, "delete element ip {TABLE} {} {{ {k} }}", map.name());
         }
     }
-    // Whether address i of a set leaves it (`off`) or joins it (`on`).
-    let off = |i: usize, was: &[bool], is: &[bool]| was[i] && !is[i];
-    let on = |i: usize, was: &[bool], is: &[bool]| !was[i] && is[i];
+    let gone_ips = before.cluster_ips.difference(&after.cluster_ips);
     set_elements(
         &mut t,
         "delete",
         "cluster-ips",
-        ips.iter()
-            .enumerate()
-            .filter(|(i, _)| off(*i, &before.1, &after.1))
-            .map(|(_, ip)| ip.to_string()),
+        gone_ips.map(|i| i.to_string()),
     );
-    set_elements(
-        &mut t,
-        "delete",
-        "hairpin",
-        pins.iter()
-            .enumerate()
-            .filter(|(i, _)| off(*i, &before.2, &after.2))
-            .map(|(_, ip)| hairpin_element(ip)),
-    );
+    let gone_pins = before.hairpin.difference(&after.hairpin);
+    set_elements(&mut t, "delete", "hairpin", gone_pins.map(hairpin_element));
     // A changed chain is emptied and refilled in the same transaction: no packet sees it
     // half-written, and its round-robin counters start over.
     for name in chains.gone.iter().chain(chains.changed.keys()) {
@@ -705,31 +721,15 @@ pub fn delta(params: &Params, old: &Model, new: &Model, shared: &mut Shared) -> 
             let _ = writeln!(t, "add rule ip {TABLE} {name} {r}");
         }
     }
-    for (i, (map, k)) in keys.iter().enumerate() {
-        if let Some(v) = &after.0[i] {
-            if before.0[i].as_ref() != Some(v) {
-                let _ = writeln!(t, "add element ip {TABLE} {} {{ {k} : {v} }}", map.name());
-            }
+    for ((map, k), v) in &after.elements {
+        if before.elements.get(&(*map, k.clone())) != Some(v) {
+            let _ = writeln!(t, "add element ip {TABLE} {} {{ {k} : {v} }}", map.name());
         }
     }
-    set_elements(
-        &mut t,
-        "add",
-        "cluster-ips",
-        ips.iter()
-            .enumerate()
-            .filter(|(i, _)| on(*i, &before.1, &after.1))
-            .map(|(_, ip)| ip.to_string()),
-    );
-    set_elements(
-        &mut t,
-        "add",
-        "hairpin",
-        pins.iter()
-            .enumerate()
-            .filter(|(i, _)| on(*i, &before.2, &after.2))
-            .map(|(_, ip)| hairpin_element(ip)),
-    );
+    let new_ips = after.cluster_ips.difference(&before.cluster_ips);
+    set_elements(&mut t, "add", "cluster-ips", new_ips.map(|i| i.to_string()));
+    let new_pins = after.hairpin.difference(&before.hairpin);
+    set_elements(&mut t, "add", "hairpin", new_pins.map(hairpin_element));
     for name in &chains.gone {
         let _ = writeln!(t, "delete chain ip {TABLE} {name}");
     }
