@@ -13,7 +13,8 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     // Server and Agent are boxed: their many flags would make every variant as large.
-    /// Run the control plane (API server and store; controllers to come).
+    /// Run the control plane (API server, store, scheduler, controllers) and, unless
+    /// --disable-agent, an agent for this node.
     Server(Box<crate::server::ServerArgs>),
     /// Run a node agent (kubelet and proxy) that joins a server.
     Agent(Box<crate::agent::AgentArgs>),
@@ -27,6 +28,8 @@ pub enum Command {
     Killall(crate::agent::KillallArgs),
     /// Manage the node's image store: import, pull, list, remove.
     Image(crate::image::cli::ImageArgs),
+    /// Local multi-node clusters on this host: create, delete, list, kubeconfig, exec.
+    Cluster(crate::cluster::ClusterArgs),
     /// Secrets encryption at rest: status, rotate-keys (through the running server).
     SecretsEncrypt(crate::apiserver::secrets_encrypt::CliArgs),
 }

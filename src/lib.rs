@@ -8,6 +8,7 @@
 pub mod agent;
 pub mod apiserver;
 pub mod cli;
+pub mod cluster;
 pub mod controllers;
 pub mod image;
 pub mod network;

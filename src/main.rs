@@ -52,6 +52,7 @@ fn run() -> std::convert::Infallible {
         Command::Agent(args) => nanokube::agent::run(*args),
         Command::Shim(args) => nanokube::shim::run(args),
         Command::Killall(args) => nanokube::agent::killall(args),
+        Command::Cluster(args) => nanokube::cluster::run(args),
         Command::SecretsEncrypt(args) => nanokube::apiserver::secrets_encrypt::cli(args),
     })
 }

@@ -109,7 +109,7 @@ pub struct ServerArgs {
     pub node: crate::agent::NodeArgs,
 }
 
-fn go_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn go_duration(text: &str) -> Result<Duration, String> {
     crate::runtime::args::parse_duration(text)
         .ok_or_else(|| format!("{text:?} is not a duration (e.g. 40s, 1m30s)"))
 }

@@ -37,3 +37,66 @@ pub fn connect_localhost(netns: &Path, port: u16, timeout: Duration) -> std::io:
         .unwrap_or_else(|_| Err(std::io::Error::other("netns thread panicked")))
     })
 }
+
+/// Where named network namespaces live, as `ip netns` keeps them (so `ip netns exec` works on
+/// the ones made here).
+pub const NAMED_DIR: &str = "/run/netns";
+
+/// Creates the named network namespace `/run/netns/<name>`: a helper thread unshares a new
+/// namespace and bind-mounts its handle onto the file, which then keeps it alive with no
+/// process in it. An existing one is an error (two owners would tear it down twice).
+pub fn create_named(name: &str) -> Result<std::path::PathBuf, super::Error> {
+    let dir = Path::new(NAMED_DIR);
+    std::fs::create_dir_all(dir).map_err(super::Error::io(format!("creating {NAMED_DIR}")))?;
+    let path = dir.join(name);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(super::Error::io(format!("creating {}", path.display())))?;
+    let target = path.clone();
+    let made = std::thread::scope(|s| {
+        s.spawn(move || {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(|e| super::Error::io("unshare(CLONE_NEWNET)")(e.into()))?;
+            nix::mount::mount(
+                Some("/proc/thread-self/ns/net"),
+                &target,
+                None::<&str>,
+                nix::mount::MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(|e| super::Error::io(format!("bind-mounting {}", target.display()))(e.into()))
+        })
+        .join()
+        .unwrap_or_else(|_| Err(super::Error::Netlink("netns thread panicked".into())))
+    });
+    if let Err(e) = made {
+        let _ = std::fs::remove_file(&path);
+        return Err(e);
+    }
+    Ok(path)
+}
+
+/// Removes a namespace made by [`create_named`]; the kernel frees it once nothing else holds
+/// it. A missing one is not an error.
+pub fn delete_named(name: &str) -> Result<(), super::Error> {
+    let path = Path::new(NAMED_DIR).join(name);
+    if !path.exists() {
+        return Ok(());
+    }
+    match nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH) {
+        Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
+        Err(e) => {
+            return Err(super::Error::io(format!("unmounting {}", path.display()))(
+                e.into(),
+            ))
+        }
+    }
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(super::Error::io(format!("removing {}", path.display()))(e))
+        }
+        _ => Ok(()),
+    }
+}

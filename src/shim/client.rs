@@ -12,7 +12,7 @@ use super::{Error, SOCKET};
 /// carries an error becomes `Err`.
 pub fn call(dir: &Path, req: &Request) -> Result<Response, Error> {
     let path = dir.join(SOCKET);
-    let conn = UnixStream::connect(&path)
+    let conn = super::at_socket(dir, |p| UnixStream::connect(p))
         .map_err(|e| Error::Protocol(format!("connect {}: {e}", path.display())))?;
     conn.set_read_timeout(Some(Duration::from_secs(60)))
         .map_err(|e| Error::Protocol(e.to_string()))?;
@@ -56,7 +56,7 @@ pub fn exec(
     stdin: bool,
 ) -> Result<Exec, Error> {
     let path = dir.join(SOCKET);
-    let conn = UnixStream::connect(&path)
+    let conn = super::at_socket(dir, |p| UnixStream::connect(p))
         .map_err(|e| Error::Protocol(format!("connect {}: {e}", path.display())))?;
     let mut line = serde_json::to_vec(&Request::Exec {
         id: id.to_string(),
@@ -86,7 +86,7 @@ pub struct Attach {
 /// Attaches to container `id` of the pod at `dir`.
 pub fn attach(dir: &Path, id: &str, stdin: bool) -> Result<Attach, Error> {
     let path = dir.join(SOCKET);
-    let conn = UnixStream::connect(&path)
+    let conn = super::at_socket(dir, |p| UnixStream::connect(p))
         .map_err(|e| Error::Protocol(format!("connect {}: {e}", path.display())))?;
     let mut line = serde_json::to_vec(&Request::Attach {
         id: id.to_string(),

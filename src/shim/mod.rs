@@ -31,6 +31,25 @@ use crate::runtime::container::{CreateOptions, Runtime, Stdio};
 
 /// The control socket, pid file and container records inside a pod's directory.
 pub const SOCKET: &str = "shim.sock";
+
+/// Runs `f` on a path to `dir`'s socket that a sockaddr_un can hold (108 bytes): the socket's
+/// own path when it fits, else `/proc/self/fd/<dir>/shim.sock` through an open handle of `dir`
+/// (a deep `--data-dir`, such as a `nanokube cluster` node's, would not fit).
+pub fn at_socket<T>(dir: &Path, f: impl FnOnce(&Path) -> std::io::Result<T>) -> std::io::Result<T> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let full = dir.join(SOCKET);
+    if full.as_os_str().len() < 100 {
+        return f(&full);
+    }
+    let handle = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(dir)?;
+    f(&Path::new("/proc/self/fd")
+        .join(handle.as_raw_fd().to_string())
+        .join(SOCKET))
+}
 pub const PID_FILE: &str = "shim.pid";
 pub const RECORDS: &str = "containers";
 pub const LOG: &str = "shim.log";
@@ -225,7 +244,8 @@ fn serve(args: ShimArgs) -> Result<(), Error> {
     std::fs::create_dir_all(args.dir.join(RECORDS)).map_err(io("records dir"))?;
     let sock = args.dir.join(SOCKET);
     let _ = std::fs::remove_file(&sock);
-    let listener = UnixListener::bind(&sock).map_err(io(format!("bind {}", sock.display())))?;
+    let listener = at_socket(&args.dir, |p| UnixListener::bind(p))
+        .map_err(io(format!("bind {}", sock.display())))?;
     listener.set_nonblocking(true).map_err(io("nonblocking"))?;
     let mut mask = SigSet::empty();
     mask.add(Signal::SIGCHLD);
@@ -792,4 +812,25 @@ pub fn read_records(dir: &Path) -> Vec<Record> {
         .collect();
     out.sort_by(|a: &Record, b| a.started_at.cmp(&b.started_at));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_socket_in_a_directory_too_deep_for_sockaddr_un_still_binds_and_answers() {
+        let top = tempfile::tempdir().unwrap();
+        let dir = top.path().join("d".repeat(60)).join("e".repeat(60));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(dir.join(SOCKET).as_os_str().len() > 108);
+        let listener = at_socket(&dir, |p| UnixListener::bind(p)).unwrap();
+        assert!(dir.join(SOCKET).exists(), "the socket is where its path says");
+        let mut client = at_socket(&dir, |p| UnixStream::connect(p)).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        client.write_all(b"x").unwrap();
+        let mut got = [0u8; 1];
+        server.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"x");
+    }
 }

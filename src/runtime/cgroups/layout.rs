@@ -51,14 +51,19 @@ fn discover() -> Layout {
     layout
 }
 
-/// Reads cgroup mounts from mountinfo lines:
+/// One cgroup filesystem mount: where, which kind (`cgroup` or `cgroup2`) and its super options
+/// (`rw,cpu,cpuacct`, `rw,name=systemd`, `rw,nsdelegate`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CgroupMount {
+    pub point: PathBuf,
+    pub fstype: String,
+    pub options: String,
+}
+
+/// Every cgroup mount in mountinfo lines:
 /// `id parent major:minor root mountpoint options [optional fields] - fstype source superoptions`.
-pub(super) fn parse_mountinfo(mountinfo: &str) -> Layout {
-    let mut layout = Layout {
-        hierarchy: Hierarchy::Legacy,
-        unified: None,
-        v1: BTreeMap::new(),
-    };
+pub fn cgroup_mounts(mountinfo: &str) -> Vec<CgroupMount> {
+    let mut out = Vec::new();
     for line in mountinfo.lines() {
         let Some((left, right)) = line.split_once(" - ") else {
             continue;
@@ -67,24 +72,42 @@ pub(super) fn parse_mountinfo(mountinfo: &str) -> Layout {
             continue;
         };
         let mut right = right.split(' ');
-        let (Some(fstype), Some(_source), Some(super_opts)) =
+        let (Some(fstype), Some(_source), Some(options)) =
             (right.next(), right.next(), right.next())
         else {
             continue;
         };
-        let mount_point = PathBuf::from(unescape(mount_point));
-        match fstype {
+        if matches!(fstype, "cgroup" | "cgroup2") {
+            out.push(CgroupMount {
+                point: PathBuf::from(unescape(mount_point)),
+                fstype: fstype.to_string(),
+                options: options.to_string(),
+            });
+        }
+    }
+    out
+}
+
+/// The hierarchies in mountinfo lines (see [`cgroup_mounts`]).
+pub(super) fn parse_mountinfo(mountinfo: &str) -> Layout {
+    let mut layout = Layout {
+        hierarchy: Hierarchy::Legacy,
+        unified: None,
+        v1: BTreeMap::new(),
+    };
+    for m in cgroup_mounts(mountinfo) {
+        match m.fstype.as_str() {
             // Prefer the conventional location if several are mounted.
-            "cgroup2" if layout.unified.is_none() || mount_point.starts_with(CGROUP_ROOT) => {
-                layout.unified = Some(mount_point);
+            "cgroup2" if layout.unified.is_none() || m.point.starts_with(CGROUP_ROOT) => {
+                layout.unified = Some(m.point);
             }
             "cgroup" => {
-                for opt in super_opts.split(',') {
+                for opt in m.options.split(',') {
                     if V1_CONTROLLERS.contains(&opt) {
                         layout
                             .v1
                             .entry(opt.to_string())
-                            .or_insert_with(|| mount_point.clone());
+                            .or_insert_with(|| m.point.clone());
                     }
                 }
             }

@@ -29,6 +29,7 @@ use oci_spec::runtime::LinuxResources;
 
 pub use convert::{blkio_to_io_weight, shares_to_weight, weight_to_shares};
 pub use detail::Detailed;
+pub use layout::{cgroup_mounts, CgroupMount};
 pub use stats::Stats;
 pub use sub::{v2_dir_of, SubCgroups};
 

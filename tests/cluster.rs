@@ -1,0 +1,351 @@
+//! `nanokube cluster`: local clusters whose nodes live in namespaces of their own, driven as a
+//! user drives them (the CLI, then the real kubectl through the kubeconfig it writes), and
+//! checked to leave nothing on the host when deleted.
+
+mod node_support;
+
+use node_support::{image_tarball, NANOKUBE};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// A cluster's test bench: its own clusters directory and kubeconfig file.
+struct Bench {
+    dir: tempfile::TempDir,
+    name: String,
+}
+
+impl Bench {
+    fn new(tag: &str) -> Bench {
+        Bench {
+            dir: tempfile::Builder::new().prefix("nk-cl-").tempdir().unwrap(),
+            name: format!("{tag}{}", std::process::id()),
+        }
+    }
+    fn clusters_dir(&self) -> PathBuf {
+        self.dir.path().join("clusters")
+    }
+    fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("kubeconfig")
+    }
+    fn cli(&self, args: &[&str]) -> Output {
+        Command::new(NANOKUBE)
+            .arg("cluster")
+            .args(args)
+            .env("NANOKUBE_CLUSTERS_DIR", self.clusters_dir())
+            .env("KUBECONFIG", self.kubeconfig())
+            .output()
+            .unwrap()
+    }
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "nanokube cluster {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+    /// A refused command: exit 1 and one line on stderr, which is returned.
+    fn refused(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{args:?} should fail: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+        err
+    }
+    fn create(&self, extra: &[&str]) -> String {
+        let image = image_tarball();
+        let mut args = vec!["create", "--name", &self.name, "--image"];
+        let image = image.to_str().unwrap();
+        args.push(image);
+        args.extend_from_slice(extra);
+        self.ok(&args)
+    }
+    fn node(&self, role: &str, i: u32) -> String {
+        format!("{}-{role}-{i}", self.name)
+    }
+    fn kubectl(&self, args: &[&str]) -> Output {
+        Command::new(node_support::KUBECTL)
+            .args(args)
+            .env("KUBECONFIG", self.kubeconfig())
+            .output()
+            .unwrap()
+    }
+    fn k(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+    /// Runs `sh -c script` on a node through `cluster exec`.
+    fn on(&self, node: &str, script: &str) -> String {
+        self.ok(&["exec", "--name", &self.name, node, "--", "sh", "-c", script])
+    }
+    fn cluster_dir(&self) -> PathBuf {
+        self.clusters_dir().join(&self.name)
+    }
+}
+
+impl Drop for Bench {
+    fn drop(&mut self) {
+        // NK_KEEP_CLUSTER=1 keeps a failed test's cluster (and its directory) to look at.
+        if std::env::var_os("NK_KEEP_CLUSTER").is_some() {
+            eprintln!("kept {}", self.dir.path().display());
+            let _ = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap()).keep();
+        } else if self.cluster_dir().exists() {
+            let _ = self.cli(&["delete", "--name", &self.name]);
+        }
+    }
+}
+
+fn eventually<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// What a deleted cluster must not leave: a network namespace, a cgroup, a process or a mount
+/// naming it, its files.
+fn assert_no_trace(b: &Bench) {
+    let netns: Vec<String> = std::fs::read_dir("/run/netns")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n == &format!("nkc-{}", b.name) || n.starts_with(&format!("nkc-{}-", b.name)))
+        .collect();
+    assert!(netns.is_empty(), "network namespaces left: {netns:?}");
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    for line in info.lines() {
+        let point = line.split(' ').nth(4).unwrap_or("");
+        if point.starts_with("/sys/fs/cgroup") {
+            let dir = Path::new(point).join("nanokube-clusters").join(&b.name);
+            assert!(!dir.exists(), "cgroup left: {}", dir.display());
+        }
+        assert!(
+            !line.contains(b.dir.path().to_str().unwrap()),
+            "mount left: {line}"
+        );
+    }
+    let dir = b.dir.path().to_string_lossy().into_owned();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        assert!(!cmdline.contains(&dir), "process left: {cmdline}");
+    }
+    assert!(!b.cluster_dir().exists(), "the cluster's directory is left");
+}
+
+#[test]
+fn a_two_node_cluster_runs_pods_across_its_nodes_survives_an_agent_kill_and_leaves_nothing() {
+    let b = Bench::new("two");
+    let out = b.create(&["--nodes", "2"]);
+    let (server, agent) = (b.node("server", 0), b.node("agent", 0));
+    assert!(out.contains("is ready: 2 node(s)"), "{out}");
+    // The user's kubeconfig now has the cluster, current, through the host's loopback.
+    assert_eq!(
+        b.k(&["config", "current-context"]).trim(),
+        format!("nanokube-{}", b.name)
+    );
+    let url = b.k(&[
+        "config",
+        "view",
+        "--minify",
+        "-o",
+        "jsonpath={.clusters[0].cluster.server}",
+    ]);
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    let nodes: Value = serde_json::from_str(&b.k(&["get", "nodes", "-o", "json"])).unwrap();
+    let mut names: Vec<&str> = nodes["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["metadata"]["name"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, [agent.as_str(), server.as_str()]);
+
+    // Each node is a machine of its own: hostname, pid 1, network, cgroup root.
+    let seen = b.on(&agent, "hostname; cat /proc/1/cmdline | tr '\\0' ' '; echo; cat /sys/class/net/eth0/address; ip -4 -o addr show eth0; cat /proc/self/cgroup");
+    let mut lines = seen.lines();
+    assert_eq!(lines.next(), Some(agent.as_str()));
+    assert!(lines.next().unwrap().contains("cluster init"), "{seen}");
+    lines.next();
+    assert!(lines.next().unwrap().contains("10.99.0.3/24"), "{seen}");
+    assert!(
+        lines.all(|l| l.ends_with(":/init")),
+        "the node's processes sit in /init of its own cgroup namespace: {seen}"
+    );
+    assert_ne!(
+        b.on(&server, "cat /etc/machine-id"),
+        b.on(&agent, "cat /etc/machine-id"),
+        "machine ids differ"
+    );
+
+    // A pod on each node; the server's pod reaches the agent's by pod IP and by Service.
+    for (pod, node) in [("web-a", &agent), ("web-s", &server)] {
+        b.k(&[
+            "run",
+            pod,
+            "--image",
+            "nanokube/busybox",
+            "--labels",
+            &format!("app={pod}"),
+            "--overrides",
+            &format!("{{\"spec\":{{\"nodeName\":\"{node}\"}}}}"),
+            "--command",
+            "--",
+            "sh",
+            "-c",
+            "echo hello from $(hostname) > /tmp/index.html; exec httpd -f -p 8080 -h /tmp",
+        ]);
+    }
+    b.k(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/web-a",
+        "pod/web-s",
+        "--timeout=90s",
+    ]);
+    b.k(&[
+        "expose",
+        "pod",
+        "web-a",
+        "--port",
+        "80",
+        "--target-port",
+        "8080",
+    ]);
+    let ip = b.k(&["get", "pod", "web-a", "-o", "jsonpath={.status.podIP}"]);
+    let got = b.k(&[
+        "exec",
+        "web-s",
+        "--",
+        "wget",
+        "-qO-",
+        &format!("http://{ip}:8080/"),
+    ]);
+    assert_eq!(got.trim(), "hello from web-a");
+    let got = eventually("web-a through its Service from the other node", 30, || {
+        let out = b.kubectl(&["exec", "web-s", "--", "wget", "-qO-", "http://web-a/"]);
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    });
+    assert_eq!(got.trim(), "hello from web-a");
+
+    // kill -9 of the agent: the node's init starts it again, the pod never stopped.
+    let before = b.on(&agent, "pgrep -f '[n]anokube agent'");
+    b.on(&agent, "pkill -9 -f '[n]anokube agent'");
+    let init_log = b.cluster_dir().join(&agent).join("init.log");
+    eventually("the agent started again", 30, || {
+        let log = std::fs::read_to_string(&init_log).unwrap_or_default();
+        (log.matches("started Some(\"agent\")").count() >= 2).then_some(())
+    });
+    let after = b.on(&agent, "pgrep -f '[n]anokube agent'");
+    assert_ne!(before, after, "a new agent process");
+    let pod: Value = serde_json::from_str(&b.k(&["get", "pod", "web-a", "-o", "json"])).unwrap();
+    assert_eq!(pod["status"]["containerStatuses"][0]["restartCount"], 0);
+    eventually("exec through the restarted agent", 30, || {
+        let out = b.kubectl(&["exec", "web-a", "--", "cat", "/tmp/index.html"]);
+        out.status.success().then_some(())
+    });
+
+    let listed = b.ok(&["list"]);
+    assert!(listed.contains(&b.name), "{listed}");
+    assert!(b
+        .ok(&["delete", "--name", &b.name])
+        .contains("deleted cluster"));
+    assert_no_trace(&b);
+    let kc: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(b.kubeconfig()).unwrap()).unwrap();
+    assert_eq!(
+        kc["contexts"].as_sequence().map(Vec::len),
+        Some(0),
+        "{kc:?}"
+    );
+    assert_eq!(kc["current-context"], "");
+}
+
+#[test]
+fn bad_requests_are_refused_and_a_one_node_cluster_has_its_own_kubeconfig() {
+    let b = Bench::new("one");
+    let err = b.refused(&["create", "--name", "Bad_Name"]);
+    assert!(err.contains("invalid cluster name \"Bad_Name\""), "{err}");
+    let err = b.refused(&["create", "--name", &b.name, "--nodes", "0"]);
+    assert!(
+        err.contains("--nodes 0 must be at least --servers 1"),
+        "{err}"
+    );
+    let err = b.refused(&[
+        "create",
+        "--name",
+        &b.name,
+        "--servers",
+        "2",
+        "--nodes",
+        "3",
+    ]);
+    assert!(err.contains("--servers 2"), "{err}");
+    let err = b.refused(&["create", "--name", &b.name, "--image", "/nonexistent.tar"]);
+    assert!(
+        err.contains("--image /nonexistent.tar: not a file"),
+        "{err}"
+    );
+    let err = b.refused(&["create", "--name", &b.name, "--subnet", "10.99.0.0/31"]);
+    assert!(err.contains("invalid --subnet"), "{err}");
+    assert!(!b.cluster_dir().exists(), "a refused create leaves nothing");
+
+    let out = b.create(&[]);
+    assert!(out.contains("is ready: 1 node(s)"), "{out}");
+    let err = b.refused(&["create", "--name", &b.name]);
+    assert!(err.contains("already exists"), "{err}");
+    let err = b.refused(&["exec", "--name", &b.name, "nope", "--", "true"]);
+    assert!(err.contains("node \"nope\" is not in cluster"), "{err}");
+    // `cluster kubeconfig` prints a file kubectl can use on its own.
+    let own = b.dir.path().join("own-kubeconfig");
+    std::fs::write(&own, b.ok(&["kubeconfig", "--name", &b.name])).unwrap();
+    let out = Command::new(node_support::KUBECTL)
+        .args([
+            "--kubeconfig",
+            own.to_str().unwrap(),
+            "get",
+            "node",
+            &b.node("server", 0),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A command's exit status comes back from the node.
+    let out = b.cli(&[
+        "exec",
+        "--name",
+        &b.name,
+        &b.node("server", 0),
+        "--",
+        "sh",
+        "-c",
+        "exit 7",
+    ]);
+    assert_eq!(out.status.code(), Some(7));
+
+    b.ok(&["delete", "--name", &b.name]);
+    assert_no_trace(&b);
+    let err = b.refused(&["delete", "--name", &b.name]);
+    assert!(err.contains(&format!("no cluster \"{}\"", b.name)), "{err}");
+}
