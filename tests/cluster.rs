@@ -349,3 +349,115 @@ fn bad_requests_are_refused_and_a_one_node_cluster_has_its_own_kubeconfig() {
     let err = b.refused(&["delete", "--name", &b.name]);
     assert!(err.contains(&format!("no cluster \"{}\"", b.name)), "{err}");
 }
+
+#[test]
+fn with_the_vxlan_backend_pods_on_two_nodes_talk_through_udp_8472_only() {
+    let b = Bench::new("vx");
+    b.create(&[
+        "--nodes",
+        "2",
+        "--server-arg=--flannel-backend=vxlan",
+        "--agent-arg=--flannel-backend=vxlan",
+    ]);
+    let (server, agent) = (b.node("server", 0), b.node("agent", 0));
+    // The agent's node counts the overlay's datagrams and drops any pod packet that arrives
+    // on its link unencapsulated (which is how host-gw would deliver it).
+    b.on(
+        &agent,
+        "nft add table ip nkvx && \
+         nft add chain ip nkvx pre '{ type filter hook prerouting priority -300; }' && \
+         nft add rule ip nkvx pre iifname eth0 udp dport 8472 counter && \
+         nft add rule ip nkvx pre iifname eth0 ip saddr 10.42.0.0/16 counter drop",
+    );
+    for (pod, node) in [("web-a", &agent), ("web-s", &server)] {
+        b.k(&[
+            "run",
+            pod,
+            "--image",
+            "nanokube/busybox",
+            "--overrides",
+            &format!("{{\"spec\":{{\"nodeName\":\"{node}\"}}}}"),
+            "--command",
+            "--",
+            "sh",
+            "-c",
+            "echo hello from $(hostname) > /tmp/index.html; exec httpd -f -p 8080 -h /tmp",
+        ]);
+    }
+    b.k(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/web-a",
+        "pod/web-s",
+        "--timeout=90s",
+    ]);
+    let ip = b.k(&["get", "pod", "web-a", "-o", "jsonpath={.status.podIP}"]);
+    let got = b.k(&[
+        "exec",
+        "web-s",
+        "--",
+        "wget",
+        "-qO-",
+        &format!("http://{ip}:8080/"),
+    ]);
+    assert_eq!(got.trim(), "hello from web-a");
+    let counters = b.on(&agent, "nft list chain ip nkvx pre");
+    let packets = |needle: &str| -> u64 {
+        let line = counters
+            .lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no rule with {needle}: {counters}"));
+        let after = line.split("packets ").nth(1).expect("a counter");
+        after.split(' ').next().unwrap().parse().unwrap()
+    };
+    assert!(
+        packets("dport 8472") > 0,
+        "the overlay carried it: {counters}"
+    );
+    assert_eq!(
+        packets("saddr 10.42.0.0/16"),
+        0,
+        "nothing came unencapsulated: {counters}"
+    );
+
+    // What flannel would have written: the VTEP with the pod range's first address, a route
+    // onlink through it, the peer's MAC in the ARP and forwarding tables, pods at MTU 1450.
+    let node: Value = serde_json::from_str(&b.k(&["get", "node", &agent, "-o", "json"])).unwrap();
+    let ann = &node["metadata"]["annotations"];
+    assert_eq!(ann["flannel.alpha.coreos.com/backend-type"], "vxlan");
+    assert_eq!(ann["flannel.alpha.coreos.com/public-ip"], "10.99.0.3");
+    let data: Value = serde_json::from_str(
+        ann["flannel.alpha.coreos.com/backend-data"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let mac = data["VtepMAC"].as_str().unwrap().to_string();
+    assert_eq!(data["VNI"], 1);
+    let agent_cidr = node["spec"]["podCIDR"].as_str().unwrap().to_string();
+    let vtep = agent_cidr.trim_end_matches("/24");
+    let seen = b.on(
+        &server,
+        "ip -d link show flannel.1; ip route show; ip neigh show dev flannel.1; bridge fdb show dev flannel.1",
+    );
+    assert!(
+        seen.contains("vxlan id 1 local 10.99.0.2") && seen.contains("dstport 8472"),
+        "{seen}"
+    );
+    assert!(
+        seen.contains(&format!("{agent_cidr} via {vtep} dev flannel.1 onlink")),
+        "{seen}"
+    );
+    assert!(
+        seen.contains(&format!("{vtep} lladdr {mac} PERMANENT")),
+        "{seen}"
+    );
+    assert!(
+        seen.contains(&format!("{mac} dst 10.99.0.3 self permanent")),
+        "{seen}"
+    );
+    let mtu = b.k(&["exec", "web-s", "--", "cat", "/sys/class/net/eth0/mtu"]);
+    assert_eq!(mtu.trim(), "1450");
+    b.ok(&["delete", "--name", &b.name]);
+    assert_no_trace(&b);
+}

@@ -68,6 +68,9 @@ pub struct NodeArgs {
     /// How the service proxy programs the kernel (kube-proxy's --proxy-mode).
     #[arg(long, value_enum, default_value = "nftables")]
     pub proxy_mode: crate::network::proxy::Backend,
+    /// How pods reach other nodes' pods (k3s's flag; every node of a cluster must agree).
+    #[arg(long, value_enum, default_value = "host-gw")]
+    pub flannel_backend: crate::network::routes::Backend,
 }
 
 #[derive(Debug, Args)]
@@ -173,6 +176,7 @@ pub fn kubelet_config(
             .map_err(|_| Error::Cidr(args.cluster_cidr.clone()))?,
         service_cidr: "10.43.0.0/16".parse().expect("a valid CIDR"),
         proxy_mode: args.proxy_mode,
+        flannel_backend: args.flannel_backend,
     })
 }
 
@@ -289,6 +293,7 @@ pub fn killall(args: KillallArgs) -> anyhow::Result<i32> {
     let _ = crate::network::proxy::remove();
     let _ = crate::network::netpol::remove();
     let _ = crate::network::proxy::remove_iptables();
+    let _ = crate::network::vxlan::remove();
     eprintln!(
         "stopped {n} pods; removed bridge {}, the DNS address and the pod address records",
         args.bridge_name

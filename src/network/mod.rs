@@ -13,6 +13,7 @@ pub mod netpol;
 pub mod pod;
 pub mod proxy;
 pub mod routes;
+pub mod vxlan;
 
 use std::net::Ipv4Addr;
 

@@ -9,11 +9,15 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
-    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute,
-    LinkFlags, LinkInfo, LinkMessage,
+    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, InfoVxlan,
+    LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+};
+use netlink_packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
 use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope,
+    RouteType,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
@@ -42,6 +46,8 @@ pub struct Link {
     pub up: bool,
     pub kind: Option<String>,
     pub master: Option<u32>,
+    pub mac: Option<[u8; 6]>,
+    pub mtu: Option<u32>,
 }
 
 impl Netlink {
@@ -371,6 +377,142 @@ impl Netlink {
     }
 }
 
+impl Netlink {
+    /// Creates a VXLAN device (flannel's `flannel.1`): VNI `vni`, sending from `local` on UDP
+    /// `port`, without learning (the agent writes every forwarding entry itself).
+    pub fn add_vxlan(
+        &mut self,
+        name: &str,
+        vni: u32,
+        local: Ipv4Addr,
+        port: u16,
+        mtu: u32,
+    ) -> Result<(), Error> {
+        let mut m = LinkMessage::default();
+        m.attributes.push(LinkAttribute::IfName(name.to_string()));
+        m.attributes.push(LinkAttribute::Mtu(mtu));
+        m.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Vxlan),
+            LinkInfo::Data(InfoData::Vxlan(vec![
+                InfoVxlan::Id(vni),
+                InfoVxlan::Local(local),
+                InfoVxlan::Port(port),
+                InfoVxlan::Learning(false),
+            ])),
+        ]));
+        self.send(
+            RouteNetlinkMessage::NewLink(m),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+        )?;
+        Ok(())
+    }
+
+    /// Sets a link's MTU.
+    pub fn set_mtu(&mut self, index: u32, mtu: u32) -> Result<(), Error> {
+        let mut m = LinkMessage::default();
+        m.header.index = index;
+        m.attributes.push(LinkAttribute::Mtu(mtu));
+        self.send(RouteNetlinkMessage::SetLink(m), NLM_F_ACK)?;
+        Ok(())
+    }
+
+    fn neighbour(family: AddressFamily, index: u32) -> NeighbourMessage {
+        let mut m = NeighbourMessage::default();
+        m.header.family = family;
+        m.header.ifindex = index;
+        m.header.state = NeighbourState::Permanent;
+        m
+    }
+
+    /// A permanent ARP entry on link `index`: `ip` is at `mac`.
+    pub fn replace_neighbour(
+        &mut self,
+        index: u32,
+        ip: Ipv4Addr,
+        mac: [u8; 6],
+    ) -> Result<(), Error> {
+        let mut m = Self::neighbour(AddressFamily::Inet, index);
+        m.attributes
+            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)));
+        m.attributes
+            .push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+        self.send(
+            RouteNetlinkMessage::NewNeighbour(m),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
+        )?;
+        Ok(())
+    }
+
+    pub fn delete_neighbour(&mut self, index: u32, ip: Ipv4Addr) -> Result<(), Error> {
+        let mut m = Self::neighbour(AddressFamily::Inet, index);
+        m.attributes
+            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)));
+        match self.send(RouteNetlinkMessage::DelNeighbour(m), NLM_F_ACK) {
+            Ok(_) | Err(Error::Errno(nix::errno::Errno::ENOENT)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A permanent forwarding entry of VXLAN link `index` (`bridge fdb ... self`): frames for
+    /// `mac` go to the tunnel endpoint `dst`.
+    pub fn replace_fdb(&mut self, index: u32, mac: [u8; 6], dst: Ipv4Addr) -> Result<(), Error> {
+        let mut m = Self::neighbour(AddressFamily::Bridge, index);
+        m.header.flags = NeighbourFlags::Own;
+        m.attributes
+            .push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+        m.attributes
+            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(dst)));
+        self.send(
+            RouteNetlinkMessage::NewNeighbour(m),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
+        )?;
+        Ok(())
+    }
+
+    pub fn delete_fdb(&mut self, index: u32, mac: [u8; 6], dst: Ipv4Addr) -> Result<(), Error> {
+        let mut m = Self::neighbour(AddressFamily::Bridge, index);
+        m.header.flags = NeighbourFlags::Own;
+        m.attributes
+            .push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+        m.attributes
+            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(dst)));
+        match self.send(RouteNetlinkMessage::DelNeighbour(m), NLM_F_ACK) {
+            Ok(_) | Err(Error::Errno(nix::errno::Errno::ENOENT)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Adds (or replaces) a route to `dst/prefix` via `gateway` on `oif`, taking the gateway
+    /// as directly reachable there though no address of the link covers it (`onlink`: the
+    /// VXLAN routes' gateways are the other nodes' VTEP addresses).
+    pub fn replace_onlink_route(
+        &mut self,
+        dst: Ipv4Addr,
+        prefix: u8,
+        gateway: Ipv4Addr,
+        oif: u32,
+    ) -> Result<(), Error> {
+        let mut m = RouteMessage::default();
+        m.header.address_family = AddressFamily::Inet;
+        m.header.destination_prefix_length = prefix;
+        m.header.table = RouteHeader::RT_TABLE_MAIN;
+        m.header.protocol = RouteProtocol::Boot;
+        m.header.scope = RouteScope::Universe;
+        m.header.kind = RouteType::Unicast;
+        m.header.flags = RouteFlags::Onlink;
+        m.attributes
+            .push(RouteAttribute::Destination(RouteAddress::Inet(dst)));
+        m.attributes
+            .push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
+        m.attributes.push(RouteAttribute::Oif(oif));
+        self.send(
+            RouteNetlinkMessage::NewRoute(m),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
+        )?;
+        Ok(())
+    }
+}
+
 fn link_of(msg: RouteNetlinkMessage) -> Option<Link> {
     let RouteNetlinkMessage::NewLink(m) = msg else {
         return None;
@@ -381,10 +523,14 @@ fn link_of(msg: RouteNetlinkMessage) -> Option<Link> {
         up: m.header.flags.contains(LinkFlags::Up),
         kind: None,
         master: None,
+        mac: None,
+        mtu: None,
     };
     for a in m.attributes {
         match a {
             LinkAttribute::IfName(n) => link.name = n,
+            LinkAttribute::Address(a) => link.mac = a.try_into().ok(),
+            LinkAttribute::Mtu(m) => link.mtu = Some(m),
             LinkAttribute::Controller(i) => link.master = Some(i),
             LinkAttribute::LinkInfo(infos) => {
                 for i in infos {

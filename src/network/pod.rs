@@ -18,6 +18,8 @@ pub struct Bridge {
     pub name: String,
     pub range: Cidr,
     pub ipam: Ipam,
+    /// The pods' MTU when it must be below the default (an overlay's encapsulation).
+    pub mtu: Option<u32>,
 }
 
 /// A pod's place on the network.
@@ -60,6 +62,7 @@ impl Bridge {
             name: name.to_string(),
             range,
             ipam: Ipam::open(ipam_dir, range)?,
+            mtu: None,
         })
     }
 
@@ -86,6 +89,9 @@ impl Bridge {
                     .ok_or_else(|| Error::Netlink(format!("veth {host} vanished")))?
             }
         };
+        if let Some(mtu) = self.mtu {
+            nl.set_mtu(host_link.index, mtu)?;
+        }
         nl.set_up(host_link.index, Some(bridge.index))?;
         nl.set_hairpin(host_link.index)?;
         if let Some(lo) = pod.link("lo")? {
@@ -94,6 +100,9 @@ impl Bridge {
         let eth = pod
             .link(POD_IFNAME)?
             .ok_or_else(|| Error::Netlink("pod eth0 vanished".into()))?;
+        if let Some(mtu) = self.mtu {
+            pod.set_mtu(eth.index, mtu)?;
+        }
         pod.add_address(eth.index, ip, self.range.prefix)?;
         pod.set_up(eth.index, None)?;
         let gateway = self.range.gateway();

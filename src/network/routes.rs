@@ -8,6 +8,16 @@ use std::net::Ipv4Addr;
 use super::netlink::Netlink;
 use super::{Cidr, Error};
 
+/// How pods reach pods on other nodes (k3s's --flannel-backend).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    /// Routes to each node's range via its address: no encapsulation, nodes on one link.
+    #[default]
+    HostGw,
+    /// A VXLAN overlay (src/network/vxlan.rs): nodes need only reach each other by IP.
+    Vxlan,
+}
+
 /// The routes this node keeps, range -> gateway (the range's node).
 #[derive(Debug, Default)]
 pub struct HostGw {

@@ -825,7 +825,10 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         assert!(dir.join(SOCKET).as_os_str().len() > 108);
         let listener = at_socket(&dir, |p| UnixListener::bind(p)).unwrap();
-        assert!(dir.join(SOCKET).exists(), "the socket is where its path says");
+        assert!(
+            dir.join(SOCKET).exists(),
+            "the socket is where its path says"
+        );
         let mut client = at_socket(&dir, |p| UnixStream::connect(p)).unwrap();
         let (mut server, _) = listener.accept().unwrap();
         client.write_all(b"x").unwrap();

@@ -63,6 +63,7 @@ pub struct Config {
     /// The Service range: the proxy drops traffic to addresses in it that no Service holds.
     pub service_cidr: Cidr,
     pub proxy_mode: crate::network::proxy::Backend,
+    pub flannel_backend: crate::network::routes::Backend,
 }
 
 /// The kubelet's shared state.
@@ -198,8 +199,23 @@ pub async fn run(cfg: Config, client: kube::Client) -> anyhow::Result<()> {
         .parse()
         .map_err(|e| anyhow::anyhow!("podCIDR {cidr}: {e}"))?;
     let (name, ipam_dir) = (cfg.bridge_name.clone(), cfg.data_dir.join("agent/ipam"));
-    let bridge =
+    let mut bridge =
         tokio::task::spawn_blocking(move || Bridge::ensure(&name, range, &ipam_dir)).await??;
+    let vxlan = match cfg.flannel_backend {
+        crate::network::routes::Backend::HostGw => None,
+        crate::network::routes::Backend::Vxlan => {
+            let local: std::net::Ipv4Addr = cfg.node_ip.parse().map_err(|_| {
+                anyhow::anyhow!("vxlan needs an IPv4 --node-ip, not {}", cfg.node_ip)
+            })?;
+            let vx = tokio::task::spawn_blocking(move || {
+                crate::network::vxlan::Vxlan::ensure(local, range)
+            })
+            .await??;
+            bridge.mtu = Some(vx.mtu);
+            Some(vx)
+        }
+    };
+    publish_backend(&nodes, &cfg, vxlan.as_ref()).await?;
     let _ = k.bridge.set(bridge);
     node::post_status(&nodes, &cfg, true).await?;
     tracing::info!(node = %cfg.node_name, podcidr = %cidr, "node ready");
@@ -208,7 +224,12 @@ pub async fn run(cfg: Config, client: kube::Client) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(("0.0.0.0", cfg.kubelet_port)).await?;
         tokio::spawn(server::serve(k.clone(), listener, tls));
     }
-    tokio::spawn(host_gw(client.clone(), cfg.node_name.clone(), range));
+    tokio::spawn(pod_routes(
+        client.clone(),
+        cfg.node_name.clone(),
+        range,
+        vxlan,
+    ));
     tokio::spawn(static_pods::run(
         client.clone(),
         cfg.data_dir.clone(),
@@ -348,39 +369,111 @@ async fn lifecycle_events(
     }
 }
 
-/// Keeps routes to every other node's pod range via its InternalIP (host-gw), from the Node
-/// objects, every two seconds.
-async fn host_gw(client: kube::Client, me: String, mine: Cidr) {
+/// Writes flannel's annotations on this node's Node: the backend, the address other nodes
+/// reach it at and, for vxlan, its VTEP's MAC, which the other nodes need for their entries.
+async fn publish_backend(
+    nodes: &Api<Node>,
+    cfg: &Config,
+    vxlan: Option<&crate::network::vxlan::Vxlan>,
+) -> anyhow::Result<()> {
+    use crate::network::vxlan;
+    let (kind, data) = match vxlan {
+        Some(v) => ("vxlan", Some(v.backend_data())),
+        None => ("host-gw", None),
+    };
+    let patch = serde_json::json!({"metadata": {"annotations": {
+        vxlan::BACKEND_TYPE: kind,
+        vxlan::BACKEND_DATA: data,
+        vxlan::PUBLIC_IP: cfg.node_ip,
+        "flannel.alpha.coreos.com/kube-subnet-manager": "true",
+    }}});
+    nodes
+        .patch(
+            &cfg.node_name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "annotating node {} with its network backend: {e}",
+                cfg.node_name
+            )
+        })?;
+    Ok(())
+}
+
+/// Another node's pod range and how to reach it, from its Node object: its InternalIP and,
+/// for vxlan, the VTEP MAC it published.
+fn peer_of(n: &Node) -> Option<(Cidr, std::net::Ipv4Addr, Option<[u8; 6]>)> {
+    let cidr = n.spec.as_ref()?.pod_cidr.as_deref()?.parse::<Cidr>().ok()?;
+    let ip = n
+        .status
+        .as_ref()?
+        .addresses
+        .as_ref()?
+        .iter()
+        .find(|a| a.type_ == "InternalIP")?
+        .address
+        .parse()
+        .ok()?;
+    let mac = n
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(crate::network::vxlan::BACKEND_DATA))
+        .and_then(|d| crate::network::vxlan::vtep_mac_of(d));
+    Some((cidr, ip, mac))
+}
+
+/// Keeps this node's way to every other node's pod range, from the Node objects, every two
+/// seconds: a route via the node's address (host-gw), or the overlay's entries (vxlan).
+async fn pod_routes(
+    client: kube::Client,
+    me: String,
+    mine: Cidr,
+    vxlan: Option<crate::network::vxlan::Vxlan>,
+) {
     let nodes: Api<Node> = Api::all(client);
-    let table = std::sync::Arc::new(Mutex::new(crate::network::routes::HostGw::default()));
+    let host_gw = Arc::new(Mutex::new(crate::network::routes::HostGw::default()));
+    let vxlan = Arc::new(Mutex::new(vxlan));
     loop {
         if let Ok(list) = nodes.list(&Default::default()).await {
-            let mut want = BTreeMap::new();
-            for n in list.items {
-                if n.metadata.name.as_deref() == Some(me.as_str()) {
-                    continue;
-                }
-                let cidr = n
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.pod_cidr.as_deref())
-                    .and_then(|c| c.parse::<Cidr>().ok());
-                let ip = n
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.addresses.as_ref())
-                    .and_then(|a| a.iter().find(|a| a.type_ == "InternalIP"))
-                    .and_then(|a| a.address.parse::<std::net::Ipv4Addr>().ok());
-                if let (Some(c), Some(ip)) = (cidr, ip) {
-                    if c != mine {
-                        want.insert(c, ip);
+            let peers: Vec<_> = list
+                .items
+                .iter()
+                .filter(|n| n.metadata.name.as_deref() != Some(me.as_str()))
+                .filter_map(peer_of)
+                .filter(|(c, _, _)| *c != mine)
+                .collect();
+            let (h, v) = (host_gw.clone(), vxlan.clone());
+            let done = tokio::task::spawn_blocking(move || {
+                let mut v = v.lock().expect("vxlan lock");
+                match v.as_mut() {
+                    Some(vx) => {
+                        let want = peers
+                            .into_iter()
+                            .filter_map(|(c, node_ip, mac)| {
+                                // A node that has not published its VTEP yet is reached
+                                // once it has.
+                                Some((
+                                    c,
+                                    crate::network::vxlan::Peer {
+                                        node_ip,
+                                        vtep_mac: mac?,
+                                    },
+                                ))
+                            })
+                            .collect();
+                        vx.sync(&want)
+                    }
+                    None => {
+                        let want = peers.into_iter().map(|(c, ip, _)| (c, ip)).collect();
+                        h.lock().expect("routes lock").sync(&want)
                     }
                 }
-            }
-            let t = table.clone();
-            let done =
-                tokio::task::spawn_blocking(move || t.lock().expect("routes lock").sync(&want))
-                    .await;
+            })
+            .await;
             if let Ok(Err(e)) = done {
                 tracing::warn!(error = %e, "routes to other nodes' pods");
             }
