@@ -68,6 +68,14 @@ pub struct NodeArgs {
     /// How the service proxy programs the kernel (kube-proxy's --proxy-mode).
     #[arg(long, value_enum, default_value = "nftables")]
     pub proxy_mode: crate::network::proxy::Backend,
+    /// Network pods through the CNI plugins of this config directory (the first
+    /// .conflist/.conf/.json in name order) instead of the built-in bridge; the plugins then
+    /// also connect nodes, and --flannel-backend is not used.
+    #[arg(long)]
+    pub cni_conf_dir: Option<PathBuf>,
+    /// Where the CNI plugins are (comma-separated directories).
+    #[arg(long, value_delimiter = ',', default_value = "/opt/cni/bin")]
+    pub cni_bin_dir: Vec<PathBuf>,
     /// How pods reach other nodes' pods (k3s's flag; every node of a cluster must agree).
     #[arg(long, value_enum, default_value = "host-gw")]
     pub flannel_backend: crate::network::routes::Backend,
@@ -177,6 +185,10 @@ pub fn kubelet_config(
         service_cidr: "10.43.0.0/16".parse().expect("a valid CIDR"),
         proxy_mode: args.proxy_mode,
         flannel_backend: args.flannel_backend,
+        cni: args
+            .cni_conf_dir
+            .clone()
+            .map(|dir| (dir, args.cni_bin_dir.clone())),
     })
 }
 

@@ -3,6 +3,7 @@
 //! addresses from [`ipam`]. All link work goes through rtnetlink ([`netlink`]); nothing shells out.
 //! docs/networking.md follows a packet through it.
 
+pub mod cni;
 pub mod hostports;
 pub mod ipam;
 pub mod local_dns;

@@ -64,6 +64,8 @@ pub struct Config {
     pub service_cidr: Cidr,
     pub proxy_mode: crate::network::proxy::Backend,
     pub flannel_backend: crate::network::routes::Backend,
+    /// CNI mode: the config directory and the plugins' directories.
+    pub cni: Option<(PathBuf, Vec<PathBuf>)>,
 }
 
 /// The kubelet's shared state.
@@ -71,6 +73,11 @@ pub struct Kubelet {
     pub cfg: Config,
     pub client: kube::Client,
     pub bridge: OnceLock<Bridge>,
+    /// The CNI network, in CNI mode (then there is no bridge).
+    pub cni: OnceLock<crate::network::cni::Network>,
+    /// Pods whose CNI attachment was CHECKed since this agent started (once each: the pods it
+    /// re-adopted, whose network an agent restart should not have disturbed).
+    pub cni_checked: Mutex<std::collections::HashSet<String>>,
     pub backoff: Mutex<HashMap<(String, String), pods::Backoff>>,
     pub registries: crate::image::config::RegistriesConfig,
     pub probes: probes::Results,
@@ -163,6 +170,8 @@ pub async fn run(cfg: Config, client: kube::Client) -> anyhow::Result<()> {
         cfg: cfg.clone(),
         client: client.clone(),
         bridge: OnceLock::new(),
+        cni: OnceLock::new(),
+        cni_checked: Mutex::new(Default::default()),
         backoff: Mutex::new(HashMap::new()),
         registries,
         probes: probes::Results::default(),
@@ -198,25 +207,48 @@ pub async fn run(cfg: Config, client: kube::Client) -> anyhow::Result<()> {
     let range: Cidr = cidr
         .parse()
         .map_err(|e| anyhow::anyhow!("podCIDR {cidr}: {e}"))?;
-    let (name, ipam_dir) = (cfg.bridge_name.clone(), cfg.data_dir.join("agent/ipam"));
-    let mut bridge =
-        tokio::task::spawn_blocking(move || Bridge::ensure(&name, range, &ipam_dir)).await??;
-    let vxlan = match cfg.flannel_backend {
-        crate::network::routes::Backend::HostGw => None,
-        crate::network::routes::Backend::Vxlan => {
-            let local: std::net::Ipv4Addr = cfg.node_ip.parse().map_err(|_| {
-                anyhow::anyhow!("vxlan needs an IPv4 --node-ip, not {}", cfg.node_ip)
-            })?;
-            let vx = tokio::task::spawn_blocking(move || {
-                crate::network::vxlan::Vxlan::ensure(local, range)
-            })
-            .await??;
-            bridge.mtu = Some(vx.mtu);
-            Some(vx)
-        }
+    let vxlan = if let Some((conf_dir, bin_dirs)) = cfg.cni.clone() {
+        // The node is Ready once a network config can be read, as the kubelet waits for one.
+        let mut said = false;
+        let net = loop {
+            let (c, b) = (conf_dir.clone(), bin_dirs.clone());
+            match tokio::task::spawn_blocking(move || crate::network::cni::Network::load(&c, b))
+                .await?
+            {
+                Ok(n) => break n,
+                Err(e) if !said => {
+                    tracing::warn!(error = %e, "network plugin not ready: waiting for a CNI config");
+                    said = true;
+                }
+                Err(_) => {}
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        };
+        tracing::info!(file = %net.file.display(), "pods are networked by CNI plugins");
+        let _ = k.cni.set(net);
+        None
+    } else {
+        let (name, ipam_dir) = (cfg.bridge_name.clone(), cfg.data_dir.join("agent/ipam"));
+        let mut bridge =
+            tokio::task::spawn_blocking(move || Bridge::ensure(&name, range, &ipam_dir)).await??;
+        let vxlan = match cfg.flannel_backend {
+            crate::network::routes::Backend::HostGw => None,
+            crate::network::routes::Backend::Vxlan => {
+                let local: std::net::Ipv4Addr = cfg.node_ip.parse().map_err(|_| {
+                    anyhow::anyhow!("vxlan needs an IPv4 --node-ip, not {}", cfg.node_ip)
+                })?;
+                let vx = tokio::task::spawn_blocking(move || {
+                    crate::network::vxlan::Vxlan::ensure(local, range)
+                })
+                .await??;
+                bridge.mtu = Some(vx.mtu);
+                Some(vx)
+            }
+        };
+        let _ = k.bridge.set(bridge);
+        publish_backend(&nodes, &cfg, vxlan.as_ref()).await?;
+        vxlan
     };
-    publish_backend(&nodes, &cfg, vxlan.as_ref()).await?;
-    let _ = k.bridge.set(bridge);
     node::post_status(&nodes, &cfg, true).await?;
     tracing::info!(node = %cfg.node_name, podcidr = %cidr, "node ready");
 

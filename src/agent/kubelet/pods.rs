@@ -94,7 +94,11 @@ pub async fn reconcile(pod: Arc<Pod>, k: Arc<Kubelet>) -> Result<Action, Error> 
                 .as_ref()
                 .and_then(|s| s.host_network)
                 .unwrap_or(false);
-            if let (false, Ok(pod_ip)) = (host_network, ip.parse::<std::net::Ipv4Addr>()) {
+            // In CNI mode hostPorts are the plugins' (the portMappings capability).
+            let builtin = k.cni.get().is_none();
+            if let (true, false, Ok(pod_ip)) =
+                (builtin, host_network, ip.parse::<std::net::Ipv4Addr>())
+            {
                 let mappings: Vec<_> = all_containers(&pod)
                     .iter()
                     .flat_map(|c| c.ports.clone().unwrap_or_default())
@@ -424,6 +428,9 @@ impl Kubelet {
                 .trim()
                 .parse()
                 .map_err(|_| "bad shim pid file".to_string())?;
+            if let Some(net) = self.cni.get() {
+                return self.cni_attach(net, pod, dir, pid, &hostname, host_network);
+            }
             let ns =
                 std::fs::File::open(format!("/proc/{pid}/ns/net")).map_err(|e| e.to_string())?;
             let bridge = self.bridge.get().ok_or("pod network not ready")?;
@@ -433,6 +440,75 @@ impl Kubelet {
             att.ip.to_string()
         };
         self.write_etc_files(pod, dir, &ip, &hostname, host_network)?;
+        Ok(ip)
+    }
+
+    /// The pod's network through the CNI plugins: the cached attachment while the sandbox
+    /// (the shim whose network namespace it is) stays the same, else DEL of the old one and
+    /// ADD for the new namespace. A pod met for the first time since the agent started is
+    /// CHECKed once.
+    fn cni_attach(
+        &self,
+        net: &crate::network::cni::Network,
+        pod: &Pod,
+        dir: &Path,
+        shim_pid: i32,
+        hostname: &str,
+        host_network: bool,
+    ) -> Result<String, String> {
+        use crate::network::cni;
+        let uid = uid_of(pod);
+        let netns = format!("/proc/{shim_pid}/ns/net");
+        let cached = cni::Cached::load(dir).filter(|c| c.netns == netns);
+        let ip = match cached.and_then(|c| c.ip()) {
+            Some(ip) => {
+                let first = self
+                    .cni_checked
+                    .lock()
+                    .expect("cni lock")
+                    .insert(uid.clone());
+                if first {
+                    if let Err(e) = cni::check(dir) {
+                        tracing::warn!(pod = %uid, error = %e, "the pod's network failed its CNI CHECK");
+                    }
+                }
+                ip
+            }
+            None => {
+                if let Err(e) = cni::del(dir) {
+                    tracing::warn!(pod = %uid, error = %e, "CNI DEL of the pod's old sandbox");
+                }
+                let meta = &pod.metadata;
+                let mappings = all_containers(pod)
+                    .iter()
+                    .flat_map(|c| c.ports.clone().unwrap_or_default())
+                    .filter_map(|p| {
+                        Some(cni::PortMapping {
+                            host_port: u16::try_from(p.host_port?).ok().filter(|h| *h > 0)?,
+                            container_port: u16::try_from(p.container_port).ok()?,
+                            protocol: p.protocol.as_deref().unwrap_or("TCP").to_ascii_lowercase(),
+                        })
+                    })
+                    .collect();
+                let who = cni::Pod {
+                    namespace: meta.namespace.clone().unwrap_or_default(),
+                    name: meta.name.clone().unwrap_or_default(),
+                    uid: uid.clone(),
+                    port_mappings: mappings,
+                };
+                let done = net
+                    .add(dir, &who, &netns)
+                    .map_err(|e| format!("pod network: {e}"))?;
+                self.cni_checked
+                    .lock()
+                    .expect("cni lock")
+                    .insert(uid.clone());
+                done.ip()
+                    .ok_or_else(|| "pod network: the CNI result has no IPv4 address".to_string())?
+            }
+        };
+        let ip = ip.to_string();
+        self.write_etc_files(pod, dir, &ip, hostname, host_network)?;
         Ok(ip)
     }
 
@@ -1124,6 +1200,11 @@ impl Kubelet {
 /// killing a shim that does not answer), the veth and address, roots, volumes, the pod cgroup
 /// and the pod's directory.
 pub fn teardown(uid: &str, dir: &Path, bridge: Option<&crate::network::pod::Bridge>) {
+    // CNI plugins are told first, while the sandbox's namespace still exists (as a CRI
+    // runtime stops a sandbox's network before its processes).
+    if let Err(e) = crate::network::cni::del(dir) {
+        tracing::warn!(uid, error = %e, "CNI DEL of the pod's network");
+    }
     if shim::client::alive(dir) {
         let _ = shim::client::call(dir, &Request::Shutdown);
         let deadline = Instant::now() + Duration::from_secs(15);

@@ -232,7 +232,9 @@ pub(super) async fn check(
         .get()
         .and_then(|b| b.ipam.owners().ok())
         .and_then(|o| o.into_iter().find(|(_, owner)| *owner == uid))
-        .map(|(ip, _)| ip.to_string())
+        .map(|(ip, _)| ip)
+        .or_else(|| crate::network::cni::Cached::load(dir).and_then(|c| c.ip()))
+        .map(|ip| ip.to_string())
         .unwrap_or_else(|| k.cfg.node_ip.clone());
     let port_of =
         |port: &k8s_openapi::apimachinery::pkg::util::intstr::IntOrString| -> Option<u16> {
