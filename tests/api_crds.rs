@@ -1271,6 +1271,21 @@ spec:
                   x-kubernetes-validations:
                   - rule: self.matches('^[0-9]+m$')
                     messageExpression: "'window ' + self + ' is not in minutes'"
+              memory:
+                type: string
+                x-kubernetes-validations:
+                - rule: isQuantity(self) && quantity(self).isLessThan(quantity('1Gi'))
+                  message: memory must be a quantity under 1Gi
+              webhook:
+                type: string
+                x-kubernetes-validations:
+                - rule: isURL(self) && url(self).getScheme() == 'https'
+                  message: webhook must be an https URL
+              sourceRange:
+                type: string
+                x-kubernetes-validations:
+                - rule: isCIDR(self) && cidr('10.0.0.0/8').containsCIDR(self)
+                  message: sourceRange must lie in 10.0.0.0/8
 "#;
 
 fn scaler(name: &str, spec: &str) -> String {
@@ -1283,14 +1298,14 @@ async fn cel_validation_rules_judge_custom_resources() {
     s.apply_ok(CEL_CRD);
     established(&s, "scalers.example.nanokube.io");
 
-    s.apply_ok(&scaler("ok", "  minReplicas: 1\n  maxReplicas: 3\n  storageClass: fast\n  windows: [5m, 10m]\n  target: {kind: Deployment}\n"));
+    s.apply_ok(&scaler("ok", "  minReplicas: 1\n  maxReplicas: 3\n  storageClass: fast\n  windows: [5m, 10m]\n  target: {kind: Deployment}\n  memory: 512Mi\n  webhook: https://hooks.example/x?y=1\n  sourceRange: 10.1.0.0/16\n"));
 
     // Every failed rule at once, each at its own path and with its own message.
     let out = apply_stdin(
         &s,
         &scaler(
             "bad",
-            "  minReplicas: 5\n  maxReplicas: 3\n  windows: [5m, 1h]\n  target: {kind: Pod}\n",
+            "  minReplicas: 5\n  maxReplicas: 3\n  windows: [5m, 1h]\n  target: {kind: Pod}\n  memory: 2Gi\n  webhook: http://hooks.example/x\n  sourceRange: 192.168.0.0/16\n",
         ),
         &[],
     );
@@ -1300,6 +1315,10 @@ async fn cel_validation_rules_judge_custom_resources() {
         r#"spec: Invalid value: "object": minReplicas must not exceed maxReplicas"#,
         "spec.target.kind: Forbidden: only Deployments and StatefulSets scale",
         r#"spec.windows[1]: Invalid value: "string": window 1h is not in minutes"#,
+        // Kubernetes' CEL libraries: quantities, URLs, CIDRs.
+        r#"spec.memory: Invalid value: "string": memory must be a quantity under 1Gi"#,
+        r#"spec.webhook: Invalid value: "string": webhook must be an https URL"#,
+        r#"spec.sourceRange: Invalid value: "string": sourceRange must lie in 10.0.0.0/8"#,
     ] {
         assert!(err.contains(want), "{want:?} in {err}");
     }

@@ -94,11 +94,22 @@ fn typed(s: &Value, v: &Value) -> cel::Value {
 /// Evaluates `source` with `vars` bound; `Ok(value)` or the evaluation error's text.
 pub fn eval(source: &str, vars: &[(&str, cel::Value)]) -> Result<cel::Value, String> {
     let p = program(source)?;
-    let mut ctx = Context::with_env(env().clone());
-    for (name, value) in vars {
-        ctx.add_variable_from_value(*name, value.clone());
+    thread_local! {
+        // The Kubernetes libraries' functions, registered once per thread; each evaluation
+        // binds its variables in a scope of its own above them.
+        static BASE: Context<'static, 'static> = {
+            let mut ctx = Context::with_env(env().clone());
+            super::cel_libs::install(&mut ctx);
+            ctx
+        };
     }
-    p.execute(&ctx).map_err(|e| e.to_string())
+    BASE.with(|base| {
+        let mut ctx = base.new_inner_scope();
+        for (name, value) in vars {
+            ctx.add_variable_from_value(*name, value.clone());
+        }
+        p.execute(&ctx).map_err(|e| e.to_string())
+    })
 }
 
 /// One rule as the schema states it.
@@ -471,6 +482,35 @@ mod tests {
             "[3, 1, 2].sort() == [1, 2, 3]",
             "'abc'.matches('^a.c$')",
             "[1, 2].all(x, x > 0) && [1, 2].exists_one(x, x == 2)",
+            // Kubernetes' own: lists, regex, URLs, IPs, CIDRs, quantities.
+            "[1, 2, 2].isSorted() && ![2, 1].isSorted() && ['a', 'b'].isSorted()",
+            "[1, 2, 3].sum() == 6 && [1.5, 2.0].sum() == 3.5 && [].sum() == 0",
+            "[3, 1, 2].min() == 1 && [3, 1, 2].max() == 3 && ['b', 'a'].min() == 'a'",
+            "'abc 123 def 456'.find('[0-9]+') == '123' && 'xyz'.find('[0-9]+') == ''",
+            "'a1b22c333'.findAll('[0-9]+') == ['1', '22', '333'] && 'a1b22'.findAll('[0-9]+', 1) == ['1']",
+            "isURL('https://example.com:8443/a/b?x=1&x=2&y=%20z') && !isURL('not a url') && isURL('/absolute/path')",
+            "url('https://user@example.com:8443/a/b?x=1').getScheme() == 'https'",
+            "url('https://example.com:8443/a/b').getHost() == 'example.com:8443'",
+            "url('https://[::1]:80/').getHostname() == '::1' && url('https://[::1]:80/').getPort() == '80'",
+            "url('https://example.com/a%20b').getEscapedPath() == '/a%20b'",
+            "url('https://example.com/?x=1&x=2&y=a+b').getQuery() == {'x': ['1', '2'], 'y': ['a b']}",
+            "isIP('10.0.0.1') && isIP('fd00::1') && !isIP('10.0.0.256') && !isIP('::ffff:1.2.3.4') && !isIP('01.2.3.4')",
+            "ip('10.0.0.1').family() == 4 && ip('fd00::1').family() == 6",
+            "ip('127.0.0.1').isLoopback() && ip('0.0.0.0').isUnspecified() && ip('169.254.1.1').isLinkLocalUnicast()",
+            "ip('10.1.2.3').isGlobalUnicast() && !ip('224.0.0.1').isGlobalUnicast() && ip('224.0.0.5').isLinkLocalMulticast()",
+            "ip.isCanonical('fd00::1') && !ip.isCanonical('fd00:0::1')",
+            "ip('10.0.0.1') == ip('10.0.0.1') && ip('10.0.0.1') != ip('10.0.0.2')",
+            "isCIDR('10.0.0.0/8') && !isCIDR('10.0.0.0/33') && !isCIDR('10.0.0.0')",
+            "cidr('10.0.0.0/8').containsIP('10.1.2.3') && !cidr('10.0.0.0/8').containsIP(ip('11.0.0.1'))",
+            "cidr('10.0.0.0/8').containsCIDR('10.1.0.0/16') && !cidr('10.1.0.0/16').containsCIDR('10.0.0.0/8')",
+            "cidr('10.1.2.3/8').masked() == cidr('10.0.0.0/8') && cidr('10.1.2.3/8').prefixLength() == 8",
+            "isQuantity('1.5Gi') && isQuantity('100m') && isQuantity('1e3') && !isQuantity('1.2.3') && !isQuantity('5 Gi') && !isQuantity('Gi')",
+            "quantity('1Gi').isGreaterThan(quantity('1G')) && quantity('500m').isLessThan(quantity('1'))",
+            "quantity('1k').compareTo(quantity('1000')) == 0 && quantity('2Ki').asInteger() == 2048",
+            "quantity('1.5').asApproximateFloat() == 1.5 && !quantity('1.5').isInteger() && quantity('2').isInteger()",
+            "quantity('1').add(quantity('500m')) == quantity('1.5') && quantity('1').sub(1).sign() == 0",
+            "quantity('-3').sign() == -1 && quantity('1n').sign() == 1",
+            "[quantity('2'), quantity('1')].min() == quantity('1')",
         ] {
             assert_eq!(eval(rule, &[]), Ok(cel::Value::Bool(true)), "{rule}");
         }

@@ -12,6 +12,7 @@
 //! publish, `jsonpath` evaluates printer columns. See docs/crds.md.
 
 pub mod cel;
+pub mod cel_libs;
 pub mod controller;
 pub mod default;
 pub mod definition;
