@@ -638,3 +638,77 @@ fn docker25_save_archive_uses_the_containerd_name() {
         "ID=test\n"
     );
 }
+
+#[test]
+fn a_lease_keeps_a_running_containers_layers_through_rm_and_prune_until_released() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut l1 = LayerBuilder::new();
+    l1.file("in-use.txt", b"used by a container\n", 0o644);
+    let archive = tmp.path().join("save.tar");
+    docker_save(
+        &archive,
+        "leased/app:1",
+        &[l1.finish()],
+        json!({"Cmd": ["/x"]}),
+        true,
+    );
+    let mut l2 = LayerBuilder::new();
+    l2.file("idle.txt", b"nobody runs this\n", 0o644);
+    let idle = tmp.path().join("idle.tar");
+    docker_save(
+        &idle,
+        "idle/app:1",
+        &[l2.finish()],
+        json!({"Cmd": ["/y"]}),
+        true,
+    );
+    let data = tmp.path().join("data");
+    let nk = |args: &[&str]| {
+        let mut c = nanokube();
+        c.arg("image").arg("--data-dir").arg(&data).args(args);
+        c
+    };
+    run_ok(&mut nk(&[
+        "import",
+        archive.to_str().unwrap(),
+        idle.to_str().unwrap(),
+    ]));
+    let prepared = nanokube::image::prepare(&data, "leased/app:1").unwrap();
+    nanokube::image::lease(&data, "pod-uid_web", &prepared).unwrap();
+    let store = nanokube::image::store::Store::open(&data).unwrap();
+    let unused: Vec<String> = nanokube::image::gc::unused(&store, 0)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    assert_eq!(
+        unused,
+        ["docker.io/idle/app:1"],
+        "a leased image is never a GC candidate"
+    );
+
+    run_ok(&mut nk(&["rm", "leased/app:1", "idle/app:1"]));
+    run_ok(&mut nk(&["prune"]));
+    assert_eq!(run_ok(&mut nk(&["ls", "-q"])), "");
+    assert!(
+        prepared.lower_dirs[0].join("in-use.txt").is_file(),
+        "the running container's layer survives rm and prune"
+    );
+    let snaps = || {
+        fs::read_dir(data.join("agent/images/snapshots"))
+            .unwrap()
+            .count()
+    };
+    assert_eq!(snaps(), 1, "only the leased image's snapshot is left");
+
+    assert_eq!(nanokube::image::release(&data, "pod-uid_").unwrap(), 1);
+    run_ok(&mut nk(&["prune"]));
+    assert_eq!(snaps(), 0, "released, it is collected");
+    assert!(!prepared.lower_dirs[0].exists());
+    let err = nanokube::image::lease(&data, "pod-uid_web", &prepared).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("the image's layers were collected"),
+        "{err}"
+    );
+}

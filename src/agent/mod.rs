@@ -68,6 +68,20 @@ pub struct NodeArgs {
     /// How the service proxy programs the kernel (kube-proxy's --proxy-mode).
     #[arg(long, value_enum, default_value = "nftables")]
     pub proxy_mode: crate::network::proxy::Backend,
+    /// Image GC starts when the image filesystem is this full (percent; 100 turns it off), as
+    /// the kubelet's imageGCHighThresholdPercent.
+    #[arg(long, default_value_t = 85, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub image_gc_high_threshold: u8,
+    /// ... and removes unused images, least recently used first, until it is this full.
+    #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub image_gc_low_threshold: u8,
+    /// An image used or imported more recently than this is never removed by image GC (the
+    /// kubelet's imageMinimumGCAge).
+    #[arg(long, default_value = "2m", value_parser = crate::server::go_duration)]
+    pub minimum_image_ttl_duration: std::time::Duration,
+    /// How often image GC looks (the kubelet's is 5 minutes; tests shorten it).
+    #[arg(long, default_value = "5m", value_parser = crate::server::go_duration, hide = true)]
+    pub image_gc_period: std::time::Duration,
     /// Network pods through the CNI plugins of this config directory (the first
     /// .conflist/.conf/.json in name order) instead of the built-in bridge; the plugins then
     /// also connect nodes, and --flannel-backend is not used.
@@ -117,6 +131,8 @@ pub enum Error {
     NoServer,
     #[error("invalid --cluster-dns {0:?}: want an IPv4 address")]
     ClusterDns(String),
+    #[error("--image-gc-low-threshold {low} must not exceed --image-gc-high-threshold {high}")]
+    ImageGc { low: u8, high: u8 },
 }
 
 /// The node's name: the flag, else the hostname (lowercased, as the kubelet does).
@@ -185,6 +201,18 @@ pub fn kubelet_config(
         service_cidr: "10.43.0.0/16".parse().expect("a valid CIDR"),
         proxy_mode: args.proxy_mode,
         flannel_backend: args.flannel_backend,
+        image_gc: {
+            let (high, low) = (args.image_gc_high_threshold, args.image_gc_low_threshold);
+            if low > high {
+                return Err(Error::ImageGc { low, high });
+            }
+            kubelet::ImageGc {
+                high,
+                low,
+                period: args.image_gc_period,
+                min_age: args.minimum_image_ttl_duration,
+            }
+        },
         cni: args
             .cni_conf_dir
             .clone()
@@ -291,7 +319,7 @@ pub fn killall(args: KillallArgs) -> anyhow::Result<i32> {
     let mut n = 0;
     for e in std::fs::read_dir(&pods).into_iter().flatten().flatten() {
         let uid = e.file_name().to_string_lossy().into_owned();
-        kubelet::pods::teardown(&uid, &e.path(), None);
+        kubelet::pods::teardown(&uid, &e.path(), None, &args.data_dir);
         n += 1;
     }
     let mut nl = crate::network::netlink::Netlink::open()?;

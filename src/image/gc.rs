@@ -1,8 +1,9 @@
 //! Garbage collection: deletes the blobs and snapshots no named image needs, and whatever
 //! interrupted pulls and unpacks left in tmp/.
 //!
-//! Marking starts from the image table: each name keeps its index (if any), its platform
-//! manifest, config and layer blobs, and the snapshots of its layer chain. Collection holds the
+//! Marking starts from the image table and the leases: each name, and each image a running
+//! container holds a lease on, keeps its index (if any), its platform manifest, config and
+//! layer blobs, and the snapshots of its layer chain. Collection holds the
 //! store's gc lock exclusively; pulls, imports and `prepare` hold it shared, so nothing they have
 //! written but not yet named can be swept, and nothing is in tmp/ but leftovers.
 
@@ -44,7 +45,8 @@ pub fn collect(store: &Store) -> Result<Report, Error> {
     let _gc = store.gc_lock(true)?;
     let mut blobs: HashSet<Digest> = HashSet::new();
     let mut snapshots: HashSet<Digest> = HashSet::new();
-    for rec in store.images()?.values() {
+    let leased: Vec<store::ImageRecord> = store.leases()?.into_iter().map(|l| l.image).collect();
+    for rec in store.images()?.values().chain(leased.iter()) {
         blobs.extend([rec.digest.clone(), rec.manifest.clone(), rec.config.clone()]);
         if let Ok(bytes) = store.read_blob(&rec.manifest) {
             if let Ok(Document::Manifest(m)) = Document::parse(&bytes, &rec.manifest) {
@@ -87,6 +89,31 @@ pub fn collect(store: &Store) -> Result<Report, Error> {
         report.leftovers += 1;
     }
     Ok(report)
+}
+
+/// Named images no lease uses and none used or recorded in the last `min_age_secs` (the
+/// kubelet's imageMinimumGCAge), least recently used first (by their last lease, else by when
+/// the name was recorded): what image GC may remove.
+pub fn unused(store: &Store, min_age_secs: u64) -> Result<Vec<store::ImageRecord>, Error> {
+    let leases = store.leases()?;
+    let mut last_use: std::collections::HashMap<Digest, u64> = Default::default();
+    for l in &leases {
+        let t = last_use.entry(l.image.config.clone()).or_default();
+        *t = (*t).max(l.taken_at);
+    }
+    let used: HashSet<&Digest> = leases.iter().map(|l| &l.image.config).collect();
+    let last = |r: &store::ImageRecord| {
+        r.recorded_at
+            .max(last_use.get(&r.config).copied().unwrap_or(0))
+    };
+    let now = store::now_secs();
+    let mut out: Vec<store::ImageRecord> = store
+        .images()?
+        .into_values()
+        .filter(|r| !used.contains(&r.config) && now.saturating_sub(last(r)) >= min_age_secs)
+        .collect();
+    out.sort_by_key(|r| (last(r), r.name.clone()));
+    Ok(out)
 }
 
 /// Removes the names given (normalized references), then collects what they alone kept.

@@ -60,6 +60,8 @@ pub struct PreparedImage {
     pub digest: Digest,
     /// The config digest: the image ID as `docker images` and `crictl images` show it.
     pub id: Digest,
+    /// The platform manifest.
+    pub manifest: Digest,
     /// Entrypoint, Cmd, Env, WorkingDir, User, ExposedPorts; empty if the image has none.
     pub config: ImageConfig,
     /// Overlay lower directories, topmost layer first, as `lowerdir=` lists them.
@@ -190,11 +192,45 @@ pub fn prepare(data_dir: &Path, reference: &str) -> Result<PreparedImage, Error>
     let (config, lower_dirs) = unpack(&store, &record)?;
     Ok(PreparedImage {
         name: record.name,
-        digest: record.digest,
-        id: record.config,
+        digest: record.digest.clone(),
+        id: record.config.clone(),
+        manifest: record.manifest.clone(),
         config: config.config.unwrap_or_default(),
         lower_dirs,
     })
+}
+
+/// Takes lease `id` on the prepared image (see [`store::Lease`]), under the same lock
+/// collection takes, after checking that its snapshots are still there: a collection that ran
+/// since `prepare` (with the name removed meanwhile) is an error to retry, never a container
+/// on missing layers.
+pub fn lease(data_dir: &Path, id: &str, image: &PreparedImage) -> Result<(), Error> {
+    let store = Store::open(data_dir)?;
+    let _gc = store.gc_lock(false)?;
+    if let Some(gone) = image.lower_dirs.iter().find(|d| !d.exists()) {
+        return Err(Error::Store(store::Error::Io {
+            op: "lease",
+            path: gone.clone(),
+            cause: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "the image's layers were collected",
+            ),
+        }));
+    }
+    let record = ImageRecord {
+        name: image.name.clone(),
+        digest: image.digest.clone(),
+        manifest: image.manifest.clone(),
+        config: image.id.clone(),
+        size: 0,
+        recorded_at: 0,
+    };
+    Ok(store.put_lease(id, &record)?)
+}
+
+/// Drops the leases whose ids start with `prefix` (a deleted pod's).
+pub fn release(data_dir: &Path, prefix: &str) -> Result<usize, Error> {
+    Ok(Store::open(data_dir)?.drop_leases(prefix)?)
 }
 
 /// Like [`prepare`], but pulls the image first if the store does not have it (the kubelet's

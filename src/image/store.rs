@@ -99,7 +99,7 @@ impl Store {
     /// Opens (creating if needed) the store under `<data_dir>/agent/images`.
     pub fn open(data_dir: &Path) -> Result<Store> {
         let root = data_dir.join("agent").join("images");
-        for sub in ["blobs/sha256", "snapshots", "tmp", "locks"] {
+        for sub in ["blobs/sha256", "snapshots", "tmp", "locks", "leases"] {
             let dir = root.join(sub);
             fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
         }
@@ -302,6 +302,77 @@ impl Store {
         let out = f(&mut table.images);
         write_json_atomic(self, &path, &table)?;
         Ok(out)
+    }
+}
+
+/// A lease: content a running container uses, kept by garbage collection whatever happens to
+/// the image's name (`image rm`, a re-tag, image GC), as containerd's leases keep it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Lease {
+    pub id: String,
+    pub image: ImageRecord,
+    /// Seconds since the epoch when it was taken: the image's last use, for image GC.
+    pub taken_at: u64,
+}
+
+impl Store {
+    fn lease_path(&self, id: &str) -> PathBuf {
+        self.root.join("leases").join(format!("{id}.json"))
+    }
+
+    /// Takes (or renews) lease `id` on `image`. Ids are the caller's (`<pod uid>_<container>`);
+    /// they must be plain file names.
+    pub fn put_lease(&self, id: &str, image: &ImageRecord) -> Result<()> {
+        if id.is_empty() || id.contains(['/', '\0']) || id.starts_with('.') {
+            return Err(Error::Io {
+                op: "lease",
+                path: self.lease_path(id),
+                cause: io::Error::new(io::ErrorKind::InvalidInput, "not a plain name"),
+            });
+        }
+        let lease = Lease {
+            id: id.to_string(),
+            image: image.clone(),
+            taken_at: now_secs(),
+        };
+        write_json_atomic(self, &self.lease_path(id), &lease)
+    }
+
+    /// Every lease held.
+    pub fn leases(&self) -> Result<Vec<Lease>> {
+        let dir = self.root.join("leases");
+        let mut out = Vec::new();
+        for e in fs::read_dir(&dir).map_err(io_err("list", &dir))?.flatten() {
+            let path = e.path();
+            if path.extension().and_then(|x| x.to_str()) != Some("json") {
+                continue;
+            }
+            match fs::read(&path).map(|b| serde_json::from_slice::<Lease>(&b)) {
+                Ok(Ok(l)) => out.push(l),
+                // A lease that cannot be read still names nothing; it is left for a person.
+                _ => tracing::warn!(path = %path.display(), "unreadable image lease"),
+            }
+        }
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+
+    /// Drops every lease whose id starts with `prefix` (a pod's, on its deletion); returns how
+    /// many went.
+    pub fn drop_leases(&self, prefix: &str) -> Result<usize> {
+        let mut n = 0;
+        for l in self.leases()? {
+            if l.id.starts_with(prefix) {
+                let path = self.lease_path(&l.id);
+                match fs::remove_file(&path) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                        return Err(io_err("remove", &path)(e))
+                    }
+                    _ => n += 1,
+                }
+            }
+        }
+        Ok(n)
     }
 }
 

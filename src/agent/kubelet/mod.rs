@@ -64,6 +64,7 @@ pub struct Config {
     pub service_cidr: Cidr,
     pub proxy_mode: crate::network::proxy::Backend,
     pub flannel_backend: crate::network::routes::Backend,
+    pub image_gc: ImageGc,
     /// CNI mode: the config directory and the plugins' directories.
     pub cni: Option<(PathBuf, Vec<PathBuf>)>,
 }
@@ -262,6 +263,7 @@ pub async fn run(cfg: Config, client: kube::Client) -> anyhow::Result<()> {
         range,
         vxlan,
     ));
+    tokio::spawn(image_gc(cfg.clone()));
     tokio::spawn(static_pods::run(
         client.clone(),
         cfg.data_dir.clone(),
@@ -397,6 +399,59 @@ async fn lifecycle_events(
                 seen.insert(uid.clone(), digest);
                 let _ = trigger.unbounded_send(ObjectRef::new(&meta.name).within(&meta.namespace));
             }
+        }
+    }
+}
+
+/// When image GC removes images (percentages of the image filesystem) and how often it looks.
+#[derive(Debug, Clone, Copy)]
+pub struct ImageGc {
+    pub high: u8,
+    pub low: u8,
+    pub period: Duration,
+    pub min_age: Duration,
+}
+
+/// How full the filesystem holding `dir` is, in percent (what is not available to users).
+fn fs_used_percent(dir: &std::path::Path) -> Option<f64> {
+    let st = nix::sys::statvfs::statvfs(dir).ok()?;
+    let total = st.blocks() as f64;
+    (total > 0.0).then(|| 100.0 * (total - st.blocks_available() as f64) / total)
+}
+
+/// The kubelet's image GC: when the image filesystem is at least `high` percent full, removes
+/// the images no container holds a lease on and none used for `min_age`, least recently used
+/// first, until it is under `low` percent or none is left. Images of running containers are
+/// never candidates.
+async fn image_gc(cfg: Config) {
+    if cfg.image_gc.high >= 100 {
+        return;
+    }
+    loop {
+        tokio::time::sleep(cfg.image_gc.period).await;
+        let c = cfg.clone();
+        let done =
+            tokio::task::spawn_blocking(move || -> Result<usize, crate::image::gc::Error> {
+                let store = crate::image::store::Store::open(&c.data_dir)?;
+                let root = store.root().to_path_buf();
+                let full = || fs_used_percent(&root).unwrap_or(0.0);
+                if full() < f64::from(c.image_gc.high) {
+                    return Ok(0);
+                }
+                let mut removed = 0;
+                for image in crate::image::gc::unused(&store, c.image_gc.min_age.as_secs())? {
+                    crate::image::gc::remove_images(&store, std::slice::from_ref(&image.name))?;
+                    tracing::info!(image = %image.name, "image GC removed an unused image");
+                    removed += 1;
+                    if full() < f64::from(c.image_gc.low) {
+                        break;
+                    }
+                }
+                Ok(removed)
+            })
+            .await;
+        if let Ok(Err(e)) = done {
+            tracing::warn!(error = %e, "image GC failed");
         }
     }
 }

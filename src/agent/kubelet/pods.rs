@@ -879,6 +879,16 @@ impl Kubelet {
             self.event(pod, Some(&c.name), "Normal", "Pulled", msg)
                 .await;
         }
+        // The container's lease keeps its layers whatever happens to the image's name.
+        let (d, lease_id, p2) = (
+            self.cfg.data_dir.clone(),
+            format!("{}_{}", uid_of(pod), c.name),
+            prepared.clone(),
+        );
+        blocking(move || crate::image::lease(&d, &lease_id, &p2))
+            .await
+            .map_err(|e| w("CreateContainerError", e.to_string()))?
+            .map_err(|e| w("CreateContainerError", format!("image lease: {e}")))?;
         obs.images.insert(
             c.name.clone(),
             (
@@ -1185,7 +1195,7 @@ impl Kubelet {
         let meta = std::fs::read(dir.join(META))
             .ok()
             .and_then(|b| serde_json::from_slice::<PodMeta>(&b).ok());
-        teardown(uid, dir, self.bridge.get());
+        teardown(uid, dir, self.bridge.get(), &self.cfg.data_dir);
         if let Some(m) = meta {
             let logs = self
                 .cfg
@@ -1199,7 +1209,12 @@ impl Kubelet {
 /// Removes everything a pod had on this node: containers (via the shim's shutdown, or by
 /// killing a shim that does not answer), the veth and address, roots, volumes, the pod cgroup
 /// and the pod's directory.
-pub fn teardown(uid: &str, dir: &Path, bridge: Option<&crate::network::pod::Bridge>) {
+pub fn teardown(
+    uid: &str,
+    dir: &Path,
+    bridge: Option<&crate::network::pod::Bridge>,
+    data_dir: &Path,
+) {
     // CNI plugins are told first, while the sandbox's namespace still exists (as a CRI
     // runtime stops a sandbox's network before its processes).
     if let Err(e) = crate::network::cni::del(dir) {
@@ -1251,6 +1266,10 @@ pub fn teardown(uid: &str, dir: &Path, bridge: Option<&crate::network::pod::Brid
         if let Ok(cg) = crate::runtime::cgroups::Cgroup::open(&path) {
             let _ = cg.destroy();
         }
+    }
+    // The containers are gone: their images may be collected now.
+    if let Err(e) = crate::image::release(data_dir, &format!("{uid}_")) {
+        tracing::warn!(uid, error = %e, "releasing the pod's image leases");
     }
     if let Err(e) = std::fs::remove_dir_all(dir) {
         if e.kind() != std::io::ErrorKind::NotFound {
