@@ -107,9 +107,11 @@ async fn reflector_relists_after_compaction_and_follows_a_restart() {
     })
     .await;
     // The line may land in the log just after the client has seen the relist it caused.
-    eventually(10, "the server's log of the watch from a compacted revision", || {
-        s.log().contains("watch from a compacted revision")
-    })
+    eventually(
+        10,
+        "the server's log of the watch from a compacted revision",
+        || s.log().contains("watch from a compacted revision"),
+    )
     .await;
     cms.create(&PostParams::default(), &cm("b")).await.unwrap();
     eventually(30, "b after the relist", || {

@@ -117,6 +117,43 @@ pub async fn pod_log(api: &Api, ns: &str, name: &str, query: &str) -> Result<Res
         .expect("valid response"))
 }
 
+/// GET nodes/<name>/proxy/<path>: the node's kubelet API (`stats/summary`, `healthz`, ...),
+/// its answer passed on whole with its status and content type. Only GET: what the kubelet
+/// serves through other verbs (exec, port-forward) has its own pod subresources.
+pub async fn node_get(api: &Api, node: &str, path: &str, query: &str) -> Result<Resp, ApiError> {
+    let (ip, port) = kubelet_of(api, node).await?;
+    let target = if query.is_empty() {
+        format!("/{path}")
+    } else {
+        format!("/{path}?{query}")
+    };
+    let req = Request::get(&target)
+        .header("host", format!("{ip}:{port}"))
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let resp = send(&ip, port, req).await?;
+    let status = resp.status();
+    let kind = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("text/plain")
+        .to_string();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| ApiError::Internal(format!("reading the kubelet's answer: {e}")))?
+        .to_bytes();
+    Ok(http::Response::builder()
+        .status(status)
+        .header("content-type", kind)
+        .body(BodyExt::boxed(
+            http_body_util::Full::new(body).map_err(|never| match never {}),
+        ))
+        .expect("valid response"))
+}
+
 fn encode(v: &str) -> String {
     v.bytes()
         .map(|b| match b {
@@ -318,6 +355,19 @@ impl super::connect::Connector for NodeConnector {
     ) -> futures::future::BoxFuture<'a, Result<Resp, ApiError>> {
         Box::pin(async move {
             let sub = req.info.subresource.clone();
+            if req.resource.plural == "nodes"
+                && sub == "proxy"
+                && req.parts.method == http::Method::GET
+            {
+                let path = req.parts.uri.path();
+                let rest = path
+                    .split_once("/proxy/")
+                    .map(|(_, r)| r.to_string())
+                    .unwrap_or_default();
+                let query = req.parts.uri.query().unwrap_or("").to_string();
+                let node = req.object_name().to_string();
+                return node_get(api, &node, &rest, &query).await;
+            }
             if req.resource.plural != "pods"
                 || !matches!(sub.as_str(), "log" | "exec" | "attach" | "portforward")
             {

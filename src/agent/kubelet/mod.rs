@@ -20,6 +20,7 @@ pub mod spdy;
 pub mod spdy_conn;
 pub mod spec;
 pub mod static_pods;
+pub mod stats;
 pub mod status;
 
 use futures::StreamExt;
@@ -74,6 +75,10 @@ pub struct Kubelet {
     pub cfg: Config,
     pub client: kube::Client,
     pub bridge: OnceLock<Bridge>,
+    /// The stats summary's cpu samples, for its rates.
+    pub stats: stats::Samples,
+    /// When this kubelet started (the summary's node startTime).
+    pub started_at: String,
     /// The CNI network, in CNI mode (then there is no bridge).
     pub cni: OnceLock<crate::network::cni::Network>,
     /// Pods whose CNI attachment was CHECKed since this agent started (once each: the pods it
@@ -171,6 +176,8 @@ pub async fn run(cfg: Config, client: kube::Client) -> anyhow::Result<()> {
         cfg: cfg.clone(),
         client: client.clone(),
         bridge: OnceLock::new(),
+        stats: Default::default(),
+        started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         cni: OnceLock::new(),
         cni_checked: Mutex::new(Default::default()),
         backoff: Mutex::new(HashMap::new()),
@@ -264,6 +271,7 @@ pub async fn run(cfg: Config, client: kube::Client) -> anyhow::Result<()> {
         vxlan,
     ));
     tokio::spawn(image_gc(cfg.clone()));
+    tokio::spawn(stats::sampler(k.clone()));
     tokio::spawn(static_pods::run(
         client.clone(),
         cfg.data_dir.clone(),

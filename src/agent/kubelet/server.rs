@@ -38,6 +38,15 @@ pub(super) fn text(code: StatusCode, body: impl Into<String>) -> Response<Body> 
         .expect("valid response")
 }
 
+/// A JSON answer.
+fn json(code: StatusCode, v: &serde_json::Value) -> Response<Body> {
+    Response::builder()
+        .status(code)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(v.to_string())).boxed())
+        .expect("valid response")
+}
+
 /// Serves the kubelet API on `listener` until the process ends.
 pub async fn serve(
     k: Arc<Kubelet>,
@@ -73,6 +82,13 @@ async fn route(k: Arc<Kubelet>, req: Request<Incoming>) -> Response<Body> {
     let method = req.method().clone();
     match (&method, parts.as_slice()) {
         (&Method::GET, ["healthz"]) => text(StatusCode::OK, "ok"),
+        (&Method::GET, ["stats", "summary"]) => {
+            let k2 = k.clone();
+            match tokio::task::spawn_blocking(move || super::stats::summary(&k2)).await {
+                Ok(v) => json(StatusCode::OK, &v),
+                Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            }
+        }
         (&Method::GET, ["containerLogs", ns, pod, container]) => {
             container_logs(&k, ns, pod, container, &query).await
         }
