@@ -58,7 +58,15 @@ impl Bench {
     }
     fn create(&self, extra: &[&str]) -> String {
         let image = image_tarball();
-        let mut args = vec!["create", "--name", &self.name, "--image"];
+        // Memory-only eviction: the disk thresholds depend on how full the test machine is.
+        let mut args = vec![
+            "create",
+            "--name",
+            &self.name,
+            "--server-arg=--eviction-hard=memory.available<100Mi",
+            "--agent-arg=--eviction-hard=memory.available<100Mi",
+            "--image",
+        ];
         let image = image.to_str().unwrap();
         args.push(image);
         args.extend_from_slice(extra);

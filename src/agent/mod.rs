@@ -82,6 +82,13 @@ pub struct NodeArgs {
     /// How often image GC looks (the kubelet's is 5 minutes; tests shorten it).
     #[arg(long, default_value = "5m", value_parser = crate::server::go_duration, hide = true)]
     pub image_gc_period: std::time::Duration,
+    /// Node-pressure eviction's hard thresholds (signal<quantity or signal<percent%, comma
+    /// separated; empty turns eviction off), as the kubelet's --eviction-hard.
+    #[arg(long, default_value = kubelet::eviction::DEFAULT_HARD)]
+    pub eviction_hard: String,
+    /// How often the thresholds are checked (the kubelet's is 10 s; tests shorten it).
+    #[arg(long, default_value = "10s", value_parser = crate::server::go_duration, hide = true)]
+    pub eviction_monitoring_interval: std::time::Duration,
     /// Network pods through the CNI plugins of this config directory (the first
     /// .conflist/.conf/.json in name order) instead of the built-in bridge; the plugins then
     /// also connect nodes, and --flannel-backend is not used.
@@ -131,6 +138,8 @@ pub enum Error {
     NoServer,
     #[error("invalid --cluster-dns {0:?}: want an IPv4 address")]
     ClusterDns(String),
+    #[error("{0}")]
+    Eviction(String),
     #[error("--image-gc-low-threshold {low} must not exceed --image-gc-high-threshold {high}")]
     ImageGc { low: u8, high: u8 },
 }
@@ -213,6 +222,9 @@ pub fn kubelet_config(
                 min_age: args.minimum_image_ttl_duration,
             }
         },
+        eviction_hard: kubelet::eviction::parse(&args.eviction_hard).map_err(Error::Eviction)?,
+        eviction_interval: args.eviction_monitoring_interval,
+        pressure: Default::default(),
         cni: args
             .cni_conf_dir
             .clone()

@@ -131,6 +131,17 @@ impl Drop for Netns {
     }
 }
 
+/// Node-pressure eviction on memory only, unless a test sets its own thresholds: the disk
+/// thresholds (nodefs.available<10%, imagefs.available<15%) depend on how full the machine
+/// running the tests is, and would evict pods of unrelated tests on a crowded CI disk.
+fn quiet_eviction(args: &[String]) -> Vec<&'static str> {
+    if args.iter().any(|a| a.starts_with("--eviction-hard")) {
+        vec![]
+    } else {
+        vec!["--eviction-hard", "memory.available<100Mi"]
+    }
+}
+
 /// A cluster: server plus its agent (node `node1`), and for multi-node clusters more nodes
 /// (`node2`, ...), each an agent in a namespace of its own joined with the server's token.
 pub struct Cluster {
@@ -281,6 +292,7 @@ impl Cluster {
             .args(["agent", "--server", &self.server_url(), "--token"])
             .arg(token.trim())
             .args(["--node-name", &agent.name, "--node-ip", &agent.ip])
+            .args(quiet_eviction(&[]))
             .arg("--data-dir")
             .arg(agent.data_dir())
             .arg("--pod-logs-dir")
@@ -397,6 +409,7 @@ impl Cluster {
             .arg("--runtime-root")
             .arg(self.runtime_root())
             .args(&self.server_args)
+            .args(quiet_eviction(&self.server_args))
             .env(
                 "RUST_LOG",
                 // NK_SERVER_LOG raises the server's log level when chasing a failure.

@@ -5,6 +5,7 @@
 //! docs/kubelet.md follows a pod through it.
 
 pub mod events;
+pub mod eviction;
 pub mod exec;
 pub mod exec_spdy;
 pub mod fdio;
@@ -66,6 +67,11 @@ pub struct Config {
     pub proxy_mode: crate::network::proxy::Backend,
     pub flannel_backend: crate::network::routes::Backend,
     pub image_gc: ImageGc,
+    /// Node-pressure eviction's hard thresholds, and how often they are checked.
+    pub eviction_hard: Vec<eviction::Threshold>,
+    pub eviction_interval: Duration,
+    /// The pressure conditions the eviction manager found, for the node's status.
+    pub pressure: Arc<Mutex<eviction::Pressure>>,
     /// CNI mode: the config directory and the plugins' directories.
     pub cni: Option<(PathBuf, Vec<PathBuf>)>,
 }
@@ -75,6 +81,8 @@ pub struct Kubelet {
     pub cfg: Config,
     pub client: kube::Client,
     pub bridge: OnceLock<Bridge>,
+    /// Pods (by uid) evicted by this agent: stopped for good.
+    pub evicted: Mutex<std::collections::HashSet<String>>,
     /// The stats summary's cpu samples, for its rates.
     pub stats: stats::Samples,
     /// When this kubelet started (the summary's node startTime).
@@ -177,6 +185,7 @@ pub async fn run(cfg: Config, client: kube::Client) -> anyhow::Result<()> {
         client: client.clone(),
         bridge: OnceLock::new(),
         stats: Default::default(),
+        evicted: Default::default(),
         started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         cni: OnceLock::new(),
         cni_checked: Mutex::new(Default::default()),
@@ -323,6 +332,7 @@ pub async fn run(cfg: Config, client: kube::Client) -> anyhow::Result<()> {
     let controller = Controller::new(pods, wc);
     let store = controller.store();
     let _ = k.waker.set(trigger.clone());
+    tokio::spawn(eviction::run(k.clone(), store.clone()));
     tokio::spawn(lifecycle_events(k.clone(), store, trigger));
     controller
         .reconcile_on(triggered)

@@ -58,7 +58,7 @@ fn machine_id() -> String {
         .unwrap_or_default()
 }
 
-fn conditions(ready: bool) -> Vec<NodeCondition> {
+fn conditions(ready: bool, pressure: super::eviction::Pressure) -> Vec<NodeCondition> {
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let c = |t: &str, s: &str, reason: &str, msg: &str| NodeCondition {
         type_: t.into(),
@@ -69,18 +69,36 @@ fn conditions(ready: bool) -> Vec<NodeCondition> {
         last_transition_time: Some(now.clone()),
     };
     vec![
-        c(
-            "MemoryPressure",
-            "False",
-            "KubeletHasSufficientMemory",
-            "kubelet has sufficient memory available",
-        ),
-        c(
-            "DiskPressure",
-            "False",
-            "KubeletHasNoDiskPressure",
-            "kubelet has no disk pressure",
-        ),
+        if pressure.memory {
+            c(
+                "MemoryPressure",
+                "True",
+                "KubeletHasInsufficientMemory",
+                "kubelet has insufficient memory available",
+            )
+        } else {
+            c(
+                "MemoryPressure",
+                "False",
+                "KubeletHasSufficientMemory",
+                "kubelet has sufficient memory available",
+            )
+        },
+        if pressure.disk {
+            c(
+                "DiskPressure",
+                "True",
+                "KubeletHasDiskPressure",
+                "kubelet has disk pressure",
+            )
+        } else {
+            c(
+                "DiskPressure",
+                "False",
+                "KubeletHasNoDiskPressure",
+                "kubelet has no disk pressure",
+            )
+        },
         c(
             "PIDPressure",
             "False",
@@ -136,7 +154,10 @@ pub fn status(cfg: &Config, ready: bool) -> NodeStatus {
                 address: cfg.node_name.clone(),
             },
         ]),
-        conditions: Some(conditions(ready)),
+        conditions: Some(conditions(
+            ready,
+            *cfg.pressure.lock().expect("pressure lock"),
+        )),
         node_info: Some(NodeSystemInfo {
             architecture: std::env::consts::ARCH
                 .replace("x86_64", "amd64")

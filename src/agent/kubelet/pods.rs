@@ -55,7 +55,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
         .map_err(|e| Error::Node(format!("worker thread: {e}")))
 }
 
-fn uid_of(pod: &Pod) -> String {
+pub(crate) fn uid_of(pod: &Pod) -> String {
     pod.metadata.uid.clone().unwrap_or_default()
 }
 
@@ -67,6 +67,10 @@ pub async fn reconcile(pod: Arc<Pod>, k: Arc<Kubelet>) -> Result<Action, Error> 
     let dir = k.pod_dir(&uid);
     if pod.metadata.deletion_timestamp.is_some() {
         return terminate(&pod, &k, &dir).await;
+    }
+    if k.evicted.lock().expect("evicted lock").contains(&uid) {
+        // Evicted: stopped and Failed for good; only its deletion is left to handle.
+        return Ok(Action::await_change());
     }
     let phase = pod
         .status
