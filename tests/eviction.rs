@@ -49,6 +49,17 @@ fn memory_pressure_evicts_pods_over_their_requests_first_and_never_critical_ones
             "jsonpath={.status.conditions[?(@.type==\"MemoryPressure\")].status}",
         ]) == "True"
     });
+    // The node lifecycle controller keeps new pods off it meanwhile (TaintNodesByCondition).
+    c.wait_for("the memory-pressure taint", Duration::from_secs(30), |c| {
+        c.ok(&[
+            "get",
+            "node",
+            "node1",
+            "-o",
+            "jsonpath={.spec.taints[*].key}",
+        ])
+        .contains("node.kubernetes.io/memory-pressure")
+    });
     // The BestEffort pod uses more than its (zero) request: it goes first.
     c.wait_for("hog evicted", Duration::from_secs(30), |c| {
         phase(c, "hog") == "Failed"

@@ -111,6 +111,48 @@ pub fn lifecycle_taints(current: &[Taint], health: Health, now: Timestamp) -> Op
     (next != current).then_some(next)
 }
 
+/// The NoSchedule taints upstream's TaintNodesByCondition keeps in step with the pressure
+/// conditions the agent posts.
+pub const CONDITION_TAINTS: &[(&str, &str)] = &[
+    ("MemoryPressure", "node.kubernetes.io/memory-pressure"),
+    ("DiskPressure", "node.kubernetes.io/disk-pressure"),
+    ("PIDPressure", "node.kubernetes.io/pid-pressure"),
+];
+
+/// `current` with the condition taints made to match `conditions`; None if nothing changes.
+pub fn condition_taints(current: &[Taint], conditions: &[NodeCondition]) -> Option<Vec<Taint>> {
+    let holds = |t: &str| {
+        conditions
+            .iter()
+            .any(|c| c.type_ == t && c.status == "True")
+    };
+    let mut next: Vec<Taint> = current
+        .iter()
+        .filter(|t| {
+            CONDITION_TAINTS
+                .iter()
+                .find(|(_, key)| *key == t.key)
+                .is_none_or(|(cond, _)| holds(cond))
+        })
+        .cloned()
+        .collect();
+    for (cond, key) in CONDITION_TAINTS {
+        if holds(cond)
+            && !next
+                .iter()
+                .any(|t| t.key == *key && t.effect == "NoSchedule")
+        {
+            next.push(Taint {
+                key: key.to_string(),
+                effect: "NoSchedule".into(),
+                time_added: None,
+                value: None,
+            });
+        }
+    }
+    (next != current).then_some(next)
+}
+
 /// Whether `tol` tolerates `taint`, by upstream's rules (an empty key with Exists matches
 /// every taint; an empty effect matches every effect).
 pub fn tolerates(tol: &Toleration, taint: &Taint) -> bool {
@@ -316,7 +358,11 @@ async fn reconcile_node(node: Arc<Node>, ctx: Arc<Ctx>) -> Result<Action, Error>
         .as_ref()
         .and_then(|s| s.taints.clone())
         .unwrap_or_default();
-    if let Some(next) = lifecycle_taints(&taints, health, now) {
+    let after_lifecycle = lifecycle_taints(&taints, health, now);
+    let base = after_lifecycle.clone().unwrap_or_else(|| taints.clone());
+    // Unknown conditions (a silent node) are not pressure: the pressure taints then go.
+    let next = condition_taints(&base, &conditions).or(after_lifecycle);
+    if let Some(next) = next {
         tracing::info!(node = %name, ?health, "node lifecycle taints change");
         let patch = json!({
             "metadata": {"resourceVersion": node.resource_version()},
@@ -499,6 +545,37 @@ async fn delete(api: &Api<Pod>, name: &str, grace: Option<u32>) -> Result<(), Er
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pressure_conditions_bring_and_take_their_no_schedule_taints() {
+        let cond = |t: &str, s: &str| NodeCondition {
+            type_: t.into(),
+            status: s.into(),
+            ..Default::default()
+        };
+        let other = taint("dedicated", "NoSchedule", None);
+        let on = condition_taints(
+            std::slice::from_ref(&other),
+            &[
+                cond("MemoryPressure", "True"),
+                cond("DiskPressure", "False"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            on,
+            vec![
+                other.clone(),
+                taint("node.kubernetes.io/memory-pressure", "NoSchedule", None)
+            ]
+        );
+        assert_eq!(
+            condition_taints(&on, &[cond("MemoryPressure", "True")]),
+            None
+        );
+        let off = condition_taints(&on, &[cond("MemoryPressure", "False")]).unwrap();
+        assert_eq!(off, vec![other]);
+    }
 
     fn taint(key: &str, effect: &str, added: Option<Timestamp>) -> Taint {
         Taint {
