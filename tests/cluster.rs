@@ -131,7 +131,7 @@ fn assert_no_trace(b: &Bench) {
         .flatten()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n == &format!("nkc-{}", b.name) || n.starts_with(&format!("nkc-{}-", b.name)))
+        .filter(|n| n == &format!("nkc-{}", b.name) || n.starts_with(&format!("nkc-{}.", b.name)))
         .collect();
     assert!(netns.is_empty(), "network namespaces left: {netns:?}");
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();

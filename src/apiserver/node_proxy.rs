@@ -139,10 +139,12 @@ pub async fn node_get(api: &Api, node: &str, path: &str, query: &str) -> Result<
         .and_then(|v| v.to_str().ok())
         .unwrap_or("text/plain")
         .to_string();
-    let body = resp
-        .into_body()
-        .collect()
+    // The answer is passed on whole: bounded in time and size, so that a streaming path
+    // (a followed log) cannot hold the request or grow without end; pods/log streams those.
+    let limited = http_body_util::Limited::new(resp.into_body(), 64 << 20);
+    let body = tokio::time::timeout(std::time::Duration::from_secs(60), limited.collect())
         .await
+        .map_err(|_| ApiError::Internal("the kubelet did not answer within 60 s".into()))?
         .map_err(|e| ApiError::Internal(format!("reading the kubelet's answer: {e}")))?
         .to_bytes();
     Ok(http::Response::builder()

@@ -147,9 +147,10 @@ impl Cluster {
         format!("nkc-{}", self.name)
     }
 
-    /// A node's network namespace.
+    /// A node's network namespace. The dot cannot be in a cluster name, so no node's namespace
+    /// is another cluster's hub (`a-1`'s hub against node 1 of `a`).
     pub fn node_netns(&self, node: &Node) -> String {
-        format!("nkc-{}-{}", self.name, node_index(node))
+        format!("nkc-{}.{}", self.name, node_index(node))
     }
 
     /// The cgroup (relative to each hierarchy's root) every process of the cluster lives in.
@@ -270,7 +271,7 @@ mod tests {
         assert_eq!(names, ["demo-server-0", "demo-agent-0", "demo-agent-1"]);
         let ips: Vec<_> = c.nodes.iter().map(|n| n.ip.to_string()).collect();
         assert_eq!(ips, ["10.99.0.2", "10.99.0.3", "10.99.0.4"]);
-        assert_eq!(c.node_netns(&c.nodes[2]), "nkc-demo-2");
+        assert_eq!(c.node_netns(&c.nodes[2]), "nkc-demo.2");
         assert_eq!(c.hub_netns(), "nkc-demo");
         assert_eq!(
             c.node_cgroup(&c.nodes[1]),

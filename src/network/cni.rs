@@ -84,7 +84,12 @@ pub struct Cached {
     pub list: Value,
     pub bin_dirs: Vec<PathBuf>,
     pub container_id: String,
+    /// The network namespace handed to the plugins: the sandbox's, pinned by a bind mount in
+    /// the pod's directory (see [`pin_netns`]).
     pub netns: String,
+    /// Which namespace that was (device:inode), to tell a new sandbox from the cached one.
+    #[serde(default)]
+    pub sandbox: String,
     pub ifname: String,
     pub args: String,
     pub runtime_config: Value,
@@ -173,6 +178,7 @@ impl Network {
             bin_dirs: self.bin_dirs.clone(),
             container_id: pod.uid.clone(),
             netns: netns.to_string(),
+            sandbox: ns_id(Path::new(netns)).unwrap_or_default(),
             ifname: "eth0".into(),
             args: format!(
                 "IgnoreUnknown=1;K8S_POD_NAMESPACE={};K8S_POD_NAME={};K8S_POD_INFRA_CONTAINER_ID={};K8S_POD_UID={}",
@@ -183,7 +189,17 @@ impl Network {
         };
         let mut prev = Value::Null;
         for plugin in plugins(&cached.list) {
-            prev = invoke(&cached, plugin, "ADD", &prev)?;
+            match invoke(&cached, plugin, "ADD", &prev) {
+                Ok(r) => prev = r,
+                Err(e) => {
+                    // What the plugins before it did is undone, as containerd does, so the
+                    // retry starts clean (no address leaked, no interface left in the way).
+                    for p in plugins(&cached.list).rev() {
+                        let _ = invoke(&cached, p, "DEL", &prev);
+                    }
+                    return Err(e);
+                }
+            }
         }
         cached.result = prev;
         let text = serde_json::to_vec_pretty(&cached).map_err(|e| Error::Io {
@@ -223,8 +239,10 @@ pub fn del(pod_dir: &Path) -> Result<(), Error> {
     let Some(mut c) = Cached::load(pod_dir) else {
         return Ok(());
     };
-    // The namespace may be gone with the sandbox; plugins then clean up what is outside it.
-    if !Path::new(&c.netns).exists() {
+    // Only a namespace that is still pinned is handed on: a bare path could by now name
+    // another process's namespace (a reused pid) or, after a reboot, a plain empty file.
+    // Without one, plugins clean up what is outside it (addresses, port rules).
+    if !is_netns(Path::new(&c.netns)) {
         c.netns = String::new();
     }
     let mut first = None;
@@ -240,6 +258,53 @@ pub fn del(pod_dir: &Path) -> Result<(), Error> {
             Ok(())
         }
     }
+}
+
+/// Where a pod's network namespace is pinned.
+pub const NETNS: &str = "netns";
+
+/// Whether `path` is a namespace handle (a bind mount of one, or /proc/<pid>/ns/*).
+pub fn is_netns(path: &Path) -> bool {
+    !path.as_os_str().is_empty()
+        && nix::sys::statfs::statfs(path)
+            .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::NSFS_MAGIC)
+}
+
+/// A namespace's identity (device:inode), as `stat` on its handle gives it.
+pub fn ns_id(path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some(format!("{}:{}", m.dev(), m.ino()))
+}
+
+/// Pins the network namespace `source` (a /proc/<pid>/ns/net) at `<pod_dir>/netns` with a bind
+/// mount, so that the plugins and a later DEL name that namespace and no other, even once the
+/// sandbox's process is gone.
+pub fn pin_netns(pod_dir: &Path, source: &Path) -> Result<PathBuf, Error> {
+    let target = pod_dir.join(NETNS);
+    unpin_netns(pod_dir);
+    std::fs::File::create(&target).map_err(io(format!("creating {}", target.display())))?;
+    nix::mount::mount(
+        Some(source),
+        &target,
+        None::<&str>,
+        nix::mount::MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(|e| Error::Io {
+        what: format!("pinning {} at {}", source.display(), target.display()),
+        source: e.into(),
+    })?;
+    Ok(target)
+}
+
+/// Undoes [`pin_netns`] (nothing pinned: nothing to do).
+pub fn unpin_netns(pod_dir: &Path) {
+    let target = pod_dir.join(NETNS);
+    if is_netns(&target) {
+        let _ = nix::mount::umount2(&target, nix::mount::MntFlags::MNT_DETACH);
+    }
+    let _ = std::fs::remove_file(&target);
 }
 
 /// The stdin a plugin gets (see the module comment).

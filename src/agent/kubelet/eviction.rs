@@ -178,11 +178,10 @@ fn memory_request(pod: &Pod) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// A pod's use of what `signal` measures: its cgroup's working set for memory, its writable
-/// layers and logs for disk.
-fn usage(k: &Kubelet, pod: &Pod, signal: Signal) -> f64 {
+/// A pod's use of what `signal` measures, from one stats summary: its cgroup's working set
+/// for memory, its writable layers and logs for disk.
+fn usage(summary: &serde_json::Value, pod: &Pod, signal: Signal) -> f64 {
     let uid = pods::uid_of(pod);
-    let summary = super::stats::summary(k);
     let Some(p) = summary["pods"]
         .as_array()
         .into_iter()
@@ -210,11 +209,12 @@ fn evictable(pod: &Pod) -> bool {
 
 /// The pod to evict for `signal`, ranked as the module comment says.
 fn choose(k: &Kubelet, pods: &[Arc<Pod>], signal: Signal) -> Option<Candidate> {
+    let summary = super::stats::summary(k);
     let mut c: Vec<Candidate> = pods
         .iter()
         .filter(|p| evictable(p))
         .map(|p| {
-            let usage = usage(k, p, signal);
+            let usage = usage(&summary, p, signal);
             let request = if signal == Signal::MemoryAvailable {
                 memory_request(p)
             } else {
@@ -271,7 +271,6 @@ async fn evict(k: &Arc<Kubelet>, c: &Candidate, t: &Threshold, o: Observed) -> a
         human(c.request),
     );
     tracing::warn!(pod = %format!("{ns}/{name}"), signal = t.signal.name(), "evicting: {message}");
-    k.evicted.lock().expect("evicted lock").insert(uid.clone());
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let statuses: Vec<serde_json::Value> = pod
         .status
@@ -301,6 +300,8 @@ async fn evict(k: &Arc<Kubelet>, c: &Candidate, t: &Threshold, o: Observed) -> a
     let api: Api<Pod> = Api::namespaced(k.client.clone(), &ns);
     api.patch_status(&name, &PatchParams::default(), &Patch::Strategic(&patch))
         .await?;
+    // Only once the API says Failed: a failed patch leaves the pod to its reconcile.
+    k.evicted.lock().expect("evicted lock").insert(uid.clone());
     k.event(pod, None, "Warning", "Evicted", message).await;
     let (k2, dir) = (k.clone(), k.pod_dir(&uid));
     tokio::task::spawn_blocking(move || k2.teardown(&uid, &dir)).await?;
@@ -313,7 +314,8 @@ async fn reclaim_images(k: &Arc<Kubelet>, t: &Threshold) -> bool {
     let (k2, t2) = (k.clone(), t.clone());
     tokio::task::spawn_blocking(move || {
         if let Ok(store) = crate::image::store::Store::open(&k2.cfg.data_dir) {
-            for image in crate::image::gc::unused(&store, 0).unwrap_or_default() {
+            let min_age = k2.cfg.image_gc.min_age.as_secs();
+            for image in crate::image::gc::unused(&store, min_age).unwrap_or_default() {
                 if crate::image::gc::remove_images(&store, std::slice::from_ref(&image.name))
                     .is_ok()
                 {

@@ -273,12 +273,15 @@ pub async fn run(cfg: Config, client: kube::Client) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(("0.0.0.0", cfg.kubelet_port)).await?;
         tokio::spawn(server::serve(k.clone(), listener, tls));
     }
-    tokio::spawn(pod_routes(
-        client.clone(),
-        cfg.node_name.clone(),
-        range,
-        vxlan,
-    ));
+    // In CNI mode the plugins connect the nodes; routes of ours would override theirs.
+    if cfg.cni.is_none() {
+        tokio::spawn(pod_routes(
+            client.clone(),
+            cfg.node_name.clone(),
+            range,
+            vxlan,
+        ));
+    }
     tokio::spawn(image_gc(cfg.clone()));
     tokio::spawn(stats::sampler(k.clone()));
     tokio::spawn(static_pods::run(

@@ -462,8 +462,13 @@ impl Kubelet {
     ) -> Result<String, String> {
         use crate::network::cni;
         let uid = uid_of(pod);
-        let netns = format!("/proc/{shim_pid}/ns/net");
-        let cached = cni::Cached::load(dir).filter(|c| c.netns == netns);
+        let source = std::path::PathBuf::from(format!("/proc/{shim_pid}/ns/net"));
+        // The cached attachment is this sandbox's only if the namespace it pinned is the
+        // shim's own (a pid alone could have been reused).
+        let current = cni::ns_id(&source);
+        let cached = cni::Cached::load(dir).filter(|c| {
+            current.as_deref() == Some(c.sandbox.as_str()) && cni::is_netns(Path::new(&c.netns))
+        });
         let ip = match cached.and_then(|c| c.ip()) {
             Some(ip) => {
                 let first = self
@@ -482,6 +487,9 @@ impl Kubelet {
                 if let Err(e) = cni::del(dir) {
                     tracing::warn!(pod = %uid, error = %e, "CNI DEL of the pod's old sandbox");
                 }
+                let netns =
+                    cni::pin_netns(dir, &source).map_err(|e| format!("pod network: {e}"))?;
+                let netns = netns.to_string_lossy().into_owned();
                 let meta = &pod.metadata;
                 let mappings = all_containers(pod)
                     .iter()
@@ -1224,6 +1232,7 @@ pub fn teardown(
     if let Err(e) = crate::network::cni::del(dir) {
         tracing::warn!(uid, error = %e, "CNI DEL of the pod's network");
     }
+    crate::network::cni::unpin_netns(dir);
     if shim::client::alive(dir) {
         let _ = shim::client::call(dir, &Request::Shutdown);
         let deadline = Instant::now() + Duration::from_secs(15);

@@ -225,7 +225,10 @@ pub fn summary(k: &Kubelet) -> Value {
                    "workingSetBytes": total.saturating_sub(available)},
         "network": network(&std::fs::read_to_string("/proc/net/dev").unwrap_or_default(), &time, ""),
         "fs": fs_of(data, &time, None),
-        "runtime": {"imageFs": fs_of(&data.join("agent/images"), &time, Some(du(&data.join("agent/images/snapshots"))))},
+        // imagefs shares the data directory's filesystem: its used bytes are that
+        // filesystem's (walking every snapshot would cost what a node under disk pressure can
+        // least afford).
+        "runtime": {"imageFs": fs_of(&data.join("agent/images"), &time, None)},
         "rlimit": {"time": time,
                    "maxpid": std::fs::read_to_string("/proc/sys/kernel/pid_max").ok().and_then(|s| s.trim().parse::<u64>().ok()),
                    "curproc": procs},
@@ -297,11 +300,45 @@ pub fn summary(k: &Kubelet) -> Value {
     json!({"node": node, "pods": pods_out})
 }
 
-/// Samples every cgroup now and then, so that the first summary already has rates.
+/// Takes a cpu sample of the node and of every pod and running container cgroup (cpu only:
+/// no directory walks).
+fn sample_cpu(k: &Kubelet) {
+    let _ = k.stats.rate("", node_cpu_ns());
+    for e in std::fs::read_dir(k.cfg.data_dir.join("agent/pods"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let Some(meta) = std::fs::read(e.path().join(pods::META))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<pods::PodMeta>(&b).ok())
+        else {
+            continue;
+        };
+        let pod_cgroup = match meta.qos.as_str() {
+            "Guaranteed" => format!("/kubepods/pod{}", meta.uid),
+            q => format!("/kubepods/{}/pod{}", q.to_ascii_lowercase(), meta.uid),
+        };
+        let mut paths = vec![pod_cgroup.clone()];
+        for r in crate::shim::read_records(&e.path())
+            .iter()
+            .filter(|r| r.running())
+        {
+            paths.push(format!("{pod_cgroup}/{}", r.id));
+        }
+        for p in paths {
+            if let Ok(s) = crate::runtime::cgroups::Cgroup::open(&p).and_then(|c| c.stats()) {
+                let _ = k.stats.rate(&p, s.cpu_usage_nanos);
+            }
+        }
+    }
+}
+
+/// Samples every cgroup's cpu now and then, so that the first summary already has rates.
 pub async fn sampler(k: std::sync::Arc<Kubelet>) {
     loop {
         let k2 = k.clone();
-        let _ = tokio::task::spawn_blocking(move || summary(&k2)).await;
+        let _ = tokio::task::spawn_blocking(move || sample_cpu(&k2)).await;
         tokio::time::sleep(std::time::Duration::from_secs(10)).await;
     }
 }

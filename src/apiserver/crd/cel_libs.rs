@@ -328,7 +328,12 @@ fn percent_decode(s: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => match u8::from_str_radix(&s[i + 1..i + 3], 16) {
+            // Bytes, not a str slice: the two after '%' may start a multi-byte character.
+            b'%' if i + 2 < bytes.len() => match std::str::from_utf8(&bytes[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or(())
+            {
                 Ok(b) => {
                     out.push(b);
                     i += 2;
@@ -408,6 +413,11 @@ pub fn parse_quantity(s: &str) -> Result<Quantity, String> {
         "Ei" => (60, 0),
         e if e.starts_with(['e', 'E']) => {
             let n: i32 = e[1..].parse().map_err(|_| bad())?;
+            // Far beyond any quantity i128 nanos can hold either way; keeps the sums below
+            // from overflowing.
+            if n.abs() > 100 {
+                return Err("quantity exponent out of range".into());
+            }
             (0, n)
         }
         _ => return Err(bad()),
@@ -755,6 +765,7 @@ mod tests {
         assert_eq!(n("+.5"), NANO / 2);
         assert_eq!(n("1e-10"), 1, "below a nano rounds up");
         assert_eq!(n("8Ei"), 8 * (1i128 << 60) * NANO);
+        assert!(parse_quantity("1e2147483647").is_err());
         for bad in ["", "Gi", ".", "1.2.3", "1 Gi", "1Gib", "1kk", "--1", "0x10"] {
             assert!(parse_quantity(bad).is_err(), "{bad:?}");
         }
@@ -771,5 +782,13 @@ mod tests {
         assert!(err("[].min()").contains("min called on empty list"));
         assert!(err("'a'.find('(')").contains("invalid regex"));
         assert!(err("quantity('1.5').asInteger()").contains("cannot convert value to integer"));
+        // A multi-byte character right after '%' is kept, not a panic.
+        assert_eq!(
+            eval(
+                "url('https://h/?q=%a\u{e9}').getQuery()['q'][0].size() > 0",
+                &[]
+            ),
+            Ok(cel::Value::Bool(true))
+        );
     }
 }
