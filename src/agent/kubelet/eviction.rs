@@ -310,12 +310,20 @@ async fn evict(k: &Arc<Kubelet>, c: &Candidate, t: &Threshold, o: Observed) -> a
 
 /// Under disk pressure: removes every image no container holds a lease on, then says whether
 /// the threshold is no longer crossed.
-async fn reclaim_images(k: &Arc<Kubelet>, t: &Threshold) -> bool {
+async fn reclaim_images(
+    k: &Arc<Kubelet>,
+    t: &Threshold,
+    pods: &kube::runtime::reflector::Store<Pod>,
+) -> bool {
     let (k2, t2) = (k.clone(), t.clone());
+    let in_use = super::images_in_use(pods);
     tokio::task::spawn_blocking(move || {
         if let Ok(store) = crate::image::store::Store::open(&k2.cfg.data_dir) {
             let min_age = k2.cfg.image_gc.min_age.as_secs();
             for image in crate::image::gc::unused(&store, min_age).unwrap_or_default() {
+                if in_use.contains(&image.name) {
+                    continue;
+                }
                 if crate::image::gc::remove_images(&store, std::slice::from_ref(&image.name))
                     .is_ok()
                 {
@@ -368,7 +376,7 @@ pub async fn run(k: Arc<Kubelet>, store: kube::runtime::reflector::Store<Pod>) {
         let Some((t, o)) = hit.into_iter().next() else {
             continue;
         };
-        if t.signal != Signal::MemoryAvailable && reclaim_images(&k, &t).await {
+        if t.signal != Signal::MemoryAvailable && reclaim_images(&k, &t, &store).await {
             // Removing unused images was enough, as the kubelet tries before evicting.
             continue;
         }

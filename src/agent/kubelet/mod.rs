@@ -282,7 +282,6 @@ pub async fn run(cfg: Config, client: kube::Client) -> anyhow::Result<()> {
             vxlan,
         ));
     }
-    tokio::spawn(image_gc(cfg.clone()));
     tokio::spawn(stats::sampler(k.clone()));
     tokio::spawn(static_pods::run(
         client.clone(),
@@ -336,6 +335,7 @@ pub async fn run(cfg: Config, client: kube::Client) -> anyhow::Result<()> {
     let store = controller.store();
     let _ = k.waker.set(trigger.clone());
     tokio::spawn(eviction::run(k.clone(), store.clone()));
+    tokio::spawn(image_gc(cfg.clone(), store.clone()));
     tokio::spawn(lifecycle_events(k.clone(), store, trigger));
     controller
         .reconcile_on(triggered)
@@ -444,13 +444,14 @@ fn fs_used_percent(dir: &std::path::Path) -> Option<f64> {
 /// the images no container holds a lease on and none used for `min_age`, least recently used
 /// first, until it is under `low` percent or none is left. Images of running containers are
 /// never candidates.
-async fn image_gc(cfg: Config) {
+async fn image_gc(cfg: Config, pods: kube::runtime::reflector::Store<Pod>) {
     if cfg.image_gc.high >= 100 {
         return;
     }
     loop {
         tokio::time::sleep(cfg.image_gc.period).await;
         let c = cfg.clone();
+        let in_use = images_in_use(&pods);
         let done =
             tokio::task::spawn_blocking(move || -> Result<usize, crate::image::gc::Error> {
                 let store = crate::image::store::Store::open(&c.data_dir)?;
@@ -461,6 +462,9 @@ async fn image_gc(cfg: Config) {
                 }
                 let mut removed = 0;
                 for image in crate::image::gc::unused(&store, c.image_gc.min_age.as_secs())? {
+                    if in_use.contains(&image.name) {
+                        continue;
+                    }
                     crate::image::gc::remove_images(&store, std::slice::from_ref(&image.name))?;
                     tracing::info!(image = %image.name, "image GC removed an unused image");
                     removed += 1;
@@ -475,6 +479,26 @@ async fn image_gc(cfg: Config) {
             tracing::warn!(error = %e, "image GC failed");
         }
     }
+}
+
+/// The (normalized) images the pods bound to this node name. Image GC keeps them besides the
+/// leased ones: a container started by an agent from before leases holds none.
+pub fn images_in_use(
+    pods: &kube::runtime::reflector::Store<Pod>,
+) -> std::collections::HashSet<String> {
+    pods.state()
+        .iter()
+        .filter_map(|p| p.spec.as_ref())
+        .flat_map(|s| {
+            s.containers
+                .iter()
+                .chain(s.init_containers.iter().flatten())
+                .filter_map(|c| c.image.as_deref())
+                .filter_map(|i| crate::image::reference::Reference::parse(i).ok())
+                .map(|r| r.to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// Writes flannel's annotations on this node's Node: the backend, the address other nodes
