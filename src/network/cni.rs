@@ -16,6 +16,7 @@
 //!   CNI flags.
 
 use std::io::Write;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -331,7 +332,21 @@ fn plugin_config(c: &Cached, plugin: &Value, prev: &Value) -> Value {
     conf
 }
 
+/// How long a plugin may take: a hung one is killed rather than holding the pod's sync (and a
+/// kubelet worker) for ever.
+const PLUGIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
 fn invoke(c: &Cached, plugin: &Value, command: &'static str, prev: &Value) -> Result<Value, Error> {
+    invoke_within(c, plugin, command, prev, PLUGIN_TIMEOUT)
+}
+
+fn invoke_within(
+    c: &Cached,
+    plugin: &Value,
+    command: &'static str,
+    prev: &Value,
+    timeout: std::time::Duration,
+) -> Result<Value, Error> {
     let kind = plugin["type"].as_str().unwrap_or_default().to_string();
     let path = std::env::join_paths(&c.bin_dirs)
         .map(|p| p.to_string_lossy().into_owned())
@@ -356,15 +371,33 @@ fn invoke(c: &Cached, plugin: &Value, command: &'static str, prev: &Value) -> Re
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        // A group of its own, so that a timeout kills whatever the plugin started too.
+        .process_group(0)
         .spawn()
         .map_err(io(format!("running {}", exe.display())))?;
     if let Some(mut s) = child.stdin.take() {
         s.write_all(&stdin)
             .map_err(io(format!("writing to {kind}")))?;
     }
-    let out = child
-        .wait_with_output()
-        .map_err(io(format!("waiting for {kind}")))?;
+    // The output is read on a thread of its own, so that a plugin past its time can be
+    // killed from here; the thread then sees the pipes close and ends.
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = match rx.recv_timeout(timeout) {
+        Ok(out) => out.map_err(io(format!("waiting for {kind}")))?,
+        Err(_) => {
+            let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = rx.recv();
+            return Err(Error::Plugin {
+                plugin: kind,
+                command,
+                msg: format!("did not finish within {} s; killed", timeout.as_secs_f64()),
+            });
+        }
+    };
     let parsed: Option<Value> = serde_json::from_slice(&out.stdout).ok();
     if !out.status.success() {
         let msg = match &parsed {
@@ -514,6 +547,42 @@ mod tests {
         assert!(!pod_dir.path().join(CACHE).exists(), "DEL drops the cache");
         del(pod_dir.path()).unwrap();
         assert_eq!(calls(bin.path()).len(), 6, "nothing cached, nothing run");
+    }
+
+    #[test]
+    fn a_hung_plugin_is_killed_at_its_deadline() {
+        let bin = tempfile::tempdir().unwrap();
+        plugin(bin.path(), "hangs", "sleep 30");
+        let c = Cached {
+            list: json!({"cniVersion": "1.0.0", "name": "n", "plugins": [{"type": "hangs"}]}),
+            bin_dirs: vec![bin.path().into()],
+            container_id: "u".into(),
+            netns: String::new(),
+            sandbox: String::new(),
+            ifname: "eth0".into(),
+            args: String::new(),
+            runtime_config: Value::Null,
+            result: Value::Null,
+        };
+        let started = std::time::Instant::now();
+        let err = invoke_within(
+            &c,
+            &c.list["plugins"][0],
+            "ADD",
+            &Value::Null,
+            std::time::Duration::from_millis(300),
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            "CNI plugin hangs ADD: did not finish within 0.3 s; killed"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[test]
