@@ -95,6 +95,35 @@ impl Bench {
     fn on(&self, node: &str, script: &str) -> String {
         self.ok(&["exec", "--name", &self.name, node, "--", "sh", "-c", script])
     }
+    /// `web-a` on `agent` and `web-s` on `server`, each serving "hello from <its name>" on
+    /// 8080 (labelled app=<name>), once both are Ready.
+    fn web_pods(&self, agent: &str, server: &str) {
+        for (pod, node) in [("web-a", agent), ("web-s", server)] {
+            self.k(&[
+                "run",
+                pod,
+                "--image",
+                "nanokube/busybox",
+                "--labels",
+                &format!("app={pod}"),
+                "--overrides",
+                &format!("{{\"spec\":{{\"nodeName\":\"{node}\"}}}}"),
+                "--command",
+                "--",
+                "sh",
+                "-c",
+                "echo hello from $(hostname) > /tmp/index.html; exec httpd -f -p 8080 -h /tmp",
+            ]);
+        }
+        self.k(&[
+            "wait",
+            "--for=condition=Ready",
+            "pod/web-a",
+            "pod/web-s",
+            "--timeout=90s",
+        ]);
+    }
+
     fn cluster_dir(&self) -> PathBuf {
         self.clusters_dir().join(&self.name)
     }
@@ -202,30 +231,7 @@ fn a_two_node_cluster_runs_pods_across_its_nodes_survives_an_agent_kill_and_leav
     );
 
     // A pod on each node; the server's pod reaches the agent's by pod IP and by Service.
-    for (pod, node) in [("web-a", &agent), ("web-s", &server)] {
-        b.k(&[
-            "run",
-            pod,
-            "--image",
-            "nanokube/busybox",
-            "--labels",
-            &format!("app={pod}"),
-            "--overrides",
-            &format!("{{\"spec\":{{\"nodeName\":\"{node}\"}}}}"),
-            "--command",
-            "--",
-            "sh",
-            "-c",
-            "echo hello from $(hostname) > /tmp/index.html; exec httpd -f -p 8080 -h /tmp",
-        ]);
-    }
-    b.k(&[
-        "wait",
-        "--for=condition=Ready",
-        "pod/web-a",
-        "pod/web-s",
-        "--timeout=90s",
-    ]);
+    b.web_pods(&agent, &server);
     b.k(&[
         "expose",
         "pod",
@@ -377,28 +383,7 @@ fn with_the_vxlan_backend_pods_on_two_nodes_talk_through_udp_8472_only() {
          nft add rule ip nkvx pre iifname eth0 udp dport 8472 counter && \
          nft add rule ip nkvx pre iifname eth0 ip saddr 10.42.0.0/16 counter drop",
     );
-    for (pod, node) in [("web-a", &agent), ("web-s", &server)] {
-        b.k(&[
-            "run",
-            pod,
-            "--image",
-            "nanokube/busybox",
-            "--overrides",
-            &format!("{{\"spec\":{{\"nodeName\":\"{node}\"}}}}"),
-            "--command",
-            "--",
-            "sh",
-            "-c",
-            "echo hello from $(hostname) > /tmp/index.html; exec httpd -f -p 8080 -h /tmp",
-        ]);
-    }
-    b.k(&[
-        "wait",
-        "--for=condition=Ready",
-        "pod/web-a",
-        "pod/web-s",
-        "--timeout=90s",
-    ]);
+    b.web_pods(&agent, &server);
     let ip = b.k(&["get", "pod", "web-a", "-o", "jsonpath={.status.podIP}"]);
     let got = b.k(&[
         "exec",

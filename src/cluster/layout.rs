@@ -23,6 +23,16 @@ pub enum Role {
     Agent,
 }
 
+impl Role {
+    /// As node names and `cluster create`'s summary spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Server => "server",
+            Role::Agent => "agent",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Node {
     pub name: String,
@@ -116,12 +126,8 @@ impl Cluster {
                 } else {
                     (Role::Agent, i - servers)
                 };
-                let role_name = match role {
-                    Role::Server => "server",
-                    Role::Agent => "agent",
-                };
                 Node {
-                    name: format!("{name}-{role_name}-{n}"),
+                    name: format!("{name}-{}-{n}", role.name()),
                     role,
                     ip: Ipv4Addr::from(u32::from(first) + 1 + i as u32),
                     port: format!("n{i}"),

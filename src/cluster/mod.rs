@@ -254,7 +254,7 @@ pub fn create(a: CreateArgs) -> Result<i32, Error> {
                 cluster.kubeconfig.display()
             );
             for n in &cluster.nodes {
-                println!("  {:<24} {:<7} {}", n.name, role(n.role), n.ip);
+                println!("  {:<24} {:<7} {}", n.name, n.role.name(), n.ip);
             }
             Ok(0)
         }
@@ -266,13 +266,6 @@ pub fn create(a: CreateArgs) -> Result<i32, Error> {
             }
             Err(e)
         }
-    }
-}
-
-fn role(r: Role) -> &'static str {
-    match r {
-        Role::Server => "server",
-        Role::Agent => "agent",
     }
 }
 

@@ -319,16 +319,10 @@ async fn reclaim_images(
     let in_use = super::images_in_use(pods);
     tokio::task::spawn_blocking(move || {
         if let Ok(store) = crate::image::store::Store::open(&k2.cfg.data_dir) {
-            let min_age = k2.cfg.image_gc.min_age.as_secs();
-            for image in crate::image::gc::unused(&store, min_age).unwrap_or_default() {
-                if in_use.contains(&image.name) {
-                    continue;
-                }
-                if crate::image::gc::remove_images(&store, std::slice::from_ref(&image.name))
-                    .is_ok()
-                {
-                    tracing::info!(image = %image.name, "disk pressure: removed an unused image");
-                }
+            let done =
+                super::remove_unused_images(&store, &k2.cfg, &in_use, "disk pressure", || false);
+            if let Err(e) = done {
+                tracing::warn!(error = %e, "disk pressure: removing unused images");
             }
         }
         observe(&k2, t2.signal).is_some_and(|o| !crossed(&t2, o))

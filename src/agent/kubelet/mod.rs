@@ -460,25 +460,40 @@ async fn image_gc(cfg: Config, pods: kube::runtime::reflector::Store<Pod>) {
                 if full() < f64::from(c.image_gc.high) {
                     return Ok(0);
                 }
-                let mut removed = 0;
-                for image in crate::image::gc::unused(&store, c.image_gc.min_age.as_secs())? {
-                    if in_use.contains(&image.name) {
-                        continue;
-                    }
-                    crate::image::gc::remove_images(&store, std::slice::from_ref(&image.name))?;
-                    tracing::info!(image = %image.name, "image GC removed an unused image");
-                    removed += 1;
-                    if full() < f64::from(c.image_gc.low) {
-                        break;
-                    }
-                }
-                Ok(removed)
+                remove_unused_images(&store, &c, &in_use, "image GC", || {
+                    full() < f64::from(c.image_gc.low)
+                })
             })
             .await;
         if let Ok(Err(e)) = done {
             tracing::warn!(error = %e, "image GC failed");
         }
     }
+}
+
+/// Removes the images image GC may take (unleased, unnamed by `in_use`, past the minimum age),
+/// least recently used first, until `enough` says so; returns how many went. Image GC and
+/// disk-pressure reclaim both come here.
+pub fn remove_unused_images(
+    store: &crate::image::store::Store,
+    cfg: &Config,
+    in_use: &std::collections::HashSet<String>,
+    why: &str,
+    mut enough: impl FnMut() -> bool,
+) -> Result<usize, crate::image::gc::Error> {
+    let mut removed = 0;
+    for image in crate::image::gc::unused(store, cfg.image_gc.min_age.as_secs())? {
+        if in_use.contains(&image.name) {
+            continue;
+        }
+        crate::image::gc::remove_images(store, std::slice::from_ref(&image.name))?;
+        tracing::info!(image = %image.name, "{why} removed an unused image");
+        removed += 1;
+        if enough() {
+            break;
+        }
+    }
+    Ok(removed)
 }
 
 /// The (normalized) images the pods bound to this node name. Image GC keeps them besides the

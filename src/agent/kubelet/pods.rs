@@ -37,6 +37,30 @@ pub struct PodMeta {
 
 pub const META: &str = "pod.json";
 
+/// A pod's cgroup as the kubelet lays them out: Guaranteed pods right under /kubepods, the
+/// others under their QoS class's level.
+pub fn pod_cgroup(qos: &str, uid: &str) -> String {
+    match qos {
+        "Guaranteed" => format!("/kubepods/pod{uid}"),
+        q => format!("/kubepods/{}/pod{uid}", q.to_ascii_lowercase()),
+    }
+}
+
+/// The pods this node has a directory for, with what `pod.json` says of them.
+pub fn on_disk(data_dir: &Path) -> Vec<(PathBuf, PodMeta)> {
+    std::fs::read_dir(data_dir.join("agent/pods"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let meta = std::fs::read(e.path().join(META))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<PodMeta>(&b).ok())?;
+            Some((e.path(), meta))
+        })
+        .collect()
+}
+
 /// Restart back-off of one container.
 #[derive(Debug, Clone, Copy)]
 pub struct Backoff {
@@ -390,10 +414,7 @@ impl Kubelet {
             .unwrap_or_default();
         // The pod's cgroup, with the pod's limits, before any container is made under it.
         let qos = status::qos_class(pod);
-        let pod_cgroup = match qos.as_str() {
-            "Guaranteed" => format!("/kubepods/pod{uid}"),
-            q => format!("/kubepods/{}/pod{uid}", q.to_ascii_lowercase()),
-        };
+        let pod_cgroup = pod_cgroup(&qos, &uid);
         if crate::runtime::cgroups::Cgroup::open(&pod_cgroup).is_err() {
             let mut res = spec::pod_resources(pod);
             // Devices are each container's business; the pod level allows all, as the
@@ -928,10 +949,7 @@ impl Kubelet {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let qos = status::qos_class(pod);
         let uid = uid_of(pod);
-        let cgroup = match qos.as_str() {
-            "Guaranteed" => format!("/kubepods/pod{uid}/{id}"),
-            q => format!("/kubepods/{}/pod{uid}/{id}", q.to_ascii_lowercase()),
-        };
+        let cgroup = format!("{}/{id}", pod_cgroup(&qos, &uid));
         let log_path = self
             .log_dir(pod)
             .join(&c.name)

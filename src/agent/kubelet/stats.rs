@@ -234,22 +234,8 @@ pub fn summary(k: &Kubelet) -> Value {
                    "curproc": procs},
     });
     let mut pods_out = Vec::new();
-    for e in std::fs::read_dir(data.join("agent/pods"))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let dir = e.path();
-        let Some(meta) = std::fs::read(dir.join(pods::META))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<pods::PodMeta>(&b).ok())
-        else {
-            continue;
-        };
-        let pod_cgroup = match meta.qos.as_str() {
-            "Guaranteed" => format!("/kubepods/pod{}", meta.uid),
-            q => format!("/kubepods/{}/pod{}", q.to_ascii_lowercase(), meta.uid),
-        };
+    for (dir, meta) in pods::on_disk(data) {
+        let pod_cgroup = pods::pod_cgroup(&meta.qos, &meta.uid);
         let records = crate::shim::read_records(&dir);
         let logs_dir = k
             .cfg
@@ -304,23 +290,10 @@ pub fn summary(k: &Kubelet) -> Value {
 /// no directory walks).
 fn sample_cpu(k: &Kubelet) {
     let _ = k.stats.rate("", node_cpu_ns());
-    for e in std::fs::read_dir(k.cfg.data_dir.join("agent/pods"))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let Some(meta) = std::fs::read(e.path().join(pods::META))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<pods::PodMeta>(&b).ok())
-        else {
-            continue;
-        };
-        let pod_cgroup = match meta.qos.as_str() {
-            "Guaranteed" => format!("/kubepods/pod{}", meta.uid),
-            q => format!("/kubepods/{}/pod{}", q.to_ascii_lowercase(), meta.uid),
-        };
+    for (dir, meta) in pods::on_disk(&k.cfg.data_dir) {
+        let pod_cgroup = pods::pod_cgroup(&meta.qos, &meta.uid);
         let mut paths = vec![pod_cgroup.clone()];
-        for r in crate::shim::read_records(&e.path())
+        for r in crate::shim::read_records(&dir)
             .iter()
             .filter(|r| r.running())
         {
