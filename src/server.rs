@@ -3,7 +3,7 @@
 //! Kubernetes API over HTTPS until SIGTERM or SIGINT. docs/api-server.md follows a request
 //! through it.
 
-use crate::apiserver::{auth::Authenticator, handler::Api, http, tls};
+use crate::apiserver::{auth::Authenticator, bootstrap, handler::Api, http, tls};
 use crate::store::{self, sqlite};
 use anyhow::Context;
 use clap::Args;
@@ -175,6 +175,32 @@ async fn identity(
 
 async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
     let server_dir = args.data_dir.join("server");
+    // The store first: it may hold the cluster's CA and keys (bootstrap data), which this
+    // server then uses instead of making its own.
+    let db_dir = server_dir.join("db");
+    std::fs::create_dir_all(&db_dir).with_context(|| format!("creating {}", db_dir.display()))?;
+    let compaction = sqlite::CompactionPolicy {
+        interval: Duration::from_secs(args.compaction_interval_seconds.max(1)),
+        keep_revisions: args.compaction_keep_revisions.max(0),
+    };
+    let endpoint = args.datastore_endpoint.as_deref();
+    let raw = store::open_endpoint(endpoint, &db_dir.join("state.db"), Some(compaction))
+        .await
+        .context("opening the store")?;
+    // The join token's secret, also when given in k3s's full form K10<ca hash>::server:<secret>.
+    let (ca_hash, given) = match args.token.as_deref() {
+        Some(t) => {
+            let (hash, secret) = crate::apiserver::join::parse_token(t);
+            (hash, Some(secret))
+        }
+        None => (None, None),
+    };
+    let secret = crate::apiserver::auth::load_or_make(&server_dir.join("token"), given)
+        .context("the join token")?;
+    let synced = bootstrap::sync(raw.as_ref(), &server_dir, &secret).await?;
+    if synced == bootstrap::Synced::Joined {
+        tracing::info!("bootstrap data: joined the cluster in the datastore");
+    }
     // Agents on other hosts reach the server at the node's address, or a name given here.
     let mut sans = tls::default_sans(&args.bind_address);
     sans.extend(args.node.node_ip.iter().cloned());
@@ -182,7 +208,15 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
     let pki = Arc::new(
         tls::Pki::load_or_create(&server_dir.join("tls"), &sans).context("cluster certificates")?,
     );
-    let auth = Authenticator::load(&server_dir, args.token.as_deref())
+    if let Some(hash) = ca_hash {
+        use sha2::Digest;
+        let ours = hex::encode(sha2::Sha256::digest(pki.ca_cert_pem.as_bytes()));
+        anyhow::ensure!(
+            ours.eq_ignore_ascii_case(hash),
+            "--token names CA sha256 {hash}, but this cluster's CA is {ours}: not this cluster's token"
+        );
+    }
+    let auth = Authenticator::load(&server_dir, Some(&secret))
         .context("tokens")?
         .with_issuer(&args.service_account_issuer, &args.api_audiences);
     let auth = crate::apiserver::auth::Authenticator {
@@ -198,23 +232,18 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
     )
     .context("writing the node token")?;
     crate::apiserver::join::install(pki.clone());
-    let db_dir = server_dir.join("db");
-    std::fs::create_dir_all(&db_dir).with_context(|| format!("creating {}", db_dir.display()))?;
-    let compaction = sqlite::CompactionPolicy {
-        interval: Duration::from_secs(args.compaction_interval_seconds.max(1)),
-        keep_revisions: args.compaction_keep_revisions.max(0),
-    };
-    let endpoint = args.datastore_endpoint.as_deref();
-    let store = store::open_endpoint(endpoint, &db_dir.join("state.db"), Some(compaction))
-        .await
-        .context("opening the store")?;
     let store = crate::apiserver::secrets_encrypt::layer(
-        store,
+        raw.clone(),
         &server_dir,
         args.encryption_provider_config.as_deref(),
         args.secrets_encryption,
     )
     .await?;
+    if synced == bootstrap::Synced::First {
+        // Every shared file exists now (the encryption configuration was the last).
+        bootstrap::save(raw.as_ref(), &server_dir, &secret).await?;
+    }
+    bootstrap::install(raw, server_dir.clone(), secret);
     crate::apiserver::secrets_encrypt::install(store.clone());
     let metrics = Arc::new(crate::apiserver::metrics::Metrics::default());
     let store = crate::apiserver::metrics::InstrumentedStore::wrap(store, metrics.clone());
@@ -310,9 +339,15 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
             .to_string(),
     };
     // Only pods need it: a server that cannot write it still serves.
-    if let Err(e) = crate::apiserver::kubernetes_service::ensure(&api, &advertise, port).await {
+    let me = crate::apiserver::kubernetes_service::Me::new(&advertise, port);
+    if let Err(e) = crate::apiserver::kubernetes_service::ensure(&api, &me).await {
         tracing::warn!(error = %e, "writing the kubernetes service and its endpoints");
     }
+    let endpoints = tokio::spawn(crate::apiserver::kubernetes_service::run(
+        api.clone(),
+        me.clone(),
+        stop.subscribe(),
+    ));
     if !args.node.disable_cluster_dns {
         if let Err(e) = crate::apiserver::kubernetes_service::ensure_dns(&api, cluster_dns).await {
             tracing::warn!(error = %e, "writing the kube-dns service");
@@ -434,6 +469,11 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
         _ = int.recv() => tracing::info!("SIGINT: shutting down"),
     }
     let _ = stop.send(true);
+    let _ = endpoints.await;
+    // The other servers stop sending pods here at once, not when the lease goes stale.
+    if let Err(e) = crate::apiserver::kubernetes_service::withdraw(&api, &me).await {
+        tracing::warn!(error = %e, "taking this server out of the kubernetes service");
+    }
     let _ = server.await;
     drop(api);
     drop(store);

@@ -302,16 +302,31 @@ fn bad_requests_are_refused_and_a_one_node_cluster_has_its_own_kubeconfig() {
         err.contains("--nodes 0 must be at least --servers 1"),
         "{err}"
     );
-    let err = b.refused(&[
-        "create",
-        "--name",
-        &b.name,
-        "--servers",
-        "2",
-        "--nodes",
-        "3",
-    ]);
-    assert!(err.contains("--servers 2"), "{err}");
+    // Several servers need etcd for their shared datastore.
+    let out = Command::new(NANOKUBE)
+        .args([
+            "cluster",
+            "create",
+            "--name",
+            &b.name,
+            "--servers",
+            "2",
+            "--nodes",
+            "3",
+        ])
+        .env("NANOKUBE_CLUSTERS_DIR", b.clusters_dir())
+        .env("KUBECONFIG", b.kubeconfig())
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(
+            "--servers 2: several servers share an etcd datastore, and no etcd is on PATH"
+        ),
+        "{err}"
+    );
     let err = b.refused(&["create", "--name", &b.name, "--image", "/nonexistent.tar"]);
     assert!(
         err.contains("--image /nonexistent.tar: not a file"),
@@ -451,6 +466,173 @@ fn with_the_vxlan_backend_pods_on_two_nodes_talk_through_udp_8472_only() {
     );
     let mtu = b.k(&["exec", "web-s", "--", "cat", "/sys/class/net/eth0/mtu"]);
     assert_eq!(mtu.trim(), "1450");
+    b.ok(&["delete", "--name", &b.name]);
+    assert_no_trace(&b);
+}
+
+/// The addresses `default/kubernetes` names, sorted.
+fn apiserver_endpoints(b: &Bench) -> Vec<String> {
+    let out = b.kubectl(&[
+        "get",
+        "endpoints",
+        "kubernetes",
+        "-o",
+        "jsonpath={.subsets[*].addresses[*].ip}",
+    ]);
+    let mut ips: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    ips.sort();
+    ips
+}
+
+fn lease_holder(b: &Bench, name: &str) -> String {
+    b.k(&[
+        "get",
+        "lease",
+        "-n",
+        "kube-system",
+        name,
+        "-o",
+        "jsonpath={.spec.holderIdentity}",
+    ])
+}
+
+#[test]
+fn three_servers_share_one_datastore_and_the_cluster_outlives_the_first() {
+    let b = Bench::new("ha");
+    let out = b.create(&[
+        "--servers",
+        "3",
+        "--nodes",
+        "4",
+        "--server-arg=--node-monitor-grace-period=20s",
+    ]);
+    assert!(out.contains("is ready: 4 node(s)"), "{out}");
+    let (s0, s1, s2) = (
+        b.node("server", 0),
+        b.node("server", 1),
+        b.node("server", 2),
+    );
+    // One cluster, not three: the same CA and service account key on every server, taken
+    // from the datastore, and every server in the kubernetes service.
+    let dir = b.cluster_dir();
+    for file in ["tls/ca.crt", "tls/ca.key", "tls/service.key", "admin-token"] {
+        let first = std::fs::read(dir.join(&s0).join("data/server").join(file)).unwrap();
+        for other in [&s1, &s2] {
+            let theirs = std::fs::read(dir.join(other).join("data/server").join(file)).unwrap();
+            assert!(first == theirs, "{file} differs on {other}");
+        }
+    }
+    eventually("three servers in default/kubernetes", 30, || {
+        (apiserver_endpoints(&b) == ["10.99.0.2", "10.99.0.3", "10.99.0.4"]).then_some(())
+    });
+    let leases = b.k(&[
+        "get",
+        "leases",
+        "-n",
+        "kube-system",
+        "-l",
+        "apiserver.kubernetes.io/identity=kube-apiserver",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(leases.lines().count(), 3, "{leases}");
+    // A Secret written through the balancer reads back through each server on its own node
+    // (their kubeconfig names the server of that node): the encryption keys are shared.
+    b.k(&[
+        "create",
+        "secret",
+        "generic",
+        "shared",
+        "--from-literal=word=hello",
+    ]);
+    for server in [&s0, &s1, &s2] {
+        let kubeconfig = dir.join(server).join("kubeconfig.yaml");
+        let got = b.on(
+            server,
+            &format!(
+                "{} --kubeconfig {} get secret shared -o jsonpath={{.data.word}}",
+                node_support::KUBECTL,
+                kubeconfig.display()
+            ),
+        );
+        assert_eq!(got.trim(), "aGVsbG8=", "through {server}");
+    }
+    let leader = lease_holder(&b, "kube-controller-manager");
+    assert!(
+        leader.starts_with(&s0),
+        "the first server leads at first: {leader}"
+    );
+
+    // The first server's node dies with everything on it.
+    let pid = std::fs::read_to_string(dir.join(&s0).join("init.pid")).unwrap();
+    let kill = Command::new("kill")
+        .args(["-9", pid.trim()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    // The API stays reachable through the balancer; another server takes each leader Lease,
+    // and the dead one drops out of the kubernetes service.
+    for lease in [
+        "kube-controller-manager",
+        "kube-scheduler",
+        "nanokube-servicelb",
+    ] {
+        eventually(&format!("another server holds {lease}"), 60, || {
+            let h = lease_holder(&b, lease);
+            (h.starts_with(&s1) || h.starts_with(&s2)).then_some(())
+        });
+    }
+    eventually("the dead server out of default/kubernetes", 60, || {
+        (apiserver_endpoints(&b) == ["10.99.0.3", "10.99.0.4"]).then_some(())
+    });
+    // The new leader's node lifecycle controller finds the node gone...
+    eventually("the dead server's node NotReady", 90, || {
+        let status = b.k(&[
+            "get",
+            "node",
+            &s0,
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+        ]);
+        (status.trim() == "Unknown").then_some(())
+    });
+    // ...and its controllers and scheduler run new work on the nodes that are left,
+    // the agent among them (it joined through the balancer, which moved it on).
+    b.k(&[
+        "create",
+        "deployment",
+        "after",
+        "--image",
+        "nanokube/busybox",
+        "--replicas",
+        "3",
+        "--",
+        "sleep",
+        "3600",
+    ]);
+    b.k(&["rollout", "status", "deployment/after", "--timeout=120s"]);
+    let nodes = b.k(&[
+        "get",
+        "pods",
+        "-l",
+        "app=after",
+        "-o",
+        "jsonpath={.items[*].spec.nodeName}",
+    ]);
+    assert_eq!(nodes.split_whitespace().count(), 3, "{nodes}");
+    assert!(!nodes.contains(&s0), "a pod went to the dead node: {nodes}");
+    let agent = b.k(&[
+        "get",
+        "node",
+        &b.node("agent", 0),
+        "-o",
+        "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+    ]);
+    assert_eq!(agent.trim(), "True", "the agent lost its server");
+
     b.ok(&["delete", "--name", &b.name]);
     assert_no_trace(&b);
 }

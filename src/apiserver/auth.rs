@@ -75,7 +75,8 @@ pub fn random_token() -> String {
         .collect()
 }
 
-fn load_or_make(path: &Path, given: Option<&str>) -> Result<String, Error> {
+/// The token in `path`, `given` (written there) or, the first time, a new random one.
+pub fn load_or_make(path: &Path, given: Option<&str>) -> Result<String, Error> {
     let err = |source| Error::Io {
         path: path.display().to_string(),
         source,

@@ -31,6 +31,19 @@ pub fn full_token(ca_pem: &str, secret: &str) -> String {
     )
 }
 
+/// A token's parts: the CA hash of k3s's full form (`K10<hash>::server:<secret>`, or
+/// `K10<hash>::<user>:<secret>`), if it has one, and the secret.
+pub fn parse_token(token: &str) -> (Option<&str>, &str) {
+    let token = token.trim();
+    match token.strip_prefix("K10").and_then(|t| t.split_once("::")) {
+        Some((hash, rest)) => (
+            Some(hash),
+            rest.split_once(':').map_or(rest, |(_, secret)| secret),
+        ),
+        None => (None, token),
+    }
+}
+
 /// The answers of the join paths, or None for any other path.
 pub fn serve(
     path: &str,

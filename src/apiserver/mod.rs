@@ -17,6 +17,7 @@ pub mod allocation;
 pub mod audit;
 pub mod auth;
 pub mod authorization;
+pub mod bootstrap;
 pub mod connect;
 pub mod conversion;
 pub mod crd;

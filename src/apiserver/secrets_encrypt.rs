@@ -100,6 +100,10 @@ pub async fn serve(action: &str, method: &Method, user: &User) -> Result<Resp, A
         }
         ("rotate-keys", &Method::POST) => {
             let rotation = store.rotate_keys().await.map_err(failed)?;
+            // The other servers of the cluster read the new keys from the datastore.
+            if let Err(e) = super::bootstrap::changed().await {
+                tracing::warn!(error = %e, "storing the rotated keys as bootstrap data");
+            }
             tracing::info!(
                 new_keys = ?rotation.new_keys,
                 rewritten = rotation.rewritten,

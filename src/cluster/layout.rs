@@ -12,6 +12,8 @@ use crate::network::Cidr;
 
 /// The API server's port inside a server node (the server's default).
 pub const API_PORT: u16 = 6443;
+/// etcd's client port in the hub of a cluster of several servers.
+pub const ETCD_PORT: u16 = 2379;
 
 /// Longest cluster name: node names (`<name>-server-0`) stay well inside a DNS label.
 const MAX_NAME: usize = 32;
@@ -183,6 +185,48 @@ impl Cluster {
         format!("nanokube-{}", self.name)
     }
 
+    /// Several servers: they share an etcd datastore in the hub, and the hub balances the
+    /// API port over them.
+    pub fn is_ha(&self) -> bool {
+        self.servers().count() > 1
+    }
+
+    /// The hub's own address on the nodes' network (the subnet's first host; nodes start at
+    /// the second): where a cluster of several servers keeps its datastore and balancer.
+    pub fn hub_ip(&self) -> Ipv4Addr {
+        self.subnet
+            .parse::<Cidr>()
+            .map_or(Ipv4Addr::new(10, 99, 0, 1), |c| c.hosts().0)
+    }
+
+    /// The hub's directory (etcd's data, its log).
+    pub fn hub_dir(&self) -> PathBuf {
+        self.dir.join("hub")
+    }
+
+    pub fn hub_cgroup(&self) -> PathBuf {
+        self.cgroup().join("hub")
+    }
+
+    /// Where the host's API port is written: by the hub with several servers, else by the
+    /// server's boot process.
+    pub fn api_port_file(&self) -> PathBuf {
+        if self.is_ha() {
+            self.hub_dir().join("api-port")
+        } else {
+            self.node_dir(&self.nodes[0]).join("api-port")
+        }
+    }
+
+    /// The address agents join at: the hub's balancer with several servers, else the server.
+    pub fn join_address(&self) -> Ipv4Addr {
+        if self.is_ha() {
+            self.hub_ip()
+        } else {
+            self.nodes[0].ip
+        }
+    }
+
     pub fn servers(&self) -> impl Iterator<Item = &Node> {
         self.nodes.iter().filter(|n| n.role == Role::Server)
     }
@@ -206,9 +250,18 @@ impl Cluster {
             Role::Agent => vec![
                 "agent".into(),
                 "--server".into(),
-                format!("https://{}:{API_PORT}", self.nodes[0].ip),
+                format!("https://{}:{API_PORT}", self.join_address()),
             ],
         };
+        if node.role == Role::Server && self.is_ha() {
+            let hub = self.hub_ip();
+            args.extend([
+                "--datastore-endpoint".into(),
+                format!("http://{hub}:{ETCD_PORT}"),
+                "--tls-san".into(),
+                hub.to_string(),
+            ]);
+        }
         args.extend([
             "--data-dir".into(),
             path("data"),
@@ -297,6 +350,42 @@ mod tests {
         let agent = c.node_command(&c.nodes[1], &["--node-label".into(), "a=b".into()]);
         assert_eq!(agent[..3], ["agent", "--server", "https://10.99.0.2:6443"]);
         assert_eq!(agent[agent.len() - 2..], ["--node-label", "a=b"]);
+    }
+
+    #[test]
+    fn several_servers_share_the_hubs_datastore_and_balancer() {
+        let c = plan(4, 3, "10.99.0.0/24").unwrap();
+        assert!(c.is_ha());
+        assert_eq!(c.hub_ip().to_string(), "10.99.0.1");
+        let names: Vec<_> = c.nodes.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "demo-server-0",
+                "demo-server-1",
+                "demo-server-2",
+                "demo-agent-0"
+            ]
+        );
+        let server = c.node_command(&c.nodes[2], &[]);
+        let at = server
+            .iter()
+            .position(|a| a == "--datastore-endpoint")
+            .unwrap();
+        assert_eq!(server[at + 1], "http://10.99.0.1:2379");
+        assert!(server.windows(2).any(|w| w == ["--tls-san", "10.99.0.1"]));
+        let agent = c.node_command(&c.nodes[3], &[]);
+        assert_eq!(agent[..3], ["agent", "--server", "https://10.99.0.1:6443"]);
+        assert_eq!(c.api_port_file(), Path::new("/c/demo/hub/api-port"));
+        // One server keeps its own store and its own port file.
+        let one = plan(2, 1, "10.99.0.0/24").unwrap();
+        assert!(!one
+            .node_command(&one.nodes[0], &[])
+            .contains(&"--datastore-endpoint".to_string()));
+        assert_eq!(
+            one.api_port_file(),
+            Path::new("/c/demo/demo-server-0/api-port")
+        );
     }
 
     #[test]

@@ -5,11 +5,16 @@
 //! sends can leave it. The host reaches the API server through a forwarded port on its
 //! loopback, written into the user's kubeconfig.
 //!
+//! With several servers, the hub also runs their shared etcd and balances the API port over
+//! them ([`hub`]), as k3s's HA setup with an external datastore and a fixed registration
+//! address.
+//!
 //! [`layout`] decides names and addresses, [`node`] is each node's boot and init, [`cgroups`]
 //! the node cgroups on the host, [`forward`] the API port, [`kubeconfig`] the user's file.
 
 pub mod cgroups;
 pub mod forward;
+pub mod hub;
 pub mod kubeconfig;
 pub mod layout;
 pub mod node;
@@ -59,6 +64,8 @@ pub enum ClusterCommand {
     Boot(node::BootArgs),
     #[command(hide = true)]
     Init(node::InitArgs),
+    #[command(hide = true)]
+    Hub(hub::HubArgs),
 }
 
 #[derive(Debug, Args)]
@@ -138,8 +145,8 @@ pub enum Error {
     NotRunning(String),
     #[error("--image {0}: not a file")]
     Image(String),
-    #[error("--servers {0}: a cluster has one server for now (several servers need a shared datastore and CA, which nanokube server cannot join yet)")]
-    SeveralServers(usize),
+    #[error("--servers {0}: several servers share an etcd datastore, and no etcd is on PATH (apt-get install etcd-server)")]
+    NoEtcd(usize),
     #[error("node {node}: {reason}; its log {log} ends:\n{tail}")]
     Start {
         node: String,
@@ -195,6 +202,7 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<i32> {
         ClusterCommand::Exec(a) => exec(a)?,
         ClusterCommand::Boot(a) => node::boot(a)?,
         ClusterCommand::Init(a) => node::init(a)?,
+        ClusterCommand::Hub(a) => hub::run(a)?,
     })
 }
 
@@ -212,9 +220,11 @@ fn find(place: &Place, name: &str) -> Result<Cluster, Error> {
 }
 
 pub fn create(a: CreateArgs) -> Result<i32, Error> {
-    if a.servers > 1 {
-        return Err(Error::SeveralServers(a.servers));
-    }
+    let etcd = if a.servers > 1 {
+        Some(find_in_path("etcd").ok_or(Error::NoEtcd(a.servers))?)
+    } else {
+        None
+    };
     let clusters_dir = absolute(&a.place.clusters_dir);
     let exe = std::env::current_exe().map_err(|e| Error::io("finding nanokube's binary", e))?;
     let kubeconfig = absolute(
@@ -244,7 +254,7 @@ pub fn create(a: CreateArgs) -> Result<i32, Error> {
     cluster
         .save()
         .map_err(|e| Error::io("writing cluster.json", e))?;
-    match build(&cluster, &a) {
+    match build(&cluster, &a, etcd.as_deref()) {
         Ok(port) => {
             println!(
                 "cluster {} is ready: {} node(s), API https://127.0.0.1:{port}, kubectl context {} in {}",
@@ -270,7 +280,7 @@ pub fn create(a: CreateArgs) -> Result<i32, Error> {
 }
 
 /// Wires the network, starts the nodes and waits for them; returns the host's API port.
-fn build(c: &Cluster, a: &CreateArgs) -> Result<u16, Error> {
+fn build(c: &Cluster, a: &CreateArgs, etcd: Option<&Path>) -> Result<u16, Error> {
     wire(c)?;
     for n in &c.nodes {
         let images = c.node_dir(n).join("data/agent/images");
@@ -286,19 +296,38 @@ fn build(c: &Cluster, a: &CreateArgs) -> Result<u16, Error> {
     }
     let deadline = Instant::now() + a.wait;
     let server = &c.nodes[0];
-    let mut children = vec![(
+    let mut children = Vec::new();
+    // Several servers join through one secret, made here, and the hub's datastore.
+    let cluster_token = c.is_ha().then(crate::apiserver::auth::random_token);
+    if let Some(etcd) = etcd {
+        children.push(("hub".to_string(), start_hub(c, a.api_port, etcd)?));
+    }
+    let own_port = (!c.is_ha()).then_some(a.api_port);
+    children.push((
         server.name.clone(),
-        start_node(c, server, Some(a.api_port), &a.server_args, None)?,
-    )];
-    let server_dir = c.node_dir(server);
+        start_node(
+            c,
+            server,
+            own_port,
+            &a.server_args,
+            cluster_token.as_deref(),
+        )?,
+    ));
     let port = wait_for(c, server, &mut children, deadline, "its API port", || {
-        std::fs::read_to_string(server_dir.join("api-port"))
+        std::fs::read_to_string(c.api_port_file())
             .ok()
             .and_then(|p| p.trim().parse::<u16>().ok())
     })?;
+    let server_dir = c.node_dir(server);
     let server_kubeconfig = wait_for(c, server, &mut children, deadline, "its kubeconfig", || {
         std::fs::read_to_string(server_dir.join("kubeconfig.yaml")).ok()
     })?;
+    // The other servers start once the first has stored the cluster's CA and keys, which
+    // they take from the datastore.
+    for n in c.servers().skip(1) {
+        let child = start_node(c, n, None, &a.server_args, cluster_token.as_deref())?;
+        children.push((n.name.clone(), child));
+    }
     let token = std::fs::read_to_string(server_dir.join("data/server/node-token"))
         .map_err(|e| Error::io("reading the server's node-token", e))?;
     for n in c.nodes.iter().filter(|n| n.role == Role::Agent) {
@@ -365,6 +394,9 @@ fn wait_for<T>(
         }
         for (name, child) in children.iter_mut() {
             if let Ok(Some(status)) = child.try_wait() {
+                if c.node(name).is_none() {
+                    return Err(hub_error(c, format!("stopped ({status})")));
+                }
                 let n = c.node(name).unwrap_or(node);
                 return Err(start_error(c, n, format!("stopped ({status})")));
             }
@@ -380,18 +412,32 @@ fn wait_for<T>(
     }
 }
 
+fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}
+
+fn hub_error(c: &Cluster, reason: String) -> Error {
+    let log = c.hub_dir().join("hub.log");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    Error::Start {
+        node: "hub".into(),
+        reason,
+        log: log.display().to_string(),
+        tail: tail(&text),
+    }
+}
+
 fn start_error(c: &Cluster, node: &layout::Node, reason: String) -> Error {
     let log = c.node_dir(node).join("nanokube.log");
     let text = std::fs::read_to_string(&log)
         .or_else(|_| std::fs::read_to_string(c.node_dir(node).join("init.log")))
         .unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    let tail = lines[lines.len().saturating_sub(15)..].join("\n");
     Error::Start {
         node: node.name.clone(),
         reason,
         log: log.display().to_string(),
-        tail,
+        tail: tail(&text),
     }
 }
 
@@ -406,6 +452,13 @@ fn wire(c: &Cluster) -> Result<(), Error> {
         .link("br0")?
         .ok_or_else(|| crate::network::Error::Netlink("br0 vanished".into()))?;
     hub.set_up(bridge.index, None)?;
+    if c.is_ha() {
+        // The hub's etcd and balancer listen on the nodes' network, and etcd on loopback.
+        hub.add_address(bridge.index, c.hub_ip(), c.prefix())?;
+        if let Some(lo) = hub.link("lo")? {
+            hub.set_up(lo.index, None)?;
+        }
+    }
     for n in &c.nodes {
         let path = netns::create_named(&c.node_netns(n))?;
         let ns = std::fs::File::open(&path).map_err(|e| Error::io("node namespace", e))?;
@@ -427,6 +480,48 @@ fn wire(c: &Cluster) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// Starts the hub of a cluster of several servers, detached like the nodes.
+fn start_hub(c: &Cluster, api_port: u16, etcd: &Path) -> Result<Child, Error> {
+    let dir = c.hub_dir();
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io("hub directory", e))?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("hub.log"))
+        .map_err(|e| Error::io("hub.log", e))?;
+    Command::new(&c.exe)
+        .args(["cluster", "hub", "--clusters-dir"])
+        .arg(c.dir.parent().unwrap_or(Path::new("/")))
+        .args([
+            "--cluster",
+            &c.name,
+            "--api-port",
+            &api_port.to_string(),
+            "--etcd",
+        ])
+        .arg(etcd)
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(|e| Error::io("hub.log", e))?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .map_err(|e| Error::io("starting the cluster's hub", e))
+}
+
+/// `name` in one of $PATH's directories, as an executable file.
+fn find_in_path(name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|d| d.join(name))
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
 }
 
 /// Starts a node's boot process, detached from the caller (it outlives `create`).
@@ -542,8 +637,7 @@ fn list(p: Place) -> Result<i32, Error> {
     for c in Cluster::all(&dir) {
         let up = c.nodes.iter().filter(|n| init_pid(&c, n).is_some()).count();
         let servers = c.servers().count();
-        let port =
-            std::fs::read_to_string(c.node_dir(&c.nodes[0]).join("api-port")).unwrap_or_default();
+        let port = std::fs::read_to_string(c.api_port_file()).unwrap_or_default();
         println!(
             "{:<20} {:<8} {:<8} {:<24} {}",
             c.name,

@@ -97,7 +97,7 @@ pub fn boot(args: BootArgs) -> Result<i32, Error> {
     // the forwarder's own thread, made now, keeps the old one and may go on making them.
     if let Some(l) = listener {
         let target = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, layout::API_PORT));
-        std::thread::spawn(move || forward::serve(l, target));
+        std::thread::spawn(move || forward::serve(l, forward::Targets::new(vec![target])));
     }
     unshare(NODE_NAMESPACES).map_err(|e| Error::sys("unshare", e))?;
     // The node's processes go one level down, so that the namespace's root cgroup has none
