@@ -1,6 +1,6 @@
 //! kubectl's streaming commands against a real one-node cluster: `attach` (to a container's own
 //! output and stdin, twice), `run -i --rm` and `run -it --rm` (attach with stdinOnce and a
-//! terminal), and `port-forward` to an HTTP server in a pod.
+//! terminal), `port-forward` to an HTTP server in a pod, and `debug` (ephemeral containers).
 
 mod node_support;
 
@@ -475,4 +475,201 @@ fn tempdir() -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("nk-cp-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     d
+}
+
+/// PUTs exactly `obj` to `path`; stderr when it is refused.
+fn put_raw(c: &Cluster, path: &str, obj: &serde_json::Value) -> Result<(), String> {
+    raw(c, "replace", path, obj)
+}
+
+/// `kubectl <verb> --raw path -f -` with `obj` as the body (create: POST, replace: PUT).
+fn raw(c: &Cluster, verb: &str, path: &str, obj: &serde_json::Value) -> Result<(), String> {
+    let mut child = kubectl(c, &[verb, "--raw", path, "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(obj.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+fn ephemeral_state(c: &Cluster, pod: &str, name: &str) -> serde_json::Value {
+    c.pod(pod)["status"]["ephemeralContainerStatuses"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| s["name"] == name)
+        .map(|s| s["state"].clone())
+        .unwrap_or_default()
+}
+
+#[test]
+fn kubectl_debug_adds_ephemeral_containers_that_see_their_target() {
+    let c = Cluster::start();
+    c.apply(&pod("app", false, "exec sleep 3601"));
+    c.wait_phase("app", "Running");
+    // Aimed at the app's container: the debugger shares its process namespace.
+    c.ok(&[
+        "debug",
+        "app",
+        "--image",
+        IMAGE,
+        "--image-pull-policy",
+        "IfNotPresent",
+        "--target",
+        "main",
+        "-c",
+        "dbg",
+        "--",
+        "sleep",
+        "3602",
+    ]);
+    c.wait_for("dbg running", Duration::from_secs(60), |c| {
+        ephemeral_state(c, "app", "dbg")["running"].is_object()
+    });
+    let ps = c.ok(&["exec", "app", "-c", "dbg", "--", "ps", "-o", "args"]);
+    assert!(
+        ps.contains("sleep 3601") && ps.contains("sleep 3602"),
+        "the debugger sees the target's processes and its own: {ps}"
+    );
+    // One namespace, not a view: the target sees the debugger too.
+    let ps = c.ok(&["exec", "app", "-c", "main", "--", "ps", "-o", "args"]);
+    assert!(ps.contains("sleep 3602"), "{ps}");
+    // And it is in the pod's network and uts namespaces.
+    let host = c.ok(&["exec", "app", "-c", "dbg", "--", "hostname"]);
+    assert_eq!(host.trim(), "app");
+    let pod = c.pod("app");
+    let status = &pod["status"]["ephemeralContainerStatuses"][0];
+    assert_eq!(status["ready"], false, "{status}");
+    assert!(
+        status["containerID"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("nanokube://")),
+        "{status}"
+    );
+    // The pod stays Ready: ephemeral containers take no part in it.
+    let ready = pod["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["type"] == "Ready" && c["status"] == "True");
+    assert!(ready, "{pod}");
+
+    // Interactive: -i attaches kubectl's stdin to the new container once it runs.
+    let mut child = kubectl(
+        &c,
+        &[
+            "debug",
+            "app",
+            "-i",
+            "--image",
+            IMAGE,
+            "--image-pull-policy=IfNotPresent",
+            "-c",
+            "shell",
+            "--",
+            "sh",
+            "-c",
+            "read l; echo got:$l; exit 3",
+        ],
+    )
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    child.stdin.as_mut().unwrap().write_all(b"hello\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("got:hello"),
+        "stdout {stdout}; stderr {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    c.wait_for("shell terminated", Duration::from_secs(30), |c| {
+        ephemeral_state(c, "app", "shell")["terminated"]["exitCode"] == 3
+    });
+    let log = c.ok(&["logs", "app", "-c", "shell"]);
+    assert!(log.contains("got:hello"), "{log}");
+    // Ended, it stays ended: ephemeral containers are never restarted.
+    std::thread::sleep(Duration::from_secs(3));
+    let statuses = c.pod("app")["status"]["ephemeralContainerStatuses"].clone();
+    let shell = statuses
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "shell")
+        .unwrap()
+        .clone();
+    assert_eq!(shell["restartCount"], 0, "{shell}");
+    assert!(shell["state"]["terminated"].is_object(), "{shell}");
+
+    // What the API refuses, as upstream words it.
+    let path = "/api/v1/namespaces/default/pods/app/ephemeralcontainers";
+    let mut changed = c.pod("app");
+    changed["spec"]["ephemeralContainers"][0]["image"] = "other:1".into();
+    let err = put_raw(&c, path, &changed).unwrap_err();
+    assert!(
+        err.contains("existing ephemeral containers \"dbg\" may not be changed"),
+        "{err}"
+    );
+    let mut removed = c.pod("app");
+    removed["spec"]["ephemeralContainers"]
+        .as_array_mut()
+        .unwrap()
+        .remove(0);
+    let err = put_raw(&c, path, &removed).unwrap_err();
+    assert!(
+        err.contains("existing ephemeral containers \"dbg\" may not be removed"),
+        "{err}"
+    );
+    let mut bad = c.pod("app");
+    bad["spec"]["ephemeralContainers"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "name": "probe", "image": IMAGE, "targetContainerName": "nosuch",
+            "ports": [{"containerPort": 80}],
+        }));
+    let err = put_raw(&c, path, &bad).unwrap_err();
+    assert!(
+        err.contains("spec.ephemeralContainers[2].ports: Forbidden: cannot be set for an Ephemeral Container"),
+        "{err}"
+    );
+    assert!(
+        err.contains("spec.ephemeralContainers[2].targetContainerName: Not found: \"nosuch\""),
+        "{err}"
+    );
+    // Through the pod itself, they can be neither created nor added.
+    let out = c.kubectl(&[
+        "patch",
+        "pod",
+        "app",
+        "--type",
+        "json",
+        "-p",
+        r#"[{"op":"add","path":"/spec/ephemeralContainers/-","value":{"name":"x","image":"y"}}]"#,
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("pod updates may not change fields"), "{err}");
+    let mut fresh = c.pod("app");
+    fresh["metadata"] = serde_json::json!({"name": "born-with-one"});
+    fresh.as_object_mut().unwrap().remove("status");
+    let err = raw(&c, "create", "/api/v1/namespaces/default/pods", &fresh).unwrap_err();
+    assert!(
+        err.contains("spec.ephemeralContainers: Forbidden: cannot be set on create"),
+        "{err}"
+    );
 }

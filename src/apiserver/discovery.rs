@@ -87,6 +87,9 @@ fn aggregated_resource(r: &ResourceInfo) -> Value {
         subresources.push(json!({"subresource": "eviction",
             "responseKind": {"group": "policy", "version": "v1", "kind": "Eviction"},
             "verbs": ["create"]}));
+        subresources.push(json!({"subresource": "ephemeralcontainers",
+            "responseKind": {"group": "", "version": "v1", "kind": "Pod"},
+            "verbs": ["get", "patch", "update"]}));
     }
     if r.plural == "serviceaccounts" && r.group.is_empty() {
         subresources.push(json!({"subresource": "token",
@@ -210,6 +213,10 @@ pub fn api_resource_list(snap: &Snapshot, group: &str, version: &str) -> Option<
             resources.push(
                 json!({"name": "pods/eviction", "singularName": "", "namespaced": true,
                 "group": "policy", "version": "v1", "kind": "Eviction", "verbs": ["create"]}),
+            );
+            resources.push(
+                json!({"name": "pods/ephemeralcontainers", "singularName": "", "namespaced": true,
+                "kind": "Pod", "verbs": ["get", "patch", "update"]}),
             );
         }
         if r.plural == "serviceaccounts" && r.group.is_empty() {

@@ -717,7 +717,8 @@ impl Api {
             Some("status") if info.status || info.plural == "namespaces" => {}
             Some("scale") if info.scale => {}
             Some("finalize") if info.plural == "namespaces" => {}
-            Some("binding" | "eviction") if info.plural == "pods" && info.group.is_empty() => {}
+            Some("binding" | "eviction" | "ephemeralcontainers")
+                if info.plural == "pods" && info.group.is_empty() => {}
             Some("token") if info.plural == "serviceaccounts" && info.group.is_empty() => {}
             Some(other) => {
                 return Err(ApiError::NotFound {

@@ -25,6 +25,8 @@ pub enum Mode {
     Status,
     /// namespaces/<n>/finalize: only spec.finalizers.
     Finalize,
+    /// pods/<p>/ephemeralcontainers: only spec.ephemeralContainers (`kubectl debug`).
+    EphemeralContainers,
 }
 
 /// DeleteOptions, from the body and the query, and who deletes (for admission).
@@ -932,7 +934,15 @@ impl Api {
                 None
             };
             let outcome = async {
-                validate_update(info, &cur, &new)?;
+                if mode == Mode::EphemeralContainers {
+                    let name = cur["metadata"]["name"].as_str().unwrap_or("");
+                    let errs = validation::pods::validate_ephemeral_update(&new, &cur);
+                    if !errs.is_empty() {
+                        return Err(invalid(info, name, errs));
+                    }
+                } else {
+                    validate_update(info, &cur, &new)?;
+                }
                 if admitted && scale {
                     attrs.object = Some(to_scale(&new));
                     self.pipeline.admission.validate(self, &attrs).await?;
@@ -1155,6 +1165,7 @@ fn mode_of(r: &ResourceRequest) -> Mode {
     match r.subresource.as_deref() {
         Some("status") => Mode::Status,
         Some("finalize") => Mode::Finalize,
+        Some("ephemeralcontainers") => Mode::EphemeralContainers,
         _ => Mode::Main,
     }
 }
@@ -1233,6 +1244,20 @@ pub(crate) fn merge_update(info: &ResourceInfo, mode: Mode, cur: &Value, new: &m
             let mut base = cur.clone();
             base["spec"]["finalizers"] = new["spec"]["finalizers"].clone();
             *new = base;
+        }
+        Mode::EphemeralContainers => {
+            // As upstream's ephemeralContainersStrategy: everything else stays as it was.
+            let mut base = cur.clone();
+            match new["spec"].get("ephemeralContainers") {
+                Some(list) => base["spec"]["ephemeralContainers"] = list.clone(),
+                None => {
+                    if let Some(spec) = base["spec"].as_object_mut() {
+                        spec.remove("ephemeralContainers");
+                    }
+                }
+            }
+            *new = base;
+            info.strategy.defaults(new);
         }
         Mode::Main => {
             let cm = &cur["metadata"];

@@ -257,7 +257,20 @@ pub async fn reconcile(pod: Arc<Pod>, k: Arc<Kubelet>) -> Result<Action, Error> 
             });
         }
     }
-    for c in all_containers(&pod) {
+    // Ephemeral containers (`kubectl debug`): each started once, whether or not the pod has
+    // finished initializing, and never restarted, as upstream.
+    if !matches!(phase.as_str(), "Succeeded" | "Failed") {
+        for (c, target) in ephemeral_containers(&pod) {
+            if latest(&records, &c.name).is_none() {
+                k.start_in(&pod, &c, target.as_deref(), &dir, &mut obs)
+                    .await;
+            }
+        }
+    }
+    for c in all_containers(&pod)
+        .into_iter()
+        .chain(ephemeral_containers(&pod).into_iter().map(|(c, _)| c))
+    {
         if obs
             .waiting
             .get(&c.name)
@@ -323,6 +336,24 @@ fn name_of(pod: &Pod) -> String {
         pod.metadata.namespace.as_deref().unwrap_or(""),
         pod.metadata.name.as_deref().unwrap_or("")
     )
+}
+
+/// The pod's ephemeral containers as containers, each with the container whose processes it
+/// is to see (`targetContainerName`). The two types share every field a container runs with.
+pub fn ephemeral_containers(pod: &Pod) -> Vec<(Container, Option<String>)> {
+    let spec = pod.spec.as_ref();
+    spec.and_then(|s| s.ephemeral_containers.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            let mut v = serde_json::to_value(e).ok()?;
+            let target = v
+                .as_object_mut()?
+                .remove("targetContainerName")
+                .and_then(|t| t.as_str().map(str::to_string));
+            Some((serde_json::from_value(v).ok()?, target))
+        })
+        .collect()
 }
 
 pub fn all_containers(pod: &Pod) -> Vec<Container> {
@@ -698,7 +729,52 @@ impl Kubelet {
 
     /// Starts start number `attempt` of container `c`; a failure becomes its waiting state.
     async fn start(&self, pod: &Pod, c: &Container, attempt: u32, dir: &Path, obs: &mut Observed) {
-        match self.try_start(pod, c, attempt, dir, obs).await {
+        self.start_with(pod, c, attempt, None, dir, obs).await
+    }
+
+    /// Starts an ephemeral container, in the pid namespace of `target` when one is named.
+    async fn start_in(
+        &self,
+        pod: &Pod,
+        c: &Container,
+        target: Option<&str>,
+        dir: &Path,
+        obs: &mut Observed,
+    ) {
+        let Some(target) = target else {
+            return self.start_with(pod, c, 0, None, dir, obs).await;
+        };
+        let records = shim::read_records(dir);
+        match latest(&records, target).filter(|r| r.running()) {
+            Some(r) => {
+                let ns = PathBuf::from(format!("/proc/{}/ns/pid", r.pid));
+                self.start_with(pod, c, 0, Some(ns), dir, obs).await
+            }
+            None => {
+                obs.waiting.insert(
+                    c.name.clone(),
+                    Waiting {
+                        reason: "ContainerCreating".into(),
+                        message: Some(format!("target container {target:?} is not running")),
+                    },
+                );
+            }
+        }
+    }
+
+    async fn start_with(
+        &self,
+        pod: &Pod,
+        c: &Container,
+        attempt: u32,
+        pid_namespace: Option<PathBuf>,
+        dir: &Path,
+        obs: &mut Observed,
+    ) {
+        match self
+            .try_start(pod, c, attempt, pid_namespace, dir, obs)
+            .await
+        {
             Ok(()) => {
                 let name = &c.name;
                 self.event(
@@ -831,6 +907,7 @@ impl Kubelet {
         pod: &Pod,
         c: &Container,
         attempt: u32,
+        pid_namespace: Option<PathBuf>,
         dir: &Path,
         obs: &mut Observed,
     ) -> Result<(), Waiting> {
@@ -972,6 +1049,7 @@ impl Kubelet {
                 volumes,
                 cgroups_path: cgroup,
                 termination_log: Some(term),
+                pid_namespace,
             };
             let spec = spec::build(&pod2, &c2, &prepared.config, &inputs)
                 .map_err(|e| w("CreateContainerConfigError", e.to_string()))?;

@@ -92,6 +92,8 @@ pub struct Inputs {
     pub volumes: BTreeMap<String, PathBuf>,
     pub cgroups_path: String,
     pub termination_log: Option<PathBuf>,
+    /// The pid namespace to join instead of a new one: an ephemeral container's target's.
+    pub pid_namespace: Option<PathBuf>,
 }
 
 /// Errors that make the container's configuration unusable (CreateContainerConfigError).
@@ -238,8 +240,12 @@ pub fn build(
     let host_pid = spec.host_pid.unwrap_or(false);
     let share_pid = spec.share_process_namespace.unwrap_or(false);
     let mut namespaces = vec![json!({"type": "mount"})];
-    if !host_pid && !share_pid {
-        namespaces.push(json!({"type": "pid"}));
+    match &inputs.pid_namespace {
+        Some(path) if !host_pid && !share_pid => {
+            namespaces.push(json!({"type": "pid", "path": path}));
+        }
+        _ if !host_pid && !share_pid => namespaces.push(json!({"type": "pid"})),
+        _ => {}
     }
     if crate::runtime::cgroups::detect() == crate::runtime::cgroups::Hierarchy::Unified {
         namespaces.push(json!({"type": "cgroup"}));

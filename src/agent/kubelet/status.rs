@@ -215,6 +215,14 @@ pub fn pod_status(pod: &Pod, records: &[Record], obs: &Observed) -> PodStatus {
         .iter()
         .map(|c| container_status(c, &of(&c.name), obs))
         .collect();
+    // Never ready: they take no part in the pod's readiness.
+    let ephemeral: Vec<ContainerStatus> = super::pods::ephemeral_containers(pod)
+        .iter()
+        .map(|(c, _)| ContainerStatus {
+            ready: false,
+            ..container_status(c, &of(&c.name), obs)
+        })
+        .collect();
     let done = |s: &ContainerStatus| {
         s.state
             .as_ref()
@@ -329,6 +337,7 @@ pub fn pod_status(pod: &Pod, records: &[Record], obs: &Observed) -> PodStatus {
         qos_class: Some(qos_class(pod)),
         init_container_statuses: (!inits.is_empty()).then_some(inits),
         container_statuses: Some(apps),
+        ephemeral_container_statuses: (!ephemeral.is_empty()).then_some(ephemeral),
         ..Default::default()
     }
 }

@@ -411,11 +411,93 @@ pub(crate) fn validate_pod_template(t: &Value, path: &str, errs: &mut Vec<FieldE
     validate_pod_spec(&t["spec"], &format!("{path}.spec"), errs);
 }
 
+/// The fields of a container an ephemeral one may not have (upstream allows a list; these
+/// are what it leaves out).
+const EPHEMERAL_FORBIDDEN: &[&str] = &[
+    "ports",
+    "livenessProbe",
+    "readinessProbe",
+    "startupProbe",
+    "lifecycle",
+    "resources",
+    "resizePolicy",
+    "restartPolicy",
+];
+
+/// What an ephemeral container may not be: one with ports, probes, hooks or resources, or one
+/// aimed at a container the pod does not have.
+fn validate_ephemeral_containers(spec: &Value, errs: &mut Vec<FieldError>) {
+    let targets: Vec<&str> = ["containers", "initContainers"]
+        .iter()
+        .flat_map(|l| arr(&spec[*l]))
+        .map(|c| s(&c["name"]))
+        .collect();
+    for (i, c) in arr(&spec["ephemeralContainers"]).iter().enumerate() {
+        let path = format!("spec.ephemeralContainers[{i}]");
+        for f in EPHEMERAL_FORBIDDEN {
+            // As upstream compares with the zero value: `resources: {}` is not set.
+            let set = c.get(*f).is_some_and(|v| match v {
+                Value::Null => false,
+                Value::Object(o) => !o.is_empty(),
+                Value::Array(a) => !a.is_empty(),
+                _ => true,
+            });
+            if set {
+                errs.push(forbidden(
+                    &format!("{path}.{f}"),
+                    "cannot be set for an Ephemeral Container",
+                ));
+            }
+        }
+        let target = s(&c["targetContainerName"]);
+        if !target.is_empty() && !targets.contains(&target) {
+            errs.push(not_found(
+                &format!("{path}.targetContainerName"),
+                &c["targetContainerName"],
+            ));
+        }
+    }
+}
+
+/// `ValidatePodEphemeralContainersUpdate`: a write through pods/ephemeralcontainers may only
+/// add ephemeral containers; those already there stay exactly as they are.
+pub(crate) fn validate_ephemeral_update(new: &Value, old: &Value) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    validate_pod_spec(&new["spec"], "spec", &mut errs);
+    validate_ephemeral_containers(&new["spec"], &mut errs);
+    let added = arr(&new["spec"]["ephemeralContainers"]);
+    for (i, o) in arr(&old["spec"]["ephemeralContainers"]).iter().enumerate() {
+        let name = s(&o["name"]);
+        match added.iter().find(|n| s(&n["name"]) == name) {
+            None => errs.push(forbidden(
+                "spec.ephemeralContainers",
+                &format!("existing ephemeral containers {name:?} may not be removed"),
+            )),
+            Some(n) if n != o => errs.push(forbidden(
+                &format!("spec.ephemeralContainers[{i}]"),
+                &format!("existing ephemeral containers {name:?} may not be changed"),
+            )),
+            Some(_) => {}
+        }
+    }
+    errs
+}
+
 pub(crate) const POD_UPDATE_MSG: &str = "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)";
 
 pub(crate) fn validate_pod(obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldError>) {
     validate_pod_spec(&obj["spec"], "spec", errs);
-    let Some(old) = old else { return };
+    validate_ephemeral_containers(&obj["spec"], errs);
+    let Some(old) = old else {
+        // They are added to a running pod (pods/ephemeralcontainers), never created with it.
+        if !arr(&obj["spec"]["ephemeralContainers"]).is_empty() {
+            errs.push(forbidden(
+                "spec.ephemeralContainers",
+                "cannot be set on create",
+            ));
+        }
+        return;
+    };
     let (new_spec, old_spec) = (&obj["spec"], &old["spec"]);
     if !new_spec.is_object() || !old_spec.is_object() {
         return;
