@@ -70,6 +70,10 @@ pub struct ServerArgs {
     /// The ports NodePort and LoadBalancer services get node ports from.
     #[arg(long, default_value = "30000-32767")]
     pub service_node_port_range: String,
+    /// How long the certificates the controller manager signs live at most (a Go duration,
+    /// kube-controller-manager's flag): nodes renew theirs once 80% of that has passed.
+    #[arg(long, default_value = "8760h", value_parser = go_duration)]
+    pub cluster_signing_duration: Duration,
     /// Run no controllers (k3s's flag): the API server alone answers, as for tests of its
     /// own semantics or a controller manager run elsewhere.
     #[arg(long)]
@@ -405,6 +409,10 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
             period: args.node_monitor_period,
         },
         root_ca: pki.ca_cert_pem.clone(),
+        certificates: crate::controllers::certificates::Settings {
+            ca: pki.clone(),
+            signing_duration: args.cluster_signing_duration,
+        },
     };
     if args.disable_controller_manager {
         tracing::info!("controller manager disabled");

@@ -203,8 +203,8 @@ fn events_follow_the_policy_stage_by_stage() {
         "{violations}"
     );
 
-    // A refused request: a 403 with the authorizer's decision. The join token's nameless
-    // node is one the Node authorizer refuses everything.
+    // A refused request: a 403 with the authorizer's decision. The join token's bootstrap
+    // user may only ask for certificates.
     let token = std::fs::read_to_string(s.data_dir().join("server/node-token")).unwrap();
     let token = token.trim();
     let (code, _, headers) = raw::curl(
@@ -222,7 +222,7 @@ fn events_follow_the_policy_stage_by_stage() {
             .into_iter()
             .find(|e| e["auditID"] == id.as_str() && e["stage"] == "ResponseComplete")
     });
-    assert_eq!(refused["user"]["username"], "nanokube-node");
+    assert_eq!(refused["user"]["username"], "system:bootstrap:nanokube");
     assert_eq!(refused["verb"], "get");
     assert_eq!(refused["responseStatus"]["code"], 403);
     assert_eq!(refused["responseStatus"]["reason"], "Forbidden");

@@ -636,3 +636,270 @@ fn three_servers_share_one_datastore_and_the_cluster_outlives_the_first() {
     b.ok(&["delete", "--name", &b.name]);
     assert_no_trace(&b);
 }
+
+/// The CSRs as (name, signer, requester, condition column).
+fn csrs(b: &Bench) -> Vec<(String, String, String, String)> {
+    let list: Value = serde_json::from_str(&b.k(&["get", "csr", "-o", "json"])).unwrap();
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let conds: Vec<&str> = c["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c["type"].as_str())
+                .collect();
+            let issued = c["status"]["certificate"]
+                .as_str()
+                .is_some_and(|s| !s.is_empty());
+            (
+                c["metadata"]["name"].as_str().unwrap_or("").to_string(),
+                c["spec"]["signerName"].as_str().unwrap_or("").to_string(),
+                c["spec"]["username"].as_str().unwrap_or("").to_string(),
+                format!("{}{}", conds.join(","), if issued { ",Issued" } else { "" }),
+            )
+        })
+        .collect()
+}
+
+/// A PEM certificate request for `cn` in `orgs`, and its key.
+fn user_request(cn: &str, orgs: &[&str]) -> (String, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.distinguished_name = rcgen::DistinguishedName::new();
+    for o in orgs {
+        p.distinguished_name
+            .push(rcgen::DnType::OrganizationName, *o);
+    }
+    p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+    (
+        p.serialize_request(&key).unwrap().pem().unwrap(),
+        key.serialize_pem(),
+    )
+}
+
+fn apply_json(b: &Bench, obj: &Value) {
+    let path = b.dir.path().join("obj.json");
+    std::fs::write(&path, obj.to_string()).unwrap();
+    b.k(&["apply", "-f", path.to_str().unwrap()]);
+}
+
+#[test]
+fn nodes_get_their_certificates_through_csrs_and_renew_them() {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let b = Bench::new("csr");
+    b.create(&[
+        "--nodes",
+        "2",
+        "--server-arg=--cluster-signing-duration=40s",
+    ]);
+    let agent = b.node("agent", 0);
+    let me = format!("system:node:{agent}");
+    // The agent joined as the bootstrap user with a request for its client certificate,
+    // then asked for its serving certificate as the node; both were approved and signed.
+    let first = csrs(&b);
+    let client = first
+        .iter()
+        .find(|c| c.1 == "kubernetes.io/kube-apiserver-client-kubelet")
+        .unwrap_or_else(|| panic!("{first:?}"));
+    assert_eq!(client.2, "system:bootstrap:nanokube", "{first:?}");
+    assert_eq!(client.3, "Approved,Issued", "{first:?}");
+    let serving = first
+        .iter()
+        .find(|c| c.1 == "kubernetes.io/kubelet-serving")
+        .unwrap_or_else(|| panic!("{first:?}"));
+    assert_eq!(serving.2, me, "{first:?}");
+    assert_eq!(serving.3, "Approved,Issued", "{first:?}");
+    let approved: Value =
+        serde_json::from_str(&b.k(&["get", "csr", &client.0, "-o", "json"])).unwrap();
+    assert_eq!(
+        approved["status"]["conditions"][0]["message"],
+        "Auto approving kubelet client certificate after SubjectAccessReview."
+    );
+    // The key the certificate binds was made on the node: the saved credentials hold it,
+    // and it is the one the issued certificate's request was signed with.
+    let creds: Value = serde_json::from_slice(
+        &std::fs::read(
+            b.cluster_dir()
+                .join(&agent)
+                .join("data/agent/node-credentials.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let issued = String::from_utf8(
+        b64.decode(approved["status"]["certificate"].as_str().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(creds["clientCert"].as_str().unwrap(), issued);
+
+    // A pod on the agent, reached through the kubelet's port (its serving certificate).
+    b.k(&[
+        "run",
+        "p",
+        "--image",
+        "nanokube/busybox",
+        "--overrides",
+        &format!("{{\"spec\":{{\"nodeName\":\"{agent}\"}}}}"),
+        "--",
+        "sleep",
+        "3600",
+    ]);
+    b.k(&["wait", "--for=condition=Ready", "pod/p", "--timeout=60s"]);
+    let container = b.k(&[
+        "get",
+        "pod",
+        "p",
+        "-o",
+        "jsonpath={.status.containerStatuses[0].containerID}",
+    ]);
+    // At 80% of the 40 s the node renews both, as itself, and starts again on them.
+    eventually("a renewal as the node itself", 60, || {
+        let now = csrs(&b);
+        now.iter()
+            .any(|c| {
+                c.1 == "kubernetes.io/kube-apiserver-client-kubelet"
+                    && c.2 == me
+                    && c.3 == "Approved,Issued"
+            })
+            .then_some(now)
+    });
+    eventually("the renewed credentials in use", 60, || {
+        let creds: Value = serde_json::from_slice(
+            &std::fs::read(
+                b.cluster_dir()
+                    .join(&agent)
+                    .join("data/agent/node-credentials.json"),
+            )
+            .ok()?,
+        )
+        .ok()?;
+        (creds["clientCert"].as_str()? != issued).then_some(())
+    });
+    eventually("exec through the renewed serving certificate", 60, || {
+        let out = b.kubectl(&["exec", "p", "--", "echo", "still-here"]);
+        (String::from_utf8_lossy(&out.stdout).trim() == "still-here").then_some(())
+    });
+    let after = b.k(&[
+        "get",
+        "pod",
+        "p",
+        "-o",
+        "jsonpath={.status.containerStatuses[0].containerID}",
+    ]);
+    assert_eq!(
+        container, after,
+        "the pod kept its container across the agent's restart"
+    );
+    let approved_self = csrs(&b)
+        .into_iter()
+        .find(|c| c.1 == "kubernetes.io/kube-apiserver-client-kubelet" && c.2 == me)
+        .unwrap();
+    let obj: Value =
+        serde_json::from_str(&b.k(&["get", "csr", &approved_self.0, "-o", "json"])).unwrap();
+    assert_eq!(
+        obj["status"]["conditions"][0]["message"],
+        "Auto approving self kubelet client certificate after SubjectAccessReview."
+    );
+
+    // A person's certificate waits for a person: approved with kubectl, it works.
+    let (pem, key) = user_request("alice", &["devs"]);
+    apply_json(
+        &b,
+        &serde_json::json!({
+            "apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+            "metadata": {"name": "alice"},
+            "spec": {"request": b64.encode(&pem), "signerName": "kubernetes.io/kube-apiserver-client",
+                "usages": ["client auth"], "expirationSeconds": 3600,
+                "username": "mallory", "groups": ["system:masters"]},
+        }),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let pending: Value =
+        serde_json::from_str(&b.k(&["get", "csr", "alice", "-o", "json"])).unwrap();
+    assert!(pending["status"]["conditions"].is_null(), "{pending}");
+    // Who asked is the server's to say, not the request's.
+    assert_eq!(pending["spec"]["username"], "system:admin");
+    let (pem2, _) = user_request("bob", &["devs"]);
+    apply_json(
+        &b,
+        &serde_json::json!({
+            "apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+            "metadata": {"name": "bob"},
+            "spec": {"request": b64.encode(&pem2), "signerName": "kubernetes.io/kube-apiserver-client",
+                "usages": ["client auth"]},
+        }),
+    );
+    b.k(&["certificate", "approve", "alice"]);
+    b.k(&["certificate", "deny", "bob"]);
+    let cert = eventually("alice's certificate", 30, || {
+        let c = b.k(&[
+            "get",
+            "csr",
+            "alice",
+            "-o",
+            "jsonpath={.status.certificate}",
+        ]);
+        (!c.is_empty()).then_some(c)
+    });
+    let table = b.k(&["get", "csr", "alice", "bob", "--no-headers"]);
+    assert!(table.contains("Approved,Issued"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("bob") && l.contains("Denied") && !l.contains("Issued")),
+        "{table}"
+    );
+    let dir = b.dir.path();
+    std::fs::write(dir.join("alice.crt"), b64.decode(cert.trim()).unwrap()).unwrap();
+    std::fs::write(dir.join("alice.key"), key).unwrap();
+    // A kubeconfig of alice's own: the cluster's address and CA, her certificate.
+    let server = b.k(&[
+        "config",
+        "view",
+        "--minify",
+        "-o",
+        "jsonpath={.clusters[0].cluster.server}",
+    ]);
+    let ca = b.k(&[
+        "config",
+        "view",
+        "--raw",
+        "--minify",
+        "-o",
+        "jsonpath={.clusters[0].cluster.certificate-authority-data}",
+    ]);
+    std::fs::write(dir.join("ca.crt"), b64.decode(ca.trim()).unwrap()).unwrap();
+    let whoami = Command::new(node_support::KUBECTL)
+        .arg("--kubeconfig=/dev/null")
+        .args(["--server", server.trim()])
+        .arg(format!(
+            "--certificate-authority={}",
+            dir.join("ca.crt").display()
+        ))
+        .arg(format!(
+            "--client-certificate={}",
+            dir.join("alice.crt").display()
+        ))
+        .arg(format!("--client-key={}", dir.join("alice.key").display()))
+        .args([
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username}",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&whoami.stdout),
+        "alice",
+        "{}",
+        String::from_utf8_lossy(&whoami.stderr)
+    );
+    b.ok(&["delete", "--name", &b.name]);
+    assert_no_trace(&b);
+}

@@ -291,22 +291,55 @@ pub fn run(args: AgentArgs) -> anyhow::Result<i32> {
         .thread_name("nanokube-agent")
         .build()?;
     rt.block_on(async move {
-        let kubeconfig = match (&args.kubeconfig, &args.server, &args.token) {
-            (Some(k), _, _) => std::fs::read_to_string(k)?,
+        let (node_name, node_ip) = (cfg.node_name.clone(), cfg.node_ip.clone());
+        let (kubeconfig, renew_at) = match (&args.kubeconfig, &args.server, &args.token) {
+            (Some(k), _, _) => (std::fs::read_to_string(k)?, None),
             (None, Some(server), Some(token)) => {
-                let c = join::credentials(server, token, &cfg.node_name, &cfg.node_ip, &args.data_dir).await?;
+                let c = join::credentials(server, token, &node_name, &node_ip, &args.data_dir).await?;
                 cfg.serving = Some(crate::apiserver::tls::mutual_server_config(&c.ca, &c.serving_cert, &c.serving_key)?);
-                crate::apiserver::identity::kubeconfig(server, &c.ca, &c.client_cert, &c.client_key)
+                let kc = crate::apiserver::identity::kubeconfig(server, &c.ca, &c.client_cert, &c.client_key);
+                (kc, join::renewal_due(&c))
             }
             _ => return Err(Error::NoServer.into()),
         };
         let client = client_from_kubeconfig(&kubeconfig).await?;
         let kubelet = tokio::spawn(run_node(cfg, dns, client));
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let renewal = async {
+            let (Some(at), Some(server), Some(token)) = (renew_at, &args.server, &args.token) else {
+                return std::future::pending().await;
+            };
+            // Never at once: credentials just issued that are already due would otherwise
+            // be renewed in a loop.
+            let wait = at
+                .duration_since(std::time::SystemTime::now())
+                .unwrap_or_default()
+                .max(std::time::Duration::from_secs(10));
+            tokio::time::sleep(wait).await;
+            // A server that cannot sign now is asked again in a minute, the old
+            // certificates serving meanwhile.
+            loop {
+                match join::credentials(server, token, &node_name, &node_ip, &args.data_dir).await {
+                    Ok(_) => return,
+                    Err(e) => tracing::warn!(error = %e, "renewing the node's certificates"),
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+            }
+        };
         tokio::select! {
             r = kubelet => r??,
             _ = term.recv() => tracing::info!("SIGTERM: stopping the agent (pods keep running)"),
             _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping the agent (pods keep running)"),
+            _ = renewal => {
+                // Every client and the kubelet's port hold the old certificates: the agent
+                // starts again on the new ones, as the same process (pods keep running).
+                tracing::info!("node certificates renewed: starting again with them");
+                use std::os::unix::process::CommandExt;
+                let e = std::process::Command::new("/proc/self/exe")
+                    .args(std::env::args_os().skip(1))
+                    .exec();
+                return Err(anyhow::anyhow!("starting again after the renewal: {e}"));
+            }
         }
         Ok::<_, anyhow::Error>(())
     })?;

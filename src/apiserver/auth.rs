@@ -65,6 +65,11 @@ pub struct Authenticator {
     pub anonymous: bool,
 }
 
+/// Who the join token is, as upstream names a bootstrap token's user: a node that has no
+/// certificate yet, allowed only to ask for one (`system:node-bootstrapper`).
+pub const BOOTSTRAP_USER: &str = "system:bootstrap:nanokube";
+pub const BOOTSTRAP_GROUP: &str = "system:bootstrappers";
+
 /// 32 random characters from [a-z0-9].
 pub fn random_token() -> String {
     use rand::Rng;
@@ -152,7 +157,7 @@ impl Authenticator {
             // k3s's full form K10<ca hash>::server:<secret> carries the same secret.
             let secret = token.split_once("::server:").map_or(token, |(_, s)| s);
             if !secret.is_empty() && constant_time_eq(secret, &self.node_token) {
-                return Some(User::new("nanokube-node", &["system:nodes"]));
+                return Some(User::new(BOOTSTRAP_USER, &[BOOTSTRAP_GROUP]));
             }
             // A wrong token is refused even when a certificate came along, as Kubernetes does
             // (a service account token is checked by `Api::authenticate`).
@@ -336,7 +341,7 @@ mod tests {
         assert_eq!(admin.name, "admin");
         assert_eq!(
             c.authenticate(Some("Bearer join-me"), None).unwrap().name,
-            "nanokube-node"
+            BOOTSTRAP_USER
         );
         assert!(c.authenticate(Some("Bearer nope"), None).is_none());
         assert!(c.authenticate(None, None).is_none());

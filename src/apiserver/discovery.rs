@@ -91,6 +91,11 @@ fn aggregated_resource(r: &ResourceInfo) -> Value {
             "responseKind": {"group": "", "version": "v1", "kind": "Pod"},
             "verbs": ["get", "patch", "update"]}));
     }
+    if r.plural == "certificatesigningrequests" {
+        subresources.push(json!({"subresource": "approval",
+            "responseKind": {"group": r.group, "version": r.version, "kind": r.kind},
+            "verbs": ["get", "patch", "update"]}));
+    }
     if r.plural == "serviceaccounts" && r.group.is_empty() {
         subresources.push(json!({"subresource": "token",
             "responseKind": {"group": "authentication.k8s.io", "version": "v1", "kind": "TokenRequest"},
@@ -218,6 +223,11 @@ pub fn api_resource_list(snap: &Snapshot, group: &str, version: &str) -> Option<
                 json!({"name": "pods/ephemeralcontainers", "singularName": "", "namespaced": true,
                 "kind": "Pod", "verbs": ["get", "patch", "update"]}),
             );
+        }
+        if r.plural == "certificatesigningrequests" {
+            resources.push(json!({"name": "certificatesigningrequests/approval",
+                "singularName": "", "namespaced": false, "kind": r.kind,
+                "verbs": ["get", "patch", "update"]}));
         }
         if r.plural == "serviceaccounts" && r.group.is_empty() {
             resources.push(json!({"name": "serviceaccounts/token", "singularName": "",

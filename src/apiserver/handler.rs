@@ -325,10 +325,8 @@ impl Api {
         if let Some(resp) = health::serve(self, &path, parts.uri.query()).await {
             return Ok(resp);
         }
-        // Joining nodes: the CA is open, credentials need the join token.
-        if let Some(resp) =
-            super::join::serve(&path, &parts.method, parts.uri.query(), user.as_ref())
-        {
+        // Joining nodes: the CA is open to anyone.
+        if let Some(resp) = super::join::serve(&path) {
             discard_body(&parts.headers, body);
             return resp;
         }
@@ -720,6 +718,9 @@ impl Api {
             Some("binding" | "eviction" | "ephemeralcontainers")
                 if info.plural == "pods" && info.group.is_empty() => {}
             Some("token") if info.plural == "serviceaccounts" && info.group.is_empty() => {}
+            Some("approval")
+                if info.plural == "certificatesigningrequests"
+                    && info.group == "certificates.k8s.io" => {}
             Some(other) => {
                 return Err(ApiError::NotFound {
                     message: format!(

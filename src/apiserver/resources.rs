@@ -27,6 +27,9 @@ pub enum Mode {
     Finalize,
     /// pods/<p>/ephemeralcontainers: only spec.ephemeralContainers (`kubectl debug`).
     EphemeralContainers,
+    /// certificatesigningrequests/<c>/approval: only status.conditions (`kubectl certificate
+    /// approve`).
+    Approval,
 }
 
 /// DeleteOptions, from the body and the query, and who deletes (for admission).
@@ -437,6 +440,7 @@ impl Api {
             }
             let name = meta_str(&o, "name").unwrap_or_default().to_string();
             prepare_create(info, &mut o);
+            info.strategy.created_by(&mut o, &r.user);
             // Values held outside the object (a Service's cluster IP) are taken before
             // validation, as upstream allocates, and given back unless the object is stored.
             let taken = allocation::allocate(info, &*self.store, &mut o, None, r.dry_run()).await?;
@@ -1166,6 +1170,7 @@ fn mode_of(r: &ResourceRequest) -> Mode {
         Some("status") => Mode::Status,
         Some("finalize") => Mode::Finalize,
         Some("ephemeralcontainers") => Mode::EphemeralContainers,
+        Some("approval") => Mode::Approval,
         _ => Mode::Main,
     }
 }
@@ -1243,6 +1248,17 @@ pub(crate) fn merge_update(info: &ResourceInfo, mode: Mode, cur: &Value, new: &m
         Mode::Finalize => {
             let mut base = cur.clone();
             base["spec"]["finalizers"] = new["spec"]["finalizers"].clone();
+            *new = base;
+        }
+        Mode::Approval => {
+            // As upstream's csrApprovalStrategy: the conditions, nothing else.
+            let mut base = cur.clone();
+            base["status"]["conditions"] = new["status"]["conditions"].clone();
+            if base["status"]["conditions"].is_null() {
+                if let Some(st) = base["status"].as_object_mut() {
+                    st.remove("conditions");
+                }
+            }
             *new = base;
         }
         Mode::EphemeralContainers => {

@@ -2,6 +2,7 @@
 //! (reconcilers over watches, as kube-rs shapes them). The scheduler and the workload
 //! controllers join them with their issue. See docs/controllers.md.
 
+pub mod certificates;
 pub mod clusterrole_aggregation;
 pub mod cronjob;
 pub mod daemonset;
@@ -43,6 +44,8 @@ pub struct Settings {
     pub node_lifecycle: nodelifecycle::Settings,
     /// The cluster CA certificate (PEM), published in every namespace.
     pub root_ca: String,
+    /// The CA that signs approved certificate requests, and for how long.
+    pub certificates: certificates::Settings,
 }
 
 /// Every controller of the controller manager, until the process ends or the future is
@@ -67,6 +70,7 @@ pub async fn run(client: kube::Client, settings: Settings) {
         resourcequota::run(client.clone()),
         service_account::run(client.clone()),
         root_ca::run(client.clone(), settings.root_ca.clone()),
+        certificates::run(client.clone(), settings.certificates.clone()),
         clusterrole_aggregation::run(client.clone()),
         garbagecollector::run(settings.garbage_collector.clone()),
         namespace::run(settings.namespace_controller.clone()),

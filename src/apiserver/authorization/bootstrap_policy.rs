@@ -331,6 +331,36 @@ pub fn objects() -> Vec<(&'static str, Value)> {
             vec![paths(&["get"], &health)],
             defaults(),
         ),
+        // A joining node asks for its certificates (upstream's roles; the approver asks a
+        // SubjectAccessReview whether the requester holds the `nodeclient` or `selfnodeclient`
+        // one before it approves a kubelet's client certificate).
+        cluster_role(
+            "system:node-bootstrapper",
+            vec![rule(
+                &["create", "get", "list", "watch"],
+                &["certificates.k8s.io"],
+                &["certificatesigningrequests"],
+            )],
+            defaults(),
+        ),
+        cluster_role(
+            "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
+            vec![rule(
+                &["create"],
+                &["certificates.k8s.io"],
+                &["certificatesigningrequests/nodeclient"],
+            )],
+            defaults(),
+        ),
+        cluster_role(
+            "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
+            vec![rule(
+                &["create"],
+                &["certificates.k8s.io"],
+                &["certificatesigningrequests/selfnodeclient"],
+            )],
+            defaults(),
+        ),
         // The controller manager runs every controller under one name (upstream gives each its
         // own service account), so its role is broad: every object verb on every resource, but
         // never bind or impersonate, and no non-resource paths; escalate on ClusterRoles only,
@@ -469,6 +499,23 @@ pub fn objects() -> Vec<(&'static str, Value)> {
             "system:kube-controller-manager",
             "system:kube-controller-manager",
             json!([user("system:kube-controller-manager")]),
+        ),
+        // The join token's user may ask for a node's first certificates, which are approved
+        // at once; a node may renew its own (kubeadm binds the same three).
+        binding(
+            "nanokube:kubelet-bootstrap",
+            "system:node-bootstrapper",
+            json!([group("system:bootstrappers")]),
+        ),
+        binding(
+            "nanokube:node-autoapprove-bootstrap",
+            "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
+            json!([group("system:bootstrappers")]),
+        ),
+        binding(
+            "nanokube:node-autoapprove-certificate-rotation",
+            "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
+            json!([group("system:nodes")]),
         ),
         binding(
             "system:kube-scheduler",

@@ -21,6 +21,29 @@ pub fn info() -> ResourceInfo {
 struct Kind;
 
 impl Strategy for Kind {
+    /// As upstream's PrepareForCreate: who asked is the server's to say, never the request's.
+    fn created_by(&self, obj: &mut Value, user: &crate::apiserver::auth::User) {
+        let spec = &mut obj["spec"];
+        spec["username"] = user.name.clone().into();
+        spec["groups"] = serde_json::json!(user.groups);
+        match user.uid.is_empty() {
+            true => spec.as_object_mut().map(|o| o.remove("uid")),
+            false => spec
+                .as_object_mut()
+                .map(|o| o.insert("uid".into(), user.uid.clone().into())),
+        };
+        match user.extra.is_empty() {
+            true => spec.as_object_mut().map(|o| o.remove("extra")),
+            false => spec
+                .as_object_mut()
+                .map(|o| o.insert("extra".into(), serde_json::json!(user.extra))),
+        };
+        // Nothing is approved or issued at birth.
+        if let Some(o) = obj.as_object_mut() {
+            o.remove("status");
+        }
+    }
+
     fn columns(&self) -> Vec<Col> {
         printer::columns()
     }

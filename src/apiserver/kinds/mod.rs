@@ -59,6 +59,10 @@ pub trait Strategy: Send + Sync {
     /// Only absent or null fields are filled, so running it twice is harmless.
     fn defaults(&self, _obj: &mut Value) {}
 
+    /// What a new object records of the user who creates it (a CertificateSigningRequest's
+    /// requester), after defaults.
+    fn created_by(&self, _obj: &mut Value, _user: &crate::apiserver::auth::User) {}
+
     /// Which rule `metadata.name` follows.
     fn name_rule(&self) -> NameRule {
         NameRule::Subdomain
