@@ -72,7 +72,39 @@ fn namespaces(c: &Cluster) {
 #[test]
 fn policies_isolate_open_exactly_what_they_name_and_go_away() {
     let c = Cluster::start();
-    namespaces(&c);
+    isolate_and_open(&c, |c, remote, server| {
+        let rules = c.in_node("nft", &["list", "table", "ip", "nanokube-netpol"]);
+        assert!(rules.status.success());
+        let text = String::from_utf8_lossy(&rules.stdout);
+        assert!(text.contains(remote), "{text}");
+        assert!(!text.contains(server), "{text}");
+    });
+}
+
+/// The same policies with the iptables backend (`--proxy-mode iptables`): the same traffic
+/// passes and stops, through `NKNP-` chains, and no nftables table of policies exists.
+#[test]
+fn with_the_iptables_backend_policies_hold_the_same() {
+    let c = Cluster::start_with(&["--proxy-mode", "iptables"]);
+    isolate_and_open(&c, |c, remote, server| {
+        let save = c.in_node("iptables-save", &["-t", "filter"]);
+        assert!(save.status.success());
+        let text = String::from_utf8_lossy(&save.stdout);
+        assert!(text.contains("-A FORWARD -j NKNP-FORWARD"), "{text}");
+        assert!(
+            text.contains(&format!("-s {remote}/32 -j NKNP-SEL-")),
+            "{text}"
+        );
+        assert!(!text.contains(server), "{text}");
+        let nft = c.in_node("nft", &["list", "table", "ip", "nanokube-netpol"]);
+        assert!(!nft.status.success(), "no nftables table in iptables mode");
+    });
+}
+
+/// Policies come and go between pods of one node; `check_rules(cluster, remote, server)`
+/// looks at the rules while only `remote`'s egress policy is left.
+fn isolate_and_open(c: &Cluster, check_rules: impl Fn(&Cluster, &str, &str)) {
+    namespaces(c);
     c.apply(&pod("server", "a", "app: web", "node1"));
     c.apply(&pod("client", "a", "app: client", "node1"));
     c.apply(&pod("other", "a", "app: other", "node1"));
@@ -137,11 +169,7 @@ fn policies_isolate_open_exactly_what_they_name_and_go_away() {
     ]);
     settle(&c, ("a", "client"), &remote, true);
 
-    let rules = c.in_node("nft", &["list", "table", "ip", "nanokube-netpol"]);
-    assert!(rules.status.success());
-    let text = String::from_utf8_lossy(&rules.stdout);
-    assert!(text.contains(&remote), "{text}");
-    assert!(!text.contains(&server), "{text}");
+    check_rules(c, &remote, &server);
 
     c.ok(&["delete", "networkpolicy", "-n", "b", "no-egress"]);
     settle(&c, ("b", "remote"), &s8080, true);

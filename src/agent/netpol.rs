@@ -276,7 +276,7 @@ where
 /// Runs enforcement until the process ends. The table stays when the agent stops (like the
 /// proxy's, so pods keep their isolation across an agent restart); `nanokube killall`
 /// removes it.
-pub async fn run(node: String, client: kube::Client) {
+pub async fn run(node: String, client: kube::Client, backend: crate::network::proxy::Backend) {
     // Same-node pod-to-pod traffic is bridged: the forward hook sees it only through bridge
     // netfilter. Per network namespace, so set it for ours.
     if std::path::Path::new("/proc/sys/net/bridge").exists() {
@@ -292,13 +292,16 @@ pub async fn run(node: String, client: kube::Client) {
     let _ = pods.wait_until_ready().await;
     let _ = namespaces.wait_until_ready().await;
     let mut last: Option<Model> = None;
+    let mut cold = true;
     loop {
         let m = model(&node, &policies.state(), &pods.state(), &namespaces.state());
         if last.as_ref() != Some(&m) {
             let m2 = m.clone();
             let started = std::time::Instant::now();
-            match tokio::task::spawn_blocking(move || crate::network::netpol::sync(&m2)).await {
+            let sync = move || crate::network::netpol::sync(&m2, backend, cold);
+            match tokio::task::spawn_blocking(sync).await {
                 Ok(Ok(bytes)) => {
+                    cold = false;
                     tracing::debug!(policies = m.policies.len(), pods = m.pods.len(), bytes, took = ?started.elapsed(), "network policies synced");
                     last = Some(m);
                 }

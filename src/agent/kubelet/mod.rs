@@ -309,6 +309,7 @@ pub async fn run(cfg: Config, client: kube::Client) -> anyhow::Result<()> {
     tokio::spawn(crate::agent::netpol::run(
         cfg.node_name.clone(),
         client.clone(),
+        cfg.proxy_mode,
     ));
     let leases: Api<Lease> = Api::namespaced(client.clone(), node::LEASE_NAMESPACE);
     let (cfg2, node2) = (cfg.clone(), node.clone());

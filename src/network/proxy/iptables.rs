@@ -219,12 +219,17 @@ fn tables(params: &Params, model: &Model) -> Tables {
 }
 
 /// (table, chain) of each of our chains.
-type Chains = BTreeSet<(String, String)>;
+pub(crate) type Chains = BTreeSet<(String, String)>;
 /// Every rule as "<table> -A <chain> <rule>".
-type Rules = BTreeSet<String>;
+pub(crate) type Rules = BTreeSet<String>;
 
 /// Our chains and every rule, as `iptables-save` shows them now.
 fn existing() -> Result<(Chains, Rules), Error> {
+    existing_with("NK-")
+}
+
+/// The chains whose names start with `prefix`, and every rule.
+pub(crate) fn existing_with(prefix: &str) -> Result<(Chains, Rules), Error> {
     let out = Command::new("iptables-save")
         .output()
         .map_err(Error::io("run iptables-save"))?;
@@ -234,9 +239,9 @@ fn existing() -> Result<(Chains, Rules), Error> {
     for line in text.lines() {
         if let Some(t) = line.strip_prefix('*') {
             table = t.to_string();
-        } else if let Some(c) = line.strip_prefix(":NK-") {
+        } else if let Some(c) = line.strip_prefix(':').filter(|c| c.starts_with(prefix)) {
             let name = c.split(' ').next().unwrap_or("");
-            chains.insert((table.clone(), format!("NK-{name}")));
+            chains.insert((table.clone(), name.to_string()));
         } else if line.starts_with("-A ") {
             rules.insert(format!("{table} {line}"));
         }
@@ -280,7 +285,7 @@ fn restore_input(t: &Tables, chains: &Chains, rules: &Rules) -> String {
     out
 }
 
-fn restore(input: &str) -> Result<(), Error> {
+pub(crate) fn restore(input: &str) -> Result<(), Error> {
     let mut child = Command::new("iptables-restore")
         .arg("--noflush")
         .stdin(Stdio::piped())
