@@ -4,6 +4,7 @@
 
 use nanokube::network::netpol::model::{Peer, Policy, Port, Protocol, Rule};
 use nanokube::network::netpol::{sync, Model};
+use nanokube::network::proxy::Backend;
 use std::net::Ipv4Addr;
 use std::time::Instant;
 
@@ -42,7 +43,7 @@ fn main() {
         add(&mut m, i, pods);
     }
     let t = Instant::now();
-    let bytes = sync(&m).expect("cold sync");
+    let bytes = sync(&m, Backend::Nftables, true).expect("cold sync");
     println!(
         "cold sync of {n} policies: {:?} ({bytes} bytes)",
         t.elapsed()
@@ -52,7 +53,7 @@ fn main() {
         let mut m2 = m.clone();
         add(&mut m2, n + r, pods);
         let t = Instant::now();
-        sync(&m2).expect("sync");
+        sync(&m2, Backend::Nftables, false).expect("sync");
         let ms = t.elapsed().as_secs_f64() * 1000.0;
         println!("one more policy: {ms:.1} ms");
         total += ms;
