@@ -109,53 +109,53 @@ fn isolate_and_open(c: &Cluster, check_rules: impl Fn(&Cluster, &str, &str)) {
     c.apply(&pod("client", "a", "app: client", "node1"));
     c.apply(&pod("other", "a", "app: other", "node1"));
     c.apply(&pod("remote", "b", "app: client", "node1"));
-    let server = ip_of(&c, "a", "server");
-    let client = ip_of(&c, "a", "client");
-    let other = ip_of(&c, "a", "other");
-    let remote = ip_of(&c, "b", "remote");
+    let server = ip_of(c, "a", "server");
+    let client = ip_of(c, "a", "client");
+    let other = ip_of(c, "a", "other");
+    let remote = ip_of(c, "b", "remote");
     let s80 = server.clone();
     let s8080 = format!("{server}:8080");
     // Running comes before httpd listens.
-    settle(&c, ("a", "client"), &s80, true);
-    settle(&c, ("b", "remote"), &s8080, true);
+    settle(c, ("a", "client"), &s80, true);
+    settle(c, ("b", "remote"), &s8080, true);
 
     // Default deny: an empty podSelector isolates every pod of namespace a for ingress.
     c.apply("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: deny\n  namespace: a\nspec:\n  podSelector: {}\n  policyTypes: [Ingress]\n");
-    settle(&c, ("a", "client"), &s80, false);
-    assert!(!reaches(&c, ("b", "remote"), &s8080));
-    assert!(!reaches(&c, ("a", "server"), &client));
+    settle(c, ("a", "client"), &s80, false);
+    assert!(!reaches(c, ("b", "remote"), &s8080));
+    assert!(!reaches(c, ("a", "server"), &client));
     // Ingress only: the isolated pods still reach out.
-    assert!(reaches(&c, ("a", "client"), &remote));
+    assert!(reaches(c, ("a", "client"), &remote));
 
     // Allow by podSelector on the named port: exactly client -> server:80.
     c.apply("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: web\n  namespace: a\nspec:\n  podSelector: {matchLabels: {app: web}}\n  ingress:\n  - from: [{podSelector: {matchLabels: {app: client}}}]\n    ports: [{port: http}]\n");
-    settle(&c, ("a", "client"), &s80, true);
-    assert!(!reaches(&c, ("a", "client"), &s8080), "other port");
-    assert!(!reaches(&c, ("a", "other"), &s80), "other pod");
+    settle(c, ("a", "client"), &s80, true);
+    assert!(!reaches(c, ("a", "client"), &s8080), "other port");
+    assert!(!reaches(c, ("a", "other"), &s80), "other pod");
     assert!(
-        !reaches(&c, ("b", "remote"), &s80),
+        !reaches(c, ("b", "remote"), &s80),
         "same labels, other namespace"
     );
 
     // Through a ClusterIP: the policy sees the pod the proxy picked.
     c.apply("apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  namespace: a\nspec:\n  clusterIP: 10.43.0.60\n  selector: {app: web}\n  ports: [{port: 80, targetPort: 80}]\n");
-    settle(&c, ("a", "client"), "10.43.0.60", true);
-    assert!(!reaches(&c, ("a", "other"), "10.43.0.60"));
+    settle(c, ("a", "client"), "10.43.0.60", true);
+    assert!(!reaches(c, ("a", "other"), "10.43.0.60"));
 
     // namespaceSelector: namespace b may use 8080, nothing else.
     c.apply("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: from-b\n  namespace: a\nspec:\n  podSelector: {matchLabels: {app: web}}\n  ingress:\n  - from: [{namespaceSelector: {matchLabels: {team: b}}}]\n    ports: [{port: 8000, endPort: 8090, protocol: TCP}]\n");
-    settle(&c, ("b", "remote"), &s8080, true);
-    assert!(!reaches(&c, ("b", "remote"), &s80));
-    assert!(!reaches(&c, ("a", "other"), &s8080));
+    settle(c, ("b", "remote"), &s8080, true);
+    assert!(!reaches(c, ("b", "remote"), &s80));
+    assert!(!reaches(c, ("a", "other"), &s8080));
 
     // ipBlock with except: the pod range but `other` may reach 8080.
     c.apply(&format!("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: block\n  namespace: a\nspec:\n  podSelector: {{matchLabels: {{app: web}}}}\n  ingress:\n  - from: [{{ipBlock: {{cidr: 10.42.0.0/16, except: [{other}/32]}}}}]\n    ports: [{{port: 8080}}]\n"));
-    settle(&c, ("a", "client"), &s8080, true);
-    assert!(!reaches(&c, ("a", "other"), &s8080));
+    settle(c, ("a", "client"), &s8080, true);
+    assert!(!reaches(c, ("a", "other"), &s8080));
 
     // Egress listed without rules: `remote` may send nothing, even to an unisolated pod.
     c.apply("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: no-egress\n  namespace: b\nspec:\n  podSelector: {}\n  policyTypes: [Egress]\n");
-    settle(&c, ("b", "remote"), &s8080, false);
+    settle(c, ("b", "remote"), &s8080, false);
     // Its ingress is not isolated by an Egress-only policy; its replies are allowed.
     c.ok(&[
         "delete",
@@ -167,13 +167,13 @@ fn isolate_and_open(c: &Cluster, check_rules: impl Fn(&Cluster, &str, &str)) {
         "from-b",
         "block",
     ]);
-    settle(&c, ("a", "client"), &remote, true);
+    settle(c, ("a", "client"), &remote, true);
 
     check_rules(c, &remote, &server);
 
     c.ok(&["delete", "networkpolicy", "-n", "b", "no-egress"]);
-    settle(&c, ("b", "remote"), &s8080, true);
-    assert!(reaches(&c, ("a", "other"), &s80));
+    settle(c, ("b", "remote"), &s8080, true);
+    assert!(reaches(c, ("a", "other"), &s80));
 }
 
 #[test]
