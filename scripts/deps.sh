@@ -15,6 +15,7 @@ packages=(
   python3 binutils kmod   # rootfs/build.sh's OCI archive writer; vm-test.sh strips binaries, lists modules
   iproute2 util-linux   # node tests put each cluster in a network namespace (ip netns, nsenter)
   python3-yaml     # bench-pods.sh's measuring client reads the kubeconfig
+  python3-kubernetes   # the Python client, run inside a pod from the host's /usr (tests/satokens.rs)
 )
 missing=()
 for p in "${packages[@]}"; do

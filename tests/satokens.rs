@@ -390,3 +390,84 @@ fn pods_reach_the_api_server_with_their_mounted_token() {
         text(&out)
     );
 }
+
+const LOADER: &str = "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2";
+
+/// What the Python client, run in a pod, prints of its in-cluster calls.
+const PYTHON_CLIENT: &str = r#"
+from kubernetes import client, config
+config.load_incluster_config()
+v1 = client.CoreV1Api()
+names = sorted(p.metadata.name for p in v1.list_namespaced_pod("default").items)
+print("pods:", " ".join(names))
+for what, call in [
+    ("secrets", lambda: v1.list_namespaced_secret("default")),
+    ("kube-system", lambda: v1.list_namespaced_pod("kube-system")),
+]:
+    try:
+        call()
+        print(what + ": allowed")
+    except client.exceptions.ApiException as e:
+        print(what + ":", e.status)
+        print(what + " says:", e.body)
+"#;
+
+/// The Python client (Debian's python3-kubernetes) inside a pod, with the pod's own token
+/// through `load_incluster_config`: it may list pods, as its ServiceAccount's Role says, and
+/// is refused Secrets and other namespaces with upstream's message. The pod runs the host's
+/// Python from a read-only hostPath of /usr (the test image is busybox).
+#[test]
+fn the_python_client_in_a_pod_does_what_its_account_may_and_nothing_else() {
+    assert!(
+        std::path::Path::new("/usr/lib/python3/dist-packages/kubernetes").is_dir(),
+        "the Python client is missing: ./scripts/deps.sh installs python3-kubernetes"
+    );
+    let c = Cluster::start_reachable();
+    wait_account(&c, "default");
+    c.ok(&["create", "serviceaccount", "lister"]);
+    c.ok(&[
+        "create",
+        "role",
+        "pod-lister",
+        "--verb=get,list",
+        "--resource=pods",
+    ]);
+    c.ok(&[
+        "create",
+        "rolebinding",
+        "lister",
+        "--role=pod-lister",
+        "--serviceaccount=default:lister",
+    ]);
+    let pod = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "py"},
+        "spec": {
+            "serviceAccountName": "lister", "restartPolicy": "Never",
+            "volumes": [{"name": "usr", "hostPath": {"path": "/usr", "type": "Directory"}}],
+            "containers": [{
+                "name": "main", "image": IMAGE, "imagePullPolicy": "IfNotPresent",
+                // Through the host's dynamic loader: the image has no /lib64 of its own.
+                "command": [LOADER, "/usr/bin/python3", "-c", PYTHON_CLIENT],
+                "volumeMounts": [{"name": "usr", "mountPath": "/usr", "readOnly": true}],
+            }],
+        },
+    });
+    c.apply(&pod.to_string());
+    c.wait_for(
+        "the Python client to finish",
+        Duration::from_secs(120),
+        |c| {
+            let phase = c.pod("py")["status"]["phase"].clone();
+            assert_ne!(phase, "Failed", "{}", text(&c.kubectl(&["logs", "py"])));
+            phase == "Succeeded"
+        },
+    );
+    let out = text(&c.kubectl(&["logs", "py"]));
+    assert!(out.contains("pods: py\n"), "{out}");
+    assert!(out.contains("secrets: 403\n"), "{out}");
+    assert!(
+        out.contains(r#"User \"system:serviceaccount:default:lister\" cannot list resource \"secrets\" in API group \"\" in the namespace \"default\""#),
+        "{out}"
+    );
+    assert!(out.contains("kube-system: 403\n"), "{out}");
+}
