@@ -3,7 +3,8 @@
 # watch event latency to 100 watchers, mutating latency at a paced 100 writes/s, and the same
 # number of durable puts to a single-node etcd on the same disk, side by side; Secret creates
 # with encryption at rest on and off, in the same run.
-# Last, audit logging's cost (AUDIT_N creates with the audit log off and on).
+# Then audit logging's cost (AUDIT_N creates with the audit log off and on), and last RBAC's
+# (pod creates with 5000 RoleBindings present, Node,RBAC vs AlwaysAllow).
 # Everything listens on loopback; state lives in a temporary directory removed at exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -103,3 +104,53 @@ ON_PODS=$RATE_PODS; ON_CMS=$RATE_CMS
 echo "audit log written: $(wc -l <"$WORK/audit.log") events, $(du -h "$WORK/audit.log" | cut -f1)"
 awk -v a="$OFF_PODS" -v b="$ON_PODS" -v c="$OFF_CMS" -v d="$ON_CMS" 'BEGIN {
     printf "audit on/off rate ratio: pods %.2f, configmaps %.2f\n", b / a, d / c }'
+# RBAC's cost: pod creates by a ServiceAccount that one RoleBinding among $BINDINGS allows, on a
+# server authorizing with Node,RBAC and on one with AlwaysAllow holding the same objects; the
+# ratio of their p99 latencies (target <= 1.1).
+RBAC_N=${RBAC_N:-3000}
+BINDINGS=${BINDINGS:-5000}
+p99_of() { sed -n 's/.* p99=\([0-9.]*\)ms.*/\1/p' <<<"$1"; }
+rbac_run() { # <name> <--authorization-mode>: prints the creates' line
+    local name=$1 mode=$2 port kc
+    port=$(free_port)
+    kc="$WORK/$name.kubeconfig"
+    "$BIN" server --data-dir "$WORK/$name" --bind-address 127.0.0.1 --https-listen-port "$port" \
+        --write-kubeconfig "$kc" --disable-agent --authorization-mode "$mode" >"$WORK/$name.log" 2>&1 &
+    local pid=$!
+    PIDS+=($pid)
+    for _ in $(seq 100); do [ -f "$kc" ] && break; sleep 0.1; done
+    kubectl --kubeconfig "$kc" create namespace bench >/dev/null
+    kubectl --kubeconfig "$kc" -n bench create serviceaccount creator >/dev/null
+    kubectl --kubeconfig "$kc" -n bench create role pod-creator --verb=create --resource=pods >/dev/null
+    python3 - "$BINDINGS" >"$WORK/$name-bindings.json" <<'PY'
+import json, sys
+n = int(sys.argv[1])
+items = [{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+          "metadata": {"name": f"b{i}", "namespace": f"ns{i % 50}"},
+          "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+          "subjects": [{"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": f"user{i}"}]}
+         for i in range(n - 1)]
+items.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+              "metadata": {"name": "creator", "namespace": "bench"},
+              "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "pod-creator"},
+              "subjects": [{"kind": "ServiceAccount", "name": "creator", "namespace": "bench"}]})
+print(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
+PY
+    for i in $(seq 0 49); do echo "{\"apiVersion\":\"v1\",\"kind\":\"Namespace\",\"metadata\":{\"name\":\"ns$i\"}}"; done |
+        kubectl --kubeconfig "$kc" create -f - >/dev/null
+    kubectl --kubeconfig "$kc" create -f "$WORK/$name-bindings.json" >/dev/null
+    local token
+    token=$(kubectl --kubeconfig "$kc" -n bench create token creator --duration 2h)
+    cp "$kc" "$kc.sa"
+    kubectl --kubeconfig "$kc.sa" config set-credentials creator --token "$token" >/dev/null
+    kubectl --kubeconfig "$kc.sa" config set-context --current --user creator >/dev/null
+    "$BENCH" creates "$kc.sa" bench "$CLIENTS" "$RBAC_N"
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+}
+echo "== RBAC: $RBAC_N pod creates by a ServiceAccount, $CLIENTS clients, $BINDINGS RoleBindings present"
+RBAC_ON=$(rbac_run rbac-on Node,RBAC)
+RBAC_OFF=$(rbac_run rbac-off AlwaysAllow)
+echo "Node,RBAC:   $RBAC_ON"
+echo "AlwaysAllow: $RBAC_OFF"
+awk -v on="$(p99_of "$RBAC_ON")" -v off="$(p99_of "$RBAC_OFF")" \
+    'BEGIN { printf "RBAC costs: p99 with RBAC / p99 without = %.2f (target <= 1.1)\n", on / off }'
