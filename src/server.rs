@@ -412,6 +412,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
         certificates: crate::controllers::certificates::Settings {
             ca: pki.clone(),
             signing_duration: args.cluster_signing_duration,
+            service_cidr: args.service_cidr.parse().ok(),
         },
     };
     if args.disable_controller_manager {

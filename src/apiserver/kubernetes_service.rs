@@ -26,6 +26,8 @@ pub const NAME: &str = "kubernetes";
 pub const RENEW: Duration = Duration::from_secs(10);
 /// A lease not renewed for this long is a server that is gone.
 pub const STALE: Duration = Duration::from_secs(30);
+/// A lease not renewed for its whole duration (3600 s, as upstream's) is deleted.
+const EXPIRED: Duration = Duration::from_secs(3600);
 /// The annotation of an identity lease naming its server's `address:port`.
 pub const ENDPOINT_ANNOTATION: &str = "nanokube.io/apiserver-endpoint";
 const IDENTITY_LABEL: &str = "apiserver.kubernetes.io/identity";
@@ -163,6 +165,7 @@ async fn live_endpoints(api: &Arc<Api>, me: Option<&Me>) -> Result<Vec<(String, 
     let page = api.store.list(&prefix, None, 0, None).await?;
     let now = jiff::Timestamp::now();
     let mut out = Vec::new();
+    let mut expired = Vec::new();
     for kv in page.items {
         let Ok(lease) = super::conversion::decode(&info, &kv.value, kv.mod_revision) else {
             continue;
@@ -173,10 +176,17 @@ async fn live_endpoints(api: &Arc<Api>, me: Option<&Me>) -> Result<Vec<(String, 
         if me.is_some_and(|m| lease["metadata"]["name"] == m.lease.as_str()) {
             continue;
         }
-        let fresh = lease["spec"]["renewTime"]
+        let age = lease["spec"]["renewTime"]
             .as_str()
             .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-            .is_some_and(|t| now.duration_since(t).unsigned_abs() < STALE);
+            .map(|t| now.duration_since(t).unsigned_abs());
+        let fresh = age.is_some_and(|a| a < STALE);
+        // Gone for longer than its lease lasts: upstream's identity lease GC removes it.
+        if age.is_some_and(|a| a > EXPIRED) {
+            if let Some(name) = lease["metadata"]["name"].as_str() {
+                expired.push(name.to_string());
+            }
+        }
         let endpoint = lease["metadata"]["annotations"][ENDPOINT_ANNOTATION]
             .as_str()
             .and_then(|e| e.rsplit_once(':'))
@@ -184,6 +194,11 @@ async fn live_endpoints(api: &Arc<Api>, me: Option<&Me>) -> Result<Vec<(String, 
         if let (true, Some(endpoint)) = (fresh, endpoint) {
             out.push(endpoint);
         }
+    }
+    for name in expired {
+        let _ = api
+            .delete_object(&info, Some("kube-system"), &name, &Default::default())
+            .await;
     }
     if let Some(m) = me {
         out.push((m.address.clone(), m.port));

@@ -57,6 +57,8 @@ pub struct Settings {
     pub ca: Arc<Pki>,
     /// The longest a signed certificate lives (`--cluster-signing-duration`).
     pub signing_duration: Duration,
+    /// `--service-cidr`: no node's serving certificate may name an address in it.
+    pub service_cidr: Option<crate::network::Cidr>,
 }
 
 struct Ctx {
@@ -278,25 +280,60 @@ async fn approval(
         KUBELET_SERVING if signable(csr, asked).is_ok() && requester == a.common_name => {
             let node = &a.common_name[NODE_PREFIX.len()..];
             let nodes: Api<Node> = Api::all(ctx.client.clone());
-            let others: Vec<String> = nodes
-                .list(&Default::default())
-                .await?
-                .items
-                .into_iter()
+            let all = nodes.list(&Default::default()).await?.items;
+            let addresses = |n: &Node| -> Vec<String> {
+                n.status
+                    .as_ref()
+                    .and_then(|s| s.addresses.clone())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|a| a.address)
+                    .collect()
+            };
+            let own = all
+                .iter()
+                .find(|n| n.metadata.name.as_deref() == Some(node))
+                .map(addresses);
+            let others: Vec<String> = all
+                .iter()
                 .filter(|n| n.metadata.name.as_deref() != Some(node))
-                .flat_map(|n| n.status.and_then(|s| s.addresses).unwrap_or_default())
-                .map(|addr| addr.address)
+                .flat_map(addresses)
                 .collect();
-            if a.ips.iter().any(|ip| others.contains(&ip.to_string())) {
-                return Ok(None);
-            }
-            Ok(Some((
-                "AutoApproved",
-                "Auto approving kubelet serving certificate: the node asks for its own name and addresses no other node has.".into(),
-            )))
+            Ok(serving_fits(a, node, own.as_deref(), &others, ctx.settings.service_cidr)
+                .then(|| (
+                    "AutoApproved",
+                    "Auto approving kubelet serving certificate: the node asks for its own name and addresses.".into(),
+                )))
         }
         _ => Ok(None),
     }
+}
+
+/// Whether a node's serving request names only the node: its own name as the one DNS name,
+/// and addresses that are the Node's own (once it is registered) or, before that, no other
+/// node's and outside the service range (a certificate for 10.43.0.1 would let a node pose
+/// as the API server to pods).
+fn serving_fits(
+    a: &Asked,
+    node: &str,
+    own: Option<&[String]>,
+    others: &[String],
+    service_cidr: Option<crate::network::Cidr>,
+) -> bool {
+    if a.dns_names.iter().any(|d| d != node) {
+        return false;
+    }
+    a.ips.iter().all(|ip| {
+        let text = ip.to_string();
+        let in_services = match (ip, service_cidr) {
+            (std::net::IpAddr::V4(v4), Some(c)) => c.contains(*v4),
+            _ => false,
+        };
+        match own {
+            Some(own) if !own.is_empty() => own.contains(&text),
+            _ => !others.contains(&text) && !in_services,
+        }
+    })
 }
 
 /// Whether the requester may create `certificatesigningrequests/<subresource>`, asked of the
@@ -388,6 +425,56 @@ mod tests {
             "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n"
         )
         .is_none());
+    }
+
+    #[test]
+    fn a_serving_request_names_only_its_node() {
+        let asked = |dns: &[&str], ips: &[&str]| Asked {
+            dns_names: dns.iter().map(|s| s.to_string()).collect(),
+            ips: ips.iter().map(|s| s.parse().unwrap()).collect(),
+            ..Default::default()
+        };
+        let services = Some("10.43.0.0/16".parse().unwrap());
+        let others = vec!["10.99.0.3".to_string()];
+        let mine = asked(&["n1"], &["10.99.0.2"]);
+        assert!(serving_fits(&mine, "n1", None, &others, services));
+        assert!(serving_fits(
+            &mine,
+            "n1",
+            Some(&["10.99.0.2".into()]),
+            &others,
+            services
+        ));
+        // Another name, another node's address, the API server's service address, or an
+        // address the registered Node does not have: refused.
+        assert!(!serving_fits(
+            &asked(&["kubernetes.default.svc"], &[]),
+            "n1",
+            None,
+            &others,
+            services
+        ));
+        assert!(!serving_fits(
+            &asked(&["n1"], &["10.99.0.3"]),
+            "n1",
+            None,
+            &others,
+            services
+        ));
+        assert!(!serving_fits(
+            &asked(&["n1"], &["10.43.0.1"]),
+            "n1",
+            None,
+            &others,
+            services
+        ));
+        assert!(!serving_fits(
+            &mine,
+            "n1",
+            Some(&["10.99.0.9".into()]),
+            &others,
+            services
+        ));
     }
 
     #[test]
