@@ -367,6 +367,15 @@ pub fn killall(args: KillallArgs) -> anyhow::Result<i32> {
         kubelet::pods::teardown(&uid, &e.path(), None, &args.data_dir);
         n += 1;
     }
+    // One more try for attachments whose DEL failed before; what still fails stays listed.
+    let pending = kubelet::pods::cni_pending(&args.data_dir);
+    let left = crate::network::cni::retry_pending(&pending);
+    if left > 0 {
+        eprintln!(
+            "nanokube killall: CNI DEL still fails for {left} pod(s); their attachments are kept in {}",
+            pending.display()
+        );
+    }
     let mut nl = crate::network::netlink::Netlink::open()?;
     if let Some(l) = nl.link(&args.bridge_name)? {
         nl.delete_link(l.index)?;

@@ -237,9 +237,17 @@ pub fn check(pod_dir: &Path) -> Result<(), Error> {
 /// Detaches the pod cached in `pod_dir` (DEL, in reverse order; every plugin runs even after
 /// one fails, and the first error is returned) and drops the cache. No cache: nothing to do.
 pub fn del(pod_dir: &Path) -> Result<(), Error> {
-    let Some(mut c) = Cached::load(pod_dir) else {
+    let Some(c) = Cached::load(pod_dir) else {
         return Ok(());
     };
+    del_cached(c)?;
+    let _ = std::fs::remove_file(pod_dir.join(CACHE));
+    Ok(())
+}
+
+/// DEL of a cached attachment, every plugin in reverse whatever the earlier ones answered;
+/// the first error, if any.
+fn del_cached(mut c: Cached) -> Result<(), Error> {
     // Only a namespace that is still pinned is handed on: a bare path could by now name
     // another process's namespace (a reused pid) or, after a reboot, a plain empty file.
     // Without one, plugins clean up what is outside it (addresses, port rules).
@@ -254,11 +262,48 @@ pub fn del(pod_dir: &Path) -> Result<(), Error> {
     }
     match first {
         Some(e) => Err(e),
-        None => {
-            let _ = std::fs::remove_file(pod_dir.join(CACHE));
-            Ok(())
+        None => Ok(()),
+    }
+}
+
+/// Keeps a pod's attachment whose DEL failed in `pending` (`<data-dir>/agent/cni-pending`,
+/// one file per pod), so that it is retried after the pod's directory is gone: a plugin
+/// that failed once (its daemon restarting, say) must still release the address.
+pub fn defer_del(pod_dir: &Path, pending: &Path, uid: &str) -> Result<(), Error> {
+    let from = pod_dir.join(CACHE);
+    if !from.exists() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(pending).map_err(io(format!("creating {}", pending.display())))?;
+    let to = pending.join(format!("{uid}.json"));
+    std::fs::copy(&from, &to).map_err(io(format!("keeping {}", to.display())))?;
+    Ok(())
+}
+
+/// Runs DEL again for each deferred attachment, forgetting those it succeeds for; how many
+/// are still pending.
+pub fn retry_pending(pending: &Path) -> usize {
+    let mut left = 0;
+    for e in std::fs::read_dir(pending).into_iter().flatten().flatten() {
+        let Ok(text) = std::fs::read(e.path()) else {
+            continue;
+        };
+        let Ok(c) = serde_json::from_slice::<Cached>(&text) else {
+            // Not ours to run: nothing can be done with it.
+            let _ = std::fs::remove_file(e.path());
+            continue;
+        };
+        match del_cached(c) {
+            Ok(()) => {
+                let _ = std::fs::remove_file(e.path());
+            }
+            Err(err) => {
+                tracing::debug!(file = %e.path().display(), error = %err, "CNI DEL still failing");
+                left += 1;
+            }
         }
     }
+    left
 }
 
 /// Where a pod's network namespace is pinned.
@@ -547,6 +592,50 @@ mod tests {
         assert!(!pod_dir.path().join(CACHE).exists(), "DEL drops the cache");
         del(pod_dir.path()).unwrap();
         assert_eq!(calls(bin.path()).len(), 6, "nothing cached, nothing run");
+    }
+
+    #[test]
+    fn a_failed_del_is_kept_and_retried_until_it_succeeds() {
+        let bin = tempfile::tempdir().unwrap();
+        let pod_dir = tempfile::tempdir().unwrap();
+        let pending = tempfile::tempdir().unwrap();
+        // Fails while the file `down` exists, as a plugin whose daemon is restarting.
+        let down = bin.path().join("down");
+        plugin(
+            bin.path(),
+            "flaky",
+            &format!(
+                r#"[ "$CNI_COMMAND" = DEL ] && [ -e {} ] && {{ echo '{{"code":11,"msg":"daemon down"}}'; exit 1; }}; exit 0"#,
+                down.display()
+            ),
+        );
+        let c = Cached {
+            list: json!({"cniVersion": "1.0.0", "name": "n", "plugins": [{"type": "flaky"}]}),
+            bin_dirs: vec![bin.path().into()],
+            container_id: "u1".into(),
+            netns: String::new(),
+            sandbox: String::new(),
+            ifname: "eth0".into(),
+            args: String::new(),
+            runtime_config: Value::Null,
+            result: Value::Null,
+        };
+        std::fs::write(pod_dir.path().join(CACHE), serde_json::to_vec(&c).unwrap()).unwrap();
+        std::fs::write(&down, "").unwrap();
+        assert!(del(pod_dir.path()).is_err());
+        defer_del(pod_dir.path(), pending.path(), "u1").unwrap();
+        // The pod's directory goes; its attachment waits.
+        std::fs::remove_dir_all(pod_dir.path()).unwrap();
+        assert_eq!(retry_pending(pending.path()), 1);
+        assert!(pending.path().join("u1.json").exists());
+        std::fs::remove_file(&down).unwrap();
+        assert_eq!(retry_pending(pending.path()), 0);
+        assert!(!pending.path().join("u1.json").exists());
+        let dels = calls(bin.path())
+            .into_iter()
+            .filter(|(h, _)| h.starts_with("flaky DEL u1"))
+            .count();
+        assert_eq!(dels, 3, "the first try, one failed retry, one that worked");
     }
 
     #[test]

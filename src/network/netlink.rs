@@ -48,6 +48,15 @@ pub struct Link {
     pub master: Option<u32>,
     pub mac: Option<[u8; 6]>,
     pub mtu: Option<u32>,
+    /// A VXLAN link's VNI, local address and UDP port.
+    pub vxlan: Option<VxlanParams>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VxlanParams {
+    pub vni: Option<u32>,
+    pub local: Option<Ipv4Addr>,
+    pub port: Option<u16>,
 }
 
 impl Netlink {
@@ -525,6 +534,7 @@ fn link_of(msg: RouteNetlinkMessage) -> Option<Link> {
         master: None,
         mac: None,
         mtu: None,
+        vxlan: None,
     };
     for a in m.attributes {
         match a {
@@ -534,8 +544,21 @@ fn link_of(msg: RouteNetlinkMessage) -> Option<Link> {
             LinkAttribute::Controller(i) => link.master = Some(i),
             LinkAttribute::LinkInfo(infos) => {
                 for i in infos {
-                    if let LinkInfo::Kind(k) = i {
-                        link.kind = Some(k.to_string());
+                    match i {
+                        LinkInfo::Kind(k) => link.kind = Some(k.to_string()),
+                        LinkInfo::Data(InfoData::Vxlan(attrs)) => {
+                            let mut p = VxlanParams::default();
+                            for a in attrs {
+                                match a {
+                                    InfoVxlan::Id(v) => p.vni = Some(v),
+                                    InfoVxlan::Local(l) => p.local = Some(l),
+                                    InfoVxlan::Port(port) => p.port = Some(port),
+                                    _ => {}
+                                }
+                            }
+                            link.vxlan = Some(p);
+                        }
+                        _ => {}
                     }
                 }
             }

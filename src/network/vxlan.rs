@@ -58,13 +58,31 @@ impl Vxlan {
     pub fn ensure(local: Ipv4Addr, mine: Cidr) -> Result<Vxlan, Error> {
         let mut nl = Netlink::open()?;
         let mtu = underlay_mtu(&mut nl, local)? - OVERHEAD;
-        if nl.link(DEVICE)?.is_none() {
-            nl.add_vxlan(DEVICE, VNI, local, PORT, mtu)?;
+        // A VTEP left by an earlier run is kept only if it is still this node's: the same
+        // VNI and port, sending from the same address (the node's IP may have changed).
+        let wanted = crate::network::netlink::VxlanParams {
+            vni: Some(VNI),
+            local: Some(local),
+            port: Some(PORT),
+        };
+        match nl.link(DEVICE)? {
+            Some(old) if old.vxlan.as_ref() == Some(&wanted) => {}
+            Some(old) => {
+                nl.delete_link(old.index)?;
+                nl.add_vxlan(DEVICE, VNI, local, PORT, mtu)?;
+            }
+            None => nl.add_vxlan(DEVICE, VNI, local, PORT, mtu)?,
         }
         let link = nl
             .link(DEVICE)?
             .ok_or_else(|| Error::Netlink(format!("{DEVICE} vanished")))?;
         let vtep = mine.network();
+        for (addr, prefix) in nl.addresses(link.index)? {
+            // The VTEP address of a podCIDR this node no longer has.
+            if (addr, prefix) != (vtep, 32) {
+                nl.delete_address(link.index, addr, prefix)?;
+            }
+        }
         if !nl.addresses(link.index)?.contains(&(vtep, 32)) {
             nl.add_address(link.index, vtep, 32)?;
         }
@@ -150,6 +168,40 @@ pub fn vtep_mac_of(backend_data: &str) -> Option<[u8; 6]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Root: in a network namespace of the test's own thread.
+    #[test]
+    fn a_vtep_left_with_another_local_address_is_made_again() {
+        std::thread::spawn(|| {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            let mut nl = Netlink::open().unwrap();
+            let lo = nl.link("lo").unwrap().unwrap();
+            nl.set_up(lo.index, None).unwrap();
+            let (old_ip, new_ip) = (Ipv4Addr::new(10, 99, 0, 2), Ipv4Addr::new(10, 99, 0, 7));
+            nl.add_address(lo.index, old_ip, 24).unwrap();
+            nl.add_address(lo.index, new_ip, 24).unwrap();
+            nl.add_vxlan(DEVICE, VNI, old_ip, PORT, 1400).unwrap();
+            let stale = nl.link(DEVICE).unwrap().unwrap();
+            assert_eq!(stale.vxlan.as_ref().unwrap().local, Some(old_ip));
+            let mine: Cidr = "10.42.1.0/24".parse().unwrap();
+            let v = Vxlan::ensure(new_ip, mine).unwrap();
+            let link = nl.link(DEVICE).unwrap().unwrap();
+            assert_ne!(link.index, stale.index, "the stale VTEP is replaced");
+            assert_eq!(link.vxlan.as_ref().unwrap().local, Some(new_ip));
+            assert_eq!(link.vxlan.as_ref().unwrap().vni, Some(VNI));
+            // A podCIDR's VTEP address of an earlier run goes; this one's is there.
+            nl.add_address(link.index, Ipv4Addr::new(10, 42, 9, 0), 32)
+                .unwrap();
+            let again = Vxlan::ensure(new_ip, mine).unwrap();
+            assert_eq!(again.index, v.index, "a VTEP that fits is kept");
+            assert_eq!(
+                nl.addresses(link.index).unwrap(),
+                vec![(Ipv4Addr::new(10, 42, 1, 0), 32)]
+            );
+        })
+        .join()
+        .unwrap();
+    }
 
     #[test]
     fn backend_data_round_trips_as_flannel_writes_it() {

@@ -360,6 +360,8 @@ fn error_policy(pod: Arc<Pod>, e: &pods::Error, _k: Arc<Kubelet>) -> Action {
 /// How often the shims' exit records are read: a dead container is noticed within this, so it
 /// bounds how fast a restart can begin (a read of a few small files per pod).
 const RECORDS_POLL: Duration = Duration::from_millis(200);
+/// How often a CNI DEL that failed is tried again.
+const CNI_RETRY: Duration = Duration::from_secs(30);
 
 async fn lifecycle_events(
     k: Arc<Kubelet>,
@@ -369,8 +371,20 @@ async fn lifecycle_events(
     let mut seen: HashMap<String, String> = HashMap::new();
     let pods_dir = k.cfg.data_dir.join("agent/pods");
     let started = tokio::time::Instant::now();
+    let mut last_cni_retry = started;
     loop {
         tokio::time::sleep(RECORDS_POLL).await;
+        let pending = pods::cni_pending(&k.cfg.data_dir);
+        if last_cni_retry.elapsed() >= CNI_RETRY && pending.exists() {
+            last_cni_retry = tokio::time::Instant::now();
+            let left =
+                tokio::task::spawn_blocking(move || crate::network::cni::retry_pending(&pending))
+                    .await
+                    .unwrap_or(0);
+            if left > 0 {
+                tracing::warn!(left, "CNI DEL of removed pods still failing; retrying");
+            }
+        }
         let dirs: Vec<PathBuf> = std::fs::read_dir(&pods_dir)
             .into_iter()
             .flatten()

@@ -1317,6 +1317,11 @@ impl Kubelet {
 /// Removes everything a pod had on this node: containers (via the shim's shutdown, or by
 /// killing a shim that does not answer), the veth and address, roots, volumes, the pod cgroup
 /// and the pod's directory.
+/// Where attachments whose CNI DEL failed wait for another try (`cni::retry_pending`).
+pub fn cni_pending(data_dir: &Path) -> PathBuf {
+    data_dir.join("agent/cni-pending")
+}
+
 pub fn teardown(
     uid: &str,
     dir: &Path,
@@ -1326,7 +1331,10 @@ pub fn teardown(
     // CNI plugins are told first, while the sandbox's namespace still exists (as a CRI
     // runtime stops a sandbox's network before its processes).
     if let Err(e) = crate::network::cni::del(dir) {
-        tracing::warn!(uid, error = %e, "CNI DEL of the pod's network");
+        tracing::warn!(uid, error = %e, "CNI DEL of the pod's network: retried later");
+        if let Err(e) = crate::network::cni::defer_del(dir, &cni_pending(data_dir), uid) {
+            tracing::warn!(uid, error = %e, "keeping the pod's CNI attachment for a retry");
+        }
     }
     crate::network::cni::unpin_netns(dir);
     if shim::client::alive(dir) {
