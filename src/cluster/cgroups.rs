@@ -30,8 +30,12 @@ pub fn create(rel: &Path) -> std::io::Result<()> {
             if h.fstype == "cgroup2" {
                 delegate_controllers(&parent);
             }
-            if !dir.exists() {
-                std::fs::create_dir(&dir).map_err(|e| at("creating", &dir, e))?;
+            // Nodes (and the hub) boot at once: another may have made it just now.
+            match std::fs::create_dir(&dir) {
+                Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                    return Err(at("creating", &dir, e));
+                }
+                _ => {}
             }
             if h.fstype == "cgroup" && h.options.split(',').any(|o| o == "cpuset") {
                 for f in ["cpuset.cpus", "cpuset.mems"] {
