@@ -122,3 +122,67 @@ fn memory_pressure_evicts_pods_over_their_requests_first_and_never_critical_ones
         c.log()
     );
 }
+
+/// A soft threshold: the node reports MemoryPressure as soon as it is crossed, but a pod is
+/// evicted only once the threshold has held for its grace period, and gracefully: SIGTERM
+/// first (its trap writes a file the test can see), within --eviction-max-pod-grace-period.
+#[test]
+fn a_soft_threshold_evicts_only_after_its_grace_period_and_gracefully() {
+    let marks = tempfile::Builder::new()
+        .prefix("nk-soft-")
+        .tempdir()
+        .unwrap();
+    let c = Cluster::start_with(&[
+        "--eviction-hard",
+        "",
+        "--eviction-soft",
+        "memory.available<1000Gi",
+        "--eviction-soft-grace-period",
+        "memory.available=12s",
+        "--eviction-max-pod-grace-period",
+        "5",
+        "--eviction-monitoring-interval",
+        "2s",
+    ]);
+    let yaml = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: soft\nspec:\n  terminationGracePeriodSeconds: 60\n  volumes:\n  - {{name: m, hostPath: {{path: {}}}}}\n  containers:\n  - name: c\n    image: {IMAGE}\n    imagePullPolicy: IfNotPresent\n    volumeMounts: [{{name: m, mountPath: /marks}}]\n    command: [sh, -c, \"trap 'date +%s > /marks/term; exit 0' TERM; while true; do sleep 0.2; done\"]\n",
+        marks.path().display()
+    );
+    c.apply(&yaml);
+    c.wait_phase("soft", "Running");
+    let started = std::time::Instant::now();
+    c.wait_for(
+        "MemoryPressure from the soft threshold",
+        Duration::from_secs(30),
+        |c| {
+            c.ok(&[
+                "get",
+                "node",
+                "node1",
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"MemoryPressure\")].status}",
+            ]) == "True"
+        },
+    );
+    // Under pressure, but within the grace period: the pod still runs.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        phase(&c, "soft"),
+        "Running",
+        "evicted before its grace period"
+    );
+    c.wait_for("the soft eviction", Duration::from_secs(60), |c| {
+        phase(c, "soft") == "Failed"
+    });
+    assert!(
+        started.elapsed() >= Duration::from_secs(10),
+        "evicted after {:?}, before the 12 s grace period",
+        started.elapsed()
+    );
+    let pod = c.pod("soft");
+    assert_eq!(pod["status"]["reason"], "Evicted", "{pod}");
+    assert!(
+        marks.path().join("term").exists(),
+        "the container got no SIGTERM before it was killed"
+    );
+}

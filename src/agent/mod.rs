@@ -86,6 +86,18 @@ pub struct NodeArgs {
     /// separated; empty turns eviction off), as the kubelet's --eviction-hard.
     #[arg(long, default_value = kubelet::eviction::DEFAULT_HARD)]
     pub eviction_hard: String,
+    /// Soft thresholds, as the kubelet's --eviction-soft: crossed for their grace period
+    /// (--eviction-soft-grace-period), they evict gracefully. None by default.
+    #[arg(long, default_value = "")]
+    pub eviction_soft: String,
+    /// How long each soft threshold must hold before it evicts (signal=duration, comma
+    /// separated, e.g. memory.available=1m30s).
+    #[arg(long, default_value = "")]
+    pub eviction_soft_grace_period: String,
+    /// The longest grace period a pod evicted by a soft threshold gets (seconds; its own
+    /// terminationGracePeriodSeconds when shorter; 0: its own).
+    #[arg(long, default_value_t = 0)]
+    pub eviction_max_pod_grace_period: i64,
     /// How often the thresholds are checked (the kubelet's is 10 s; tests shorten it).
     #[arg(long, default_value = "10s", value_parser = crate::server::go_duration, hide = true)]
     pub eviction_monitoring_interval: std::time::Duration,
@@ -223,6 +235,12 @@ pub fn kubelet_config(
             }
         },
         eviction_hard: kubelet::eviction::parse(&args.eviction_hard).map_err(Error::Eviction)?,
+        eviction_soft: kubelet::eviction::parse_soft(
+            &args.eviction_soft,
+            &args.eviction_soft_grace_period,
+        )
+        .map_err(Error::Eviction)?,
+        eviction_max_pod_grace: args.eviction_max_pod_grace_period.max(0) as u64,
         eviction_interval: args.eviction_monitoring_interval,
         pressure: Default::default(),
         cni: args

@@ -62,6 +62,8 @@ pub struct Threshold {
     pub min: Amount,
     /// As written, for the message.
     pub text: String,
+    /// A soft threshold's grace period: how long it must hold before it evicts. None: hard.
+    pub grace: Option<std::time::Duration>,
 }
 
 /// Parses `--eviction-hard` (`signal<amount,...`); an empty text sets none.
@@ -95,9 +97,41 @@ pub fn parse(text: &str) -> Result<Vec<Threshold>, String> {
             signal,
             min,
             text: amount.to_string(),
+            grace: None,
         });
     }
     Ok(out)
+}
+
+/// Parses `--eviction-soft` with `--eviction-soft-grace-period` (`signal=duration,...`): every
+/// soft threshold needs a grace period, and every grace period a threshold, as the kubelet
+/// checks.
+pub fn parse_soft(thresholds: &str, graces: &str) -> Result<Vec<Threshold>, String> {
+    let mut soft =
+        parse(thresholds).map_err(|e| e.replace("--eviction-hard", "--eviction-soft"))?;
+    let mut given = std::collections::BTreeMap::new();
+    for part in graces.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (sig, d) = part.split_once('=').ok_or_else(|| {
+            format!("invalid --eviction-soft-grace-period {part:?}: want signal=duration")
+        })?;
+        let d = crate::server::go_duration(d.trim())
+            .map_err(|e| format!("invalid --eviction-soft-grace-period {part:?}: {e}"))?;
+        given.insert(sig.trim().to_string(), d);
+    }
+    for t in &mut soft {
+        t.grace = Some(given.remove(t.signal.name()).ok_or_else(|| {
+            format!(
+                "grace period must be specified for the soft eviction threshold {}",
+                t.signal.name()
+            )
+        })?);
+    }
+    if let Some(sig) = given.keys().next() {
+        return Err(format!(
+            "--eviction-soft-grace-period {sig}: no soft eviction threshold for that signal"
+        ));
+    }
+    Ok(soft)
 }
 
 /// What is left of a signal, and of how much.
@@ -247,8 +281,46 @@ fn human(bytes: f64) -> String {
 }
 
 /// Stops `c`'s pod and records it Failed with reason Evicted.
+/// Stops the pod's containers gracefully for a soft threshold: SIGTERM, then up to the pod's
+/// grace period (capped by --eviction-max-pod-grace-period) for them to end. A hard one
+/// gets none: the teardown that follows kills at once.
+async fn stop_gracefully(k: &Arc<Kubelet>, pod: &Pod) {
+    let own = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.termination_grace_period_seconds)
+        .unwrap_or(30)
+        .max(0) as u64;
+    let cap = k.cfg.eviction_max_pod_grace;
+    let grace = if cap > 0 { own.min(cap) } else { own };
+    let dir = k.pod_dir(&pods::uid_of(pod));
+    let dir2 = dir.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        for r in crate::shim::read_records(&dir2)
+            .iter()
+            .filter(|r| r.running())
+        {
+            let kill = crate::shim::protocol::Request::Kill {
+                id: r.id.clone(),
+                signal: libc::SIGTERM,
+            };
+            let _ = crate::shim::client::call(&dir2, &kill);
+        }
+    })
+    .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(grace);
+    while std::time::Instant::now() < deadline
+        && crate::shim::read_records(&dir).iter().any(|r| r.running())
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 async fn evict(k: &Arc<Kubelet>, c: &Candidate, t: &Threshold, o: Observed) -> anyhow::Result<()> {
     let pod = &c.pod;
+    if t.grace.is_some() {
+        stop_gracefully(k, pod).await;
+    }
     let name = pod.metadata.name.clone().unwrap_or_default();
     let ns = pod
         .metadata
@@ -333,19 +405,29 @@ async fn reclaim_images(
 
 /// The eviction manager's loop (see the module comment).
 pub async fn run(k: Arc<Kubelet>, store: kube::runtime::reflector::Store<Pod>) {
-    let thresholds = k.cfg.eviction_hard.clone();
+    let thresholds: Vec<Threshold> = k
+        .cfg
+        .eviction_hard
+        .iter()
+        .chain(&k.cfg.eviction_soft)
+        .cloned()
+        .collect();
     if thresholds.is_empty() {
         return;
     }
+    // When each threshold (by its place in `thresholds`) was first seen crossed, while it
+    // stays crossed: a soft one evicts once its grace period has passed since then.
+    let mut first_seen: std::collections::HashMap<usize, std::time::Instant> = Default::default();
     loop {
         tokio::time::sleep(k.cfg.eviction_interval).await;
         let k2 = k.clone();
         let ts = thresholds.clone();
-        let Ok(hit) = tokio::task::spawn_blocking(move || {
+        let Ok(crossed_now) = tokio::task::spawn_blocking(move || {
             ts.into_iter()
-                .filter_map(|t| {
+                .enumerate()
+                .filter_map(|(i, t)| {
                     let o = observe(&k2, t.signal)?;
-                    crossed(&t, o).then_some((t, o))
+                    crossed(&t, o).then_some((i, t, o))
                 })
                 .collect::<Vec<_>>()
         })
@@ -353,6 +435,26 @@ pub async fn run(k: Arc<Kubelet>, store: kube::runtime::reflector::Store<Pod>) {
         else {
             continue;
         };
+        let now = std::time::Instant::now();
+        first_seen.retain(|i, _| crossed_now.iter().any(|(j, _, _)| j == i));
+        for (i, _, _) in &crossed_now {
+            first_seen.entry(*i).or_insert(now);
+        }
+        // The conditions follow every crossed threshold at once, as the kubelet's do; only
+        // eviction waits for a soft one's grace period. Hard thresholds come first.
+        let hit: Vec<(Threshold, Observed)> = crossed_now
+            .iter()
+            .map(|(_, t, o)| (t.clone(), *o))
+            .collect();
+        let mut due: Vec<(Threshold, Observed)> = crossed_now
+            .into_iter()
+            .filter(|(i, t, _)| {
+                t.grace
+                    .is_none_or(|g| now.duration_since(first_seen[i]) >= g)
+            })
+            .map(|(_, t, o)| (t, o))
+            .collect();
+        due.sort_by_key(|(t, _)| t.grace.is_some());
         let pressure = Pressure {
             memory: hit.iter().any(|(t, _)| t.signal == Signal::MemoryAvailable),
             disk: hit.iter().any(|(t, _)| t.signal != Signal::MemoryAvailable),
@@ -367,7 +469,7 @@ pub async fn run(k: Arc<Kubelet>, store: kube::runtime::reflector::Store<Pod>) {
                 tracing::warn!(error = %e, "posting the node's pressure conditions");
             }
         }
-        let Some((t, o)) = hit.into_iter().next() else {
+        let Some((t, o)) = due.into_iter().next() else {
             continue;
         };
         if t.signal != Signal::MemoryAvailable && reclaim_images(&k, &t, &store).await {
@@ -425,11 +527,32 @@ mod tests {
     }
 
     #[test]
+    fn soft_thresholds_need_their_grace_periods() {
+        let soft = parse_soft("memory.available<1Gi", "memory.available=1m30s").unwrap();
+        assert_eq!(soft[0].grace, Some(std::time::Duration::from_secs(90)));
+        assert_eq!(
+            parse_soft("memory.available<1Gi", "").unwrap_err(),
+            "grace period must be specified for the soft eviction threshold memory.available"
+        );
+        assert!(parse_soft("", "nodefs.available=1m")
+            .unwrap_err()
+            .contains("no soft eviction threshold"));
+        assert!(parse_soft("memory.available<1Gi", "memory.available=soon")
+            .unwrap_err()
+            .starts_with("invalid --eviction-soft-grace-period"));
+        assert!(parse_soft("memory.avail<1Gi", "")
+            .unwrap_err()
+            .starts_with("invalid --eviction-soft signal"));
+        assert!(parse_soft("", "").unwrap().is_empty());
+    }
+
+    #[test]
     fn a_threshold_is_crossed_below_its_amount_or_share() {
         let t = |min| Threshold {
             signal: Signal::NodefsAvailable,
             min,
             text: String::new(),
+            grace: None,
         };
         let o = Observed {
             available: 50.0,

@@ -69,6 +69,10 @@ pub struct Config {
     pub image_gc: ImageGc,
     /// Node-pressure eviction's hard thresholds, and how often they are checked.
     pub eviction_hard: Vec<eviction::Threshold>,
+    /// Soft thresholds, each with its grace period.
+    pub eviction_soft: Vec<eviction::Threshold>,
+    /// Seconds: the cap on an evicted pod's grace period under a soft threshold (0: none).
+    pub eviction_max_pod_grace: u64,
     pub eviction_interval: Duration,
     /// The pressure conditions the eviction manager found, for the node's status.
     pub pressure: Arc<Mutex<eviction::Pressure>>,
