@@ -413,6 +413,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<i32> {
             ca: pki.clone(),
             signing_duration: args.cluster_signing_duration,
             service_cidr: args.service_cidr.parse().ok(),
+            reserved: sans.clone(),
         },
     };
     if args.disable_controller_manager {

@@ -834,6 +834,45 @@ fn nodes_get_their_certificates_through_csrs_and_renew_them() {
                 "usages": ["client auth"]},
         }),
     );
+    // The API server's own group is never signed for, and a request never changes.
+    let (root, _) = user_request("root", &["system:masters"]);
+    let path = b.dir.path().join("root.json");
+    std::fs::write(
+        &path,
+        serde_json::json!({
+            "apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+            "metadata": {"name": "root"},
+            "spec": {"request": b64.encode(&root), "signerName": "kubernetes.io/kube-apiserver-client",
+                "usages": ["client auth"]},
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let out = b.kubectl(&["create", "-f", path.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a system:masters request was accepted"
+    );
+    assert!(
+        err.contains("use of kubernetes.io/kube-apiserver-client signer with system:masters group is not allowed"),
+        "{err}"
+    );
+    let out = b.kubectl(&[
+        "patch",
+        "csr",
+        "alice",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"groups":["system:bootstrappers"]}}"#,
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("spec: Forbidden: field is immutable"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     b.k(&["certificate", "approve", "alice"]);
     b.k(&["certificate", "deny", "bob"]);
     let cert = eventually("alice's certificate", 30, || {

@@ -87,8 +87,12 @@ pub async fn credentials(
             _ => {}
         }
     }
-    let ca = fetch_ca(server, token).await?;
     let usable = current.filter(|c| validity(&c.client_cert).is_some_and(|(_, end)| end > now));
+    // A renewal trusts the CA the node already has; only a first join fetches (and checks) it.
+    let ca = match &usable {
+        Some(c) => c.ca.clone(),
+        None => fetch_ca(server, token).await?,
+    };
     let asker = match &usable {
         Some(c) => {
             tracing::info!("renewing the node's certificates as {node}");

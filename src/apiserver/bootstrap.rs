@@ -7,9 +7,9 @@
 //! datastore but lacks the token learns none of it.
 //!
 //! At start, before anything reads those files, [`sync`] writes the stored copy over the
-//! local files it differs from. A local file newer than the stored one (a key rotation made
-//! by this server while another was down) wins and is stored instead, as k3s resolves it by
-//! modification time. A datastore holding no copy gets this server's once its files exist
+//! local files it differs from. Only the encryption configuration may win by being newer (a
+//! key rotation made by this server while another was down): it is stored instead. The CA
+//! and keys are always the datastore's. A datastore holding no copy gets this server's once its files exist
 //! ([`save`]).
 
 use crate::store::{self, Store};
@@ -28,6 +28,9 @@ pub const FILES: &[&str] = &[
     "admin-token",
     "cred/encryption-config.json",
 ];
+
+/// The one shared file a running server changes (`secrets-encrypt rotate-keys`).
+const ROTATED: &str = "cred/encryption-config.json";
 
 /// PBKDF2 rounds for the sealing key: the token is random (32 characters), so this only has
 /// to make guessing a weak user-chosen token slow, not to stretch a password.
@@ -203,10 +206,18 @@ pub async fn sync(store: &dyn Store, dir: &Path, secret: &str) -> Result<Synced,
     let stored = unseal(secret, &at, &kv.value)?;
     let local = read_local(dir)?;
     let mut local_newer = false;
-    for (name, data) in &stored.files {
+    // Only the files this server knows: a name from the store never picks a path.
+    for (name, data) in stored
+        .files
+        .iter()
+        .filter(|(n, _)| FILES.contains(&n.as_str()))
+    {
         match local.files.get(name) {
             Some(mine) if mine.content == data.content => {}
-            Some(mine) if mine.modified > data.modified => local_newer = true,
+            // Only what a server changes while it runs (a key rotation) may win by being
+            // newer: the CA and keys are the datastore's, whatever a stale data directory
+            // (a server that lost the race to be first) holds.
+            Some(mine) if name == ROTATED && mine.modified > data.modified => local_newer = true,
             _ => {
                 let path = dir.join(name);
                 let content = B64
@@ -226,7 +237,7 @@ pub async fn sync(store: &dyn Store, dir: &Path, secret: &str) -> Result<Synced,
             }
         }
     }
-    local_newer |= local.files.keys().any(|k| !stored.files.contains_key(k));
+    local_newer |= local.files.contains_key(ROTATED) && !stored.files.contains_key(ROTATED);
     if local_newer {
         tracing::info!("bootstrap data: this server's files are newer; storing them");
         store_files(store, dir, secret, Some(kv.mod_revision)).await?;
@@ -384,9 +395,14 @@ mod tests {
             std::fs::read_to_string(second.join("cred/encryption-config.json")).unwrap(),
             "rotated"
         );
+        // The admin token is the datastore's: a newer local one does not replace it.
         assert_eq!(
             std::fs::read_to_string(second.join("admin-token")).unwrap(),
-            "new-admin"
+            "admin"
+        );
+        assert_eq!(
+            std::fs::read_to_string(first.join("admin-token")).unwrap(),
+            "admin"
         );
         // An older local change loses to the stored copy.
         std::fs::write(second.join("admin-token"), "stale").unwrap();
@@ -399,7 +415,7 @@ mod tests {
         sync(store.as_ref(), &second, "tok").await.unwrap();
         assert_eq!(
             std::fs::read_to_string(second.join("admin-token")).unwrap(),
-            "new-admin"
+            "admin"
         );
     }
 

@@ -59,6 +59,8 @@ pub struct Settings {
     pub signing_duration: Duration,
     /// `--service-cidr`: no node's serving certificate may name an address in it.
     pub service_cidr: Option<crate::network::Cidr>,
+    /// The API server's own names and addresses (its serving certificate's): never a node's.
+    pub reserved: Vec<String>,
 }
 
 struct Ctx {
@@ -290,16 +292,13 @@ async fn approval(
                     .map(|a| a.address)
                     .collect()
             };
-            let own = all
-                .iter()
-                .find(|n| n.metadata.name.as_deref() == Some(node))
-                .map(addresses);
             let others: Vec<String> = all
                 .iter()
                 .filter(|n| n.metadata.name.as_deref() != Some(node))
                 .flat_map(addresses)
+                .chain(ctx.settings.reserved.iter().cloned())
                 .collect();
-            Ok(serving_fits(a, node, own.as_deref(), &others, ctx.settings.service_cidr)
+            Ok(serving_fits(a, node, &others, ctx.settings.service_cidr)
                 .then(|| (
                     "AutoApproved",
                     "Auto approving kubelet serving certificate: the node asks for its own name and addresses.".into(),
@@ -310,29 +309,28 @@ async fn approval(
 }
 
 /// Whether a node's serving request names only the node: its own name as the one DNS name,
-/// and addresses that are the Node's own (once it is registered) or, before that, no other
-/// node's and outside the service range (a certificate for 10.43.0.1 would let a node pose
-/// as the API server to pods).
+/// and addresses that are no other node's, none of the API server's names or addresses
+/// (`taken`), not loopback and outside the service range (a certificate for 10.43.0.1 or
+/// `kubernetes.default.svc` would let a node pose as the API server to pods). The Node's own
+/// status is not trusted for this: a node writes it itself.
 fn serving_fits(
     a: &Asked,
     node: &str,
-    own: Option<&[String]>,
-    others: &[String],
+    taken: &[String],
     service_cidr: Option<crate::network::Cidr>,
 ) -> bool {
-    if a.dns_names.iter().any(|d| d != node) {
+    if a.dns_names.iter().any(|d| d != node) || taken.iter().any(|t| t == node) {
         return false;
     }
     a.ips.iter().all(|ip| {
-        let text = ip.to_string();
         let in_services = match (ip, service_cidr) {
             (std::net::IpAddr::V4(v4), Some(c)) => c.contains(*v4),
             _ => false,
         };
-        match own {
-            Some(own) if !own.is_empty() => own.contains(&text),
-            _ => !others.contains(&text) && !in_services,
-        }
+        !ip.is_loopback()
+            && !ip.is_unspecified()
+            && !in_services
+            && !taken.contains(&ip.to_string())
     })
 }
 
@@ -435,46 +433,18 @@ mod tests {
             ..Default::default()
         };
         let services = Some("10.43.0.0/16".parse().unwrap());
-        let others = vec!["10.99.0.3".to_string()];
-        let mine = asked(&["n1"], &["10.99.0.2"]);
-        assert!(serving_fits(&mine, "n1", None, &others, services));
-        assert!(serving_fits(
-            &mine,
-            "n1",
-            Some(&["10.99.0.2".into()]),
-            &others,
-            services
-        ));
-        // Another name, another node's address, the API server's service address, or an
-        // address the registered Node does not have: refused.
-        assert!(!serving_fits(
-            &asked(&["kubernetes.default.svc"], &[]),
-            "n1",
-            None,
-            &others,
-            services
-        ));
-        assert!(!serving_fits(
-            &asked(&["n1"], &["10.99.0.3"]),
-            "n1",
-            None,
-            &others,
-            services
-        ));
-        assert!(!serving_fits(
-            &asked(&["n1"], &["10.43.0.1"]),
-            "n1",
-            None,
-            &others,
-            services
-        ));
-        assert!(!serving_fits(
-            &mine,
-            "n1",
-            Some(&["10.99.0.9".into()]),
-            &others,
-            services
-        ));
+        let taken = vec!["10.99.0.3".to_string(), "kubernetes".to_string()];
+        let fits = |dns: &[&str], ips: &[&str], node: &str| {
+            serving_fits(&asked(dns, ips), node, &taken, services)
+        };
+        assert!(fits(&["n1"], &["10.99.0.2"], "n1"));
+        // Another name, another node's (or the API server's) address, loopback, the
+        // service range, or a node named as the API server is: refused.
+        assert!(!fits(&["kubernetes.default.svc"], &[], "n1"));
+        assert!(!fits(&["n1"], &["10.99.0.3"], "n1"));
+        assert!(!fits(&["n1"], &["10.43.0.1"], "n1"));
+        assert!(!fits(&["n1"], &["127.0.0.1"], "n1"));
+        assert!(!fits(&["kubernetes"], &[], "kubernetes"));
     }
 
     #[test]

@@ -319,6 +319,11 @@ async fn stop_gracefully(k: &Arc<Kubelet>, pod: &Pod) {
 async fn evict(k: &Arc<Kubelet>, c: &Candidate, t: &Threshold, o: Observed) -> anyhow::Result<()> {
     let pod = &c.pod;
     if t.grace.is_some() {
+        // Marked first, so that the reconcile does not start again what SIGTERM ends.
+        k.evicted
+            .lock()
+            .expect("evicted lock")
+            .insert(pods::uid_of(pod));
         stop_gracefully(k, pod).await;
     }
     let name = pod.metadata.name.clone().unwrap_or_default();
@@ -370,8 +375,14 @@ async fn evict(k: &Arc<Kubelet>, c: &Candidate, t: &Threshold, o: Observed) -> a
         ],
     }});
     let api: Api<Pod> = Api::namespaced(k.client.clone(), &ns);
-    api.patch_status(&name, &PatchParams::default(), &Patch::Strategic(&patch))
-        .await?;
+    if let Err(e) = api
+        .patch_status(&name, &PatchParams::default(), &Patch::Strategic(&patch))
+        .await
+    {
+        // Not Failed in the API: the pod is its reconcile's again.
+        k.evicted.lock().expect("evicted lock").remove(&uid);
+        return Err(e.into());
+    }
     // Only once the API says Failed: a failed patch leaves the pod to its reconcile.
     k.evicted.lock().expect("evicted lock").insert(uid.clone());
     k.event(pod, None, "Warning", "Evicted", message).await;

@@ -376,18 +376,24 @@ async fn lifecycle_events(
     let pods_dir = k.cfg.data_dir.join("agent/pods");
     let started = tokio::time::Instant::now();
     let mut last_cni_retry = started;
+    // Retries run beside this loop (a plugin may take its full timeout), one at a time.
+    let retrying = Arc::new(std::sync::atomic::AtomicBool::new(false));
     loop {
         tokio::time::sleep(RECORDS_POLL).await;
         let pending = pods::cni_pending(&k.cfg.data_dir);
-        if last_cni_retry.elapsed() >= CNI_RETRY && pending.exists() {
+        if last_cni_retry.elapsed() >= CNI_RETRY
+            && pending.exists()
+            && !retrying.swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
             last_cni_retry = tokio::time::Instant::now();
-            let left =
-                tokio::task::spawn_blocking(move || crate::network::cni::retry_pending(&pending))
-                    .await
-                    .unwrap_or(0);
-            if left > 0 {
-                tracing::warn!(left, "CNI DEL of removed pods still failing; retrying");
-            }
+            let flag = retrying.clone();
+            tokio::task::spawn_blocking(move || {
+                let left = crate::network::cni::retry_pending(&pending);
+                if left > 0 {
+                    tracing::warn!(left, "CNI DEL of removed pods still failing; retrying");
+                }
+                flag.store(false, std::sync::atomic::Ordering::Release);
+            });
         }
         let dirs: Vec<PathBuf> = std::fs::read_dir(&pods_dir)
             .into_iter()

@@ -21,6 +21,41 @@ pub fn info() -> ResourceInfo {
 struct Kind;
 
 impl Strategy for Kind {
+    /// As upstream: the request is immutable once made (approval and the certificate go
+    /// through their own subresources), and the kube-apiserver-client signer never signs for
+    /// system:masters (the CertificateSubjectRestriction admission plugin).
+    fn validate(
+        &self,
+        obj: &Value,
+        old: Option<&Value>,
+        errs: &mut Vec<crate::apiserver::validation::FieldError>,
+    ) {
+        use crate::apiserver::validation::forbidden;
+        if let Some(old) = old {
+            if obj["spec"] != old["spec"] {
+                errs.push(forbidden("spec", "field is immutable"));
+            }
+            return;
+        }
+        if obj["spec"]["signerName"] != crate::controllers::certificates::API_CLIENT {
+            return;
+        }
+        use base64::Engine as _;
+        let pem = obj["spec"]["request"]
+            .as_str()
+            .and_then(|r| base64::engine::general_purpose::STANDARD.decode(r).ok())
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        let masters = crate::controllers::certificates::read_request(&pem)
+            .is_some_and(|a| a.organizations.iter().any(|o| o == "system:masters"));
+        if masters {
+            errs.push(forbidden(
+                "spec.signerName",
+                "use of kubernetes.io/kube-apiserver-client signer with system:masters group is not allowed",
+            ));
+        }
+    }
+
     /// As upstream's PrepareForCreate: who asked is the server's to say, never the request's.
     fn created_by(&self, obj: &mut Value, user: &crate::apiserver::auth::User) {
         let spec = &mut obj["spec"];

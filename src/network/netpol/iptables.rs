@@ -105,11 +105,42 @@ fn port_matches(rule: &Rule) -> Vec<String> {
 fn policy_rules(d: Dir, rules: &[Rule]) -> Vec<String> {
     let mut out = Vec::new();
     for rule in rules {
-        let peers: Vec<String> = match &rule.peers {
+        let spans = rule.peers.as_ref().map(|p| ranges(p));
+        let peers: Vec<String> = match &spans {
             None => vec![String::new()],
             // Selectors matching nobody: nothing to allow.
-            Some(peers) => ranges(peers).into_iter().map(|r| d.peer(r)).collect(),
+            Some(spans) => spans.iter().map(|r| d.peer(*r)).collect(),
         };
+        // An egress named port already names its destination pod (`-d`): iptables takes one
+        // `-d` per rule, so the pods outside the rule's peers are left out instead.
+        if let (Dir::Egress, true) = (d, rule.ports.iter().any(|p| matches!(p, Port::Named(_)))) {
+            for port in &rule.ports {
+                match port {
+                    Port::Named(entries) => {
+                        let inside = |ip: &Ipv4Addr| {
+                            let n = u32::from(*ip);
+                            spans
+                                .as_ref()
+                                .is_none_or(|s| s.iter().any(|(a, b)| (*a..=*b).contains(&n)))
+                        };
+                        let set: BTreeSet<String> = entries
+                            .iter()
+                            .filter(|(ip, _, _)| inside(ip))
+                            .map(|(ip, p, n)| format!("-d {ip}/32 -p {} --dport {n}", p.nft()))
+                            .collect();
+                        out.extend(set.iter().map(|m| allow(&[m])));
+                    }
+                    other => {
+                        let one = Rule {
+                            peers: rule.peers.clone(),
+                            ports: vec![other.clone()],
+                        };
+                        out.extend(policy_rules(d, std::slice::from_ref(&one)));
+                    }
+                }
+            }
+            continue;
+        }
         let ports = port_matches(rule);
         for peer in &peers {
             for port in &ports {
@@ -302,6 +333,19 @@ mod tests {
         assert!(input.contains("-X NKNP-POL-gone-IN\n"));
         assert!(input.contains("-I FORWARD 1 -j NKNP-FORWARD\n"));
         assert!(input.ends_with("COMMIT\n"));
+        // Egress to a named port of pods it may reach: one -d per rule, the pods outside its
+        // peers left out.
+        let eg = vec![Rule {
+            peers: Some(vec![Peer::Pod(ip("10.42.0.9"))]),
+            ports: vec![Port::Named(vec![
+                (ip("10.42.0.9"), Protocol::Tcp, 8080),
+                (ip("10.42.0.10"), Protocol::Tcp, 8080),
+            ])],
+        }];
+        assert_eq!(
+            policy_rules(Dir::Egress, &eg),
+            ["-d 10.42.0.9/32 -p tcp --dport 8080 -j MARK --set-xmark 0x20000/0x20000"]
+        );
         // Already hooked: no second jump.
         assert!(!restore_input(&m, &BTreeSet::new(), true).contains("-I FORWARD"));
     }

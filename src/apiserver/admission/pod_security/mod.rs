@@ -234,8 +234,10 @@ impl Plugin for PodSecurity {
 
     fn validate<'a>(&'a self, api: &'a Api, a: &'a Attributes) -> Outcome<'a> {
         Box::pin(async move {
+            // Of a pod's subresources only ephemeralcontainers is checked, as upstream: a
+            // debug container is a container like the others.
             if !matches!(a.operation, Operation::Create | Operation::Update)
-                || !a.subresource.is_empty()
+                || !(a.subresource.is_empty() || a.subresource == "ephemeralcontainers")
             {
                 return Ok(());
             }
