@@ -528,6 +528,25 @@ fn three_servers_share_one_datastore_and_the_cluster_outlives_the_first() {
     eventually("three servers in default/kubernetes", 30, || {
         (apiserver_endpoints(&b) == ["10.99.0.2", "10.99.0.3", "10.99.0.4"]).then_some(())
     });
+    // The datastore answers the servers alone: an agent (and so its pods) cannot reach it.
+    let probe = |node: &str| {
+        b.cli(&[
+            "exec",
+            "--name",
+            &b.name,
+            node,
+            "--",
+            "timeout",
+            "3",
+            "bash",
+            "-c",
+            "echo > /dev/tcp/10.99.0.1/2379",
+        ])
+        .status
+        .success()
+    };
+    assert!(probe(&s1), "a server cannot reach etcd");
+    assert!(!probe(&b.node("agent", 0)), "an agent reached etcd");
     let leases = b.k(&[
         "get",
         "leases",

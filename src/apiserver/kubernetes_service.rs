@@ -187,10 +187,14 @@ async fn live_endpoints(api: &Arc<Api>, me: Option<&Me>) -> Result<Vec<(String, 
                 expired.push(name.to_string());
             }
         }
+        // Only an address and a port reach the endpoints, whatever the annotation says.
         let endpoint = lease["metadata"]["annotations"][ENDPOINT_ANNOTATION]
             .as_str()
             .and_then(|e| e.rsplit_once(':'))
-            .and_then(|(a, p)| Some((a.to_string(), p.parse::<u16>().ok()?)));
+            .and_then(|(a, p)| {
+                let ip: std::net::IpAddr = a.trim_matches(['[', ']']).parse().ok()?;
+                Some((ip.to_string(), p.parse::<u16>().ok()?))
+            });
         if let (true, Some(endpoint)) = (fresh, endpoint) {
             out.push(endpoint);
         }
@@ -235,6 +239,7 @@ async fn write_endpoints(api: &Arc<Api>, live: &[(String, u16)]) -> Result<(), A
     }
     // One subset (and one slice) per port: servers of one cluster normally share theirs.
     let mut ports: Vec<u16> = live.iter().map(|(_, p)| *p).collect();
+    ports.sort_unstable();
     ports.dedup();
     let subsets: Vec<Value> = ports
         .iter()

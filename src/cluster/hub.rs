@@ -61,6 +61,17 @@ pub fn etcd_args(name: &str, ip: std::net::Ipv4Addr, dir: &std::path::Path) -> V
     ]
 }
 
+/// The hub's nftables table: etcd's client port open to the servers (and the hub itself)
+/// alone.
+pub fn datastore_filter(c: &layout::Cluster) -> String {
+    let servers: Vec<String> = c.servers().map(|n| n.ip.to_string()).collect();
+    format!(
+        "table inet nanokube-hub\ndelete table inet nanokube-hub\ntable inet nanokube-hub {{\n  chain input {{\n    type filter hook input priority filter; policy accept;\n    tcp dport {} ip saddr != {{ 127.0.0.1, {} }} drop\n  }}\n}}\n",
+        layout::ETCD_PORT,
+        servers.join(", ")
+    )
+}
+
 pub fn run(args: HubArgs) -> Result<i32, Error> {
     let c = layout::Cluster::load(&args.clusters_dir, &args.cluster)
         .map_err(|e| Error::io(format!("reading cluster {:?}", args.cluster), e))?;
@@ -80,6 +91,9 @@ pub fn run(args: HubArgs) -> Result<i32, Error> {
     )
     .map_err(|e| Error::io("opening the hub's network namespace", e))?;
     setns(netns.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|e| Error::sys("setns(net)", e))?;
+    // etcd answers the servers only: pods reach the hub's address through their node (an
+    // agent's pods come masqueraded as the agent), and the datastore has no authentication.
+    crate::network::masquerade::nft(&datastore_filter(&c)).map_err(Error::Network)?;
     let targets = forward::Targets::new(
         c.servers()
             .map(|n| SocketAddr::from((n.ip, layout::API_PORT)))

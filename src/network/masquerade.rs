@@ -18,7 +18,7 @@ pub fn ruleset(cluster: Cidr) -> String {
 }
 
 /// Runs one nft transaction from `input`.
-pub(super) fn nft(input: &str) -> Result<(), Error> {
+pub(crate) fn nft(input: &str) -> Result<(), Error> {
     let mut child = Command::new("nft")
         .args(["-f", "-"])
         .stdin(Stdio::piped())
